@@ -1,0 +1,2 @@
+// Public surface of `mooring/engine` (the native data path). Filled in by the engine work.
+export {};

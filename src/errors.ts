@@ -1,0 +1,133 @@
+/**
+ * One enum of named error codes, shared by every layer and carried over the wire as strings.
+ * Names follow Mooncake Store's master where users already know them (see docs/errors.md for the mapping).
+ */
+export const ErrorCode = {
+  // Objects and replicas
+  OBJECT_NOT_FOUND: 'OBJECT_NOT_FOUND',
+  OBJECT_ALREADY_EXISTS: 'OBJECT_ALREADY_EXISTS',
+  OBJECT_HAS_LEASE: 'OBJECT_HAS_LEASE',
+  OBJECT_NOT_READY: 'OBJECT_NOT_READY',
+  LEASE_EXPIRED: 'LEASE_EXPIRED',
+  // Segments and clients
+  SEGMENT_NOT_FOUND: 'SEGMENT_NOT_FOUND',
+  SEGMENT_ALREADY_EXISTS: 'SEGMENT_ALREADY_EXISTS',
+  CLIENT_NOT_FOUND: 'CLIENT_NOT_FOUND',
+  NO_SPACE: 'NO_SPACE',
+  // Requests
+  INVALID_ARGUMENT: 'INVALID_ARGUMENT',
+  UNAUTHORIZED: 'UNAUTHORIZED',
+  // Consensus and availability
+  NOT_LEADER: 'NOT_LEADER',
+  TIMEOUT: 'TIMEOUT',
+  UNAVAILABLE: 'UNAVAILABLE',
+  PROPOSAL_DROPPED: 'PROPOSAL_DROPPED',
+  LEADERSHIP_TRANSFER_IN_PROGRESS: 'LEADERSHIP_TRANSFER_IN_PROGRESS',
+  MEMBERSHIP_CHANGE_IN_PROGRESS: 'MEMBERSHIP_CHANGE_IN_PROGRESS',
+  SHUTTING_DOWN: 'SHUTTING_DOWN',
+  // Wire
+  CLUSTER_MISMATCH: 'CLUSTER_MISMATCH',
+  PROTOCOL_MISMATCH: 'PROTOCOL_MISMATCH',
+  FRAME_TOO_LARGE: 'FRAME_TOO_LARGE',
+  MALFORMED_FRAME: 'MALFORMED_FRAME',
+  QUEUE_FULL: 'QUEUE_FULL',
+  RPC_FAILED: 'RPC_FAILED',
+  // Storage
+  STORAGE_FAILED: 'STORAGE_FAILED',
+  CORRUPT_LOG: 'CORRUPT_LOG',
+  COMPACTED: 'COMPACTED',
+  // Data path
+  ENGINE_UNAVAILABLE: 'ENGINE_UNAVAILABLE',
+  TRANSFER_FAILED: 'TRANSFER_FAILED',
+  CHECKSUM_MISMATCH: 'CHECKSUM_MISMATCH',
+  // Configuration
+  INVALID_CONFIG: 'INVALID_CONFIG',
+  INTERNAL: 'INTERNAL',
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+const humanMessages: Record<ErrorCode, string> = {
+  OBJECT_NOT_FOUND: 'no object with that key',
+  OBJECT_ALREADY_EXISTS: 'an object with that key already exists',
+  OBJECT_HAS_LEASE: 'the object is under a read lease and cannot be removed yet',
+  OBJECT_NOT_READY: 'the object has no complete replica yet',
+  LEASE_EXPIRED: 'the read lease ran out before the read finished',
+  SEGMENT_NOT_FOUND: 'no segment with that id',
+  SEGMENT_ALREADY_EXISTS: 'a segment with that id (or an overlapping range) is already mounted',
+  CLIENT_NOT_FOUND: 'unknown client; mount your segments again',
+  NO_SPACE: 'no segment has a free extent large enough',
+  INVALID_ARGUMENT: 'invalid argument',
+  UNAUTHORIZED: 'missing or wrong credentials',
+  NOT_LEADER: 'this master is not the leader',
+  TIMEOUT: 'the operation timed out; its outcome is unknown',
+  UNAVAILABLE: 'no quorum is reachable',
+  PROPOSAL_DROPPED: 'the proposal was dropped (leadership changed or limits reached); its outcome is unknown',
+  LEADERSHIP_TRANSFER_IN_PROGRESS: 'a leadership transfer is in progress; retry shortly',
+  MEMBERSHIP_CHANGE_IN_PROGRESS: 'another membership change is still in progress',
+  SHUTTING_DOWN: 'the node is shutting down',
+  CLUSTER_MISMATCH: 'the peer belongs to another cluster',
+  PROTOCOL_MISMATCH: 'the peer speaks another protocol version',
+  FRAME_TOO_LARGE: 'the frame exceeds maxFrameBytes',
+  MALFORMED_FRAME: 'the frame does not decode',
+  QUEUE_FULL: 'the send queue is full',
+  RPC_FAILED: 'the remote call failed',
+  STORAGE_FAILED: 'a durable write failed; the node stops rather than continue with a log it could not persist',
+  CORRUPT_LOG: 'the log failed its checksum',
+  COMPACTED: 'the requested entries were compacted into a snapshot',
+  ENGINE_UNAVAILABLE: 'the native engine is not available',
+  TRANSFER_FAILED: 'the data transfer failed',
+  CHECKSUM_MISMATCH: 'the bytes read do not match their checksum',
+  INVALID_CONFIG: 'invalid configuration',
+  INTERNAL: 'internal error',
+};
+
+export function describeError(code: ErrorCode): string {
+  return humanMessages[code];
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(humanMessages, value);
+}
+
+/** The shape an error takes on the wire: `{code, message, leaderHint?}`. */
+export interface WireError {
+  code: ErrorCode;
+  message: string;
+  leaderHint?: string;
+}
+
+export class MooringError extends Error {
+  readonly code: ErrorCode;
+  /** For NOT_LEADER: the node id (or client address) of the leader this node believes in, if any. */
+  readonly leaderHint: string | undefined;
+
+  constructor(code: ErrorCode, message?: string, options?: { leaderHint?: string; cause?: unknown }) {
+    super(message ?? humanMessages[code], options?.cause !== undefined ? { cause: options.cause } : undefined);
+    this.name = 'MooringError';
+    this.code = code;
+    this.leaderHint = options?.leaderHint;
+  }
+
+  toWire(): WireError {
+    const wire: WireError = { code: this.code, message: this.message };
+    if (this.leaderHint !== undefined) wire.leaderHint = this.leaderHint;
+    return wire;
+  }
+
+  static fromWire(wire: unknown): MooringError {
+    if (typeof wire !== 'object' || wire === null) {
+      return new MooringError(ErrorCode.RPC_FAILED, 'remote error without a body');
+    }
+    const w = wire as Partial<WireError>;
+    const code = isErrorCode(w.code) ? w.code : ErrorCode.RPC_FAILED;
+    const message = typeof w.message === 'string' ? w.message : humanMessages[code];
+    const hint = typeof w.leaderHint === 'string' ? { leaderHint: w.leaderHint } : undefined;
+    return new MooringError(code, message, hint);
+  }
+}
+
+/** Invariant check (TigerBeetle style): a failed assertion is a bug in Mooring, never bad input. */
+export function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(`assertion failed: ${message}`);
+}

@@ -1,0 +1,2 @@
+// Public surface of `mooring/testing`: the deterministic simulator, fault schedules and the linearizability checker.
+export { SeededRng } from '../util/rng.js';

@@ -1,0 +1,29 @@
+/**
+ * The peer transport contract shared by the TCP/TLS transport and the in-memory transport.
+ * It moves opaque, msgpackr-encodable frames between authenticated nodes of one cluster; what a frame means
+ * (a batch of Raft messages, a snapshot chunk) is the caller's business, and the caller validates its shape.
+ */
+export type PeerId = string;
+
+export interface PeerAddress {
+  id: PeerId;
+  host: string;
+  port: number;
+}
+
+export interface PeerTransport {
+  /** Starts listening (TCP) or registers on the in-memory network. Resolves once frames can be received. */
+  start(): Promise<void>;
+  /**
+   * Queues a frame for `to`. Never blocks and never throws on a slow or missing peer: returns false when the frame
+   * was dropped (unknown peer, closed transport, or the peer's bounded send queue is full). Raft tolerates loss.
+   */
+  send(to: PeerId, frame: unknown): boolean;
+  /** Registers the single handler for frames that arrived from an authenticated peer of this cluster. */
+  onFrame(handler: (from: PeerId, frame: unknown) => void): void;
+  /** Adds or updates a peer's address (membership changes). */
+  setPeer(peer: PeerAddress): void;
+  removePeer(id: PeerId): void;
+  /** Closes the listener and every connection; queued frames are dropped. Idempotent. */
+  close(): Promise<void>;
+}
