@@ -1,0 +1,185 @@
+/**
+ * Master metrics on a private prom-client Registry (never the global one: several masters may share a process).
+ *
+ * Names (Mooncake equivalents in docs/configuration.md § Metrics):
+ *   mooring_raft_term, mooring_raft_role{role} (one-hot: 1 for the current role, 0 for the other three),
+ *   mooring_raft_has_leader, mooring_raft_commit_index, mooring_raft_applied_index, mooring_raft_leader_changes_total,
+ *   mooring_proposal_duration_seconds (histogram), mooring_rpc_duration_seconds{method} (histogram),
+ *   mooring_rpc_requests_total{method}, mooring_rpc_failures_total{method,code},
+ *   mooring_allocated_bytes, mooring_total_capacity_bytes, mooring_key_count, mooring_evicted_keys_total,
+ *   mooring_active_clients, mooring_segments, mooring_snapshots_total, plus prom-client's process_* / nodejs_*.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Role } from '../raft/types.js';
+import { isErrorCode } from '../errors.js';
+
+export const RAFT_ROLES: readonly Role[] = ['follower', 'preCandidate', 'candidate', 'leader'];
+
+/** Proposal latency: 0.1 ms (fast group commit) to 1 s (election in the way). Seconds. */
+export const PROPOSAL_BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+export const RPC_BUCKETS_SECONDS = PROPOSAL_BUCKETS_SECONDS;
+/**
+ * Distinct `method` label values kept; later ones are counted as 'other'. Method names can come from the
+ * network, and an unbounded label set would grow memory without bound.
+ */
+export const MAX_RPC_METHOD_LABELS = 100;
+const METHOD_PATTERN = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
+
+export interface RaftMetricsUpdate {
+  term?: number;
+  role?: Role;
+  commitIndex?: number;
+  appliedIndex?: number;
+  /** Current leader id, '' or null when unknown. A change to a different known leader counts one leader change. */
+  leaderId?: string | null;
+}
+
+export interface CapacityMetricsUpdate {
+  allocatedBytes?: number;
+  totalCapacityBytes?: number;
+  keyCount?: number;
+  activeClients?: number;
+  segments?: number;
+}
+
+export interface CreateMasterMetricsOptions {
+  /** prom-client process_* and nodejs_* metrics. Default true. */
+  processMetrics?: boolean;
+}
+
+export class MasterMetrics {
+  readonly registry: Registry;
+  readonly raftTerm: Gauge;
+  readonly raftRole: Gauge<'role'>;
+  readonly raftHasLeader: Gauge;
+  readonly commitIndex: Gauge;
+  readonly appliedIndex: Gauge;
+  readonly leaderChanges: Counter;
+  readonly proposalDuration: Histogram;
+  readonly rpcDuration: Histogram<'method'>;
+  readonly rpcRequests: Counter<'method'>;
+  readonly rpcFailures: Counter<'method' | 'code'>;
+  readonly allocatedBytes: Gauge;
+  readonly totalCapacityBytes: Gauge;
+  readonly keyCount: Gauge;
+  readonly evictedKeys: Counter;
+  readonly activeClients: Gauge;
+  readonly segments: Gauge;
+  readonly snapshots: Counter;
+  private lastLeader: string | null = null;
+  private readonly methods = new Set<string>();
+
+  constructor(options: CreateMasterMetricsOptions = {}) {
+    const r = (this.registry = new Registry());
+    const registers = [r];
+    this.raftTerm = new Gauge({ name: 'mooring_raft_term', help: 'Current Raft term', registers });
+    this.raftRole = new Gauge({
+      name: 'mooring_raft_role',
+      help: 'Raft role, one-hot: 1 for the current role (follower|preCandidate|candidate|leader), 0 otherwise',
+      labelNames: ['role'],
+      registers,
+    });
+    this.raftHasLeader = new Gauge({ name: 'mooring_raft_has_leader', help: '1 when this node knows a leader', registers });
+    this.commitIndex = new Gauge({ name: 'mooring_raft_commit_index', help: 'Highest log index known committed', registers });
+    this.appliedIndex = new Gauge({ name: 'mooring_raft_applied_index', help: 'Highest log index applied to the state machine', registers });
+    this.leaderChanges = new Counter({ name: 'mooring_raft_leader_changes_total', help: 'Times this node saw a new leader', registers });
+    this.proposalDuration = new Histogram({
+      name: 'mooring_proposal_duration_seconds',
+      help: 'Time from proposal to applied result',
+      buckets: PROPOSAL_BUCKETS_SECONDS,
+      registers,
+    });
+    this.rpcDuration = new Histogram({
+      name: 'mooring_rpc_duration_seconds',
+      help: 'Client RPC handling time by method',
+      labelNames: ['method'],
+      buckets: RPC_BUCKETS_SECONDS,
+      registers,
+    });
+    this.rpcRequests = new Counter({
+      name: 'mooring_rpc_requests_total',
+      help: 'Client RPCs received by method (Mooncake: master_<method>_requests_total)',
+      labelNames: ['method'],
+      registers,
+    });
+    this.rpcFailures = new Counter({
+      name: 'mooring_rpc_failures_total',
+      help: 'Client RPCs answered with an error, by method and error code (Mooncake: master_<method>_failures_total)',
+      labelNames: ['method', 'code'],
+      registers,
+    });
+    this.allocatedBytes = new Gauge({ name: 'mooring_allocated_bytes', help: 'Bytes allocated to replicas across all segments', registers });
+    this.totalCapacityBytes = new Gauge({ name: 'mooring_total_capacity_bytes', help: 'Total bytes of mounted segments', registers });
+    this.keyCount = new Gauge({ name: 'mooring_key_count', help: 'Objects (keys) stored', registers });
+    this.evictedKeys = new Counter({ name: 'mooring_evicted_keys_total', help: 'Objects evicted (or demoted) by this replica', registers });
+    this.activeClients = new Gauge({ name: 'mooring_active_clients', help: 'Clients with a live session', registers });
+    this.segments = new Gauge({ name: 'mooring_segments', help: 'Mounted segments', registers });
+    this.snapshots = new Counter({ name: 'mooring_snapshots_total', help: 'Snapshots taken or installed by this node', registers });
+    for (const role of RAFT_ROLES) this.raftRole.set({ role }, 0);
+    if (options.processMetrics !== false) collectDefaultMetrics({ register: r });
+  }
+
+  /** Updates any subset of the Raft gauges; counts a leader change when a different known leader appears. */
+  setRaft(u: RaftMetricsUpdate): void {
+    if (u.term !== undefined) this.raftTerm.set(u.term);
+    if (u.role !== undefined) for (const role of RAFT_ROLES) this.raftRole.set({ role }, role === u.role ? 1 : 0);
+    if (u.commitIndex !== undefined) this.commitIndex.set(u.commitIndex);
+    if (u.appliedIndex !== undefined) this.appliedIndex.set(u.appliedIndex);
+    if (u.leaderId !== undefined) {
+      const leader = u.leaderId === '' ? null : u.leaderId;
+      this.raftHasLeader.set(leader === null ? 0 : 1);
+      if (leader !== null && leader !== this.lastLeader) this.leaderChanges.inc();
+      if (leader !== null) this.lastLeader = leader;
+    }
+  }
+
+  setCapacity(u: CapacityMetricsUpdate): void {
+    if (u.allocatedBytes !== undefined) this.allocatedBytes.set(u.allocatedBytes);
+    if (u.totalCapacityBytes !== undefined) this.totalCapacityBytes.set(u.totalCapacityBytes);
+    if (u.keyCount !== undefined) this.keyCount.set(u.keyCount);
+    if (u.activeClients !== undefined) this.activeClients.set(u.activeClients);
+    if (u.segments !== undefined) this.segments.set(u.segments);
+  }
+
+  observeProposal(seconds: number): void {
+    if (Number.isFinite(seconds) && seconds >= 0) this.proposalDuration.observe(seconds);
+  }
+
+  /** Counts one RPC; a `code` other than 'OK' also counts a failure under that code. */
+  countRpc(method: string, code?: string): void {
+    const m = this.methodLabel(method);
+    this.rpcRequests.inc({ method: m });
+    if (code !== undefined && code !== 'OK') this.rpcFailures.inc({ method: m, code: isErrorCode(code) ? code : 'OTHER' });
+  }
+
+  /** countRpc plus the latency histogram, for the RPC server's one call per request. */
+  observeRpc(method: string, seconds: number, code?: string): void {
+    this.countRpc(method, code);
+    if (Number.isFinite(seconds) && seconds >= 0) this.rpcDuration.observe({ method: this.methodLabel(method) }, seconds);
+  }
+
+  countEvictions(keys: number): void {
+    if (Number.isFinite(keys) && keys > 0) this.evictedKeys.inc(keys);
+  }
+
+  countSnapshot(): void {
+    this.snapshots.inc();
+  }
+
+  /** Prometheus text exposition of everything in the registry. */
+  async expose(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  private methodLabel(method: string): string {
+    if (typeof method !== 'string' || !METHOD_PATTERN.test(method)) return 'other';
+    if (this.methods.has(method)) return method;
+    if (this.methods.size >= MAX_RPC_METHOD_LABELS) return 'other';
+    this.methods.add(method);
+    return method;
+  }
+}
+
+export function createMasterMetrics(options: CreateMasterMetricsOptions = {}): MasterMetrics {
+  return new MasterMetrics(options);
+}
