@@ -300,7 +300,7 @@ function applyAliases(obj: Raw, problems: Problems, originLabel?: string): Raw {
       }
       value = Math.round(n * spec.scale);
     }
-    if (spec.values && typeof value === 'string' && spec.values[value] !== undefined) value = spec.values[value];
+    if (spec.values && typeof value === 'string' && Object.hasOwn(spec.values, value)) value = spec.values[value];
     if (originLabel) problems.origin.set(canonical, `${originLabel} ${alias}`);
     else problems.origin.set(canonical, alias);
     parent[last] = value;
@@ -332,7 +332,7 @@ function leafAt(segments: string[]): Leaf | undefined {
   let node: SchemaNode | undefined;
   for (const seg of segments) {
     if (!fields) return undefined;
-    node = fields[seg];
+    node = Object.hasOwn(fields, seg) ? fields[seg] : undefined;
     if (!node) return undefined;
     fields = node.t === 'obj' ? node.fields : undefined;
   }
@@ -385,12 +385,14 @@ function envLayer(env: Record<string, string | undefined>, problems: Problems): 
 }
 
 function setAt(obj: Raw, segs: string[], value: unknown): void {
+  const define = (o: Raw, k: string, v: unknown): void =>
+    void Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
   let cur = obj;
   for (const seg of segs.slice(0, -1)) {
-    if (!isPlainObject(cur[seg])) cur[seg] = {};
+    if (!Object.hasOwn(cur, seg) || !isPlainObject(cur[seg])) define(cur, seg, {});
     cur = cur[seg] as Raw;
   }
-  cur[segs[segs.length - 1]!] = value;
+  define(cur, segs[segs.length - 1]!, value);
 }
 
 /** Flag overrides: a nested partial config and/or dotted keys (`'raft.tickMs': '10'`); undefined = not given. */
@@ -398,7 +400,7 @@ function overridesLayer(overrides: Raw, problems: Problems): Raw {
   const nested: Raw = {};
   const put = (segs: string[], value: unknown): void => {
     if (value === undefined) return;
-    if (isPlainObject(value) && !(segs.length === 1 && segs[0] in ALIASES)) {
+    if (isPlainObject(value) && !(segs.length === 1 && Object.hasOwn(ALIASES, segs[0]!))) {
       for (const [k, v] of Object.entries(value)) put([...segs, ...k.split('.')], v);
       return;
     }
@@ -407,7 +409,7 @@ function overridesLayer(overrides: Raw, problems: Problems): Raw {
     problems.origin.set(segs.join('.'), 'override');
   };
   for (const [k, v] of Object.entries(overrides)) {
-    if (k in ALIASES) {
+    if (Object.hasOwn(ALIASES, k)) {
       if (v !== undefined) nested[k] = v;
     } else put(k.split('.'), v);
   }
@@ -418,7 +420,9 @@ function mergeLayers(base: Raw, top: Raw): Raw {
   const out: Raw = { ...base };
   for (const [k, v] of Object.entries(top)) {
     // peers (a list) is replaced whole; mappings merge key by key.
-    out[k] = isPlainObject(v) && isPlainObject(out[k]) ? mergeLayers(out[k] as Raw, v) : v;
+    const value = isPlainObject(v) && isPlainObject(out[k]) ? mergeLayers(out[k] as Raw, v) : v;
+    // defineProperty: a key named "__proto__" stays a plain (reported-as-unknown) key, never a prototype.
+    Object.defineProperty(out, k, { value, enumerable: true, writable: true, configurable: true });
   }
   return out;
 }
@@ -484,7 +488,7 @@ function checkObject(fields: Record<string, SchemaNode>, value: unknown, p: stri
   const out: Raw = {};
   for (const [k, v] of Object.entries(value)) {
     const kp = joinPath(p, k);
-    const node = fields[k];
+    const node = Object.hasOwn(fields, k) ? fields[k] : undefined;
     if (!node) {
       const hint = suggest(k, Object.keys(fields));
       problems.add(kp, `is not a known setting${hint ? ` (did you mean ${joinPath(p, hint)}?)` : ''}`);
@@ -709,7 +713,14 @@ function parseYaml(text: string, source: string, problems: Problems): Raw | unde
     }
     return undefined;
   }
-  const value: unknown = doc.toJS({ maxAliasCount: 100 });
+  let value: unknown;
+  try {
+    // Throws on an unresolved alias or an alias bomb (more than maxAliasCount expansions).
+    value = doc.toJS({ maxAliasCount: 100 });
+  } catch (e) {
+    problems.list.push(`config: ${source} is not valid YAML: ${(e as Error).message.split('\n')[0]}`);
+    return undefined;
+  }
   if (value === null || value === undefined) return {};
   if (!isPlainObject(value)) {
     problems.list.push(`config: ${source} must hold a mapping of settings at the top level, got ${show(value)}`);

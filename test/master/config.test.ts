@@ -345,3 +345,29 @@ describe('listConfigFields', () => {
     }
   });
 });
+
+describe('hostile keys', () => {
+  it('a "__proto__" key is reported as unknown and never changes a prototype', () => {
+    const input = JSON.parse('{"nodeId":"a","__proto__":{"polluted":1},"raft":{"__proto__":{"tickMs":1}}}') as Record<string, unknown>;
+    const problems = problemsOf(input);
+    expect(problems.some((p) => p.startsWith('config: __proto__ '))).toBe(true);
+    expect(problems.some((p) => p.startsWith('config: raft.__proto__ '))).toBe(true);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    const viaYaml = problemsOf('nodeId: a\n__proto__: {polluted: 1}\n');
+    expect(viaYaml.some((p) => p.startsWith('config: __proto__ '))).toBe(true);
+  });
+});
+
+describe('hostile override keys', () => {
+  it('a "__proto__" path in overrides is reported, not followed', () => {
+    try {
+      loadConfig({ env: {}, overrides: { nodeId: 'a', '__proto__.polluted': 1, constructor: 'x' } });
+      expect.unreachable();
+    } catch (e) {
+      const problems = (e as ConfigError).problems;
+      expect(problems.some((p) => p.startsWith('config: __proto__ '))).toBe(true);
+      expect(problems.some((p) => p.startsWith('config: constructor '))).toBe(true);
+    }
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});
