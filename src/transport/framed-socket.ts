@@ -1,0 +1,137 @@
+/**
+ * A socket (TCP or TLS) carrying frames. Decoding errors close THIS connection only; nothing thrown here can
+ * escape into the process. Frames that arrive before a handler is set are queued (bounded by the handshake, which
+ * reads exactly one frame before installing the handler).
+ */
+import type { Socket } from 'node:net';
+import { ErrorCode, MooringError } from '../errors.js';
+import { FrameDecoder } from './codec.js';
+
+/** How long a closing connection may take to flush its last frame before it is destroyed. */
+export const endGraceMs = 1000;
+/** Frames a peer may send ahead of the handshake's completion before it is cut off. */
+export const maxPendingFrames = 1024;
+
+export class FramedSocket {
+  readonly socket: Socket;
+  private readonly decoder: FrameDecoder;
+  private handler: ((frame: unknown) => void) | null = null;
+  private pending: unknown[] = [];
+  private waiter: { resolve: (f: unknown) => void; reject: (e: Error) => void } | null = null;
+  private closeHandlers: Array<(err: Error | null) => void> = [];
+  private closedWith: Error | null | undefined = undefined;
+
+  constructor(socket: Socket, maxFrameBytes: number) {
+    this.socket = socket;
+    this.decoder = new FrameDecoder(maxFrameBytes);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err) => this.finish(err));
+    socket.on('close', () => this.finish(null));
+  }
+
+  get closed(): boolean {
+    return this.closedWith !== undefined;
+  }
+
+  /** Resolves with the next frame, or rejects (TIMEOUT / the close reason). Used by the handshake. */
+  readOne(timeoutMs: number): Promise<unknown> {
+    if (this.pending.length > 0) return Promise.resolve(this.pending.shift());
+    if (this.closedWith !== undefined) {
+      return Promise.reject(this.closedWith ?? new MooringError(ErrorCode.RPC_FAILED, 'connection closed'));
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiter = null;
+        reject(new MooringError(ErrorCode.TIMEOUT, `no frame within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiter = {
+        resolve: (f) => {
+          clearTimeout(timer);
+          resolve(f);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+    });
+  }
+
+  /** Installs the frame handler; frames queued so far are delivered first, in order. */
+  setHandler(handler: (frame: unknown) => void): void {
+    this.handler = handler;
+    const queued = this.pending;
+    this.pending = [];
+    for (const f of queued) {
+      if (this.closed) return;
+      handler(f);
+    }
+  }
+
+  onClose(cb: (err: Error | null) => void): void {
+    if (this.closedWith !== undefined) cb(this.closedWith);
+    else this.closeHandlers.push(cb);
+  }
+
+  /** Writes bytes; returns the socket's backpressure signal (false = wait for 'drain'). */
+  write(bytes: Uint8Array): boolean {
+    if (this.closed || this.socket.destroyed) return false;
+    return this.socket.write(bytes);
+  }
+
+  /** Sends a last frame (best effort), then ends the connection. */
+  endWith(bytes: Uint8Array | null, reason: Error | null): void {
+    if (this.closed) return;
+    if (bytes !== null && !this.socket.destroyed) this.socket.end(bytes);
+    else this.socket.end();
+    // A peer that never reads must not hold the socket open.
+    const t = setTimeout(() => this.socket.destroy(), endGraceMs);
+    t.unref();
+    this.finish(reason, false);
+  }
+
+  destroy(reason: Error | null = null): void {
+    this.socket.destroy();
+    this.finish(reason);
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    let frames: unknown[];
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (err) {
+      this.destroy(err as Error);
+      return;
+    }
+    for (const f of frames) {
+      if (this.closed) return;
+      if (this.waiter !== null) {
+        const w = this.waiter;
+        this.waiter = null;
+        w.resolve(f);
+      } else if (this.handler !== null) {
+        this.handler(f);
+      } else if (this.pending.length >= maxPendingFrames) {
+        this.destroy(new MooringError(ErrorCode.QUEUE_FULL, 'too many frames before the handshake completed'));
+        return;
+      } else {
+        this.pending.push(f);
+      }
+    }
+  }
+
+  private finish(err: Error | null, destroySocket = true): void {
+    if (this.closedWith !== undefined) return;
+    this.closedWith = err;
+    if (destroySocket && !this.socket.destroyed) this.socket.destroy();
+    if (this.waiter !== null) {
+      const w = this.waiter;
+      this.waiter = null;
+      w.reject(err ?? new MooringError(ErrorCode.RPC_FAILED, 'connection closed'));
+    }
+    const cbs = this.closeHandlers;
+    this.closeHandlers = [];
+    for (const cb of cbs) cb(err);
+  }
+}

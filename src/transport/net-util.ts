@@ -1,0 +1,144 @@
+/**
+ * Listening and dialing over TCP or TLS, shared by the peer transport and the RPC layer.
+ */
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
+import { ErrorCode, MooringError } from '../errors.js';
+import type { LoggerLike } from './logger.js';
+
+/** PEM material given inline (contents) or as file paths. */
+export interface TlsConfig {
+  cert: string | Buffer;
+  key: string | Buffer;
+  /** The cluster CA: verifies the other side's certificate. */
+  ca: string | Buffer;
+  /** Server side: demand and verify a client certificate (mTLS). Default false. */
+  requireClientCert?: boolean;
+  /** Client side: check the server certificate's name against the host dialed. Default true. */
+  verifyHostname?: boolean;
+}
+
+/** Socket-level keepalive, so a dead peer behind a silent network is noticed. */
+export const tcpKeepAliveInitialDelayMs = 10_000;
+/** Accepted connections over this are closed at once (memory stays bounded under a connection flood). */
+export const defaultMaxInboundConnections = 1024;
+
+function pem(v: string | Buffer): Buffer {
+  if (Buffer.isBuffer(v)) return v;
+  if (v.includes('-----BEGIN')) return Buffer.from(v);
+  try {
+    return readFileSync(v);
+  } catch (err) {
+    throw new MooringError(ErrorCode.INVALID_CONFIG, `cannot read TLS file ${v}: ${(err as Error).message}`);
+  }
+}
+
+export interface ResolvedTls {
+  cert: Buffer;
+  key: Buffer;
+  ca: Buffer;
+  requireClientCert: boolean;
+  verifyHostname: boolean;
+}
+
+export function resolveTls(cfg: TlsConfig | undefined): ResolvedTls | undefined {
+  if (cfg === undefined) return undefined;
+  return {
+    cert: pem(cfg.cert),
+    key: pem(cfg.key),
+    ca: pem(cfg.ca),
+    requireClientCert: cfg.requireClientCert ?? false,
+    verifyHostname: cfg.verifyHostname ?? true,
+  };
+}
+
+function tuneSocket(socket: net.Socket): void {
+  socket.setNoDelay(true);
+  socket.setKeepAlive(true, tcpKeepAliveInitialDelayMs);
+}
+
+/** Creates a TCP or TLS server; `onSocket` gets each connection once it is ready (TLS: after the TLS handshake). */
+export function createListener(
+  tlsCfg: ResolvedTls | undefined,
+  logger: LoggerLike,
+  maxConnections: number,
+  onSocket: (socket: net.Socket) => void,
+): net.Server {
+  let server: net.Server;
+  const accept = (socket: net.Socket): void => {
+    tuneSocket(socket);
+    socket.on('error', () => {}); // reported through FramedSocket; never an uncaught 'error'
+    onSocket(socket);
+  };
+  if (tlsCfg !== undefined) {
+    server = tls.createServer(
+      {
+        cert: tlsCfg.cert,
+        key: tlsCfg.key,
+        ca: tlsCfg.ca,
+        requestCert: tlsCfg.requireClientCert,
+        rejectUnauthorized: tlsCfg.requireClientCert,
+        minVersion: 'TLSv1.2',
+      },
+      accept,
+    );
+    server.on('tlsClientError', (err, socket) => {
+      logger.warn({ err: err.message, remote: socket.remoteAddress }, 'TLS handshake refused');
+      socket.destroy();
+    });
+  } else {
+    server = net.createServer(accept);
+  }
+  server.maxConnections = maxConnections;
+  server.on('error', (err) => logger.error({ err: err.message }, 'listener error'));
+  return server;
+}
+
+export function listen(server: net.Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => reject(new MooringError(ErrorCode.INVALID_CONFIG, `cannot listen on ${host}:${port}: ${err.message}`, { cause: err }));
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      const addr = server.address();
+      resolve(typeof addr === 'object' && addr !== null ? addr.port : port);
+    });
+  });
+}
+
+export function closeServer(server: net.Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/** Dials host:port; resolves once connected (TLS: once the server certificate verified). */
+export function dial(host: string, port: number, tlsCfg: ResolvedTls | undefined, connectTimeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    let socket: net.Socket;
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new MooringError(ErrorCode.TIMEOUT, `connect to ${host}:${port} timed out`));
+    }, connectTimeoutMs);
+    const fail = (err: Error): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(new MooringError(ErrorCode.UNAVAILABLE, `cannot connect to ${host}:${port}: ${err.message}`, { cause: err }));
+    };
+    const ok = (): void => {
+      clearTimeout(timer);
+      socket.off('error', fail);
+      socket.on('error', () => {});
+      tuneSocket(socket);
+      resolve(socket);
+    };
+    if (tlsCfg !== undefined) {
+      const opts: tls.ConnectionOptions = { host, port, ca: tlsCfg.ca, cert: tlsCfg.cert, key: tlsCfg.key, minVersion: 'TLSv1.2' };
+      if (!net.isIP(host)) opts.servername = host;
+      if (!tlsCfg.verifyHostname) opts.checkServerIdentity = () => undefined;
+      socket = tls.connect(opts, ok);
+    } else {
+      socket = net.connect({ host, port }, ok);
+    }
+    socket.once('error', fail);
+  });
+}

@@ -1,0 +1,351 @@
+/**
+ * TcpPeerTransport: the PeerTransport over TCP (or TLS/mTLS).
+ *
+ * Each node dials one outbound connection per peer and uses it only to send frames to that peer; frames from a
+ * peer arrive on the connection that peer dialed. Per peer, a bounded queue holds encoded frames while the
+ * connection is down or the socket is pushing back; when it is full, send() returns false and drops the frame
+ * (Raft tolerates loss), so memory stays bounded however slow or dead a peer is. Frames queued in the same tick are
+ * coalesced into one socket write.
+ */
+import type net from 'node:net';
+import { ErrorCode, MooringError } from '../errors.js';
+import { defaultMaxFrameBytes, encodeFrame } from './codec.js';
+import { FramedSocket } from './framed-socket.js';
+import { acceptHandshake, dialHandshake, handshakeTimeoutMs as defaultHandshakeTimeoutMs, makeHello, type Hello } from './handshake.js';
+import { silentLogger, type LoggerLike } from './logger.js';
+import { closeServer, createListener, defaultMaxInboundConnections, dial, listen, resolveTls, type ResolvedTls, type TlsConfig } from './net-util.js';
+import type { PeerAddress, PeerId, PeerTransport } from './types.js';
+
+export const defaultMaxQueuedFrames = 4096;
+export const defaultMaxQueuedBytes = 64 * 1024 * 1024;
+export const defaultReconnectInitialMs = 50;
+export const defaultReconnectMaxMs = 2000;
+export const defaultConnectTimeoutMs = 3000;
+/** Largest single coalesced socket write. */
+export const maxWriteBatchBytes = 1024 * 1024;
+
+export interface TcpPeerTransportOptions {
+  nodeId: PeerId;
+  clusterId: string;
+  listen: { host: string; port: number };
+  peers: PeerAddress[];
+  tls?: TlsConfig;
+  /** Shared secret every peer must present in its handshake. */
+  token?: string;
+  maxFrameBytes?: number;
+  maxQueuedFrames?: number;
+  maxQueuedBytes?: number;
+  reconnectInitialMs?: number;
+  reconnectMaxMs?: number;
+  connectTimeoutMs?: number;
+  handshakeTimeoutMs?: number;
+  maxInboundConnections?: number;
+  logger?: LoggerLike;
+}
+
+export interface PeerLinkStats {
+  connected: boolean;
+  queuedFrames: number;
+  queuedBytes: number;
+  /** Frames refused by send() because the queue was full. */
+  dropped: number;
+  /** Frames handed to the socket. */
+  sent: number;
+  /** Connections established (handshake completed) so far. */
+  connects: number;
+}
+
+class PeerLink {
+  addr: PeerAddress;
+  queue: Buffer[] = [];
+  queuedBytes = 0;
+  conn: FramedSocket | null = null;
+  open = false;
+  connecting = false;
+  blocked = false;
+  flushScheduled = false;
+  backoffMs: number;
+  timer: NodeJS.Timeout | null = null;
+  closed = false;
+  /** Bumped whenever the link's connection is replaced, so stale callbacks do nothing. */
+  generation = 0;
+  stats = { dropped: 0, sent: 0, connects: 0 };
+
+  constructor(addr: PeerAddress, backoffMs: number) {
+    this.addr = addr;
+    this.backoffMs = backoffMs;
+  }
+}
+
+export class TcpPeerTransport implements PeerTransport {
+  private readonly opts: Required<Omit<TcpPeerTransportOptions, 'tls' | 'token' | 'logger' | 'peers' | 'listen'>> & { listen: { host: string; port: number } };
+  private readonly tls: ResolvedTls | undefined;
+  private readonly token: string | undefined;
+  private readonly logger: LoggerLike;
+  private readonly links = new Map<PeerId, PeerLink>();
+  private readonly inbound = new Set<FramedSocket>();
+  private server: net.Server | null = null;
+  private handler: ((from: PeerId, frame: unknown) => void) | null = null;
+  private boundPort = 0;
+  private closed = false;
+
+  constructor(options: TcpPeerTransportOptions) {
+    this.opts = {
+      nodeId: options.nodeId,
+      clusterId: options.clusterId,
+      listen: options.listen,
+      maxFrameBytes: options.maxFrameBytes ?? defaultMaxFrameBytes,
+      maxQueuedFrames: options.maxQueuedFrames ?? defaultMaxQueuedFrames,
+      maxQueuedBytes: options.maxQueuedBytes ?? defaultMaxQueuedBytes,
+      reconnectInitialMs: options.reconnectInitialMs ?? defaultReconnectInitialMs,
+      reconnectMaxMs: options.reconnectMaxMs ?? defaultReconnectMaxMs,
+      connectTimeoutMs: options.connectTimeoutMs ?? defaultConnectTimeoutMs,
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? defaultHandshakeTimeoutMs,
+      maxInboundConnections: options.maxInboundConnections ?? defaultMaxInboundConnections,
+    };
+    this.tls = resolveTls(options.tls);
+    this.token = options.token;
+    this.logger = options.logger ?? silentLogger;
+    for (const p of options.peers) if (p.id !== options.nodeId) this.setPeer(p);
+  }
+
+  /** The port actually bound (useful with listen.port = 0). */
+  get port(): number {
+    return this.boundPort;
+  }
+
+  get nodeId(): PeerId {
+    return this.opts.nodeId;
+  }
+
+  async start(): Promise<void> {
+    if (this.closed) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'transport closed');
+    if (this.server !== null) return;
+    this.server = createListener(this.tls, this.logger, this.opts.maxInboundConnections, (socket) => this.onInbound(socket));
+    this.boundPort = await listen(this.server, this.opts.listen.host, this.opts.listen.port);
+    this.logger.info({ node: this.opts.nodeId, port: this.boundPort, tls: this.tls !== undefined }, 'peer transport listening');
+  }
+
+  onFrame(handler: (from: PeerId, frame: unknown) => void): void {
+    this.handler = handler;
+  }
+
+  send(to: PeerId, frame: unknown): boolean {
+    const link = this.links.get(to);
+    if (link === undefined || this.closed) return false;
+    let bytes: Buffer;
+    try {
+      bytes = encodeFrame(frame, this.opts.maxFrameBytes);
+    } catch (err) {
+      this.logger.error({ to, err: (err as Error).message }, 'frame not sent: cannot encode');
+      return false;
+    }
+    if (link.queue.length >= this.opts.maxQueuedFrames || link.queuedBytes + bytes.byteLength > this.opts.maxQueuedBytes) {
+      link.stats.dropped++;
+      return false;
+    }
+    link.queue.push(bytes);
+    link.queuedBytes += bytes.byteLength;
+    if (link.open) this.scheduleFlush(link);
+    else if (!link.connecting && link.timer === null) void this.connect(link);
+    return true;
+  }
+
+  setPeer(peer: PeerAddress): void {
+    if (peer.id === this.opts.nodeId) return;
+    const existing = this.links.get(peer.id);
+    if (existing === undefined) {
+      this.links.set(peer.id, new PeerLink({ ...peer }, this.opts.reconnectInitialMs));
+      return;
+    }
+    if (existing.addr.host === peer.host && existing.addr.port === peer.port) return;
+    // The address changed: drop the old connection; queued frames go out on the new one.
+    existing.addr = { ...peer };
+    this.resetConnection(existing);
+    existing.backoffMs = this.opts.reconnectInitialMs;
+    if (existing.queue.length > 0 && !this.closed) void this.connect(existing);
+  }
+
+  removePeer(id: PeerId): void {
+    const link = this.links.get(id);
+    if (link === undefined) return;
+    this.links.delete(id);
+    link.closed = true;
+    this.resetConnection(link);
+    link.queue = [];
+    link.queuedBytes = 0;
+  }
+
+  stats(): Record<PeerId, PeerLinkStats> {
+    const out: Record<PeerId, PeerLinkStats> = {};
+    for (const [id, l] of this.links) {
+      out[id] = { connected: l.open, queuedFrames: l.queue.length, queuedBytes: l.queuedBytes, ...l.stats };
+    }
+    return out;
+  }
+
+  get inboundConnections(): number {
+    return this.inbound.size;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const id of [...this.links.keys()]) this.removePeer(id);
+    for (const c of this.inbound) c.destroy();
+    this.inbound.clear();
+    if (this.server !== null) await closeServer(this.server);
+  }
+
+  // ---- inbound ----
+
+  private onInbound(socket: net.Socket): void {
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    const conn = new FramedSocket(socket, this.opts.maxFrameBytes);
+    this.inbound.add(conn);
+    const remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    let from: PeerId | null = null;
+    conn.onClose((err) => {
+      this.inbound.delete(conn);
+      if (err !== null && !this.closed) this.logger.warn({ remote, peer: from, code: (err as MooringError).code, err: err.message }, 'peer connection closed');
+    });
+    const mine = makeHello(this.opts.clusterId, this.opts.nodeId, 'peer');
+    acceptHandshake(conn, mine, { clusterId: this.opts.clusterId, role: 'peer', token: this.token }, this.opts.handshakeTimeoutMs).then(
+      (theirs: Hello) => {
+        from = theirs.nodeId;
+        this.logger.debug({ remote, peer: from }, 'peer connected');
+        conn.setHandler((frame) => this.deliver(theirs.nodeId, frame));
+      },
+      (err: MooringError) => {
+        this.logger.warn({ remote, code: err.code, err: err.message }, 'peer handshake refused');
+      },
+    );
+  }
+
+  private deliver(from: PeerId, frame: unknown): void {
+    if (this.handler === null || this.closed) return;
+    try {
+      this.handler(from, frame);
+    } catch (err) {
+      // The handler validates frames; a bug or bad frame there must not take the transport down.
+      this.logger.error({ from, err: (err as Error).message }, 'onFrame handler threw');
+    }
+  }
+
+  // ---- outbound ----
+
+  private async connect(link: PeerLink): Promise<void> {
+    if (link.closed || this.closed || link.connecting || link.open) return;
+    link.connecting = true;
+    const gen = ++link.generation;
+    const { host, port, id } = link.addr;
+    try {
+      const socket = await dial(host, port, this.tls, this.opts.connectTimeoutMs);
+      const conn = new FramedSocket(socket, this.opts.maxFrameBytes);
+      if (gen !== link.generation || link.closed || this.closed) {
+        conn.destroy();
+        return;
+      }
+      link.conn = conn;
+      const hello = makeHello(this.opts.clusterId, this.opts.nodeId, 'peer', this.token);
+      const theirs = await dialHandshake(conn, hello, { clusterId: this.opts.clusterId, role: 'peer' }, this.opts.handshakeTimeoutMs);
+      if (theirs.nodeId !== id) {
+        conn.destroy();
+        throw new MooringError(ErrorCode.INVALID_ARGUMENT, `${host}:${port} is node '${theirs.nodeId}', not '${id}'`);
+      }
+      if (gen !== link.generation || link.closed || this.closed) {
+        conn.destroy();
+        return;
+      }
+      conn.setHandler(() => {}); // nothing flows back on an outbound connection after the handshake
+      conn.socket.on('drain', () => {
+        if (gen !== link.generation) return;
+        link.blocked = false;
+        this.scheduleFlush(link);
+      });
+      conn.onClose((err) => {
+        if (gen !== link.generation) return;
+        link.open = false;
+        link.conn = null;
+        link.blocked = false;
+        if (!link.closed && !this.closed) {
+          this.logger.info({ peer: id, err: err?.message }, 'peer connection lost');
+          this.scheduleReconnect(link);
+        }
+      });
+      link.open = true;
+      link.connecting = false;
+      link.backoffMs = this.opts.reconnectInitialMs;
+      link.stats.connects++;
+      this.logger.debug({ peer: id }, 'connected to peer');
+      this.scheduleFlush(link);
+    } catch (err) {
+      if (gen !== link.generation) return;
+      link.connecting = false;
+      link.conn = null;
+      const e = err as MooringError;
+      this.logger.debug({ peer: id, code: e.code, err: e.message }, 'connect to peer failed');
+      if (e.code === ErrorCode.CLUSTER_MISMATCH || e.code === ErrorCode.PROTOCOL_MISMATCH || e.code === ErrorCode.UNAUTHORIZED) {
+        this.logger.warn({ peer: id, code: e.code, err: e.message }, 'peer refused our handshake');
+      }
+      this.scheduleReconnect(link);
+    } finally {
+      if (gen === link.generation && !link.open) link.connecting = false;
+    }
+  }
+
+  private scheduleReconnect(link: PeerLink): void {
+    if (link.closed || this.closed || link.timer !== null) return;
+    // Jitter spreads reconnect storms after a partition heals.
+    const delay = Math.round(link.backoffMs * (0.5 + Math.random() * 0.5));
+    link.backoffMs = Math.min(this.opts.reconnectMaxMs, link.backoffMs * 2);
+    link.timer = setTimeout(() => {
+      link.timer = null;
+      // Idle links reconnect lazily, on the next send().
+      if (link.queue.length > 0) void this.connect(link);
+    }, delay);
+    link.timer.unref();
+  }
+
+  private resetConnection(link: PeerLink): void {
+    link.generation++;
+    if (link.timer !== null) {
+      clearTimeout(link.timer);
+      link.timer = null;
+    }
+    link.conn?.destroy();
+    link.conn = null;
+    link.open = false;
+    link.connecting = false;
+    link.blocked = false;
+  }
+
+  private scheduleFlush(link: PeerLink): void {
+    if (link.flushScheduled) return;
+    link.flushScheduled = true;
+    // setImmediate lets every send() of this tick land in the queue first: one write per batch.
+    setImmediate(() => {
+      link.flushScheduled = false;
+      this.flush(link);
+    });
+  }
+
+  private flush(link: PeerLink): void {
+    while (link.open && !link.blocked && link.queue.length > 0 && link.conn !== null) {
+      let n = 0;
+      let bytes = 0;
+      while (n < link.queue.length && (n === 0 || bytes + link.queue[n]!.byteLength <= maxWriteBatchBytes)) {
+        bytes += link.queue[n]!.byteLength;
+        n++;
+      }
+      const batch = link.queue.splice(0, n);
+      link.queuedBytes -= bytes;
+      link.stats.sent += n;
+      const ok = link.conn.write(batch.length === 1 ? batch[0]! : Buffer.concat(batch, bytes));
+      if (!ok) link.blocked = true;
+    }
+  }
+}
