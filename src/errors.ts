@@ -40,6 +40,8 @@ export const ErrorCode = {
   ENGINE_UNAVAILABLE: 'ENGINE_UNAVAILABLE',
   TRANSFER_FAILED: 'TRANSFER_FAILED',
   CHECKSUM_MISMATCH: 'CHECKSUM_MISMATCH',
+  SEGMENT_CLOSED: 'SEGMENT_CLOSED',
+  OUT_OF_RANGE: 'OUT_OF_RANGE',
   // Configuration
   INVALID_CONFIG: 'INVALID_CONFIG',
   INTERNAL: 'INTERNAL',
@@ -78,6 +80,8 @@ const humanMessages: Record<ErrorCode, string> = {
   ENGINE_UNAVAILABLE: 'the native engine is not available',
   TRANSFER_FAILED: 'the data transfer failed',
   CHECKSUM_MISMATCH: 'the bytes read do not match their checksum',
+  SEGMENT_CLOSED: 'the segment was closed',
+  OUT_OF_RANGE: 'offset and length fall outside the segment',
   INVALID_CONFIG: 'invalid configuration',
   INTERNAL: 'internal error',
 };
