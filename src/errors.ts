@@ -9,6 +9,7 @@ export const ErrorCode = {
   OBJECT_HAS_LEASE: 'OBJECT_HAS_LEASE',
   OBJECT_NOT_READY: 'OBJECT_NOT_READY',
   LEASE_EXPIRED: 'LEASE_EXPIRED',
+  OBJECT_PINNED: 'OBJECT_PINNED',
   // Segments and clients
   SEGMENT_NOT_FOUND: 'SEGMENT_NOT_FOUND',
   SEGMENT_ALREADY_EXISTS: 'SEGMENT_ALREADY_EXISTS',
@@ -55,6 +56,7 @@ const humanMessages: Record<ErrorCode, string> = {
   OBJECT_HAS_LEASE: 'the object is under a read lease and cannot be removed yet',
   OBJECT_NOT_READY: 'the object has no complete replica yet',
   LEASE_EXPIRED: 'the read lease ran out before the read finished',
+  OBJECT_PINNED: 'the object is pinned and cannot be removed without force',
   SEGMENT_NOT_FOUND: 'no segment with that id',
   SEGMENT_ALREADY_EXISTS: 'a segment with that id (or an overlapping range) is already mounted',
   CLIENT_NOT_FOUND: 'unknown client; mount your segments again',
