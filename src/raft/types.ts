@@ -91,7 +91,8 @@ export type MessageType =
  * - vote / preVote: index/logTerm = candidate's last log index/term; context = 'transfer' marker when forced.
  * - app: index/logTerm = previous entry; entries; commit.
  * - appResp: index = last matching index (accept) or rejected index (reject); rejectHint/logTerm = conflict hint.
- * - heartbeat / heartbeatResp: commit; context = read-index round id.
+ * - heartbeat / heartbeatResp: commit; context = read-index round id; index = the leader's tick count when the
+ *   heartbeat was sent, echoed in the response (lease reads count a lease from the send time).
  * - snap: snapshot.
  * - readIndex / readIndexResp: context = caller's request context; index = read index (response).
  */
@@ -132,6 +133,10 @@ export interface ReadState {
  *  4. Apply `snapshot` to the state machine (if any), then `committedEntries` in order; serve `readStates` once
  *     applied ≥ their index.
  *  5. Call `advance(ready)`. Only then does the leader count its own log as persisted for commitment.
+ * Applying a committed 'confChange' entry (step 4) means calling `core.applyConfChange(decodeConfChange(data))`
+ * (etcd style) and persisting the returned ConfState with the applied index; the core never applies
+ * membership changes by itself. Call `ready()` only after the previous Ready was advanced; `step`, `tick`,
+ * `propose` may be called in between.
  */
 export interface Ready {
   softState?: SoftState;

@@ -1,0 +1,1108 @@
+/**
+ * RaftCore: the Raft consensus algorithm as a pure state machine (the etcd-raft model). See types.ts for the
+ * Ready contract. No clock, no randomness except config.rng, no promises, no I/O.
+ *
+ * Design choices worth knowing:
+ * - Messages that acknowledge persisted state (appResp, voteResp, preVoteResp) and vote requests (which carry a
+ *   term and self-vote that must be durable first) go to `persistedMessages`; everything else to `messages`.
+ * - The leader counts its own log as persisted only in advance(): a single-node cluster commits on advance.
+ * - Removing the leader: the leader keeps leading while the removal is in flight (even in a joint config where
+ *   it is only an outgoing voter) and steps down when the caller applies the change that removes it; at that
+ *   moment it sends timeoutNow to the most caught-up remaining voter so a successor is elected at once.
+ * - Lease reads ('lease') are served without a heartbeat round only while the leader holds a lease: a quorum
+ *   acknowledged a heartbeat that was sent less than (electionTimeoutTicks - 1) ticks ago. Followers that heard
+ *   from a leader within an election timeout refuse (pre)votes, so no other leader can exist meanwhile. This
+ *   assumes every node's ticks run at the same rate (bounded drift). Once a leadership transfer has been started
+ *   in a term, lease reads fall back to heartbeat rounds for the rest of that term (a forced vote ignores leases).
+ */
+import { assert, ErrorCode, MooringError } from '../errors.js';
+import {
+  applyChange,
+  decodeConfChange,
+  encodeConfChange,
+  isLeaveJoint,
+  restoreConfState,
+  type ChangeResult,
+} from './confchange.js';
+import { RaftLog } from './log.js';
+import type { Progress } from './progress.js';
+import { decodeRoundId, encodeRoundId, ReadOnly, type ReadRequest } from './read-only.js';
+import { isJoint, ProgressTracker } from './tracker.js';
+import type {
+  ConfChange,
+  ConfState,
+  Entry,
+  HardState,
+  Message,
+  MessageType,
+  NodeId,
+  ProgressStatus,
+  RaftConfig,
+  ReadState,
+  Ready,
+  Role,
+  SoftState,
+  Snapshot,
+  Status,
+} from './types.js';
+import type { Rng } from '../util/rng.js';
+import { bytesEqual, EMPTY_BYTES, entriesSize } from './util.js';
+
+export const DEFAULT_ELECTION_TIMEOUT_TICKS = 10;
+export const DEFAULT_HEARTBEAT_INTERVAL_TICKS = 1;
+export const DEFAULT_MAX_ENTRIES_PER_APPEND = 512;
+export const DEFAULT_MAX_BYTES_PER_APPEND = 1024 * 1024;
+export const DEFAULT_MAX_INFLIGHT_APPENDS = 256;
+export const DEFAULT_MAX_UNCOMMITTED_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_MAX_COMMITTED_BYTES_PER_READY = 4 * 1024 * 1024;
+
+/** `context` of a vote request forced by a leadership transfer (it bypasses leader stickiness). */
+export const TRANSFER_CONTEXT: Uint8Array = new TextEncoder().encode('transfer');
+
+type CampaignType = 'preElection' | 'election' | 'transfer';
+
+const PERSISTED_TYPES: ReadonlySet<MessageType> = new Set<MessageType>(['appResp', 'voteResp', 'preVoteResp', 'vote']);
+
+function voteRespType(t: MessageType): MessageType {
+  return t === 'vote' ? 'voteResp' : 'preVoteResp';
+}
+
+function posInt(v: number | undefined, def: number, name: string): number {
+  const x = v ?? def;
+  if (!Number.isSafeInteger(x) || x <= 0) throw new MooringError(ErrorCode.INVALID_CONFIG, `${name} must be a positive integer, got ${x}`);
+  return x;
+}
+
+/** The result of proposeBatch: the entries occupy [firstIndex, lastIndex] in `term`. */
+export interface BatchProposal {
+  firstIndex: number;
+  lastIndex: number;
+  term: number;
+}
+
+export class RaftCore {
+  readonly id: NodeId;
+  private readonly rng: Rng;
+  private readonly electionTimeout: number;
+  private readonly heartbeatTimeout: number;
+  private readonly preVote: boolean;
+  private readonly checkQuorum: boolean;
+  private readonly readOnlyOption: 'safe' | 'lease';
+  private readonly maxEntriesPerAppend: number;
+  private readonly maxBytesPerAppend: number;
+  private readonly maxUncommittedBytes: number;
+
+  private term = 0;
+  private vote: NodeId | null = null;
+  private lead: NodeId | null = null;
+  private role: Role = 'follower';
+  private isLearner = false;
+
+  readonly log: RaftLog;
+  private trk: ProgressTracker;
+  private readOnly = new ReadOnly();
+
+  private electionElapsed = 0;
+  private heartbeatElapsed = 0;
+  private randomizedElectionTimeout = 0;
+  /** Ticks since construction: the leader's clock for leases. */
+  private tickCount = 0;
+  /** Lease mode only: refuse votes for one election timeout after (re)start, as if a leader was just heard. */
+  private startupLease: boolean;
+
+  private leadTransferee: NodeId | null = null;
+  /** Lease reads are off for the rest of a term once a transfer was started in it. */
+  private transferStartedThisTerm = false;
+  /** Index of the latest conf change entry appended by this leader; no new one until it is applied. */
+  private pendingConfIndex = 0;
+  private uncommittedSize = 0;
+  /** readIndex requests waiting for this leader's first commit in its term. */
+  private pendingReadIndex: ReadRequest[] = [];
+  /** Leader: per peer, the tick at which the latest heartbeat it acknowledged was sent. */
+  private leaseAcks = new Map<NodeId, number>();
+
+  private msgs: Message[] = [];
+  private msgsAfterAppend: Message[] = [];
+  private readStates: ReadState[] = [];
+
+  private prevSoft: SoftState;
+  private prevHard: HardState;
+  private outstanding: Ready | null = null;
+
+  constructor(config: RaftConfig) {
+    if (typeof config.id !== 'string' || config.id.length === 0) throw new MooringError(ErrorCode.INVALID_CONFIG, 'id must be a non-empty string');
+    this.id = config.id;
+    this.rng = config.rng;
+    this.electionTimeout = posInt(config.electionTimeoutTicks, DEFAULT_ELECTION_TIMEOUT_TICKS, 'electionTimeoutTicks');
+    this.heartbeatTimeout = posInt(config.heartbeatIntervalTicks, DEFAULT_HEARTBEAT_INTERVAL_TICKS, 'heartbeatIntervalTicks');
+    if (this.heartbeatTimeout >= this.electionTimeout) {
+      throw new MooringError(ErrorCode.INVALID_CONFIG, 'heartbeatIntervalTicks must be smaller than electionTimeoutTicks');
+    }
+    this.preVote = config.preVote ?? true;
+    this.checkQuorum = config.checkQuorum ?? true;
+    this.readOnlyOption = config.readOnlyOption ?? 'safe';
+    if (this.readOnlyOption === 'lease' && !this.checkQuorum) {
+      throw new MooringError(ErrorCode.INVALID_CONFIG, "readOnlyOption 'lease' requires checkQuorum");
+    }
+    if (this.readOnlyOption === 'lease' && this.electionTimeout < 3) {
+      throw new MooringError(ErrorCode.INVALID_CONFIG, "readOnlyOption 'lease' needs electionTimeoutTicks >= 3");
+    }
+    this.startupLease = this.readOnlyOption === 'lease';
+    this.maxEntriesPerAppend = posInt(config.maxEntriesPerAppend, DEFAULT_MAX_ENTRIES_PER_APPEND, 'maxEntriesPerAppend');
+    this.maxBytesPerAppend = posInt(config.maxBytesPerAppend, DEFAULT_MAX_BYTES_PER_APPEND, 'maxBytesPerAppend');
+    const maxInflight = posInt(config.maxInflightAppends, DEFAULT_MAX_INFLIGHT_APPENDS, 'maxInflightAppends');
+    this.maxUncommittedBytes = posInt(config.maxUncommittedBytes, DEFAULT_MAX_UNCOMMITTED_BYTES, 'maxUncommittedBytes');
+    const maxCommitted = posInt(config.maxCommittedBytesPerReady, DEFAULT_MAX_COMMITTED_BYTES_PER_READY, 'maxCommittedBytesPerReady');
+
+    this.log = new RaftLog(config.storage, maxCommitted);
+    this.trk = new ProgressTracker(maxInflight);
+    const { hardState, confState } = config.storage.initialState();
+    const restored = restoreConfState(confState, this.log.lastIndex(), maxInflight);
+    this.switchToConfig(restored);
+
+    if (hardState.term !== 0 || hardState.vote !== null || hardState.commit !== 0) {
+      if (hardState.commit < this.log.committed || hardState.commit > this.log.lastIndex()) {
+        throw new MooringError(ErrorCode.CORRUPT_LOG, `hard state commit ${hardState.commit} out of [${this.log.committed}, ${this.log.lastIndex()}]`);
+      }
+      this.log.committed = hardState.commit;
+      this.term = hardState.term;
+      this.vote = hardState.vote;
+    }
+    const applied = config.applied ?? 0;
+    if (applied > 0) {
+      if (applied > this.log.committed) throw new MooringError(ErrorCode.INVALID_CONFIG, `applied ${applied} beyond commit ${this.log.committed}`);
+      if (applied > this.log.applied) this.log.appliedTo(applied);
+    }
+    this.becomeFollower(this.term, null);
+    this.prevSoft = this.softState();
+    this.prevHard = this.hardState();
+  }
+
+  // ------------------------------------------------------------------ public API
+
+  /** Advances logical time by one tick. */
+  tick(): void {
+    this.tickCount++;
+    if (this.role === 'leader') this.tickHeartbeat();
+    else this.tickElection();
+  }
+
+  /**
+   * Handles a message from a peer. Never throws on a message that passed validateMessage: stale terms,
+   * unknown senders and out-of-place types are ignored.
+   */
+  step(m: Message): void {
+    if (m.to !== this.id || m.from === this.id) return;
+    if (m.term > this.term) {
+      if (m.type === 'vote' || m.type === 'preVote') {
+        const force = bytesEqual(m.context, TRANSFER_CONTEXT);
+        if (!force && this.inLease()) return; // leader stickiness: ignore, and do not adopt the term
+      }
+      if (m.type === 'preVote') {
+        // A pre-vote never changes our term.
+      } else if (m.type === 'preVoteResp' && !m.reject) {
+        // The term in a granted pre-vote response is the one we will campaign in, not a newer leader's.
+      } else if (m.type === 'app' || m.type === 'heartbeat' || m.type === 'snap') {
+        this.becomeFollower(m.term, m.from);
+      } else {
+        this.becomeFollower(m.term, null);
+      }
+    } else if (m.term < this.term) {
+      if ((this.checkQuorum || this.preVote) && (m.type === 'heartbeat' || m.type === 'app')) {
+        // A stale leader: tell it about our term so it steps down (it may be cut off from everyone else).
+        this.send({ type: 'appResp', to: m.from, from: this.id, term: this.term });
+      } else if (m.type === 'preVote') {
+        this.send({ type: 'preVoteResp', to: m.from, from: this.id, term: this.term, reject: true });
+      }
+      return;
+    }
+
+    if (m.type === 'vote' || m.type === 'preVote') {
+      this.handleVoteRequest(m);
+      return;
+    }
+    switch (this.role) {
+      case 'leader':
+        this.stepLeader(m);
+        break;
+      case 'candidate':
+      case 'preCandidate':
+        this.stepCandidate(m);
+        break;
+      case 'follower':
+        this.stepFollower(m);
+        break;
+    }
+    this.checkInvariants();
+  }
+
+  /** Proposes one normal entry. Returns where it landed (it commits only if that index gets that term). */
+  propose(data: Uint8Array): { index: number; term: number } {
+    const r = this.proposeBatch([data]);
+    return { index: r.firstIndex, term: r.term };
+  }
+
+  /** Proposes many normal entries at once (all or nothing): one append, one message per follower. */
+  proposeBatch(datas: Uint8Array[]): BatchProposal {
+    this.checkCanPropose();
+    if (datas.length === 0) {
+      const li = this.log.lastIndex();
+      return { firstIndex: li + 1, lastIndex: li, term: this.term };
+    }
+    const li = this.log.lastIndex();
+    const ents: Entry[] = new Array<Entry>(datas.length);
+    for (let i = 0; i < datas.length; i++) {
+      const data = datas[i]!;
+      if (!(data instanceof Uint8Array)) throw new MooringError(ErrorCode.INVALID_ARGUMENT, 'proposal data must be a Uint8Array');
+      ents[i] = { term: this.term, index: li + 1 + i, type: 'normal', data };
+    }
+    this.appendEntries(ents);
+    this.bcastAppend();
+    return { firstIndex: li + 1, lastIndex: li + datas.length, term: this.term };
+  }
+
+  /**
+   * Proposes a membership change. Only one may be in flight (MEMBERSHIP_CHANGE_IN_PROGRESS); an invalid change
+   * is refused with INVALID_ARGUMENT. The caller applies it with applyConfChange() when the entry is committed.
+   */
+  proposeConfChange(cc: ConfChange): { index: number; term: number } {
+    this.checkCanPropose();
+    if (this.pendingConfIndex > this.log.applied) {
+      throw new MooringError(ErrorCode.MEMBERSHIP_CHANGE_IN_PROGRESS, `conf change at ${this.pendingConfIndex} not applied yet (applied ${this.log.applied})`);
+    }
+    const joint = isJoint(this.trk.config);
+    if (joint && !isLeaveJoint(cc)) {
+      throw new MooringError(ErrorCode.MEMBERSHIP_CHANGE_IN_PROGRESS, 'in a joint configuration: only leaving it is allowed');
+    }
+    if (!joint && isLeaveJoint(cc)) throw new MooringError(ErrorCode.INVALID_ARGUMENT, 'not in a joint configuration');
+    // Dry run against the current config: refuse now what would be a no-op at apply time.
+    applyChange(this.trk.config, this.trk.progress, cc, this.log.lastIndex(), this.trk.maxInflight);
+    const index = this.log.lastIndex() + 1;
+    this.appendEntries([{ term: this.term, index, type: 'confChange', data: encodeConfChange(cc) }]);
+    this.pendingConfIndex = index;
+    this.bcastAppend();
+    return { index, term: this.term };
+  }
+
+  /**
+   * Must be called by the caller when it applies a committed 'confChange' entry (in log order, like any
+   * entry). Returns the resulting membership (persist it with the applied index). A change that is invalid in
+   * the current config is ignored (deterministically on every node) and the current ConfState is returned.
+   */
+  applyConfChange(cc: ConfChange): ConfState {
+    let r: ChangeResult;
+    try {
+      r = applyChange(this.trk.config, this.trk.progress, cc, this.log.lastIndex(), this.trk.maxInflight);
+    } catch (e) {
+      if (e instanceof MooringError && e.code === ErrorCode.INVALID_ARGUMENT) return this.trk.confState();
+      throw e;
+    }
+    return this.switchToConfig(r);
+  }
+
+  /** Convenience: applies a confChange entry's data (decode + applyConfChange). */
+  applyConfChangeEntry(entry: Entry): ConfState {
+    assert(entry.type === 'confChange', 'not a confChange entry');
+    let cc: ConfChange;
+    try {
+      cc = decodeConfChange(entry.data);
+    } catch {
+      return this.trk.confState();
+    }
+    return this.applyConfChange(cc);
+  }
+
+  /**
+   * Requests a linearizable read. On the leader the answer arrives as a ReadState in a later Ready; on a
+   * follower the request is forwarded to the leader and the answer comes back the same way.
+   */
+  readIndex(context: Uint8Array): void {
+    if (this.role === 'leader') {
+      this.handleReadIndex({ from: this.id, context });
+      return;
+    }
+    if (this.lead === null) throw new MooringError(ErrorCode.NOT_LEADER, 'no leader known');
+    this.send({ type: 'readIndex', to: this.lead, from: this.id, term: this.term, context });
+  }
+
+  /** Starts transferring leadership to `to` (a voter). Proposals are refused until it ends or aborts. */
+  transferLeadership(to: NodeId): void {
+    if (this.role !== 'leader') this.throwNotLeader();
+    const pr = this.trk.progress.get(to);
+    if (pr === undefined || pr.isLearner) throw new MooringError(ErrorCode.INVALID_ARGUMENT, `${to} is not a voter`);
+    if (this.leadTransferee !== null) {
+      if (this.leadTransferee === to) return;
+      this.abortLeaderTransfer();
+    }
+    if (to === this.id) return;
+    this.electionElapsed = 0; // the transfer must finish within one election timeout
+    this.leadTransferee = to;
+    this.transferStartedThisTerm = true;
+    if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(to);
+    else this.sendAppend(to);
+  }
+
+  /** Starts an election now (pre-vote first when enabled). */
+  campaign(): void {
+    this.hup('election');
+  }
+
+  reportUnreachable(id: NodeId): void {
+    if (this.role !== 'leader') return;
+    const pr = this.trk.progress.get(id);
+    if (pr !== undefined && pr.state === 'replicate') pr.becomeProbe();
+  }
+
+  reportSnapshot(id: NodeId, ok: boolean): void {
+    if (this.role !== 'leader') return;
+    const pr = this.trk.progress.get(id);
+    if (pr === undefined || pr.state !== 'snapshot') return;
+    if (!ok) pr.pendingSnapshot = 0;
+    pr.becomeProbe();
+    // Wait for the follower's response (or a heartbeat) before the next append.
+    pr.msgAppFlowPaused = true;
+  }
+
+  hasReady(): boolean {
+    if (this.outstanding !== null) return false;
+    if (this.msgs.length > 0 || this.msgsAfterAppend.length > 0 || this.readStates.length > 0) return true;
+    if (this.log.unstable.entries.length > 0 || this.log.unstable.snapshot !== undefined) return true;
+    if (this.log.hasNextCommittedEnts()) return true;
+    const ss = this.softState();
+    if (ss.leader !== this.prevSoft.leader || ss.role !== this.prevSoft.role) return true;
+    const hs = this.hardState();
+    return !hardStateEqual(hs, this.prevHard);
+  }
+
+  /** Collects what the caller must do. Call advance(ready) before the next ready(). */
+  ready(): Ready {
+    assert(this.outstanding === null, 'ready() called again before advance()');
+    const entries = this.log.unstable.entries.slice();
+    const snapshot = this.log.unstable.snapshot;
+    const committedEntries = this.log.nextCommittedEnts();
+    const rd: Ready = {
+      entries,
+      committedEntries,
+      messages: this.msgs,
+      persistedMessages: this.msgsAfterAppend,
+      readStates: this.readStates,
+      mustSync: false,
+    };
+    if (snapshot !== undefined) rd.snapshot = snapshot;
+    const ss = this.softState();
+    if (ss.leader !== this.prevSoft.leader || ss.role !== this.prevSoft.role) {
+      rd.softState = ss;
+      this.prevSoft = ss;
+    }
+    const hs = this.hardState();
+    if (!hardStateEqual(hs, this.prevHard)) {
+      rd.hardState = hs;
+      rd.mustSync = entries.length > 0 || hs.term !== this.prevHard.term || hs.vote !== this.prevHard.vote;
+      this.prevHard = hs;
+    }
+    if (entries.length > 0 || snapshot !== undefined) rd.mustSync = true;
+    this.msgs = [];
+    this.msgsAfterAppend = [];
+    this.readStates = [];
+    if (committedEntries.length > 0) this.log.acceptApplying(committedEntries[committedEntries.length - 1]!.index);
+    this.outstanding = rd;
+    return rd;
+  }
+
+  /** The caller finished the Ready (persisted, sent, applied). */
+  advance(rd: Ready): void {
+    assert(this.outstanding === rd, 'advance() with a Ready that is not the outstanding one');
+    this.outstanding = null;
+    if (rd.snapshot !== undefined) {
+      const si = rd.snapshot.metadata.index;
+      this.log.stableSnapTo(si);
+      if (si > this.log.applied && si <= this.log.committed) this.log.appliedTo(si);
+    }
+    if (rd.entries.length > 0) {
+      const last = rd.entries[rd.entries.length - 1]!;
+      this.log.stableTo(last.index, last.term);
+    }
+    if (rd.committedEntries.length > 0) {
+      const lastApplied = rd.committedEntries[rd.committedEntries.length - 1]!.index;
+      if (lastApplied > this.log.applied) this.log.appliedTo(lastApplied);
+      if (this.role === 'leader') this.reduceUncommittedSize(rd.committedEntries);
+    }
+    if (this.role === 'leader') {
+      // The leader's own ack: only what the caller has now persisted counts towards commitment.
+      const self = this.trk.progress.get(this.id);
+      if (self !== undefined && self.maybeUpdate(this.log.stableLastIndex())) {
+        if (this.maybeCommit()) this.afterCommitAdvanced();
+      }
+      this.maybeAutoLeave();
+    }
+    this.checkInvariants();
+  }
+
+  status(): Status {
+    const s: Status = {
+      id: this.id,
+      term: this.term,
+      vote: this.vote,
+      commit: this.log.committed,
+      applied: this.log.applied,
+      lastIndex: this.log.lastIndex(),
+      role: this.role,
+      leader: this.lead,
+      confState: this.trk.confState(),
+      leadTransferee: this.leadTransferee,
+    };
+    if (this.role === 'leader') {
+      const progress: Record<NodeId, ProgressStatus> = {};
+      for (const id of this.trk.ids()) {
+        const pr = this.trk.progress.get(id)!;
+        progress[id] = { match: pr.match, next: pr.next, state: pr.state, recentActive: pr.recentActive, isLearner: pr.isLearner };
+      }
+      s.progress = progress;
+    }
+    return s;
+  }
+
+  /** Lease mode: whether this leader may serve a read without a heartbeat round right now. */
+  hasLease(): boolean {
+    if (this.role !== 'leader' || this.readOnlyOption !== 'lease' || this.transferStartedThisTerm) return false;
+    const c = this.trk.config;
+    const acked = (id: NodeId): number | undefined => (id === this.id ? this.tickCount : this.leaseAcks.get(id));
+    const quorumSent = Math.min(majorityAck(c.incoming, acked), majorityAck(c.outgoing, acked));
+    return this.tickCount < quorumSent + this.electionTimeout - 1;
+  }
+
+  // ------------------------------------------------------------------ roles
+
+  private softState(): SoftState {
+    return { leader: this.lead, role: this.role };
+  }
+
+  private hardState(): HardState {
+    return { term: this.term, vote: this.vote, commit: this.log.committed };
+  }
+
+  private promotable(): boolean {
+    const pr = this.trk.progress.get(this.id);
+    return pr !== undefined && !pr.isLearner && this.log.unstable.snapshot === undefined;
+  }
+
+  private inLease(): boolean {
+    if (!this.checkQuorum) return false;
+    if (this.startupLease) return true;
+    return this.lead !== null && this.electionElapsed < this.electionTimeout;
+  }
+
+  private reset(term: number): void {
+    assert(term >= this.term, `term must not decrease (${this.term} -> ${term})`);
+    if (this.term !== term) {
+      this.term = term;
+      this.vote = null;
+      this.transferStartedThisTerm = false;
+    }
+    this.lead = null;
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    this.resetRandomizedElectionTimeout();
+    this.abortLeaderTransfer();
+    this.trk.resetVotes();
+    const last = this.log.lastIndex();
+    for (const [id, pr] of this.trk.progress) {
+      pr.match = 0;
+      pr.next = last + 1;
+      pr.state = 'probe';
+      pr.pendingSnapshot = 0;
+      pr.msgAppFlowPaused = false;
+      pr.recentActive = false;
+      pr.inflights.reset();
+      if (id === this.id) pr.match = this.log.stableLastIndex();
+    }
+    this.pendingConfIndex = 0;
+    this.uncommittedSize = 0;
+    this.readOnly = new ReadOnly();
+    this.pendingReadIndex = [];
+    this.leaseAcks = new Map();
+  }
+
+  private resetRandomizedElectionTimeout(): void {
+    this.randomizedElectionTimeout = this.electionTimeout + this.rng.nextInt(this.electionTimeout);
+  }
+
+  private becomeFollower(term: number, lead: NodeId | null): void {
+    this.reset(term);
+    this.lead = lead;
+    this.role = 'follower';
+  }
+
+  private becomeCandidate(): void {
+    assert(this.role !== 'leader', 'leader cannot become candidate');
+    this.reset(this.term + 1);
+    this.vote = this.id;
+    this.role = 'candidate';
+  }
+
+  private becomePreCandidate(): void {
+    assert(this.role !== 'leader', 'leader cannot become pre-candidate');
+    // Neither term nor vote change: a pre-election disturbs nobody.
+    this.trk.resetVotes();
+    this.lead = null;
+    this.role = 'preCandidate';
+  }
+
+  private becomeLeader(): void {
+    assert(this.role !== 'follower', 'follower cannot become leader directly');
+    this.reset(this.term);
+    this.lead = this.id;
+    this.role = 'leader';
+    const self = this.trk.progress.get(this.id);
+    if (self !== undefined) {
+      self.becomeReplicate();
+      self.recentActive = true;
+    }
+    // Conservative: any conf change in the log we inherited may still be unapplied.
+    this.pendingConfIndex = this.log.lastIndex();
+    // The no-op of this term: entries of earlier terms commit with it (Raft §5.4.2).
+    const ok = this.appendEntries([{ term: this.term, index: this.log.lastIndex() + 1, type: 'normal', data: EMPTY_BYTES }]);
+    assert(ok, 'the empty entry must always be accepted');
+  }
+
+  private tickElection(): void {
+    this.electionElapsed++;
+    if (this.startupLease && this.electionElapsed >= this.electionTimeout) this.startupLease = false;
+    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
+      this.electionElapsed = 0;
+      this.hup('election');
+    }
+  }
+
+  private tickHeartbeat(): void {
+    this.heartbeatElapsed++;
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.electionTimeout) {
+      this.electionElapsed = 0;
+      if (this.checkQuorum) {
+        if (!this.trk.quorumActive(this.id)) {
+          this.becomeFollower(this.term, null);
+          return;
+        }
+        for (const [id, pr] of this.trk.progress) if (id !== this.id) pr.recentActive = false;
+      }
+      // A transfer that did not finish within an election timeout is abandoned.
+      if (this.leadTransferee !== null) this.abortLeaderTransfer();
+    }
+    if (this.heartbeatElapsed >= this.heartbeatTimeout) {
+      this.heartbeatElapsed = 0;
+      this.bcastHeartbeat();
+    }
+  }
+
+  private hup(t: CampaignType): void {
+    if (this.role === 'leader') return;
+    if (!this.promotable()) return;
+    if (this.hasUnappliedConfChanges()) return; // its outcome could change who may vote
+    if (t === 'election' && this.preVote) this.campaignWith('preElection');
+    else this.campaignWith(t);
+  }
+
+  private hasUnappliedConfChanges(): boolean {
+    if (this.log.applied >= this.log.committed) return false;
+    let lo = Math.max(this.log.applied + 1, this.log.firstIndex());
+    const hi = this.log.committed + 1;
+    while (lo < hi) {
+      const ents = this.log.slice(lo, hi, 4 * 1024 * 1024);
+      if (ents.length === 0) break;
+      for (const e of ents) if (e.type === 'confChange') return true;
+      lo = ents[ents.length - 1]!.index + 1;
+    }
+    return false;
+  }
+
+  private campaignWith(t: CampaignType): void {
+    let voteMsg: MessageType;
+    let term: number;
+    if (t === 'preElection') {
+      this.becomePreCandidate();
+      voteMsg = 'preVote';
+      term = this.term + 1; // the term we would campaign in
+    } else {
+      this.becomeCandidate();
+      voteMsg = 'vote';
+      term = this.term;
+    }
+    const result = this.poll(this.id, voteRespType(voteMsg), true);
+    if (result === 'won') {
+      // Single voter: no one to ask.
+      if (t === 'preElection') this.campaignWith('election');
+      else this.becomeLeader();
+      return;
+    }
+    const lastIndex = this.log.lastIndex();
+    const lastTerm = this.log.lastTerm();
+    for (const id of this.trk.voterIds()) {
+      if (id === this.id) continue;
+      const m: Message = { type: voteMsg, to: id, from: this.id, term, index: lastIndex, logTerm: lastTerm };
+      if (t === 'transfer') m.context = TRANSFER_CONTEXT;
+      this.send(m);
+    }
+  }
+
+  private poll(id: NodeId, _t: MessageType, granted: boolean): 'won' | 'lost' | 'pending' {
+    this.trk.recordVote(id, granted);
+    return this.trk.tallyVotes().result;
+  }
+
+  private handleVoteRequest(m: Message): void {
+    const index = m.index ?? 0;
+    const logTerm = m.logTerm ?? 0;
+    const canVote =
+      this.vote === m.from ||
+      (this.vote === null && this.lead === null) ||
+      (m.type === 'preVote' && m.term > this.term);
+    if (canVote && this.log.isUpToDate(index, logTerm)) {
+      // A granted pre-vote carries the candidate's term; a granted vote carries ours (equal to it here).
+      this.send({ type: voteRespType(m.type), to: m.from, from: this.id, term: m.term });
+      if (m.type === 'vote') {
+        this.electionElapsed = 0;
+        this.vote = m.from;
+      }
+    } else {
+      this.send({ type: voteRespType(m.type), to: m.from, from: this.id, term: this.term, reject: true });
+    }
+  }
+
+  private stepCandidate(m: Message): void {
+    const myResp: MessageType = this.role === 'preCandidate' ? 'preVoteResp' : 'voteResp';
+    switch (m.type) {
+      case 'app':
+        this.becomeFollower(m.term, m.from);
+        this.handleAppendEntries(m);
+        break;
+      case 'heartbeat':
+        this.becomeFollower(m.term, m.from);
+        this.handleHeartbeat(m);
+        break;
+      case 'snap':
+        this.becomeFollower(m.term, m.from);
+        this.handleSnapshot(m);
+        break;
+      case 'preVoteResp':
+      case 'voteResp': {
+        if (m.type !== myResp) return;
+        const res = this.poll(m.from, m.type, m.reject !== true);
+        if (res === 'won') {
+          if (this.role === 'preCandidate') {
+            this.campaignWith('election');
+          } else {
+            this.becomeLeader();
+            this.bcastAppend();
+          }
+        } else if (res === 'lost') {
+          this.becomeFollower(this.term, null);
+        }
+        break;
+      }
+      default:
+        break; // timeoutNow, readIndex...: no leader to act for
+    }
+  }
+
+  private stepFollower(m: Message): void {
+    switch (m.type) {
+      case 'app':
+        this.electionElapsed = 0;
+        this.lead = m.from;
+        this.handleAppendEntries(m);
+        break;
+      case 'heartbeat':
+        this.electionElapsed = 0;
+        this.lead = m.from;
+        this.handleHeartbeat(m);
+        break;
+      case 'snap':
+        this.electionElapsed = 0;
+        this.lead = m.from;
+        this.handleSnapshot(m);
+        break;
+      case 'timeoutNow':
+        // Sent by our leader: campaign at once, skipping pre-vote, with a vote that overrides stickiness.
+        this.hup('transfer');
+        break;
+      case 'readIndexResp':
+        if (m.context !== undefined && m.index !== undefined && m.from === this.lead) {
+          this.readStates.push({ index: m.index, context: m.context });
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  private stepLeader(m: Message): void {
+    if (m.type === 'readIndex') {
+      if (!this.trk.progress.has(m.from)) return;
+      this.handleReadIndex({ from: m.from, context: m.context ?? EMPTY_BYTES });
+      return;
+    }
+    const pr = this.trk.progress.get(m.from);
+    if (pr === undefined) return;
+    switch (m.type) {
+      case 'appResp':
+        this.handleAppendResponse(m, pr);
+        break;
+      case 'heartbeatResp':
+        this.handleHeartbeatResponse(m, pr);
+        break;
+      default:
+        break;
+    }
+  }
+
+  // ------------------------------------------------------------------ replication (leader)
+
+  private checkCanPropose(): void {
+    if (this.role !== 'leader') this.throwNotLeader();
+    if (this.leadTransferee !== null) {
+      throw new MooringError(ErrorCode.LEADERSHIP_TRANSFER_IN_PROGRESS, `transferring leadership to ${this.leadTransferee}`);
+    }
+    if (!this.trk.progress.has(this.id)) {
+      throw new MooringError(ErrorCode.PROPOSAL_DROPPED, 'this leader is being removed from the cluster');
+    }
+  }
+
+  private throwNotLeader(): never {
+    const opts = this.lead !== null && this.lead !== this.id ? { leaderHint: this.lead } : undefined;
+    throw new MooringError(ErrorCode.NOT_LEADER, undefined, opts);
+  }
+
+  /** Appends to the leader's log (not persisted yet). Refuses with PROPOSAL_DROPPED over the uncommitted limit. */
+  private appendEntries(ents: Entry[]): boolean {
+    const size = entriesSize(ents);
+    if (this.uncommittedSize > 0 && size > 0 && this.uncommittedSize + size > this.maxUncommittedBytes) {
+      throw new MooringError(ErrorCode.PROPOSAL_DROPPED, `uncommitted entries exceed ${this.maxUncommittedBytes} bytes`);
+    }
+    this.uncommittedSize += size;
+    this.log.append(ents);
+    return true;
+  }
+
+  private reduceUncommittedSize(ents: Entry[]): void {
+    this.uncommittedSize = Math.max(0, this.uncommittedSize - entriesSize(ents));
+  }
+
+  private bcastAppend(): void {
+    for (const id of this.trk.ids()) if (id !== this.id) this.sendAppend(id);
+  }
+
+  private sendAppend(to: NodeId): void {
+    this.maybeSendAppend(to, true);
+  }
+
+  /**
+   * Sends an append to `to` if its flow control allows it: the next entries (bounded by count and bytes),
+   * an empty one to carry the commit index when sendIfEmpty, or a snapshot when the entries were compacted.
+   */
+  private maybeSendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
+    const pr = this.trk.progress.get(to);
+    if (pr === undefined || pr.isPaused()) return false;
+    const prevIndex = pr.next - 1;
+    const prevTerm = this.log.termOrUndefined(prevIndex);
+    if (prevTerm === undefined) return this.maybeSendSnapshot(to, pr);
+    let ents: Entry[] = [];
+    const last = this.log.lastIndex();
+    if (pr.next <= last) {
+      try {
+        ents = this.log.slice(pr.next, Math.min(last + 1, pr.next + this.maxEntriesPerAppend), this.maxBytesPerAppend);
+      } catch (e) {
+        if (e instanceof MooringError && e.code === ErrorCode.COMPACTED) return this.maybeSendSnapshot(to, pr);
+        throw e;
+      }
+    }
+    if (ents.length === 0 && !sendIfEmpty) return false;
+    this.send({ type: 'app', to, from: this.id, term: this.term, index: prevIndex, logTerm: prevTerm, entries: ents, commit: this.log.committed });
+    pr.sentEntries(ents.length);
+    return true;
+  }
+
+  private maybeSendSnapshot(to: NodeId, pr: Progress): boolean {
+    if (!pr.recentActive) return false; // do not push a snapshot at a peer that may be down
+    const snapshot = this.log.snapshot();
+    if (snapshot.metadata.index === 0) return false; // nothing compacted yet: cannot happen with a sane storage
+    pr.becomeSnapshot(snapshot.metadata.index);
+    this.send({ type: 'snap', to, from: this.id, term: this.term, snapshot });
+    return true;
+  }
+
+  private sendHeartbeat(to: NodeId, round: number | undefined): void {
+    const pr = this.trk.progress.get(to)!;
+    // Never tell a follower to commit past what it is known to hold.
+    const commit = Math.min(pr.match, this.log.committed);
+    const m: Message = { type: 'heartbeat', to, from: this.id, term: this.term, commit, index: this.tickCount };
+    if (round !== undefined) m.context = encodeRoundId(round);
+    this.send(m);
+  }
+
+  private bcastHeartbeat(round?: number): void {
+    const r = round ?? this.readOnly.lastPendingRound();
+    for (const id of this.trk.ids()) if (id !== this.id) this.sendHeartbeat(id, r);
+  }
+
+  private sendTimeoutNow(to: NodeId): void {
+    this.send({ type: 'timeoutNow', to, from: this.id, term: this.term });
+  }
+
+  private abortLeaderTransfer(): void {
+    this.leadTransferee = null;
+  }
+
+  private maybeCommit(): boolean {
+    return this.log.maybeCommit(this.trk.committed(), this.term);
+  }
+
+  private afterCommitAdvanced(): void {
+    this.releasePendingReadIndex();
+    this.bcastAppend();
+  }
+
+  private handleAppendResponse(m: Message, pr: Progress): void {
+    pr.recentActive = true;
+    const index = m.index ?? 0;
+    if (m.reject === true) {
+      // Fast backtracking: skip every entry the follower cannot have (§5.3 optimisation, etcd style).
+      let nextProbeIdx = m.rejectHint ?? index;
+      if ((m.logTerm ?? 0) > 0) nextProbeIdx = this.log.findConflictByTerm(nextProbeIdx, m.logTerm!).index;
+      if (pr.maybeDecrTo(index, nextProbeIdx)) {
+        if (pr.state === 'replicate') pr.becomeProbe();
+        this.sendAppend(m.from);
+      }
+      return;
+    }
+    if (index > this.log.lastIndex()) return; // acks an index we never sent: ignore
+    if (pr.maybeUpdate(index) || (pr.match === index && pr.state === 'probe')) {
+      if (pr.state === 'probe') {
+        pr.becomeReplicate();
+      } else if (pr.state === 'snapshot' && pr.match + 1 >= this.log.firstIndex()) {
+        // The follower caught up (through the snapshot or otherwise): resume normal replication.
+        pr.becomeProbe();
+        pr.becomeReplicate();
+      } else if (pr.state === 'replicate') {
+        pr.inflights.freeLE(index);
+      }
+      if (this.maybeCommit()) {
+        this.afterCommitAdvanced();
+      }
+      // Flow control may have opened: send as much as the window allows (no empty appends).
+      while (this.maybeSendAppend(m.from, false)) {
+        /* keep filling the window */
+      }
+      if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
+    }
+  }
+
+  private handleHeartbeatResponse(m: Message, pr: Progress): void {
+    pr.recentActive = true;
+    pr.msgAppFlowPaused = false;
+    const sentAt = m.index;
+    if (sentAt !== undefined && sentAt <= this.tickCount && sentAt > (this.leaseAcks.get(m.from) ?? -1)) {
+      this.leaseAcks.set(m.from, sentAt);
+    }
+    if (pr.match < this.log.lastIndex()) this.sendAppend(m.from);
+    const round = decodeRoundId(m.context);
+    if (round === undefined) return;
+    const acks = this.readOnly.recvAck(m.from, round);
+    if (acks === undefined) return;
+    const withSelf = new Map(acks);
+    withSelf.set(this.id, true);
+    if (this.trk.voteResult(withSelf) !== 'won') return;
+    for (const rs of this.readOnly.advance(round)) this.respondToRead(rs.request, rs.index);
+  }
+
+  // ------------------------------------------------------------------ reads
+
+  private committedEntryInCurrentTerm(): boolean {
+    return this.log.termOrUndefined(this.log.committed) === this.term;
+  }
+
+  private handleReadIndex(req: ReadRequest): void {
+    if (this.trk.isSingleton()) {
+      this.respondToRead(req, this.log.committed);
+      return;
+    }
+    // A new leader does not know the commit index until an entry of its own term commits.
+    if (!this.committedEntryInCurrentTerm()) {
+      this.pendingReadIndex.push(req);
+      return;
+    }
+    this.startRead(req);
+  }
+
+  private startRead(req: ReadRequest): void {
+    if (this.hasLease()) {
+      this.respondToRead(req, this.log.committed);
+      return;
+    }
+    const round = this.readOnly.addRequest(this.log.committed, req);
+    this.bcastHeartbeat(round);
+  }
+
+  private releasePendingReadIndex(): void {
+    if (this.pendingReadIndex.length === 0 || !this.committedEntryInCurrentTerm()) return;
+    const reqs = this.pendingReadIndex;
+    this.pendingReadIndex = [];
+    for (const r of reqs) this.startRead(r);
+  }
+
+  private respondToRead(req: ReadRequest, index: number): void {
+    if (req.from === this.id) {
+      this.readStates.push({ index, context: req.context });
+    } else {
+      this.send({ type: 'readIndexResp', to: req.from, from: this.id, term: this.term, index, context: req.context });
+    }
+  }
+
+  // ------------------------------------------------------------------ follower handlers
+
+  private handleAppendEntries(m: Message): void {
+    const index = m.index ?? 0;
+    const logTerm = m.logTerm ?? 0;
+    const ents = m.entries ?? [];
+    // Well-shaped but inconsistent input (not from a correct leader): drop it.
+    for (let i = 0; i < ents.length; i++) {
+      const e = ents[i]!;
+      if (e.index !== index + 1 + i || e.term > m.term || e.term < (i === 0 ? logTerm : ents[i - 1]!.term)) return;
+    }
+    if (index < this.log.committed) {
+      this.send({ type: 'appResp', to: m.from, from: this.id, term: this.term, index: this.log.committed });
+      return;
+    }
+    if (this.log.matchTerm(index, logTerm)) {
+      const ci = this.log.findConflict(ents);
+      if (ci !== 0 && ci <= this.log.committed) return; // would rewrite committed history: not a correct leader
+    }
+    const last = this.log.maybeAppend(index, logTerm, m.commit ?? 0, ents);
+    if (last !== undefined) {
+      this.send({ type: 'appResp', to: m.from, from: this.id, term: this.term, index: last });
+      return;
+    }
+    // Reject with a hint: the largest index ≤ min(index, our last) whose term ≤ logTerm.
+    const hint = this.log.findConflictByTerm(Math.min(index, this.log.lastIndex()), logTerm);
+    this.send({ type: 'appResp', to: m.from, from: this.id, term: this.term, index, reject: true, rejectHint: hint.index, logTerm: hint.term });
+  }
+
+  private handleHeartbeat(m: Message): void {
+    const commit = m.commit ?? 0;
+    if (commit <= this.log.lastIndex()) this.log.commitTo(commit);
+    const resp: Message = { type: 'heartbeatResp', to: m.from, from: this.id, term: this.term };
+    if (m.context !== undefined) resp.context = m.context;
+    if (m.index !== undefined) resp.index = m.index; // echo the leader's send tick (leases)
+    this.send(resp);
+  }
+
+  private handleSnapshot(m: Message): void {
+    const s = m.snapshot;
+    if (s === undefined) return;
+    if (this.restore(s)) {
+      this.send({ type: 'appResp', to: m.from, from: this.id, term: this.term, index: this.log.lastIndex() });
+    } else {
+      this.send({ type: 'appResp', to: m.from, from: this.id, term: this.term, index: this.log.committed });
+    }
+  }
+
+  /** Installs a snapshot newer than our commit. Returns false when it was ignored (or only fast-forwarded). */
+  private restore(s: Snapshot): boolean {
+    const { index, term, confState } = s.metadata;
+    if (index <= this.log.committed) return false;
+    if (this.role !== 'follower') return false;
+    const cs = confState;
+    const known =
+      cs.voters.includes(this.id) || cs.learners.includes(this.id) || cs.votersOutgoing.includes(this.id);
+    if (!known) return false; // a snapshot that does not include us: stale or misdirected
+    let restored: ChangeResult;
+    try {
+      restored = restoreConfState(cs, index, this.trk.maxInflight);
+    } catch {
+      return false; // inconsistent membership in the snapshot: ignore it
+    }
+    if (this.log.matchTerm(index, term)) {
+      // We already have the entries: just fast-forward the commit index.
+      this.log.commitTo(index);
+      return false;
+    }
+    this.log.restore(s);
+    this.switchToConfig(restored);
+    return true;
+  }
+
+  // ------------------------------------------------------------------ membership
+
+  private switchToConfig(r: ChangeResult): ConfState {
+    this.trk.config = r.config;
+    this.trk.progress = r.progress;
+    const cs = this.trk.confState();
+    const pr = this.trk.progress.get(this.id);
+    this.isLearner = pr !== undefined && pr.isLearner;
+    if ((pr === undefined || this.isLearner) && this.role === 'leader') {
+      // We were removed (or demoted): hand over to the most caught-up voter, then step down.
+      let best: NodeId | null = null;
+      let bestMatch = -1;
+      for (const id of this.trk.voterIds()) {
+        const p = this.trk.progress.get(id)!;
+        if (p.match > bestMatch) {
+          best = id;
+          bestMatch = p.match;
+        }
+      }
+      if (best !== null && bestMatch === this.log.lastIndex()) this.sendTimeoutNow(best);
+      this.becomeFollower(this.term, null);
+      return cs;
+    }
+    if (this.role !== 'leader' || cs.voters.length === 0) return cs;
+    if (this.maybeCommit()) {
+      this.afterCommitAdvanced();
+    } else {
+      // Probe newly added peers at once instead of waiting for the next heartbeat.
+      for (const id of this.trk.ids()) if (id !== this.id) this.maybeSendAppend(id, false);
+    }
+    if (this.leadTransferee !== null && !this.trk.isVoter(this.leadTransferee)) this.abortLeaderTransfer();
+    return cs;
+  }
+
+  /** Leader: once a joint config with autoLeave is applied, propose leaving it. */
+  private maybeAutoLeave(): void {
+    const c = this.trk.config;
+    if (!c.autoLeave || !isJoint(c) || this.log.applied < this.pendingConfIndex) return;
+    if (!this.trk.progress.has(this.id)) return;
+    const index = this.log.lastIndex() + 1;
+    const data = encodeConfChange({ changes: [] });
+    // Bypasses the uncommitted-bytes limit: leaving the joint config must not be starved by client load.
+    this.uncommittedSize += data.length;
+    this.log.append([{ term: this.term, index, type: 'confChange', data }]);
+    this.pendingConfIndex = index;
+    this.bcastAppend();
+  }
+
+  // ------------------------------------------------------------------ plumbing
+
+  private send(m: Message): void {
+    if (PERSISTED_TYPES.has(m.type)) this.msgsAfterAppend.push(m);
+    else this.msgs.push(m);
+  }
+
+  private checkInvariants(): void {
+    const last = this.log.lastIndex();
+    assert(this.log.committed <= last, `commit ${this.log.committed} > lastIndex ${last}`);
+    assert(this.log.applied <= this.log.committed, `applied ${this.log.applied} > commit ${this.log.committed}`);
+    assert(this.role !== 'leader' || this.lead === this.id, 'a leader leads itself');
+  }
+}
+
+function hardStateEqual(a: HardState, b: HardState): boolean {
+  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
+}
+
+/** The latest tick acknowledged by a majority of `voters` (Infinity when empty, -Infinity when none). */
+function majorityAck(voters: ReadonlySet<NodeId>, acked: (id: NodeId) => number | undefined): number {
+  if (voters.size === 0) return Infinity;
+  const xs: number[] = [];
+  for (const id of voters) xs.push(acked(id) ?? -Infinity);
+  xs.sort((a, b) => b - a);
+  return xs[Math.floor(voters.size / 2)]!;
+}

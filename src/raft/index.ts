@@ -1,0 +1,18 @@
+// The Raft layer: the pure core and its building blocks (the LevelDB log and the driver live beside it).
+export * from './types.js';
+export { RaftCore, TRANSFER_CONTEXT, type BatchProposal } from './core.js';
+export {
+  DEFAULT_ELECTION_TIMEOUT_TICKS,
+  DEFAULT_HEARTBEAT_INTERVAL_TICKS,
+  DEFAULT_MAX_BYTES_PER_APPEND,
+  DEFAULT_MAX_COMMITTED_BYTES_PER_READY,
+  DEFAULT_MAX_ENTRIES_PER_APPEND,
+  DEFAULT_MAX_INFLIGHT_APPENDS,
+  DEFAULT_MAX_UNCOMMITTED_BYTES,
+} from './core.js';
+export { MemoryStorage } from './memory-storage.js';
+export { validateMessage, MAX_ENTRIES_PER_MESSAGE, MAX_CONF_STATE_NODES, MAX_CONTEXT_BYTES } from './validate.js';
+export { encodeConfChange, decodeConfChange, MAX_NODE_ID_CHARS, MAX_CONF_CHANGES_PER_ENTRY } from './confchange.js';
+export { RaftLog } from './log.js';
+export { Progress, Inflights } from './progress.js';
+export { emptyConfState } from './util.js';

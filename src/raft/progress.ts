@@ -1,0 +1,167 @@
+/**
+ * The leader's view of one follower: probe (one append at a time until we find the match), replicate
+ * (optimistic pipelining, bounded by Inflights), snapshot (waiting for a snapshot to be installed).
+ */
+import { assert } from '../errors.js';
+
+export type ProgressState = 'probe' | 'replicate' | 'snapshot';
+
+/** A ring buffer of the last index of each unacknowledged append, bounded by `capacity` messages. */
+export class Inflights {
+  private readonly capacity: number;
+  private readonly indexes: number[];
+  private start = 0;
+  count = 0;
+
+  constructor(capacity: number) {
+    assert(Number.isInteger(capacity) && capacity > 0, 'inflight capacity must be a positive integer');
+    this.capacity = capacity;
+    this.indexes = new Array<number>(capacity).fill(0);
+  }
+
+  add(index: number): void {
+    assert(!this.full(), 'cannot add into a full inflights window');
+    let next = this.start + this.count;
+    if (next >= this.capacity) next -= this.capacity;
+    this.indexes[next] = index;
+    this.count++;
+  }
+
+  /** Frees every inflight append whose last index is ≤ to. */
+  freeLE(to: number): void {
+    if (this.count === 0 || to < this.indexes[this.start]!) return;
+    let idx = this.start;
+    let i = 0;
+    for (; i < this.count; i++) {
+      if (to < this.indexes[idx]!) break;
+      idx++;
+      if (idx >= this.capacity) idx -= this.capacity;
+    }
+    this.count -= i;
+    this.start = this.count === 0 ? 0 : idx;
+  }
+
+  full(): boolean {
+    return this.count === this.capacity;
+  }
+
+  reset(): void {
+    this.count = 0;
+    this.start = 0;
+  }
+
+  clone(): Inflights {
+    const c = new Inflights(this.capacity);
+    for (let i = 0; i < this.capacity; i++) c.indexes[i] = this.indexes[i]!;
+    c.start = this.start;
+    c.count = this.count;
+    return c;
+  }
+}
+
+export class Progress {
+  match = 0;
+  next: number;
+  state: ProgressState = 'probe';
+  /** In snapshot state: the index of the snapshot being sent. */
+  pendingSnapshot = 0;
+  /** Heard from since the last check-quorum round. */
+  recentActive = false;
+  /** In probe state: an append is outstanding; wait for a response or heartbeat before the next one. */
+  msgAppFlowPaused = false;
+  inflights: Inflights;
+  isLearner: boolean;
+
+  constructor(next: number, maxInflight: number, isLearner: boolean) {
+    this.next = next;
+    this.inflights = new Inflights(maxInflight);
+    this.isLearner = isLearner;
+  }
+
+  /** A deep copy (conf changes work on copies so a rejected change leaves no trace). */
+  clone(): Progress {
+    const c = Object.create(Progress.prototype) as Progress;
+    Object.assign(c, this);
+    c.inflights = this.inflights.clone();
+    return c;
+  }
+
+  private resetState(state: ProgressState): void {
+    this.msgAppFlowPaused = false;
+    this.pendingSnapshot = 0;
+    this.state = state;
+    this.inflights.reset();
+  }
+
+  becomeProbe(): void {
+    if (this.state === 'snapshot') {
+      const pending = this.pendingSnapshot;
+      this.resetState('probe');
+      this.next = Math.max(this.match + 1, pending + 1);
+    } else {
+      this.resetState('probe');
+      this.next = this.match + 1;
+    }
+  }
+
+  becomeReplicate(): void {
+    this.resetState('replicate');
+    this.next = this.match + 1;
+  }
+
+  becomeSnapshot(snapshotIndex: number): void {
+    this.resetState('snapshot');
+    this.pendingSnapshot = snapshotIndex;
+  }
+
+  /** Bookkeeping after sending an append with `entries` entries (the last of which is next+entries-1). */
+  sentEntries(entries: number): void {
+    if (this.state === 'replicate') {
+      if (entries > 0) {
+        this.next += entries;
+        this.inflights.add(this.next - 1);
+      }
+      // An empty append (commit only) takes no window slot.
+    } else if (this.state === 'probe') {
+      this.msgAppFlowPaused = true;
+    } else {
+      assert(false, `sending append in unhandled state ${this.state}`);
+    }
+  }
+
+  /** An ack for index n: returns whether match advanced. */
+  maybeUpdate(n: number): boolean {
+    if (n <= this.match) return false;
+    this.match = n;
+    this.next = Math.max(this.next, n + 1);
+    this.msgAppFlowPaused = false;
+    return true;
+  }
+
+  /**
+   * A rejection of the append at `rejected`; `matchHint` is the follower's guess of the longest matching
+   * prefix. Returns false when the rejection is stale (out of order).
+   */
+  maybeDecrTo(rejected: number, matchHint: number): boolean {
+    if (this.state === 'replicate') {
+      if (rejected <= this.match) return false;
+      this.next = this.match + 1;
+      return true;
+    }
+    if (this.next - 1 !== rejected) return false;
+    this.next = Math.max(Math.min(rejected, matchHint + 1), this.match + 1);
+    this.msgAppFlowPaused = false;
+    return true;
+  }
+
+  isPaused(): boolean {
+    switch (this.state) {
+      case 'probe':
+        return this.msgAppFlowPaused;
+      case 'replicate':
+        return this.inflights.full();
+      case 'snapshot':
+        return true;
+    }
+  }
+}

@@ -1,0 +1,201 @@
+/**
+ * A tiny synchronous network for RaftCore tests: every node has a MemoryStorage; `stabilize()` processes every
+ * Ready (persist, send, apply, advance) and delivers every message until nothing is left, honouring drops and
+ * isolations. No timers: time is `tick()`.
+ */
+import { RaftCore } from '../../src/raft/core.js';
+import { decodeConfChange } from '../../src/raft/confchange.js';
+import { MemoryStorage } from '../../src/raft/memory-storage.js';
+import type { ConfState, Entry, Message, RaftConfig, ReadState } from '../../src/raft/types.js';
+import { SeededRng } from '../../src/util/rng.js';
+
+export interface SimNode {
+  id: string;
+  core: RaftCore;
+  storage: MemoryStorage;
+  /** Normal, non-empty entries applied, in order. */
+  applied: Entry[];
+  /** Every committed entry applied (including no-ops and conf changes). */
+  appliedAll: Entry[];
+  readStates: ReadState[];
+  confState: ConfState;
+}
+
+export type Filter = (m: Message) => boolean;
+
+export class Net {
+  readonly nodes = new Map<string, SimNode>();
+  /** Messages in flight (delivered by stabilize / deliver). */
+  queue: Message[] = [];
+  /** Sent messages, for assertions. */
+  log: Message[] = [];
+  private readonly cut = new Set<string>();
+  private readonly isolated = new Set<string>();
+  filters: Filter[] = [];
+  readonly seed: number;
+  private readonly rng: SeededRng;
+  readonly opts: Partial<RaftConfig>;
+
+  constructor(ids: string[], opts: Partial<RaftConfig> = {}, seed = 1, learners: string[] = []) {
+    this.seed = seed;
+    this.rng = new SeededRng(seed);
+    this.opts = opts;
+    for (const id of [...ids, ...learners]) {
+      this.addNode(id, MemoryStorage.withVoters(ids, learners));
+    }
+  }
+
+  addNode(id: string, storage: MemoryStorage, extra: Partial<RaftConfig> = {}): SimNode {
+    const core = new RaftCore({ id, storage, rng: this.rng.fork(), ...this.opts, ...extra });
+    const n: SimNode = { id, core, storage, applied: [], appliedAll: [], readStates: [], confState: storage.initialState().confState };
+    this.nodes.set(id, n);
+    return n;
+  }
+
+  /** Restarts a node from its storage (memory state lost; storage kept, as after a crash with fsync). */
+  restart(id: string, extra: Partial<RaftConfig> = {}): SimNode {
+    const old = this.node(id);
+    const n = this.addNode(id, old.storage, { applied: 0, ...extra });
+    return n;
+  }
+
+  remove(id: string): void {
+    this.nodes.delete(id);
+  }
+
+  node(id: string): SimNode {
+    const n = this.nodes.get(id);
+    if (n === undefined) throw new Error(`no node ${id}`);
+    return n;
+  }
+
+  core(id: string): RaftCore {
+    return this.node(id).core;
+  }
+
+  cutLink(a: string, b: string): void {
+    this.cut.add(`${a}>${b}`);
+    this.cut.add(`${b}>${a}`);
+  }
+
+  cutOneWay(from: string, to: string): void {
+    this.cut.add(`${from}>${to}`);
+  }
+
+  isolate(id: string): void {
+    this.isolated.add(id);
+  }
+
+  heal(): void {
+    this.cut.clear();
+    this.isolated.clear();
+    this.filters = [];
+  }
+
+  private passes(m: Message): boolean {
+    if (this.isolated.has(m.from) || this.isolated.has(m.to)) return false;
+    if (this.cut.has(`${m.from}>${m.to}`)) return false;
+    return this.filters.every((f) => f(m));
+  }
+
+  /** Handles one Ready of node `id` if it has one. Returns whether it did. */
+  processReady(id: string): boolean {
+    const n = this.node(id);
+    if (!n.core.hasReady()) return false;
+    const rd = n.core.ready();
+    this.queue.push(...rd.messages);
+    this.log.push(...rd.messages);
+    if (rd.snapshot !== undefined) n.storage.applySnapshot(rd.snapshot);
+    n.storage.append(rd.entries);
+    if (rd.hardState !== undefined) n.storage.setHardState(rd.hardState);
+    this.queue.push(...rd.persistedMessages);
+    this.log.push(...rd.persistedMessages);
+    if (rd.snapshot !== undefined) {
+      n.confState = rd.snapshot.metadata.confState;
+      // The state machine image in these tests is the list of applied entries' data, JSON-encoded.
+      const image = JSON.parse(new TextDecoder().decode(rd.snapshot.data)) as string[];
+      n.applied = image.map((d, i) => ({ term: 0, index: i, type: 'normal' as const, data: new TextEncoder().encode(d) }));
+    }
+    for (const e of rd.committedEntries) {
+      n.appliedAll.push(e);
+      if (e.type === 'confChange') {
+        n.confState = n.core.applyConfChange(decodeConfChange(e.data));
+        n.storage.setConfState(n.confState);
+      } else if (e.data.length > 0) {
+        n.applied.push(e);
+      }
+    }
+    n.readStates.push(...rd.readStates);
+    n.core.advance(rd);
+    return true;
+  }
+
+  /** Delivers the queued messages once (new ones produced meanwhile stay queued). */
+  deliver(): number {
+    const q = this.queue;
+    this.queue = [];
+    let count = 0;
+    for (const m of q) {
+      if (!this.passes(m)) continue;
+      const n = this.nodes.get(m.to);
+      if (n === undefined) continue;
+      n.core.step(m);
+      count++;
+    }
+    return count;
+  }
+
+  /** Runs until no node has a Ready and no message is queued. */
+  stabilize(maxRounds = 10_000): void {
+    for (let round = 0; round < maxRounds; round++) {
+      let busy = false;
+      for (const id of [...this.nodes.keys()]) {
+        while (this.processReady(id)) busy = true;
+      }
+      if (this.queue.length > 0) {
+        busy = true;
+        this.deliver();
+      }
+      if (!busy) return;
+    }
+    throw new Error('network did not stabilize');
+  }
+
+  tick(ids?: string[]): void {
+    for (const id of ids ?? [...this.nodes.keys()]) this.core(id).tick();
+  }
+
+  /** Ticks everyone n times, stabilizing after each tick. */
+  tickAll(n: number, ids?: string[]): void {
+    for (let i = 0; i < n; i++) {
+      this.tick(ids);
+      this.stabilize();
+    }
+  }
+
+  campaign(id: string): void {
+    this.core(id).campaign();
+    this.stabilize();
+  }
+
+  leaders(): string[] {
+    return [...this.nodes.values()].filter((n) => n.core.status().role === 'leader').map((n) => n.id);
+  }
+
+  leaderOf(ids: string[]): string | undefined {
+    return ids.find((id) => this.core(id).status().role === 'leader');
+  }
+
+  proposeStr(id: string, s: string): { index: number; term: number } {
+    const r = this.core(id).propose(new TextEncoder().encode(s));
+    this.stabilize();
+    return r;
+  }
+
+  appliedStrings(id: string): string[] {
+    return this.node(id).applied.map((e) => new TextDecoder().decode(e.data));
+  }
+}
+
+export const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
+export const dec = (b: Uint8Array): string => new TextDecoder().decode(b);
