@@ -78,13 +78,14 @@ export async function startHttpOps(options: HttpOpsOptions): Promise<HttpOps> {
       case '/ready': {
         let r: Readiness;
         try {
-          r = await options.ready();
+          const got: unknown = await options.ready();
+          r = typeof got === 'object' && got !== null ? (got as Readiness) : { ready: false, reason: 'readiness check returned nothing' };
         } catch (err) {
           log.warn({ err }, 'readiness check failed');
           r = { ready: false, reason: `readiness check failed: ${(err as Error)?.message ?? String(err)}` };
         }
-        const body = r.ready ? { ready: true } : { ready: false, reason: r.reason ?? 'not ready' };
-        return send(res, r.ready ? 200 : 503, 'application/json', JSON.stringify(body));
+        const body = r.ready === true ? { ready: true } : { ready: false, reason: typeof r.reason === 'string' ? r.reason : 'not ready' };
+        return send(res, body.ready ? 200 : 503, 'application/json', JSON.stringify(body));
       }
       case '/metrics': {
         const text = await options.metrics.registry.metrics();

@@ -103,6 +103,13 @@ describe('startHttpOps over a real socket', () => {
     expect(JSON.parse(broken.body).reason).toContain('raft node stopped');
   });
 
+  it('/ready treats a malformed answer from ready() as not ready', async () => {
+    const { port } = await start({ ready: () => undefined as unknown as Readiness });
+    const r = await get(port, '/ready');
+    expect(r.status).toBe(503);
+    expect(JSON.parse(r.body)).toEqual({ ready: false, reason: 'readiness check returned nothing' });
+  });
+
   it('/metrics serves the registry in Prometheus text format', async () => {
     const { port, metrics } = await start();
     metrics.setRaft({ term: 12, role: 'follower', commitIndex: 33 });
