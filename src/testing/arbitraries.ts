@@ -1,0 +1,80 @@
+/**
+ * fast-check arbitraries for fault schedules, exported so users can write their own property tests:
+ *
+ *   fc.assert(fc.property(fc.integer(), scheduleArb(), (seed, s) => {
+ *     const r = runSchedule(seed, s);
+ *     return r.violations.length === 0 && r.linearizable && r.livenessOk;
+ *   }));
+ */
+import fc from 'fast-check';
+import type { ReadMode } from './client-model.js';
+import type { FaultEvent, Schedule } from './schedule.js';
+
+export type FaultKind = FaultEvent['kind'];
+
+export const allFaultKinds: readonly FaultKind[] = [
+  'partition', 'cut', 'rates', 'crash', 'pause', 'skew', 'heal', 'transfer', 'membership',
+];
+
+export interface ScheduleArbOptions {
+  /** Initial voter counts to choose from. Default [3, 5]. */
+  voters?: number[];
+  /** Spare (non-member) nodes to choose from. Default [0, 1]. */
+  spares?: number[];
+  /** Fault phase length range in ticks. Default 100..400. */
+  minFaultTicks?: number;
+  maxFaultTicks?: number;
+  /** Events per schedule. Default up to 12. */
+  maxEvents?: number;
+  /** Which fault kinds may appear. Default all (skew is left out for lease reads, which assume bounded drift). */
+  faults?: readonly FaultKind[];
+  readModes?: ReadMode[];
+}
+
+/** Clock rates for skewed nodes: stopped, slow, fast. */
+export const skewRates = [0, 0.5, 1.5, 2] as const;
+
+export function faultEventArb(faultTicks: number, universe: number, kinds: readonly FaultKind[]): fc.Arbitrary<FaultEvent> {
+  const at = fc.integer({ min: 0, max: Math.max(0, faultTicks - 1) });
+  const node = fc.integer({ min: 0, max: universe - 1 });
+  const rate = (max: number): fc.Arbitrary<number> => fc.integer({ min: 0, max: Math.round(max * 100) }).map((x) => x / 100);
+  const byKind: Record<FaultKind, fc.Arbitrary<FaultEvent>> = {
+    partition: fc.record({ at, kind: fc.constant('partition' as const), groups: fc.array(fc.integer({ min: 0, max: 2 }), { minLength: universe, maxLength: universe }) }),
+    cut: fc.record({ at, kind: fc.constant('cut' as const), from: node, to: node }),
+    rates: fc.record({ at, kind: fc.constant('rates' as const), drop: rate(0.3), duplicate: rate(0.2), reorder: rate(0.3) }),
+    crash: fc.record({ at, kind: fc.constant('crash' as const), node, duration: fc.integer({ min: 1, max: 80 }) }),
+    pause: fc.record({ at, kind: fc.constant('pause' as const), node, duration: fc.integer({ min: 1, max: 80 }) }),
+    skew: fc.record({ at, kind: fc.constant('skew' as const), node, rate: fc.constantFrom(...skewRates) }),
+    heal: fc.record({ at, kind: fc.constant('heal' as const) }),
+    transfer: fc.record({ at, kind: fc.constant('transfer' as const), to: node }),
+    membership: fc.record({ at, kind: fc.constant('membership' as const), change: fc.constantFrom('addVoter' as const, 'addLearner' as const, 'removeNode' as const), node }),
+  };
+  return fc.oneof(...kinds.map((k) => byKind[k]));
+}
+
+export function scheduleArb(options: ScheduleArbOptions = {}): fc.Arbitrary<Schedule> {
+  const votersChoices = options.voters ?? [3, 5];
+  const sparesChoices = options.spares ?? [0, 1];
+  const minTicks = options.minFaultTicks ?? 100;
+  const maxTicks = options.maxFaultTicks ?? 400;
+  const readModes = options.readModes ?? ['readIndex'];
+  return fc
+    .record({
+      voters: fc.constantFrom(...votersChoices),
+      spares: fc.constantFrom(...sparesChoices),
+      faultTicks: fc.integer({ min: minTicks, max: maxTicks }),
+      readMode: fc.constantFrom(...readModes),
+    })
+    .chain(({ voters, spares, faultTicks, readMode }) => {
+      let kinds = options.faults ?? allFaultKinds;
+      if (readMode === 'lease') kinds = kinds.filter((k) => k !== 'skew');
+      return fc
+        .array(faultEventArb(faultTicks, voters + spares, kinds), { maxLength: options.maxEvents ?? 12 })
+        .map((events): Schedule => ({ voters, spares, faultTicks, readMode, events: [...events].sort((a, b) => a.at - b.at) }));
+    });
+}
+
+/** The schedule fast-check draws for `seed` (how the CLI turns a seed into a schedule, replayably). */
+export function scheduleForSeed(seed: number, options: ScheduleArbOptions = {}): Schedule {
+  return fc.sample(scheduleArb(options), { seed, numRuns: 1 })[0]!;
+}

@@ -1,0 +1,45 @@
+/**
+ * The simulator's view of the Raft core and its storage, and the default binding to Mooring's RaftCore and
+ * MemoryStorage. Kept to one file so the simulator can drive another implementation (createCore option).
+ */
+import { decodeConfChange } from '../raft/confchange.js';
+import { RaftCore } from '../raft/core.js';
+import { MemoryStorage } from '../raft/memory-storage.js';
+import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, RaftConfig, Ready, Snapshot, Status, Storage } from '../raft/types.js';
+
+/** What the simulator calls on a Raft core (the etcd RawNode shape). */
+export interface SimCore {
+  tick(): void;
+  step(m: Message): void;
+  propose(data: Uint8Array): void;
+  proposeConfChange(cc: ConfChange): void;
+  applyConfChange(cc: ConfChange): ConfState;
+  readIndex(ctx: Uint8Array): void;
+  transferLeadership(to: NodeId): void;
+  hasReady(): boolean;
+  ready(): Ready;
+  advance(rd: Ready): void;
+  status(): Status;
+}
+
+/** Durable log storage as the simulator writes it while handling a Ready. */
+export interface SimStorage extends Storage {
+  append(entries: Entry[]): void;
+  setHardState(hs: HardState): void;
+  setConfState(cs: ConfState): void;
+  applySnapshot(snap: Snapshot): void;
+  createSnapshot(index: number, confState: ConfState, data: Uint8Array): Snapshot;
+  compact(compactIndex: number): void;
+}
+
+export function createDefaultCore(config: RaftConfig): SimCore {
+  return new RaftCore(config) as unknown as SimCore;
+}
+
+export function newSimStorage(initialVoters: NodeId[]): SimStorage {
+  return new MemoryStorage({ voters: [...initialVoters] });
+}
+
+export function decodeSimConfChange(data: Uint8Array): ConfChange {
+  return decodeConfChange(data);
+}

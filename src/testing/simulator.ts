@@ -1,0 +1,595 @@
+/**
+ * Deterministic simulator: N Raft cores on a virtual clock (1 tick = one step of virtual time), one seeded
+ * generator for everything (each node's core gets its own fork), a faulty network (network.ts), simulated clients
+ * (client-model.ts) and continuous invariant checks (invariants.ts).
+ *
+ * Each node is driven by the Ready contract exactly: send `messages` at once, persist snapshot → entries → hard
+ * state, send `persistedMessages`, apply, then `advance`. Persisting takes a seeded 0..maxPersistDelayTicks
+ * ticks (the core keeps stepping messages meanwhile, as a real driver does during an fsync); a crash inside that
+ * window loses the Ready's snapshot, entries and hard state, exactly what an un-fsynced write loses.
+ *
+ * Durable per node: the log storage (MemoryStorage) and the KV state machine with its applied index (the real
+ * state machine writes its applied index in the same LevelDB batch as its data). Volatile: the core, the Ready
+ * being persisted, pending client requests, queued messages.
+ */
+import type { ConfChange, ConfState, Entry, Message, NodeId, RaftConfig, Ready, Role, Status } from '../raft/types.js';
+import { SeededRng } from '../util/rng.js';
+import { ClientPool, type ClientOptions, type ClientRequest, type ClientResponse } from './client-model.js';
+import { InvariantChecker, type LogView } from './invariants.js';
+import { decodeCommand, encodeCommand, KvMachine } from './kv-machine.js';
+import { SimNetwork, type NetworkOptions } from './network.js';
+import { createDefaultCore, decodeSimConfChange, newSimStorage, type SimCore, type SimStorage } from './raft-adapter.js';
+import { TraceHasher } from './trace-hash.js';
+
+export interface SimulatorOptions {
+  /** Initial voters n1..nN. Default 3. */
+  voters?: number;
+  /** Extra nodes n(N+1).. that start empty and outside the configuration (for membership changes). Default 0. */
+  spares?: number;
+  electionTimeoutTicks?: number;
+  heartbeatIntervalTicks?: number;
+  preVote?: boolean;
+  checkQuorum?: boolean;
+  readOnlyOption?: 'safe' | 'lease';
+  network?: NetworkOptions;
+  /** Simulated clients; false for none. */
+  clients?: ClientOptions | false;
+  /** A Ready takes 0..this many ticks to persist. Default 2. */
+  maxPersistDelayTicks?: number;
+  /** Probability that persisting a Ready takes more than 0 ticks. Default 0.3. */
+  slowPersistProbability?: number;
+  /** Take a snapshot and compact when this many applied entries sit in the log. Default 40; 0 = never. */
+  compactAfterEntries?: number;
+  /** Entries kept behind the snapshot when compacting (so a slightly lagging follower needs no snapshot). */
+  compactKeepEntries?: number;
+  /** Run the pairwise log-matching check every this many ticks. Default 25. */
+  logCheckEveryTicks?: number;
+  /** Messages and client requests buffered for a paused node before the oldest are lost. */
+  maxPausedInboxMessages?: number;
+  /**
+   * On resume, tick a paused node's core for the ticks it missed (capped at 10 election timeouts) before it
+   * handles what its sockets buffered, as a driver measuring elapsed monotonic time does. Lease reads rely on
+   * it; false models a driver that does not, which no clock-based lease can survive. Default true.
+   */
+  catchUpTicksOnResume?: boolean;
+  /** Override the Raft core (for testing the simulator with another implementation). */
+  createCore?: (config: RaftConfig) => SimCore;
+}
+
+export interface SimStats {
+  ticks: number;
+  messagesDelivered: number;
+  messagesDropped: number;
+  messagesCut: number;
+  messagesDuplicated: number;
+  messagesReordered: number;
+  readiesHandled: number;
+  readiesLostInCrash: number;
+  entriesApplied: number;
+  snapshotsInstalled: number;
+  compactions: number;
+  crashes: number;
+  restarts: number;
+  pauses: number;
+  leaderChanges: number;
+  maxTerm: number;
+}
+
+interface PendingRead {
+  client: number;
+  seq: number;
+  key: string;
+  index: number; // -1 until the read state arrives
+}
+
+type InboxItem = { kind: 'msg'; m: Message } | { kind: 'req'; req: ClientRequest };
+
+export class SimNode {
+  core: SimCore | null = null;
+  storage: SimStorage;
+  sm = new KvMachine();
+  inflight: { rd: Ready; doneAt: number } | null = null;
+  paused = false;
+  pausedAt = 0;
+  /** Ticks of the node's own clock per simulator tick (clock skew). */
+  tickRate = 1;
+  private tickCredit = 0;
+  role: Role = 'follower';
+  term = 0;
+  leader: NodeId | null = null;
+  readonly inbox: InboxItem[] = [];
+  readonly pendingWrites = new Set<string>();
+  readonly pendingReads = new Map<string, PendingRead>();
+  readonly waitingReads: PendingRead[] = [];
+
+  constructor(
+    readonly id: NodeId,
+    readonly rng: SeededRng,
+    initialVoters: NodeId[],
+  ) {
+    this.storage = newSimStorage(initialVoters);
+  }
+
+  get up(): boolean {
+    return this.core !== null;
+  }
+
+  /** How many core ticks to run this simulator tick. */
+  ticksDue(): number {
+    this.tickCredit += this.tickRate;
+    const n = Math.floor(this.tickCredit);
+    this.tickCredit -= n;
+    return n;
+  }
+
+  logView(): LogView {
+    const snap = this.storage.snapshot().metadata;
+    const first = this.storage.firstIndex();
+    const last = this.storage.lastIndex();
+    const entries = last >= first ? this.storage.entries(first, last + 1, Number.MAX_SAFE_INTEGER) : [];
+    return { node: this.id, snapshotIndex: first - 1, snapshotTerm: snap.index === first - 1 ? snap.term : 0, entries };
+  }
+}
+
+export class Simulator {
+  readonly rng: SeededRng;
+  readonly network: SimNetwork;
+  readonly checker = new InvariantChecker();
+  readonly nodes = new Map<NodeId, SimNode>();
+  readonly ids: NodeId[];
+  readonly clients: ClientPool | null;
+  readonly trace = new TraceHasher();
+  readonly stats: SimStats = {
+    ticks: 0, messagesDelivered: 0, messagesDropped: 0, messagesCut: 0, messagesDuplicated: 0, messagesReordered: 0,
+    readiesHandled: 0, readiesLostInCrash: 0, entriesApplied: 0, snapshotsInstalled: 0, compactions: 0, crashes: 0,
+    restarts: 0, pauses: 0, leaderChanges: 0, maxTerm: 0,
+  };
+  now = 0;
+  private eventSeq = 0;
+  private readonly persistRng: SeededRng;
+  private readonly clientNetRng: SeededRng;
+  private readonly clientQueue = new Map<number, { to: NodeId | null; req?: ClientRequest; resp?: ClientResponse }[]>();
+  private nextReadId = 1;
+  private readonly leaderChecked = new Set<string>();
+  readonly opts: Required<Omit<SimulatorOptions, 'network' | 'clients' | 'createCore'>>;
+  private readonly createCore: (config: RaftConfig) => SimCore;
+  /** Probe ids seen applied by any node (liveness). */
+  readonly probesApplied = new Set<number>();
+  /** Hook for tests: called for every applied normal entry. */
+  onApplied: ((node: NodeId, e: Entry) => void) | null = null;
+
+  constructor(seed: number, options: SimulatorOptions = {}) {
+    this.rng = new SeededRng(seed);
+    this.opts = {
+      voters: options.voters ?? 3,
+      spares: options.spares ?? 0,
+      electionTimeoutTicks: options.electionTimeoutTicks ?? 10,
+      heartbeatIntervalTicks: options.heartbeatIntervalTicks ?? 1,
+      preVote: options.preVote ?? true,
+      checkQuorum: options.checkQuorum ?? true,
+      readOnlyOption: options.readOnlyOption ?? (options.clients && options.clients.readMode === 'lease' ? 'lease' : 'safe'),
+      maxPersistDelayTicks: options.maxPersistDelayTicks ?? 2,
+      slowPersistProbability: options.slowPersistProbability ?? 0.3,
+      compactAfterEntries: options.compactAfterEntries ?? 40,
+      compactKeepEntries: options.compactKeepEntries ?? 5,
+      logCheckEveryTicks: options.logCheckEveryTicks ?? 25,
+      maxPausedInboxMessages: options.maxPausedInboxMessages ?? 5000,
+      catchUpTicksOnResume: options.catchUpTicksOnResume ?? true,
+    };
+    this.createCore = options.createCore ?? createDefaultCore;
+    this.network = new SimNetwork(this.rng.fork(), options.network);
+    this.persistRng = this.rng.fork();
+    this.clientNetRng = this.rng.fork();
+    const total = this.opts.voters + this.opts.spares;
+    this.ids = Array.from({ length: total }, (_, i) => `n${i + 1}`);
+    const voters = this.ids.slice(0, this.opts.voters);
+    for (const id of this.ids) {
+      const node = new SimNode(id, this.rng.fork(), voters.includes(id) ? voters : []);
+      this.nodes.set(id, node);
+      this.startCore(node);
+    }
+    const clientRng = this.rng.fork();
+    this.clients = options.clients === false ? null : new ClientPool(clientRng, this.ids, () => ++this.eventSeq, options.clients ?? {});
+  }
+
+  node(id: NodeId): SimNode {
+    const n = this.nodes.get(id);
+    if (!n) throw new RangeError(`no node ${id}`);
+    return n;
+  }
+
+  private startCore(node: SimNode): void {
+    node.core = this.createCore({
+      id: node.id,
+      storage: node.storage,
+      rng: node.rng.fork(),
+      electionTimeoutTicks: this.opts.electionTimeoutTicks,
+      heartbeatIntervalTicks: this.opts.heartbeatIntervalTicks,
+      preVote: this.opts.preVote,
+      checkQuorum: this.opts.checkQuorum,
+      readOnlyOption: this.opts.readOnlyOption,
+      applied: node.sm.appliedIndex,
+      maxEntriesPerAppend: 64,
+    });
+    const st = node.core.status();
+    node.role = st.role;
+    node.term = st.term;
+    node.leader = st.leader;
+  }
+
+  // ------------------------------------------------------------------ faults
+
+  crash(id: NodeId): void {
+    const n = this.node(id);
+    if (!n.up) return;
+    this.stats.crashes++;
+    if (n.inflight) this.stats.readiesLostInCrash++;
+    n.core = null;
+    n.inflight = null;
+    n.paused = false;
+    n.inbox.length = 0;
+    n.pendingWrites.clear();
+    n.pendingReads.clear();
+    n.waitingReads.length = 0;
+    n.role = 'follower';
+    n.leader = null;
+    this.trace.add(`crash ${this.now} ${id}`);
+  }
+
+  restart(id: NodeId): void {
+    const n = this.node(id);
+    if (n.up) return;
+    this.stats.restarts++;
+    this.startCore(n);
+    const st = n.core!.status();
+    this.checker.onRestart(id, st.commit, n.storage.initialState().hardState.commit, n.sm.appliedIndex);
+    this.trace.add(`restart ${this.now} ${id}`);
+  }
+
+  pause(id: NodeId): void {
+    const n = this.node(id);
+    if (!n.up || n.paused) return;
+    this.stats.pauses++;
+    n.paused = true;
+    n.pausedAt = this.now;
+    this.trace.add(`pause ${this.now} ${id}`);
+  }
+
+  resume(id: NodeId): void {
+    const n = this.node(id);
+    if (!n.paused) return;
+    n.paused = false;
+    this.trace.add(`resume ${this.now} ${id}`);
+    if (this.opts.catchUpTicksOnResume) {
+      const missed = Math.min(this.now - n.pausedAt, 10 * this.opts.electionTimeoutTicks);
+      for (let i = 0; i < missed; i++) n.core!.tick();
+      // Whatever the catch-up ticks decided (stepping down) is handled before the buffered input.
+      this.processReady(n);
+    }
+    // The process wakes up and reads what its sockets buffered meanwhile.
+    const items = n.inbox.splice(0);
+    for (const it of items) {
+      if (it.kind === 'msg') this.stepNode(n, it.m);
+      else this.handleRequest(n, it.req);
+    }
+  }
+
+  /** Heals every network fault, restarts crashed nodes, resumes paused ones, resets clock skew. */
+  healAll(): void {
+    this.network.heal();
+    for (const n of this.nodes.values()) {
+      n.tickRate = 1;
+      if (!n.up) this.restart(n.id);
+      if (n.paused) this.resume(n.id);
+    }
+    this.trace.add(`heal ${this.now}`);
+  }
+
+  // ------------------------------------------------------------------ operations for scenarios
+
+  /** The node that believes it leads with the highest term, among running nodes. */
+  leader(): SimNode | null {
+    let best: SimNode | null = null;
+    for (const n of this.nodes.values()) {
+      if (n.up && !n.paused && n.role === 'leader' && (!best || n.term > best.term)) best = n;
+    }
+    return best;
+  }
+
+  status(id: NodeId): Status | null {
+    return this.node(id).core?.status() ?? null;
+  }
+
+  /** Proposes `data` at a node; returns false when the core refuses it. */
+  propose(id: NodeId, data: Uint8Array): boolean {
+    const n = this.node(id);
+    if (!n.core || n.paused) return false;
+    try {
+      n.core.propose(data);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  proposeProbe(probe: number): boolean {
+    const l = this.leader();
+    return l ? this.propose(l.id, encodeCommand({ t: 'probe', p: probe })) : false;
+  }
+
+  proposeConfChange(id: NodeId, cc: ConfChange): boolean {
+    const n = this.node(id);
+    if (!n.core || n.paused) return false;
+    try {
+      n.core.proposeConfChange(cc);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  transferLeadership(from: NodeId, to: NodeId): boolean {
+    const n = this.node(from);
+    if (!n.core || n.paused) return false;
+    try {
+      n.core.transferLeadership(to);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Runs until `pred` holds (checked after each tick) or `maxTicks` pass; returns whether it held. */
+  runUntil(pred: () => boolean, maxTicks: number): boolean {
+    for (let i = 0; i < maxTicks; i++) {
+      if (pred()) return true;
+      this.tick();
+    }
+    return pred();
+  }
+
+  run(ticks: number): void {
+    for (let i = 0; i < ticks; i++) this.tick();
+  }
+
+  // ------------------------------------------------------------------ the clock
+
+  tick(): void {
+    this.now++;
+    this.stats.ticks++;
+    this.checker.now = this.now;
+    const now = this.now;
+    for (const m of this.network.deliverDue(now)) {
+      const n = this.nodes.get(m.to);
+      if (!n || !n.up) continue;
+      this.trace.addMessage(now, m);
+      if (n.paused) this.bufferPaused(n, { kind: 'msg', m });
+      else this.stepNode(n, m);
+    }
+    const due = this.clientQueue.get(now);
+    if (due) {
+      this.clientQueue.delete(now);
+      for (const d of due) {
+        if (d.resp) {
+          this.trace.add(`resp ${now} ${d.resp.client} ${d.resp.seq} ${d.resp.ok}`);
+          this.clients?.onResponse(d.resp, now);
+          continue;
+        }
+        const n = this.nodes.get(d.to!);
+        if (!n || !n.up) continue;
+        if (n.paused) this.bufferPaused(n, { kind: 'req', req: d.req! });
+        else this.handleRequest(n, d.req!);
+      }
+    }
+    for (const n of this.nodes.values()) {
+      if (!n.core || n.paused) continue;
+      for (let k = n.ticksDue(); k > 0; k--) n.core.tick();
+    }
+    if (this.clients) {
+      for (const { to, req } of this.clients.tick(now)) this.sendClient(now, { to, req });
+    }
+    for (const n of this.nodes.values()) {
+      if (n.core && !n.paused) this.processReady(n);
+    }
+    if (this.opts.logCheckEveryTicks > 0 && now % this.opts.logCheckEveryTicks === 0) this.checkLogs();
+  }
+
+  checkLogs(): void {
+    this.checker.checkLogs([...this.nodes.values()].map((n) => n.logView()));
+  }
+
+  private bufferPaused(n: SimNode, item: InboxItem): void {
+    if (n.inbox.length >= this.opts.maxPausedInboxMessages) n.inbox.shift();
+    n.inbox.push(item);
+  }
+
+  private sendClient(now: number, d: { to: NodeId | null; req?: ClientRequest; resp?: ClientResponse }): void {
+    const at = now + 1 + this.clientNetRng.nextInt(2);
+    let q = this.clientQueue.get(at);
+    if (!q) this.clientQueue.set(at, (q = []));
+    q.push(d);
+  }
+
+  private respond(resp: ClientResponse): void {
+    this.sendClient(this.now, { to: null, resp });
+  }
+
+  private stepNode(n: SimNode, m: Message): void {
+    try {
+      // Entries are shared between nodes in memory; give each receiver its own array.
+      n.core!.step(m.entries ? { ...m, entries: m.entries.slice() } : m);
+    } catch (e) {
+      this.checker.violations.push(`tick ${this.now}: ${n.id} threw on ${m.type} from ${m.from}: ${(e as Error).message}`);
+    }
+  }
+
+  private handleRequest(n: SimNode, req: ClientRequest): void {
+    const core = n.core!;
+    if (req.kind === 'read') {
+      if (req.unsafe) {
+        this.respond({ client: req.client, seq: req.seq, ok: true, reply: null, value: n.sm.get(req.key) });
+        return;
+      }
+      const id = `r${this.nextReadId++}`;
+      try {
+        core.readIndex(new TextEncoder().encode(id));
+        n.pendingReads.set(id, { client: req.client, seq: req.seq, key: req.key, index: -1 });
+      } catch (e) {
+        this.respond({ client: req.client, seq: req.seq, ok: false, code: errCode(e), leaderHint: n.leader });
+      }
+      return;
+    }
+    if (n.role !== 'leader') {
+      this.respond({ client: req.client, seq: req.seq, ok: false, code: 'NOT_LEADER', leaderHint: n.leader });
+      return;
+    }
+    try {
+      core.propose(encodeCommand(req.cmd));
+      n.pendingWrites.add(`${req.client}:${req.seq}`);
+    } catch (e) {
+      this.respond({ client: req.client, seq: req.seq, ok: false, code: errCode(e), leaderHint: n.leader });
+    }
+  }
+
+  private processReady(n: SimNode): void {
+    if (n.inflight) {
+      if (this.now < n.inflight.doneAt) return;
+      const rd = n.inflight.rd;
+      n.inflight = null;
+      this.finishReady(n, rd);
+    }
+    // A few Readies per tick at most, so a node that always has work cannot stall the clock.
+    for (let i = 0; i < 4 && n.core && n.core.hasReady(); i++) {
+      const rd = n.core.ready();
+      this.stats.readiesHandled++;
+      if (rd.softState) this.onSoftState(n, rd.softState.role, rd.softState.leader, rd.hardState?.term);
+      else if (rd.hardState) n.term = rd.hardState.term;
+      for (const m of rd.messages) this.network.send(m, this.now);
+      const slow = this.opts.maxPersistDelayTicks > 0 && this.persistRng.nextFloat() < this.opts.slowPersistProbability;
+      if (slow) {
+        n.inflight = { rd, doneAt: this.now + 1 + this.persistRng.nextInt(this.opts.maxPersistDelayTicks) };
+        return;
+      }
+      this.finishReady(n, rd);
+    }
+  }
+
+  private onSoftState(n: SimNode, role: Role, leader: NodeId | null, term: number | undefined): void {
+    const st = n.core!.status();
+    n.term = term ?? st.term;
+    if (role === 'leader' && n.role !== 'leader') this.stats.leaderChanges++;
+    n.role = role;
+    n.leader = leader;
+    if (role === 'leader') this.checker.onLeader(n.id, st.term);
+    if (st.term > this.stats.maxTerm) this.stats.maxTerm = st.term;
+  }
+
+  private finishReady(n: SimNode, rd: Ready): void {
+    const core = n.core!;
+    const storage = n.storage;
+    // 2. Persist: snapshot, entries, hard state.
+    if (rd.snapshot && rd.snapshot.metadata.index > 0) storage.applySnapshot(rd.snapshot);
+    if (rd.entries.length > 0) {
+      storage.append(rd.entries);
+      this.checker.onPersisted(n.id, rd.entries);
+    }
+    if (rd.hardState) {
+      storage.setHardState(rd.hardState);
+      this.checker.onCommit(n.id, rd.hardState.commit);
+    }
+    // 3. Acknowledge what was persisted.
+    for (const m of rd.persistedMessages) this.network.send(m, this.now);
+    // 4. Apply.
+    if (rd.snapshot && rd.snapshot.metadata.index > 0) {
+      n.sm = KvMachine.restore(rd.snapshot.data);
+      n.sm.appliedIndex = rd.snapshot.metadata.index;
+      this.checker.onSnapshotApplied(n.id, rd.snapshot.metadata.index);
+      this.stats.snapshotsInstalled++;
+      this.trace.add(`snap ${this.now} ${n.id} ${rd.snapshot.metadata.index}`);
+    }
+    for (const e of rd.committedEntries) this.applyEntry(n, e);
+    for (const rs of rd.readStates) {
+      const id = new TextDecoder().decode(rs.context);
+      const pr = n.pendingReads.get(id);
+      if (!pr) continue;
+      n.pendingReads.delete(id);
+      pr.index = rs.index;
+      n.waitingReads.push(pr);
+    }
+    this.serveReads(n);
+    // 5. Advance.
+    core.advance(rd);
+    if (n.role === 'leader' && !this.leaderChecked.has(`${n.id}@${n.term}`)) {
+      this.leaderChecked.add(`${n.id}@${n.term}`);
+      this.checker.checkLeaderCompleteness(n.id, n.term, n.logView());
+    }
+    this.maybeCompact(n);
+  }
+
+  private applyEntry(n: SimNode, e: Entry): void {
+    if (e.index <= n.sm.appliedIndex) return; // already in the durable state machine (re-delivered after restart)
+    this.checker.onApply(n.id, e);
+    this.stats.entriesApplied++;
+    if (e.type === 'confChange') {
+      n.sm.skipTo(e.index);
+      if (e.data.length === 0) return;
+      const cs: ConfState = n.core!.applyConfChange(decodeSimConfChange(e.data));
+      n.storage.setConfState(cs);
+      this.trace.add(`conf ${this.now} ${n.id} ${e.index} ${cs.voters.join(',')}|${cs.learners.join(',')}|${cs.votersOutgoing.join(',')}`);
+      return;
+    }
+    this.onApplied?.(n.id, e);
+    const res = n.sm.apply(e.index, e.data);
+    if (e.data.length > 0) {
+      const cmd = decodeCommand(e.data);
+      if (cmd && cmd.t === 'probe') this.probesApplied.add(cmd.p);
+    }
+    if (!res) return;
+    const key = `${res.clientId}:${res.seq}`;
+    if (n.pendingWrites.has(key)) {
+      n.pendingWrites.delete(key);
+      this.respond({ client: res.clientId, seq: res.seq, ok: true, reply: res.reply });
+    }
+  }
+
+  private serveReads(n: SimNode): void {
+    if (n.waitingReads.length === 0) return;
+    const keep: PendingRead[] = [];
+    for (const r of n.waitingReads) {
+      if (n.sm.appliedIndex >= r.index) {
+        this.respond({ client: r.client, seq: r.seq, ok: true, reply: null, value: n.sm.get(r.key) });
+      } else keep.push(r);
+    }
+    n.waitingReads.length = 0;
+    n.waitingReads.push(...keep);
+  }
+
+  private maybeCompact(n: SimNode): void {
+    const every = this.opts.compactAfterEntries;
+    if (every <= 0) return;
+    const applied = n.sm.appliedIndex;
+    const first = n.storage.firstIndex();
+    if (applied - first + 1 < every || applied > n.storage.lastIndex()) return;
+    const cs = n.storage.initialState().confState;
+    n.storage.createSnapshot(applied, cs, n.sm.snapshot());
+    const upTo = applied - this.opts.compactKeepEntries;
+    if (upTo >= first) n.storage.compact(upTo);
+    this.stats.compactions++;
+  }
+
+  /** Merges network counters into stats and returns them. */
+  finalStats(): SimStats {
+    const ns = this.network.stats;
+    this.stats.messagesDelivered = ns.delivered;
+    this.stats.messagesDropped = ns.dropped;
+    this.stats.messagesCut = ns.cut;
+    this.stats.messagesDuplicated = ns.duplicated;
+    this.stats.messagesReordered = ns.reordered;
+    return this.stats;
+  }
+}
+
+function errCode(e: unknown): string {
+  const code = (e as { code?: unknown })?.code;
+  return typeof code === 'string' ? code : 'INTERNAL';
+}
