@@ -6,11 +6,12 @@
  * Unknown keys are errors: a typo must never silently fall back to a default.
  *
  * API: `loadConfig({file?, env?, overrides?})`, `parseConfig(yamlTextOrObject)`, `defaultConfig`,
- * `redactConfig(cfg)`, `listConfigFields()`. The reference for every field is docs/configuration.md.
+ * `redactConfig(cfg)`, `toRaftCoreOptions(cfg)`, `listConfigFields()`. The reference for every field is docs/configuration.md.
  */
 import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { ErrorCode, MooringError } from '../errors.js';
+import type { RaftConfig } from '../raft/types.js';
 
 export type ReadMode = 'lease' | 'readIndex';
 export type PlacementStrategy = 'random' | 'free-ratio-first' | 'zone-spread';
@@ -787,6 +788,26 @@ export function loadConfig(options: LoadConfigOptions = {}): MasterConfig {
   const cfg = resolve(merged, problems);
   if (!cfg || problems.list.length > 0) throw new ConfigError(problems.list, source);
   return cfg;
+}
+
+/**
+ * The Raft core options this config implies (everything but id, storage, rng, applied). Our `readMode` names
+ * map onto the core's `readOnlyOption`: 'readIndex' → 'safe', 'lease' → 'lease'.
+ */
+export function toRaftCoreOptions(
+  cfg: MasterConfig,
+): Required<Pick<RaftConfig, 'electionTimeoutTicks' | 'heartbeatIntervalTicks' | 'preVote' | 'checkQuorum' | 'readOnlyOption' | 'maxEntriesPerAppend' | 'maxBytesPerAppend' | 'maxInflightAppends'>> {
+  const r = cfg.raft;
+  return {
+    electionTimeoutTicks: r.electionTimeoutTicks,
+    heartbeatIntervalTicks: r.heartbeatIntervalTicks,
+    preVote: r.preVote,
+    checkQuorum: r.checkQuorum,
+    readOnlyOption: r.readMode === 'lease' ? 'lease' : 'safe',
+    maxEntriesPerAppend: r.maxEntriesPerAppend,
+    maxBytesPerAppend: r.maxBytesPerAppend,
+    maxInflightAppends: r.maxInflightAppends,
+  };
 }
 
 /** A copy safe to log or serve on /status: secrets replaced. */

@@ -10,6 +10,7 @@ import {
   loadConfig,
   parseConfig,
   redactConfig,
+  toRaftCoreOptions,
 } from '../../src/master/config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mooring-config-'));
@@ -369,5 +370,24 @@ describe('hostile override keys', () => {
       expect(problems.some((p) => p.startsWith('config: constructor '))).toBe(true);
     }
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});
+
+describe('toRaftCoreOptions', () => {
+  it('passes the raft settings through and maps readMode onto readOnlyOption', () => {
+    const lease = toRaftCoreOptions(parseConfig({ nodeId: 'a', raft: { electionTimeoutTicks: 9, maxInflightAppends: 7 } }));
+    expect(lease).toEqual({
+      electionTimeoutTicks: 9,
+      heartbeatIntervalTicks: 1,
+      preVote: true,
+      checkQuorum: true,
+      readOnlyOption: 'lease',
+      maxEntriesPerAppend: 512,
+      maxBytesPerAppend: 1024 * 1024,
+      maxInflightAppends: 7,
+    });
+    const safe = toRaftCoreOptions(parseConfig({ nodeId: 'a', raft: { readMode: 'readIndex', checkQuorum: false } }));
+    expect(safe.readOnlyOption).toBe('safe');
+    expect(safe.checkQuorum).toBe(false);
   });
 });
