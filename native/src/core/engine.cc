@@ -279,8 +279,9 @@ static bool rangeOk(uint64_t off, uint64_t len, uint64_t size) { return off <= s
 
 Proto Engine::choose(const TransferReq& r, Proto force) const {
   bool sameProcess = r.remote.hostId == hostId_ && r.remote.shmPid == getpid();
-  if (force == Proto::Tcp) return Proto::Tcp;
-  if (force == Proto::Shm) return sameProcess ? Proto::Local : Proto::Shm;
+  // Forced RDMA without a working RDMA path (no device here; see rdma.cc) runs over TCP; the TS layer logs why.
+  if (force == Proto::Tcp || force == Proto::Rdma) return Proto::Tcp;
+  if (force == Proto::Shm) return Proto::Shm;  // even within one process: maps /proc/self/fd/<fd>
   if (force == Proto::Local) return Proto::Local;
   if (sameProcess) return Proto::Local;
   if (r.remote.hasShm && r.remote.hostId == hostId_) return Proto::Shm;
