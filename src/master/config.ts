@@ -514,6 +514,8 @@ function checkPeers(value: unknown, p: string, problems: Problems): PeerConfig[]
     return undefined;
   }
   const out: PeerConfig[] = [];
+  const ids = new Map<string, number>();
+  const addrs = new Map<string, string>();
   let ok = true;
   value.forEach((item, i) => {
     const ip = joinPath(p, i);
@@ -526,6 +528,20 @@ function checkPeers(value: unknown, p: string, problems: Problems): PeerConfig[]
       }
     }
     if (Object.values(obj).includes(INVALID)) ok = false;
+    // Uniqueness is checked on whatever fields are valid, even when other entries have problems.
+    if (typeof obj.id === 'string') {
+      const prev = ids.get(obj.id);
+      if (prev !== undefined) problems.add(joinPath(ip, 'id'), `duplicates peers[${prev}].id (${JSON.stringify(obj.id)})`);
+      else ids.set(obj.id, i);
+    }
+    for (const k of ['raftPort', 'rpcPort', 'httpPort']) {
+      if (typeof obj.host !== 'string' || typeof obj[k] !== 'number') continue;
+      const addr = `${obj.host}:${obj[k] as number}`;
+      const where = `${joinPath(ip, k)}`;
+      const clash = addrs.get(addr);
+      if (clash) problems.add(where, `reuses address ${addr} already given as ${clash}`);
+      else addrs.set(addr, where);
+    }
     out.push({
       id: obj.id as string,
       host: obj.host as string,
@@ -609,25 +625,10 @@ function resolve(merged: Raw, problems: Problems): MasterConfig | undefined {
   if (ok(clientRetry.initialBackoffMs, clientRetry.maxBackoffMs) && clientRetry.maxBackoffMs < clientRetry.initialBackoffMs)
     problems.add('clientRetry.maxBackoffMs', `must be ≥ clientRetry.initialBackoffMs (${clientRetry.initialBackoffMs}), got ${clientRetry.maxBackoffMs}`);
 
-  // Peers: unique ids and addresses; this node among them unless joining.
+  // Peers (uniqueness is checked in checkPeers): this node among them unless joining.
   let peers: PeerConfig[] = [];
   if (peersGiven !== INVALID) {
-    const ids = new Map<string, number>();
-    const addrs = new Map<string, string>();
-    peersGiven.forEach((peer, i) => {
-      const prev = ids.get(peer.id);
-      if (prev !== undefined) problems.add(`peers[${i}].id`, `duplicates peers[${prev}].id (${JSON.stringify(peer.id)})`);
-      else ids.set(peer.id, i);
-      for (const k of portKeys) {
-        const port = peer[k];
-        if (port === null) continue;
-        const addr = `${peer.host}:${port}`;
-        const where = `peers[${i}].${k}`;
-        const clash = addrs.get(addr);
-        if (clash) problems.add(where, `reuses address ${addr} already given as ${clash}`);
-        else addrs.set(addr, where);
-      }
-    });
+    const ids = new Set(peersGiven.map((peer) => peer.id));
     if (join === true && peersGiven.length === 0)
       problems.add('peers', 'must list the existing members to contact when join is true');
     if (join === false && peersGiven.length > 0 && ok(nodeId) && !ids.has(nodeId))

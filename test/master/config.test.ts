@@ -207,6 +207,17 @@ describe('parseConfig: every check names its field', () => {
     expect(problems.some((p) => p.startsWith('config: peers[2].rpcPort ') && p.includes('h:1'))).toBe(true);
   });
 
+  it('duplicate peers are reported even when another peer entry has its own problem', () => {
+    const peers = [
+      { id: 'm1', host: 'h', raftPort: 1, rpcPort: 2 },
+      { id: 'm1', host: 'h', raftPort: 1, rpcPort: 70_000 },
+    ];
+    const problems = problemsOf({ nodeId: 'm1', peers });
+    expect(problems.some((p) => p.startsWith('config: peers[1].rpcPort ') && p.includes('≤ 65535'))).toBe(true);
+    expect(problems.some((p) => p.startsWith('config: peers[1].id ') && p.includes('duplicates'))).toBe(true);
+    expect(problems.some((p) => p.startsWith('config: peers[1].raftPort ') && p.includes('h:1'))).toBe(true);
+  });
+
   it('nodeId must be among the peers unless joining; a joining node needs peers', () => {
     expectProblem({ nodeId: 'm9', peers: three.peers }, 'peers', 'must include this node');
     expectProblem({ nodeId: 'm9', join: true }, 'peers', 'existing members');
