@@ -306,7 +306,7 @@ export class LogStore implements Storage {
     if (i === this.compactIndex) return this.compactTerm;
     if (i < this.compactIndex) throw new MooringError(ErrorCode.COMPACTED, `term of ${i}: compacted (first index ${this.compactIndex + 1})`);
     const e = this.log[i - this.compactIndex - 1];
-    if (e === undefined) throw new MooringError(ErrorCode.INVALID_ARGUMENT, `term of ${i}: beyond last index ${this.lastIndexUnchecked()}`);
+    if (e === undefined) throw new MooringError(ErrorCode.INTERNAL, `term of ${i}: beyond last index ${this.lastIndexUnchecked()}`);
     return e.term;
   }
 
@@ -467,9 +467,16 @@ export class LogStore implements Storage {
       const { key, value } = encodeEntry(e);
       ops.push({ type: 'put', key, value });
     }
-    const kept = next.log.slice(0, first - next.compactIndex - 1);
-    for (const e of fresh) kept.push({ index: e.index, term: e.term, type: e.type, data: e.data });
-    next.log = kept;
+    const keepLen = first - next.compactIndex - 1;
+    const appended = fresh.map((e) => ({ index: e.index, term: e.term, type: e.type, data: e.data }));
+    if (next.log === this.log) {
+      // The common case (append to the live log): edit the mirror in place after the batch succeeds, so a
+      // Ready costs O(its entries), not O(live log).
+      next.logEdit = { keepLen, appended };
+    } else {
+      next.log.length = keepLen;
+      next.log.push(...appended);
+    }
   }
 
   private enqueue(plan: () => { ops: BatchOp[]; next: PlanState; sync: boolean }): Promise<void> {
@@ -487,6 +494,10 @@ export class LogStore implements Storage {
         }
       }
       this.log = next.log;
+      if (next.logEdit !== undefined) {
+        this.log.length = next.logEdit.keepLen;
+        for (const e of next.logEdit.appended) this.log.push(e);
+      }
       this.compactIndex = next.compactIndex;
       this.compactTerm = next.compactTerm;
       this.hard = next.hard;
@@ -503,6 +514,8 @@ export class LogStore implements Storage {
 
 interface PlanState {
   log: Entry[];
+  /** Pending in-place edit of `log` (truncate to keepLen, then append), applied once the batch is durable. */
+  logEdit?: { keepLen: number; appended: Entry[] };
   compactIndex: number;
   compactTerm: number;
   hard: HardState;

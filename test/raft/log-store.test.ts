@@ -266,7 +266,11 @@ describe('LogStore', () => {
           }
           expect([s.firstIndex(), s.lastIndex()]).toEqual([first, last()]);
         }
+        // The in-memory mirror (what the core reads) equals the reference before any reload...
+        expect(plain(ref.length > 0 ? s.entries(first, last() + 1, Infinity) : [])).toEqual(plain(ref));
+        expect(s.term(first - 1)).toBe(prevTerm);
         await s.close();
+        // ...and so does what is reloaded from disk.
         const r = await LogStore.open(dir);
         try {
           expect(r.recovery.cutEntries).toBe(0);
