@@ -900,6 +900,8 @@ export class RaftCore {
   private handleHeartbeatResponse(m: Message, pr: Progress): void {
     pr.recentActive = true;
     pr.msgAppFlowPaused = false;
+    // The peer is alive but its appends' acks may be lost: open one slot so replication cannot stall.
+    if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirstOne();
     const sentAt = m.index;
     if (sentAt !== undefined && sentAt <= this.tickCount && sentAt > (this.leaseAcks.get(m.from) ?? -1)) {
       this.leaseAcks.set(m.from, sentAt);

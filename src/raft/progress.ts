@@ -41,6 +41,12 @@ export class Inflights {
     this.start = this.count === 0 ? 0 : idx;
   }
 
+  /** Frees the oldest slot (a heartbeat response proved the peer alive; its acks may have been lost). */
+  freeFirstOne(): void {
+    if (this.count === 0) return;
+    this.freeLE(this.indexes[this.start]!);
+  }
+
   full(): boolean {
     return this.count === this.capacity;
   }

@@ -199,3 +199,18 @@ export class Net {
 
 export const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 export const dec = (b: Uint8Array): string => new TextDecoder().decode(b);
+
+/** A storage holding entries with the given terms at indexes 1..n (data = "t<term>i<index>"), voters `voters`. */
+export function storageWithLog(voters: string[], terms: number[], hardTerm: number): MemoryStorage {
+  const s = MemoryStorage.withVoters(voters);
+  s.append(terms.map((t, i) => ({ term: t, index: i + 1, type: 'normal' as const, data: enc(`t${t}i${i + 1}`) })));
+  s.setHardState({ term: hardTerm, vote: null, commit: 0 });
+  return s;
+}
+
+/** The terms of a node's whole log (storage; call after stabilize). */
+export function logTerms(n: SimNode): number[] {
+  const out: number[] = [];
+  for (let i = n.storage.firstIndex(); i <= n.storage.lastIndex(); i++) out.push(n.storage.term(i));
+  return out;
+}
