@@ -256,6 +256,11 @@ void Engine::closeSegment(uint32_t id) {
   }
   s->closed.store(true);
   if (rdma_ && s->rdmaMr) rdma_->deregisterSegment(*s);
+  if (s->kind == SegmentKind::DRAM && s->fd >= 0) {
+    // Closing the memfd now makes /proc/<pid>/fd/<fd> stop naming it: same-host peers can no longer attach.
+    close(s->fd);
+    s->fd = -1;
+  }
   // The memory itself goes when the last in-flight job drops its reference (see Segment).
 }
 
@@ -278,12 +283,17 @@ size_t Engine::shmAttachmentCount() const {
 static bool rangeOk(uint64_t off, uint64_t len, uint64_t size) { return off <= size && len <= size - off; }
 
 Proto Engine::choose(const TransferReq& r, Proto force) const {
-  bool sameProcess = r.remote.hostId == hostId_ && r.remote.shmPid == getpid();
+  // The local path is for this engine's own segments (another engine in this process goes through shm).
+  bool ownSegment = false;
+  if (r.remote.hostId == hostId_ && r.remote.shmPid == getpid()) {
+    SegmentPtr s = findSegment(r.remote.segId);
+    ownSegment = s && s->token == r.remote.token;
+  }
   // Forced RDMA without a working RDMA path (no device here; see rdma.cc) runs over TCP; the TS layer logs why.
   if (force == Proto::Tcp || force == Proto::Rdma) return Proto::Tcp;
   if (force == Proto::Shm) return Proto::Shm;  // even within one process: maps /proc/self/fd/<fd>
   if (force == Proto::Local) return Proto::Local;
-  if (sameProcess) return Proto::Local;
+  if (ownSegment) return Proto::Local;
   if (r.remote.hasShm && r.remote.hostId == hostId_) return Proto::Shm;
   return Proto::Tcp;  // RDMA data path: see rdma.cc (registration only; no device to run it on here)
 }
