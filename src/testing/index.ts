@@ -1,2 +1,26 @@
 // Public surface of `mooring/testing`: the deterministic simulator, fault schedules and the linearizability checker.
 export { SeededRng } from '../util/rng.js';
+export {
+  checkLinearizability,
+  kvModel,
+  defaultMaxOperationsPerKey,
+  defaultMaxStepsPerKey,
+} from './linearizability.js';
+export type { Operation, Model, CheckOptions, CheckResult, Counterexample, KvInput, KvOutput, KvState } from './linearizability.js';
+export { SimNetwork, noFaultRates } from './network.js';
+export type { NetworkOptions, LinkRates, NetworkStats } from './network.js';
+export { Simulator, SimNode } from './simulator.js';
+export type { SimulatorOptions, SimStats } from './simulator.js';
+export { KvMachine, encodeCommand, decodeCommand } from './kv-machine.js';
+export type { KvCommand, KvReply, ApplyResult } from './kv-machine.js';
+export { ClientPool } from './client-model.js';
+export type { ClientOptions, ClientRequest, ClientResponse, ClientStats, ReadMode, EventClock } from './client-model.js';
+export { InvariantChecker, maxViolationsKept } from './invariants.js';
+export type { LogView } from './invariants.js';
+export { runSchedule, describeFailure, livenessElectionTimeouts } from './schedule.js';
+export type { FaultEvent, Schedule, RunOptions, RunResult } from './schedule.js';
+export { scheduleArb, faultEventArb, scheduleForSeed, allFaultKinds, skewRates } from './arbitraries.js';
+export type { FaultKind, ScheduleArbOptions } from './arbitraries.js';
+export { TraceHasher } from './trace-hash.js';
+export { createDefaultCore, newSimStorage } from './raft-adapter.js';
+export type { SimCore, SimStorage } from './raft-adapter.js';

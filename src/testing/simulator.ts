@@ -52,6 +52,11 @@ export interface SimulatorOptions {
    * it; false models a driver that does not, which no clock-based lease can survive. Default true.
    */
   catchUpTicksOnResume?: boolean;
+  /**
+   * Negative control for the durability model: a broken driver that sends `persistedMessages` before persisting
+   * (acknowledging writes a crash can still lose). Runs with crashes must catch it. Default false.
+   */
+  unsafeAckBeforePersist?: boolean;
   /** Override the Raft core (for testing the simulator with another implementation). */
   createCore?: (config: RaftConfig) => SimCore;
 }
@@ -91,6 +96,7 @@ export class SimNode {
   inflight: { rd: Ready; doneAt: number } | null = null;
   paused = false;
   pausedAt = 0;
+  snapshotsInstalled = 0;
   /** Ticks of the node's own clock per simulator tick (clock skew). */
   tickRate = 1;
   private tickCredit = 0;
@@ -175,6 +181,7 @@ export class Simulator {
       logCheckEveryTicks: options.logCheckEveryTicks ?? 25,
       maxPausedInboxMessages: options.maxPausedInboxMessages ?? 5000,
       catchUpTicksOnResume: options.catchUpTicksOnResume ?? true,
+      unsafeAckBeforePersist: options.unsafeAckBeforePersist ?? false,
     };
     this.createCore = options.createCore ?? createDefaultCore;
     this.network = new SimNetwork(this.rng.fork(), options.network);
@@ -184,7 +191,10 @@ export class Simulator {
     this.ids = Array.from({ length: total }, (_, i) => `n${i + 1}`);
     const voters = this.ids.slice(0, this.opts.voters);
     for (const id of this.ids) {
-      const node = new SimNode(id, this.rng.fork(), voters.includes(id) ? voters : []);
+      // Spares start with the bootstrap membership too (not as members): a node with an empty configuration
+      // that is sent the log from index 1 would apply "add me" to nothing and lead a cluster of one, because
+      // the bootstrap membership lives in the index-0 snapshot, not in log entries (reported to the core's owner).
+      const node = new SimNode(id, this.rng.fork(), voters);
       this.nodes.set(id, node);
       this.startCore(node);
     }
@@ -465,6 +475,7 @@ export class Simulator {
       if (rd.softState) this.onSoftState(n, rd.softState.role, rd.softState.leader, rd.hardState?.term);
       else if (rd.hardState) n.term = rd.hardState.term;
       for (const m of rd.messages) this.network.send(m, this.now);
+      if (this.opts.unsafeAckBeforePersist) for (const m of rd.persistedMessages) this.network.send(m, this.now);
       const slow = this.opts.maxPersistDelayTicks > 0 && this.persistRng.nextFloat() < this.opts.slowPersistProbability;
       if (slow) {
         n.inflight = { rd, doneAt: this.now + 1 + this.persistRng.nextInt(this.opts.maxPersistDelayTicks) };
@@ -498,13 +509,14 @@ export class Simulator {
       this.checker.onCommit(n.id, rd.hardState.commit);
     }
     // 3. Acknowledge what was persisted.
-    for (const m of rd.persistedMessages) this.network.send(m, this.now);
+    if (!this.opts.unsafeAckBeforePersist) for (const m of rd.persistedMessages) this.network.send(m, this.now);
     // 4. Apply.
     if (rd.snapshot && rd.snapshot.metadata.index > 0) {
       n.sm = KvMachine.restore(rd.snapshot.data);
       n.sm.appliedIndex = rd.snapshot.metadata.index;
       this.checker.onSnapshotApplied(n.id, rd.snapshot.metadata.index);
       this.stats.snapshotsInstalled++;
+      n.snapshotsInstalled++;
       this.trace.add(`snap ${this.now} ${n.id} ${rd.snapshot.metadata.index}`);
     }
     for (const e of rd.committedEntries) this.applyEntry(n, e);
