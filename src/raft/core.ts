@@ -116,6 +116,8 @@ export class RaftCore {
   /** Index of the latest conf change entry appended by this leader; no new one until it is applied. */
   private pendingConfIndex = 0;
   private uncommittedSize = 0;
+  /** A timeoutNow received in this term while a conf change was unapplied: campaign once it is applied. */
+  private pendingTimeoutNowTerm = -1;
   /** readIndex requests waiting for this leader's first commit in its term. */
   private pendingReadIndex: ReadRequest[] = [];
   /** Leader: per peer, the tick at which the latest heartbeat it acknowledged was sent. */
@@ -427,6 +429,13 @@ export class RaftCore {
       if (lastApplied > this.log.applied) this.log.appliedTo(lastApplied);
       if (this.role === 'leader') this.reduceUncommittedSize(rd.committedEntries);
     }
+    if (this.pendingTimeoutNowTerm !== -1 && rd.committedEntries.length > 0) {
+      if (this.pendingTimeoutNowTerm !== this.term || this.role !== 'follower') this.pendingTimeoutNowTerm = -1;
+      else if (!this.hasUnappliedConfChanges()) {
+        this.pendingTimeoutNowTerm = -1;
+        this.hup('transfer');
+      }
+    }
     if (this.role === 'leader') {
       // The leader's own ack: only what the caller has now persisted counts towards commitment.
       const self = this.trk.progress.get(this.id);
@@ -724,7 +733,10 @@ export class RaftCore {
         break;
       case 'timeoutNow':
         // Sent by our leader: campaign at once, skipping pre-vote, with a vote that overrides stickiness.
-        this.hup('transfer');
+        // If a committed conf change is still unapplied (typically the one that removed the leader), campaign
+        // as soon as it is applied instead (advance()).
+        if (this.hasUnappliedConfChanges()) this.pendingTimeoutNowTerm = this.term;
+        else this.hup('transfer');
         break;
       case 'readIndexResp':
         if (m.context !== undefined && m.index !== undefined && m.from === this.lead) {
