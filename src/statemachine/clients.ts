@@ -1,0 +1,72 @@
+/**
+ * The client registry (replicated) and client liveness (leader soft state).
+ *
+ * Every client write registers its client and refreshes `lastSeenMs` with the ENTRY time. Pings are not logged
+ * (one per client per second would flood the log): the leader records them in a `ClientLiveness` table, and
+ * `planClientExpiry` proposes ExpireClients for clients silent in both for `clientTtlMs`. Apply re-checks the
+ * replicated `lastSeenMs` against the entry time, so a client that wrote after planning is not expired.
+ * A new leader gives every client a fresh TTL (`resetForNewLeader`).
+ */
+import type { ExpireClients, NodeStatus } from './commands.js';
+import { maxClientsPerCommand } from './limits.js';
+
+export interface ClientRecord {
+  clientId: string;
+  nodeStatus: NodeStatus;
+  lastSeenMs: number;
+  /** Segment ids it mounted, sorted. */
+  segmentIds: string[];
+  /** Exactly-once: highest seq whose reply was dropped from the window; older seqs are refused. */
+  retiredSeq: number;
+}
+
+export class ClientLiveness {
+  private readonly lastPing = new Map<string, number>();
+  private freshUntilMs = 0;
+
+  touch(clientId: string, nowMs: number): void {
+    this.lastPing.set(clientId, nowMs);
+  }
+
+  lastSeenMs(clientId: string): number | undefined {
+    return this.lastPing.get(clientId);
+  }
+
+  /** A new leader has seen no pings yet: every client counts as seen at `nowMs`. */
+  resetForNewLeader(nowMs: number): void {
+    this.lastPing.clear();
+    this.freshUntilMs = nowMs;
+  }
+
+  get freshSinceMs(): number {
+    return this.freshUntilMs;
+  }
+
+  forget(clientId: string): void {
+    this.lastPing.delete(clientId);
+  }
+}
+
+export interface ClientRegistryView {
+  readonly clients: ReadonlyMap<string, ClientRecord>;
+}
+
+/** Clients silent (no write, no ping) for `clientTtlMs` at `nowMs`, as one ExpireClients command, or null. */
+export function planClientExpiry(
+  state: ClientRegistryView,
+  liveness: ClientLiveness | undefined,
+  nowMs: number,
+  clientTtlMs: number,
+): ExpireClients | null {
+  const ids: string[] = [];
+  for (const c of state.clients.values()) {
+    const seen = Math.max(c.lastSeenMs, liveness?.lastSeenMs(c.clientId) ?? 0, liveness?.freshSinceMs ?? 0);
+    if (seen + clientTtlMs <= nowMs) {
+      ids.push(c.clientId);
+      if (ids.length >= maxClientsPerCommand) break;
+    }
+  }
+  if (ids.length === 0) return null;
+  ids.sort();
+  return { type: 'ExpireClients', clientIds: ids, clientTtlMs };
+}

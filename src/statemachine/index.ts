@@ -1,0 +1,21 @@
+// Public surface of the master state machine.
+export * from './commands.js';
+export * as limits from './limits.js';
+export { OffsetAllocator } from './allocator.js';
+export type { AllocatorStats } from './allocator.js';
+export { placeReplicas } from './placement.js';
+export type { PlacementRequest } from './placement.js';
+export type { Segment, SegmentInfo, SegmentRecord, SegmentStatus } from './segments.js';
+export type { ObjectRecord, Replica, ReplicaStatus, PendingVersion, PendingOffload } from './objects.js';
+export { ClientLiveness, planClientExpiry } from './clients.js';
+export type { ClientRecord } from './clients.js';
+export { LeaseTable } from './leases.js';
+export { planEviction, planEvictionForPut, collectEvictionCandidates, maxEvictablePerPut } from './eviction.js';
+export type { EvictionOptions } from './eviction.js';
+export { planReclaim, planDrain } from './planners.js';
+export { StateCore, defaultStateOptions } from './state-core.js';
+export type { ApplyEntry, StateOptions, StateStats, PutStartValue, GetReplicaListValue, PingValue } from './state-core.js';
+export type { StateView } from './state-view.js';
+export { MasterState } from './master-state.js';
+export type { MasterStateOptions } from './master-state.js';
+export { computeStateHash } from './hash.js';

@@ -1,0 +1,91 @@
+/**
+ * LeaseTable: read leases as LEADER SOFT STATE (never in the log: a read must not cost a write).
+ *
+ * - GetReplicaList grants a lease of `leaseTtlMs` on its object (`grant`).
+ * - An object under lease is never removed or evicted: the leader checks `isLeased` before proposing Remove
+ *   (answering OBJECT_HAS_LEASE itself), passes `leasedKeys` as `skipKeys` to RemoveAll/RemoveByPrefix/
+ *   DrainSegments, and planEviction skips leased objects.
+ * - A new leader cannot know the old leader's leases, so `resetForNewLeader(nowMs)` treats EVERY object as leased
+ *   for one TTL: the promise survives failover without replicating leases.
+ * - Keys in a planned-but-not-yet-applied Evict are `reserve`d: no lease is granted on them until `release`, so a
+ *   reader never gets descriptors to memory an in-flight eviction is about to free.
+ * Time is the caller's `nowMs` (the leader's clock); nothing here reads a clock.
+ */
+import { defaultLeaseTtlMs } from './limits.js';
+
+export class LeaseTable {
+  readonly leaseTtlMs: number;
+  private readonly expires = new Map<string, number>();
+  private readonly reserved = new Set<string>();
+  private allLeasedUntilMs = 0;
+
+  constructor(leaseTtlMs: number = defaultLeaseTtlMs) {
+    this.leaseTtlMs = leaseTtlMs;
+  }
+
+  /** Grant (or extend) a lease; returns its expiry, or 0 if the key is reserved for eviction. */
+  grant(key: string, nowMs: number): number {
+    if (this.reserved.has(key)) return 0;
+    const until = nowMs + this.leaseTtlMs;
+    const cur = this.expires.get(key);
+    if (cur === undefined || cur < until) {
+      // Re-insert so Map order is expiry order: prune() can stop at the first live lease.
+      this.expires.delete(key);
+      this.expires.set(key, until);
+    }
+    return until;
+  }
+
+  isLeased(key: string, nowMs: number): boolean {
+    if (nowMs < this.allLeasedUntilMs) return true;
+    const until = this.expires.get(key);
+    return until !== undefined && until > nowMs;
+  }
+
+  /** True while a new leader still treats every object as leased. */
+  allLeased(nowMs: number): boolean {
+    return nowMs < this.allLeasedUntilMs;
+  }
+
+  /** Last time the key was read (lease grant), for approximate LRU; undefined if unknown. */
+  lastAccessMs(key: string): number | undefined {
+    const until = this.expires.get(key);
+    return until === undefined ? undefined : until - this.leaseTtlMs;
+  }
+
+  /** Keys with a live lease (for skipKeys). While allLeased(nowMs), callers must treat every key as leased. */
+  leasedKeys(nowMs: number): string[] {
+    const out: string[] = [];
+    for (const [k, until] of this.expires) if (until > nowMs) out.push(k);
+    return out;
+  }
+
+  resetForNewLeader(nowMs: number): void {
+    this.expires.clear();
+    this.reserved.clear();
+    this.allLeasedUntilMs = nowMs + this.leaseTtlMs;
+  }
+
+  reserve(keys: Iterable<string>): void {
+    for (const k of keys) this.reserved.add(k);
+  }
+
+  release(keys: Iterable<string>): void {
+    for (const k of keys) this.reserved.delete(k);
+  }
+
+  /** Forget leases that ran out (call now and then); returns how many went. */
+  prune(nowMs: number): number {
+    let n = 0;
+    for (const [k, until] of this.expires) {
+      if (until > nowMs) break; // insertion order is expiry order (fixed TTL)
+      this.expires.delete(k);
+      n++;
+    }
+    return n;
+  }
+
+  get size(): number {
+    return this.expires.size;
+  }
+}

@@ -1,0 +1,235 @@
+/**
+ * MasterState: the replicated master state machine (segments, objects, replicas, allocators, clients,
+ * exactly-once sessions) = a deterministic StateCore in memory + its own LevelDB store. The master layer wires it
+ * to Raft; nothing here knows of Raft, sockets or clocks.
+ *
+ * API (for the master layer):
+ *   static open(dir, options?): Promise<MasterState>          open (or create) the store and load it
+ *   appliedIndex: number                                       last entry applied (and stored)
+ *   applyBatch(entries: ApplyEntry[]): Promise<Result[]>       apply committed entries in order; one LevelDB batch
+ *   applyNoop(index): Promise<void>                            advance the index for entries without a command
+ *   flush(): Promise<void>                                     sync write: call BEFORE compacting the Raft log
+ *   getReplicaList(key, nowMs, leases?) / batchGetReplicaList  queries from memory (grant leases on the leader)
+ *   existKey(key) / batchExistKey(keys) / listSegments() / querySegment(id) / ping(clientId) / stats()
+ *   createSnapshot(): AsyncIterable<Uint8Array>                consistent dump, chunks ≤ 1 MiB, incl. applied index
+ *   installSnapshot(chunks): Promise<void>                     replace the whole state with a snapshot
+ *   static restore(dir, chunks, options?): Promise<MasterState>
+ *   stateHash(): string                                        sha256 over the whole state (sorted)
+ *   close(): Promise<void>
+ *   objects / segments / ordered / clients / inFlight          read-only views for the planners (StateView)
+ *
+ * Durability: see store.ts. applyBatch writes with sync:false (the Raft log is the durable source and is
+ * replayed from appliedIndex after a crash); flush() makes it durable and must precede Raft log compaction.
+ *
+ * Leases are NOT here: they are leader soft state (LeaseTable), passed to queries and planners. Remove honours
+ * leases at admission: the leader checks `leases.isLeased(key, now)` before proposing Remove and answers
+ * OBJECT_HAS_LEASE itself; RemoveAll/RemoveByPrefix/DrainSegments carry the leased keys as `skipKeys`.
+ * Likewise UpsertEnd and OffloadEnd free the old memory replicas: the leader should refuse them with
+ * OBJECT_HAS_LEASE while the key is leased (the client retries after the lease TTL).
+ */
+import { ErrorCode, MooringError } from '../errors.js';
+import type { Result, ReplicaDescriptor } from './commands.js';
+import { StateLoader } from './codec.js';
+import { computeStateHash } from './hash.js';
+import type { LeaseTable } from './leases.js';
+import { decodeSnapshot, encodeSnapshot } from './snapshot.js';
+import { StateCore } from './state-core.js';
+import type { ApplyEntry, GetReplicaListValue, PingValue, StateOptions, StateStats } from './state-core.js';
+import type { SegmentInfo } from './segments.js';
+import type { StateView } from './state-view.js';
+import { StateStore } from './store.js';
+
+export type MasterStateOptions = Partial<StateOptions>;
+
+export class MasterState implements StateView {
+  private core: StateCore;
+  private store: StateStore;
+  /** Writes (and snapshot starts) run one after another, in call order. */
+  private chain: Promise<void> = Promise.resolve();
+  private broken: unknown = null;
+  private closed = false;
+
+  private constructor(
+    private readonly dir: string,
+    private readonly options: MasterStateOptions,
+    store: StateStore,
+    core: StateCore,
+  ) {
+    this.store = store;
+    this.core = core;
+  }
+
+  static async open(dir: string, options: MasterStateOptions = {}): Promise<MasterState> {
+    const store = await StateStore.open(dir);
+    const core = new StateCore(options);
+    try {
+      await store.load(core);
+    } catch (e) {
+      await store.close();
+      throw e;
+    }
+    return new MasterState(dir, options, store, core);
+  }
+
+  static async restore(dir: string, chunks: AsyncIterable<Uint8Array>, options: MasterStateOptions = {}): Promise<MasterState> {
+    // Do not load what the directory holds (it may be an interrupted restore): it is replaced anyway.
+    const ms = new MasterState(dir, options, await StateStore.open(dir), new StateCore(options));
+    try {
+      await ms.installSnapshot(chunks);
+    } catch (e) {
+      await ms.close();
+      throw e;
+    }
+    return ms;
+  }
+
+  get appliedIndex(): number {
+    return this.core.appliedIndex;
+  }
+  get objects(): StateView['objects'] {
+    return this.core.objects;
+  }
+  get segments(): StateView['segments'] {
+    return this.core.segments;
+  }
+  get ordered(): StateView['ordered'] {
+    return this.core.ordered;
+  }
+  get clients(): StateView['clients'] {
+    return this.core.clients;
+  }
+  get inFlight(): StateView['inFlight'] {
+    return this.core.inFlight;
+  }
+  get stateOptions(): Readonly<StateOptions> {
+    return this.core.options;
+  }
+
+  private check(): void {
+    if (this.closed) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'the master state is closed');
+    if (this.broken !== null) {
+      throw new MooringError(ErrorCode.STORAGE_FAILED, 'an earlier state store write failed; reopen from disk', { cause: this.broken });
+    }
+  }
+
+  private enqueue<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.chain.then(fn);
+    this.chain = p.then(
+      () => undefined,
+      (e: unknown) => {
+        this.broken ??= e;
+      },
+    );
+    return p;
+  }
+
+  /**
+   * Apply committed entries in order (indexes strictly increasing, above appliedIndex) and persist them, with
+   * the new applied index, in one LevelDB batch. Resolves with one Result per entry once written.
+   */
+  applyBatch(entries: readonly ApplyEntry[]): Promise<Result[]> {
+    this.check();
+    const results = entries.map((e) => this.core.apply(e));
+    return this.enqueue(() => this.store.writeChanges(this.core, false)).then(() => results);
+  }
+
+  applyNoop(index: number): Promise<void> {
+    this.check();
+    this.core.applyNoop(index);
+    return this.enqueue(() => this.store.writeChanges(this.core, false));
+  }
+
+  /** Make everything applied so far durable (sync write). Call before compacting the Raft log. */
+  flush(): Promise<void> {
+    this.check();
+    return this.enqueue(() => this.store.writeChanges(this.core, true));
+  }
+
+  getReplicaList(key: string, nowMs: number, leases?: LeaseTable): Result<GetReplicaListValue> {
+    return this.core.getReplicaList(key, nowMs, leases);
+  }
+
+  batchGetReplicaList(keys: readonly string[], nowMs: number, leases?: LeaseTable): Result<GetReplicaListValue>[] {
+    return keys.map((k) => this.core.getReplicaList(k, nowMs, leases));
+  }
+
+  existKey(key: string): boolean {
+    return this.core.existKey(key);
+  }
+
+  batchExistKey(keys: readonly string[]): boolean[] {
+    return keys.map((k) => this.core.existKey(k));
+  }
+
+  listSegments(): SegmentInfo[] {
+    return this.core.listSegments();
+  }
+
+  querySegment(id: string): Result<SegmentInfo> {
+    return this.core.querySegment(id);
+  }
+
+  ping(clientId: string): PingValue {
+    return this.core.ping(clientId);
+  }
+
+  stats(): StateStats {
+    return this.core.stats();
+  }
+
+  stateHash(): string {
+    return computeStateHash(this.core);
+  }
+
+  /**
+   * A consistent point-in-time dump of the whole state (applied index included), as chunks ≤ 1 MiB. The dump is
+   * taken from a LevelDB snapshot opened after every earlier applyBatch was written, so later applies do not
+   * leak into it and the caller may keep applying while it streams.
+   */
+  createSnapshot(): AsyncIterable<Uint8Array> {
+    this.check();
+    const records = this.enqueue(async () => this.store.records());
+    return {
+      [Symbol.asyncIterator]: () => {
+        const gen = (async function* () {
+          yield* encodeSnapshot(await records);
+        })();
+        return gen[Symbol.asyncIterator]();
+      },
+    };
+  }
+
+  /** Replace the whole state with the snapshot in `chunks` (throws INVALID_ARGUMENT for a bad stream). */
+  installSnapshot(chunks: AsyncIterable<Uint8Array>): Promise<void> {
+    this.check();
+    return this.enqueue(async () => {
+      const loader = new StateLoader();
+      try {
+        await this.store.replaceAll((write) => decodeSnapshot(chunks, write).then(() => undefined), loader);
+      } catch (e) {
+        if (e instanceof MooringError && e.code === ErrorCode.INVALID_ARGUMENT) {
+          // The store now holds a partial restore (marked as such): keep the old state in memory unusable.
+          this.broken = e;
+        }
+        throw e;
+      }
+      const core = new StateCore(this.options);
+      loader.finish(core);
+      this.core = core;
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.chain;
+    await this.store.close();
+  }
+
+  /** For tests and tools: the directory of the store. */
+  get location(): string {
+    return this.dir;
+  }
+}
+
+export type { ApplyEntry, ReplicaDescriptor };

@@ -1,0 +1,43 @@
+/**
+ * Leader planners for time-dependent housekeeping: abandoned writes (planReclaim) and graceful drains
+ * (planDrain). Client expiry is planClientExpiry (clients.ts), eviction is planEviction (eviction.ts). Each
+ * returns a command for the leader to propose, or null; apply re-checks every precondition with the entry time.
+ */
+import type { DrainSegments, ReclaimPuts } from './commands.js';
+import type { LeaseTable } from './leases.js';
+import { maxKeysPerCommand } from './limits.js';
+import { isComplete } from './objects.js';
+import type { StateView } from './state-view.js';
+
+/** PutStarts (and UpsertStarts, OffloadStarts) not ended within `putTimeoutMs`. */
+export function planReclaim(state: StateView, nowMs: number, putTimeoutMs: number): ReclaimPuts | null {
+  const keys: string[] = [];
+  for (const key of state.inFlight) {
+    const o = state.objects.get(key);
+    if (o === undefined) continue;
+    let started = Infinity;
+    if (!isComplete(o)) started = o.createdAtMs;
+    if (o.pending !== null) started = Math.min(started, o.pending.startedAtMs);
+    if (o.offload !== null) started = Math.min(started, o.offload.startedAtMs);
+    if (started + putTimeoutMs <= nowMs) {
+      keys.push(key);
+      if (keys.length >= maxKeysPerCommand) break;
+    }
+  }
+  return keys.length === 0 ? null : { type: 'ReclaimPuts', keys, putTimeoutMs };
+}
+
+/**
+ * For DRAINING segments: drop replicas of complete objects that are not leased; a segment left empty becomes
+ * DRAINED and goes. Null when nothing drains, or while a new leader treats every object as leased.
+ */
+export function planDrain(state: StateView, leases: LeaseTable, nowMs: number): DrainSegments | null {
+  const draining = state.ordered.filter((s) => s.rec.status === 'DRAINING').map((s) => s.rec.id);
+  if (draining.length === 0 || leases.allLeased(nowMs)) return null;
+  const ids = new Set(draining);
+  const skipKeys = leases
+    .leasedKeys(nowMs)
+    .filter((k) => state.objects.get(k)?.replicas.some((r) => ids.has(r.segmentId)) ?? false)
+    .slice(0, maxKeysPerCommand);
+  return { type: 'DrainSegments', segmentIds: draining.slice(0, maxKeysPerCommand), skipKeys };
+}

@@ -1,0 +1,742 @@
+/**
+ * StateCore: the in-memory, deterministic heart of the master state machine (no I/O, no clock, no Math.random).
+ * `apply(entry)` depends only on the current state and the entry: time is the leader's stamp `entry.timeMs`,
+ * randomness is SeededRng(entry.index). MasterState wraps it with LevelDB persistence; tests and the simulator
+ * may use it directly.
+ *
+ * Every handler checks all its preconditions before changing anything, so an error result leaves the state as it
+ * was (batch commands do this per item). An exception that is not a MooringError is a bug and propagates.
+ * Mutations are recorded in the dirty sets, which MasterState turns into one LevelDB batch.
+ */
+import { ErrorCode, MooringError, assert } from '../errors.js';
+import { SeededRng } from '../util/rng.js';
+import type {
+  Command,
+  EvictItem,
+  PlacementStrategy,
+  PutOptions,
+  ReplicaDescriptor,
+  Result,
+  SegmentSpec,
+  Tier,
+} from './commands.js';
+import { errResult, isClientCommand, okResult, validateCommand } from './commands.js';
+import type { ClientRecord } from './clients.js';
+import type { LeaseTable } from './leases.js';
+import * as L from './limits.js';
+import type { ObjectRecord, Replica } from './objects.js';
+import { describeReplica, isComplete, isPinned, isSettled } from './objects.js';
+import { placeReplicas } from './placement.js';
+import type { Segment, SegmentInfo } from './segments.js';
+import { isMemoryTier, overlaps, sameSpec, segmentFromSpec, segmentInfo } from './segments.js';
+
+/** Options that change what apply computes: every replica of the cluster must use the same values. */
+export interface StateOptions {
+  allocAlignmentBytes: number;
+  placement: PlacementStrategy;
+  softPinTtlMs: number;
+}
+
+export const defaultStateOptions: StateOptions = {
+  allocAlignmentBytes: L.defaultAllocAlignmentBytes,
+  placement: 'random',
+  softPinTtlMs: L.defaultSoftPinTtlMs,
+};
+
+export interface ApplyEntry {
+  index: number;
+  /** The leader's clock when it proposed the entry (ms since epoch). */
+  timeMs: number;
+  command: Command;
+}
+
+export interface StateStats {
+  appliedIndex: number;
+  objectCount: number;
+  /** Objects with a PutStart, UpsertStart or OffloadStart not ended yet. */
+  inFlightCount: number;
+  segmentCount: number;
+  clientCount: number;
+  /** DRAM + VRAM segments (the eviction watermark is computed over these). */
+  memoryCapacityBytes: number;
+  memoryAllocatedBytes: number;
+  memoryUsageRatio: number;
+  diskCapacityBytes: number;
+  diskAllocatedBytes: number;
+}
+
+export interface PutStartValue {
+  replicas: ReplicaDescriptor[];
+}
+export interface GetReplicaListValue {
+  replicas: ReplicaDescriptor[];
+  leaseTtlMs: number;
+}
+export interface PingValue {
+  status: 'OK' | 'NEED_REMOUNT';
+  viewVersion: number;
+}
+
+/** A change to one stored reply (null: deleted). */
+export interface ReplyChange {
+  clientId: string;
+  seq: number;
+  result: Result | null;
+}
+
+function fail(code: ErrorCode, message?: string): never {
+  throw new MooringError(code, message);
+}
+
+function insertSorted(list: string[], id: string): void {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (list[mid]! < id) lo = mid + 1;
+    else hi = mid;
+  }
+  if (list[lo] !== id) list.splice(lo, 0, id);
+}
+
+export class StateCore {
+  readonly options: StateOptions;
+  appliedIndex = 0;
+  readonly objects = new Map<string, ObjectRecord>();
+  readonly segments = new Map<string, Segment>();
+  /** Segments in id order: the canonical order placement scans. */
+  readonly ordered: Segment[] = [];
+  readonly clients = new Map<string, ClientRecord>();
+  /** Exactly-once replies per client, by seq (at most sessionReplyWindow each). */
+  readonly replies = new Map<string, Map<number, Result>>();
+  /** Keys with a version, upsert or offload still PROCESSING (what planReclaim looks at). */
+  readonly inFlight = new Set<string>();
+
+  // Changes since the last drainChanges(): MasterState writes them in one batch.
+  dirtyObjects = new Set<string>();
+  dirtySegments = new Set<string>();
+  dirtyClients = new Set<string>();
+  dirtyReplies: ReplyChange[] = [];
+
+  private now = 0;
+  private index = 0;
+  private rngCache: SeededRng | null = null;
+
+  constructor(options: Partial<StateOptions> = {}) {
+    this.options = { ...defaultStateOptions, ...options };
+  }
+
+  // ------------------------------------------------------------------ apply
+
+  /** Apply one committed entry. Never throws for bad commands (they become error results). */
+  apply(entry: ApplyEntry): Result {
+    assert(entry.index > this.appliedIndex, `entry ${entry.index} is not after applied index ${this.appliedIndex}`);
+    this.index = entry.index;
+    this.now = entry.timeMs;
+    this.rngCache = null;
+    const result = this.applyCommand(entry.command);
+    this.appliedIndex = entry.index;
+    return result;
+  }
+
+  /** Advance the applied index for an entry that carries no command (no-op, membership change). */
+  applyNoop(index: number): void {
+    assert(index > this.appliedIndex, `entry ${index} is not after applied index ${this.appliedIndex}`);
+    this.appliedIndex = index;
+  }
+
+  private applyCommand(cmd: Command): Result {
+    try {
+      validateCommand(cmd);
+    } catch (e) {
+      if (e instanceof MooringError) return { ok: false, error: e.toWire() };
+      throw e;
+    }
+    if (!isClientCommand(cmd)) return this.guard(() => this.run(cmd));
+    const seq = cmd.seq;
+    if (seq !== undefined) {
+      // Exactly-once: a retry returns the first reply and changes nothing.
+      const prev = this.replies.get(cmd.clientId)?.get(seq);
+      if (prev !== undefined) return prev;
+      const c = this.clients.get(cmd.clientId);
+      if (c !== undefined && seq <= c.retiredSeq) {
+        return errResult(ErrorCode.INVALID_ARGUMENT, `seq ${seq} is older than the reply window of client ${cmd.clientId}`);
+      }
+    }
+    this.touchClient(cmd.clientId);
+    const result = this.guard(() => this.run(cmd));
+    if (seq !== undefined) this.remember(cmd.clientId, seq, result);
+    return result;
+  }
+
+  private guard(fn: () => unknown): Result {
+    try {
+      return okResult(fn() ?? null);
+    } catch (e) {
+      if (e instanceof MooringError) return { ok: false, error: e.toWire() };
+      throw e;
+    }
+  }
+
+  private run(cmd: Command): unknown {
+    switch (cmd.type) {
+      case 'MountSegment':
+        return this.mount(cmd.clientId, cmd.segment);
+      case 'ReMountSegment':
+        return cmd.segments.map((s) => this.guard(() => this.mount(cmd.clientId, s)));
+      case 'UnmountSegment':
+        return this.unmount(cmd.segmentId, cmd.graceful === true);
+      case 'PutStart':
+        return this.putStart(cmd.clientId, cmd, cmd.evictable, false);
+      case 'UpsertStart':
+        return this.putStart(cmd.clientId, cmd, cmd.evictable, true);
+      case 'BatchPutStart':
+        return cmd.items.map((it) => this.guard(() => this.putStart(cmd.clientId, it, cmd.evictable, false)));
+      case 'PutEnd':
+      case 'UpsertEnd':
+        return this.putEnd(cmd.key);
+      case 'PutRevoke':
+      case 'UpsertRevoke':
+        return this.putRevoke(cmd.key);
+      case 'BatchPutEnd':
+        return cmd.keys.map((k) => this.guard(() => this.putEnd(k)));
+      case 'BatchPutRevoke':
+        return cmd.keys.map((k) => this.guard(() => this.putRevoke(k)));
+      case 'Remove':
+        return this.remove(cmd.key, cmd.force === true);
+      case 'RemoveAll':
+        return this.removeMatching(() => true, cmd.force === true, cmd.skipKeys);
+      case 'RemoveByPrefix':
+        return this.removeMatching((k) => k.startsWith(cmd.prefix), cmd.force === true, cmd.skipKeys);
+      case 'SetNodeStatus':
+        return this.setNodeStatus(cmd.nodeId, cmd.status);
+      case 'OffloadStart':
+        return this.offloadStart(cmd.key);
+      case 'OffloadEnd':
+        return this.offloadEnd(cmd.key);
+      case 'OffloadRevoke':
+        return this.offloadRevoke(cmd.key);
+      case 'ExpireClients':
+        return this.expireClients(cmd.clientIds, cmd.clientTtlMs);
+      case 'ReclaimPuts':
+        return this.reclaimPuts(cmd.keys, cmd.putTimeoutMs);
+      case 'Evict':
+        return { evicted: cmd.items.filter((it) => this.tryEvict(it, null)).map((it) => it.key) };
+      case 'DrainSegments':
+        return this.drainSegments(cmd.segmentIds, cmd.skipKeys);
+    }
+  }
+
+  private get rng(): SeededRng {
+    // Randomness only from the entry's index: every replica draws the same numbers.
+    if (this.rngCache === null) this.rngCache = new SeededRng(this.index);
+    return this.rngCache;
+  }
+
+  // ------------------------------------------------------------------ clients and sessions
+
+  private touchClient(clientId: string): ClientRecord {
+    let c = this.clients.get(clientId);
+    if (c === undefined) {
+      c = { clientId, nodeStatus: 'ACTIVE', lastSeenMs: this.now, segmentIds: [], retiredSeq: 0 };
+      this.clients.set(clientId, c);
+    } else if (this.now > c.lastSeenMs) {
+      c.lastSeenMs = this.now;
+    }
+    this.dirtyClients.add(clientId);
+    return c;
+  }
+
+  private remember(clientId: string, seq: number, result: Result): void {
+    let m = this.replies.get(clientId);
+    if (m === undefined) {
+      m = new Map();
+      this.replies.set(clientId, m);
+    }
+    m.set(seq, result);
+    this.dirtyReplies.push({ clientId, seq, result });
+    if (m.size > L.sessionReplyWindow) {
+      let min = Infinity;
+      for (const s of m.keys()) if (s < min) min = s;
+      m.delete(min);
+      this.dirtyReplies.push({ clientId, seq: min, result: null });
+      const c = this.clients.get(clientId)!;
+      if (min > c.retiredSeq) c.retiredSeq = min;
+    }
+  }
+
+  // ------------------------------------------------------------------ segments
+
+  private mount(clientId: string, spec: SegmentSpec): unknown {
+    const existing = this.segments.get(spec.id);
+    if (existing !== undefined) {
+      if (sameSpec(existing.rec, spec, clientId)) return { segmentId: spec.id, status: existing.rec.status };
+      fail(ErrorCode.SEGMENT_ALREADY_EXISTS, `segment ${spec.id} is already mounted with another spec`);
+    }
+    const client = this.clients.get(clientId)!;
+    if (client.segmentIds.length >= L.maxSegmentsPerClient) {
+      fail(ErrorCode.INVALID_ARGUMENT, `client ${clientId} already has ${L.maxSegmentsPerClient} segments`);
+    }
+    for (const s of this.ordered) {
+      if (overlaps(s.rec, spec)) fail(ErrorCode.INVALID_ARGUMENT, `segment ${spec.id} overlaps segment ${s.rec.id}`);
+    }
+    const seg = segmentFromSpec(spec, clientId, this.index, this.options.allocAlignmentBytes);
+    this.addSegment(seg);
+    return { segmentId: spec.id, status: 'OK' };
+  }
+
+  /** Used by mount and by loading from the store. */
+  addSegment(seg: Segment): void {
+    this.segments.set(seg.rec.id, seg);
+    let lo = 0;
+    let hi = this.ordered.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.ordered[mid]!.rec.id < seg.rec.id) lo = mid + 1;
+      else hi = mid;
+    }
+    this.ordered.splice(lo, 0, seg);
+    const client = this.clients.get(seg.rec.clientId);
+    if (client !== undefined) {
+      insertSorted(client.segmentIds, seg.rec.id);
+      this.dirtyClients.add(client.clientId);
+    }
+    this.dirtySegments.add(seg.rec.id);
+  }
+
+  private removeSegment(id: string): void {
+    const seg = this.segments.get(id);
+    if (seg === undefined) return;
+    this.segments.delete(id);
+    this.ordered.splice(this.ordered.indexOf(seg), 1);
+    const client = this.clients.get(seg.rec.clientId);
+    if (client !== undefined) {
+      const i = client.segmentIds.indexOf(id);
+      if (i >= 0) client.segmentIds.splice(i, 1);
+      this.dirtyClients.add(client.clientId);
+    }
+    this.dirtySegments.add(id);
+  }
+
+  private unmount(segmentId: string, graceful: boolean): unknown {
+    const seg = this.segments.get(segmentId);
+    if (seg === undefined) fail(ErrorCode.SEGMENT_NOT_FOUND, `no segment ${segmentId}`);
+    if (!graceful) {
+      this.dropSegments([segmentId]);
+      return { segmentId, status: 'UNMOUNTED' };
+    }
+    return { segmentId, status: this.startDrain(seg) };
+  }
+
+  private startDrain(seg: Segment): 'DRAINING' | 'DRAINED' {
+    seg.rec.status = 'DRAINING';
+    this.dirtySegments.add(seg.rec.id);
+    if (seg.alloc.allocationCount === 0) {
+      this.removeSegment(seg.rec.id);
+      return 'DRAINED';
+    }
+    return 'DRAINING';
+  }
+
+  /** Forced removal of segments: replicas there are dropped; objects left with no replica disappear. */
+  private dropSegments(ids: readonly string[]): void {
+    const gone = new Set(ids.filter((id) => this.segments.has(id)));
+    if (gone.size === 0) return;
+    for (const id of gone) this.removeSegment(id);
+    const on = (r: Replica): boolean => gone.has(r.segmentId);
+    for (const o of [...this.objects.values()]) {
+      const hit =
+        o.replicas.some(on) || (o.pending?.replicas.some(on) ?? false) || (o.offload !== null && on(o.offload.replica));
+      if (!hit) continue;
+      o.replicas = o.replicas.filter((r) => !on(r));
+      if (o.pending !== null) {
+        o.pending.replicas = o.pending.replicas.filter((r) => !on(r));
+        if (o.pending.replicas.length === 0) o.pending = null;
+      }
+      if (o.offload !== null && on(o.offload.replica)) o.offload = null;
+      if (o.replicas.length === 0) this.deleteObject(o);
+      else this.touchObject(o);
+    }
+  }
+
+  private setNodeStatus(nodeId: string, status: ClientRecord['nodeStatus']): unknown {
+    const c = this.clients.get(nodeId);
+    if (c === undefined) fail(ErrorCode.CLIENT_NOT_FOUND, `no client ${nodeId}`);
+    c.nodeStatus = status;
+    this.dirtyClients.add(nodeId);
+    for (const id of [...c.segmentIds]) {
+      const seg = this.segments.get(id)!;
+      if (status === 'DRAINING' && seg.rec.status === 'OK') this.startDrain(seg);
+      else if (status === 'ACTIVE' && seg.rec.status === 'DRAINING') {
+        seg.rec.status = 'OK';
+        this.dirtySegments.add(id);
+      }
+    }
+    return { nodeId, status };
+  }
+
+  private drainSegments(ids: readonly string[], skipKeys: readonly string[]): unknown {
+    const draining = new Set(ids.filter((id) => this.segments.get(id)?.rec.status === 'DRAINING'));
+    if (draining.size > 0) {
+      const skip = new Set(skipKeys);
+      for (const o of [...this.objects.values()]) {
+        if (skip.has(o.key) || !isSettled(o)) continue;
+        if (!o.replicas.some((r) => draining.has(r.segmentId))) continue;
+        const drop = o.replicas.filter((r) => draining.has(r.segmentId));
+        this.freeReplicas(drop);
+        o.replicas = o.replicas.filter((r) => !draining.has(r.segmentId));
+        if (o.replicas.length === 0) this.deleteObject(o);
+        else this.touchObject(o);
+      }
+    }
+    return ids.map((id) => {
+      const seg = this.segments.get(id);
+      if (seg === undefined) return { segmentId: id, status: 'GONE' };
+      if (draining.has(id) && seg.alloc.allocationCount === 0) {
+        this.removeSegment(id);
+        return { segmentId: id, status: 'DRAINED' };
+      }
+      return { segmentId: id, status: seg.rec.status };
+    });
+  }
+
+  // ------------------------------------------------------------------ objects
+
+  private touchObject(o: ObjectRecord): void {
+    this.dirtyObjects.add(o.key);
+    if (isComplete(o) && o.pending === null && o.offload === null) this.inFlight.delete(o.key);
+    else this.inFlight.add(o.key);
+  }
+
+  private deleteObject(o: ObjectRecord): void {
+    this.freeReplicas(o.replicas);
+    if (o.pending !== null) this.freeReplicas(o.pending.replicas);
+    if (o.offload !== null) this.freeReplicas([o.offload.replica]);
+    this.objects.delete(o.key);
+    this.inFlight.delete(o.key);
+    this.dirtyObjects.add(o.key);
+  }
+
+  private freeReplicas(list: readonly Replica[]): void {
+    for (const r of list) {
+      const seg = this.segments.get(r.segmentId);
+      // A replica on a segment that is gone was dropped with it; otherwise its extent must be allocated.
+      if (seg !== undefined) assert(seg.alloc.free(r.offset), `replica extent ${r.segmentId}@${r.offset} was not allocated`);
+    }
+  }
+
+  private nodeActive = (clientId: string): boolean => (this.clients.get(clientId)?.nodeStatus ?? 'ACTIVE') === 'ACTIVE';
+
+  private place(size: number, count: number, tier: Tier, preferred?: readonly string[], exclude?: ReadonlySet<string>): Segment[] {
+    return placeReplicas({
+      ordered: this.ordered,
+      byId: this.segments,
+      size,
+      count,
+      tier,
+      preferred,
+      exclude,
+      strategy: this.options.placement,
+      rng: this.rng,
+      nodeActive: this.nodeActive,
+    });
+  }
+
+  /** Place and allocate; when nothing fits, evict from the leader's `evictable` list and try again. */
+  private allocate(
+    size: number,
+    count: number,
+    tier: Tier,
+    preferred: readonly string[] | undefined,
+    evictable: readonly EvictItem[] | undefined,
+    protectKey: string | null,
+    exclude?: ReadonlySet<string>,
+  ): Replica[] {
+    let segs = this.place(size, count, tier, preferred, exclude);
+    if (segs.length === 0 && evictable !== undefined) {
+      for (const it of evictable) {
+        if (this.tryEvict(it, protectKey)) {
+          segs = this.place(size, count, tier, preferred, exclude);
+          if (segs.length > 0) break;
+        }
+      }
+    }
+    if (segs.length === 0) fail(ErrorCode.NO_SPACE, `no ${tier} segment has a free extent of ${size} bytes`);
+    return segs.map((s) => {
+      const offset = s.alloc.alloc(size);
+      assert(offset >= 0, 'placement chose a segment that cannot hold the object');
+      return { segmentId: s.rec.id, offset, length: size, status: 'PROCESSING', tier };
+    });
+  }
+
+  private tryEvict(it: EvictItem, protectKey: string | null): boolean {
+    const o = this.objects.get(it.key);
+    // Re-checked at apply: the key may have been re-created, pinned hard, or be mid-write since planning.
+    if (o === undefined || o.key === protectKey || o.createdIndex !== it.createdIndex || !isSettled(o) || o.hardPin) {
+      return false;
+    }
+    this.deleteObject(o);
+    return true;
+  }
+
+  private describe(list: readonly Replica[]): ReplicaDescriptor[] {
+    return list.map((r) => describeReplica(r, this.segments.get(r.segmentId)!));
+  }
+
+  private putStart(clientId: string, p: PutOptions, evictable: readonly EvictItem[] | undefined, upsert: boolean): PutStartValue {
+    const existing = this.objects.get(p.key);
+    if (existing !== undefined) {
+      if (!upsert) fail(ErrorCode.OBJECT_ALREADY_EXISTS, `object ${p.key} already exists`);
+      if (!isSettled(existing)) fail(ErrorCode.OBJECT_NOT_READY, `object ${p.key} has a write in progress`);
+    }
+    const tier = p.tier ?? 'DRAM';
+    const replicas = this.allocate(p.size, p.replicaNum, tier, p.preferredSegments, evictable, p.key);
+    if (existing !== undefined && this.objects.get(p.key) === existing) {
+      existing.pending = { size: p.size, replicas, startedAtMs: this.now, softPin: p.softPin === true, hardPin: p.hardPin === true };
+      this.touchObject(existing);
+    } else {
+      const o: ObjectRecord = {
+        key: p.key,
+        size: p.size,
+        clientId,
+        createdIndex: this.index,
+        createdAtMs: this.now,
+        completedAtMs: 0,
+        replicas,
+        softPinUntilMs: p.softPin === true ? this.now + this.options.softPinTtlMs : 0,
+        hardPin: p.hardPin === true,
+        pending: null,
+        offload: null,
+      };
+      this.objects.set(p.key, o);
+      this.touchObject(o);
+    }
+    return { replicas: this.describe(replicas) };
+  }
+
+  private putEnd(key: string): null {
+    const o = this.objects.get(key);
+    if (o === undefined) fail(ErrorCode.OBJECT_NOT_FOUND, `no object ${key}`);
+    if (o.pending !== null) {
+      // Upsert: swap in the new version atomically; the old replicas are freed now.
+      const p = o.pending;
+      this.freeReplicas(o.replicas);
+      o.size = p.size;
+      o.replicas = p.replicas;
+      for (const r of o.replicas) r.status = 'COMPLETE';
+      o.softPinUntilMs = p.softPin ? this.now + this.options.softPinTtlMs : 0;
+      o.hardPin = p.hardPin;
+      o.completedAtMs = this.now;
+      o.pending = null;
+      // Re-insert: Map order is approximately least-recently-written first (eviction scans from the front).
+      this.objects.delete(key);
+      this.objects.set(key, o);
+      this.touchObject(o);
+      return null;
+    }
+    if (isComplete(o)) return null; // idempotent
+    for (const r of o.replicas) r.status = 'COMPLETE';
+    o.completedAtMs = this.now;
+    this.touchObject(o);
+    return null;
+  }
+
+  private putRevoke(key: string): null {
+    const o = this.objects.get(key);
+    if (o === undefined) fail(ErrorCode.OBJECT_NOT_FOUND, `no object ${key}`);
+    if (o.pending !== null) {
+      this.freeReplicas(o.pending.replicas);
+      o.pending = null;
+      this.touchObject(o);
+      return null;
+    }
+    if (isComplete(o)) fail(ErrorCode.INVALID_ARGUMENT, `object ${key} is complete; use Remove`);
+    this.deleteObject(o);
+    return null;
+  }
+
+  private remove(key: string, force: boolean): null {
+    const o = this.objects.get(key);
+    if (o === undefined) fail(ErrorCode.OBJECT_NOT_FOUND, `no object ${key}`);
+    if (!force) {
+      if (isPinned(o, this.now)) fail(ErrorCode.OBJECT_PINNED, `object ${key} is pinned`);
+      if (!isSettled(o)) fail(ErrorCode.OBJECT_NOT_READY, `object ${key} has a write in progress`);
+    }
+    this.deleteObject(o);
+    return null;
+  }
+
+  private removeMatching(pred: (key: string) => boolean, force: boolean, skipKeys: readonly string[] | undefined): unknown {
+    const skip = new Set(skipKeys ?? []);
+    const victims: ObjectRecord[] = [];
+    for (const o of this.objects.values()) {
+      if (!pred(o.key)) continue;
+      if (!force && (skip.has(o.key) || isPinned(o, this.now) || !isSettled(o))) continue;
+      victims.push(o);
+    }
+    for (const o of victims) this.deleteObject(o);
+    return { removed: victims.length };
+  }
+
+  private offloadStart(key: string): unknown {
+    const o = this.objects.get(key);
+    if (o === undefined) fail(ErrorCode.OBJECT_NOT_FOUND, `no object ${key}`);
+    if (!isSettled(o)) fail(ErrorCode.OBJECT_NOT_READY, `object ${key} has a write in progress`);
+    if (!o.replicas.some((r) => isMemoryTier(r.tier))) fail(ErrorCode.INVALID_ARGUMENT, `object ${key} has no memory replica to offload`);
+    const exclude = new Set(o.replicas.map((r) => r.segmentId));
+    const [replica] = this.allocate(o.size, 1, 'DISK', undefined, undefined, null, exclude);
+    o.offload = { replica: replica!, startedAtMs: this.now };
+    this.touchObject(o);
+    return { source: this.describe(o.replicas), target: this.describe([replica!])[0] };
+  }
+
+  private offloadEnd(key: string): null {
+    const o = this.objects.get(key);
+    if (o === undefined) fail(ErrorCode.OBJECT_NOT_FOUND, `no object ${key}`);
+    if (o.offload === null) fail(ErrorCode.INVALID_ARGUMENT, `object ${key} has no offload in progress`);
+    // Demotion: the DISK replica is recorded, the memory replicas are freed.
+    this.freeReplicas(o.replicas.filter((r) => isMemoryTier(r.tier)));
+    o.replicas = [...o.replicas.filter((r) => !isMemoryTier(r.tier)), { ...o.offload.replica, status: 'COMPLETE' }];
+    o.offload = null;
+    this.touchObject(o);
+    return null;
+  }
+
+  private offloadRevoke(key: string): null {
+    const o = this.objects.get(key);
+    if (o === undefined) fail(ErrorCode.OBJECT_NOT_FOUND, `no object ${key}`);
+    if (o.offload === null) fail(ErrorCode.INVALID_ARGUMENT, `object ${key} has no offload in progress`);
+    this.freeReplicas([o.offload.replica]);
+    o.offload = null;
+    this.touchObject(o);
+    return null;
+  }
+
+  // ------------------------------------------------------------------ leader-proposed
+
+  private expireClients(ids: readonly string[], clientTtlMs: number): unknown {
+    const expired: string[] = [];
+    for (const id of ids) {
+      const c = this.clients.get(id);
+      // Re-check with the entry time: a client that wrote after planning stays.
+      if (c === undefined || c.lastSeenMs + clientTtlMs > this.now) continue;
+      this.dropSegments([...c.segmentIds]);
+      this.clients.delete(id);
+      this.dirtyClients.add(id);
+      const m = this.replies.get(id);
+      if (m !== undefined) {
+        for (const seq of m.keys()) this.dirtyReplies.push({ clientId: id, seq, result: null });
+        this.replies.delete(id);
+      }
+      expired.push(id);
+    }
+    return { expired };
+  }
+
+  private reclaimPuts(keys: readonly string[], putTimeoutMs: number): unknown {
+    const reclaimed: string[] = [];
+    for (const key of keys) {
+      const o = this.objects.get(key);
+      if (o === undefined) continue;
+      if (!isComplete(o)) {
+        if (o.createdAtMs + putTimeoutMs <= this.now) {
+          this.deleteObject(o);
+          reclaimed.push(key);
+        }
+        continue;
+      }
+      let changed = false;
+      if (o.pending !== null && o.pending.startedAtMs + putTimeoutMs <= this.now) {
+        this.freeReplicas(o.pending.replicas);
+        o.pending = null;
+        changed = true;
+      }
+      if (o.offload !== null && o.offload.startedAtMs + putTimeoutMs <= this.now) {
+        this.freeReplicas([o.offload.replica]);
+        o.offload = null;
+        changed = true;
+      }
+      if (changed) {
+        this.touchObject(o);
+        reclaimed.push(key);
+      }
+    }
+    return { reclaimed };
+  }
+
+  // ------------------------------------------------------------------ queries (from memory)
+
+  /**
+   * Replica descriptors of a complete object. With `leases` (on the leader), grants a read lease: the object
+   * is then neither removed nor evicted for leases.leaseTtlMs.
+   */
+  getReplicaList(key: string, nowMs: number, leases?: LeaseTable): Result<GetReplicaListValue> {
+    const o = this.objects.get(key);
+    if (o === undefined) return errResult(ErrorCode.OBJECT_NOT_FOUND, `no object ${key}`);
+    if (!isComplete(o)) return errResult(ErrorCode.OBJECT_NOT_READY, `object ${key} has no complete replica yet`);
+    let leaseTtlMs = L.defaultLeaseTtlMs;
+    if (leases !== undefined) {
+      if (leases.grant(key, nowMs) === 0) return errResult(ErrorCode.OBJECT_NOT_FOUND, `object ${key} is being evicted`);
+      leaseTtlMs = leases.leaseTtlMs;
+    }
+    return okResult({ replicas: this.describe(o.replicas), leaseTtlMs });
+  }
+
+  /** True if the key has a complete version. */
+  existKey(key: string): boolean {
+    const o = this.objects.get(key);
+    return o !== undefined && isComplete(o);
+  }
+
+  listSegments(): SegmentInfo[] {
+    return this.ordered.map(segmentInfo);
+  }
+
+  querySegment(id: string): Result<SegmentInfo> {
+    const s = this.segments.get(id);
+    return s === undefined ? errResult(ErrorCode.SEGMENT_NOT_FOUND, `no segment ${id}`) : okResult(segmentInfo(s));
+  }
+
+  /** Ping answer (liveness itself is leader soft state: see ClientLiveness). */
+  ping(clientId: string): PingValue {
+    return { status: this.clients.has(clientId) ? 'OK' : 'NEED_REMOUNT', viewVersion: this.appliedIndex };
+  }
+
+  stats(): StateStats {
+    let memCap = 0;
+    let memAlloc = 0;
+    let diskCap = 0;
+    let diskAlloc = 0;
+    for (const s of this.ordered) {
+      if (isMemoryTier(s.rec.tier)) {
+        memCap += s.alloc.capacityBytes;
+        memAlloc += s.alloc.allocatedBytes;
+      } else {
+        diskCap += s.alloc.capacityBytes;
+        diskAlloc += s.alloc.allocatedBytes;
+      }
+    }
+    return {
+      appliedIndex: this.appliedIndex,
+      objectCount: this.objects.size,
+      inFlightCount: this.inFlight.size,
+      segmentCount: this.segments.size,
+      clientCount: this.clients.size,
+      memoryCapacityBytes: memCap,
+      memoryAllocatedBytes: memAlloc,
+      memoryUsageRatio: memCap === 0 ? 0 : memAlloc / memCap,
+      diskCapacityBytes: diskCap,
+      diskAllocatedBytes: diskAlloc,
+    };
+  }
+
+  /** Take and reset the changes since the last call. */
+  drainChanges(): { objects: Set<string>; segments: Set<string>; clients: Set<string>; replies: ReplyChange[] } {
+    const out = { objects: this.dirtyObjects, segments: this.dirtySegments, clients: this.dirtyClients, replies: this.dirtyReplies };
+    this.dirtyObjects = new Set();
+    this.dirtySegments = new Set();
+    this.dirtyClients = new Set();
+    this.dirtyReplies = [];
+    return out;
+  }
+}

@@ -1,0 +1,16 @@
+/** The read-only face of the state the planners use (StateCore and MasterState both provide it). */
+import type { ClientRecord } from './clients.js';
+import type { ObjectRecord } from './objects.js';
+import type { Segment } from './segments.js';
+import type { StateStats } from './state-core.js';
+
+export interface StateView {
+  readonly objects: ReadonlyMap<string, ObjectRecord>;
+  readonly segments: ReadonlyMap<string, Segment>;
+  /** Segments in id order. */
+  readonly ordered: readonly Segment[];
+  readonly clients: ReadonlyMap<string, ClientRecord>;
+  /** Keys with a PROCESSING version, upsert or offload. */
+  readonly inFlight: ReadonlySet<string>;
+  stats(): StateStats;
+}
