@@ -574,7 +574,7 @@ export class RaftNode extends EventEmitter {
   private async publishAddress(peer: PeerAddress): Promise<void> {
     this.checkRunning();
     this.transport.setPeer(peer);
-    const body = packr.pack({ id: peer.id, host: peer.host, port: peer.port }) as Uint8Array;
+    const body = packr.pack(peerRecord(peer)) as Uint8Array;
     const data = new Uint8Array(body.byteLength + 1);
     data[0] = entryKindPeerAddress;
     data.set(body, 1);
@@ -589,11 +589,15 @@ export class RaftNode extends EventEmitter {
   }
 
   private applyPeerAddress(body: Uint8Array): void {
-    let peer: PeerAddress;
-    try {
-      const v = packr.unpack(body) as PeerAddress;
-      peer = { id: String(v.id), host: String(v.host), port: Number(v.port) };
-    } catch {
+    const parsed = (() => {
+      try {
+        return parsePeers([packr.unpack(body)]);
+      } catch {
+        return [];
+      }
+    })();
+    const peer = parsed[0];
+    if (peer === undefined) {
       this.log.error({}, 'a committed peer-address entry does not decode; ignored');
       return;
     }
@@ -862,7 +866,7 @@ export class RaftNode extends EventEmitter {
   // ---------------------------------------------------------------- peers (address book)
 
   private loadPeers(configured: PeerAddress[]): void {
-    for (const p of configured) this.peers.set(p.id, { ...p });
+    for (const p of configured) this.peers.set(p.id, peerRecord(p));
     const file = path.join(this.dataDir, 'peers.json');
     if (existsSync(file)) {
       try {
@@ -1031,9 +1035,18 @@ function parsePeers(v: unknown): PeerAddress[] {
   for (const p of v.slice(0, 1000)) {
     if (typeof p !== 'object' || p === null) continue;
     const r = p as Record<string, unknown>;
-    if (typeof r.id === 'string' && typeof r.host === 'string' && typeof r.port === 'number') out.push({ id: r.id, host: r.host, port: r.port });
+    if (typeof r.id === 'string' && typeof r.host === 'string' && typeof r.port === 'number') {
+      out.push(peerRecord({ id: r.id, host: r.host, port: r.port, rpcPort: r.rpcPort as number, httpPort: r.httpPort as number }));
+    }
   }
   return out;
+}
+
+function peerRecord(p: PeerAddress): PeerAddress {
+  const rec: PeerAddress = { id: p.id, host: p.host, port: p.port };
+  if (typeof p.rpcPort === 'number') rec.rpcPort = p.rpcPort;
+  if (typeof p.httpPort === 'number') rec.httpPort = p.httpPort;
+  return rec;
 }
 
 /** Reads back the length-prefixed chunks of a staged snapshot file, one original chunk at a time. */

@@ -8,7 +8,11 @@ export type PeerId = string;
 export interface PeerAddress {
   id: PeerId;
   host: string;
+  /** The peer (Raft) port. */
   port: number;
+  /** Client RPC and HTTP ports of that member, carried in the replicated address book (transports ignore them). */
+  rpcPort?: number;
+  httpPort?: number;
 }
 
 export interface PeerTransport {
