@@ -24,7 +24,7 @@ export interface ScheduleArbOptions {
   /** Fault phase length range in ticks. Default 100..400. */
   minFaultTicks?: number;
   maxFaultTicks?: number;
-  /** Events per schedule. Default up to 12. */
+  /** Events per schedule: uniformly 0..maxEvents. Default 16. */
   maxEvents?: number;
   /** Which fault kinds may appear. Default all (skew is left out for lease reads, which assume bounded drift). */
   faults?: readonly FaultKind[];
@@ -69,7 +69,7 @@ export function scheduleArb(options: ScheduleArbOptions = {}): fc.Arbitrary<Sche
       let kinds = options.faults ?? allFaultKinds;
       if (readMode === 'lease') kinds = kinds.filter((k) => k !== 'skew');
       return fc
-        .array(faultEventArb(faultTicks, voters + spares, kinds), { maxLength: options.maxEvents ?? 12 })
+        .array(faultEventArb(faultTicks, voters + spares, kinds), { maxLength: options.maxEvents ?? 16, size: 'max' })
         .map((events): Schedule => ({ voters, spares, faultTicks, readMode, events: [...events].sort((a, b) => a.at - b.at) }));
     });
 }

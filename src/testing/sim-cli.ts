@@ -4,6 +4,7 @@
  * safety violation, non-linearizable history or liveness failure, and prints each failing seed with its schedule
  * so `--seed S` replays it exactly.
  */
+import { pathToFileURL } from 'node:url';
 import { scheduleForSeed } from './arbitraries.js';
 import { describeFailure, runSchedule } from './schedule.js';
 
@@ -102,4 +103,4 @@ function main(): void {
   process.exitCode = failing.length > 0 ? 1 : 0;
 }
 
-main();
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) main();

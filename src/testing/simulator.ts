@@ -547,6 +547,9 @@ export class Simulator {
       if (e.data.length === 0) return;
       const cs: ConfState = n.core!.applyConfChange(decodeSimConfChange(e.data));
       n.storage.setConfState(cs);
+      // A snapshot taken before this change would not name a node it adds, and the core ignores a snapshot that
+      // does not include it: snapshot now so a far-behind joiner can be caught up (a driver duty, as in etcd).
+      if (e.index > n.storage.snapshot().metadata.index) n.storage.createSnapshot(e.index, cs, n.sm.snapshot());
       this.trace.add(`conf ${this.now} ${n.id} ${e.index} ${cs.voters.join(',')}|${cs.learners.join(',')}|${cs.votersOutgoing.join(',')}`);
       return;
     }
