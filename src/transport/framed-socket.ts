@@ -20,6 +20,11 @@ export class FramedSocket {
   private waiter: { resolve: (f: unknown) => void; reject: (e: Error) => void } | null = null;
   private closeHandlers: Array<(err: Error | null) => void> = [];
   private closedWith: Error | null | undefined = undefined;
+  private outgoing: Uint8Array[] = [];
+  private outgoingBytes = 0;
+  private flushScheduled = false;
+  /** When set, reading stops while the socket pushes back on our writes (a client that does not read its replies). */
+  pauseReadsOnBackpressure = false;
 
   constructor(socket: Socket, maxFrameBytes: number) {
     this.socket = socket;
@@ -77,6 +82,40 @@ export class FramedSocket {
   write(bytes: Uint8Array): boolean {
     if (this.closed || this.socket.destroyed) return false;
     return this.socket.write(bytes);
+  }
+
+  /**
+   * Queues bytes to go out with everything else queued in this tick: one socket write per event-loop turn,
+   * however many frames (pipelined RPC replies and requests).
+   */
+  send(bytes: Uint8Array): void {
+    if (this.closed) return;
+    if (!this.flushScheduled) {
+      // First frame of this turn goes out at once (no added latency for a lone call); the rest of the turn's
+      // frames wait for the flush and share one write.
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+      this.writeOut(bytes);
+      return;
+    }
+    this.outgoing.push(bytes);
+    this.outgoingBytes += bytes.byteLength;
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.closed || this.outgoing.length === 0) return;
+    const chunk = this.outgoing.length === 1 ? this.outgoing[0]! : Buffer.concat(this.outgoing, this.outgoingBytes);
+    this.outgoing = [];
+    this.outgoingBytes = 0;
+    this.writeOut(chunk);
+  }
+
+  private writeOut(chunk: Uint8Array): void {
+    if (!this.write(chunk) && this.pauseReadsOnBackpressure && !this.socket.isPaused()) {
+      this.socket.pause();
+      this.socket.once('drain', () => this.socket.resume());
+    }
   }
 
   /** Sends a last frame (best effort), then ends the connection. */

@@ -112,7 +112,7 @@ export class RpcServer {
       if (err !== null && !this.closed) this.logger.warn({ remote: remoteAddress, code: (err as MooringError).code, err: err.message }, 'RPC connection closed');
     });
     // Respect backpressure: a client that does not read its replies stops being read from.
-    socket.on('drain', () => socket.resume());
+    conn.pauseReadsOnBackpressure = true;
     const mine = makeHello(this.opts.clusterId, this.opts.nodeId, 'client');
     acceptHandshake(conn, mine, { clusterId: this.opts.clusterId, role: 'client', token: this.opts.token }, this.opts.handshakeTimeoutMs ?? defaultHandshakeTimeoutMs).then(
       (hello) => {
@@ -179,7 +179,7 @@ export class RpcServer {
       this.logger.error({ id, err: (err as Error).message }, 'RPC reply not sent as is');
       bytes = encodeFrame({ id, error: e.toWire() });
     }
-    if (!conn.write(bytes)) conn.socket.pause();
+    conn.send(bytes);
   }
 }
 
@@ -256,7 +256,7 @@ export class RpcClient {
             this.settle(id, undefined, err instanceof MooringError ? err : new MooringError(ErrorCode.INVALID_ARGUMENT, 'arguments do not encode'));
             return;
           }
-          conn.write(bytes);
+          conn.send(bytes);
         },
         (err: MooringError) => this.settle(id, undefined, err),
       );
