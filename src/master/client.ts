@@ -14,6 +14,7 @@ import { RpcClient } from '../transport/rpc.js';
 import type { TlsConfig } from '../transport/net-util.js';
 import { silentLogger, type LoggerLike } from '../transport/logger.js';
 import type { NodeStatus, PutOptions, ReplicaDescriptor, SegmentSpec } from '../statemachine/commands.js';
+import type { PutStartValue } from '../statemachine/state-core.js';
 import { parseLeaderHint, writeMethods, type MemberInfo, type PingReply, type WriteMethod } from './rpc-methods.js';
 
 export const defaultRequestTimeoutMs = 2_000;
@@ -145,8 +146,10 @@ export class MasterClient {
 
   // ------------------------------------------------------------------ object API (Mooncake-shaped)
 
-  putStart(key: string, size: number, opts: Omit<PutOptions, 'key' | 'size' | 'replicaNum'> & { replicaNum?: number } = {}): Promise<ReplicaDescriptor[]> {
-    return this.write('putStart', { key, size, replicaNum: opts.replicaNum ?? 1, ...opts });
+  /** Reserves space for `key`; resolves with where to write each replica. */
+  async putStart(key: string, size: number, opts: Omit<PutOptions, 'key' | 'size' | 'replicaNum'> & { replicaNum?: number } = {}): Promise<ReplicaDescriptor[]> {
+    const value = await this.write<PutStartValue>('putStart', { key, size, replicaNum: opts.replicaNum ?? 1, ...opts });
+    return value.replicas;
   }
 
   putEnd(key: string): Promise<unknown> {
