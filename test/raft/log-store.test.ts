@@ -118,6 +118,26 @@ describe('LogStore', () => {
     await q.close();
   });
 
+  it('bootstraps membership as snapshot point 0, and installs snapshot + entries + hard state in one save', async () => {
+    const dir = await tempDir();
+    const s = await LogStore.open(dir);
+    await s.applySnapshot({ index: 0, term: 0, confState: conf }); // what RaftNode does for a brand-new cluster
+    expect([s.firstIndex(), s.lastIndex(), s.term(0)]).toEqual([1, 0, 0]);
+    expect(s.initialState().confState.voters).toEqual(['a', 'b', 'c']);
+    await s.save({ entries: range(1, 5, 1) }, { sync: true });
+    // A follower installing a leader's snapshot in the same Ready as the entries that follow it.
+    await s.save(
+      { snapshotMeta: { index: 50, term: 4, confState: conf }, entries: range(51, 53, 4), hardState: { term: 4, vote: 'b', commit: 51 } },
+      { sync: true },
+    );
+    await s.close();
+    const r = await LogStore.open(dir);
+    expect([r.firstIndex(), r.lastIndex(), r.term(50), r.term(53)]).toEqual([51, 53, 4, 4]);
+    expect(r.hardState()).toEqual({ term: 4, vote: 'b', commit: 51 });
+    expect(r.recovery.cutEntries).toBe(0); // entries 1..5 were deleted in the same batch
+    await r.close();
+  });
+
   it('records a conf state and returns it from initialState after reopen', async () => {
     const dir = await tempDir();
     const s = await LogStore.open(dir);
