@@ -31,6 +31,8 @@ export interface HandshakeExpectation {
   role: ConnectionRole;
   /** When set, the other side must present this token. */
   token?: string | undefined;
+  /** Extra check of an otherwise valid Hello (e.g. the TLS certificate names the announced node); throws to refuse. */
+  verify?: ((hello: Hello) => void) | undefined;
 }
 
 function tokensEqual(a: string, b: string): boolean {
@@ -67,6 +69,7 @@ export function checkHello(frame: unknown, expect: HandshakeExpectation): Hello 
     }
   }
   const hello: Hello = { magic: handshakeMagic, protocolVersion, clusterId: f.clusterId, nodeId: f.nodeId, role: f.role as ConnectionRole };
+  expect.verify?.(hello);
   return hello;
 }
 

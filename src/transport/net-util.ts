@@ -17,6 +17,11 @@ export interface TlsConfig {
   requireClientCert?: boolean;
   /** Client side: check the server certificate's name against the host dialed. Default true. */
   verifyHostname?: boolean;
+  /**
+   * Peer transport under mTLS: the client certificate's CN must equal the node id announced in the handshake,
+   * so one member's certificate cannot speak as another member. Default false.
+   */
+  verifyPeerIdentity?: boolean;
 }
 
 /** Socket-level keepalive, so a dead peer behind a silent network is noticed. */
@@ -40,6 +45,14 @@ export interface ResolvedTls {
   ca: Buffer;
   requireClientCert: boolean;
   verifyHostname: boolean;
+  verifyPeerIdentity: boolean;
+}
+
+/** The CN of the verified client certificate on a TLS socket, or null. */
+export function peerCertificateCn(socket: net.Socket): string | null {
+  if (!(socket instanceof tls.TLSSocket) || !socket.authorized) return null;
+  const cn = socket.getPeerCertificate()?.subject?.CN;
+  return typeof cn === 'string' ? cn : Array.isArray(cn) ? (cn[0] ?? null) : null;
 }
 
 export function resolveTls(cfg: TlsConfig | undefined): ResolvedTls | undefined {
@@ -50,6 +63,7 @@ export function resolveTls(cfg: TlsConfig | undefined): ResolvedTls | undefined 
     ca: pem(cfg.ca),
     requireClientCert: cfg.requireClientCert ?? false,
     verifyHostname: cfg.verifyHostname ?? true,
+    verifyPeerIdentity: cfg.verifyPeerIdentity ?? false,
   };
 }
 

@@ -13,7 +13,7 @@ import { defaultMaxFrameBytes, encodeFrame } from './codec.js';
 import { FramedSocket } from './framed-socket.js';
 import { acceptHandshake, dialHandshake, handshakeTimeoutMs as defaultHandshakeTimeoutMs, makeHello, type Hello } from './handshake.js';
 import { silentLogger, type LoggerLike } from './logger.js';
-import { closeServer, createListener, defaultMaxInboundConnections, dial, listen, resolveTls, type ResolvedTls, type TlsConfig } from './net-util.js';
+import { closeServer, createListener, defaultMaxInboundConnections, dial, listen, peerCertificateCn, resolveTls, type ResolvedTls, type TlsConfig } from './net-util.js';
 import type { PeerAddress, PeerId, PeerTransport } from './types.js';
 
 export const defaultMaxQueuedFrames = 4096;
@@ -213,7 +213,16 @@ export class TcpPeerTransport implements PeerTransport {
       if (err !== null && !this.closed) this.logger.warn({ remote, peer: from, code: (err as MooringError).code, err: err.message }, 'peer connection closed');
     });
     const mine = makeHello(this.opts.clusterId, this.opts.nodeId, 'peer');
-    acceptHandshake(conn, mine, { clusterId: this.opts.clusterId, role: 'peer', token: this.token }, this.opts.handshakeTimeoutMs).then(
+    const verify =
+      this.tls?.verifyPeerIdentity && this.tls.requireClientCert
+        ? (hello: Hello): void => {
+            const cn = peerCertificateCn(socket);
+            if (cn !== hello.nodeId) {
+              throw new MooringError(ErrorCode.UNAUTHORIZED, `certificate CN '${cn ?? '-'}' does not match node id '${hello.nodeId}'`);
+            }
+          }
+        : undefined;
+    acceptHandshake(conn, mine, { clusterId: this.opts.clusterId, role: 'peer', token: this.token, verify }, this.opts.handshakeTimeoutMs).then(
       (theirs: Hello) => {
         from = theirs.nodeId;
         this.logger.debug({ remote, peer: from }, 'peer connected');

@@ -260,6 +260,20 @@ describe('TcpPeerTransport over TLS', () => {
     await expectServes(a, b, 'mtls-ok');
   });
 
+  it('with verifyPeerIdentity, a member certificate cannot speak as another node', async () => {
+    const logger = new CaptureLogger();
+    const b = await node('b', { logger, tls: { cert: certs.b!.cert, key: certs.b!.key, ca: pki.caCert, requireClientCert: true, verifyPeerIdentity: true } });
+    // Node 'c' holds a valid cluster certificate, but it is a's (CN=a).
+    const impostor = await node('c', { tls: { cert: certs.a!.cert, key: certs.a!.key, ca: pki.caCert }, reconnectInitialMs: 10 });
+    impostor.t.setPeer(b.addr);
+    impostor.t.send('b', { tag: 'spoofed' });
+    await waitFor(() => logger.codes().includes(ErrorCode.UNAUTHORIZED), 'identity mismatch logged');
+    expect(b.inbox.frames).toEqual([]);
+    const a = await node('a', { tls: { cert: certs.a!.cert, key: certs.a!.key, ca: pki.caCert } });
+    a.t.setPeer(b.addr);
+    await expectServes(a, b, 'genuine-a');
+  });
+
   it('a plain-TCP peer cannot talk to a TLS listener', async () => {
     const b = await node('b', { tls: { cert: certs.b!.cert, key: certs.b!.key, ca: pki.caCert } });
     const res = await rawExchange(b.t.port, [helloFrame(cluster, 'plain')], 300);
