@@ -23,32 +23,46 @@ export function encodePayload(value: unknown): Uint8Array {
 export const maxFrameNestingDepth = 64;
 
 /**
- * True for the plain data model frames may carry: null, undefined, booleans, numbers, bigints, strings,
- * Uint8Array, arrays and plain objects. msgpack extensions (Date, Map, Set, RegExp, records, the reserved 0xC1
- * byte…) decode to other things; frames carrying them are refused rather than handed to code that never expects them.
+ * Checks that a decoded value stays inside the plain data model frames may carry — null, undefined, booleans,
+ * numbers, bigints, strings, Uint8Array, arrays and plain objects — and turns msgpackr's Buffers into plain
+ * Uint8Array views (zero-copy), so receivers see exactly the types they were sent. msgpack extensions (Date, Map,
+ * Set, RegExp, records, the reserved 0xC1 byte…) decode to other things; frames carrying them are refused rather
+ * than handed to code that never expects them. Returns the normalized value, or `invalid`.
  */
-function isPlain(v: unknown, depth: number): boolean {
+const invalid = Symbol('invalid');
+
+function normalize(v: unknown, depth: number): unknown {
   switch (typeof v) {
     case 'string':
     case 'number':
     case 'boolean':
     case 'bigint':
     case 'undefined':
-      return true;
+      return v;
     case 'object': {
-      if (v === null || v instanceof Uint8Array) return true;
-      if (depth >= maxFrameNestingDepth) return false;
+      if (v === null) return v;
+      if (v instanceof Uint8Array) return Buffer.isBuffer(v) ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : v;
+      if (depth >= maxFrameNestingDepth) return invalid;
       if (Array.isArray(v)) {
-        for (const x of v) if (!isPlain(x, depth + 1)) return false;
-        return true;
+        for (let i = 0; i < v.length; i++) {
+          const x = normalize(v[i], depth + 1);
+          if (x === invalid) return invalid;
+          if (x !== v[i]) v[i] = x;
+        }
+        return v;
       }
       const proto = Object.getPrototypeOf(v);
-      if (proto !== Object.prototype && proto !== null) return false;
-      for (const k in v) if (!isPlain((v as Record<string, unknown>)[k], depth + 1)) return false;
-      return true;
+      if (proto !== Object.prototype && proto !== null) return invalid;
+      const o = v as Record<string, unknown>;
+      for (const k in o) {
+        const x = normalize(o[k], depth + 1);
+        if (x === invalid) return invalid;
+        if (x !== o[k]) o[k] = x;
+      }
+      return v;
     }
     default:
-      return false;
+      return invalid;
   }
 }
 
@@ -59,8 +73,9 @@ export function decodePayload(payload: Uint8Array): unknown {
   } catch (err) {
     throw new MooringError(ErrorCode.MALFORMED_FRAME, `frame does not decode: ${(err as Error).message}`);
   }
-  if (!isPlain(value, 0)) throw new MooringError(ErrorCode.MALFORMED_FRAME, 'frame carries a value outside the plain data model');
-  return value;
+  const plain = normalize(value, 0);
+  if (plain === invalid) throw new MooringError(ErrorCode.MALFORMED_FRAME, 'frame carries a value outside the plain data model');
+  return plain;
 }
 
 /** Encodes one value as a complete frame (header + payload). Throws FRAME_TOO_LARGE above maxFrameBytes. */

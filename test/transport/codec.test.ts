@@ -20,6 +20,8 @@ describe('frame codec', () => {
       expect(got).toHaveLength(1);
       const v = got[0] as typeof value;
       expect(v.entries[0]!.data).toBeInstanceOf(Uint8Array);
+      expect(Buffer.isBuffer(v.entries[0]!.data)).toBe(false); // exactly Uint8Array, as sent
+      expect(v.entries[0]!.data).toEqual(new Uint8Array([0, 1, 255]));
       expect(Array.from(v.entries[0]!.data)).toEqual([0, 1, 255]);
       expect({ ...v, entries: undefined }).toEqual({ ...value, entries: undefined });
       expect(d.bufferedBytes).toBe(0);
