@@ -14,6 +14,20 @@
  * compaction point). Memory therefore grows with the uncompacted log: the driver bounds it by snapshotting and
  * calling `compact()`. The mirror only ever reflects what LevelDB acknowledged: it is updated after each batch
  * succeeds, and writes are serialized so each batch is computed against the state the previous one left.
+ *
+ * Recovery on open. Every entry is verified before the core can see it. The first entry that fails its checksum,
+ * does not decode, or is missing (a gap) starts the tail that is cut: it and every later entry are deleted in one
+ * synced batch and a warning reports the counts (`recovery` holds them too). A checksum failure followed by a
+ * VALID entry at the next index is not a torn tail but damage in the middle of the log: that, or a corrupt hard
+ * state / snapshot / compaction record, fails with CORRUPT_LOG. If the hard state's commit is beyond the
+ * surviving log it is lowered to the last valid index. That is safe only if the cut entries were never
+ * acknowledged to anyone (a torn, unsynced tail); entries this node acknowledged were fsynced atomically with the
+ * hard state, so losing them means the disk broke its promise, and then no local repair is truly safe — the node
+ * comes back as a follower with a shorter log and the leader re-sends what it lacks, which is correct only as long
+ * as a quorum of the other nodes still holds every committed entry.
+ *
+ * Crash-stop: if a LevelDB write or fsync fails, the store is poisoned — that call rejects with STORAGE_FAILED and
+ * every later call (reads included) throws STORAGE_FAILED; the driver stops the node.
  */
 import { crc32 } from 'node:zlib';
 import { Level } from 'level';
