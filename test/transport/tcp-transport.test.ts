@@ -118,6 +118,44 @@ describe('TcpPeerTransport', () => {
     expect(b.t.stats().dead!.queuedBytes).toBeLessThanOrEqual(10_000);
   });
 
+  it('bounds memory for a slow peer that accepts but never reads', async () => {
+    // A raw "peer" that completes the handshake, then stops reading: the socket pushes back, the queue fills.
+    const sockets: net.Socket[] = [];
+    const slow = net.createServer((s) => {
+      sockets.push(s);
+      const d = new FrameDecoder();
+      s.on('data', (chunk) => {
+        if (d.push(chunk).length > 0) {
+          s.write(helloFrame(cluster, 'slow'));
+          s.pause();
+          s.removeAllListeners('data');
+        }
+      });
+      s.on('error', () => {});
+    });
+    await new Promise<void>((r) => slow.listen(0, '127.0.0.1', () => r()));
+    try {
+      const maxQueuedBytes = 2 * 1024 * 1024;
+      const a = await node('a', { maxQueuedFrames: 100_000, maxQueuedBytes });
+      a.t.setPeer({ id: 'slow', host: '127.0.0.1', port: (slow.address() as net.AddressInfo).port });
+      const blob = new Uint8Array(64 * 1024);
+      let refused = 0;
+      for (let round = 0; round < 200 && refused === 0; round++) {
+        for (let i = 0; i < 16; i++) if (!a.t.send('slow', { blob })) refused++;
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      expect(refused).toBeGreaterThan(0);
+      const st = a.t.stats().slow!;
+      expect(st.connected).toBe(true);
+      expect(st.queuedBytes).toBeLessThanOrEqual(maxQueuedBytes);
+      // What left the queue sits in kernel and socket buffers, which backpressure keeps bounded too.
+      expect(st.sent * blob.byteLength).toBeLessThan(64 * 1024 * 1024);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => slow.close(() => r()));
+    }
+  });
+
   it('refuses a wrong cluster id, a wrong protocol, random bytes, truncated and oversize frames, and keeps serving', async () => {
     const logger = new CaptureLogger();
     const b = await node('b', { logger, handshakeTimeoutMs: 300, maxFrameBytes: 64 * 1024 });
