@@ -154,7 +154,8 @@ export class ClientPool {
     op.attempts++;
     op.deadline = now + this.opTimeoutTicks;
     op.retryAt = -1;
-    const to = this.nodes[op.target]!;
+    // The broken client of the negative control reads wherever it likes (any replica's local state).
+    const to = op.input.kind === 'get' && this.readMode === 'localUnsafe' ? this.nodes[this.rng.nextInt(this.nodes.length)]! : this.nodes[op.target]!;
     const i = op.input;
     let req: ClientRequest;
     if (i.kind === 'get') req = { client: c.id, seq: op.seq, kind: 'read', key: op.key, unsafe: this.readMode === 'localUnsafe' };

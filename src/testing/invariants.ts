@@ -43,6 +43,7 @@ export class InvariantChecker {
   private readonly lastCommit = new Map<NodeId, number>();
   private readonly lastApplied = new Map<NodeId, number>();
   private readonly leaderChecked = new Set<string>();
+  private highestLeaderTerm = 0;
   now = 0;
 
   private fail(msg: string): void {
@@ -52,8 +53,14 @@ export class InvariantChecker {
   /** A node reported itself leader of `term`. */
   onLeader(node: NodeId, term: number): void {
     const prev = this.leaderOfTerm.get(term);
+    if (term > this.highestLeaderTerm) this.highestLeaderTerm = term;
     if (prev === undefined) this.leaderOfTerm.set(term, node);
     else if (prev !== node) this.fail(`election safety: ${prev} and ${node} are both leaders of term ${term}`);
+  }
+
+  /** The highest term in which any node has been leader so far (0 if none). */
+  maxLeaderTerm(): number {
+    return this.highestLeaderTerm;
   }
 
   /** Leader completeness, checked once per (leader, term) when its first Ready as leader is persisted. */
@@ -83,6 +90,13 @@ export class InvariantChecker {
       if (prev === undefined) this.persisted.set(id, key);
       else if (prev !== key) this.fail(`log matching: ${node} persisted a different entry at index ${e.index} term ${e.term}`);
     }
+  }
+
+  /** `node` durably declared entry `index` (of `term`) committed. Two terms committed at one index is a violation. */
+  onCommitted(node: NodeId, index: number, term: number): void {
+    const t = this.committedTerm.get(index);
+    if (t === undefined) this.committedTerm.set(index, term);
+    else if (t !== term) this.fail(`state-machine safety: ${node} committed term ${term} at index ${index}, already committed with term ${t}`);
   }
 
   onCommit(node: NodeId, commit: number): void {

@@ -45,6 +45,8 @@ export class SimNetwork {
   /** tick → messages due then, in send order. */
   private readonly queue = new Map<number, Message[]>();
   readonly stats: NetworkStats = { sent: 0, delivered: 0, dropped: 0, cut: 0, duplicated: 0, reordered: 0 };
+  /** Called for every message lost to a cut or a drop (the simulator reports failed snapshot sends with it). */
+  onLost: ((m: Message) => void) | null = null;
 
   constructor(
     private readonly rng: Rng,
@@ -95,10 +97,12 @@ export class SimNetwork {
     this.stats.sent++;
     if (this.isCut(m.from, m.to)) {
       this.stats.cut++;
+      this.onLost?.(m);
       return;
     }
     if (this.rates.drop > 0 && this.rng.nextFloat() < this.rates.drop) {
       this.stats.dropped++;
+      this.onLost?.(m);
       return;
     }
     this.enqueue(m, now);
@@ -129,6 +133,7 @@ export class SimNetwork {
     for (const m of q) {
       if (this.isCut(m.from, m.to)) {
         this.stats.cut++;
+        this.onLost?.(m);
         continue;
       }
       this.stats.delivered++;

@@ -16,6 +16,8 @@ export interface SimCore {
   applyConfChange(cc: ConfChange): ConfState;
   readIndex(ctx: Uint8Array): void;
   transferLeadership(to: NodeId): void;
+  /** The driver's report on a snapshot it streamed to `id` (delivered, or lost). */
+  reportSnapshot(id: NodeId, ok: boolean): void;
   hasReady(): boolean;
   ready(): Ready;
   advance(rd: Ready): void;

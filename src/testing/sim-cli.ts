@@ -59,7 +59,16 @@ function main(): void {
   const failing: number[] = [];
   for (const seed of seeds) {
     const schedule = cliSchedule(seed);
-    const r = runSchedule(seed, schedule);
+    let r: ReturnType<typeof runSchedule>;
+    try {
+      r = runSchedule(seed, schedule);
+    } catch (e) {
+      // A throw is a bug in the core or the simulator: report it like a violation, with its replay.
+      violations++;
+      failing.push(seed);
+      process.stderr.write(`seed ${seed} threw: ${(e as Error).stack}\nschedule: ${JSON.stringify(schedule)}\nreplay: npm run sim -- --seed ${seed}\n\n`);
+      continue;
+    }
     operations += r.stats.operations;
     ticks += r.stats.ticks;
     maxRecoveryTicks = Math.max(maxRecoveryTicks, r.recoveryTicks);

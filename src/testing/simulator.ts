@@ -78,6 +78,9 @@ export interface SimStats {
   pauses: number;
   leaderChanges: number;
   maxTerm: number;
+  /** Reads answered by a node that believed it led while a newer term already had a leader. */
+  staleLeaderReads: number;
+  readsServed: number;
 }
 
 interface PendingRead {
@@ -87,7 +90,10 @@ interface PendingRead {
   index: number; // -1 until the read state arrives
 }
 
-type InboxItem = { kind: 'msg'; m: Message } | { kind: 'req'; req: ClientRequest };
+type InboxItem =
+  | { kind: 'msg'; m: Message }
+  | { kind: 'req'; req: ClientRequest }
+  | { kind: 'snapReport'; to: NodeId; ok: boolean };
 
 export class SimNode {
   core: SimCore | null = null;
@@ -97,6 +103,10 @@ export class SimNode {
   paused = false;
   pausedAt = 0;
   snapshotsInstalled = 0;
+  /** Highest durable commit index whose entries were reported to the checker. */
+  commitNoted = 0;
+  /** When set, every Ready of this node takes exactly this many ticks to persist (scenario control). */
+  persistDelayTicks: number | null = null;
   /** Ticks of the node's own clock per simulator tick (clock skew). */
   tickRate = 1;
   private tickCredit = 0;
@@ -148,7 +158,7 @@ export class Simulator {
   readonly stats: SimStats = {
     ticks: 0, messagesDelivered: 0, messagesDropped: 0, messagesCut: 0, messagesDuplicated: 0, messagesReordered: 0,
     readiesHandled: 0, readiesLostInCrash: 0, entriesApplied: 0, snapshotsInstalled: 0, compactions: 0, crashes: 0,
-    restarts: 0, pauses: 0, leaderChanges: 0, maxTerm: 0,
+    restarts: 0, pauses: 0, leaderChanges: 0, maxTerm: 0, staleLeaderReads: 0, readsServed: 0,
   };
   now = 0;
   private eventSeq = 0;
@@ -185,6 +195,9 @@ export class Simulator {
     };
     this.createCore = options.createCore ?? createDefaultCore;
     this.network = new SimNetwork(this.rng.fork(), options.network);
+    this.network.onLost = (m) => {
+      if (m.type === 'snap') this.reportSnapshot(m.from, m.to, false);
+    };
     this.persistRng = this.rng.fork();
     this.clientNetRng = this.rng.fork();
     const total = this.opts.voters + this.opts.spares;
@@ -280,7 +293,8 @@ export class Simulator {
     const items = n.inbox.splice(0);
     for (const it of items) {
       if (it.kind === 'msg') this.stepNode(n, it.m);
-      else this.handleRequest(n, it.req);
+      else if (it.kind === 'req') this.handleRequest(n, it.req);
+      else n.core!.reportSnapshot(it.to, it.ok);
     }
   }
 
@@ -371,10 +385,15 @@ export class Simulator {
     const now = this.now;
     for (const m of this.network.deliverDue(now)) {
       const n = this.nodes.get(m.to);
-      if (!n || !n.up) continue;
+      if (!n || !n.up) {
+        if (m.type === 'snap') this.reportSnapshot(m.from, m.to, false);
+        continue;
+      }
       this.trace.addMessage(now, m);
       if (n.paused) this.bufferPaused(n, { kind: 'msg', m });
       else this.stepNode(n, m);
+      // The snapshot stream finished: tell the sender, as the transport does (etcd's ReportSnapshot contract).
+      if (m.type === 'snap') this.reportSnapshot(m.from, m.to, true);
     }
     const due = this.clientQueue.get(now);
     if (due) {
@@ -408,6 +427,14 @@ export class Simulator {
     this.checker.checkLogs([...this.nodes.values()].map((n) => n.logView()));
   }
 
+  /** Tells a leader how its snapshot send to `to` ended (it stops waiting on that follower otherwise). */
+  private reportSnapshot(from: NodeId, to: NodeId, ok: boolean): void {
+    const n = this.nodes.get(from);
+    if (!n || !n.core) return;
+    if (n.paused) this.bufferPaused(n, { kind: 'snapReport', to, ok });
+    else n.core.reportSnapshot(to, ok);
+  }
+
   private bufferPaused(n: SimNode, item: InboxItem): void {
     if (n.inbox.length >= this.opts.maxPausedInboxMessages) n.inbox.shift();
     n.inbox.push(item);
@@ -437,6 +464,7 @@ export class Simulator {
     const core = n.core!;
     if (req.kind === 'read') {
       if (req.unsafe) {
+        this.noteRead(n);
         this.respond({ client: req.client, seq: req.seq, ok: true, reply: null, value: n.sm.get(req.key) });
         return;
       }
@@ -476,7 +504,12 @@ export class Simulator {
       else if (rd.hardState) n.term = rd.hardState.term;
       for (const m of rd.messages) this.network.send(m, this.now);
       if (this.opts.unsafeAckBeforePersist) for (const m of rd.persistedMessages) this.network.send(m, this.now);
-      const slow = this.opts.maxPersistDelayTicks > 0 && this.persistRng.nextFloat() < this.opts.slowPersistProbability;
+      if (n.persistDelayTicks !== null && n.persistDelayTicks > 0) {
+        n.inflight = { rd, doneAt: this.now + n.persistDelayTicks };
+        return;
+      }
+      const slow =
+        n.persistDelayTicks === null && this.opts.maxPersistDelayTicks > 0 && this.persistRng.nextFloat() < this.opts.slowPersistProbability;
       if (slow) {
         n.inflight = { rd, doneAt: this.now + 1 + this.persistRng.nextInt(this.opts.maxPersistDelayTicks) };
         return;
@@ -507,6 +540,10 @@ export class Simulator {
     if (rd.hardState) {
       storage.setHardState(rd.hardState);
       this.checker.onCommit(n.id, rd.hardState.commit);
+      // Every entry up to a durable commit index is committed: remember its term (leader completeness).
+      const from = Math.max(n.commitNoted + 1, storage.firstIndex());
+      for (let i = from; i <= rd.hardState.commit && i <= storage.lastIndex(); i++) this.checker.onCommitted(n.id, i, storage.term(i));
+      if (rd.hardState.commit > n.commitNoted) n.commitNoted = rd.hardState.commit;
     }
     // 3. Acknowledge what was persisted.
     if (!this.opts.unsafeAckBeforePersist) for (const m of rd.persistedMessages) this.network.send(m, this.now);
@@ -567,11 +604,17 @@ export class Simulator {
     }
   }
 
+  private noteRead(n: SimNode): void {
+    this.stats.readsServed++;
+    if (n.role === 'leader' && this.checker.maxLeaderTerm() > n.term) this.stats.staleLeaderReads++;
+  }
+
   private serveReads(n: SimNode): void {
     if (n.waitingReads.length === 0) return;
     const keep: PendingRead[] = [];
     for (const r of n.waitingReads) {
       if (n.sm.appliedIndex >= r.index) {
+        this.noteRead(n);
         this.respond({ client: r.client, seq: r.seq, ok: true, reply: null, value: n.sm.get(r.key) });
       } else keep.push(r);
     }
@@ -586,7 +629,7 @@ export class Simulator {
     const first = n.storage.firstIndex();
     if (applied - first + 1 < every || applied > n.storage.lastIndex()) return;
     const cs = n.storage.initialState().confState;
-    n.storage.createSnapshot(applied, cs, n.sm.snapshot());
+    if (applied > n.storage.snapshot().metadata.index) n.storage.createSnapshot(applied, cs, n.sm.snapshot());
     const upTo = applied - this.opts.compactKeepEntries;
     if (upTo >= first) n.storage.compact(upTo);
     this.stats.compactions++;
