@@ -36,7 +36,7 @@ function checkInvariants(a: OffsetAllocator, live: Map<number, number>, align: n
 describe('OffsetAllocator', () => {
   it('keeps no overlap, nothing beyond capacity, gives bytes back on free and coalesces fully', () => {
     fc.assert(
-      fc.property(fc.constantFrom(1, 8, 64), fc.integer({ min: 1, max: 1 << 20 }), fc.array(opArb, { maxLength: 300 }), (align, cap, ops) => {
+      fc.property(fc.constantFrom(1, 8, 64), fc.integer({ min: 1, max: 1 << 20 }), fc.array(opArb, { maxLength: 250, size: 'max' }), (align, cap, ops) => {
         const a = new OffsetAllocator(cap, align);
         const live = new Map<number, number>();
         for (const op of ops) {
@@ -70,13 +70,18 @@ describe('OffsetAllocator', () => {
         expect(a.extents()).toEqual(cap2 > 0 ? [[0, cap2, true]] : []);
         expect(a.stats().fragmentationRatio).toBe(0);
       }),
-      { numRuns: 200 },
+      { numRuns: 60 },
     );
   });
 
   it('behaves as a function of the allocated set: a rebuilt allocator makes the same next allocations', () => {
+    // Many same-class holes (sizes of 1-4 units), so class heaps hold several blocks whose order is history.
+    const smallOp: fc.Arbitrary<Op> = fc.oneof(
+      fc.record({ kind: fc.constant('alloc' as const), size: fc.integer({ min: 1, max: 256 }) }),
+      fc.record({ kind: fc.constant('free' as const), pick: fc.nat() }),
+    );
     fc.assert(
-      fc.property(fc.array(opArb, { maxLength: 200 }), fc.array(fc.integer({ min: 1, max: 5000 }), { maxLength: 30 }), (ops, next) => {
+      fc.property(fc.array(fc.oneof(opArb, smallOp, smallOp), { maxLength: 400, size: 'max' }), fc.array(fc.oneof(fc.integer({ min: 1, max: 256 }), fc.integer({ min: 1, max: 5000 })), { maxLength: 30 }), (ops, next) => {
         const align = 64;
         const a = new OffsetAllocator(1 << 20, align);
         const live = new Map<number, number>();

@@ -204,7 +204,7 @@ describe('model-based: StateCore against a reference model', () => {
   for (const placement of ['random', 'free-ratio-first', 'zone-spread'] as const) {
     it(`agrees with the model (${placement} placement)`, () => {
       fc.assert(
-        fc.property(fc.commands(allCommands, { maxCommands: 120 }), (cmds) => {
+        fc.property(fc.commands(allCommands, { maxCommands: 120, size: 'medium' }), (cmds) => {
           const model: Model = { segments: new Map(), objects: new Map() };
           fc.modelRun(() => ({ model, real: Driver.with({ placement, allocAlignmentBytes: align }) }), cmds);
         }),
