@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <algorithm>
 #include <set>
 
 #include "engine.h"
@@ -11,6 +12,8 @@
 namespace {
 
 using mooring::Err;
+
+constexpr uint64_t kMaxViewBytes = 1ull << 32;  // Node 20: largest external ArrayBuffer (buffer.constants.MAX_LENGTH)
 
 Napi::Error codedError(Napi::Env env, const char* code, const std::string& msg) {
   Napi::Error e = Napi::Error::New(env, msg);
@@ -83,6 +86,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
                         InstanceMethod("createSegment", &NativeEngine::CreateSegment),
                         InstanceMethod("createDiskSegment", &NativeEngine::CreateDiskSegment),
                         InstanceMethod("closeSegment", &NativeEngine::CloseSegment),
+                        InstanceMethod("segmentView", &NativeEngine::SegmentView),
                         InstanceMethod("transfer", &NativeEngine::Transfer),
                         InstanceMethod("disk", &NativeEngine::Disk),
                         InstanceMethod("close", &NativeEngine::Close)});
@@ -176,18 +180,11 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     } catch (const mooring::Error& e) {
       throw codedError(env, mooring::errName(e.code), e.what());
     }
-    // The ArrayBuffer's finalizer hint owns a reference, so the mapping outlives every JS view; close() detaches
-    // the buffer so no view can reach the memory once the segment is closed.
-    auto* hint = new mooring::SegmentPtr(s);
-    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
-        env, s->base, s->size, [](Napi::Env, void*, mooring::SegmentPtr* h) { delete h; }, hint);
-    buffers_[s->id] = Napi::Persistent(ab);
     Napi::Object o = Napi::Object::New(env);
     o.Set("id", s->id);
     o.Set("token", tokenHex(s->token));
     o.Set("size", static_cast<double>(s->size));
     o.Set("fd", s->fd);
-    o.Set("buffer", ab);
     if (s->rdmaMr) {
       o.Set("rkey", s->rdmaRkey);
       o.Set("addr", Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(s->base))));
@@ -227,13 +224,39 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     return env.Undefined();
   }
 
+  // Detaches every view still alive: afterwards no JS code can reach the segment's memory.
   void detach(uint32_t id) {
-    auto it = buffers_.find(id);
-    if (it != buffers_.end()) {
-      Napi::ArrayBuffer ab = it->second.Value();
+    auto it = views_.find(id);
+    if (it == views_.end()) return;
+    for (auto& ref : it->second) {
+      Napi::ArrayBuffer ab = ref.Value();
       if (!ab.IsEmpty() && !ab.IsDetached()) ab.Detach();
-      buffers_.erase(it);
     }
+    views_.erase(it);
+  }
+
+  // A zero-copy ArrayBuffer over [offset, offset + length) of a DRAM segment. Node 20 caps one external
+  // ArrayBuffer at 4 GiB, hence windows. Each view's finalizer hint owns a segment reference, so the mapping
+  // outlives the view; the engine keeps a weak reference to detach it on close.
+  Napi::Value SegmentView(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t id = static_cast<uint32_t>(getUint(env, info[0], "segment id", 0xffffffffu));
+    uint64_t off = getUint(env, info[1], "offset");
+    uint64_t len = getUint(env, info[2], "length", kMaxViewBytes);
+    mooring::SegmentPtr s = eng(env).findSegment(id);
+    if (!s) throw codedError(env, "SEGMENT_CLOSED", "segment " + std::to_string(id) + " is not open");
+    if (s->kind != mooring::SegmentKind::DRAM) throwArg(env, "only DRAM segments have memory views");
+    if (off > s->size || len > s->size - off) throw codedError(env, "OUT_OF_RANGE", "view outside the segment");
+    if (len == 0) return Napi::ArrayBuffer::New(env, 0);
+    auto* hint = new mooring::SegmentPtr(s);
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
+        env, s->base + off, len, [](Napi::Env, void*, mooring::SegmentPtr* h) { delete h; }, hint);
+    auto& refs = views_[id];
+    // Forget views the GC already collected, so long-lived segments with many short views stay bounded.
+    refs.erase(std::remove_if(refs.begin(), refs.end(), [](Napi::Reference<Napi::ArrayBuffer>& r) { return r.Value().IsEmpty(); }),
+               refs.end());
+    refs.push_back(Napi::Weak(ab));
+    return ab;
   }
 
   mooring::RemoteRef remoteRef(Napi::Env env, const Napi::Value& v) {
@@ -331,7 +354,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
     std::vector<uint32_t> ids;
-    for (auto& kv : buffers_) ids.push_back(kv.first);
+    for (auto& kv : views_) ids.push_back(kv.first);
     for (uint32_t id : ids) detach(id);
     shutdownCore();
     return info.Env().Undefined();
@@ -339,7 +362,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
 
   std::unique_ptr<mooring::Engine> engine_;
   Ctx* ctx_ = nullptr;
-  std::map<uint32_t, Napi::Reference<Napi::ArrayBuffer>> buffers_;
+  std::map<uint32_t, std::vector<Napi::Reference<Napi::ArrayBuffer>>> views_;
   std::mutex logMu_;
   std::vector<std::string> logs_;
 };

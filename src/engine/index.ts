@@ -16,6 +16,8 @@ export const diskAlignBytes = 4096;
 /** Largest segment the engine accepts. */
 export const maxSegmentBytes = 2 ** 40;
 const maxWarningsKept = 100;
+/** Largest single Buffer Node 20 creates (buffer.constants.MAX_LENGTH). */
+const maxBufferViewBytes = 2 ** 32;
 
 export type TransferProtocol = 'shm' | 'tcp' | 'rdma';
 export type TransferStatus = 'completed' | 'failed' | 'timeout';
@@ -130,13 +132,16 @@ function convertResult(r: NativeResult): TransferResult {
 
 const protocolNumber: Record<TransferProtocol, number> = { shm: 2, tcp: 3, rdma: 4 };
 
-/** A DRAM segment (memfd-backed). `buffer` is a zero-copy view, detached (length 0) once closed. */
+/**
+ * A DRAM segment (memfd-backed). `buffer` / `view()` are zero-copy views of its memory, detached (length 0) once
+ * the segment or its engine is closed, so no JS code can reach unmapped memory.
+ */
 export class Segment {
   readonly id: number;
   readonly name: string;
   readonly size: number;
   readonly token: string;
-  #buffer: Buffer;
+  #buffer: Buffer | undefined;
   #closed = false;
   readonly #engine: Engine;
   readonly #native: NativeSegment;
@@ -149,7 +154,6 @@ export class Segment {
     this.name = name;
     this.size = native.size;
     this.token = native.token;
-    this.#buffer = Buffer.from(native.buffer);
   }
 
   get engine(): Engine {
@@ -159,10 +163,32 @@ export class Segment {
     return this.#closed;
   }
 
-  /** Zero-copy view of the segment's memory. After close() it is detached (length 0), never dangling. */
-  get buffer(): Buffer {
+  #checkOpen(): void {
     if (this.#closed) throw new MooringError(ErrorCode.SEGMENT_CLOSED, `segment ${this.name} is closed`);
+  }
+
+  /** The whole segment as one Buffer (segments up to 4 GiB; use view() on larger ones). */
+  get buffer(): Buffer {
+    this.#checkOpen();
+    if (this.#buffer === undefined) {
+      if (this.size > maxBufferViewBytes) {
+        throw invalid(`segment ${this.name} is larger than one Buffer can be (${maxBufferViewBytes} bytes): use view(offset, length)`);
+      }
+      this.#buffer = Buffer.from(this.#engine._view(this.id, 0, this.size));
+    }
     return this.#buffer;
+  }
+
+  /** A zero-copy Buffer over [offset, offset + length) of the segment. */
+  view(offset: number, length: number): Buffer {
+    this.#checkOpen();
+    checkUint(offset, 'offset');
+    checkUint(length, 'length');
+    if (offset + length > this.size) {
+      throw new MooringError(ErrorCode.OUT_OF_RANGE, `view [${offset}, ${offset + length}) outside segment of ${this.size} bytes`);
+    }
+    if (length > maxBufferViewBytes) throw invalid(`a view is at most ${maxBufferViewBytes} bytes`);
+    return Buffer.from(this.#engine._view(this.id, offset, length));
   }
 
   /** Plain, serializable description for the master and for peers. */
@@ -346,6 +372,16 @@ export class Engine {
       this.#segments.set(d.id, d);
       this.#drainWarnings(this.#native.info().warnings);
       return d;
+    } catch (e) {
+      throw wrapNativeError(e);
+    }
+  }
+
+  /** @internal */
+  _view(id: number, offset: number, length: number): ArrayBuffer {
+    this.#checkOpen();
+    try {
+      return this.#native.segmentView(id, offset, length);
     } catch (e) {
       throw wrapNativeError(e);
     }

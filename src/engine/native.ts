@@ -57,7 +57,6 @@ export interface NativeSegment {
   token: string;
   size: number;
   fd: number;
-  buffer: ArrayBuffer;
   rkey?: number;
   addr?: bigint;
 }
@@ -72,6 +71,7 @@ export interface NativeEngineHandle {
   createSegment(name: string, size: number, hugePages: boolean): NativeSegment;
   createDiskSegment(name: string, path: string, size: number, direct: boolean): NativeDiskSegment;
   closeSegment(id: number): void;
+  segmentView(id: number, offset: number, length: number): ArrayBuffer;
   transfer(reqs: NativeTransferReq[], timeoutMs: number, protocol: number): Promise<NativeResult[]>;
   disk(reqs: NativeDiskReq[], timeoutMs: number): Promise<NativeResult[]>;
   close(): void;

@@ -142,3 +142,30 @@ describe('segments', () => {
     expect(Segment).toBeDefined();
   });
 });
+
+describe('segment views', () => {
+  it('view() windows share memory with buffer and are detached on close', () => {
+    const e = new Engine({ onWarning: () => {} });
+    engines.push(e);
+    const s = e.createSegment({ size: 1 << 16 });
+    const v = s.view(1000, 10);
+    v.fill(9);
+    expect(s.buffer[1005]).toBe(9);
+    expect(() => s.view(65530, 10)).toThrow(expect.objectContaining({ code: ErrorCode.OUT_OF_RANGE }));
+    s.close();
+    expect(v.length).toBe(0);
+    expect(() => s.view(0, 1)).toThrow(expect.objectContaining({ code: ErrorCode.SEGMENT_CLOSED }));
+  });
+
+  it('segments larger than one Buffer are reached through view()', () => {
+    const e = new Engine({ onWarning: () => {} });
+    engines.push(e);
+    const big = e.createSegment({ size: 5 * 2 ** 30 }); // sparse memfd: only touched pages cost memory
+    expect(() => big.buffer).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }));
+    const tail = big.view(big.size - 16, 16);
+    tail.write('end of segment!!');
+    expect(big.view(big.size - 16, 16).toString()).toBe('end of segment!!');
+    big.close();
+    expect(tail.length).toBe(0);
+  });
+});
