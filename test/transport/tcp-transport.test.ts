@@ -138,6 +138,8 @@ describe('TcpPeerTransport', () => {
       const maxQueuedBytes = 2 * 1024 * 1024;
       const a = await node('a', { maxQueuedFrames: 100_000, maxQueuedBytes });
       a.t.setPeer({ id: 'slow', host: '127.0.0.1', port: (slow.address() as net.AddressInfo).port });
+      a.t.send('slow', { first: true });
+      await waitFor(() => a.t.stats().slow!.connected, 'connected to the slow peer'); // so refusals below come from backpressure
       const blob = new Uint8Array(64 * 1024);
       let refused = 0;
       for (let round = 0; round < 200 && refused === 0; round++) {
