@@ -21,7 +21,7 @@ export interface ScheduleArbOptions {
   voters?: number[];
   /** Spare (non-member) nodes to choose from. Default [0, 1]. */
   spares?: number[];
-  /** Fault phase length range in ticks. Default 100..400. */
+  /** Fault phase length range in ticks. Default 200..800 (10 to 40 default election timeouts). */
   minFaultTicks?: number;
   maxFaultTicks?: number;
   /** Events per schedule: uniformly 0..maxEvents. Default 16. */
@@ -42,8 +42,8 @@ export function faultEventArb(faultTicks: number, universe: number, kinds: reado
     partition: fc.record({ at, kind: fc.constant('partition' as const), groups: fc.array(fc.integer({ min: 0, max: 2 }), { minLength: universe, maxLength: universe }) }),
     cut: fc.record({ at, kind: fc.constant('cut' as const), from: node, to: node }),
     rates: fc.record({ at, kind: fc.constant('rates' as const), drop: rate(0.3), duplicate: rate(0.2), reorder: rate(0.3) }),
-    crash: fc.record({ at, kind: fc.constant('crash' as const), node, duration: fc.integer({ min: 1, max: 80 }) }),
-    pause: fc.record({ at, kind: fc.constant('pause' as const), node, duration: fc.integer({ min: 1, max: 80 }) }),
+    crash: fc.record({ at, kind: fc.constant('crash' as const), node, duration: fc.integer({ min: 1, max: 160 }) }),
+    pause: fc.record({ at, kind: fc.constant('pause' as const), node, duration: fc.integer({ min: 1, max: 160 }) }),
     skew: fc.record({ at, kind: fc.constant('skew' as const), node, rate: fc.constantFrom(...skewRates) }),
     heal: fc.record({ at, kind: fc.constant('heal' as const) }),
     transfer: fc.record({ at, kind: fc.constant('transfer' as const), to: node }),
@@ -55,8 +55,8 @@ export function faultEventArb(faultTicks: number, universe: number, kinds: reado
 export function scheduleArb(options: ScheduleArbOptions = {}): fc.Arbitrary<Schedule> {
   const votersChoices = options.voters ?? [3, 5];
   const sparesChoices = options.spares ?? [0, 1];
-  const minTicks = options.minFaultTicks ?? 100;
-  const maxTicks = options.maxFaultTicks ?? 400;
+  const minTicks = options.minFaultTicks ?? 200;
+  const maxTicks = options.maxFaultTicks ?? 800;
   const readModes = options.readModes ?? ['readIndex'];
   return fc
     .record({

@@ -20,7 +20,7 @@ export interface ClientOptions {
   keys?: number;
   /** 'lease' only changes the Raft configuration (readOnlyOption); the client path is the same ReadIndex call. */
   readMode?: ReadMode;
-  /** One attempt's deadline. Default 40 ticks (4 default election timeouts). */
+  /** One attempt's deadline. Default 60 ticks (3 default election timeouts). */
   opTimeoutTicks?: number;
   /** Attempts per operation before giving up. Default 6. */
   maxAttempts?: number;
@@ -96,7 +96,7 @@ export class ClientPool {
     const n = options.clients ?? 3;
     this.keys = Array.from({ length: options.keys ?? 3 }, (_, i) => `k${i}`);
     this.readMode = options.readMode ?? 'readIndex';
-    this.opTimeoutTicks = options.opTimeoutTicks ?? 40;
+    this.opTimeoutTicks = options.opTimeoutTicks ?? 60;
     this.maxAttempts = options.maxAttempts ?? 6;
     this.maxThinkTicks = options.maxThinkTicks ?? 4;
     this.readRatio = options.readRatio ?? 0.5;

@@ -8,7 +8,7 @@ import type { Message, NodeId } from '../raft/types.js';
 import type { Rng } from '../util/rng.js';
 
 export interface NetworkOptions {
-  /** Every message takes between minDelayTicks and maxDelayTicks (inclusive). Defaults 1 and 3. */
+  /** Every message takes between minDelayTicks and maxDelayTicks (inclusive). Defaults 1 and 2. */
   minDelayTicks?: number;
   maxDelayTicks?: number;
   /** Extra delay for a reordered message, up to this many ticks. Default 8. */
@@ -53,7 +53,7 @@ export class SimNetwork {
     options: NetworkOptions = {},
   ) {
     this.minDelayTicks = options.minDelayTicks ?? 1;
-    this.maxDelayTicks = options.maxDelayTicks ?? 3;
+    this.maxDelayTicks = options.maxDelayTicks ?? 2;
     this.maxReorderExtraTicks = options.maxReorderExtraTicks ?? 8;
     if (this.minDelayTicks < 1 || this.maxDelayTicks < this.minDelayTicks) {
       throw new RangeError('network delays must satisfy 1 <= minDelayTicks <= maxDelayTicks');

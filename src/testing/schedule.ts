@@ -40,7 +40,7 @@ export interface RunOptions {
   clients?: ClientOptions;
   /**
    * After the final heal a leader must emerge and a proposal commit within this many ticks. Default: 10 election
-   * timeouts (100 ticks with the default electionTimeoutTicks of 10).
+   * timeouts (200 ticks with the simulator's default electionTimeoutTicks of 20).
    */
   livenessBoundTicks?: number;
   /** Ticks after the liveness phase for in-flight client operations to finish. Default 60. */

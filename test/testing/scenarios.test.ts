@@ -126,6 +126,26 @@ describe('scenarios under faults', () => {
     }
   });
 
+  it('negative control: a driver that does not account for the time it was paused breaks lease reads, and is caught', () => {
+    let stale = 0;
+    let nonLinearizable = 0;
+    for (const seed of [41, 42, 43, 44, 45, 46]) {
+      const sim = new Simulator(seed, leaseOpts({ catchUpTicksOnResume: false }));
+      const old = electedLeader(sim);
+      sim.run(40);
+      sim.pause(old.id);
+      sim.network.partition([[old.id], sim.ids.filter((id) => id !== old.id)], sim.ids);
+      sim.runUntil(() => sim.leader() !== null && sim.leader()!.id !== old.id, 300);
+      sim.run(80);
+      sim.resume(old.id);
+      sim.run(60);
+      stale += sim.stats.staleLeaderReads;
+      if (!drainAndCheck(sim).result.ok) nonLinearizable++;
+    }
+    expect(stale).toBeGreaterThan(0);
+    expect(nonLinearizable).toBeGreaterThan(0);
+  });
+
   it('lease reads: a partitioned (not paused) old leader stops serving before another leader can exist', () => {
     for (const seed of [51, 52, 53]) {
       const sim = new Simulator(seed, leaseOpts());
