@@ -12,6 +12,7 @@ export const defaultMaxFrameBytes = 16 * 1024 * 1024;
 /** Hard ceiling for any configured maxFrameBytes (the header is a u32, and one frame should never be this big). */
 export const maxConfigurableFrameBytes = 1024 * 1024 * 1024;
 
+// A key named `__proto__` arrives as `__proto_` (msgpackr's guard against prototype pollution).
 // Plain maps and arrays only: no records/structures shared across frames, so each frame decodes on its own.
 const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true });
 
