@@ -2,7 +2,9 @@
 // JS through one thread-safe function per engine, so nothing here blocks the event loop on I/O.
 #include <napi.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <algorithm>
 #include <set>
@@ -272,6 +274,15 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       r.hasShm = true;
       r.shmPid = static_cast<int32_t>(getUint(env, o.Get("shmPid"), "shm pid", 0x7fffffff));
       r.shmFd = static_cast<int32_t>(getUint(env, o.Get("shmFd"), "shm fd", 0x7fffffff));
+    }
+    if (o.Has("rdmaRkey") && !o.Get("rdmaRkey").IsUndefined()) {
+      r.hasRdma = true;
+      r.rdmaRkey = static_cast<uint32_t>(getUint(env, o.Get("rdmaRkey"), "rdma rkey", 0xffffffffu));
+      std::string addr = getString(env, o.Get("rdmaAddr"), "rdma addr");
+      char* end = nullptr;
+      errno = 0;
+      r.rdmaAddr = strtoull(addr.c_str(), &end, 10);
+      if (addr.empty() || errno != 0 || *end != 0) throwArg(env, "rdma addr must be a decimal string");
     }
     return r;
   }

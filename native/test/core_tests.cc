@@ -12,6 +12,7 @@
 #include <random>
 
 #include "engine.h"
+#include "internal.h"
 
 using namespace mooring;
 
@@ -151,6 +152,28 @@ int main() {
     while ((n = recv(fd, buf, sizeof buf, 0)) > 0) total += n;
     CHECK(total <= 16);
     close(fd);
+    // An RDMA queue-pair request to an engine without RDMA is refused with UNAVAILABLE; the connection lives on.
+    if (!b.rdmaActive()) {
+      fd = socket(AF_INET, SOCK_STREAM, 0);
+      CHECK(connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) == 0);
+      WireHello h{kWireMagic, kWireVersion, 0, 0}, hr{};
+      CHECK(sendAll(fd, &h, sizeof h, nullptr, 0) == 0 && recvAll(fd, &hr, sizeof hr) == 0 && hr.status == 0);
+      WireReq q{};
+      q.magic = kWireMagic;
+      q.op = kWireRdmaConnect;
+      q.length = sizeof(RdmaConnInfo);
+      RdmaConnInfo info{};
+      WireResp resp{};
+      CHECK(sendAll(fd, &q, sizeof q, &info, sizeof info) == 0 && recvAll(fd, &resp, sizeof resp) == 0);
+      CHECK(resp.status == static_cast<int32_t>(Err::UNAVAILABLE) && resp.length == 0);
+      q.op = kWireRead;
+      q.segId = sb->id;
+      q.token = sb->token;
+      q.length = 8;
+      CHECK(sendAll(fd, &q, sizeof q, nullptr, 0) == 0 && recvAll(fd, &resp, sizeof resp) == 0);
+      CHECK(resp.status == 0 && resp.length == 8);
+      close(fd);
+    }
     TransferReq r;
     r.op = Op::Read;
     r.localSeg = sa->id;

@@ -453,6 +453,17 @@ export class Engine {
         remote.shmPid = checkUint(d.shm.pid, `${at}: remote.segment.shm.pid`);
         remote.shmFd = checkUint(d.shm.fd, `${at}: remote.segment.shm.fd`);
       }
+      if (d.rdma !== undefined && d.rdma !== null) {
+        remote.rdmaRkey = checkUint(d.rdma.rkey, `${at}: remote.segment.rdma.rkey`);
+        if (typeof d.rdma.addr !== 'string' || !/^\d{1,20}$/.test(d.rdma.addr)) {
+          throw invalid(`${at}: remote.segment.rdma.addr must be a decimal string`);
+        }
+        remote.rdmaAddr = d.rdma.addr;
+        if (!this.#info.rdmaActive && !this.#rdmaFallbackLogged) {
+          this.#rdmaFallbackLogged = true;
+          this.#warn(`a descriptor offers rdma but rdma is not active here (${this.#info.rdmaReason}); falling back to tcp`);
+        }
+      }
       return { op: r.op === 'write' ? (1 as const) : (0 as const), localSeg: local.id, localOff, remote, remoteOff, length };
     });
     let results: NativeResult[];

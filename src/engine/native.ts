@@ -35,6 +35,8 @@ export interface NativeRemote {
   hostId?: string;
   shmPid?: number;
   shmFd?: number;
+  rdmaRkey?: number;
+  rdmaAddr?: string;
 }
 export interface NativeTransferReq {
   op: 0 | 1;

@@ -289,13 +289,17 @@ Proto Engine::choose(const TransferReq& r, Proto force) const {
     SegmentPtr s = findSegment(r.remote.segId);
     ownSegment = s && s->token == r.remote.token;
   }
-  // Forced RDMA without a working RDMA path (no device here; see rdma.cc) runs over TCP; the TS layer logs why.
-  if (force == Proto::Tcp || force == Proto::Rdma) return Proto::Tcp;
+  bool rdmaOk = rdma_ != nullptr && r.remote.hasRdma;
+  if (force == Proto::Tcp) return Proto::Tcp;
+  // Forced RDMA without a usable RDMA path (no device, or no rkey in the descriptor) runs over TCP; the TS layer
+  // logs why.
+  if (force == Proto::Rdma) return rdmaOk ? Proto::Rdma : Proto::Tcp;
   if (force == Proto::Shm) return Proto::Shm;  // even within one process: maps /proc/self/fd/<fd>
   if (force == Proto::Local) return Proto::Local;
   if (ownSegment) return Proto::Local;
   if (r.remote.hasShm && r.remote.hostId == hostId_) return Proto::Shm;
-  return Proto::Tcp;  // RDMA data path: see rdma.cc (registration only; no device to run it on here)
+  if (rdmaOk) return Proto::Rdma;
+  return Proto::Tcp;
 }
 
 void Engine::submitTransfer(std::vector<TransferReq> reqs, uint32_t timeoutMs, Proto force, BatchDone done) {
@@ -320,7 +324,9 @@ void Engine::submitTransfer(std::vector<TransferReq> reqs, uint32_t timeoutMs, P
       throw Error(Err::INVALID_ARGUMENT, at + "shm requested but the descriptor has no shm section");
     if (protos[i] == Proto::Shm && r.remote.hostId != hostId_)
       throw Error(Err::INVALID_ARGUMENT, at + "shm requested for a segment on another host");
-    if (protos[i] == Proto::Tcp) {
+    if (protos[i] == Proto::Rdma && !locals[i]->rdmaMr)
+      throw Error(Err::INVALID_ARGUMENT, at + "the local segment is not registered for RDMA");
+    if (protos[i] == Proto::Tcp || protos[i] == Proto::Rdma) {
       std::string h;
       uint16_t p;
       if (!parseEndpoint(r.remote.endpoint, &h, &p))
@@ -488,6 +494,16 @@ void Engine::runJob(Job& j) {
       return;
     }
     runLocalOrShm(j, m->base);
+    return;
+  }
+  if (j.proto == Proto::Rdma) {
+    std::string msg;
+    Err code = rdma_ ? rdma_->transfer(*clients_, j.op, *j.local, j.localOff, j.remote, j.remoteOff, j.len,
+                                       j.batch->deadlineMs(), &msg)
+                     : Err::UNAVAILABLE;
+    if (code != Err::OK)
+      j.batch->fail(j.req, code == Err::TIMEOUT ? ReqStatus::Timeout : ReqStatus::Failed, code,
+                    msg.empty() ? "rdma is not active" : msg);
     return;
   }
   // TCP. A pooled connection may have been closed by a restarted peer: retry once on a fresh one if that

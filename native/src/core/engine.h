@@ -180,6 +180,10 @@ class Engine {
 
   // Used by tests and the bench.
   size_t shmAttachmentCount() const;
+  bool rdmaActive() const { return rdma_ != nullptr; }
+
+  // Internal: the TCP server hands RDMA queue-pair requests here.
+  RdmaContext* rdmaContext() const { return rdma_.get(); }
 
  private:
   friend class Batch;

@@ -63,7 +63,7 @@ class Batch {
 // ---- TCP wire format (little-endian structs) ----
 constexpr uint32_t kWireMagic = 0x524f4f4d;  // "MOOR"
 constexpr uint16_t kWireVersion = 1;
-enum WireOp : uint8_t { kWireRead = 0, kWireWrite = 1 };
+enum WireOp : uint8_t { kWireRead = 0, kWireWrite = 1, kWireRdmaConnect = 2 };
 
 #pragma pack(push, 1)
 struct WireHello {
@@ -89,7 +89,17 @@ struct WireResp {
   uint32_t length;  // payload bytes that follow (reads)
   uint32_t pad;
 };
+// RDMA queue-pair exchange, carried over the TCP data connection (op kWireRdmaConnect).
+struct RdmaConnInfo {
+  uint16_t lid;
+  uint8_t gid[16];
+  uint32_t qpn;
+  uint32_t psn;
+  uint8_t mtu;  // ibv_mtu
+  uint8_t pad;
+};
 #pragma pack(pop)
+static_assert(sizeof(RdmaConnInfo) == 28, "rdma conn info");
 static_assert(sizeof(WireHello) == 16, "hello");
 static_assert(sizeof(WireReq) == 40, "req");
 static_assert(sizeof(WireResp) == 24, "resp");
@@ -183,6 +193,11 @@ class RdmaContext {
   virtual ~RdmaContext() = default;
   virtual bool registerSegment(Segment& s, std::string* why) = 0;
   virtual void deregisterSegment(Segment& s) = 0;
+  // Server side of the queue-pair exchange: creates a QP connected to the client's.
+  virtual bool accept(const RdmaConnInfo& in, RdmaConnInfo* out, std::string* why) = 0;
+  // One-sided READ/WRITE of [remoteOff, remoteOff+len) of the peer's registered segment, in 64 KiB slices.
+  virtual Err transfer(TcpClientPool& pool, Op op, Segment& local, uint64_t localOff, const RemoteRef& r,
+                       uint64_t remoteOff, uint64_t len, uint64_t deadlineMs, std::string* msg) = 0;
 };
 std::unique_ptr<RdmaContext> makeRdmaContext(std::string* why);
 bool rdmaCompiled();

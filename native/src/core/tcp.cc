@@ -235,10 +235,20 @@ bool TcpServer::serveOne(Conn* c) {
   }
   WireReq q{};
   if (recvAll(c->fd, &q, sizeof q) != 0) return false;
-  if (q.magic != kWireMagic || (q.op != kWireRead && q.op != kWireWrite)) return false;  // not our protocol
+  if (q.magic != kWireMagic || q.op > kWireRdmaConnect) return false;  // not our protocol
   WireResp resp{};
   resp.magic = kWireMagic;
   resp.reqId = q.reqId;
+  if (q.op == kWireRdmaConnect) {
+    RdmaConnInfo in{}, out{};
+    if (q.length != sizeof in || recvAll(c->fd, &in, sizeof in) != 0) return false;
+    std::string why;
+    RdmaContext* rdma = engine_.rdmaContext();
+    bool ok = rdma != nullptr && rdma->accept(in, &out, &why);
+    resp.status = static_cast<int32_t>(ok ? Err::OK : Err::UNAVAILABLE);
+    resp.length = ok ? sizeof out : 0;
+    return sendAll(c->fd, &resp, sizeof resp, &out, ok ? sizeof out : 0) == 0;
+  }
   Err st = Err::OK;
   SegmentPtr s = engine_.findSegment(q.segId);
   if (!s || s->token != q.token || s->kind != SegmentKind::DRAM) st = Err::SEGMENT_NOT_FOUND;
