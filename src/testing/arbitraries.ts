@@ -29,6 +29,8 @@ export interface ScheduleArbOptions {
   /** Which fault kinds may appear. Default all (skew is left out for lease reads, which assume bounded drift). */
   faults?: readonly FaultKind[];
   readModes?: ReadMode[];
+  /** Allow clock skew in lease-read schedules (breaks the bounded-drift assumption leases rest on). */
+  skewWithLease?: boolean;
 }
 
 /** Clock rates for skewed nodes: stopped, slow, fast. */
@@ -67,7 +69,7 @@ export function scheduleArb(options: ScheduleArbOptions = {}): fc.Arbitrary<Sche
     })
     .chain(({ voters, spares, faultTicks, readMode }) => {
       let kinds = options.faults ?? allFaultKinds;
-      if (readMode === 'lease') kinds = kinds.filter((k) => k !== 'skew');
+      if (readMode === 'lease' && !options.skewWithLease) kinds = kinds.filter((k) => k !== 'skew');
       return fc
         .array(faultEventArb(faultTicks, voters + spares, kinds), { maxLength: options.maxEvents ?? 16, size: 'max' })
         .map((events): Schedule => ({ voters, spares, faultTicks, readMode, events: [...events].sort((a, b) => a.at - b.at) }));

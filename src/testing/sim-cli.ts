@@ -5,10 +5,13 @@
  * so `--seed S` replays it exactly.
  */
 import { pathToFileURL } from 'node:url';
-import { scheduleForSeed } from './arbitraries.js';
+import { allFaultKinds, scheduleForSeed, type FaultKind, type ScheduleArbOptions } from './arbitraries.js';
+import type { ReadMode } from './client-model.js';
 import { describeFailure, runSchedule } from './schedule.js';
 
 interface Args {
+  readModes: ReadMode[] | null;
+  faults: FaultKind[] | null;
   seeds: number;
   seed: number | null;
   start: number;
@@ -17,12 +20,13 @@ interface Args {
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`${msg}\nusage: sim --seeds N [--start S0] [--json] | --seed S [--verbose]\n`);
+  process.stderr.write(`${msg}\nusage: sim --seeds N [--start S0] [--json] | --seed S [--verbose]  (the same --read-modes/--faults to replay)
+       [--read-modes readIndex,lease,localUnsafe] [--faults partition,cut,rates,crash,pause,skew,heal,transfer,membership]\n`);
   process.exit(2);
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { seeds: 100, seed: null, start: 1, json: false, verbose: false };
+  const a: Args = { readModes: null, faults: null, seeds: 100, seed: null, start: 1, json: false, verbose: false };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
     const num = (): number => {
@@ -35,19 +39,29 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--start') a.start = num();
     else if (k === '--json') a.json = true;
     else if (k === '--verbose') a.verbose = true;
+    else if (k === '--read-modes') a.readModes = (argv[++i] ?? '').split(',') as ReadMode[];
+    else if (k === '--faults') a.faults = (argv[++i] ?? '').split(',') as FaultKind[];
     else usage(`unknown argument ${k}`);
   }
   return a;
 }
 
-/** The schedule mix of the CLI: one run in three uses lease reads. */
-export function cliSchedule(seed: number) {
-  return scheduleForSeed(seed, { readModes: ['readIndex', 'readIndex', 'lease'] });
+/** The schedule mix of the CLI: one run in three uses lease reads (without clock skew: leases assume bounded drift). */
+export function cliSchedule(seed: number, overrides: ScheduleArbOptions = {}) {
+  return scheduleForSeed(seed, { readModes: ['readIndex', 'readIndex', 'lease'], ...overrides });
 }
 
 function main(): void {
   const args = parseArgs(process.argv.slice(2));
   const seeds = args.seed !== null ? [args.seed] : Array.from({ length: args.seeds }, (_, i) => args.start + i);
+  const overrides: ScheduleArbOptions = {};
+  if (args.readModes) overrides.readModes = args.readModes;
+  if (args.faults) {
+    const bad = args.faults.filter((f) => !allFaultKinds.includes(f));
+    if (bad.length > 0) usage(`unknown fault kinds: ${bad.join(',')} (known: ${allFaultKinds.join(',')})`);
+    overrides.faults = args.faults;
+    overrides.skewWithLease = args.faults.includes('skew');
+  }
   const t0 = process.hrtime.bigint();
   let violations = 0;
   let nonLinearizable = 0;
@@ -58,7 +72,7 @@ function main(): void {
   let maxRecoveryTicks = 0;
   const failing: number[] = [];
   for (const seed of seeds) {
-    const schedule = cliSchedule(seed);
+    const schedule = cliSchedule(seed, overrides);
     let r: ReturnType<typeof runSchedule>;
     try {
       r = runSchedule(seed, schedule);
