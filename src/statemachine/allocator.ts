@@ -27,6 +27,9 @@ function log2floor(x: number): number {
   return 31 - Math.clz32(x);
 }
 
+/** 2^k for k < 64, so class computations avoid Math.pow. */
+const pow2: number[] = Array.from({ length: 64 }, (_, k) => 2 ** k);
+
 function ctz32(x: number): number {
   return 31 - Math.clz32(x & -x);
 }
@@ -37,6 +40,8 @@ class Block {
   nextPhys: Block | null = null;
   /** Position in its size class's heap while free; -1 when allocated. */
   heapIndex = -1;
+  /** Its size class while free (saves recomputing it on removal). */
+  cls = 0;
   free = true;
   constructor(
     public offset: number,
@@ -254,14 +259,14 @@ export class OffsetAllocator {
     if (size < slCount) return size; // fl 0, sl = size
     const f = log2floor(size);
     const fl = f - slBits + 1;
-    const sl = Math.floor(size / 2 ** (f - slBits)) - slCount;
+    const sl = Math.floor(size / pow2[f - slBits]!) - slCount;
     return fl * slCount + sl;
   }
 
   private findFit(units: number): Block | null {
     // Round the request up to the next class boundary, so any block in the class found is large enough.
     let rounded = units;
-    if (units >= slCount) rounded = units + 2 ** (log2floor(units) - slBits) - 1;
+    if (units >= slCount) rounded = units + pow2[log2floor(units) - slBits]! - 1;
     const cls = OffsetAllocator.classOf(rounded);
     let fl = Math.floor(cls / slCount);
     const sl = cls % slCount;
@@ -296,6 +301,7 @@ export class OffsetAllocator {
     const cls = OffsetAllocator.classOf(b.size);
     const heap = this.classes[cls]!;
     b.free = true;
+    b.cls = cls;
     heap.push(b);
     b.heapIndex = heap.length - 1;
     siftUp(heap, b.heapIndex);
@@ -309,7 +315,7 @@ export class OffsetAllocator {
   }
 
   private removeFree(b: Block): void {
-    const cls = OffsetAllocator.classOf(b.size);
+    const cls = b.cls;
     const heap = this.classes[cls]!;
     const i = b.heapIndex;
     assert(heap[i] === b, 'free block not where its heap index says');

@@ -2,8 +2,8 @@
  * Encoding of the persisted records (LevelDB values and snapshot entries) and the loader that rebuilds a
  * StateCore from them. Records are compact msgpack arrays (no field names): smaller and faster than maps.
  *
- * Keys: `m:applied` (applied index), `o<key>` objects, `s<id>` segments, `c<id>` clients,
- * `r<clientId>\0<seq>` exactly-once replies. Allocators are not stored: they are a pure function of the
+ * Keys: `m:applied` (applied index), `o<key>` objects, `s<id>` segments, `c<id>` clients (with their
+ * exactly-once reply window: one record per client, rewritten at most once per applied batch). Allocators are not stored: they are a pure function of the
  * replicas (see allocator.ts), so they are rebuilt from the objects on load.
  */
 import { Packr } from 'msgpackr';
@@ -23,7 +23,6 @@ export const restoringKey = 'm:restoring';
 export const objectKey = (key: string): string => 'o' + key;
 export const segmentKey = (id: string): string => 's' + id;
 export const clientKey = (id: string): string => 'c' + id;
-export const replyKey = (clientId: string, seq: number): string => 'r' + clientId + '\0' + seq;
 
 const tierCodes: Tier[] = ['DRAM', 'VRAM', 'DISK'];
 const tierCode = (t: Tier): number => tierCodes.indexOf(t);
@@ -108,17 +107,21 @@ export function decodeSegment(id: string, buf: Uint8Array): SegmentRecord {
   };
 }
 
-export function encodeClient(c: ClientRecord): Buffer {
-  return packr.pack([c.nodeStatus, c.lastSeenMs, c.segmentIds, c.retiredSeq]);
+export function encodeClient(c: ClientRecord, replies: ReadonlyMap<number, Result> | undefined): Buffer {
+  const flat: unknown[] = [];
+  if (replies !== undefined) {
+    for (const seq of [...replies.keys()].sort((x, y) => x - y)) flat.push(seq, replies.get(seq));
+  }
+  return packr.pack([c.nodeStatus, c.lastSeenMs, c.segmentIds, c.retiredSeq, flat]);
 }
 
-export function decodeClient(id: string, buf: Uint8Array): ClientRecord {
+export function decodeClient(id: string, buf: Uint8Array): [ClientRecord, Map<number, Result>] {
   const a = packr.unpack(buf) as unknown[];
-  return { clientId: id, nodeStatus: a[0] as ClientRecord['nodeStatus'], lastSeenMs: a[1] as number, segmentIds: a[2] as string[], retiredSeq: a[3] as number };
-}
-
-export function encodeReply(r: Result): Buffer {
-  return packr.pack(r);
+  const flat = a[4] as unknown[];
+  const replies = new Map<number, Result>();
+  for (let i = 0; i + 1 < flat.length; i += 2) replies.set(flat[i] as number, flat[i + 1] as Result);
+  const rec: ClientRecord = { clientId: id, nodeStatus: a[0] as ClientRecord['nodeStatus'], lastSeenMs: a[1] as number, segmentIds: a[2] as string[], retiredSeq: a[3] as number };
+  return [rec, replies];
 }
 
 export function encodeApplied(index: number): Buffer {
@@ -131,8 +134,7 @@ export class StateLoader {
   private restoring = false;
   private readonly objects: ObjectRecord[] = [];
   private readonly segments: SegmentRecord[] = [];
-  private readonly clients: ClientRecord[] = [];
-  private readonly replies: Array<[string, number, Result]> = [];
+  private readonly clients: Array<[ClientRecord, Map<number, Result>]> = [];
 
   add(key: string, value: Uint8Array): void {
     switch (key.charCodeAt(0)) {
@@ -145,11 +147,6 @@ export class StateLoader {
       case 0x63 /* c */:
         this.clients.push(decodeClient(key.slice(1), value));
         return;
-      case 0x72 /* r */: {
-        const cut = key.lastIndexOf('\0');
-        this.replies.push([key.slice(1, cut), Number(key.slice(cut + 1)), packr.unpack(value) as Result]);
-        return;
-      }
       default:
         if (key === appliedKey) this.applied = packr.unpack(value) as number;
         else if (key === restoringKey) this.restoring = true;
@@ -163,11 +160,9 @@ export class StateLoader {
 
   finish(core: StateCore): void {
     core.appliedIndex = this.applied;
-    for (const c of this.clients) core.clients.set(c.clientId, c);
-    for (const [clientId, seq, result] of this.replies) {
-      let m = core.replies.get(clientId);
-      if (m === undefined) core.replies.set(clientId, (m = new Map()));
-      m.set(seq, result);
+    for (const [c, replies] of this.clients) {
+      core.clients.set(c.clientId, c);
+      if (replies.size > 0) core.replies.set(c.clientId, replies);
     }
     // Allocators are rebuilt from every extent the objects hold (current, upsert and offload versions).
     const extents = new Map<string, Array<[number, number]>>();

@@ -77,13 +77,6 @@ export interface PingValue {
   viewVersion: number;
 }
 
-/** A change to one stored reply (null: deleted). */
-export interface ReplyChange {
-  clientId: string;
-  seq: number;
-  result: Result | null;
-}
-
 function fail(code: ErrorCode, message?: string): never {
   throw new MooringError(code, message);
 }
@@ -107,7 +100,7 @@ export class StateCore {
   /** Segments in id order: the canonical order placement scans. */
   readonly ordered: Segment[] = [];
   readonly clients = new Map<string, ClientRecord>();
-  /** Exactly-once replies per client, by seq (at most sessionReplyWindow each). */
+  /** Exactly-once replies per client, by seq (at most sessionReplyWindow each; stored in the client record). */
   readonly replies = new Map<string, Map<number, Result>>();
   /** Keys with a version, upsert or offload still PROCESSING (what planReclaim looks at). */
   readonly inFlight = new Set<string>();
@@ -116,7 +109,6 @@ export class StateCore {
   dirtyObjects = new Set<string>();
   dirtySegments = new Set<string>();
   dirtyClients = new Set<string>();
-  dirtyReplies: ReplyChange[] = [];
 
   private now = 0;
   private index = 0;
@@ -254,12 +246,11 @@ export class StateCore {
       this.replies.set(clientId, m);
     }
     m.set(seq, result);
-    this.dirtyReplies.push({ clientId, seq, result });
+    this.dirtyClients.add(clientId);
     if (m.size > L.sessionReplyWindow) {
       let min = Infinity;
       for (const s of m.keys()) if (s < min) min = s;
       m.delete(min);
-      this.dirtyReplies.push({ clientId, seq: min, result: null });
       const c = this.clients.get(clientId)!;
       if (min > c.retiredSeq) c.retiredSeq = min;
     }
@@ -623,11 +614,7 @@ export class StateCore {
       this.dropSegments([...c.segmentIds]);
       this.clients.delete(id);
       this.dirtyClients.add(id);
-      const m = this.replies.get(id);
-      if (m !== undefined) {
-        for (const seq of m.keys()) this.dirtyReplies.push({ clientId: id, seq, result: null });
-        this.replies.delete(id);
-      }
+      this.replies.delete(id);
       expired.push(id);
     }
     return { expired };
@@ -731,12 +718,11 @@ export class StateCore {
   }
 
   /** Take and reset the changes since the last call. */
-  drainChanges(): { objects: Set<string>; segments: Set<string>; clients: Set<string>; replies: ReplyChange[] } {
-    const out = { objects: this.dirtyObjects, segments: this.dirtySegments, clients: this.dirtyClients, replies: this.dirtyReplies };
+  drainChanges(): { objects: Set<string>; segments: Set<string>; clients: Set<string> } {
+    const out = { objects: this.dirtyObjects, segments: this.dirtySegments, clients: this.dirtyClients };
     this.dirtyObjects = new Set();
     this.dirtySegments = new Set();
     this.dirtyClients = new Set();
-    this.dirtyReplies = [];
     return out;
   }
 }

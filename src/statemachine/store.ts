@@ -16,10 +16,8 @@ import {
   encodeApplied,
   encodeClient,
   encodeObject,
-  encodeReply,
   encodeSegment,
   objectKey,
-  replyKey,
   restoringKey,
   segmentKey,
   StateLoader,
@@ -86,11 +84,7 @@ export class StateStore {
     }
     for (const id of ch.clients) {
       const c = core.clients.get(id);
-      ops.push(c === undefined ? { type: 'del', key: clientKey(id) } : { type: 'put', key: clientKey(id), value: encodeClient(c) });
-    }
-    for (const r of ch.replies) {
-      const key = replyKey(r.clientId, r.seq);
-      ops.push(r.result === null ? { type: 'del', key } : { type: 'put', key, value: encodeReply(r.result) });
+      ops.push(c === undefined ? { type: 'del', key: clientKey(id) } : { type: 'put', key: clientKey(id), value: encodeClient(c, core.replies.get(id)) });
     }
     ops.push({ type: 'put', key: appliedKey, value: encodeApplied(core.appliedIndex) });
     await this.batch(ops, sync);

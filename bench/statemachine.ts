@@ -1,0 +1,243 @@
+/**
+ * bench/statemachine: the master state machine's throughput and footprint.
+ *   - applied ops/s for PutStart+PutEnd pairs through MasterState.applyBatch (LevelDB, exactly-once seqs)
+ *   - GetReplicaList queries/s (from memory, granting leases)
+ *   - allocator ns per alloc and per free
+ *   - heap bytes per object, snapshot and restore time at `--objects` (default 1M)
+ * Usage: node dist/bench/statemachine.js [--json] [--objects N] [--batch N]
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { MasterState } from '../src/statemachine/master-state.js';
+import { LeaseTable } from '../src/statemachine/leases.js';
+import { OffsetAllocator } from '../src/statemachine/allocator.js';
+import type { ApplyEntry } from '../src/statemachine/state-core.js';
+import { SeededRng } from '../src/util/rng.js';
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+
+const args = process.argv.slice(2);
+const json = args.includes('--json');
+const argNum = (name: string, dflt: number): number => {
+  const i = args.indexOf(name);
+  return i >= 0 ? Number(args[i + 1]) : dflt;
+};
+const objectsTarget = argNum('--objects', 1_000_000);
+const batchEntries = argNum('--batch', 1000);
+const segmentCount = 16;
+const objectBytes = 64 * 1024;
+const replicas = 1;
+
+function seconds(start: bigint): number {
+  return Number(process.hrtime.bigint() - start) / 1e9;
+}
+
+function log(msg: string): void {
+  if (!json) process.stderr.write(msg + '\n');
+}
+
+async function tempDir(): Promise<string> {
+  return mkdtemp(join(tmpdir(), 'mooring-bench-sm-'));
+}
+
+let index = 0;
+let seq = 0;
+const now = 1_700_000_000_000;
+
+async function mountSegments(ms: MasterState): Promise<void> {
+  const entries: ApplyEntry[] = [];
+  for (let i = 0; i < segmentCount; i++) {
+    entries.push({
+      index: ++index,
+      timeMs: now,
+      command: {
+        type: 'MountSegment',
+        clientId: `node-${i}`,
+        segment: { id: `seg-${String(i).padStart(2, '0')}`, name: `seg-${i}`, base: 0, size: 2 ** 40, protocol: 'tcp', endpoint: `10.0.0.${i}:7000` },
+      },
+    });
+  }
+  await ms.applyBatch(entries);
+}
+
+/** Applies `pairs` PutStart+PutEnd pairs (keys from `first`), in batches of batchEntries; returns seconds. */
+async function putPairs(ms: MasterState, first: number, pairs: number): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  let batch: ApplyEntry[] = [];
+  for (let k = first; k < first + pairs; k++) {
+    const key = `object/${k.toString(16).padStart(8, '0')}`;
+    batch.push({ index: ++index, timeMs: now + k, command: { type: 'PutStart', clientId: 'bench-client', seq: ++seq, key, size: objectBytes, replicaNum: replicas } });
+    batch.push({ index: ++index, timeMs: now + k, command: { type: 'PutEnd', clientId: 'bench-client', seq: ++seq, key } });
+    if (batch.length >= batchEntries) {
+      const res = await ms.applyBatch(batch);
+      if (!res[0]!.ok) throw new Error(`apply failed: ${JSON.stringify(res[0])}`);
+      batch = [];
+    }
+  }
+  if (batch.length > 0) await ms.applyBatch(batch);
+  return seconds(t0);
+}
+
+function benchAllocator(): { allocNs: number; freeNs: number; steadyNs: number } {
+  const rng = new SeededRng(42);
+  const n = 1_000_000;
+  const sizes = Array.from({ length: n }, () => 64 + rng.nextInt(1 << 20));
+  const a = new OffsetAllocator(2 ** 45, 64);
+  const offs = new Float64Array(n);
+  let t0 = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) offs[i] = a.alloc(sizes[i]!);
+  const allocNs = Number(process.hrtime.bigint() - t0) / n;
+  // Free in a shuffled order (worst case for coalescing bookkeeping).
+  const order = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = rng.nextInt(i + 1);
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  t0 = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) a.free(offs[order[i]!]!);
+  const freeNs = Number(process.hrtime.bigint() - t0) / n;
+  // Steady state: a fragmented segment at ~90% with random alloc/free pairs.
+  const b = new OffsetAllocator(100_000 * 600 * 1024, 64);
+  const live: number[] = [];
+  while (true) {
+    const off = b.alloc(64 + rng.nextInt(1 << 20));
+    if (off < 0 || b.allocatedBytes > 0.9 * b.capacityBytes) break;
+    live.push(off);
+  }
+  const ops = 1_000_000;
+  t0 = process.hrtime.bigint();
+  for (let i = 0; i < ops; i++) {
+    const j = rng.nextInt(live.length);
+    b.free(live[j]!);
+    const off = b.alloc(64 + rng.nextInt(1 << 20));
+    if (off >= 0) live[j] = off;
+    else live[j] = live[live.length - 1]!, live.pop();
+  }
+  const steadyNs = Number(process.hrtime.bigint() - t0) / (2 * ops);
+  return { allocNs, freeNs, steadyNs };
+}
+
+async function main(): Promise<void> {
+  const dirs: string[] = [];
+  try {
+    // 1. Applied put pairs: a warm-up, then a measured run on a fresh store.
+    const d1 = await tempDir();
+    dirs.push(d1);
+    const ms = await MasterState.open(d1);
+    await mountSegments(ms);
+    await putPairs(ms, 0, 20_000);
+    const measuredPairs = 100_000;
+    const putSec = await putPairs(ms, 20_000, measuredPairs);
+    const putOpsPerSec = (2 * measuredPairs) / putSec;
+    log(`put pairs: ${(2 * measuredPairs).toLocaleString()} entries in ${putSec.toFixed(2)} s`);
+
+    // 2. GetReplicaList from memory, granting leases.
+    const leases = new LeaseTable();
+    const getN = 1_000_000;
+    const rng = new SeededRng(7);
+    const keyCount = 20_000 + measuredPairs;
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < getN; i++) {
+      const k = rng.nextInt(keyCount);
+      const r = ms.getReplicaList(`object/${k.toString(16).padStart(8, '0')}`, now + i, leases);
+      if (!r.ok) throw new Error('get failed');
+    }
+    const getPerSec = getN / seconds(t0);
+    await ms.close();
+
+    // 3. Allocator.
+    const alloc = benchAllocator();
+    log(`allocator: ${alloc.allocNs.toFixed(0)} ns/alloc, ${alloc.freeNs.toFixed(0)} ns/free`);
+
+    // 4. Footprint, snapshot and restore at objectsTarget objects.
+    gc();
+    const heap0 = process.memoryUsage().heapUsed;
+    const d2 = await tempDir();
+    dirs.push(d2);
+    const big = await MasterState.open(d2);
+    await mountSegments(big);
+    const fillStart = process.hrtime.bigint();
+    await putPairs(big, 0, objectsTarget);
+    const fillSec = seconds(fillStart);
+    gc();
+    const heapBytesPerObject = (process.memoryUsage().heapUsed - heap0) / objectsTarget;
+    log(`filled ${objectsTarget.toLocaleString()} objects in ${fillSec.toFixed(1)} s; ${heapBytesPerObject.toFixed(0)} heap bytes/object`);
+    await big.flush();
+    let t = process.hrtime.bigint();
+    const chunks: Uint8Array[] = [];
+    let snapshotBytes = 0;
+    for await (const c of big.createSnapshot()) {
+      chunks.push(c);
+      snapshotBytes += c.length;
+    }
+    const snapshotSec = seconds(t);
+    log(`snapshot: ${chunks.length} chunks, ${(snapshotBytes / 1e6).toFixed(1)} MB in ${snapshotSec.toFixed(2)} s`);
+    const d3 = await tempDir();
+    dirs.push(d3);
+    t = process.hrtime.bigint();
+    const restored = await MasterState.restore(
+      d3,
+      (async function* () {
+        yield* chunks;
+      })(),
+    );
+    const restoreSec = seconds(t);
+    log(`restore: ${restoreSec.toFixed(2)} s`);
+    t = process.hrtime.bigint();
+    const equal = restored.stateHash() === big.stateHash();
+    const hashSec = seconds(t) / 2;
+    await restored.close();
+    await big.close();
+
+    const result = {
+      bench: 'statemachine',
+      date: new Date().toISOString(),
+      machine: cpus()[0]?.model ?? 'unknown',
+      cores: cpus().length,
+      node: process.version,
+      batchEntries,
+      putPairEntriesApplied: 2 * measuredPairs,
+      appliedOpsPerSecPutPairs: Math.round(putOpsPerSec),
+      getReplicaListPerSec: Math.round(getPerSec),
+      allocatorNsPerAlloc: Math.round(alloc.allocNs),
+      allocatorNsPerFree: Math.round(alloc.freeNs),
+      allocatorNsSteadyFragmented: Math.round(alloc.steadyNs),
+      objects: objectsTarget,
+      fillSec: Number(fillSec.toFixed(2)),
+      heapBytesPerObject: Math.round(heapBytesPerObject),
+      snapshotBytes,
+      snapshotChunks: chunks.length,
+      snapshotSec: Number(snapshotSec.toFixed(2)),
+      restoreSec: Number(restoreSec.toFixed(2)),
+      snapshotPlusRestoreSec: Number((snapshotSec + restoreSec).toFixed(2)),
+      restoredHashEqual: equal,
+      stateHashSec: Number(hashSec.toFixed(2)),
+    };
+    if (json) {
+      console.log(JSON.stringify(result));
+    } else {
+      const rows: Array<[string, string, string]> = [
+        ['applied ops/s (PutStart+PutEnd, batches of ' + batchEntries + ')', result.appliedOpsPerSecPutPairs.toLocaleString(), '≥ 100,000'],
+        ['GetReplicaList/s (memory, lease granted)', result.getReplicaListPerSec.toLocaleString(), '-'],
+        ['allocator ns/alloc (1M, empty 32 TiB segment)', String(result.allocatorNsPerAlloc), '≤ 500'],
+        ['allocator ns/free (shuffled)', String(result.allocatorNsPerFree), '-'],
+        ['allocator ns/op, 90% full fragmented', String(result.allocatorNsSteadyFragmented), '≤ 500'],
+        [`heap bytes/object at ${objectsTarget.toLocaleString()}`, String(result.heapBytesPerObject), '-'],
+        ['snapshot s', String(result.snapshotSec), '-'],
+        ['restore s', String(result.restoreSec), '-'],
+        ['snapshot + restore s', String(result.snapshotPlusRestoreSec), '< 10'],
+        ['restored state hash equal', String(result.restoredHashEqual), 'true'],
+      ];
+      console.log('| measure | value | target |\n|---|---:|---:|');
+      for (const [a, b, c] of rows) console.log(`| ${a} | ${b} | ${c} |`);
+    }
+  } finally {
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  }
+}
+
+await main();
