@@ -230,6 +230,32 @@ int main() {
     unlink(path);
   }
 
+  // The pread/pwrite thread pool (used without liburing or when io_uring is refused) moves the same bytes.
+  {
+    EngineOptions po = o;
+    po.server = false;
+    po.ioUring = false;
+    Engine p(po);
+    CHECK(p.info().diskBackend == "threadpool");
+    auto m = p.createSegment("m", 1 << 20, false);
+    char path[] = "/tmp/mooring-core-test-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    auto d = p.createDiskSegment("d", path, 1 << 20, true);
+    fillRandom(m->base, 1 << 20, 5);
+    std::vector<uint8_t> copy(m->base, m->base + (1 << 20));
+    DiskReq w;
+    w.dramSeg = m->id;
+    w.diskSeg = d->id;
+    w.length = 1 << 20;
+    CHECK(runDisk(p, {w})[0].status == ReqStatus::Completed);
+    memset(m->base, 0, 1 << 20);
+    w.op = DiskOp::Promote;
+    CHECK(runDisk(p, {w})[0].status == ReqStatus::Completed);
+    CHECK(memcmp(copy.data(), m->base, 1 << 20) == 0);
+    unlink(path);
+  }
+
   // A peer that goes away: its engine shuts down mid-batch; the batch ends (failed), nothing hangs.
   {
     auto c = std::make_unique<Engine>(o);
