@@ -1,2 +1,42 @@
-// `mooring` CLI entry point. Subcommands are added by the master work.
-console.log('mooring: no commands yet');
+/**
+ * `mooring` CLI entry point (bin/mooring.js runs the compiled dist/src/cli/main.js).
+ *   mooring master --config master.yaml      run one master node
+ *   mooring admin <command> --endpoints …    operate a running cluster
+ *   mooring demo                              a local three-master cluster with traffic and a leader crash
+ * Exit codes: 0 ok, 1 failure (`error CODE: message` on stderr), 2 usage or configuration error.
+ */
+import { Command, CommanderError } from 'commander';
+import { adminCommand } from './admin-cmd.js';
+import { demoCommand } from './demo-cmd.js';
+import { printError } from './format.js';
+import { masterCommand } from './master-cmd.js';
+
+const exitUsage = 2;
+
+function program(): Command {
+  const p = new Command('mooring')
+    .description('Mooring: a Raft-replicated control plane (no etcd) for KV-cache / tiered-storage fleets')
+    .showHelpAfterError('(run with --help for usage)');
+  p.addCommand(masterCommand());
+  p.addCommand(adminCommand());
+  p.addCommand(demoCommand());
+  // Usage errors exit 2 (like a bad config), not commander's default 1, so scripts can tell them apart.
+  const override = (cmd: Command): void => {
+    cmd.exitOverride();
+    for (const sub of cmd.commands) override(sub);
+  };
+  override(p);
+  return p;
+}
+
+try {
+  await program().parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // Help and version "errors" are successful exits.
+    process.exitCode = err.exitCode === 0 ? 0 : exitUsage;
+  } else {
+    printError(err);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,197 @@
+/**
+ * `mooring admin <command>`: operate a running cluster through MasterClient. Human tables by default, `--json`
+ * for scripts. Any failure prints `error CODE: message` on stderr and exits 1.
+ */
+import { randomUUID } from 'node:crypto';
+import { Command, Option } from 'commander';
+import { ErrorCode, MooringError } from '../errors.js';
+import { MasterClient } from '../master/client.js';
+import type { TlsConfig } from '../transport/net-util.js';
+import { nodeStatuses, protocols, tiers, type NodeStatus, type Protocol, type SegmentSpec, type Tier } from '../statemachine/commands.js';
+import { formatBytes, parseBytes, parseInteger, table, writeOut, type Row } from './format.js';
+
+/** Admin calls are few and interactive: retry through a failover for a while, then give up. */
+const adminRetry = { maxAttempts: 10, initialBackoffMs: 100, maxBackoffMs: 1_000 };
+const defaultAdminTimeoutMs = 5_000;
+
+interface CommonFlags {
+  endpoints: string;
+  token?: string;
+  clusterId: string;
+  ca?: string;
+  cert?: string;
+  key?: string;
+  timeout: string;
+  json?: boolean;
+}
+
+function common(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('-e, --endpoints <list>', 'master RPC endpoints, host:port[,host:port...]').env('MOORING_ENDPOINTS').default('127.0.0.1:50051'))
+    .addOption(new Option('--token <token>', 'admin token (adminToken of the masters)').env('MOORING_ADMIN_TOKEN'))
+    .option('--cluster-id <id>', 'cluster id', 'mooring')
+    .option('--ca <file>', 'TLS: CA certificate (PEM) that signed the masters\' certificates')
+    .option('--cert <file>', 'TLS: this client\'s certificate (PEM)')
+    .option('--key <file>', 'TLS: this client\'s key (PEM)')
+    .option('--timeout <ms>', 'per-request timeout in ms', String(defaultAdminTimeoutMs))
+    .option('--json', 'print JSON instead of a table');
+}
+
+function makeClient(f: CommonFlags, clientId?: string): MasterClient {
+  const endpoints = f.endpoints.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  let tls: TlsConfig | undefined;
+  if (f.ca !== undefined || f.cert !== undefined || f.key !== undefined) {
+    // The transport's TLS client always presents a certificate, so TLS takes all three.
+    if (f.ca === undefined || f.cert === undefined || f.key === undefined) {
+      throw new MooringError(ErrorCode.INVALID_ARGUMENT, 'TLS needs --ca, --cert and --key together');
+    }
+    tls = { ca: f.ca, cert: f.cert, key: f.key };
+  }
+  return new MasterClient({
+    endpoints,
+    clusterId: f.clusterId,
+    ...(clientId !== undefined ? { clientId } : {}),
+    ...(tls !== undefined ? { tls } : {}),
+    ...(f.token !== undefined ? { adminToken: f.token } : {}),
+    requestTimeoutMs: parseInteger(f.timeout, '--timeout', 1),
+    retry: adminRetry,
+  });
+}
+
+/** Runs `fn` with a client, prints its result (table or JSON), closes the client. */
+function action<F extends CommonFlags = CommonFlags>(
+  fn: (c: MasterClient, f: F) => Promise<{ json: unknown; text: string }>,
+  clientIdOf?: (f: F) => string | undefined,
+): (flags: F) => Promise<void> {
+  return async (flags: F) => {
+    const client = makeClient(flags, clientIdOf?.(flags));
+    try {
+      const out = await fn(client, flags);
+      await writeOut(flags.json === true ? `${JSON.stringify(out.json, null, 2)}\n` : `${out.text}\n`);
+    } finally {
+      await client.close();
+    }
+  };
+}
+
+export function adminCommand(): Command {
+  const admin = new Command('admin').description('operate a running cluster (status, members, segments, membership, snapshots)');
+
+  admin.addCommand(common(new Command('status').description('status of every endpoint (role, term, indexes, readiness)'))
+    .action(action<CommonFlags>(async (c, f) => {
+      const endpoints = f.endpoints.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+      const rows = await Promise.all(endpoints.map(async (endpoint): Promise<Row> => {
+        try {
+          const s = await c.status(endpoint);
+          const stats = (s.stats ?? {}) as Record<string, number>;
+          const ready = s.ready as { ready: boolean; reason?: string } | undefined;
+          return { endpoint, id: s.id, role: s.role, term: s.term, leader: s.leader, commit: s.commit, applied: s.applied,
+            ready: ready?.ready ?? false, objects: stats.objectCount, segments: stats.segmentCount, clients: stats.clientCount, raw: s };
+        } catch (err) {
+          const e = err instanceof MooringError ? err : new MooringError(ErrorCode.RPC_FAILED, String(err));
+          return { endpoint, error: `${e.code}: ${e.message}` };
+        }
+      }));
+      if (rows.every((r) => r.error !== undefined)) {
+        throw new MooringError(ErrorCode.UNAVAILABLE, `no master answered: ${rows.map((r) => `${String(r.endpoint)} (${String(r.error)})`).join('; ')}`);
+      }
+      return {
+        json: rows.map((r) => (r.error !== undefined ? { endpoint: r.endpoint, error: r.error } : { endpoint: r.endpoint, ...(r.raw as object) })),
+        text: table(rows, ['endpoint', 'id', 'role', 'term', 'leader', 'commit', 'applied', 'ready', 'objects', 'segments', 'clients', 'error']),
+      };
+    })));
+
+  admin.addCommand(common(new Command('members').description('voters and learners of the Raft group'))
+    .action(action<CommonFlags>(async (c) => {
+      const members = await c.members();
+      return { json: members, text: table(members as unknown as Row[], ['id', 'role', ['isLeader', 'leader'], 'raft', 'rpc', 'http']) };
+    })));
+
+  admin.addCommand(common(new Command('list-segments').description('mounted segments with their usage'))
+    .action(action<CommonFlags>(async (c) => {
+      const segs = (await c.listSegments()) as Row[];
+      const rows = segs.map((s) => ({ ...s, sizeH: formatBytes(Number(s.size)), used: `${(Number(s.usageRatio ?? 0) * 100).toFixed(1)}%` }));
+      return { json: segs, text: rows.length === 0 ? '(no segments)' : table(rows, ['id', ['clientId', 'client'], 'endpoint', 'protocol', 'zone', 'tier', 'status', ['sizeH', 'size'], 'used']) };
+    })));
+
+  interface MountFlags extends CommonFlags { id: string; size: string; endpoint: string; protocol: string; zone?: string; name?: string; base: string; tier: string; clientId?: string }
+  admin.addCommand(common(new Command('mount-segment')
+    .description('mount a segment for a storage client (the segment belongs to --client-id; a client that stops pinging is expired after clientTtlMs with its segments)'))
+    .requiredOption('--id <id>', 'segment id')
+    .requiredOption('--size <bytes>', 'size, e.g. 1GiB')
+    .requiredOption('--endpoint <host:port>', 'where the storage client serves this segment')
+    .option('--protocol <p>', protocols.join('|'), 'tcp')
+    .option('--zone <zone>', 'failure zone (zone-spread placement)')
+    .option('--name <name>', 'display name (default: the id)')
+    .option('--base <addr>', 'base address the client registered', '0')
+    .option('--tier <tier>', tiers.join('|'), 'DRAM')
+    .option('--client-id <id>', 'owning client id (default: a new admin-<uuid>)')
+    .action(action<MountFlags>(async (c, f) => {
+      if (!(protocols as readonly string[]).includes(f.protocol)) throw new MooringError(ErrorCode.INVALID_ARGUMENT, `--protocol must be one of ${protocols.join(', ')}`);
+      if (!(tiers as readonly string[]).includes(f.tier)) throw new MooringError(ErrorCode.INVALID_ARGUMENT, `--tier must be one of ${tiers.join(', ')}`);
+      const spec: SegmentSpec = {
+        id: f.id, name: f.name ?? f.id, base: parseInteger(f.base, '--base'), size: parseBytes(f.size), endpoint: f.endpoint,
+        protocol: f.protocol as Protocol, tier: f.tier as Tier, ...(f.zone !== undefined ? { zone: f.zone } : {}),
+      };
+      const r = await c.mountSegment(spec);
+      return { json: { clientId: c.clientId, result: r }, text: `mounted ${spec.id} (${formatBytes(spec.size)}) for client ${c.clientId}` };
+    }, (f) => f.clientId ?? `admin-${randomUUID()}`)));
+
+  interface UnmountFlags extends CommonFlags { id: string; graceful?: boolean }
+  admin.addCommand(common(new Command('unmount-segment').description('unmount a segment (forced: replicas there are dropped now; --graceful: drain first)'))
+    .requiredOption('--id <id>', 'segment id')
+    .option('--graceful', 'DRAINING until its objects are gone, then removed')
+    .action(action<UnmountFlags>(async (c, f) => {
+      const r = (await c.unmountSegment(f.id, f.graceful === true)) as Row;
+      return { json: r, text: `${f.id}: ${String(r?.status ?? 'done')}` };
+    })));
+
+  interface NodeFlags extends CommonFlags { node: string; status: string }
+  admin.addCommand(common(new Command('set-node-status').description('ACTIVE | MAINTENANCE (no new allocations on its segments) | DRAINING (move data off)'))
+    .requiredOption('--node <clientId>', 'storage node (client id) whose segments are affected')
+    .requiredOption('--status <status>', nodeStatuses.join('|'))
+    .action(action<NodeFlags>(async (c, f) => {
+      if (!(nodeStatuses as readonly string[]).includes(f.status)) throw new MooringError(ErrorCode.INVALID_ARGUMENT, `--status must be one of ${nodeStatuses.join(', ')}`);
+      const r = await c.setNodeStatus(f.node, f.status as NodeStatus);
+      return { json: r ?? { node: f.node, status: f.status }, text: `node ${f.node}: ${f.status}` };
+    })));
+
+  interface ToFlags extends CommonFlags { to: string }
+  admin.addCommand(common(new Command('transfer-leader').description('hand leadership to another voter'))
+    .requiredOption('--to <id>', 'target node id')
+    .action(action<ToFlags>(async (c, f) => {
+      const r = await c.transferLeader(f.to);
+      return { json: r, text: `leadership transferred to ${f.to}` };
+    })));
+
+  interface AddFlags extends CommonFlags { id: string; host: string; raftPort: string; rpcPort: string; httpPort?: string }
+  admin.addCommand(common(new Command('add-member').description('add a node: joins as a learner, catches up, then becomes a voter'))
+    .requiredOption('--id <id>', 'node id')
+    .requiredOption('--host <host>', 'its advertised host')
+    .requiredOption('--raft-port <port>', 'its peer port')
+    .requiredOption('--rpc-port <port>', 'its client RPC port')
+    .option('--http-port <port>', 'its ops HTTP port')
+    .action(action<AddFlags>(async (c, f) => {
+      const r = await c.addMember({
+        id: f.id, host: f.host, raftPort: parseInteger(f.raftPort, '--raft-port', 1, 65535), rpcPort: parseInteger(f.rpcPort, '--rpc-port', 1, 65535),
+        ...(f.httpPort !== undefined ? { httpPort: parseInteger(f.httpPort, '--http-port', 1, 65535) } : {}),
+      });
+      return { json: r, text: `added ${f.id}: ${JSON.stringify(r)}` };
+    })));
+
+  interface IdFlags extends CommonFlags { id: string }
+  admin.addCommand(common(new Command('remove-member').description('remove a node from the Raft group'))
+    .requiredOption('--id <id>', 'node id')
+    .action(action<IdFlags>(async (c, f) => {
+      const r = await c.removeMember(f.id);
+      return { json: r, text: `removed ${f.id}: ${JSON.stringify(r)}` };
+    })));
+
+  admin.addCommand(common(new Command('snapshot').description('take a snapshot now (compacts the log) on the node that answers'))
+    .action(action<CommonFlags>(async (c) => {
+      const r = await c.snapshot();
+      return { json: r, text: `snapshot at index ${r.index}` };
+    })));
+
+  return admin;
+}

@@ -1,0 +1,240 @@
+/**
+ * The demo's storage clients and their traffic: put (putStart + bytes + putEnd), get (getReplicaList + bytes),
+ * remove, with bookkeeping of every acknowledged object so the demo can prove none was lost.
+ *
+ * THE SEAM: bytes go through a `DemoDataPath`. Today it is `metadataOnlyDataPath` (the masters see real
+ * metadata traffic; no bytes move). The native engine plugs in here: a DataPath that registers the segments
+ * with the engine (`segmentsFor`) and writes/reads each replica (`writeReplicas`/`readReplicas`). Nothing else
+ * in the demo changes.
+ */
+import { ErrorCode, MooringError } from '../errors.js';
+import { MasterClient, type RetryPolicy } from '../master/client.js';
+import type { ReplicaDescriptor, SegmentSpec } from '../statemachine/commands.js';
+import { SeededRng } from '../util/rng.js';
+
+export interface DemoDataPath {
+  readonly description: string;
+  /** The segments a storage client mounts (a real data path registers memory and serves it at `endpoint`). */
+  segmentsFor(clientIndex: number, clientId: string): Promise<SegmentSpec[]>;
+  /** Writes `size` bytes of `key` to every replica (between putStart and putEnd). */
+  writeReplicas(key: string, size: number, replicas: ReplicaDescriptor[]): Promise<void>;
+  /** Reads one replica of `key` back (after getReplicaList). */
+  readReplicas(key: string, replicas: ReplicaDescriptor[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Segments per simulated storage client and their size (metadata only: no memory is reserved). */
+export const demoSegmentsPerClient = 2;
+export const demoSegmentBytes = 1024 ** 3;
+
+export const metadataOnlyDataPath: DemoDataPath = {
+  description: 'metadata only (no bytes move; the native engine plugs in at src/cli/demo-traffic.ts)',
+  async segmentsFor(clientIndex, clientId) {
+    return Array.from({ length: demoSegmentsPerClient }, (_, j) => ({
+      id: `${clientId}-seg${j}`,
+      name: `${clientId}-seg${j}`,
+      base: j * demoSegmentBytes,
+      size: demoSegmentBytes,
+      protocol: 'tcp' as const,
+      endpoint: `127.0.0.1:${20000 + clientIndex}`,
+      zone: `zone-${clientIndex}`,
+    }));
+  },
+  async writeReplicas() {},
+  async readReplicas() {},
+  async close() {},
+};
+
+/** Retries that carry a storage client through a leader failover (seconds, not milliseconds). */
+export const demoRetry: RetryPolicy = { maxAttempts: 60, initialBackoffMs: 25, maxBackoffMs: 500 };
+export const demoRequestTimeoutMs = 1_000;
+
+export interface StorageClient {
+  id: string;
+  client: MasterClient;
+  segments: SegmentSpec[];
+}
+
+/** Creates a storage client: mounts its segments and starts its 1 s ping loop. */
+export async function startStorageClient(index: number, endpoints: string[], clusterId: string, dataPath: DemoDataPath): Promise<StorageClient> {
+  const id = `storage-${String.fromCharCode(97 + index)}`;
+  const client = new MasterClient({ endpoints, clusterId, clientId: id, retry: demoRetry, requestTimeoutMs: demoRequestTimeoutMs });
+  const segments = await dataPath.segmentsFor(index, id);
+  for (const s of segments) await client.mountSegment(s);
+  client.startPing();
+  return { id, client, segments };
+}
+
+const ABSENT = 0, BUSY = 1, PRESENT = 2, UNCERTAIN = 3;
+
+export interface TrafficOptions {
+  clients: StorageClient[];
+  /** Key space: keys demo/0 … demo/(keys-1). */
+  keys: number;
+  objectBytes: number;
+  replicaNum: number;
+  /** Concurrent operations per storage client. */
+  concurrency: number;
+  dataPath: DemoDataPath;
+  seed: number;
+}
+
+export interface TrafficCounters {
+  puts: number;
+  gets: number;
+  removes: number;
+  /** Removes refused because the object was under a read lease (expected, not an error). */
+  leaseRefused: number;
+  errors: number;
+  /** Present keys a read did not find (a lost object). */
+  missingOnRead: number;
+  errorsByCode: Record<string, number>;
+}
+
+export class Traffic {
+  readonly counters: TrafficCounters = { puts: 0, gets: 0, removes: 0, leaseRefused: 0, errors: 0, missingOnRead: 0, errorsByCode: {} };
+  private readonly state: Uint8Array;
+  private readonly rng: SeededRng;
+  private running = false;
+  private workers: Promise<void>[] = [];
+  private markAt: number | null = null;
+  /** First write acknowledged after markWriteWindow() was called (ms since epoch). */
+  firstAckAfterMark: number | null = null;
+  lastError: string | null = null;
+
+  constructor(private readonly opts: TrafficOptions) {
+    this.state = new Uint8Array(opts.keys);
+    this.rng = new SeededRng(opts.seed);
+  }
+
+  get ops(): number {
+    const c = this.counters;
+    return c.puts + c.gets + c.removes + c.leaseRefused + c.errors;
+  }
+
+  start(): void {
+    this.running = true;
+    for (const sc of this.opts.clients) {
+      for (let w = 0; w < this.opts.concurrency; w++) this.workers.push(this.worker(sc));
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.all(this.workers);
+    this.workers = [];
+  }
+
+  /** From now on, remember when the next write is acknowledged (failover measurement). */
+  markWriteWindow(at = Date.now()): void {
+    this.markAt = at;
+    this.firstAckAfterMark = null;
+  }
+
+  private ackedWrite(): void {
+    const now = Date.now();
+    if (this.markAt !== null && this.firstAckAfterMark === null && now >= this.markAt) this.firstAckAfterMark = now;
+  }
+
+  private fail(err: unknown): void {
+    const code = err instanceof MooringError ? err.code : ErrorCode.INTERNAL;
+    this.counters.errors++;
+    this.counters.errorsByCode[code] = (this.counters.errorsByCode[code] ?? 0) + 1;
+    this.lastError = `${code}: ${err instanceof Error ? err.message : String(err)}`;
+  }
+
+  private pick(): number {
+    for (let tries = 0; tries < 16; tries++) {
+      const i = this.rng.nextInt(this.opts.keys);
+      if (this.state[i] === ABSENT || this.state[i] === PRESENT) return i;
+    }
+    return -1;
+  }
+
+  private async worker(sc: StorageClient): Promise<void> {
+    const c = sc.client;
+    const { dataPath, objectBytes, replicaNum } = this.opts;
+    while (this.running) {
+      const i = this.pick();
+      if (i < 0) {
+        await new Promise((r) => setTimeout(r, 5));
+        continue;
+      }
+      const key = `demo/${i}`;
+      const was = this.state[i]!;
+      this.state[i] = BUSY;
+      if (was === ABSENT) {
+        let started = false;
+        try {
+          const replicas = await c.putStart(key, objectBytes, { replicaNum });
+          started = true;
+          this.ackedWrite();
+          await dataPath.writeReplicas(key, objectBytes, replicas);
+          await c.putEnd(key);
+          this.ackedWrite();
+          this.counters.puts++;
+          this.state[i] = PRESENT;
+        } catch (err) {
+          this.fail(err);
+          // A putStart refused outright (NO_SPACE, INVALID_ARGUMENT) left nothing behind; anything else may have.
+          const definite = !started && err instanceof MooringError && (err.code === ErrorCode.NO_SPACE || err.code === ErrorCode.INVALID_ARGUMENT);
+          this.state[i] = definite ? ABSENT : UNCERTAIN;
+        }
+      } else if (this.rng.nextFloat() < 0.75) {
+        try {
+          const got = await c.getReplicaList(key);
+          await dataPath.readReplicas(key, got.replicas);
+          this.counters.gets++;
+        } catch (err) {
+          if (err instanceof MooringError && err.code === ErrorCode.OBJECT_NOT_FOUND) this.counters.missingOnRead++;
+          this.fail(err);
+        }
+        this.state[i] = PRESENT;
+      } else {
+        try {
+          await c.remove(key);
+          this.ackedWrite();
+          this.counters.removes++;
+          this.state[i] = ABSENT;
+        } catch (err) {
+          if (err instanceof MooringError && err.code === ErrorCode.OBJECT_HAS_LEASE) {
+            this.counters.leaseRefused++;
+            this.state[i] = PRESENT;
+          } else {
+            this.fail(err);
+            this.state[i] = UNCERTAIN;
+          }
+        }
+      }
+    }
+  }
+
+  /** Keys whose put was acknowledged and that were not removed since. */
+  ackedKeys(): string[] {
+    const out: string[] = [];
+    for (let i = 0; i < this.state.length; i++) if (this.state[i] === PRESENT) out.push(`demo/${i}`);
+    return out;
+  }
+
+  uncertainCount(): number {
+    let n = 0;
+    for (const s of this.state) if (s === UNCERTAIN) n++;
+    return n;
+  }
+}
+
+/** Batch size for the final check (the masters accept up to 4,096 keys per batch read). */
+const verifyBatchKeys = 1_000;
+
+/** Checks that every acknowledged key exists with `replicaNum` replicas. Returns the keys that do not. */
+export async function verifyAcked(client: MasterClient, keys: string[], replicaNum: number): Promise<{ checked: number; lost: string[] }> {
+  const lost: string[] = [];
+  for (let i = 0; i < keys.length; i += verifyBatchKeys) {
+    const batch = keys.slice(i, i + verifyBatchKeys);
+    const results = (await client.batchGetReplicaList(batch)) as Array<{ ok: boolean; value?: { replicas: ReplicaDescriptor[] } }>;
+    results.forEach((r, j) => {
+      if (!r.ok || (r.value?.replicas.length ?? 0) < replicaNum) lost.push(batch[j]!);
+    });
+  }
+  return { checked: keys.length, lost };
+}

@@ -1,0 +1,161 @@
+/**
+ * `mooring master`: runs one master node in this process.
+ *
+ * Precedence: defaults < --config file < MOORING_* env < flags (loadConfig does the merging and validation).
+ * Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 2 for an invalid configuration, 1 for any other failure
+ * to start, 70 when the Raft node stops on a storage failure (crash-stop: better than serving from a log it
+ * could not persist). A second signal during a graceful stop exits at once (128 + signal number).
+ */
+import { Command, Option } from 'commander';
+import { ConfigError, loadConfig, type MasterConfig } from '../master/config.js';
+import { MasterNode } from '../master/master-node.js';
+import { printError } from './format.js';
+
+/** How often the node's readiness is checked until the one "ready" line is logged. */
+const readyPollIntervalMs = 50;
+/** How often a child started with --exit-with-parent checks that its parent is still there. */
+const parentCheckIntervalMs = 500;
+export const exitConfigError = 2;
+export const exitStorageFailure = 70;
+
+interface MasterFlags {
+  config?: string;
+  nodeId?: string;
+  clusterId?: string;
+  dataDir?: string;
+  host?: string;
+  advertiseHost?: string;
+  raftPort?: string;
+  rpcPort?: string;
+  httpPort?: string;
+  logLevel?: string;
+  logPretty?: boolean;
+  adminTokenFile?: string;
+  set?: string[];
+  exitWithParent?: boolean;
+}
+
+export function masterCommand(): Command {
+  return new Command('master')
+    .description('run one master node (flags override the file; MOORING_<FIELD> env vars override the file too)')
+    .option('-c, --config <file>', 'YAML configuration file (see docs/configuration.md)')
+    .option('--node-id <id>', 'this node id (nodeId)')
+    .option('--cluster-id <id>', 'cluster id (clusterId)')
+    .option('--data-dir <dir>', 'data directory (dataDir)')
+    .option('--host <host>', 'listen address (listen.host)')
+    .option('--advertise-host <host>', 'address peers and clients use (advertiseHost)')
+    .option('--raft-port <port>', 'peer port (listen.raftPort)')
+    .option('--rpc-port <port>', 'client RPC port (listen.rpcPort)')
+    .option('--http-port <port>', '/health /ready /metrics /status port (listen.httpPort)')
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (log.level)')
+    .option('--log-pretty', 'human-readable log lines instead of JSON (log.pretty)')
+    .option('--admin-token-file <file>', 'file holding the admin token (adminTokenFile)')
+    .option('--set <field=value...>', 'any other field by its dotted path, e.g. --set raft.tickMs=10 (repeatable)')
+    .addOption(new Option('--exit-with-parent', 'stop when the parent process dies (used by `mooring demo`)').hideHelp())
+    .action(async (flags: MasterFlags) => {
+      await runMaster(flags);
+    });
+}
+
+function overridesFrom(flags: MasterFlags): Record<string, unknown> {
+  const o: Record<string, unknown> = {
+    nodeId: flags.nodeId,
+    clusterId: flags.clusterId,
+    dataDir: flags.dataDir,
+    'listen.host': flags.host,
+    advertiseHost: flags.advertiseHost,
+    'listen.raftPort': flags.raftPort,
+    'listen.rpcPort': flags.rpcPort,
+    'listen.httpPort': flags.httpPort,
+    'log.level': flags.logLevel,
+    'log.pretty': flags.logPretty === true ? 'true' : undefined,
+    adminTokenFile: flags.adminTokenFile,
+  };
+  for (const kv of flags.set ?? []) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new ConfigError([`config: --set ${JSON.stringify(kv)} must be field=value`], 'flags');
+    o[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  return o;
+}
+
+async function runMaster(flags: MasterFlags): Promise<void> {
+  let config: MasterConfig;
+  try {
+    config = loadConfig({ ...(flags.config !== undefined ? { file: flags.config } : {}), overrides: overridesFrom(flags) });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(exitConfigError);
+    }
+    throw err;
+  }
+
+  let node: MasterNode | null = null;
+  let stopRequested: string | null = null;
+  let exiting = false;
+  const exit = (code: number): void => {
+    if (exiting) return;
+    exiting = true;
+    process.exit(code);
+  };
+  const stopGracefully = (reason: string): void => {
+    if (stopRequested !== null) {
+      // Second signal: the operator wants out now.
+      node?.logger.warn({ reason }, 'second stop request: exiting without waiting');
+      process.exit(128 + (reason === 'SIGINT' ? 2 : 15));
+    }
+    stopRequested = reason;
+    if (node === null) return; // still starting: stopped right after start
+    node.logger.info({ reason }, 'stop requested: graceful stop');
+    node.stop().then(
+      () => exit(0),
+      (err) => {
+        printError(err);
+        exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stopGracefully('SIGTERM'));
+  process.on('SIGINT', () => stopGracefully('SIGINT'));
+  if (flags.exitWithParent === true) {
+    const parent = process.ppid;
+    setInterval(() => {
+      if (process.ppid !== parent && stopRequested === null) stopGracefully('parent exited');
+    }, parentCheckIntervalMs).unref();
+  }
+
+  try {
+    node = await MasterNode.start(config);
+  } catch (err) {
+    printError(err);
+    process.exit(1);
+  }
+  const started = node;
+  process.on('uncaughtException', (err) => {
+    started.logger.fatal({ err: err.stack ?? String(err) }, 'uncaught exception: exiting');
+    process.exit(1);
+  });
+  started.raftNode.on('fatal', (err: Error) => {
+    started.logger.fatal({ err: err.message }, 'storage failure: crash-stop (restart the process once the disk is fixed)');
+    // Give MasterNode a moment to close its stores; exit regardless.
+    setTimeout(() => process.exit(exitStorageFailure), 200).unref();
+  });
+  if (stopRequested !== null) {
+    const reason: string = stopRequested;
+    stopRequested = null;
+    stopGracefully(reason);
+    return;
+  }
+  // One line when the node can serve: it knows a leader and has applied everything committed.
+  const poll = setInterval(() => {
+    if (stopRequested !== null) return clearInterval(poll);
+    const r = started.readiness();
+    if (!r.ready) return;
+    clearInterval(poll);
+    started.logger.info(
+      { nodeId: config.nodeId, leader: started.leaderId, isLeader: started.isLeader, ports: started.ports, dataDir: config.dataDir },
+      'ready',
+    );
+  }, readyPollIntervalMs);
+}
