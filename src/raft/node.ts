@@ -216,10 +216,13 @@ export class RaftNode extends EventEmitter {
     const empty = storage.lastIndex() === 0 && storage.snapshot().metadata.index === 0 && initial.hardState.term === 0
       && initial.confState.voters.length === 0;
     if (empty && opts.bootstrapVoters !== undefined && opts.bootstrapVoters.length > 0) {
-      // A brand-new cluster: every founding member records the same initial membership as snapshot point 0.
+      // A brand-new cluster: every founding member records the same initial membership as snapshot point 1
+      // (term 1), not 0: a member that joins later starts with an empty log, and entries from index 1 would never
+      // tell it the founding voters (it would believe itself alone in the cluster). With the log starting at 2, a
+      // joiner can only be caught up by a snapshot, which carries the membership.
       await storage.applySnapshot({
-        index: 0,
-        term: 0,
+        index: 1,
+        term: 1,
         confState: { voters: [...opts.bootstrapVoters].sort(), learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false },
       });
     }
