@@ -22,7 +22,10 @@ const segmentBytes = (quick ? 128 : 256) * MiB;
 const requestBytes = 4 * MiB;
 const diskFileBytes = (quick ? 512 : 1024) * MiB;
 const iperfSeconds = quick ? 2 : 4;
-const passes = quick ? 3 : 6;
+const passes = quick ? 2 : 4;
+// The machine is shared: every figure (ours and the limits) is the best of several trials, so a burst of
+// someone else's load does not decide the ratio.
+const trials = quick ? 2 : 3;
 const targetRatio = 0.8;
 
 const log = (m: string) => {
@@ -54,15 +57,22 @@ function requestsCovering(local: Segment, remote: ReturnType<Segment['descriptor
   return reqs;
 }
 
+async function best(n: number, f: () => Promise<number> | number): Promise<number> {
+  let top = 0;
+  for (let i = 0; i < n; i++) top = Math.max(top, await f());
+  return top;
+}
+
 async function timeTransfers(e: Engine, reqs: TransferRequest[], protocol: 'shm' | 'tcp'): Promise<number> {
   await e.transferOrThrow(reqs, { protocol }); // warm-up: page faults, connections
-  const t0 = process.hrtime.bigint();
-  // Two batches in flight, like a client with pipelined puts.
-  for (let i = 0; i < passes; i += 2) {
-    await Promise.all([e.transferOrThrow(reqs, { protocol }), e.transferOrThrow(reqs, { protocol })]);
-  }
-  const rounds = Math.ceil(passes / 2) * 2;
-  return gbps(rounds * segmentBytes, process.hrtime.bigint() - t0);
+  return best(trials, async () => {
+    const t0 = process.hrtime.bigint();
+    // Two batches in flight, like a client with pipelined puts.
+    for (let i = 0; i < passes; i += 2) {
+      await Promise.all([e.transferOrThrow(reqs, { protocol }), e.transferOrThrow(reqs, { protocol })]);
+    }
+    return gbps(passes * segmentBytes, process.hrtime.bigint() - t0);
+  });
 }
 
 async function iperf3GBps(): Promise<number | null> {
@@ -114,7 +124,7 @@ async function main(): Promise<void> {
 
   log('memcpy baseline ...');
   measureMemcpyGBps(64 * MiB, 2);
-  const memcpy = measureMemcpyGBps(64 * MiB, quick ? 8 : 16);
+  const memcpy = await best(trials, () => measureMemcpyGBps(64 * MiB, quick ? 8 : 16));
   log('shm ...');
   const shmW = await timeTransfers(a, requestsCovering(la, desc, 'write'), 'shm');
   const shmR = await timeTransfers(a, requestsCovering(la, desc, 'read'), 'shm');
@@ -125,7 +135,7 @@ async function main(): Promise<void> {
   const tcpW = await timeTransfers(a, requestsCovering(la, desc, 'write'), 'tcp');
   const tcpR = await timeTransfers(a, requestsCovering(la, desc, 'read'), 'tcp');
   log('iperf3 ...');
-  const iperf = await iperf3GBps();
+  const iperf = which('iperf3') ? await best(2, async () => (await iperf3GBps()) ?? 0) : null;
   if (iperf === null) hints.push('iperf3 not found: `apt-get install iperf3` to measure the TCP loopback limit');
   rows.push(row('tcp write', tcpW, iperf, 'iperf3 loopback'));
   rows.push(row('tcp read', tcpR, iperf, 'iperf3 loopback'));
@@ -148,15 +158,17 @@ async function main(): Promise<void> {
       };
     };
     await tier('offload')(); // allocate the file's blocks first: fio below also writes over an existing file
-    const diskW = await tier('offload')();
-    const diskR = await tier('promote')();
+    const diskW = await best(trials, tier('offload'));
+    const diskR = await best(trials, tier('promote'));
     log('fio ...');
     const fioFile = path.join(dir, 'fio.dat');
     const fioW = fioGBps(fioFile, 'write');
-    const fioR = fioW === null ? null : fioGBps(fioFile, 'read');
+    const fioR = fioW === null ? null : await best(trials, () => fioGBps(fioFile, 'read') ?? 0);
+    const fioW2 = fioW === null ? null : await best(trials - 1, () => fioGBps(fioFile, 'write') ?? 0);
+    const fioWBest = fioW === null ? null : Math.max(fioW, fioW2 ?? 0);
     if (fioW === null) hints.push('fio not found: `apt-get install fio` to measure the O_DIRECT io_uring limit');
     const note = disk.direct ? undefined : 'no O_DIRECT on this filesystem (buffered)';
-    rows.push(row('nvme write (offload)', diskW, fioW, 'fio O_DIRECT io_uring', note));
+    rows.push(row('nvme write (offload)', diskW, fioWBest, 'fio O_DIRECT io_uring', note));
     rows.push(row('nvme read (promote)', diskR, fioR, 'fio O_DIRECT io_uring', note));
     disk.close();
   } finally {
