@@ -25,6 +25,8 @@ const leaderPollMs = 300;
 const convergeTimeoutMs = 15_000;
 /** Faster elections than the default 25 ms ticks: the demo should show failover quickly. */
 const demoRaft = { tickMs: 20, electionTimeoutTicks: 10, heartbeatIntervalTicks: 2 };
+/** A short read lease so removes are seen too (the default 10 s would refuse most of them in a short demo). */
+const demoLeaseTtlMs = 2_000;
 
 interface DemoFlags {
   keys: string;
@@ -78,7 +80,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     for (const t of timers) clearInterval(t);
     timers = [];
     await traffic?.stop().catch(() => {});
-    await Promise.all(clients.map((c) => c.client.close().catch(() => {})));
+    await Promise.all(clients.map((c) => c.close()));
     await checker?.close().catch(() => {});
     await dataPath.close().catch(() => {});
     await cluster?.destroy({ keepDir: opts.keep });
@@ -97,16 +99,16 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   try {
     say(`mooring demo: 3 masters (child processes), 2 storage clients, ${opts.keys} keys, ${opts.seconds} s of traffic, seed ${opts.seed}`);
     say(`data path: ${dataPath.description}`);
-    cluster = await LocalCluster.create({ clusterId: 'mooring-demo', extraConfig: { raft: demoRaft } });
+    cluster = await LocalCluster.create({ clusterId: 'mooring-demo', extraConfig: { raft: demoRaft, leaseTtlMs: demoLeaseTtlMs } });
     say(`starting masters in ${cluster.dir}`);
     await cluster.start();
     const firstLeader = await cluster.waitLeader();
     say(`masters ready: ${cluster.nodes.map((n) => `${n.id}@127.0.0.1:${n.ports.rpc}`).join(', ')}; leader ${firstLeader}`);
 
-    for (let i = 0; i < 2; i++) clients.push(await startStorageClient(i, cluster.endpoints, cluster.clusterId, dataPath));
+    for (let i = 0; i < 2; i++) clients.push(await startStorageClient(i, cluster.endpoints, cluster.clusterId, dataPath, demoConcurrencyPerClient));
     say(`storage clients: ${clients.map((c) => `${c.id} (${c.segments.length} × ${formatBytes(c.segments[0]!.size)})`).join(', ')}`);
 
-    traffic = new Traffic({ clients, keys: opts.keys, objectBytes: demoObjectBytes, replicaNum: demoReplicaNum, concurrency: demoConcurrencyPerClient, dataPath, seed: opts.seed });
+    traffic = new Traffic({ clients, keys: opts.keys, objectBytes: demoObjectBytes, replicaNum: demoReplicaNum, leaseTtlMs: demoLeaseTtlMs, dataPath, seed: opts.seed });
     const t0 = Date.now();
     let leader: string | null = firstLeader;
     const leaderTimer = setInterval(() => {

@@ -51,18 +51,33 @@ export const demoRequestTimeoutMs = 1_000;
 
 export interface StorageClient {
   id: string;
+  /** The session that owns the segments and pings. */
   client: MasterClient;
+  /**
+   * One session per concurrent worker: the masters keep a reply window of 16 seqs per session, so a session
+   * whose requests overtake one another by more than that (one retrying through a failover while others
+   * move on) would see its straggler refused. One request in flight per session never does.
+   */
+  workers: MasterClient[];
   segments: SegmentSpec[];
+  close(): Promise<void>;
 }
 
-/** Creates a storage client: mounts its segments and starts its 1 s ping loop. */
-export async function startStorageClient(index: number, endpoints: string[], clusterId: string, dataPath: DemoDataPath): Promise<StorageClient> {
+/** Creates a storage client: mounts its segments, starts its 1 s ping loop, opens `workers` sessions. */
+export async function startStorageClient(index: number, endpoints: string[], clusterId: string, dataPath: DemoDataPath, workers: number): Promise<StorageClient> {
   const id = `storage-${String.fromCharCode(97 + index)}`;
-  const client = new MasterClient({ endpoints, clusterId, clientId: id, retry: demoRetry, requestTimeoutMs: demoRequestTimeoutMs });
+  const mk = (clientId: string): MasterClient => new MasterClient({ endpoints, clusterId, clientId, retry: demoRetry, requestTimeoutMs: demoRequestTimeoutMs });
+  const client = mk(id);
   const segments = await dataPath.segmentsFor(index, id);
   for (const s of segments) await client.mountSegment(s);
   client.startPing();
-  return { id, client, segments };
+  const sessions = Array.from({ length: workers }, (_, w) => mk(`${id}.w${w}`));
+  return {
+    id, client, workers: sessions, segments,
+    async close() {
+      await Promise.all([client, ...sessions].map((c) => c.close().catch(() => {})));
+    },
+  };
 }
 
 const ABSENT = 0, BUSY = 1, PRESENT = 2, UNCERTAIN = 3;
@@ -73,8 +88,8 @@ export interface TrafficOptions {
   keys: number;
   objectBytes: number;
   replicaNum: number;
-  /** Concurrent operations per storage client. */
-  concurrency: number;
+  /** Read lease TTL of the masters: a remove is tried only on keys not read for that long. */
+  leaseTtlMs: number;
   dataPath: DemoDataPath;
   seed: number;
 }
@@ -94,6 +109,7 @@ export interface TrafficCounters {
 export class Traffic {
   readonly counters: TrafficCounters = { puts: 0, gets: 0, removes: 0, leaseRefused: 0, errors: 0, missingOnRead: 0, errorsByCode: {} };
   private readonly state: Uint8Array;
+  private readonly readAt: Float64Array;
   private readonly rng: SeededRng;
   private running = false;
   private workers: Promise<void>[] = [];
@@ -104,6 +120,7 @@ export class Traffic {
 
   constructor(private readonly opts: TrafficOptions) {
     this.state = new Uint8Array(opts.keys);
+    this.readAt = new Float64Array(opts.keys);
     this.rng = new SeededRng(opts.seed);
   }
 
@@ -115,7 +132,7 @@ export class Traffic {
   start(): void {
     this.running = true;
     for (const sc of this.opts.clients) {
-      for (let w = 0; w < this.opts.concurrency; w++) this.workers.push(this.worker(sc));
+      for (const session of sc.workers) this.workers.push(this.worker(session));
     }
   }
 
@@ -151,8 +168,7 @@ export class Traffic {
     return -1;
   }
 
-  private async worker(sc: StorageClient): Promise<void> {
-    const c = sc.client;
+  private async worker(c: MasterClient): Promise<void> {
     const { dataPath, objectBytes, replicaNum } = this.opts;
     while (this.running) {
       const i = this.pick();
@@ -180,7 +196,8 @@ export class Traffic {
           const definite = !started && err instanceof MooringError && (err.code === ErrorCode.NO_SPACE || err.code === ErrorCode.INVALID_ARGUMENT);
           this.state[i] = definite ? ABSENT : UNCERTAIN;
         }
-      } else if (this.rng.nextFloat() < 0.75) {
+      } else if (this.rng.nextFloat() < 0.7 || Date.now() - this.readAt[i]! < this.opts.leaseTtlMs) {
+        this.readAt[i] = Date.now();
         try {
           const got = await c.getReplicaList(key);
           await dataPath.readReplicas(key, got.replicas);
