@@ -66,13 +66,21 @@ export function scheduleArb(options: ScheduleArbOptions = {}): fc.Arbitrary<Sche
       spares: fc.constantFrom(...sparesChoices),
       faultTicks: fc.integer({ min: minTicks, max: maxTicks }),
       readMode: fc.constantFrom(...readModes),
+      // Frequent compaction makes snapshots part of churn; 0 keeps whole logs.
+      compactAfterEntries: fc.constantFrom(40, 10, 0, 100),
+      slowPersistProbability: fc.constantFrom(0.3, 0, 0.9),
     })
-    .chain(({ voters, spares, faultTicks, readMode }) => {
+    .chain(({ voters, spares, faultTicks, readMode, compactAfterEntries, slowPersistProbability }) => {
       let kinds = options.faults ?? allFaultKinds;
       if (readMode === 'lease' && !options.skewWithLease) kinds = kinds.filter((k) => k !== 'skew');
       return fc
         .array(faultEventArb(faultTicks, voters + spares, kinds), { maxLength: options.maxEvents ?? 16, size: 'max' })
-        .map((events): Schedule => ({ voters, spares, faultTicks, readMode, events: [...events].sort((a, b) => a.at - b.at) }));
+        .map(
+          (events): Schedule => ({
+            voters, spares, faultTicks, readMode, compactAfterEntries, slowPersistProbability,
+            events: [...events].sort((a, b) => a.at - b.at),
+          }),
+        );
     });
 }
 

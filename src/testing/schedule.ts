@@ -33,6 +33,10 @@ export interface Schedule {
   faultTicks: number;
   events: FaultEvent[];
   readMode?: ReadMode;
+  /** Snapshot + compact every this many applied entries (0 = never); simulator default when absent. */
+  compactAfterEntries?: number;
+  /** Probability that persisting a Ready takes 1..2 ticks instead of 0; simulator default when absent. */
+  slowPersistProbability?: number;
 }
 
 export interface RunOptions {
@@ -68,6 +72,8 @@ const probeEveryTicks = 5;
 export function runSchedule(seed: number, schedule: Schedule, options: RunOptions = {}): RunResult {
   const readMode = options.clients?.readMode ?? schedule.readMode ?? 'readIndex';
   const simOpts: SimulatorOptions = {
+    ...(schedule.compactAfterEntries !== undefined ? { compactAfterEntries: schedule.compactAfterEntries } : {}),
+    ...(schedule.slowPersistProbability !== undefined ? { slowPersistProbability: schedule.slowPersistProbability } : {}),
     ...options.sim,
     voters: schedule.voters,
     spares: schedule.spares,
