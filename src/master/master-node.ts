@@ -27,6 +27,11 @@ import { validateCommand, type Command, type Result } from '../statemachine/comm
 import { LeaseTable } from '../statemachine/leases.js';
 import { ClientLiveness, planClientExpiry } from '../statemachine/clients.js';
 import { planEviction, planEvictionForPut } from '../statemachine/eviction.js';
+// ---- BEGIN tiering (store) imports ----
+import type { Evict, EvictItem } from '../statemachine/commands.js';
+import type { ObjectRecord } from '../statemachine/objects.js';
+import type { StateView } from '../statemachine/state-view.js';
+// ---- END tiering ----
 import { planDrain, planReclaim } from '../statemachine/planners.js';
 import type { MasterConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
@@ -50,6 +55,14 @@ export const metricsRefreshIntervalMs = 1_000;
 /** A graceful stop waits at most this long for in-flight RPCs after handing leadership away. */
 export const drainTimeoutMs = 5_000;
 export const maxBatchKeysPerRead = 4_096;
+// ---- BEGIN tiering (store) limits ----
+/** A demotion task not finished within this long falls back to dropping the object. */
+export const demotionTimeoutMs = 5_000;
+/** A task is sent again in a later ping reply after this long (the reply may have been lost). */
+export const demotionResendMs = 2_000;
+export const maxPendingDemotions = 1_024;
+export const maxTierTasksPerPing = 64;
+// ---- END tiering ----
 
 export interface MasterNodeOptions {
   logger?: Logger;
@@ -303,6 +316,10 @@ export class MasterNode {
       this.requireLeader();
       this.liveness.touch(clientId, Date.now());
       const reply = this.state.ping(clientId);
+      // ---- BEGIN tiering (store): the ping reply carries this client's tier tasks ----
+      const tierTasks = this.tierTasksFor(clientId, Date.now());
+      if (tierTasks.length > 0) return { status: reply.status, viewVersion: this.viewVersion, tierTasks };
+      // ---- END tiering ----
       return { status: reply.status, viewVersion: this.viewVersion };
     }
     if (!stale) await this.raft.read();
@@ -437,9 +454,12 @@ export class MasterNode {
         highWatermarkRatio: this.config.eviction.highWatermark,
         targetRatio: this.config.eviction.target,
       });
-      if (evict !== null) {
-        await this.proposeInternal(evict);
-        this.metrics.countEvictions(evict.items.length);
+      // ---- BEGIN tiering (store): demote to a DISK tier instead of dropping, drop after a timeout ----
+      const drop = evict === null ? null : this.planDemotions(evict, Date.now());
+      // ---- END tiering ----
+      if (drop !== null) {
+        await this.proposeInternal(drop);
+        this.metrics.countEvictions(drop.items.length);
       }
     } catch (err) {
       this.logger.debug({ err: String(err) }, 'eviction round failed; retried next round');
@@ -447,6 +467,67 @@ export class MasterNode {
       this.evictionBusy = false;
     }
   }
+
+  // ---- BEGIN tiering (store): demotion tasks (leader soft state; every metadata change still goes through the
+  // log: the client runs OffloadStart → copy → OffloadEnd). A task is handed to the client owning the object's
+  // first memory replica (it reads its own memory); if it is not done within demotionTimeoutMs the object is
+  // dropped as before. A new leader starts with no tasks and plans again.
+  private readonly demotions = new Map<string, { clientId: string; createdIndex: number; deadlineMs: number; sentAtMs: number }>();
+
+  private planDemotions(evict: Evict, now: number): Evict | null {
+    if (!this.raft.isLeader) {
+      this.demotions.clear();
+      return evict;
+    }
+    const st = this.state as unknown as StateView;
+    for (const [key, d] of this.demotions) {
+      const o = st.objects.get(key);
+      if (o === undefined || o.createdIndex !== d.createdIndex || !o.replicas.some((r) => r.tier !== 'DISK')) this.demotions.delete(key);
+    }
+    const drop: EvictItem[] = [];
+    for (const it of evict.items) {
+      const d = this.demotions.get(it.key);
+      if (d !== undefined) {
+        if (d.deadlineMs > now) continue; // still demoting
+        this.demotions.delete(it.key);
+        drop.push(it); // timed out: fall back to dropping
+        continue;
+      }
+      const o = st.objects.get(it.key);
+      const owner = o === undefined ? undefined : this.demotionOwner(st, o);
+      if (o !== undefined && owner !== undefined && this.demotions.size < maxPendingDemotions) {
+        this.demotions.set(it.key, { clientId: owner, createdIndex: it.createdIndex, deadlineMs: now + demotionTimeoutMs, sentAtMs: 0 });
+      } else {
+        drop.push(it);
+      }
+    }
+    return drop.length === 0 ? null : { type: 'Evict', items: drop };
+  }
+
+  /** The client to demote `o`: the owner of its first memory replica, when some DISK segment can take it. */
+  private demotionOwner(st: StateView, o: ObjectRecord): string | undefined {
+    const mem = o.replicas.find((r) => r.tier !== 'DISK');
+    if (mem === undefined) return undefined;
+    const owner = st.segments.get(mem.segmentId)?.rec.clientId;
+    if (owner === undefined || !st.clients.has(owner)) return undefined;
+    const used = new Set(o.replicas.map((r) => r.segmentId));
+    for (const s of st.ordered) {
+      if (s.rec.tier === 'DISK' && s.rec.status === 'OK' && !used.has(s.rec.id) && s.alloc.canFit(o.size)) return owner;
+    }
+    return undefined;
+  }
+
+  private tierTasksFor(clientId: string, now: number): Array<{ kind: 'demote'; key: string }> {
+    const out: Array<{ kind: 'demote'; key: string }> = [];
+    for (const [key, d] of this.demotions) {
+      if (d.clientId !== clientId || now - d.sentAtMs < demotionResendMs) continue;
+      d.sentAtMs = now;
+      out.push({ kind: 'demote', key });
+      if (out.length >= maxTierTasksPerPing) break;
+    }
+    return out;
+  }
+  // ---- END tiering ----
 
   // ------------------------------------------------------------------ ops
 
