@@ -3,7 +3,7 @@
 // dist/ (run `npm run build:ts` first; `npm test` does).
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -66,6 +66,13 @@ function killed(p: Peer): Promise<void> {
     if (p.proc.exitCode !== null || p.proc.signalCode !== null) resolve();
     else p.proc.once('exit', () => resolve());
   });
+}
+
+// SIGSTOP, then wait until the kernel reports the peer stopped (state T): signal delivery is asynchronous.
+async function stopped(p: Peer): Promise<void> {
+  p.proc.kill('SIGSTOP');
+  const stateOf = () => readFileSync(`/proc/${p.proc.pid}/stat`, 'utf8').replace(/^.*\) /, '')[0];
+  while (stateOf() !== 'T') await new Promise((r) => setTimeout(r, 10));
 }
 
 let e: Engine;
@@ -132,13 +139,16 @@ describe('a peer in another process', () => {
       remote: { segment: p.desc, offset: 0 },
       length: 4 * 1024 * 1024,
     }));
-    // Warm the connections, then kill the peer while several large batches are in flight.
+    // Warm the connections. Then pause the peer (so the batches cannot finish whatever the scheduler does),
+    // put several large batches in flight on those connections, and kill it.
     expect((await e.transfer(reqs.slice(0, 1), { protocol: 'tcp' }))[0]?.status).toBe('completed');
+    await stopped(p);
     const inflight = [1, 2, 3, 4].map(() => e.transfer(reqs, { protocol: 'tcp', timeoutMs: 20_000 }));
+    await new Promise((r) => setTimeout(r, 100)); // let workers send their requests (not required for the outcome)
     p.proc.kill('SIGKILL');
     const all = (await Promise.all(inflight)).flat();
     expect(all.every((r) => ['completed', 'failed', 'timeout'].includes(r.status))).toBe(true);
-    expect(all.some((r) => r.status === 'failed' && r.code === 'TRANSFER_FAILED')).toBe(true);
+    expect(all.every((r) => r.status === 'failed' && r.code === 'TRANSFER_FAILED')).toBe(true);
     await killed(p);
     // Afterwards: new requests to the dead peer fail quickly, over tcp and shm.
     const [t] = await e.transfer(reqs.slice(0, 1), { protocol: 'tcp' });
@@ -155,7 +165,7 @@ describe('a peer in another process', () => {
     const p = await startPeer();
     const req = { op: 'read' as const, local: { segment: local, offset: 0 }, remote: { segment: p.desc, offset: 0 }, length: 8 * 1024 * 1024 };
     expect((await e.transfer([req], { protocol: 'tcp' }))[0]?.status).toBe('completed');
-    p.proc.kill('SIGSTOP');
+    await stopped(p);
     try {
       const rs = await e.transfer([req, req], { protocol: 'tcp', timeoutMs: 1500 });
       expect(rs.map((r) => r.status)).toEqual(['timeout', 'timeout']);

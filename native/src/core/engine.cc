@@ -183,7 +183,7 @@ SegmentPtr Engine::createSegment(const std::string& name, uint64_t size, bool hu
   s->size = size;
   s->hugePages = hugePages;
   std::string mname = "mooring-" + hex64(s->token);
-  s->fd = memfd_create(mname.c_str(), MFD_CLOEXEC | (hugePages ? MFD_HUGETLB : 0));
+  s->fd = memfd_create(mname.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING | (hugePages ? MFD_HUGETLB : 0));
   if (s->fd < 0) {
     int e = errno;
     throw Error(hugePages ? Err::UNAVAILABLE : Err::INTERNAL,
@@ -194,6 +194,8 @@ SegmentPtr Engine::createSegment(const std::string& name, uint64_t size, bool hu
     int e = errno;
     throw Error(Err::INTERNAL, std::string("ftruncate of the memfd failed: ") + strerror(e));
   }
+  // Sealed size: a same-host peer that maps this memfd can never see it shrink under a copy (SIGBUS).
+  fcntl(s->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
   void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
   if (p == MAP_FAILED) {
     int e = errno;
@@ -427,7 +429,9 @@ std::shared_ptr<ShmMapping> Engine::attachShm(const RemoteRef& r, Err* code, std
   bool ok = n > 0 && fstat(fd, &st) == 0;
   if (ok) {
     link[n] = 0;
-    ok = std::string(link).rfind(expect, 0) == 0 && static_cast<uint64_t>(st.st_size) == r.size;
+    int seals = fcntl(fd, F_GET_SEALS);
+    ok = std::string(link).rfind(expect, 0) == 0 && static_cast<uint64_t>(st.st_size) == r.size && seals >= 0 &&
+         (seals & F_SEAL_SHRINK);
   }
   if (!ok) {
     close(fd);
