@@ -103,6 +103,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       if (a.Has("port")) o.port = static_cast<uint16_t>(getUint(env, a.Get("port"), "port", 65535));
       if (a.Has("server")) o.server = a.Get("server").ToBoolean();
       if (a.Has("workerThreads")) o.workerThreads = static_cast<uint32_t>(getUint(env, a.Get("workerThreads"), "workerThreads", 256));
+      if (a.Has("copyThreads")) o.copyThreads = static_cast<uint32_t>(getUint(env, a.Get("copyThreads"), "copyThreads", 256));
       if (a.Has("serverThreads")) o.serverThreads = static_cast<uint32_t>(getUint(env, a.Get("serverThreads"), "serverThreads", 256));
       if (a.Has("connectionsPerPeer"))
         o.connectionsPerPeer = static_cast<uint32_t>(getUint(env, a.Get("connectionsPerPeer"), "connectionsPerPeer", 256));

@@ -77,8 +77,10 @@ export interface EngineOptions {
   port?: number;
   /** Run the TCP data server (default true). A pure client may turn it off. */
   server?: boolean;
-  /** Threads running transfer jobs (default 4). */
+  /** Threads running network transfer jobs, tcp and rdma (default 4). */
   workerThreads?: number;
+  /** Threads running memory copies, local and shm (default 2); separate so a stalled peer never delays them. */
+  copyThreads?: number;
   /** Threads of the TCP data server (default 2). */
   serverThreads?: number;
   /** TCP connections per peer endpoint (default 4). */
@@ -280,6 +282,7 @@ export class Engine {
     if (options.port !== undefined) o.port = checkUint(options.port, 'port');
     if (options.server !== undefined) o.server = Boolean(options.server);
     if (options.workerThreads !== undefined) o.workerThreads = checkUint(options.workerThreads, 'workerThreads');
+    if (options.copyThreads !== undefined) o.copyThreads = checkUint(options.copyThreads, 'copyThreads');
     if (options.serverThreads !== undefined) o.serverThreads = checkUint(options.serverThreads, 'serverThreads');
     if (options.connectionsPerPeer !== undefined) {
       o.connectionsPerPeer = checkUint(options.connectionsPerPeer, 'connectionsPerPeer');

@@ -161,6 +161,26 @@ describe('a peer in another process', () => {
     expect(ok?.status).toBe('completed');
   });
 
+  it('a stalled tcp peer does not hold up memory copies (separate worker pools)', async () => {
+    const p = await startPeer();
+    const big = { op: 'read' as const, local: { segment: local, offset: 0 }, remote: { segment: p.desc, offset: 0 }, length: 16 * 1024 * 1024 };
+    expect((await e.transfer([big], { protocol: 'tcp' }))[0]?.status).toBe('completed');
+    await stopped(p);
+    // Enough requests to occupy every network worker until the peer goes away.
+    const stuck = e.transfer([big, big, big, big, big, big, big, big], { protocol: 'tcp', timeoutMs: 60_000 });
+    const other = e.createSegment({ size: 1 << 20 });
+    other.buffer.fill(7);
+    const [copy] = await e.transfer([
+      { op: 'read', local: { segment: local, offset: 0 }, remote: { segment: other.descriptor(), offset: 0 }, length: 1 << 20 },
+    ], { protocol: 'shm' });
+    expect(copy?.status).toBe('completed');
+    expect(local.buffer.subarray(0, 1 << 20).every((x) => x === 7)).toBe(true);
+    p.proc.kill('SIGKILL');
+    const rs = await stuck;
+    expect(rs.every((r) => r.status === 'failed')).toBe(true);
+    other.close();
+  });
+
   it('a paused peer (SIGSTOP) makes requests time out instead of hanging', async () => {
     const p = await startPeer();
     const req = { op: 'read' as const, local: { segment: local, offset: 0 }, remote: { segment: p.desc, offset: 0 }, length: 8 * 1024 * 1024 };

@@ -80,6 +80,18 @@ describe('segments', () => {
     expect(e.endpoint).toMatch(/^127\.0\.0\.1:\d+$/);
   });
 
+  it('huge pages: a segment when pages are reserved, else UNAVAILABLE with the hint (never a crash)', () => {
+    const e = engine();
+    try {
+      const s = e.createSegment({ size: 2 * 1024 * 1024, hugePages: true });
+      s.buffer[0] = 1;
+      expect(s.buffer[0]).toBe(1);
+    } catch (err) {
+      expect(err).toMatchObject({ code: ErrorCode.UNAVAILABLE });
+      expect((err as Error).message).toMatch(/huge pages/);
+    }
+  });
+
   it('reports features and the reason RDMA is not active', () => {
     const warnings: string[] = [];
     const e = new Engine({ onWarning: (m) => warnings.push(m) });

@@ -147,7 +147,8 @@ Engine::Engine(const EngineOptions& opts) : opts_(opts) {
     rdmaReason_ = "RDMA disabled by option";
   }
   if (!rdma_) warn("rdma: not active (" + rdmaReason_ + "); rdma descriptors fall back to tcp");
-  for (uint32_t i = 0; i < nw; i++) workers_.emplace_back([this] { workerLoop(); });
+  for (uint32_t i = 0; i < nw; i++) workers_.emplace_back([this] { workerLoop(1); });
+  for (uint32_t i = 0; i < (opts_.copyThreads ? opts_.copyThreads : 1); i++) workers_.emplace_back([this] { workerLoop(0); });
 }
 
 Engine::~Engine() { shutdown(); }
@@ -341,7 +342,7 @@ void Engine::submitTransfer(std::vector<TransferReq> reqs, uint32_t timeoutMs, P
   batch->addJobs(njobs + 1);
   {
     std::lock_guard<std::mutex> g(qMu_);
-    if (queue_.size() + njobs > kMaxQueuedJobs) {
+    if (queue_[0].size() + queue_[1].size() + njobs > kMaxQueuedJobs) {
       throw Error(Err::QUEUE_FULL, "the transfer queue is full (" + std::to_string(kMaxQueuedJobs) + " jobs)");
     }
     for (size_t i = 0; i < reqs.size(); i++) {
@@ -358,23 +359,26 @@ void Engine::submitTransfer(std::vector<TransferReq> reqs, uint32_t timeoutMs, P
         j->remote = r.remote;
         j->remoteOff = r.remoteOff + off;
         j->len = std::min<uint64_t>(kJobBytes, r.length - off);
-        queue_.push_back(std::move(j));
+        int pool = (j->proto == Proto::Local || j->proto == Proto::Shm) ? 0 : 1;
+        queue_[pool].push_back(std::move(j));
       }
     }
   }
-  qCv_.notify_all();
+  qCvPool_[0].notify_all();
+  qCvPool_[1].notify_all();
   batch->jobDone();
 }
 
-void Engine::workerLoop() {
+void Engine::workerLoop(int pool) {
   for (;;) {
     std::unique_ptr<Job> j;
     {
       std::unique_lock<std::mutex> lk(qMu_);
-      qCv_.wait(lk, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping and drained
-      j = std::move(queue_.front());
-      queue_.pop_front();
+      auto& q = queue_[pool];
+      qCvPool_[pool].wait(lk, [this, &q] { return stopping_ || !q.empty(); });
+      if (q.empty()) return;  // stopping and drained
+      j = std::move(q.front());
+      q.pop_front();
     }
     if (stopping_) {
       j->batch->fail(j->req, ReqStatus::Failed, Err::UNAVAILABLE, "the engine is shutting down");
@@ -591,7 +595,8 @@ void Engine::shutdown() {
     std::lock_guard<std::mutex> g(qMu_);
     stopping_ = true;
   }
-  qCv_.notify_all();
+  qCvPool_[0].notify_all();
+  qCvPool_[1].notify_all();
   clients_->shutdown();  // wakes workers blocked on connection acquisition
   for (auto& t : workers_) t.join();
   workers_.clear();

@@ -128,7 +128,8 @@ struct EngineOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;  // 0: ephemeral
   bool server = true;
-  uint32_t workerThreads = 4;
+  uint32_t workerThreads = 4;  // network jobs (tcp, rdma): they may block on a slow peer
+  uint32_t copyThreads = 2;    // memory copies (local, shm): never wait behind a stalled peer
   uint32_t serverThreads = 2;
   uint32_t connectionsPerPeer = 4;
   bool rdma = true;   // try RDMA when compiled and a device exists
@@ -188,7 +189,7 @@ class Engine {
  private:
   friend class Batch;
   struct Job;
-  void workerLoop();
+  void workerLoop(int pool);
   void runJob(Job& job);
   void runLocalOrShm(Job& job, uint8_t* remoteBase);
   std::shared_ptr<ShmMapping> attachShm(const RemoteRef& r, Err* code, std::string* msg);
@@ -202,8 +203,8 @@ class Engine {
   uint32_t nextSegId_ = 1;
 
   std::mutex qMu_;
-  std::condition_variable qCv_;
-  std::deque<std::unique_ptr<Job>> queue_;
+  std::deque<std::unique_ptr<Job>> queue_[2];  // [0] copies, [1] network
+  std::condition_variable qCvPool_[2];
   std::vector<std::thread> workers_;
   bool stopping_ = false;
   std::atomic<bool> shut_{false};
