@@ -38,8 +38,25 @@ export function createDefaultCore(config: RaftConfig): SimCore {
   return new RaftCore(config) as unknown as SimCore;
 }
 
-export function newSimStorage(initialVoters: NodeId[]): SimStorage {
-  return new MemoryStorage({ voters: [...initialVoters] });
+/**
+ * Storage for a simulated node. Founders record the initial membership as a snapshot at index 1 (term 1), as
+ * RaftNode does: a node that joins later starts empty and, since the log begins at 2, can only be caught up by a
+ * snapshot, which carries the membership (entries from index 1 would never name the founders).
+ * `bootstrapData` is the state machine image at that point.
+ */
+export function newSimStorage(founders: NodeId[] | null, bootstrapData: Uint8Array): SimStorage {
+  const storage = new MemoryStorage();
+  if (founders !== null) {
+    storage.applySnapshot({
+      metadata: {
+        index: 1,
+        term: 1,
+        confState: { voters: [...founders].sort(), learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false },
+      },
+      data: bootstrapData,
+    });
+  }
+  return storage;
 }
 
 export function decodeSimConfChange(data: Uint8Array): ConfChange {

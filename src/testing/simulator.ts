@@ -125,9 +125,11 @@ export class SimNode {
   constructor(
     readonly id: NodeId,
     readonly rng: SeededRng,
-    initialVoters: NodeId[],
+    /** The founding voters when this node is one of them; null for a node that joins later (empty storage). */
+    founders: NodeId[] | null,
   ) {
-    this.storage = newSimStorage(initialVoters);
+    if (founders !== null) this.sm.skipTo(1);
+    this.storage = newSimStorage(founders, this.sm.snapshot());
   }
 
   get up(): boolean {
@@ -208,11 +210,9 @@ export class Simulator {
     this.ids = Array.from({ length: total }, (_, i) => `n${i + 1}`);
     const voters = this.ids.slice(0, this.opts.voters);
     for (const id of this.ids) {
-      // Spares start with the bootstrap membership too (not as members): a node with an empty configuration
-      // that is sent the log from index 1 would apply "add me" to nothing and lead a cluster of one, because
-      // the bootstrap membership lives in the index-0 snapshot, not in log entries (reported to the core's owner).
-      const node = new SimNode(id, this.rng.fork(), voters);
+      const node = new SimNode(id, this.rng.fork(), voters.includes(id) ? voters : null);
       this.nodes.set(id, node);
+      if (node.sm.appliedIndex > 0) this.checker.onSnapshotApplied(id, node.sm.appliedIndex);
       this.startCore(node);
     }
     const clientRng = this.rng.fork();

@@ -62,6 +62,7 @@ describe('scenarios under faults', () => {
     changeMembership(sim, { changes: [{ type: 'addLearner', node: 'n4' }] }, (cs) => cs.learners.includes('n4'));
     // The learner catches up before promotion.
     expect(sim.runUntil(() => sim.node('n4').sm.appliedIndex >= sim.leader()!.sm.appliedIndex - 2, 300)).toBe(true);
+    expect(sim.node('n4').snapshotsInstalled).toBeGreaterThan(0); // a joiner starts empty: only a snapshot names the founders
     const victim = sim.ids.slice(0, 3).find((id) => id !== sim.leader()!.id)!;
     sim.crash(victim);
     changeMembership(sim, { changes: [{ type: 'addVoter', node: 'n4' }] }, (cs) => cs.voters.includes('n4') && !cs.learners.includes('n4'));
