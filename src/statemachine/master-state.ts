@@ -18,6 +18,10 @@
  *   close(): Promise<void>
  *   objects / segments / ordered / clients / inFlight          read-only views for the planners (StateView)
  *
+ * Leader-side helpers (soft state, not replicated): LeaseTable (leases.ts), ClientLiveness (clients.ts, fed by
+ * Ping), and the planners planClientExpiry, planReclaim, planDrain, planEviction, planEvictionForPut, whose
+ * commands the leader proposes. Ping itself is a query (`ping(clientId)` → OK | NEED_REMOUNT), not a log entry.
+ *
  * Durability: see store.ts. applyBatch writes with sync:false (the Raft log is the durable source and is
  * replayed from appliedIndex after a crash); flush() makes it durable and must precede Raft log compaction.
  *
@@ -129,7 +133,14 @@ export class MasterState implements StateView {
    */
   applyBatch(entries: readonly ApplyEntry[]): Promise<Result[]> {
     this.check();
-    const results = entries.map((e) => this.core.apply(e));
+    let results: Result[];
+    try {
+      results = entries.map((e) => this.core.apply(e));
+    } catch (e) {
+      // Only a bug gets here (bad commands become error results): memory may now be ahead of the store.
+      this.broken = e;
+      throw e;
+    }
     return this.enqueue(() => this.store.writeChanges(this.core, false)).then(() => results);
   }
 

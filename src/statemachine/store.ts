@@ -29,8 +29,26 @@ type Op = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: stri
 const iteratorBatchSize = 1000;
 const restoreBatchRecords = 20_000;
 
+/**
+ * classic-level's own batch method, skipping abstract-level's per-operation JavaScript (option spreading, key
+ * and value transcoding, hook and event plumbing): that was ~60% of the cost of a state write (restore of 200k
+ * objects: 5.5 s → 1.8 s on the bench machine). It is only valid because every key is a utf8 string and every
+ * value a Buffer, which are classic-level's native formats, and we use no hooks, events or sublevels.
+ */
+type DirectBatch = (ops: Op[], options: { sync: boolean }) => Promise<void>;
+function hasDirectBatch(db: unknown): boolean {
+  return typeof (db as { _batch?: unknown })._batch === 'function';
+}
+function directBatch(db: unknown, ops: Op[], sync: boolean): Promise<void> {
+  return ((db as { _batch: DirectBatch })._batch).call(db, ops, { sync });
+}
+
 export class StateStore {
-  private constructor(readonly db: Level<string, Buffer>) {}
+  /** Whether directBatch is available (it is with classic-level, what `level` is on Node). */
+  private readonly direct: boolean;
+  private constructor(readonly db: Level<string, Buffer>) {
+    this.direct = hasDirectBatch(db);
+  }
 
   static async open(dir: string): Promise<StateStore> {
     const db = new Level<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
@@ -92,7 +110,8 @@ export class StateStore {
 
   async batch(ops: Op[], sync: boolean): Promise<void> {
     try {
-      await this.db.batch(ops, { sync });
+      if (this.direct && this.db.status === 'open') await directBatch(this.db, ops, sync);
+      else await this.db.batch(ops, { sync });
     } catch (e) {
       throw new MooringError(ErrorCode.STORAGE_FAILED, 'state store write failed', { cause: e });
     }
