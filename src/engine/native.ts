@@ -122,9 +122,17 @@ export function loadAddon(): NativeAddon {
     throw new MooringError(ErrorCode.ENGINE_UNAVAILABLE, `mooring/engine: ${(e as Error).message}. ${howToFix}`);
   }
   if (!existsSync(file)) {
+    // scripts/build-native.js leaves the reason of a failed build next to where the addon would be.
+    const errorFile = path.join(path.dirname(path.dirname(file)), 'build-error.txt');
+    let why = '';
+    try {
+      why = `; the last build failed: ${readFileSync(errorFile, 'utf8').split('\n')[0]}`;
+    } catch {
+      // no recorded failure: never built
+    }
     throw new MooringError(
       ErrorCode.ENGINE_UNAVAILABLE,
-      `mooring/engine: the native addon was not built (${file} is missing). ${howToFix}`,
+      `mooring/engine: the native addon was not built (${file} is missing${why}). ${howToFix}`,
     );
   }
   let addon: NativeAddon;

@@ -40,6 +40,16 @@ describe('engine unavailable', () => {
     expect(e.message).toMatch(/npm run build:native/);
   });
 
+  it('a failed build: the recorded reason is part of the message', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mooring-nobuild-'));
+    writeFileSync(path.join(dir, 'build-error.txt'), 'cmake not found\n');
+    process.env.MOORING_ENGINE_ADDON = path.join(dir, 'Release', 'mooring_engine.node');
+    const e = loadError();
+    rmSync(dir, { recursive: true, force: true });
+    expect(e.code).toBe(ErrorCode.ENGINE_UNAVAILABLE);
+    expect(e.message).toMatch(/the last build failed: cmake not found/);
+  });
+
   it('a file that is not an addon: ENGINE_UNAVAILABLE with the loader reason', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'mooring-bogus-'));
     const bogus = path.join(dir, 'mooring_engine.node');
