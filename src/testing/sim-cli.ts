@@ -17,16 +17,18 @@ interface Args {
   start: number;
   json: boolean;
   verbose: boolean;
+  removeLeader: boolean;
 }
 
 function usage(msg: string): never {
   process.stderr.write(`${msg}\nusage: sim --seeds N [--start S0] [--json] | --seed S [--verbose]  (the same --read-modes/--faults to replay)
+       [--no-remove-leader: skip removals of the current leader (known core liveness issue)]
        [--read-modes readIndex,lease,localUnsafe] [--faults partition,cut,rates,crash,pause,skew,heal,transfer,membership]\n`);
   process.exit(2);
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { readModes: null, faults: null, seeds: 100, seed: null, start: 1, json: false, verbose: false };
+  const a: Args = { readModes: null, faults: null, seeds: 100, seed: null, start: 1, json: false, verbose: false, removeLeader: true };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
     const num = (): number => {
@@ -39,6 +41,7 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--start') a.start = num();
     else if (k === '--json') a.json = true;
     else if (k === '--verbose') a.verbose = true;
+    else if (k === '--no-remove-leader') a.removeLeader = false;
     else if (k === '--read-modes') a.readModes = (argv[++i] ?? '').split(',') as ReadMode[];
     else if (k === '--faults') a.faults = (argv[++i] ?? '').split(',') as FaultKind[];
     else usage(`unknown argument ${k}`);
@@ -75,7 +78,7 @@ function main(): void {
     const schedule = cliSchedule(seed, overrides);
     let r: ReturnType<typeof runSchedule>;
     try {
-      r = runSchedule(seed, schedule);
+      r = runSchedule(seed, schedule, { removeLeader: args.removeLeader });
     } catch (e) {
       // A throw is a bug in the core or the simulator: report it like a violation, with its replay.
       violations++;

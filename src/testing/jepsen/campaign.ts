@@ -1,0 +1,360 @@
+/**
+ * The fault campaign (`npm run jepsen -- --minutes M [--seed S] [--json]`): real master and storage processes,
+ * a seeded schedule of faults (SIGKILL, SIGSTOP/SIGCONT, graceful and crash restarts, partitions and delays on
+ * master ↔ master links through FaultProxy, storage nodes killed and replaced), concurrent put/get/remove
+ * traffic through StoreClients, the client-visible history checked for linearizability against a write-once
+ * register (model.ts), and every byte checked. Exits non-zero on any violation.
+ *
+ * Storage nodes hold the only copies of the bytes and Mooring does not re-replicate: when every replica of an
+ * object was on storage nodes that died, the campaign adds a `lose` operation (absent from then on, at any point)
+ * to the history. Everything else must survive.
+ */
+import { performance } from 'node:perf_hooks';
+import { ErrorCode, MooringError } from '../../errors.js';
+import { StoreClient } from '../../store/store-client.js';
+import { SeededRng } from '../../util/rng.js';
+import { checkLinearizability, type Operation } from '../linearizability.js';
+import { ProcessCluster, sleep } from './harness.js';
+import { storeModel, type StoreInput, type StoreOutput } from './model.js';
+
+export interface CampaignOptions {
+  durationMs: number;
+  seed?: number;
+  keys?: number;
+  workers?: number;
+  maxObjectBytes?: number;
+  /** Progress lines (stderr in the CLI). */
+  log?: (line: string) => void;
+}
+
+export interface CampaignResult {
+  seed: number;
+  durationS: number;
+  ops: number;
+  acked: number;
+  unknown: number;
+  failed: number;
+  lost: number;
+  wrong: number;
+  linearizable: boolean;
+  inconclusiveKeys: number;
+  faults: Record<string, number>;
+  counterexample?: string;
+}
+
+/** Outcomes that say nothing about whether the operation took effect. */
+const unknownCodes = new Set<string>([
+  ErrorCode.TIMEOUT, ErrorCode.UNAVAILABLE, ErrorCode.RPC_FAILED, ErrorCode.NOT_LEADER, ErrorCode.PROPOSAL_DROPPED,
+  ErrorCode.SHUTTING_DOWN, ErrorCode.LEADERSHIP_TRANSFER_IN_PROGRESS, ErrorCode.QUEUE_FULL, ErrorCode.INTERNAL,
+]);
+
+const valueHeaderBytes = 4;
+
+/** Payload of value number `id`: its id, then bytes derived from it (any mix-up of objects shows). */
+export function valueBytes(id: number, maxBytes: number): Buffer {
+  const len = valueHeaderBytes + (Math.imul(id, 2654435761) >>> 0) % Math.max(1, maxBytes - valueHeaderBytes);
+  const b = Buffer.alloc(len);
+  b.writeUInt32LE(id, 0);
+  let x = (id ^ 0x9e3779b9) >>> 0 || 1;
+  for (let i = valueHeaderBytes; i < len; i++) {
+    x ^= x << 13; x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5; x >>>= 0;
+    b[i] = x & 0xff;
+  }
+  return b;
+}
+
+function decodeValue(b: Buffer, maxBytes: number): string {
+  if (b.length < valueHeaderBytes) return `CORRUPT(short ${b.length})`;
+  const id = b.readUInt32LE(0);
+  return valueBytes(id, maxBytes).equals(b) ? `v${id}` : `CORRUPT(v${id}?, ${b.length} bytes)`;
+}
+
+function clientOfSegment(segmentId: string): string {
+  const i = segmentId.lastIndexOf('/');
+  return i < 0 ? segmentId : segmentId.slice(0, i);
+}
+
+export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult> {
+  const seed = opts.seed ?? (Date.now() % 1_000_000_007);
+  const rng = new SeededRng(seed);
+  const log = opts.log ?? (() => {});
+  const keyCount = opts.keys ?? 24;
+  const workers = opts.workers ?? 6;
+  const maxBytes = opts.maxObjectBytes ?? 32 * 1024;
+  const faults: Record<string, number> = {};
+  const count = (f: string): void => {
+    faults[f] = (faults[f] ?? 0) + 1;
+  };
+  const history: Operation<StoreInput, StoreOutput>[] = [];
+  const placement = new Map<string, string[]>(); // value → storage clientIds of its replicas
+  let acked = 0;
+  let unknown = 0;
+  let failed = 0;
+  let wrong = 0;
+  let nextValue = 1;
+  const started = Date.now();
+
+  const cluster = await ProcessCluster.start({
+    masters: 3,
+    storageNodes: 3,
+    storage: { memoryBytes: 32 << 20, pingMs: 300 },
+    masterConfig: { clientTtlMs: 4_000, leaseTtlMs: 1_500 },
+  });
+  const clients: StoreClient[] = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      clients.push(await StoreClient.create({
+        masters: cluster.endpoints,
+        retry: { maxAttempts: 4, initialBackoffMs: 50, maxBackoffMs: 400 },
+        requestTimeoutMs: 1_500,
+        stagingSlotBytes: Math.max(64 * 1024, maxBytes + 4096),
+        transferTimeoutMs: 1_500,
+      }));
+    }
+    const now = (): number => performance.now();
+    const keys = Array.from({ length: keyCount }, (_, i) => `j${i}`);
+
+    /** Keys whose every replica is on dead storage incarnations get a `lose` operation. */
+    const injectLosses = (at: number): void => {
+      for (const key of keys) {
+        const lastPut = [...history].reverse().find((o) => o.key === key && o.input.kind === 'put' && (o.return === undefined || (o.output !== undefined && 'ok' in o.output && o.output.ok)));
+        if (lastPut === undefined) continue;
+        const where = placement.get((lastPut.input as { value: string }).value);
+        if (where === undefined || where.every((c) => cluster.deadStorageClients.has(c))) {
+          history.push({ clientId: 'faults', op: 'lose', key, input: { kind: 'lose' }, call: at });
+        }
+      }
+    };
+
+    let stop = false;
+    const worker = async (w: number): Promise<void> => {
+      const r = new SeededRng(seed * 31 + w);
+      const client = clients[w % clients.length]!;
+      while (!stop) {
+        const key = keys[r.int(keys.length)]!;
+        const dice = r.int(100);
+        const call = now();
+        if (dice < 35) {
+          const id = nextValue++;
+          const value = `v${id}`;
+          const op: Operation<StoreInput, StoreOutput> = { clientId: w, op: 'put', key, input: { kind: 'put', value }, call };
+          try {
+            const res = await client.put(key, valueBytes(id, maxBytes), { replicas: 2 });
+            op.output = { ok: true };
+            op.return = now();
+            const where = res.replicas.map((x) => clientOfSegment(x.segmentId));
+            placement.set(value, where);
+            acked++;
+            if (where.every((c) => cluster.deadStorageClients.has(c))) {
+              history.push(op);
+              history.push({ clientId: 'faults', op: 'lose', key, input: { kind: 'lose' }, call: op.return });
+              continue;
+            }
+          } catch (e) {
+            const code = e instanceof MooringError ? e.code : ErrorCode.INTERNAL;
+            if (unknownCodes.has(code)) unknown++;
+            else {
+              op.output = { ok: false };
+              op.return = now();
+              failed++;
+            }
+          }
+          history.push(op);
+        } else if (dice < 85) {
+          const op: Operation<StoreInput, StoreOutput> = { clientId: w, op: 'get', key, input: { kind: 'get' }, call };
+          try {
+            const bytes = await client.get(key);
+            const v = decodeValue(bytes, maxBytes);
+            if (v.startsWith('CORRUPT')) wrong++;
+            op.output = { value: v };
+            op.return = now();
+          } catch (e) {
+            const code = e instanceof MooringError ? e.code : ErrorCode.INTERNAL;
+            if (code === ErrorCode.OBJECT_NOT_FOUND || code === ErrorCode.OBJECT_NOT_READY) {
+              op.output = { value: null };
+              op.return = now();
+            } else unknown++; // a failed read constrains nothing
+          }
+          history.push(op);
+        } else {
+          const op: Operation<StoreInput, StoreOutput> = { clientId: w, op: 'remove', key, input: { kind: 'remove' }, call };
+          try {
+            await client.remove(key);
+            op.output = { ok: true };
+            op.return = now();
+          } catch (e) {
+            const code = e instanceof MooringError ? e.code : ErrorCode.INTERNAL;
+            if (code === ErrorCode.OBJECT_NOT_FOUND) {
+              op.output = { ok: false, notFound: true };
+              op.return = now();
+            } else if (unknownCodes.has(code)) unknown++;
+            else {
+              op.output = { ok: false };
+              op.return = now();
+              failed++;
+            }
+          }
+          history.push(op);
+        }
+        await sleep(r.int(20));
+      }
+    };
+
+    const nemesis = async (): Promise<void> => {
+      const until = started + opts.durationMs;
+      while (Date.now() < until - 2_000) {
+        await sleep(1_000 + rng.int(2_000));
+        if (Date.now() >= until - 2_000) break;
+        const kind = rng.int(8);
+        const m = rng.int(cluster.masters.length);
+        try {
+          switch (kind) {
+            case 0: {
+              const leader = await cluster.leaderIndex();
+              const victim = leader >= 0 ? leader : m;
+              log(`nemesis: SIGKILL master ${cluster.masters[victim]!.id}${leader >= 0 ? ' (leader)' : ''}`);
+              count(leader >= 0 ? 'kill-leader' : 'kill-master');
+              await cluster.masters[victim]!.proc.kill();
+              await sleep(500 + rng.int(3_000));
+              await cluster.startMaster(victim);
+              count('restart-master');
+              break;
+            }
+            case 1: {
+              log(`nemesis: SIGSTOP master ${cluster.masters[m]!.id}`);
+              count('sigstop-master');
+              cluster.masters[m]!.proc.signal('SIGSTOP');
+              await sleep(1_000 + rng.int(4_000));
+              cluster.masters[m]!.proc.signal('SIGCONT');
+              break;
+            }
+            case 2:
+            case 3: {
+              const mode = kind === 2 ? 'cut' : 'drop';
+              log(`nemesis: partition master ${cluster.masters[m]!.id} (${mode})`);
+              count(`partition-${mode}`);
+              cluster.isolate(m, mode);
+              await sleep(1_500 + rng.int(4_000));
+              cluster.heal();
+              break;
+            }
+            case 4: {
+              const a = m;
+              const b = (m + 1 + rng.int(cluster.masters.length - 1)) % cluster.masters.length;
+              log(`nemesis: one-way cut ${cluster.masters[a]!.id} -> ${cluster.masters[b]!.id}`);
+              count('one-way-cut');
+              cluster.setLink(a, b, 'cut');
+              await sleep(1_500 + rng.int(3_000));
+              cluster.heal();
+              break;
+            }
+            case 5: {
+              const ms = 20 + rng.int(150);
+              log(`nemesis: delay all raft links ${ms} ms`);
+              count('delay');
+              for (const p of cluster.proxies.values()) p.setMode('delay', ms);
+              await sleep(2_000 + rng.int(3_000));
+              cluster.heal();
+              break;
+            }
+            case 6: {
+              log(`nemesis: graceful restart of master ${cluster.masters[m]!.id}`);
+              count('graceful-restart-master');
+              await cluster.masters[m]!.proc.terminate();
+              await sleep(200 + rng.int(1_000));
+              await cluster.startMaster(m);
+              break;
+            }
+            case 7: {
+              if (cluster.storage.some((s) => s.proc.state !== 'up')) break;
+              const s = rng.int(cluster.storage.length);
+              log(`nemesis: SIGKILL storage node s${s + 1}`);
+              count('kill-storage');
+              await cluster.killStorage(s);
+              injectLosses(now());
+              await sleep(1_000 + rng.int(3_000));
+              await cluster.startStorage(s);
+              count('restart-storage');
+              break;
+            }
+          }
+        } catch (e) {
+          log(`nemesis step failed: ${e instanceof Error ? e.message : String(e)}`);
+        }
+      }
+    };
+
+    const loops = Array.from({ length: workers }, (_, w) => worker(w));
+    await nemesis();
+    stop = true;
+    await Promise.all(loops);
+
+    // Heal everything, then read every key back once more (part of the history).
+    cluster.heal();
+    for (let i = 0; i < cluster.masters.length; i++) {
+      const m = cluster.masters[i]!;
+      if (m.proc.state === 'stopped') m.proc.signal('SIGCONT');
+      if (m.proc.state === 'down') await cluster.startMaster(i);
+    }
+    for (let i = 0; i < cluster.storage.length; i++) if (cluster.storage[i]!.proc.state === 'down') await cluster.startStorage(i);
+    await cluster.waitForLeader();
+    const finalReads = new Map<string, string | null>();
+    for (const key of keys) {
+      for (let attempt = 0; attempt < 20; attempt++) {
+        const call = now();
+        try {
+          const v = decodeValue(await clients[0]!.get(key), maxBytes);
+          if (v.startsWith('CORRUPT')) wrong++;
+          history.push({ clientId: 'final', op: 'get', key, input: { kind: 'get' }, output: { value: v }, call, return: now() });
+          finalReads.set(key, v);
+          break;
+        } catch (e) {
+          const code = e instanceof MooringError ? e.code : ErrorCode.INTERNAL;
+          if (code === ErrorCode.OBJECT_NOT_FOUND || code === ErrorCode.OBJECT_NOT_READY) {
+            history.push({ clientId: 'final', op: 'get', key, input: { kind: 'get' }, output: { value: null }, call, return: now() });
+            finalReads.set(key, null);
+            break;
+          }
+          await sleep(250);
+        }
+      }
+    }
+
+    // Lost: the final read says absent although an acknowledged put was followed by no removal or loss that
+    // could have linearized after it.
+    let lost = 0;
+    for (const key of keys) {
+      if (finalReads.get(key) !== null) continue;
+      const ops = history.filter((o) => o.key === key);
+      const lastAck = ops.filter((o) => o.input.kind === 'put' && o.output !== undefined && 'ok' in o.output && o.output.ok).sort((a, b) => b.return! - a.return!)[0];
+      if (lastAck === undefined) continue;
+      const explained = ops.some((o) => (o.input.kind === 'remove' || o.input.kind === 'lose') && (o.return === undefined || o.return > lastAck.call) && !(o.output !== undefined && 'ok' in o.output && !o.output.ok));
+      if (!explained) lost++;
+    }
+
+    const check = checkLinearizability(history, storeModel);
+    const result: CampaignResult = {
+      seed,
+      durationS: Math.round((Date.now() - started) / 1000),
+      ops: history.filter((o) => o.input.kind !== 'lose').length,
+      acked,
+      unknown,
+      failed,
+      lost,
+      wrong,
+      linearizable: check.ok,
+      inconclusiveKeys: check.inconclusiveKeys.length,
+      faults,
+    };
+    if (!check.ok && check.counterexample !== undefined) {
+      const ce = check.counterexample;
+      result.counterexample = `${ce.explanation}\n${ce.operations.slice(-30).map((o) => storeModel.describeOperation!(o as Operation<StoreInput, StoreOutput>)).join('\n')}`;
+    }
+    return result;
+  } finally {
+    for (const c of clients) await c.close().catch(() => {});
+    await cluster.close();
+  }
+}
