@@ -131,7 +131,8 @@ export class MasterState implements StateView {
    * Apply committed entries in order (indexes strictly increasing, above appliedIndex) and persist them, with
    * the new applied index, in one LevelDB batch. Resolves with one Result per entry once written.
    */
-  applyBatch(entries: readonly ApplyEntry[]): Promise<Result[]> {
+  // async: a closed or broken state rejects; the synchronous part (check + apply) still runs in call order.
+  async applyBatch(entries: readonly ApplyEntry[]): Promise<Result[]> {
     this.check();
     let results: Result[];
     try {
@@ -144,14 +145,14 @@ export class MasterState implements StateView {
     return this.enqueue(() => this.store.writeChanges(this.core, false)).then(() => results);
   }
 
-  applyNoop(index: number): Promise<void> {
+  async applyNoop(index: number): Promise<void> {
     this.check();
     this.core.applyNoop(index);
     return this.enqueue(() => this.store.writeChanges(this.core, false));
   }
 
   /** Make everything applied so far durable (sync write). Call before compacting the Raft log. */
-  flush(): Promise<void> {
+  async flush(): Promise<void> {
     this.check();
     return this.enqueue(() => this.store.writeChanges(this.core, true));
   }
@@ -211,7 +212,7 @@ export class MasterState implements StateView {
   }
 
   /** Replace the whole state with the snapshot in `chunks` (throws INVALID_ARGUMENT for a bad stream). */
-  installSnapshot(chunks: AsyncIterable<Uint8Array>): Promise<void> {
+  async installSnapshot(chunks: AsyncIterable<Uint8Array>): Promise<void> {
     this.check();
     return this.enqueue(async () => {
       const loader = new StateLoader();
