@@ -65,6 +65,11 @@ function main(): void {
     overrides.faults = args.faults;
     overrides.skewWithLease = args.faults.includes('skew');
   }
+  // Everything that shapes a run, so the printed replay command reproduces it exactly.
+  const replayFlags =
+    (args.removeLeader ? '' : ' --no-remove-leader') +
+    (args.readModes ? ` --read-modes ${args.readModes.join(',')}` : '') +
+    (args.faults ? ` --faults ${args.faults.join(',')}` : '');
   const t0 = process.hrtime.bigint();
   let violations = 0;
   let nonLinearizable = 0;
@@ -83,7 +88,7 @@ function main(): void {
       // A throw is a bug in the core or the simulator: report it like a violation, with its replay.
       violations++;
       failing.push(seed);
-      process.stderr.write(`seed ${seed} threw: ${(e as Error).stack}\nschedule: ${JSON.stringify(schedule)}\nreplay: npm run sim -- --seed ${seed}\n\n`);
+      process.stderr.write(`seed ${seed} threw: ${(e as Error).stack}\nschedule: ${JSON.stringify(schedule)}\nreplay: npm run sim -- --seed ${seed}${replayFlags}\n\n`);
       continue;
     }
     operations += r.stats.operations;
@@ -96,7 +101,7 @@ function main(): void {
     if (!r.livenessOk) livenessFailures++;
     if (bad) {
       failing.push(seed);
-      process.stderr.write(describeFailure(seed, schedule, r) + `\nreplay: npm run sim -- --seed ${seed}\n\n`);
+      process.stderr.write(describeFailure(seed, schedule, r) + `\nreplay: npm run sim -- --seed ${seed}${replayFlags}\n\n`);
     } else if (args.verbose) {
       process.stderr.write(`seed ${seed} ok trace ${r.traceHash} ${JSON.stringify(r.stats)}\n`);
     }
