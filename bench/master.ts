@@ -1,0 +1,171 @@
+/**
+ * Master throughput and latency as a client sees it: three real `mooring master` processes on loopback
+ * (LocalCluster, default raft settings, fsync on), clients in this process.
+ *   - put pairs: putStart + putEnd of one 4 KiB object (replicaNum 1), closed loop;
+ *   - get-replica-list: single calls, and batched (batchGetReplicaList of 64 keys; counted per key);
+ *   - batch put: batchPutStart + batchPutEnd of 32 objects (counted per object and per batch);
+ *   - put pairs rate-limited at 50% of the measured peak (open loop: latency measured from the scheduled
+ *     start, so queueing is not hidden).
+ * Many logical sessions (clientId + seq, one request in flight each: the masters' reply window is 16 seqs per
+ * session) pipelined over a few connections.
+ *   npm run bench:master [-- --json] [--seconds N] [--concurrency N] [--connections N] [--cpu-prof] [--no-record]
+ */
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { MasterClient } from '../src/master/client.js';
+import { LocalCluster } from '../src/cli/local-cluster.js';
+import { closedLoop, type LoadResult } from './lib/load.js';
+import { appendResults, machineInfo, parseArgs, percentile, round, sleep, table } from './lib/report.js';
+
+const args = parseArgs();
+const seconds = args.num('seconds', 5);
+const concurrency = args.num('concurrency', 256);
+const connections = args.num('connections', 4);
+const objectBytes = 4096;
+const batchPutItems = 32;
+const batchGetKeys = 64;
+const segmentBytes = 2 ** 40; // metadata only: no memory behind it; large enough that eviction never starts
+const targets = { putPairsPerSec: 20_000, getsPerSec: 100_000, p99AtHalfMs: 10 };
+
+const profDir = args.has('--cpu-prof') ? mkdtempSync(path.join(tmpdir(), 'mooring-prof-')) : null;
+const m = machineInfo();
+const cluster = await LocalCluster.create({
+  clusterId: 'bench-master',
+  logLevel: 'warn',
+  ...(profDir !== null ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir] } : {}),
+});
+
+interface Session { id: string; seq: number; conn: MasterClient }
+
+try {
+  await cluster.start();
+  const leader = await cluster.waitLeader();
+  const conns = Array.from({ length: connections }, () => new MasterClient({
+    endpoints: [`127.0.0.1:${cluster.node(leader).ports.rpc}`, ...cluster.endpoints],
+    clusterId: cluster.clusterId,
+    requestTimeoutMs: 10_000,
+    retry: { maxAttempts: 10, initialBackoffMs: 50, maxBackoffMs: 500 },
+  }));
+  const owner = conns[0]!;
+  for (let i = 0; i < 4; i++) {
+    await owner.mountSegment({ id: `bench-seg-${i}`, name: `bench-seg-${i}`, base: 0, size: segmentBytes, protocol: 'tcp', endpoint: `127.0.0.1:${30000 + i}`, zone: `z${i}` });
+  }
+  owner.startPing();
+  const sessions: Session[] = Array.from({ length: concurrency }, (_, w) => ({ id: `bench-${w}`, seq: 0, conn: conns[w % connections]! }));
+  const write = (s: Session, method: string, a: Record<string, unknown>): Promise<unknown> =>
+    s.conn.call(method, { ...a, clientId: s.id, seq: ++s.seq });
+
+  const putKeys: string[] = [];
+  const putPair = async (w: number, n: number, tag: string): Promise<void> => {
+    const s = sessions[w]!;
+    const key = `${tag}/${w}/${n}`;
+    await write(s, 'putStart', { key, size: objectBytes, replicaNum: 1 });
+    await write(s, 'putEnd', { key });
+    if (putKeys.length < 200_000) putKeys.push(key);
+  };
+
+  const results: Record<string, LoadResult & { unit: string; note: string }> = {};
+  const say = (t: string): void => { if (!args.json) console.log(t); };
+
+  say(`bench:master — 3 master processes, leader ${leader}, ${concurrency} sessions over ${connections} connections, ${seconds} s per case`);
+  const pairs = await closedLoop(concurrency, seconds, (w, n) => putPair(w, n, 'pp'));
+  results.putPairs = { ...pairs, unit: 'put pairs/s', note: 'putStart+putEnd, 4 KiB, 1 replica' };
+  say(`put pairs: ${pairs.opsPerSec}/s p50 ${pairs.p50Ms} ms p99 ${pairs.p99Ms} ms errors ${pairs.errors}`);
+
+  const keys = putKeys.slice();
+  const gets = await closedLoop(concurrency, seconds, (w, n) => sessions[w]!.conn.call('getReplicaList', { key: keys[(w * 7919 + n) % keys.length] }));
+  results.getReplicaList = { ...gets, unit: 'gets/s', note: 'one key per RPC' };
+  say(`getReplicaList: ${gets.opsPerSec}/s p50 ${gets.p50Ms} ms p99 ${gets.p99Ms} ms errors ${gets.errors}`);
+
+  const batchConc = Math.max(8, Math.floor(concurrency / 8));
+  const bget = await closedLoop(batchConc, seconds, (w, n) => {
+    const start = ((w * 7919 + n * batchGetKeys) % Math.max(1, keys.length - batchGetKeys));
+    return sessions[w]!.conn.call('batchGetReplicaList', { keys: keys.slice(start, start + batchGetKeys) });
+  });
+  results.batchGetReplicaList = { ...bget, opsPerSec: bget.opsPerSec * batchGetKeys, unit: 'keys/s', note: `batched: ${batchGetKeys} keys per RPC, ${batchConc} in flight; latency per batch` };
+  say(`batchGetReplicaList: ${bget.opsPerSec * batchGetKeys} keys/s (${bget.opsPerSec} batches/s) p50 ${bget.p50Ms} ms p99 ${bget.p99Ms} ms`);
+
+  const bput = await closedLoop(batchConc, seconds, async (w, n) => {
+    const s = sessions[w]!;
+    const ks = Array.from({ length: batchPutItems }, (_, i) => `bp/${w}/${n}/${i}`);
+    await write(s, 'batchPutStart', { items: ks.map((key) => ({ key, size: objectBytes, replicaNum: 1 })) });
+    await write(s, 'batchPutEnd', { keys: ks });
+  });
+  results.batchPut = { ...bput, opsPerSec: bput.opsPerSec * batchPutItems, unit: 'objects/s', note: `batchPutStart+batchPutEnd of ${batchPutItems}, ${batchConc} in flight; latency per batch pair (${bput.opsPerSec} batch pairs/s)` };
+  say(`batch put: ${bput.opsPerSec * batchPutItems} objects/s (${bput.opsPerSec} batch pairs/s) p50 ${bput.p50Ms} ms p99 ${bput.p99Ms} ms`);
+
+  // Open loop at half the peak: arrivals on a fixed schedule, latency from the scheduled time.
+  const rate = Math.max(1, Math.floor(pairs.opsPerSec / 2));
+  const half = await openLoop(rate, seconds, concurrency, (w, n) => putPair(w, n, 'half'));
+  results.putPairsHalfRate = { ...half, unit: 'put pairs/s', note: `open loop at ${rate}/s (50% of peak); latency from scheduled start` };
+  say(`put pairs at ${rate}/s: achieved ${half.opsPerSec}/s p50 ${half.p50Ms} ms p99 ${half.p99Ms} ms errors ${half.errors}`);
+
+  await Promise.all(conns.map((c) => c.close()));
+
+  const rows = [
+    ['put pairs (closed loop)', results.putPairs],
+    ['get-replica-list', results.getReplicaList],
+    ['get-replica-list, batched', results.batchGetReplicaList],
+    ['batch put (32)', results.batchPut],
+    ['put pairs at 50% of peak', results.putPairsHalfRate],
+  ] as const;
+  const md = table(['case', 'rate', 'unit', 'p50 ms', 'p99 ms', 'errors', 'note'],
+    rows.map(([name, r]) => [name, r!.opsPerSec, r!.unit, r!.p50Ms, r!.p99Ms, r!.errors, r!.note]));
+  const bestGets = Math.max(results.getReplicaList!.opsPerSec, results.batchGetReplicaList!.opsPerSec);
+  const verdict = [
+    `Targets: put pairs ≥ ${targets.putPairsPerSec}/s → ${results.putPairs!.opsPerSec} (${results.putPairs!.opsPerSec >= targets.putPairsPerSec ? 'met' : 'MISSED'}); ` +
+    `get-replica-list ≥ ${targets.getsPerSec}/s → ${bestGets} (${bestGets >= targets.getsPerSec ? 'met' : 'MISSED'}, best of single/batched); ` +
+    `p99 < ${targets.p99AtHalfMs} ms at 50% of peak → ${results.putPairsHalfRate!.p99Ms} ms (${results.putPairsHalfRate!.p99Ms < targets.p99AtHalfMs ? 'met' : 'MISSED'}).`,
+  ];
+  if (profDir !== null) {
+    // Profiles are written on a normal exit: stop gracefully (SIGTERM), not with destroy()'s SIGKILL.
+    for (const n of cluster.nodes) await cluster.stop(n.id);
+    verdict.push(`CPU profiles: ${readdirSync(profDir).map((f) => path.join(profDir, f)).join(', ')}`);
+  }
+  if (args.json) {
+    console.log(JSON.stringify({ machine: m, seconds, concurrency, connections, results, targets }));
+  } else {
+    console.log(`\n${md}\n\n${verdict.join('\n')}`);
+  }
+  if (!args.has('--no-record')) {
+    appendResults('master', `npm run bench:master -- --seconds ${seconds} --concurrency ${concurrency} --connections ${connections}`,
+      `Three \`mooring master\` processes (LocalCluster, default raft: 25 ms ticks, fsync on) and the clients in one more process, all on the same ${m.cores} cores. ${concurrency} logical sessions over ${connections} connections to the leader.\n\n${md}\n\n${verdict.join('\n')}\n`, m);
+  }
+} finally {
+  await cluster.destroy();
+}
+
+/** Open loop: starts op number i at t0 + i/rate (any of `maxInFlight` workers free), records latency from that time. */
+async function openLoop(rate: number, secs: number, maxInFlight: number, op: (worker: number, n: number) => Promise<unknown>): Promise<LoadResult> {
+  const lat: number[] = [];
+  let errors = 0;
+  const free = Array.from({ length: maxInFlight }, (_, i) => maxInFlight - 1 - i);
+  const counters = new Array<number>(maxInFlight).fill(0);
+  const t0 = performance.now() + 200;
+  const total = Math.floor(rate * secs);
+  const inflight = new Set<Promise<void>>();
+  let dropped = 0;
+  for (let i = 0; i < total; i++) {
+    const due = t0 + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 1) await sleep(wait);
+    else if (i % 64 === 0) await new Promise((r) => setImmediate(r));
+    const w = free.pop();
+    if (w === undefined) { dropped++; errors++; continue; }
+    const p = op(w, counters[w]!++).then(
+      () => { lat.push(performance.now() - due); },
+      () => { errors++; },
+    ).finally(() => { free.push(w); inflight.delete(p); });
+    inflight.add(p);
+  }
+  await Promise.all(inflight);
+  const elapsed = (performance.now() - t0) / 1000;
+  return {
+    ops: lat.length, errors, seconds: secs,
+    opsPerSec: round(lat.length / Math.max(secs, elapsed), 0),
+    p50Ms: round(percentile(lat, 50), 3), p99Ms: round(percentile(lat, 99), 3),
+    meanMs: round(lat.reduce((a, b) => a + b, 0) / Math.max(1, lat.length), 3),
+  };
+}
