@@ -69,6 +69,33 @@ describe('segments', () => {
     expect(await codeOf(() => e.transfer([]))).toBe(ErrorCode.SHUTTING_DOWN);
   });
 
+  it('close() with batches in flight resolves every promise (completed or failed), then refuses work', async () => {
+    const a = new Engine({ onWarning: () => {} });
+    const b = engine();
+    const s = a.createSegment({ size: 8 << 20 });
+    const d = b.createSegment({ size: 8 << 20 }).descriptor();
+    const reqs = Array.from({ length: 32 }, () => ({
+      op: 'write' as const,
+      local: { segment: s, offset: 0 },
+      remote: { segment: d, offset: 0 },
+      length: 8 << 20,
+    }));
+    const pending = [a.transfer(reqs, { protocol: 'tcp' }), a.transfer(reqs, { protocol: 'shm' })];
+    await a.close();
+    const results = (await Promise.all(pending)).flat();
+    expect(results).toHaveLength(64);
+    for (const r of results) {
+      expect(['completed', 'failed']).toContain(r.status);
+      if (r.status === 'failed') expect(r.code).toBe(ErrorCode.UNAVAILABLE);
+    }
+  });
+
+  it('a data port already in use is an UNAVAILABLE error', () => {
+    const a = engine();
+    const port = Number(a.endpoint.split(':')[1]);
+    expect(() => new Engine({ port, onWarning: () => {} })).toThrow(expect.objectContaining({ code: ErrorCode.UNAVAILABLE }));
+  });
+
   it('describes segments as plain serializable data', () => {
     const e = engine();
     const s = e.createSegment({ size: 8192, name: 'kv-0' });

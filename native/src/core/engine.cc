@@ -531,6 +531,10 @@ void Engine::runJob(Job& j) {
     // After an error, responses may still be in flight on this connection: never reuse it.
     clients_->release(std::move(c), code == Err::OK);
     if (code == Err::OK) return;
+    if (shut_.load()) {  // our own shutdown cut the connection: say so rather than blame the peer
+      j.batch->fail(j.req, ReqStatus::Failed, Err::UNAVAILABLE, "the engine shut down mid-transfer");
+      return;
+    }
     if (reused && !gotResponse && code == Err::TRANSFER_FAILED && attempt == 0) continue;
     j.batch->fail(j.req, code == Err::TIMEOUT ? ReqStatus::Timeout : ReqStatus::Failed, code, msg);
     return;
