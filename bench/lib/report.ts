@@ -1,0 +1,88 @@
+/**
+ * Shared benchmark helpers: argv flags, percentiles, machine description, a markdown table printer, and appending
+ * a dated section to bench/RESULTS.md (append only: other benchmarks' sections are never rewritten).
+ */
+import { appendFileSync, existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { repoRoot } from './kv-cluster.js';
+
+export interface BenchArgs {
+  json: boolean;
+  /** Value of `--name N` as a number, or the default. */
+  num(name: string, dflt: number): number;
+  has(flag: string): boolean;
+}
+
+export function parseArgs(argv = process.argv.slice(2)): BenchArgs {
+  return {
+    json: argv.includes('--json'),
+    has: (flag) => argv.includes(flag),
+    num(name, dflt) {
+      const i = argv.indexOf(`--${name}`);
+      if (i < 0 || argv[i + 1] === undefined) return dflt;
+      const v = Number(argv[i + 1]);
+      if (!Number.isFinite(v)) throw new Error(`--${name} needs a number`);
+      return v;
+    },
+  };
+}
+
+/** Nearest-rank percentile of unsorted samples (p in 0..100); NaN when empty. */
+export function percentile(samples: readonly number[], p: number): number {
+  if (samples.length === 0) return NaN;
+  const sorted = [...samples].sort((a, b) => a - b);
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank]!;
+}
+
+export function round(n: number, digits = 2): number {
+  if (!Number.isFinite(n)) return n;
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
+
+export interface MachineInfo {
+  cpu: string;
+  cores: number;
+  node: string;
+  loadavg: number[];
+  date: string;
+}
+
+export function machineInfo(): MachineInfo {
+  return {
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+    node: process.version,
+    loadavg: os.loadavg().map((x) => round(x, 2)),
+    date: new Date().toISOString().slice(0, 10),
+  };
+}
+
+/** A markdown table (also readable on a terminal). */
+export function table(headers: string[], rows: (string | number)[][]): string {
+  const fmt = (v: string | number): string => (typeof v === 'number' ? (Number.isFinite(v) ? String(v) : '-') : v);
+  const lines = [`| ${headers.join(' | ')} |`, `|${headers.map(() => '---').join('|')}|`];
+  for (const r of rows) lines.push(`| ${r.map(fmt).join(' | ')} |`);
+  return lines.join('\n');
+}
+
+/** Appends `## <name> — <date>` with the machine line, the command and `body` to bench/RESULTS.md. */
+export function appendResults(name: string, command: string, body: string, m: MachineInfo = machineInfo()): string {
+  const file = path.join(repoRoot(), 'bench', 'RESULTS.md');
+  const section = [
+    '',
+    `## ${name} — ${m.date}`,
+    `Machine: ${m.cpu}, ${m.cores} cores, Node ${m.node}. Command: \`${command}\`. Load average at start ${m.loadavg.join(' / ')} (the machine is shared with other work; figures vary run to run).`,
+    '',
+    body.trimEnd(),
+    '',
+  ].join('\n');
+  appendFileSync(file, (existsSync(file) ? '' : '# Benchmark results\n') + section);
+  return file;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

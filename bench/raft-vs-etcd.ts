@@ -1,0 +1,97 @@
+/**
+ * Replicated durable writes: a 3-process Mooring KV cluster vs a 3-node etcd cluster, same machine, same run,
+ * loopback, fsync on in both. Closed-loop load with 1 and 256 concurrent clients, 8-byte keys, 256-byte values.
+ *   npm run bench:raft-vs-etcd -- [--json] [--seconds S] [--no-append] [--cpu-prof]
+ * --json prints {"c1": {"mooring": {writesPerSec, p50Ms, p99Ms, ...}, "etcd": {...} | null, "ratio": n | null},
+ *                "c256": {...}, "machine": {...}}  (ratio = Mooring writes/s ÷ etcd writes/s).
+ * Mooring is driven by KvClient (one session per concurrent client, all sharing one connection per node); etcd by
+ * the etcd3 gRPC client (one channel to the leader, one put per concurrent client). The load generator shares the
+ * 2 cores with the servers in both cases.
+ */
+import { KvClient } from '../src/kvstore/client.js';
+import { EtcdCluster, etcdBinary, etcdClient, etcdInstallHint } from './lib/etcd-cluster.js';
+import { KvCluster } from './lib/kv-cluster.js';
+import { closedLoop, type LoadResult } from './lib/load.js';
+import { appendResults, machineInfo, parseArgs, round, table } from './lib/report.js';
+
+const args = parseArgs();
+const seconds = args.num('seconds', 5);
+const levels = [1, 256];
+const keyBytes = 8;
+const valueBytes = 256;
+const keySpace = 100_000;
+const value = 'v'.repeat(valueBytes);
+const key = (w: number, n: number): string => `${(w * 7919 + n) % keySpace}`.padStart(keyBytes, '0');
+
+function log(msg: string): void {
+  if (!args.json) process.stderr.write(`${msg}\n`);
+}
+
+async function benchMooring(): Promise<Map<number, LoadResult>> {
+  const cluster = await KvCluster.create({ logLevel: 'warn', nodeArgs: args.has('--cpu-prof') ? ['--cpu-prof', '--cpu-prof-dir', 'bench-prof'] : [] });
+  const out = new Map<number, LoadResult>();
+  try {
+    await cluster.startAll();
+    const leader = await cluster.waitForLeader();
+    const base = new KvClient({ endpoints: [cluster.endpoint(leader), ...cluster.endpoints()], clusterId: cluster.clusterId, timeoutMs: 5_000 });
+    for (const c of levels) {
+      const sessions = Array.from({ length: c }, () => base.fork());
+      log(`mooring: ${c} client(s), ${seconds} s`);
+      out.set(c, await closedLoop(c, seconds, (w, n) => sessions[w]!.put(key(w, n), value)));
+    }
+    await base.close();
+    if (args.has('--cpu-prof')) for (const id of cluster.running()) await cluster.kill(id, 'SIGTERM');
+  } finally {
+    await cluster.destroy();
+  }
+  return out;
+}
+
+async function benchEtcd(bin: string): Promise<Map<number, LoadResult>> {
+  const cluster = await EtcdCluster.create(bin);
+  const out = new Map<number, LoadResult>();
+  try {
+    await cluster.startAll();
+    const leader = (await cluster.leader()) ?? 'e1';
+    const client = etcdClient(`http://127.0.0.1:${cluster.member(leader).clientPort}`);
+    for (const c of levels) {
+      log(`etcd: ${c} client(s), ${seconds} s`);
+      out.set(c, await closedLoop(c, seconds, (w, n) => client.put(key(w, n)).value(value).exec()));
+    }
+    client.close();
+  } finally {
+    await cluster.destroy();
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const machine = machineInfo();
+  const bin = etcdBinary();
+  if (bin === null) log(`${etcdInstallHint}; skipping etcd`);
+  const mooring = await benchMooring();
+  const etcd = bin !== null ? await benchEtcd(bin) : null;
+  const summary = (r: LoadResult) => ({ writesPerSec: r.opsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, meanMs: r.meanMs, errors: r.errors });
+  const result: Record<string, unknown> = { machine };
+  const rows: (string | number)[][] = [];
+  for (const c of levels) {
+    const m = mooring.get(c)!;
+    const e = etcd?.get(c) ?? null;
+    const ratio = e !== null && e.opsPerSec > 0 ? round(m.opsPerSec / e.opsPerSec, 2) : null;
+    result[`c${c}`] = { mooring: summary(m), etcd: e !== null ? summary(e) : null, ratio };
+    rows.push([c, 'mooring', m.opsPerSec, m.p50Ms, m.p99Ms, m.errors, ratio ?? '-']);
+    if (e !== null) rows.push([c, 'etcd 3.4', e.opsPerSec, e.p50Ms, e.p99Ms, e.errors, '']);
+  }
+  const t = table(['clients', 'system', 'writes/s', 'p50 ms', 'p99 ms', 'errors', 'ratio (Mooring/etcd)'], rows);
+  if (args.json) console.log(JSON.stringify(result));
+  else console.log(t);
+  if (!args.has('--no-append')) {
+    const body = `3 nodes each, loopback, fsync on in both; closed loop, ${keyBytes}-byte keys, ${valueBytes}-byte values, ${seconds} s per case after 1 s warm-up; client in the bench process.\n\n${t}`;
+    appendResults('raft-vs-etcd', `npm run bench:raft-vs-etcd -- --seconds ${seconds}`, body, machine);
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
