@@ -11,7 +11,7 @@ export interface NetworkOptions {
   /** Every message takes between minDelayTicks and maxDelayTicks (inclusive). Defaults 1 and 2. */
   minDelayTicks?: number;
   maxDelayTicks?: number;
-  /** Extra delay for a reordered message, up to this many ticks. Default 8. */
+  /** Extra delay for a reordered message, up to this many ticks. Default 30 (beyond an election timeout: stale messages from old terms arrive late). */
   maxReorderExtraTicks?: number;
 }
 
@@ -54,7 +54,7 @@ export class SimNetwork {
   ) {
     this.minDelayTicks = options.minDelayTicks ?? 1;
     this.maxDelayTicks = options.maxDelayTicks ?? 2;
-    this.maxReorderExtraTicks = options.maxReorderExtraTicks ?? 8;
+    this.maxReorderExtraTicks = options.maxReorderExtraTicks ?? 30;
     if (this.minDelayTicks < 1 || this.maxDelayTicks < this.minDelayTicks) {
       throw new RangeError('network delays must satisfy 1 <= minDelayTicks <= maxDelayTicks');
     }
