@@ -46,7 +46,8 @@ export interface CheckOptions {
 }
 
 export const defaultMaxOperationsPerKey = 4000;
-export const defaultMaxStepsPerKey = 2_000_000;
+/** Bounds time and the visited-state cache (about 100 bytes per state): ~1 s and ~100 MB at worst. */
+export const defaultMaxStepsPerKey = 1_000_000;
 
 export interface Counterexample {
   key: string;
