@@ -179,7 +179,12 @@ describe('Simulator', () => {
           return ok;
         },
       ),
-      { numRuns: 500, ...(process.env.SIM_FC_SEED ? { seed: Number(process.env.SIM_FC_SEED) } : {}) },
+      // fast-check prints { seed, path } on failure: SIM_FC_SEED=<seed> SIM_FC_PATH=<path> replays it.
+      {
+        numRuns: 500,
+        ...(process.env.SIM_FC_SEED ? { seed: Number(process.env.SIM_FC_SEED) } : {}),
+        ...(process.env.SIM_FC_PATH ? { path: process.env.SIM_FC_PATH } : {}),
+      },
     );
     expect(runs).toBeGreaterThanOrEqual(500);
   });
