@@ -75,6 +75,8 @@ export interface EngineOptions {
   /** Address of the engine's TCP data server (default 127.0.0.1, port 0 = ephemeral). */
   host?: string;
   port?: number;
+  /** Address peers should dial, put in descriptors (default: `host`; set it when binding 0.0.0.0). */
+  advertiseHost?: string;
   /** Run the TCP data server (default true). A pure client may turn it off. */
   server?: boolean;
   /** Threads running network transfer jobs, tcp and rdma (default 4). */
@@ -296,8 +298,14 @@ export class Engine {
       throw wrapNativeError(e);
     }
     const i = this.#native.info();
+    let endpoint = i.endpoint;
+    if (options.advertiseHost !== undefined && endpoint !== '') {
+      if (typeof options.advertiseHost !== 'string' || options.advertiseHost === '') throw invalid('advertiseHost must be a non-empty string');
+      const host = options.advertiseHost.includes(':') ? `[${options.advertiseHost}]` : options.advertiseHost;
+      endpoint = `${host}:${endpoint.slice(endpoint.lastIndexOf(':') + 1)}`;
+    }
     this.#info = {
-      endpoint: i.endpoint,
+      endpoint,
       hostId: i.hostId,
       pid: i.pid,
       ioUringCompiled: i.ioUringCompiled,

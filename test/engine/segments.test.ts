@@ -90,6 +90,19 @@ describe('segments', () => {
     }
   });
 
+  it('advertises a dialable endpoint when bound to all interfaces', async () => {
+    const a = new Engine({ host: '0.0.0.0', advertiseHost: '127.0.0.1', onWarning: () => {} });
+    engines.push(a);
+    expect(a.endpoint).toMatch(/^127\.0\.0\.1:\d+$/);
+    const s = a.createSegment({ size: 4096 });
+    s.buffer.fill(5);
+    const c = engine();
+    const l = c.createSegment({ size: 4096 });
+    const [r] = await c.transfer([{ op: 'read', local: { segment: l, offset: 0 }, remote: { segment: s.descriptor(), offset: 0 }, length: 4096 }], { protocol: 'tcp' });
+    expect(r?.status).toBe('completed');
+    expect(l.buffer.every((x) => x === 5)).toBe(true);
+  });
+
   it('a data port already in use is an UNAVAILABLE error', () => {
     const a = engine();
     const port = Number(a.endpoint.split(':')[1]);
