@@ -63,7 +63,8 @@ export type ReMountSegment = ClientWrite & { type: 'ReMountSegment'; segments: S
 export type UnmountSegment = ClientWrite & { type: 'UnmountSegment'; segmentId: string; graceful?: boolean };
 /**
  * `evictable`: attached by the leader when its view says the put will not fit (planEvictionForPut): apply evicts
- * from this list (re-checking pins and completeness) only if allocation fails, then retries once.
+ * from this list (re-checking pins and completeness) only if allocation fails, then retries once. The master must
+ * overwrite whatever `evictable` (and `skipKeys` below) a client sent: they come from the leader's soft state.
  */
 export type PutStart = ClientWrite & PutOptions & { type: 'PutStart'; evictable?: EvictItem[] };
 export type PutEnd = ClientWrite & { type: 'PutEnd'; key: string };
