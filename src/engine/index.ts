@@ -43,6 +43,22 @@ export interface SegmentDescriptor {
   rdma?: { rkey: number; addr: string };
 }
 
+/**
+ * What a storage node registers with the master for its NVMe tier. Plain data. DISK segments are not reachable
+ * by peers: their owner moves bytes in and out with offload()/promote().
+ */
+export interface DiskSegmentDescriptor {
+  segmentId: number;
+  token: string;
+  name: string;
+  size: number;
+  tier: 'DISK';
+  endpoint: string;
+  hostId: string;
+  path: string;
+  direct: boolean;
+}
+
 export interface TransferRequest {
   /** read: remote → local; write: local → remote. */
   op: 'read' | 'write';
@@ -237,12 +253,14 @@ export class DiskSegment {
   readonly path: string;
   /** False when the filesystem refused O_DIRECT (e.g. tmpfs) and buffered I/O is used instead. */
   readonly direct: boolean;
+  readonly token: string;
   #closed = false;
   readonly #engine: Engine;
 
   /** @internal use Engine.createDiskSegment */
-  constructor(engine: Engine, name: string, path: string, id: number, size: number, direct: boolean) {
+  constructor(engine: Engine, name: string, path: string, id: number, size: number, direct: boolean, token: string) {
     this.#engine = engine;
+    this.token = token;
     this.id = id;
     this.name = name;
     this.size = size;
@@ -252,6 +270,22 @@ export class DiskSegment {
   get closed(): boolean {
     return this.#closed;
   }
+  descriptor(): DiskSegmentDescriptor {
+    if (this.#closed) throw new MooringError(ErrorCode.SEGMENT_CLOSED, `disk segment ${this.name} is closed`);
+    const info = this.#engine.info;
+    return {
+      segmentId: this.id,
+      token: this.token,
+      name: this.name,
+      size: this.size,
+      tier: 'DISK',
+      endpoint: info.endpoint,
+      hostId: info.hostId,
+      path: this.path,
+      direct: this.direct,
+    };
+  }
+
   /** Closes the file (the file itself stays on disk; remove it yourself if it was scratch). */
   close(): void {
     if (this.#closed) return;
@@ -379,7 +413,7 @@ export class Engine {
     if (typeof name !== 'string') throw invalid('name must be a string');
     try {
       const n = this.#native.createDiskSegment(name, options.path, size, options.direct ?? true);
-      const d = new DiskSegment(this, name, options.path, n.id, n.size, n.direct);
+      const d = new DiskSegment(this, name, options.path, n.id, n.size, n.direct, n.token);
       this.#segments.set(d.id, d);
       this.#drainWarnings(this.#native.info().warnings);
       return d;

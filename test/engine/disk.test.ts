@@ -33,9 +33,12 @@ afterAll(async () => {
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 describe('NVMe tier', () => {
-  it('reports its backend', () => {
+  it('reports its backend and describes the segment as plain data', () => {
     expect(['io_uring', 'threadpool']).toContain(e.info.diskBackend);
     expect(typeof disk.direct).toBe('boolean');
+    const d = disk.descriptor();
+    expect(JSON.parse(JSON.stringify(d))).toEqual(d);
+    expect(d).toMatchObject({ segmentId: disk.id, size: diskBytes, tier: 'DISK', path: disk.path });
   });
 
   it('offload then promote returns the same bytes (random aligned extents)', async () => {
