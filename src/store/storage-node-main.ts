@@ -29,7 +29,17 @@ function int(m: Map<string, string>, k: string, d: number): number {
   return n;
 }
 
+/** With MOORING_EXIT_WITH_PARENT=1 (test harnesses), exit when the parent process is gone (we got re-parented). */
+function exitWithParent(): void {
+  if (process.env.MOORING_EXIT_WITH_PARENT !== '1') return;
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) process.exit(0);
+  }, 500).unref();
+}
+
 async function main(): Promise<void> {
+  exitWithParent();
   const args = parseArgs(process.argv.slice(2));
   const masters = (args.get('masters') ?? '').split(',').filter((s) => s.length > 0);
   if (masters.length === 0) throw new Error('--masters host:port[,host:port…] is required');

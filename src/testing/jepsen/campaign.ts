@@ -133,8 +133,8 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
       const r = new SeededRng(seed * 31 + w);
       const client = clients[w % clients.length]!;
       while (!stop) {
-        const key = keys[r.int(keys.length)]!;
-        const dice = r.int(100);
+        const key = keys[r.nextInt(keys.length)]!;
+        const dice = r.nextInt(100);
         const call = now();
         if (dice < 35) {
           const id = nextValue++;
@@ -198,17 +198,17 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
           }
           history.push(op);
         }
-        await sleep(r.int(20));
+        await sleep(r.nextInt(20));
       }
     };
 
     const nemesis = async (): Promise<void> => {
       const until = started + opts.durationMs;
       while (Date.now() < until - 2_000) {
-        await sleep(1_000 + rng.int(2_000));
+        await sleep(1_000 + rng.nextInt(2_000));
         if (Date.now() >= until - 2_000) break;
-        const kind = rng.int(8);
-        const m = rng.int(cluster.masters.length);
+        const kind = rng.nextInt(8);
+        const m = rng.nextInt(cluster.masters.length);
         try {
           switch (kind) {
             case 0: {
@@ -217,7 +217,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
               log(`nemesis: SIGKILL master ${cluster.masters[victim]!.id}${leader >= 0 ? ' (leader)' : ''}`);
               count(leader >= 0 ? 'kill-leader' : 'kill-master');
               await cluster.masters[victim]!.proc.kill();
-              await sleep(500 + rng.int(3_000));
+              await sleep(500 + rng.nextInt(3_000));
               await cluster.startMaster(victim);
               count('restart-master');
               break;
@@ -226,7 +226,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
               log(`nemesis: SIGSTOP master ${cluster.masters[m]!.id}`);
               count('sigstop-master');
               cluster.masters[m]!.proc.signal('SIGSTOP');
-              await sleep(1_000 + rng.int(4_000));
+              await sleep(1_000 + rng.nextInt(4_000));
               cluster.masters[m]!.proc.signal('SIGCONT');
               break;
             }
@@ -236,26 +236,26 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
               log(`nemesis: partition master ${cluster.masters[m]!.id} (${mode})`);
               count(`partition-${mode}`);
               cluster.isolate(m, mode);
-              await sleep(1_500 + rng.int(4_000));
+              await sleep(1_500 + rng.nextInt(4_000));
               cluster.heal();
               break;
             }
             case 4: {
               const a = m;
-              const b = (m + 1 + rng.int(cluster.masters.length - 1)) % cluster.masters.length;
+              const b = (m + 1 + rng.nextInt(cluster.masters.length - 1)) % cluster.masters.length;
               log(`nemesis: one-way cut ${cluster.masters[a]!.id} -> ${cluster.masters[b]!.id}`);
               count('one-way-cut');
               cluster.setLink(a, b, 'cut');
-              await sleep(1_500 + rng.int(3_000));
+              await sleep(1_500 + rng.nextInt(3_000));
               cluster.heal();
               break;
             }
             case 5: {
-              const ms = 20 + rng.int(150);
+              const ms = 20 + rng.nextInt(150);
               log(`nemesis: delay all raft links ${ms} ms`);
               count('delay');
               for (const p of cluster.proxies.values()) p.setMode('delay', ms);
-              await sleep(2_000 + rng.int(3_000));
+              await sleep(2_000 + rng.nextInt(3_000));
               cluster.heal();
               break;
             }
@@ -263,18 +263,18 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
               log(`nemesis: graceful restart of master ${cluster.masters[m]!.id}`);
               count('graceful-restart-master');
               await cluster.masters[m]!.proc.terminate();
-              await sleep(200 + rng.int(1_000));
+              await sleep(200 + rng.nextInt(1_000));
               await cluster.startMaster(m);
               break;
             }
             case 7: {
               if (cluster.storage.some((s) => s.proc.state !== 'up')) break;
-              const s = rng.int(cluster.storage.length);
+              const s = rng.nextInt(cluster.storage.length);
               log(`nemesis: SIGKILL storage node s${s + 1}`);
               count('kill-storage');
               await cluster.killStorage(s);
               injectLosses(now());
-              await sleep(1_000 + rng.int(3_000));
+              await sleep(1_000 + rng.nextInt(3_000));
               await cluster.startStorage(s);
               count('restart-storage');
               break;
