@@ -112,6 +112,7 @@ function row(p: string, mooring: number, limit: number | null, source: string, n
 }
 
 async function main(): Promise<void> {
+  const loadAtStart = os.loadavg()[0]!;
   const rows: Row[] = [];
   const hints: string[] = [];
   const a = new Engine({ onWarning: () => {} });
@@ -178,7 +179,8 @@ async function main(): Promise<void> {
   }
 
   const cpu = os.cpus()[0]?.model ?? 'unknown';
-  const info = { machine: cpu, cores: os.cpus().length, node: process.version, diskBackend: a.info.diskBackend, diskDir: baseDir };
+  const load = `${loadAtStart.toFixed(1)} at start, ${os.loadavg()[0]!.toFixed(1)} at end`;
+  const info = { machine: cpu, cores: os.cpus().length, node: process.version, diskBackend: a.info.diskBackend, diskDir: baseDir, loadAverage1m: load };
   const command = `npm run bench:engine${args.length ? ' -- ' + args.join(' ') : ''}`;
   if (json) {
     console.log(JSON.stringify({ bench: 'engine', date: new Date().toISOString(), command, ...info, targetRatio, rows, hints }));
@@ -198,7 +200,8 @@ async function main(): Promise<void> {
       '',
       `## engine — ${new Date().toISOString().slice(0, 10)}`,
       '',
-      `Machine: ${cpu}, ${info.cores} cores; Node ${process.version}; disk backend ${info.diskBackend}, files in ${baseDir}.`,
+      `Machine: ${cpu}, ${info.cores} cores; Node ${process.version}; disk backend ${info.diskBackend}, files in ${baseDir}; ` +
+        `1-min load average ${load} (the machine is shared; figures are best of ${trials} trials on both sides).`,
       `Command: \`${command}\`. Target: ≥ ${targetRatio * 100}% of each limit.`,
       '',
       '| path | mooring GB/s | limit GB/s | ratio | limit |',
