@@ -262,11 +262,28 @@ export class MasterNode {
     validateCommand(command); // INVALID_ARGUMENT before anything reaches the log
     this.requireLeader();
     const now = Date.now();
-    this.admit(command, now);
+    try {
+      this.admit(command, now);
+    } catch (err) {
+      // A retry (same clientId, seq) of a write already applied, maybe under the previous leader, must get its
+      // first reply, not an admission refusal: a remove retried after a failover was otherwise refused by the new
+      // leader's blanket lease although it had happened (the client then believed the object still existed).
+      const prev = await this.appliedReply(command);
+      if (prev === undefined) throw err;
+      return unwrap(prev);
+    }
     const started = process.hrtime.bigint();
     const result = (await this.raft.propose(encodeMasterCommand(command, now))) as Result;
     this.metrics.observeProposal(Number(process.hrtime.bigint() - started) / 1e9);
     return unwrap(result);
+  }
+
+  /** The stored exactly-once reply for this write, after a read barrier so every committed entry is applied. */
+  private async appliedReply(command: Command): Promise<Result | undefined> {
+    const c = command as { clientId?: unknown; seq?: unknown };
+    if (typeof c.clientId !== 'string' || typeof c.seq !== 'number') return undefined;
+    await this.raft.read();
+    return this.state.sessionReply(c.clientId, c.seq);
   }
 
   /** Leader-side admission: rules that depend on leases (soft state) are checked here, not in the log. */

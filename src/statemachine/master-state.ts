@@ -181,6 +181,11 @@ export class MasterState implements StateView {
     return this.core.querySegment(id);
   }
 
+  /** The exactly-once reply stored for (clientId, seq), if it is still in the session's window. */
+  sessionReply(clientId: string, seq: number): Result | undefined {
+    return this.core.replies.get(clientId)?.get(seq);
+  }
+
   ping(clientId: string): PingValue {
     return this.core.ping(clientId);
   }
