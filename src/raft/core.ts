@@ -6,9 +6,12 @@
  * - Messages that acknowledge persisted state (appResp, voteResp, preVoteResp) and vote requests (which carry a
  *   term and self-vote that must be durable first) go to `persistedMessages`; everything else to `messages`.
  * - The leader counts its own log as persisted only in advance(): a single-node cluster commits on advance.
- * - Removing the leader: the leader keeps leading while the removal is in flight (even in a joint config where
- *   it is only an outgoing voter) and steps down when the caller applies the change that removes it; at that
- *   moment it sends timeoutNow to the most caught-up remaining voter so a successor is elected at once.
+ * - Removing (or demoting) the leader: it keeps leading while the change is in flight (even in a joint config
+ *   where it is only an outgoing voter). Once the caller applies the change that removes it, it refuses
+ *   proposals and reads but keeps replicating until a remaining voter holds its whole log, then sends that voter
+ *   timeoutNow and steps down (it does not step down on check-quorum meanwhile: it cannot commit alone anyway).
+ *   Stepping down at once could deadlock: the remaining voters may not know the commit index yet, and the
+ *   departing node (with the longest log) would refuse their votes while no longer being allowed to campaign.
  * - Lease reads ('lease') are served without a heartbeat round only while the leader holds a lease: a quorum
  *   acknowledged a heartbeat that was sent less than (electionTimeoutTicks - 1) ticks ago. Followers that heard
  *   from a leader within an election timeout refuse (pre)votes, so no other leader can exist meanwhile. This
@@ -319,6 +322,7 @@ export class RaftCore {
    * follower the request is forwarded to the leader and the answer comes back the same way.
    */
   readIndex(context: Uint8Array): void {
+    if (this.isLeaving()) throw new MooringError(ErrorCode.NOT_LEADER, 'this leader was removed from the cluster');
     if (this.role === 'leader') {
       this.handleReadIndex({ from: this.id, context });
       return;
@@ -473,7 +477,7 @@ export class RaftCore {
 
   /** Lease mode: whether this leader may serve a read without a heartbeat round right now. */
   hasLease(): boolean {
-    if (this.role !== 'leader' || this.readOnlyOption !== 'lease' || this.transferStartedThisTerm) return false;
+    if (this.role !== 'leader' || this.readOnlyOption !== 'lease' || this.transferStartedThisTerm || this.isLeaving()) return false;
     const c = this.trk.config;
     const acked = (id: NodeId): number | undefined => (id === this.id ? this.tickCount : this.leaseAcks.get(id));
     const quorumSent = Math.min(majorityAck(c.incoming, acked), majorityAck(c.outgoing, acked));
@@ -588,7 +592,8 @@ export class RaftCore {
     this.electionElapsed++;
     if (this.electionElapsed >= this.electionTimeout) {
       this.electionElapsed = 0;
-      if (this.checkQuorum) {
+      // A leaving leader keeps leading until it has handed over (it can neither commit alone nor serve reads).
+      if (this.checkQuorum && !this.isLeaving()) {
         if (!this.trk.quorumActive(this.id)) {
           this.becomeFollower(this.term, null);
           return;
@@ -750,7 +755,7 @@ export class RaftCore {
 
   private stepLeader(m: Message): void {
     if (m.type === 'readIndex') {
-      if (!this.trk.progress.has(m.from)) return;
+      if (!this.trk.progress.has(m.from) || this.isLeaving()) return;
       this.handleReadIndex({ from: m.from, context: m.context ?? EMPTY_BYTES });
       return;
     }
@@ -906,6 +911,7 @@ export class RaftCore {
         /* keep filling the window */
       }
       if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
+      this.maybeHandOff();
     }
   }
 
@@ -1025,13 +1031,11 @@ export class RaftCore {
     const { index, term, confState } = s.metadata;
     if (index <= this.log.committed) return false;
     if (this.role !== 'follower') return false;
-    const cs = confState;
-    const known =
-      cs.voters.includes(this.id) || cs.learners.includes(this.id) || cs.votersOutgoing.includes(this.id);
-    if (!known) return false; // a snapshot that does not include us: stale or misdirected
+    // Unlike etcd, a snapshot whose membership does not include us is accepted: a node being added after the
+    // leader's last snapshot gets that snapshot, then the entries that add it (until then it is not promotable).
     let restored: ChangeResult;
     try {
-      restored = restoreConfState(cs, index, this.trk.maxInflight);
+      restored = restoreConfState(confState, index, this.trk.maxInflight);
     } catch {
       return false; // inconsistent membership in the snapshot: ignore it
     }
@@ -1053,19 +1057,12 @@ export class RaftCore {
     const cs = this.trk.confState();
     const pr = this.trk.progress.get(this.id);
     this.isLearner = pr !== undefined && pr.isLearner;
-    if ((pr === undefined || this.isLearner) && this.role === 'leader') {
-      // We were removed (or demoted): hand over to the most caught-up voter, then step down.
-      let best: NodeId | null = null;
-      let bestMatch = -1;
-      for (const id of this.trk.voterIds()) {
-        const p = this.trk.progress.get(id)!;
-        if (p.match > bestMatch) {
-          best = id;
-          bestMatch = p.match;
-        }
-      }
-      if (best !== null && bestMatch === this.log.lastIndex()) this.sendTimeoutNow(best);
-      this.becomeFollower(this.term, null);
+    if (this.isLeaving()) {
+      // We were removed (or demoted): keep replicating (so the remaining voters learn the commit index and
+      // catch up) and hand over as soon as one of them holds our whole log (maybeHandOff).
+      if (this.maybeCommit()) this.afterCommitAdvanced();
+      else this.bcastAppend();
+      this.maybeHandOff();
       return cs;
     }
     if (this.role !== 'leader' || cs.voters.length === 0) return cs;
@@ -1077,6 +1074,31 @@ export class RaftCore {
     }
     if (this.leadTransferee !== null && !this.trk.isVoter(this.leadTransferee)) this.abortLeaderTransfer();
     return cs;
+  }
+
+  /** A leader that is no longer a voter of the configuration it applied (removed or demoted). */
+  private isLeaving(): boolean {
+    if (this.role !== 'leader') return false;
+    const pr = this.trk.progress.get(this.id);
+    return pr === undefined || pr.isLearner;
+  }
+
+  /**
+   * A leaving leader steps down once a remaining voter has its whole log, after telling that voter to campaign
+   * (timeoutNow). Stepping down earlier could leave the remaining voters unable to elect anyone: the one
+   * holding the longest log (us) would refuse their votes while no longer being allowed to campaign itself.
+   */
+  private maybeHandOff(): void {
+    if (!this.isLeaving()) return;
+    const last = this.log.lastIndex();
+    for (const id of this.trk.voterIds()) {
+      const pr = this.trk.progress.get(id);
+      if (id !== this.id && pr !== undefined && pr.match === last) {
+        this.sendTimeoutNow(id);
+        this.becomeFollower(this.term, null);
+        return;
+      }
+    }
   }
 
   /** Leader: once a joint config with autoLeave is applied, propose leaving it. */

@@ -56,6 +56,12 @@ export class Net {
   restart(id: string, extra: Partial<RaftConfig> = {}): SimNode {
     const old = this.node(id);
     const n = this.addNode(id, old.storage, { applied: 0, ...extra });
+    // The state machine comes back from the storage's snapshot (entries after it are applied again).
+    const snap = old.storage.snapshot();
+    if (snap.metadata.index > 0 && snap.data.length > 0) {
+      const image = JSON.parse(dec(snap.data)) as string[];
+      n.applied = image.map((d, i) => ({ term: 0, index: i, type: 'normal' as const, data: enc(d) }));
+    }
     return n;
   }
 
@@ -136,10 +142,15 @@ export class Net {
     this.queue = [];
     let count = 0;
     for (const m of q) {
-      if (!this.passes(m)) continue;
+      if (!this.passes(m)) {
+        // A driver learns that a snapshot did not get through and reports it (RaftNode, the simulator).
+        if (m.type === 'snap') this.nodes.get(m.from)?.core.reportSnapshot(m.to, false);
+        continue;
+      }
       const n = this.nodes.get(m.to);
       if (n === undefined) continue;
       n.core.step(m);
+      if (m.type === 'snap') this.nodes.get(m.from)?.core.reportSnapshot(m.to, true);
       count++;
     }
     return count;

@@ -222,4 +222,24 @@ describe('membership', () => {
     net.tickAll(2);
     expect(net.appliedStrings('b')).toEqual(['q']);
   });
+
+  it('a removed leader hands over only once a remaining voter holds its whole log (no deadlock)', () => {
+    const net = new Net(['b', 'c'], { maxEntriesPerAppend: 1 });
+    net.campaign('b');
+    const rm = net.core('b').proposeConfChange({ changes: [{ type: 'removeNode', node: 'b' }] });
+    const x = net.core('b').propose(enc('x'));
+    // c gets the removal but not "x" until b has applied its own removal.
+    net.filters = [(m) => !(m.type === 'app' && m.to === 'c' && (m.entries ?? []).some((e) => e.index === x.index))];
+    net.stabilize();
+    expect(net.node('b').appliedAll.some((e) => e.index === rm.index)).toBe(true);
+    // b applied its removal: it no longer takes proposals, but it has not abandoned c.
+    expect(() => net.core('b').propose(enc('no'))).toThrow(MooringError);
+    expect(net.core('b').status().role).toBe('leader');
+    net.heal();
+    net.tickAll(30);
+    expect(net.core('c').status().role).toBe('leader');
+    expect(net.core('c').status().confState.voters).toEqual(['c']);
+    net.proposeStr('c', 'after');
+    expect(net.appliedStrings('c')).toEqual(['x', 'after']);
+  });
 });

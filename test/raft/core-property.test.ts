@@ -1,7 +1,7 @@
 /** Randomized fault schedules against the core (see core-faults.ts). */
 import fc from 'fast-check';
-import { describe, it } from 'vitest';
-import { action, run } from './core-faults.js';
+import { describe, expect, it } from 'vitest';
+import { action, actionWithMembership, run } from './core-faults.js';
 
 describe('randomized fault schedules', () => {
   for (const opts of [
@@ -10,9 +10,37 @@ describe('randomized fault schedules', () => {
   ]) {
     it(`safety holds and the cluster recovers (preVote=${opts.preVote}, checkQuorum=${opts.checkQuorum})`, () => {
       fc.assert(
-        fc.property(fc.array(action, { minLength: 20, maxLength: 300 }), (actions) => run(actions, opts)),
+        fc.property(fc.array(action, { minLength: 20, maxLength: 300, size: 'max' }), (actions) => {
+          run(actions, opts);
+        }),
         { numRuns: 120 },
       );
     });
   }
+
+  it('safety holds under membership churn, snapshots and compaction', () => {
+    const total = { confChangesApplied: 0, snapshotsSent: 0, terms: 0 };
+    fc.assert(
+      fc.property(fc.array(actionWithMembership, { minLength: 20, maxLength: 300, size: 'max' }), (actions) => {
+        const st = run(actions, { preVote: true, checkQuorum: true, membership: true });
+        total.confChangesApplied += st.confChangesApplied;
+        total.snapshotsSent += st.snapshotsSent;
+        total.terms += st.terms;
+      }),
+      { numRuns: 150 },
+    );
+    // The generator does reach the cases this test is about.
+    expect(total.confChangesApplied).toBeGreaterThan(100);
+    expect(total.snapshotsSent).toBeGreaterThan(10);
+    expect(total.terms).toBeGreaterThan(150);
+  });
+
+  it('safety holds with lease reads', () => {
+    fc.assert(
+      fc.property(fc.array(action, { minLength: 20, maxLength: 300, size: 'max' }), (actions) => {
+        run(actions, { preVote: true, checkQuorum: true, readOnlyOption: 'lease' });
+      }),
+      { numRuns: 60 },
+    );
+  });
 });
