@@ -27,6 +27,7 @@ constexpr size_t kMaxRequestsPerBatch = 1 << 16;
 constexpr uint32_t kTcpPipelineSlices = 16;              // slices in flight per TCP connection
 constexpr uint32_t kTcpHandshakeTimeoutMs = 5000;
 constexpr uint32_t kServerIoTimeoutMs = 10000;           // a peer stalled mid-request longer than this is dropped
+constexpr size_t kMaxServerConnections = 4096;           // open data connections per engine
 constexpr uint64_t kDiskIoBytes = 1024 * 1024;           // one io_uring read/write
 constexpr uint32_t kDiskQueueDepth = 32;
 constexpr uint64_t kDiskAlignBytes = 4096;               // O_DIRECT alignment of offsets, lengths and memory

@@ -180,6 +180,13 @@ void TcpServer::loop() {
             close(fd);
             break;
           }
+          {
+            std::lock_guard<std::mutex> g(connMu_);
+            if (conns_.size() >= kMaxServerConnections) {  // bounded: refuse rather than run out of fds
+              close(fd);
+              continue;
+            }
+          }
           setNoDelay(fd);
           setSocketTimeouts(fd, kServerIoTimeoutMs);
           auto* c = new Conn();
