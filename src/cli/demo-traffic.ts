@@ -113,9 +113,6 @@ export class Traffic {
   private readonly rng: SeededRng;
   private running = false;
   private workers: Promise<void>[] = [];
-  private markAt: number | null = null;
-  /** First write acknowledged after markWriteWindow() was called (ms since epoch). */
-  firstAckAfterMark: number | null = null;
   lastError: string | null = null;
 
   constructor(private readonly opts: TrafficOptions) {
@@ -140,17 +137,6 @@ export class Traffic {
     this.running = false;
     await Promise.all(this.workers);
     this.workers = [];
-  }
-
-  /** From now on, remember when the next write is acknowledged (failover measurement). */
-  markWriteWindow(at = Date.now()): void {
-    this.markAt = at;
-    this.firstAckAfterMark = null;
-  }
-
-  private ackedWrite(): void {
-    const now = Date.now();
-    if (this.markAt !== null && this.firstAckAfterMark === null && now >= this.markAt) this.firstAckAfterMark = now;
   }
 
   private fail(err: unknown): void {
@@ -184,10 +170,8 @@ export class Traffic {
         try {
           const replicas = await c.putStart(key, objectBytes, { replicaNum });
           started = true;
-          this.ackedWrite();
           await dataPath.writeReplicas(key, objectBytes, replicas);
           await c.putEnd(key);
-          this.ackedWrite();
           this.counters.puts++;
           this.state[i] = PRESENT;
         } catch (err) {
@@ -210,7 +194,6 @@ export class Traffic {
       } else {
         try {
           await c.remove(key);
-          this.ackedWrite();
           this.counters.removes++;
           this.state[i] = ABSENT;
         } catch (err) {
