@@ -51,9 +51,8 @@ export interface RunOptions {
   drainTicks?: number;
   checkLinearizability?: boolean;
   /**
-   * When false, a `membership` removeNode aimed at the current leader is skipped. Removing the leader can leave
-   * a cluster without a leader forever (test/testing/core-findings.test.ts); turn this off to look past that
-   * known core issue. Default true.
+   * When false, a `membership` removeNode aimed at the current leader is skipped (to look past a core issue
+   * with leader removal, as the removed-leader deadlock of test/testing/core-findings.test.ts was). Default true.
    */
   removeLeader?: boolean;
 }

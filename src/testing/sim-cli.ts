@@ -22,7 +22,7 @@ interface Args {
 
 function usage(msg: string): never {
   process.stderr.write(`${msg}\nusage: sim --seeds N [--start S0] [--json] | --seed S [--verbose]  (the same --read-modes/--faults to replay)
-       [--no-remove-leader: skip removals of the current leader (known core liveness issue)]
+       [--no-remove-leader: skip removals of the current leader]
        [--read-modes readIndex,lease,localUnsafe] [--faults partition,cut,rates,crash,pause,skew,heal,transfer,membership]\n`);
   process.exit(2);
 }

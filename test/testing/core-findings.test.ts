@@ -1,15 +1,16 @@
 /**
- * Minimal reproductions of Raft core problems the simulator found. They are `it.fails`: each documents the
- * present (wrong) behaviour and keeps CI green; when the core is fixed the test starts failing — flip it to `it`.
+ * Regression tests for Raft core problems the simulator found (each was first written as a failing `it.fails`
+ * reproduction; the core's fix turned it into an ordinary test).
  */
 import { describe, expect, it } from 'vitest';
 import { encodeCommand, Simulator } from '../../src/testing/index.js';
 
-describe('core findings (expected failures until fixed)', () => {
-  // A leader that applies its own removal steps down at once. The remaining voter may not know the removal is
-  // committed (configurations take effect when applied), so it still needs the old leader's vote, which the old
-  // leader refuses because its log is longer (it appended a proposal after the removal). No leader ever again.
-  it.fails('liveness: removing the leader of a two-voter cluster can leave it without a leader forever', () => {
+describe('core findings (regressions)', () => {
+  // Found at 14:02 (seeds 106220, 111609 of `npm run sim`), fixed by the core in 4e0386f: a leader that applied its
+  // own removal stepped down at once. The remaining voter may not know the removal is committed (configurations
+  // take effect when applied), so it still needed the old leader's vote, which the old leader refused because its
+  // log was longer (it appended a proposal after the removal): no leader ever again.
+  it('liveness: removing the leader of a two-voter cluster can leave it without a leader forever', () => {
     const sim = new Simulator(1, { voters: 2, clients: false, slowPersistProbability: 0 });
     expect(sim.runUntil(() => sim.leader() !== null, 300)).toBe(true);
     const l = sim.leader()!;
@@ -20,8 +21,10 @@ describe('core findings (expected failures until fixed)', () => {
     sim.runUntil(() => sim.node(other).storage.lastIndex() >= i, 50);
     sim.network.cutOneWay(l.id, other); // the follower's acks still arrive; it hears nothing more
     sim.propose(l.id, encodeCommand({ t: 'put', c: 1, s: 1, k: 'x', v: 'y' }));
-    expect(sim.runUntil(() => l.role !== 'leader', 100)).toBe(true);
+    expect(sim.runUntil(() => l.sm.appliedIndex >= i, 100)).toBe(true); // the old leader applied its removal
     sim.network.heal();
-    expect(sim.runUntil(() => sim.leader() !== null, 2000)).toBe(true); // fails: no leader after 100 election timeouts
+    expect(sim.runUntil(() => sim.leader() !== null && sim.leader()!.id !== l.id, 2000)).toBe(true);
+    expect(sim.runUntil(() => sim.proposeProbe(1) && false, 1)).toBe(false);
+    expect(sim.runUntil(() => sim.probesApplied.has(1), 200)).toBe(true);
   });
 });

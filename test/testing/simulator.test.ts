@@ -172,8 +172,7 @@ describe('Simulator', () => {
         scheduleArb({ readModes: ['readIndex', 'readIndex', 'lease'] }),
         (seed, schedule) => {
           runs++;
-          // Leader removal is left out here: it can deadlock the current core (core-findings.test.ts, it.fails).
-          const r = runSchedule(seed, schedule, { removeLeader: false });
+          const r = runSchedule(seed, schedule);
           const ok = r.violations.length === 0 && r.linearizable && r.livenessOk;
           if (!ok) console.error(describeFailure(seed, schedule, r));
           return ok;
