@@ -88,7 +88,9 @@ async function putPairs(ms: MasterState, first: number, pairs: number): Promise<
   return seconds(t0);
 }
 
-function benchAllocator(): { allocNs: number; freeNs: number; steadyNs: number } {
+function benchAllocator(): { allocNs: number; freeNs: number; steadyNs: number; cpuNsPerOp: number } {
+  const cpu0 = process.cpuUsage();
+  let opsDone = 0;
   const rng = new SeededRng(42);
   const n = 100_000;
   const rounds = 10;
@@ -132,7 +134,13 @@ function benchAllocator(): { allocNs: number; freeNs: number; steadyNs: number }
     }
   }
   const steadyNs = Number(process.hrtime.bigint() - t0) / (2 * ops);
-  return { allocNs: Number(allocTotal) / (n * rounds), freeNs: Number(freeTotal) / (n * rounds), steadyNs };
+  opsDone = 2 * n * rounds + 2 * ops + live.length;
+  return {
+    allocNs: Number(allocTotal) / (n * rounds),
+    freeNs: Number(freeTotal) / (n * rounds),
+    steadyNs,
+    cpuNsPerOp: (cpuSeconds(cpu0) * 1e9) / opsDone,
+  };
 }
 
 async function main(): Promise<void> {
@@ -233,6 +241,7 @@ async function main(): Promise<void> {
       allocatorNsPerAlloc: Math.round(alloc.allocNs),
       allocatorNsPerFree: Math.round(alloc.freeNs),
       allocatorNsSteadyFragmented: Math.round(alloc.steadyNs),
+      allocatorCpuNsPerOpAllCases: Math.round(alloc.cpuNsPerOp),
       objects: objectsTarget,
       fillSec: Number(fillSec.toFixed(2)),
       heapBytesPerObject: Math.round(heapBytesPerObject),
@@ -257,6 +266,7 @@ async function main(): Promise<void> {
         ['allocator ns/alloc (100k live, 64 B-1 MiB)', String(result.allocatorNsPerAlloc), '≤ 500'],
         ['allocator ns/free (shuffled)', String(result.allocatorNsPerFree), '-'],
         ['allocator ns/op, 90% full fragmented', String(result.allocatorNsSteadyFragmented), '≤ 500'],
+        ['allocator CPU ns/op, all cases', String(result.allocatorCpuNsPerOpAllCases), '≤ 500'],
         [`heap bytes/object at ${objectsTarget.toLocaleString()}`, String(result.heapBytesPerObject), '-'],
         ['snapshot s (CPU s)', `${result.snapshotSec} (${result.snapshotCpuSec})`, '-'],
         ['restore s (CPU s)', `${result.restoreSec} (${result.restoreCpuSec})`, '-'],

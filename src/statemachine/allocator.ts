@@ -4,6 +4,10 @@
  * find the first non-empty class that is large enough, and freeing coalesces with both physical neighbours at
  * once, so a fully freed segment is always one extent again.
  *
+ * Blocks live in typed arrays (struct of arrays, indexed by block id) rather than one JS object each: offsets
+ * beyond 2^31 units would otherwise be boxed doubles, re-allocated on every update (GC pressure measured at
+ * several µs per operation on large segments).
+ *
  * Sizes are kept in units of `alignmentBytes` so every offset handed out is aligned. Offsets are relative to the
  * segment start. All numbers stay below 2^53 (see limits.maxSegmentBytes), so plain JS numbers are exact.
  *
@@ -34,21 +38,6 @@ function ctz32(x: number): number {
   return 31 - Math.clz32(x & -x);
 }
 
-/** One extent, free or allocated; blocks form a physical chain covering [0, capacity). */
-class Block {
-  prevPhys: Block | null = null;
-  nextPhys: Block | null = null;
-  /** Position in its size class's heap while free; -1 when allocated. */
-  heapIndex = -1;
-  /** Its size class while free (saves recomputing it on removal). */
-  cls = 0;
-  free = true;
-  constructor(
-    public offset: number,
-    public size: number,
-  ) {}
-}
-
 export interface AllocatorStats {
   capacityBytes: number;
   allocatedBytes: number;
@@ -60,6 +49,9 @@ export interface AllocatorStats {
   fragmentationRatio: number;
 }
 
+const none = -1;
+const initialBlocks = 16;
+
 export class OffsetAllocator {
   readonly alignmentBytes: number;
   readonly capacityBytes: number;
@@ -67,11 +59,24 @@ export class OffsetAllocator {
   private flBitmapLo = 0;
   private flBitmapHi = 0;
   private readonly slBitmap = new Uint32Array(flCount);
-  private readonly classes: Block[][] = Array.from({ length: flCount * slCount }, () => []);
-  /** Allocated blocks by offset (in units): free() finds its block in O(1). */
-  private readonly allocated = new Map<number, Block>();
+  /** Per size class: a min-heap (by offset) of free block ids. */
+  private readonly classes: number[][] = Array.from({ length: flCount * slCount }, () => []);
+  /** Allocated block id by offset (in units): free() finds its block in O(1). */
+  private readonly allocated = new Map<number, number>();
   private allocatedUnits = 0;
   private freeExtents = 0;
+  // Block storage (struct of arrays), grown by doubling; released ids are reused.
+  private bOff: Float64Array = new Float64Array(initialBlocks);
+  private bSize: Float64Array = new Float64Array(initialBlocks);
+  private bPrev: Int32Array = new Int32Array(initialBlocks);
+  private bNext: Int32Array = new Int32Array(initialBlocks);
+  private bHeap: Int32Array = new Int32Array(initialBlocks);
+  private bCls: Int32Array = new Int32Array(initialBlocks);
+  private bFree: Uint8Array = new Uint8Array(initialBlocks);
+  private blockCount = 0;
+  private readonly spareIds: number[] = [];
+  /** Id of the block at offset 0 (the head of the physical chain). */
+  private head = none;
 
   constructor(capacityBytes: number, alignmentBytes: number) {
     assert(Number.isInteger(alignmentBytes) && alignmentBytes > 0, 'alignment must be a positive integer');
@@ -79,7 +84,10 @@ export class OffsetAllocator {
     this.alignmentBytes = alignmentBytes;
     this.capacityUnits = Math.floor(capacityBytes / alignmentBytes);
     this.capacityBytes = this.capacityUnits * alignmentBytes;
-    if (this.capacityUnits > 0) this.insertFree(new Block(0, this.capacityUnits));
+    if (this.capacityUnits > 0) {
+      this.head = this.newBlock(0, this.capacityUnits);
+      this.insertFree(this.head);
+    }
   }
 
   /**
@@ -97,11 +105,12 @@ export class OffsetAllocator {
     (a as unknown as { capacityUnits: number }).capacityUnits = units;
     const sorted = [...extents].sort((x, y) => x[0] - y[0]);
     let cursor = 0;
-    let prev: Block | null = null;
-    const link = (b: Block): void => {
-      b.prevPhys = prev;
-      if (prev) prev.nextPhys = b;
-      prev = b;
+    let prev = none;
+    const link = (id: number): void => {
+      a.bPrev[id] = prev;
+      if (prev !== none) a.bNext[prev] = id;
+      else a.head = id;
+      prev = id;
     };
     for (const [offsetBytes, lengthBytes] of sorted) {
       assert(offsetBytes % alignmentBytes === 0, `extent offset ${offsetBytes} is not aligned`);
@@ -110,23 +119,61 @@ export class OffsetAllocator {
       assert(off >= cursor, `extent at ${offsetBytes} overlaps the previous one`);
       assert(off + size <= units, `extent at ${offsetBytes} goes beyond capacity`);
       if (off > cursor) {
-        const gap = new Block(cursor, off - cursor);
+        const gap = a.newBlock(cursor, off - cursor);
         link(gap);
         a.insertFree(gap);
       }
-      const b = new Block(off, size);
-      b.free = false;
+      const b = a.newBlock(off, size);
+      a.bFree[b] = 0;
       link(b);
       a.allocated.set(off, b);
       a.allocatedUnits += size;
       cursor = off + size;
     }
     if (cursor < units) {
-      const tail = new Block(cursor, units - cursor);
+      const tail = a.newBlock(cursor, units - cursor);
       link(tail);
       a.insertFree(tail);
     }
     return a;
+  }
+
+  private newBlock(offset: number, size: number): number {
+    let id = this.spareIds.pop();
+    if (id === undefined) {
+      id = this.blockCount++;
+      if (id >= this.bOff.length) this.grow();
+    }
+    this.bOff[id] = offset;
+    this.bSize[id] = size;
+    this.bPrev[id] = none;
+    this.bNext[id] = none;
+    this.bHeap[id] = none;
+    this.bFree[id] = 1;
+    return id;
+  }
+
+  private grow(): void {
+    const n = this.bOff.length * 2;
+    const f64 = (old: Float64Array): Float64Array => {
+      const x = new Float64Array(n);
+      x.set(old);
+      return x;
+    };
+    const i32 = (old: Int32Array): Int32Array => {
+      const x = new Int32Array(n);
+      x.set(old);
+      return x;
+    };
+    this.bOff = f64(this.bOff);
+    this.bSize = f64(this.bSize);
+    this.bPrev = i32(this.bPrev);
+    this.bNext = i32(this.bNext);
+    this.bHeap = i32(this.bHeap);
+    this.bCls = i32(this.bCls);
+    const fr = new Uint8Array(n);
+    fr.set(this.bFree);
+    this.bFree = fr;
   }
 
   private unitsFor(bytes: number): number {
@@ -142,56 +189,63 @@ export class OffsetAllocator {
   alloc(bytes: number): number {
     const units = this.unitsFor(bytes);
     if (units > this.capacityUnits) return -1;
-    let block = this.findFit(units);
-    if (block === null) return -1;
-    this.removeFree(block);
-    if (block.size > units) {
+    const b = this.findFit(units);
+    if (b === none) return -1;
+    this.removeFree(b);
+    const size = this.bSize[b]!;
+    if (size > units) {
       // Split: the tail stays free.
-      const rest = new Block(block.offset + units, block.size - units);
-      rest.prevPhys = block;
-      rest.nextPhys = block.nextPhys;
-      if (block.nextPhys) block.nextPhys.prevPhys = rest;
-      block.nextPhys = rest;
-      block.size = units;
+      const rest = this.newBlock(this.bOff[b]! + units, size - units);
+      const next = this.bNext[b]!;
+      this.bPrev[rest] = b;
+      this.bNext[rest] = next;
+      if (next !== none) this.bPrev[next] = rest;
+      this.bNext[b] = rest;
+      this.bSize[b] = units;
       this.insertFree(rest);
     }
-    block.free = false;
-    this.allocated.set(block.offset, block);
-    this.allocatedUnits += block.size;
-    return block.offset * this.alignmentBytes;
+    this.bFree[b] = 0;
+    const off = this.bOff[b]!;
+    this.allocated.set(off, b);
+    this.allocatedUnits += units;
+    return off * this.alignmentBytes;
   }
 
   /** True if alloc(bytes) would succeed now (same search, no change). */
   canFit(bytes: number): boolean {
     const units = this.unitsFor(bytes);
-    return units <= this.capacityUnits && this.findFit(units) !== null;
+    return units <= this.capacityUnits && this.findFit(units) !== none;
   }
 
   /** Free the allocation that starts at `offsetBytes`. Returns false if there is none (nothing changes). */
   free(offsetBytes: number): boolean {
     if (offsetBytes % this.alignmentBytes !== 0) return false;
     const off = offsetBytes / this.alignmentBytes;
-    let block = this.allocated.get(off);
-    if (block === undefined) return false;
+    let b = this.allocated.get(off);
+    if (b === undefined) return false;
     this.allocated.delete(off);
-    this.allocatedUnits -= block.size;
-    block.free = true;
-    const prev = block.prevPhys;
-    if (prev !== null && prev.free) {
+    this.allocatedUnits -= this.bSize[b]!;
+    this.bFree[b] = 1;
+    const prev = this.bPrev[b]!;
+    if (prev !== none && this.bFree[prev] === 1) {
       this.removeFree(prev);
-      prev.size += block.size;
-      prev.nextPhys = block.nextPhys;
-      if (block.nextPhys) block.nextPhys.prevPhys = prev;
-      block = prev;
+      this.bSize[prev] = this.bSize[prev]! + this.bSize[b]!;
+      const next = this.bNext[b]!;
+      this.bNext[prev] = next;
+      if (next !== none) this.bPrev[next] = prev;
+      this.spareIds.push(b);
+      b = prev;
     }
-    const next = block.nextPhys;
-    if (next !== null && next.free) {
+    const next = this.bNext[b]!;
+    if (next !== none && this.bFree[next] === 1) {
       this.removeFree(next);
-      block.size += next.size;
-      block.nextPhys = next.nextPhys;
-      if (next.nextPhys) next.nextPhys.prevPhys = block;
+      this.bSize[b] = this.bSize[b]! + this.bSize[next]!;
+      const nn = this.bNext[next]!;
+      this.bNext[b] = nn;
+      if (nn !== none) this.bPrev[nn] = b;
+      this.spareIds.push(next);
     }
-    this.insertFree(block);
+    this.insertFree(b);
     return true;
   }
 
@@ -214,20 +268,10 @@ export class OffsetAllocator {
   /** All extents in offset order, as [offsetBytes, sizeBytes, free]. For tests and invariant checks (O(n)). */
   extents(): Array<[number, number, boolean]> {
     const out: Array<[number, number, boolean]> = [];
-    let b = this.firstBlock();
-    while (b !== null) {
-      out.push([b.offset * this.alignmentBytes, b.size * this.alignmentBytes, b.free]);
-      b = b.nextPhys;
+    for (let b = this.head; b !== none; b = this.bNext[b]!) {
+      out.push([this.bOff[b]! * this.alignmentBytes, this.bSize[b]! * this.alignmentBytes, this.bFree[b] === 1]);
     }
     return out;
-  }
-
-  private firstBlock(): Block | null {
-    // The chain's first block starts at 0; it is free (in a class heap) or allocated (in the map).
-    const a = this.allocated.get(0);
-    if (a) return a;
-    for (const heap of this.classes) for (const b of heap) if (b.offset === 0) return b;
-    return null;
   }
 
   largestFreeExtentBytes(): number {
@@ -235,7 +279,7 @@ export class OffsetAllocator {
     if (fl < 0) return 0;
     const sl = 31 - Math.clz32(this.slBitmap[fl]!);
     let max = 0;
-    for (const b of this.classes[fl * slCount + sl]!) if (b.size > max) max = b.size;
+    for (const b of this.classes[fl * slCount + sl]!) if (this.bSize[b]! > max) max = this.bSize[b]!;
     return max * this.alignmentBytes;
   }
 
@@ -263,7 +307,7 @@ export class OffsetAllocator {
     return fl * slCount + sl;
   }
 
-  private findFit(units: number): Block | null {
+  private findFit(units: number): number {
     // Round the request up to the next class boundary, so any block in the class found is large enough.
     let rounded = units;
     if (units >= slCount) rounded = units + pow2[log2floor(units) - slBits]! - 1;
@@ -278,9 +322,9 @@ export class OffsetAllocator {
     }
     // Good-fit missed: the request's own class may still hold a block large enough (rare; bounded by that
     // class). Take the lowest offset among those that fit, to stay history-independent.
-    let best: Block | null = null;
+    let best = none;
     for (const b of this.classes[OffsetAllocator.classOf(units)] ?? []) {
-      if (b.size >= units && (best === null || b.offset < best.offset)) best = b;
+      if (this.bSize[b]! >= units && (best === none || this.bOff[b]! < this.bOff[best]!)) best = b;
     }
     return best;
   }
@@ -297,14 +341,13 @@ export class OffsetAllocator {
     return hi !== 0 ? 32 + ctz32(hi) : -1;
   }
 
-  private insertFree(b: Block): void {
-    const cls = OffsetAllocator.classOf(b.size);
+  private insertFree(b: number): void {
+    const cls = OffsetAllocator.classOf(this.bSize[b]!);
     const heap = this.classes[cls]!;
-    b.free = true;
-    b.cls = cls;
+    this.bFree[b] = 1;
+    this.bCls[b] = cls;
     heap.push(b);
-    b.heapIndex = heap.length - 1;
-    siftUp(heap, b.heapIndex);
+    this.siftUp(heap, heap.length - 1);
     if (heap.length === 1) {
       const fl = Math.floor(cls / slCount);
       this.slBitmap[fl]! |= 1 << (cls % slCount);
@@ -314,19 +357,19 @@ export class OffsetAllocator {
     this.freeExtents++;
   }
 
-  private removeFree(b: Block): void {
-    const cls = b.cls;
+  private removeFree(b: number): void {
+    const cls = this.bCls[b]!;
     const heap = this.classes[cls]!;
-    const i = b.heapIndex;
+    const i = this.bHeap[b]!;
     assert(heap[i] === b, 'free block not where its heap index says');
     const last = heap.pop()!;
     if (last !== b) {
       heap[i] = last;
-      last.heapIndex = i;
-      siftDown(heap, i);
-      siftUp(heap, last.heapIndex);
+      this.bHeap[last] = i;
+      this.siftDown(heap, i);
+      this.siftUp(heap, this.bHeap[last]!);
     }
-    b.heapIndex = -1;
+    this.bHeap[b] = none;
     if (heap.length === 0) {
       const fl = Math.floor(cls / slCount);
       this.slBitmap[fl]! &= ~(1 << (cls % slCount));
@@ -337,37 +380,39 @@ export class OffsetAllocator {
     }
     this.freeExtents--;
   }
-}
 
-// Binary min-heap by offset, each block remembering its index (for O(log k) removal from the middle).
-function siftUp(heap: Block[], i: number): void {
-  const b = heap[i]!;
-  while (i > 0) {
-    const p = (i - 1) >> 1;
-    const parent = heap[p]!;
-    if (parent.offset <= b.offset) break;
-    heap[i] = parent;
-    parent.heapIndex = i;
-    i = p;
+  // Binary min-heap by offset; each block remembers its index (for O(log k) removal from the middle).
+  private siftUp(heap: number[], i: number): void {
+    const b = heap[i]!;
+    const off = this.bOff[b]!;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      const parent = heap[p]!;
+      if (this.bOff[parent]! <= off) break;
+      heap[i] = parent;
+      this.bHeap[parent] = i;
+      i = p;
+    }
+    heap[i] = b;
+    this.bHeap[b] = i;
   }
-  heap[i] = b;
-  b.heapIndex = i;
-}
 
-function siftDown(heap: Block[], i: number): void {
-  const n = heap.length;
-  const b = heap[i]!;
-  for (;;) {
-    const l = 2 * i + 1;
-    if (l >= n) break;
-    const r = l + 1;
-    const c = r < n && heap[r]!.offset < heap[l]!.offset ? r : l;
-    const child = heap[c]!;
-    if (child.offset >= b.offset) break;
-    heap[i] = child;
-    child.heapIndex = i;
-    i = c;
+  private siftDown(heap: number[], i: number): void {
+    const n = heap.length;
+    const b = heap[i]!;
+    const off = this.bOff[b]!;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const r = l + 1;
+      const c = r < n && this.bOff[heap[r]!]! < this.bOff[heap[l]!]! ? r : l;
+      const child = heap[c]!;
+      if (this.bOff[child]! >= off) break;
+      heap[i] = child;
+      this.bHeap[child] = i;
+      i = c;
+    }
+    heap[i] = b;
+    this.bHeap[b] = i;
   }
-  heap[i] = b;
-  b.heapIndex = i;
 }
