@@ -4,6 +4,8 @@
  *   npm run bench:raft-vs-etcd -- [--json] [--seconds S] [--no-append] [--cpu-prof]
  * --json prints {"c1": {"mooring": {writesPerSec, p50Ms, p99Ms, ...}, "etcd": {...} | null, "ratio": n | null},
  *                "c256": {...}, "machine": {...}}  (ratio = Mooring writes/s ÷ etcd writes/s).
+ * serverCpuUsPerWrite: user+system CPU of the three server processes (from /proc) per acknowledged write — a
+ * figure that depends far less than writes/s on what else the shared machine is running.
  * Mooring is driven by KvClient (one session per concurrent client, all sharing one connection per node); etcd by
  * the etcd3 gRPC client (one channel to the leader, one put per concurrent client). The load generator shares the
  * 2 cores with the servers in both cases.
@@ -12,7 +14,7 @@ import { KvClient } from '../src/kvstore/client.js';
 import { EtcdCluster, etcdBinary, etcdClient, etcdInstallHint } from './lib/etcd-cluster.js';
 import { KvCluster } from './lib/kv-cluster.js';
 import { closedLoop, type LoadResult } from './lib/load.js';
-import { appendResults, machineInfo, parseArgs, round, table } from './lib/report.js';
+import { appendResults, machineInfo, parseArgs, processCpuMs, round, table } from './lib/report.js';
 
 const args = parseArgs();
 const seconds = args.num('seconds', 5);
@@ -27,17 +29,31 @@ function log(msg: string): void {
   if (!args.json) process.stderr.write(`${msg}\n`);
 }
 
-async function benchMooring(): Promise<Map<number, LoadResult>> {
+/** A load result plus the CPU the 3 server processes used per acknowledged write (µs, all three summed). */
+type Measured = LoadResult & { serverCpuUsPerWrite: number };
+
+/** Runs `run` and charges the servers' CPU (user + system, from /proc) to its writes, warm-up included. */
+async function measured(pids: (number | undefined)[], run: () => Promise<LoadResult>): Promise<Measured> {
+  const cpu0 = pids.map(processCpuMs);
+  const r = await run();
+  const cpu = pids.map(processCpuMs).reduce((a, c, i) => a + c - cpu0[i]!, 0);
+  // Warm-up writes are not in r.ops; scale by the measured share of the run's time.
+  const writes = r.ops * ((r.seconds + 1) / r.seconds);
+  return { ...r, serverCpuUsPerWrite: round((cpu * 1000) / Math.max(1, writes), 0) };
+}
+
+async function benchMooring(): Promise<Map<number, Measured>> {
   const cluster = await KvCluster.create({ logLevel: 'warn', nodeArgs: args.has('--cpu-prof') ? ['--cpu-prof', '--cpu-prof-dir', 'bench-prof'] : [] });
-  const out = new Map<number, LoadResult>();
+  const out = new Map<number, Measured>();
   try {
     await cluster.startAll();
     const leader = await cluster.waitForLeader();
+    const pids = cluster.running().map((id) => cluster.node(id).proc?.pid);
     const base = new KvClient({ endpoints: [cluster.endpoint(leader), ...cluster.endpoints()], clusterId: cluster.clusterId, timeoutMs: 5_000 });
     for (const c of levels) {
       const sessions = Array.from({ length: c }, () => base.fork());
       log(`mooring: ${c} client(s), ${seconds} s`);
-      out.set(c, await closedLoop(c, seconds, (w, n) => sessions[w]!.put(key(w, n), value)));
+      out.set(c, await measured(pids, () => closedLoop(c, seconds, (w, n) => sessions[w]!.put(key(w, n), value))));
     }
     await base.close();
     if (args.has('--cpu-prof')) for (const id of cluster.running()) await cluster.kill(id, 'SIGTERM');
@@ -47,16 +63,17 @@ async function benchMooring(): Promise<Map<number, LoadResult>> {
   return out;
 }
 
-async function benchEtcd(bin: string): Promise<Map<number, LoadResult>> {
+async function benchEtcd(bin: string): Promise<Map<number, Measured>> {
   const cluster = await EtcdCluster.create(bin);
-  const out = new Map<number, LoadResult>();
+  const out = new Map<number, Measured>();
   try {
     await cluster.startAll();
+    const pids = cluster.members.map((m) => m.proc?.pid);
     const leader = (await cluster.leader()) ?? 'e1';
     const client = etcdClient(`http://127.0.0.1:${cluster.member(leader).clientPort}`);
     for (const c of levels) {
       log(`etcd: ${c} client(s), ${seconds} s`);
-      out.set(c, await closedLoop(c, seconds, (w, n) => client.put(key(w, n)).value(value).exec()));
+      out.set(c, await measured(pids, () => closedLoop(c, seconds, (w, n) => client.put(key(w, n)).value(value).exec())));
     }
     client.close();
   } finally {
@@ -71,7 +88,7 @@ async function main(): Promise<void> {
   if (bin === null) log(`${etcdInstallHint}; skipping etcd`);
   const mooring = await benchMooring();
   const etcd = bin !== null ? await benchEtcd(bin) : null;
-  const summary = (r: LoadResult) => ({ writesPerSec: r.opsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, meanMs: r.meanMs, errors: r.errors });
+  const summary = (r: Measured) => ({ writesPerSec: r.opsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, meanMs: r.meanMs, errors: r.errors, serverCpuUsPerWrite: r.serverCpuUsPerWrite });
   const result: Record<string, unknown> = { machine };
   const rows: (string | number)[][] = [];
   for (const c of levels) {
@@ -79,10 +96,10 @@ async function main(): Promise<void> {
     const e = etcd?.get(c) ?? null;
     const ratio = e !== null && e.opsPerSec > 0 ? round(m.opsPerSec / e.opsPerSec, 2) : null;
     result[`c${c}`] = { mooring: summary(m), etcd: e !== null ? summary(e) : null, ratio };
-    rows.push([c, 'mooring', m.opsPerSec, m.p50Ms, m.p99Ms, m.errors, ratio ?? '-']);
-    if (e !== null) rows.push([c, 'etcd 3.4', e.opsPerSec, e.p50Ms, e.p99Ms, e.errors, '']);
+    rows.push([c, 'mooring', m.opsPerSec, m.p50Ms, m.p99Ms, m.errors, m.serverCpuUsPerWrite, ratio ?? '-']);
+    if (e !== null) rows.push([c, 'etcd 3.4', e.opsPerSec, e.p50Ms, e.p99Ms, e.errors, e.serverCpuUsPerWrite, '']);
   }
-  const t = table(['clients', 'system', 'writes/s', 'p50 ms', 'p99 ms', 'errors', 'ratio (Mooring/etcd)'], rows);
+  const t = table(['clients', 'system', 'writes/s', 'p50 ms', 'p99 ms', 'errors', 'server CPU µs/write (3 nodes)', 'ratio writes/s (Mooring/etcd)'], rows);
   if (args.json) console.log(JSON.stringify(result));
   else console.log(t);
   if (!args.has('--no-append')) {

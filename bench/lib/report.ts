@@ -2,7 +2,7 @@
  * Shared benchmark helpers: argv flags, percentiles, machine description, a markdown table printer, and appending
  * a dated section to bench/RESULTS.md (append only: other benchmarks' sections are never rewritten).
  */
-import { appendFileSync, existsSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { repoRoot } from './kv-cluster.js';
@@ -81,6 +81,22 @@ export function appendResults(name: string, command: string, body: string, m: Ma
   ].join('\n');
   appendFileSync(file, (existsSync(file) ? '' : '# Benchmark results\n') + section);
   return file;
+}
+
+/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ; 100 on Linux). */
+export const procClockTicksPerSec = 100;
+
+/** CPU time (user + system, ms) a process has used so far, from /proc (Linux); NaN when unreadable. */
+export function processCpuMs(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may contain spaces): state is field 3, utime 14, stime 15.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(rest[11]) + Number(rest[12])) * 1000) / procClockTicksPerSec;
+  } catch {
+    return NaN;
+  }
 }
 
 export function sleep(ms: number): Promise<void> {
