@@ -197,7 +197,11 @@ export function run(actions: Action[], ro: RunOptions): RunStats {
       }
       case 'read': {
         const l = leader();
-        if (l !== undefined) net.core(l).readIndex(enc('r'));
+        try {
+          if (l !== undefined) net.core(l).readIndex(enc('r'));
+        } catch {
+          /* a leaving (removed) leader serves no reads */
+        }
         break;
       }
       case 'conf': {
@@ -248,23 +252,28 @@ export function run(actions: Action[], ro: RunOptions): RunStats {
         return `${n.id}:${st.role}/t${st.term} lead=${st.leader} last=${st.lastIndex} commit=${st.commit} applied=${st.applied} first=${n.storage.firstIndex()} cs=${cs.voters.join('')}|${cs.votersOutgoing.join('')}|${cs.learners.join('')} pr=${JSON.stringify(st.progress ?? {})}`;
       })
       .join('\n');
-  let p: { index: number } | undefined;
-  for (let i = 0; i < 300 && p === undefined; i++) {
+  // Liveness: within a bounded number of ticks, a proposal made on a stable leader is committed by every member
+  // of its configuration. (A leader may still change hands meanwhile, e.g. a removed leader handing over: then
+  // the proposal may be lost and a new one is made.)
+  let p: { index: number; term: number } | undefined;
+  let done = false;
+  for (let i = 0; i < 400 && !done; i++) {
     net.tickAll(1);
-    if (!stable()) continue;
-    try {
-      p = net.core(leader()!).propose(enc('final'));
-    } catch {
-      /* a transfer started during the faults is still pending: it aborts within an election timeout */
+    const l = leader();
+    if (l === undefined || !stable()) continue;
+    if (p !== undefined && net.core(l).status().term !== p.term) p = undefined; // lost with its leader
+    if (p === undefined) {
+      try {
+        p = net.core(l).propose(enc('final'));
+      } catch {
+        /* transfer pending, or a leaving leader: retry later */
+      }
+      continue;
     }
+    const pi = p.index;
+    done = members(l).every((id) => net.core(id).status().commit >= pi);
   }
-  expect(p, `no stable leader accepted a proposal after healing:\n${summary()}`).toBeDefined();
-  if (p === undefined) throw new Error('unreachable');
-  net.stabilize();
-  net.tickAll(5);
-  for (const id of members(leader()!)) {
-    expect(net.core(id).status().commit, `${id} did not commit ${p.index}:\n${summary()}`).toBeGreaterThanOrEqual(p.index);
-  }
+  expect(done, `no proposal committed on every member after healing (p=${JSON.stringify(p)}):\n${summary()}`).toBe(true);
   check();
   return {
     terms: leaderOfTerm.size,
