@@ -166,10 +166,12 @@ export class RaftCore {
     this.switchToConfig(restored);
 
     if (hardState.term !== 0 || hardState.vote !== null || hardState.commit !== 0) {
-      if (hardState.commit < this.log.committed || hardState.commit > this.log.lastIndex()) {
-        throw new MooringError(ErrorCode.CORRUPT_LOG, `hard state commit ${hardState.commit} out of [${this.log.committed}, ${this.log.lastIndex()}]`);
+      // A commit index below the snapshot (hard state written before the snapshot) is harmless: the snapshot
+      // is committed. One beyond the log means committed entries were lost.
+      if (hardState.commit > this.log.lastIndex()) {
+        throw new MooringError(ErrorCode.CORRUPT_LOG, `hard state commit ${hardState.commit} beyond the last index ${this.log.lastIndex()}`);
       }
-      this.log.committed = hardState.commit;
+      this.log.committed = Math.max(hardState.commit, this.log.committed);
       this.term = hardState.term;
       this.vote = hardState.vote;
     }
@@ -190,6 +192,7 @@ export class RaftCore {
     this.tickCount++;
     if (this.role === 'leader') this.tickHeartbeat();
     else this.tickElection();
+    this.checkInvariants();
   }
 
   /**
@@ -263,6 +266,7 @@ export class RaftCore {
     }
     this.appendEntries(ents);
     this.bcastAppend();
+    this.checkInvariants();
     return { firstIndex: li + 1, lastIndex: li + datas.length, term: this.term };
   }
 
@@ -302,7 +306,9 @@ export class RaftCore {
       if (e instanceof MooringError && e.code === ErrorCode.INVALID_ARGUMENT) return this.trk.confState();
       throw e;
     }
-    return this.switchToConfig(r);
+    const cs = this.switchToConfig(r);
+    this.checkInvariants();
+    return cs;
   }
 
   /** Convenience: applies a confChange entry's data (decode + applyConfChange). */
@@ -1125,8 +1131,10 @@ export class RaftCore {
   private checkInvariants(): void {
     const last = this.log.lastIndex();
     assert(this.log.committed <= last, `commit ${this.log.committed} > lastIndex ${last}`);
-    assert(this.log.applied <= this.log.committed, `applied ${this.log.applied} > commit ${this.log.committed}`);
+    assert(this.log.applied <= this.log.applying && this.log.applying <= this.log.committed, `applied ${this.log.applied} ≤ applying ${this.log.applying} ≤ commit ${this.log.committed} violated`);
     assert(this.role !== 'leader' || this.lead === this.id, 'a leader leads itself');
+    assert(this.role !== 'candidate' || this.vote === this.id, 'a candidate votes for itself');
+    assert(this.term >= this.prevHard.term, `term went back from ${this.prevHard.term} to ${this.term}`);
   }
 }
 
