@@ -7,11 +7,12 @@
  *                "machine": {...}}.
  * "Next acknowledged write": the first write acknowledged more than `inFlightGraceMs` after the kill by any of the
  * C closed-loop writers (acks in that first window can only be replies the dead leader sent before it died).
- * Clients retry with a short backoff (Mooring: KvClient 10 → 100 ms; etcd: rotate endpoints after 10 ms).
+ * Clients retry with a short backoff (Mooring: KvClient 10 → 100 ms; etcd: a 300 ms call deadline, then the next
+ * endpoint after 10 ms).
  */
 import { performance } from 'node:perf_hooks';
 import { KvClient } from '../src/kvstore/client.js';
-import { EtcdCluster, etcdBinary, etcdClient, etcdInstallHint } from './lib/etcd-cluster.js';
+import { EtcdCluster, etcdBinary, etcdClient, etcdFailoverCallDeadlineMs, etcdInstallHint } from './lib/etcd-cluster.js';
 import { KvCluster } from './lib/kv-cluster.js';
 import { appendResults, machineInfo, parseArgs, percentile, round, sleep, table } from './lib/report.js';
 
@@ -128,7 +129,7 @@ async function mooring(): Promise<Outcome> {
 
 async function etcd(bin: string): Promise<Outcome> {
   const cluster = await EtcdCluster.create(bin, { electionMs: etcdElectionMs, heartbeatMs: etcdHeartbeatMs });
-  const conns = cluster.endpoints().map((h) => etcdClient(h));
+  const conns = cluster.endpoints().map((h) => etcdClient(h, {}, etcdFailoverCallDeadlineMs));
   try {
     await cluster.startAll();
     const current = Array.from({ length: clients }, (_, w) => w % conns.length);

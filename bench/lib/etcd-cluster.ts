@@ -10,8 +10,10 @@ import { noop } from 'cockatiel';
 import { Etcd3, type IOptions } from 'etcd3';
 import { freePorts } from './kv-cluster.js';
 
-/** Per-call deadline of the benchmark's etcd clients (unary calls). */
-export const etcdCallDeadlineMs = 300;
+/** Per-call deadline of the failover benchmark's etcd clients (short, so a call stuck on a killed member retries). */
+export const etcdFailoverCallDeadlineMs = 300;
+/** Per-call deadline for throughput runs (never hit by a healthy cluster). */
+export const etcdDefaultCallDeadlineMs = 30_000;
 
 export const etcdInstallHint = 'etcd not found: install it with `apt-get update && apt-get install -y etcd-server etcd-client` (or put an etcd binary on PATH / set ETCD_BIN)';
 
@@ -20,13 +22,13 @@ export const etcdInstallHint = 'etcd not found: install it with `apt-get update 
  * during a failover that would keep a client off a healthy member for seconds and hide etcd's own recovery
  * time. Benchmarks handle retries themselves (cockatiel comes with etcd3).
  */
-export function etcdClient(hosts: string | string[], extra: Partial<IOptions> = {}): Etcd3 {
+export function etcdClient(hosts: string | string[], extra: Partial<IOptions> = {}, deadlineMs = etcdDefaultCallDeadlineMs): Etcd3 {
   return new Etcd3({
     hosts,
     dialTimeout: 1_000,
     faultHandling: { host: () => noop, global: noop },
     // gRPC waits for a dead host's channel otherwise: a deadline makes a call to a killed member fail and retry.
-    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + etcdCallDeadlineMs }),
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + deadlineMs }),
     ...extra,
   });
 }
