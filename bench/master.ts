@@ -67,39 +67,55 @@ try {
   };
 
   const results: Record<string, LoadResult & { unit: string; note: string }> = {};
+  // Error codes per case (closedLoop only counts them).
+  const codes: Record<string, number> = {};
+  const tally = <A extends unknown[]>(op: (...a: A) => Promise<unknown>) => async (...a: A): Promise<unknown> => {
+    try {
+      return await op(...a);
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? 'ERROR';
+      codes[code] = (codes[code] ?? 0) + 1;
+      throw err;
+    }
+  };
+  const errNote = (): string => {
+    const s = Object.entries(codes).map(([k, v]) => `${k}×${v}`).join(' ');
+    for (const k of Object.keys(codes)) delete codes[k];
+    return s.length > 0 ? `; errors: ${s}` : '';
+  };
   const say = (t: string): void => { if (!args.json) console.log(t); };
 
   say(`bench:master — 3 master processes, leader ${leader}, ${concurrency} sessions over ${connections} connections, ${seconds} s per case`);
-  const pairs = await closedLoop(concurrency, seconds, (w, n) => putPair(w, n, 'pp'));
-  results.putPairs = { ...pairs, unit: 'put pairs/s', note: 'putStart+putEnd, 4 KiB, 1 replica' };
+  const pairs = await closedLoop(concurrency, seconds, tally((w: number, n: number) => putPair(w, n, 'pp')));
+  results.putPairs = { ...pairs, unit: 'put pairs/s', note: `putStart+putEnd, 4 KiB, 1 replica${errNote()}` };
   say(`put pairs: ${pairs.opsPerSec}/s p50 ${pairs.p50Ms} ms p99 ${pairs.p99Ms} ms errors ${pairs.errors}`);
 
   const keys = putKeys.slice();
-  const gets = await closedLoop(concurrency, seconds, (w, n) => sessions[w]!.conn.call('getReplicaList', { key: keys[(w * 7919 + n) % keys.length] }));
-  results.getReplicaList = { ...gets, unit: 'gets/s', note: 'one key per RPC' };
+  const gets = await closedLoop(concurrency, seconds, tally((w: number, n: number) => sessions[w]!.conn.call('getReplicaList', { key: keys[(w * 7919 + n) % keys.length] })));
+  results.getReplicaList = { ...gets, unit: 'gets/s', note: `one key per RPC${errNote()}` };
   say(`getReplicaList: ${gets.opsPerSec}/s p50 ${gets.p50Ms} ms p99 ${gets.p99Ms} ms errors ${gets.errors}`);
 
   const batchConc = Math.max(8, Math.floor(concurrency / 8));
-  const bget = await closedLoop(batchConc, seconds, (w, n) => {
+  const bget = await closedLoop(batchConc, seconds, tally((w: number, n: number) => {
     const start = ((w * 7919 + n * batchGetKeys) % Math.max(1, keys.length - batchGetKeys));
     return sessions[w]!.conn.call('batchGetReplicaList', { keys: keys.slice(start, start + batchGetKeys) });
-  });
-  results.batchGetReplicaList = { ...bget, opsPerSec: bget.opsPerSec * batchGetKeys, unit: 'keys/s', note: `batched: ${batchGetKeys} keys per RPC, ${batchConc} in flight; latency per batch` };
+  }));
+  results.batchGetReplicaList = { ...bget, opsPerSec: bget.opsPerSec * batchGetKeys, unit: 'keys/s', note: `batched: ${batchGetKeys} keys per RPC, ${batchConc} in flight; latency per batch${errNote()}` };
   say(`batchGetReplicaList: ${bget.opsPerSec * batchGetKeys} keys/s (${bget.opsPerSec} batches/s) p50 ${bget.p50Ms} ms p99 ${bget.p99Ms} ms`);
 
-  const bput = await closedLoop(batchConc, seconds, async (w, n) => {
+  const bput = await closedLoop(batchConc, seconds, tally(async (w: number, n: number) => {
     const s = sessions[w]!;
     const ks = Array.from({ length: batchPutItems }, (_, i) => `bp/${w}/${n}/${i}`);
     await write(s, 'batchPutStart', { items: ks.map((key) => ({ key, size: objectBytes, replicaNum: 1 })) });
     await write(s, 'batchPutEnd', { keys: ks });
-  });
-  results.batchPut = { ...bput, opsPerSec: bput.opsPerSec * batchPutItems, unit: 'objects/s', note: `batchPutStart+batchPutEnd of ${batchPutItems}, ${batchConc} in flight; latency per batch pair (${bput.opsPerSec} batch pairs/s)` };
+  }));
+  results.batchPut = { ...bput, opsPerSec: bput.opsPerSec * batchPutItems, unit: 'objects/s', note: `batchPutStart+batchPutEnd of ${batchPutItems}, ${batchConc} in flight; latency per batch pair (${bput.opsPerSec} batch pairs/s)${errNote()}` };
   say(`batch put: ${bput.opsPerSec * batchPutItems} objects/s (${bput.opsPerSec} batch pairs/s) p50 ${bput.p50Ms} ms p99 ${bput.p99Ms} ms`);
 
   // Open loop at half the peak: arrivals on a fixed schedule, latency from the scheduled time.
   const rate = Math.max(1, Math.floor(pairs.opsPerSec / 2));
-  const half = await openLoop(rate, seconds, concurrency, (w, n) => putPair(w, n, 'half'));
-  results.putPairsHalfRate = { ...half, unit: 'put pairs/s', note: `open loop at ${rate}/s (50% of peak); latency from scheduled start` };
+  const half = await openLoop(rate, seconds, concurrency, tally((w: number, n: number) => putPair(w, n, 'half')));
+  results.putPairsHalfRate = { ...half, unit: 'put pairs/s', note: `open loop at ${rate}/s (50% of peak); latency from scheduled start${errNote()}` };
   say(`put pairs at ${rate}/s: achieved ${half.opsPerSec}/s p50 ${half.p50Ms} ms p99 ${half.p99Ms} ms errors ${half.errors}`);
 
   await Promise.all(conns.map((c) => c.close()));
