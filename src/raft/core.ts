@@ -59,6 +59,9 @@ export const DEFAULT_MAX_INFLIGHT_APPENDS = 256;
 export const DEFAULT_MAX_UNCOMMITTED_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_MAX_COMMITTED_BYTES_PER_READY = 4 * 1024 * 1024;
 
+/** Reads (ReadIndex rounds and reads waiting for the first commit of a term) a leader keeps at most. */
+export const MAX_PENDING_READS = 10_000;
+
 /** `context` of a vote request forced by a leadership transfer (it bypasses leader stickiness). */
 export const TRANSFER_CONTEXT: Uint8Array = new TextEncoder().encode('transfer');
 
@@ -947,7 +950,16 @@ export class RaftCore {
     return this.log.termOrUndefined(this.log.committed) === this.term;
   }
 
+  /** Refuses (local) or drops (forwarded) a read when too many are waiting, e.g. with no quorum reachable. */
+  private tooManyPendingReads(): boolean {
+    return this.pendingReadIndex.length + this.readOnly.pendingCount() >= MAX_PENDING_READS;
+  }
+
   private handleReadIndex(req: ReadRequest): void {
+    if (this.tooManyPendingReads()) {
+      if (req.from === this.id) throw new MooringError(ErrorCode.UNAVAILABLE, `${MAX_PENDING_READS} reads already wait for a quorum`);
+      return;
+    }
     if (this.trk.isSingleton()) {
       this.respondToRead(req, this.log.committed);
       return;

@@ -1,6 +1,6 @@
 // The Raft layer: the pure core and its building blocks (the LevelDB log and the driver live beside it).
 export * from './types.js';
-export { RaftCore, TRANSFER_CONTEXT, type BatchProposal } from './core.js';
+export { RaftCore, TRANSFER_CONTEXT, MAX_PENDING_READS, type BatchProposal } from './core.js';
 export {
   DEFAULT_ELECTION_TIMEOUT_TICKS,
   DEFAULT_HEARTBEAT_INTERVAL_TICKS,

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, MooringError } from '../../src/errors.js';
+import { MAX_PENDING_READS } from '../../src/raft/core.js';
 import { dec, enc, Net } from './core-harness.js';
 
 const ids = ['a', 'b', 'c'];
@@ -151,5 +152,22 @@ describe('lease reads', () => {
       // Sanity: the lease did work for a while after the partition (otherwise the test proves nothing).
       if (seed === 1) expect(servedWhileAlone).toBeGreaterThan(0);
     }
+  });
+
+  it('bounds the reads waiting for a quorum (UNAVAILABLE beyond MAX_PENDING_READS)', () => {
+    const net = new Net(ids, { checkQuorum: false });
+    net.campaign('a');
+    net.isolate('a');
+    for (let i = 0; i < MAX_PENDING_READS; i++) net.core('a').readIndex(enc(`r${i}`));
+    let code: string | undefined;
+    try {
+      net.core('a').readIndex(enc('one too many'));
+    } catch (e) {
+      code = (e as MooringError).code;
+    }
+    expect(code).toBe(ErrorCode.UNAVAILABLE);
+    net.heal();
+    net.tickAll(2);
+    expect(net.node('a').readStates.length).toBe(MAX_PENDING_READS);
   });
 });
