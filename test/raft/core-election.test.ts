@@ -119,4 +119,22 @@ describe('elections', () => {
     expect(st2.vote).toBe(st.vote);
     expect(st2.commit).toBe(st.commit);
   });
+
+  it('a node does not campaign while a committed conf change is unapplied', () => {
+    const net = new Net(ids, { preVote: false });
+    net.campaign('a');
+    net.core('a').proposeConfChange({ changes: [{ type: 'addLearner', node: 'l' }] });
+    // Deliver to b without letting b process its Readys: b learns the commit but has not applied it.
+    for (let i = 0; i < 6; i++) {
+      net.processReady('a');
+      net.processReady('c');
+      net.deliver();
+    }
+    const b = net.core('b');
+    expect(b.status().commit).toBeGreaterThan(b.status().applied);
+    const term = b.status().term;
+    b.campaign();
+    expect(b.status().role).toBe('follower');
+    expect(b.status().term).toBe(term);
+  });
 });

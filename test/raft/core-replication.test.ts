@@ -192,4 +192,42 @@ describe('replication', () => {
     expect(brd.mustSync).toBe(true);
     b.advance(brd);
   });
+
+  it('reportUnreachable drops a replicating follower back to probing', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.campaign('a');
+    net.proposeStr('a', 'x');
+    expect(net.core('a').status().progress!['b']!.state).toBe('replicate');
+    net.core('a').reportUnreachable('b');
+    expect(net.core('a').status().progress!['b']!.state).toBe('probe');
+    net.proposeStr('a', 'y');
+    net.tickAll(2);
+    expect(net.core('a').status().progress!['b']!.state).toBe('replicate');
+    expect(net.appliedStrings('b')).toEqual(['x', 'y']);
+  });
+
+  it('a restart with config.applied does not re-deliver applied entries', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.campaign('a');
+    for (let i = 0; i < 4; i++) net.proposeStr('a', `v${i}`);
+    const applied = net.core('b').status().applied;
+    const n = net.restart('b', { applied: applied - 2 });
+    net.stabilize();
+    expect(n.appliedAll.map((e) => e.index)).toEqual([applied - 1, applied]);
+  });
+
+  it('heartbeats never tell a follower to commit beyond what it is known to hold', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.campaign('a');
+    net.isolate('c');
+    net.proposeStr('a', 'x');
+    const before = net.log.length;
+    net.heal();
+    net.filters = [(m) => m.type !== 'app'];
+    net.tickAll(2);
+    const hbToC = net.log.slice(before).filter((m) => m.type === 'heartbeat' && m.to === 'c');
+    expect(hbToC.length).toBeGreaterThan(0);
+    for (const m of hbToC) expect(m.commit).toBeLessThanOrEqual(1);
+    expect(net.core('c').status().commit).toBeLessThanOrEqual(net.core('c').status().lastIndex);
+  });
 });
