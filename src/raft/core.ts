@@ -17,6 +17,15 @@
  *   from a leader within an election timeout refuse (pre)votes, so no other leader can exist meanwhile. This
  *   assumes every node's ticks run at the same rate (bounded drift). Once a leadership transfer has been started
  *   in a term, lease reads fall back to heartbeat rounds for the rest of that term (a forced vote ignores leases).
+ *   After a restart in lease mode a node refuses votes for one election timeout (it may have acknowledged a
+ *   lease before crashing), so a lease-mode cluster elects its first leader by ticking, not by campaign() at t=0.
+ * - Learners never campaign and their votes are never counted; they still answer vote requests, because their
+ *   own view of the membership may lag (a candidate that has not applied a demotion yet still needs them).
+ * - Joining nodes: bootstrap them with the cluster's membership (MemoryStorage({voters, learners})) or let the
+ *   leader catch them up with a snapshot; a snapshot that predates their addition is accepted (the entries that
+ *   add them follow it). Conf change entries are applied by the caller (applyConfChange), never by the core.
+ * - The driver reports snapshots it streamed (reportSnapshot) and peers it could not reach (reportUnreachable);
+ *   a follower in snapshot state waits for that report or for the follower's response.
  */
 import { assert, ErrorCode, MooringError } from '../errors.js';
 import {
