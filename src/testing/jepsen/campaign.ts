@@ -39,6 +39,8 @@ export interface CampaignResult {
   linearizable: boolean;
   inconclusiveKeys: number;
   faults: Record<string, number>;
+  /** Definite failures and unknown outcomes by op and error code. */
+  errors: Record<string, number>;
   counterexample?: string;
 }
 
@@ -80,12 +82,21 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
   const seed = opts.seed ?? (Date.now() % 1_000_000_007);
   const rng = new SeededRng(seed);
   const log = opts.log ?? (() => {});
-  const keyCount = opts.keys ?? 24;
+  const keyCount = opts.keys ?? 64;
   const workers = opts.workers ?? 6;
   const maxBytes = opts.maxObjectBytes ?? 32 * 1024;
   const faults: Record<string, number> = {};
   const count = (f: string): void => {
     faults[f] = (faults[f] ?? 0) + 1;
+  };
+  const errors: Record<string, number> = {};
+  const countError = (op: string, e: unknown): ErrorCode => {
+    let code: ErrorCode = e instanceof MooringError ? e.code : ErrorCode.INTERNAL;
+    // A write retried after its seq left the exactly-once reply window is refused, but its first attempt may
+    // have been applied: the outcome is unknown, not a definite failure.
+    if (code === ErrorCode.INVALID_ARGUMENT && e instanceof MooringError && /reply window/.test(e.message)) code = ErrorCode.TIMEOUT;
+    errors[`${op}:${code}`] = (errors[`${op}:${code}`] ?? 0) + 1;
+    return code;
   };
   const history: Operation<StoreInput, StoreOutput>[] = [];
   const placement = new Map<string, string[]>(); // value → storage clientIds of its replicas
@@ -100,7 +111,8 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
     masters: 3,
     storageNodes: 3,
     storage: { memoryBytes: 32 << 20, pingMs: 300 },
-    masterConfig: { clientTtlMs: 4_000, leaseTtlMs: 1_500 },
+    // Short leases so removals are not mostly refused with OBJECT_HAS_LEASE right after a read.
+    masterConfig: { clientTtlMs: 4_000, leaseTtlMs: 500 },
   });
   const clients: StoreClient[] = [];
   try {
@@ -129,14 +141,20 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
     };
 
     let stop = false;
+    /** Each worker's last observation per key (drives the op mix only; the checker ignores it). */
+    const lastSeen = new Map<string, boolean>();
     const worker = async (w: number): Promise<void> => {
       const r = new SeededRng(seed * 31 + w);
       const client = clients[w % clients.length]!;
       while (!stop) {
         const key = keys[r.nextInt(keys.length)]!;
+        // Mostly put where we last saw nothing, else read or remove: keeps every key cycling through its lifecycle.
         const dice = r.nextInt(100);
+        const present = lastSeen.get(key) === true;
+        const doPut = present ? dice < 10 : dice < 70;
+        const doRemove = !doPut && present && dice >= 60;
         const call = now();
-        if (dice < 35) {
+        if (doPut) {
           const id = nextValue++;
           const value = `v${id}`;
           const op: Operation<StoreInput, StoreOutput> = { clientId: w, op: 'put', key, input: { kind: 'put', value }, call };
@@ -144,6 +162,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
             const res = await client.put(key, valueBytes(id, maxBytes), { replicas: 2 });
             op.output = { ok: true };
             op.return = now();
+            lastSeen.set(key, true);
             const where = res.replicas.map((x) => clientOfSegment(x.segmentId));
             placement.set(value, where);
             acked++;
@@ -153,7 +172,8 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
               continue;
             }
           } catch (e) {
-            const code = e instanceof MooringError ? e.code : ErrorCode.INTERNAL;
+            const code = countError('put', e);
+            if (code === ErrorCode.OBJECT_ALREADY_EXISTS) lastSeen.set(key, true);
             if (unknownCodes.has(code)) unknown++;
             else {
               op.output = { ok: false };
@@ -162,7 +182,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
             }
           }
           history.push(op);
-        } else if (dice < 85) {
+        } else if (!doRemove) {
           const op: Operation<StoreInput, StoreOutput> = { clientId: w, op: 'get', key, input: { kind: 'get' }, call };
           try {
             const bytes = await client.get(key);
@@ -170,11 +190,13 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
             if (v.startsWith('CORRUPT')) wrong++;
             op.output = { value: v };
             op.return = now();
+            lastSeen.set(key, true);
           } catch (e) {
-            const code = e instanceof MooringError ? e.code : ErrorCode.INTERNAL;
+            const code = countError('get', e);
             if (code === ErrorCode.OBJECT_NOT_FOUND || code === ErrorCode.OBJECT_NOT_READY) {
               op.output = { value: null };
               op.return = now();
+              lastSeen.set(key, false);
             } else unknown++; // a failed read constrains nothing
           }
           history.push(op);
@@ -184,11 +206,13 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
             await client.remove(key);
             op.output = { ok: true };
             op.return = now();
+            lastSeen.set(key, false);
           } catch (e) {
-            const code = e instanceof MooringError ? e.code : ErrorCode.INTERNAL;
+            const code = countError('remove', e);
             if (code === ErrorCode.OBJECT_NOT_FOUND) {
               op.output = { ok: false, notFound: true };
               op.return = now();
+              lastSeen.set(key, false);
             } else if (unknownCodes.has(code)) unknown++;
             else {
               op.output = { ok: false };
@@ -347,6 +371,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
       linearizable: check.ok,
       inconclusiveKeys: check.inconclusiveKeys.length,
       faults,
+      errors,
     };
     if (!check.ok && check.counterexample !== undefined) {
       const ce = check.counterexample;

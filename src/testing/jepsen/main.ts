@@ -29,6 +29,7 @@ async function main(): Promise<void> {
       ['lost', String(result.lost)], ['wrong bytes', String(result.wrong)], ['linearizable', String(result.linearizable)],
       ['inconclusive keys', String(result.inconclusiveKeys)],
       ['faults', Object.entries(result.faults).map(([k, v]) => `${k}=${v}`).join(' ')],
+      ['errors', Object.entries(result.errors).map(([k, v]) => `${k}=${v}`).join(' ')],
     ];
     for (const [k, v] of rows) process.stdout.write(`${k.padEnd(20)} ${v}\n`);
     if (result.counterexample !== undefined) process.stdout.write(`\ncounterexample:\n${result.counterexample}\n`);
