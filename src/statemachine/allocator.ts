@@ -52,6 +52,83 @@ export interface AllocatorStats {
 const none = -1;
 const initialBlocks = 16;
 
+/**
+ * offset (units, an integer < 2^53) → block id: an open-addressing hash table with linear probing in typed
+ * arrays. A Map keyed by numbers beyond the small-integer range allocates a boxed key per insert; this does not.
+ */
+class OffsetIndex {
+  private keys = new Float64Array(16);
+  private vals = new Int32Array(16).fill(none);
+  private mask = 15;
+  size = 0;
+
+  private slot(k: number): number {
+    const lo = k >>> 0;
+    const hi = (k / 0x1_0000_0000) >>> 0;
+    let h = Math.imul(lo ^ Math.imul(hi, 0x9e3779b1), 0x85ebca6b);
+    h ^= h >>> 15;
+    return h & this.mask;
+  }
+
+  get(k: number): number {
+    for (let i = this.slot(k); ; i = (i + 1) & this.mask) {
+      const v = this.vals[i]!;
+      if (v === none) return none;
+      if (this.keys[i] === k) return v;
+    }
+  }
+
+  set(k: number, v: number): void {
+    if ((this.size + 1) * 2 > this.mask + 1) this.resize((this.mask + 1) * 2);
+    for (let i = this.slot(k); ; i = (i + 1) & this.mask) {
+      if (this.vals[i] === none) {
+        this.keys[i] = k;
+        this.vals[i] = v;
+        this.size++;
+        return;
+      }
+      if (this.keys[i] === k) {
+        this.vals[i] = v;
+        return;
+      }
+    }
+  }
+
+  delete(k: number): boolean {
+    let i = this.slot(k);
+    for (; ; i = (i + 1) & this.mask) {
+      if (this.vals[i] === none) return false;
+      if (this.keys[i] === k) break;
+    }
+    // Backward-shift deletion keeps every probe chain unbroken without tombstones.
+    let j = i;
+    for (;;) {
+      j = (j + 1) & this.mask;
+      if (this.vals[j] === none) break;
+      const home = this.slot(this.keys[j]!);
+      // Move j into the hole at i unless its home lies cyclically in (i, j].
+      if (i <= j ? home <= i || home > j : home <= i && home > j) {
+        this.keys[i] = this.keys[j]!;
+        this.vals[i] = this.vals[j]!;
+        i = j;
+      }
+    }
+    this.vals[i] = none;
+    this.size--;
+    return true;
+  }
+
+  private resize(n: number): void {
+    const oldK = this.keys;
+    const oldV = this.vals;
+    this.keys = new Float64Array(n);
+    this.vals = new Int32Array(n).fill(none);
+    this.mask = n - 1;
+    this.size = 0;
+    for (let i = 0; i < oldV.length; i++) if (oldV[i] !== none) this.set(oldK[i]!, oldV[i]!);
+  }
+}
+
 export class OffsetAllocator {
   readonly alignmentBytes: number;
   readonly capacityBytes: number;
@@ -62,7 +139,7 @@ export class OffsetAllocator {
   /** Per size class: a min-heap (by offset) of free block ids. */
   private readonly classes: number[][] = Array.from({ length: flCount * slCount }, () => []);
   /** Allocated block id by offset (in units): free() finds its block in O(1). */
-  private readonly allocated = new Map<number, number>();
+  private readonly allocated = new OffsetIndex();
   private allocatedUnits = 0;
   private freeExtents = 0;
   // Block storage (struct of arrays), grown by doubling; released ids are reused.
@@ -222,7 +299,7 @@ export class OffsetAllocator {
     if (offsetBytes % this.alignmentBytes !== 0) return false;
     const off = offsetBytes / this.alignmentBytes;
     let b = this.allocated.get(off);
-    if (b === undefined) return false;
+    if (b === none) return false;
     this.allocated.delete(off);
     this.allocatedUnits -= this.bSize[b]!;
     this.bFree[b] = 1;
@@ -250,7 +327,7 @@ export class OffsetAllocator {
   }
 
   isAllocated(offsetBytes: number): boolean {
-    return offsetBytes % this.alignmentBytes === 0 && this.allocated.has(offsetBytes / this.alignmentBytes);
+    return offsetBytes % this.alignmentBytes === 0 && this.allocated.get(offsetBytes / this.alignmentBytes) !== none;
   }
 
   get allocatedBytes(): number {
