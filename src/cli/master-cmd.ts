@@ -154,7 +154,7 @@ async function runMaster(flags: MasterFlags): Promise<void> {
     if (!r.ready) return;
     clearInterval(poll);
     started.logger.info(
-      { nodeId: config.nodeId, leader: started.leaderId, isLeader: started.isLeader, ports: started.ports, dataDir: config.dataDir },
+      { leader: started.leaderId, isLeader: started.isLeader, ports: started.ports, dataDir: config.dataDir },
       'ready',
     );
   }, readyPollIntervalMs);
