@@ -45,6 +45,105 @@ export const metadataOnlyDataPath: DemoDataPath = {
   async close() {},
 };
 
+/** Real-bytes data path: segment size per storage client segment, and the traffic's staging slots. */
+export const engineDemoSegmentBytes = 256 * 1024 * 1024;
+const engineDemoSlotBytes = 256 * 1024;
+const engineDemoSlots = 64;
+
+/**
+ * The data path with the native engine (what StoreClient does, in the demo's shape): each storage client gets
+ * its own engine whose DRAM segments it mounts (the engine's descriptor travels in the segment name, see
+ * src/store/descriptor.ts); the traffic has its own engine and staging slots and moves every object as
+ * `bytes ‖ crc32 trailer` (src/store/checksum.ts) to each replica, and verifies bytes and checksum on every read.
+ * Null when the addon is not built (the demo then runs metadata only and says so).
+ */
+export async function engineDataPath(): Promise<DemoDataPath | null> {
+  let mod: typeof import('../engine/index.js');
+  try {
+    mod = await import('../engine/index.js');
+  } catch {
+    return null;
+  }
+  const { sealInto, unseal, trailerBytes } = await import('../store/checksum.js');
+  const { encodeMemoryName, decodeAddress } = await import('../store/descriptor.js');
+  const { StagingPool } = await import('../store/staging.js');
+  const engines: Array<InstanceType<typeof mod.Engine>> = [];
+  const client = new mod.Engine({ onWarning: () => {} });
+  engines.push(client);
+  const staging = new StagingPool(client.createSegment({ size: engineDemoSlotBytes * engineDemoSlots, name: 'demo-staging' }), engineDemoSlotBytes, engineDemoSlots);
+  const descriptors = new Map<string, ReturnType<InstanceType<typeof mod.Segment>['descriptor']>>();
+  const content = (key: string, n: number): Buffer => {
+    const b = Buffer.alloc(n);
+    let x = 2166136261;
+    for (let i = 0; i < key.length; i++) x = Math.imul(x ^ key.charCodeAt(i), 16777619) >>> 0;
+    for (let i = 0; i < n; i++) {
+      x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+      b[i] = x & 0xff;
+    }
+    return b;
+  };
+  const where = (r: ReplicaDescriptor) => {
+    const d = descriptors.get(r.segmentId);
+    if (d === undefined) throw new MooringError(ErrorCode.SEGMENT_NOT_FOUND, `segment ${r.segmentId} is not one of the demo's`);
+    return d;
+  };
+  return {
+    description: `native engine (real bytes, ${formatMiB(engineDemoSegmentBytes)} segments, crc32-checked on every read)`,
+    async segmentsFor(clientIndex, clientId) {
+      const e = new mod.Engine({ onWarning: () => {} });
+      engines.push(e);
+      return Array.from({ length: demoSegmentsPerClient }, (_, j) => {
+        const seg = e.createSegment({ size: engineDemoSegmentBytes, name: `${clientId}-seg${j}` });
+        const d = seg.descriptor();
+        const spec: SegmentSpec = {
+          id: `${clientId}-seg${j}`,
+          name: encodeMemoryName(d),
+          base: j * engineDemoSegmentBytes,
+          size: engineDemoSegmentBytes,
+          protocol: d.protocol,
+          endpoint: d.endpoint,
+          zone: `zone-${clientIndex}`,
+        };
+        const back = decodeAddress(spec);
+        if (back?.kind !== 'memory') throw new MooringError(ErrorCode.INTERNAL, 'segment descriptor does not round-trip');
+        descriptors.set(spec.id, back.descriptor);
+        return spec;
+      });
+    },
+    async writeReplicas(key, size, replicas) {
+      if (size > engineDemoSlotBytes || size <= trailerBytes) throw new MooringError(ErrorCode.INVALID_ARGUMENT, `demo objects are ${trailerBytes + 1}..${engineDemoSlotBytes} bytes`);
+      await staging.with(async (slot) => {
+        sealInto(slot.view(size), key, content(key, size - trailerBytes));
+        await client.transferOrThrow(replicas.map((r) => ({ op: 'write' as const, local: { segment: staging.segment, offset: slot.offset }, remote: { segment: where(r), offset: r.offset }, length: size })));
+      });
+    },
+    async readReplicas(key, replicas) {
+      await staging.with(async (slot) => {
+        let last: unknown = new MooringError(ErrorCode.OBJECT_NOT_FOUND, `${key} has no replica`);
+        for (const r of replicas) {
+          try {
+            await client.transferOrThrow([{ op: 'read', local: { segment: staging.segment, offset: slot.offset }, remote: { segment: where(r), offset: r.offset }, length: r.length }]);
+            const payload = unseal(slot.view(r.length), key);
+            if (!payload.equals(content(key, payload.length))) throw new MooringError(ErrorCode.CHECKSUM_MISMATCH, `${key}: bytes differ from what was put`);
+            return;
+          } catch (e) {
+            last = e;
+          }
+        }
+        throw last;
+      });
+    },
+    async close() {
+      staging.close();
+      for (const e of engines) await e.close();
+    },
+  };
+}
+
+function formatMiB(n: number): string {
+  return `${Math.round(n / (1024 * 1024))} MiB`;
+}
+
 /** Retries that carry a storage client through a leader failover (seconds, not milliseconds). */
 export const demoRetry: RetryPolicy = { maxAttempts: 60, initialBackoffMs: 25, maxBackoffMs: 500 };
 export const demoRequestTimeoutMs = 1_000;
@@ -237,4 +336,24 @@ export async function verifyAcked(client: MasterClient, keys: string[], replicaN
     });
   }
   return { checked: keys.length, lost };
+}
+
+/** Reads every key's bytes back through the data path (verified there). Returns the keys that failed. */
+export async function readBackAll(client: MasterClient, keys: string[], dataPath: DemoDataPath): Promise<{ intact: number; failed: string[] }> {
+  const failed: string[] = [];
+  let intact = 0;
+  for (let i = 0; i < keys.length; i += verifyBatchKeys) {
+    const batch = keys.slice(i, i + verifyBatchKeys);
+    const results = (await client.batchGetReplicaList(batch)) as Array<{ ok: boolean; value?: { replicas: ReplicaDescriptor[] } }>;
+    await Promise.all(results.map(async (r, j) => {
+      try {
+        if (!r.ok || r.value === undefined) throw new MooringError(ErrorCode.OBJECT_NOT_FOUND, 'missing');
+        await dataPath.readReplicas(batch[j]!, r.value.replicas);
+        intact++;
+      } catch {
+        failed.push(batch[j]!);
+      }
+    }));
+  }
+  return { intact, failed };
 }
