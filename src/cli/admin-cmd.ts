@@ -176,7 +176,7 @@ export function adminCommand(): Command {
         id: f.id, host: f.host, raftPort: parseInteger(f.raftPort, '--raft-port', 1, 65535), rpcPort: parseInteger(f.rpcPort, '--rpc-port', 1, 65535),
         ...(f.httpPort !== undefined ? { httpPort: parseInteger(f.httpPort, '--http-port', 1, 65535) } : {}),
       });
-      return { json: r, text: `added ${f.id}: ${JSON.stringify(r)}` };
+      return { json: r, text: `added ${f.id}; ${describeMembership(r)}` };
     })));
 
   interface IdFlags extends CommonFlags { id: string }
@@ -184,7 +184,7 @@ export function adminCommand(): Command {
     .requiredOption('--id <id>', 'node id')
     .action(action<IdFlags>(async (c, f) => {
       const r = await c.removeMember(f.id);
-      return { json: r, text: `removed ${f.id}: ${JSON.stringify(r)}` };
+      return { json: r, text: `removed ${f.id}; ${describeMembership(r)}` };
     })));
 
   admin.addCommand(common(new Command('snapshot').description('take a snapshot now (compacts the log) on the node that answers'))
@@ -194,4 +194,12 @@ export function adminCommand(): Command {
     })));
 
   return admin;
+}
+
+/** `voters m1, m2, m3; learners m4` from a membership reply (or its JSON when it has another shape). */
+function describeMembership(r: unknown): string {
+  const cs = r as { voters?: unknown; learners?: unknown } | null;
+  if (cs === null || typeof cs !== 'object' || !Array.isArray(cs.voters)) return JSON.stringify(r);
+  const learners = Array.isArray(cs.learners) && cs.learners.length > 0 ? `; learners ${cs.learners.join(', ')}` : '';
+  return `voters ${cs.voters.join(', ')}${learners}`;
 }
