@@ -148,4 +148,28 @@ describe('real-process faults', () => {
     await writeMany(k, 'c', 20, 4);
     await expectAll(k, 'a', 200);
   }, 90_000);
+
+  it('SIGTERM on the leader hands leadership over, exits 0, and restarts from its data dir', async () => {
+    cluster = await KvCluster.create({ size: 3 });
+    const c = cluster;
+    await c.startAll();
+    const leader = await c.waitForLeader();
+    const k = client(c);
+    await writeMany(k, 'a', 100);
+    const before = (await c.status(leader))!.term;
+    const exit = await c.kill(leader, 'SIGTERM');
+    expect(exit).toEqual({ code: 0, signal: null });
+    // The transfer happened before it left: the others already have a leader, in a later term, without it.
+    const rest = c.running();
+    const sts = await Promise.all(rest.map((id) => c.status(id)));
+    const next = sts.find((s) => s?.role === 'leader');
+    expect(next, JSON.stringify(sts)).toBeDefined();
+    expect(next!.term).toBeGreaterThan(before);
+    expect(readFileSync(c.node(leader).logPath, 'utf8')).not.toMatch(/leadership transfer before stop failed/);
+    await writeMany(k, 'b', 50);
+    await c.start(leader);
+    await converged(c);
+    await expectAll(k, 'a', 100);
+    await expectAll(k, 'b', 50);
+  }, 60_000);
 });
