@@ -183,12 +183,40 @@ export class StateLoader {
     }
     core.ordered.sort((a, b) => (a.rec.id < b.rec.id ? -1 : a.rec.id > b.rec.id ? 1 : 0));
     // Map order approximates least-recently-written first (what eviction planning scans); it never affects apply.
-    const at = (o: ObjectRecord): number => (o.completedAtMs > 0 ? o.completedAtMs : o.createdAtMs);
-    this.objects.sort((a, b) => at(a) - at(b) || a.createdIndex - b.createdIndex);
-    for (const o of this.objects) {
+    for (const o of orderByLastWrite(this.objects)) {
       core.objects.set(o.key, o);
       if (!(o.pending === null && o.offload === null && o.replicas.length > 0 && o.replicas[0]!.status === 'COMPLETE')) core.inFlight.add(o.key);
     }
     core.drainChanges();
   }
+}
+
+/**
+ * Objects ordered by last write (PutEnd, else PutStart time), at one-second resolution. Packs (seconds, index)
+ * into one float so a plain numeric sort does it (a comparator sort of 1M objects cost ~10% of a restore).
+ */
+function orderByLastWrite(objects: ObjectRecord[]): ObjectRecord[] {
+  const n = objects.length;
+  if (n < 2) return objects;
+  const secs = new Float64Array(n);
+  let min = Infinity;
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const o = objects[i]!;
+    const s = Math.floor((o.completedAtMs > 0 ? o.completedAtMs : o.createdAtMs) / 1000);
+    secs[i] = s;
+    if (s < min) min = s;
+    if (s > max) max = s;
+  }
+  const idxSpan = 2 ** Math.ceil(Math.log2(n + 1));
+  if ((max - min + 1) * idxSpan > Number.MAX_SAFE_INTEGER) {
+    const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => secs[a]! - secs[b]! || a - b);
+    return order.map((i) => objects[i]!);
+  }
+  const packed = new Float64Array(n);
+  for (let i = 0; i < n; i++) packed[i] = (secs[i]! - min) * idxSpan + i;
+  packed.sort();
+  const out = new Array<ObjectRecord>(n);
+  for (let i = 0; i < n; i++) out[i] = objects[packed[i]! % idxSpan]!;
+  return out;
 }

@@ -65,10 +65,13 @@ export async function* encodeSnapshot(records: AsyncIterable<[string, Uint8Array
   if (pendingBytes > 0) yield Buffer.concat(pending);
 }
 
-/** Parses snapshot chunks; calls `onRecord` for each record; throws INVALID_ARGUMENT on a bad stream. */
+/**
+ * Parses snapshot chunks; calls `onBatch` with each batch of records as a flat [k1, v1, k2, v2, ...] array
+ * (checked: keys are strings, values bytes); throws INVALID_ARGUMENT on a bad stream.
+ */
 export async function decodeSnapshot(
   chunks: AsyncIterable<Uint8Array>,
-  onBatch: (records: Array<[string, Uint8Array]>) => Promise<void> | void,
+  onBatch: (flatRecords: ReadonlyArray<string | Uint8Array>) => Promise<void> | void,
 ): Promise<{ count: number }> {
   let buf: Buffer = Buffer.alloc(0);
   let state: 'header' | 'body' | 'done' = 'header';
@@ -92,7 +95,6 @@ export async function decodeSnapshot(
     if (state === 'done') corrupt('data after the trailer');
     if (Array.isArray(v)) {
       if (v.length % 2 !== 0) corrupt('odd record batch');
-      const recs: Array<[string, Uint8Array]> = [];
       for (let i = 0; i < v.length; i += 2) {
         const k = v[i];
         const val = v[i + 1];
@@ -100,10 +102,9 @@ export async function decodeSnapshot(
         hash.update(k);
         hash.update('\0');
         hash.update(val);
-        recs.push([k, val]);
       }
-      count += recs.length;
-      await onBatch(recs);
+      count += v.length / 2;
+      await onBatch(v as Array<string | Uint8Array>);
       return;
     }
     const t = v as { count?: unknown; sha256?: unknown } | null;

@@ -121,7 +121,10 @@ export class StateStore {
    * Replace the whole store with `records` (a snapshot), feeding `loader` on the way. A marker record makes an
    * interrupted restore detectable on the next open.
    */
-  async replaceAll(records: (write: (recs: Array<[string, Uint8Array]>) => Promise<void>) => Promise<void>, loader: StateLoader): Promise<void> {
+  async replaceAll(
+    records: (write: (flatRecords: ReadonlyArray<string | Uint8Array>) => Promise<void>) => Promise<void>,
+    loader: StateLoader,
+  ): Promise<void> {
     await this.db.clear();
     await this.batch([{ type: 'put', key: restoringKey, value: encodeApplied(1) }], true);
     let ops: Op[] = [];
@@ -129,10 +132,12 @@ export class StateStore {
       if (ops.length > 0) await this.batch(ops, false);
       ops = [];
     };
-    await records(async (recs) => {
-      for (const [k, v] of recs) {
+    await records(async (flat) => {
+      for (let i = 0; i < flat.length; i += 2) {
+        const k = flat[i] as string;
+        const v = flat[i + 1] as Uint8Array;
         if (k === restoringKey) continue;
-        const value = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+        const value = Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
         loader.add(k, value);
         ops.push({ type: 'put', key: k, value });
       }
