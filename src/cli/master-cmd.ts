@@ -138,8 +138,9 @@ async function runMaster(flags: MasterFlags): Promise<void> {
   });
   started.raftNode.on('fatal', (err: Error) => {
     started.logger.fatal({ err: err.message }, 'storage failure: crash-stop (restart the process once the disk is fixed)');
-    // Give MasterNode a moment to close its stores; exit regardless.
-    setTimeout(() => process.exit(exitStorageFailure), 200).unref();
+    // MasterNode closes its stores on its own; the process may then end naturally (hence exitCode) or not.
+    process.exitCode = exitStorageFailure;
+    setTimeout(() => process.exit(exitStorageFailure), 1_000);
   });
   if (stopRequested !== null) {
     const reason: string = stopRequested;
