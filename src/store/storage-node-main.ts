@@ -8,6 +8,10 @@
  */
 import { StoreClient } from './store-client.js';
 
+/** How long a starting storage node keeps trying to mount with the masters, and the pause between tries. */
+const startupTimeoutMs = 60_000;
+const startupRetryMs = 500;
+
 function parseArgs(argv: string[]): Map<string, string> {
   const m = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
@@ -44,7 +48,9 @@ async function main(): Promise<void> {
   const masters = (args.get('masters') ?? '').split(',').filter((s) => s.length > 0);
   if (masters.length === 0) throw new Error('--masters host:port[,host:port…] is required');
   const disk = args.get('disk');
-  const client = await StoreClient.create({
+  // Masters may be between leaders when this process starts: keep trying for a while before giving up.
+  const deadline = Date.now() + startupTimeoutMs;
+  const create = (): Promise<StoreClient> => StoreClient.create({
     masters,
     ...(args.has('cluster-id') ? { clusterId: args.get('cluster-id')! } : {}),
     ...(args.has('client-id') ? { clientId: args.get('client-id')! } : {}),
@@ -54,6 +60,16 @@ async function main(): Promise<void> {
     ...(args.has('slot-bytes') ? { stagingSlotBytes: int(args, 'slot-bytes', 0) } : {}),
     pingIntervalMs: int(args, 'ping-ms', 500),
   });
+  let client: StoreClient;
+  for (;;) {
+    try {
+      client = await create();
+      break;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, startupRetryMs));
+    }
+  }
   process.stdout.write(JSON.stringify({ ready: true, clientId: client.clientId, pid: process.pid, endpoint: client.engine.endpoint }) + '\n');
   const stop = (): void => {
     void client.close().finally(() => process.exit(0));

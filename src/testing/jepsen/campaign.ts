@@ -51,6 +51,8 @@ const unknownCodes = new Set<string>([
 ]);
 
 const valueHeaderBytes = 4;
+/** The tmpfs holding one master's data dir (the full-disk fault fills it). */
+const fullDiskTmpfsBytes = 256 * 1024 * 1024;
 
 /** Payload of value number `id`: its id, then bytes derived from it (any mix-up of objects shows). */
 export function valueBytes(id: number, maxBytes: number): Buffer {
@@ -113,7 +115,9 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
     storage: { memoryBytes: 32 << 20, pingMs: 300 },
     // Short leases so removals are not mostly refused with OBJECT_HAS_LEASE right after a read.
     masterConfig: { clientTtlMs: 4_000, leaseTtlMs: 500 },
+    fullDisk: { node: 2, bytes: fullDiskTmpfsBytes },
   });
+  if (cluster.fullDiskUnavailable !== null) log(`full-disk faults disabled: ${cluster.fullDiskUnavailable}`);
   const clients: StoreClient[] = [];
   try {
     for (let i = 0; i < 2; i++) {
@@ -231,7 +235,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
       while (Date.now() < until - 2_000) {
         await sleep(1_000 + rng.nextInt(2_000));
         if (Date.now() >= until - 2_000) break;
-        const kind = rng.nextInt(8);
+        const kind = rng.nextInt(9);
         const m = rng.nextInt(cluster.masters.length);
         try {
           switch (kind) {
@@ -303,6 +307,20 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
               count('restart-storage');
               break;
             }
+            case 8: {
+              const i = 2;
+              if (cluster.masters[i]!.proc.state !== 'up' || !cluster.fillDisk()) break;
+              log(`nemesis: disk full on master ${cluster.masters[i]!.id}`);
+              count('full-disk');
+              await sleep(1_000 + rng.nextInt(3_000));
+              cluster.freeDisk();
+              // A master that could not persist stops (crash-stop by design): bring it back.
+              if ((cluster.masters[i]!.proc.state as string) === 'down') {
+                count('full-disk-crash-stop');
+                await cluster.startMaster(i);
+              }
+              break;
+            }
           }
         } catch (e) {
           log(`nemesis step failed: ${e instanceof Error ? e.message : String(e)}`);
@@ -317,6 +335,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
 
     // Heal everything, then read every key back once more (part of the history).
     cluster.heal();
+    cluster.freeDisk();
     for (let i = 0; i < cluster.masters.length; i++) {
       const m = cluster.masters[i]!;
       if (m.proc.state === 'stopped') m.proc.signal('SIGCONT');

@@ -4,8 +4,8 @@
  * master ↔ master raft link. Children run the compiled JS in dist/ (run `npm run build:ts` first) and exit when
  * this process goes away (MOORING_EXIT_WITH_PARENT).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -152,7 +152,15 @@ export interface ClusterOptions {
   masterConfig?: Record<string, unknown>;
   storage?: { memoryBytes?: number; diskBytes?: number; slotBytes?: number; pingMs?: number };
   root?: string;
+  /**
+   * Give master `fullDisk.node` a data dir on its own small tmpfs (needs root and mount; skipped with a reason
+   * otherwise) so fillDisk() can make its disk full.
+   */
+  fullDisk?: { node: number; bytes: number };
 }
+
+/** Filler writes in chunks of this size until the filesystem says ENOSPC. */
+const fillChunkBytes = 1024 * 1024;
 
 interface MasterSlot {
   id: string;
@@ -181,6 +189,9 @@ export class ProcessCluster {
   private readonly admin: Map<string, MasterClient> = new Map();
   /** Every storage clientId that has died (killed incarnations). */
   readonly deadStorageClients = new Set<string>();
+  /** The tmpfs of the full-disk node, or why there is none. */
+  fullDiskMount: string | null = null;
+  fullDiskUnavailable: string | null = null;
 
   private constructor(opts: ClusterOptions) {
     this.opts = opts;
@@ -218,9 +229,21 @@ export class ProcessCluster {
         }
         peers.push({ id: ids[j]!, host: '127.0.0.1', raftPort, rpcPort: rpcPorts[j]! });
       }
+      let dataDir = path.join(this.root, ids[i]!);
+      if (this.opts.fullDisk !== undefined && this.opts.fullDisk.node === i) {
+        const mnt = path.join(this.root, `${ids[i]}-tmpfs`);
+        mkdirSync(mnt, { recursive: true });
+        const r = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${this.opts.fullDisk.bytes}`, 'tmpfs', mnt], { encoding: 'utf8' });
+        if (r.status === 0) {
+          this.fullDiskMount = mnt;
+          dataDir = path.join(mnt, 'data');
+        } else {
+          this.fullDiskUnavailable = `mount tmpfs failed: ${(r.stderr || r.error?.message || 'unknown').trim()}`;
+        }
+      }
       const config = {
         nodeId: ids[i]!,
-        dataDir: path.join(this.root, ids[i]!),
+        dataDir,
         listen: { host: '127.0.0.1', raftPort: raftPorts[i]!, rpcPort: rpcPorts[i]!, httpPort: 0 },
         peers,
         raft: { tickMs: 20, electionTimeoutTicks: 10 },
@@ -319,6 +342,31 @@ export class ProcessCluster {
     }
   }
 
+  /** Fills the full-disk node's filesystem to the last byte. False when there is no such filesystem. */
+  fillDisk(): boolean {
+    if (this.fullDiskMount === null) return false;
+    const fd = openSync(path.join(this.fullDiskMount, 'filler'), 'w');
+    const chunk = Buffer.alloc(fillChunkBytes, 0xee);
+    try {
+      for (let size = fillChunkBytes; ; ) {
+        try {
+          writeSync(fd, chunk, 0, size);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'ENOSPC') throw e;
+          if (size === 1) break;
+          size = Math.max(1, size >> 1); // fill the tail too
+        }
+      }
+    } finally {
+      closeSync(fd);
+    }
+    return true;
+  }
+
+  freeDisk(): void {
+    if (this.fullDiskMount !== null) rmSync(path.join(this.fullDiskMount, 'filler'), { force: true });
+  }
+
   heal(): void {
     for (const p of this.proxies.values()) p.setMode('pass');
   }
@@ -328,6 +376,7 @@ export class ProcessCluster {
     await Promise.all(this.storage.map((s) => s.proc.kill()));
     await Promise.all(this.masters.map((m) => m.proc.kill()));
     for (const p of this.proxies.values()) await p.close();
+    if (this.fullDiskMount !== null) spawnSync('umount', ['-l', this.fullDiskMount]);
     if (this.ownsRoot) rmSync(this.root, { recursive: true, force: true });
   }
 }
