@@ -123,6 +123,7 @@ struct Engine::Job {
   RemoteRef remote;  // copy: small, keeps jobs independent of the caller's vector
   uint64_t remoteOff = 0;
   uint64_t len = 0;
+  bool first = false;  // the first chunk of its request
 };
 
 Engine::Engine(const EngineOptions& opts) : opts_(opts) {
@@ -359,6 +360,7 @@ void Engine::submitTransfer(std::vector<TransferReq> reqs, uint32_t timeoutMs, P
         j->remote = r.remote;
         j->remoteOff = r.remoteOff + off;
         j->len = std::min<uint64_t>(kJobBytes, r.length - off);
+        j->first = off == 0;
         int pool = (j->proto == Proto::Local || j->proto == Proto::Shm) ? 0 : 1;
         queue_[pool].push_back(std::move(j));
       }
@@ -395,7 +397,7 @@ void Engine::workerLoop(int pool) {
   }
 }
 
-std::shared_ptr<ShmMapping> Engine::attachShm(const RemoteRef& r, Err* code, std::string* msg) {
+std::shared_ptr<ShmMapping> Engine::attachShm(const RemoteRef& r, bool validate, Err* code, std::string* msg) {
   std::string key = r.hostId + "/" + std::to_string(r.shmPid) + "/" + std::to_string(r.shmFd) + "/" + hex64(r.token);
   std::string expect = "/memfd:mooring-" + hex64(r.token);
   std::shared_ptr<ShmMapping> m;
@@ -404,8 +406,10 @@ std::shared_ptr<ShmMapping> Engine::attachShm(const RemoteRef& r, Err* code, std
     auto it = shm_.find(key);
     if (it != shm_.end()) m = it->second;
   }
+  if (m && !validate) return m;
   if (m) {
-    // The owner may have closed the segment (and the fd number may now name another file): check each time.
+    // The owner may have closed the segment (and the fd number may now name another file): check once per
+    // request (a readlink costs about as much as copying a few tens of KiB).
     char link[512];
     ssize_t n = readlink(m->procPath.c_str(), link, sizeof link - 1);
     if (n > 0) {
@@ -492,7 +496,7 @@ void Engine::runJob(Job& j) {
   if (j.proto == Proto::Shm) {
     Err code = Err::OK;
     std::string msg;
-    auto m = attachShm(j.remote, &code, &msg);
+    auto m = attachShm(j.remote, j.first, &code, &msg);
     if (!m) {
       j.batch->fail(j.req, ReqStatus::Failed, code, msg);
       return;

@@ -193,7 +193,7 @@ class Engine {
   void workerLoop(int pool);
   void runJob(Job& job);
   void runLocalOrShm(Job& job, uint8_t* remoteBase);
-  std::shared_ptr<ShmMapping> attachShm(const RemoteRef& r, Err* code, std::string* msg);
+  std::shared_ptr<ShmMapping> attachShm(const RemoteRef& r, bool validate, Err* code, std::string* msg);
   Proto choose(const TransferReq& r, Proto force) const;
   void warn(const std::string& msg) const;
 
