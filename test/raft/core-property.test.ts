@@ -13,7 +13,7 @@ describe('randomized fault schedules', () => {
         fc.property(fc.array(action, { minLength: 20, maxLength: 300, size: 'max' }), (actions) => {
           run(actions, opts);
         }),
-        { numRuns: 120 },
+        { numRuns: 100 },
       );
     });
   }
@@ -27,7 +27,7 @@ describe('randomized fault schedules', () => {
         total.snapshotsSent += st.snapshotsSent;
         total.terms += st.terms;
       }),
-      { numRuns: 150 },
+      { numRuns: 120 },
     );
     // The generator does reach the cases this test is about.
     expect(total.confChangesApplied).toBeGreaterThan(100);
@@ -40,7 +40,7 @@ describe('randomized fault schedules', () => {
       fc.property(fc.array(action, { minLength: 20, maxLength: 300, size: 'max' }), (actions) => {
         run(actions, { preVote: true, checkQuorum: true, readOnlyOption: 'lease' });
       }),
-      { numRuns: 60 },
+      { numRuns: 50 },
     );
   });
 });
