@@ -505,7 +505,7 @@ export class StoreClient {
             throw new MooringError(ErrorCode.LEASE_EXPIRED, `the read of ${key} outlived its read lease; retry`);
           }
           const out = Buffer.from(payload); // copy out of the slot before it is reused
-          if (r.tier === 'DISK') this.onDiskHit(key, out);
+          if (r.tier === 'DISK') this.onDiskHit(key, out, replicas);
           return out;
         } catch (e) {
           const err = asMooringError(e, ErrorCode.TRANSFER_FAILED);
@@ -673,7 +673,7 @@ export class StoreClient {
     }
   }
 
-  private onDiskHit(key: string, bytes: Buffer): void {
+  private onDiskHit(key: string, bytes: Buffer, readFrom: ReplicaDescriptor[]): void {
     this.stats.diskHits++;
     const n = (this.diskHits.get(key) ?? 0) + 1;
     this.diskHits.delete(key);
@@ -681,28 +681,29 @@ export class StoreClient {
     if (this.diskHits.size > maxTrackedDiskKeys) this.diskHits.delete(this.diskHits.keys().next().value!);
     if (n >= this.promoteAfterHits && !this.promoting.has(key) && this.promoting.size < maxConcurrentPromotions) {
       this.promoting.add(key);
-      this.track(this.promote(key, bytes).finally(() => this.promoting.delete(key)));
+      this.track(this.promote(key, bytes, readFrom).finally(() => this.promoting.delete(key)));
     }
   }
 
   /**
-   * Promotion on hit: UpsertStart (new DRAM replicas, pending) → write → check that the object is still the
-   * version we read (its DISK replica unchanged; an object with an upsert pending cannot be removed or replaced)
-   * → UpsertEnd, which swaps the DRAM replicas in and frees the DISK one.
+   * Promotion on hit: UpsertStart (new DRAM replicas, pending) → check, with a linearizable read, that the
+   * object still has exactly the replicas our bytes came from (an object with an upsert pending can no longer be
+   * removed or replaced without force) → write → UpsertEnd, which swaps the DRAM replicas in and frees the DISK
+   * one. Any change in between revokes: we never install bytes of another version.
    */
-  private async promote(key: string, bytes: Buffer): Promise<void> {
-    const before = await this.master.getReplicaList(key, { stale: true });
-    const diskReplica = before.replicas.find((r) => r.tier === 'DISK');
-    if (diskReplica === undefined || before.replicas.some((r) => r.tier !== 'DISK')) return;
+  private async promote(key: string, bytes: Buffer, readFrom: ReplicaDescriptor[]): Promise<void> {
+    if (readFrom.some((r) => r.tier !== 'DISK')) return;
+    const sameAs = (list: ReplicaDescriptor[]): boolean =>
+      list.length === readFrom.length && list.every((r, i) => r.segmentId === readFrom[i]!.segmentId && r.offset === readFrom[i]!.offset);
+    // Cheap pre-check: an UpsertStart on a key removed meanwhile would create (and then revoke) an object.
+    if (!sameAs((await this.master.getReplicaList(key)).replicas)) return;
     let started = false;
     try {
       await this.staging.with(async (slot) => {
         const stored = sealInto(slot.view(bytes.length + trailerBytes), key, bytes);
         const v = await this.master.write<{ replicas: ReplicaDescriptor[] }>('upsertStart', { key, size: stored, replicaNum: 1, tier: 'DRAM' });
         started = true;
-        const now = await this.master.getReplicaList(key, { stale: true });
-        const same = now.replicas.length === before.replicas.length && now.replicas.every((r, i) => r.segmentId === before.replicas[i]!.segmentId && r.offset === before.replicas[i]!.offset);
-        if (!same) throw new MooringError(ErrorCode.OBJECT_NOT_READY, `${key} changed while being promoted`);
+        if (!sameAs((await this.master.getReplicaList(key)).replicas)) throw new MooringError(ErrorCode.OBJECT_NOT_READY, `${key} changed while being promoted`);
         await this.writeReplicas(v.replicas, slot, stored);
       });
       await this.endUnderLease(() => this.master.write('upsertEnd', { key }));

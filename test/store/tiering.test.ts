@@ -69,6 +69,23 @@ describe('tiering', () => {
     expect(reader.stats.promotions).toBeGreaterThanOrEqual(1);
     await waitFor(async () => (await tiers(hot)).every((t) => t === 'DRAM'), 20_000, 'promotion');
     expect((await node.get(hot)).equals(pattern(hotIndex, size))).toBe(true);
+
+    // A promotion racing with a replacement never installs the old bytes: replace another demoted object, then
+    // run the promotion the reader would have started from its (now stale) read.
+    const cold = demoted.find((k) => k !== hot);
+    expect(cold).toBeDefined();
+    {
+      const stale = (await reader.master.getReplicaList(cold!, { stale: true })).replicas;
+      const oldBytes = await node.get(cold!); // (node: its first DISK hit, so no promotion starts on its own)
+      await reader.remove(cold!, true);
+      await reader.put(cold!, pattern(999, 5_000));
+      const promotionsBefore = reader.stats.promotions;
+      const current = (await reader.master.getReplicaList(cold!, { stale: true })).replicas;
+      await (reader as unknown as { promote(k: string, b: Buffer, r: unknown): Promise<void> }).promote(cold!, oldBytes, stale);
+      expect(reader.stats.promotions).toBe(promotionsBefore);
+      expect((await reader.master.getReplicaList(cold!, { stale: true })).replicas).toEqual(current);
+      expect((await reader.get(cold!)).equals(pattern(999, 5_000))).toBe(true);
+    }
   });
 
   it('falls back to dropping when the owner does not carry out its demotion task in time', async () => {
