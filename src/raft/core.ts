@@ -392,10 +392,10 @@ export class RaftCore {
     if (this.msgs.length > 0 || this.msgsAfterAppend.length > 0 || this.readStates.length > 0) return true;
     if (this.log.unstable.entries.length > 0 || this.log.unstable.snapshot !== undefined) return true;
     if (this.log.hasNextCommittedEnts()) return true;
-    const ss = this.softState();
-    if (ss.leader !== this.prevSoft.leader || ss.role !== this.prevSoft.role) return true;
-    const hs = this.hardState();
-    return !hardStateEqual(hs, this.prevHard);
+    // Compared field by field: hasReady() is on the hot path and should not allocate.
+    if (this.lead !== this.prevSoft.leader || this.role !== this.prevSoft.role) return true;
+    const ph = this.prevHard;
+    return this.term !== ph.term || this.vote !== ph.vote || this.log.committed !== ph.commit;
   }
 
   /** Collects what the caller must do. Call advance(ready) before the next ready(). */
