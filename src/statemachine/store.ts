@@ -27,6 +27,11 @@ import type { StateCore } from './state-core.js';
 type Op = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string };
 
 const iteratorBatchSize = 1000;
+/**
+ * LevelDB memtable size for the state store (default 4 MiB). Larger means fewer level-0 files, so a bulk
+ * snapshot restore is not throttled by LevelDB's level-0 write slowdown while compaction catches up.
+ */
+const stateWriteBufferBytes = 64 * 1024 * 1024;
 const restoreBatchRecords = 20_000;
 
 /**
@@ -51,7 +56,7 @@ export class StateStore {
   }
 
   static async open(dir: string): Promise<StateStore> {
-    const db = new Level<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    const db = new Level<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer', writeBufferSize: stateWriteBufferBytes });
     try {
       await db.open();
     } catch (e) {
