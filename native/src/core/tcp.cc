@@ -271,8 +271,13 @@ bool TcpServer::serveOne(Conn* c) {
         sendAll(c->fd, &resp, sizeof resp, nullptr, 0);
         return false;
       }
-      c->scratch.resize(q.length);
-      if (q.length && recvAll(c->fd, c->scratch.data(), q.length) != 0) return false;
+      // Drained through a small buffer so refused writes cost no memory per connection.
+      c->scratch.resize(static_cast<size_t>(std::min<uint64_t>(q.length, kSliceBytes)));
+      for (uint32_t left = q.length; left > 0;) {
+        uint32_t n = static_cast<uint32_t>(std::min<size_t>(left, c->scratch.size()));
+        if (recvAll(c->fd, c->scratch.data(), n) != 0) return false;
+        left -= n;
+      }
     }
     resp.status = static_cast<int32_t>(st);
     return sendAll(c->fd, &resp, sizeof resp, nullptr, 0) == 0;
