@@ -166,8 +166,15 @@ int main() {
       WireResp resp{};
       CHECK(sendAll(fd, &q, sizeof q, &info, sizeof info) == 0 && recvAll(fd, &resp, sizeof resp) == 0);
       CHECK(resp.status == static_cast<int32_t>(Err::UNAVAILABLE) && resp.length == 0);
-      q.op = kWireRead;
+      // A refused write (wrong token) has its payload drained: the stream stays in sync for the next request.
+      std::vector<uint8_t> payload(100 * 1024, 0xab);
+      q.op = kWireWrite;
       q.segId = sb->id;
+      q.token = sb->token ^ 1;
+      q.length = static_cast<uint32_t>(payload.size());
+      CHECK(sendAll(fd, &q, sizeof q, payload.data(), payload.size()) == 0 && recvAll(fd, &resp, sizeof resp) == 0);
+      CHECK(resp.status == static_cast<int32_t>(Err::SEGMENT_NOT_FOUND));
+      q.op = kWireRead;
       q.token = sb->token;
       q.length = 8;
       CHECK(sendAll(fd, &q, sizeof q, nullptr, 0) == 0 && recvAll(fd, &resp, sizeof resp) == 0);
