@@ -55,6 +55,13 @@ export const snapshotReceiveIdleMs = 30_000;
 /** A learner counts as caught up for promotion when its match index is within this many entries of the commit. */
 export const learnerCatchUpEntries = 64;
 export const learnerCatchUpTimeoutMs = 30_000;
+/**
+ * Commands per state-machine apply call. Applies are synchronous CPU work on the event loop; bounding them keeps
+ * timers (heartbeats) and sockets served while a large backlog is applied.
+ */
+export const maxCommandsPerApply = 256;
+/** Committed commands handed to the apply pipeline but not yet applied; past this the Ready loop waits. */
+export const maxApplyLagCommands = 16_384;
 
 const packr = new Packr({ useRecords: false });
 
@@ -176,6 +183,16 @@ export class RaftNode extends EventEmitter {
   private fatalError: Error | null = null;
 
   private readonly afterAdvance: Array<() => void> = [];
+  /**
+   * The apply pipeline: committed commands are applied in order on this chain while the Ready loop goes on
+   * persisting and replicating the next entries (etcd's server does the same with its applier goroutine).
+   */
+  private applyChain: Promise<void> = Promise.resolve();
+  private applyLagCommands = 0;
+  /** Highest index handed to the apply pipeline (entries at or below it are never handed over again). */
+  private dispatchedThrough: number;
+  /** Membership after each applied change, so a snapshot taken at any applied index records the right one. */
+  private confHistory: Array<{ index: number; confState: ConfState }> = [];
   private readonly outSnapshots = new Map<NodeId, OutboundSnapshot>();
   private inSnapshot: InboundSnapshot | null = null;
   private staged: StagedSnapshot | null = null;
@@ -201,7 +218,9 @@ export class RaftNode extends EventEmitter {
     this.confState = confState;
     this.lastSnapshotIndex = opts.storage.snapshot().metadata.index;
     this.smApplied = opts.stateMachine.appliedIndex();
+    this.dispatchedThrough = this.smApplied;
     this.applied = this.lastSnapshotIndex;
+    this.confHistory.push({ index: this.lastSnapshotIndex, confState: cloneConf(confState) });
     assert(this.tickMs > 0, 'tickMs must be positive');
   }
 
@@ -415,6 +434,7 @@ export class RaftNode extends EventEmitter {
     if (this.ticker !== null) clearInterval(this.ticker);
     this.ticker = null;
     await this.loopRunning?.catch(() => {});
+    await this.applyChain.catch(() => {});
     this.failAll(new MooringError(ErrorCode.SHUTTING_DOWN, 'the node is shutting down; the outcome of pending requests is unknown'));
     for (const s of this.outSnapshots.values()) this.abortOutbound(s);
     this.abortInbound('node stopping');
@@ -459,13 +479,18 @@ export class RaftNode extends EventEmitter {
     if (rd.snapshot !== undefined) await this.installSnapshot(rd.snapshot.metadata, rd.snapshot.data);
     if (rd.entries.length > 0 || rd.hardState !== undefined) {
       if (rd.hardState !== undefined) this.term = rd.hardState.term;
-      await this.storage.save(
+      const saved = this.storage.save(
         { entries: rd.entries, ...(rd.hardState !== undefined ? { hardState: rd.hardState } : {}) },
         { sync: rd.mustSync },
       );
+      // Only a commit-index change needs no fsync and acknowledges nothing: do not wait for it (the store
+      // serializes writes, and a failure still stops the node).
+      if (rd.mustSync || rd.entries.length > 0) await saved;
+      else saved.catch((err) => this.crash(err));
     }
     this.sendMessages(rd.persistedMessages);
-    if (rd.committedEntries.length > 0) await this.applyEntries(rd.committedEntries);
+    if (rd.committedEntries.length > 0) this.dispatchCommitted(rd.committedEntries);
+    if (this.applyLagCommands > maxApplyLagCommands) await this.applyChain;
     for (const rs of rd.readStates) {
       const key = bytesKey(rs.context);
       const batch = this.readBatches.get(key);
@@ -476,6 +501,68 @@ export class RaftNode extends EventEmitter {
     }
     this.serveReads();
     if (this.applied - this.lastSnapshotIndex >= this.snapshotEveryEntries) await this.takeLocalSnapshot();
+  }
+
+  /**
+   * Applies membership changes to the core at once (in log order) and hands commands to the apply pipeline in
+   * chunks of at most maxCommandsPerApply.
+   */
+  private dispatchCommitted(entries: Entry[]): void {
+    let commands: AppliedCommand[] = [];
+    const handOver = (through: number): void => {
+      if (commands.length === 0 && through <= this.dispatchedThrough) return;
+      const batch = commands;
+      commands = [];
+      this.dispatchedThrough = Math.max(this.dispatchedThrough, through);
+      this.enqueueApply(batch, through);
+    };
+    for (const e of entries) {
+      if (e.type === 'confChange') {
+        this.applyConfEntry(e);
+      } else if (e.data.byteLength > 0 && e.data[0] === entryKindCommand) {
+        if (e.index > this.dispatchedThrough) commands.push({ index: e.index, data: e.data.subarray(1) });
+      } else if (e.data.byteLength > 0 && e.data[0] === entryKindPeerAddress) {
+        this.applyPeerAddress(e.data.subarray(1));
+      }
+      // Settle a proposal whose index was taken by another leader's entry: it can never be applied.
+      const p = this.pending.get(e.index);
+      if (p !== undefined && p.term !== e.term) {
+        this.pending.delete(e.index);
+        clearTimeout(p.timer);
+        p.reject(new MooringError(ErrorCode.PROPOSAL_DROPPED, `proposal at index ${e.index} was superseded by another leader; it was not applied`));
+      }
+      this.applied = e.index;
+      if (commands.length >= maxCommandsPerApply) handOver(e.index);
+    }
+    handOver(this.applied);
+  }
+
+  private enqueueApply(batch: AppliedCommand[], through: number): void {
+    this.applyLagCommands += batch.length;
+    this.applyChain = this.applyChain.then(async () => {
+      if (this.fatalError !== null) return;
+      const results = await this.sm.apply(batch, through);
+      assert(results.length === batch.length, 'state machine returned one result per command');
+      this.applyLagCommands -= batch.length;
+      this.smApplied = Math.max(this.smApplied, through);
+      for (let i = 0; i < batch.length; i++) this.settleProposal(batch[i]!.index, results[i]);
+      this.serveReads();
+      this.emit('applied', this.smApplied);
+    }).catch((err) => this.crash(err));
+  }
+
+  /** Runs `fn` on the apply pipeline once every earlier apply finished (state machine at dispatchedThrough). */
+  private onApplyChain<T>(fn: () => T | Promise<T>): Promise<T> {
+    const run = this.applyChain.then(fn);
+    this.applyChain = run.then(() => {}, (err) => this.crash(err));
+    return run;
+  }
+
+  private confStateAt(index: number): ConfState {
+    for (let i = this.confHistory.length - 1; i >= 0; i--) {
+      if (this.confHistory[i]!.index <= index) return cloneConf(this.confHistory[i]!.confState);
+    }
+    return cloneConf(this.confHistory[0]!.confState);
   }
 
   private startReadRound(): void {
@@ -505,44 +592,6 @@ export class RaftNode extends EventEmitter {
     this.readsAwaitingApply.length = kept;
   }
 
-  private async applyEntries(entries: Entry[]): Promise<void> {
-    let commands: AppliedCommand[] = [];
-    const flushCommands = async (noopThrough: number): Promise<void> => {
-      if (noopThrough <= this.smApplied) {
-        commands = [];
-        return;
-      }
-      const batch = commands;
-      commands = [];
-      const results = await this.sm.apply(batch, noopThrough);
-      assert(results.length === batch.length, 'state machine returned one result per command');
-      this.smApplied = noopThrough;
-      for (let i = 0; i < batch.length; i++) this.settleProposal(batch[i]!.index, results[i]);
-    };
-
-    for (const e of entries) {
-      if (e.type === 'confChange') {
-        await flushCommands(e.index - 1);
-        this.applyConfEntry(e);
-      } else if (e.data.byteLength > 0 && e.data[0] === entryKindCommand) {
-        if (e.index > this.smApplied) commands.push({ index: e.index, data: e.data.subarray(1) });
-      } else if (e.data.byteLength > 0 && e.data[0] === entryKindPeerAddress) {
-        this.applyPeerAddress(e.data.subarray(1));
-      }
-      // Settle a proposal whose index was taken by another leader's entry: it can never be applied.
-      const p = this.pending.get(e.index);
-      if (p !== undefined && p.term !== e.term) {
-        this.pending.delete(e.index);
-        clearTimeout(p.timer);
-        p.reject(new MooringError(ErrorCode.PROPOSAL_DROPPED, `proposal at index ${e.index} was superseded by another leader; it was not applied`));
-      }
-      this.applied = e.index;
-    }
-    await flushCommands(this.applied);
-    if (this.smApplied < this.applied) this.smApplied = Math.max(this.smApplied, this.sm.appliedIndex());
-    this.emit('applied', this.applied);
-  }
-
   private settleProposal(index: number, result: unknown): void {
     const p = this.pending.get(index);
     if (p === undefined) return;
@@ -560,6 +609,7 @@ export class RaftNode extends EventEmitter {
       throw new MooringError(ErrorCode.CORRUPT_LOG, `committed membership change at ${e.index} does not decode`, { cause: err });
     }
     this.confState = this.core.applyConfChange(cc);
+    this.confHistory.push({ index: e.index, confState: cloneConf(this.confState) });
     for (const id of [...this.confState.voters, ...this.confState.learners, ...this.confState.votersOutgoing]) {
       const addr = this.peers.get(id);
       if (addr !== undefined) this.transport.setPeer(addr);
@@ -610,18 +660,23 @@ export class RaftNode extends EventEmitter {
   }
 
   private async takeLocalSnapshot(): Promise<void> {
+    await this.applyChain;
     const index = this.smApplied;
     if (index <= this.lastSnapshotIndex) return;
     // The state machine must be durable at `index` before the log forgets the entries that rebuild it.
     await this.sm.flush();
-    const meta: SnapshotMetadata = { index, term: this.storage.term(index), confState: cloneConf(this.confState) };
+    const meta: SnapshotMetadata = { index, term: this.storage.term(index), confState: this.confStateAt(index) };
     const compactTo = Math.max(this.storage.firstIndex() - 1, index - this.snapshotKeepEntries);
     await this.storage.compact(Math.min(compactTo, index), meta);
     this.lastSnapshotIndex = index;
+    // Keep the membership history from the snapshot point on (older points can no longer be asked for).
+    const keepFrom = this.confHistory.findLastIndex((h) => h.index <= index);
+    if (keepFrom > 0) this.confHistory = this.confHistory.slice(keepFrom);
     this.log.info({ index, compactedTo: compactTo }, 'local snapshot; log compacted');
   }
 
   private async installSnapshot(meta: SnapshotMetadata, inline: Uint8Array): Promise<void> {
+    await this.applyChain;
     const staged = this.staged;
     if (staged !== null && staged.index === meta.index) {
       await this.sm.restore(meta.index, readChunks(staged.file));
@@ -644,6 +699,8 @@ export class RaftNode extends EventEmitter {
     this.lastSnapshotIndex = meta.index;
     this.applied = meta.index;
     this.smApplied = meta.index;
+    this.dispatchedThrough = meta.index;
+    this.confHistory = [{ index: meta.index, confState: cloneConf(meta.confState) }];
     this.log.info({ index: meta.index, term: meta.term }, 'installed snapshot from leader');
   }
 
@@ -708,12 +765,16 @@ export class RaftNode extends EventEmitter {
     if (this.outSnapshots.has(to)) return; // one stream per follower at a time
     const session: OutboundSnapshot = { sid: ++this.snapshotSeq * 1000 + (Date.now() % 1000), acked: -1, ackWaiters: new Map(), aborted: false };
     this.outSnapshots.set(to, session);
-    // Take the image now, synchronously between applies, so it is exactly the state at smApplied.
-    const image = this.sm.snapshot();
-    const meta: SnapshotMetadata = { index: image.index, term: this.storage.term(image.index), confState: cloneConf(this.confState) };
-    const fin: Message = { ...m, snapshot: { metadata: meta, data: new Uint8Array(0) } };
-    this.log.info({ to, index: meta.index }, 'streaming snapshot to follower');
-    void this.streamSnapshot(to, session, image.chunks, fin).then(
+    // Take the image on the apply pipeline, between applies, so it is exactly the state at its index.
+    void this.onApplyChain(() => {
+      const image = this.sm.snapshot();
+      const meta: SnapshotMetadata = { index: image.index, term: this.storage.term(image.index), confState: this.confStateAt(image.index) };
+      return { image, meta };
+    }).then(({ image, meta }) => {
+      const fin: Message = { ...m, snapshot: { metadata: meta, data: new Uint8Array(0) } };
+      this.log.info({ to, index: meta.index }, 'streaming snapshot to follower');
+      return this.streamSnapshot(to, session, image.chunks, fin);
+    }).then(
       (ok) => {
         this.outSnapshots.delete(to);
         this.core.reportSnapshot(to, ok);
