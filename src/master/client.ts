@@ -15,6 +15,7 @@ import type { TlsConfig } from '../transport/net-util.js';
 import { silentLogger, type LoggerLike } from '../transport/logger.js';
 import type { NodeStatus, PutOptions, ReplicaDescriptor, SegmentSpec } from '../statemachine/commands.js';
 import type { PutStartValue } from '../statemachine/state-core.js';
+import { sessionReplyWindow } from '../statemachine/limits.js';
 import { parseLeaderHint, writeMethods, type MemberInfo, type PingReply, type WriteMethod } from './rpc-methods.js';
 
 export const defaultRequestTimeoutMs = 2_000;
@@ -77,6 +78,9 @@ export class MasterClient {
   private pingTimer: NodeJS.Timeout | null = null;
   private remounting: Promise<void> | null = null;
   private closed = false;
+  /** Writes of this session in flight, and callers waiting for one of the sessionReplyWindow slots. */
+  private writesInFlight = 0;
+  private readonly writeSlotWaiters: Array<() => void> = [];
   /** The last leader viewVersion seen in a ping reply. */
   viewVersion = 0;
 
@@ -131,13 +135,24 @@ export class MasterClient {
     throw lastError ?? new MooringError(ErrorCode.UNAVAILABLE, 'no master answered');
   }
 
-  /** A write with this client's session: a retry re-sends the same seq and gets the first reply. */
+  /**
+   * A write with this client's session: a retry re-sends the same seq and gets the first reply. At most
+   * sessionReplyWindow writes of one session are in flight (the masters keep that many replies per session, so
+   * every retry still finds its reply); further writes wait for a slot.
+   */
   async write<T = unknown>(method: WriteMethod, args: Record<string, unknown>, options?: CallOptions): Promise<T> {
     if (!Object.prototype.hasOwnProperty.call(writeMethods, method)) {
       throw new MooringError(ErrorCode.INVALID_ARGUMENT, `${method} is not a write method`);
     }
-    const seq = ++this.seq;
-    return this.call<T>(method, { ...args, clientId: this.clientId, seq }, options);
+    while (this.writesInFlight >= sessionReplyWindow) await new Promise<void>((r) => this.writeSlotWaiters.push(r));
+    this.writesInFlight++;
+    try {
+      const seq = ++this.seq;
+      return await this.call<T>(method, { ...args, clientId: this.clientId, seq }, options);
+    } finally {
+      this.writesInFlight--;
+      this.writeSlotWaiters.shift()?.();
+    }
   }
 
   private adminArgs(args: Record<string, unknown>): Record<string, unknown> {

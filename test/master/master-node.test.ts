@@ -12,6 +12,8 @@ import { MasterNode } from '../../src/master/master-node.js';
 import { MasterClient } from '../../src/master/client.js';
 import { silentLogger } from '../../src/master/logger.js';
 import { freePorts } from '../helpers/ports.js';
+import { RpcServer } from '../../src/transport/rpc.js';
+import { sessionReplyWindow } from '../../src/statemachine/limits.js';
 
 const cleanup: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -132,5 +134,32 @@ describe('MasterNode with MasterClient', () => {
     expect((await c.ping()).status).toBe('NEED_REMOUNT');
     await c.mountSegment(segment('s7'));
     expect((await c.ping()).status).toBe('OK');
+  });
+});
+
+describe('MasterClient session window', () => {
+  it('keeps at most sessionReplyWindow writes of one session in flight (each retry still finds its reply)', async () => {
+    // A real RPC server standing in for the leader: it holds each write briefly and records the concurrency.
+    const [port] = await freePorts(1);
+    const server = new RpcServer({ clusterId: 'mooring', nodeId: 'fake', listen: { host: '127.0.0.1', port: port! } });
+    let inFlight = 0;
+    let peak = 0;
+    const seqs: number[] = [];
+    server.handle('putEnd', async (args) => {
+      inFlight++;
+      peak = Math.max(peak, inFlight);
+      seqs.push((args as { seq: number }).seq);
+      await new Promise((r) => setTimeout(r, 5));
+      inFlight--;
+      return null;
+    });
+    await server.start();
+    cleanup.push(() => server.close());
+    const c = client([`127.0.0.1:${port}`]);
+    await Promise.all(Array.from({ length: 100 }, (_, i) => c.putEnd(`k${i}`)));
+    expect(seqs).toHaveLength(100);
+    expect(new Set(seqs).size).toBe(100);
+    expect(peak).toBeLessThanOrEqual(sessionReplyWindow);
+    expect(peak).toBeGreaterThan(1); // still pipelined
   });
 });
