@@ -575,8 +575,15 @@ export class RaftNode extends EventEmitter {
     }
     const ctx = new Uint8Array(8);
     new DataView(ctx.buffer).setFloat64(0, ++this.readRoundSeq);
+    try {
+      this.core.readIndex(ctx);
+    } catch (err) {
+      // The core refuses reads it cannot confirm (leader leaving, too many pending): the callers get the reason.
+      const e = err instanceof MooringError ? (err.code === ErrorCode.NOT_LEADER ? this.notLeader() : err) : new MooringError(ErrorCode.UNAVAILABLE, String(err));
+      for (const w of waiters) w.reject(e);
+      return;
+    }
     this.readBatches.set(bytesKey(ctx), { waiters, index: null });
-    this.core.readIndex(ctx);
   }
 
   private serveReads(): void {
