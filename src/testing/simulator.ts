@@ -12,7 +12,7 @@
  * state machine writes its applied index in the same LevelDB batch as its data). Volatile: the core, the Ready
  * being persisted, pending client requests, queued messages.
  */
-import type { ConfChange, ConfState, Entry, Message, NodeId, RaftConfig, Ready, Role, Status } from '../raft/types.js';
+import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, RaftConfig, Ready, Role, Status } from '../raft/types.js';
 import { SeededRng } from '../util/rng.js';
 import { ClientPool, type ClientOptions, type ClientRequest, type ClientResponse } from './client-model.js';
 import { InvariantChecker, type LogView } from './invariants.js';
@@ -61,6 +61,11 @@ export interface SimulatorOptions {
    * (acknowledging writes a crash can still lose). Runs with crashes must catch it. Default false.
    */
   unsafeAckBeforePersist?: boolean;
+  /**
+   * Probability that a crash also loses the hard states written without fsync since the last synced write
+   * (commit-only Readies: the core sets mustSync false for them). Default 0.5.
+   */
+  lostUnsyncedProbability?: number;
   /** Override the Raft core (for testing the simulator with another implementation). */
   createCore?: (config: RaftConfig) => SimCore;
 }
@@ -74,6 +79,8 @@ export interface SimStats {
   messagesReordered: number;
   readiesHandled: number;
   readiesLostInCrash: number;
+  /** Crashes that lost an unsynced (commit-only) hard state. */
+  unsyncedCommitsLost: number;
   entriesApplied: number;
   snapshotsInstalled: number;
   compactions: number;
@@ -109,6 +116,11 @@ export class SimNode {
   snapshotsInstalled = 0;
   /** Highest durable commit index whose entries were reported to the checker. */
   commitNoted = 0;
+  /**
+   * The hard state last written with fsync, while later hard states (commit-only Readies, mustSync false) were
+   * written without it; null when everything written is synced. A crash may lose the unsynced ones.
+   */
+  syncedHardState: HardState | null = null;
   /** When set, every Ready of this node takes exactly this many ticks to persist (scenario control). */
   persistDelayTicks: number | null = null;
   /** Ticks of the node's own clock per simulator tick (clock skew). */
@@ -163,7 +175,7 @@ export class Simulator {
   readonly trace = new TraceHasher();
   readonly stats: SimStats = {
     ticks: 0, messagesDelivered: 0, messagesDropped: 0, messagesCut: 0, messagesDuplicated: 0, messagesReordered: 0,
-    readiesHandled: 0, readiesLostInCrash: 0, entriesApplied: 0, snapshotsInstalled: 0, compactions: 0, crashes: 0,
+    readiesHandled: 0, readiesLostInCrash: 0, unsyncedCommitsLost: 0, entriesApplied: 0, snapshotsInstalled: 0, compactions: 0, crashes: 0,
     restarts: 0, pauses: 0, leaderChanges: 0, maxTerm: 0, staleLeaderReads: 0, readsServed: 0,
   };
   now = 0;
@@ -198,6 +210,7 @@ export class Simulator {
       maxPausedInboxMessages: options.maxPausedInboxMessages ?? 5000,
       catchUpTicksOnResume: options.catchUpTicksOnResume ?? true,
       unsafeAckBeforePersist: options.unsafeAckBeforePersist ?? false,
+      lostUnsyncedProbability: options.lostUnsyncedProbability ?? 0.5,
     };
     this.createCore = options.createCore ?? createDefaultCore;
     this.network = new SimNetwork(this.rng.fork(), options.network);
@@ -226,6 +239,11 @@ export class Simulator {
   }
 
   private startCore(node: SimNode): void {
+    // As RaftNode does: the core starts from the snapshot (membership and applied index), and the entries after it
+    // are delivered again; the driver skips the commands its durable state machine already holds but re-applies
+    // their membership changes to the core.
+    const snap = node.storage.snapshot().metadata;
+    node.storage.setConfState(snap.confState);
     node.core = this.createCore({
       id: node.id,
       storage: node.storage,
@@ -235,7 +253,7 @@ export class Simulator {
       preVote: this.opts.preVote,
       checkQuorum: this.opts.checkQuorum,
       readOnlyOption: this.opts.readOnlyOption,
-      applied: node.sm.appliedIndex,
+      applied: snap.index,
       maxEntriesPerAppend: 64,
     });
     const st = node.core.status();
@@ -251,6 +269,15 @@ export class Simulator {
     if (!n.up) return;
     this.stats.crashes++;
     if (n.inflight) this.stats.readiesLostInCrash++;
+    if (n.syncedHardState !== null && this.persistRng.nextFloat() < this.opts.lostUnsyncedProbability) {
+      // The page cache dies with the machine: back to the last fsynced commit (never below the snapshot point,
+      // which the real log store writes synced).
+      const hs = n.storage.initialState().hardState;
+      const commit = Math.max(n.syncedHardState.commit, n.storage.snapshot().metadata.index);
+      n.storage.setHardState({ ...hs, commit });
+      this.stats.unsyncedCommitsLost++;
+    }
+    n.syncedHardState = null;
     n.core = null;
     n.inflight = null;
     n.paused = false;
@@ -546,6 +573,7 @@ export class Simulator {
       this.checker.onPersisted(n.id, rd.entries);
     }
     if (rd.hardState) {
+      if (!rd.mustSync && n.syncedHardState === null) n.syncedHardState = storage.initialState().hardState;
       storage.setHardState(rd.hardState);
       this.checker.onCommit(n.id, rd.hardState.commit);
       // Every entry up to a durable commit index is committed: remember its term (leader completeness).
@@ -553,6 +581,7 @@ export class Simulator {
       for (let i = from; i <= rd.hardState.commit && i <= storage.lastIndex(); i++) this.checker.onCommitted(n.id, i, storage.term(i));
       if (rd.hardState.commit > n.commitNoted) n.commitNoted = rd.hardState.commit;
     }
+    if (rd.mustSync) n.syncedHardState = null; // the fsync covers every earlier write too
     // 3. Acknowledge what was persisted.
     if (!this.opts.unsafeAckBeforePersist) for (const m of rd.persistedMessages) this.network.send(m, this.now);
     // 4. Apply.
@@ -584,7 +613,13 @@ export class Simulator {
   }
 
   private applyEntry(n: SimNode, e: Entry): void {
-    if (e.index <= n.sm.appliedIndex) return; // already in the durable state machine (re-delivered after restart)
+    if (e.index <= n.sm.appliedIndex) {
+      // Re-delivered after a restart: the durable state machine has it; only the core needs membership again.
+      if (e.type === 'confChange' && e.data.length > 0) {
+        n.storage.setConfState(n.core!.applyConfChange(decodeSimConfChange(e.data)));
+      }
+      return;
+    }
     this.checker.onApply(n.id, e);
     this.stats.entriesApplied++;
     if (e.type === 'confChange') {
