@@ -131,12 +131,12 @@ describe('Simulator', () => {
     expect(r.stats.leaderChanges).toBe(1);
     const sim = new Simulator(3);
     sim.run(300);
-    const digests = new Set(sim.ids.map((id) => sim.node(id).sm.digest()));
     expect(sim.leader()).not.toBeNull();
     sim.clients!.active = false;
     sim.run(60);
+    // Every replica applied the same commands: equal data, and something was written.
     expect(new Set(sim.ids.map((id) => sim.node(id).sm.digest())).size).toBe(1);
-    expect(digests.size).toBeGreaterThanOrEqual(1);
+    expect(sim.node('n1').sm.digest()).not.toBe('[]');
   });
 
   it('is deterministic: same seed and schedule give the same trace hash; another seed does not', () => {
