@@ -1007,17 +1007,27 @@ export class RaftNode extends EventEmitter {
 
   private bestTransferTarget(): NodeId | null {
     const st = this.core.status();
+    // Prefer a voter heard from recently. Check-quorum clears every recentActive flag once per election timeout
+    // and heartbeat responses set them again, so right after a reset no voter is flagged: then fall back to the
+    // most caught-up voter rather than skip the transfer (a failed transfer costs no more than no transfer).
     let best: NodeId | null = null;
     let bestMatch = -1;
+    let fallback: NodeId | null = null;
+    let fallbackMatch = -1;
     for (const id of this.confState.voters) {
       if (id === this.id) continue;
       const pr = st.progress?.[id];
-      if (pr !== undefined && pr.recentActive && pr.match > bestMatch) {
+      if (pr === undefined) continue;
+      if (pr.recentActive && pr.match > bestMatch) {
         best = id;
         bestMatch = pr.match;
       }
+      if (pr.match > fallbackMatch) {
+        fallback = id;
+        fallbackMatch = pr.match;
+      }
     }
-    return best;
+    return best ?? fallback;
   }
 
   private waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
