@@ -257,7 +257,8 @@ export class MasterNode {
 
   private async handleWrite(method: WriteMethod, args: WireArgs): Promise<unknown> {
     if (adminWriteMethods.includes(method)) this.checkAdmin(args);
-    const { adminToken: _ignored, ...fields } = args;
+    // Fields only the leader may set (eviction candidates, lease skips) never come from a client.
+    const { adminToken: _token, evictable: _evictable, skipKeys: _skipKeys, ...fields } = args;
     const command = { ...fields, type: writeMethods[method] } as unknown as Command;
     validateCommand(command); // INVALID_ARGUMENT before anything reaches the log
     this.requireLeader();
@@ -475,7 +476,14 @@ export class MasterNode {
       const drop = evict === null ? null : this.planDemotions(evict, Date.now());
       // ---- END tiering ----
       if (drop !== null) {
-        await this.proposeInternal(drop);
+        // No lease may be granted on memory that is about to be freed.
+        const keys = drop.items.map((i) => i.key);
+        this.leases.reserve(keys);
+        try {
+          await this.proposeInternal(drop);
+        } finally {
+          this.leases.release(keys);
+        }
         this.metrics.countEvictions(drop.items.length);
       }
     } catch (err) {

@@ -163,3 +163,20 @@ describe('MasterClient session window', () => {
     expect(peak).toBeGreaterThan(1); // still pipelined
   });
 });
+
+describe('MasterNode admission', () => {
+  it('ignores leader-only fields a client sends: a forged evictable list cannot evict a leased object', async () => {
+    const { nodes, endpoints } = await cluster(1);
+    await waitFor(() => nodes[0]!.isLeader);
+    const c = client(endpoints, { retry: { maxAttempts: 1 } });
+    await c.mountSegment(segment('s1', 64 * 1024));
+    await c.putStart('victim', 60 * 1024);
+    await c.putEnd('victim');
+    await c.getReplicaList('victim'); // the victim is now under a read lease
+    const createdIndex = nodes[0]!.masterState.objects.get('victim')!.createdIndex;
+    // The segment is full: this put can only succeed by evicting the victim, which the leader must refuse.
+    await expect(c.write('putStart', { key: 'attacker', size: 32 * 1024, replicaNum: 1, evictable: [{ key: 'victim', createdIndex }] }))
+      .rejects.toMatchObject({ code: ErrorCode.NO_SPACE });
+    expect(await c.existKey('victim')).toBe(true);
+  });
+});
