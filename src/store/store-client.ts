@@ -50,6 +50,12 @@ export const leaseSafetyRatio = 0.8;
 /** Tier RPC calls (disk reads/writes for other clients). */
 export const tierRpcTimeoutMs = 5_000;
 const tierClusterSuffix = '/tier';
+/** A segment whose transfer failed is avoided by puts for this long (its owner may be dead, not yet expired). */
+export const suspectSegmentMs = 5_000;
+/** While segments are suspect, the segment list is refreshed at most this often for placement hints. */
+export const suspectRefreshIntervalMs = 1_000;
+/** A put whose replica write failed is placed again (after a successful PutRevoke) at most this many times. */
+export const maxPutPlacementRetries = 1;
 
 export interface StoreClientOptions {
   /** Master RPC endpoints (`host:port`). */
@@ -120,6 +126,8 @@ export interface StoreStats {
 interface Resolved {
   spec: { id: string; clientId: string; zone: string; tier: string; endpoint: string };
   address: SegmentAddress;
+  /** Free bytes when last listed (a hint for avoidSuspects). */
+  free: number;
 }
 
 type EngineModule = typeof import('../engine/index.js');
@@ -146,6 +154,8 @@ export class StoreClient {
   private refreshing: Promise<void> | null = null;
   private lastRefreshMs = 0;
   private readonly diskHits = new Map<string, number>();
+  /** Segments whose last transfer failed, until when (ms): puts are placed elsewhere meanwhile. */
+  private readonly suspects = new Map<string, number>();
   private readonly promoting = new Set<string>();
   private readonly tierTasksRunning = new Set<string>();
   private pingTimer: NodeJS.Timeout | null = null;
@@ -297,23 +307,53 @@ export class StoreClient {
     this.checkSize(key, bytes);
     return this.staging.with(async (slot) => {
       const stored = sealInto(slot.view(bytes.length + trailerBytes), key, bytes);
-      const preferred = options.zoneSpread === true ? await this.zoneSpreadSegments(replicaNum, stored) : undefined;
-      const replicas = await this.master.putStart(key, stored, {
-        replicaNum,
-        ...(preferred !== undefined ? { preferredSegments: preferred } : {}),
-        ...(options.pin === 'soft' ? { softPin: true } : {}),
-        ...(options.pin === 'hard' ? { hardPin: true } : {}),
-      });
-      try {
-        await this.writeReplicas(replicas, slot, stored);
-      } catch (e) {
-        await this.master.putRevoke(key).catch((err) => this.log.warn({ key, err: String(err) }, 'PutRevoke failed; the masters reclaim it later'));
-        throw e;
+      for (let attempt = 0; ; attempt++) {
+        const preferred = options.zoneSpread === true ? await this.zoneSpreadSegments(replicaNum, stored) : await this.avoidSuspects(replicaNum, stored);
+        const replicas = await this.master.putStart(key, stored, {
+          replicaNum,
+          ...(preferred !== undefined ? { preferredSegments: preferred } : {}),
+          ...(options.pin === 'soft' ? { softPin: true } : {}),
+          ...(options.pin === 'hard' ? { hardPin: true } : {}),
+        });
+        try {
+          await this.writeReplicas(replicas, slot, stored);
+        } catch (e) {
+          let revoked = false;
+          await this.master.putRevoke(key).then(
+            () => { revoked = true; },
+            (err) => this.log.warn({ key, err: String(err) }, 'PutRevoke failed; the masters reclaim it later'),
+          );
+          // A replica on a dead storage node (not expired yet): once more, placed away from it.
+          if (revoked && attempt < maxPutPlacementRetries && this.suspects.size > 0) continue;
+          throw e;
+        }
+        await this.master.putEnd(key);
+        this.stats.puts++;
+        return { replicas };
       }
-      await this.master.putEnd(key);
-      this.stats.puts++;
-      return { replicas };
     });
+  }
+
+  /**
+   * While some segments recently failed a transfer (their owner may be dead and not expired yet), prefer
+   * `count` other memory segments with room; undefined when nothing is suspect (the masters' placement decides).
+   */
+  private async avoidSuspects(count: number, size: number): Promise<string[] | undefined> {
+    const now = Date.now();
+    for (const [id, until] of this.suspects) if (until <= now) this.suspects.delete(id);
+    if (this.suspects.size === 0) return undefined;
+    if (now - this.lastRefreshMs > suspectRefreshIntervalMs) await this.refreshSegments(false).catch(() => {});
+    const healthy = [...this.segments.values()].filter((r) => r.address.kind === 'memory' && !this.suspects.has(r.spec.id) && r.free >= size);
+    for (let i = healthy.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1)); // spread load; placement itself stays with the masters
+      [healthy[i], healthy[j]] = [healthy[j]!, healthy[i]!];
+    }
+    const ids = healthy.slice(0, count).map((r) => r.spec.id);
+    return ids.length > 0 ? ids : undefined;
+  }
+
+  private suspect(segmentId: string): void {
+    this.suspects.set(segmentId, Date.now() + suspectSegmentMs);
   }
 
   /** The object's bytes; OBJECT_NOT_FOUND when there is no such (complete) object. */
@@ -447,17 +487,30 @@ export class StoreClient {
 
   private async writeReplicas(replicas: ReplicaDescriptor[], slot: Slot, length: number): Promise<void> {
     const memory: TransferRequest[] = [];
+    const memorySegs: string[] = [];
     const others: Array<Promise<void>> = [];
     for (const r of replicas) {
       if (r.length !== length) throw new MooringError(ErrorCode.INTERNAL, `replica length ${r.length} is not the stored length ${length}`);
       const res = await this.resolve(r.segmentId);
       if (res.address.kind === 'memory') {
+        memorySegs.push(r.segmentId);
         memory.push({ op: 'write', local: { segment: this.staging.segment, offset: slot.offset }, remote: { segment: res.address.descriptor, offset: r.offset }, length });
       } else {
         others.push(this.writeDisk(res, r.offset, slot, length));
       }
     }
-    if (memory.length > 0) others.push(this.engine.transferOrThrow(memory, { timeoutMs: this.transferTimeoutMs }));
+    if (memory.length > 0) {
+      others.push(this.engine.transfer(memory, { timeoutMs: this.transferTimeoutMs }).then((results) => {
+        const bad = results.findIndex((r) => r.status !== 'completed');
+        results.forEach((r, i) => {
+          if (r.status !== 'completed') this.suspect(memorySegs[i]!);
+        });
+        if (bad >= 0) {
+          const r = results[bad]!;
+          throw new MooringError(r.status === 'timeout' ? ErrorCode.TIMEOUT : (r.code ?? ErrorCode.TRANSFER_FAILED), `replica on ${memorySegs[bad]}: ${r.message ?? r.status}`);
+        }
+      }));
+    }
     const settled = await Promise.allSettled(others);
     const bad = settled.find((s) => s.status === 'rejected');
     if (bad !== undefined) throw asMooringError((bad as PromiseRejectedResult).reason, ErrorCode.TRANSFER_FAILED);
@@ -511,6 +564,7 @@ export class StoreClient {
           const err = asMooringError(e, ErrorCode.TRANSFER_FAILED);
           if (err.code === ErrorCode.LEASE_EXPIRED) throw err;
           if (err.code === ErrorCode.CHECKSUM_MISMATCH) this.stats.checksumMismatches++;
+          else this.suspect(r.segmentId);
           this.stats.replicaReadFailures++;
           this.log.debug({ key, segment: r.segmentId, err: err.message }, 'replica read failed; trying the next');
           lastError = err;
@@ -537,12 +591,13 @@ export class StoreClient {
     const wait = Math.max(0, this.lastRefreshMs + minSegmentRefreshIntervalMs - Date.now());
     this.refreshing = (async () => {
       if (wait > 0) await sleep(wait);
-      const list = (await this.master.listSegments()) as Array<{ id: string; name: string; clientId: string; size: number; endpoint: string; zone: string; tier: 'DRAM' | 'VRAM' | 'DISK' }>;
+      const list = (await this.master.listSegments()) as Array<{ id: string; name: string; clientId: string; size: number; endpoint: string; zone: string; tier: 'DRAM' | 'VRAM' | 'DISK'; status?: string; capacityBytes?: number; allocatedBytes?: number }>;
       this.segments.clear();
       for (const s of list) {
         const address = decodeAddress(s);
         if (address === null) continue;
-        this.segments.set(s.id, { spec: { id: s.id, clientId: s.clientId, zone: s.zone, tier: s.tier, endpoint: s.endpoint }, address });
+        const free = s.status === undefined || s.status === 'OK' ? (s.capacityBytes ?? s.size) - (s.allocatedBytes ?? 0) : 0;
+        this.segments.set(s.id, { spec: { id: s.id, clientId: s.clientId, zone: s.zone, tier: s.tier, endpoint: s.endpoint }, address, free });
       }
       this.lastRefreshMs = Date.now();
     })().finally(() => { this.refreshing = null; });

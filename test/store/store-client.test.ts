@@ -138,6 +138,12 @@ describe('StoreClient', () => {
     (victim as unknown as { closed: boolean }).closed = true;
     clients.splice(clients.indexOf(victim), 1);
     for (let i = 0; i < 10; i++) expect((await reader.get(both[i]!)).equals(pattern(1000 + i, 3000))).toBe(true);
+    // Puts keep succeeding before the expiry: a replica write to the dead node fails, the put is revoked and
+    // placed again away from the segment that failed.
+    for (let i = 0; i < 10; i++) {
+      const put = await reader.put(`after-${i}`, pattern(2000 + i, 2000), { replicas: 2 });
+      expect(put.replicas.some((r) => r.segmentId === victimSeg)).toBe(false);
+    }
     // Before expiry the only replica cannot be read: an error, never wrong bytes.
     await expect(reader.get(only[0]!)).rejects.toMatchObject({ code: expect.stringMatching(/TRANSFER_FAILED|UNAVAILABLE|TIMEOUT|RPC_FAILED|SEGMENT_CLOSED|SEGMENT_NOT_FOUND|OBJECT_NOT_FOUND/) });
     await waitFor(async () => !(await reader.exists(only[0]!)), 20_000, 'client expiry');
