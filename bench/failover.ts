@@ -2,7 +2,7 @@
  * Failover under load: SIGKILL the leader N times (restarting it each time) and time kill → next acknowledged
  * write, for a 3-process Mooring KV cluster and a 3-node etcd cluster in the same run. At the end every
  * acknowledged write is read back (lost writes must be 0).
- *   npm run bench:failover -- [--json] [--rounds N] [--clients C] [--no-append] [--etcd-election-ms MS]
+ *   npm run bench:failover -- [--json] [--rounds N] [--clients C] [--no-append] [--no-etcd] [--etcd-election-ms MS]
  * --json prints {"mooring": {p50Ms, p99Ms, maxMs, samples, ackedWrites, lostWrites}, "etcd": {...} | null,
  *                "machine": {...}}.
  * "Next acknowledged write": the first write acknowledged more than `inFlightGraceMs` after the kill by any of the
@@ -181,8 +181,8 @@ async function etcd(bin: string): Promise<Outcome> {
 
 async function main(): Promise<void> {
   const machine = machineInfo();
-  const bin = etcdBinary();
-  if (bin === null) log(`${etcdInstallHint}; skipping etcd`);
+  const bin = args.has('--no-etcd') ? null : etcdBinary();
+  if (bin === null && !args.has('--no-etcd')) log(`${etcdInstallHint}; skipping etcd`);
   const m = await mooring();
   const e = bin !== null ? await etcd(bin) : null;
   const summary = (o: Outcome) => ({

@@ -1,7 +1,7 @@
 /**
  * Replicated durable writes: a 3-process Mooring KV cluster vs a 3-node etcd cluster, same machine, same run,
  * loopback, fsync on in both. Closed-loop load with 1 and 256 concurrent clients, 8-byte keys, 256-byte values.
- *   npm run bench:raft-vs-etcd -- [--json] [--seconds S] [--no-append] [--cpu-prof]
+ *   npm run bench:raft-vs-etcd -- [--json] [--seconds S] [--no-append] [--no-etcd] [--cpu-prof]
  * --json prints {"c1": {"mooring": {writesPerSec, p50Ms, p99Ms, ...}, "etcd": {...} | null, "ratio": n | null},
  *                "c256": {...}, "machine": {...}}  (ratio = Mooring writes/s ÷ etcd writes/s).
  * serverCpuUsPerWrite: user+system CPU of the three server processes (from /proc) per acknowledged write — a
@@ -84,8 +84,8 @@ async function benchEtcd(bin: string): Promise<Map<number, Measured>> {
 
 async function main(): Promise<void> {
   const machine = machineInfo();
-  const bin = etcdBinary();
-  if (bin === null) log(`${etcdInstallHint}; skipping etcd`);
+  const bin = args.has('--no-etcd') ? null : etcdBinary();
+  if (bin === null && !args.has('--no-etcd')) log(`${etcdInstallHint}; skipping etcd`);
   const mooring = await benchMooring();
   const etcd = bin !== null ? await benchEtcd(bin) : null;
   const summary = (r: Measured) => ({ writesPerSec: r.opsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, meanMs: r.meanMs, errors: r.errors, serverCpuUsPerWrite: r.serverCpuUsPerWrite });

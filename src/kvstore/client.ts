@@ -3,6 +3,8 @@
  *
  * - Leader discovery: starts with the first endpoint, follows NOT_LEADER hints (`id@host:port`) at once (a hop
  *   is not an attempt; at most maxLeaderHintHops per call), and otherwise moves to the next endpoint.
+ * - After failing to reach an endpoint, retries carry `avoidLeader: <that endpoint>`: a server that only knows that
+ *   leader holds the request until a new one is elected (see KvServer.leaderOnly) rather than send it back there.
  * - Retries TIMEOUT, UNAVAILABLE (connection refused or lost), NOT_LEADER without a usable hint, SHUTTING_DOWN,
  *   PROPOSAL_DROPPED and QUEUE_FULL with exponential backoff, up to maxAttempts.
  * - Session: each put carries (clientId, seq); a retry re-sends the same seq, so a write retried across a failover
@@ -165,18 +167,21 @@ export class KvClient {
     let hops = 0;
     let backoff = this.initialBackoffMs;
     let last: MooringError | null = null;
+    // An endpoint this call could not reach: servers hold the request until they know a leader other than it.
+    let avoid: string | null = null;
     while (!this.pool.closed) {
       const endpoint = this.pool.endpoints[this.pool.current]!;
       try {
-        return await this.pool.connection(endpoint).call<T>(method, args, { timeoutMs });
+        return await this.pool.connection(endpoint).call<T>(method, avoid !== null ? { ...args, avoidLeader: avoid } : args, { timeoutMs });
       } catch (err) {
         const e = err instanceof MooringError ? err : new MooringError(ErrorCode.RPC_FAILED, String(err));
         last = e;
         if (!retryable.has(e.code)) throw e;
+        if (e.code === ErrorCode.UNAVAILABLE || e.code === ErrorCode.TIMEOUT) avoid = endpoint;
         if (e.code === ErrorCode.NOT_LEADER && e.leaderHint !== undefined && hops < maxLeaderHintHops) {
           const at = e.leaderHint.indexOf('@');
           const hinted = at >= 0 ? e.leaderHint.slice(at + 1) : null;
-          if (hinted !== null && hinted !== endpoint) {
+          if (hinted !== null && hinted !== endpoint && hinted !== avoid) {
             hops++;
             this.pool.use(hinted);
             continue;

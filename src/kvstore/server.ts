@@ -32,6 +32,8 @@ export const defaultKvTickMs = 25;
 export const defaultKvElectionTimeoutTicks = 6;
 export const defaultKvHeartbeatIntervalTicks = 1;
 export const maxClientIdChars = 256;
+/** A request that finds no usable leader waits at most this many (maximum) election timeouts for one. */
+export const leaderWaitElectionTimeouts = 2;
 /** Most client writes carried by one log entry (see BatchingKvStateMachine). */
 export const maxCommandsPerEntry = 1024;
 /** Most command bytes carried by one log entry. */
@@ -320,6 +322,50 @@ export class KvServer {
     return p?.rpcPort !== undefined ? `${p.host}:${p.rpcPort}` : null;
   }
 
+  /**
+   * Runs a leader-only operation. On NOT_LEADER while no usable leader is known — none at all, or only the one the
+   * client says it could not reach (`avoidLeader: "host:port"`, typically a leader that just died) — the request is
+   * held until a leader appears (at most leaderWaitMs) instead of bouncing: then it runs here if this node won, or
+   * fails NOT_LEADER with the new leader's address. The client learns of the new leader when it is elected, not
+   * one backoff later.
+   */
+  private async leaderOnly<T>(args: Record<string, unknown>, op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (err) {
+      if (!(err instanceof MooringError) || err.code !== ErrorCode.NOT_LEADER) throw err;
+      const avoid = typeof args.avoidLeader === 'string' ? args.avoidLeader : null;
+      if (this.usableLeader(avoid) || !(await this.waitForLeader(avoid))) throw this.withHint(err);
+      if (!this.node.isLeader) throw this.withHint(err);
+      return await op().catch((e: unknown) => {
+        throw this.withHint(e);
+      });
+    }
+  }
+
+  /** A leader is known and it is not the one the client could not reach. */
+  private usableLeader(avoid: string | null): boolean {
+    const leader = this.node.leaderId;
+    return leader !== null && (avoid === null || this.rpcAddress(leader) !== avoid);
+  }
+
+  private waitForLeader(avoid: string | null): Promise<boolean> {
+    const cfg = this.config;
+    const waitMs = leaderWaitElectionTimeouts * (cfg.electionTimeoutTicks ?? defaultKvElectionTimeoutTicks) * (cfg.tickMs ?? defaultKvTickMs);
+    return new Promise((resolve) => {
+      const done = (ok: boolean): void => {
+        clearTimeout(timer);
+        this.node.off('leaderChange', onChange);
+        resolve(ok);
+      };
+      const onChange = (): void => {
+        if (this.usableLeader(avoid)) done(true);
+      };
+      const timer = setTimeout(() => done(false), waitMs);
+      this.node.on('leaderChange', onChange);
+    });
+  }
+
   /** NOT_LEADER errors get the leader's client address so a client can go there directly. */
   private withHint(err: unknown): unknown {
     if (!(err instanceof MooringError) || err.code !== ErrorCode.NOT_LEADER) return err;
@@ -341,14 +387,17 @@ export class KvServer {
       const session = sessionArgs(a);
       // encodeKvCommand checks key and value sizes.
       const cmd = encodeKvCommand({ op: 'put', key, value: a.value, ...session });
-      const res = await this.enqueue(cmd).catch(rethrow);
+      const res = await this.leaderOnly(a, () => this.enqueue(cmd));
       if (!res.ok) throw new MooringError(isCode(res.code) ? res.code : ErrorCode.INTERNAL, res.message);
       return { prev: res.prev };
     });
     this.rpc.handle('get', async (args) => {
-      const key = stringArg(argsObject(args), 'key', maxKvKeyBytes);
-      await this.node.read().catch(rethrow);
-      return { value: this.sm.get(key) ?? null };
+      const a = argsObject(args);
+      const key = stringArg(a, 'key', maxKvKeyBytes);
+      return this.leaderOnly(a, async () => {
+        await this.node.read();
+        return { value: this.sm.get(key) ?? null };
+      });
     });
     this.rpc.handle('status', () => this.status());
     this.rpc.handle('transferLeader', async (args) => {
