@@ -14,6 +14,14 @@ import type { MasterState } from '../statemachine/master-state.js';
 
 const packr = new Packr({ useRecords: false });
 
+/**
+ * Commands proposed together share one log entry, but the state machine wants a distinct, increasing index per
+ * command (placement is seeded from it, objects remember it as createdIndex). Command k of the entry at log index
+ * i gets i * indexSlotsPerEntry + k, and the entry's last command gets the last slot, so the state machine's
+ * applied index maps back to the log: an entry counts as applied only once its last slot is.
+ */
+export const indexSlotsPerEntry = 4096;
+
 export function encodeMasterCommand(command: Command, timeMs: number): Uint8Array {
   return packr.pack({ t: timeMs, c: command }) as Uint8Array;
 }
@@ -36,7 +44,7 @@ export class MasterStateMachine implements RaftStateMachine {
   }
 
   appliedIndex(): number {
-    return this.state.appliedIndex;
+    return logIndexOf(this.state.appliedIndex);
   }
 
   async apply(commands: AppliedCommand[], noopThrough: number): Promise<unknown[]> {
@@ -45,12 +53,16 @@ export class MasterStateMachine implements RaftStateMachine {
     const positions: number[] = [];
     for (let i = 0; i < commands.length; i++) {
       const c = commands[i]!;
+      const lastOfEntry = i === commands.length - 1 || commands[i + 1]!.index !== c.index;
+      const slot = lastOfEntry ? indexSlotsPerEntry - 1 : (c.position ?? 0);
+      assert(slot < indexSlotsPerEntry, `command position ${slot} exceeds the index slots of an entry`);
+      const stateIndex = c.index * indexSlotsPerEntry + slot;
       const decoded = decodeMasterCommand(c.data);
       if (decoded === null) {
         results[i] = { ok: false, error: { code: ErrorCode.INVALID_ARGUMENT, message: `log entry ${c.index} is not a master command` } };
         continue;
       }
-      entries.push({ index: c.index, timeMs: decoded.timeMs, command: decoded.command });
+      entries.push({ index: stateIndex, timeMs: decoded.timeMs, command: decoded.command });
       positions.push(i);
     }
     if (entries.length > 0) {
@@ -58,7 +70,8 @@ export class MasterStateMachine implements RaftStateMachine {
       assert(applied.length === entries.length, 'one result per applied entry');
       for (let j = 0; j < applied.length; j++) results[positions[j]!] = applied[j]!;
     }
-    if (noopThrough > this.state.appliedIndex) await this.state.applyNoop(noopThrough);
+    const noopStateIndex = noopThrough * indexSlotsPerEntry + indexSlotsPerEntry - 1;
+    if (noopStateIndex > this.state.appliedIndex) await this.state.applyNoop(noopStateIndex);
     return results;
   }
 
@@ -67,11 +80,17 @@ export class MasterStateMachine implements RaftStateMachine {
   }
 
   snapshot(): { index: number; chunks: AsyncIterable<Uint8Array> } {
-    return { index: this.state.appliedIndex, chunks: this.state.createSnapshot() };
+    return { index: this.appliedIndex(), chunks: this.state.createSnapshot() };
   }
 
   async restore(index: number, chunks: AsyncIterable<Uint8Array>): Promise<void> {
     await this.state.installSnapshot(chunks);
-    assert(this.state.appliedIndex === index, `restored snapshot is at ${this.state.appliedIndex}, expected ${index}`);
+    assert(this.appliedIndex() === index, `restored snapshot is at ${this.appliedIndex()}, expected ${index}`);
   }
+}
+
+/** The last log entry fully reflected in a state whose applied index is `stateIndex`. */
+function logIndexOf(stateIndex: number): number {
+  const entry = Math.floor(stateIndex / indexSlotsPerEntry);
+  return stateIndex % indexSlotsPerEntry === indexSlotsPerEntry - 1 || stateIndex === 0 ? entry : entry - 1;
 }

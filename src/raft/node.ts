@@ -39,6 +39,8 @@ import type { ConfChange, ConfState, Entry, Message, NodeId, Ready, Role, Snapsh
 /** Normal entries carry a one-byte kind so the driver's own metadata shares the log with commands. */
 const entryKindCommand = 0x01;
 const entryKindPeerAddress = 0x02;
+/** Several commands proposed in the same event-loop turn, carried by one entry (one checksum, one LevelDB op). */
+const entryKindCommandBatch = 0x03;
 
 export const defaultTickMs = 25;
 export const defaultProposalTimeoutMs = 5_000;
@@ -62,6 +64,10 @@ export const learnerCatchUpTimeoutMs = 30_000;
 export const maxCommandsPerApply = 256;
 /** Committed commands handed to the apply pipeline but not yet applied; past this the Ready loop waits. */
 export const maxApplyLagCommands = 16_384;
+/** Most commands one log entry carries (proposals that arrive together share an entry). */
+export const maxCommandsPerEntry = 1_024;
+/** A batch entry stops growing at this many command bytes (a single larger command still gets its own entry). */
+export const maxBatchEntryBytes = 1024 * 1024;
 
 const packr = new Packr({ useRecords: false });
 
@@ -95,11 +101,17 @@ export interface RaftNodeOptions {
   logger?: LoggerLike;
 }
 
-interface PendingProposal {
-  term: number;
+interface ProposalWaiter {
   resolve: (value: unknown) => void;
   reject: (err: Error) => void;
-  timer: NodeJS.Timeout;
+  timer: NodeJS.Timeout | null;
+  settled: boolean;
+}
+
+/** The waiters of one proposed entry, by position of their command in it. */
+interface PendingEntry {
+  term: number;
+  waiters: ProposalWaiter[];
 }
 
 interface ReadWaiter {
@@ -160,7 +172,10 @@ export class RaftNode extends EventEmitter {
   private readonly snapshotKeepEntries: number;
 
   private readonly peers = new Map<NodeId, PeerAddress>();
-  private readonly pending = new Map<number, PendingProposal>();
+  private readonly pending = new Map<number, PendingEntry>();
+  /** Commands proposed since the Ready loop last ran; they become log entries at its next round. */
+  private proposalBuffer: Array<{ data: Uint8Array; waiter: ProposalWaiter }> = [];
+  private unsettledProposals = 0;
   private readonly pendingConf = new Map<number, { resolve: (cs: ConfState) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private nextReadBatch: ReadWaiter[] = [];
   private readonly readBatches = new Map<string, ReadBatch>();
@@ -274,26 +289,54 @@ export class RaftNode extends EventEmitter {
   /** Proposes a command; resolves with the state machine's result once applied. */
   propose(command: Uint8Array): Promise<unknown> {
     this.checkRunning();
-    if (this.pending.size >= this.maxPendingProposals) {
+    if (this.role !== 'leader') return Promise.reject(this.notLeader());
+    if (this.unsettledProposals >= this.maxPendingProposals) {
       return Promise.reject(new MooringError(ErrorCode.QUEUE_FULL, `more than ${this.maxPendingProposals} proposals pending`));
     }
-    const data = new Uint8Array(command.byteLength + 1);
-    data[0] = entryKindCommand;
-    data.set(command, 1);
-    let at: { index: number; term: number };
-    try {
-      at = this.core.propose(data);
-    } catch (err) {
-      return Promise.reject(this.withLeaderAddress(err));
-    }
-    this.kick();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(at.index);
-        reject(new MooringError(ErrorCode.TIMEOUT, `proposal at index ${at.index} not applied within ${this.proposalTimeoutMs} ms; its outcome is unknown`));
+      const waiter: ProposalWaiter = { resolve, reject, timer: null, settled: false };
+      waiter.timer = setTimeout(() => {
+        this.settleWaiter(waiter, undefined, new MooringError(ErrorCode.TIMEOUT, `proposal not applied within ${this.proposalTimeoutMs} ms; its outcome is unknown`));
       }, this.proposalTimeoutMs);
-      this.pending.set(at.index, { term: at.term, resolve, reject, timer });
+      this.unsettledProposals++;
+      this.proposalBuffer.push({ data: command, waiter });
+      this.kick();
     });
+  }
+
+  /** Turns buffered proposals into log entries: up to maxCommandsPerEntry commands (maxBatchEntryBytes) each. */
+  private flushProposals(): void {
+    if (this.proposalBuffer.length === 0) return;
+    const items = this.proposalBuffer;
+    this.proposalBuffer = [];
+    let i = 0;
+    while (i < items.length) {
+      let j = i + 1;
+      let bytes = items[i]!.data.byteLength;
+      while (j < items.length && j - i < maxCommandsPerEntry && bytes + items[j]!.data.byteLength <= maxBatchEntryBytes) {
+        bytes += items[j]!.data.byteLength;
+        j++;
+      }
+      const group = items.slice(i, j);
+      i = j;
+      const data = group.length === 1 ? withKind(entryKindCommand, group[0]!.data) : withKind(entryKindCommandBatch, packr.pack(group.map((g) => g.data)) as Uint8Array);
+      try {
+        const at = this.core.propose(data);
+        this.pending.set(at.index, { term: at.term, waiters: group.map((g) => g.waiter) });
+      } catch (err) {
+        const e = this.withLeaderAddress(err);
+        for (const g of group) this.settleWaiter(g.waiter, undefined, e);
+      }
+    }
+  }
+
+  private settleWaiter(w: ProposalWaiter, value: unknown, err?: Error): void {
+    if (w.settled) return;
+    w.settled = true;
+    if (w.timer !== null) clearTimeout(w.timer);
+    this.unsettledProposals--;
+    if (err !== undefined) w.reject(err);
+    else w.resolve(value);
   }
 
   /** Resolves when the state machine may answer a linearizable read (this node is, and stays, the leader). */
@@ -452,7 +495,7 @@ export class RaftNode extends EventEmitter {
       if (this.loopRunning !== null || this.stopped) return;
       this.loopRunning = this.runLoop().finally(() => {
         this.loopRunning = null;
-        if (this.core.hasReady() || this.nextReadBatch.length > 0) this.kick();
+        if (this.core.hasReady() || this.nextReadBatch.length > 0 || this.proposalBuffer.length > 0) this.kick();
       });
     });
   }
@@ -460,6 +503,7 @@ export class RaftNode extends EventEmitter {
   private async runLoop(): Promise<void> {
     try {
       this.startReadRound();
+      this.flushProposals();
       while (!this.stopped && this.core.hasReady()) {
         const rd = this.core.ready();
         await this.handleReady(rd);
@@ -467,6 +511,7 @@ export class RaftNode extends EventEmitter {
         // Membership waiters settle only now: the core counts a conf entry as applied in advance().
         for (const settle of this.afterAdvance.splice(0)) settle();
         this.startReadRound();
+        this.flushProposals();
       }
     } catch (err) {
       this.crash(err);
@@ -520,7 +565,12 @@ export class RaftNode extends EventEmitter {
       if (e.type === 'confChange') {
         this.applyConfEntry(e);
       } else if (e.data.byteLength > 0 && e.data[0] === entryKindCommand) {
-        if (e.index > this.dispatchedThrough) commands.push({ index: e.index, data: e.data.subarray(1) });
+        if (e.index > this.dispatchedThrough) commands.push({ index: e.index, data: e.data.subarray(1), position: 0 });
+      } else if (e.data.byteLength > 0 && e.data[0] === entryKindCommandBatch) {
+        if (e.index > this.dispatchedThrough) {
+          const parts = decodeCommandBatch(e);
+          for (let k = 0; k < parts.length; k++) commands.push({ index: e.index, data: parts[k]!, position: k });
+        }
       } else if (e.data.byteLength > 0 && e.data[0] === entryKindPeerAddress) {
         this.applyPeerAddress(e.data.subarray(1));
       }
@@ -528,10 +578,11 @@ export class RaftNode extends EventEmitter {
       const p = this.pending.get(e.index);
       if (p !== undefined && p.term !== e.term) {
         this.pending.delete(e.index);
-        clearTimeout(p.timer);
-        p.reject(new MooringError(ErrorCode.PROPOSAL_DROPPED, `proposal at index ${e.index} was superseded by another leader; it was not applied`));
+        const dropped = new MooringError(ErrorCode.PROPOSAL_DROPPED, `proposal at index ${e.index} was superseded by another leader; it was not applied`);
+        for (const w of p.waiters) this.settleWaiter(w, undefined, dropped);
       }
       this.applied = e.index;
+      // Chunk at entry boundaries only: an entry's commands are applied together (never half an entry).
       if (commands.length >= maxCommandsPerApply) handOver(e.index);
     }
     handOver(this.applied);
@@ -545,7 +596,7 @@ export class RaftNode extends EventEmitter {
       assert(results.length === batch.length, 'state machine returned one result per command');
       this.applyLagCommands -= batch.length;
       this.smApplied = Math.max(this.smApplied, through);
-      for (let i = 0; i < batch.length; i++) this.settleProposal(batch[i]!.index, results[i]);
+      for (let i = 0; i < batch.length; i++) this.settleProposal(batch[i]!, results[i]);
       this.serveReads();
       this.emit('applied', this.smApplied);
     }).catch((err) => this.crash(err));
@@ -599,12 +650,12 @@ export class RaftNode extends EventEmitter {
     this.readsAwaitingApply.length = kept;
   }
 
-  private settleProposal(index: number, result: unknown): void {
-    const p = this.pending.get(index);
+  private settleProposal(c: AppliedCommand, result: unknown): void {
+    const p = this.pending.get(c.index);
     if (p === undefined) return;
-    this.pending.delete(index);
-    clearTimeout(p.timer);
-    p.resolve(result);
+    const w = p.waiters[c.position ?? 0];
+    if (w !== undefined) this.settleWaiter(w, result);
+    if ((c.position ?? 0) >= p.waiters.length - 1) this.pending.delete(c.index);
   }
 
   private applyConfEntry(e: Entry): void {
@@ -1065,8 +1116,10 @@ export class RaftNode extends EventEmitter {
   }
 
   private failAll(err: MooringError): void {
-    for (const p of this.pending.values()) { clearTimeout(p.timer); p.reject(err); }
+    for (const p of this.pending.values()) for (const w of p.waiters) this.settleWaiter(w, undefined, err);
     this.pending.clear();
+    for (const b of this.proposalBuffer) this.settleWaiter(b.waiter, undefined, err);
+    this.proposalBuffer = [];
     for (const p of this.pendingConf.values()) { clearTimeout(p.timer); p.reject(err); }
     this.pendingConf.clear();
     for (const w of this.nextReadBatch) w.reject(err);
@@ -1088,6 +1141,26 @@ export class RaftNode extends EventEmitter {
     this.failAll(new MooringError(ErrorCode.STORAGE_FAILED, `the node stopped: ${error.message}`, { cause: error }));
     this.emit('fatal', error);
   }
+}
+
+function withKind(kind: number, body: Uint8Array): Uint8Array {
+  const data = new Uint8Array(body.byteLength + 1);
+  data[0] = kind;
+  data.set(body, 1);
+  return data;
+}
+
+function decodeCommandBatch(e: Entry): Uint8Array[] {
+  let parts: unknown;
+  try {
+    parts = packr.unpack(e.data.subarray(1));
+  } catch (err) {
+    throw new MooringError(ErrorCode.CORRUPT_LOG, `committed command batch at ${e.index} does not decode`, { cause: err });
+  }
+  if (!Array.isArray(parts) || parts.length === 0 || parts.length > maxCommandsPerEntry || !parts.every((p) => p instanceof Uint8Array)) {
+    throw new MooringError(ErrorCode.CORRUPT_LOG, `committed command batch at ${e.index} is malformed`);
+  }
+  return parts as Uint8Array[];
 }
 
 function cloneConf(cs: ConfState): ConfState {

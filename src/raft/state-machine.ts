@@ -8,9 +8,15 @@
  * far durable: otherwise a crash could leave the state machine behind a log that no longer holds the gap.
  */
 export interface AppliedCommand {
+  /** The log index of the entry that carries the command. */
   index: number;
-  /** The command bytes as proposed (never empty: no-op entries are not passed to apply). */
+  /** The command bytes as proposed. */
   data: Uint8Array;
+  /**
+   * Position of the command in its entry: commands proposed together share one entry (one index). The node never
+   * splits an entry's commands across two apply() calls, so an entry is applied whole or not at all.
+   */
+  position?: number;
 }
 
 export interface RaftStateMachine {

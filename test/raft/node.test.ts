@@ -101,6 +101,21 @@ describe('RaftNode (in-process, real LevelDB)', () => {
     await expect(follower.node.read()).rejects.toMatchObject({ code: ErrorCode.NOT_LEADER });
   });
 
+  it('batches concurrent proposals into shared entries and returns each caller its own result', async () => {
+    const net = new MemoryNetwork();
+    const root = tmp();
+    const ids = ['a', 'b', 'c'];
+    const members = await Promise.all(ids.map((id) => startMember(net, root, id, ids, ids)));
+    await waitUntil(() => leaderOf(members) !== undefined);
+    const leader = leaderOf(members)!;
+    const before = leader.log.lastIndex();
+    // 100 puts to one key in one turn: applied in call order, so put i sees put i-1's value as `prev`.
+    const results = (await Promise.all(Array.from({ length: 100 }, (_, i) => put(leader, 'x', `v${i}`)))) as { prev: string | null }[];
+    results.forEach((r, i) => expect(r.prev).toBe(i === 0 ? null : `v${i - 1}`));
+    expect(leader.log.lastIndex() - before).toBeLessThan(10); // far fewer entries than commands
+    await waitUntil(() => members.every((m) => m.sm.get('x') === 'v99'));
+  });
+
   it('applies a retried write once (exactly-once by clientId/seq)', async () => {
     const net = new MemoryNetwork();
     const root = tmp();
