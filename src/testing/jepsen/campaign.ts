@@ -84,7 +84,8 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
   const seed = opts.seed ?? (Date.now() % 1_000_000_007);
   const rng = new SeededRng(seed);
   const log = opts.log ?? (() => {});
-  const keyCount = opts.keys ?? 64;
+  // More keys for longer runs, so each key's history stays well inside the checker's per-key bound.
+  const keyCount = opts.keys ?? Math.max(64, Math.ceil((opts.durationMs / 60_000) * 16));
   const workers = opts.workers ?? 6;
   const maxBytes = opts.maxObjectBytes ?? 32 * 1024;
   const faults: Record<string, number> = {};
