@@ -10,6 +10,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MasterClient } from '../../src/master/client.js';
 import { StoreClient } from '../../src/store/index.js';
+import { decodeAddress } from '../../src/store/descriptor.js';
+import { RpcClient } from '../../src/transport/rpc.js';
+import { ErrorCode } from '../../src/errors.js';
 import { pattern, startMasters, waitFor, type Masters } from './helpers.js';
 
 let masters: Masters;
@@ -85,6 +88,36 @@ describe('tiering', () => {
       expect(reader.stats.promotions).toBe(promotionsBefore);
       expect((await reader.master.getReplicaList(cold!, { stale: true })).replicas).toEqual(current);
       expect((await reader.get(cold!)).equals(pattern(999, 5_000))).toBe(true);
+    }
+  });
+
+  it('the tier RPC server answers bad requests with errors and keeps serving', async () => {
+    const owner = await StoreClient.create({ masters: masters.endpoints, memory: { size: 1 << 20 }, disk: { path: path.join(dir, 'nvme-rpc.bin'), size: 1 << 20 }, stagingSlotBytes: 64 << 10 });
+    clients.push(owner);
+    const segs = (await owner.master.listSegments()) as Array<{ id: string; name: string; size: number; endpoint: string; tier: 'DISK'; clientId: string }>;
+    const addr = decodeAddress(segs.find((x) => x.clientId === owner.clientId && x.tier === 'DISK')!);
+    if (addr?.kind !== 'disk') throw new Error('expected a disk segment');
+    const [host, port] = addr.tierEndpoint.split(':');
+    const rpc = new RpcClient({ host: host!, port: Number(port), clusterId: 'mooring/tier' });
+    try {
+      const ok = { diskId: addr.diskId, token: addr.token };
+      const bad: Array<[unknown, string]> = [
+        [{ ...ok, token: '0000000000000000', offset: 0, length: 10 }, ErrorCode.SEGMENT_NOT_FOUND],
+        [{ ...ok, offset: -1, length: 10 }, ErrorCode.INVALID_ARGUMENT],
+        [{ ...ok, offset: 0, length: 1 << 30 }, ErrorCode.INVALID_ARGUMENT],
+        [{ ...ok, offset: (1 << 20) - 5, length: 10 }, ErrorCode.OUT_OF_RANGE],
+        [{ ...ok, offset: 'x', length: 10 }, ErrorCode.INVALID_ARGUMENT],
+        [null, ErrorCode.INVALID_ARGUMENT],
+      ];
+      for (const [args, code] of bad) await expect(rpc.call('diskRead', args)).rejects.toMatchObject({ code });
+      await expect(rpc.call('diskWrite', { ...ok, offset: 0, data: 'not bytes' })).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT });
+      // Still serving: a write and a read of the same bytes round-trip.
+      await rpc.call('diskWrite', { ...ok, offset: 4096, data: Buffer.from('hello tier') });
+      const back = await rpc.call<Uint8Array>('diskRead', { ...ok, offset: 4096, length: 10 });
+      expect(Buffer.from(back).toString()).toBe('hello tier');
+    } finally {
+      await rpc.close();
+      await owner.close({ unmount: true }); // leaves the next test alone in the cluster
     }
   });
 
