@@ -192,6 +192,8 @@ export class RaftNode extends EventEmitter {
   private term = 0;
 
   private ticker: NodeJS.Timeout | null = null;
+  /** Monotonic time up to which the core has been ticked. */
+  private lastTickAtMs = performance.now();
   private loopScheduled = false;
   private loopRunning: Promise<void> | null = null;
   private stopped = false;
@@ -502,6 +504,7 @@ export class RaftNode extends EventEmitter {
 
   private async runLoop(): Promise<void> {
     try {
+      this.catchUpTicks();
       this.startReadRound();
       this.flushProposals();
       while (!this.stopped && this.core.hasReady()) {
@@ -618,6 +621,7 @@ export class RaftNode extends EventEmitter {
 
   private startReadRound(): void {
     if (this.nextReadBatch.length === 0) return;
+    this.catchUpTicks(); // a lease is judged on the time that really passed
     const waiters = this.nextReadBatch;
     this.nextReadBatch = [];
     if (this.role !== 'leader') {
@@ -783,6 +787,7 @@ export class RaftNode extends EventEmitter {
 
   private onFrame(from: NodeId, frame: unknown): void {
     if (this.stopped) return;
+    this.catchUpTicks();
     try {
       if (typeof frame !== 'object' || frame === null) throw new MooringError(ErrorCode.MALFORMED_FRAME, 'frame is not an object');
       const f = frame as Record<string, unknown>;
@@ -1014,13 +1019,28 @@ export class RaftNode extends EventEmitter {
 
   private onTick(): void {
     if (this.stopped) return;
+    this.catchUpTicks();
+    this.kick();
+  }
+
+  /**
+   * Advances the core by the ticks of monotonic time that really passed. One tick per timer callback is not
+   * enough: after a pause (SIGSTOP, a long GC, a stalled VM) the interval fires once, and a leader would go on
+   * believing in a lease that expired while it was frozen. Called before any input is handled, so a resumed
+   * leader steps down (check-quorum) before it can answer a buffered read.
+   */
+  private catchUpTicks(): void {
+    const now = performance.now();
+    let due = Math.floor((now - this.lastTickAtMs) / this.tickMs);
+    if (due <= 0) return;
+    this.lastTickAtMs += due * this.tickMs;
+    // More than a few election timeouts' worth of ticks changes nothing further (leases and elections expire).
+    due = Math.min(due, maxCatchUpTicks(this.electionTimeoutTicks));
     try {
-      this.core.tick();
+      for (let i = 0; i < due; i++) this.core.tick();
     } catch (err) {
       this.crash(err);
-      return;
     }
-    this.kick();
   }
 
   private onSoftState(role: Role, leader: NodeId | null): void {
@@ -1141,6 +1161,10 @@ export class RaftNode extends EventEmitter {
     this.failAll(new MooringError(ErrorCode.STORAGE_FAILED, `the node stopped: ${error.message}`, { cause: error }));
     this.emit('fatal', error);
   }
+}
+
+function maxCatchUpTicks(electionTimeoutTicks: number): number {
+  return electionTimeoutTicks * 4;
 }
 
 function withKind(kind: number, body: Uint8Array): Uint8Array {

@@ -116,6 +116,24 @@ describe('RaftNode (in-process, real LevelDB)', () => {
     await waitUntil(() => members.every((m) => m.sm.get('x') === 'v99'));
   });
 
+  it('counts the time the process was frozen: an isolated leader serves no lease read after a pause', async () => {
+    const net = new MemoryNetwork();
+    const root = tmp();
+    const ids = ['a', 'b', 'c'];
+    const members = await Promise.all(ids.map((id) => startMember(net, root, id, ids, ids, { readMode: 'lease' })));
+    await waitUntil(() => leaderOf(members) !== undefined);
+    const leader = leaderOf(members)!;
+    await put(leader, 'k', 'v');
+    await leader.node.read(); // holds a lease now
+    net.isolate(leader.id);
+    // Freeze the whole process for 5 election timeouts (a GC pause, SIGSTOP, a stalled VM): the interval timer
+    // then fires once, but the lease ran out long ago and the leader has heard from no quorum since.
+    const frozenUntil = Date.now() + 5 * 10 * 10;
+    while (Date.now() < frozenUntil) { /* frozen */ }
+    await expect(leader.node.read()).rejects.toMatchObject({ code: ErrorCode.NOT_LEADER });
+    net.heal();
+  });
+
   it('applies a retried write once (exactly-once by clientId/seq)', async () => {
     const net = new MemoryNetwork();
     const root = tmp();
@@ -163,9 +181,11 @@ describe('RaftNode (in-process, real LevelDB)', () => {
     await shutdown(lagging);
     for (let i = 0; i < 300; i++) await put(leader, `k${i}`, `v${i}`);
     expect(leader.log.firstIndex()).toBeGreaterThan(100); // compacted beyond what the lagging node has
-    const back = await startMember(net, root, lagging.id, ids, ids, opts);
-    // Caught up by a snapshot (not by entries, which the leader no longer has).
-    await waitUntil(() => back.sm.size === 300 && back.log.snapshot().metadata.index > 100, 20_000);
+    const events: string[] = [];
+    const capture = { debug() {}, info: (_o: object, m?: string) => { events.push(m ?? ''); }, warn() {}, error() {} };
+    const back = await startMember(net, root, lagging.id, ids, ids, { ...opts, logger: capture });
+    // Caught up by a snapshot streamed from the leader (not by entries, which the leader no longer has).
+    await waitUntil(() => back.sm.size === 300 && events.includes('installed snapshot from leader'), 20_000);
     expect(back.sm.stateHash()).toBe(leader.sm.stateHash());
   });
 
@@ -209,6 +229,9 @@ describe('RaftNode (in-process, real LevelDB)', () => {
     await put(leader, 'after', 'change');
     await waitUntil(() => d.sm.get('after') === 'change');
     expect(d.sm.get('k0')).toBe('v0');
+    // The joiner knows the whole membership (not just itself).
+    await waitUntil(() => d.node.members().voters.length === 3);
+    expect([...d.node.members().voters].sort()).toEqual(cs.voters.sort());
   });
 
   it('rejects proposals once stopped, with a clear code', async () => {
