@@ -31,6 +31,8 @@ const batchEntries = argNum('--batch', 1000);
 const segmentCount = 16;
 const objectBytes = 64 * 1024;
 const replicas = 1;
+/** Sessions in the many-clients put case (the master bench runs 256 sessions). */
+const sessionsMany = 256;
 
 function seconds(start: bigint): number {
   return Number(process.hrtime.bigint() - start) / 1e9;
@@ -51,7 +53,13 @@ async function tempDir(): Promise<string> {
 }
 
 let index = 0;
-let seq = 0;
+/** Next exactly-once seq per client id. */
+const seqs = new Map<string, number>();
+const nextSeq = (clientId: string): number => {
+  const s = (seqs.get(clientId) ?? 0) + 1;
+  seqs.set(clientId, s);
+  return s;
+};
 const now = 1_700_000_000_000;
 
 async function mountSegments(ms: MasterState): Promise<void> {
@@ -70,14 +78,18 @@ async function mountSegments(ms: MasterState): Promise<void> {
   await ms.applyBatch(entries);
 }
 
-/** Applies `pairs` PutStart+PutEnd pairs (keys from `first`), in batches of batchEntries; returns seconds. */
-async function putPairs(ms: MasterState, first: number, pairs: number): Promise<number> {
+/**
+ * Applies `pairs` PutStart+PutEnd pairs (keys from `first`), in batches of batchEntries, from `clients` client
+ * sessions in turn (each with its own seqs, as many master sessions would be); returns seconds.
+ */
+async function putPairs(ms: MasterState, first: number, pairs: number, clients = 1): Promise<number> {
   const t0 = process.hrtime.bigint();
   let batch: ApplyEntry[] = [];
   for (let k = first; k < first + pairs; k++) {
     const key = `object/${k.toString(16).padStart(8, '0')}`;
-    batch.push({ index: ++index, timeMs: now + k, command: { type: 'PutStart', clientId: 'bench-client', seq: ++seq, key, size: objectBytes, replicaNum: replicas } });
-    batch.push({ index: ++index, timeMs: now + k, command: { type: 'PutEnd', clientId: 'bench-client', seq: ++seq, key } });
+    const clientId = clients === 1 ? 'bench-client' : `bench-client-${k % clients}`;
+    batch.push({ index: ++index, timeMs: now + k, command: { type: 'PutStart', clientId, seq: nextSeq(clientId), key, size: objectBytes, replicaNum: replicas } });
+    batch.push({ index: ++index, timeMs: now + k, command: { type: 'PutEnd', clientId, seq: nextSeq(clientId), key } });
     if (batch.length >= batchEntries) {
       const res = await ms.applyBatch(batch);
       if (!res[0]!.ok) throw new Error(`apply failed: ${JSON.stringify(res[0])}`);
@@ -158,12 +170,17 @@ async function main(): Promise<void> {
     const putCpuSec = cpuSeconds(putCpu0);
     const putOpsPerSec = (2 * measuredPairs) / putSec;
     log(`put pairs: ${(2 * measuredPairs).toLocaleString()} entries in ${putSec.toFixed(2)} s`);
+    // Same with many sessions: each batch dirties up to sessionsMany client records and their reply windows.
+    const manyCpu0 = process.cpuUsage();
+    const manySec = await putPairs(ms, 20_000 + measuredPairs, measuredPairs, sessionsMany);
+    const manyCpuSec = cpuSeconds(manyCpu0);
+    log(`put pairs, ${sessionsMany} sessions: ${(2 * measuredPairs).toLocaleString()} entries in ${manySec.toFixed(2)} s`);
 
     // 2. GetReplicaList from memory, granting leases.
     const leases = new LeaseTable();
     const getN = 1_000_000;
     const rng = new SeededRng(7);
-    const keyCount = 20_000 + measuredPairs;
+    const keyCount = 20_000 + 2 * measuredPairs;
     const t0 = process.hrtime.bigint();
     const getCpu0 = process.cpuUsage();
     for (let i = 0; i < getN; i++) {
@@ -236,6 +253,9 @@ async function main(): Promise<void> {
       putPairEntriesApplied: 2 * measuredPairs,
       appliedOpsPerSecPutPairs: Math.round(putOpsPerSec),
       appliedOpsPerCpuSecPutPairs: Math.round((2 * measuredPairs) / putCpuSec),
+      sessionsMany,
+      appliedOpsPerSecPutPairsManySessions: Math.round((2 * measuredPairs) / manySec),
+      appliedOpsPerCpuSecPutPairsManySessions: Math.round((2 * measuredPairs) / manyCpuSec),
       getReplicaListPerSec: Math.round(getPerSec),
       getReplicaListPerCpuSec: Math.round(getN / getCpuSec),
       allocatorNsPerAlloc: Math.round(alloc.allocNs),
@@ -261,6 +281,8 @@ async function main(): Promise<void> {
       const rows: Array<[string, string, string]> = [
         ['applied ops/s (PutStart+PutEnd, batches of ' + batchEntries + ')', result.appliedOpsPerSecPutPairs.toLocaleString(), '≥ 100,000'],
         ['  same, per CPU second', result.appliedOpsPerCpuSecPutPairs.toLocaleString(), '-'],
+        [`applied ops/s, same from ${sessionsMany} sessions`, result.appliedOpsPerSecPutPairsManySessions.toLocaleString(), '≥ 100,000'],
+        ['  same, per CPU second', result.appliedOpsPerCpuSecPutPairsManySessions.toLocaleString(), '-'],
         ['GetReplicaList/s (memory, lease granted)', result.getReplicaListPerSec.toLocaleString(), '-'],
         ['  same, per CPU second', result.getReplicaListPerCpuSec.toLocaleString(), '-'],
         ['allocator ns/alloc (100k live, 64 B-1 MiB)', String(result.allocatorNsPerAlloc), '≤ 500'],

@@ -2,9 +2,11 @@
  * Encoding of the persisted records (LevelDB values and snapshot entries) and the loader that rebuilds a
  * StateCore from them. Records are compact msgpack arrays (no field names): smaller and faster than maps.
  *
- * Keys: `m:applied` (applied index), `o<key>` objects, `s<id>` segments, `c<id>` clients (with their
- * exactly-once reply window: one record per client, rewritten at most once per applied batch). Allocators are not stored: they are a pure function of the
- * replicas (see allocator.ts), so they are rebuilt from the objects on load.
+ * Keys: `m:applied` (applied index), `o<key>` objects, `s<id>` segments, `c<id>` clients, `r<clientId>\0<slot>`
+ * exactly-once replies `[seq, result]`, one record per window slot: an applied batch writes only the slots whose
+ * reply changed (a new reply overwrites the one it pushed out of the window) instead of re-encoding every dirty
+ * client's whole window. A client record of the first format, with its window inline, is still read. Allocators are not stored: they are a pure function of
+ * the replicas (see allocator.ts), so they are rebuilt from the objects on load.
  */
 import { Packr } from 'msgpackr';
 import { ErrorCode, MooringError } from '../errors.js';
@@ -14,6 +16,7 @@ import { OffsetAllocator } from './allocator.js';
 import type { ObjectRecord, Replica } from './objects.js';
 import type { Segment, SegmentRecord } from './segments.js';
 import type { StateCore } from './state-core.js';
+import { sessionReplyWindow } from './limits.js';
 
 export const packr = new Packr({ useRecords: false, moreTypes: false });
 
@@ -23,6 +26,8 @@ export const restoringKey = 'm:restoring';
 export const objectKey = (key: string): string => 'o' + key;
 export const segmentKey = (id: string): string => 's' + id;
 export const clientKey = (id: string): string => 'c' + id;
+/** The slot follows the last NUL (a client id may hold one; a decimal slot never does). */
+export const replyKey = (clientId: string, slot: number): string => 'r' + clientId + '\0' + slot;
 
 const tierCodes: Tier[] = ['DRAM', 'VRAM', 'DISK'];
 const tierCode = (t: Tier): number => tierCodes.indexOf(t);
@@ -107,7 +112,13 @@ export function decodeSegment(id: string, buf: Uint8Array): SegmentRecord {
   };
 }
 
-export function encodeClient(c: ClientRecord, replies: ReadonlyMap<number, Result> | undefined): Buffer {
+/** The client record (its replies are separate records, see replyKey). */
+export function encodeClient(c: ClientRecord): Buffer {
+  return packr.pack([c.nodeStatus, c.lastSeenMs, c.segmentIds, c.retiredSeq]);
+}
+
+/** A client with its whole reply window, sorted by seq: what the state hash covers (never stored). */
+export function encodeClientWithReplies(c: ClientRecord, replies: ReadonlyMap<number, Result> | undefined): Buffer {
   const flat: unknown[] = [];
   if (replies !== undefined) {
     for (const seq of [...replies.keys()].sort((x, y) => x - y)) flat.push(seq, replies.get(seq));
@@ -115,13 +126,18 @@ export function encodeClient(c: ClientRecord, replies: ReadonlyMap<number, Resul
   return packr.pack([c.nodeStatus, c.lastSeenMs, c.segmentIds, c.retiredSeq, flat]);
 }
 
+/** A client record; the replies are those of the first format (inline window), else empty. */
 export function decodeClient(id: string, buf: Uint8Array): [ClientRecord, Map<number, Result>] {
   const a = packr.unpack(buf) as unknown[];
-  const flat = a[4] as unknown[];
+  const flat = (a[4] ?? []) as unknown[];
   const replies = new Map<number, Result>();
   for (let i = 0; i + 1 < flat.length; i += 2) replies.set(flat[i] as number, flat[i + 1] as Result);
   const rec: ClientRecord = { clientId: id, nodeStatus: a[0] as ClientRecord['nodeStatus'], lastSeenMs: a[1] as number, segmentIds: a[2] as string[], retiredSeq: a[3] as number };
   return [rec, replies];
+}
+
+export function encodeReply(seq: number, r: Result): Buffer {
+  return packr.pack([seq, r]);
 }
 
 export function encodeApplied(index: number): Buffer {
@@ -135,6 +151,8 @@ export class StateLoader {
   private readonly objects: ObjectRecord[] = [];
   private readonly segments: SegmentRecord[] = [];
   private readonly clients: Array<[ClientRecord, Map<number, Result>]> = [];
+  /** [clientId, slot, seq, reply] */
+  private readonly replies: Array<[string, number, number, Result]> = [];
 
   add(key: string, value: Uint8Array): void {
     switch (key.charCodeAt(0)) {
@@ -147,6 +165,16 @@ export class StateLoader {
       case 0x63 /* c */:
         this.clients.push(decodeClient(key.slice(1), value));
         return;
+      case 0x72 /* r */: {
+        const nul = key.lastIndexOf('\0');
+        const slot = Number(key.slice(nul + 1));
+        const v = packr.unpack(value) as [number, Result];
+        if (nul < 1 || !Number.isInteger(slot) || slot < 0 || slot >= sessionReplyWindow || !Array.isArray(v)) {
+          throw new MooringError(ErrorCode.STORAGE_FAILED, `bad reply record ${JSON.stringify(key.slice(0, 40))}`);
+        }
+        this.replies.push([key.slice(1, nul), slot, v[0], v[1]]);
+        return;
+      }
       default:
         if (key === appliedKey) this.applied = packr.unpack(value) as number;
         else if (key === restoringKey) this.restoring = true;
@@ -160,9 +188,31 @@ export class StateLoader {
 
   finish(core: StateCore): void {
     core.appliedIndex = this.applied;
+    const legacy: Array<[string, number]> = [];
+    // Replies of first-format client records (inline window) get slots here and are written as reply records by
+    // the next store write (with the rewritten client record).
+    const slotsOf = (clientId: string): number[] => {
+      let slots = core.replySlots.get(clientId);
+      if (slots === undefined) core.replySlots.set(clientId, (slots = new Array<number>(sessionReplyWindow).fill(-1)));
+      return slots;
+    };
     for (const [c, replies] of this.clients) {
       core.clients.set(c.clientId, c);
-      if (replies.size > 0) core.replies.set(c.clientId, replies);
+      if (replies.size === 0) continue;
+      core.replies.set(c.clientId, replies);
+      const slots = slotsOf(c.clientId);
+      let slot = 0;
+      for (const seq of replies.keys()) {
+        if (slot >= sessionReplyWindow) throw new MooringError(ErrorCode.STORAGE_FAILED, `client ${c.clientId} holds more replies than the window`);
+        slots[slot] = seq;
+        legacy.push([c.clientId, slot++]);
+      }
+    }
+    for (const [clientId, slot, seq, r] of this.replies) {
+      let m = core.replies.get(clientId);
+      if (m === undefined) core.replies.set(clientId, (m = new Map()));
+      m.set(seq, r);
+      slotsOf(clientId)[slot] = seq;
     }
     // Allocators are rebuilt from every extent the objects hold (current, upsert and offload versions).
     const extents = new Map<string, Array<[number, number]>>();
@@ -188,6 +238,10 @@ export class StateLoader {
       if (!(o.pending === null && o.offload === null && o.replicas.length > 0 && o.replicas[0]!.status === 'COMPLETE')) core.inFlight.add(o.key);
     }
     core.drainChanges();
+    for (const [clientId, slot] of legacy) {
+      core.dirtyClients.add(clientId);
+      core.markReplySlot(clientId, slot);
+    }
   }
 }
 

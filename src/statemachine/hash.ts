@@ -4,7 +4,7 @@
  * same log, or one that restored the other's snapshot, have equal hashes. O(n log n); for tests and audits.
  */
 import { createHash } from 'node:crypto';
-import { encodeApplied, encodeClient, encodeObject, encodeSegment, packr } from './codec.js';
+import { encodeApplied, encodeClientWithReplies, encodeObject, encodeSegment, packr } from './codec.js';
 import type { StateCore } from './state-core.js';
 
 function sortedKeys<T>(m: ReadonlyMap<string, T>): string[] {
@@ -26,6 +26,6 @@ export function computeStateHash(core: StateCore): string {
     h.update(packr.pack([s.alloc.allocatedBytes, s.alloc.allocationCount, s.alloc.stats().freeExtentCount]));
   }
   for (const key of sortedKeys(core.objects)) field('o', key, encodeObject(core.objects.get(key)!));
-  for (const id of sortedKeys(core.clients)) field('c', id, encodeClient(core.clients.get(id)!, core.replies.get(id)));
+  for (const id of sortedKeys(core.clients)) field('c', id, encodeClientWithReplies(core.clients.get(id)!, core.replies.get(id)));
   return h.digest('hex');
 }

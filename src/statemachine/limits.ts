@@ -24,6 +24,8 @@ export const maxObjectBytes = 2 ** 44;
 export const maxAddressBytes = 2 ** 52;
 /** Exactly-once: replies kept per client (covers that many pipelined writes in flight). */
 export const sessionReplyWindow = 16;
+// The store tracks written reply slots as a 31-bit mask (StateCore.dirtyReplies).
+if (sessionReplyWindow > 31) throw new Error('sessionReplyWindow must be at most 31');
 
 export const defaultAllocAlignmentBytes = 64;
 export const defaultLeaseTtlMs = 10_000;

@@ -100,7 +100,7 @@ export class StateCore {
   /** Segments in id order: the canonical order placement scans. */
   readonly ordered: Segment[] = [];
   readonly clients = new Map<string, ClientRecord>();
-  /** Exactly-once replies per client, by seq (at most sessionReplyWindow each; stored in the client record). */
+  /** Exactly-once replies per client, by seq (at most sessionReplyWindow each; stored one record per slot). */
   readonly replies = new Map<string, Map<number, Result>>();
   /** Keys with a version, upsert or offload still PROCESSING (what planReclaim looks at). */
   readonly inFlight = new Set<string>();
@@ -109,6 +109,14 @@ export class StateCore {
   dirtyObjects = new Set<string>();
   dirtySegments = new Set<string>();
   dirtyClients = new Set<string>();
+  /**
+   * Where each client's replies are stored: slot (0 ≤ slot < sessionReplyWindow) → seq, -1 when empty. A reply
+   * that enters a full window takes the slot of the one it pushes out, so the store overwrites one record per new
+   * reply and never re-encodes the rest of the window. Storage detail only: not part of the state hash.
+   */
+  readonly replySlots = new Map<string, number[]>();
+  /** Reply slots written since the last drain, per client, as a bit mask (bit i = slot i). */
+  dirtyReplies = new Map<string, number>();
 
   private now = 0;
   private index = 0;
@@ -245,15 +253,37 @@ export class StateCore {
       m = new Map();
       this.replies.set(clientId, m);
     }
-    m.set(seq, result);
-    this.dirtyClients.add(clientId);
-    if (m.size > L.sessionReplyWindow) {
-      let min = Infinity;
-      for (const s of m.keys()) if (s < min) min = s;
-      m.delete(min);
-      const c = this.clients.get(clientId)!;
-      if (min > c.retiredSeq) c.retiredSeq = min;
+    let slots = this.replySlots.get(clientId);
+    if (slots === undefined) {
+      slots = new Array<number>(L.sessionReplyWindow).fill(-1);
+      this.replySlots.set(clientId, slots);
     }
+    this.dirtyClients.add(clientId);
+    if (m.size < L.sessionReplyWindow) {
+      const slot = slots.indexOf(-1);
+      assert(slot >= 0, `client ${clientId} has ${m.size} replies but no free reply slot`);
+      m.set(seq, result);
+      slots[slot] = seq;
+      this.markReplySlot(clientId, slot);
+      return;
+    }
+    // Window full: the lowest seq of the window and the new one leaves (it may be the new one itself).
+    let min = seq;
+    for (const s of m.keys()) if (s < min) min = s;
+    if (min !== seq) {
+      m.delete(min);
+      m.set(seq, result);
+      const slot = slots.indexOf(min);
+      assert(slot >= 0, `reply ${clientId}/${min} has no slot`);
+      slots[slot] = seq;
+      this.markReplySlot(clientId, slot);
+    }
+    const c = this.clients.get(clientId)!;
+    if (min > c.retiredSeq) c.retiredSeq = min;
+  }
+
+  markReplySlot(clientId: string, slot: number): void {
+    this.dirtyReplies.set(clientId, (this.dirtyReplies.get(clientId) ?? 0) | (1 << slot));
   }
 
   // ------------------------------------------------------------------ segments
@@ -614,6 +644,9 @@ export class StateCore {
       this.dropSegments([...c.segmentIds]);
       this.clients.delete(id);
       this.dirtyClients.add(id);
+      const slots = this.replySlots.get(id);
+      if (slots !== undefined) slots.forEach((s, slot) => s >= 0 && this.markReplySlot(id, slot));
+      this.replySlots.delete(id);
       this.replies.delete(id);
       expired.push(id);
     }
@@ -718,11 +751,12 @@ export class StateCore {
   }
 
   /** Take and reset the changes since the last call. */
-  drainChanges(): { objects: Set<string>; segments: Set<string>; clients: Set<string> } {
-    const out = { objects: this.dirtyObjects, segments: this.dirtySegments, clients: this.dirtyClients };
+  drainChanges(): { objects: Set<string>; segments: Set<string>; clients: Set<string>; replies: Map<string, number> } {
+    const out = { objects: this.dirtyObjects, segments: this.dirtySegments, clients: this.dirtyClients, replies: this.dirtyReplies };
     this.dirtyObjects = new Set();
     this.dirtySegments = new Set();
     this.dirtyClients = new Set();
+    this.dirtyReplies = new Map();
     return out;
   }
 }

@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { MasterState } from '../../src/statemachine/master-state.js';
 import * as L from '../../src/statemachine/limits.js';
+import { Level } from 'level';
+import { packr } from '../../src/statemachine/codec.js';
+import type { StateStore } from '../../src/statemachine/store.js';
 import { Driver, seg, tempDir } from './helpers.js';
 
 describe('MasterState persistence', () => {
@@ -41,5 +44,89 @@ describe('MasterState persistence', () => {
     expect(d.code({ type: 'PutStart', clientId: 'w', seq: 1, key: 'k1', size: 10, replicaNum: 1 })).toBe('INVALID_ARGUMENT');
     expect(d.code({ type: 'PutStart', clientId: 'w', seq: 2, key: 'k2', size: 10, replicaNum: 1 })).toBeNull(); // still in the window: first reply
     expect(d.core.objects.size).toBe(L.sessionReplyWindow + 1);
+  });
+});
+
+describe('exactly-once reply records', () => {
+  const replyRecords = async (ms: MasterState): Promise<string[]> => {
+    const keys: string[] = [];
+    for await (const [k] of (ms as unknown as { store: StateStore }).store.records()) if (k.startsWith('r')) keys.push(k);
+    return keys;
+  };
+
+  it('the store keeps one record per window slot, overwritten in place; expiry deletes them; a reopen restores the window', async () => {
+    const t = await tempDir();
+    try {
+      const a = await MasterState.open(t.dir);
+      let index = 0;
+      await a.applyBatch([{ index: ++index, timeMs: 1, command: { type: 'MountSegment', clientId: 'n', segment: seg('s', 1 << 24) } }]);
+      // 3 windows' worth of writes from one client, in batches that straddle the window boundary.
+      const n = 3 * L.sessionReplyWindow + 5;
+      for (let s = 1; s <= n; s += 7) {
+        const entries = [];
+        for (let q = s; q < Math.min(s + 7, n + 1); q++) {
+          entries.push({ index: ++index, timeMs: 2, command: { type: 'PutStart' as const, clientId: 'w', seq: q, key: `k${q}`, size: 10, replicaNum: 1 } });
+        }
+        await a.applyBatch(entries);
+        expect((await replyRecords(a)).filter((k) => k.startsWith('rw\0')).length).toBe(Math.min(L.sessionReplyWindow, s + entries.length - 1));
+      }
+      const hash = a.stateHash();
+      await a.close();
+      const b = await MasterState.open(t.dir);
+      expect(b.stateHash()).toBe(hash);
+      for (let q = n - L.sessionReplyWindow + 1; q <= n; q++) expect(b.sessionReply('w', q)?.ok).toBe(true);
+      expect(b.sessionReply('w', n - L.sessionReplyWindow)).toBeUndefined();
+      // After the reopen new replies still replace the oldest ones (slots were recovered from the records).
+      const [r] = await b.applyBatch([{ index: ++index, timeMs: 3, command: { type: 'PutStart', clientId: 'w', seq: n + 1, key: 'kx', size: 10, replicaNum: 1 } }]);
+      expect(r!.ok).toBe(true);
+      expect(b.sessionReply('w', n - L.sessionReplyWindow + 1)).toBeUndefined();
+      expect((await replyRecords(b)).length).toBe(L.sessionReplyWindow); // the mount carried no seq: no reply of 'n'
+      await b.applyBatch([{ index: ++index, timeMs: 100_000, command: { type: 'ExpireClients', clientIds: ['w'], clientTtlMs: 1000 } }]);
+      expect(await replyRecords(b)).toEqual([]);
+      await b.close();
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  it('reads a client record of the first format (window inline) and moves its replies to reply records', async () => {
+    const t = await tempDir();
+    try {
+      const a = await MasterState.open(t.dir);
+      await a.applyBatch([
+        { index: 1, timeMs: 1, command: { type: 'MountSegment', clientId: 'n', segment: seg('s', 1 << 20) } },
+        { index: 2, timeMs: 2, command: { type: 'PutStart', clientId: 'w', seq: 7, key: 'k', size: 10, replicaNum: 1 } },
+        { index: 3, timeMs: 3, command: { type: 'PutEnd', clientId: 'w', seq: 8, key: 'k' } },
+      ]);
+      const hash = a.stateHash();
+      const first = a.sessionReply('w', 7);
+      await a.close();
+      // Rewrite the store as the first format had it: replies inline in the client record, no reply records.
+      const db = new Level<string, Buffer>(t.dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+      await db.open();
+      const client = packr.unpack((await db.get('cw'))!) as unknown[];
+      const ops: Array<{ type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string }> = [];
+      const flat: unknown[] = [];
+      for await (const [k, v] of db.iterator({ gte: 'r', lt: 's' })) {
+        const [seq, r] = packr.unpack(v) as [number, unknown];
+        flat.push(seq, r);
+        ops.push({ type: 'del', key: k });
+      }
+      expect(flat.length).toBe(4);
+      ops.push({ type: 'put', key: 'cw', value: packr.pack([...client, flat]) });
+      await db.batch(ops);
+      await db.close();
+      const b = await MasterState.open(t.dir);
+      expect(b.stateHash()).toBe(hash);
+      expect(b.sessionReply('w', 7)).toEqual(first);
+      await b.applyNoop(4); // the next write stores the replies as reply records
+      await b.close();
+      const c = await MasterState.open(t.dir);
+      expect((await replyRecords(c)).length).toBe(2);
+      expect(c.sessionReply('w', 7)).toEqual(first);
+      await c.close();
+    } finally {
+      await t.cleanup();
+    }
   });
 });
