@@ -19,7 +19,6 @@ import path from 'node:path';
 import { ErrorCode, MooringError } from '../errors.js';
 import { LogStore } from '../raft/log-store.js';
 import { RaftNode } from '../raft/node.js';
-import type { AppliedCommand, RaftStateMachine } from '../raft/state-machine.js';
 import type { ConfState, NodeId } from '../raft/types.js';
 import { RpcServer } from '../transport/rpc.js';
 import { TcpPeerTransport } from '../transport/tcp-transport.js';
@@ -34,95 +33,6 @@ export const defaultKvHeartbeatIntervalTicks = 1;
 export const maxClientIdChars = 256;
 /** A request that finds no usable leader waits at most this many (maximum) election timeouts for one. */
 export const leaderWaitElectionTimeouts = 2;
-/** Most client writes carried by one log entry (see BatchingKvStateMachine). */
-export const maxCommandsPerEntry = 1024;
-/** Most command bytes carried by one log entry. */
-export const maxBytesPerEntry = 1024 * 1024;
-
-/**
- * Batching: the puts that arrive in one event-loop turn are proposed as ONE log entry, so per-entry costs (core
- * bookkeeping, checksum, a LevelDB operation on every node, a proposal timer) are paid once per batch instead of
- * once per write. Entry format: repeated [u32 BE length][encoded KvCommand]. The wrapper splits an entry back into
- * commands for KvStateMachine (which keeps the exactly-once sessions per command) and regroups the results.
- */
-export function encodeCommandBatch(cmds: Uint8Array[]): Uint8Array {
-  let total = 0;
-  for (const c of cmds) total += 4 + c.byteLength;
-  const out = Buffer.allocUnsafe(total);
-  let at = 0;
-  for (const c of cmds) {
-    out.writeUInt32BE(c.byteLength, at);
-    out.set(c, at + 4);
-    at += 4 + c.byteLength;
-  }
-  return out;
-}
-
-/** Splits a batch entry; null when the bytes are not a well-formed batch. */
-export function decodeCommandBatch(data: Uint8Array): Uint8Array[] | null {
-  const out: Uint8Array[] = [];
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  let at = 0;
-  while (at < data.byteLength) {
-    if (at + 4 > data.byteLength || out.length >= maxCommandsPerEntry) return null;
-    const len = view.getUint32(at);
-    if (at + 4 + len > data.byteLength) return null;
-    out.push(data.subarray(at + 4, at + 4 + len));
-    at += 4 + len;
-  }
-  return out.length > 0 ? out : null;
-}
-
-/** KvStateMachine seen through the batch entry format: one result (an array, one KvResult per command) per entry. */
-export class BatchingKvStateMachine implements RaftStateMachine {
-  constructor(readonly inner: KvStateMachine) {}
-
-  appliedIndex(): number {
-    return this.inner.appliedIndex();
-  }
-
-  async apply(commands: AppliedCommand[], noopThrough: number): Promise<unknown[]> {
-    const flat: AppliedCommand[] = [];
-    const counts: number[] = [];
-    for (const c of commands) {
-      const parts = decodeCommandBatch(c.data);
-      if (parts === null) {
-        // Not a batch (corrupt or foreign bytes that passed the checksum): one invalid command, deterministically.
-        flat.push(c);
-        counts.push(1);
-        continue;
-      }
-      for (const data of parts) flat.push({ index: c.index, data });
-      counts.push(parts.length);
-    }
-    const results = await this.inner.apply(flat, noopThrough);
-    const out: unknown[] = [];
-    let at = 0;
-    for (const n of counts) {
-      out.push(results.slice(at, at + n));
-      at += n;
-    }
-    return out;
-  }
-
-  flush(): Promise<void> {
-    return this.inner.flush();
-  }
-
-  snapshot(): { index: number; chunks: AsyncIterable<Uint8Array> } {
-    return this.inner.snapshot();
-  }
-
-  restore(index: number, chunks: AsyncIterable<Uint8Array>): Promise<void> {
-    return this.inner.restore(index, chunks);
-  }
-}
-
-interface QueuedPut {
-  cmd: Uint8Array;
-  resolve: (r: KvResult) => void;
-  reject: (e: unknown) => void;
-}
 
 export interface KvPeerConfig {
   id: string;
@@ -148,8 +58,6 @@ export interface KvServerConfig {
   snapshotKeepEntries?: number;
   proposalTimeoutMs?: number;
   readMode?: 'lease' | 'readIndex';
-  /** Propose the puts of one event-loop turn as one log entry (default true). Fixed for the life of a data dir. */
-  batchProposals?: boolean;
   maxEntriesPerAppend?: number;
   maxInflightAppends?: number;
   /** pino level for the process logger (server-main only). */
@@ -177,9 +85,6 @@ export interface KvStatus {
 
 export class KvServer {
   private stopping: Promise<void> | null = null;
-  private queue: QueuedPut[] = [];
-  private queueBytes = 0;
-  private flushScheduled = false;
 
   private constructor(
     readonly config: KvServerConfig,
@@ -209,8 +114,7 @@ export class KvServer {
       dataDir: config.dataDir,
       storage: logStore,
       transport,
-      // Unbatched entries are batches of one (same entry format either way).
-      stateMachine: new BatchingKvStateMachine(sm),
+      stateMachine: sm,
       peers,
       ...(config.bootstrap ? { bootstrapVoters: config.peers.map((p) => p.id) } : {}),
       tickMs: config.tickMs ?? defaultKvTickMs,
@@ -277,44 +181,9 @@ export class KvServer {
     return this.stopping;
   }
 
-  /** Queues a command for the next batch entry; the batch is proposed once this event-loop turn is over. */
+  /** Proposes one command. RaftNode batches the commands of one loop round into shared log entries. */
   private enqueue(cmd: Uint8Array): Promise<KvResult> {
-    if (this.config.batchProposals === false) {
-      return this.node.propose(encodeCommandBatch([cmd])).then((r) => (r as KvResult[])[0]!);
-    }
-    if (this.queue.length >= maxCommandsPerEntry || this.queueBytes + cmd.byteLength + 4 > maxBytesPerEntry) this.flushQueue();
-    return new Promise((resolve, reject) => {
-      this.queue.push({ cmd, resolve, reject });
-      this.queueBytes += cmd.byteLength + 4;
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        // setImmediate: every request decoded from the sockets in this turn joins the batch.
-        setImmediate(() => this.flushQueue());
-      }
-    });
-  }
-
-  private flushQueue(): void {
-    this.flushScheduled = false;
-    const batch = this.queue;
-    if (batch.length === 0) return;
-    this.queue = [];
-    this.queueBytes = 0;
-    let p: Promise<unknown>;
-    try {
-      p = this.node.propose(encodeCommandBatch(batch.map((q) => q.cmd)));
-    } catch (err) {
-      p = Promise.reject(err);
-    }
-    p.then(
-      (results) => {
-        const rs = results as KvResult[];
-        for (let i = 0; i < batch.length; i++) batch[i]!.resolve(rs[i] ?? { ok: false, code: ErrorCode.INTERNAL, message: 'no result for a batched command' });
-      },
-      (err: unknown) => {
-        for (const q of batch) q.reject(err);
-      },
-    );
+    return this.node.propose(cmd).then((r) => r as KvResult);
   }
 
   private rpcAddress(id: NodeId): string | null {
