@@ -9,6 +9,8 @@
  * object was on storage nodes that died, the campaign adds a `lose` operation (absent from then on, at any point)
  * to the history. Everything else must survive.
  */
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ErrorCode, MooringError } from '../../errors.js';
 import { StoreClient } from '../../store/store-client.js';
@@ -42,6 +44,8 @@ export interface CampaignResult {
   /** Definite failures and unknown outcomes by op and error code. */
   errors: Record<string, number>;
   counterexample?: string;
+  /** Kept on a violation: master logs, data dirs and report.json (timeline, the key's history, placements). */
+  artifacts?: string;
 }
 
 /** Outcomes that say nothing about whether the operation took effect. */
@@ -89,8 +93,15 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
   const workers = opts.workers ?? 6;
   const maxBytes = opts.maxObjectBytes ?? 32 * 1024;
   const faults: Record<string, number> = {};
+  const timeline: Array<{ t: number; event: string }> = [];
   const count = (f: string): void => {
     faults[f] = (faults[f] ?? 0) + 1;
+  };
+  /** Nemesis events in the history's clock (performance.now()), for failure reports. */
+  const mark = (event: string): void => {
+    const t = performance.now();
+    timeline.push({ t, event });
+    log(`t=${Math.round(t)} ${event}`);
   };
   const errors: Record<string, number> = {};
   const countError = (op: string, e: unknown): ErrorCode => {
@@ -117,9 +128,11 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
     // Short leases so removals are not mostly refused with OBJECT_HAS_LEASE right after a read.
     masterConfig: { clientTtlMs: 4_000, leaseTtlMs: 500 },
     fullDisk: { node: 2, bytes: fullDiskTmpfsBytes },
+    masterLogs: true,
   });
   if (cluster.fullDiskUnavailable !== null) log(`full-disk faults disabled: ${cluster.fullDiskUnavailable}`);
   const clients: StoreClient[] = [];
+  let keep = false;
   try {
     for (let i = 0; i < 2; i++) {
       clients.push(await StoreClient.create({
@@ -236,6 +249,15 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
       while (Date.now() < until - 2_000) {
         await sleep(1_000 + rng.nextInt(2_000));
         if (Date.now() >= until - 2_000) break;
+        // Bring back whatever a failed step left down, so faults stay one (or two) at a time.
+        for (let i = 0; i < cluster.masters.length; i++) {
+          if (cluster.masters[i]!.proc.state !== 'down') continue;
+          await cluster.startMaster(i).then(() => mark(`nemesis: restarted master ${cluster.masters[i]!.id} (left down)`), (e) => mark(`restart of ${cluster.masters[i]!.id} failed: ${String(e)}`));
+        }
+        for (let i = 0; i < cluster.storage.length; i++) {
+          if (cluster.storage[i]!.proc.state !== 'down') continue;
+          await cluster.startStorage(i).then(() => mark(`nemesis: storage node s${i + 1} restarted (left down)`), (e) => mark(`restart of s${i + 1} failed: ${String(e)}`));
+        }
         const kind = rng.nextInt(9);
         const m = rng.nextInt(cluster.masters.length);
         try {
@@ -243,78 +265,87 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
             case 0: {
               const leader = await cluster.leaderIndex();
               const victim = leader >= 0 ? leader : m;
-              log(`nemesis: SIGKILL master ${cluster.masters[victim]!.id}${leader >= 0 ? ' (leader)' : ''}`);
+              mark(`nemesis: SIGKILL master ${cluster.masters[victim]!.id}${leader >= 0 ? ' (leader)' : ''}`);
               count(leader >= 0 ? 'kill-leader' : 'kill-master');
               await cluster.masters[victim]!.proc.kill();
               await sleep(500 + rng.nextInt(3_000));
               await cluster.startMaster(victim);
               count('restart-master');
+              mark(`nemesis: restarted master ${cluster.masters[victim]!.id}`);
               break;
             }
             case 1: {
-              log(`nemesis: SIGSTOP master ${cluster.masters[m]!.id}`);
+              mark(`nemesis: SIGSTOP master ${cluster.masters[m]!.id}`);
               count('sigstop-master');
               cluster.masters[m]!.proc.signal('SIGSTOP');
               await sleep(1_000 + rng.nextInt(4_000));
               cluster.masters[m]!.proc.signal('SIGCONT');
+              mark(`nemesis: SIGCONT master ${cluster.masters[m]!.id}`);
               break;
             }
             case 2:
             case 3: {
               const mode = kind === 2 ? 'cut' : 'drop';
-              log(`nemesis: partition master ${cluster.masters[m]!.id} (${mode})`);
+              mark(`nemesis: partition master ${cluster.masters[m]!.id} (${mode})`);
               count(`partition-${mode}`);
               cluster.isolate(m, mode);
               await sleep(1_500 + rng.nextInt(4_000));
               cluster.heal();
+              mark('nemesis: healed');
               break;
             }
             case 4: {
               const a = m;
               const b = (m + 1 + rng.nextInt(cluster.masters.length - 1)) % cluster.masters.length;
-              log(`nemesis: one-way cut ${cluster.masters[a]!.id} -> ${cluster.masters[b]!.id}`);
+              mark(`nemesis: one-way cut ${cluster.masters[a]!.id} -> ${cluster.masters[b]!.id}`);
               count('one-way-cut');
               cluster.setLink(a, b, 'cut');
               await sleep(1_500 + rng.nextInt(3_000));
               cluster.heal();
+              mark('nemesis: healed');
               break;
             }
             case 5: {
               const ms = 20 + rng.nextInt(150);
-              log(`nemesis: delay all raft links ${ms} ms`);
+              mark(`nemesis: delay all raft links ${ms} ms`);
               count('delay');
               for (const p of cluster.proxies.values()) p.setMode('delay', ms);
               await sleep(2_000 + rng.nextInt(3_000));
               cluster.heal();
+              mark('nemesis: healed');
               break;
             }
             case 6: {
-              log(`nemesis: graceful restart of master ${cluster.masters[m]!.id}`);
+              mark(`nemesis: graceful restart of master ${cluster.masters[m]!.id}`);
               count('graceful-restart-master');
               await cluster.masters[m]!.proc.terminate();
               await sleep(200 + rng.nextInt(1_000));
               await cluster.startMaster(m);
+              mark(`nemesis: restarted master ${cluster.masters[m]!.id}`);
               break;
             }
             case 7: {
               if (cluster.storage.some((s) => s.proc.state !== 'up')) break;
               const s = rng.nextInt(cluster.storage.length);
-              log(`nemesis: SIGKILL storage node s${s + 1}`);
+              mark(`nemesis: SIGKILL storage node s${s + 1}`);
               count('kill-storage');
-              await cluster.killStorage(s);
+              const dead = await cluster.killStorage(s);
+              mark(`nemesis: storage client ${dead} is dead`);
               injectLosses(now());
               await sleep(1_000 + rng.nextInt(3_000));
               await cluster.startStorage(s);
               count('restart-storage');
+              mark(`nemesis: storage node s${s + 1} restarted as ${cluster.storage[s]!.clientId}`);
               break;
             }
             case 8: {
               const i = 2;
               if (cluster.masters[i]!.proc.state !== 'up' || !cluster.fillDisk()) break;
-              log(`nemesis: disk full on master ${cluster.masters[i]!.id}`);
+              mark(`nemesis: disk full on master ${cluster.masters[i]!.id}`);
               count('full-disk');
               await sleep(1_000 + rng.nextInt(3_000));
               cluster.freeDisk();
+              mark(`nemesis: disk freed on master ${cluster.masters[i]!.id}`);
               // A master that could not persist stops (crash-stop by design): bring it back.
               if ((cluster.masters[i]!.proc.state as string) === 'down') {
                 count('full-disk-crash-stop');
@@ -324,7 +355,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
             }
           }
         } catch (e) {
-          log(`nemesis step failed: ${e instanceof Error ? e.message : String(e)}`);
+          mark(`nemesis step failed: ${e instanceof Error ? e.message : String(e)}`);
         }
       }
     };
@@ -395,11 +426,26 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
     };
     if (!check.ok && check.counterexample !== undefined) {
       const ce = check.counterexample;
-      result.counterexample = `${ce.explanation}\n${ce.operations.slice(-30).map((o) => storeModel.describeOperation!(o as Operation<StoreInput, StoreOutput>)).join('\n')}`;
+      result.counterexample = `${ce.explanation.slice(0, 4000)}\n…\n${ce.operations.slice(-30).map((o) => storeModel.describeOperation!(o as Operation<StoreInput, StoreOutput>)).join('\n')}`;
+    }
+    if (!check.ok || lost > 0 || wrong > 0) {
+      keep = true;
+      const badKey = check.counterexample?.key;
+      const keyOps = badKey === undefined ? [] : history.filter((o) => o.key === badKey).sort((a, b) => a.call - b.call);
+      const report = {
+        result,
+        timeline,
+        key: badKey,
+        operations: keyOps,
+        placements: Object.fromEntries(keyOps.filter((o) => o.input.kind === 'put').map((o) => [(o.input as { value: string }).value, placement.get((o.input as { value: string }).value) ?? null])),
+        deadStorageClients: [...cluster.deadStorageClients],
+      };
+      writeFileSync(path.join(cluster.root, 'report.json'), JSON.stringify(report, null, 1));
+      result.artifacts = cluster.root;
     }
     return result;
   } finally {
     for (const c of clients) await c.close().catch(() => {});
-    await cluster.close();
+    await cluster.close({ keep });
   }
 }

@@ -5,7 +5,7 @@
  * this process goes away (MOORING_EXIT_WITH_PARENT).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -28,10 +28,30 @@ export function repoRoot(): string {
   return dir;
 }
 
-export function distScript(rel: string): string {
-  const p = path.join(repoRoot(), 'dist', 'src', rel);
+export function distScript(rel: string, distRoot = path.join(repoRoot(), 'dist')): string {
+  const p = path.join(distRoot, 'src', rel);
   if (!existsSync(p)) throw new Error(`${p} is missing: run \`npm run build:ts\` first`);
   return p;
+}
+
+/**
+ * A private copy of dist/src and the engine addon under `dir`, so that a rebuild of the shared checkout during a
+ * long run (other work on the same tree) cannot change or break the processes this run restarts. Returns the
+ * dist root to use and the env the children need.
+ */
+export function snapshotDist(dir: string): { distRoot: string; env: Record<string, string> } {
+  const root = repoRoot();
+  const distRoot = path.join(dir, 'dist');
+  cpSync(path.join(root, 'dist', 'src'), path.join(distRoot, 'src'), { recursive: true });
+  writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'mooring-snapshot', type: 'module', private: true }));
+  symlinkSync(path.join(root, 'node_modules'), path.join(dir, 'node_modules'), 'dir');
+  const env: Record<string, string> = {};
+  const addon = path.join(root, 'native', 'build', 'Release', 'mooring_engine.node');
+  if (existsSync(addon)) {
+    copyFileSync(addon, path.join(dir, 'mooring_engine.node'));
+    env.MOORING_ENGINE_ADDON = path.join(dir, 'mooring_engine.node');
+  }
+  return { distRoot, env };
 }
 
 export async function freePorts(count: number): Promise<number[]> {
@@ -157,6 +177,10 @@ export interface ClusterOptions {
    * otherwise) so fillDisk() can make its disk full.
    */
   fullDisk?: { node: number; bytes: number };
+  /** Run children from a private copy of dist/ (default true; see snapshotDist). */
+  snapshot?: boolean;
+  /** Masters append info-level logs to <root>/<id>.log (default false). */
+  masterLogs?: boolean;
 }
 
 /** Filler writes in chunks of this size until the filesystem says ENOSPC. */
@@ -189,6 +213,8 @@ export class ProcessCluster {
   private readonly admin: Map<string, MasterClient> = new Map();
   /** Every storage clientId that has died (killed incarnations). */
   readonly deadStorageClients = new Set<string>();
+  private distRoot = path.join(repoRoot(), 'dist');
+  private childEnv: Record<string, string> = {};
   /** The tmpfs of the full-disk node, or why there is none. */
   fullDiskMount: string | null = null;
   fullDiskUnavailable: string | null = null;
@@ -211,6 +237,11 @@ export class ProcessCluster {
   }
 
   private async boot(): Promise<void> {
+    if (this.opts.snapshot ?? true) {
+      const snap = snapshotDist(path.join(this.root, 'snapshot'));
+      this.distRoot = snap.distRoot;
+      this.childEnv = snap.env;
+    }
     const n = this.opts.masters ?? 3;
     const ports = await freePorts(n * 2);
     const ids = Array.from({ length: n }, (_, i) => `m${i + 1}`);
@@ -263,7 +294,8 @@ export class ProcessCluster {
 
   async startMaster(i: number): Promise<void> {
     const m = this.masters[i]!;
-    await m.proc.start(distScript('testing/jepsen/master-main.js'), [JSON.stringify(m.config)]);
+    const env = { ...this.childEnv, ...(this.opts.masterLogs === true ? { MOORING_LOG_FILE: path.join(this.root, `${m.id}.log`) } : {}) };
+    await m.proc.start(distScript('testing/jepsen/master-main.js', this.distRoot), [JSON.stringify(m.config)], env);
   }
 
   async startStorage(i: number): Promise<void> {
@@ -283,7 +315,7 @@ export class ProcessCluster {
       mkdirSync(dir, { recursive: true });
       args.push('--disk', path.join(dir, `nvme-${s.incarnation}.bin`), '--disk-bytes', String(st.diskBytes));
     }
-    const ready = await s.proc.start(distScript('store/storage-node-main.js'), args);
+    const ready = await s.proc.start(distScript('store/storage-node-main.js', this.distRoot), args, this.childEnv);
     s.clientId = String(ready.clientId);
   }
 
@@ -371,13 +403,14 @@ export class ProcessCluster {
     for (const p of this.proxies.values()) p.setMode('pass');
   }
 
-  async close(): Promise<void> {
+  /** Stops everything; `keep` leaves the root (logs, data) for a failure report. */
+  async close(options: { keep?: boolean } = {}): Promise<void> {
     for (const c of this.admin.values()) await c.close().catch(() => {});
     await Promise.all(this.storage.map((s) => s.proc.kill()));
     await Promise.all(this.masters.map((m) => m.proc.kill()));
     for (const p of this.proxies.values()) await p.close();
     if (this.fullDiskMount !== null) spawnSync('umount', ['-l', this.fullDiskMount]);
-    if (this.ownsRoot) rmSync(this.root, { recursive: true, force: true });
+    if (this.ownsRoot && options.keep !== true) rmSync(this.root, { recursive: true, force: true });
   }
 }
 

@@ -33,6 +33,7 @@ async function main(): Promise<void> {
     ];
     for (const [k, v] of rows) process.stdout.write(`${k.padEnd(20)} ${v}\n`);
     if (result.counterexample !== undefined) process.stdout.write(`\ncounterexample:\n${result.counterexample}\n`);
+    if (result.artifacts !== undefined) process.stdout.write(`\nkept for inspection: ${result.artifacts} (report.json, m*.log, data dirs)\n`);
   }
   const ok = result.linearizable && result.lost === 0 && result.wrong === 0;
   process.exit(ok ? 0 : 1);

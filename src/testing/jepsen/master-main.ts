@@ -5,7 +5,8 @@
  */
 import { parseConfig } from '../../master/config.js';
 import { MasterNode } from '../../master/master-node.js';
-import { silentLogger } from '../../master/logger.js';
+import pino from 'pino';
+import { createLogger, silentLogger } from '../../master/logger.js';
 
 /** With MOORING_EXIT_WITH_PARENT=1 (test harnesses), exit when the parent process is gone (we got re-parented). */
 function exitWithParent(): void {
@@ -21,7 +22,12 @@ async function main(): Promise<void> {
   const raw = process.argv[2];
   if (raw === undefined) throw new Error('usage: master-main.js <config JSON>');
   const config = parseConfig(JSON.parse(raw) as Record<string, unknown>);
-  const node = await MasterNode.start(config, { logger: silentLogger(), http: false });
+  // MOORING_LOG_FILE: append info-level JSON lines there (the campaign keeps them for a failure report).
+  const logFile = process.env.MOORING_LOG_FILE;
+  const logger = logFile !== undefined && logFile !== ''
+    ? createLogger({ level: 'info', name: 'mooring-master', nodeId: config.nodeId, pretty: false, destination: pino.destination({ dest: logFile, sync: true, append: true }) })
+    : silentLogger();
+  const node = await MasterNode.start(config, { logger, http: false });
   process.stdout.write(JSON.stringify({ ready: true, id: config.nodeId, pid: process.pid, ports: node.ports }) + '\n');
   let stopping = false;
   const stop = (): void => {
