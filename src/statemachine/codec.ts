@@ -18,6 +18,9 @@ import type { Segment, SegmentRecord } from './segments.js';
 import type { StateCore } from './state-core.js';
 import { sessionReplyWindow } from './limits.js';
 
+/** Distinct client and segment ids the loader shares among objects (more are kept unshared). */
+const maxInternedIds = 100_000;
+
 export const packr = new Packr({ useRecords: false, moreTypes: false });
 
 export const appliedKey = 'm:applied';
@@ -69,7 +72,9 @@ export function encodeObject(o: ObjectRecord): Buffer {
   ]);
 }
 
-export function decodeObject(key: string, buf: Uint8Array): ObjectRecord {
+export function decodeObject(key: string, buf: Uint8Array, intern?: (s: string) => string): ObjectRecord {
+  const fast = decodeObjectFast(key, buf, intern);
+  if (fast !== null) return fast;
   const a = packr.unpack(buf) as unknown[];
   const p = a[8] as unknown[] | null;
   const off = a[9] as unknown[] | null;
@@ -89,6 +94,132 @@ export function decodeObject(key: string, buf: Uint8Array): ObjectRecord {
         : { size: p[0] as number, replicas: unflatReplicas(p[1] as unknown[]), startedAtMs: p[2] as number, softPin: p[3] === 1, hardPin: p[4] === 1 },
     offload: off === null ? null : { replica: unflatReplicas(off[0] as unknown[])[0]!, startedAtMs: off[1] as number },
   };
+}
+
+/**
+ * A reader of the msgpack subset encodeObject writes (ints, floats, short strings, nil, arrays), building the
+ * ObjectRecord directly: no intermediate arrays and no per-call decoder setup, which made decoding (and the GC
+ * after it) a large part of a 1M-object restore. Returns null on anything else, and decodeObject then uses
+ * msgpackr itself, so the two always agree.
+ */
+class Mini {
+  pos = 0;
+  ok = true;
+  constructor(readonly b: Buffer) {}
+  private byte(): number {
+    if (this.pos >= this.b.length) {
+      this.ok = false;
+      return 0xc1; // never used by msgpack: fails whatever reads it
+    }
+    return this.b[this.pos++]!;
+  }
+  num(): number {
+    const t = this.byte();
+    const b = this.b;
+    const p = this.pos;
+    if (t < 0x80) return t;
+    if (t >= 0xe0) return t - 0x100;
+    let n: number;
+    let w: number;
+    switch (t) {
+      case 0xcb: n = b.readDoubleBE(p); w = 8; break;
+      case 0xcc: n = b[p]!; w = 1; break;
+      case 0xcd: n = b.readUInt16BE(p); w = 2; break;
+      case 0xce: n = b.readUInt32BE(p); w = 4; break;
+      case 0xcf: n = b.readUInt32BE(p) * 0x1_0000_0000 + b.readUInt32BE(p + 4); w = 8; break;
+      case 0xd0: n = b.readInt8(p); w = 1; break;
+      case 0xd1: n = b.readInt16BE(p); w = 2; break;
+      case 0xd2: n = b.readInt32BE(p); w = 4; break;
+      case 0xd3: n = b.readInt32BE(p) * 0x1_0000_0000 + b.readUInt32BE(p + 4); w = 8; break;
+      case 0xca: n = b.readFloatBE(p); w = 4; break;
+      default:
+        this.ok = false;
+        return 0;
+    }
+    if (p + w > b.length) {
+      this.ok = false;
+      return 0;
+    }
+    this.pos = p + w;
+    return n;
+  }
+  str(intern: ((s: string) => string) | undefined): string {
+    const t = this.byte();
+    let len: number;
+    if (t >= 0xa0 && t <= 0xbf) len = t - 0xa0;
+    else if (t === 0xd9 && this.pos < this.b.length) len = this.b[this.pos++]!;
+    else {
+      this.ok = false;
+      return '';
+    }
+    const end = this.pos + len;
+    if (end > this.b.length) {
+      this.ok = false;
+      return '';
+    }
+    // utf8Slice: Buffer's own binding, without toString's argument handling (not in @types/node).
+    const out = (this.b as unknown as { utf8Slice(start: number, end: number): string }).utf8Slice(this.pos, end);
+    this.pos = end;
+    return intern === undefined ? out : intern(out);
+  }
+  /** Array header: its length, -1 for nil, -2 for anything else. */
+  arr(): number {
+    const t = this.byte();
+    if (t >= 0x90 && t <= 0x9f) return t - 0x90;
+    if (t === 0xc0) return -1;
+    if (t === 0xdc && this.pos + 2 <= this.b.length) {
+      this.pos += 2;
+      return this.b.readUInt16BE(this.pos - 2);
+    }
+    this.ok = false;
+    return -2;
+  }
+  replicas(intern: ((s: string) => string) | undefined): Replica[] | null {
+    const n = this.arr();
+    if (n < 0 || n % 5 !== 0) return null;
+    const out: Replica[] = [];
+    for (let i = 0; i < n; i += 5) {
+      const segmentId = this.str(intern);
+      const offset = this.num();
+      const length = this.num();
+      const status = this.num() === 1 ? 'COMPLETE' : 'PROCESSING';
+      const tier = tierCodes[this.num()];
+      if (tier === undefined) return null;
+      out.push({ segmentId, offset, length, status, tier });
+    }
+    return out;
+  }
+}
+
+function decodeObjectFast(key: string, buf: Uint8Array, intern: ((s: string) => string) | undefined): ObjectRecord | null {
+  const m = new Mini(Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength));
+  if (m.arr() !== 10) return null;
+  const size = m.num();
+  const clientId = m.str(intern);
+  const createdIndex = m.num();
+  const createdAtMs = m.num();
+  const completedAtMs = m.num();
+  const softPinUntilMs = m.num();
+  const hardPin = m.num() === 1;
+  const replicas = m.replicas(intern);
+  if (replicas === null) return null;
+  let pending: ObjectRecord['pending'] = null;
+  const pn = m.arr();
+  if (pn === 5) {
+    const psize = m.num();
+    const preplicas = m.replicas(intern);
+    if (preplicas === null) return null;
+    pending = { size: psize, replicas: preplicas, startedAtMs: m.num(), softPin: m.num() === 1, hardPin: m.num() === 1 };
+  } else if (pn !== -1) return null;
+  let offload: ObjectRecord['offload'] = null;
+  const on = m.arr();
+  if (on === 2) {
+    const r = m.replicas(intern);
+    if (r === null || r.length !== 1) return null;
+    offload = { replica: r[0]!, startedAtMs: m.num() };
+  } else if (on !== -1) return null;
+  if (!m.ok || m.pos !== m.b.length) return null;
+  return { key, size, clientId, createdIndex, createdAtMs, completedAtMs, replicas, softPinUntilMs, hardPin, pending, offload };
 }
 
 export function encodeSegment(s: SegmentRecord): Buffer {
@@ -150,6 +281,17 @@ export class StateLoader {
   private restoring = false;
   private readonly objects: ObjectRecord[] = [];
   private readonly segments: SegmentRecord[] = [];
+  /**
+   * One copy of each client and segment id for all the objects that name it (they repeat across 1M objects:
+   * a copy each was ~15% of the heap per object and GC work). Bounded; beyond the bound strings are kept as is.
+   */
+  private readonly interned = new Map<string, string>();
+  private readonly intern = (s: string): string => {
+    const x = this.interned.get(s);
+    if (x !== undefined) return x;
+    if (this.interned.size < maxInternedIds) this.interned.set(s, s);
+    return s;
+  };
   private readonly clients: Array<[ClientRecord, Map<number, Result>]> = [];
   /** [clientId, slot, seq, reply] */
   private readonly replies: Array<[string, number, number, Result]> = [];
@@ -157,7 +299,7 @@ export class StateLoader {
   add(key: string, value: Uint8Array): void {
     switch (key.charCodeAt(0)) {
       case 0x6f /* o */:
-        this.objects.push(decodeObject(key.slice(1), value));
+        this.objects.push(decodeObject(key.slice(1), value, this.intern));
         return;
       case 0x73 /* s */:
         this.segments.push(decodeSegment(key.slice(1), value));
@@ -214,12 +356,14 @@ export class StateLoader {
       m.set(seq, r);
       slotsOf(clientId)[slot] = seq;
     }
-    // Allocators are rebuilt from every extent the objects hold (current, upsert and offload versions).
-    const extents = new Map<string, Array<[number, number]>>();
+    // Allocators are rebuilt from every extent the objects hold (current, upsert and offload versions), kept in
+    // flat per-segment arrays (no per-extent object).
+    const extents = new Map<string, { offsets: number[]; lengths: number[] }>();
     const push = (r: Replica): void => {
       let l = extents.get(r.segmentId);
-      if (l === undefined) extents.set(r.segmentId, (l = []));
-      l.push([r.offset, r.length]);
+      if (l === undefined) extents.set(r.segmentId, (l = { offsets: [], lengths: [] }));
+      l.offsets.push(r.offset);
+      l.lengths.push(r.length);
     };
     for (const o of this.objects) {
       for (const r of o.replicas) push(r);
@@ -227,7 +371,9 @@ export class StateLoader {
       if (o.offload !== null) push(o.offload.replica);
     }
     for (const rec of this.segments) {
-      const seg: Segment = { rec, alloc: OffsetAllocator.fromAllocations(rec.size, core.options.allocAlignmentBytes, extents.get(rec.id) ?? []) };
+      const e = extents.get(rec.id);
+      const alloc = OffsetAllocator.fromExtents(rec.size, core.options.allocAlignmentBytes, e?.offsets ?? [], e?.lengths ?? [], e?.offsets.length ?? 0);
+      const seg: Segment = { rec, alloc };
       core.segments.set(rec.id, seg);
       core.ordered.push(seg);
     }

@@ -30,6 +30,7 @@ import { sessionReplyWindow } from './limits.js';
 type Op = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string };
 
 const iteratorBatchSize = 1000;
+const loadBatchRecords = 10_000;
 /**
  * LevelDB memtable size for the state store (default 4 MiB). Larger means fewer level-0 files, so a bulk
  * snapshot restore is not throttled by LevelDB's level-0 write slowdown while compaction catches up.
@@ -113,7 +114,17 @@ export class StateStore {
   /** Load every record into `core` (which must be empty). */
   async load(core: StateCore): Promise<void> {
     const loader = new StateLoader();
-    for await (const [k, v] of this.records()) loader.add(k, v);
+    // Whole iterator batches, not records(): an async generator costs a promise round trip per record.
+    const it = this.db.iterator();
+    try {
+      for (;;) {
+        const batch = await it.nextv(loadBatchRecords);
+        if (batch.length === 0) break;
+        for (const [k, v] of batch) loader.add(k, v);
+      }
+    } finally {
+      await it.close();
+    }
     if (loader.incomplete) {
       throw new MooringError(ErrorCode.STORAGE_FAILED, 'state store holds an interrupted snapshot restore; install the snapshot again');
     }
