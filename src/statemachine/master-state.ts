@@ -205,7 +205,7 @@ export class MasterState implements StateView {
    */
   createSnapshot(): AsyncIterable<Uint8Array> {
     this.check();
-    const records = this.enqueue(async () => this.store.records());
+    const records = this.enqueue(async () => this.store.rawRecords());
     return {
       [Symbol.asyncIterator]: () => {
         const gen = (async function* () {

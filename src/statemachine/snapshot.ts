@@ -1,9 +1,13 @@
 /**
- * Snapshot stream format. A snapshot is a byte stream of frames `[u32 big-endian length][msgpack payload]`,
- * handed out in chunks of at most maxSnapshotChunkBytes (a chunk boundary may fall anywhere inside a frame, so
- * records of any size fit). Frames: a header `{format, version}`, then batches `[k1, v1, k2, v2, ...]` of raw
- * store records (v = the LevelDB value bytes), then a trailer `{count, sha256}` over every key and value, which
- * lets restore reject a truncated or damaged stream before it is used.
+ * Snapshot stream format. A snapshot is a byte stream of frames `[u32 big-endian length][payload]`, handed out
+ * in chunks of at most maxSnapshotChunkBytes (a chunk boundary may fall anywhere inside a frame, so records of
+ * any size fit). Frames: a msgpack header `{format, version}`, then record frames, then a msgpack trailer
+ * `{count, sha256}` which lets restore reject a truncated or damaged stream before it is used.
+ *
+ * Version 2 (written now): a record frame is the byte 0x01 then records `[u16 key bytes][utf8 key][u32 value
+ * bytes][value]`, copied straight from the store (no msgpack, keys never decoded), and sha256 covers every record
+ * frame's payload, one hash update per ~256 KiB frame. Version 1 (still read): a record frame is a msgpack
+ * array `[k1, v1, k2, v2, ...]` and sha256 covers each key, a NUL and each value.
  */
 import { createHash } from 'node:crypto';
 import type { Hash } from 'node:crypto';
@@ -12,17 +16,20 @@ import { packr } from './codec.js';
 import { maxSnapshotChunkBytes } from './limits.js';
 
 export const snapshotFormat = 'mooring-master-state';
-export const snapshotVersion = 1;
+export const snapshotVersion = 2;
 const batchTargetBytes = 256 * 1024;
 /** A frame bigger than this cannot come from us: refuse it rather than buffer without bound. */
 const maxFrameBytes = 256 * 1024 * 1024;
+/** First payload byte of a version-2 record frame (never the first byte of a msgpack map or array). */
+const rawRecordsTag = 0x01;
+const maxRecordKeyBytes = 0xffff;
 
 function corrupt(message: string): never {
   throw new MooringError(ErrorCode.INVALID_ARGUMENT, `snapshot stream: ${message}`);
 }
 
-/** Turns store records into snapshot chunks. */
-export async function* encodeSnapshot(records: AsyncIterable<[string, Uint8Array]>): AsyncGenerator<Uint8Array> {
+/** Turns batches of store records (keys as raw utf8 bytes) into snapshot chunks. */
+export async function* encodeSnapshot(batches: AsyncIterable<ReadonlyArray<readonly [Uint8Array, Uint8Array]>>): AsyncGenerator<Uint8Array> {
   const hash = createHash('sha256');
   let count = 0;
   let pending: Buffer[] = [];
@@ -43,23 +50,41 @@ export async function* encodeSnapshot(records: AsyncIterable<[string, Uint8Array
     }
   };
   emitFrame(packr.pack({ format: snapshotFormat, version: snapshotVersion }));
-  let batch: unknown[] = [];
-  let batchBytes = 0;
-  for await (const [k, v] of records) {
-    hash.update(k);
-    hash.update('\0');
-    hash.update(v);
-    count++;
-    batch.push(k, v);
-    batchBytes += k.length + v.length + 8;
-    if (batchBytes >= batchTargetBytes) {
-      emitFrame(packr.pack(batch));
-      batch = [];
-      batchBytes = 0;
+  let frame = Buffer.allocUnsafe(batchTargetBytes + 64);
+  let pos = 1;
+  frame[0] = rawRecordsTag;
+  const flush = (): void => {
+    if (pos === 1) return;
+    const payload = frame.subarray(0, pos);
+    hash.update(payload);
+    emitFrame(payload);
+    frame = Buffer.allocUnsafe(batchTargetBytes + 64);
+    frame[0] = rawRecordsTag;
+    pos = 1;
+  };
+  for await (const batch of batches) {
+    for (const [k, v] of batch) {
+      if (k.length > maxRecordKeyBytes) throw new MooringError(ErrorCode.STORAGE_FAILED, `store key of ${k.length} bytes`);
+      const need = 6 + k.length + v.length;
+      if (pos + need > frame.length) {
+        flush();
+        if (1 + need > frame.length) {
+          frame = Buffer.allocUnsafe(1 + need);
+          frame[0] = rawRecordsTag;
+        }
+      }
+      frame.writeUInt16BE(k.length, pos);
+      frame.set(k, pos + 2);
+      pos += 2 + k.length;
+      frame.writeUInt32BE(v.length, pos);
+      frame.set(v, pos + 4);
+      pos += 4 + v.length;
+      count++;
+      if (pos >= batchTargetBytes) flush();
     }
     while (chunks.length > 0) yield chunks.shift()!;
   }
-  if (batch.length > 0) emitFrame(packr.pack(batch));
+  flush();
   emitFrame(packr.pack({ count, sha256: hash.digest('hex') }));
   while (chunks.length > 0) yield chunks.shift()!;
   if (pendingBytes > 0) yield Buffer.concat(pending);
@@ -78,22 +103,51 @@ export async function decodeSnapshot(
   const hash: Hash = createHash('sha256');
   let count = 0;
   let result: { count: number } | null = null;
+  let version = 0;
   const handle = async (payload: Buffer): Promise<void> => {
+    if (state === 'header') {
+      let decoded: unknown;
+      try {
+        decoded = packr.unpack(payload);
+      } catch {
+        corrupt('the header does not decode');
+      }
+      const h = decoded as { format?: unknown; version?: unknown } | null;
+      if (h === null || typeof h !== 'object' || h.format !== snapshotFormat) corrupt('not a master state snapshot');
+      if (h.version !== 1 && h.version !== 2) corrupt(`unsupported version ${String(h.version)}`);
+      version = h.version as number;
+      state = 'body';
+      return;
+    }
+    if (state === 'done') corrupt('data after the trailer');
+    if (version === 2 && payload[0] === rawRecordsTag) {
+      hash.update(payload);
+      const flat: Array<string | Uint8Array> = [];
+      let pos = 1;
+      while (pos < payload.length) {
+        if (pos + 2 > payload.length) corrupt('truncated record');
+        const kl = payload.readUInt16BE(pos);
+        pos += 2;
+        if (pos + kl + 4 > payload.length) corrupt('truncated record');
+        const k = (payload as unknown as { utf8Slice(s: number, e: number): string }).utf8Slice(pos, pos + kl);
+        pos += kl;
+        const vl = payload.readUInt32BE(pos);
+        pos += 4;
+        if (pos + vl > payload.length) corrupt('truncated record');
+        flat.push(k, payload.subarray(pos, pos + vl));
+        pos += vl;
+      }
+      count += flat.length / 2;
+      await onBatch(flat);
+      return;
+    }
     let v: unknown;
     try {
       v = packr.unpack(payload);
     } catch {
       corrupt('a frame does not decode');
     }
-    if (state === 'header') {
-      const h = v as { format?: unknown; version?: unknown } | null;
-      if (h === null || typeof h !== 'object' || h.format !== snapshotFormat) corrupt('not a master state snapshot');
-      if (h.version !== snapshotVersion) corrupt(`unsupported version ${String(h.version)}`);
-      state = 'body';
-      return;
-    }
-    if (state === 'done') corrupt('data after the trailer');
-    if (Array.isArray(v)) {
+    if (version === 1 && Array.isArray(v)) {
       if (v.length % 2 !== 0) corrupt('odd record batch');
       for (let i = 0; i < v.length; i += 2) {
         const k = v[i];

@@ -149,6 +149,27 @@ export class StateStore {
     };
   }
 
+  /**
+   * Same as records(), keys as raw utf8 bytes (what a snapshot copies without decoding them), in batches (one
+   * promise per batch, not per record).
+   */
+  rawRecords(): AsyncIterable<Array<[Buffer, Buffer]>> {
+    const it = this.db.iterator<Buffer, Buffer>({ keyEncoding: 'buffer', valueEncoding: 'buffer' });
+    return {
+      async *[Symbol.asyncIterator]() {
+        try {
+          for (;;) {
+            const batch = await it.nextv(iteratorBatchSize);
+            if (batch.length === 0) return;
+            yield batch as Array<[Buffer, Buffer]>;
+          }
+        } finally {
+          await it.close();
+        }
+      },
+    };
+  }
+
   /** Write the changes `core` recorded since the last call, with its applied index, as one batch. */
   async writeChanges(core: StateCore, sync: boolean): Promise<void> {
     const ch = core.drainChanges();
