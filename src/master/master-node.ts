@@ -50,6 +50,8 @@ import {
 
 /** How often the leader looks for expired clients and abandoned PutStarts. */
 export const housekeepingIntervalMs = 1_000;
+/** A housekeeping tick later than this many intervals means the process was paused (see housekeeping()). */
+export const pauseGapFactor = 2.5;
 /** How often gauges (capacity, keys, raft indexes) are refreshed for /metrics. */
 export const metricsRefreshIntervalMs = 1_000;
 /** A graceful stop waits at most this long for in-flight RPCs after handing leadership away. */
@@ -90,6 +92,7 @@ export class MasterNode {
   private stopped = false;
   private viewVersion = 0;
   private housekeepingBusy = false;
+  private lastHousekeepingTickMs = Date.now();
   private evictionBusy = false;
 
   private constructor(config: MasterConfig, opts: MasterNodeOptions) {
@@ -442,6 +445,16 @@ export class MasterNode {
   }
 
   private async housekeeping(): Promise<void> {
+    // A leader that was paused (SIGSTOP, a long GC, a VM freeze) heard no pings while it was not running: that
+    // silence is its own, not its clients'. Like a new leader, it gives every client a fresh TTL.
+    const tickAt = Date.now();
+    const gap = tickAt - this.lastHousekeepingTickMs;
+    this.lastHousekeepingTickMs = tickAt;
+    if (this.raft.isLeader && gap > Math.min(housekeepingIntervalMs * pauseGapFactor, housekeepingIntervalMs + this.config.clientTtlMs / 2)) {
+      this.liveness.resetForNewLeader(tickAt);
+      this.logger.info({ gapMs: gap }, 'resumed after a pause: every client gets a fresh TTL');
+      return;
+    }
     if (!this.raft.isLeader || this.housekeepingBusy || this.stopping) return;
     this.housekeepingBusy = true;
     try {
