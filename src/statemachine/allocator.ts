@@ -205,11 +205,12 @@ export class OffsetAllocator {
     let sorted = true;
     for (let i = 0; i < count; i++) {
       const offsetBytes = offsetsBytes[i]!;
-      assert(offsetBytes % alignmentBytes === 0, `extent offset ${offsetBytes} is not aligned`);
+      // `if (!x) assert(false, ...)`: the message is only built on failure, not once per extent.
+      if (offsetBytes % alignmentBytes !== 0) assert(false, `extent offset ${offsetBytes} is not aligned`);
       const off = offsetBytes / alignmentBytes;
       const b = a.newBlock(off, a.unitsFor(lengthsBytes[i]!));
       a.bFree[b] = 0;
-      assert(a.allocated.get(off) === none, `extent at ${offsetBytes} overlaps another one`);
+      if (a.allocated.get(off) !== none) assert(false, `extent at ${offsetBytes} overlaps another one`);
       a.allocated.set(off, b);
       starts[i] = off;
       if (i > 0 && off < starts[i - 1]!) sorted = false;
@@ -227,8 +228,8 @@ export class OffsetAllocator {
       const off = starts[i]!;
       const b = a.allocated.get(off);
       const size = a.bSize[b]!;
-      assert(off >= cursor, `extent at ${off * alignmentBytes} overlaps the previous one`);
-      assert(off + size <= units, `extent at ${off * alignmentBytes} goes beyond capacity`);
+      if (!(off >= cursor)) assert(false, `extent at ${off * alignmentBytes} overlaps the previous one`);
+      if (!(off + size <= units)) assert(false, `extent at ${off * alignmentBytes} goes beyond capacity`);
       if (off > cursor) {
         const gap = a.newBlock(cursor, off - cursor);
         link(gap);

@@ -408,6 +408,9 @@ function orderByLastWrite(objects: ObjectRecord[]): ObjectRecord[] {
     if (s < min) min = s;
     if (s > max) max = s;
   }
+  let ordered = true;
+  for (let i = 1; i < n && ordered; i++) if (secs[i]! < secs[i - 1]!) ordered = false;
+  if (ordered) return objects; // e.g. keys written in key order: the sort would keep this order anyway
   const idxSpan = 2 ** Math.ceil(Math.log2(n + 1));
   if ((max - min + 1) * idxSpan > Number.MAX_SAFE_INTEGER) {
     const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => secs[a]! - secs[b]! || a - b);

@@ -226,7 +226,19 @@ export class StateStore {
     const mark = this.newBatch();
     mark.put(restoringKey, encodeApplied(1));
     await this.write(mark, true);
+    // One batch is written (LevelDB's thread) while the next frames are decoded and loaded (this thread).
     let b = this.newBatch();
+    let writing: Promise<void> = Promise.resolve();
+    let failed: unknown = null;
+    const startWrite = async (): Promise<void> => {
+      await writing;
+      if (failed !== null) throw failed;
+      const full = b;
+      b = this.newBatch();
+      writing = this.write(full, false).catch((e: unknown) => {
+        failed ??= e;
+      });
+    };
     await records(async (flat) => {
       for (let i = 0; i < flat.length; i += 2) {
         const k = flat[i] as string;
@@ -235,12 +247,11 @@ export class StateStore {
         loader.add(k, v);
         b.put(k, v);
       }
-      if (b.count >= restoreBatchRecords) {
-        await this.write(b, false);
-        b = this.newBatch();
-      }
+      if (b.count >= restoreBatchRecords) await startWrite();
     });
-    if (b.count > 0) await this.write(b, false);
+    if (b.count > 0) await startWrite();
+    await writing;
+    if (failed !== null) throw failed;
     const done = this.newBatch();
     done.del(restoringKey);
     await this.write(done, true);
