@@ -95,11 +95,17 @@ class OffsetIndex {
   }
 
   delete(k: number): boolean {
+    return this.take(k) !== none;
+  }
+
+  /** Remove `k` and return its value (none if absent): one probe sequence where get + delete took two. */
+  take(k: number): number {
     let i = this.slot(k);
     for (; ; i = (i + 1) & this.mask) {
-      if (this.vals[i] === none) return false;
+      if (this.vals[i] === none) return none;
       if (this.keys[i] === k) break;
     }
+    const taken = this.vals[i]!;
     // Backward-shift deletion keeps every probe chain unbroken without tombstones.
     let j = i;
     for (;;) {
@@ -115,7 +121,7 @@ class OffsetIndex {
     }
     this.vals[i] = none;
     this.size--;
-    return true;
+    return taken;
   }
 
   private resize(n: number): void {
@@ -330,9 +336,8 @@ export class OffsetAllocator {
   free(offsetBytes: number): boolean {
     if (offsetBytes % this.alignmentBytes !== 0) return false;
     const off = offsetBytes / this.alignmentBytes;
-    let b = this.allocated.get(off);
+    let b = this.allocated.take(off);
     if (b === none) return false;
-    this.allocated.delete(off);
     this.allocatedUnits -= this.bSize[b]!;
     this.bFree[b] = 1;
     const prev = this.bPrev[b]!;
