@@ -153,6 +153,22 @@ describe('store on a real-process cluster', () => {
     await finalCheck();
   });
 
+  it('a leader paused longer than the client TTL (one follower down) does not expire live storage clients', async () => {
+    await traffic(1_000);
+    const leader = await cluster.waitForLeader();
+    const follower = [0, 1, 2].find((i) => i !== leader)!;
+    await cluster.masters[follower]!.proc.kill();
+    cluster.masters[leader]!.proc.signal('SIGSTOP');
+    await sleep(6_000); // > clientTtlMs (4 s); the other follower cannot be elected alone
+    cluster.masters[leader]!.proc.signal('SIGCONT');
+    await sleep(3_000);
+    await cluster.startMaster(follower);
+    await cluster.waitForLeader();
+    await finalCheck();
+    const stats = await client.master.stats();
+    expect(stats.segmentCount).toBe(3);
+  });
+
   it('keeps objects readable when a storage client is killed (a replica survives), then takes a new one', async () => {
     const t = traffic(8_000);
     await sleep(1_000);
