@@ -258,7 +258,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
           if (cluster.storage[i]!.proc.state !== 'down') continue;
           await cluster.startStorage(i).then(() => mark(`nemesis: storage node s${i + 1} restarted (left down)`), (e) => mark(`restart of s${i + 1} failed: ${String(e)}`));
         }
-        const kind = rng.nextInt(9);
+        const kind = rng.nextInt(10);
         const m = rng.nextInt(cluster.masters.length);
         try {
           switch (kind) {
@@ -351,6 +351,23 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
                 count('full-disk-crash-stop');
                 await cluster.startMaster(i);
               }
+              break;
+            }
+            case 9: {
+              // The leader paused longer than the client TTL while no other master can be elected.
+              const leader = await cluster.leaderIndex();
+              if (leader < 0) break;
+              const f = (leader + 1 + rng.nextInt(cluster.masters.length - 1)) % cluster.masters.length;
+              mark(`nemesis: SIGKILL follower ${cluster.masters[f]!.id}, SIGSTOP leader ${cluster.masters[leader]!.id} past the client TTL`);
+              count('long-pause-leader');
+              await cluster.masters[f]!.proc.kill();
+              cluster.masters[leader]!.proc.signal('SIGSTOP');
+              await sleep(4_500 + rng.nextInt(2_000));
+              cluster.masters[leader]!.proc.signal('SIGCONT');
+              mark(`nemesis: SIGCONT leader ${cluster.masters[leader]!.id}`);
+              await sleep(1_000 + rng.nextInt(2_000));
+              await cluster.startMaster(f);
+              mark(`nemesis: restarted master ${cluster.masters[f]!.id}`);
               break;
             }
           }
