@@ -114,15 +114,19 @@ export class StateStore {
   /** Load every record into `core` (which must be empty). */
   async load(core: StateCore): Promise<void> {
     const loader = new StateLoader();
-    // Whole iterator batches, not records(): an async generator costs a promise round trip per record.
+    // Whole iterator batches, not records(): an async generator costs a promise round trip per record. The next
+    // batch is read (LevelDB's thread) while this one is decoded (this thread).
     const it = this.db.iterator();
+    let next = it.nextv(loadBatchRecords);
     try {
       for (;;) {
-        const batch = await it.nextv(loadBatchRecords);
+        const batch = await next;
         if (batch.length === 0) break;
+        next = it.nextv(loadBatchRecords);
         for (const [k, v] of batch) loader.add(k, v);
       }
     } finally {
+      next.catch(() => undefined); // a bad record stopped the load: the read ahead is not wanted
       await it.close();
     }
     if (loader.incomplete) {

@@ -130,3 +130,29 @@ describe('exactly-once reply records', () => {
     }
   });
 });
+
+describe('loading a damaged store', () => {
+  it('refuses a store holding an unknown record (mid-load, with a read ahead pending) and stays closable', async () => {
+    const t = await tempDir();
+    try {
+      const a = await MasterState.open(t.dir);
+      await a.applyBatch(
+        Array.from({ length: 25_000 }, (_, i) => ({
+          index: i + 1,
+          timeMs: 1,
+          command: i === 0 ? { type: 'MountSegment' as const, clientId: 'n', segment: seg('s', 1 << 30) } : { type: 'PutStart' as const, clientId: 'w', key: `k${i}`, size: 10, replicaNum: 1 },
+        })),
+      );
+      await a.close();
+      const db = new Level<string, Buffer>(t.dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+      await db.open();
+      await db.put('p-junk', Buffer.from([1])); // sorts after the first 10k-record read batch
+      await db.close();
+      await expect(MasterState.open(t.dir)).rejects.toMatchObject({ code: 'STORAGE_FAILED', message: expect.stringContaining('unknown record key') });
+      // The directory is not left locked: it opens again (and fails the same way, not with "cannot open").
+      await expect(MasterState.open(t.dir)).rejects.toMatchObject({ code: 'STORAGE_FAILED', message: expect.stringContaining('unknown record key') });
+    } finally {
+      await t.cleanup();
+    }
+  });
+});
