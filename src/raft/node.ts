@@ -513,6 +513,7 @@ export class RaftNode extends EventEmitter {
         this.core.advance(rd);
         // Membership waiters settle only now: the core counts a conf entry as applied in advance().
         for (const settle of this.afterAdvance.splice(0)) settle();
+        this.catchUpTicks();
         this.startReadRound();
         this.flushProposals();
       }
@@ -787,7 +788,6 @@ export class RaftNode extends EventEmitter {
 
   private onFrame(from: NodeId, frame: unknown): void {
     if (this.stopped) return;
-    this.catchUpTicks();
     try {
       if (typeof frame !== 'object' || frame === null) throw new MooringError(ErrorCode.MALFORMED_FRAME, 'frame is not an object');
       const f = frame as Record<string, unknown>;
@@ -1017,17 +1017,22 @@ export class RaftNode extends EventEmitter {
 
   // ---------------------------------------------------------------- helpers
 
+  /**
+   * The interval only schedules the Ready loop, which ticks the core at the start of each round: socket input that
+   * arrived meanwhile (the poll phase runs before setImmediate) is stepped first. A leader starved for a while thus
+   * sees the acknowledgements waiting in its sockets before check-quorum judges it, instead of stepping down over
+   * messages it has not read yet.
+   */
   private onTick(): void {
     if (this.stopped) return;
-    this.catchUpTicks();
     this.kick();
   }
 
   /**
    * Advances the core by the ticks of monotonic time that really passed. One tick per timer callback is not
    * enough: after a pause (SIGSTOP, a long GC, a stalled VM) the interval fires once, and a leader would go on
-   * believing in a lease that expired while it was frozen. Called before any input is handled, so a resumed
-   * leader steps down (check-quorum) before it can answer a buffered read.
+   * believing in a lease that expired while it was frozen. Called at the start of every Ready round and before
+   * every ReadIndex/lease decision, so a resumed leader steps down (check-quorum) before it answers a read.
    */
   private catchUpTicks(): void {
     const now = performance.now();
