@@ -34,6 +34,7 @@ import { Level } from 'level';
 import { ErrorCode, MooringError, assert } from '../errors.js';
 import { silentLogger, type LoggerLike } from '../transport/logger.js';
 import type { ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata, Storage } from './types.js';
+import { cloneConfState as cloneConf } from './util.js';
 
 const entryPrefix = 0x65; // 'e'
 const keyHardState = Uint8Array.of(0x68); // 'h'
@@ -144,15 +145,6 @@ function decodeMeta(name: string, value: Uint8Array): unknown {
   }
 }
 
-function cloneConf(cs: ConfState): ConfState {
-  return {
-    voters: [...cs.voters],
-    learners: [...cs.learners],
-    votersOutgoing: [...cs.votersOutgoing],
-    learnersNext: [...cs.learnersNext],
-    autoLeave: cs.autoLeave,
-  };
-}
 
 function cloneSnapMeta(m: SnapshotMetadata): SnapshotMetadata {
   return { index: m.index, term: m.term, confState: cloneConf(m.confState) };

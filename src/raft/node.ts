@@ -31,6 +31,7 @@ import { silentLogger, type LoggerLike } from '../transport/logger.js';
 import type { PeerAddress, PeerTransport } from '../transport/types.js';
 import { RaftCore } from './core.js';
 import { decodeConfChange } from './confchange.js';
+import { cloneConfState as cloneConf } from './util.js';
 import { validateMessage } from './validate.js';
 import type { LogStore } from './log-store.js';
 import type { AppliedCommand, RaftStateMachine } from './state-machine.js';
@@ -1192,15 +1193,6 @@ function decodeCommandBatch(e: Entry): Uint8Array[] {
   return parts as Uint8Array[];
 }
 
-function cloneConf(cs: ConfState): ConfState {
-  return {
-    voters: [...cs.voters],
-    learners: [...cs.learners],
-    votersOutgoing: [...cs.votersOutgoing],
-    learnersNext: [...cs.learnersNext],
-    autoLeave: cs.autoLeave,
-  };
-}
 
 function bytesKey(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
