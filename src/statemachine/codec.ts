@@ -102,6 +102,11 @@ export function decodeObject(key: string, buf: Uint8Array, intern?: (s: string) 
  * after it) a large part of a 1M-object restore. Returns null on anything else, and decodeObject then uses
  * msgpackr itself, so the two always agree.
  */
+/** Buffer's own utf8 decoder binding, without toString's argument handling (not in @types/node). */
+export function utf8(b: Buffer, start: number, end: number): string {
+  return (b as unknown as { utf8Slice(start: number, end: number): string }).utf8Slice(start, end);
+}
+
 class Mini {
   pos = 0;
   ok = true;
@@ -157,8 +162,7 @@ class Mini {
       this.ok = false;
       return '';
     }
-    // utf8Slice: Buffer's own binding, without toString's argument handling (not in @types/node).
-    const out = (this.b as unknown as { utf8Slice(start: number, end: number): string }).utf8Slice(this.pos, end);
+    const out = utf8(this.b, this.pos, end);
     this.pos = end;
     return intern === undefined ? out : intern(out);
   }
@@ -295,6 +299,16 @@ export class StateLoader {
   private readonly clients: Array<[ClientRecord, Map<number, Result>]> = [];
   /** [clientId, slot, seq, reply] */
   private readonly replies: Array<[string, number, number, Result]> = [];
+
+  /**
+   * add() with the key as raw utf8 bytes: an object's key is decoded once, without its prefix, into a flat
+   * string (key.slice(1) of a decoded key keeps the whole prefixed string alive behind each object's key).
+   */
+  addRaw(key: Uint8Array, value: Uint8Array): void {
+    const k = Buffer.isBuffer(key) ? key : Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+    if (k[0] === 0x6f /* o */) this.objects.push(decodeObject(utf8(k, 1, k.length), value, this.intern));
+    else this.add(utf8(k, 0, k.length), value);
+  }
 
   add(key: string, value: Uint8Array): void {
     switch (key.charCodeAt(0)) {

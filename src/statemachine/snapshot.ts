@@ -92,7 +92,8 @@ export async function* encodeSnapshot(batches: AsyncIterable<ReadonlyArray<reado
 
 /**
  * Parses snapshot chunks; calls `onBatch` with each batch of records as a flat [k1, v1, k2, v2, ...] array
- * (checked: keys are strings, values bytes); throws INVALID_ARGUMENT on a bad stream.
+ * (keys are strings in version 1, raw utf8 bytes in version 2; values bytes); throws INVALID_ARGUMENT on a bad
+ * stream.
  */
 export async function decodeSnapshot(
   chunks: AsyncIterable<Uint8Array>,
@@ -129,7 +130,7 @@ export async function decodeSnapshot(
         const kl = payload.readUInt16BE(pos);
         pos += 2;
         if (pos + kl + 4 > payload.length) corrupt('truncated record');
-        const k = (payload as unknown as { utf8Slice(s: number, e: number): string }).utf8Slice(pos, pos + kl);
+        const k = payload.subarray(pos, pos + kl); // raw key bytes: see StateLoader.addRaw
         pos += kl;
         const vl = payload.readUInt32BE(pos);
         pos += 4;

@@ -48,7 +48,7 @@ const restoreBatchRecords = 20_000;
  * hooks, events or sublevels. Without those methods (another `level` backend) the public batch API is used.
  */
 interface NativeChainedBatch {
-  _put(key: string, value: Uint8Array): void;
+  _put(key: string | Uint8Array, value: Uint8Array): void;
   _del(key: string): void;
   _write(options: { sync: boolean }): Promise<void>;
 }
@@ -73,10 +73,14 @@ export class StoreBatch {
       this.native = null;
     }
   }
-  put(key: string, value: Uint8Array): void {
+  /** `key` as a string or as its utf8 bytes. */
+  put(key: string | Uint8Array, value: Uint8Array): void {
     this.count++;
     if (this.native !== null) this.native._put(key, value);
-    else this.ops.push({ type: 'put', key, value: Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength) });
+    else {
+      const k = typeof key === 'string' ? key : Buffer.from(key).toString('utf8');
+      this.ops.push({ type: 'put', key: k, value: Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength) });
+    }
   }
   del(key: string): void {
     this.count++;
@@ -116,14 +120,14 @@ export class StateStore {
     const loader = new StateLoader();
     // Whole iterator batches, not records(): an async generator costs a promise round trip per record. The next
     // batch is read (LevelDB's thread) while this one is decoded (this thread).
-    const it = this.db.iterator();
+    const it = this.db.iterator<Buffer, Buffer>({ keyEncoding: 'buffer', valueEncoding: 'buffer' });
     let next = it.nextv(loadBatchRecords);
     try {
       for (;;) {
         const batch = await next;
         if (batch.length === 0) break;
         next = it.nextv(loadBatchRecords);
-        for (const [k, v] of batch) loader.add(k, v);
+        for (const [k, v] of batch) loader.addRaw(k, v);
       }
     } finally {
       next.catch(() => undefined); // a bad record stopped the load: the read ahead is not wanted
@@ -245,10 +249,15 @@ export class StateStore {
     };
     await records(async (flat) => {
       for (let i = 0; i < flat.length; i += 2) {
-        const k = flat[i] as string;
+        const k = flat[i]!;
         const v = flat[i + 1] as Uint8Array;
-        if (k === restoringKey) continue;
-        loader.add(k, v);
+        if (typeof k === 'string') {
+          if (k === restoringKey) continue;
+          loader.add(k, v);
+        } else {
+          if (k[0] === 0x6d /* m */ && Buffer.from(k.buffer, k.byteOffset, k.byteLength).toString('utf8') === restoringKey) continue;
+          loader.addRaw(k, v);
+        }
         b.put(k, v);
       }
       if (b.count >= restoreBatchRecords) await startWrite();
