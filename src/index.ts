@@ -57,3 +57,8 @@ export type { MemberInfo, PingReply } from './master/rpc-methods.js';
 
 // A small replicated KV store on the same Raft node (tests, benchmarks, examples)
 export { KvStateMachine, encodeKvCommand } from './kvstore/kv-state-machine.js';
+
+// The store: put/get/remove = master metadata + engine bytes (the engine is loaded lazily when a StoreClient starts)
+export { StoreClient } from './store/index.js';
+export type { StoreClientOptions, PutResult, BatchItemResult, StoreStats } from './store/index.js';
+export type { PutOptions as StorePutOptions } from './store/index.js';
