@@ -6,7 +6,7 @@
  * API (for the master layer):
  *   static open(dir, options?): Promise<MasterState>          open (or create) the store and load it
  *   appliedIndex: number                                       last entry applied (and stored)
- *   applyBatch(entries: ApplyEntry[]): Promise<Result[]>       apply committed entries in order; one LevelDB batch
+ *   applyBatch(entries, {waitForWrite?}): Promise<Result[]>   apply committed entries in order; one LevelDB batch
  *   applyNoop(index): Promise<void>                            advance the index for entries without a command
  *   flush(): Promise<void>                                     sync write: call BEFORE compacting the Raft log
  *   getReplicaList(key, nowMs, leases?) / batchGetReplicaList  queries from memory (grant leases on the leader)
@@ -130,9 +130,15 @@ export class MasterState implements StateView {
   /**
    * Apply committed entries in order (indexes strictly increasing, above appliedIndex) and persist them, with
    * the new applied index, in one LevelDB batch. Resolves with one Result per entry once written.
+   *
+   * With `{ waitForWrite: false }` it resolves as soon as the entries are applied in memory; the write is queued
+   * behind the earlier ones (a later write takes every change made so far, so queued writes coalesce). That is
+   * safe because the Raft log, not this store, is the durable source (see store.ts): a failed write makes every
+   * later call reject, and flush() still waits for all of them. It lets a driver apply the next entries while
+   * LevelDB writes the last ones instead of waiting for each write.
    */
   // async: a closed or broken state rejects; the synchronous part (check + apply) still runs in call order.
-  async applyBatch(entries: readonly ApplyEntry[]): Promise<Result[]> {
+  async applyBatch(entries: readonly ApplyEntry[], options: { waitForWrite?: boolean } = {}): Promise<Result[]> {
     this.check();
     let results: Result[];
     try {
@@ -142,7 +148,12 @@ export class MasterState implements StateView {
       this.broken = e;
       throw e;
     }
-    return this.enqueue(() => this.store.writeChanges(this.core, false)).then(() => results);
+    const written = this.enqueue(() => this.store.writeChanges(this.core, false));
+    if (options.waitForWrite === false) {
+      written.catch(() => undefined); // recorded in `broken` by enqueue: the next call reports it
+      return results;
+    }
+    return written.then(() => results);
   }
 
   async applyNoop(index: number): Promise<void> {

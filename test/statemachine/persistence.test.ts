@@ -156,3 +156,36 @@ describe('loading a damaged store', () => {
     }
   });
 });
+
+describe('applyBatch without waiting for the write', () => {
+  it('resolves after the in-memory apply; flush waits for every queued write; the store reopens to the same state', async () => {
+    const t = await tempDir();
+    try {
+      const a = await MasterState.open(t.dir);
+      let index = 0;
+      await a.applyBatch([{ index: ++index, timeMs: 1, command: { type: 'MountSegment', clientId: 'n', segment: seg('s', 1 << 24) } }]);
+      const pending: Array<Promise<unknown>> = [];
+      for (let b = 0; b < 20; b++) {
+        const entries = Array.from({ length: 10 }, (_, i) => ({
+          index: ++index,
+          timeMs: 2,
+          command: { type: 'PutStart' as const, clientId: `w${i % 3}`, seq: b * 10 + i + 1, key: `k${b}-${i}`, size: 10, replicaNum: 1 },
+        }));
+        const results = await a.applyBatch(entries, { waitForWrite: false });
+        expect(results.every((r) => r.ok)).toBe(true);
+        expect(a.appliedIndex).toBe(index); // applied in memory already
+        if (b % 2 === 0) pending.push(new Promise((r) => setImmediate(r)));
+      }
+      await Promise.all(pending);
+      await a.flush();
+      const hash = a.stateHash();
+      await a.close();
+      const b = await MasterState.open(t.dir);
+      expect(b.appliedIndex).toBe(index);
+      expect(b.stateHash()).toBe(hash);
+      await b.close();
+    } finally {
+      await t.cleanup();
+    }
+  });
+});
