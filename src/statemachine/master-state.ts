@@ -216,7 +216,7 @@ export class MasterState implements StateView {
    */
   createSnapshot(): AsyncIterable<Uint8Array> {
     this.check();
-    const records = this.enqueue(async () => this.store.rawRecords());
+    const records = this.enqueue(async () => this.store.recordBatches());
     return {
       [Symbol.asyncIterator]: () => {
         const gen = (async function* () {

@@ -5,7 +5,7 @@
  * `{count, sha256}` which lets restore reject a truncated or damaged stream before it is used.
  *
  * Version 2 (written now): a record frame is the byte 0x01 then records `[u16 key bytes][utf8 key][u32 value
- * bytes][value]`, copied straight from the store (no msgpack, keys never decoded), and sha256 covers every record
+ * bytes][value]`, copied from the store records (no msgpack), and sha256 covers every record
  * frame's payload, one hash update per ~256 KiB frame. Version 1 (still read): a record frame is a msgpack
  * array `[k1, v1, k2, v2, ...]` and sha256 covers each key, a NUL and each value.
  */
@@ -28,8 +28,11 @@ function corrupt(message: string): never {
   throw new MooringError(ErrorCode.INVALID_ARGUMENT, `snapshot stream: ${message}`);
 }
 
-/** Turns batches of store records (keys as raw utf8 bytes) into snapshot chunks. */
-export async function* encodeSnapshot(batches: AsyncIterable<ReadonlyArray<readonly [Uint8Array, Uint8Array]>>): AsyncGenerator<Uint8Array> {
+/**
+ * Turns batches of store records into snapshot chunks. Keys come as strings (written as utf8 here): reading them
+ * from LevelDB as strings is cheaper than as Buffers (each Buffer is a separate backing store to collect).
+ */
+export async function* encodeSnapshot(batches: AsyncIterable<ReadonlyArray<readonly [string, Uint8Array]>>): AsyncGenerator<Uint8Array> {
   const hash = createHash('sha256');
   let count = 0;
   let pending: Buffer[] = [];
@@ -64,8 +67,8 @@ export async function* encodeSnapshot(batches: AsyncIterable<ReadonlyArray<reado
   };
   for await (const batch of batches) {
     for (const [k, v] of batch) {
-      if (k.length > maxRecordKeyBytes) throw new MooringError(ErrorCode.STORAGE_FAILED, `store key of ${k.length} bytes`);
-      const need = 6 + k.length + v.length;
+      // A JS string of n UTF-16 units takes at most 3n utf8 bytes.
+      const need = 6 + 3 * k.length + v.length;
       if (pos + need > frame.length) {
         flush();
         if (1 + need > frame.length) {
@@ -73,9 +76,10 @@ export async function* encodeSnapshot(batches: AsyncIterable<ReadonlyArray<reado
           frame[0] = rawRecordsTag;
         }
       }
-      frame.writeUInt16BE(k.length, pos);
-      frame.set(k, pos + 2);
-      pos += 2 + k.length;
+      const kl = (frame as unknown as { utf8Write(s: string, offset: number): number }).utf8Write(k, pos + 2);
+      if (kl > maxRecordKeyBytes) throw new MooringError(ErrorCode.STORAGE_FAILED, `store key of ${kl} bytes`);
+      frame.writeUInt16BE(kl, pos);
+      pos += 2 + kl;
       frame.writeUInt32BE(v.length, pos);
       frame.set(v, pos + 4);
       pos += 4 + v.length;

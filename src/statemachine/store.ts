@@ -157,19 +157,16 @@ export class StateStore {
     };
   }
 
-  /**
-   * Same as records(), keys as raw utf8 bytes (what a snapshot copies without decoding them), in batches (one
-   * promise per batch, not per record).
-   */
-  rawRecords(): AsyncIterable<Array<[Buffer, Buffer]>> {
-    const it = this.db.iterator<Buffer, Buffer>({ keyEncoding: 'buffer', valueEncoding: 'buffer' });
+  /** Same as records(), in batches (one promise per batch, not per record): what a snapshot copies. */
+  recordBatches(): AsyncIterable<Array<[string, Buffer]>> {
+    const it = this.db.iterator();
     return {
       async *[Symbol.asyncIterator]() {
         try {
           for (;;) {
             const batch = await it.nextv(iteratorBatchSize);
             if (batch.length === 0) return;
-            yield batch as Array<[Buffer, Buffer]>;
+            yield batch as Array<[string, Buffer]>;
           }
         } finally {
           await it.close();
