@@ -120,14 +120,14 @@ export class StateStore {
     const loader = new StateLoader();
     // Whole iterator batches, not records(): an async generator costs a promise round trip per record. The next
     // batch is read (LevelDB's thread) while this one is decoded (this thread).
-    const it = this.db.iterator<Buffer, Buffer>({ keyEncoding: 'buffer', valueEncoding: 'buffer' });
+    const it = this.db.iterator();
     let next = it.nextv(loadBatchRecords);
     try {
       for (;;) {
         const batch = await next;
         if (batch.length === 0) break;
         next = it.nextv(loadBatchRecords);
-        for (const [k, v] of batch) loader.addRaw(k, v);
+        for (const [k, v] of batch) loader.add(k, v);
       }
     } finally {
       next.catch(() => undefined); // a bad record stopped the load: the read ahead is not wanted
