@@ -6,13 +6,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { KvClient } from '../../src/kvstore/client.js';
 import type { KvServerConfig, KvStatus } from '../../src/kvstore/server.js';
+import { freePorts } from '../../src/testing/ports.js';
 
 export const nodeReadyTimeoutMs = 20_000;
 export const nodeExitTimeoutMs = 15_000;
@@ -35,23 +35,7 @@ export function serverMainPath(): string {
 }
 
 /** Ports that were free a moment ago (all bound at once, so they are distinct). */
-export async function freePorts(n: number): Promise<number[]> {
-  const servers: net.Server[] = [];
-  try {
-    const ports: number[] = [];
-    for (let i = 0; i < n; i++) {
-      const s = net.createServer();
-      servers.push(s);
-      ports.push(await new Promise<number>((resolve, reject) => {
-        s.once('error', reject);
-        s.listen(0, '127.0.0.1', () => resolve((s.address() as net.AddressInfo).port));
-      }));
-    }
-    return ports;
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((r) => s.close(() => r(undefined)))));
-  }
-}
+export { freePorts };
 
 export interface KvNode {
   id: string;

@@ -37,3 +37,4 @@ export type { FaultKind, ScheduleArbOptions } from './arbitraries.js';
 export { TraceHasher } from './trace-hash.js';
 export { createDefaultCore, newSimStorage } from './raft-adapter.js';
 export type { SimCore, SimStorage } from './raft-adapter.js';
+export { freePorts } from './ports.js';

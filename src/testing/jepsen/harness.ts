@@ -6,12 +6,12 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MasterClient } from '../../master/client.js';
 import { FaultProxy, type ProxyMode } from './proxy.js';
+import { freePorts } from '../ports.js';
 
 /** A child must print its ready line within this long. */
 export const childReadyTimeoutMs = 30_000;
@@ -54,21 +54,7 @@ export function snapshotDist(dir: string): { distRoot: string; env: Record<strin
   return { distRoot, env };
 }
 
-export async function freePorts(count: number): Promise<number[]> {
-  const servers: net.Server[] = [];
-  const ports: number[] = [];
-  for (let i = 0; i < count; i++) {
-    const s = net.createServer();
-    await new Promise<void>((resolve, reject) => {
-      s.once('error', reject);
-      s.listen(0, '127.0.0.1', () => resolve());
-    });
-    servers.push(s);
-    ports.push((s.address() as net.AddressInfo).port);
-  }
-  await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
-  return ports;
-}
+export { freePorts };
 
 export type ProcState = 'up' | 'stopped' | 'down';
 
