@@ -80,14 +80,20 @@ function tmp(): string {
   return d;
 }
 
+const ids = ['a', 'b', 'c'];
+
+/** Three members on one in-memory network, each with its own LevelDB dirs; resolves once a leader is elected. */
+async function threeNodes(extra: Partial<Parameters<typeof RaftNode.start>[0]> = {}): Promise<{ net: MemoryNetwork; root: string; members: Member[]; leader: Member }> {
+  const net = new MemoryNetwork();
+  const root = tmp();
+  const members = await Promise.all(ids.map((id) => startMember(net, root, id, ids, ids, extra)));
+  await waitUntil(() => leaderOf(members) !== undefined);
+  return { net, root, members, leader: leaderOf(members)! };
+}
+
 describe('RaftNode (in-process, real LevelDB)', () => {
   it('elects a leader, replicates writes to every state machine, and serves linearizable reads', async () => {
-    const net = new MemoryNetwork();
-    const root = tmp();
-    const ids = ['a', 'b', 'c'];
-    const members = await Promise.all(ids.map((id) => startMember(net, root, id, ids, ids)));
-    await waitUntil(() => leaderOf(members) !== undefined);
-    const leader = leaderOf(members)!;
+    const { members, leader } = await threeNodes();
     const results = await Promise.all(Array.from({ length: 200 }, (_, i) => put(leader, `k${i}`, `v${i}`)));
     expect(results.every((r) => (r as { ok: boolean }).ok)).toBe(true);
     await leader.node.read();
@@ -102,12 +108,7 @@ describe('RaftNode (in-process, real LevelDB)', () => {
   });
 
   it('batches concurrent proposals into shared entries and returns each caller its own result', async () => {
-    const net = new MemoryNetwork();
-    const root = tmp();
-    const ids = ['a', 'b', 'c'];
-    const members = await Promise.all(ids.map((id) => startMember(net, root, id, ids, ids)));
-    await waitUntil(() => leaderOf(members) !== undefined);
-    const leader = leaderOf(members)!;
+    const { members, leader } = await threeNodes();
     const before = leader.log.lastIndex();
     // 100 puts to one key in one turn: applied in call order, so put i sees put i-1's value as `prev`.
     const results = (await Promise.all(Array.from({ length: 100 }, (_, i) => put(leader, 'x', `v${i}`)))) as { prev: string | null }[];
@@ -117,12 +118,7 @@ describe('RaftNode (in-process, real LevelDB)', () => {
   });
 
   it('counts the time the process was frozen: an isolated leader serves no lease read after a pause', async () => {
-    const net = new MemoryNetwork();
-    const root = tmp();
-    const ids = ['a', 'b', 'c'];
-    const members = await Promise.all(ids.map((id) => startMember(net, root, id, ids, ids, { readMode: 'lease' })));
-    await waitUntil(() => leaderOf(members) !== undefined);
-    const leader = leaderOf(members)!;
+    const { net, leader } = await threeNodes({ readMode: 'lease' });
     await put(leader, 'k', 'v');
     await leader.node.read(); // holds a lease now
     net.isolate(leader.id);
@@ -135,12 +131,7 @@ describe('RaftNode (in-process, real LevelDB)', () => {
   });
 
   it('applies a retried write once (exactly-once by clientId/seq)', async () => {
-    const net = new MemoryNetwork();
-    const root = tmp();
-    const ids = ['a', 'b', 'c'];
-    const members = await Promise.all(ids.map((id) => startMember(net, root, id, ids, ids)));
-    await waitUntil(() => leaderOf(members) !== undefined);
-    const leader = leaderOf(members)!;
+    const { members, leader } = await threeNodes();
     const first = await put(leader, 'k', 'v1', 'client-1', 1);
     await put(leader, 'k', 'v2', 'client-2', 1);
     const retry = await put(leader, 'k', 'v1', 'client-1', 1);
@@ -150,7 +141,6 @@ describe('RaftNode (in-process, real LevelDB)', () => {
 
   it('keeps every acknowledged write across a full-cluster restart from the same directories', async () => {
     const root = tmp();
-    const ids = ['a', 'b', 'c'];
     let net = new MemoryNetwork();
     let members = await Promise.all(ids.map((id) => startMember(net, root, id, ids, ids, { snapshotEveryEntries: 50, snapshotKeepEntries: 10 })));
     await waitUntil(() => leaderOf(members) !== undefined);
@@ -168,12 +158,8 @@ describe('RaftNode (in-process, real LevelDB)', () => {
   });
 
   it('catches up a far-behind follower with a streamed snapshot', async () => {
-    const net = new MemoryNetwork();
-    const root = tmp();
-    const ids = ['a', 'b', 'c'];
     const opts = { snapshotEveryEntries: 40, snapshotKeepEntries: 5 };
-    const members = await Promise.all(ids.map((id) => startMember(net, root, id, ids, ids, opts)));
-    await waitUntil(() => leaderOf(members) !== undefined);
+    const { net, root, members } = await threeNodes(opts);
     const leader = leaderOf(members)!;
     const lagging = members.find((m) => m !== leader)!;
     const lagIndex = running.indexOf(lagging);
@@ -190,12 +176,7 @@ describe('RaftNode (in-process, real LevelDB)', () => {
   });
 
   it('transfers leadership on request and on a graceful stop', async () => {
-    const net = new MemoryNetwork();
-    const root = tmp();
-    const ids = ['a', 'b', 'c'];
-    const members = await Promise.all(ids.map((id) => startMember(net, root, id, ids, ids)));
-    await waitUntil(() => leaderOf(members) !== undefined);
-    const leader = leaderOf(members)!;
+    const { members, leader } = await threeNodes();
     const target = members.find((m) => m !== leader)!;
     await put(leader, 'k', 'v');
     await leader.node.transferLeadership(target.id);
@@ -210,12 +191,9 @@ describe('RaftNode (in-process, real LevelDB)', () => {
   });
 
   it('adds a new member as a learner, promotes it, and removes a dead one', async () => {
-    const net = new MemoryNetwork();
-    const root = tmp();
-    const ids = ['a', 'b', 'c'];
-    const members = await Promise.all(ids.map((id) => startMember(net, root, id, ids, [...ids])));
-    await waitUntil(() => leaderOf(members) !== undefined);
-    let leader = leaderOf(members)!;
+    const cluster = await threeNodes();
+    const { net, root, members } = cluster;
+    let leader = cluster.leader;
     for (let i = 0; i < 20; i++) await put(leader, `k${i}`, `v${i}`);
     // "c" (not the leader) dies for good; "d" replaces it.
     const dead = members.find((m) => m !== leader)!;
