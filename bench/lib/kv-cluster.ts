@@ -9,23 +9,17 @@ import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, 
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { KvClient } from '../../src/kvstore/client.js';
 import type { KvServerConfig, KvStatus } from '../../src/kvstore/server.js';
 import { freePorts } from '../../src/testing/ports.js';
+import { repoRoot as checkoutRoot } from '../../src/util/repo-root.js';
 
 export const nodeReadyTimeoutMs = 20_000;
 export const nodeExitTimeoutMs = 15_000;
 
-/** The repository root (where package.json is), whether this file runs from bench/lib or dist/bench/lib. */
+/** The checkout root, from this file's own location. */
 export function repoRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(path.join(dir, 'package.json'))) {
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error('package.json not found above ' + fileURLToPath(import.meta.url));
-    dir = up;
-  }
-  return dir;
+  return checkoutRoot(import.meta.url);
 }
 
 export function serverMainPath(): string {

@@ -10,11 +10,11 @@ import { Command, Option } from 'commander';
 import { ConfigError, loadConfig, type MasterConfig } from '../master/config.js';
 import { MasterNode } from '../master/master-node.js';
 import { printError } from './format.js';
+import { watchParent } from '../util/parent.js';
 
 /** How often the node's readiness is checked until the one "ready" line is logged. */
 const readyPollIntervalMs = 50;
 /** How often a child started with --exit-with-parent checks that its parent is still there. */
-const parentCheckIntervalMs = 500;
 export const exitConfigError = 2;
 export const exitStorageFailure = 70;
 
@@ -119,10 +119,9 @@ async function runMaster(flags: MasterFlags): Promise<void> {
   process.on('SIGTERM', () => stopGracefully('SIGTERM'));
   process.on('SIGINT', () => stopGracefully('SIGINT'));
   if (flags.exitWithParent === true) {
-    const parent = process.ppid;
-    setInterval(() => {
-      if (process.ppid !== parent && stopRequested === null) stopGracefully('parent exited');
-    }, parentCheckIntervalMs).unref();
+    watchParent(() => {
+      if (stopRequested === null) stopGracefully('parent exited');
+    });
   }
 
   try {

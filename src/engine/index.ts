@@ -3,7 +3,7 @@
 // not built; import it lazily (`await import('mooring/engine')`) where the control plane must run without it.
 import { ErrorCode, MooringError, isErrorCode } from '../errors.js';
 import { loadAddon } from './native.js';
-import type { NativeEngineHandle, NativeRemote, NativeResult, NativeSegment } from './native.js';
+import type { NativeEngineHandle, NativeInfo, NativeRemote, NativeResult, NativeSegment } from './native.js';
 
 const addon = loadAddon();
 
@@ -111,19 +111,8 @@ export interface EngineOptions {
   onWarning?: (message: string) => void;
 }
 
-export interface EngineInfo {
-  endpoint: string;
-  hostId: string;
-  pid: number;
-  ioUringCompiled: boolean;
-  ioUringActive: boolean;
-  rdmaCompiled: boolean;
-  rdmaActive: boolean;
-  rdmaReason: string;
-  diskBackend: string;
-  segments: number;
-  shmAttachments: number;
-}
+/** What the engine reports about itself (the native report less its queued warnings). */
+export type EngineInfo = Omit<NativeInfo, 'warnings'>;
 
 function wrapNativeError(e: unknown): MooringError {
   if (e instanceof MooringError) return e;

@@ -7,6 +7,7 @@
  *        [--disk PATH --disk-bytes N] [--zone Z] [--client-id ID] [--cluster-id C] [--slot-bytes N]
  */
 import { StoreClient } from './store-client.js';
+import { watchParent } from '../util/parent.js';
 
 /** How long a starting storage node keeps trying to mount with the masters, and the pause between tries. */
 const startupTimeoutMs = 60_000;
@@ -33,13 +34,9 @@ function int(m: Map<string, string>, k: string, d: number): number {
   return n;
 }
 
-/** With MOORING_EXIT_WITH_PARENT=1 (test harnesses), exit when the parent process is gone (we got re-parented). */
+/** With MOORING_EXIT_WITH_PARENT=1 (test harnesses), exit when the parent process is gone. */
 function exitWithParent(): void {
-  if (process.env.MOORING_EXIT_WITH_PARENT !== '1') return;
-  const parent = process.ppid;
-  setInterval(() => {
-    if (process.ppid !== parent) process.exit(0);
-  }, 500).unref();
+  if (process.env.MOORING_EXIT_WITH_PARENT === '1') watchParent(() => process.exit(0));
 }
 
 async function main(): Promise<void> {

@@ -8,24 +8,18 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { MasterClient } from '../../master/client.js';
 import { FaultProxy, type ProxyMode } from './proxy.js';
 import { freePorts } from '../ports.js';
+import { repoRoot as checkoutRoot } from '../../util/repo-root.js';
 
 /** A child must print its ready line within this long. */
 export const childReadyTimeoutMs = 30_000;
 const stderrTailChars = 4_000;
 
+/** The checkout root, from this file's own location. */
 export function repoRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(path.join(dir, 'package.json'))) {
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error('package.json not found above ' + fileURLToPath(import.meta.url));
-    dir = up;
-  }
-  // dist/ has no package.json, so this is the checkout root in both src/ and dist/ runs.
-  return dir;
+  return checkoutRoot(import.meta.url);
 }
 
 export function distScript(rel: string, distRoot = path.join(repoRoot(), 'dist')): string {

@@ -7,14 +7,11 @@ import { parseConfig } from '../../master/config.js';
 import { MasterNode } from '../../master/master-node.js';
 import pino from 'pino';
 import { createLogger, silentLogger } from '../../master/logger.js';
+import { watchParent } from '../../util/parent.js';
 
-/** With MOORING_EXIT_WITH_PARENT=1 (test harnesses), exit when the parent process is gone (we got re-parented). */
+/** With MOORING_EXIT_WITH_PARENT=1 (test harnesses), exit when the parent process is gone. */
 function exitWithParent(): void {
-  if (process.env.MOORING_EXIT_WITH_PARENT !== '1') return;
-  const parent = process.ppid;
-  setInterval(() => {
-    if (process.ppid !== parent) process.exit(0);
-  }, 500).unref();
+  if (process.env.MOORING_EXIT_WITH_PARENT === '1') watchParent(() => process.exit(0));
 }
 
 async function main(): Promise<void> {
