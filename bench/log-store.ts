@@ -9,7 +9,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { LogStore, encodeEntry } from '../src/raft/log-store.js';
-import type { Entry } from '../src/raft/types.js';
+import type { Entry } from '../src/raft/core/types.js';
 
 const json = process.argv.includes('--json');
 const secondsArg = process.argv.indexOf('--seconds');

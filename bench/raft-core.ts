@@ -7,9 +7,9 @@
  */
 import { appendFileSync } from 'node:fs';
 import os from 'node:os';
-import { RaftCore } from '../src/raft/core.js';
-import { MemoryStorage } from '../src/raft/memory-storage.js';
-import type { Message } from '../src/raft/types.js';
+import { RaftCore } from '../src/raft/core/core.js';
+import { MemoryStorage } from '../src/raft/core/memory-storage.js';
+import type { Message } from '../src/raft/core/types.js';
 import { SeededRng } from '../src/util/rng.js';
 
 const json = process.argv.includes('--json');

@@ -11,7 +11,7 @@
 import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { ErrorCode, MooringError } from '../errors.js';
-import type { RaftConfig } from '../raft/types.js';
+import type { RaftConfig } from '../raft/core/types.js';
 
 export type ReadMode = 'lease' | 'readIndex';
 export type PlacementStrategy = 'random' | 'free-ratio-first' | 'zone-spread';

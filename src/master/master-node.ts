@@ -17,7 +17,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { ErrorCode, MooringError } from '../errors.js';
 import { LogStore } from '../raft/log-store.js';
 import { RaftNode } from '../raft/node.js';
-import type { Role } from '../raft/types.js';
+import type { Role } from '../raft/core/types.js';
 import { TcpPeerTransport } from '../transport/tcp-transport.js';
 import { RpcServer, type RpcContext } from '../transport/rpc.js';
 import type { TlsConfig as TransportTls } from '../transport/net-util.js';

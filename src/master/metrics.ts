@@ -10,7 +10,7 @@
  *   mooring_active_clients, mooring_segments, mooring_snapshots_total, plus prom-client's process_* / nodejs_*.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Role } from '../raft/types.js';
+import type { Role } from '../raft/core/types.js';
 import { isErrorCode } from '../errors.js';
 
 export const RAFT_ROLES: readonly Role[] = ['follower', 'preCandidate', 'candidate', 'leader'];

@@ -33,8 +33,8 @@ import { crc32 } from 'node:zlib';
 import { Level } from 'level';
 import { ErrorCode, MooringError, assert } from '../errors.js';
 import { silentLogger, type LoggerLike } from '../transport/logger.js';
-import type { ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata, Storage } from './types.js';
-import { cloneConfState as cloneConf } from './util.js';
+import type { ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata, Storage } from './core/types.js';
+import { cloneConfState as cloneConf } from './core/util.js';
 
 const entryPrefix = 0x65; // 'e'
 const keyHardState = Uint8Array.of(0x68); // 'h'

@@ -29,13 +29,13 @@ import { ErrorCode, MooringError, assert } from '../errors.js';
 import { SeededRng } from '../util/rng.js';
 import { silentLogger, type LoggerLike } from '../transport/logger.js';
 import type { PeerAddress, PeerTransport } from '../transport/types.js';
-import { RaftCore } from './core.js';
-import { decodeConfChange } from './confchange.js';
-import { cloneConfState as cloneConf } from './util.js';
-import { validateMessage } from './validate.js';
+import { RaftCore } from './core/core.js';
+import { decodeConfChange } from './core/confchange.js';
+import { cloneConfState as cloneConf } from './core/util.js';
+import { validateMessage } from './core/validate.js';
 import type { LogStore } from './log-store.js';
 import type { AppliedCommand, RaftStateMachine } from './state-machine.js';
-import type { ConfChange, ConfState, Entry, Message, NodeId, Ready, Role, SnapshotMetadata, Status } from './types.js';
+import type { ConfChange, ConfState, Entry, Message, NodeId, Ready, Role, SnapshotMetadata, Status } from './core/types.js';
 
 /** Normal entries carry a one-byte kind so the driver's own metadata shares the log with commands. */
 const entryKindCommand = 0x01;

@@ -8,7 +8,7 @@
  * `readMode: 'localUnsafe'` is the deliberately broken client of the negative control: it reads a node's local
  * state without ReadIndex, and the checker must catch the stale reads this produces.
  */
-import type { NodeId } from '../raft/types.js';
+import type { NodeId } from '../raft/core/types.js';
 import type { Rng } from '../util/rng.js';
 import type { KvCommand, KvReply } from './kv-machine.js';
 import type { KvInput, KvOutput, Operation } from './linearizability.js';

@@ -9,7 +9,7 @@
  *   applied indices advance one by one (or jump forward by a snapshot).
  * Violations are collected as readable strings (the run goes on, so the first one is not the only one shown).
  */
-import type { Entry, NodeId } from '../raft/types.js';
+import type { Entry, NodeId } from '../raft/core/types.js';
 
 /** Stops collecting after this many violations (the first few are what matter). */
 export const maxViolationsKept = 50;

@@ -4,7 +4,7 @@
  * delay so later messages overtake earlier ones. A cut is checked both when a message is sent and when it is due,
  * so a partition also swallows messages already in flight. All randomness comes from the injected generator.
  */
-import type { Message, NodeId } from '../raft/types.js';
+import type { Message, NodeId } from '../raft/core/types.js';
 import type { Rng } from '../util/rng.js';
 
 export interface NetworkOptions {

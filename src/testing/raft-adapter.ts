@@ -2,10 +2,10 @@
  * The simulator's view of the Raft core and its storage, and the default binding to Mooring's RaftCore and
  * MemoryStorage. Kept to one file so the simulator can drive another implementation (createCore option).
  */
-import { decodeConfChange } from '../raft/confchange.js';
-import { RaftCore } from '../raft/core.js';
-import { MemoryStorage } from '../raft/memory-storage.js';
-import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, RaftConfig, Ready, Snapshot, Status, Storage } from '../raft/types.js';
+import { decodeConfChange } from '../raft/core/confchange.js';
+import { RaftCore } from '../raft/core/core.js';
+import { MemoryStorage } from '../raft/core/memory-storage.js';
+import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, RaftConfig, Ready, Snapshot, Status, Storage } from '../raft/core/types.js';
 
 /** What the simulator calls on a Raft core (the etcd RawNode shape). */
 export interface SimCore {

@@ -3,7 +3,7 @@
  * fault heals and liveness is checked (a leader emerges and a proposal commits within `livenessBoundTicks`);
  * then clients drain and the history is checked for linearizability.
  */
-import type { ConfChangeType } from '../raft/types.js';
+import type { ConfChangeType } from '../raft/core/types.js';
 import type { ClientOptions, ReadMode } from './client-model.js';
 import { checkLinearizability, kvModel, type Counterexample } from './linearizability.js';
 import { Simulator, type SimStats, type SimulatorOptions } from './simulator.js';

@@ -12,7 +12,7 @@
  * state machine writes its applied index in the same LevelDB batch as its data). Volatile: the core, the Ready
  * being persisted, pending client requests, queued messages.
  */
-import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, RaftConfig, Ready, Role, Status } from '../raft/types.js';
+import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, RaftConfig, Ready, Role, Status } from '../raft/core/types.js';
 import { SeededRng } from '../util/rng.js';
 import { ClientPool, type ClientOptions, type ClientRequest, type ClientResponse } from './client-model.js';
 import { InvariantChecker, type LogView } from './invariants.js';

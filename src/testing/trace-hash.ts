@@ -2,7 +2,7 @@
  * An incremental 64-bit hash (two FNV-1a lanes) of every event a simulation delivers: the same seed and schedule
  * must give the same hash, which is how determinism is asserted and how a replay is known to be exact.
  */
-import type { Message } from '../raft/types.js';
+import type { Message } from '../raft/core/types.js';
 
 export class TraceHasher {
   private h1 = 0x811c9dc5;

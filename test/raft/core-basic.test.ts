@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, MooringError } from '../../src/errors.js';
-import { RaftCore } from '../../src/raft/core.js';
-import { MemoryStorage } from '../../src/raft/memory-storage.js';
+import { RaftCore } from '../../src/raft/core/core.js';
+import { MemoryStorage } from '../../src/raft/core/memory-storage.js';
 import { SeededRng } from '../../src/util/rng.js';
 import { enc, Net } from './core-harness.js';
 

@@ -6,8 +6,8 @@
  */
 import fc from 'fast-check';
 import { expect } from 'vitest';
-import { MemoryStorage } from '../../src/raft/memory-storage.js';
-import type { ConfChange } from '../../src/raft/types.js';
+import { MemoryStorage } from '../../src/raft/core/memory-storage.js';
+import type { ConfChange } from '../../src/raft/core/types.js';
 import { dec, enc, Net } from './core-harness.js';
 
 const IDS = ['a', 'b', 'c', 'd', 'e'];

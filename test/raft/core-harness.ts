@@ -3,10 +3,10 @@
  * Ready (persist, send, apply, advance) and delivers every message until nothing is left, honouring drops and
  * isolations. No timers: time is `tick()`.
  */
-import { RaftCore } from '../../src/raft/core.js';
-import { decodeConfChange } from '../../src/raft/confchange.js';
-import { MemoryStorage } from '../../src/raft/memory-storage.js';
-import type { ConfState, Entry, Message, RaftConfig, ReadState } from '../../src/raft/types.js';
+import { RaftCore } from '../../src/raft/core/core.js';
+import { decodeConfChange } from '../../src/raft/core/confchange.js';
+import { MemoryStorage } from '../../src/raft/core/memory-storage.js';
+import type { ConfState, Entry, Message, RaftConfig, ReadState } from '../../src/raft/core/types.js';
 import { SeededRng } from '../../src/util/rng.js';
 
 export interface SimNode {

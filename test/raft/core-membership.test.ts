@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, MooringError } from '../../src/errors.js';
-import { decodeConfChange } from '../../src/raft/confchange.js';
-import { MemoryStorage } from '../../src/raft/memory-storage.js';
-import type { ConfChange } from '../../src/raft/types.js';
+import { decodeConfChange } from '../../src/raft/core/confchange.js';
+import { MemoryStorage } from '../../src/raft/core/memory-storage.js';
+import type { ConfChange } from '../../src/raft/core/types.js';
 import { enc, Net } from './core-harness.js';
 
 function code(f: () => unknown): string | undefined {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, MooringError } from '../../src/errors.js';
-import { MAX_PENDING_READS } from '../../src/raft/core.js';
+import { MAX_PENDING_READS } from '../../src/raft/core/core.js';
 import { dec, enc, Net } from './core-harness.js';
 
 const ids = ['a', 'b', 'c'];

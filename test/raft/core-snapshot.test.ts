@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, MooringError } from '../../src/errors.js';
-import { MemoryStorage } from '../../src/raft/memory-storage.js';
+import { MemoryStorage } from '../../src/raft/core/memory-storage.js';
 import { enc, Net } from './core-harness.js';
 
 /** Snapshots node `id`'s state (the list of applied strings) at its applied index and compacts its log. */

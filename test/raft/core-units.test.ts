@@ -1,14 +1,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MooringError } from '../../src/errors.js';
-import { applyChange, restoreConfState } from '../../src/raft/confchange.js';
-import { RaftLog } from '../../src/raft/log.js';
-import { MemoryStorage } from '../../src/raft/memory-storage.js';
-import { Inflights, Progress } from '../../src/raft/progress.js';
-import { jointCommitted, jointVoteResult, majorityCommitted, majorityVoteResult } from '../../src/raft/quorum.js';
-import { confStateOf } from '../../src/raft/tracker.js';
-import type { ConfState, Entry } from '../../src/raft/types.js';
-import { Unstable } from '../../src/raft/unstable.js';
+import { applyChange, restoreConfState } from '../../src/raft/core/confchange.js';
+import { RaftLog } from '../../src/raft/core/log.js';
+import { MemoryStorage } from '../../src/raft/core/memory-storage.js';
+import { Inflights, Progress } from '../../src/raft/core/progress.js';
+import { jointCommitted, jointVoteResult, majorityCommitted, majorityVoteResult } from '../../src/raft/core/quorum.js';
+import { confStateOf } from '../../src/raft/core/tracker.js';
+import type { ConfState, Entry } from '../../src/raft/core/types.js';
+import { Unstable } from '../../src/raft/core/unstable.js';
 
 const ent = (index: number, term: number): Entry => ({ index, term, type: 'normal', data: new Uint8Array([index & 255]) });
 const cs = (voters: string[], extra: Partial<ConfState> = {}): ConfState => ({

@@ -2,9 +2,9 @@ import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, MooringError } from '../../src/errors.js';
-import { decodeConfChange, encodeConfChange } from '../../src/raft/confchange.js';
-import type { Message } from '../../src/raft/types.js';
-import { validateMessage } from '../../src/raft/validate.js';
+import { decodeConfChange, encodeConfChange } from '../../src/raft/core/confchange.js';
+import type { Message } from '../../src/raft/core/types.js';
+import { validateMessage } from '../../src/raft/core/validate.js';
 import { enc, Net } from './core-harness.js';
 
 const packr = new Packr({ useRecords: false });

@@ -6,7 +6,7 @@ import { Level } from 'level';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, MooringError } from '../../src/errors.js';
 import { LogStore } from '../../src/raft/log-store.js';
-import type { ConfState, Entry, SnapshotMetadata } from '../../src/raft/types.js';
+import type { ConfState, Entry, SnapshotMetadata } from '../../src/raft/core/types.js';
 
 const dirs: string[] = [];
 async function tempDir(): Promise<string> {

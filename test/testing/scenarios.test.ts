@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { checkLinearizability, kvModel, Simulator, encodeCommand, type SimulatorOptions } from '../../src/testing/index.js';
-import type { ConfChange, ConfState } from '../../src/raft/types.js';
+import type { ConfChange, ConfState } from '../../src/raft/core/types.js';
 
 /** Stops new client operations, lets running ones finish, and returns the linearizability result. */
 function drainAndCheck(sim: Simulator) {

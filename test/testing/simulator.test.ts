@@ -13,7 +13,7 @@ import {
   type Schedule,
 } from '../../src/testing/index.js';
 import { SeededRng } from '../../src/util/rng.js';
-import type { Entry, Message } from '../../src/raft/types.js';
+import type { Entry, Message } from '../../src/raft/core/types.js';
 
 const msg = (from: string, to: string, term = 1): Message => ({ type: 'heartbeat', from, to, term });
 

@@ -27,7 +27,7 @@
  * - The driver reports snapshots it streamed (reportSnapshot) and peers it could not reach (reportUnreachable);
  *   a follower in snapshot state waits for that report or for the follower's response.
  */
-import { assert, ErrorCode, MooringError } from '../errors.js';
+import { assert, ErrorCode, MooringError } from '../../errors.js';
 import {
   applyChange,
   decodeConfChange,
@@ -57,7 +57,7 @@ import type {
   Snapshot,
   Status,
 } from './types.js';
-import type { Rng } from '../util/rng.js';
+import type { Rng } from '../../util/rng.js';
 import { bytesEqual, EMPTY_BYTES, entriesSize } from './util.js';
 
 export const DEFAULT_ELECTION_TIMEOUT_TICKS = 10;

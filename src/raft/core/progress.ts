@@ -2,7 +2,7 @@
  * The leader's view of one follower: probe (one append at a time until we find the match), replicate
  * (optimistic pipelining, bounded by Inflights), snapshot (waiting for a snapshot to be installed).
  */
-import { assert } from '../errors.js';
+import { assert } from '../../errors.js';
 
 export type ProgressState = 'probe' | 'replicate' | 'snapshot';
 

@@ -2,7 +2,7 @@
  * RaftLog: the log as the core sees it — stable storage (read-only here) followed by unstable entries —
  * plus the committed / applying / applied indexes. Mirrors etcd's raftLog.
  */
-import { assert, ErrorCode, MooringError } from '../errors.js';
+import { assert, ErrorCode, MooringError } from '../../errors.js';
 import type { Entry, Snapshot, Storage } from './types.js';
 import { Unstable } from './unstable.js';
 import { limitSize } from './util.js';

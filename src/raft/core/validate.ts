@@ -4,7 +4,7 @@
  * consecutive) is refused with MooringError MALFORMED_FRAME; what passes can be given to RaftCore.step, which
  * never throws on it. The result is a fresh object holding only known fields.
  */
-import { ErrorCode, MooringError } from '../errors.js';
+import { ErrorCode, MooringError } from '../../errors.js';
 import { MAX_NODE_ID_CHARS } from './confchange.js';
 import type { ConfState, Entry, EntryType, Message, MessageType, Snapshot } from './types.js';
 

@@ -3,7 +3,7 @@
  * while handling a Ready (append, setHardState, applySnapshot); the core only reads.
  * `ents[0]` is a dummy entry holding the snapshot's index and term.
  */
-import { assert, ErrorCode, MooringError } from '../errors.js';
+import { assert, ErrorCode, MooringError } from '../../errors.js';
 import type { ConfState, Entry, HardState, Snapshot, Storage } from './types.js';
 import { cloneConfState, EMPTY_BYTES, emptyConfState, limitSize } from './util.js';
 

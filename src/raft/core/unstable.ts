@@ -2,7 +2,7 @@
  * Entries (and possibly a snapshot) the core holds in memory that the caller has not yet persisted.
  * `entries[i]` has index `offset + i`. The pending snapshot, if any, precedes all of them.
  */
-import { assert } from '../errors.js';
+import { assert } from '../../errors.js';
 import type { Entry, Snapshot } from './types.js';
 
 export class Unstable {

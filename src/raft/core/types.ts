@@ -5,7 +5,7 @@
  *
  * Nothing in the core reads a clock, calls Math.random, awaits a promise or does I/O.
  */
-import type { Rng } from '../util/rng.js';
+import type { Rng } from '../../util/rng.js';
 
 export type NodeId = string;
 

@@ -5,7 +5,7 @@
  * Also: the msgpackr encoding of a ConfChange carried in a 'confChange' entry.
  */
 import { Packr } from 'msgpackr';
-import { assert, ErrorCode, MooringError } from '../errors.js';
+import { assert, ErrorCode, MooringError } from '../../errors.js';
 import { Progress } from './progress.js';
 import { cloneTrackerConfig, isJoint, type TrackerConfig } from './tracker.js';
 import type { ConfChange, ConfChangeSingle, ConfState, NodeId } from './types.js';
