@@ -11,8 +11,8 @@ export type { Rng } from './util/rng.js';
 export * from './raft/index.js';
 export { LogStore } from './raft/log-store.js';
 export type { LogStoreOptions, LogRecoveryReport, SaveBatch, SaveOptions } from './raft/log-store.js';
-export { RaftNode } from './raft/node.js';
-export type { RaftNodeOptions } from './raft/node.js';
+export { RaftNode } from './raft/node/index.js';
+export type { RaftNodeOptions } from './raft/node/index.js';
 export type { RaftStateMachine, AppliedCommand } from './raft/state-machine.js';
 
 // Transport

@@ -18,7 +18,7 @@
 import path from 'node:path';
 import { ErrorCode, MooringError } from '../errors.js';
 import { LogStore } from '../raft/log-store.js';
-import { RaftNode } from '../raft/node.js';
+import { RaftNode } from '../raft/node/index.js';
 import type { ConfState, NodeId } from '../raft/core/types.js';
 import { RpcServer } from '../transport/rpc.js';
 import { TcpPeerTransport } from '../transport/tcp-transport.js';

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { timingSafeEqual } from 'node:crypto';
 import { ErrorCode, MooringError } from '../errors.js';
 import { LogStore } from '../raft/log-store.js';
-import { RaftNode } from '../raft/node.js';
+import { RaftNode } from '../raft/node/index.js';
 import type { Role } from '../raft/core/types.js';
 import { TcpPeerTransport } from '../transport/tcp-transport.js';
 import { RpcServer, type RpcContext } from '../transport/rpc.js';

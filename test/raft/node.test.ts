@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, MooringError } from '../../src/errors.js';
 import { LogStore } from '../../src/raft/log-store.js';
-import { RaftNode } from '../../src/raft/node.js';
+import { RaftNode } from '../../src/raft/node/index.js';
 import { MemoryNetwork } from '../../src/transport/memory-transport.js';
 import { KvStateMachine, encodeKvCommand } from '../../src/kvstore/kv-state-machine.js';
 

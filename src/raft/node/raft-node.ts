@@ -1,0 +1,335 @@
+/**
+ * RaftNode: the driver that gives the pure RaftCore a clock, a disk and a network.
+ *
+ * - Timers call `core.tick()` every `tickMs` (ready-loop.ts; time comes from the injected Clock).
+ * - One Ready loop, strictly serialized (ready-loop.ts): persist through the LogStorage in one synced batch per
+ *   round (group commit), replicate, apply (apply.ts), serve reads (reads.ts), `advance()`.
+ * - `propose()` resolves with the state machine's result once the entry is applied, and rejects with
+ *   NOT_LEADER (leader hint), QUEUE_FULL, PROPOSAL_DROPPED (definitely not applied) or TIMEOUT (unknown)
+ *   (proposals.ts, envelope.ts).
+ * - `read()` resolves when a linearizable read may be served from the state machine (ReadIndex or lease, as the
+ *   core is configured); concurrent reads share one ReadIndex round.
+ * - Snapshots: every `snapshotEveryEntries` applied entries the state machine is flushed and the log compacted.
+ *   A follower that needs compacted entries gets a fresh image streamed in chunks (snapshot-send.ts); it stages
+ *   them through the SnapshotStore and installs them only once the core accepts the snapshot
+ *   (snapshot-receive.ts).
+ * - A failed durable write stops the node (crash-stop): it never continues with a log it could not persist.
+ *
+ * Restart model (as etcd): the core restarts at the snapshot index; committed entries after it are delivered
+ * again; membership changes among them are re-applied to the core, and commands the state machine already holds
+ * (index ≤ its appliedIndex) are skipped.
+ *
+ * Effects are injected (clock, log storage, snapshot staging, address-book store, transport); the files of this
+ * folder never touch timers, clocks or the file system directly (test/raft/driver-effects.test.ts checks it).
+ */
+import { EventEmitter } from 'node:events';
+import path from 'node:path';
+import { ErrorCode, MooringError } from '../../errors.js';
+import { SeededRng } from '../../util/rng.js';
+import { silentLogger, type LoggerLike } from '../../transport/logger.js';
+import type { PeerAddress, PeerTransport } from '../../transport/types.js';
+import { RaftCore } from '../core/core.js';
+import type { ConfChange, ConfState, NodeId, Role, Status } from '../core/types.js';
+import type { RaftStateMachine } from '../state-machine.js';
+import { FilePeerBookStore } from '../effects/file-peer-book-store.js';
+import { FileSnapshotStore } from '../effects/file-snapshot-store.js';
+import { systemClock } from '../effects/system-clock.js';
+import { Applier } from './apply.js';
+import type { Clock } from './clock.js';
+import { NodeContext, type NodeEffects, type NodeSettings } from './context.js';
+import type { LogStorage } from './log-storage.js';
+import { learnerCatchUpTimeoutMs, Membership } from './membership.js';
+import { PeerBook } from './peer-book.js';
+import type { PeerBookStore } from './peer-book-store.js';
+import { Proposals } from './proposals.js';
+import { ReadQueue } from './reads.js';
+import { ReadyLoop } from './ready-loop.js';
+import { SnapshotReceiver } from './snapshot-receive.js';
+import { SnapshotSender } from './snapshot-send.js';
+import type { SnapshotStore } from './snapshot-store.js';
+
+export const defaultTickMs = 25;
+export const defaultProposalTimeoutMs = 5_000;
+export const defaultReadTimeoutMs = 5_000;
+export const defaultMaxPendingProposals = 65_536;
+export const defaultMaxPendingReads = 65_536;
+export const defaultSnapshotEveryEntries = 10_000;
+/** Entries kept behind a local snapshot so a briefly lagging follower is caught up from the log, not a snapshot. */
+export const defaultSnapshotKeepEntries = 2_000;
+
+export interface RaftNodeOptions {
+  id: NodeId;
+  /**
+   * Where the production adapters keep peers.json and staged snapshots (the LogStorage and state machine have
+   * their own dirs). Not needed when `snapshotStore` and `peerBookStore` are given.
+   */
+  dataDir?: string;
+  storage: LogStorage;
+  transport: PeerTransport;
+  stateMachine: RaftStateMachine;
+  /** Monotonic time and timers; the process's clock by default. */
+  clock?: Clock;
+  /** Staging of inbound snapshots; files under dataDir/snapshots by default. */
+  snapshotStore?: SnapshotStore;
+  /** Persistence of the address book; dataDir/peers.json by default. */
+  peerBookStore?: PeerBookStore;
+  /** Addresses of the initial members (and any known peers). Persisted; later changes come through the log. */
+  peers: PeerAddress[];
+  /** Initial voters for a brand-new cluster (ignored once the log has any state). Omit to join an existing one. */
+  bootstrapVoters?: NodeId[];
+  seed?: number;
+  tickMs?: number;
+  electionTimeoutTicks?: number;
+  heartbeatIntervalTicks?: number;
+  preVote?: boolean;
+  checkQuorum?: boolean;
+  readMode?: 'lease' | 'readIndex';
+  maxEntriesPerAppend?: number;
+  maxBytesPerAppend?: number;
+  maxInflightAppends?: number;
+  proposalTimeoutMs?: number;
+  readTimeoutMs?: number;
+  maxPendingProposals?: number;
+  maxPendingReads?: number;
+  snapshotEveryEntries?: number;
+  snapshotKeepEntries?: number;
+  logger?: LoggerLike;
+}
+
+export interface RaftNodeEvents {
+  leaderChange: (leader: NodeId | null, term: number) => void;
+  roleChange: (role: Role) => void;
+  applied: (index: number) => void;
+  fatal: (err: Error) => void;
+}
+
+export class RaftNode extends EventEmitter {
+  readonly id: NodeId;
+  private readonly ctx: NodeContext;
+  private readonly loop: ReadyLoop;
+  private readonly proposals: Proposals;
+  private readonly reads: ReadQueue;
+  private readonly applier: Applier;
+  private readonly membership: Membership;
+  private readonly peers: PeerBook;
+  private readonly sender: SnapshotSender;
+  private readonly receiver: SnapshotReceiver;
+
+  private constructor(core: RaftCore, fx: NodeEffects, settings: NodeSettings, opts: RaftNodeOptions) {
+    super();
+    this.id = opts.id;
+    if (!(settings.tickMs > 0)) throw new MooringError(ErrorCode.INVALID_ARGUMENT, 'tickMs must be positive');
+    const ctx = new NodeContext(opts.id, core, fx, settings, (err) => this.crash(err), (event, ...args) => this.emit(event, ...args));
+    this.ctx = ctx;
+    this.loop = new ReadyLoop(ctx);
+    this.proposals = new Proposals(ctx);
+    this.reads = new ReadQueue(ctx);
+    this.applier = new Applier(ctx);
+    this.membership = new Membership(ctx, fx.storage.initialState().confState, this.applier.lastSnapshotIndex);
+    this.peers = new PeerBook(ctx);
+    this.sender = new SnapshotSender(ctx);
+    this.receiver = new SnapshotReceiver(ctx);
+    ctx.parts = {
+      loop: this.loop, proposals: this.proposals, reads: this.reads, applier: this.applier,
+      membership: this.membership, peers: this.peers, sender: this.sender, receiver: this.receiver,
+    };
+  }
+
+  /**
+   * Creates the node: bootstraps the membership of a brand-new cluster when asked, restores the address book, and
+   * starts ticking. The storage, transport and state machine are the caller's (opened before, closed after).
+   */
+  static async start(opts: RaftNodeOptions): Promise<RaftNode> {
+    const storage = opts.storage;
+    const fx: NodeEffects = {
+      storage,
+      transport: opts.transport,
+      stateMachine: opts.stateMachine,
+      clock: opts.clock ?? systemClock,
+      snapshotStore: opts.snapshotStore ?? new FileSnapshotStore(path.join(requireDataDir(opts), 'snapshots')),
+      peerBookStore: opts.peerBookStore ?? new FilePeerBookStore(requireDataDir(opts)),
+      logger: opts.logger ?? silentLogger,
+    };
+    const initial = storage.initialState();
+    const empty = storage.lastIndex() === 0 && storage.snapshot().metadata.index === 0 && initial.hardState.term === 0
+      && initial.confState.voters.length === 0;
+    if (empty && opts.bootstrapVoters !== undefined && opts.bootstrapVoters.length > 0) {
+      // A brand-new cluster: every founding member records the same initial membership as snapshot point 1
+      // (term 1), not 0: a member that joins later starts with an empty log, and entries from index 1 would never
+      // tell it the founding voters (it would believe itself alone in the cluster). With the log starting at 2, a
+      // joiner can only be caught up by a snapshot, which carries the membership.
+      await storage.applySnapshot({
+        index: 1,
+        term: 1,
+        confState: { voters: [...opts.bootstrapVoters].sort(), learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false },
+      });
+    }
+    const snapMeta = storage.snapshot().metadata;
+    const core = new RaftCore({
+      id: opts.id,
+      storage,
+      rng: new SeededRng(opts.seed ?? hashSeed(opts.id)),
+      electionTimeoutTicks: opts.electionTimeoutTicks ?? 10,
+      heartbeatIntervalTicks: opts.heartbeatIntervalTicks ?? 1,
+      preVote: opts.preVote ?? true,
+      checkQuorum: opts.checkQuorum ?? true,
+      readOnlyOption: (opts.readMode ?? 'lease') === 'lease' ? 'lease' : 'safe',
+      ...(opts.maxEntriesPerAppend !== undefined ? { maxEntriesPerAppend: opts.maxEntriesPerAppend } : {}),
+      ...(opts.maxBytesPerAppend !== undefined ? { maxBytesPerAppend: opts.maxBytesPerAppend } : {}),
+      ...(opts.maxInflightAppends !== undefined ? { maxInflightAppends: opts.maxInflightAppends } : {}),
+      applied: snapMeta.index,
+    });
+    const settings: NodeSettings = {
+      tickMs: opts.tickMs ?? defaultTickMs,
+      electionTimeoutTicks: opts.electionTimeoutTicks ?? 10,
+      proposalTimeoutMs: opts.proposalTimeoutMs ?? defaultProposalTimeoutMs,
+      readTimeoutMs: opts.readTimeoutMs ?? defaultReadTimeoutMs,
+      maxPendingProposals: opts.maxPendingProposals ?? defaultMaxPendingProposals,
+      maxPendingReads: opts.maxPendingReads ?? defaultMaxPendingReads,
+      snapshotEveryEntries: opts.snapshotEveryEntries ?? defaultSnapshotEveryEntries,
+      snapshotKeepEntries: opts.snapshotKeepEntries ?? defaultSnapshotKeepEntries,
+    };
+    const node = new RaftNode(core, fx, settings, opts);
+    node.peers.load(opts.peers);
+    fx.snapshotStore.clear();
+    fx.transport.onFrame((from, frame) => node.loop.onFrame(from, frame));
+    node.loop.start();
+    return node;
+  }
+
+  // ---------------------------------------------------------------- public API
+
+  /** Proposes a command; resolves with the state machine's result once applied. */
+  propose(command: Uint8Array): Promise<unknown> {
+    return this.proposals.propose(command);
+  }
+
+  /** Resolves when the state machine may answer a linearizable read (this node is, and stays, the leader). */
+  read(): Promise<void> {
+    return this.reads.read();
+  }
+
+  /** Hands leadership to `to` (caught up first by the core); resolves once `to` leads, TIMEOUT otherwise. */
+  transferLeadership(to: NodeId, timeoutMs = this.ctx.electionTimeoutMs() * 3): Promise<void> {
+    return this.membership.transferLeadership(to, timeoutMs);
+  }
+
+  /** Adds a non-voting member (it receives the log but does not vote or count for commitment). */
+  addLearner(peer: PeerAddress): Promise<ConfState> {
+    return this.membership.addLearner(peer);
+  }
+
+  /** Adds a voter safely: as a learner first, promoted once it has caught up with the log. */
+  addMember(peer: PeerAddress, timeoutMs = learnerCatchUpTimeoutMs): Promise<ConfState> {
+    return this.membership.addMember(peer, timeoutMs);
+  }
+
+  promote(id: NodeId): Promise<ConfState> {
+    return this.membership.change({ changes: [{ type: 'addVoter', node: id }] });
+  }
+
+  removeMember(id: NodeId): Promise<ConfState> {
+    return this.membership.change({ changes: [{ type: 'removeNode', node: id }] });
+  }
+
+  /** Proposes a membership change and resolves with the resulting configuration once it is applied. */
+  changeMembership(cc: ConfChange): Promise<ConfState> {
+    return this.membership.change(cc);
+  }
+
+  status(): Status & { appliedToStateMachine: number; peers: PeerAddress[]; tickMs: number } {
+    const st = this.ctx.core.status();
+    return { ...st, appliedToStateMachine: this.applier.smApplied, peers: this.peers.all(), tickMs: this.ctx.settings.tickMs };
+  }
+
+  get isLeader(): boolean {
+    return this.ctx.role === 'leader';
+  }
+
+  get leaderId(): NodeId | null {
+    return this.ctx.leader;
+  }
+
+  get currentTerm(): number {
+    return this.ctx.term;
+  }
+
+  get appliedIndex(): number {
+    return this.applier.smApplied;
+  }
+
+  get commitIndex(): number {
+    return this.ctx.core.status().commit;
+  }
+
+  peerAddress(id: NodeId): PeerAddress | undefined {
+    return this.peers.get(id);
+  }
+
+  members(): ConfState {
+    return { ...this.membership.confState };
+  }
+
+  /** Forces a local snapshot and log compaction now (admin `snapshot`). Resolves with the snapshot index. */
+  async snapshotNow(): Promise<number> {
+    this.ctx.checkRunning();
+    await this.loop.serialized(() => this.applier.takeLocalSnapshot());
+    return this.applier.lastSnapshotIndex;
+  }
+
+  /**
+   * Stops the node. With `transfer`, a leader first hands leadership to the most caught-up voter so the cluster
+   * does not wait out an election timeout. Pending proposals are rejected with SHUTTING_DOWN (outcome unknown).
+   */
+  async stop(opts: { transfer?: boolean } = {}): Promise<void> {
+    const ctx = this.ctx;
+    if (ctx.stopped) return;
+    if (opts.transfer === true && ctx.role === 'leader' && ctx.fatalError === null) {
+      const target = this.membership.bestTransferTarget();
+      if (target !== null) {
+        try {
+          await this.transferLeadership(target, ctx.electionTimeoutMs() * 2);
+        } catch (err) {
+          ctx.log.warn({ err: String(err), target }, 'leadership transfer before stop failed');
+        }
+      }
+    }
+    ctx.stopped = true;
+    this.loop.stopTicking();
+    await this.loop.running?.catch(() => {});
+    await this.applier.idle().catch(() => {});
+    this.failAll(new MooringError(ErrorCode.SHUTTING_DOWN, 'the node is shutting down; the outcome of pending requests is unknown'));
+    this.sender.abortAll();
+    this.receiver.abortInbound('node stopping');
+  }
+
+  private failAll(err: MooringError): void {
+    this.proposals.failAll(err);
+    this.membership.failAll(err);
+    this.reads.failAll(err);
+  }
+
+  /** Crash-stop: a storage failure (or a broken invariant) stops the node for good. */
+  private crash(err: unknown): void {
+    const ctx = this.ctx;
+    const error = err instanceof Error ? err : new Error(String(err));
+    if (ctx.fatalError !== null) return;
+    ctx.fatalError = error;
+    ctx.log.error({ err: error.message, code: (error as MooringError).code }, 'raft node stopped: fatal error');
+    ctx.stopped = true;
+    this.loop.stopTicking();
+    this.failAll(new MooringError(ErrorCode.STORAGE_FAILED, `the node stopped: ${error.message}`, { cause: error }));
+    this.emit('fatal', error);
+  }
+}
+
+function requireDataDir(opts: RaftNodeOptions): string {
+  if (opts.dataDir === undefined) throw new MooringError(ErrorCode.INVALID_ARGUMENT, 'RaftNode needs dataDir unless snapshotStore and peerBookStore are given');
+  return opts.dataDir;
+}
+
+function hashSeed(id: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 16777619) >>> 0;
+  return h;
+}

@@ -1,0 +1,214 @@
+/**
+ * The Ready loop, strictly serialized: send `messages` at once (the leader replicates while its own append is
+ * being persisted) → persist snapshot + entries + hard state in ONE synced batch (group commit: every proposal
+ * that arrived while the previous batch was syncing shares the next fsync) → send `persistedMessages` → apply
+ * committed entries → serve reads → `advance()`. It also owns time (ticks) and the network input (frames).
+ */
+import { ErrorCode, MooringError } from '../../errors.js';
+import type { Message, NodeId, Ready, Role } from '../core/types.js';
+import { validateMessage } from '../core/validate.js';
+import type { Timer } from './clock.js';
+import type { NodeContext } from './context.js';
+
+/** More than a few election timeouts' worth of catch-up ticks changes nothing further. */
+export function maxCatchUpTicks(electionTimeoutTicks: number): number {
+  return electionTimeoutTicks * 4;
+}
+
+export class ReadyLoop {
+  private ticker: Timer | null = null;
+  /** Monotonic time up to which the core has been ticked. */
+  private lastTickAtMs: number;
+  private scheduled = false;
+  running: Promise<void> | null = null;
+
+  constructor(private readonly ctx: NodeContext) {
+    this.lastTickAtMs = ctx.clock.now();
+  }
+
+  start(): void {
+    this.ticker = this.ctx.clock.setInterval(() => this.onTick(), this.ctx.settings.tickMs);
+    this.kick();
+  }
+
+  stopTicking(): void {
+    this.ticker?.cancel();
+    this.ticker = null;
+  }
+
+  kick(): void {
+    const ctx = this.ctx;
+    if (this.scheduled || ctx.stopped) return;
+    this.scheduled = true;
+    // setImmediate (not a microtask) lets socket reads and RPCs that already arrived join this round: that is
+    // what batches many proposals into one fsync.
+    ctx.clock.setImmediate(() => {
+      this.scheduled = false;
+      if (this.running !== null || ctx.stopped) return;
+      this.running = this.run().finally(() => {
+        this.running = null;
+        if (ctx.core.hasReady() || ctx.parts.reads.hasNext || ctx.parts.proposals.hasBuffered) this.kick();
+      });
+    });
+  }
+
+  /** Runs `fn` when the Ready loop is idle, so it never interleaves with an apply. */
+  async serialized(fn: () => Promise<void>): Promise<void> {
+    while (this.running !== null) await this.running.catch(() => {});
+    const run = fn();
+    this.running = run.finally(() => {
+      this.running = null;
+      this.kick();
+    });
+    await this.running;
+  }
+
+  /**
+   * The interval only schedules the Ready loop, which ticks the core at the start of each round: socket input that
+   * arrived meanwhile (the poll phase runs before setImmediate) is stepped first. A leader starved for a while thus
+   * sees the acknowledgements waiting in its sockets before check-quorum judges it, instead of stepping down over
+   * messages it has not read yet.
+   */
+  private onTick(): void {
+    if (this.ctx.stopped) return;
+    this.kick();
+  }
+
+  /**
+   * Advances the core by the ticks of monotonic time that really passed. One tick per timer callback is not
+   * enough: after a pause (SIGSTOP, a long GC, a stalled VM) the interval fires once, and a leader would go on
+   * believing in a lease that expired while it was frozen. Called at the start of every Ready round and before
+   * every ReadIndex/lease decision, so a resumed leader steps down (check-quorum) before it answers a read.
+   */
+  catchUpTicks(): void {
+    const ctx = this.ctx;
+    const { tickMs, electionTimeoutTicks } = ctx.settings;
+    let due = Math.floor((ctx.clock.now() - this.lastTickAtMs) / tickMs);
+    if (due <= 0) return;
+    this.lastTickAtMs += due * tickMs;
+    due = Math.min(due, maxCatchUpTicks(electionTimeoutTicks));
+    try {
+      for (let i = 0; i < due; i++) ctx.core.tick();
+    } catch (err) {
+      ctx.crash(err);
+    }
+  }
+
+  private async run(): Promise<void> {
+    const ctx = this.ctx;
+    const { reads, proposals, membership } = ctx.parts;
+    try {
+      this.catchUpTicks();
+      reads.startRound();
+      proposals.flush();
+      while (!ctx.stopped && ctx.core.hasReady()) {
+        const rd = ctx.core.ready();
+        await this.handleReady(rd);
+        ctx.core.advance(rd);
+        // Membership waiters settle only now: the core counts a conf entry as applied in advance().
+        membership.settleAfterAdvance();
+        this.catchUpTicks();
+        reads.startRound();
+        proposals.flush();
+      }
+    } catch (err) {
+      ctx.crash(err);
+    }
+  }
+
+  private async handleReady(rd: Ready): Promise<void> {
+    const ctx = this.ctx;
+    const { applier, reads, receiver } = ctx.parts;
+    if (rd.softState !== undefined) this.onSoftState(rd.softState.role, rd.softState.leader);
+    this.sendMessages(rd.messages);
+    if (rd.snapshot !== undefined) await receiver.install(rd.snapshot.metadata, rd.snapshot.data);
+    if (rd.entries.length > 0 || rd.hardState !== undefined) {
+      if (rd.hardState !== undefined) ctx.term = rd.hardState.term;
+      const saved = ctx.storage.save(
+        { entries: rd.entries, ...(rd.hardState !== undefined ? { hardState: rd.hardState } : {}) },
+        { sync: rd.mustSync },
+      );
+      // Only a commit-index change needs no fsync and acknowledges nothing: do not wait for it (the store
+      // serializes writes, and a failure still stops the node).
+      if (rd.mustSync || rd.entries.length > 0) await saved;
+      else saved.catch((err) => ctx.crash(err));
+    }
+    this.sendMessages(rd.persistedMessages);
+    if (rd.committedEntries.length > 0) applier.dispatchCommitted(rd.committedEntries);
+    if (applier.overloaded) await applier.idle();
+    reads.onReadStates(rd.readStates);
+    reads.serve(applier.smApplied);
+    if (applier.applied - applier.lastSnapshotIndex >= ctx.settings.snapshotEveryEntries) await applier.takeLocalSnapshot();
+  }
+
+  private onSoftState(role: Role, leader: NodeId | null): void {
+    const ctx = this.ctx;
+    const wasLeader = ctx.role === 'leader';
+    if (role !== ctx.role) {
+      ctx.role = role;
+      ctx.emit('roleChange', role);
+    }
+    if (leader !== ctx.leader) {
+      ctx.leader = leader;
+      ctx.emit('leaderChange', leader, ctx.core.status().term);
+    }
+    if (wasLeader && role !== 'leader') ctx.parts.reads.onLostLeadership();
+  }
+
+  // ---------------------------------------------------------------- network
+
+  private sendMessages(msgs: Message[]): void {
+    if (msgs.length === 0) return;
+    const ctx = this.ctx;
+    const byPeer = new Map<NodeId, Message[]>();
+    for (const m of msgs) {
+      if (m.type === 'snap') {
+        ctx.parts.sender.start(m);
+        continue;
+      }
+      let list = byPeer.get(m.to);
+      if (list === undefined) byPeer.set(m.to, (list = []));
+      list.push(m);
+    }
+    for (const [to, list] of byPeer) {
+      if (!ctx.transport.send(to, { k: 'r', m: list })) ctx.core.reportUnreachable(to);
+    }
+  }
+
+  onFrame(from: NodeId, frame: unknown): void {
+    const ctx = this.ctx;
+    if (ctx.stopped) return;
+    try {
+      if (typeof frame !== 'object' || frame === null) throw new MooringError(ErrorCode.MALFORMED_FRAME, 'frame is not an object');
+      const f = frame as Record<string, unknown>;
+      switch (f.k) {
+        case 'r': {
+          if (!Array.isArray(f.m) || f.m.length > 100_000) throw new MooringError(ErrorCode.MALFORMED_FRAME, 'raft frame without a message list');
+          for (const raw of f.m) {
+            const msg = validateMessage(raw);
+            if (msg.from !== from) throw new MooringError(ErrorCode.MALFORMED_FRAME, `message claims to be from ${msg.from} on ${from}'s connection`);
+            if (msg.to !== ctx.id) continue;
+            if (msg.type === 'snap') continue; // snapshots only arrive through the chunked stream
+            ctx.core.step(msg);
+          }
+          break;
+        }
+        case 'sc':
+          ctx.parts.receiver.onSnapshotChunk(from, f);
+          break;
+        case 'sa':
+          ctx.parts.sender.onAck(from, f);
+          break;
+        case 'sx':
+          ctx.parts.sender.onAbort(from, f);
+          ctx.parts.receiver.onAbort(from, f);
+          break;
+        default:
+          throw new MooringError(ErrorCode.MALFORMED_FRAME, `unknown frame kind ${String(f.k)}`);
+      }
+    } catch (err) {
+      ctx.log.warn({ from, err: err instanceof Error ? err.message : String(err) }, 'dropped a bad frame from a peer');
+    }
+    this.kick();
+  }
+}
