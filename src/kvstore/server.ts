@@ -18,7 +18,7 @@
 import path from 'node:path';
 import { ErrorCode, MooringError } from '../errors.js';
 import { LogStore } from '../raft/log-store.js';
-import { RaftNode } from '../raft/node/index.js';
+import { RaftNode, raftDefaults } from '../raft/node/index.js';
 import type { ConfState, NodeId } from '../raft/core/types.js';
 import { RpcServer } from '../transport/rpc.js';
 import { TcpPeerTransport } from '../transport/tcp-transport.js';
@@ -26,10 +26,6 @@ import { silentLogger, type LoggerLike } from '../transport/logger.js';
 import type { PeerAddress } from '../transport/types.js';
 import { KvStateMachine, encodeKvCommand, maxKvKeyBytes, type KvResult } from './kv-state-machine.js';
 
-/** Failover-oriented defaults: 25 ms ticks, election timeout 6 ticks (randomized 150–300 ms), heartbeat 1 tick. */
-export const defaultKvTickMs = 25;
-export const defaultKvElectionTimeoutTicks = 6;
-export const defaultKvHeartbeatIntervalTicks = 1;
 export const maxClientIdChars = 256;
 /** A request that finds no usable leader waits at most this many (maximum) election timeouts for one. */
 export const leaderWaitElectionTimeouts = 2;
@@ -117,9 +113,10 @@ export class KvServer {
       stateMachine: sm,
       peers,
       ...(config.bootstrap ? { bootstrapVoters: config.peers.map((p) => p.id) } : {}),
-      tickMs: config.tickMs ?? defaultKvTickMs,
-      electionTimeoutTicks: config.electionTimeoutTicks ?? defaultKvElectionTimeoutTicks,
-      heartbeatIntervalTicks: config.heartbeatIntervalTicks ?? defaultKvHeartbeatIntervalTicks,
+      // Tunables not given take their one default from raftDefaults.
+      tickMs: config.tickMs,
+      electionTimeoutTicks: config.electionTimeoutTicks,
+      heartbeatIntervalTicks: config.heartbeatIntervalTicks,
       ...(config.snapshotEveryEntries !== undefined ? { snapshotEveryEntries: config.snapshotEveryEntries } : {}),
       ...(config.snapshotKeepEntries !== undefined ? { snapshotKeepEntries: config.snapshotKeepEntries } : {}),
       ...(config.proposalTimeoutMs !== undefined ? { proposalTimeoutMs: config.proposalTimeoutMs } : {}),
@@ -220,7 +217,7 @@ export class KvServer {
 
   private waitForLeader(avoid: string | null): Promise<boolean> {
     const cfg = this.config;
-    const waitMs = leaderWaitElectionTimeouts * (cfg.electionTimeoutTicks ?? defaultKvElectionTimeoutTicks) * (cfg.tickMs ?? defaultKvTickMs);
+    const waitMs = leaderWaitElectionTimeouts * (cfg.electionTimeoutTicks ?? raftDefaults.electionTimeoutTicks) * (cfg.tickMs ?? raftDefaults.tickMs);
     return new Promise((resolve) => {
       const done = (ok: boolean): void => {
         clearTimeout(timer);

@@ -11,9 +11,10 @@
 import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { ErrorCode, MooringError } from '../errors.js';
-import type { RaftConfig } from '../raft/core/types.js';
+import { raftDefaults, toCoreOptions, type CoreOptions, type RaftTunables } from '../raft/node/options.js';
 
-export type ReadMode = 'lease' | 'readIndex';
+export type { ReadMode } from '../raft/node/options.js';
+import type { ReadMode } from '../raft/node/options.js';
 export type PlacementStrategy = 'random' | 'free-ratio-first' | 'zone-spread';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -90,18 +91,19 @@ export const defaultConfig: DefaultConfig = deepFreeze({
   peers: [],
   join: false,
   raft: {
-    tickMs: 25,
-    electionTimeoutTicks: 6,
-    heartbeatIntervalTicks: 1,
-    preVote: true,
-    checkQuorum: true,
-    readMode: 'lease',
-    maxEntriesPerAppend: 512,
-    maxBytesPerAppend: 1 * MiB,
-    maxInflightAppends: 256,
-    snapshotEveryEntries: 10_000,
+    // The Raft tunables' defaults are declared once, in src/raft/node/options.ts.
+    tickMs: raftDefaults.tickMs,
+    electionTimeoutTicks: raftDefaults.electionTimeoutTicks,
+    heartbeatIntervalTicks: raftDefaults.heartbeatIntervalTicks,
+    preVote: raftDefaults.preVote,
+    checkQuorum: raftDefaults.checkQuorum,
+    readMode: raftDefaults.readMode,
+    maxEntriesPerAppend: raftDefaults.maxEntriesPerAppend,
+    maxBytesPerAppend: raftDefaults.maxBytesPerAppend,
+    maxInflightAppends: raftDefaults.maxInflightAppends,
+    snapshotEveryEntries: raftDefaults.snapshotEveryEntries,
     maxFrameBytes: 16 * MiB,
-    proposalTimeoutMs: 5000,
+    proposalTimeoutMs: raftDefaults.proposalTimeoutMs,
   },
   leaseTtlMs: 10_000,
   clientTtlMs: 10_000,
@@ -791,24 +793,27 @@ export function loadConfig(options: LoadConfigOptions = {}): MasterConfig {
   return cfg;
 }
 
-/**
- * The Raft core options this config implies (everything but id, storage, rng, applied). Our `readMode` names
- * map onto the core's `readOnlyOption`: 'readIndex' → 'safe', 'lease' → 'lease'.
- */
-export function toRaftCoreOptions(
-  cfg: MasterConfig,
-): Required<Pick<RaftConfig, 'electionTimeoutTicks' | 'heartbeatIntervalTicks' | 'preVote' | 'checkQuorum' | 'readOnlyOption' | 'maxEntriesPerAppend' | 'maxBytesPerAppend' | 'maxInflightAppends'>> {
+/** The Raft tunables this config sets (RaftNode fills the rest from raftDefaults). */
+export function toRaftTunables(cfg: MasterConfig): Partial<RaftTunables> {
   const r = cfg.raft;
   return {
+    tickMs: r.tickMs,
     electionTimeoutTicks: r.electionTimeoutTicks,
     heartbeatIntervalTicks: r.heartbeatIntervalTicks,
     preVote: r.preVote,
     checkQuorum: r.checkQuorum,
-    readOnlyOption: r.readMode === 'lease' ? 'lease' : 'safe',
+    readMode: r.readMode,
     maxEntriesPerAppend: r.maxEntriesPerAppend,
     maxBytesPerAppend: r.maxBytesPerAppend,
     maxInflightAppends: r.maxInflightAppends,
+    proposalTimeoutMs: r.proposalTimeoutMs,
+    snapshotEveryEntries: r.snapshotEveryEntries,
   };
+}
+
+/** The Raft core options this config implies (everything but id, storage, rng, applied), via the one conversion. */
+export function toRaftCoreOptions(cfg: MasterConfig): CoreOptions {
+  return toCoreOptions({ ...raftDefaults, ...toRaftTunables(cfg) });
 }
 
 /** A copy safe to log or serve on /status: secrets replaced. */

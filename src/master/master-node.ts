@@ -33,7 +33,7 @@ import type { ObjectRecord } from '../statemachine/objects.js';
 import type { StateView } from '../statemachine/state-view.js';
 // ---- END tiering ----
 import { planDrain, planReclaim } from '../statemachine/planners.js';
-import type { MasterConfig } from './config.js';
+import { toRaftTunables, type MasterConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMasterMetrics, type MasterMetrics } from './metrics.js';
 import { startHttpOps } from './http-ops.js';
@@ -138,17 +138,7 @@ export class MasterNode {
       stateMachine: new MasterStateMachine(this.state),
       peers,
       ...(cfg.join ? {} : { bootstrapVoters: cfg.peers.map((p) => p.id) }),
-      tickMs: cfg.raft.tickMs,
-      electionTimeoutTicks: cfg.raft.electionTimeoutTicks,
-      heartbeatIntervalTicks: cfg.raft.heartbeatIntervalTicks,
-      preVote: cfg.raft.preVote,
-      checkQuorum: cfg.raft.checkQuorum,
-      readMode: cfg.raft.readMode === 'lease' ? 'lease' : 'readIndex',
-      maxEntriesPerAppend: cfg.raft.maxEntriesPerAppend,
-      maxBytesPerAppend: cfg.raft.maxBytesPerAppend,
-      maxInflightAppends: cfg.raft.maxInflightAppends,
-      proposalTimeoutMs: cfg.raft.proposalTimeoutMs,
-      snapshotEveryEntries: cfg.raft.snapshotEveryEntries,
+      ...toRaftTunables(cfg),
       logger: this.logger,
     });
     this.raft.on('roleChange', (role: Role) => this.onRoleChange(role));

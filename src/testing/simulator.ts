@@ -18,18 +18,25 @@ import { ClientPool, type ClientOptions, type ClientRequest, type ClientResponse
 import { InvariantChecker, type LogView } from './invariants.js';
 import { decodeCommand, encodeCommand, KvMachine } from './kv-machine.js';
 import { SimNetwork, type NetworkOptions } from './network.js';
+import { raftDefaults } from '../raft/node/options.js';
 import { createDefaultCore, decodeSimConfChange, newSimStorage, type SimCore, type SimStorage } from './raft-adapter.js';
 import { TraceHasher } from './trace-hash.js';
+
+/**
+ * The core-only simulator's election timeout. Its network delays are whole ticks (up to maxDelayTicks 2), so
+ * production's timeout (raftDefaults.electionTimeoutTicks, 6 ticks of 25 ms over sub-millisecond links) would
+ * be shorter than three round trips here: split votes would repeat often enough to break any liveness bound.
+ * Twenty is ten round trips, etcd's rule of thumb. The full-node simulator runs production's defaults on
+ * millisecond delays.
+ */
+export const coreSimElectionTimeoutTicks = 20;
 
 export interface SimulatorOptions {
   /** Initial voters n1..nN. Default 3. */
   voters?: number;
   /** Extra nodes n(N+1).. that start empty and outside the configuration (for membership changes). Default 0. */
   spares?: number;
-  /**
-   * Default 20: ten times the longest message round trip (2 × maxDelayTicks 2), etcd's rule of thumb; with
-   * shorter timeouts split votes (pre-vote adds a round trip) repeat often enough to break any liveness bound.
-   */
+  /** Default coreSimElectionTimeoutTicks (20); see there why it is not production's. */
   electionTimeoutTicks?: number;
   heartbeatIntervalTicks?: number;
   preVote?: boolean;
@@ -197,10 +204,10 @@ export class Simulator {
     this.opts = {
       voters: options.voters ?? 3,
       spares: options.spares ?? 0,
-      electionTimeoutTicks: options.electionTimeoutTicks ?? 20,
-      heartbeatIntervalTicks: options.heartbeatIntervalTicks ?? 1,
-      preVote: options.preVote ?? true,
-      checkQuorum: options.checkQuorum ?? true,
+      electionTimeoutTicks: options.electionTimeoutTicks ?? coreSimElectionTimeoutTicks,
+      heartbeatIntervalTicks: options.heartbeatIntervalTicks ?? raftDefaults.heartbeatIntervalTicks,
+      preVote: options.preVote ?? raftDefaults.preVote,
+      checkQuorum: options.checkQuorum ?? raftDefaults.checkQuorum,
       readOnlyOption: options.readOnlyOption ?? (options.clients && options.clients.readMode === 'lease' ? 'lease' : 'safe'),
       maxPersistDelayTicks: options.maxPersistDelayTicks ?? 2,
       slowPersistProbability: options.slowPersistProbability ?? 0.3,

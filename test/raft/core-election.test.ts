@@ -32,7 +32,8 @@ describe('elections', () => {
   });
 
   it('a candidate with a stale log cannot win', () => {
-    const net = new Net(ids, { preVote: false, checkQuorum: false });
+    // Written for a 10-tick timeout: c's last campaign must still be in flight when the partition heals.
+    const net = new Net(ids, { preVote: false, checkQuorum: false, electionTimeoutTicks: 10 });
     net.campaign('a');
     net.isolate('c');
     net.proposeStr('a', 'x');
@@ -61,7 +62,8 @@ describe('elections', () => {
   });
 
   it('without pre-vote, the same rejoin disrupts the term (the control)', () => {
-    const net = new Net(ids, { preVote: false, checkQuorum: false });
+    // Written for a 10-tick timeout: c's last campaign must still be in flight when the partition heals.
+    const net = new Net(ids, { preVote: false, checkQuorum: false, electionTimeoutTicks: 10 });
     net.campaign('a');
     const term = net.core('a').status().term;
     net.isolate('c');

@@ -60,13 +60,21 @@ import type {
 import type { Rng } from '../../util/rng.js';
 import { bytesEqual, EMPTY_BYTES, entriesSize } from './util.js';
 
-export const DEFAULT_ELECTION_TIMEOUT_TICKS = 10;
+/** The one declaration of each core-level default (RaftNode, the master config and the simulator use these too). */
+export const DEFAULT_ELECTION_TIMEOUT_TICKS = 6;
 export const DEFAULT_HEARTBEAT_INTERVAL_TICKS = 1;
 export const DEFAULT_MAX_ENTRIES_PER_APPEND = 512;
 export const DEFAULT_MAX_BYTES_PER_APPEND = 1024 * 1024;
 export const DEFAULT_MAX_INFLIGHT_APPENDS = 256;
 export const DEFAULT_MAX_UNCOMMITTED_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_MAX_COMMITTED_BYTES_PER_READY = 4 * 1024 * 1024;
+export const DEFAULT_PRE_VOTE = true;
+export const DEFAULT_CHECK_QUORUM = true;
+/**
+ * 'safe' (ReadIndex) for a bare RaftCore: it does not depend on check-quorum. Nodes always pass the read mode
+ * explicitly, from raftDefaults.readMode (src/raft/node/options.ts), through toCoreOptions.
+ */
+export const DEFAULT_READ_ONLY_OPTION = 'safe';
 
 /** Reads (ReadIndex rounds and reads waiting for the first commit of a term) a leader keeps at most. */
 export const MAX_PENDING_READS = 10_000;
@@ -155,9 +163,9 @@ export class RaftCore {
     if (this.heartbeatTimeout >= this.electionTimeout) {
       throw new MooringError(ErrorCode.INVALID_CONFIG, 'heartbeatIntervalTicks must be smaller than electionTimeoutTicks');
     }
-    this.preVote = config.preVote ?? true;
-    this.checkQuorum = config.checkQuorum ?? true;
-    this.readOnlyOption = config.readOnlyOption ?? 'safe';
+    this.preVote = config.preVote ?? DEFAULT_PRE_VOTE;
+    this.checkQuorum = config.checkQuorum ?? DEFAULT_CHECK_QUORUM;
+    this.readOnlyOption = config.readOnlyOption ?? DEFAULT_READ_ONLY_OPTION;
     if (this.readOnlyOption === 'lease' && !this.checkQuorum) {
       throw new MooringError(ErrorCode.INVALID_CONFIG, "readOnlyOption 'lease' requires checkQuorum");
     }

@@ -173,7 +173,7 @@ export interface RaftConfig {
   storage: Storage;
   /** The only source of randomness: election timeout jitter. */
   rng: Rng;
-  /** Followers campaign after a random timeout in [electionTimeoutTicks, 2*electionTimeoutTicks). Default 10. */
+  /** Followers campaign after a random timeout in [electionTimeoutTicks, 2*electionTimeoutTicks). Default 6 (DEFAULT_ELECTION_TIMEOUT_TICKS). */
   electionTimeoutTicks?: number;
   /** Default 1. */
   heartbeatIntervalTicks?: number;

@@ -1,14 +1,7 @@
 // The Raft driver (RaftNode) and the effect interfaces it is given; one concept per file in this folder.
-export {
-  RaftNode,
-  defaultTickMs,
-  defaultProposalTimeoutMs,
-  defaultReadTimeoutMs,
-  defaultMaxPendingProposals,
-  defaultMaxPendingReads,
-  defaultSnapshotEveryEntries,
-  defaultSnapshotKeepEntries,
-} from './raft-node.js';
+export { RaftNode } from './raft-node.js';
+export { raftDefaults, resolveRaftTunables, toCoreOptions } from './options.js';
+export type { RaftTunables, ReadMode, CoreOptions } from './options.js';
 export type { RaftNodeOptions, RaftNodeEvents } from './raft-node.js';
 export type { Clock, Timer } from './clock.js';
 export type { LogStorage, LogSaveBatch, LogSaveOptions } from './log-storage.js';

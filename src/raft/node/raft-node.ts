@@ -39,6 +39,7 @@ import type { Clock } from './clock.js';
 import { NodeContext, type NodeEffects, type NodeSettings } from './context.js';
 import type { LogStorage } from './log-storage.js';
 import { learnerCatchUpTimeoutMs, Membership } from './membership.js';
+import { resolveRaftTunables, toCoreOptions, type RaftTunables } from './options.js';
 import { PeerBook } from './peer-book.js';
 import type { PeerBookStore } from './peer-book-store.js';
 import { Proposals } from './proposals.js';
@@ -48,16 +49,8 @@ import { SnapshotReceiver } from './snapshot-receive.js';
 import { SnapshotSender } from './snapshot-send.js';
 import type { SnapshotStore } from './snapshot-store.js';
 
-export const defaultTickMs = 25;
-export const defaultProposalTimeoutMs = 5_000;
-export const defaultReadTimeoutMs = 5_000;
-export const defaultMaxPendingProposals = 65_536;
-export const defaultMaxPendingReads = 65_536;
-export const defaultSnapshotEveryEntries = 10_000;
-/** Entries kept behind a local snapshot so a briefly lagging follower is caught up from the log, not a snapshot. */
-export const defaultSnapshotKeepEntries = 2_000;
-
-export interface RaftNodeOptions {
+/** The node's effects and identity; every tunable not given takes its one default from raftDefaults. */
+export interface RaftNodeOptions extends Partial<RaftTunables> {
   id: NodeId;
   /**
    * Where the production adapters keep peers.json and staged snapshots (the LogStorage and state machine have
@@ -78,21 +71,6 @@ export interface RaftNodeOptions {
   /** Initial voters for a brand-new cluster (ignored once the log has any state). Omit to join an existing one. */
   bootstrapVoters?: NodeId[];
   seed?: number;
-  tickMs?: number;
-  electionTimeoutTicks?: number;
-  heartbeatIntervalTicks?: number;
-  preVote?: boolean;
-  checkQuorum?: boolean;
-  readMode?: 'lease' | 'readIndex';
-  maxEntriesPerAppend?: number;
-  maxBytesPerAppend?: number;
-  maxInflightAppends?: number;
-  proposalTimeoutMs?: number;
-  readTimeoutMs?: number;
-  maxPendingProposals?: number;
-  maxPendingReads?: number;
-  snapshotEveryEntries?: number;
-  snapshotKeepEntries?: number;
   logger?: LoggerLike;
 }
 
@@ -165,29 +143,23 @@ export class RaftNode extends EventEmitter {
       });
     }
     const snapMeta = storage.snapshot().metadata;
+    const t = resolveRaftTunables(opts);
     const core = new RaftCore({
       id: opts.id,
       storage,
       rng: new SeededRng(opts.seed ?? hashSeed(opts.id)),
-      electionTimeoutTicks: opts.electionTimeoutTicks ?? 10,
-      heartbeatIntervalTicks: opts.heartbeatIntervalTicks ?? 1,
-      preVote: opts.preVote ?? true,
-      checkQuorum: opts.checkQuorum ?? true,
-      readOnlyOption: (opts.readMode ?? 'lease') === 'lease' ? 'lease' : 'safe',
-      ...(opts.maxEntriesPerAppend !== undefined ? { maxEntriesPerAppend: opts.maxEntriesPerAppend } : {}),
-      ...(opts.maxBytesPerAppend !== undefined ? { maxBytesPerAppend: opts.maxBytesPerAppend } : {}),
-      ...(opts.maxInflightAppends !== undefined ? { maxInflightAppends: opts.maxInflightAppends } : {}),
+      ...toCoreOptions(t),
       applied: snapMeta.index,
     });
     const settings: NodeSettings = {
-      tickMs: opts.tickMs ?? defaultTickMs,
-      electionTimeoutTicks: opts.electionTimeoutTicks ?? 10,
-      proposalTimeoutMs: opts.proposalTimeoutMs ?? defaultProposalTimeoutMs,
-      readTimeoutMs: opts.readTimeoutMs ?? defaultReadTimeoutMs,
-      maxPendingProposals: opts.maxPendingProposals ?? defaultMaxPendingProposals,
-      maxPendingReads: opts.maxPendingReads ?? defaultMaxPendingReads,
-      snapshotEveryEntries: opts.snapshotEveryEntries ?? defaultSnapshotEveryEntries,
-      snapshotKeepEntries: opts.snapshotKeepEntries ?? defaultSnapshotKeepEntries,
+      tickMs: t.tickMs,
+      electionTimeoutTicks: t.electionTimeoutTicks,
+      proposalTimeoutMs: t.proposalTimeoutMs,
+      readTimeoutMs: t.readTimeoutMs,
+      maxPendingProposals: t.maxPendingProposals,
+      maxPendingReads: t.maxPendingReads,
+      snapshotEveryEntries: t.snapshotEveryEntries,
+      snapshotKeepEntries: t.snapshotKeepEntries,
     };
     const node = new RaftNode(core, fx, settings, opts);
     node.peers.load(opts.peers);

@@ -1,0 +1,91 @@
+/**
+ * The Raft tunables, each with its ONE default, and the ONE conversion from them to the core's configuration.
+ * The master config (src/master/config.ts), the KV server, RaftNode and the simulator all take their defaults
+ * from `raftDefaults`; the core-level numbers are the core's own DEFAULT_* constants (declared once, in core.ts).
+ * The read mode is called `readMode` ('lease' | 'readIndex') everywhere above the core; `toCoreOptions` is the
+ * only place that turns it into the core's `readOnlyOption` ('lease' | 'safe').
+ */
+import {
+  DEFAULT_ELECTION_TIMEOUT_TICKS,
+  DEFAULT_HEARTBEAT_INTERVAL_TICKS,
+  DEFAULT_MAX_BYTES_PER_APPEND,
+  DEFAULT_MAX_ENTRIES_PER_APPEND,
+  DEFAULT_MAX_INFLIGHT_APPENDS,
+  DEFAULT_CHECK_QUORUM,
+  DEFAULT_PRE_VOTE,
+} from '../core/core.js';
+import type { RaftConfig } from '../core/types.js';
+
+export type ReadMode = 'lease' | 'readIndex';
+
+export interface RaftTunables {
+  /** Milliseconds per core tick. */
+  tickMs: number;
+  /** Followers campaign after a random timeout in [electionTimeoutTicks, 2*electionTimeoutTicks) ticks. */
+  electionTimeoutTicks: number;
+  heartbeatIntervalTicks: number;
+  preVote: boolean;
+  /** A leader that has not heard from a quorum within an election timeout steps down. */
+  checkQuorum: boolean;
+  /** 'lease' needs checkQuorum; 'readIndex' confirms every read round with a heartbeat round. */
+  readMode: ReadMode;
+  maxEntriesPerAppend: number;
+  maxBytesPerAppend: number;
+  maxInflightAppends: number;
+  proposalTimeoutMs: number;
+  readTimeoutMs: number;
+  maxPendingProposals: number;
+  maxPendingReads: number;
+  /** Applied entries between local snapshots (log compaction). */
+  snapshotEveryEntries: number;
+  /** Entries kept behind a local snapshot so a briefly lagging follower is caught up from the log, not a snapshot. */
+  snapshotKeepEntries: number;
+}
+
+/**
+ * Failover-oriented production defaults: 25 ms ticks, election timeout 6 ticks (randomized 150–300 ms),
+ * heartbeat every tick, pre-vote and check-quorum on, lease reads.
+ */
+export const raftDefaults: Readonly<RaftTunables> = Object.freeze({
+  tickMs: 25,
+  electionTimeoutTicks: DEFAULT_ELECTION_TIMEOUT_TICKS,
+  heartbeatIntervalTicks: DEFAULT_HEARTBEAT_INTERVAL_TICKS,
+  preVote: DEFAULT_PRE_VOTE,
+  checkQuorum: DEFAULT_CHECK_QUORUM,
+  readMode: 'lease',
+  maxEntriesPerAppend: DEFAULT_MAX_ENTRIES_PER_APPEND,
+  maxBytesPerAppend: DEFAULT_MAX_BYTES_PER_APPEND,
+  maxInflightAppends: DEFAULT_MAX_INFLIGHT_APPENDS,
+  proposalTimeoutMs: 5_000,
+  readTimeoutMs: 5_000,
+  maxPendingProposals: 65_536,
+  maxPendingReads: 65_536,
+  snapshotEveryEntries: 10_000,
+  snapshotKeepEntries: 2_000,
+});
+
+/** Fills every tunable not given (undefined) from raftDefaults. */
+export function resolveRaftTunables(given: Partial<RaftTunables>): RaftTunables {
+  const out = { ...raftDefaults } as RaftTunables;
+  for (const key of Object.keys(raftDefaults) as Array<keyof RaftTunables>) {
+    const v = given[key];
+    if (v !== undefined) (out as unknown as Record<string, unknown>)[key] = v;
+  }
+  return out;
+}
+
+export type CoreOptions = Required<Pick<RaftConfig, 'electionTimeoutTicks' | 'heartbeatIntervalTicks' | 'preVote' | 'checkQuorum' | 'readOnlyOption' | 'maxEntriesPerAppend' | 'maxBytesPerAppend' | 'maxInflightAppends'>>;
+
+/** The core configuration the tunables imply (everything but id, storage, rng, applied). */
+export function toCoreOptions(t: RaftTunables): CoreOptions {
+  return {
+    electionTimeoutTicks: t.electionTimeoutTicks,
+    heartbeatIntervalTicks: t.heartbeatIntervalTicks,
+    preVote: t.preVote,
+    checkQuorum: t.checkQuorum,
+    readOnlyOption: t.readMode === 'lease' ? 'lease' : 'safe',
+    maxEntriesPerAppend: t.maxEntriesPerAppend,
+    maxBytesPerAppend: t.maxBytesPerAppend,
+    maxInflightAppends: t.maxInflightAppends,
+  };
+}
