@@ -75,6 +75,20 @@ export interface SaveOptions {
   sync: boolean;
 }
 
+/**
+ * What the Raft driver needs from its log storage: the core's synchronous `Storage` reads plus durable writes.
+ * Implemented by the WAL (`wal/wal.ts`, the default) and by this LevelDB `LogStore` (0.1's format, kept to read
+ * and convert old data dirs and as a comparison in bench/log-store.ts).
+ */
+export interface LogStorage extends Storage {
+  /** Persists one Ready (group commit); durable once resolved when `sync` is true. */
+  save(batch: SaveBatch, opts: SaveOptions): Promise<void>;
+  applySnapshot(meta: SnapshotMetadata): Promise<void>;
+  compact(index: number, snapshotMeta?: SnapshotMetadata): Promise<void>;
+  hardState(): HardState;
+  close(): Promise<void>;
+}
+
 type BatchOp = { type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array };
 
 const emptyConfState = (): ConfState => ({ voters: [], learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false });
@@ -150,7 +164,7 @@ function cloneSnapMeta(m: SnapshotMetadata): SnapshotMetadata {
   return { index: m.index, term: m.term, confState: cloneConf(m.confState) };
 }
 
-export class LogStore implements Storage {
+export class LogStore implements LogStorage {
   private readonly db: Level<Uint8Array, Uint8Array>;
   private readonly logger: LoggerLike;
   /** Entries after the compaction point, in index order: log[i] has index compactIndex + 1 + i. */

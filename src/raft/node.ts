@@ -33,7 +33,7 @@ import { RaftCore } from './core.js';
 import { decodeConfChange } from './confchange.js';
 import { cloneConfState as cloneConf } from './util.js';
 import { validateMessage } from './validate.js';
-import type { LogStore } from './log-store.js';
+import type { LogStorage } from './log-store.js';
 import type { AppliedCommand, RaftStateMachine } from './state-machine.js';
 import type { ConfChange, ConfState, Entry, Message, NodeId, Ready, Role, SnapshotMetadata, Status } from './types.js';
 
@@ -76,7 +76,7 @@ export interface RaftNodeOptions {
   id: NodeId;
   /** Where the node keeps peers.json and staged snapshots (the LogStore and state machine have their own dirs). */
   dataDir: string;
-  storage: LogStore;
+  storage: LogStorage;
   transport: PeerTransport;
   stateMachine: RaftStateMachine;
   /** Addresses of the initial members (and any known peers). Persisted; later changes come through the log. */
@@ -158,7 +158,7 @@ export interface RaftNodeEvents {
 export class RaftNode extends EventEmitter {
   readonly id: NodeId;
   private readonly core: RaftCore;
-  private readonly storage: LogStore;
+  private readonly storage: LogStorage;
   private readonly transport: PeerTransport;
   private readonly sm: RaftStateMachine;
   private readonly log: LoggerLike;
