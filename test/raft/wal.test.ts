@@ -394,6 +394,7 @@ describe('Wal', () => {
                 m.first = idx + 1;
                 if (idx > m.snap.index) m.snap = meta;
                 await wrote(() => w.compact(idx, meta));
+                lastBatch = null; // segments were deleted after it was durable: it can no longer be the torn write
               }
             } else if (op.kind === 'snapshot') {
               const idx = Math.max(last() + op.ahead, m.snap.index);
@@ -403,6 +404,7 @@ describe('Wal', () => {
               m.prevTerm = 9;
               m.hard = { ...m.hard, commit: Math.max(m.hard.commit, idx) };
               await wrote(() => w.applySnapshot(m.snap));
+              lastBatch = null;
             } else {
               if (op.kind === 'reopen') {
                 await w.close();
