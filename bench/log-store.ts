@@ -1,74 +1,82 @@
 /**
- * LogStore write throughput: durable (sync) batches of 1, 16, 64 and 256 entries, as the driver's group commit
- * produces them; plus reopen (load + verify) time for the resulting log.
+ * Raft log write throughput: durable (synced) saves of 1, 16, 64 and 256 entries — one save per Ready round, as the
+ * driver's group commit produces them — for the WAL (the default), 0.1's LevelDB LogStore, and raw LevelDB
+ * batches (the floor LogStore sits on), next to fio's fdatasync rate on the same disk (the physical limit: one
+ * synced write per save is the best any log can do). Plus reopen (load + verify) time of the resulting log.
  *   npm run bench:log-store [-- --json] [-- --seconds N]
  */
-import { appendFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { Level } from 'level';
-import { LogStore, encodeEntry } from '../src/raft/log-store.js';
+import { LogStore, encodeEntry, type DurableLogStorage } from '../src/raft/log-store.js';
 import type { Entry } from '../src/raft/core/types.js';
+import { Wal } from '../src/raft/wal/wal.js';
+import { appendResults, machineInfo, parseArgs, round, table } from './lib/report.js';
 
-const json = process.argv.includes('--json');
-const secondsArg = process.argv.indexOf('--seconds');
-const secondsPerCase = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 2;
+const args = parseArgs();
+const secondsPerCase = args.num('seconds', 2);
 const entryDataBytes = 128;
+const fioBlockBytes = 4096;
 
 interface Row {
   store: string;
   batchEntries: number;
-  sync: boolean;
-  batchesPerSec: number;
+  savesPerSec: number;
   entriesPerSec: number;
-  meanBatchMs: number;
-  reopenEntries: number;
-  reopenMs: number;
+  meanSaveMs: number;
+  reopenEntries: number | null;
+  reopenMs: number | null;
 }
 
-async function runCase(batchEntries: number, sync: boolean): Promise<Row> {
+type Opener = (dir: string) => Promise<DurableLogStorage>;
+const stores: Array<{ name: string; open: Opener }> = [
+  { name: 'WAL', open: (dir) => Wal.open(dir) },
+  { name: 'LevelDB LogStore (0.1)', open: (dir) => LogStore.open(dir) },
+];
+
+async function runCase(name: string, open: Opener, batchEntries: number): Promise<Row> {
   const dir = await mkdtemp(join(os.tmpdir(), 'mooring-bench-log-'));
-  const store = await LogStore.open(dir);
+  const store = await open(dir);
   const data = new Uint8Array(entryDataBytes).fill(7);
   let index = 0;
-  let batches = 0;
+  let saves = 0;
   const start = process.hrtime.bigint();
   const deadline = start + BigInt(Math.round(secondsPerCase * 1e9));
   while (process.hrtime.bigint() < deadline) {
     const entries: Entry[] = [];
     for (let k = 0; k < batchEntries; k++) entries.push({ index: ++index, term: 1, type: 'normal', data });
-    await store.save({ entries, hardState: { term: 1, vote: 'a', commit: index } }, { sync });
-    batches++;
+    await store.save({ entries, hardState: { term: 1, vote: 'a', commit: index } }, { sync: true });
+    saves++;
   }
   const elapsedS = Number(process.hrtime.bigint() - start) / 1e9;
   await store.close();
   const t0 = process.hrtime.bigint();
-  const reopened = await LogStore.open(dir);
+  const reopened = await open(dir);
   const reopenMs = Number(process.hrtime.bigint() - t0) / 1e6;
   const reopenEntries = reopened.lastIndex();
   await reopened.close();
   await rm(dir, { recursive: true, force: true });
   return {
-    store: 'LogStore',
+    store: name,
     batchEntries,
-    sync,
-    batchesPerSec: Math.round(batches / elapsedS),
+    savesPerSec: Math.round(saves / elapsedS),
     entriesPerSec: Math.round(index / elapsedS),
-    meanBatchMs: Number(((elapsedS * 1000) / batches).toFixed(3)),
+    meanSaveMs: round((elapsedS * 1000) / saves, 3),
     reopenEntries,
     reopenMs: Math.round(reopenMs),
   };
 }
 
-/** The same puts straight into LevelDB (no checksum, no mirror, no hard state): the floor LogStore sits on. */
+/** The same entries straight into LevelDB batches with sync (no hard state, no mirror): LogStore's floor. */
 async function rawCase(batchEntries: number): Promise<Row> {
   const dir = await mkdtemp(join(os.tmpdir(), 'mooring-bench-raw-'));
   const db = new Level<Uint8Array, Uint8Array>(dir, { keyEncoding: 'view', valueEncoding: 'view' });
   await db.open();
   const data = new Uint8Array(entryDataBytes).fill(7);
   let index = 0;
-  let batches = 0;
+  let saves = 0;
   const start = process.hrtime.bigint();
   const deadline = start + BigInt(Math.round(secondsPerCase * 1e9));
   while (process.hrtime.bigint() < deadline) {
@@ -78,48 +86,63 @@ async function rawCase(batchEntries: number): Promise<Row> {
       ops.push({ type: 'put' as const, key, value });
     }
     await db.batch(ops, { sync: true });
-    batches++;
+    saves++;
   }
   const elapsedS = Number(process.hrtime.bigint() - start) / 1e9;
   await db.close();
   await rm(dir, { recursive: true, force: true });
-  return {
-    store: 'raw LevelDB',
-    batchEntries,
-    sync: true,
-    batchesPerSec: Math.round(batches / elapsedS),
-    entriesPerSec: Math.round(index / elapsedS),
-    meanBatchMs: Number(((elapsedS * 1000) / batches).toFixed(3)),
-    reopenEntries: 0,
-    reopenMs: 0,
-  };
+  return { store: 'raw LevelDB batch', batchEntries, savesPerSec: Math.round(saves / elapsedS), entriesPerSec: Math.round(index / elapsedS), meanSaveMs: round((elapsedS * 1000) / saves, 3), reopenEntries: null, reopenMs: null };
 }
 
-const loadBefore = os.loadavg()[0]!.toFixed(2);
+/** fio: sequential 4 KiB writes, fdatasync after each, into a laid-out file in the same temp dir. Null if fio is missing. */
+async function fioCase(): Promise<{ fdatasyncPerSec: number; version: string } | { missing: string }> {
+  const version = spawnSync('fio', ['--version'], { encoding: 'utf8' });
+  if (version.error !== undefined || version.status !== 0) return { missing: 'fio is not installed (apt-get install -y fio): the physical fdatasync limit was not measured' };
+  const dir = await mkdtemp(join(os.tmpdir(), 'mooring-bench-fio-'));
+  try {
+    const r = spawnSync('fio', [
+      '--name=wal-fdatasync', `--filename=${join(dir, 'fio.dat')}`, '--rw=write', `--bs=${fioBlockBytes}`, '--size=64m',
+      '--ioengine=sync', '--fdatasync=1', '--time_based', `--runtime=${Math.max(1, Math.round(secondsPerCase))}`, '--output-format=json',
+    ], { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
+    if (r.status !== 0) return { missing: `fio failed: ${r.stderr.trim().split('\n').pop() ?? r.status}` };
+    const out = JSON.parse(r.stdout) as { jobs: Array<{ write: { iops: number } }> };
+    return { fdatasyncPerSec: Math.round(out.jobs[0]!.write.iops), version: version.stdout.trim() };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const machine = machineInfo();
 const rows: Row[] = [];
-for (const [n, sync] of [[1, true], [16, true], [64, true], [256, true], [64, false]] as const) {
-  rows.push(await runCase(n, sync));
-  if (sync && (n === 1 || n === 64)) rows.push(await rawCase(n));
+for (const n of [1, 16, 64, 256]) {
+  for (const s of stores) rows.push(await runCase(s.name, s.open, n));
+  if (n === 1 || n === 64) rows.push(await rawCase(n));
 }
+const fio = await fioCase();
+const loadAfter = os.loadavg().map((x) => round(x, 2));
 
-const machine = { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, node: process.version };
-if (json) {
-  console.log(JSON.stringify({ bench: 'log-store', date: new Date().toISOString(), machine, entryDataBytes, secondsPerCase, rows }));
+const headers = ['store', 'entries/save', 'synced saves/s', 'entries/s', 'mean save ms', 'reopen: entries', 'reopen ms'];
+const body = table(headers, rows.map((r) => [r.store, r.batchEntries, r.savesPerSec, r.entriesPerSec, r.meanSaveMs, r.reopenEntries ?? '-', r.reopenMs ?? '-']));
+const fioLine = 'fdatasyncPerSec' in fio
+  ? `fio (${fio.version}), same temp dir: ${fio.fdatasyncPerSec} fdatasync'd ${fioBlockBytes / 1024} KiB writes/s — the physical limit for synced saves/s.`
+  : fio.missing;
+const walByN = (n: number, name: string) => rows.find((r) => r.store === name && r.batchEntries === n)!;
+const ratioLine = [1, 64].map((n) => `${n} entr${n === 1 ? 'y' : 'ies'}/save: WAL ${round(walByN(n, 'WAL').savesPerSec / walByN(n, 'LevelDB LogStore (0.1)').savesPerSec, 2)}× LogStore`).join('; ')
+  + ('fdatasyncPerSec' in fio ? `; WAL 1-entry saves at ${Math.round((100 * walByN(1, 'WAL').savesPerSec) / fio.fdatasyncPerSec)} % of fio's fdatasync rate` : '');
+
+if (args.json) {
+  console.log(JSON.stringify({ bench: 'log-store', machine, loadAfter, entryDataBytes, secondsPerCase, rows, fio }));
 } else {
-  console.log(`LogStore (${entryDataBytes}-byte entries, ${secondsPerCase} s per case) on ${machine.cpu}, ${machine.cores} cores`);
-  console.table(rows);
+  console.log(`Raft log stores (${entryDataBytes}-byte entries, ${secondsPerCase} s per case, each save = entries + hard state, synced) on ${machine.cpu}, ${machine.cores} cores, load ${machine.loadavg.join(' / ')}`);
+  console.log(body);
+  console.log(fioLine);
+  console.log(ratioLine);
 }
-
-const lines = [
+appendResults('log-store (WAL vs LevelDB vs fio)', 'npm run bench:log-store', [
+  `${entryDataBytes}-byte entries; one save = the entries + the hard state, synced (one fdatasync for the WAL, one synced LevelDB batch for LogStore); ${secondsPerCase} s per case; temp dirs on the root disk. Load average at the end ${loadAfter.join(' / ')}: other engineers' builds and tests were running, so absolute figures are low and noisy; compare rows of the same run.`,
   '',
-  `## log-store — ${new Date().toISOString().slice(0, 10)}`,
-  `Machine: ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}. Command: \`npm run bench:log-store\`. ` +
-    `${entryDataBytes}-byte entries, one LevelDB batch per save (entries + hard state), ${secondsPerCase} s per case. ` +
-    `Load average at start ${loadBefore} (the machine is shared; fsync-bound figures vary run to run).`,
+  body,
   '',
-  '| store | entries/batch | sync | batches/s | entries/s | mean batch ms | reopen: entries | reopen ms |',
-  '|---|---:|:---:|---:|---:|---:|---:|---:|',
-  ...rows.map((r) => `| ${r.store} | ${r.batchEntries} | ${r.sync ? 'yes' : 'no'} | ${r.batchesPerSec} | ${r.entriesPerSec} | ${r.meanBatchMs} | ${r.reopenEntries || '-'} | ${r.reopenEntries ? r.reopenMs : '-'} |`),
-  '',
-];
-appendFileSync(new URL('../../bench/RESULTS.md', import.meta.url), lines.join('\n'));
+  fioLine,
+  ratioLine,
+].join('\n'), machine);

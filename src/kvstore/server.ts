@@ -1,6 +1,6 @@
 /**
  * KvServer: one member of a replicated KV cluster, i.e. the durable RaftNode wired to real disks and sockets —
- * LogStore (dataDir/log), KvStateMachine (dataDir/kv), TcpPeerTransport (Raft port) and an RpcServer (client port).
+ * the WAL (dataDir/wal; a 0.1 LevelDB log in dataDir/log is converted once), KvStateMachine (dataDir/kv), TcpPeerTransport (Raft port) and an RpcServer (client port).
  * Used by the real-process tests and the benchmarks; `server-main.ts` is the process edge (argv, signals, stdout).
  *
  * RPC methods (args → result):
@@ -17,7 +17,8 @@
  */
 import path from 'node:path';
 import { ErrorCode, MooringError } from '../errors.js';
-import { LogStore } from '../raft/log-store.js';
+import type { DurableLogStorage } from '../raft/log-store.js';
+import { openRaftLog } from '../raft/wal/open.js';
 import { RaftNode, raftDefaults } from '../raft/node/index.js';
 import type { ConfState, NodeId } from '../raft/core/types.js';
 import { RpcServer } from '../transport/rpc.js';
@@ -86,7 +87,7 @@ export class KvServer {
     readonly config: KvServerConfig,
     readonly node: RaftNode,
     readonly sm: KvStateMachine,
-    private readonly logStore: LogStore,
+    private readonly logStore: DurableLogStorage,
     private readonly transport: TcpPeerTransport,
     private readonly rpc: RpcServer,
     private readonly log: LoggerLike,
@@ -95,7 +96,7 @@ export class KvServer {
   static async start(config: KvServerConfig, logger: LoggerLike = silentLogger): Promise<KvServer> {
     validateConfig(config);
     const peers: PeerAddress[] = config.peers.map((p) => ({ id: p.id, host: p.host, port: p.raftPort, rpcPort: p.rpcPort }));
-    const logStore = await LogStore.open(path.join(config.dataDir, 'log'), { logger });
+    const logStore = await openRaftLog({ walDir: path.join(config.dataDir, 'wal'), legacyDir: path.join(config.dataDir, 'log'), logger });
     const sm = await KvStateMachine.open(path.join(config.dataDir, 'kv'));
     const transport = new TcpPeerTransport({
       nodeId: config.id,

@@ -1,7 +1,7 @@
 /**
  * MasterNode: one member of a Mooring master cluster, embeddable in any Node.js process.
  *
- *   RaftNode (LogStore + TcpPeerTransport)  ←→  MasterState (its own LevelDB)
+ *   RaftNode (WAL + TcpPeerTransport)  ←→  MasterState (its own LevelDB)
  *   + a client RPC server (msgpackr frames over TCP/TLS, its own port)
  *   + an HTTP ops server (/health, /ready, /metrics, /status)
  *   + leader duties: client TTL expiry, reclaim of abandoned PutStarts, eviction, read leases (soft state).
@@ -15,7 +15,8 @@
 import path from 'node:path';
 import { timingSafeEqual } from 'node:crypto';
 import { ErrorCode, MooringError } from '../errors.js';
-import { LogStore } from '../raft/log-store.js';
+import type { DurableLogStorage } from '../raft/log-store.js';
+import { openRaftLog } from '../raft/wal/open.js';
 import { RaftNode } from '../raft/node/index.js';
 import type { Role } from '../raft/core/types.js';
 import { TcpPeerTransport } from '../transport/tcp-transport.js';
@@ -79,7 +80,7 @@ export class MasterNode {
   readonly logger: Logger;
   readonly metrics: MasterMetrics;
   private raft!: RaftNode;
-  private logStore!: LogStore;
+  private logStore!: DurableLogStorage;
   private state!: MasterState;
   private transport!: TcpPeerTransport;
   private rpc!: RpcServer;
@@ -117,7 +118,7 @@ export class MasterNode {
   private async open(withHttp: boolean): Promise<void> {
     const cfg = this.config;
     const tls = transportTls(cfg);
-    this.logStore = await LogStore.open(path.join(cfg.dataDir, 'raft-log'), { logger: this.logger });
+    this.logStore = await openRaftLog({ walDir: path.join(cfg.dataDir, 'raft-wal'), legacyDir: path.join(cfg.dataDir, 'raft-log'), logger: this.logger });
     this.state = await MasterState.open(path.join(cfg.dataDir, 'state'), { placement: cfg.placement.strategy });
     const peers: PeerAddress[] = cfg.peers.map((p) => ({ id: p.id, host: p.host, port: p.raftPort, rpcPort: p.rpcPort, ...(p.httpPort !== null ? { httpPort: p.httpPort } : {}) }));
     this.transport = new TcpPeerTransport({

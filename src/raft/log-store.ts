@@ -35,6 +35,7 @@ import { ErrorCode, MooringError, assert } from '../errors.js';
 import { silentLogger, type LoggerLike } from '../transport/logger.js';
 import type { ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata, Storage } from './core/types.js';
 import { cloneConfState as cloneConf } from './core/util.js';
+import type { LogSaveBatch, LogSaveOptions, LogStorage } from './node/log-storage.js';
 
 const entryPrefix = 0x65; // 'e'
 const keyHardState = Uint8Array.of(0x68); // 'h'
@@ -61,18 +62,19 @@ export interface LogRecoveryReport {
   commitClampedFrom: number | null;
 }
 
-export interface SaveBatch {
-  entries?: Entry[];
-  hardState?: HardState;
-  /** A snapshot installed from the leader: applied first, with `applySnapshot` semantics, in the same batch. */
-  snapshotMeta?: SnapshotMetadata;
-  /** The current membership, recorded after the driver applies a conf change (initialState() returns it). */
-  confState?: ConfState;
-}
+/** The batch and options of `save`, as the driver's `LogStorage` declares them. */
+export type SaveBatch = LogSaveBatch;
+export type SaveOptions = LogSaveOptions;
 
-export interface SaveOptions {
-  /** fsync the batch. Must be true whenever the Ready says mustSync. */
-  sync: boolean;
+/**
+ * A log storage a process owns: what the Raft driver needs (`LogStorage`: the core's synchronous reads plus durable
+ * writes) and the owner's hard-state read and close. Implemented by the WAL (`wal/wal.ts`, the default) and by
+ * this LevelDB `LogStore` (0.1's format, kept to read and convert old data dirs and as a comparison in
+ * bench/log-store.ts).
+ */
+export interface DurableLogStorage extends LogStorage {
+  hardState(): HardState;
+  close(): Promise<void>;
 }
 
 type BatchOp = { type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array };
@@ -150,7 +152,7 @@ function cloneSnapMeta(m: SnapshotMetadata): SnapshotMetadata {
   return { index: m.index, term: m.term, confState: cloneConf(m.confState) };
 }
 
-export class LogStore implements Storage {
+export class LogStore implements DurableLogStorage {
   private readonly db: Level<Uint8Array, Uint8Array>;
   private readonly logger: LoggerLike;
   /** Entries after the compaction point, in index order: log[i] has index compactIndex + 1 + i. */

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, MooringError } from '../../src/errors.js';
-import { LogStore } from '../../src/raft/log-store.js';
+import { Wal } from '../../src/raft/wal/wal.js';
 import { RaftNode } from '../../src/raft/node/index.js';
 import { MemoryNetwork } from '../../src/transport/memory-transport.js';
 import { KvStateMachine, encodeKvCommand } from '../../src/kvstore/kv-state-machine.js';
@@ -16,7 +16,7 @@ interface Member {
   id: string;
   dir: string;
   node: RaftNode;
-  log: LogStore;
+  log: Wal;
   sm: KvStateMachine;
 }
 
@@ -36,7 +36,7 @@ async function shutdown(m: Member): Promise<void> {
 
 async function startMember(net: MemoryNetwork, root: string, id: string, voters: string[] | undefined, all: string[], extra: Partial<Parameters<typeof RaftNode.start>[0]> = {}): Promise<Member> {
   const dir = path.join(root, id);
-  const log = await LogStore.open(path.join(dir, 'log'));
+  const log = await Wal.open(path.join(dir, 'wal'));
   const sm = await KvStateMachine.open(path.join(dir, 'kv'));
   const transport = net.transport(id);
   await transport.start();

@@ -1,0 +1,690 @@
+/**
+ * The Raft log as a write-ahead log of preallocated segment files: `Wal implements DurableLogStorage`, a drop-in for the
+ * LevelDB `LogStore`.
+ *
+ * Files in the dir: `<seq as 16 hex digits>.wal` segments (each `walSegmentBytes`, zero-filled when created, so
+ * fdatasync never has to flush a size change), a `LOCK` file (one process per dir), and `*.tmp` segments being
+ * prepared (deleted on open). Records and batches: see format.ts.
+ *
+ * Writes. Every save() is ONE batch written with one write and made durable with one fdatasync (the driver calls
+ * save once per Ready round: group commit). A save with `sync: false` that carries only a hard/conf state (a
+ * commit-index change, which can be recomputed) is not written at once: it rides along with the next batch. So
+ * every write is followed by its fdatasync before the next write starts, and after a crash only the LAST batch can
+ * be torn — that is what lets open() tell a torn tail from damage in the middle.
+ *
+ * Reads. The core's synchronous reads are served from memory: the live log (entries after the compaction point)
+ * is kept as Entry objects, together with the segment that holds each entry's latest record. Memory grows with
+ * the uncompacted log, bounded by the driver's snapshots and compact() (as with LogStore).
+ *
+ * Open. Segments are replayed in order; a batch is applied only if all its records verify. At the first batch that
+ * does not verify: if the rest of its segment is zeros it is the clean end of that segment; if a valid batch
+ * follows anywhere (later in the segment or in a later segment) the log is damaged in the middle → CORRUPT_LOG
+ * (never skipped); otherwise it is the torn tail of the last write: the torn bytes are zeroed (fsynced) and later
+ * empty segments removed. A commit index beyond the surviving log is lowered (see LogStore for why that is the
+ * best a node can do).
+ *
+ * Compaction deletes whole segments: each new segment starts with a STATE record (hard state, snapshot metadata,
+ * compaction point, conf state), so every segment older than the one holding the first live entry can go.
+ *
+ * Crash-stop: a failed write or fdatasync poisons the WAL: that call rejects with STORAGE_FAILED and every later
+ * call throws it. Nothing is retried (after a failed fsync the page cache may have dropped the data: Linux marks
+ * the pages clean, so a retry could "succeed" without the data).
+ */
+import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { ErrorCode, MooringError, assert } from '../../errors.js';
+import { silentLogger, type LoggerLike } from '../../transport/logger.js';
+import type { DurableLogStorage, SaveBatch, SaveOptions } from '../log-store.js';
+import type { ConfState, Entry, HardState, Snapshot, SnapshotMetadata } from '../core/types.js';
+import { cloneConfState, emptyConfState } from '../core/util.js';
+import {
+  beginPayloadBytes,
+  beginRecordBytes,
+  decodeOp,
+  decodeSegmentHeader,
+  encodeOp,
+  encodeSegmentHeader,
+  putBegin,
+  putRecord,
+  readBegin,
+  readRecord,
+  recordBytes,
+  segmentHeaderBytes,
+  type WalOp,
+} from './format.js';
+import { DirLock } from './lock.js';
+
+/** Size of each preallocated segment file. etcd uses 64 MiB; 16 MiB keeps a node's start (zero-fill) short. */
+export const defaultWalSegmentBytes = 16 * 1024 * 1024;
+/** Smallest segment allowed (tests use small segments to exercise rolling and compaction). */
+export const minWalSegmentBytes = 1024;
+const zeroChunkBytes = 1024 * 1024;
+const beginLengthWord = Buffer.from([beginPayloadBytes, 0, 0, 0]);
+const segmentNamePattern = /^([0-9a-f]{16})\.wal$/;
+
+/** The file operations on the write path, replaceable to inject faults (tests, simulator). */
+export interface WalIo {
+  write(fh: FileHandle, buf: Buffer, position: number): Promise<void>;
+  datasync(fh: FileHandle): Promise<void>;
+}
+
+const realIo: WalIo = {
+  async write(fh, buf, position) {
+    let done = 0;
+    while (done < buf.byteLength) {
+      const { bytesWritten } = await fh.write(buf, done, buf.byteLength - done, position + done);
+      done += bytesWritten;
+    }
+  },
+  datasync: (fh) => fh.datasync(),
+};
+
+export interface WalOptions {
+  logger?: LoggerLike;
+  walSegmentBytes?: number;
+  io?: Partial<WalIo>;
+}
+
+/** What open() found and repaired. */
+export interface WalRecoveryReport {
+  segments: number;
+  batches: number;
+  loadedEntries: number;
+  /** Where a torn tail was cut (null when the log ended cleanly). */
+  cutAt: { segment: number; offset: number } | null;
+  /** Bytes zeroed at the torn tail. */
+  cutBytes: number;
+  /** The commit index read from disk when it had to be lowered to the last valid index. */
+  commitClampedFrom: number | null;
+}
+
+interface State {
+  /** Entries after the compaction point: log[i] has index compactIndex + 1 + i. */
+  log: Entry[];
+  /** segs[i]: the segment holding log[i]'s latest record (non-decreasing). */
+  segs: number[];
+  compactIndex: number;
+  /** NaN while replay has not yet learnt it (entries before a gap are in deleted segments). */
+  compactTerm: number;
+  hard: HardState;
+  snapMeta: SnapshotMetadata;
+  conf: ConfState | null;
+}
+
+interface OpenSegment {
+  seq: number;
+  salt: number;
+  fh: FileHandle;
+  /** Preallocated bytes (writes past it extend the file). */
+  size: number;
+  /** Where the next batch goes. */
+  offset: number;
+}
+
+const segmentName = (seq: number): string => `${seq.toString(16).padStart(16, '0')}.wal`;
+const cloneMeta = (m: SnapshotMetadata): SnapshotMetadata => ({ index: m.index, term: m.term, confState: cloneConfState(m.confState) });
+
+function compactTo(s: State, index: number, term: number): void {
+  if (index < s.compactIndex) return;
+  if (index === s.compactIndex) {
+    if (Number.isNaN(s.compactTerm)) s.compactTerm = term;
+    return;
+  }
+  const drop = Math.min(index - s.compactIndex, s.log.length);
+  s.log = s.log.slice(drop);
+  s.segs = s.segs.slice(drop);
+  s.compactIndex = index;
+  s.compactTerm = term;
+}
+
+/** Applies one op to the state: the same code for replay and for the live store (after the batch is durable). */
+function applyOp(s: State, op: WalOp, seg: number): void {
+  switch (op.kind) {
+    case 'entry': {
+      const e = op.entry;
+      if (e.index <= s.compactIndex) return; // already folded into a snapshot
+      const last = s.compactIndex + s.log.length;
+      if (e.index > last + 1) {
+        // Only on replay: the entries before it lived in deleted segments; a later compaction point must cover them.
+        s.log = [];
+        s.segs = [];
+        s.compactIndex = e.index - 1;
+        s.compactTerm = Number.NaN;
+      } else if (e.index <= last) {
+        const keep = e.index - s.compactIndex - 1;
+        s.log.length = keep;
+        s.segs.length = keep;
+      }
+      s.log.push(e);
+      s.segs.push(seg);
+      return;
+    }
+    case 'hardState':
+      s.hard = op.hard;
+      return;
+    case 'confState':
+      s.conf = op.conf;
+      return;
+    case 'snapshot':
+      s.log = [];
+      s.segs = [];
+      s.compactIndex = op.meta.index;
+      s.compactTerm = op.meta.term;
+      s.snapMeta = op.meta;
+      // The snapshot carries the membership as of its index; a conf state recorded earlier is superseded.
+      s.conf = null;
+      if (s.hard.commit < op.meta.index) s.hard = { ...s.hard, commit: op.meta.index };
+      return;
+    case 'compact':
+      compactTo(s, op.index, op.term);
+      if (op.snapMeta !== null && op.snapMeta.index > s.snapMeta.index) s.snapMeta = op.snapMeta;
+      return;
+    case 'state':
+      s.hard = op.hard;
+      s.snapMeta = op.snapMeta;
+      s.conf = op.conf;
+      compactTo(s, op.compactIndex, op.compactTerm);
+      return;
+  }
+}
+
+function isZero(buf: Buffer, from: number, to: number): boolean {
+  const zeros = Buffer.alloc(Math.min(65536, Math.max(0, to - from)));
+  for (let off = from; off < to; off += zeros.length) {
+    const end = Math.min(to, off + zeros.length);
+    if (buf.compare(zeros, 0, end - off, off, end) !== 0) return false;
+  }
+  return true;
+}
+
+function lastNonZero(buf: Buffer, from: number): number {
+  for (let i = buf.byteLength - 1; i >= from; i--) if (buf[i] !== 0) return i;
+  return from - 1;
+}
+
+/** Is there a valid BEGIN record anywhere in [from, end)? Only called on a damaged region. */
+function findBegin(buf: Buffer, from: number, salt: number): boolean {
+  // Jump between occurrences of the BEGIN length word (native search) instead of testing every offset.
+  for (let off = buf.indexOf(beginLengthWord, from); off !== -1 && off + beginRecordBytes <= buf.byteLength; off = buf.indexOf(beginLengthWord, off + 1)) {
+    if (readBegin(buf, off, buf.byteLength, salt) !== null) return true;
+  }
+  return false;
+}
+
+function corrupt(msg: string): MooringError {
+  return new MooringError(ErrorCode.CORRUPT_LOG, msg);
+}
+
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export class Wal implements DurableLogStorage {
+  private readonly logger: LoggerLike;
+  private readonly segmentBytes: number;
+  private readonly io: WalIo;
+  private s: State = { log: [], segs: [], compactIndex: 0, compactTerm: 0, hard: { term: 0, vote: null, commit: 0 }, snapMeta: { index: 0, term: 0, confState: emptyConfState() }, conf: null };
+  /** Seqs of the segment files on disk, ascending; the last one is `cur`. */
+  private segments: number[] = [];
+  private cur: OpenSegment | null = null;
+  private nextBatchSeq = 1;
+  private preparing: Promise<{ seq: number; salt: number; tmp: string }> | null = null;
+  /** A sync:false hard/conf state, held in memory until the next batch carries it. */
+  private pending: WalOp[] = [];
+  private poisoned: unknown = null;
+  private closed = false;
+  private writeChain: Promise<void> = Promise.resolve();
+  recovery: WalRecoveryReport = { segments: 0, batches: 0, loadedEntries: 0, cutAt: null, cutBytes: 0, commitClampedFrom: null };
+
+  private constructor(readonly dir: string, private readonly lock: DirLock, opts: WalOptions) {
+    this.logger = opts.logger ?? silentLogger;
+    this.segmentBytes = opts.walSegmentBytes ?? defaultWalSegmentBytes;
+    this.io = { ...realIo, ...opts.io };
+    if (!Number.isInteger(this.segmentBytes) || this.segmentBytes < minWalSegmentBytes) {
+      throw new MooringError(ErrorCode.INVALID_CONFIG, `walSegmentBytes must be an integer ≥ ${minWalSegmentBytes}, got ${this.segmentBytes}`);
+    }
+  }
+
+  /** Opens (creating if needed) the WAL in `dir`: takes the dir lock, replays and verifies it, repairs a torn tail. */
+  static async open(dir: string, opts: WalOptions = {}): Promise<Wal> {
+    try {
+      mkdirSync(dir, { recursive: true });
+    } catch (err) {
+      throw new MooringError(ErrorCode.STORAGE_FAILED, `cannot create the WAL dir ${dir}: ${(err as Error).message}`, { cause: err });
+    }
+    const lock = DirLock.acquire(dir);
+    let wal: Wal | null = null;
+    try {
+      wal = new Wal(dir, lock, opts);
+      await wal.load();
+      return wal;
+    } catch (err) {
+      await wal?.cur?.fh.close().catch(() => {});
+      lock.release();
+      if (err instanceof MooringError) throw err;
+      throw new MooringError(ErrorCode.STORAGE_FAILED, `cannot open the WAL at ${dir}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** True if `dir` holds WAL segments. */
+  static exists(dir: string): boolean {
+    try {
+      return readdirSync(dir).some((n) => segmentNamePattern.test(n));
+    } catch {
+      return false;
+    }
+  }
+
+  // ---------------------------------------------------------------- open / replay
+
+  private async load(): Promise<void> {
+    const names = readdirSync(this.dir);
+    for (const n of names) if (n.endsWith('.tmp')) rmSync(path.join(this.dir, n), { force: true });
+    const seqs = names.flatMap((n) => {
+      const m = segmentNamePattern.exec(n);
+      return m === null ? [] : [Number.parseInt(m[1]!, 16)];
+    }).sort((a, b) => a - b);
+    for (let k = 1; k < seqs.length; k++) {
+      if (seqs[k] !== seqs[k - 1]! + 1) throw corrupt(`WAL segment ${segmentName(seqs[k - 1]! + 1)} is missing in ${this.dir}`);
+    }
+    if (seqs.length === 0) {
+      await this.installSegment(await this.prepareSegment(1));
+      return;
+    }
+
+    const s = this.s;
+    let expected: number | null = null;
+    let batches = 0;
+    let torn: { k: number; offset: number; buf: Buffer } | null = null;
+    let endOffset = segmentHeaderBytes;
+    let endSalt = 0;
+    for (let k = 0; k < seqs.length && torn === null; k++) {
+      const seq = seqs[k]!;
+      const buf = readFileSync(path.join(this.dir, segmentName(seq)));
+      const header = decodeSegmentHeader(buf);
+      if (header === null || header.seq !== seq) throw corrupt(`WAL segment ${segmentName(seq)} has no valid header`);
+      let off = segmentHeaderBytes;
+      for (;;) {
+        const b = readBegin(buf, off, buf.byteLength, header.salt);
+        if (b === null) break;
+        if (expected !== null && b.seq !== expected) {
+          throw corrupt(`WAL segment ${segmentName(seq)} offset ${off}: batch ${b.seq} where ${expected} was expected (a batch is missing)`);
+        }
+        const end = off + b.bytes;
+        if (end > buf.byteLength) break;
+        const ops: WalOp[] = [];
+        let r = off + beginRecordBytes;
+        for (let i = 0; i < b.records; i++) {
+          const rec = readRecord(buf, r, end, header.salt);
+          if (rec === null) break;
+          ops.push(decodeOp(rec.type, rec.payload));
+          r = rec.next;
+        }
+        if (ops.length !== b.records || r !== end) break;
+        for (const op of ops) applyOp(s, op, seq);
+        expected = b.seq + 1;
+        batches++;
+        off = end;
+      }
+      endOffset = off;
+      endSalt = header.salt;
+      if (isZero(buf, off, buf.byteLength)) continue; // the clean end of this segment
+      if (findBegin(buf, off + 1, header.salt)) {
+        throw corrupt(`WAL segment ${segmentName(seq)} offset ${off}: a damaged batch followed by valid ones (corruption in the middle of the log, not a torn tail)`);
+      }
+      torn = { k, offset: off, buf };
+    }
+
+    if (torn !== null) {
+      // Only the last write can be torn: a valid batch in any later segment means this one had been made durable.
+      for (let j = torn.k + 1; j < seqs.length; j++) {
+        const buf = readFileSync(path.join(this.dir, segmentName(seqs[j]!)));
+        const header = decodeSegmentHeader(buf);
+        if (header !== null && findBegin(buf, segmentHeaderBytes, header.salt)) {
+          throw corrupt(`WAL segment ${segmentName(seqs[torn.k]!)} offset ${torn.offset}: a damaged batch followed by valid ones in ${segmentName(seqs[j]!)}`);
+        }
+      }
+      const cutTo = lastNonZero(torn.buf, torn.offset) + 1;
+      const file = path.join(this.dir, segmentName(seqs[torn.k]!));
+      const fd = openSync(file, 'r+');
+      try {
+        const zeros = Buffer.alloc(Math.min(zeroChunkBytes, cutTo - torn.offset));
+        for (let off = torn.offset; off < cutTo; off += zeros.length) writeSync(fd, zeros, 0, Math.min(zeros.length, cutTo - off), off);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      for (const seq of seqs.splice(torn.k + 1)) rmSync(path.join(this.dir, segmentName(seq)), { force: true });
+      fsyncDir(this.dir);
+      this.recovery.cutAt = { segment: seqs[torn.k]!, offset: torn.offset };
+      this.recovery.cutBytes = cutTo - torn.offset;
+    }
+
+    if (Number.isNaN(s.compactTerm)) {
+      throw corrupt(`WAL in ${this.dir}: entries up to ${s.compactIndex} are missing (an old segment was lost) and no snapshot covers them`);
+    }
+    this.segments = seqs;
+    const lastSeq = seqs[seqs.length - 1]!;
+    const fh = await open(path.join(this.dir, segmentName(lastSeq)), 'r+');
+    this.cur = { seq: lastSeq, salt: endSalt, fh, size: Math.max(statSync(path.join(this.dir, segmentName(lastSeq))).size, segmentHeaderBytes), offset: endOffset };
+    this.nextBatchSeq = expected ?? 1;
+
+    const lastValid = this.lastIndexUnchecked();
+    this.recovery = { ...this.recovery, segments: seqs.length, batches, loadedEntries: s.log.length };
+    // A snapshot is committed by definition.
+    if (s.hard.commit < s.compactIndex) s.hard = { ...s.hard, commit: s.compactIndex };
+    if (s.hard.commit > lastValid) {
+      this.recovery.commitClampedFrom = s.hard.commit;
+      await this.writeBatch([{ kind: 'hardState', hard: { ...s.hard, commit: lastValid } }]);
+    }
+    if (this.recovery.cutAt !== null || this.recovery.commitClampedFrom !== null) {
+      this.logger.warn({ ...this.recovery, lastValidIndex: lastValid }, `WAL tail cut back: ${this.recovery.cutBytes} torn bytes zeroed; log ends at ${lastValid}`);
+    }
+  }
+
+  // ---------------------------------------------------------------- Storage (synchronous, from memory)
+
+  initialState(): { hardState: HardState; confState: ConfState } {
+    this.checkUsable();
+    return { hardState: { ...this.s.hard }, confState: cloneConfState(this.s.conf ?? this.s.snapMeta.confState) };
+  }
+
+  entries(lo: number, hi: number, maxBytes: number): Entry[] {
+    this.checkUsable();
+    const s = this.s;
+    if (lo <= s.compactIndex) throw new MooringError(ErrorCode.COMPACTED, `entries from ${lo} were compacted (first index ${s.compactIndex + 1})`);
+    assert(hi <= this.lastIndexUnchecked() + 1, `entries(${lo}, ${hi}) beyond last index ${this.lastIndexUnchecked()}`);
+    const out: Entry[] = [];
+    let size = 0;
+    for (let i = lo; i < hi; i++) {
+      const e = s.log[i - s.compactIndex - 1]!;
+      size += e.data.byteLength;
+      // Always at least one entry, so a single oversized entry still makes progress.
+      if (out.length > 0 && size > maxBytes) break;
+      out.push(e);
+    }
+    return out;
+  }
+
+  term(i: number): number {
+    this.checkUsable();
+    const s = this.s;
+    if (i === s.compactIndex) return s.compactTerm;
+    if (i < s.compactIndex) throw new MooringError(ErrorCode.COMPACTED, `term of ${i}: compacted (first index ${s.compactIndex + 1})`);
+    const e = s.log[i - s.compactIndex - 1];
+    if (e === undefined) throw new MooringError(ErrorCode.INTERNAL, `term of ${i}: beyond last index ${this.lastIndexUnchecked()}`);
+    return e.term;
+  }
+
+  firstIndex(): number {
+    this.checkUsable();
+    return this.s.compactIndex + 1;
+  }
+
+  lastIndex(): number {
+    this.checkUsable();
+    return this.lastIndexUnchecked();
+  }
+
+  /** The latest snapshot point. The image itself lives with the state machine, so `data` is empty here. */
+  snapshot(): Snapshot {
+    this.checkUsable();
+    return { metadata: cloneMeta(this.s.snapMeta), data: new Uint8Array(0) };
+  }
+
+  hardState(): HardState {
+    this.checkUsable();
+    return { ...this.s.hard };
+  }
+
+  get entryCount(): number {
+    return this.s.log.length;
+  }
+
+  /** Segment files on disk (compaction deletes whole ones). */
+  get segmentCount(): number {
+    return this.segments.length;
+  }
+
+  /** Where the next batch will be written (tests use it to tear the last batch). */
+  get position(): { segment: number; offset: number; file: string } {
+    const cur = this.cur!;
+    return { segment: cur.seq, offset: cur.offset, file: path.join(this.dir, segmentName(cur.seq)) };
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  /**
+   * Persists one Ready as ONE batch with one fdatasync: snapshot point, then entries (an entry whose index exists
+   * replaces it and every later one), then hard state / conf state. Memory changes only after the batch is durable.
+   */
+  save(batch: SaveBatch, opts: SaveOptions): Promise<void> {
+    return this.enqueue(async () => {
+      const s = this.s;
+      const ops: WalOp[] = [];
+      let compactIndex = s.compactIndex;
+      let last = this.lastIndexUnchecked();
+      if (batch.snapshotMeta !== undefined) {
+        if (batch.snapshotMeta.index < s.snapMeta.index) {
+          throw new MooringError(ErrorCode.INVALID_ARGUMENT, `snapshot at ${batch.snapshotMeta.index} is older than the stored one at ${s.snapMeta.index}`);
+        }
+        ops.push({ kind: 'snapshot', meta: cloneMeta(batch.snapshotMeta) });
+        compactIndex = last = batch.snapshotMeta.index;
+      }
+      const entries = batch.entries ?? [];
+      for (let k = 1; k < entries.length; k++) {
+        assert(entries[k]!.index === entries[k - 1]!.index + 1, `save: entries not contiguous at ${entries[k]!.index}`);
+      }
+      // Entries at or below the compaction point are committed and already folded into the snapshot.
+      const fresh = entries.filter((e) => e.index > compactIndex);
+      if (fresh.length > 0) {
+        assert(fresh[0]!.index <= last + 1, `save: entry ${fresh[0]!.index} would leave a gap after last index ${last}`);
+        for (const e of fresh) ops.push({ kind: 'entry', entry: { index: e.index, term: e.term, type: e.type, data: e.data } });
+      }
+      const meta: WalOp[] = [];
+      if (batch.hardState !== undefined) meta.push({ kind: 'hardState', hard: { term: batch.hardState.term, vote: batch.hardState.vote, commit: batch.hardState.commit } });
+      if (batch.confState !== undefined) meta.push({ kind: 'confState', conf: cloneConfState(batch.confState) });
+      if (ops.length === 0 && !opts.sync) {
+        // Nothing that promises anything (a commit-index change): keep it in memory until the next batch.
+        for (const op of meta) {
+          applyOp(s, op, this.cur!.seq);
+          this.pending = this.pending.filter((p) => p.kind !== op.kind);
+          this.pending.push(op);
+        }
+        return;
+      }
+      ops.push(...meta);
+      if (ops.length > 0) await this.writeBatch(ops);
+    });
+  }
+
+  /** Replaces the log by the snapshot point (durably): every entry is dropped, firstIndex = meta.index + 1. */
+  applySnapshot(meta: SnapshotMetadata): Promise<void> {
+    return this.save({ snapshotMeta: meta }, { sync: true }).then(() => this.enqueue(() => this.deleteSegmentsBehind()));
+  }
+
+  /**
+   * Drops entries ≤ index (durably), keeping the term of `index`; records `snapshotMeta` (if newer) so snapshot()
+   * can serve followers behind firstIndex(); then deletes every segment that holds no live entry.
+   */
+  compact(index: number, snapshotMeta?: SnapshotMetadata): Promise<void> {
+    return this.enqueue(async () => {
+      const s = this.s;
+      const newerMeta = snapshotMeta !== undefined && snapshotMeta.index > s.snapMeta.index ? cloneMeta(snapshotMeta) : null;
+      const snapIndex = newerMeta?.index ?? s.snapMeta.index;
+      if (index > s.compactIndex) {
+        const last = this.lastIndexUnchecked();
+        if (index > last) throw new MooringError(ErrorCode.INVALID_ARGUMENT, `compact(${index}) beyond last index ${last}`);
+        if (snapIndex < index) {
+          throw new MooringError(ErrorCode.INVALID_ARGUMENT, `compact(${index}) without a snapshot covering it (latest snapshot at ${snapIndex})`);
+        }
+        await this.writeBatch([{ kind: 'compact', index, term: this.term(index), snapMeta: newerMeta }]);
+      } else if (newerMeta !== null) {
+        await this.writeBatch([{ kind: 'compact', index: s.compactIndex, term: s.compactTerm, snapMeta: newerMeta }]);
+      } else {
+        return;
+      }
+      await this.deleteSegmentsBehind();
+    });
+  }
+
+  /** Waits for queued writes, writes a held commit-index change, closes the files and releases the lock. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    const flush = this.enqueue(async () => {
+      if (this.pending.length > 0) await this.writeBatch([]);
+    });
+    this.closed = true;
+    await flush.catch(() => {});
+    await this.writeChain.catch(() => {});
+    const prep = this.preparing;
+    this.preparing = null;
+    await prep?.catch(() => {});
+    await this.cur?.fh.close().catch(() => {});
+    this.lock.release();
+  }
+
+  /**
+   * For crash tests: drops the WAL as a killed process would (held sync:false state is lost, nothing is flushed),
+   * closing the file and releasing the lock so the same process can reopen the dir.
+   */
+  async abandonForTest(): Promise<void> {
+    this.closed = true;
+    await this.writeChain.catch(() => {});
+    await this.preparing?.catch(() => {});
+    await this.cur?.fh.close().catch(() => {});
+    this.lock.release();
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private checkUsable(): void {
+    if (this.poisoned !== null) {
+      throw new MooringError(ErrorCode.STORAGE_FAILED, 'the WAL failed an earlier write or fsync and is stopped', { cause: this.poisoned });
+    }
+  }
+
+  private lastIndexUnchecked(): number {
+    return this.s.compactIndex + this.s.log.length;
+  }
+
+  private stateOp(): WalOp {
+    const s = this.s;
+    return { kind: 'state', hard: { ...s.hard }, snapMeta: cloneMeta(s.snapMeta), compactIndex: s.compactIndex, compactTerm: s.compactTerm, conf: s.conf === null ? null : cloneConfState(s.conf) };
+  }
+
+  /** Writes `ops` (after any held sync:false state) as one batch, fdatasyncs, then applies them to memory. */
+  private async writeBatch(batchOps: WalOp[]): Promise<void> {
+    let ops = this.pending.length > 0 ? [...this.pending, ...batchOps] : batchOps;
+    let encoded = ops.map(encodeOp);
+    let bytes = beginRecordBytes;
+    for (const r of encoded) bytes += recordBytes(r.payload);
+    let cur = this.cur!;
+    if (cur.offset + bytes > cur.size && cur.offset > segmentHeaderBytes) {
+      cur = await this.roll();
+      // The new segment starts with the full state, so the older ones can be deleted once no live entry is in them.
+      const state = this.stateOp();
+      ops = [state, ...ops];
+      const e = encodeOp(state);
+      encoded = [e, ...encoded];
+      bytes += recordBytes(e.payload);
+    }
+    assert(bytes < 0x1_0000_0000, `a WAL batch of ${bytes} bytes is too large`);
+    const buf = Buffer.allocUnsafe(bytes);
+    let off = putBegin(buf, 0, { seq: this.nextBatchSeq, bytes, records: encoded.length }, cur.salt);
+    for (const r of encoded) off = putRecord(buf, off, r.type, r.payload, cur.salt);
+    try {
+      await this.io.write(cur.fh, buf, cur.offset);
+      await this.io.datasync(cur.fh);
+    } catch (err) {
+      throw this.poison(err, 'write');
+    }
+    cur.offset += bytes;
+    this.nextBatchSeq++;
+    this.pending = [];
+    for (const op of ops) applyOp(this.s, op, cur.seq);
+    // Prepare the next segment in the background once this one is half full, so a roll rarely waits for zero-fill.
+    if (this.preparing === null && cur.offset > cur.size / 2) {
+      this.preparing = this.prepareSegment(cur.seq + 1);
+      this.preparing.catch(() => {}); // surfaced at the roll that needs it
+    }
+  }
+
+  private async roll(): Promise<OpenSegment> {
+    const old = this.cur!;
+    try {
+      const prepared = await (this.preparing ?? this.prepareSegment(old.seq + 1));
+      this.preparing = null;
+      await this.installSegment(prepared);
+    } catch (err) {
+      throw this.poison(err, 'segment roll');
+    }
+    await old.fh.close().catch(() => {});
+    return this.cur!;
+  }
+
+  /** Creates `<seq>.wal.tmp`: zero-filled to walSegmentBytes, header written, fsynced. */
+  private async prepareSegment(seq: number): Promise<{ seq: number; salt: number; tmp: string }> {
+    const tmp = path.join(this.dir, `${segmentName(seq)}.tmp`);
+    const salt = randomBytes(4).readUInt32LE(0);
+    const fh = await open(tmp, 'w');
+    try {
+      const zeros = Buffer.alloc(Math.min(zeroChunkBytes, this.segmentBytes));
+      for (let off = 0; off < this.segmentBytes; off += zeros.length) await fh.write(zeros, 0, Math.min(zeros.length, this.segmentBytes - off), off);
+      await fh.write(encodeSegmentHeader({ seq, salt }), 0, segmentHeaderBytes, 0);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    return { seq, salt, tmp };
+  }
+
+  private async installSegment(p: { seq: number; salt: number; tmp: string }): Promise<void> {
+    const file = path.join(this.dir, segmentName(p.seq));
+    await rename(p.tmp, file);
+    fsyncDir(this.dir);
+    const fh = await open(file, 'r+');
+    this.cur = { seq: p.seq, salt: p.salt, fh, size: this.segmentBytes, offset: segmentHeaderBytes };
+    this.segments.push(p.seq);
+  }
+
+  /** Deletes every segment older than the one holding the first live entry (oldest first, so a crash leaves a suffix). */
+  private async deleteSegmentsBehind(): Promise<void> {
+    const keepFrom = this.s.segs.length > 0 ? this.s.segs[0]! : this.cur!.seq;
+    let deleted = 0;
+    try {
+      while (this.segments.length > 1 && this.segments[0]! < keepFrom) {
+        await rm(path.join(this.dir, segmentName(this.segments[0]!)), { force: true });
+        this.segments.shift();
+        deleted++;
+      }
+      if (deleted > 0) fsyncDir(this.dir);
+    } catch (err) {
+      throw this.poison(err, 'segment deletion');
+    }
+  }
+
+  private poison(err: unknown, what: string): MooringError {
+    // Crash-stop: after a failed write or fsync the disk state is unknown; never continue on it, never retry.
+    this.poisoned = err;
+    this.logger.error({ err: (err as Error).message }, `WAL ${what} failed; the WAL is stopped`);
+    return new MooringError(ErrorCode.STORAGE_FAILED, `WAL ${what} failed: ${(err as Error).message}`, { cause: err });
+  }
+
+  private enqueue(fn: () => Promise<void>): Promise<void> {
+    if (this.closed) return Promise.reject(new MooringError(ErrorCode.SHUTTING_DOWN, 'the WAL is closed'));
+    const p = this.writeChain.then(() => {
+      this.checkUsable();
+      return fn();
+    });
+    this.writeChain = p.catch(() => {});
+    return p;
+  }
+}
