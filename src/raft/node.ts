@@ -152,6 +152,8 @@ export interface RaftNodeEvents {
   leaderChange: (leader: NodeId | null, term: number) => void;
   roleChange: (role: Role) => void;
   applied: (index: number) => void;
+  /** A snapshot point was taken here (log compacted) or installed from the leader. */
+  snapshot: (index: number, how: 'taken' | 'installed') => void;
   fatal: (err: Error) => void;
 }
 
@@ -737,6 +739,7 @@ export class RaftNode extends EventEmitter {
     const keepFrom = this.confHistory.findLastIndex((h) => h.index <= index);
     if (keepFrom > 0) this.confHistory = this.confHistory.slice(keepFrom);
     this.log.info({ index, compactedTo: compactTo }, 'local snapshot; log compacted');
+    this.emit('snapshot', index, 'taken');
   }
 
   private async installSnapshot(meta: SnapshotMetadata, inline: Uint8Array): Promise<void> {
@@ -766,6 +769,7 @@ export class RaftNode extends EventEmitter {
     this.dispatchedThrough = meta.index;
     this.confHistory = [{ index: meta.index, confState: cloneConf(meta.confState) }];
     this.log.info({ index: meta.index, term: meta.term }, 'installed snapshot from leader');
+    this.emit('snapshot', meta.index, 'installed');
   }
 
   // ---------------------------------------------------------------- network
