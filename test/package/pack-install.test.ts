@@ -69,17 +69,21 @@ afterAll(async () => {
 });
 
 describe('the packed tarball installed outside the repo', () => {
-  it('imports mooring and mooring/engine, names fast-check when mooring/testing lacks it, and prints --version', async () => {
+  it('imports mooring, mooring/raft and mooring/engine, names fast-check when mooring/testing lacks it, and prints --version', async () => {
     expect(existsSync(path.join(project, 'node_modules', 'mooring', 'native', 'build', 'Release', 'mooring_engine.node'))).toBe(true);
     const out = await inProject('imports.mjs', `
       const root = await import('mooring');
       const engine = await import('mooring/engine');
+      const raft = await import('mooring/raft');
       let testing;
       try { await import('mooring/testing'); testing = 'loaded'; } catch (e) { testing = e.message; }
-      console.log(JSON.stringify({ root: typeof root.MasterNode, store: typeof root.StoreClient, engine: typeof engine.Engine, testing }));
+      console.log(JSON.stringify({ root: typeof root.MasterNode, store: typeof root.StoreClient, engine: typeof engine.Engine, testing,
+        internalsAtRoot: typeof root.Progress, raftCore: typeof raft.RaftCore, raftProgress: typeof raft.Progress }));
     `);
     const got = JSON.parse(out) as Record<string, string>;
     expect(got).toMatchObject({ root: 'function', store: 'function', engine: 'function' });
+    // Raft internals live under mooring/raft, not at the root.
+    expect(got).toMatchObject({ internalsAtRoot: 'undefined', raftCore: 'function', raftProgress: 'function' });
     expect(got.testing).toMatch(/mooring\/testing needs fast-check.*npm install/);
 
     const { stdout } = await run('npx', ['mooring', '--version'], { cwd: project, env: cleanEnv });
