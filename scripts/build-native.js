@@ -72,7 +72,11 @@ if (result.error || result.status !== 0) {
 }
 rmSync(errorFile, { force: true });
 // One line: where the addon is and which optional features the host's libraries enabled.
-const features = `${result.stdout ?? ''}`.split('\n')
-  .filter((l) => l.startsWith('-- mooring: '))
-  .map((l) => l.slice('-- mooring: '.length).split(';')[0].replace(/ \(.*\)$/, ''));
+// (cmake prints them only when it configures, i.e. on a fresh build.)
+const out = `${result.stdout ?? ''}`;
+const features = [];
+if (/io_uring NVMe path enabled/.test(out)) features.push('io_uring on');
+if (/liburing not found/.test(out)) features.push('io_uring off: no liburing-dev');
+if (/RDMA \(libibverbs\) compiled in/.test(out)) features.push('RDMA on');
+if (/libibverbs not found/.test(out)) features.push('RDMA off: no libibverbs-dev');
 console.log(`build-native: built ${path.relative(root, addonFile)}` + (features.length ? ` (${features.join('; ')})` : ''));
