@@ -59,8 +59,11 @@ beforeAll(async () => {
   rmSync(project, { recursive: true, force: true });
   await run('mkdir', ['-p', project]);
   writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'embedder', private: true, type: 'module' }));
-  // A failed native build is fatal here: the StoreClient below needs the engine.
-  await npm(['install', tarball], project, { ...cleanEnv, MOORING_REQUIRE_NATIVE: '1' });
+  // A failed native build is fatal here: the StoreClient below needs the engine. Foreground scripts: the build's
+  // own output is shown, and it is one line (cmake-js's argument dumps stay out unless MOORING_NATIVE_VERBOSE=1).
+  const installed = await npm(['install', '--foreground-scripts', tarball], project, { ...cleanEnv, MOORING_REQUIRE_NATIVE: '1' });
+  expect(installed).toContain('build-native: built native/build/Release/mooring_engine.node');
+  expect(installed).not.toMatch(/INFO RUN|-DCMAKE_JS_VERSION|Detecting CXX compiler/);
 }, installTimeoutMs);
 
 afterAll(async () => {
