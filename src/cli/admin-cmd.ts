@@ -1,12 +1,16 @@
 /**
  * `mooring admin <command>`: operate a running cluster through MasterClient. Human tables by default, `--json`
  * for scripts. Any failure prints `error CODE: message` on stderr and exits 1.
+ * Where to connect: flags, then MOORING_* env, then `--config` (a master's YAML: its cluster id, peers' RPC
+ * endpoints, TLS files and admin token), then the defaults.
  */
 import { randomUUID } from 'node:crypto';
 import { Command, Option } from 'commander';
 import { ErrorCode, MooringError } from '../errors.js';
 import { MasterClient } from '../master/client.js';
+import { ConfigError, defaultConfig, loadConfig, type MasterConfig } from '../master/config.js';
 import type { TlsConfig } from '../transport/net-util.js';
+import { adminClientPrefix } from '../statemachine/clients.js';
 import { nodeStatuses, protocols, tiers, type NodeStatus, type Protocol, type SegmentSpec, type Tier } from '../statemachine/commands.js';
 import { formatBytes, parseBytes, parseInteger, table, writeOut, type Row } from './format.js';
 
@@ -14,10 +18,13 @@ import { formatBytes, parseBytes, parseInteger, table, writeOut, type Row } from
 const adminRetry = { maxAttempts: 10, initialBackoffMs: 100, maxBackoffMs: 1_000 };
 const defaultAdminTimeoutMs = 5_000;
 
+const defaultAdminEndpoint = `127.0.0.1:${defaultConfig.listen.rpcPort}`;
+
 interface CommonFlags {
-  endpoints: string;
+  endpoints?: string;
   token?: string;
-  clusterId: string;
+  clusterId?: string;
+  config?: string;
   ca?: string;
   cert?: string;
   key?: string;
@@ -27,9 +34,10 @@ interface CommonFlags {
 
 function common(cmd: Command): Command {
   return cmd
-    .addOption(new Option('-e, --endpoints <list>', 'master RPC endpoints, host:port[,host:port...]').env('MOORING_ENDPOINTS').default('127.0.0.1:50051'))
-    .addOption(new Option('--token <token>', 'admin token (adminToken of the masters)').env('MOORING_ADMIN_TOKEN'))
-    .option('--cluster-id <id>', 'cluster id', 'mooring')
+    .addOption(new Option('-e, --endpoints <list>', `master RPC endpoints, host:port[,host:port...] (default: the peers in --config, else ${defaultAdminEndpoint})`).env('MOORING_ENDPOINTS'))
+    .addOption(new Option('--token <token>', 'admin token (adminToken of the masters; default: from --config)').env('MOORING_ADMIN_TOKEN'))
+    .addOption(new Option('--cluster-id <id>', `cluster id (default: from --config, else ${defaultConfig.clusterId})`).env('MOORING_CLUSTER_ID'))
+    .addOption(new Option('-c, --config <file>', 'a master\'s YAML config: cluster id, endpoints, TLS and admin token come from it').env('MOORING_CONFIG'))
     .option('--ca <file>', 'TLS: CA certificate (PEM) that signed the masters\' certificates')
     .option('--cert <file>', 'TLS: this client\'s certificate (PEM)')
     .option('--key <file>', 'TLS: this client\'s key (PEM)')
@@ -37,8 +45,30 @@ function common(cmd: Command): Command {
     .option('--json', 'print JSON instead of a table');
 }
 
-function makeClient(f: CommonFlags, clientId?: string): MasterClient {
-  const endpoints = f.endpoints.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+/** What a master's config says about reaching its cluster (read only with --config). */
+function fromConfig(file: string): MasterConfig {
+  try {
+    return loadConfig({ file });
+  } catch (err) {
+    if (err instanceof ConfigError) throw new MooringError(ErrorCode.INVALID_ARGUMENT, `--config ${file}: ${err.message}`);
+    throw err;
+  }
+}
+
+/** Every endpoint's `host:rpcPort` in the config (a wildcard listen address is reached on loopback). */
+function configEndpoints(cfg: MasterConfig): string[] {
+  const reach = (h: string): string => (h === '0.0.0.0' || h === '::' ? '127.0.0.1' : h);
+  return cfg.peers.map((p) => `${reach(p.host)}:${p.rpcPort}`);
+}
+
+/** Flags (and their env vars) first, then --config, then defaults. */
+export function resolveAdminTarget(f: CommonFlags): { endpoints: string[]; clusterId: string; token?: string; tls?: TlsConfig } {
+  // An empty flag or env value counts as not given (like MOORING_* in the master's config).
+  for (const k of ['endpoints', 'token', 'clusterId', 'config'] as const) if (f[k] === '') delete f[k];
+  const cfg = f.config !== undefined ? fromConfig(f.config) : undefined;
+  const endpoints = f.endpoints !== undefined
+    ? f.endpoints.split(',').map((s) => s.trim()).filter((s) => s.length > 0)
+    : cfg !== undefined ? configEndpoints(cfg) : [defaultAdminEndpoint];
   let tls: TlsConfig | undefined;
   if (f.ca !== undefined || f.cert !== undefined || f.key !== undefined) {
     // The transport's TLS client always presents a certificate, so TLS takes all three.
@@ -46,11 +76,35 @@ function makeClient(f: CommonFlags, clientId?: string): MasterClient {
       throw new MooringError(ErrorCode.INVALID_ARGUMENT, 'TLS needs --ca, --cert and --key together');
     }
     tls = { ca: f.ca, cert: f.cert, key: f.key };
+  } else if (cfg?.tls != null && cfg.tls.ca !== null) {
+    tls = { ca: cfg.tls.ca, cert: cfg.tls.cert, key: cfg.tls.key };
   }
+  const token = f.token ?? cfg?.adminToken ?? undefined;
+  return {
+    endpoints,
+    clusterId: f.clusterId ?? cfg?.clusterId ?? defaultConfig.clusterId,
+    ...(token !== undefined ? { token } : {}),
+    ...(tls !== undefined ? { tls } : {}),
+  };
+}
+
+/** A CLUSTER_MISMATCH says which id the masters expect; add how to give it to this command. */
+function explainMismatch(err: unknown, clusterId: string): unknown {
+  if (!(err instanceof MooringError) || err.code !== ErrorCode.CLUSTER_MISMATCH) return err;
+  return new MooringError(ErrorCode.CLUSTER_MISMATCH,
+    `${err.message} (admin used cluster id '${clusterId}'; pass --cluster-id ID, set MOORING_CLUSTER_ID, or --config <the master's YAML>)`,
+    { cause: err });
+}
+
+function makeClient(f: CommonFlags, clientId?: string): MasterClient {
+  const { endpoints, clusterId, token, tls } = resolveAdminTarget(f);
+  f.clusterId = clusterId; // what was used, for explainMismatch
+  f.endpoints = endpoints.join(',');
+  if (f.token === undefined && token !== undefined) f.token = token;
   return new MasterClient({
     endpoints,
-    clusterId: f.clusterId,
-    ...(clientId !== undefined ? { clientId } : {}),
+    clusterId,
+    clientId: clientId ?? `${adminClientPrefix}${randomUUID()}`,
     ...(tls !== undefined ? { tls } : {}),
     ...(f.token !== undefined ? { adminToken: f.token } : {}),
     requestTimeoutMs: parseInteger(f.timeout, '--timeout', 1),
@@ -66,7 +120,12 @@ function action<F extends CommonFlags = CommonFlags>(
   return async (flags: F) => {
     const client = makeClient(flags, clientIdOf?.(flags));
     try {
-      const out = await fn(client, flags);
+      let out: { json: unknown; text: string };
+      try {
+        out = await fn(client, flags);
+      } catch (err) {
+        throw explainMismatch(err, flags.clusterId ?? defaultConfig.clusterId);
+      }
       await writeOut(flags.json === true ? `${JSON.stringify(out.json, null, 2)}\n` : `${out.text}\n`);
     } finally {
       await client.close();
@@ -79,7 +138,7 @@ export function adminCommand(): Command {
 
   admin.addCommand(common(new Command('status').description('status of every endpoint (role, term, indexes, readiness)'))
     .action(action<CommonFlags>(async (c, f) => {
-      const endpoints = f.endpoints.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+      const endpoints = (f.endpoints ?? '').split(',').map((s) => s.trim()).filter((s) => s.length > 0);
       const rows = await Promise.all(endpoints.map(async (endpoint): Promise<Row> => {
         try {
           const s = await c.status(endpoint);
@@ -88,7 +147,8 @@ export function adminCommand(): Command {
           return { endpoint, id: s.id, role: s.role, term: s.term, leader: s.leader, commit: s.commit, applied: s.applied,
             ready: ready?.ready ?? false, objects: stats.objectCount, segments: stats.segmentCount, clients: stats.clientCount, raw: s };
         } catch (err) {
-          const e = err instanceof MooringError ? err : new MooringError(ErrorCode.RPC_FAILED, String(err));
+          const explained = explainMismatch(err, f.clusterId ?? defaultConfig.clusterId);
+          const e = explained instanceof MooringError ? explained : new MooringError(ErrorCode.RPC_FAILED, String(err));
           return { endpoint, error: `${e.code}: ${e.message}` };
         }
       }));
@@ -135,7 +195,7 @@ export function adminCommand(): Command {
       };
       const r = await c.mountSegment(spec);
       return { json: { clientId: c.clientId, result: r }, text: `mounted ${spec.id} (${formatBytes(spec.size)}) for client ${c.clientId}` };
-    }, (f) => f.clientId ?? `admin-${randomUUID()}`)));
+    }, (f) => f.clientId ?? `${adminClientPrefix}${randomUUID()}`)));
 
   interface UnmountFlags extends CommonFlags { id: string; graceful?: boolean }
   admin.addCommand(common(new Command('unmount-segment').description('unmount a segment (forced: replicas there are dropped now; --graceful: drain first)'))

@@ -57,7 +57,8 @@ export function masterCommand(): Command {
     });
 }
 
-function overridesFrom(flags: MasterFlags): Record<string, unknown> {
+/** Flag overrides; a malformed `--set` goes into `problems` so it is reported with every other problem. */
+function overridesFrom(flags: MasterFlags, problems: string[]): Record<string, unknown> {
   const o: Record<string, unknown> = {
     nodeId: flags.nodeId,
     clusterId: flags.clusterId,
@@ -73,7 +74,10 @@ function overridesFrom(flags: MasterFlags): Record<string, unknown> {
   };
   for (const kv of flags.set ?? []) {
     const eq = kv.indexOf('=');
-    if (eq <= 0) throw new ConfigError([`config: --set ${JSON.stringify(kv)} must be field=value`], 'flags');
+    if (eq <= 0) {
+      problems.push(`config: --set ${JSON.stringify(kv)} must be field=value`);
+      continue;
+    }
     o[kv.slice(0, eq)] = kv.slice(eq + 1);
   }
   return o;
@@ -81,11 +85,14 @@ function overridesFrom(flags: MasterFlags): Record<string, unknown> {
 
 async function runMaster(flags: MasterFlags): Promise<void> {
   let config: MasterConfig;
+  const setProblems: string[] = [];
   try {
-    config = loadConfig({ ...(flags.config !== undefined ? { file: flags.config } : {}), overrides: overridesFrom(flags) });
+    config = loadConfig({ ...(flags.config !== undefined ? { file: flags.config } : {}), overrides: overridesFrom(flags, setProblems) });
+    if (setProblems.length > 0) throw new ConfigError(setProblems, 'flags');
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\n`);
+      const all = err.problems === setProblems ? err : new ConfigError([...setProblems, ...err.problems], flags.config ?? 'env and flags');
+      process.stderr.write(`${all.message}\n`);
       process.exit(exitConfigError);
     }
     throw err;

@@ -148,6 +148,7 @@ export class MasterNode {
       this.metrics.setRaft({ term, role: this.raft.status().role, commitIndex: this.raft.commitIndex, appliedIndex: this.raft.appliedIndex, leaderId: leader });
       this.logger.info({ leader, term }, 'leader changed');
     });
+    this.raft.on('snapshot', () => this.metrics.countSnapshot());
     this.raft.on('fatal', (err: Error) => {
       this.logger.fatal({ err: err.message }, 'raft node stopped after a fatal error; the master stops serving');
       void this.closeResources();
@@ -426,7 +427,7 @@ export class MasterNode {
       // for one TTL, which keeps the promises of the old leader without replicating soft state.
       this.leases.resetForNewLeader(now);
       this.liveness.resetForNewLeader(now);
-      this.logger.info({ term: this.raft.currentTerm }, 'became leader');
+      this.logger.info({ term: this.raft.status().term }, 'became leader'); // the core's term: the node's lags until persisted
     }
   }
 
@@ -585,6 +586,8 @@ export class MasterNode {
 
   statusReport(): Record<string, unknown> {
     const st = this.raft.status();
+    // The state machine's own index (entry × slots + command) is not comparable with commit: `applied` is.
+    const { appliedIndex: _stateIndex, ...stats } = this.state.stats();
     return {
       id: this.config.nodeId,
       clusterId: this.config.clusterId,
@@ -596,7 +599,7 @@ export class MasterNode {
       lastIndex: st.lastIndex,
       members: this.members(),
       ports: this.ports,
-      stats: this.state.stats(),
+      stats,
       stateHash: this.state.stateHash(),
       ready: this.readiness(),
     };

@@ -5,7 +5,7 @@
  *   mooring_raft_term, mooring_raft_role{role} (one-hot: 1 for the current role, 0 for the other three),
  *   mooring_raft_has_leader, mooring_raft_commit_index, mooring_raft_applied_index, mooring_raft_leader_changes_total,
  *   mooring_proposal_duration_seconds (histogram), mooring_rpc_duration_seconds{method} (histogram),
- *   mooring_rpc_requests_total{method}, mooring_rpc_failures_total{method,code},
+ *   mooring_rpc_requests_total{method}, mooring_rpc_failures_total{method,code} (method: the RPC name, `putStart`),
  *   mooring_allocated_bytes, mooring_total_capacity_bytes, mooring_key_count, mooring_evicted_keys_total,
  *   mooring_active_clients, mooring_segments, mooring_snapshots_total, plus prom-client's process_* / nodejs_*.
  */
@@ -171,8 +171,10 @@ export class MasterMetrics {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
 
-  private methodLabel(method: string): string {
-    if (typeof method !== 'string' || !METHOD_PATTERN.test(method)) return 'other';
+  /** The RPC method name as the wire spells it (`putStart`): a Mooncake-style `PutStart` is folded onto it. */
+  private methodLabel(raw: string): string {
+    if (typeof raw !== 'string' || !METHOD_PATTERN.test(raw)) return 'other';
+    const method = raw[0]!.toLowerCase() + raw.slice(1);
     if (this.methods.has(method)) return method;
     if (this.methods.size >= MAX_RPC_METHOD_LABELS) return 'other';
     this.methods.add(method);

@@ -32,6 +32,7 @@
 import { crc32 } from 'node:zlib';
 import { Level } from 'level';
 import { ErrorCode, MooringError, assert } from '../errors.js';
+import { levelOpenFailure } from '../util/level-open.js';
 import { silentLogger, type LoggerLike } from '../transport/logger.js';
 import type { ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata, Storage } from './core/types.js';
 import { cloneConfState as cloneConf } from './core/util.js';
@@ -180,7 +181,7 @@ export class LogStore implements DurableLogStorage {
     try {
       await db.open();
     } catch (err) {
-      throw new MooringError(ErrorCode.STORAGE_FAILED, `cannot open the log at ${dir}: ${(err as Error).message}`, { cause: err });
+      throw new MooringError(ErrorCode.STORAGE_FAILED, levelOpenFailure('the log', dir, err), { cause: err });
     }
     const store = new LogStore(db, opts.logger ?? silentLogger);
     try {

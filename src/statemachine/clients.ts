@@ -10,6 +10,16 @@
 import type { ExpireClients, NodeStatus } from './commands.js';
 import { maxClientsPerCommand } from './limits.js';
 
+/**
+ * Client ids the admin CLI uses for its own sessions. An admin session holding no segment is not a storage client:
+ * it is left out of clientCount (CLIENTS in `admin status`, mooring_active_clients).
+ */
+export const adminClientPrefix = 'admin-';
+
+export function isStorageClient(c: ClientRecord): boolean {
+  return !c.clientId.startsWith(adminClientPrefix) || c.segmentIds.length > 0;
+}
+
 export interface ClientRecord {
   clientId: string;
   nodeStatus: NodeStatus;

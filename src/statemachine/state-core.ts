@@ -21,7 +21,7 @@ import type {
   Tier,
 } from './commands.js';
 import { errResult, isClientCommand, okResult, validateCommand } from './commands.js';
-import type { ClientRecord } from './clients.js';
+import { isStorageClient, type ClientRecord } from './clients.js';
 import type { LeaseTable } from './leases.js';
 import * as L from './limits.js';
 import type { ObjectRecord, Replica } from './objects.js';
@@ -56,6 +56,7 @@ export interface StateStats {
   /** Objects with a PutStart, UpsertStart or OffloadStart not ended yet. */
   inFlightCount: number;
   segmentCount: number;
+  /** Storage clients (admin CLI sessions without segments are not counted). */
   clientCount: number;
   /** DRAM + VRAM segments (the eviction watermark is computed over these). */
   memoryCapacityBytes: number;
@@ -737,12 +738,14 @@ export class StateCore {
         diskAlloc += s.alloc.allocatedBytes;
       }
     }
+    let clientCount = 0;
+    for (const c of this.clients.values()) if (isStorageClient(c)) clientCount++;
     return {
       appliedIndex: this.appliedIndex,
       objectCount: this.objects.size,
       inFlightCount: this.inFlight.size,
       segmentCount: this.segments.size,
-      clientCount: this.clients.size,
+      clientCount,
       memoryCapacityBytes: memCap,
       memoryAllocatedBytes: memAlloc,
       memoryUsageRatio: memCap === 0 ? 0 : memAlloc / memCap,

@@ -10,6 +10,7 @@
  */
 import { Level } from 'level';
 import { ErrorCode, MooringError } from '../errors.js';
+import { levelOpenFailure } from '../util/level-open.js';
 import {
   appliedKey,
   clientKey,
@@ -110,7 +111,7 @@ export class StateStore {
     try {
       await db.open();
     } catch (e) {
-      throw new MooringError(ErrorCode.STORAGE_FAILED, `cannot open state store at ${dir}`, { cause: e });
+      throw new MooringError(ErrorCode.STORAGE_FAILED, levelOpenFailure('the state store', dir, e), { cause: e });
     }
     return new StateStore(db);
   }

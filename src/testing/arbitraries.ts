@@ -6,7 +6,8 @@
  *     return r.violations.length === 0 && r.linearizable && r.livenessOk;
  *   }));
  */
-import fc from 'fast-check';
+import type { Arbitrary } from 'fast-check';
+import fc from './fast-check.js'; // optional peer dependency, named if missing
 import type { ReadMode } from './client-model.js';
 import type { FaultEvent, Schedule } from './schedule.js';
 
@@ -36,11 +37,11 @@ export interface ScheduleArbOptions {
 /** Clock rates for skewed nodes: stopped, slow, fast. */
 export const skewRates = [0, 0.5, 1.5, 2] as const;
 
-export function faultEventArb(faultTicks: number, universe: number, kinds: readonly FaultKind[]): fc.Arbitrary<FaultEvent> {
+export function faultEventArb(faultTicks: number, universe: number, kinds: readonly FaultKind[]): Arbitrary<FaultEvent> {
   const at = fc.integer({ min: 0, max: Math.max(0, faultTicks - 1) });
   const node = fc.integer({ min: 0, max: universe - 1 });
-  const rate = (max: number): fc.Arbitrary<number> => fc.integer({ min: 0, max: Math.round(max * 100) }).map((x) => x / 100);
-  const byKind: Record<FaultKind, fc.Arbitrary<FaultEvent>> = {
+  const rate = (max: number): Arbitrary<number> => fc.integer({ min: 0, max: Math.round(max * 100) }).map((x) => x / 100);
+  const byKind: Record<FaultKind, Arbitrary<FaultEvent>> = {
     partition: fc.record({ at, kind: fc.constant('partition' as const), groups: fc.array(fc.integer({ min: 0, max: 2 }), { minLength: universe, maxLength: universe }) }),
     cut: fc.record({ at, kind: fc.constant('cut' as const), from: node, to: node }),
     rates: fc.record({ at, kind: fc.constant('rates' as const), drop: rate(0.3), duplicate: rate(0.2), reorder: rate(0.3) }),
@@ -54,7 +55,7 @@ export function faultEventArb(faultTicks: number, universe: number, kinds: reado
   return fc.oneof(...kinds.map((k) => byKind[k]));
 }
 
-export function scheduleArb(options: ScheduleArbOptions = {}): fc.Arbitrary<Schedule> {
+export function scheduleArb(options: ScheduleArbOptions = {}): Arbitrary<Schedule> {
   const votersChoices = options.voters ?? [3, 5];
   const sparesChoices = options.spares ?? [0, 1];
   const minTicks = options.minFaultTicks ?? 200;

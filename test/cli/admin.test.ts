@@ -10,9 +10,9 @@ import { cliMainPath, LocalCluster } from '../../src/cli/local-cluster.js';
 
 interface Run { code: number | null; stdout: string; stderr: string }
 
-function runCli(args: string[], timeoutMs = 30_000): Promise<Run> {
+function runCli(args: string[], timeoutMs = 30_000, env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [cliMainPath(), ...args]);
+    const p = spawn(process.execPath, [cliMainPath(), ...args], { env: { ...process.env, ...env } });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -117,5 +117,19 @@ describe('mooring admin against a three-process cluster', () => {
     const s = await admin('snapshot', '--json');
     expect(s.code, s.stderr).toBe(0);
     expect((JSON.parse(s.stdout) as { index: number }).index).toBeGreaterThan(0);
+  });
+
+  it('takes the cluster id from --config or MOORING_CLUSTER_ID, and a mismatch says how to pass it', async () => {
+    // --config alone: cluster id and endpoints come from a master's YAML.
+    const fromFile = await runCli(['admin', 'status', '--json', '--config', cluster.nodes[0]!.configPath]);
+    expect(fromFile.code, fromFile.stderr).toBe(0);
+    expect((JSON.parse(fromFile.stdout) as Array<{ id: string }>).map((r) => r.id).sort()).toEqual(['m1', 'm2', 'm3']);
+
+    const fromEnv = await runCli(['admin', 'members', '--json', '--endpoints', ep], 30_000, { MOORING_CLUSTER_ID: cluster.clusterId });
+    expect(fromEnv.code, fromEnv.stderr).toBe(0);
+
+    const wrong = await runCli(['admin', 'members', '--endpoints', ep, '--timeout', '2000'], 60_000, { MOORING_CLUSTER_ID: '' });
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/^error CLUSTER_MISMATCH: .*--cluster-id.*MOORING_CLUSTER_ID.*--config/m);
   });
 });

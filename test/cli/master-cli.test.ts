@@ -64,6 +64,15 @@ describe('mooring master: configuration errors', () => {
     expect(s.stderr).toContain('raft.bogusField');
   });
 
+  it('reports every --set problem at once: a malformed one and an unknown field', async () => {
+    const ok = file('ok-set.yaml', 'nodeId: m1\n');
+    const r = await runCli(['master', '--config', ok, '--set', 'a=1', '--set', 'nofield']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('2 problems');
+    expect(r.stderr).toContain('--set "nofield" must be field=value');
+    expect(r.stderr).toContain('a is not a known setting');
+  });
+
   it('exits 2 on a usage error (unknown option)', async () => {
     const r = await runCli(['master', '--no-such-flag']);
     expect(r.code).toBe(2);

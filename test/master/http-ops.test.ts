@@ -113,14 +113,14 @@ describe('startHttpOps over a real socket', () => {
   it('/metrics serves the registry in Prometheus text format', async () => {
     const { port, metrics } = await start();
     metrics.setRaft({ term: 12, role: 'follower', commitIndex: 33 });
-    metrics.countRpc('Ping');
+    metrics.countRpc('ping');
     const r = await get(port, '/metrics');
     expect(r.status).toBe(200);
     expect(r.headers['content-type']).toContain('text/plain');
     expect(r.body).toContain('# TYPE mooring_raft_term gauge');
     expect(r.body).toMatch(/^mooring_raft_term 12$/m);
     expect(r.body).toMatch(/^mooring_raft_role\{role="follower"\} 1$/m);
-    expect(r.body).toMatch(/^mooring_rpc_requests_total\{method="Ping"\} 1$/m);
+    expect(r.body).toMatch(/^mooring_rpc_requests_total\{method="ping"\} 1$/m);
   });
 
   it('/status serves status() as JSON (query strings ignored), and a throwing status() is a 500', async () => {

@@ -15,9 +15,9 @@ describe('createMasterMetrics', () => {
     m.setCapacity({ allocatedBytes: 1024, totalCapacityBytes: 4096, keyCount: 3, activeClients: 2, segments: 5 });
     m.observeProposal(0.0004);
     m.observeProposal(0.2);
-    m.observeRpc('PutStart', 0.001);
-    m.observeRpc('PutStart', 0.002, 'NO_SPACE');
-    m.countRpc('GetReplicaList', 'OK');
+    m.observeRpc('putStart', 0.001);
+    m.observeRpc('PutStart', 0.002, 'NO_SPACE'); // a Mooncake-style name folds onto the wire method name
+    m.countRpc('getReplicaList', 'OK');
     m.countRpc('GetReplicaList', 'OBJECT_NOT_FOUND');
     m.countEvictions(4);
     m.countSnapshot();
@@ -36,12 +36,13 @@ describe('createMasterMetrics', () => {
     expect(sample(body, 'mooring_proposal_duration_seconds_bucket{le="0.0005"}')).toBe(1);
     expect(sample(body, 'mooring_proposal_duration_seconds_bucket{le="0.0001"}')).toBe(0);
     expect(sample(body, 'mooring_proposal_duration_seconds_bucket{le="1"}')).toBe(2);
-    expect(sample(body, 'mooring_rpc_duration_seconds_count{method="PutStart"}')).toBe(2);
-    expect(sample(body, 'mooring_rpc_requests_total{method="PutStart"}')).toBe(2);
-    expect(sample(body, 'mooring_rpc_failures_total{method="PutStart",code="NO_SPACE"}')).toBe(1);
-    expect(sample(body, 'mooring_rpc_requests_total{method="GetReplicaList"}')).toBe(2);
-    expect(sample(body, 'mooring_rpc_failures_total{method="GetReplicaList",code="OBJECT_NOT_FOUND"}')).toBe(1);
+    expect(sample(body, 'mooring_rpc_duration_seconds_count{method="putStart"}')).toBe(2);
+    expect(sample(body, 'mooring_rpc_requests_total{method="putStart"}')).toBe(2);
+    expect(sample(body, 'mooring_rpc_failures_total{method="putStart",code="NO_SPACE"}')).toBe(1);
+    expect(sample(body, 'mooring_rpc_requests_total{method="getReplicaList"}')).toBe(2);
+    expect(sample(body, 'mooring_rpc_failures_total{method="getReplicaList",code="OBJECT_NOT_FOUND"}')).toBe(1);
     expect(body).not.toContain('code="OK"');
+    expect(body).not.toMatch(/method="[A-Z]/); // one label style: the RPC method as the wire names it
     expect(sample(body, 'mooring_allocated_bytes')).toBe(1024);
     expect(sample(body, 'mooring_total_capacity_bytes')).toBe(4096);
     expect(sample(body, 'mooring_key_count')).toBe(3);

@@ -120,5 +120,6 @@ export class Applier {
     this.lastSnapshotIndex = index;
     ctx.parts.membership.trimHistory(index);
     ctx.log.info({ index, compactedTo: compactTo }, 'local snapshot; log compacted');
+    ctx.emit('snapshot', index, 'taken');
   }
 }

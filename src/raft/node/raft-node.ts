@@ -78,6 +78,8 @@ export interface RaftNodeEvents {
   leaderChange: (leader: NodeId | null, term: number) => void;
   roleChange: (role: Role) => void;
   applied: (index: number) => void;
+  /** A snapshot point was taken here (log compacted) or installed from the leader. */
+  snapshot: (index: number, how: 'taken' | 'installed') => void;
   fatal: (err: Error) => void;
 }
 

@@ -121,5 +121,6 @@ export class SnapshotReceiver {
     peers.connect([...meta.confState.voters, ...meta.confState.learners], false);
     applier.resetTo(meta.index);
     ctx.log.info({ index: meta.index, term: meta.term }, 'installed snapshot from leader');
+    ctx.emit('snapshot', meta.index, 'installed');
   }
 }
