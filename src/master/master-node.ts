@@ -37,6 +37,8 @@ import type { MasterConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMasterMetrics, type MasterMetrics } from './metrics.js';
 import { startHttpOps } from './http-ops.js';
+import { BackupService } from './backup.js';
+import { peerClusterId, readIdentity } from './backup-format.js';
 import { MasterStateMachine, encodeMasterCommand } from './state-adapter.js';
 import {
   adminMethods,
@@ -94,6 +96,7 @@ export class MasterNode {
   private housekeepingBusy = false;
   private lastHousekeepingTickMs = Date.now();
   private evictionBusy = false;
+  private backup: BackupService | null = null;
 
   private constructor(config: MasterConfig, opts: MasterNodeOptions) {
     this.config = config;
@@ -122,7 +125,8 @@ export class MasterNode {
     const peers: PeerAddress[] = cfg.peers.map((p) => ({ id: p.id, host: p.host, port: p.raftPort, rpcPort: p.rpcPort, ...(p.httpPort !== null ? { httpPort: p.httpPort } : {}) }));
     this.transport = new TcpPeerTransport({
       nodeId: cfg.nodeId,
-      clusterId: cfg.clusterId,
+      // A restored data dir carries a new cluster identity: old members are refused at the handshake.
+      clusterId: peerClusterId(cfg.dataDir, cfg.clusterId),
       listen: { host: cfg.listen.host, port: cfg.listen.raftPort },
       peers: peers.filter((p) => p.id !== cfg.nodeId),
       ...(tls !== undefined ? { tls } : {}),
@@ -162,6 +166,23 @@ export class MasterNode {
       void this.closeResources();
     });
 
+    this.backup = new BackupService({
+      barrier: async () => {
+        this.requireLeader();
+        await this.raft.read();
+      },
+      snapshot: () => new MasterStateMachine(this.state).snapshot(),
+      members: () => this.raft.members(),
+      peer: (id) => {
+        const a = this.raft.peerAddress(id);
+        return a === undefined ? undefined : { id, host: a.host, raftPort: a.port, ...(a.rpcPort !== undefined ? { rpcPort: a.rpcPort } : {}) };
+      },
+      objectCount: () => this.state.objects.size,
+      clusterId: cfg.clusterId,
+      clusterUid: readIdentity(cfg.dataDir)?.clusterUid ?? null,
+      nodeId: cfg.nodeId,
+      maxFrameBytes: cfg.raft.maxFrameBytes,
+    });
     this.rpc = new RpcServer({
       clusterId: cfg.clusterId,
       nodeId: cfg.nodeId,
@@ -229,6 +250,8 @@ export class MasterNode {
       this.rpc.handle(method, (args, ctx) => this.serve(method, ctx, () => this.handleAdmin(method, asArgs(args))));
     }
     this.rpc.handle('status', (_args, ctx) => this.serve('status', ctx, async () => this.statusReport()));
+    this.rpc.handle('backupBegin', (args, ctx) => this.serve('backupBegin', ctx, () => (this.checkAdmin(asArgs(args)), this.backup!.begin())));
+    this.rpc.handle('backupNext', (args, ctx) => this.serve('backupNext', ctx, () => (this.checkAdmin(asArgs(args)), this.backup!.next(requireString(asArgs(args).backupId, 'backupId')))));
   }
 
   private async serve<T>(method: string, _ctx: RpcContext, fn: () => Promise<T>): Promise<T> {
@@ -634,6 +657,7 @@ export class MasterNode {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    this.backup?.close();
     await this.raft?.stop().catch(() => {});
     await this.rpc?.close().catch(() => {});
     await this.http?.close().catch(() => {});
