@@ -38,6 +38,7 @@ import { createLogger, type Logger } from './logger.js';
 import { createMasterMetrics, type MasterMetrics } from './metrics.js';
 import { startHttpOps } from './http-ops.js';
 import { BackupService } from './backup.js';
+import { RepairScheduler, repairRoundIntervalMs, type RepairLimits } from './repair.js';
 import { peerClusterId, readIdentity } from './backup-format.js';
 import { MasterStateMachine, encodeMasterCommand } from './state-adapter.js';
 import {
@@ -72,6 +73,8 @@ export interface MasterNodeOptions {
   logger?: Logger;
   /** Set false to embed without the HTTP ops server. Default true. */
   http?: boolean;
+  /** Re-replication limits (repair.ts defaults otherwise). */
+  repair?: Partial<RepairLimits>;
 }
 
 type WireArgs = Record<string, unknown>;
@@ -97,12 +100,14 @@ export class MasterNode {
   private lastHousekeepingTickMs = Date.now();
   private evictionBusy = false;
   private backup: BackupService | null = null;
+  private readonly repair: RepairScheduler;
 
   private constructor(config: MasterConfig, opts: MasterNodeOptions) {
     this.config = config;
     this.logger = opts.logger ?? createLogger({ level: config.log.level, name: 'mooring-master', nodeId: config.nodeId, pretty: config.log.pretty });
     this.metrics = createMasterMetrics();
     this.leases = new LeaseTable(config.leaseTtlMs);
+    this.repair = new RepairScheduler(opts.repair);
   }
 
   /** Opens the stores, joins (or bootstraps) the cluster and starts serving. */
@@ -206,6 +211,7 @@ export class MasterNode {
     }
     this.timers.push(setInterval(() => void this.housekeeping(), housekeepingIntervalMs));
     this.timers.push(setInterval(() => void this.evictionCheck(), Math.max(1, cfg.eviction.checkIntervalMs)));
+    this.timers.push(setInterval(() => this.repairRound(), repairRoundIntervalMs));
     this.timers.push(setInterval(() => this.refreshGauges(), metricsRefreshIntervalMs));
     this.logger.info({ node: cfg.nodeId, raftPort: this.transport.port, rpcPort: this.rpc.port, httpPort: this.http?.port ?? null }, 'master started');
   }
@@ -361,7 +367,7 @@ export class MasterNode {
       this.liveness.touch(clientId, Date.now());
       const reply = this.state.ping(clientId);
       // ---- BEGIN tiering (store): the ping reply carries this client's tier tasks ----
-      const tierTasks = this.tierTasksFor(clientId, Date.now());
+      const tierTasks = [...this.tierTasksFor(clientId, Date.now()), ...this.repair.tasksFor(clientId, Date.now())];
       if (tierTasks.length > 0) return { status: reply.status, viewVersion: this.viewVersion, tierTasks };
       // ---- END tiering ----
       return { status: reply.status, viewVersion: this.viewVersion };
@@ -451,7 +457,18 @@ export class MasterNode {
 
   // ------------------------------------------------------------------ leader duties
 
+  /** Re-replication (repair.ts): leader soft state, dropped when leadership is lost. */
+  private repairRound(): void {
+    if (!this.raft.isLeader || this.stopping) return;
+    this.repair.plan(this.state, Date.now());
+    this.metrics.setRepair(this.repair.report());
+  }
+
   private onRoleChange(role: Role): void {
+    if (role !== 'leader') {
+      this.repair.reset();
+      this.metrics.setRepair(this.repair.report());
+    }
     if (role === 'leader') {
       const now = Date.now();
       // A new leader knows no leases and no pings: it treats every object as leased and every client as alive
@@ -491,7 +508,7 @@ export class MasterNode {
       }
       const reclaim = planReclaim(this.state, now, this.config.putStartReclaimMs);
       if (reclaim !== null) await this.proposeInternal(reclaim);
-      const drain = planDrain(this.state, this.leases, now);
+      const drain = planDrain(this.state, this.leases, now, this.repair.awaitingRepair());
       if (drain !== null) await this.proposeInternal(drain);
     } catch (err) {
       this.logger.debug({ err: String(err) }, 'housekeeping round failed; retried next round');

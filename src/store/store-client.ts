@@ -106,8 +106,10 @@ export interface BatchItemResult<T> {
 
 /** A tier task as carried by the master's ping reply. */
 export interface TierTask {
-  kind: 'demote';
+  kind: 'demote' | 'repair';
   key: string;
+  /** repair: the object version the leader planned for. */
+  createdIndex?: number;
 }
 
 export interface StoreStats {
@@ -121,6 +123,8 @@ export interface StoreStats {
   promotionFailures: number;
   demotions: number;
   demotionFailures: number;
+  repairs: number;
+  repairFailures: number;
 }
 
 interface Resolved {
@@ -138,7 +142,7 @@ export class StoreClient {
   readonly clientId: string;
   readonly stats: StoreStats = {
     puts: 0, gets: 0, removes: 0, replicaReadFailures: 0, checksumMismatches: 0, diskHits: 0,
-    promotions: 0, promotionFailures: 0, demotions: 0, demotionFailures: 0,
+    promotions: 0, promotionFailures: 0, demotions: 0, demotionFailures: 0, repairs: 0, repairFailures: 0,
   };
   private readonly opts: StoreClientOptions;
   private readonly log: LoggerLike;
@@ -287,9 +291,14 @@ export class StoreClient {
     for (const t of tasks) {
       if (typeof t !== 'object' || t === null) continue;
       const task = t as Partial<TierTask>;
-      if (task.kind !== 'demote' || typeof task.key !== 'string' || this.tierTasksRunning.has(task.key)) continue;
-      this.tierTasksRunning.add(task.key);
-      this.track(this.demote(task.key).finally(() => this.tierTasksRunning.delete(task.key!)));
+      if (typeof task.key !== 'string' || this.tierTasksRunning.has(task.key)) continue;
+      if (task.kind === 'demote') {
+        this.tierTasksRunning.add(task.key);
+        this.track(this.demote(task.key).finally(() => this.tierTasksRunning.delete(task.key!)));
+      } else if (task.kind === 'repair' && typeof task.createdIndex === 'number') {
+        this.tierTasksRunning.add(task.key);
+        this.track(this.repair(task.key, task.createdIndex).finally(() => this.tierTasksRunning.delete(task.key!)));
+      }
     }
   }
 
@@ -710,6 +719,41 @@ export class StoreClient {
       this.stats.demotionFailures++;
       if (started) await this.master.write('offloadRevoke', { key }).catch(() => {});
       this.log.info({ key, err: String(e) }, 'demotion failed');
+      return false;
+    }
+  }
+
+  /**
+   * Re-replication task from the master: RepairStart (one more replica is allocated) → copy a replica whose
+   * checksum verifies (never damaged bytes) → RepairEnd. On failure RepairRevoke frees the new extent.
+   */
+  async repair(key: string, createdIndex: number): Promise<boolean> {
+    let started = false;
+    try {
+      const plan = await this.master.write<{ source: ReplicaDescriptor[]; target: ReplicaDescriptor }>('repairStart', { key, createdIndex });
+      started = true;
+      await this.staging.with(async (slot) => {
+        let copied = false;
+        let lastErr: unknown = null;
+        for (const r of await this.order(plan.source)) {
+          try {
+            await this.readReplica(key, r, slot);
+            copied = true;
+            break;
+          } catch (e) {
+            lastErr = e;
+          }
+        }
+        if (!copied) throw asMooringError(lastErr, ErrorCode.TRANSFER_FAILED);
+        await this.writeReplicas([plan.target], slot, plan.target.length);
+      });
+      await this.master.write('repairEnd', { key });
+      this.stats.repairs++;
+      return true;
+    } catch (e) {
+      this.stats.repairFailures++;
+      if (started) await this.master.write('repairRevoke', { key }).catch(() => {});
+      this.log.info({ key, err: String(e) }, 'repair failed');
       return false;
     }
   }
