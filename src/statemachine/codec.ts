@@ -14,7 +14,7 @@ import type { Result, Tier } from './commands.js';
 import type { ClientRecord } from './clients.js';
 import { OffsetAllocator } from './allocator.js';
 import type { ObjectRecord, Replica } from './objects.js';
-import type { Segment, SegmentRecord } from './segments.js';
+import { alignmentForTier, type Segment, type SegmentRecord } from './segments.js';
 import type { StateCore } from './state-core.js';
 import { sessionReplyWindow } from './limits.js';
 
@@ -408,7 +408,7 @@ export class StateLoader {
     }
     for (const rec of this.segments) {
       const e = extents.get(rec.id);
-      const alloc = OffsetAllocator.fromExtents(rec.size, core.options.allocAlignmentBytes, e?.offsets ?? [], e?.lengths ?? [], e?.offsets.length ?? 0);
+      const alloc = OffsetAllocator.fromExtents(rec.size, alignmentForTier(rec.tier, core.options.allocAlignmentBytes), e?.offsets ?? [], e?.lengths ?? [], e?.offsets.length ?? 0);
       const seg: Segment = { rec, alloc };
       core.segments.set(rec.id, seg);
       core.ordered.push(seg);

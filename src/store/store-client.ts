@@ -17,6 +17,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { ErrorCode, MooringError } from '../errors.js';
+import { diskAllocAlignmentBytes } from '../statemachine/limits.js';
 import type { DiskSegment, Engine, EngineOptions, Segment, SegmentDescriptor, TransferRequest } from '../engine/index.js';
 import { MasterClient, parseEndpoint, type RetryPolicy } from '../master/client.js';
 import type { PingReply } from '../master/rpc-methods.js';
@@ -242,8 +243,10 @@ export class StoreClient {
       }
     }
     if (this.opts.disk !== undefined) {
-      // direct: false — the masters' allocator aligns to 64 bytes, O_DIRECT needs 4096-aligned offsets.
-      const seg = this.engine.createDiskSegment({ path: this.opts.disk.path, size: this.opts.disk.size, name: 'disk', direct: false });
+      // O_DIRECT needs 4096-aligned file offsets (the masters align DISK extents to diskAllocAlignmentBytes), I/O
+      // lengths (rounded up inside the extent) and memory (staging slots, when the slot size is a multiple).
+      const direct = this.staging.slotBytes % diskAllocAlignmentBytes === 0;
+      const seg = this.engine.createDiskSegment({ path: this.opts.disk.path, size: this.opts.disk.size, name: 'disk', direct });
       const token = randomBytes(8).toString('hex');
       this.disk = { segment: seg, token, specId: `${this.clientId}/k${seg.id}` };
       const host = this.opts.tierHost ?? (this.opts.engineOptions?.host ?? '127.0.0.1');
@@ -630,10 +633,16 @@ export class StoreClient {
     return c;
   }
 
+  /** I/O length on our DISK segment: whole O_DIRECT blocks (the extent is reserved in whole blocks too). */
+  private diskIoBytes(length: number): number {
+    if (this.disk === null || !this.disk.segment.direct) return length;
+    return Math.ceil(length / diskAllocAlignmentBytes) * diskAllocAlignmentBytes;
+  }
+
   private async writeDisk(res: Resolved, offset: number, slot: Slot, length: number): Promise<void> {
     const own = this.ownDisk(res);
     if (own !== null) {
-      await tierOrThrow(this.engine.offload([{ dram: { segment: this.staging.segment, offset: slot.offset }, disk: { segment: own, offset }, length }], { timeoutMs: this.transferTimeoutMs }));
+      await tierOrThrow(this.engine.offload([{ dram: { segment: this.staging.segment, offset: slot.offset }, disk: { segment: own, offset }, length: this.diskIoBytes(length) }], { timeoutMs: this.transferTimeoutMs }));
       return;
     }
     const a = res.address as Extract<SegmentAddress, { kind: 'disk' }>;
@@ -643,7 +652,7 @@ export class StoreClient {
   private async readDisk(res: Resolved, offset: number, slot: Slot, length: number): Promise<void> {
     const own = this.ownDisk(res);
     if (own !== null) {
-      await tierOrThrow(this.engine.promote([{ dram: { segment: this.staging.segment, offset: slot.offset }, disk: { segment: own, offset }, length }], { timeoutMs: this.transferTimeoutMs }));
+      await tierOrThrow(this.engine.promote([{ dram: { segment: this.staging.segment, offset: slot.offset }, disk: { segment: own, offset }, length: this.diskIoBytes(length) }], { timeoutMs: this.transferTimeoutMs }));
       return;
     }
     if (res.address.kind !== 'disk') throw new MooringError(ErrorCode.INTERNAL, 'not a disk segment');
@@ -670,13 +679,13 @@ export class StoreClient {
       if (typeof length !== 'number' || !Number.isSafeInteger(length) || length <= 0 || length > this.staging.slotBytes) {
         throw invalid(`length must be in 1..${this.staging.slotBytes}`);
       }
-      if (offset + length > disk.segment.size) throw new MooringError(ErrorCode.OUT_OF_RANGE, 'outside the disk segment');
+      if (offset + this.diskIoBytes(length) > disk.segment.size) throw new MooringError(ErrorCode.OUT_OF_RANGE, 'outside the disk segment');
       return { offset, length, ...(data !== undefined ? { data: data as Uint8Array } : {}) };
     };
     server.handle('diskRead', async (a) => {
       const { offset, length } = check(a, false);
       return this.staging.with(async (slot) => {
-        await tierOrThrow(this.engine.promote([{ dram: { segment: this.staging.segment, offset: slot.offset }, disk: { segment: this.disk!.segment, offset }, length }], { timeoutMs: this.transferTimeoutMs }));
+        await tierOrThrow(this.engine.promote([{ dram: { segment: this.staging.segment, offset: slot.offset }, disk: { segment: this.disk!.segment, offset }, length: this.diskIoBytes(length) }], { timeoutMs: this.transferTimeoutMs }));
         return Buffer.from(slot.view(length));
       });
     });
@@ -684,7 +693,7 @@ export class StoreClient {
       const { offset, length, data } = check(a, true);
       await this.staging.with(async (slot) => {
         slot.view(length).set(data!);
-        await tierOrThrow(this.engine.offload([{ dram: { segment: this.staging.segment, offset: slot.offset }, disk: { segment: this.disk!.segment, offset }, length }], { timeoutMs: this.transferTimeoutMs }));
+        await tierOrThrow(this.engine.offload([{ dram: { segment: this.staging.segment, offset: slot.offset }, disk: { segment: this.disk!.segment, offset }, length: this.diskIoBytes(length) }], { timeoutMs: this.transferTimeoutMs }));
       });
       return null;
     });
