@@ -12,6 +12,7 @@ import { ConfigError, defaultConfig, loadConfig, type MasterConfig } from '../ma
 import type { TlsConfig } from '../transport/net-util.js';
 import { adminClientPrefix } from '../statemachine/clients.js';
 import { nodeStatuses, protocols, tiers, type NodeStatus, type Protocol, type SegmentSpec, type Tier } from '../statemachine/commands.js';
+import { runBackupToFile } from './restore-cmd.js';
 import { formatBytes, parseBytes, parseInteger, table, writeOut, type Row } from './format.js';
 
 /** Admin calls are few and interactive: retry through a failover for a while, then give up. */
@@ -252,6 +253,13 @@ export function adminCommand(): Command {
       const r = await c.snapshot();
       return { json: r, text: `snapshot at index ${r.index}` };
     })));
+
+  admin.addCommand(common(new Command('backup').description('stream a consistent backup of the master state from the leader into FILE (see `mooring restore`)'))
+    .argument('<file>', 'backup file to write')
+    .action((file: string, flags: CommonFlags) => action<CommonFlags>(async (c) => {
+      const r = await runBackupToFile(c, file);
+      return { json: { file, ...r }, text: `backup of ${r.header.objectCount} objects at index ${r.header.index}: ${file} (${formatBytes(r.bytes)}, sha256 ${r.sha256})` };
+    })(flags)));
 
   return admin;
 }

@@ -2,6 +2,7 @@
  * `mooring` CLI entry point (bin/mooring.js runs the compiled dist/src/cli/main.js).
  *   mooring master --config master.yaml      run one master node
  *   mooring admin <command> --endpoints …    operate a running cluster
+ *   mooring restore --from FILE …            a fresh data dir for a new cluster from a backup
  *   mooring demo                              a local three-master cluster with traffic and a leader crash
  *   mooring --version
  * Exit codes: 0 ok, 1 failure (`error CODE: message` on stderr), 2 usage or configuration error.
@@ -14,6 +15,7 @@ import { adminCommand } from './admin-cmd.js';
 import { demoCommand } from './demo-cmd.js';
 import { printError } from './format.js';
 import { masterCommand } from './master-cmd.js';
+import { restoreCommand } from './restore-cmd.js';
 
 const exitUsage = 2;
 
@@ -30,6 +32,7 @@ function program(): Command {
   p.addCommand(masterCommand());
   p.addCommand(adminCommand());
   p.addCommand(demoCommand());
+  p.addCommand(restoreCommand());
   // Usage errors exit 2 (like a bad config), not commander's default 1, so scripts can tell them apart.
   const override = (cmd: Command): void => {
     cmd.exitOverride();

@@ -16,6 +16,8 @@ import { silentLogger, type LoggerLike } from '../transport/logger.js';
 import type { NodeStatus, PutOptions, ReplicaDescriptor, SegmentSpec } from '../statemachine/commands.js';
 import type { PutStartValue } from '../statemachine/state-core.js';
 import { sessionReplyWindow } from '../statemachine/limits.js';
+import type { Writable } from 'node:stream';
+import { streamBackup, type BackupProgress, type BackupResult } from './backup.js';
 import { parseLeaderHint, writeMethods, type MemberInfo, type PingReply, type WriteMethod } from './rpc-methods.js';
 
 export const defaultRequestTimeoutMs = 2_000;
@@ -301,6 +303,11 @@ export class MasterClient {
 
   snapshot(): Promise<{ index: number }> {
     return this.call('snapshot', this.adminArgs({}), { timeoutMs: 60_000 });
+  }
+
+  /** Streams a consistent backup of the master state into `out` (see backup.ts); admin token needed. */
+  backup(out: Writable, onProgress?: (p: BackupProgress) => void): Promise<BackupResult> {
+    return streamBackup((m, a, o) => this.call(m, a, o), (a) => this.adminArgs(a), out, onProgress);
   }
 
   async close(): Promise<void> {

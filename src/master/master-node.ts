@@ -38,6 +38,9 @@ import { toRaftTunables, type MasterConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMasterMetrics, type MasterMetrics } from './metrics.js';
 import { startHttpOps } from './http-ops.js';
+import { BackupService } from './backup.js';
+import { RepairScheduler, repairRoundIntervalMs, type RepairLimits } from './repair.js';
+import { peerClusterId, readIdentity } from './backup-format.js';
 import { MasterStateMachine, encodeMasterCommand } from './state-adapter.js';
 import {
   adminMethods,
@@ -71,6 +74,8 @@ export interface MasterNodeOptions {
   logger?: Logger;
   /** Set false to embed without the HTTP ops server. Default true. */
   http?: boolean;
+  /** Re-replication limits (repair.ts defaults otherwise). */
+  repair?: Partial<RepairLimits>;
 }
 
 type WireArgs = Record<string, unknown>;
@@ -95,12 +100,15 @@ export class MasterNode {
   private housekeepingBusy = false;
   private lastHousekeepingTickMs = Date.now();
   private evictionBusy = false;
+  private backup: BackupService | null = null;
+  private readonly repair: RepairScheduler;
 
   private constructor(config: MasterConfig, opts: MasterNodeOptions) {
     this.config = config;
     this.logger = opts.logger ?? createLogger({ level: config.log.level, name: 'mooring-master', nodeId: config.nodeId, pretty: config.log.pretty });
     this.metrics = createMasterMetrics();
     this.leases = new LeaseTable(config.leaseTtlMs);
+    this.repair = new RepairScheduler(opts.repair);
   }
 
   /** Opens the stores, joins (or bootstraps) the cluster and starts serving. */
@@ -123,7 +131,8 @@ export class MasterNode {
     const peers: PeerAddress[] = cfg.peers.map((p) => ({ id: p.id, host: p.host, port: p.raftPort, rpcPort: p.rpcPort, ...(p.httpPort !== null ? { httpPort: p.httpPort } : {}) }));
     this.transport = new TcpPeerTransport({
       nodeId: cfg.nodeId,
-      clusterId: cfg.clusterId,
+      // A restored data dir carries a new cluster identity: old members are refused at the handshake.
+      clusterId: peerClusterId(cfg.dataDir, cfg.clusterId),
       listen: { host: cfg.listen.host, port: cfg.listen.raftPort },
       peers: peers.filter((p) => p.id !== cfg.nodeId),
       ...(tls !== undefined ? { tls } : {}),
@@ -154,6 +163,23 @@ export class MasterNode {
       void this.closeResources();
     });
 
+    this.backup = new BackupService({
+      barrier: async () => {
+        this.requireLeader();
+        await this.raft.read();
+      },
+      snapshot: () => new MasterStateMachine(this.state).snapshot(),
+      members: () => this.raft.members(),
+      peer: (id) => {
+        const a = this.raft.peerAddress(id);
+        return a === undefined ? undefined : { id, host: a.host, raftPort: a.port, ...(a.rpcPort !== undefined ? { rpcPort: a.rpcPort } : {}) };
+      },
+      objectCount: () => this.state.objects.size,
+      clusterId: cfg.clusterId,
+      clusterUid: readIdentity(cfg.dataDir)?.clusterUid ?? null,
+      nodeId: cfg.nodeId,
+      maxFrameBytes: cfg.raft.maxFrameBytes,
+    });
     this.rpc = new RpcServer({
       clusterId: cfg.clusterId,
       nodeId: cfg.nodeId,
@@ -177,6 +203,7 @@ export class MasterNode {
     }
     this.timers.push(setInterval(() => void this.housekeeping(), housekeepingIntervalMs));
     this.timers.push(setInterval(() => void this.evictionCheck(), Math.max(1, cfg.eviction.checkIntervalMs)));
+    this.timers.push(setInterval(() => this.repairRound(), repairRoundIntervalMs));
     this.timers.push(setInterval(() => this.refreshGauges(), metricsRefreshIntervalMs));
     this.logger.info({ node: cfg.nodeId, raftPort: this.transport.port, rpcPort: this.rpc.port, httpPort: this.http?.port ?? null }, 'master started');
   }
@@ -221,6 +248,8 @@ export class MasterNode {
       this.rpc.handle(method, (args, ctx) => this.serve(method, ctx, () => this.handleAdmin(method, asArgs(args))));
     }
     this.rpc.handle('status', (_args, ctx) => this.serve('status', ctx, async () => this.statusReport()));
+    this.rpc.handle('backupBegin', (args, ctx) => this.serve('backupBegin', ctx, () => (this.checkAdmin(asArgs(args)), this.backup!.begin())));
+    this.rpc.handle('backupNext', (args, ctx) => this.serve('backupNext', ctx, () => (this.checkAdmin(asArgs(args)), this.backup!.next(requireString(asArgs(args).backupId, 'backupId')))));
   }
 
   private async serve<T>(method: string, _ctx: RpcContext, fn: () => Promise<T>): Promise<T> {
@@ -330,7 +359,7 @@ export class MasterNode {
       this.liveness.touch(clientId, Date.now());
       const reply = this.state.ping(clientId);
       // ---- BEGIN tiering (store): the ping reply carries this client's tier tasks ----
-      const tierTasks = this.tierTasksFor(clientId, Date.now());
+      const tierTasks = [...this.tierTasksFor(clientId, Date.now()), ...this.repair.tasksFor(clientId, Date.now())];
       if (tierTasks.length > 0) return { status: reply.status, viewVersion: this.viewVersion, tierTasks };
       // ---- END tiering ----
       return { status: reply.status, viewVersion: this.viewVersion };
@@ -420,7 +449,18 @@ export class MasterNode {
 
   // ------------------------------------------------------------------ leader duties
 
+  /** Re-replication (repair.ts): leader soft state, dropped when leadership is lost. */
+  private repairRound(): void {
+    if (!this.raft.isLeader || this.stopping) return;
+    this.repair.plan(this.state, Date.now());
+    this.metrics.setRepair(this.repair.report());
+  }
+
   private onRoleChange(role: Role): void {
+    if (role !== 'leader') {
+      this.repair.reset();
+      this.metrics.setRepair(this.repair.report());
+    }
     if (role === 'leader') {
       const now = Date.now();
       // A new leader knows no leases and no pings: it treats every object as leased and every client as alive
@@ -460,7 +500,7 @@ export class MasterNode {
       }
       const reclaim = planReclaim(this.state, now, this.config.putStartReclaimMs);
       if (reclaim !== null) await this.proposeInternal(reclaim);
-      const drain = planDrain(this.state, this.leases, now);
+      const drain = planDrain(this.state, this.leases, now, this.repair.awaitingRepair());
       if (drain !== null) await this.proposeInternal(drain);
     } catch (err) {
       this.logger.debug({ err: String(err) }, 'housekeeping round failed; retried next round');
@@ -628,6 +668,7 @@ export class MasterNode {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    this.backup?.close();
     await this.raft?.stop().catch(() => {});
     await this.rpc?.close().catch(() => {});
     await this.http?.close().catch(() => {});

@@ -66,6 +66,9 @@ export class MasterMetrics {
   readonly activeClients: Gauge;
   readonly segments: Gauge;
   readonly snapshots: Counter;
+  /** Re-replication (repair.ts): objects under-replicated and repairs in flight; repairs ended, by outcome. */
+  readonly repairState: Gauge<'kind'>;
+  readonly repairs: Counter<'outcome'>;
   private lastLeader: string | null = null;
   private readonly methods = new Set<string>();
 
@@ -115,6 +118,8 @@ export class MasterMetrics {
     this.activeClients = new Gauge({ name: 'mooring_active_clients', help: 'Clients with a live session', registers });
     this.segments = new Gauge({ name: 'mooring_segments', help: 'Mounted segments', registers });
     this.snapshots = new Counter({ name: 'mooring_snapshots_total', help: 'Snapshots taken or installed by this node', registers });
+    this.repairState = new Gauge({ name: 'mooring_repair_objects', help: 'Leader: objects under-replicated (kind=under_replicated) and repairs in flight (kind=in_flight)', labelNames: ['kind'], registers });
+    this.repairs = new Counter({ name: 'mooring_repairs_total', help: 'Leader: repairs ended, by outcome (done, failed)', labelNames: ['outcome'], registers });
     for (const role of RAFT_ROLES) this.raftRole.set({ role }, 0);
     if (options.processMetrics !== false) collectDefaultMetrics({ register: r });
   }
@@ -160,6 +165,13 @@ export class MasterMetrics {
 
   countEvictions(keys: number): void {
     if (Number.isFinite(keys) && keys > 0) this.evictedKeys.inc(keys);
+  }
+
+  setRepair(u: { underReplicated: number; inFlight: number; done: number; failed: number }): void {
+    this.repairState.set({ kind: 'under_replicated' }, u.underReplicated);
+    this.repairState.set({ kind: 'in_flight' }, u.inFlight);
+    if (u.done > 0) this.repairs.inc({ outcome: 'done' }, u.done);
+    if (u.failed > 0) this.repairs.inc({ outcome: 'failed' }, u.failed);
   }
 
   countSnapshot(): void {

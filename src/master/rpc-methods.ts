@@ -26,6 +26,9 @@ export const writeMethods = {
   offloadStart: 'OffloadStart',
   offloadEnd: 'OffloadEnd',
   offloadRevoke: 'OffloadRevoke',
+  repairStart: 'RepairStart',
+  repairEnd: 'RepairEnd',
+  repairRevoke: 'RepairRevoke',
 } as const satisfies Record<string, CommandType>;
 
 export type WriteMethod = keyof typeof writeMethods;

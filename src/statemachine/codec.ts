@@ -14,7 +14,7 @@ import type { Result, Tier } from './commands.js';
 import type { ClientRecord } from './clients.js';
 import { OffsetAllocator } from './allocator.js';
 import type { ObjectRecord, Replica } from './objects.js';
-import type { Segment, SegmentRecord } from './segments.js';
+import { alignmentForTier, type Segment, type SegmentRecord } from './segments.js';
 import type { StateCore } from './state-core.js';
 import { sessionReplyWindow } from './limits.js';
 
@@ -69,6 +69,11 @@ export function encodeObject(o: ObjectRecord): Buffer {
       ? null
       : [o.pending.size, flatReplicas(o.pending.replicas), o.pending.startedAtMs, o.pending.softPin ? 1 : 0, o.pending.hardPin ? 1 : 0],
     o.offload === null ? null : [flatReplicas([o.offload.replica]), o.offload.startedAtMs],
+    // Re-replication fields only when they say something (most objects have all their replicas): records stay
+    // as they were, and a record without them reads as replicaNum = its replica count, no repair.
+    ...(o.replicaNum === o.replicas.length && o.repair === null
+      ? []
+      : [o.replicaNum, o.repair === null ? null : [flatReplicas([o.repair.replica]), o.repair.startedAtMs]]),
   ]);
 }
 
@@ -78,6 +83,8 @@ export function decodeObject(key: string, buf: Uint8Array, intern?: (s: string) 
   const a = packr.unpack(buf) as unknown[];
   const p = a[8] as unknown[] | null;
   const off = a[9] as unknown[] | null;
+  const replicas = unflatReplicas(a[7] as unknown[]);
+  const rep = a.length >= 12 ? (a[11] as unknown[] | null) : null;
   return {
     key,
     size: a[0] as number,
@@ -87,12 +94,14 @@ export function decodeObject(key: string, buf: Uint8Array, intern?: (s: string) 
     completedAtMs: a[4] as number,
     softPinUntilMs: a[5] as number,
     hardPin: a[6] === 1,
-    replicas: unflatReplicas(a[7] as unknown[]),
+    replicas,
     pending:
       p === null
         ? null
         : { size: p[0] as number, replicas: unflatReplicas(p[1] as unknown[]), startedAtMs: p[2] as number, softPin: p[3] === 1, hardPin: p[4] === 1 },
     offload: off === null ? null : { replica: unflatReplicas(off[0] as unknown[])[0]!, startedAtMs: off[1] as number },
+    replicaNum: a.length >= 12 ? (a[10] as number) : replicas.length,
+    repair: rep === null ? null : { replica: unflatReplicas(rep[0] as unknown[])[0]!, startedAtMs: rep[1] as number },
   };
 }
 
@@ -197,7 +206,8 @@ class Mini {
 
 function decodeObjectFast(key: string, buf: Uint8Array, intern: ((s: string) => string) | undefined): ObjectRecord | null {
   const m = new Mini(Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength));
-  if (m.arr() !== 10) return null;
+  const fields = m.arr();
+  if (fields !== 10 && fields !== 12) return null;
   const size = m.num();
   const clientId = m.str(intern);
   const createdIndex = m.num();
@@ -222,8 +232,19 @@ function decodeObjectFast(key: string, buf: Uint8Array, intern: ((s: string) => 
     if (r === null || r.length !== 1) return null;
     offload = { replica: r[0]!, startedAtMs: m.num() };
   } else if (on !== -1) return null;
+  let replicaNum = replicas.length;
+  let repair: ObjectRecord['repair'] = null;
+  if (fields === 12) {
+    replicaNum = m.num();
+    const rn = m.arr();
+    if (rn === 2) {
+      const r = m.replicas(intern);
+      if (r === null || r.length !== 1) return null;
+      repair = { replica: r[0]!, startedAtMs: m.num() };
+    } else if (rn !== -1) return null;
+  }
   if (!m.ok || m.pos !== m.b.length) return null;
-  return { key, size, clientId, createdIndex, createdAtMs, completedAtMs, replicas, softPinUntilMs, hardPin, pending, offload };
+  return { key, size, clientId, createdIndex, createdAtMs, completedAtMs, replicas, softPinUntilMs, hardPin, pending, offload, replicaNum, repair };
 }
 
 export function encodeSegment(s: SegmentRecord): Buffer {
@@ -383,10 +404,11 @@ export class StateLoader {
       for (const r of o.replicas) push(r);
       if (o.pending !== null) for (const r of o.pending.replicas) push(r);
       if (o.offload !== null) push(o.offload.replica);
+      if (o.repair !== null) push(o.repair.replica);
     }
     for (const rec of this.segments) {
       const e = extents.get(rec.id);
-      const alloc = OffsetAllocator.fromExtents(rec.size, core.options.allocAlignmentBytes, e?.offsets ?? [], e?.lengths ?? [], e?.offsets.length ?? 0);
+      const alloc = OffsetAllocator.fromExtents(rec.size, alignmentForTier(rec.tier, core.options.allocAlignmentBytes), e?.offsets ?? [], e?.lengths ?? [], e?.offsets.length ?? 0);
       const seg: Segment = { rec, alloc };
       core.segments.set(rec.id, seg);
       core.ordered.push(seg);
@@ -395,7 +417,7 @@ export class StateLoader {
     // Map order approximates least-recently-written first (what eviction planning scans); it never affects apply.
     for (const o of orderByLastWrite(this.objects)) {
       core.objects.set(o.key, o);
-      if (!(o.pending === null && o.offload === null && o.replicas.length > 0 && o.replicas[0]!.status === 'COMPLETE')) core.inFlight.add(o.key);
+      if (!(o.pending === null && o.offload === null && o.repair === null && o.replicas.length > 0 && o.replicas[0]!.status === 'COMPLETE')) core.inFlight.add(o.key);
     }
     core.drainChanges();
     for (const [clientId, slot] of legacy) {

@@ -91,6 +91,15 @@ export type OffloadStart = ClientWrite & { type: 'OffloadStart'; key: string };
 /** The DISK replica becomes COMPLETE and the DRAM/VRAM replicas are freed. */
 export type OffloadEnd = ClientWrite & { type: 'OffloadEnd'; key: string };
 export type OffloadRevoke = ClientWrite & { type: 'OffloadRevoke'; key: string };
+/**
+ * Re-replication (a task the leader hands to a storage node): allocate one more replica of an under-replicated
+ * object (live replicas < replicaNum) on a segment in a zone it does not use yet when there is one. `createdIndex`
+ * makes sure the object is still the one the leader planned for. The caller copies a verified replica there.
+ */
+export type RepairStart = ClientWrite & { type: 'RepairStart'; key: string; createdIndex: number };
+/** The repair replica becomes COMPLETE (idempotent: no repair in progress is not an error). */
+export type RepairEnd = ClientWrite & { type: 'RepairEnd'; key: string };
+export type RepairRevoke = ClientWrite & { type: 'RepairRevoke'; key: string };
 /** Leader-proposed: clients silent for `clientTtlMs` (re-checked against the entry time) go with their segments. */
 export type ExpireClients = { type: 'ExpireClients'; clientIds: string[]; clientTtlMs: number };
 /** Leader-proposed: PutStarts/UpsertStarts/OffloadStarts older than `putTimeoutMs` are revoked. */
@@ -123,6 +132,9 @@ export type Command =
   | OffloadStart
   | OffloadEnd
   | OffloadRevoke
+  | RepairStart
+  | RepairEnd
+  | RepairRevoke
   | ExpireClients
   | ReclaimPuts
   | Evict
@@ -285,8 +297,15 @@ export function validateCommand(v: unknown): asserts v is Command {
     case 'OffloadStart':
     case 'OffloadEnd':
     case 'OffloadRevoke':
+    case 'RepairEnd':
+    case 'RepairRevoke':
       validateClientWrite(c);
       validateKey(c['key']);
+      return;
+    case 'RepairStart':
+      validateClientWrite(c);
+      validateKey(c['key']);
+      int(c['createdIndex'], 'createdIndex', 0, Number.MAX_SAFE_INTEGER);
       return;
     case 'BatchPutStart': {
       validateClientWrite(c);

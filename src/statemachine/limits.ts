@@ -28,6 +28,11 @@ export const sessionReplyWindow = 16;
 if (sessionReplyWindow > 31) throw new Error('sessionReplyWindow must be at most 31');
 
 export const defaultAllocAlignmentBytes = 64;
+/**
+ * DISK segments align extents to this (at least): the NVMe tier opens its file with O_DIRECT, which needs
+ * 4096-aligned offsets and lengths. Fixed per tier, so every replica (and every reload) allocates alike.
+ */
+export const diskAllocAlignmentBytes = 4096;
 export const defaultLeaseTtlMs = 10_000;
 export const defaultClientTtlMs = 10_000;
 export const defaultPutTimeoutMs = 600_000;

@@ -44,6 +44,13 @@ export interface ObjectRecord {
   hardPin: boolean;
   pending: PendingVersion | null;
   offload: PendingOffload | null;
+  /**
+   * Replicas the object should have: the count its PutStart/UpsertStart placed (a demotion sets it to what is
+   * left). Live replicas below it make the object under-replicated: the leader plans a repair.
+   */
+  replicaNum: number;
+  /** A replica being added by RepairStart (re-replication); it joins `replicas` at RepairEnd. */
+  repair: PendingOffload | null;
 }
 
 export function isComplete(o: ObjectRecord): boolean {
@@ -52,7 +59,33 @@ export function isComplete(o: ObjectRecord): boolean {
 
 /** Complete and with no upsert or offload in flight: what eviction, drain and non-forced removal require. */
 export function isSettled(o: ObjectRecord): boolean {
-  return o.pending === null && o.offload === null && isComplete(o);
+  return o.pending === null && o.offload === null && o.repair === null && isComplete(o);
+}
+
+/** Complete replicas on segments that serve (status OK, not DRAINING): what counts towards replicaNum. */
+export function liveReplicas(o: ObjectRecord, segments: ReadonlyMap<string, Segment>): Replica[] {
+  return o.replicas.filter((r) => r.status === 'COMPLETE' && segments.get(r.segmentId)?.rec.status === 'OK');
+}
+
+/** Complete replicas that can still be read (also on DRAINING segments), live ones first: repair sources. */
+export function readableReplicas(o: ObjectRecord, segments: ReadonlyMap<string, Segment>): Replica[] {
+  const live = liveReplicas(o, segments);
+  const draining = o.replicas.filter((r) => r.status === 'COMPLETE' && segments.get(r.segmentId)?.rec.status === 'DRAINING');
+  return [...live, ...draining];
+}
+
+/** Live replicas below replicaNum, some replica left to copy from, nothing in progress. */
+export function needsRepair(o: ObjectRecord, segments: ReadonlyMap<string, Segment>): boolean {
+  if (!isSettled(o)) return false;
+  let live = 0;
+  let readable = 0;
+  for (const r of o.replicas) {
+    const st = segments.get(r.segmentId)?.rec.status;
+    if (r.status !== 'COMPLETE' || st === undefined) continue;
+    readable++;
+    if (st === 'OK') live++;
+  }
+  return readable > 0 && live < o.replicaNum;
 }
 
 export function isPinned(o: ObjectRecord, nowMs: number): boolean {

@@ -9,7 +9,7 @@ import { maxKeysPerCommand } from './limits.js';
 import { isComplete } from './objects.js';
 import type { StateView } from './state-view.js';
 
-/** PutStarts (and UpsertStarts, OffloadStarts) not ended within `putTimeoutMs`. */
+/** PutStarts (and UpsertStarts, OffloadStarts, RepairStarts) not ended within `putTimeoutMs`. */
 export function planReclaim(state: StateView, nowMs: number, putTimeoutMs: number): ReclaimPuts | null {
   const keys: string[] = [];
   for (const key of state.inFlight) {
@@ -19,6 +19,7 @@ export function planReclaim(state: StateView, nowMs: number, putTimeoutMs: numbe
     if (!isComplete(o)) started = o.createdAtMs;
     if (o.pending !== null) started = Math.min(started, o.pending.startedAtMs);
     if (o.offload !== null) started = Math.min(started, o.offload.startedAtMs);
+    if (o.repair !== null) started = Math.min(started, o.repair.startedAtMs);
     if (started + putTimeoutMs <= nowMs) {
       keys.push(key);
       if (keys.length >= maxKeysPerCommand) break;
@@ -30,14 +31,17 @@ export function planReclaim(state: StateView, nowMs: number, putTimeoutMs: numbe
 /**
  * For DRAINING segments: drop replicas of complete objects that are not leased; a segment left empty becomes
  * DRAINED and goes. Null when nothing drains, or while a new leader treats every object as leased.
+ * `awaitingRepair` (from the leader's repair scheduler): keys whose replica on a draining segment must stay until
+ * a repair has copied it elsewhere — a drain moves data off instead of dropping it.
  */
-export function planDrain(state: StateView, leases: LeaseTable, nowMs: number): DrainSegments | null {
+export function planDrain(state: StateView, leases: LeaseTable, nowMs: number, awaitingRepair: ReadonlySet<string> = new Set()): DrainSegments | null {
   const draining = state.ordered.filter((s) => s.rec.status === 'DRAINING').map((s) => s.rec.id);
   if (draining.length === 0 || leases.allLeased(nowMs)) return null;
   const ids = new Set(draining);
-  const skipKeys = leases
-    .leasedKeys(nowMs)
-    .filter((k) => state.objects.get(k)?.replicas.some((r) => ids.has(r.segmentId)) ?? false)
-    .slice(0, maxKeysPerCommand);
+  const onDraining = (k: string): boolean => state.objects.get(k)?.replicas.some((r) => ids.has(r.segmentId)) ?? false;
+  const held = [...awaitingRepair].filter(onDraining);
+  // More held keys than one command carries: wait for repairs rather than drop replicas that must move.
+  if (held.length > maxKeysPerCommand) return null;
+  const skipKeys = [...new Set([...held, ...leases.leasedKeys(nowMs).filter(onDraining)])].slice(0, maxKeysPerCommand);
   return { type: 'DrainSegments', segmentIds: draining.slice(0, maxKeysPerCommand), skipKeys };
 }

@@ -2,6 +2,7 @@
 import { OffsetAllocator } from './allocator.js';
 import type { AllocatorStats } from './allocator.js';
 import type { Protocol, SegmentSpec, Tier } from './commands.js';
+import { diskAllocAlignmentBytes } from './limits.js';
 
 /** OK: allocations allowed. DRAINING: graceful unmount in progress (no new allocations). DRAINED ones are gone. */
 export type SegmentStatus = 'OK' | 'DRAINING';
@@ -31,6 +32,11 @@ export interface SegmentInfo extends SegmentRecord, AllocatorStats {
   usageRatio: number;
 }
 
+/** Allocator alignment of a segment: the configured one, at least diskAllocAlignmentBytes on DISK (O_DIRECT). */
+export function alignmentForTier(tier: Tier, alignmentBytes: number): number {
+  return tier === 'DISK' ? Math.max(alignmentBytes, diskAllocAlignmentBytes) : alignmentBytes;
+}
+
 export function segmentFromSpec(spec: SegmentSpec, clientId: string, index: number, alignmentBytes: number): Segment {
   const rec: SegmentRecord = {
     id: spec.id,
@@ -45,7 +51,7 @@ export function segmentFromSpec(spec: SegmentSpec, clientId: string, index: numb
     status: 'OK',
     mountedIndex: index,
   };
-  return { rec, alloc: new OffsetAllocator(spec.size, alignmentBytes) };
+  return { rec, alloc: new OffsetAllocator(spec.size, alignmentForTier(rec.tier, alignmentBytes)) };
 }
 
 /** A remount of the same segment by the same client (idempotent) vs. a conflicting one. */

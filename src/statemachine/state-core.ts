@@ -25,7 +25,7 @@ import { isStorageClient, type ClientRecord } from './clients.js';
 import type { LeaseTable } from './leases.js';
 import * as L from './limits.js';
 import type { ObjectRecord, Replica } from './objects.js';
-import { describeReplica, isComplete, isPinned, isSettled } from './objects.js';
+import { describeReplica, isComplete, isPinned, isSettled, liveReplicas, readableReplicas } from './objects.js';
 import { placeReplicas } from './placement.js';
 import type { Segment, SegmentInfo } from './segments.js';
 import { isMemoryTier, overlaps, sameSpec, segmentFromSpec, segmentInfo } from './segments.js';
@@ -217,6 +217,12 @@ export class StateCore {
         return this.offloadEnd(cmd.key);
       case 'OffloadRevoke':
         return this.offloadRevoke(cmd.key);
+      case 'RepairStart':
+        return this.repairStart(cmd.key, cmd.createdIndex);
+      case 'RepairEnd':
+        return this.repairEnd(cmd.key);
+      case 'RepairRevoke':
+        return this.repairRevoke(cmd.key);
       case 'ExpireClients':
         return this.expireClients(cmd.clientIds, cmd.clientTtlMs);
       case 'ReclaimPuts':
@@ -368,7 +374,8 @@ export class StateCore {
     const on = (r: Replica): boolean => gone.has(r.segmentId);
     for (const o of [...this.objects.values()]) {
       const hit =
-        o.replicas.some(on) || (o.pending?.replicas.some(on) ?? false) || (o.offload !== null && on(o.offload.replica));
+        o.replicas.some(on) || (o.pending?.replicas.some(on) ?? false) || (o.offload !== null && on(o.offload.replica)) ||
+        (o.repair !== null && on(o.repair.replica));
       if (!hit) continue;
       o.replicas = o.replicas.filter((r) => !on(r));
       if (o.pending !== null) {
@@ -376,6 +383,7 @@ export class StateCore {
         if (o.pending.replicas.length === 0) o.pending = null;
       }
       if (o.offload !== null && on(o.offload.replica)) o.offload = null;
+      if (o.repair !== null && on(o.repair.replica)) o.repair = null;
       if (o.replicas.length === 0) this.deleteObject(o);
       else this.touchObject(o);
     }
@@ -426,7 +434,7 @@ export class StateCore {
 
   private touchObject(o: ObjectRecord): void {
     this.dirtyObjects.add(o.key);
-    if (isComplete(o) && o.pending === null && o.offload === null) this.inFlight.delete(o.key);
+    if (isSettled(o)) this.inFlight.delete(o.key);
     else this.inFlight.add(o.key);
   }
 
@@ -434,6 +442,7 @@ export class StateCore {
     this.freeReplicas(o.replicas);
     if (o.pending !== null) this.freeReplicas(o.pending.replicas);
     if (o.offload !== null) this.freeReplicas([o.offload.replica]);
+    if (o.repair !== null) this.freeReplicas([o.repair.replica]);
     this.objects.delete(o.key);
     this.inFlight.delete(o.key);
     this.dirtyObjects.add(o.key);
@@ -530,6 +539,8 @@ export class StateCore {
         hardPin: p.hardPin === true,
         pending: null,
         offload: null,
+        replicaNum: replicas.length,
+        repair: null,
       };
       this.objects.set(p.key, o);
       this.touchObject(o);
@@ -546,6 +557,7 @@ export class StateCore {
       this.freeReplicas(o.replicas);
       o.size = p.size;
       o.replicas = p.replicas;
+      o.replicaNum = p.replicas.length;
       for (const r of o.replicas) r.status = 'COMPLETE';
       o.softPinUntilMs = p.softPin ? this.now + this.options.softPinTtlMs : 0;
       o.hardPin = p.hardPin;
@@ -620,6 +632,7 @@ export class StateCore {
     // Demotion: the DISK replica is recorded, the memory replicas are freed.
     this.freeReplicas(o.replicas.filter((r) => isMemoryTier(r.tier)));
     o.replicas = [...o.replicas.filter((r) => !isMemoryTier(r.tier)), { ...o.offload.replica, status: 'COMPLETE' }];
+    o.replicaNum = o.replicas.length; // a demotion keeps fewer copies on purpose: nothing to repair
     o.offload = null;
     this.touchObject(o);
     return null;
@@ -631,6 +644,46 @@ export class StateCore {
     if (o.offload === null) fail(ErrorCode.INVALID_ARGUMENT, `object ${key} has no offload in progress`);
     this.freeReplicas([o.offload.replica]);
     o.offload = null;
+    this.touchObject(o);
+    return null;
+  }
+
+  private repairStart(key: string, createdIndex: number): unknown {
+    const o = this.objects.get(key);
+    if (o === undefined || o.createdIndex !== createdIndex) fail(ErrorCode.OBJECT_NOT_FOUND, `no object ${key} (created at ${createdIndex})`);
+    if (!isSettled(o)) fail(ErrorCode.OBJECT_NOT_READY, `object ${key} has a write, offload or repair in progress`);
+    const live = liveReplicas(o, this.segments);
+    const sources = readableReplicas(o, this.segments);
+    if (sources.length === 0) fail(ErrorCode.OBJECT_NOT_FOUND, `object ${key} has no readable replica to copy`);
+    if (live.length >= o.replicaNum) fail(ErrorCode.INVALID_ARGUMENT, `object ${key} has ${live.length} live replicas of ${o.replicaNum}: nothing to repair`);
+    const used = new Set(o.replicas.map((r) => r.segmentId));
+    // Zone-spread: a zone no live replica uses, if any segment there fits; else any other segment.
+    const usedZones = new Set(live.map((r) => this.segments.get(r.segmentId)?.rec.zone));
+    const avoid = new Set(used);
+    for (const s of this.ordered) if (usedZones.has(s.rec.zone)) avoid.add(s.rec.id);
+    const tier = sources[0]!.tier;
+    const segs = this.place(o.size, 1, tier, undefined, avoid);
+    const [replica] = segs.length > 0 ? this.allocate(o.size, 1, tier, undefined, undefined, null, avoid) : this.allocate(o.size, 1, tier, undefined, undefined, null, used);
+    o.repair = { replica: replica!, startedAtMs: this.now };
+    this.touchObject(o);
+    return { source: this.describe(sources), target: this.describe([replica!])[0] };
+  }
+
+  private repairEnd(key: string): null {
+    const o = this.objects.get(key);
+    if (o === undefined) fail(ErrorCode.OBJECT_NOT_FOUND, `no object ${key}`);
+    if (o.repair === null) return null; // idempotent (a retry after it was applied)
+    o.replicas = [...o.replicas, { ...o.repair.replica, status: 'COMPLETE' }];
+    o.repair = null;
+    this.touchObject(o);
+    return null;
+  }
+
+  private repairRevoke(key: string): null {
+    const o = this.objects.get(key);
+    if (o === undefined || o.repair === null) return null;
+    this.freeReplicas([o.repair.replica]);
+    o.repair = null;
     this.touchObject(o);
     return null;
   }
@@ -676,6 +729,11 @@ export class StateCore {
       if (o.offload !== null && o.offload.startedAtMs + putTimeoutMs <= this.now) {
         this.freeReplicas([o.offload.replica]);
         o.offload = null;
+        changed = true;
+      }
+      if (o.repair !== null && o.repair.startedAtMs + putTimeoutMs <= this.now) {
+        this.freeReplicas([o.repair.replica]);
+        o.repair = null;
         changed = true;
       }
       if (changed) {

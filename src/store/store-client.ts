@@ -17,6 +17,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { ErrorCode, MooringError } from '../errors.js';
+import { diskAllocAlignmentBytes } from '../statemachine/limits.js';
 import type { DiskSegment, Engine, EngineOptions, Segment, SegmentDescriptor, TransferRequest } from '../engine/index.js';
 import { MasterClient, parseEndpoint, type RetryPolicy } from '../master/client.js';
 import type { PingReply } from '../master/rpc-methods.js';
@@ -106,8 +107,10 @@ export interface BatchItemResult<T> {
 
 /** A tier task as carried by the master's ping reply. */
 export interface TierTask {
-  kind: 'demote';
+  kind: 'demote' | 'repair';
   key: string;
+  /** repair: the object version the leader planned for. */
+  createdIndex?: number;
 }
 
 export interface StoreStats {
@@ -121,6 +124,8 @@ export interface StoreStats {
   promotionFailures: number;
   demotions: number;
   demotionFailures: number;
+  repairs: number;
+  repairFailures: number;
 }
 
 interface Resolved {
@@ -138,7 +143,7 @@ export class StoreClient {
   readonly clientId: string;
   readonly stats: StoreStats = {
     puts: 0, gets: 0, removes: 0, replicaReadFailures: 0, checksumMismatches: 0, diskHits: 0,
-    promotions: 0, promotionFailures: 0, demotions: 0, demotionFailures: 0,
+    promotions: 0, promotionFailures: 0, demotions: 0, demotionFailures: 0, repairs: 0, repairFailures: 0,
   };
   private readonly opts: StoreClientOptions;
   private readonly log: LoggerLike;
@@ -238,8 +243,10 @@ export class StoreClient {
       }
     }
     if (this.opts.disk !== undefined) {
-      // direct: false — the masters' allocator aligns to 64 bytes, O_DIRECT needs 4096-aligned offsets.
-      const seg = this.engine.createDiskSegment({ path: this.opts.disk.path, size: this.opts.disk.size, name: 'disk', direct: false });
+      // O_DIRECT needs 4096-aligned file offsets (the masters align DISK extents to diskAllocAlignmentBytes), I/O
+      // lengths (rounded up inside the extent) and memory (staging slots, when the slot size is a multiple).
+      const direct = this.staging.slotBytes % diskAllocAlignmentBytes === 0;
+      const seg = this.engine.createDiskSegment({ path: this.opts.disk.path, size: this.opts.disk.size, name: 'disk', direct });
       const token = randomBytes(8).toString('hex');
       this.disk = { segment: seg, token, specId: `${this.clientId}/k${seg.id}` };
       const host = this.opts.tierHost ?? (this.opts.engineOptions?.host ?? '127.0.0.1');
@@ -287,9 +294,14 @@ export class StoreClient {
     for (const t of tasks) {
       if (typeof t !== 'object' || t === null) continue;
       const task = t as Partial<TierTask>;
-      if (task.kind !== 'demote' || typeof task.key !== 'string' || this.tierTasksRunning.has(task.key)) continue;
-      this.tierTasksRunning.add(task.key);
-      this.track(this.demote(task.key).finally(() => this.tierTasksRunning.delete(task.key!)));
+      if (typeof task.key !== 'string' || this.tierTasksRunning.has(task.key)) continue;
+      if (task.kind === 'demote') {
+        this.tierTasksRunning.add(task.key);
+        this.track(this.demote(task.key).finally(() => this.tierTasksRunning.delete(task.key!)));
+      } else if (task.kind === 'repair' && typeof task.createdIndex === 'number') {
+        this.tierTasksRunning.add(task.key);
+        this.track(this.repair(task.key, task.createdIndex).finally(() => this.tierTasksRunning.delete(task.key!)));
+      }
     }
   }
 
@@ -621,10 +633,16 @@ export class StoreClient {
     return c;
   }
 
+  /** I/O length on our DISK segment: whole O_DIRECT blocks (the extent is reserved in whole blocks too). */
+  private diskIoBytes(length: number): number {
+    if (this.disk === null || !this.disk.segment.direct) return length;
+    return Math.ceil(length / diskAllocAlignmentBytes) * diskAllocAlignmentBytes;
+  }
+
   private async writeDisk(res: Resolved, offset: number, slot: Slot, length: number): Promise<void> {
     const own = this.ownDisk(res);
     if (own !== null) {
-      await tierOrThrow(this.engine.offload([{ dram: { segment: this.staging.segment, offset: slot.offset }, disk: { segment: own, offset }, length }], { timeoutMs: this.transferTimeoutMs }));
+      await tierOrThrow(this.engine.offload([{ dram: { segment: this.staging.segment, offset: slot.offset }, disk: { segment: own, offset }, length: this.diskIoBytes(length) }], { timeoutMs: this.transferTimeoutMs }));
       return;
     }
     const a = res.address as Extract<SegmentAddress, { kind: 'disk' }>;
@@ -634,7 +652,7 @@ export class StoreClient {
   private async readDisk(res: Resolved, offset: number, slot: Slot, length: number): Promise<void> {
     const own = this.ownDisk(res);
     if (own !== null) {
-      await tierOrThrow(this.engine.promote([{ dram: { segment: this.staging.segment, offset: slot.offset }, disk: { segment: own, offset }, length }], { timeoutMs: this.transferTimeoutMs }));
+      await tierOrThrow(this.engine.promote([{ dram: { segment: this.staging.segment, offset: slot.offset }, disk: { segment: own, offset }, length: this.diskIoBytes(length) }], { timeoutMs: this.transferTimeoutMs }));
       return;
     }
     if (res.address.kind !== 'disk') throw new MooringError(ErrorCode.INTERNAL, 'not a disk segment');
@@ -661,13 +679,13 @@ export class StoreClient {
       if (typeof length !== 'number' || !Number.isSafeInteger(length) || length <= 0 || length > this.staging.slotBytes) {
         throw invalid(`length must be in 1..${this.staging.slotBytes}`);
       }
-      if (offset + length > disk.segment.size) throw new MooringError(ErrorCode.OUT_OF_RANGE, 'outside the disk segment');
+      if (offset + this.diskIoBytes(length) > disk.segment.size) throw new MooringError(ErrorCode.OUT_OF_RANGE, 'outside the disk segment');
       return { offset, length, ...(data !== undefined ? { data: data as Uint8Array } : {}) };
     };
     server.handle('diskRead', async (a) => {
       const { offset, length } = check(a, false);
       return this.staging.with(async (slot) => {
-        await tierOrThrow(this.engine.promote([{ dram: { segment: this.staging.segment, offset: slot.offset }, disk: { segment: this.disk!.segment, offset }, length }], { timeoutMs: this.transferTimeoutMs }));
+        await tierOrThrow(this.engine.promote([{ dram: { segment: this.staging.segment, offset: slot.offset }, disk: { segment: this.disk!.segment, offset }, length: this.diskIoBytes(length) }], { timeoutMs: this.transferTimeoutMs }));
         return Buffer.from(slot.view(length));
       });
     });
@@ -675,7 +693,7 @@ export class StoreClient {
       const { offset, length, data } = check(a, true);
       await this.staging.with(async (slot) => {
         slot.view(length).set(data!);
-        await tierOrThrow(this.engine.offload([{ dram: { segment: this.staging.segment, offset: slot.offset }, disk: { segment: this.disk!.segment, offset }, length }], { timeoutMs: this.transferTimeoutMs }));
+        await tierOrThrow(this.engine.offload([{ dram: { segment: this.staging.segment, offset: slot.offset }, disk: { segment: this.disk!.segment, offset }, length: this.diskIoBytes(length) }], { timeoutMs: this.transferTimeoutMs }));
       });
       return null;
     });
@@ -710,6 +728,41 @@ export class StoreClient {
       this.stats.demotionFailures++;
       if (started) await this.master.write('offloadRevoke', { key }).catch(() => {});
       this.log.info({ key, err: String(e) }, 'demotion failed');
+      return false;
+    }
+  }
+
+  /**
+   * Re-replication task from the master: RepairStart (one more replica is allocated) → copy a replica whose
+   * checksum verifies (never damaged bytes) → RepairEnd. On failure RepairRevoke frees the new extent.
+   */
+  async repair(key: string, createdIndex: number): Promise<boolean> {
+    let started = false;
+    try {
+      const plan = await this.master.write<{ source: ReplicaDescriptor[]; target: ReplicaDescriptor }>('repairStart', { key, createdIndex });
+      started = true;
+      await this.staging.with(async (slot) => {
+        let copied = false;
+        let lastErr: unknown = null;
+        for (const r of await this.order(plan.source)) {
+          try {
+            await this.readReplica(key, r, slot);
+            copied = true;
+            break;
+          } catch (e) {
+            lastErr = e;
+          }
+        }
+        if (!copied) throw asMooringError(lastErr, ErrorCode.TRANSFER_FAILED);
+        await this.writeReplicas([plan.target], slot, plan.target.length);
+      });
+      await this.master.write('repairEnd', { key });
+      this.stats.repairs++;
+      return true;
+    } catch (e) {
+      this.stats.repairFailures++;
+      if (started) await this.master.write('repairRevoke', { key }).catch(() => {});
+      this.log.info({ key, err: String(e) }, 'repair failed');
       return false;
     }
   }

@@ -30,6 +30,8 @@ const object: fc.Arbitrary<ObjectRecord> = fc.record({
   hardPin: fc.boolean(),
   pending: fc.option(fc.record({ size: num, replicas: fc.array(replica, { maxLength: 4 }), startedAtMs: num, softPin: fc.boolean(), hardPin: fc.boolean() })),
   offload: fc.option(fc.record({ replica, startedAtMs: num })),
+  replicaNum: fc.integer({ min: 0, max: 8 }),
+  repair: fc.option(fc.record({ replica, startedAtMs: num })),
 });
 
 describe('object record codec', () => {
@@ -55,7 +57,7 @@ describe('object record codec', () => {
     // A float size and a map where a number is expected: msgpackr decodes what it can.
     const odd = packr.pack([1.5, 'c', 1, 2, 3, 4, 0, [], null, null]);
     expect(decodeObject('k', odd).size).toBe(1.5);
-    const truncated = encodeObject({ key: 'k', size: 1, clientId: 'c', createdIndex: 1, createdAtMs: 1, completedAtMs: 0, replicas: [], softPinUntilMs: 0, hardPin: false, pending: null, offload: null }).subarray(0, 5);
+    const truncated = encodeObject({ key: 'k', size: 1, clientId: 'c', createdIndex: 1, createdAtMs: 1, completedAtMs: 0, replicas: [], softPinUntilMs: 0, hardPin: false, pending: null, offload: null, replicaNum: 0, repair: null }).subarray(0, 5);
     expect(() => decodeObject('k', truncated)).toThrow();
   });
 });

@@ -207,9 +207,9 @@ describe('objects', () => {
     const v = d.ok({ type: 'OffloadStart', clientId: 'w', key: 'k' });
     expect(v.target).toMatchObject({ segmentId: 'd1', tier: 'DISK', length: 1000 });
     expect(v.source.map((r: any) => r.tier)).toEqual(['DRAM']);
-    expect(d.core.stats()).toMatchObject({ memoryAllocatedBytes: 1024, diskAllocatedBytes: 1024 });
+    expect(d.core.stats()).toMatchObject({ memoryAllocatedBytes: 1024, diskAllocatedBytes: 4096 });
     d.ok({ type: 'OffloadEnd', clientId: 'w', key: 'k' });
-    expect(d.core.stats()).toMatchObject({ memoryAllocatedBytes: 0, diskAllocatedBytes: 1024 });
+    expect(d.core.stats()).toMatchObject({ memoryAllocatedBytes: 0, diskAllocatedBytes: 4096 });
     const rl = d.core.getReplicaList('k', d.now);
     expect(rl.ok && rl.value.replicas.map((r) => r.tier)).toEqual(['DISK']);
     expect(d.code({ type: 'OffloadStart', clientId: 'w', key: 'k' })).toBe(ErrorCode.INVALID_ARGUMENT);

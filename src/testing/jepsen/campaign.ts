@@ -5,9 +5,10 @@
  * traffic through StoreClients, the client-visible history checked for linearizability against a write-once
  * register (model.ts), and every byte checked. Exits non-zero on any violation.
  *
- * Storage nodes hold the only copies of the bytes and Mooring does not re-replicate: when every replica of an
- * object was on storage nodes that died, the campaign adds a `lose` operation (absent from then on, at any point)
- * to the history. Everything else must survive.
+ * Storage nodes hold the only copies of the bytes: when every replica of an object was on storage nodes that died
+ * (before the masters re-replicated it), the campaign adds a `lose` operation (absent from then on, at any point)
+ * to the history. Everything else must survive. One fault kills a storage node and waits until the repairs gave
+ * every key 2 live replicas again; from then on the campaign tracks the repaired placement.
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -158,6 +159,37 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
       }
     };
 
+    /**
+     * After a storage node is lost: wait until every present key has 2 replicas on live storage nodes again (the
+     * masters' re-replication), then record where each key's replicas are now. False on timeout.
+     */
+    const waitForRepair = async (timeoutMs: number): Promise<boolean> => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const where = new Map<string, string[]>();
+        let healthy = true;
+        for (const key of keys) {
+          try {
+            const { replicas } = await clients[0]!.master.getReplicaList(key);
+            const owners = replicas.map((r) => clientOfSegment(r.segmentId));
+            where.set(key, owners);
+            if (owners.filter((c) => !cluster.deadStorageClients.has(c)).length < 2) healthy = false;
+          } catch {
+            // absent or not complete: nothing to repair
+          }
+        }
+        if (healthy) {
+          for (const [key, owners] of where) {
+            const lastPut = [...history].reverse().find((o) => o.key === key && o.input.kind === 'put' && (o.return === undefined || (o.output !== undefined && 'ok' in o.output && o.output.ok)));
+            if (lastPut !== undefined) placement.set((lastPut.input as { value: string }).value, owners);
+          }
+          return true;
+        }
+        if (Date.now() > deadline) return false;
+        await sleep(500);
+      }
+    };
+
     let stop = false;
     /** Each worker's last observation per key (drives the op mix only; the checker ignores it). */
     const lastSeen = new Map<string, boolean>();
@@ -258,7 +290,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
           if (cluster.storage[i]!.proc.state !== 'down') continue;
           await cluster.startStorage(i).then(() => mark(`nemesis: storage node s${i + 1} restarted (left down)`), (e) => mark(`restart of s${i + 1} failed: ${String(e)}`));
         }
-        const kind = rng.nextInt(10);
+        const kind = rng.nextInt(11);
         const m = rng.nextInt(cluster.masters.length);
         try {
           switch (kind) {
@@ -368,6 +400,22 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
               await sleep(1_000 + rng.nextInt(2_000));
               await cluster.startMaster(f);
               mark(`nemesis: restarted master ${cluster.masters[f]!.id}`);
+              break;
+            }
+            case 10: {
+              // A storage node lost for good: past the client TTL its segments expire and the masters repair.
+              if (cluster.storage.some((s) => s.proc.state !== 'up')) break;
+              const s = rng.nextInt(cluster.storage.length);
+              mark(`nemesis: SIGKILL storage node s${s + 1}, wait for repair`);
+              count('kill-storage-repair');
+              await cluster.killStorage(s);
+              injectLosses(now());
+              await sleep(4_000); // clientTtlMs of the campaign's masters
+              const healed = await waitForRepair(30_000);
+              count(healed ? 'repaired' : 'repair-timeout');
+              mark(`nemesis: ${healed ? 'every key has 2 live replicas again' : 'repair not finished within 30 s'}`);
+              await cluster.startStorage(s);
+              mark(`nemesis: storage node s${s + 1} restarted as ${cluster.storage[s]!.clientId}`);
               break;
             }
           }

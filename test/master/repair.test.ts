@@ -1,0 +1,132 @@
+/**
+ * Re-replication in the state machine (RepairStart / RepairEnd / RepairRevoke, replicaNum, reclaim, drain) and
+ * the leader's RepairScheduler planning from that state (task owner, limits, settling).
+ */
+import { describe, expect, it } from 'vitest';
+import { RepairScheduler } from '../../src/master/repair.js';
+import { LeaseTable } from '../../src/statemachine/leases.js';
+import { liveReplicas, needsRepair } from '../../src/statemachine/objects.js';
+import { planDrain } from '../../src/statemachine/planners.js';
+import { Driver, seg } from '../statemachine/helpers.js';
+
+const MiB = 1 << 20;
+
+/** Three clients c1..c3, one 4 MiB segment each in zones z1..z3, and an object k with 2 replicas. */
+function setup(objects = 1, placement: 'zone-spread' | 'random' = 'zone-spread'): Driver {
+  const d = Driver.with({ placement });
+  for (let i = 1; i <= 3; i++) d.ok({ type: 'MountSegment', clientId: `c${i}`, segment: seg(`s${i}`, 4 * MiB, { zone: `z${i}` }) });
+  for (let i = 0; i < objects; i++) {
+    const key = i === 0 ? 'k' : `k${i}`;
+    d.ok({ type: 'PutStart', clientId: 'c1', key, size: 1000, replicaNum: 2 });
+    d.ok({ type: 'PutEnd', clientId: 'c1', key });
+  }
+  return d;
+}
+
+describe('re-replication in the state machine', () => {
+  it('RepairStart places the new replica in a zone the live replica does not use; RepairEnd restores replicaNum', () => {
+    const d = setup();
+    const o = d.core.objects.get('k')!;
+    expect(o.replicaNum).toBe(2);
+    const lost = o.replicas[1]!.segmentId;
+    d.ok({ type: 'UnmountSegment', clientId: 'admin', segmentId: lost });
+    expect(o.replicas).toHaveLength(1);
+    expect(needsRepair(o, d.core.segments)).toBe(true);
+    const plan = d.ok({ type: 'RepairStart', clientId: 'c1', key: 'k', createdIndex: o.createdIndex });
+    const liveZone = d.core.segments.get(o.replicas[0]!.segmentId)!.rec.zone;
+    const targetZone = d.core.segments.get(plan.target.segmentId)!.rec.zone;
+    expect(targetZone).not.toBe(liveZone);
+    expect(plan.target.segmentId).not.toBe(lost);
+    expect(plan.source.map((r: { segmentId: string }) => r.segmentId)).toEqual([o.replicas[0]!.segmentId]);
+    // In progress: the object is not settled (no eviction/drain under the copy), the new replica is not readable yet.
+    expect(d.core.inFlight.has('k')).toBe(true);
+    expect((d.core.getReplicaList('k', d.now) as { ok: true; value: { replicas: unknown[] } }).value.replicas).toHaveLength(1);
+    d.ok({ type: 'RepairEnd', clientId: 'c1', key: 'k' });
+    expect(liveReplicas(o, d.core.segments)).toHaveLength(2);
+    expect(needsRepair(o, d.core.segments)).toBe(false);
+    expect(d.core.inFlight.has('k')).toBe(false);
+    // Idempotent: a duplicate task is refused, a retried RepairEnd is a no-op.
+    expect(d.code({ type: 'RepairStart', clientId: 'c1', key: 'k', createdIndex: o.createdIndex })).toBe('INVALID_ARGUMENT');
+    expect(d.code({ type: 'RepairEnd', clientId: 'c1', key: 'k' })).toBeNull();
+  });
+
+  it('refuses a repair of another version of the key, and RepairRevoke / reclaim free the extent', () => {
+    const d = setup();
+    const o = d.core.objects.get('k')!;
+    d.ok({ type: 'UnmountSegment', clientId: 'admin', segmentId: o.replicas[1]!.segmentId });
+    expect(d.code({ type: 'RepairStart', clientId: 'c1', key: 'k', createdIndex: o.createdIndex + 1 })).toBe('OBJECT_NOT_FOUND');
+    const allocated = (): number => [...d.core.segments.values()].reduce((n, s) => n + s.alloc.allocatedBytes, 0);
+    const before = allocated();
+    d.ok({ type: 'RepairStart', clientId: 'c1', key: 'k', createdIndex: o.createdIndex });
+    expect(allocated()).toBeGreaterThan(before);
+    d.ok({ type: 'RepairRevoke', clientId: 'c1', key: 'k' });
+    expect(allocated()).toBe(before);
+    expect(o.repair).toBeNull();
+    // An abandoned repair (the copier died) is reclaimed like an abandoned put.
+    d.ok({ type: 'RepairStart', clientId: 'c1', key: 'k', createdIndex: o.createdIndex });
+    d.now += 10_000;
+    expect(d.ok({ type: 'ReclaimPuts', keys: ['k'], putTimeoutMs: 5_000 })).toEqual({ reclaimed: ['k'] });
+    expect(allocated()).toBe(before);
+    expect(needsRepair(o, d.core.segments)).toBe(true);
+  });
+
+  it('a demotion keeps fewer copies on purpose: nothing to repair afterwards', () => {
+    const d = setup();
+    d.ok({ type: 'MountSegment', clientId: 'c3', segment: seg('disk', 4 * MiB, { zone: 'z3', tier: 'DISK' }) });
+    d.ok({ type: 'OffloadStart', clientId: 'c1', key: 'k' });
+    d.ok({ type: 'OffloadEnd', clientId: 'c1', key: 'k' });
+    const o = d.core.objects.get('k')!;
+    expect(o.replicas).toHaveLength(1);
+    expect(o.replicaNum).toBe(1);
+    expect(needsRepair(o, d.core.segments)).toBe(false);
+  });
+
+  it('a DRAINING node keeps its replicas until a repair has copied them elsewhere', () => {
+    const d = setup();
+    const o = d.core.objects.get('k')!;
+    const drainingSeg = o.replicas[0]!.segmentId;
+    const node = d.core.segments.get(drainingSeg)!.rec.clientId;
+    d.ok({ type: 'SetNodeStatus', clientId: 'admin', nodeId: node, status: 'DRAINING' });
+    expect(needsRepair(o, d.core.segments)).toBe(true);
+    const leases = new LeaseTable(1_000);
+    leases.prune(d.now);
+    const sched = new RepairScheduler();
+    sched.plan(d.core, d.now);
+    expect(sched.awaitingRepair().has('k')).toBe(true);
+    const drain = planDrain(d.core, leases, d.now, sched.awaitingRepair())!;
+    expect(drain.skipKeys).toContain('k');
+    d.ok(drain);
+    expect(o.replicas.map((r) => r.segmentId)).toContain(drainingSeg); // held
+    // The task goes to the owner of a live replica.
+    const tasks = [...d.core.clients.keys()].flatMap((c) => sched.tasksFor(c, d.now).map((t) => ({ c, t })));
+    expect(tasks).toHaveLength(1);
+    expect(tasks[0]!.t).toMatchObject({ kind: 'repair', key: 'k', createdIndex: o.createdIndex });
+    d.ok({ type: 'RepairStart', clientId: tasks[0]!.c, key: 'k', createdIndex: o.createdIndex });
+    d.ok({ type: 'RepairEnd', clientId: tasks[0]!.c, key: 'k' });
+    sched.plan(d.core, d.now + 2_000);
+    expect(sched.totalDone).toBe(1);
+    expect(sched.awaitingRepair().has('k')).toBe(false);
+    d.ok(planDrain(d.core, leases, d.now, sched.awaitingRepair())!);
+    expect(o.replicas.map((r) => r.segmentId)).not.toContain(drainingSeg);
+    expect(liveReplicas(o, d.core.segments)).toHaveLength(2);
+    expect(d.core.segments.has(drainingSeg)).toBe(false); // DRAINED and gone
+  });
+
+  it('the scheduler respects maxInFlight and bytesPerSecond, and forgets its tasks on reset', () => {
+    const d = setup(40);
+    d.ok({ type: 'MountSegment', clientId: 'c4', segment: seg('s4', 4 * MiB, { zone: 'z4' }) });
+    d.ok({ type: 'UnmountSegment', clientId: 'admin', segmentId: 's2' });
+    const under = [...d.core.objects.values()].filter((o) => needsRepair(o, d.core.segments)).length;
+    expect(under).toBeGreaterThan(4);
+    const byCount = new RepairScheduler({ maxInFlight: 3 });
+    byCount.plan(d.core, d.now);
+    expect(byCount.report()).toMatchObject({ underReplicated: under, inFlight: 3 });
+    const byBytes = new RepairScheduler({ bytesPerSecond: 2_500 }); // 1000-byte objects: two per second
+    byBytes.plan(d.core, 0);
+    expect(byBytes.report().inFlight).toBe(2);
+    byBytes.plan(d.core, 1_000);
+    expect(byBytes.report().inFlight).toBe(4);
+    byBytes.reset();
+    expect(byBytes.report().inFlight).toBe(0);
+  });
+});
