@@ -94,6 +94,8 @@ export class MasterNode {
   private housekeepingBusy = false;
   private lastHousekeepingTickMs = Date.now();
   private evictionBusy = false;
+  /** Session writes proposed by this leader and not yet settled, by `clientId#seq`: a retry joins its first attempt. */
+  private readonly proposing = new Map<string, Promise<Result>>();
 
   private constructor(config: MasterConfig, opts: MasterNodeOptions) {
     this.config = config;
@@ -265,21 +267,45 @@ export class MasterNode {
     const command = { ...fields, type: writeMethods[method] } as unknown as Command;
     validateCommand(command); // INVALID_ARGUMENT before anything reaches the log
     this.requireLeader();
+    // The duplicate-reply table comes before any admission check: a retry (same clientId, seq) must get the first
+    // attempt's reply, never a refusal of its own. Otherwise a remove retried while its first attempt is still
+    // uncommitted here could be answered OBJECT_HAS_LEASE (a lease granted in between) and then apply anyway.
+    const session = sessionKey(command);
+    if (session !== null) {
+      const dup = this.duplicateReply(command, session);
+      if (dup !== undefined) return unwrap(await dup);
+    }
     const now = Date.now();
     try {
       this.admit(command, now);
     } catch (err) {
-      // A retry (same clientId, seq) of a write already applied, maybe under the previous leader, must get its
-      // first reply, not an admission refusal: a remove retried after a failover was otherwise refused by the new
-      // leader's blanket lease although it had happened (the client then believed the object still existed).
+      // The first attempt may have been committed under a previous leader but not yet applied here: after a read
+      // barrier (which commits every entry of earlier terms) it would be in the table. A remove retried after a
+      // failover was otherwise refused by the new leader's lease although it had happened.
       const prev = await this.appliedReply(command);
-      if (prev === undefined) throw err;
-      return unwrap(prev);
+      if (prev !== undefined) return unwrap(prev);
+      const again = session === null ? undefined : this.duplicateReply(command, session);
+      if (again === undefined) throw err;
+      return unwrap(await again);
     }
     const started = process.hrtime.bigint();
-    const result = (await this.raft.propose(encodeMasterCommand(command, now))) as Result;
+    const proposal = this.raft.propose(encodeMasterCommand(command, now)) as Promise<Result>;
+    if (session !== null) {
+      this.proposing.set(session, proposal);
+      const forget = (): void => { if (this.proposing.get(session) === proposal) this.proposing.delete(session); };
+      proposal.then(forget, forget);
+    }
+    const result = await proposal;
     this.metrics.observeProposal(Number(process.hrtime.bigint() - started) / 1e9);
     return unwrap(result);
+  }
+
+  /** The reply of an earlier attempt of this write: applied (from the session table) or still in flight here. */
+  private duplicateReply(command: Command, session: string): Promise<Result> | undefined {
+    const c = command as { clientId: string; seq: number };
+    const applied = this.state.sessionReply(c.clientId, c.seq);
+    if (applied !== undefined) return Promise.resolve(applied);
+    return this.proposing.get(session);
   }
 
   /** The stored exactly-once reply for this write, after a read barrier so every committed entry is applied. */
@@ -642,6 +668,11 @@ export class MasterNode {
     await this.state?.close().catch(() => {});
     this.logger.info({}, 'master stopped');
   }
+}
+
+function sessionKey(command: Command): string | null {
+  const c = command as { clientId?: unknown; seq?: unknown };
+  return typeof c.clientId === 'string' && typeof c.seq === 'number' ? `${c.clientId}#${c.seq}` : null;
 }
 
 function transportTls(cfg: MasterConfig): TransportTls | undefined {
