@@ -37,6 +37,7 @@ import type { MasterConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMasterMetrics, type MasterMetrics } from './metrics.js';
 import { startHttpOps } from './http-ops.js';
+import { LeaderContact } from './leader-contact.js';
 import { MasterStateMachine, encodeMasterCommand } from './state-adapter.js';
 import {
   adminMethods,
@@ -57,6 +58,10 @@ export const metricsRefreshIntervalMs = 1_000;
 /** A graceful stop waits at most this long for in-flight RPCs after handing leadership away. */
 export const drainTimeoutMs = 5_000;
 export const maxBatchKeysPerRead = 4_096;
+/** A follower parks a leader-only request at most this many election timeouts while no live leader is known. */
+export const parkElectionTimeouts = 2;
+/** Requests parked at once; beyond it a follower answers "no leader known" at once. */
+export const maxParkedRequests = 4_096;
 // ---- BEGIN tiering (store) limits ----
 /** A demotion task not finished within this long falls back to dropping the object. */
 export const demotionTimeoutMs = 5_000;
@@ -96,6 +101,11 @@ export class MasterNode {
   private evictionBusy = false;
   /** Session writes proposed by this leader and not yet settled, by `clientId#seq`: a retry joins its first attempt. */
   private readonly proposing = new Map<string, Promise<Result>>();
+  private readonly contact = new LeaderContact();
+  /** Requests waiting for a live leader (see leaderOrPark). */
+  private readonly parked = new Set<() => void>();
+  /** Rejected when this node stops leading: writes in flight here answer at once instead of at their timeout. */
+  private leadership: { lost: Promise<never>; reject: (e: MooringError) => void } | null = null;
 
   private constructor(config: MasterConfig, opts: MasterNodeOptions) {
     this.config = config;
@@ -136,7 +146,7 @@ export class MasterNode {
       id: cfg.nodeId,
       dataDir: path.join(cfg.dataDir, 'raft'),
       storage: this.logStore,
-      transport: this.transport,
+      transport: this.contact.wrap(this.transport),
       stateMachine: new MasterStateMachine(this.state),
       peers,
       ...(cfg.join ? {} : { bootstrapVoters: cfg.peers.map((p) => p.id) }),
@@ -154,8 +164,12 @@ export class MasterNode {
       logger: this.logger,
     });
     this.raft.on('roleChange', (role: Role) => this.onRoleChange(role));
+    this.contact.onHeard((from) => {
+      if (this.parked.size > 0 && from === this.raft.leaderId) this.wakeParked();
+    });
     this.raft.on('leaderChange', (leader: string | null, term: number) => {
       this.viewVersion++;
+      this.wakeParked();
       this.metrics.setRaft({ term, role: this.raft.status().role, commitIndex: this.raft.commitIndex, appliedIndex: this.raft.appliedIndex, leaderId: leader });
       this.logger.info({ leader, term }, 'leader changed');
     });
@@ -263,17 +277,17 @@ export class MasterNode {
   private async handleWrite(method: WriteMethod, args: WireArgs): Promise<unknown> {
     if (adminWriteMethods.includes(method)) this.checkAdmin(args);
     // Fields only the leader may set (eviction candidates, lease skips) never come from a client.
-    const { adminToken: _token, evictable: _evictable, skipKeys: _skipKeys, ...fields } = args;
+    const { adminToken: _token, evictable: _evictable, skipKeys: _skipKeys, avoidLeader: _avoid, ...fields } = args;
     const command = { ...fields, type: writeMethods[method] } as unknown as Command;
     validateCommand(command); // INVALID_ARGUMENT before anything reaches the log
-    this.requireLeader();
+    await this.leaderOrPark(args);
     // The duplicate-reply table comes before any admission check: a retry (same clientId, seq) must get the first
     // attempt's reply, never a refusal of its own. Otherwise a remove retried while its first attempt is still
     // uncommitted here could be answered OBJECT_HAS_LEASE (a lease granted in between) and then apply anyway.
     const session = sessionKey(command);
     if (session !== null) {
       const dup = this.duplicateReply(command, session);
-      if (dup !== undefined) return unwrap(await dup);
+      if (dup !== undefined) return unwrap(await this.whileLeading(dup));
     }
     const now = Date.now();
     try {
@@ -286,7 +300,7 @@ export class MasterNode {
       if (prev !== undefined) return unwrap(prev);
       const again = session === null ? undefined : this.duplicateReply(command, session);
       if (again === undefined) throw err;
-      return unwrap(await again);
+      return unwrap(await this.whileLeading(again));
     }
     const started = process.hrtime.bigint();
     const proposal = this.raft.propose(encodeMasterCommand(command, now)) as Promise<Result>;
@@ -295,9 +309,22 @@ export class MasterNode {
       const forget = (): void => { if (this.proposing.get(session) === proposal) this.proposing.delete(session); };
       proposal.then(forget, forget);
     }
-    const result = await proposal;
+    const result = await this.whileLeading(proposal);
     this.metrics.observeProposal(Number(process.hrtime.bigint() - started) / 1e9);
     return unwrap(result);
+  }
+
+  /**
+   * Settles with `p`, or rejects NOT_LEADER (`definite: false`: the write may still commit under the new leader)
+   * as soon as this node stops leading — e.g. a paused leader that resumes and learns of a higher term answers its
+   * parked writes at once, not at their proposal timeout. The client's retry (same seq) finds the outcome.
+   */
+  private whileLeading<T>(p: Promise<T>): Promise<T> {
+    const l = this.leadership;
+    if (l === null) return p;
+    return Promise.race([p, l.lost]).catch((err: unknown) => {
+      throw err instanceof MooringError && err.code === ErrorCode.NOT_LEADER ? this.notLeaderError(null, false) : err;
+    });
   }
 
   /** The reply of an earlier attempt of this write: applied (from the session table) or still in flight here. */
@@ -360,7 +387,7 @@ export class MasterNode {
     const stale = args.stale === true;
     if (method === 'ping') {
       const clientId = requireString(args.clientId, 'clientId');
-      this.requireLeader();
+      await this.leaderOrPark(args);
       this.liveness.touch(clientId, Date.now());
       const reply = this.state.ping(clientId);
       // ---- BEGIN tiering (store): the ping reply carries this client's tier tasks ----
@@ -369,7 +396,10 @@ export class MasterNode {
       // ---- END tiering ----
       return { status: reply.status, viewVersion: this.viewVersion };
     }
-    if (!stale) await this.raft.read();
+    if (!stale) {
+      await this.leaderOrPark(args);
+      await this.whileLeading(this.raft.read());
+    }
     const now = Date.now();
     // Leases are granted only by the leader (stale reads on followers grant none).
     const leases = this.raft.isLeader ? this.leases : undefined;
@@ -422,14 +452,73 @@ export class MasterNode {
     throw new MooringError(ErrorCode.INVALID_ARGUMENT, `unknown admin method ${method as string}`);
   }
 
-  private requireLeader(): void {
+  private requireLeader(avoid: string | null = null): void {
     if (this.stopping) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'this master is shutting down; retry on another');
     if (this.raft.isLeader) return;
-    const leader = this.raft.leaderId;
-    if (leader === null) throw new MooringError(ErrorCode.NOT_LEADER, 'no leader is known yet; retry shortly');
+    throw this.notLeaderError(avoid, true);
+  }
+
+  /**
+   * NOT_LEADER with the leader's client address and term — only for a leader heard from within an election timeout
+   * and not the one the client said it could not reach (`avoid`); otherwise "no leader known", so clients are never
+   * sent back to a paused or dead leader.
+   */
+  private notLeaderError(avoid: string | null, definite: boolean): MooringError {
+    const leader = this.liveLeader(avoid);
+    const tail = definite ? '' : '; the write may still apply: retry with the same seq to learn its outcome';
+    if (leader === null) return new MooringError(ErrorCode.NOT_LEADER, `no live leader is known yet; retry shortly${tail}`, { definite });
     const addr = this.raft.peerAddress(leader);
     const hint = formatLeaderHint(leader, addr?.rpcPort !== undefined ? { host: addr.host, port: addr.rpcPort } : undefined);
-    throw new MooringError(ErrorCode.NOT_LEADER, `not the leader; the leader is ${hint}`, { leaderHint: hint });
+    return new MooringError(ErrorCode.NOT_LEADER, `not the leader; the leader is ${hint}${tail}`, { leaderHint: hint, leaderTerm: this.raft.currentTerm, definite });
+  }
+
+  /** The leader this follower may name: known, heard from within an election timeout, and not `avoid`. */
+  private liveLeader(avoid: string | null): string | null {
+    const leader = this.raft.leaderId;
+    if (leader === null || leader === this.config.nodeId) return null;
+    if (!this.contact.heardWithin(leader, this.electionTimeoutMs())) return null;
+    if (avoid !== null) {
+      const addr = this.raft.peerAddress(leader);
+      if (addr?.rpcPort !== undefined && `${addr.host}:${addr.rpcPort}` === avoid) return null;
+    }
+    return leader;
+  }
+
+  private electionTimeoutMs(): number {
+    return this.config.raft.electionTimeoutTicks * this.config.raft.tickMs;
+  }
+
+  /**
+   * Leader-only requests on a follower that knows no live leader (none, silent for an election timeout, or the one
+   * the client could not reach) are parked until one is elected or heard again (at most parkElectionTimeouts
+   * election timeouts): then served here if this node won, or answered NOT_LEADER with the new leader. The client
+   * learns of the new leader when it is elected, instead of bouncing between members that know nothing.
+   */
+  private async leaderOrPark(args: WireArgs): Promise<void> {
+    this.requireNotStopping();
+    if (this.raft.isLeader) return;
+    const avoid = typeof args.avoidLeader === 'string' ? args.avoidLeader : null;
+    if (this.liveLeader(avoid) !== null || this.parked.size >= maxParkedRequests) throw this.notLeaderError(avoid, true);
+    await new Promise<void>((resolve) => {
+      const wake = (): void => {
+        if (!this.raft.isLeader && this.liveLeader(avoid) === null && !this.stopping) return;
+        clearTimeout(timer);
+        this.parked.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(() => { this.parked.delete(wake); resolve(); }, parkElectionTimeouts * this.electionTimeoutMs());
+      this.parked.add(wake);
+    });
+    this.requireNotStopping();
+    if (!this.raft.isLeader) throw this.notLeaderError(avoid, true);
+  }
+
+  private wakeParked(): void {
+    for (const w of [...this.parked]) w();
+  }
+
+  private requireNotStopping(): void {
+    if (this.stopping) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'this master is shutting down; retry on another');
   }
 
   members(): MemberInfo[] {
@@ -455,6 +544,18 @@ export class MasterNode {
   // ------------------------------------------------------------------ leader duties
 
   private onRoleChange(role: Role): void {
+    this.wakeParked();
+    if (role !== 'leader' && this.leadership !== null) {
+      this.leadership.reject(new MooringError(ErrorCode.NOT_LEADER, 'stopped leading'));
+      this.leadership = null;
+      this.proposing.clear();
+    }
+    if (role === 'leader' && this.leadership === null) {
+      let reject!: (e: MooringError) => void;
+      const lost = new Promise<never>((_, rej) => { reject = rej; });
+      lost.catch(() => {}); // only observed through whileLeading
+      this.leadership = { lost, reject };
+    }
     if (role === 'leader') {
       const now = Date.now();
       // A new leader knows no leases and no pings: it treats every object as leased and every client as alive
