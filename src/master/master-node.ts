@@ -59,7 +59,7 @@ export const metricsRefreshIntervalMs = 1_000;
 export const drainTimeoutMs = 5_000;
 export const maxBatchKeysPerRead = 4_096;
 /** A follower parks a leader-only request at most this many election timeouts while no live leader is known. */
-export const parkElectionTimeouts = 2;
+export const parkElectionTimeouts = 4;
 /** Requests parked at once; beyond it a follower answers "no leader known" at once. */
 export const maxParkedRequests = 4_096;
 // ---- BEGIN tiering (store) limits ----
