@@ -3,7 +3,8 @@
  * from within an election timeout (a paused or dead leader) instead of sending clients back to it.
  *
  * It wraps the peer transport handed to RaftNode and notes every frame's arrival before passing it on, so the Raft
- * node itself is unchanged. Time is the monotonic clock of this process.
+ * node itself is unchanged; the master's own peer frames (lease sync) are taken out here too. Time is the monotonic
+ * clock of this process.
  */
 import { performance } from 'node:perf_hooks';
 import type { PeerAddress, PeerId, PeerTransport } from '../transport/types.js';
@@ -11,6 +12,7 @@ import type { PeerAddress, PeerId, PeerTransport } from '../transport/types.js';
 export class LeaderContact {
   private readonly lastHeard = new Map<PeerId, number>();
   private listener: ((from: PeerId) => void) | null = null;
+  private interceptor: ((from: PeerId, frame: unknown) => boolean) | null = null;
 
   /** The transport RaftNode should use: the same one, with arrivals noted. */
   wrap(inner: PeerTransport): PeerTransport {
@@ -20,7 +22,7 @@ export class LeaderContact {
       onFrame: (handler: (from: PeerId, frame: unknown) => void) => {
         inner.onFrame((from, frame) => {
           this.lastHeard.set(from, performance.now());
-          handler(from, frame);
+          if (this.interceptor?.(from, frame) !== true) handler(from, frame);
           this.listener?.(from);
         });
       },
@@ -31,6 +33,11 @@ export class LeaderContact {
       },
       close: () => inner.close(),
     };
+  }
+
+  /** Frames the master itself consumes (lease sync) before RaftNode sees them: return true to consume. */
+  intercept(fn: (from: PeerId, frame: unknown) => boolean): void {
+    this.interceptor = fn;
   }
 
   /** Called after each frame has been handled (used to wake requests parked until a leader is heard). */

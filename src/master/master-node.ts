@@ -38,6 +38,7 @@ import { createLogger, type Logger } from './logger.js';
 import { createMasterMetrics, type MasterMetrics } from './metrics.js';
 import { startHttpOps } from './http-ops.js';
 import { LeaderContact } from './leader-contact.js';
+import { LeaseSync } from './lease-sync.js';
 import { MasterStateMachine, encodeMasterCommand } from './state-adapter.js';
 import {
   adminMethods,
@@ -102,6 +103,7 @@ export class MasterNode {
   /** Session writes proposed by this leader and not yet settled, by `clientId#seq`: a retry joins its first attempt. */
   private readonly proposing = new Map<string, Promise<Result>>();
   private readonly contact = new LeaderContact();
+  private leaseSync!: LeaseSync;
   /** Requests waiting for a live leader (see leaderOrPark). */
   private readonly parked = new Set<() => void>();
   /** Rejected when this node stops leading: writes in flight here answer at once instead of at their timeout. */
@@ -163,6 +165,18 @@ export class MasterNode {
       snapshotEveryEntries: cfg.raft.snapshotEveryEntries,
       logger: this.logger,
     });
+    this.leaseSync = new LeaseSync({
+      self: cfg.nodeId,
+      leases: this.leases,
+      send: (to, frame) => this.transport.send(to, frame),
+      voters: () => this.raft.members().voters,
+      peers: () => { const cs = this.raft.members(); return [...new Set([...cs.voters, ...cs.votersOutgoing, ...cs.learners])]; },
+      // status(), not currentTerm: the role change is announced before the node records the new term.
+      term: () => this.raft.status().term,
+      ackTimeoutMs: () => Math.max(1_000, 4 * this.electionTimeoutMs()),
+      logger: this.logger,
+    });
+    this.contact.intercept((from, frame) => this.leaseSync.onFrame(from, frame, Date.now()));
     this.raft.on('roleChange', (role: Role) => this.onRoleChange(role));
     this.contact.onHeard((from) => {
       if (this.parked.size > 0 && from === this.raft.leaderId) this.wakeParked();
@@ -173,6 +187,8 @@ export class MasterNode {
       this.metrics.setRaft({ term, role: this.raft.status().role, commitIndex: this.raft.commitIndex, appliedIndex: this.raft.appliedIndex, leaderId: leader });
       this.logger.info({ leader, term }, 'leader changed');
     });
+    // A single voter may have won its election inside RaftNode.start, before these listeners existed.
+    if (this.raft.isLeader) this.onRoleChange('leader');
     this.raft.on('fatal', (err: Error) => {
       this.logger.fatal({ err: err.message }, 'raft node stopped after a fatal error; the master stops serving');
       void this.closeResources();
@@ -353,6 +369,9 @@ export class MasterNode {
         break;
       case 'RemoveAll':
       case 'RemoveByPrefix':
+        if (command.force !== true && this.leases.allLeased(now)) {
+          throw new MooringError(ErrorCode.OBJECT_HAS_LEASE, 'a new leader is still learning the read leases of the previous one; retry shortly or use force');
+        }
         if (command.force !== true) command.skipKeys = this.leases.leasedKeys(now);
         break;
       case 'UpsertEnd':
@@ -404,10 +423,18 @@ export class MasterNode {
     // Leases are granted only by the leader (stale reads on followers grant none).
     const leases = this.raft.isLeader ? this.leases : undefined;
     switch (method) {
-      case 'getReplicaList':
-        return unwrap(this.state.getReplicaList(requireString(args.key, 'key'), now, leases));
-      case 'batchGetReplicaList':
-        return this.state.batchGetReplicaList(requireKeys(args.keys), now, leases);
+      case 'getReplicaList': {
+        const key = requireString(args.key, 'key');
+        const r = this.state.getReplicaList(key, now, leases);
+        if (r.ok && leases !== undefined) await this.whileLeading(this.leaseSync.announce([key], now));
+        return unwrap(r);
+      }
+      case 'batchGetReplicaList': {
+        const keys = requireKeys(args.keys);
+        const rs = this.state.batchGetReplicaList(keys, now, leases);
+        if (leases !== undefined) await this.whileLeading(this.leaseSync.announce(keys.filter((_, i) => rs[i]!.ok), now));
+        return rs;
+      }
       case 'existKey':
         return this.state.existKey(requireString(args.key, 'key'));
       case 'batchExistKey':
@@ -469,7 +496,7 @@ export class MasterNode {
     if (leader === null) return new MooringError(ErrorCode.NOT_LEADER, `no live leader is known yet; retry shortly${tail}`, { definite });
     const addr = this.raft.peerAddress(leader);
     const hint = formatLeaderHint(leader, addr?.rpcPort !== undefined ? { host: addr.host, port: addr.rpcPort } : undefined);
-    return new MooringError(ErrorCode.NOT_LEADER, `not the leader; the leader is ${hint}${tail}`, { leaderHint: hint, leaderTerm: this.raft.currentTerm, definite });
+    return new MooringError(ErrorCode.NOT_LEADER, `not the leader; the leader is ${hint}${tail}`, { leaderHint: hint, leaderTerm: this.raft.status().term, definite });
   }
 
   /** The leader this follower may name: known, heard from within an election timeout, and not `avoid`. */
@@ -545,6 +572,7 @@ export class MasterNode {
 
   private onRoleChange(role: Role): void {
     this.wakeParked();
+    if (role !== 'leader') this.leaseSync.steppedDown();
     if (role !== 'leader' && this.leadership !== null) {
       this.leadership.reject(new MooringError(ErrorCode.NOT_LEADER, 'stopped leading'));
       this.leadership = null;
@@ -558,11 +586,12 @@ export class MasterNode {
     }
     if (role === 'leader') {
       const now = Date.now();
-      // A new leader knows no leases and no pings: it treats every object as leased and every client as alive
-      // for one TTL, which keeps the promises of the old leader without replicating soft state.
+      // A new leader knows no pings: every client counts as alive for one TTL. It treats every object as leased
+      // until a majority told it the leases they know (LeaseSync), which keeps the old leader's read leases.
       this.leases.resetForNewLeader(now);
+      this.leaseSync.becameLeader(now);
       this.liveness.resetForNewLeader(now);
-      this.logger.info({ term: this.raft.currentTerm }, 'became leader');
+      this.logger.info({ term: this.raft.status().term }, 'became leader');
     }
   }
 
@@ -582,6 +611,7 @@ export class MasterNode {
       this.logger.info({ gapMs: gap }, 'resumed after a pause: every client gets a fresh TTL');
       return;
     }
+    this.leaseSync.prune(tickAt);
     if (!this.raft.isLeader || this.housekeepingBusy || this.stopping) return;
     this.housekeepingBusy = true;
     try {
