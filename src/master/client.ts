@@ -15,7 +15,7 @@ import { ErrorCode, MooringError } from '../errors.js';
 import type { TlsConfig } from '../transport/net-util.js';
 import { silentLogger, type LoggerLike } from '../transport/logger.js';
 import type { NodeStatus, PutOptions, ReplicaDescriptor, SegmentSpec } from '../statemachine/commands.js';
-import type { PutStartValue } from '../statemachine/state-core.js';
+import type { GetReplicaListValue, PutStartValue } from '../statemachine/state-core.js';
 import { sessionReplyWindow } from '../statemachine/limits.js';
 import { LeaderPool, callWithRetry, defaultRetryPolicy, parseEndpoint, type RetryPolicy } from '../client/leader-client.js';
 import { adminMethods, writeMethods, type MemberInfo, type PingReply, type WriteMethod } from './rpc-methods.js';
@@ -157,7 +157,7 @@ export class MasterClient {
     return this.write('batchPutRevoke', { keys });
   }
 
-  getReplicaList(key: string, opts: { stale?: boolean } = {}): Promise<{ replicas: ReplicaDescriptor[]; leaseTtlMs: number }> {
+  getReplicaList(key: string, opts: { stale?: boolean } = {}): Promise<GetReplicaListValue> {
     return this.call('getReplicaList', { key, ...opts });
   }
 
