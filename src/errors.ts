@@ -23,6 +23,8 @@ export const ErrorCode = {
   TIMEOUT: 'TIMEOUT',
   UNAVAILABLE: 'UNAVAILABLE',
   PROPOSAL_DROPPED: 'PROPOSAL_DROPPED',
+  /** A client gave up on a write after an attempt that may have applied (a timeout, a lost connection). */
+  OUTCOME_UNKNOWN: 'OUTCOME_UNKNOWN',
   LEADERSHIP_TRANSFER_IN_PROGRESS: 'LEADERSHIP_TRANSFER_IN_PROGRESS',
   MEMBERSHIP_CHANGE_IN_PROGRESS: 'MEMBERSHIP_CHANGE_IN_PROGRESS',
   SHUTTING_DOWN: 'SHUTTING_DOWN',
@@ -67,6 +69,7 @@ const humanMessages: Record<ErrorCode, string> = {
   TIMEOUT: 'the operation timed out; its outcome is unknown',
   UNAVAILABLE: 'no quorum is reachable',
   PROPOSAL_DROPPED: 'the proposal was dropped (leadership changed or limits reached); its outcome is unknown',
+  OUTCOME_UNKNOWN: 'the write may or may not have been applied: an attempt timed out or lost its connection',
   LEADERSHIP_TRANSFER_IN_PROGRESS: 'a leadership transfer is in progress; retry shortly',
   MEMBERSHIP_CHANGE_IN_PROGRESS: 'another membership change is still in progress',
   SHUTTING_DOWN: 'the node is shutting down',
@@ -96,28 +99,54 @@ export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.prototype.hasOwnProperty.call(humanMessages, value);
 }
 
-/** The shape an error takes on the wire: `{code, message, leaderHint?}`. */
+/** The shape an error takes on the wire: `{code, message, leaderHint?, leaderTerm?, definite?}`. */
 export interface WireError {
   code: ErrorCode;
   message: string;
   leaderHint?: string;
+  /** The term in which the hinted leader leads, so a client never lets an older hint override a newer one. */
+  leaderTerm?: number;
+  /** false when the operation may have taken effect (see MooringError.definite). */
+  definite?: boolean;
 }
+
+export interface MooringErrorOptions {
+  leaderHint?: string;
+  leaderTerm?: number;
+  /** Default: false for TIMEOUT, PROPOSAL_DROPPED and OUTCOME_UNKNOWN, true otherwise. */
+  definite?: boolean;
+  cause?: unknown;
+}
+
+/** Codes whose operation may have taken effect, unless the thrower says otherwise. */
+const ambiguousCodes = new Set<string>(['TIMEOUT', 'PROPOSAL_DROPPED', 'OUTCOME_UNKNOWN']);
 
 export class MooringError extends Error {
   readonly code: ErrorCode;
   /** For NOT_LEADER: the node id (or client address) of the leader this node believes in, if any. */
   readonly leaderHint: string | undefined;
+  /** For NOT_LEADER: the term of the hinted leader, when the sender knows it. */
+  readonly leaderTerm: number | undefined;
+  /**
+   * true: the operation did not take effect (a refusal). false: it may have (a timeout, a lost connection, a
+   * leader that stepped down with the write in flight); a write retried with the same session seq settles it.
+   */
+  readonly definite: boolean;
 
-  constructor(code: ErrorCode, message?: string, options?: { leaderHint?: string; cause?: unknown }) {
+  constructor(code: ErrorCode, message?: string, options?: MooringErrorOptions) {
     super(message ?? humanMessages[code], options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.name = 'MooringError';
     this.code = code;
     this.leaderHint = options?.leaderHint;
+    this.leaderTerm = options?.leaderTerm;
+    this.definite = options?.definite ?? !ambiguousCodes.has(code);
   }
 
   toWire(): WireError {
     const wire: WireError = { code: this.code, message: this.message };
     if (this.leaderHint !== undefined) wire.leaderHint = this.leaderHint;
+    if (this.leaderTerm !== undefined) wire.leaderTerm = this.leaderTerm;
+    if (this.definite === ambiguousCodes.has(this.code)) wire.definite = this.definite;
     return wire;
   }
 
@@ -128,8 +157,11 @@ export class MooringError extends Error {
     const w = wire as Partial<WireError>;
     const code = isErrorCode(w.code) ? w.code : ErrorCode.RPC_FAILED;
     const message = typeof w.message === 'string' ? w.message : humanMessages[code];
-    const hint = typeof w.leaderHint === 'string' ? { leaderHint: w.leaderHint } : undefined;
-    return new MooringError(code, message, hint);
+    const opts: MooringErrorOptions = {};
+    if (typeof w.leaderHint === 'string') opts.leaderHint = w.leaderHint;
+    if (typeof w.leaderTerm === 'number' && Number.isSafeInteger(w.leaderTerm) && w.leaderTerm >= 0) opts.leaderTerm = w.leaderTerm;
+    if (typeof w.definite === 'boolean') opts.definite = w.definite;
+    return new MooringError(code, message, opts);
   }
 }
 

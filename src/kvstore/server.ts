@@ -240,7 +240,7 @@ export class KvServer {
     if (leader === null || leader === this.config.id) return err;
     const rpc = this.rpcAddress(leader);
     const hint = rpc !== null ? `${leader}@${rpc}` : leader;
-    return new MooringError(ErrorCode.NOT_LEADER, `not the leader; the leader is ${hint}`, { leaderHint: hint });
+    return new MooringError(ErrorCode.NOT_LEADER, `not the leader; the leader is ${hint}`, { leaderHint: hint, leaderTerm: this.node.currentTerm });
   }
 
   private registerMethods(): void {

@@ -1,38 +1,29 @@
 /**
  * MasterClient: how storage clients and tools talk to a Mooring master cluster.
  *
- * - An endpoint list; the client finds the leader, follows NOT_LEADER hints at once, and retries retryable
- *   failures on the next endpoint with exponential backoff (defaults: 100 ms initial, 5 s max, 3 attempts).
+ * - An endpoint list; calls go through the shared LeaderClient (src/client/leader-client.ts): leader hints with
+ *   terms, hedging to other masters when the leader is silent, failed endpoints skipped for a while, and a retry
+ *   budget by time (default 5 s per call). A write that gives up after an attempt that may have applied fails with
+ *   OUTCOME_UNKNOWN (`definite: false`).
  * - A session (clientId, seq): every write carries the next seq, and a retry re-sends the same seq, so a write
- *   retried across a failover is applied once (the state machine returns the first reply).
+ *   retried across a failover (or hedged to two masters) is applied once (the state machine returns the first reply).
  * - A ping loop (1 s) keeps the client alive on the leader; on NEED_REMOUNT (a new master that does not know
  *   this client, or the client was expired) it mounts its segments again.
  */
 import { randomUUID } from 'node:crypto';
 import { ErrorCode, MooringError } from '../errors.js';
-import { RpcClient } from '../transport/rpc.js';
 import type { TlsConfig } from '../transport/net-util.js';
 import { silentLogger, type LoggerLike } from '../transport/logger.js';
 import type { NodeStatus, PutOptions, ReplicaDescriptor, SegmentSpec } from '../statemachine/commands.js';
-import type { PutStartValue } from '../statemachine/state-core.js';
+import type { GetReplicaListValue, PutStartValue } from '../statemachine/state-core.js';
 import { sessionReplyWindow } from '../statemachine/limits.js';
 import type { Writable } from 'node:stream';
 import { streamBackup, type BackupProgress, type BackupResult } from './backup.js';
-import { parseLeaderHint, writeMethods, type MemberInfo, type PingReply, type WriteMethod } from './rpc-methods.js';
+import { LeaderPool, callWithRetry, defaultRetryPolicy, parseEndpoint, type RetryPolicy } from '../client/leader-client.js';
+import { adminMethods, writeMethods, type MemberInfo, type PingReply, type WriteMethod } from './rpc-methods.js';
 
-export const defaultRequestTimeoutMs = 2_000;
-export const defaultInitialBackoffMs = 100;
-export const defaultMaxBackoffMs = 5_000;
-export const defaultMaxAttempts = 3;
+export { parseEndpoint, type RetryPolicy };
 export const defaultPingIntervalMs = 1_000;
-/** NOT_LEADER hints followed within one call, so two confused masters cannot bounce a request forever. */
-export const maxLeaderHintHopsPerCall = 8;
-
-export interface RetryPolicy {
-  initialBackoffMs?: number;
-  maxBackoffMs?: number;
-  maxAttempts?: number;
-}
 
 export interface MasterClientOptions {
   /** RPC endpoints of the masters, `host:port`. */
@@ -45,6 +36,7 @@ export interface MasterClientOptions {
   token?: string;
   /** Sent with admin methods. */
   adminToken?: string;
+  /** One attempt's timeout (default defaultRetryPolicy.attemptTimeoutMs); the call's budget is retry.deadlineMs. */
   requestTimeoutMs?: number;
   retry?: RetryPolicy;
   pingIntervalMs?: number;
@@ -52,29 +44,17 @@ export interface MasterClientOptions {
 }
 
 export interface CallOptions {
+  /** One attempt's timeout; a longer one also extends the call's deadline to cover it. */
   timeoutMs?: number;
   /** Retry policy override for this call. */
   retry?: RetryPolicy;
 }
 
-const retryableCodes = new Set<string>([
-  ErrorCode.NOT_LEADER,
-  ErrorCode.TIMEOUT,
-  ErrorCode.UNAVAILABLE,
-  ErrorCode.RPC_FAILED,
-  ErrorCode.SHUTTING_DOWN,
-  ErrorCode.PROPOSAL_DROPPED,
-  ErrorCode.LEADERSHIP_TRANSFER_IN_PROGRESS,
-  ErrorCode.QUEUE_FULL,
-]);
-
 export class MasterClient {
   readonly clientId: string;
   private readonly opts: MasterClientOptions;
   private readonly log: LoggerLike;
-  private readonly endpoints: string[];
-  private readonly conns = new Map<string, RpcClient>();
-  private current = 0;
+  private readonly pool: LeaderPool;
   private seq = 0;
   private readonly mounted = new Map<string, SegmentSpec>();
   private pingTimer: NodeJS.Timeout | null = null;
@@ -90,11 +70,22 @@ export class MasterClient {
     if (!Array.isArray(opts.endpoints) || opts.endpoints.length === 0) {
       throw new MooringError(ErrorCode.INVALID_ARGUMENT, 'MasterClient needs at least one endpoint (host:port)');
     }
-    for (const e of opts.endpoints) parseEndpoint(e);
     this.opts = opts;
-    this.endpoints = [...opts.endpoints];
     this.clientId = opts.clientId ?? randomUUID();
     this.log = opts.logger ?? silentLogger;
+    this.pool = new LeaderPool({
+      endpoints: opts.endpoints,
+      clusterId: opts.clusterId ?? 'mooring',
+      nodeId: this.clientId,
+      ...(opts.tls !== undefined ? { tls: opts.tls } : {}),
+      ...(opts.token !== undefined ? { token: opts.token } : {}),
+      logger: this.log,
+    });
+  }
+
+  /** The master this client currently believes leads. */
+  get leaderEndpoint(): string {
+    return this.pool.leaderEndpoint;
   }
 
   // ------------------------------------------------------------------ generic calls
@@ -102,39 +93,18 @@ export class MasterClient {
   /** Calls a method with leader discovery and retries. Writes should use `write()` to get exactly-once. */
   async call<T = unknown>(method: string, args: Record<string, unknown> = {}, options: CallOptions = {}): Promise<T> {
     if (this.closed) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'MasterClient closed');
-    const retry = { ...this.opts.retry, ...options.retry };
-    const maxAttempts = retry.maxAttempts ?? defaultMaxAttempts;
-    let backoff = retry.initialBackoffMs ?? defaultInitialBackoffMs;
-    const maxBackoff = retry.maxBackoffMs ?? defaultMaxBackoffMs;
-    const timeoutMs = options.timeoutMs ?? this.opts.requestTimeoutMs ?? defaultRequestTimeoutMs;
-    let attempts = 0;
-    let hops = 0;
-    let lastError: MooringError | null = null;
-    for (;;) {
-      const endpoint = this.endpoints[this.current]!;
-      try {
-        const result = await this.connection(endpoint).call(method, args, { timeoutMs });
-        return result as T;
-      } catch (err) {
-        const e = err instanceof MooringError ? err : new MooringError(ErrorCode.RPC_FAILED, String(err));
-        lastError = e;
-        if (!retryableCodes.has(e.code)) throw e;
-        if (e.code === ErrorCode.NOT_LEADER && e.leaderHint !== undefined && hops < maxLeaderHintHopsPerCall) {
-          const hinted = parseLeaderHint(e.leaderHint).endpoint;
-          if (hinted !== null && hinted !== endpoint) {
-            hops++;
-            this.useEndpoint(hinted);
-            continue; // a hint is progress, not a failed attempt
-          }
-        }
-        attempts++;
-        if (attempts >= maxAttempts) break;
-        this.current = (this.current + 1) % this.endpoints.length;
-        await sleep(backoff);
-        backoff = Math.min(backoff * 2, maxBackoff);
-      }
-    }
-    throw lastError ?? new MooringError(ErrorCode.UNAVAILABLE, 'no master answered');
+    const retry: RetryPolicy = { ...this.opts.retry, ...options.retry };
+    const attemptTimeoutMs = options.timeoutMs ?? this.opts.requestTimeoutMs ?? retry.attemptTimeoutMs ?? defaultRetryPolicy.attemptTimeoutMs;
+    retry.attemptTimeoutMs = attemptTimeoutMs;
+    retry.deadlineMs = Math.max(retry.deadlineMs ?? defaultRetryPolicy.deadlineMs, attemptTimeoutMs);
+    const admin = (adminMethods as readonly string[]).includes(method);
+    return callWithRetry<T>(this.pool, method, args, {
+      write: admin || Object.prototype.hasOwnProperty.call(writeMethods, method),
+      retry,
+      hedge: !admin,
+      avoidLeaderArg: true,
+      leaderOnly: args.stale !== true,
+    });
   }
 
   /**
@@ -189,7 +159,7 @@ export class MasterClient {
     return this.write('batchPutRevoke', { keys });
   }
 
-  getReplicaList(key: string, opts: { stale?: boolean } = {}): Promise<{ replicas: ReplicaDescriptor[]; leaseTtlMs: number }> {
+  getReplicaList(key: string, opts: { stale?: boolean } = {}): Promise<GetReplicaListValue> {
     return this.call('getReplicaList', { key, ...opts });
   }
 
@@ -277,7 +247,7 @@ export class MasterClient {
   // ------------------------------------------------------------------ admin
 
   status(endpoint?: string): Promise<Record<string, unknown>> {
-    if (endpoint !== undefined) return this.connection(endpoint).call('status', {}, { timeoutMs: this.opts.requestTimeoutMs ?? defaultRequestTimeoutMs }) as Promise<Record<string, unknown>>;
+    if (endpoint !== undefined) return this.pool.connection(endpoint).call('status', {}, { timeoutMs: this.opts.requestTimeoutMs ?? defaultRetryPolicy.attemptTimeoutMs });
     return this.call('status', {});
   }
 
@@ -313,51 +283,6 @@ export class MasterClient {
   async close(): Promise<void> {
     this.closed = true;
     this.stopPing();
-    await Promise.all([...this.conns.values()].map((c) => c.close()));
-    this.conns.clear();
+    await this.pool.close();
   }
-
-  // ------------------------------------------------------------------ internals
-
-  private useEndpoint(endpoint: string): void {
-    let i = this.endpoints.indexOf(endpoint);
-    if (i < 0) {
-      parseEndpoint(endpoint);
-      this.endpoints.push(endpoint);
-      i = this.endpoints.length - 1;
-    }
-    this.current = i;
-  }
-
-  private connection(endpoint: string): RpcClient {
-    let c = this.conns.get(endpoint);
-    if (c === undefined) {
-      const { host, port } = parseEndpoint(endpoint);
-      c = new RpcClient({
-        host,
-        port,
-        clusterId: this.opts.clusterId ?? 'mooring',
-        nodeId: this.clientId,
-        ...(this.opts.tls !== undefined ? { tls: this.opts.tls } : {}),
-        ...(this.opts.token !== undefined ? { token: this.opts.token } : {}),
-        connectTimeoutMs: Math.min(this.opts.requestTimeoutMs ?? defaultRequestTimeoutMs, 3_000),
-        logger: this.log,
-      });
-      this.conns.set(endpoint, c);
-    }
-    return c;
-  }
-}
-
-export function parseEndpoint(endpoint: string): { host: string; port: number } {
-  const m = /^(.+):(\d{1,5})$/.exec(endpoint);
-  const port = m !== null ? Number(m[2]) : NaN;
-  if (m === null || !(port >= 1 && port <= 65535)) {
-    throw new MooringError(ErrorCode.INVALID_ARGUMENT, `endpoint must be host:port, got ${JSON.stringify(endpoint)}`);
-  }
-  return { host: m[1]!.replace(/^\[(.*)\]$/, '$1'), port };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -41,6 +41,8 @@ import { startHttpOps } from './http-ops.js';
 import { BackupService } from './backup.js';
 import { RepairScheduler, repairRoundIntervalMs, type RepairLimits } from './repair.js';
 import { peerClusterId, readIdentity } from './backup-format.js';
+import { LeaderContact } from './leader-contact.js';
+import { LeaseSync } from './lease-sync.js';
 import { MasterStateMachine, encodeMasterCommand } from './state-adapter.js';
 import {
   adminMethods,
@@ -61,6 +63,10 @@ export const metricsRefreshIntervalMs = 1_000;
 /** A graceful stop waits at most this long for in-flight RPCs after handing leadership away. */
 export const drainTimeoutMs = 5_000;
 export const maxBatchKeysPerRead = 4_096;
+/** A follower parks a leader-only request at most this many election timeouts while no live leader is known. */
+export const parkElectionTimeouts = 4;
+/** Requests parked at once; beyond it a follower answers "no leader known" at once. */
+export const maxParkedRequests = 4_096;
 // ---- BEGIN tiering (store) limits ----
 /** A demotion task not finished within this long falls back to dropping the object. */
 export const demotionTimeoutMs = 5_000;
@@ -102,6 +108,14 @@ export class MasterNode {
   private evictionBusy = false;
   private backup: BackupService | null = null;
   private readonly repair: RepairScheduler;
+  /** Session writes proposed by this leader and not yet settled, by `clientId#seq`: a retry joins its first attempt. */
+  private readonly proposing = new Map<string, Promise<Result>>();
+  private readonly contact = new LeaderContact();
+  private leaseSync!: LeaseSync;
+  /** Requests waiting for a live leader (see leaderOrPark). */
+  private readonly parked = new Set<() => void>();
+  /** Rejected when this node stops leading: writes in flight here answer at once instead of at their timeout. */
+  private leadership: { lost: Promise<never>; reject: (e: MooringError) => void } | null = null;
 
   private constructor(config: MasterConfig, opts: MasterNodeOptions) {
     this.config = config;
@@ -144,20 +158,38 @@ export class MasterNode {
       id: cfg.nodeId,
       dataDir: path.join(cfg.dataDir, 'raft'),
       storage: this.logStore,
-      transport: this.transport,
+      transport: this.contact.wrap(this.transport),
       stateMachine: new MasterStateMachine(this.state),
       peers,
       ...(cfg.join ? {} : { bootstrapVoters: cfg.peers.map((p) => p.id) }),
       ...toRaftTunables(cfg),
       logger: this.logger,
     });
+    this.leaseSync = new LeaseSync({
+      self: cfg.nodeId,
+      leases: this.leases,
+      send: (to, frame) => this.transport.send(to, frame),
+      voters: () => this.raft.members().voters,
+      peers: () => { const cs = this.raft.members(); return [...new Set([...cs.voters, ...cs.votersOutgoing, ...cs.learners])]; },
+      // status(), not currentTerm: the role change is announced before the node records the new term.
+      term: () => this.raft.status().term,
+      ackTimeoutMs: () => Math.max(1_000, 4 * this.electionTimeoutMs()),
+      logger: this.logger,
+    });
+    this.contact.intercept((from, frame) => this.leaseSync.onFrame(from, frame, Date.now()));
     this.raft.on('roleChange', (role: Role) => this.onRoleChange(role));
+    this.contact.onHeard((from) => {
+      if (this.parked.size > 0 && from === this.raft.leaderId) this.wakeParked();
+    });
     this.raft.on('leaderChange', (leader: string | null, term: number) => {
       this.viewVersion++;
+      this.wakeParked();
       this.metrics.setRaft({ term, role: this.raft.status().role, commitIndex: this.raft.commitIndex, appliedIndex: this.raft.appliedIndex, leaderId: leader });
       this.logger.info({ leader, term }, 'leader changed');
     });
     this.raft.on('snapshot', () => this.metrics.countSnapshot());
+    // A single voter may have won its election inside RaftNode.start, before these listeners existed.
+    if (this.raft.isLeader) this.onRoleChange('leader');
     this.raft.on('fatal', (err: Error) => {
       this.logger.fatal({ err: err.message }, 'raft node stopped after a fatal error; the master stops serving');
       void this.closeResources();
@@ -282,25 +314,62 @@ export class MasterNode {
   private async handleWrite(method: WriteMethod, args: WireArgs): Promise<unknown> {
     if (adminWriteMethods.includes(method)) this.checkAdmin(args);
     // Fields only the leader may set (eviction candidates, lease skips) never come from a client.
-    const { adminToken: _token, evictable: _evictable, skipKeys: _skipKeys, ...fields } = args;
+    const { adminToken: _token, evictable: _evictable, skipKeys: _skipKeys, avoidLeader: _avoid, ...fields } = args;
     const command = { ...fields, type: writeMethods[method] } as unknown as Command;
     validateCommand(command); // INVALID_ARGUMENT before anything reaches the log
-    this.requireLeader();
+    await this.leaderOrPark(args);
+    // The duplicate-reply table comes before any admission check: a retry (same clientId, seq) must get the first
+    // attempt's reply, never a refusal of its own. Otherwise a remove retried while its first attempt is still
+    // uncommitted here could be answered OBJECT_HAS_LEASE (a lease granted in between) and then apply anyway.
+    const session = sessionKey(command);
+    if (session !== null) {
+      const dup = this.duplicateReply(command, session);
+      if (dup !== undefined) return unwrap(await this.whileLeading(dup));
+    }
     const now = Date.now();
     try {
       this.admit(command, now);
     } catch (err) {
-      // A retry (same clientId, seq) of a write already applied, maybe under the previous leader, must get its
-      // first reply, not an admission refusal: a remove retried after a failover was otherwise refused by the new
-      // leader's blanket lease although it had happened (the client then believed the object still existed).
+      // The first attempt may have been committed under a previous leader but not yet applied here: after a read
+      // barrier (which commits every entry of earlier terms) it would be in the table. A remove retried after a
+      // failover was otherwise refused by the new leader's lease although it had happened.
       const prev = await this.appliedReply(command);
-      if (prev === undefined) throw err;
-      return unwrap(prev);
+      if (prev !== undefined) return unwrap(prev);
+      const again = session === null ? undefined : this.duplicateReply(command, session);
+      if (again === undefined) throw err;
+      return unwrap(await this.whileLeading(again));
     }
     const started = process.hrtime.bigint();
-    const result = (await this.raft.propose(encodeMasterCommand(command, now))) as Result;
+    const proposal = this.raft.propose(encodeMasterCommand(command, now)) as Promise<Result>;
+    if (session !== null) {
+      this.proposing.set(session, proposal);
+      const forget = (): void => { if (this.proposing.get(session) === proposal) this.proposing.delete(session); };
+      proposal.then(forget, forget);
+    }
+    const result = await this.whileLeading(proposal);
     this.metrics.observeProposal(Number(process.hrtime.bigint() - started) / 1e9);
     return unwrap(result);
+  }
+
+  /**
+   * Settles with `p`, or rejects NOT_LEADER (`definite: false`: the write may still commit under the new leader)
+   * as soon as this node stops leading — e.g. a paused leader that resumes and learns of a higher term answers its
+   * parked writes at once, not at their proposal timeout. The client's retry (same seq) finds the outcome.
+   */
+  private whileLeading<T>(p: Promise<T>): Promise<T> {
+    const l = this.leadership;
+    if (l === null) return p;
+    return Promise.race([p, l.lost]).catch((err: unknown) => {
+      throw err instanceof MooringError && err.code === ErrorCode.NOT_LEADER ? this.notLeaderError(null, false) : err;
+    });
+  }
+
+  /** The reply of an earlier attempt of this write: applied (from the session table) or still in flight here. */
+  private duplicateReply(command: Command, session: string): Promise<Result> | undefined {
+    const c = command as { clientId: string; seq: number };
+    const applied = this.state.sessionReply(c.clientId, c.seq);
+    if (applied !== undefined) return Promise.resolve(applied);
+    return this.proposing.get(session);
   }
 
   /** The stored exactly-once reply for this write, after a read barrier so every committed entry is applied. */
@@ -321,6 +390,9 @@ export class MasterNode {
         break;
       case 'RemoveAll':
       case 'RemoveByPrefix':
+        if (command.force !== true && this.leases.allLeased(now)) {
+          throw new MooringError(ErrorCode.OBJECT_HAS_LEASE, 'a new leader is still learning the read leases of the previous one; retry shortly or use force');
+        }
         if (command.force !== true) command.skipKeys = this.leases.leasedKeys(now);
         break;
       case 'UpsertEnd':
@@ -355,7 +427,7 @@ export class MasterNode {
     const stale = args.stale === true;
     if (method === 'ping') {
       const clientId = requireString(args.clientId, 'clientId');
-      this.requireLeader();
+      await this.leaderOrPark(args);
       this.liveness.touch(clientId, Date.now());
       const reply = this.state.ping(clientId);
       // ---- BEGIN tiering (store): the ping reply carries this client's tier tasks ----
@@ -364,15 +436,26 @@ export class MasterNode {
       // ---- END tiering ----
       return { status: reply.status, viewVersion: this.viewVersion };
     }
-    if (!stale) await this.raft.read();
+    if (!stale) {
+      await this.leaderOrPark(args);
+      await this.whileLeading(this.raft.read());
+    }
     const now = Date.now();
     // Leases are granted only by the leader (stale reads on followers grant none).
     const leases = this.raft.isLeader ? this.leases : undefined;
     switch (method) {
-      case 'getReplicaList':
-        return unwrap(this.state.getReplicaList(requireString(args.key, 'key'), now, leases));
-      case 'batchGetReplicaList':
-        return this.state.batchGetReplicaList(requireKeys(args.keys), now, leases);
+      case 'getReplicaList': {
+        const key = requireString(args.key, 'key');
+        const r = this.state.getReplicaList(key, now, leases);
+        if (r.ok && leases !== undefined) await this.whileLeading(this.leaseSync.announce([key], now));
+        return unwrap(r);
+      }
+      case 'batchGetReplicaList': {
+        const keys = requireKeys(args.keys);
+        const rs = this.state.batchGetReplicaList(keys, now, leases);
+        if (leases !== undefined) await this.whileLeading(this.leaseSync.announce(keys.filter((_, i) => rs[i]!.ok), now));
+        return rs;
+      }
       case 'existKey':
         return this.state.existKey(requireString(args.key, 'key'));
       case 'batchExistKey':
@@ -417,14 +500,73 @@ export class MasterNode {
     throw new MooringError(ErrorCode.INVALID_ARGUMENT, `unknown admin method ${method as string}`);
   }
 
-  private requireLeader(): void {
+  private requireLeader(avoid: string | null = null): void {
     if (this.stopping) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'this master is shutting down; retry on another');
     if (this.raft.isLeader) return;
-    const leader = this.raft.leaderId;
-    if (leader === null) throw new MooringError(ErrorCode.NOT_LEADER, 'no leader is known yet; retry shortly');
+    throw this.notLeaderError(avoid, true);
+  }
+
+  /**
+   * NOT_LEADER with the leader's client address and term — only for a leader heard from within an election timeout
+   * and not the one the client said it could not reach (`avoid`); otherwise "no leader known", so clients are never
+   * sent back to a paused or dead leader.
+   */
+  private notLeaderError(avoid: string | null, definite: boolean): MooringError {
+    const leader = this.liveLeader(avoid);
+    const tail = definite ? '' : '; the write may still apply: retry with the same seq to learn its outcome';
+    if (leader === null) return new MooringError(ErrorCode.NOT_LEADER, `no live leader is known yet; retry shortly${tail}`, { definite });
     const addr = this.raft.peerAddress(leader);
     const hint = formatLeaderHint(leader, addr?.rpcPort !== undefined ? { host: addr.host, port: addr.rpcPort } : undefined);
-    throw new MooringError(ErrorCode.NOT_LEADER, `not the leader; the leader is ${hint}`, { leaderHint: hint });
+    return new MooringError(ErrorCode.NOT_LEADER, `not the leader; the leader is ${hint}${tail}`, { leaderHint: hint, leaderTerm: this.raft.status().term, definite });
+  }
+
+  /** The leader this follower may name: known, heard from within an election timeout, and not `avoid`. */
+  private liveLeader(avoid: string | null): string | null {
+    const leader = this.raft.leaderId;
+    if (leader === null || leader === this.config.nodeId) return null;
+    if (!this.contact.heardWithin(leader, this.electionTimeoutMs())) return null;
+    if (avoid !== null) {
+      const addr = this.raft.peerAddress(leader);
+      if (addr?.rpcPort !== undefined && `${addr.host}:${addr.rpcPort}` === avoid) return null;
+    }
+    return leader;
+  }
+
+  private electionTimeoutMs(): number {
+    return this.config.raft.electionTimeoutTicks * this.config.raft.tickMs;
+  }
+
+  /**
+   * Leader-only requests on a follower that knows no live leader (none, silent for an election timeout, or the one
+   * the client could not reach) are parked until one is elected or heard again (at most parkElectionTimeouts
+   * election timeouts): then served here if this node won, or answered NOT_LEADER with the new leader. The client
+   * learns of the new leader when it is elected, instead of bouncing between members that know nothing.
+   */
+  private async leaderOrPark(args: WireArgs): Promise<void> {
+    this.requireNotStopping();
+    if (this.raft.isLeader) return;
+    const avoid = typeof args.avoidLeader === 'string' ? args.avoidLeader : null;
+    if (this.liveLeader(avoid) !== null || this.parked.size >= maxParkedRequests) throw this.notLeaderError(avoid, true);
+    await new Promise<void>((resolve) => {
+      const wake = (): void => {
+        if (!this.raft.isLeader && this.liveLeader(avoid) === null && !this.stopping) return;
+        clearTimeout(timer);
+        this.parked.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(() => { this.parked.delete(wake); resolve(); }, parkElectionTimeouts * this.electionTimeoutMs());
+      this.parked.add(wake);
+    });
+    this.requireNotStopping();
+    if (!this.raft.isLeader) throw this.notLeaderError(avoid, true);
+  }
+
+  private wakeParked(): void {
+    for (const w of [...this.parked]) w();
+  }
+
+  private requireNotStopping(): void {
+    if (this.stopping) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'this master is shutting down; retry on another');
   }
 
   members(): MemberInfo[] {
@@ -457,15 +599,29 @@ export class MasterNode {
   }
 
   private onRoleChange(role: Role): void {
+    this.wakeParked();
     if (role !== 'leader') {
       this.repair.reset();
       this.metrics.setRepair(this.repair.report());
     }
+    if (role !== 'leader') this.leaseSync.steppedDown();
+    if (role !== 'leader' && this.leadership !== null) {
+      this.leadership.reject(new MooringError(ErrorCode.NOT_LEADER, 'stopped leading'));
+      this.leadership = null;
+      this.proposing.clear();
+    }
+    if (role === 'leader' && this.leadership === null) {
+      let reject!: (e: MooringError) => void;
+      const lost = new Promise<never>((_, rej) => { reject = rej; });
+      lost.catch(() => {}); // only observed through whileLeading
+      this.leadership = { lost, reject };
+    }
     if (role === 'leader') {
       const now = Date.now();
-      // A new leader knows no leases and no pings: it treats every object as leased and every client as alive
-      // for one TTL, which keeps the promises of the old leader without replicating soft state.
+      // A new leader knows no pings: every client counts as alive for one TTL. It treats every object as leased
+      // until a majority told it the leases they know (LeaseSync), which keeps the old leader's read leases.
       this.leases.resetForNewLeader(now);
+      this.leaseSync.becameLeader(now);
       this.liveness.resetForNewLeader(now);
       this.logger.info({ term: this.raft.status().term }, 'became leader'); // the core's term: the node's lags until persisted
     }
@@ -487,6 +643,7 @@ export class MasterNode {
       this.logger.info({ gapMs: gap }, 'resumed after a pause: every client gets a fresh TTL');
       return;
     }
+    this.leaseSync.prune(tickAt);
     if (!this.raft.isLeader || this.housekeepingBusy || this.stopping) return;
     this.housekeepingBusy = true;
     try {
@@ -677,6 +834,11 @@ export class MasterNode {
     await this.state?.close().catch(() => {});
     this.logger.info({}, 'master stopped');
   }
+}
+
+function sessionKey(command: Command): string | null {
+  const c = command as { clientId?: unknown; seq?: unknown };
+  return typeof c.clientId === 'string' && typeof c.seq === 'number' ? `${c.clientId}#${c.seq}` : null;
 }
 
 function transportTls(cfg: MasterConfig): TransportTls | undefined {

@@ -5,8 +5,9 @@
  * - An object under lease is never removed or evicted: the leader checks `isLeased` before proposing Remove
  *   (answering OBJECT_HAS_LEASE itself), passes `leasedKeys` as `skipKeys` to RemoveAll/RemoveByPrefix/
  *   DrainSegments, and planEviction skips leased objects.
- * - A new leader cannot know the old leader's leases, so `resetForNewLeader(nowMs)` treats EVERY object as leased
- *   for one TTL: the promise survives failover without replicating leases.
+ * - Failover: `resetForNewLeader(nowMs)` treats EVERY object as leased until the new leader has learned the old
+ *   leader's leases from a majority of members (`adopt` each, then `endBlanket`; see src/master/lease-sync.ts and
+ *   docs/raft.md "Read leases across a leader change"), at most one TTL.
  * - Keys in a planned-but-not-yet-applied Evict are `reserve`d: no lease is granted on them until `release`, so a
  *   reader never gets descriptors to memory an in-flight eviction is about to free.
  * Time is the caller's `nowMs` (the leader's clock); nothing here reads a clock.
@@ -34,6 +35,29 @@ export class LeaseTable {
       this.expires.set(key, until);
     }
     return until;
+  }
+
+  /** The key's lease expiry (0 if none is known). */
+  expiry(key: string): number {
+    return this.expires.get(key) ?? 0;
+  }
+
+  /** A lease learned from another member (after a leader change): kept until `untilMs` unless already longer. */
+  adopt(key: string, untilMs: number): void {
+    const cur = this.expires.get(key);
+    if (cur !== undefined && cur >= untilMs) return;
+    this.expires.delete(key);
+    this.expires.set(key, untilMs);
+  }
+
+  /** Live leases as [key, expiry] (for a new leader that asks what this member knows). */
+  *live(nowMs: number): IterableIterator<[string, number]> {
+    for (const [k, until] of this.expires) if (until > nowMs) yield [k, until];
+  }
+
+  /** The new leader knows every lease that may still be live: stop treating every object as leased. */
+  endBlanket(): void {
+    this.allLeasedUntilMs = 0;
   }
 
   isLeased(key: string, nowMs: number): boolean {
@@ -78,7 +102,9 @@ export class LeaseTable {
   prune(nowMs: number): number {
     let n = 0;
     for (const [k, until] of this.expires) {
-      if (until > nowMs) break; // insertion order is expiry order (fixed TTL)
+      // Insertion order is expiry order for granted leases (fixed TTL); adopted ones may be out of order and then
+      // wait for a later round, which only keeps them a little longer.
+      if (until > nowMs) break;
       this.expires.delete(k);
       n++;
     }

@@ -69,9 +69,15 @@ export interface StateStats {
 export interface PutStartValue {
   replicas: ReplicaDescriptor[];
 }
+/** COMPLETE: readable and settled; UPSERTING / OFFLOADING: readable, with a new version or a DISK copy in flight. */
+export type ObjectStatus = 'COMPLETE' | 'UPSERTING' | 'OFFLOADING';
+
 export interface GetReplicaListValue {
   replicas: ReplicaDescriptor[];
   leaseTtlMs: number;
+  /** The object's size in bytes (every replica holds all of it). */
+  size: number;
+  status: ObjectStatus;
 }
 export interface PingValue {
   status: 'OK' | 'NEED_REMOUNT';
@@ -759,7 +765,8 @@ export class StateCore {
       if (leases.grant(key, nowMs) === 0) return errResult(ErrorCode.OBJECT_NOT_FOUND, `object ${key} is being evicted`);
       leaseTtlMs = leases.leaseTtlMs;
     }
-    return okResult({ replicas: this.describe(o.replicas), leaseTtlMs });
+    const status: ObjectStatus = o.pending !== null ? 'UPSERTING' : o.offload !== null ? 'OFFLOADING' : 'COMPLETE';
+    return okResult({ replicas: this.describe(o.replicas), leaseTtlMs, size: o.size, status });
   }
 
   /** True if the key has a complete version. */

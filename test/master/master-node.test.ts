@@ -71,6 +71,7 @@ describe('MasterNode with MasterClient', () => {
     const got = await c.getReplicaList('obj-1');
     expect(got.replicas.map((r) => r.segmentId).sort()).toEqual(replicas.map((r) => r.segmentId).sort());
     expect(got.leaseTtlMs).toBeGreaterThan(0);
+    expect(got).toMatchObject({ size: 4096, status: 'COMPLETE' }); // size and status travel with the replicas
     expect(await c.existKey('obj-1')).toBe(true);
     // Under a read lease the object cannot be removed; force can.
     await expect(c.remove('obj-1')).rejects.toMatchObject({ code: ErrorCode.OBJECT_HAS_LEASE });
@@ -166,7 +167,8 @@ describe('MasterClient session window', () => {
 
 describe('MasterNode admission', () => {
   it('ignores leader-only fields a client sends: a forged evictable list cannot evict a leased object', async () => {
-    const { nodes, endpoints } = await cluster(1);
+    // No background eviction (the segment is 94% full): only the put below could evict the victim.
+    const { nodes, endpoints } = await cluster(1, { eviction: { highWatermark: 0.99, target: 0.9 } });
     await waitFor(() => nodes[0]!.isLeader);
     const c = client(endpoints, { retry: { maxAttempts: 1 } });
     await c.mountSegment(segment('s1', 64 * 1024));

@@ -14,7 +14,7 @@ import { MasterClient } from '../../src/master/client.js';
 import { parseConfig } from '../../src/master/config.js';
 import { createLogger } from '../../src/master/logger.js';
 import { MasterNode } from '../../src/master/master-node.js';
-import { LogStore } from '../../src/raft/log-store.js';
+import { Wal } from '../../src/raft/wal/wal.js';
 import { adminClientPrefix } from '../../src/statemachine/clients.js';
 import { StateStore } from '../../src/statemachine/store.js';
 import { freePorts } from '../helpers/ports.js';
@@ -93,10 +93,10 @@ describe('operator-facing reports of a master', () => {
 
 describe('a data dir held by another open store', () => {
   it('says another process holds the log or the state store, not only "failed to open"', async () => {
-    const logDir = path.join(dir, 'm1', 'raft-log');
-    await expect(LogStore.open(logDir)).rejects.toMatchObject({
+    const logDir = path.join(dir, 'm1', 'raft-wal');
+    await expect(Wal.open(logDir)).rejects.toMatchObject({
       code: ErrorCode.STORAGE_FAILED,
-      message: expect.stringMatching(/another process holds its lock/),
+      message: expect.stringMatching(/another process holds/),
     });
     const stateDir = path.join(dir, 'locked-state');
     const first = await StateStore.open(stateDir);

@@ -1,14 +1,15 @@
 /**
  * Exactly-once across a failover on real processes: a remove that was applied, retried with the same
- * (clientId, seq) on a new leader, gets its first reply — not OBJECT_HAS_LEASE from the new leader's blanket
- * lease (found by `mooring demo`: the client then believed a removed object still existed).
+ * (clientId, seq) on a new leader, gets its first reply — not OBJECT_HAS_LEASE from a lease the new leader keeps
+ * (found by `mooring demo`: the client then believed a removed object still existed).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../src/errors.js';
 import { MasterClient } from '../../src/master/client.js';
 import { LocalCluster } from '../../src/cli/local-cluster.js';
 
-const leaseTtlMs = 1_000;
+/** Long enough that the leadership transfer below ends inside the read lease on 'kept'. */
+const leaseTtlMs = 5_000;
 let cluster: LocalCluster;
 let client: MasterClient;
 
@@ -29,14 +30,14 @@ describe('exactly-once across a failover', () => {
       await client.putStart(k, 100);
       await client.putEnd(k);
     }
-    await new Promise((r) => setTimeout(r, leaseTtlMs + 200)); // past the first leader's blanket lease
     const args = { key: 'gone', force: false, clientId: 'remover', seq: 1 };
     expect(await client.call('remove', args)).toBeNull();
+    await client.getReplicaList('kept'); // a read lease under the old leader, which the new one must keep
     const leader = await cluster.waitLeader();
     const to = cluster.nodes.find((n) => n.id !== leader)!.id;
     await client.call('transferLeader', { to }, { timeoutMs: 10_000 });
     expect(await cluster.waitLeader(10_000, leader)).toBe(to);
-    // Within the new leader's blanket lease: the retry is answered from the session, the new remove is refused.
+    // The retry is answered from the session; the new remove of the key read under the old leader is refused.
     expect(await client.call('remove', args)).toBeNull();
     await expect(client.call('remove', { key: 'kept', force: false, clientId: 'remover', seq: 2 })).rejects.toMatchObject({ code: ErrorCode.OBJECT_HAS_LEASE });
     expect(await client.existKey('gone')).toBe(false);

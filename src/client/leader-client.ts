@@ -1,0 +1,354 @@
+/**
+ * LeaderClient: the one leader-following, retrying RPC client under MasterClient and KvClient.
+ *
+ * - **A budget by time, not a count.** Each call has a deadline (`deadlineMs`, default 5 s) and keeps trying until
+ *   it. A failover (an election takes 150–300 ms with the default timers) fits in it many times over.
+ * - **Hedging.** An attempt silent for `hedgeAfterMs` (below the election timeout) does not hold the call: the same
+ *   request (same session seq for writes, so it applies once) goes to another master too, carrying
+ *   `avoidLeader: <the silent endpoint>`. A follower that knows no live leader, or only that one, parks it until a
+ *   leader is elected and answers from there. The first success wins; a paused leader costs one election, not a
+ *   per-attempt timeout.
+ * - **Leader belief with a term.** NOT_LEADER hints carry the hinted leader's term; an older hint never overrides a
+ *   newer belief, so two confused masters cannot bounce a call between them.
+ * - **Skipping failed endpoints.** An endpoint that refused a connection or stayed silent past `attemptTimeoutMs` is
+ *   skipped for `failedEndpointSkipMs` unless a hint with a newer term names it.
+ * - **Honest errors.** When a write gives up after an attempt that may have applied (a timeout, a lost connection,
+ *   a leader that stepped down with it in flight, an attempt still unanswered), the error is OUTCOME_UNKNOWN with
+ *   `definite: false` and the last attempt's error as `cause`; otherwise the last error (`definite: true`).
+ *
+ * Connections and the leader belief live in a LeaderPool shared by a client and its forks. Reads pick their target
+ * in `LeaderPool.target()` (the single place a read-routing choice belongs).
+ */
+import { ErrorCode, MooringError } from '../errors.js';
+import { RpcClient } from '../transport/rpc.js';
+import type { TlsConfig } from '../transport/net-util.js';
+import { silentLogger, type LoggerLike } from '../transport/logger.js';
+
+export interface RetryPolicy {
+  /** The whole call, all attempts and waits included. */
+  deadlineMs?: number;
+  /** One attempt's RPC timeout. */
+  attemptTimeoutMs?: number;
+  /** An attempt silent this long is hedged to another endpoint (0 disables hedging). */
+  hedgeAfterMs?: number;
+  /** An endpoint that failed (refused, lost, silent) is skipped this long. */
+  failedEndpointSkipMs?: number;
+  /** Pause between rounds when no endpoint has a useful answer (doubles up to maxBackoffMs). */
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** Optional cap on attempts per call (hedges count); default: only the deadline bounds a call. */
+  maxAttempts?: number;
+}
+
+/** The one set of client retry defaults (MasterClient, KvClient, StoreClient). */
+export const defaultRetryPolicy: Required<RetryPolicy> = {
+  deadlineMs: 5_000,
+  attemptTimeoutMs: 1_000,
+  hedgeAfterMs: 100,
+  failedEndpointSkipMs: 1_000,
+  initialBackoffMs: 10,
+  maxBackoffMs: 250,
+  maxAttempts: Number.POSITIVE_INFINITY,
+};
+export const defaultConnectTimeoutMs = 1_000;
+
+export interface LeaderPoolOptions {
+  endpoints: string[];
+  clusterId: string;
+  /** Handshake identity of this client. */
+  nodeId: string;
+  tls?: TlsConfig;
+  token?: string;
+  connectTimeoutMs?: number;
+  logger?: LoggerLike;
+}
+
+export interface CallSpec {
+  /** The call has side effects: its outcome matters when it fails (OUTCOME_UNKNOWN). */
+  write: boolean;
+  retry?: RetryPolicy;
+  /** Default true. Off for admin operations that are not idempotent and have long timeouts of their own. */
+  hedge?: boolean;
+  /** Pass `avoidLeader: <endpoint>` on retries after an endpoint failed (servers park instead of bouncing). */
+  avoidLeaderArg?: boolean;
+  /** Default true: only the leader answers, so a success tells who leads. False for reads any member serves. */
+  leaderOnly?: boolean;
+}
+
+const retryableCodes = new Set<string>([
+  ErrorCode.NOT_LEADER,
+  ErrorCode.TIMEOUT,
+  ErrorCode.UNAVAILABLE,
+  ErrorCode.RPC_FAILED,
+  ErrorCode.SHUTTING_DOWN,
+  ErrorCode.PROPOSAL_DROPPED,
+  ErrorCode.LEADERSHIP_TRANSFER_IN_PROGRESS,
+  ErrorCode.QUEUE_FULL,
+  ErrorCode.STORAGE_FAILED,
+]);
+
+/** Connections, the believed leader (with its term) and recently failed endpoints, shared by a client and its forks. */
+export class LeaderPool {
+  readonly endpoints: string[];
+  private readonly conns = new Map<string, RpcClient>();
+  private readonly skipUntil = new Map<string, number>();
+  private leader: string | null = null;
+  private leaderTerm = 0;
+  private cursor = 0;
+  closed = false;
+
+  constructor(readonly opts: LeaderPoolOptions) {
+    if (!Array.isArray(opts.endpoints) || opts.endpoints.length === 0) {
+      throw new MooringError(ErrorCode.INVALID_ARGUMENT, 'a client needs at least one endpoint (host:port)');
+    }
+    for (const e of opts.endpoints) parseEndpoint(e);
+    this.endpoints = [...new Set(opts.endpoints)];
+  }
+
+  /** The endpoint believed to lead (or the one calls start with). */
+  get leaderEndpoint(): string {
+    return this.leader ?? this.endpoints[this.cursor % this.endpoints.length]!;
+  }
+
+  /** The term of the current leader belief (0: none known). */
+  get knownTerm(): number {
+    return this.leaderTerm;
+  }
+
+  /**
+   * Where the next attempt goes: the believed leader unless it recently failed, else the next endpoint that did
+   * not, else the one whose skip ends first. `busy` endpoints (attempts in flight for this call) are not chosen.
+   */
+  target(busy: ReadonlySet<string>, now: number): string | null {
+    if (this.leader !== null && !busy.has(this.leader) && !this.skipped(this.leader, now)) return this.leader;
+    const n = this.endpoints.length;
+    let soonest: string | null = null;
+    for (let i = 0; i < n; i++) {
+      const e = this.endpoints[(this.cursor + i) % n]!;
+      if (busy.has(e)) continue;
+      if (!this.skipped(e, now)) {
+        this.cursor = (this.cursor + i + 1) % n;
+        return e;
+      }
+      if (soonest === null || this.skipUntil.get(e)! < this.skipUntil.get(soonest)!) soonest = e;
+    }
+    return soonest;
+  }
+
+  /**
+   * A NOT_LEADER hint. Returns the hinted endpoint if it is now the belief (newer or equal term, or the first
+   * belief), else null. A hint without a term only fills an empty belief.
+   */
+  noteHint(hint: string | undefined, term: number | undefined, from: string, now: number): string | null {
+    if (hint === undefined) {
+      // "No leader known" from the member we believed: the belief is stale.
+      if (from === this.leader) this.leader = null;
+      return null;
+    }
+    const endpoint = hintEndpoint(hint);
+    if (endpoint === null || endpoint === from) return null;
+    if (term !== undefined) {
+      if (term < this.leaderTerm) return null;
+      // The same term naming an endpoint that just failed is old news (the ping-pong between a dead leader and a
+      // follower that still names it); a newer term may name a restarted member that really leads now.
+      if (term === this.leaderTerm && this.skipped(endpoint, now)) return null;
+      if (term > this.leaderTerm) this.skipUntil.delete(endpoint);
+      this.leaderTerm = term;
+    } else if (this.leader !== null || this.skipped(endpoint, now)) {
+      return this.leader === endpoint ? endpoint : null;
+    }
+    this.adopt(endpoint);
+    this.leader = endpoint;
+    return endpoint;
+  }
+
+  /** A leader-only call succeeded at `endpoint`: it leads (in a term at least as new as the belief's). */
+  noteSuccess(endpoint: string): void {
+    this.skipUntil.delete(endpoint);
+    this.adopt(endpoint);
+    this.leader = endpoint;
+  }
+
+  noteFailure(endpoint: string, now: number, skipMs: number): void {
+    this.skipUntil.set(endpoint, now + skipMs);
+    if (this.leader === endpoint) this.leader = null;
+  }
+
+  private skipped(e: string, now: number): boolean {
+    const until = this.skipUntil.get(e);
+    return until !== undefined && until > now;
+  }
+
+  private adopt(endpoint: string): void {
+    if (this.endpoints.includes(endpoint)) return;
+    parseEndpoint(endpoint);
+    this.endpoints.push(endpoint);
+  }
+
+  connection(endpoint: string): RpcClient {
+    let c = this.conns.get(endpoint);
+    if (c === undefined) {
+      const { host, port } = parseEndpoint(endpoint);
+      c = new RpcClient({
+        host,
+        port,
+        clusterId: this.opts.clusterId,
+        nodeId: this.opts.nodeId,
+        ...(this.opts.tls !== undefined ? { tls: this.opts.tls } : {}),
+        ...(this.opts.token !== undefined ? { token: this.opts.token } : {}),
+        connectTimeoutMs: this.opts.connectTimeoutMs ?? defaultConnectTimeoutMs,
+        logger: this.opts.logger ?? silentLogger,
+      });
+      this.conns.set(endpoint, c);
+    }
+    return c;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.conns.values()].map((c) => c.close()));
+    this.conns.clear();
+  }
+}
+
+type Outcome = { endpoint: string; ok: true; value: unknown } | { endpoint: string; ok: false; error: MooringError };
+
+/**
+ * One call with leader discovery, hedging and retries until the deadline. See the file comment for the policy.
+ */
+export async function callWithRetry<T>(pool: LeaderPool, method: string, args: Record<string, unknown>, spec: CallSpec): Promise<T> {
+  const p = { ...defaultRetryPolicy, ...definedOnly(spec.retry) };
+  const hedge = spec.hedge !== false && p.hedgeAfterMs > 0;
+  const start = Date.now();
+  const deadline = start + p.deadlineMs;
+  const inflight = new Map<string, Promise<Outcome>>();
+  let attempts = 0;
+  let backoff = p.initialBackoffMs;
+  let ambiguous = false;
+  let last: MooringError | null = null;
+  let avoid: string | null = null;
+  let next: string | null = pool.target(new Set(), start);
+
+  const launch = (endpoint: string): void => {
+    attempts++;
+    const a = spec.avoidLeaderArg === true && avoid !== null && avoid !== endpoint ? { ...args, avoidLeader: avoid } : args;
+    const timeoutMs = Math.max(1, Math.min(p.attemptTimeoutMs, deadline - Date.now()));
+    const wasConnected = pool.connection(endpoint).connected;
+    inflight.set(endpoint, pool.connection(endpoint).call(method, a, { timeoutMs }).then(
+      (value): Outcome => ({ endpoint, ok: true, value }),
+      (err: unknown): Outcome => ({ endpoint, ok: false, error: classify(err, wasConnected) }),
+    ));
+  };
+
+  while (!pool.closed) {
+    const now = Date.now();
+    if (now >= deadline) break;
+    if (next !== null && !inflight.has(next) && attempts < p.maxAttempts) launch(next);
+    next = null;
+    if (inflight.size === 0) {
+      // Nothing useful to wait for: pause, then the next endpoint.
+      await sleep(Math.min(backoff, deadline - now));
+      backoff = Math.min(backoff * 2, p.maxBackoffMs);
+      if (attempts >= p.maxAttempts) break;
+      next = pool.target(new Set(), Date.now());
+      continue;
+    }
+    const waitMs = Math.max(1, Math.min(hedge ? p.hedgeAfterMs : Number.POSITIVE_INFINITY, deadline - now));
+    const r = await raceWithTimer([...inflight.values()], waitMs);
+    if (r === null) {
+      // Silent: hedge to another endpoint (each at most once in flight), telling it which one was silent.
+      if (hedge && attempts < p.maxAttempts) {
+        const busy = new Set(inflight.keys());
+        const other = pool.target(busy, Date.now());
+        if (other !== null && !busy.has(other)) {
+          avoid = [...inflight.keys()][0] ?? null;
+          next = other;
+        }
+      }
+      continue;
+    }
+    inflight.delete(r.endpoint);
+    if (r.ok) {
+      if (spec.leaderOnly !== false) pool.noteSuccess(r.endpoint);
+      return r.value as T;
+    }
+    const e = r.error;
+    last = e;
+    if (!e.definite) ambiguous = true;
+    if (!retryableCodes.has(e.code)) {
+      // A refusal from the state machine or the leader's admission: definite (the server checked the session's
+      // replies first, and an earlier attempt still in flight elsewhere can no longer commit once a newer leader
+      // answered), unless the error itself says otherwise.
+      throw e;
+    }
+    if (e.code === ErrorCode.NOT_LEADER) {
+      const hinted = pool.noteHint(e.leaderHint, e.leaderTerm, r.endpoint, Date.now());
+      if (hinted !== null && !inflight.has(hinted)) {
+        next = hinted; // a hint is progress: go at once
+        continue;
+      }
+    } else if (e.code === ErrorCode.UNAVAILABLE || e.code === ErrorCode.TIMEOUT || e.code === ErrorCode.SHUTTING_DOWN) {
+      pool.noteFailure(r.endpoint, Date.now(), p.failedEndpointSkipMs);
+      avoid = r.endpoint;
+    }
+    if (inflight.size > 0) continue; // another attempt may still answer
+    await sleep(Math.min(backoff, Math.max(0, deadline - Date.now())));
+    backoff = Math.min(backoff * 2, p.maxBackoffMs);
+    if (attempts >= p.maxAttempts) break;
+    next = pool.target(new Set(), Date.now());
+  }
+  if (pool.closed && last === null) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'client closed');
+  if (spec.write && (ambiguous || inflight.size > 0)) {
+    const why = last !== null ? `last: ${last.code}: ${last.message}` : 'no attempt answered';
+    throw new MooringError(ErrorCode.OUTCOME_UNKNOWN, `${method} gave up after ${attempts} attempt(s) in ${Date.now() - start} ms and may have applied (${why})`, { definite: false, cause: last ?? undefined });
+  }
+  if (last === null) throw new MooringError(ErrorCode.UNAVAILABLE, `${method}: no master answered within ${p.deadlineMs} ms`);
+  throw last;
+}
+
+/**
+ * Whether an attempt's error leaves its effect unknown. Errors raised before the request left (a refused or timed
+ * out connect, a full send queue) are definite; a reply timeout or a connection lost with the request sent is not;
+ * a server's error says so itself (`definite` on the wire, TIMEOUT/PROPOSAL_DROPPED ambiguous by default).
+ */
+function classify(err: unknown, wasConnected: boolean): MooringError {
+  const e = err instanceof MooringError ? err : new MooringError(ErrorCode.RPC_FAILED, String(err), { definite: false });
+  const local = /^(cannot connect to|connect to .* timed out)/.test(e.message);
+  if (local && !wasConnected) return new MooringError(e.code, e.message, { definite: true, cause: e });
+  if (e.code === ErrorCode.UNAVAILABLE && /lost/.test(e.message) && e.definite) return new MooringError(e.code, e.message, { definite: false, cause: e });
+  return e;
+}
+
+function hintEndpoint(hint: string): string | null {
+  const at = hint.indexOf('@');
+  return at < 0 ? null : hint.slice(at + 1);
+}
+
+function definedOnly(r: RetryPolicy | undefined): RetryPolicy {
+  const out: Record<string, number> = {};
+  if (r !== undefined) for (const [k, v] of Object.entries(r)) if (typeof v === 'number') out[k] = v;
+  return out;
+}
+
+async function raceWithTimer<T>(ps: Array<Promise<T>>, ms: number): Promise<T | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<null>((r) => { timer = setTimeout(() => r(null), ms); });
+  try {
+    return await Promise.race([...ps, t]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, Math.max(0, ms)));
+}
+
+export function parseEndpoint(endpoint: string): { host: string; port: number } {
+  const m = /^(.+):(\d{1,5})$/.exec(endpoint);
+  const port = m !== null ? Number(m[2]) : NaN;
+  if (m === null || !(port >= 1 && port <= 65535)) {
+    throw new MooringError(ErrorCode.INVALID_ARGUMENT, `endpoint must be host:port, got ${JSON.stringify(endpoint)}`);
+  }
+  return { host: m[1]!.replace(/^\[(.*)\]$/, '$1'), port };
+}

@@ -1,0 +1,281 @@
+/**
+ * LeaseSync: read leases survive a leader change without treating every object as leased for a whole TTL.
+ *
+ * Leases stay leader soft state (never in the Raft log), but a majority of members learns each one before the
+ * reader gets its descriptors, and a new leader asks a majority what they know before it removes or evicts:
+ *
+ * - Leader: after a read grants (or extends) leases, `announce(keys)` sends `{k:'ls', t: term, seq, keys: [[key,
+ *   remainingMs]]}` to every peer over the peer transport (the authenticated Raft connections; RaftNode never sees
+ *   these frames) and resolves once a majority of voters (itself included) acknowledged that seq. Announcements of
+ *   one event-loop turn share a frame; a key already announced up to its expiry is not sent again.
+ * - Member: keeps what it was told in `known` (local expiry = arrival + remainingMs, so transit only lengthens it)
+ *   and acknowledges, unless the frame's term is older than one it has seen (a deposed leader gets no majority, so
+ *   its reads fail instead of handing out leases nobody will honour).
+ * - New leader: keeps the blanket lease (every object leased) while it asks every peer `{k:'lq', t}`; answers
+ *   `{k:'lr', t, keys, last}` (in chunks) are adopted into its lease table; once a majority (itself included)
+ *   answered, the blanket ends. Any majority that acknowledged a lease and any majority that answered share a
+ *   member, and that member acknowledged before it answered (after answering term t it refuses older terms), so
+ *   the new leader learns every lease a reader may hold. The blanket still ends after one TTL at the latest.
+ *
+ * Clocks: wall-clock milliseconds of each process, exchanged only as durations.
+ */
+import { ErrorCode, MooringError } from '../errors.js';
+import { LeaseTable } from '../statemachine/leases.js';
+import type { LoggerLike } from '../transport/logger.js';
+
+/** Keys per lease frame (a frame stays far below maxFrameBytes: keys are ≤ a few hundred bytes). */
+export const maxLeaseKeysPerFrame = 2_048;
+
+export interface LeaseSyncOptions {
+  self: string;
+  leases: LeaseTable;
+  send(to: string, frame: unknown): boolean;
+  /** Current voters (self included) and every peer to inform (voters and learners). */
+  voters(): readonly string[];
+  peers(): readonly string[];
+  term(): number;
+  /** How long an announcement may wait for a majority before the read fails. */
+  ackTimeoutMs(): number;
+  logger: LoggerLike;
+}
+
+interface Waiter {
+  seq: number;
+  resolve(): void;
+  reject(e: MooringError): void;
+  timer: NodeJS.Timeout;
+}
+
+export class LeaseSync {
+  /** What this member was told by leaders (and, on a leader, what it learned when elected). */
+  readonly known: LeaseTable;
+  private termSeen = 0;
+  // leader side
+  private leaderTerm = 0;
+  private seq = 0;
+  private batch: Array<[string, number]> = [];
+  private flushScheduled = false;
+  private readonly acked = new Map<string, number>();
+  /** Per key: the expiry announced and the seq of its frame (0: in the batch not yet sent). */
+  private readonly announced = new Map<string, { until: number; seq: number }>();
+  /** Waiters for the batch not yet sent: they get its last seq when it goes. */
+  private unsent: Waiter[] = [];
+  private waiters: Waiter[] = [];
+  // new-leader collection
+  private collecting: { term: number; answered: Set<string> } | null = null;
+
+  constructor(private readonly o: LeaseSyncOptions) {
+    this.known = new LeaseTable(o.leases.leaseTtlMs);
+  }
+
+  /** This node became leader (after leases.resetForNewLeader): learn the old leader's leases from a majority. */
+  becameLeader(nowMs: number): void {
+    const term = this.o.term();
+    this.leaderTerm = term;
+    this.termSeen = Math.max(this.termSeen, term);
+    this.seq = 0;
+    this.acked.clear();
+    this.announced.clear();
+    for (const [k, until] of this.known.live(nowMs)) this.o.leases.adopt(k, until);
+    this.collecting = { term, answered: new Set([this.o.self]) };
+    for (const p of this.o.peers()) if (p !== this.o.self) this.o.send(p, { k: 'lq', t: term });
+    this.checkCollected();
+  }
+
+  steppedDown(): void {
+    this.leaderTerm = 0;
+    this.collecting = null;
+    this.batch = [];
+    this.announced.clear();
+    for (const w of [...this.waiters.splice(0), ...this.unsent.splice(0)]) {
+      clearTimeout(w.timer);
+      w.reject(new MooringError(ErrorCode.NOT_LEADER, 'stopped leading before the read lease was known to a majority'));
+    }
+  }
+
+  /** True while the new leader still waits for a majority's leases (every object counts as leased meanwhile). */
+  get learning(): boolean {
+    return this.collecting !== null;
+  }
+
+  /**
+   * Leader: resolves once the current leases of `keys` are known to a majority of voters. Keys whose lease was
+   * already announced up to its current expiry cost nothing.
+   */
+  announce(keys: Iterable<string>, nowMs: number): Promise<void> {
+    if (this.leaderTerm === 0) return Promise.reject(new MooringError(ErrorCode.NOT_LEADER, 'not the leader'));
+    let needSeq = 0;
+    let inBatch = false;
+    for (const k of keys) {
+      const until = this.o.leases.expiry(k);
+      if (until <= nowMs) continue;
+      const a = this.announced.get(k);
+      if (a !== undefined && a.until >= until) {
+        if (a.seq === 0) inBatch = true;
+        else needSeq = Math.max(needSeq, a.seq);
+        continue;
+      }
+      this.announced.set(k, { until, seq: 0 });
+      this.batch.push([k, until]);
+      inBatch = true;
+    }
+    if (inBatch) {
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+      return this.waitFor(null);
+    }
+    if (needSeq <= this.majoritySeq()) return Promise.resolve();
+    return this.waitFor(needSeq);
+  }
+
+  /** Consumes lease frames; returns false for anything else (Raft frames). */
+  onFrame(from: string, frame: unknown, nowMs: number): boolean {
+    if (typeof frame !== 'object' || frame === null) return false;
+    const f = frame as Record<string, unknown>;
+    const kind = f.k;
+    if (kind !== 'ls' && kind !== 'la' && kind !== 'lq' && kind !== 'lr') return false;
+    const t = f.t;
+    if (typeof t !== 'number' || !Number.isSafeInteger(t) || t < 0) return true; // malformed: dropped
+    try {
+      switch (kind) {
+        case 'ls': {
+          this.termSeen = Math.max(this.termSeen, this.o.term());
+          if (t < this.termSeen) return true; // a deposed leader: no acknowledgement
+          this.termSeen = t;
+          this.learn(f.keys, nowMs);
+          if (typeof f.seq === 'number') this.o.send(from, { k: 'la', t, seq: f.seq });
+          return true;
+        }
+        case 'la':
+          if (t === this.leaderTerm && typeof f.seq === 'number' && f.seq > (this.acked.get(from) ?? 0)) {
+            this.acked.set(from, f.seq);
+            this.settle();
+          }
+          return true;
+        case 'lq': {
+          this.termSeen = Math.max(this.termSeen, t);
+          const all = [...this.known.live(nowMs), ...this.o.leases.live(nowMs)];
+          for (let i = 0; i === 0 || i < all.length; i += maxLeaseKeysPerFrame) {
+            const chunk = all.slice(i, i + maxLeaseKeysPerFrame).map(([k, until]) => [k, until - nowMs]);
+            this.o.send(from, { k: 'lr', t, keys: chunk, last: i + maxLeaseKeysPerFrame >= all.length });
+          }
+          return true;
+        }
+        case 'lr': {
+          const c = this.collecting;
+          if (c === null || t !== c.term || t !== this.leaderTerm) return true;
+          for (const [k, until] of this.parseKeys(f.keys, nowMs)) this.o.leases.adopt(k, until);
+          if (f.last === true) {
+            c.answered.add(from);
+            this.checkCollected();
+          }
+          return true;
+        }
+      }
+    } catch (err) {
+      this.o.logger.warn({ from, err: err instanceof Error ? err.message : String(err) }, 'dropped a bad lease frame from a peer');
+    }
+    return true;
+  }
+
+  /** Forget expired knowledge (call now and then). */
+  prune(nowMs: number): void {
+    this.known.prune(nowMs);
+    for (const [k, a] of this.announced) if (a.until <= nowMs && a.seq !== 0) this.announced.delete(k);
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private learn(keys: unknown, nowMs: number): void {
+    for (const [k, until] of this.parseKeys(keys, nowMs)) this.known.adopt(k, until);
+  }
+
+  private parseKeys(keys: unknown, nowMs: number): Array<[string, number]> {
+    if (!Array.isArray(keys) || keys.length > maxLeaseKeysPerFrame) throw new Error('lease frame without a valid key list');
+    const ttl = this.o.leases.leaseTtlMs;
+    const out: Array<[string, number]> = [];
+    for (const e of keys) {
+      if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'number' || !Number.isFinite(e[1])) throw new Error('bad lease entry');
+      // A lease never lasts longer than one TTL from now, whatever a peer says.
+      out.push([e[0], nowMs + Math.min(Math.max(0, e[1]), ttl)]);
+    }
+    return out;
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.batch.length === 0 || this.leaderTerm === 0) return;
+    const now = Date.now();
+    const entries = this.batch.splice(0);
+    for (let i = 0; i < entries.length; i += maxLeaseKeysPerFrame) {
+      const seq = ++this.seq;
+      const chunk = entries.slice(i, i + maxLeaseKeysPerFrame);
+      for (const [k] of chunk) {
+        const a = this.announced.get(k);
+        if (a !== undefined && a.seq === 0) a.seq = seq;
+      }
+      const keys = chunk.map(([k, until]) => [k, until - now]);
+      for (const p of this.o.peers()) if (p !== this.o.self) this.o.send(p, { k: 'ls', t: this.leaderTerm, seq, keys });
+    }
+    for (const w of this.unsent.splice(0)) {
+      w.seq = this.seq;
+      this.waiters.push(w);
+    }
+    this.settle();
+  }
+
+  /** Waits until a majority acknowledged `seq` (null: the batch about to be sent). */
+  private waitFor(seq: number | null): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const w: Waiter = {
+        seq: seq ?? 0,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.waiters = this.waiters.filter((x) => x !== w);
+          this.unsent = this.unsent.filter((x) => x !== w);
+          reject(new MooringError(ErrorCode.TIMEOUT, 'the read lease was not acknowledged by a majority of masters in time'));
+        }, this.o.ackTimeoutMs()),
+      };
+      if (seq === null) this.unsent.push(w);
+      else {
+        this.waiters.push(w);
+        this.settle();
+      }
+    });
+  }
+
+  /** The highest seq a majority of voters (self included: it has every seq it sent) acknowledged. */
+  private majoritySeq(): number {
+    const voters = this.o.voters();
+    const seqs = voters.map((v) => (v === this.o.self ? this.seq : this.acked.get(v) ?? 0)).sort((a, b) => b - a);
+    return seqs[Math.floor(voters.length / 2)] ?? 0;
+  }
+
+  private settle(): void {
+    if (this.waiters.length === 0) return;
+    const done = this.majoritySeq();
+    const keep: Waiter[] = [];
+    for (const w of this.waiters) {
+      if (w.seq <= done) {
+        clearTimeout(w.timer);
+        w.resolve();
+      } else keep.push(w);
+    }
+    this.waiters = keep;
+  }
+
+  private checkCollected(): void {
+    const c = this.collecting;
+    if (c === null) return;
+    const voters = this.o.voters();
+    const answered = voters.filter((v) => c.answered.has(v)).length;
+    if (answered * 2 > voters.length) {
+      this.collecting = null;
+      this.o.leases.endBlanket();
+      this.o.logger.info({ term: c.term, answered }, 'learned the read leases of the previous leader from a majority');
+    }
+  }
+}

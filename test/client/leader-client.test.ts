@@ -1,0 +1,99 @@
+/**
+ * The shared leader-following client (src/client/leader-client.ts) against real RPC servers on 127.0.0.1 that play
+ * a silent leader, followers with hints, and refusals.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { ErrorCode, MooringError } from '../../src/errors.js';
+import { LeaderPool, callWithRetry } from '../../src/client/leader-client.js';
+import { RpcServer } from '../../src/transport/rpc.js';
+import { freePorts } from '../helpers/ports.js';
+
+const cleanup: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+type Handler = (args: Record<string, unknown>) => Promise<unknown>;
+
+async function servers(handlers: Array<Handler | null>): Promise<string[]> {
+  const ports = await freePorts(handlers.length);
+  const out: string[] = [];
+  for (let i = 0; i < handlers.length; i++) {
+    out.push(`127.0.0.1:${ports[i]}`);
+    const h = handlers[i];
+    if (h === null) continue; // nothing listens: connection refused
+    const s = new RpcServer({ clusterId: 'mooring', nodeId: `s${i}`, listen: { host: '127.0.0.1', port: ports[i]! } });
+    s.handle('op', async (args) => h(args as Record<string, unknown>));
+    await s.start();
+    cleanup.push(() => s.close());
+  }
+  return out;
+}
+
+function pool(endpoints: string[]): LeaderPool {
+  const p = new LeaderPool({ endpoints, clusterId: 'mooring', nodeId: 'test-client' });
+  cleanup.push(() => p.close());
+  return p;
+}
+
+const never = (): Promise<unknown> => new Promise(() => {});
+const notLeader = (hint?: string, term?: number) => async (): Promise<unknown> => {
+  throw new MooringError(ErrorCode.NOT_LEADER, 'not the leader', { ...(hint !== undefined ? { leaderHint: hint } : {}), ...(term !== undefined ? { leaderTerm: term } : {}) });
+};
+
+describe('LeaderPool leader belief', () => {
+  it('never lets an older hint override a newer one, and ignores a same-term hint naming an endpoint that just failed', () => {
+    const p = pool(['127.0.0.1:1001', '127.0.0.1:1002', '127.0.0.1:1003']);
+    expect(p.noteHint('m2@127.0.0.1:1002', 5, '127.0.0.1:1001', 0)).toBe('127.0.0.1:1002');
+    expect(p.noteHint('m1@127.0.0.1:1001', 4, '127.0.0.1:1003', 0)).toBeNull(); // older term
+    expect(p.leaderEndpoint).toBe('127.0.0.1:1002');
+    p.noteFailure('127.0.0.1:1002', 0, 1_000);
+    expect(p.noteHint('m2@127.0.0.1:1002', 5, '127.0.0.1:1003', 10)).toBeNull(); // same term, just failed
+    expect(p.noteHint('m2@127.0.0.1:1002', 6, '127.0.0.1:1003', 10)).toBe('127.0.0.1:1002'); // newer term wins
+    expect(p.noteHint('m3@127.0.0.1:1003', undefined, '127.0.0.1:1001', 10)).toBeNull(); // termless never overrides
+  });
+});
+
+describe('callWithRetry', () => {
+  it('hedges to another master when the current one is silent, instead of waiting out the attempt timeout', async () => {
+    const seen: Array<Record<string, unknown>> = [];
+    const eps = await servers([never, async (a) => { seen.push(a); return 'from-b'; }]);
+    const p = pool(eps);
+    // An attempt timeout longer than the whole budget: only hedging can succeed.
+    const r = await callWithRetry(p, 'op', { x: 1 }, { write: true, avoidLeaderArg: true, retry: { attemptTimeoutMs: 60_000, deadlineMs: 3_000, hedgeAfterMs: 50 } });
+    expect(r).toBe('from-b');
+    expect(seen[0]).toEqual({ x: 1, avoidLeader: eps[0] }); // the hedge names the silent endpoint
+    expect(p.leaderEndpoint).toBe(eps[1]);
+  });
+
+  it('does not ping-pong between a dead leader and a follower still naming it: reaches the live leader within 4 attempts', async () => {
+    const ports = await freePorts(1);
+    const dead = `127.0.0.1:${ports[0]}`;
+    const eps = await servers([notLeader(`m1@${dead}`, 3), async () => 'ok']);
+    const p = pool([dead, ...eps]);
+    await expect(callWithRetry(p, 'op', {}, { write: false, retry: { maxAttempts: 4 } })).resolves.toBe('ok');
+  });
+
+  it('reports OUTCOME_UNKNOWN (definite: false) when a write gives up with an attempt unanswered', async () => {
+    const eps = await servers([never]);
+    const err = await callWithRetry(pool(eps), 'op', {}, { write: true, retry: { deadlineMs: 300, hedgeAfterMs: 0 } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MooringError);
+    expect(err).toMatchObject({ code: ErrorCode.OUTCOME_UNKNOWN, definite: false });
+  });
+
+  it('reports a definite error when no attempt can have applied (connections refused, refusals)', async () => {
+    const ports = await freePorts(1);
+    const err = await callWithRetry(pool([`127.0.0.1:${ports[0]}`]), 'op', {}, { write: true, retry: { deadlineMs: 300 } }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: ErrorCode.UNAVAILABLE, definite: true });
+    const eps = await servers([async () => { throw new MooringError(ErrorCode.OBJECT_HAS_LEASE, 'leased'); }]);
+    await expect(callWithRetry(pool(eps), 'op', {}, { write: true })).rejects.toMatchObject({ code: ErrorCode.OBJECT_HAS_LEASE, definite: true });
+  });
+
+  it('keeps retrying until the deadline, not a small attempt count: a leader that appears after 600 ms is found', async () => {
+    const startedAt = Date.now();
+    const eps = await servers([
+      async () => { if (Date.now() - startedAt < 600) throw new MooringError(ErrorCode.NOT_LEADER, 'no leader known'); return 'late'; },
+    ]);
+    await expect(callWithRetry(pool(eps), 'op', {}, { write: true })).resolves.toBe('late');
+  });
+});

@@ -1,0 +1,82 @@
+/**
+ * The duplicate-reply table is consulted before leader-side admission (issue 17 item 4): a remove retried to the
+ * same leader while its first attempt is still uncommitted, with a read lease granted in between, must get the
+ * first attempt's reply — not OBJECT_HAS_LEASE for a remove that then applies anyway.
+ * Three in-process masters on real sockets and LevelDB; the leader's appends are held back by filtering its peer
+ * transport (heartbeats still flow, so it keeps its lease and serves reads).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/master/config.js';
+import { MasterNode } from '../../src/master/master-node.js';
+import { MasterClient } from '../../src/master/client.js';
+import { silentLogger } from '../../src/master/logger.js';
+import { RpcClient } from '../../src/transport/rpc.js';
+import { freePorts } from '../helpers/ports.js';
+
+const cleanup: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+async function waitFor(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const start = Date.now();
+  while (!cond()) {
+    if (Date.now() - start > timeoutMs) throw new Error('condition not reached in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe('exactly-once before admission', () => {
+  it('answers a remove retried while its first attempt is uncommitted with the first reply, not OBJECT_HAS_LEASE', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'mooring-dup-'));
+    cleanup.push(() => rmSync(root, { recursive: true, force: true }));
+    const ports = await freePorts(9);
+    const peers = [0, 1, 2].map((i) => ({ id: `m${i + 1}`, host: '127.0.0.1', raftPort: ports[i * 3]!, rpcPort: ports[i * 3 + 1]!, httpPort: ports[i * 3 + 2]! }));
+    const nodes = await Promise.all(peers.map((p) => MasterNode.start(parseConfig({
+      nodeId: p.id, dataDir: path.join(root, p.id),
+      listen: { host: '127.0.0.1', raftPort: p.raftPort, rpcPort: p.rpcPort, httpPort: p.httpPort },
+      peers, raft: { tickMs: 10 }, leaseTtlMs: 200,
+    }), { logger: silentLogger(), http: false })));
+    cleanup.push(async () => { await Promise.all(nodes.map((m) => m.stop())); });
+    await waitFor(() => nodes.some((n) => n.isLeader));
+    const leader = nodes.find((n) => n.isLeader)!;
+    const at = `127.0.0.1:${leader.ports.rpc}`;
+    const c = new MasterClient({ endpoints: [at] });
+    cleanup.push(() => c.close());
+    await c.mountSegment({ id: 's1', name: 's1', base: 0x10000000, size: 1 << 20, protocol: 'tcp', endpoint: '127.0.0.1:9001', zone: 'z' });
+    await c.putStart('k', 4096);
+    await c.putEnd('k');
+    await new Promise((r) => setTimeout(r, 300)); // past any lease on k
+
+    // Hold back the leader's appends (the entry stays uncommitted); report them unreachable so it re-sends later.
+    const transport = (leader as unknown as { transport: { send(to: string, frame: unknown): boolean } }).transport;
+    const send = transport.send.bind(transport);
+    let holding = true;
+    transport.send = (to, frame) => {
+      const f = frame as { k?: string; m?: Array<{ type: string }> };
+      if (!holding || f.k !== 'r' || !Array.isArray(f.m)) return send(to, frame);
+      const rest = f.m.filter((m) => m.type !== 'app');
+      if (rest.length > 0) send(to, { ...f, m: rest });
+      return rest.length === f.m.length;
+    };
+    const raw = new RpcClient({ host: '127.0.0.1', port: leader.ports.rpc, clusterId: 'mooring', nodeId: 'raw' });
+    cleanup.push(() => raw.close());
+    const args = { key: 'k', force: false, clientId: 'dup-client', seq: 1 };
+    const outcome = (p: Promise<unknown>) => p.then((v) => ({ ok: true, v }), (e: { code?: string }) => ({ ok: false, code: e.code }));
+    const first = outcome(raw.call('remove', args, { timeoutMs: 10_000 }));
+    const st = () => leader.raftNode.status();
+    await waitFor(() => st().lastIndex > st().commit);
+    await c.getReplicaList('k'); // a read lease on k, granted while the remove is in flight
+    const retry = outcome(raw.call('remove', args, { timeoutMs: 10_000 }));
+    await new Promise((r) => setTimeout(r, 100));
+    holding = false;
+    await c.mountSegment({ id: 's2', name: 's2', base: 0x20000000, size: 1 << 20, protocol: 'tcp', endpoint: '127.0.0.1:9002', zone: 'z' });
+    const [a, b] = await Promise.all([first, retry]);
+    expect(a.ok).toBe(true);
+    expect(b).toEqual(a); // the retry gets the first attempt's reply
+    expect(await c.existKey('k')).toBe(false);
+  });
+});
