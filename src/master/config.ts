@@ -58,6 +58,8 @@ export interface MasterConfig {
     heartbeatIntervalTicks: number;
     preVote: boolean;
     checkQuorum: boolean;
+    /** Pre-vote at once when the leader's connection resets (needs preVote and checkQuorum; off without them). */
+    fastFailover: boolean;
     readMode: ReadMode;
     maxEntriesPerAppend: number;
     maxBytesPerAppend: number;
@@ -95,6 +97,7 @@ export const defaultConfig: DefaultConfig = deepFreeze({
     heartbeatIntervalTicks: 1,
     preVote: true,
     checkQuorum: true,
+    fastFailover: true,
     readMode: 'lease',
     maxEntriesPerAppend: 512,
     maxBytesPerAppend: 1 * MiB,
@@ -171,6 +174,7 @@ const SCHEMA: Record<string, SchemaNode> = {
       heartbeatIntervalTicks: int(1, MAX_TICKS),
       preVote: bool,
       checkQuorum: bool,
+      fastFailover: bool,
       readMode: { t: 'enum', values: READ_MODES },
       maxEntriesPerAppend: int(1, 1_000_000),
       maxBytesPerAppend: int(1, MAX_FRAME_BYTES),

@@ -143,6 +143,7 @@ export class MasterNode {
       heartbeatIntervalTicks: cfg.raft.heartbeatIntervalTicks,
       preVote: cfg.raft.preVote,
       checkQuorum: cfg.raft.checkQuorum,
+      fastFailover: cfg.raft.fastFailover && cfg.raft.preVote && cfg.raft.checkQuorum,
       readMode: cfg.raft.readMode === 'lease' ? 'lease' : 'readIndex',
       maxEntriesPerAppend: cfg.raft.maxEntriesPerAppend,
       maxBytesPerAppend: cfg.raft.maxBytesPerAppend,
@@ -572,7 +573,7 @@ export class MasterNode {
   private refreshGauges(): void {
     if (this.stopped) return;
     const st = this.raft.status();
-    this.metrics.setRaft({ term: st.term, role: st.role, commitIndex: st.commit, appliedIndex: this.raft.appliedIndex, leaderId: st.leader });
+    this.metrics.setRaft({ term: st.term, role: st.role, commitIndex: st.commit, appliedIndex: this.raft.appliedIndex, leaderId: st.leader, fastPreVotes: st.fastPreVotes });
     const s = this.state.stats();
     this.metrics.setCapacity({
       allocatedBytes: s.memoryAllocatedBytes + s.diskAllocatedBytes,

@@ -102,6 +102,7 @@ export class RaftCore {
   private readonly heartbeatTimeout: number;
   private readonly preVote: boolean;
   private readonly checkQuorum: boolean;
+  private readonly fastFailover: boolean;
   private readonly readOnlyOption: 'safe' | 'lease';
   private readonly maxEntriesPerAppend: number;
   private readonly maxBytesPerAppend: number;
@@ -137,6 +138,9 @@ export class RaftCore {
   private pendingReadIndex: ReadRequest[] = [];
   /** Leader: per peer, the tick at which the latest heartbeat it acknowledged was sent. */
   private leaseAcks = new Map<NodeId, number>();
+  /** Fast failover: the tick at which this follower pre-votes, having lost its leader's connection. */
+  private fastCampaignAtTick: number | null = null;
+  private fastPreVoteCount = 0;
 
   private msgs: Message[] = [];
   private msgsAfterAppend: Message[] = [];
@@ -165,6 +169,10 @@ export class RaftCore {
       throw new MooringError(ErrorCode.INVALID_CONFIG, "readOnlyOption 'lease' needs electionTimeoutTicks >= 3");
     }
     this.startupLease = this.readOnlyOption === 'lease';
+    if (config.fastFailover === true && !(this.preVote && this.checkQuorum)) {
+      throw new MooringError(ErrorCode.INVALID_CONFIG, 'fastFailover needs preVote and checkQuorum (they keep a flapping connection from disrupting a healthy leader)');
+    }
+    this.fastFailover = (config.fastFailover ?? true) && this.preVote && this.checkQuorum;
     this.maxEntriesPerAppend = posInt(config.maxEntriesPerAppend, DEFAULT_MAX_ENTRIES_PER_APPEND, 'maxEntriesPerAppend');
     this.maxBytesPerAppend = posInt(config.maxBytesPerAppend, DEFAULT_MAX_BYTES_PER_APPEND, 'maxBytesPerAppend');
     const maxInflight = posInt(config.maxInflightAppends, DEFAULT_MAX_INFLIGHT_APPENDS, 'maxInflightAppends');
@@ -371,6 +379,37 @@ export class RaftCore {
     this.hup('election');
   }
 
+  /**
+   * Fast failover. The driver saw its connection to `peer` reset, closed, or a reconnect refused — what every peer
+   * sees at once when a process dies (its kernel resets its sockets). Not a timeout: a black-holed peer is still
+   * found out by the election timeout.
+   * - A follower whose leader that is forgets it (so it stops honouring the leader's lease: others' pre-votes may
+   *   now be granted) and pre-votes without waiting for its election timeout: at once if it is first in this term's
+   *   succession order, else 2 ticks per place later, so the first one normally wins before the next one tries
+   *   (two pre-votes at once would both succeed and split the real vote). A pre-vote still fails while a quorum
+   *   hears the leader (voters in lease ignore it), so a flapping connection cannot depose a healthy leader.
+   * - A leader stops counting that peer's lease acknowledgement: the peer may now vote for another node.
+   * Returns true when it started or scheduled a pre-vote.
+   */
+  reportConnectionLost(peer: NodeId): boolean {
+    if (this.role === 'leader') {
+      this.leaseAcks.delete(peer);
+      return false;
+    }
+    if (!this.fastFailover || this.role !== 'follower' || peer !== this.lead || !this.promotable()) return false;
+    this.lead = null;
+    const rank = this.successionRank(peer);
+    if (rank <= 0) this.fastPreVote();
+    else this.fastCampaignAtTick = this.tickCount + 2 * rank;
+    this.checkInvariants();
+    return true;
+  }
+
+  /** Pre-votes started by reportConnectionLost (not by an election timeout) since construction. */
+  get fastPreVotes(): number {
+    return this.fastPreVoteCount;
+  }
+
   reportUnreachable(id: NodeId): void {
     if (this.role !== 'leader') return;
     const pr = this.trk.progress.get(id);
@@ -533,6 +572,7 @@ export class RaftCore {
     this.lead = null;
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
+    this.fastCampaignAtTick = null;
     this.resetRandomizedElectionTimeout();
     this.abortLeaderTransfer();
     this.trk.resetVotes();
@@ -598,6 +638,14 @@ export class RaftCore {
 
   private tickElection(): void {
     this.electionElapsed++;
+    if (this.fastCampaignAtTick !== null && this.tickCount >= this.fastCampaignAtTick) {
+      this.fastCampaignAtTick = null;
+      // Only if no leader was heard meanwhile (a heartbeat sets lead, a new term resets the schedule).
+      if (this.role === 'follower' && this.lead === null) {
+        this.fastPreVote();
+        return;
+      }
+    }
     if (this.startupLease && this.electionElapsed >= this.electionTimeout) this.startupLease = false;
     if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
       this.electionElapsed = 0;
@@ -625,6 +673,24 @@ export class RaftCore {
       this.heartbeatElapsed = 0;
       this.bcastHeartbeat();
     }
+  }
+
+  private fastPreVote(): void {
+    this.fastCampaignAtTick = null;
+    this.electionElapsed = 0;
+    this.hup('election');
+    if (this.role !== 'follower') this.fastPreVoteCount++;
+  }
+
+  /**
+   * This node's place among the voters other than the lost leader, in an order rotated by the term (so the same
+   * node is not always first). Every follower of the same leader computes the same order.
+   */
+  private successionRank(lost: NodeId): number {
+    const order = this.trk.voterIds().filter((id) => id !== lost).sort();
+    const i = order.indexOf(this.id);
+    if (i < 0) return -1;
+    return (i - (this.term % order.length) + order.length) % order.length;
   }
 
   private hup(t: CampaignType): void {

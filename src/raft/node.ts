@@ -90,6 +90,8 @@ export interface RaftNodeOptions {
   preVote?: boolean;
   checkQuorum?: boolean;
   readMode?: 'lease' | 'readIndex';
+  /** Pre-vote at once when the leader's connection resets (RaftConfig.fastFailover). Default true. */
+  fastFailover?: boolean;
   maxEntriesPerAppend?: number;
   maxBytesPerAppend?: number;
   maxInflightAppends?: number;
@@ -273,6 +275,7 @@ export class RaftNode extends EventEmitter {
       preVote: opts.preVote ?? true,
       checkQuorum: opts.checkQuorum ?? true,
       readOnlyOption: (opts.readMode ?? 'lease') === 'lease' ? 'lease' : 'safe',
+      ...(opts.fastFailover !== undefined ? { fastFailover: opts.fastFailover } : {}),
       ...(opts.maxEntriesPerAppend !== undefined ? { maxEntriesPerAppend: opts.maxEntriesPerAppend } : {}),
       ...(opts.maxBytesPerAppend !== undefined ? { maxBytesPerAppend: opts.maxBytesPerAppend } : {}),
       ...(opts.maxInflightAppends !== undefined ? { maxInflightAppends: opts.maxInflightAppends } : {}),
@@ -282,6 +285,7 @@ export class RaftNode extends EventEmitter {
     node.loadPeers(opts.peers);
     node.cleanStagedFiles();
     node.transport.onFrame((from, frame) => node.onFrame(from, frame));
+    node.transport.onPeerDown?.((peer) => node.onPeerDown(peer));
     node.ticker = setInterval(() => node.onTick(), node.tickMs);
     node.kick();
     return node;
@@ -420,9 +424,9 @@ export class RaftNode extends EventEmitter {
     });
   }
 
-  status(): Status & { appliedToStateMachine: number; peers: PeerAddress[]; tickMs: number } {
+  status(): Status & { appliedToStateMachine: number; peers: PeerAddress[]; tickMs: number; fastPreVotes: number } {
     const st = this.core.status();
-    return { ...st, appliedToStateMachine: this.smApplied, peers: [...this.peers.values()], tickMs: this.tickMs };
+    return { ...st, appliedToStateMachine: this.smApplied, peers: [...this.peers.values()], tickMs: this.tickMs, fastPreVotes: this.core.fastPreVotes };
   }
 
   get isLeader(): boolean {
@@ -785,6 +789,18 @@ export class RaftNode extends EventEmitter {
     for (const [to, list] of byPeer) {
       if (!this.transport.send(to, { k: 'r', m: list })) this.core.reportUnreachable(to);
     }
+  }
+
+  /**
+   * Fast failover: the transport saw a connection to or from `peer` reset/closed or a dial refused. The core
+   * decides (a follower of that leader pre-votes without waiting out its election timeout; a leader drops that
+   * peer's lease acknowledgement). Time is caught up first so the decision sees the current tick.
+   */
+  private onPeerDown(peer: NodeId): void {
+    if (this.stopped) return;
+    this.catchUpTicks();
+    if (this.core.reportConnectionLost(peer)) this.log.info({ peer, term: this.core.status().term }, 'lost the leader\'s connection: pre-voting without waiting for the election timeout');
+    this.kick();
   }
 
   private onFrame(from: NodeId, frame: unknown): void {
