@@ -148,6 +148,7 @@ export class KvServer {
 
   /** A new leader or a new term of leadership (the same node re-elected after an election counts too). */
   private countLeaderChange(leader: string | null, term: number): void {
+    this.log.info({ leader, term }, 'leader changed');
     if (leader === null) return;
     if (this.lastLeader !== null && (leader !== this.lastLeader || term !== this.lastLeaderTerm)) this.leaderChanges++;
     this.lastLeader = leader;

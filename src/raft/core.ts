@@ -76,7 +76,9 @@ export const TRANSFER_CONTEXT: Uint8Array = new TextEncoder().encode('transfer')
 
 type CampaignType = 'preElection' | 'election' | 'transfer';
 
-const PERSISTED_TYPES: ReadonlySet<MessageType> = new Set<MessageType>(['appResp', 'voteResp', 'preVoteResp', 'vote']);
+// preVoteResp is not among them: a pre-vote answer promises nothing durable (it changes no term or vote), so it may
+// go out at once (takeElectionMessages), like the pre-vote request itself.
+const PERSISTED_TYPES: ReadonlySet<MessageType> = new Set<MessageType>(['appResp', 'voteResp', 'vote']);
 
 function voteRespType(t: MessageType): MessageType {
   return t === 'vote' ? 'voteResp' : 'preVoteResp';
@@ -141,6 +143,8 @@ export class RaftCore {
   /** Fast failover: the tick at which this follower pre-votes, having lost its leader's connection. */
   private fastCampaignAtTick: number | null = null;
   private fastPreVoteCount = 0;
+  /** The latest pre-vote ignored because we were in a leader's lease (fast failover may still grant it). */
+  private ignoredPreVote: { m: Message; atTick: number } | null = null;
 
   private msgs: Message[] = [];
   private msgsAfterAppend: Message[] = [];
@@ -224,7 +228,12 @@ export class RaftCore {
     if (m.term > this.term) {
       if (m.type === 'vote' || m.type === 'preVote') {
         const force = bytesEqual(m.context, TRANSFER_CONTEXT);
-        if (!force && this.inLease()) return; // leader stickiness: ignore, and do not adopt the term
+        if (!force && this.inLease()) {
+          // Leader stickiness: ignore, and do not adopt the term. Fast failover answers it if the leader's
+          // connection turns out to be lost (a peer may see the reset a moment before we do).
+          if (m.type === 'preVote') this.ignoredPreVote = { m, atTick: this.tickCount };
+          return;
+        }
       }
       if (m.type === 'preVote') {
         // A pre-vote never changes our term.
@@ -398,11 +407,36 @@ export class RaftCore {
     }
     if (!this.fastFailover || this.role !== 'follower' || peer !== this.lead || !this.promotable()) return false;
     this.lead = null;
-    const rank = this.successionRank(peer);
+    // A peer saw the reset first and already asked: grant its pre-vote now and stand back (it is ahead of us).
+    const asked = this.ignoredPreVote !== null && this.tickCount - this.ignoredPreVote.atTick < this.electionTimeout ? this.ignoredPreVote.m : null;
+    this.ignoredPreVote = null;
+    let granted = false;
+    if (asked !== null && asked.term > this.term && asked.from !== peer) {
+      this.handleVoteRequest(asked);
+      granted = this.msgsAfterAppend.some((m) => m.type === 'preVoteResp' && m.to === asked.from && m.reject !== true) ||
+        this.msgs.some((m) => m.type === 'preVoteResp' && m.to === asked.from && m.reject !== true);
+    }
+    const rank = Math.max(this.successionRank(peer), granted ? 1 : 0);
     if (rank <= 0) this.fastPreVote();
     else this.fastCampaignAtTick = this.tickCount + 2 * rank;
     this.checkInvariants();
     return true;
+  }
+
+  /**
+   * Removes and returns the pending pre-vote requests and answers, which may be sent before the current Ready is
+   * finished (they acknowledge nothing on disk). Lets a driver whose Ready loop is waiting for an fsync start or
+   * answer a pre-vote at once instead of one or two fsyncs later.
+   */
+  takeElectionMessages(): Message[] {
+    const out: Message[] = [];
+    let kept = 0;
+    for (const m of this.msgs) {
+      if (m.type === 'preVote' || m.type === 'preVoteResp') out.push(m);
+      else this.msgs[kept++] = m;
+    }
+    this.msgs.length = kept;
+    return out;
   }
 
   /** Pre-votes started by reportConnectionLost (not by an election timeout) since construction. */
@@ -573,6 +607,7 @@ export class RaftCore {
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
     this.fastCampaignAtTick = null;
+    this.ignoredPreVote = null;
     this.resetRandomizedElectionTimeout();
     this.abortLeaderTransfer();
     this.trk.resetVotes();

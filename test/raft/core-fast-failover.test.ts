@@ -45,6 +45,38 @@ describe('fast failover on connection loss', () => {
     }
   });
 
+  it('a pre-vote ignored while the voter still heard the leader is granted once it loses the leader too (no tick needed)', () => {
+    for (let seed = 1; seed <= 20; seed++) {
+      const net = new Net(ids, opts, seed);
+      net.campaign('a');
+      const term = net.core('a').status().term;
+      net.isolate('a');
+      for (const id of seed % 2 === 0 ? ['b', 'c'] : ['c', 'b']) { // the one first in line reports first or second
+        net.core(id).reportConnectionLost('a');
+        net.stabilize(); // the first one's pre-vote reaches the other while it is still in the leader's lease
+      }
+      expect(leaderWithin(net, ['b', 'c'], 0), `seed ${seed}`).toBeDefined();
+      expect(net.core(net.leaderOf(['b', 'c'])!).status().term).toBe(term + 1);
+    }
+  });
+
+  it('takeElectionMessages hands out the pre-vote at once (before the Ready that carries it)', () => {
+    const net = new Net(ids, opts, 2);
+    net.campaign('a');
+    net.isolate('a');
+    const b = net.core('b');
+    b.reportConnectionLost('a');
+    b.reportConnectionLost('a'); // idempotent: the leader is already forgotten
+    const st = b.status();
+    const msgs = b.takeElectionMessages();
+    if (st.role === 'preCandidate') {
+      expect(msgs.map((m) => m.type).sort()).toEqual(['preVote', 'preVote']);
+      expect(b.takeElectionMessages()).toEqual([]);
+    } else {
+      expect(msgs).toEqual([]); // not first in line: it waits 2 ticks
+    }
+  });
+
   it('with fastFailover off (or without a report: a black hole) the followers wait for the election timeout', () => {
     for (const variant of ['off', 'no-report'] as const) {
       const net = new Net(ids, { ...opts, ...(variant === 'off' ? { fastFailover: false } : {}) }, 7);
