@@ -16,7 +16,7 @@ import { silentLogger, type LoggerLike } from '../transport/logger.js';
 import type { NodeStatus, PutOptions, ReplicaDescriptor, SegmentSpec } from '../statemachine/commands.js';
 import type { PutStartValue } from '../statemachine/state-core.js';
 import { sessionReplyWindow } from '../statemachine/limits.js';
-import { parseLeaderHint, writeMethods, type MemberInfo, type PingReply, type WriteMethod } from './rpc-methods.js';
+import { isReadMethod, parseLeaderHint, writeMethods, type MemberInfo, type PingReply, type WriteMethod } from './rpc-methods.js';
 
 export const defaultRequestTimeoutMs = 2_000;
 export const defaultInitialBackoffMs = 100;
@@ -46,6 +46,12 @@ export interface MasterClientOptions {
   requestTimeoutMs?: number;
   retry?: RetryPolicy;
   pingIntervalMs?: number;
+  /**
+   * Where linearizable reads (getReplicaList, existKey, ...) go: 'any' (default) sends each to the master this
+   * client has the fewest calls in flight with (every master serves them, see docs/raft.md "Follower reads"),
+   * falling back to the leader path on a retryable failure; 'leader' sends them to the leader only.
+   */
+  readFrom?: 'leader' | 'any';
   logger?: LoggerLike;
 }
 
@@ -73,6 +79,8 @@ export class MasterClient {
   private readonly endpoints: string[];
   private readonly conns = new Map<string, RpcClient>();
   private current = 0;
+  private readRotation = 0;
+  private readonly readsInFlight = new Map<string, number>();
   private seq = 0;
   private readonly mounted = new Map<string, SegmentSpec>();
   private pingTimer: NodeJS.Timeout | null = null;
@@ -105,6 +113,13 @@ export class MasterClient {
     let backoff = retry.initialBackoffMs ?? defaultInitialBackoffMs;
     const maxBackoff = retry.maxBackoffMs ?? defaultMaxBackoffMs;
     const timeoutMs = options.timeoutMs ?? this.opts.requestTimeoutMs ?? defaultRequestTimeoutMs;
+    if (isReadMethod(method) && method !== 'ping') {
+      if (this.opts.readFrom === 'leader') args = { ...args, readFrom: 'leader' }; // followers answer NOT_LEADER
+      else if (this.endpoints.length > 1) {
+        const served = await this.readFromAny(method, args, timeoutMs);
+        if (served.ok) return served.value as T;
+      }
+    }
     let attempts = 0;
     let hops = 0;
     let lastError: MooringError | null = null;
@@ -320,6 +335,33 @@ export class MasterClient {
       i = this.endpoints.length - 1;
     }
     this.current = i;
+  }
+
+  /**
+   * One attempt of a read at the least-busy master (fewest calls of this client in flight; ties rotate). A
+   * retryable failure is not final: the caller goes on with the leader path.
+   */
+  private async readFromAny(method: string, args: Record<string, unknown>, timeoutMs: number): Promise<{ ok: true; value: unknown } | { ok: false }> {
+    let best = '';
+    let bestLoad = Infinity;
+    for (let i = 0; i < this.endpoints.length; i++) {
+      const e = this.endpoints[(this.readRotation + i) % this.endpoints.length]!;
+      const load = this.readsInFlight.get(e) ?? 0;
+      if (load < bestLoad) {
+        best = e;
+        bestLoad = load;
+      }
+    }
+    this.readRotation = (this.readRotation + 1) % this.endpoints.length;
+    this.readsInFlight.set(best, bestLoad + 1);
+    try {
+      return { ok: true, value: await this.connection(best).call(method, args, { timeoutMs }) };
+    } catch (err) {
+      if (err instanceof MooringError && !retryableCodes.has(err.code)) throw err;
+      return { ok: false };
+    } finally {
+      this.readsInFlight.set(best, (this.readsInFlight.get(best) ?? 1) - 1);
+    }
   }
 
   private connection(endpoint: string): RpcClient {

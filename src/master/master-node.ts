@@ -6,9 +6,10 @@
  *   + an HTTP ops server (/health, /ready, /metrics, /status)
  *   + leader duties: client TTL expiry, reclaim of abandoned PutStarts, eviction, read leases (soft state).
  *
- * Writes go through the log and are answered once applied. Reads are linearizable by default (lease read on the
- * leader, ReadIndex when configured); `stale: true` lets any member answer from its own state. Followers answer
- * writes and linearizable reads with NOT_LEADER and a hint `nodeId@host:rpcPort` that MasterClient follows: we
+ * Writes go through the log and are answered once applied. Reads are linearizable by default and served by every
+ * member (the leader by lease or ReadIndex, a follower by ReadIndex through the leader: follower-reads.ts);
+ * `stale: true` lets any member answer from its own state at once. Followers answer
+ * writes with NOT_LEADER and a hint `nodeId@host:rpcPort` that MasterClient follows: we
  * chose hints over forwarding because forwarding doubles the hops of every misdirected request and hides the
  * leader from clients that could talk to it directly.
  */
@@ -38,6 +39,7 @@ import { createLogger, type Logger } from './logger.js';
 import { createMasterMetrics, type MasterMetrics } from './metrics.js';
 import { startHttpOps } from './http-ops.js';
 import { MasterStateMachine, encodeMasterCommand } from './state-adapter.js';
+import { followerReplicaResult, leaseGrantingHandler, linearizableRead } from './follower-reads.js';
 import {
   adminMethods,
   adminWriteMethods,
@@ -153,6 +155,7 @@ export class MasterNode {
       logger: this.logger,
     });
     this.raft.on('roleChange', (role: Role) => this.onRoleChange(role));
+    this.raft.setForwardedReadHandler(leaseGrantingHandler(this.leases, () => Date.now()));
     this.raft.on('leaderChange', (leader: string | null, term: number) => {
       this.viewVersion++;
       this.metrics.setRaft({ term, role: this.raft.status().role, commitIndex: this.raft.commitIndex, appliedIndex: this.raft.appliedIndex, leaderId: leader });
@@ -344,15 +347,24 @@ export class MasterNode {
       // ---- END tiering ----
       return { status: reply.status, viewVersion: this.viewVersion };
     }
-    if (!stale) await this.raft.read();
+    // Every master serves linearizable reads (follower-reads.ts); a follower's leases are recorded by the leader.
+    const leaseKeys = method === 'getReplicaList' ? [requireString(args.key, 'key')] : method === 'batchGetReplicaList' ? requireKeys(args.keys) : null;
+    if (args.readFrom === 'leader') this.requireLeader(); // MasterClient readFrom: 'leader'
+    const refused = stale ? new Set<string>() : await linearizableRead(this.raft, leaseKeys);
     const now = Date.now();
     // Leases are granted only by the leader (stale reads on followers grant none).
     const leases = this.raft.isLeader ? this.leases : undefined;
+    const viaLeader = leases !== undefined || stale;
     switch (method) {
-      case 'getReplicaList':
-        return unwrap(this.state.getReplicaList(requireString(args.key, 'key'), now, leases));
-      case 'batchGetReplicaList':
-        return this.state.batchGetReplicaList(requireKeys(args.keys), now, leases);
+      case 'getReplicaList': {
+        const key = leaseKeys![0]!;
+        const r = this.state.getReplicaList(key, now, leases);
+        return unwrap(viaLeader ? r : followerReplicaResult(r, key, refused, this.config.leaseTtlMs));
+      }
+      case 'batchGetReplicaList': {
+        const rs = this.state.batchGetReplicaList(leaseKeys!, now, leases);
+        return viaLeader ? rs : rs.map((r, i) => followerReplicaResult(r, leaseKeys![i]!, refused, this.config.leaseTtlMs));
+      }
       case 'existKey':
         return this.state.existKey(requireString(args.key, 'key'));
       case 'batchExistKey':

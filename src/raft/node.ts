@@ -33,6 +33,7 @@ import { RaftCore } from './core.js';
 import { decodeConfChange } from './confchange.js';
 import { cloneConfState as cloneConf } from './util.js';
 import { validateMessage } from './validate.js';
+import { answerReadContext, encodeReadContext, maxReadPayloadBytesPerRound, readPayloads, readReplies, readRoundKey } from './read-context.js';
 import type { LogStore } from './log-store.js';
 import type { AppliedCommand, RaftStateMachine } from './state-machine.js';
 import type { ConfChange, ConfState, Entry, Message, NodeId, Ready, Role, SnapshotMetadata, Status } from './types.js';
@@ -121,7 +122,24 @@ interface ReadWaiter {
   resolve: () => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
+  /** Follower reads: sent to the leader with the ReadIndex request; `reply` is the leader's answer to it. */
+  payload: Uint8Array | null;
+  allowFollower: boolean;
+  reply?: Uint8Array | null;
 }
+
+export interface ReadOptions {
+  /**
+   * Serve the read on a follower too (linearizable ReadIndex: the follower asks the leader for its commit index
+   * and resolves once it has applied it). Default false: NOT_LEADER on a follower.
+   */
+  allowFollower?: boolean;
+  /** Bytes for the leader's forwarded-read handler (setForwardedReadHandler); its answer is what read() resolves with. */
+  payload?: Uint8Array;
+}
+
+/** On the leader: answers the payloads of a follower's ReadIndex round, synchronously, before the answer is sent. */
+export type ForwardedReadHandler = (from: NodeId, payloads: Array<Uint8Array | null>) => Array<Uint8Array | null>;
 
 interface ReadBatch {
   waiters: ReadWaiter[];
@@ -214,6 +232,7 @@ export class RaftNode extends EventEmitter {
   /** Membership after each applied change, so a snapshot taken at any applied index records the right one. */
   private confHistory: Array<{ index: number; confState: ConfState }> = [];
   private readonly outSnapshots = new Map<NodeId, OutboundSnapshot>();
+  private forwardedReadHandler: ForwardedReadHandler | null = null;
   private inSnapshot: InboundSnapshot | null = null;
   private staged: StagedSnapshot | null = null;
   private snapshotSeq = 0;
@@ -346,17 +365,23 @@ export class RaftNode extends EventEmitter {
     else w.resolve(value);
   }
 
-  /** Resolves when the state machine may answer a linearizable read (this node is, and stays, the leader). */
-  read(): Promise<void> {
+  /**
+   * Resolves when the state machine may answer a linearizable read: on the leader (lease or ReadIndex), or with
+   * `allowFollower` on a follower once it applied the leader's read index. Resolves with the leader's reply to
+   * `payload` when this is a follower and the leader has a forwarded-read handler (else undefined/null).
+   */
+  read(opts: ReadOptions = {}): Promise<Uint8Array | null | undefined> {
     this.checkRunning();
-    if (this.role !== 'leader') return Promise.reject(this.notLeader());
+    if (this.role !== 'leader' && !(opts.allowFollower === true && this.leader !== null)) return Promise.reject(this.notLeader());
     if (this.pendingReadCount >= this.maxPendingReads) {
       return Promise.reject(new MooringError(ErrorCode.QUEUE_FULL, `more than ${this.maxPendingReads} reads pending`));
     }
     this.pendingReadCount++;
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<Uint8Array | null | undefined>((resolve, reject) => {
       const waiter: ReadWaiter = {
-        resolve: () => { clearTimeout(waiter.timer); this.pendingReadCount--; resolve(); },
+        payload: opts.payload ?? null,
+        allowFollower: opts.allowFollower === true,
+        resolve: () => { clearTimeout(waiter.timer); this.pendingReadCount--; resolve(waiter.reply); },
         reject: (e) => { clearTimeout(waiter.timer); this.pendingReadCount--; reject(e); },
         timer: setTimeout(() => {
           waiter.resolve = () => {};
@@ -546,11 +571,12 @@ export class RaftNode extends EventEmitter {
     if (rd.committedEntries.length > 0) this.dispatchCommitted(rd.committedEntries);
     if (this.applyLagCommands > maxApplyLagCommands) await this.applyChain;
     for (const rs of rd.readStates) {
-      const key = bytesKey(rs.context);
+      const key = readRoundKey(rs.context);
       const batch = this.readBatches.get(key);
       if (batch === undefined) continue;
       this.readBatches.delete(key);
       batch.index = rs.index;
+      this.attachReadReplies(batch, rs.context);
       this.readsAwaitingApply.push(batch);
     }
     this.serveReads();
@@ -628,14 +654,15 @@ export class RaftNode extends EventEmitter {
   private startReadRound(): void {
     if (this.nextReadBatch.length === 0) return;
     this.catchUpTicks(); // a lease is judged on the time that really passed
-    const waiters = this.nextReadBatch;
-    this.nextReadBatch = [];
+    let waiters = this.takeReadRound();
     if (this.role !== 'leader') {
-      for (const w of waiters) w.reject(this.notLeader());
-      return;
+      // Follower reads go to the leader as a forwarded ReadIndex; the others are refused with a hint.
+      const ok = this.leader !== null ? waiters.filter((w) => w.allowFollower) : [];
+      for (const w of waiters) if (!ok.includes(w)) w.reject(this.notLeader());
+      waiters = ok;
+      if (waiters.length === 0) return;
     }
-    const ctx = new Uint8Array(8);
-    new DataView(ctx.buffer).setFloat64(0, ++this.readRoundSeq);
+    const ctx = encodeReadContext(++this.readRoundSeq, waiters.map((w) => w.payload));
     try {
       this.core.readIndex(ctx);
     } catch (err) {
@@ -644,7 +671,55 @@ export class RaftNode extends EventEmitter {
       for (const w of waiters) w.reject(e);
       return;
     }
-    this.readBatches.set(bytesKey(ctx), { waiters, index: null });
+    this.readBatches.set(readRoundKey(ctx), { waiters, index: null });
+  }
+
+  /** The next round's reads: all waiting, up to maxReadPayloadBytesPerRound of payloads (the rest wait). */
+  private takeReadRound(): ReadWaiter[] {
+    let bytes = 0;
+    let n = 0;
+    for (const w of this.nextReadBatch) {
+      bytes += w.payload?.byteLength ?? 0;
+      if (n > 0 && bytes > maxReadPayloadBytesPerRound) break;
+      n++;
+    }
+    const round = this.nextReadBatch.splice(0, n);
+    if (this.nextReadBatch.length > 0) this.kick();
+    return round;
+  }
+
+  /** A follower's answered round: hand each read the leader's reply to its payload. */
+  private attachReadReplies(batch: ReadBatch, ctx: Uint8Array): void {
+    let replies: Array<Uint8Array | null> | undefined;
+    try {
+      replies = readReplies(ctx);
+    } catch (err) {
+      this.log.warn({ err: String(err) }, 'leader reply to a read round does not decode; reads get no reply');
+    }
+    batch.waiters.forEach((w, i) => { w.reply = replies?.[i] ?? null; });
+  }
+
+  /** Leader: the handler that answers follower reads' payloads (e.g. records their read leases). */
+  setForwardedReadHandler(handler: ForwardedReadHandler | null): void {
+    this.forwardedReadHandler = handler;
+  }
+
+  /**
+   * Leader: answers the payloads of a follower's ReadIndex round just before the answer is sent, so whatever the
+   * handler records (read leases) is in place before the follower can serve the read.
+   */
+  private answerForwardedRead(m: Message): void {
+    const h = this.forwardedReadHandler;
+    if (h === null || m.context === undefined) return;
+    let payloads: Array<Uint8Array | null>;
+    try {
+      payloads = readPayloads(m.context);
+    } catch (err) {
+      this.log.warn({ to: m.to, err: String(err) }, 'a follower read round does not decode; answered without replies');
+      return;
+    }
+    if (payloads.length === 0) return;
+    m.context = answerReadContext(m.context, h(m.to, payloads));
   }
 
   private serveReads(): void {
@@ -778,6 +853,7 @@ export class RaftNode extends EventEmitter {
     if (msgs.length === 0) return;
     const byPeer = new Map<NodeId, Message[]>();
     for (const m of msgs) {
+      if (m.type === 'readIndexResp') this.answerForwardedRead(m);
       if (m.type === 'snap') {
         this.startOutboundSnapshot(m);
         continue;
@@ -1086,6 +1162,8 @@ export class RaftNode extends EventEmitter {
     }
     if (leader !== this.leader) {
       this.leader = leader;
+      // A follower's rounds were sent to the old leader: their answers will not come (the core drops them).
+      if (role !== 'leader' && !wasLeader) this.failFollowerReadRounds();
       this.emit('leaderChange', leader, this.core.status().term);
     }
     if (wasLeader && role !== 'leader') {
@@ -1095,6 +1173,13 @@ export class RaftNode extends EventEmitter {
       for (const b of this.readBatches.values()) for (const w of b.waiters) w.reject(this.notLeader());
       this.readBatches.clear();
     }
+  }
+
+  private failFollowerReadRounds(): void {
+    if (this.readBatches.size === 0) return;
+    const err = new MooringError(ErrorCode.NOT_LEADER, 'the leader changed while a follower read waited for it; retry');
+    for (const b of this.readBatches.values()) for (const w of b.waiters) w.reject(err);
+    this.readBatches.clear();
   }
 
   private notLeader(): MooringError {
