@@ -1,33 +1,37 @@
 /**
- * Failover under load: SIGKILL the leader N times (restarting it each time) and time kill → next acknowledged
- * write, for a 3-process Mooring KV cluster and a 3-node etcd cluster in the same run. At the end every
- * acknowledged write is read back (lost writes must be 0).
- *   npm run bench:failover -- [--json] [--rounds N] [--clients C] [--no-append] [--no-etcd] [--etcd-election-ms MS]
- * --json prints {"mooring": {p50Ms, p99Ms, maxMs, samples, ackedWrites, lostWrites}, "etcd": {...} | null,
- *                "machine": {...}}.
- * "Next acknowledged write": the first write acknowledged more than `inFlightGraceMs` after the kill by any of the
- * C closed-loop writers (acks in that first window can only be replies the dead leader sent before it died).
- * Clients retry with a short backoff (Mooring: KvClient 10 → 100 ms; etcd: a 300 ms call deadline, then the next
- * endpoint after 10 ms).
+ * Failover under load, for a 3-process Mooring KV cluster and a 3-node etcd cluster with the same timers (25 ms
+ * heartbeat, 150 ms election timeout by default), in the same run. Two faults, N rounds each:
+ *   - kill:  SIGKILL the leader (its kernel resets its connections: peers and clients see it at once), restart it;
+ *   - stop:  SIGSTOP the leader (a black hole: no reset, only silence) until a new leader served a write, then SIGCONT.
+ * Time = fault signal → the first write acknowledged after the old leader is known silent (its exit observed, or
+ * its state 'T' in /proc for SIGSTOP) and every reply it sent before was drained (one event-loop poll), so a reply
+ * of the old leader never counts. At the end every acknowledged write is read back (lost writes must be 0).
+ *   npm run bench:failover -- [--json] [--rounds N] [--clients C] [--cases kill,stop] [--no-append] [--no-etcd]
+ *                             [--heartbeat-ms MS] [--election-ms MS] [--client-timeout-ms MS]
+ * --json prints {"kill": {"mooring": {p50Ms, p99Ms, maxMs, samples, ackedWrites, lostWrites, leaderChanges,
+ *                fastPreVotes}, "etcd": {...} | null}, "stop": {...}, "machine": {...}, "timers": {...}}.
+ * Clients: Mooring KvClient with a per-attempt timeout of --client-timeout-ms (default 200) and backoff 10 → 100 ms;
+ * etcd: the same call deadline, then the next endpoint after 10 ms.
  */
+import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { KvClient } from '../src/kvstore/client.js';
-import { EtcdCluster, etcdBinary, etcdClient, etcdFailoverCallDeadlineMs, etcdInstallHint } from './lib/etcd-cluster.js';
+import { EtcdCluster, etcdBinary, etcdClient, etcdInstallHint } from './lib/etcd-cluster.js';
 import { KvCluster } from './lib/kv-cluster.js';
 import { appendResults, machineInfo, parseArgs, percentile, round, sleep, table } from './lib/report.js';
 
 const args = parseArgs();
 const rounds = args.num('rounds', 20);
 const clients = args.num('clients', 8);
-const etcdElectionMs = args.num('etcd-election-ms', 1000);
-const etcdHeartbeatMs = args.num('etcd-heartbeat-ms', 100);
-/**
- * Acks this soon after the kill are replies to writes committed before it (in flight from the dead leader, or,
- * in etcd, from a follower that forwarded the write). No election completes this fast in either system (minimum
- * election timeouts 150 ms and 1000 ms), so an ack after it is a write committed by a new leader.
- */
-const inFlightGraceMs = 50;
-/** Load before the first kill and after each restart, so every kill hits a warm, caught-up cluster. */
+const heartbeatMs = args.num('heartbeat-ms', 25);
+const electionMs = args.num('election-ms', 150);
+const clientTimeoutMs = args.num('client-timeout-ms', 200);
+const tickMs = heartbeatMs;
+const electionTicks = Math.max(3, Math.round(electionMs / tickMs));
+type Fault = 'kill' | 'stop';
+const casesArg = process.argv.find((a, i) => process.argv[i - 1] === '--cases');
+const cases: Fault[] = (casesArg ?? 'kill,stop').split(',').filter((c): c is Fault => c === 'kill' || c === 'stop');
+/** Load before the first fault and after each recovery, so every fault hits a warm, caught-up cluster. */
 const settleMs = 700;
 const value = 'v'.repeat(256);
 
@@ -39,12 +43,13 @@ interface Outcome {
   samples: number[];
   acked: Map<string, string>;
   lost: number;
+  leaderChanges?: number;
+  fastPreVotes?: number;
 }
 
-/** Closed-loop writers of unique keys; records every ack time. */
+/** Closed-loop writers of unique keys; records when each acknowledged write was issued and acknowledged. */
 class Writers {
   readonly acked = new Map<string, string>();
-  lastAckAt = 0;
   private ackWaiters: { after: number; resolve: (t: number) => void }[] = [];
   private stopped = false;
   private loops: Promise<void>[] = [];
@@ -55,9 +60,17 @@ class Writers {
     this.loops = Array.from({ length: n }, (_, w) => this.loop(w));
   }
 
-  /** Resolves with the time of the first ack later than `after`. */
-  nextAckAfter(after: number): Promise<number> {
-    return new Promise((resolve) => this.ackWaiters.push({ after, resolve }));
+  /**
+   * The first ack received after `barrier()` resolves (the old leader is known to be unable to send, and replies
+   * it sent before are drained). Returns the ack time.
+   */
+  async nextAckAfter(barrier: () => Promise<void>): Promise<number> {
+    const w = { after: Infinity, resolve: (_t: number) => {} };
+    const acked = new Promise<number>((resolve) => { w.resolve = resolve; });
+    this.ackWaiters.push(w);
+    await barrier();
+    w.after = performance.now();
+    return acked;
   }
 
   async stop(): Promise<void> {
@@ -75,7 +88,6 @@ class Writers {
       }
       const t = performance.now();
       this.acked.set(key, value);
-      this.lastAckAt = t;
       if (this.ackWaiters.length > 0) {
         const keep = [];
         for (const x of this.ackWaiters) if (t > x.after) x.resolve(t); else keep.push(x);
@@ -85,30 +97,41 @@ class Writers {
   }
 }
 
-async function mooring(): Promise<Outcome> {
-  const cluster = await KvCluster.create({ logLevel: 'warn' });
+async function mooring(fault: Fault): Promise<Outcome> {
+  const cluster = await KvCluster.create({ logLevel: process.env.FAILOVER_LOG_LEVEL ?? 'warn', nodeConfig: { tickMs, electionTimeoutTicks: electionTicks, heartbeatIntervalTicks: 1 } });
   try {
     await cluster.startAll();
     await cluster.waitForLeader();
-    const base = new KvClient({ endpoints: cluster.endpoints(), clusterId: cluster.clusterId, timeoutMs: 1_000, maxAttempts: 1_000, backoff: { initialMs: 10, maxMs: 100 } });
+    const base = new KvClient({ endpoints: cluster.endpoints(), clusterId: cluster.clusterId, timeoutMs: clientTimeoutMs, maxAttempts: 1_000, backoff: { initialMs: 10, maxMs: 100 } });
     const sessions = Array.from({ length: clients }, () => base.fork());
     const writers = new Writers(async (w, k, v) => { await sessions[w]!.put(k, v); });
     writers.start(clients);
     await sleep(settleMs);
     const samples: number[] = [];
+    let leaderChanges = 0;
+    let fastPreVotes = 0;
     for (let r = 0; r < rounds; r++) {
       const leader = await cluster.waitForLeader();
+      const survivors = cluster.running().filter((id) => id !== leader);
+      const before = await counters(cluster, survivors);
       const t0 = performance.now();
-      const next = writers.nextAckAfter(t0 + inFlightGraceMs);
-      await cluster.kill(leader, 'SIGKILL');
-      const tAck = await next;
+      const proc = cluster.node(leader).proc!;
+      const tAck = await writers.nextAckAfter(async () => {
+        if (fault === 'kill') await cluster.kill(leader, 'SIGKILL');
+        else await stopAndConfirm(proc.pid!, () => proc.kill('SIGSTOP'));
+        await drainTurn();
+      });
       samples.push(tAck - t0);
-      log(`mooring round ${r + 1}: killed ${leader}, next ack after ${round(tAck - t0, 1)} ms`);
-      await cluster.start(leader);
-      // Wait until the restarted node has caught up before the next kill.
+      const after = await counters(cluster, survivors);
+      leaderChanges += after.leaderChanges - before.leaderChanges;
+      fastPreVotes += after.fastPreVotes - before.fastPreVotes;
+      log(`mooring ${fault} round ${r + 1}: ${leader}, first ack after the fault: ${round(tAck - t0, 1)} ms`);
+      if (fault === 'kill') await cluster.start(leader);
+      else cluster.node(leader).proc!.kill('SIGCONT');
+      // Wait until the restarted (or resumed) node has caught up before the next round.
       await cluster.waitForStatus(cluster.running(), (s) => {
         const l = s.find((x) => x.role === 'leader');
-        return l !== undefined && s.every((x) => x.applied + 200 >= l.commit);
+        return l !== undefined && s.every((x) => x.leader === l.id && x.applied + 200 >= l.commit);
       }, 30_000, 'catch-up');
       await sleep(settleMs);
     }
@@ -121,15 +144,22 @@ async function mooring(): Promise<Outcome> {
       for (let j = i; j < acked.length; j += readers.length) if ((await rd.get(acked[j]![0])) !== acked[j]![1]) lost++;
     }));
     await base.close();
-    return { samples, acked: writers.acked, lost };
+    return { samples, acked: writers.acked, lost, leaderChanges, fastPreVotes };
   } finally {
-    await cluster.destroy();
+    await cluster.destroy({ keep: process.env.FAILOVER_KEEP === '1' });
+    if (process.env.FAILOVER_KEEP === '1') log(`kept ${cluster.root}`);
   }
 }
 
-async function etcd(bin: string): Promise<Outcome> {
-  const cluster = await EtcdCluster.create(bin, { electionMs: etcdElectionMs, heartbeatMs: etcdHeartbeatMs });
-  const conns = cluster.endpoints().map((h) => etcdClient(h, {}, etcdFailoverCallDeadlineMs));
+/** Leader changes seen by the first of `ids`, and fast pre-votes summed over `ids` (nodes not faulted this round). */
+async function counters(cluster: KvCluster, ids: string[]): Promise<{ leaderChanges: number; fastPreVotes: number }> {
+  const sts = (await Promise.all(ids.map((id) => cluster.status(id)))).filter((s) => s !== null);
+  return { leaderChanges: sts[0]?.leaderChanges ?? 0, fastPreVotes: sts.reduce((a, s) => a + s.fastPreVotes, 0) };
+}
+
+async function etcd(bin: string, fault: Fault): Promise<Outcome> {
+  const cluster = await EtcdCluster.create(bin, { electionMs, heartbeatMs });
+  const conns = cluster.endpoints().map((h) => etcdClient(h, {}, clientTimeoutMs));
   try {
     await cluster.startAll();
     const current = Array.from({ length: clients }, (_, w) => w % conns.length);
@@ -151,12 +181,16 @@ async function etcd(bin: string): Promise<Outcome> {
       let leader: string | null = null;
       while ((leader = await cluster.leader()) === null) await sleep(50);
       const t0 = performance.now();
-      const next = writers.nextAckAfter(t0 + inFlightGraceMs);
-      await cluster.kill(leader, 'SIGKILL');
-      const tAck = await next;
+      const proc = cluster.member(leader).proc!;
+      const tAck = await writers.nextAckAfter(async () => {
+        if (fault === 'kill') await cluster.kill(leader!, 'SIGKILL');
+        else await stopAndConfirm(proc.pid!, () => proc.kill('SIGSTOP'));
+        await drainTurn();
+      });
       samples.push(tAck - t0);
-      log(`etcd round ${r + 1}: killed ${leader}, next ack after ${round(tAck - t0, 1)} ms`);
-      cluster.start(leader);
+      log(`etcd ${fault} round ${r + 1}: ${leader}, first ack after the fault: ${round(tAck - t0, 1)} ms`);
+      if (fault === 'kill') cluster.start(leader);
+      else cluster.member(leader).proc!.kill('SIGCONT');
       await cluster.waitWritable();
       await sleep(settleMs + 1_000); // the restarted member rejoins and catches up
     }
@@ -179,12 +213,33 @@ async function etcd(bin: string): Promise<Outcome> {
   }
 }
 
+/** Sends SIGSTOP and waits until the kernel reports the process stopped (state T in /proc/<pid>/stat). */
+async function stopAndConfirm(pid: number, stop: () => void): Promise<void> {
+  stop();
+  for (let i = 0; i < 10_000; i++) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('T')) return;
+    } catch {
+      return; // no /proc: best effort
+    }
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+/** One event-loop poll phase: replies already in our sockets' buffers are read before this resolves. */
+async function drainTurn(): Promise<void> {
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setTimeout(r, 0));
+  await new Promise((r) => setImmediate(r));
+}
+
+const goals: Record<Fault, number> = { kill: 50, stop: 400 };
+
 async function main(): Promise<void> {
   const machine = machineInfo();
   const bin = args.has('--no-etcd') ? null : etcdBinary();
   if (bin === null && !args.has('--no-etcd')) log(`${etcdInstallHint}; skipping etcd`);
-  const m = await mooring();
-  const e = bin !== null ? await etcd(bin) : null;
   const summary = (o: Outcome) => ({
     p50Ms: round(percentile(o.samples, 50), 1),
     p99Ms: round(percentile(o.samples, 99), 1),
@@ -192,16 +247,27 @@ async function main(): Promise<void> {
     samples: o.samples.length,
     ackedWrites: o.acked.size,
     lostWrites: o.lost,
+    ...(o.leaderChanges !== undefined ? { leaderChanges: o.leaderChanges } : {}),
+    ...(o.fastPreVotes !== undefined ? { fastPreVotes: o.fastPreVotes } : {}),
   });
-  const result = { mooring: summary(m), etcd: e !== null ? summary(e) : null, machine };
-  const rows: (string | number)[][] = [['Mooring (tick 25 ms, election 6 ticks = 150–300 ms)', ...Object.values(result.mooring)]];
-  if (result.etcd !== null) rows.push([`etcd 3.4 (heartbeat ${etcdHeartbeatMs} ms, election ${etcdElectionMs} ms)`, ...Object.values(result.etcd)]);
-  const t = table(['system', 'p50 ms', 'p99 ms', 'max ms', 'kills', 'acked writes', 'lost acked writes'], rows);
+  const result: Record<string, unknown> = { machine, timers: { heartbeatMs, electionMs, clientTimeoutMs } };
+  const rows: (string | number)[][] = [];
+  const verdicts: string[] = [];
+  for (const fault of cases) {
+    const m = summary(await mooring(fault));
+    const e = bin !== null ? summary(await etcd(bin, fault)) : null;
+    result[fault] = { mooring: m, etcd: e };
+    const what = fault === 'kill' ? 'leader SIGKILL' : 'leader SIGSTOP (black hole)';
+    rows.push([what, `Mooring (tick ${tickMs} ms, election ${electionTicks} ticks)`, m.p50Ms, m.p99Ms, m.maxMs, m.samples, m.ackedWrites, m.lostWrites, m.fastPreVotes ?? '-']);
+    if (e !== null) rows.push([what, `etcd 3.4 (heartbeat ${heartbeatMs} ms, election ${electionMs} ms)`, e.p50Ms, e.p99Ms, e.maxMs, e.samples, e.ackedWrites, e.lostWrites, '-']);
+    verdicts.push(`${what}: goal p99 < ${goals[fault]} ms${fault === 'kill' ? ', 0 lost' : ''} → Mooring p99 ${m.p99Ms} ms, ${m.lostWrites} lost (${m.p99Ms < goals[fault] && m.lostWrites === 0 ? 'met' : 'MISSED'})`);
+  }
+  const t = table(['fault', 'system', 'p50 ms', 'p99 ms', 'max ms', 'rounds', 'acked writes', 'lost acked writes', 'fast pre-votes'], rows);
   if (args.json) console.log(JSON.stringify(result));
-  else console.log(t);
+  else console.log(`${t}\n\n${verdicts.join('\n')}`);
   if (!args.has('--no-append')) {
-    const body = `3 nodes each on loopback, ${clients} closed-loop writers of unique keys (256-byte values) during ${rounds} leader SIGKILLs; time = kill → next acknowledged write; the killed node is restarted and caught up before the next round; lost = acknowledged writes missing when read back through the leader at the end.\n\n${t}`;
-    appendResults('failover', `npm run bench:failover -- --rounds ${rounds} --clients ${clients}`, body, machine);
+    const body = `3 nodes each on loopback, same timers for both (heartbeat ${heartbeatMs} ms, election timeout ${electionMs} ms), ${clients} closed-loop writers of unique keys (256-byte values), ${rounds} rounds per fault; time = fault → first write acknowledged after the old leader is known silent and its earlier replies drained; a killed leader is restarted (a stopped one resumed) and caught up before the next round; lost = acknowledged writes missing when read back through the leader at the end. Client per-attempt timeout ${clientTimeoutMs} ms (etcd: call deadline).\n\n${t}\n\n${verdicts.join('\n')}`;
+    appendResults('failover', `npm run bench:failover -- --rounds ${rounds} --clients ${clients} --cases ${cases.join(',')}`, body, machine);
   }
 }
 

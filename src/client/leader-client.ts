@@ -87,6 +87,11 @@ const retryableCodes = new Set<string>([
   ErrorCode.STORAGE_FAILED,
 ]);
 
+/** Errors after which another attempt (another master, or later) may succeed. */
+export function isRetryable(code: string): boolean {
+  return retryableCodes.has(code);
+}
+
 /** Connections, the believed leader (with its term) and recently failed endpoints, shared by a client and its forks. */
 export class LeaderPool {
   readonly endpoints: string[];

@@ -55,6 +55,8 @@ export interface KvServerConfig {
   snapshotKeepEntries?: number;
   proposalTimeoutMs?: number;
   readMode?: 'lease' | 'readIndex';
+  /** Pre-vote at once when the leader's connection resets (docs/raft.md, fast failover). Default true. */
+  fastFailover?: boolean;
   maxEntriesPerAppend?: number;
   maxInflightAppends?: number;
   /** pino level for the process logger (server-main only). */
@@ -78,10 +80,17 @@ export interface KvStatus {
   confState: ConfState;
   members: { id: string; raft: string; rpc: string | null }[];
   pid: number;
+  /** Pre-votes this node started because its leader's connection reset (fast failover). */
+  fastPreVotes: number;
+  /** Leader changes (another node, or the same one in a new term) this node saw since it started. */
+  leaderChanges: number;
 }
 
 export class KvServer {
   private stopping: Promise<void> | null = null;
+  private lastLeader: string | null = null;
+  private lastLeaderTerm = -1;
+  private leaderChanges = 0;
 
   private constructor(
     readonly config: KvServerConfig,
@@ -122,6 +131,7 @@ export class KvServer {
       ...(config.snapshotKeepEntries !== undefined ? { snapshotKeepEntries: config.snapshotKeepEntries } : {}),
       ...(config.proposalTimeoutMs !== undefined ? { proposalTimeoutMs: config.proposalTimeoutMs } : {}),
       ...(config.readMode !== undefined ? { readMode: config.readMode } : {}),
+      ...(config.fastFailover !== undefined ? { fastFailover: config.fastFailover } : {}),
       ...(config.maxEntriesPerAppend !== undefined ? { maxEntriesPerAppend: config.maxEntriesPerAppend } : {}),
       ...(config.maxInflightAppends !== undefined ? { maxInflightAppends: config.maxInflightAppends } : {}),
       logger,
@@ -129,8 +139,18 @@ export class KvServer {
     const rpc = new RpcServer({ clusterId: config.clusterId, nodeId: config.id, listen: config.rpc, logger });
     const server = new KvServer(config, node, sm, logStore, transport, rpc, logger);
     server.registerMethods();
+    node.on('leaderChange', (leader: string | null, term: number) => server.countLeaderChange(leader, term));
     await rpc.start();
     return server;
+  }
+
+  /** A new leader or a new term of leadership (the same node re-elected after an election counts too). */
+  private countLeaderChange(leader: string | null, term: number): void {
+    this.log.info({ leader, term }, 'leader changed');
+    if (leader === null) return;
+    if (this.lastLeader !== null && (leader !== this.lastLeader || term !== this.lastLeaderTerm)) this.leaderChanges++;
+    this.lastLeader = leader;
+    this.lastLeaderTerm = term;
   }
 
   get rpcPort(): number {
@@ -160,6 +180,8 @@ export class KvServer {
       confState: st.confState,
       members: st.peers.map((p) => ({ id: p.id, raft: `${p.host}:${p.port}`, rpc: p.rpcPort !== undefined ? `${p.host}:${p.rpcPort}` : null })),
       pid: process.pid,
+      fastPreVotes: st.fastPreVotes,
+      leaderChanges: this.leaderChanges,
     };
   }
 
@@ -341,5 +363,6 @@ export function validateConfig(c: KvServerConfig): void {
   }
   if (new Set(c.peers.map((p) => p.id)).size !== c.peers.length) bad('peer ids must be unique');
   if (typeof c.bootstrap !== 'boolean') bad('bootstrap must be true or false');
+  if (c.fastFailover !== undefined && typeof c.fastFailover !== 'boolean') bad('fastFailover must be true or false');
   if (c.bootstrap && !c.peers.some((p) => p.id === c.id)) bad('a bootstrapping node must be one of the peers');
 }

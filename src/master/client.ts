@@ -19,8 +19,8 @@ import type { GetReplicaListValue, PutStartValue } from '../statemachine/state-c
 import { sessionReplyWindow } from '../statemachine/limits.js';
 import type { Writable } from 'node:stream';
 import { streamBackup, type BackupProgress, type BackupResult } from './backup.js';
-import { LeaderPool, callWithRetry, defaultRetryPolicy, parseEndpoint, type RetryPolicy } from '../client/leader-client.js';
-import { adminMethods, writeMethods, type MemberInfo, type PingReply, type WriteMethod } from './rpc-methods.js';
+import { LeaderPool, callWithRetry, defaultRetryPolicy, isRetryable, parseEndpoint, type RetryPolicy } from '../client/leader-client.js';
+import { adminMethods, isReadMethod, writeMethods, type MemberInfo, type PingReply, type WriteMethod } from './rpc-methods.js';
 
 export { parseEndpoint, type RetryPolicy };
 export const defaultPingIntervalMs = 1_000;
@@ -40,6 +40,12 @@ export interface MasterClientOptions {
   requestTimeoutMs?: number;
   retry?: RetryPolicy;
   pingIntervalMs?: number;
+  /**
+   * Where linearizable reads (getReplicaList, existKey, ...) go: 'any' (default) sends each to the master this
+   * client has the fewest calls in flight with (every master serves them, see docs/raft.md "Follower reads"),
+   * falling back to the leader path on a retryable failure; 'leader' sends them to the leader only.
+   */
+  readFrom?: 'leader' | 'any';
   logger?: LoggerLike;
 }
 
@@ -55,6 +61,8 @@ export class MasterClient {
   private readonly opts: MasterClientOptions;
   private readonly log: LoggerLike;
   private readonly pool: LeaderPool;
+  private readRotation = 0;
+  private readonly readsInFlight = new Map<string, number>();
   private seq = 0;
   private readonly mounted = new Map<string, SegmentSpec>();
   private pingTimer: NodeJS.Timeout | null = null;
@@ -97,6 +105,14 @@ export class MasterClient {
     const attemptTimeoutMs = options.timeoutMs ?? this.opts.requestTimeoutMs ?? retry.attemptTimeoutMs ?? defaultRetryPolicy.attemptTimeoutMs;
     retry.attemptTimeoutMs = attemptTimeoutMs;
     retry.deadlineMs = Math.max(retry.deadlineMs ?? defaultRetryPolicy.deadlineMs, attemptTimeoutMs);
+    if (isReadMethod(method) && method !== 'ping' && args.stale !== true) {
+      if (this.opts.readFrom === 'leader') args = { ...args, readFrom: 'leader' }; // followers answer NOT_LEADER
+      else if (this.pool.endpoints.length > 1) {
+        // Reads any master serves (follower reads): the least busy one first, the leader path on a retryable failure.
+        const served = await this.readFromAny(method, args, attemptTimeoutMs);
+        if (served.ok) return served.value as T;
+      }
+    }
     const admin = (adminMethods as readonly string[]).includes(method);
     return callWithRetry<T>(this.pool, method, args, {
       write: admin || Object.prototype.hasOwnProperty.call(writeMethods, method),
@@ -284,5 +300,33 @@ export class MasterClient {
     this.closed = true;
     this.stopPing();
     await this.pool.close();
+  }
+
+  /**
+   * One attempt of a read at the least-busy master (fewest calls of this client in flight; ties rotate). A
+   * retryable failure is not final: the caller goes on with the leader path.
+   */
+  private async readFromAny(method: string, args: Record<string, unknown>, timeoutMs: number): Promise<{ ok: true; value: unknown } | { ok: false }> {
+    const endpoints = this.pool.endpoints;
+    let best = '';
+    let bestLoad = Infinity;
+    for (let i = 0; i < endpoints.length; i++) {
+      const e = endpoints[(this.readRotation + i) % endpoints.length]!;
+      const load = this.readsInFlight.get(e) ?? 0;
+      if (load < bestLoad) {
+        best = e;
+        bestLoad = load;
+      }
+    }
+    this.readRotation = (this.readRotation + 1) % endpoints.length;
+    this.readsInFlight.set(best, bestLoad + 1);
+    try {
+      return { ok: true, value: await this.pool.connection(best).call(method, args, { timeoutMs }) };
+    } catch (err) {
+      if (err instanceof MooringError && !isRetryable(err.code)) throw err;
+      return { ok: false };
+    } finally {
+      this.readsInFlight.set(best, (this.readsInFlight.get(best) ?? 1) - 1);
+    }
   }
 }

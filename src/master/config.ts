@@ -59,6 +59,8 @@ export interface MasterConfig {
     heartbeatIntervalTicks: number;
     preVote: boolean;
     checkQuorum: boolean;
+    /** Pre-vote at once when the leader's connection resets (needs preVote and checkQuorum; off without them). */
+    fastFailover: boolean;
     readMode: ReadMode;
     maxEntriesPerAppend: number;
     maxBytesPerAppend: number;
@@ -97,6 +99,7 @@ export const defaultConfig: DefaultConfig = deepFreeze({
     heartbeatIntervalTicks: raftDefaults.heartbeatIntervalTicks,
     preVote: raftDefaults.preVote,
     checkQuorum: raftDefaults.checkQuorum,
+    fastFailover: raftDefaults.fastFailover,
     readMode: raftDefaults.readMode,
     maxEntriesPerAppend: raftDefaults.maxEntriesPerAppend,
     maxBytesPerAppend: raftDefaults.maxBytesPerAppend,
@@ -173,6 +176,7 @@ const SCHEMA: Record<string, SchemaNode> = {
       heartbeatIntervalTicks: int(1, MAX_TICKS),
       preVote: bool,
       checkQuorum: bool,
+      fastFailover: bool,
       readMode: { t: 'enum', values: READ_MODES },
       maxEntriesPerAppend: int(1, 1_000_000),
       maxBytesPerAppend: int(1, MAX_FRAME_BYTES),
@@ -802,6 +806,7 @@ export function toRaftTunables(cfg: MasterConfig): Partial<RaftTunables> {
     heartbeatIntervalTicks: r.heartbeatIntervalTicks,
     preVote: r.preVote,
     checkQuorum: r.checkQuorum,
+    fastFailover: r.fastFailover,
     readMode: r.readMode,
     maxEntriesPerAppend: r.maxEntriesPerAppend,
     maxBytesPerAppend: r.maxBytesPerAppend,

@@ -7,7 +7,7 @@
  * clock of this process.
  */
 import { performance } from 'node:perf_hooks';
-import type { PeerAddress, PeerId, PeerTransport } from '../transport/types.js';
+import type { PeerAddress, PeerDownReason, PeerId, PeerTransport } from '../transport/types.js';
 
 export class LeaderContact {
   private readonly lastHeard = new Map<PeerId, number>();
@@ -32,6 +32,12 @@ export class LeaderContact {
         inner.removePeer(id);
       },
       close: () => inner.close(),
+      ...(inner.onPeerDown !== undefined ? {
+        onPeerDown: (handler: (peer: PeerId, reason: PeerDownReason) => void) => inner.onPeerDown!((peer, reason) => {
+          this.lost(peer);
+          handler(peer, reason);
+        }),
+      } : {}),
     };
   }
 

@@ -130,6 +130,17 @@ export class LeaseSync {
     return this.waitFor(needSeq);
   }
 
+  /**
+   * Follower: remembers the leases of a read it serves (the leader granted them in its ReadIndex answer), so a new
+   * leader collecting leases from a majority learns them (with the leader's own record, a majority of three).
+   * Refused once a newer term was seen than the one the read was confirmed in: that leader's collection may be over.
+   */
+  recordServed(keys: readonly string[], nowMs: number): void {
+    if (this.termSeen > this.o.term()) throw new MooringError(ErrorCode.NOT_LEADER, 'a newer leader was seen while the read was confirmed; retry');
+    const until = nowMs + this.o.leases.leaseTtlMs;
+    for (const k of keys) this.known.adopt(k, until);
+  }
+
   /** Consumes lease frames; returns false for anything else (Raft frames). */
   onFrame(from: string, frame: unknown, nowMs: number): boolean {
     if (typeof frame !== 'object' || frame === null) return false;

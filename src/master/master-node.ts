@@ -6,9 +6,10 @@
  *   + an HTTP ops server (/health, /ready, /metrics, /status)
  *   + leader duties: client TTL expiry, reclaim of abandoned PutStarts, eviction, read leases (soft state).
  *
- * Writes go through the log and are answered once applied. Reads are linearizable by default (lease read on the
- * leader, ReadIndex when configured); `stale: true` lets any member answer from its own state. Followers answer
- * writes and linearizable reads with NOT_LEADER and a hint `nodeId@host:rpcPort` that MasterClient follows: we
+ * Writes go through the log and are answered once applied. Reads are linearizable by default and served by every
+ * member (the leader by lease or ReadIndex, a follower by ReadIndex through the leader: follower-reads.ts);
+ * `stale: true` lets any member answer from its own state at once. Followers answer
+ * writes with NOT_LEADER and a hint `nodeId@host:rpcPort` that MasterClient follows: we
  * chose hints over forwarding because forwarding doubles the hops of every misdirected request and hides the
  * leader from clients that could talk to it directly.
  */
@@ -44,6 +45,7 @@ import { peerClusterId, readIdentity } from './backup-format.js';
 import { LeaderContact } from './leader-contact.js';
 import { LeaseSync } from './lease-sync.js';
 import { MasterStateMachine, encodeMasterCommand } from './state-adapter.js';
+import { decodeKeys, followerReplicaResult, leaseGrantingHandler, linearizableRead } from './follower-reads.js';
 import {
   adminMethods,
   adminWriteMethods,
@@ -180,6 +182,18 @@ export class MasterNode {
     this.raft.on('roleChange', (role: Role) => this.onRoleChange(role));
     this.contact.onHeard((from) => {
       if (this.parked.size > 0 && from === this.raft.leaderId) this.wakeParked();
+    });
+    // Follower reads: the leader grants the leases a follower's read asks for before its ReadIndex answer leaves,
+    // and announces them to the members (LeaseSync) like its own reads' leases.
+    const grant = leaseGrantingHandler(this.leases, () => Date.now());
+    this.raft.setForwardedReadHandler((from, payloads) => {
+      const replies = grant(from, payloads);
+      const granted = payloads.flatMap((p, i) => {
+        const refused = new Set(decodeKeys(replies[i]));
+        return decodeKeys(p).filter((k) => !refused.has(k));
+      });
+      if (granted.length > 0) this.leaseSync.announce(granted, Date.now()).catch(() => {});
+      return replies;
     });
     this.raft.on('leaderChange', (leader: string | null, term: number) => {
       this.viewVersion++;
@@ -436,25 +450,33 @@ export class MasterNode {
       // ---- END tiering ----
       return { status: reply.status, viewVersion: this.viewVersion };
     }
-    if (!stale) {
-      await this.leaderOrPark(args);
-      await this.whileLeading(this.raft.read());
+    // Every master serves linearizable reads (follower-reads.ts); a follower's leases are granted by the leader.
+    const leaseKeys = method === 'getReplicaList' ? [requireString(args.key, 'key')] : method === 'batchGetReplicaList' ? requireKeys(args.keys) : null;
+    // MasterClient readFrom: 'leader', or no live leader known (a follower cannot confirm a read): park until one is
+    // elected, then serve here or answer NOT_LEADER with it.
+    if (!stale && !this.raft.isLeader && (args.readFrom === 'leader' || this.liveLeader(null) === null)) await this.leaderOrPark(args);
+    const refused = stale ? new Set<string>() : await this.whileLeading(linearizableRead(this.raft, leaseKeys));
+    if (!stale && !this.raft.isLeader && leaseKeys !== null) {
+      // The follower keeps the leases it serves too: with the leader that records them it makes a majority of
+      // three, so a new leader's lease collection (LeaseSync) meets one of them (larger clusters read leased keys
+      // from the leader: linearizableRead refuses them on followers there).
+      this.leaseSync.recordServed(leaseKeys.filter((k) => !refused.has(k)), Date.now());
     }
     const now = Date.now();
     // Leases are granted only by the leader (stale reads on followers grant none).
     const leases = this.raft.isLeader ? this.leases : undefined;
+    const viaLeader = leases !== undefined || stale;
     switch (method) {
       case 'getReplicaList': {
-        const key = requireString(args.key, 'key');
+        const key = leaseKeys![0]!;
         const r = this.state.getReplicaList(key, now, leases);
         if (r.ok && leases !== undefined) await this.whileLeading(this.leaseSync.announce([key], now));
-        return unwrap(r);
+        return unwrap(viaLeader ? r : followerReplicaResult(r, key, refused, this.config.leaseTtlMs));
       }
       case 'batchGetReplicaList': {
-        const keys = requireKeys(args.keys);
-        const rs = this.state.batchGetReplicaList(keys, now, leases);
-        if (leases !== undefined) await this.whileLeading(this.leaseSync.announce(keys.filter((_, i) => rs[i]!.ok), now));
-        return rs;
+        const rs = this.state.batchGetReplicaList(leaseKeys!, now, leases);
+        if (leases !== undefined) await this.whileLeading(this.leaseSync.announce(leaseKeys!.filter((_, i) => rs[i]!.ok), now));
+        return viaLeader ? rs : rs.map((r, i) => followerReplicaResult(r, leaseKeys![i]!, refused, this.config.leaseTtlMs));
       }
       case 'existKey':
         return this.state.existKey(requireString(args.key, 'key'));
@@ -761,7 +783,7 @@ export class MasterNode {
   private refreshGauges(): void {
     if (this.stopped) return;
     const st = this.raft.status();
-    this.metrics.setRaft({ term: st.term, role: st.role, commitIndex: st.commit, appliedIndex: this.raft.appliedIndex, leaderId: st.leader });
+    this.metrics.setRaft({ term: st.term, role: st.role, commitIndex: st.commit, appliedIndex: this.raft.appliedIndex, leaderId: st.leader, fastPreVotes: st.fastPreVotes });
     const s = this.state.stats();
     this.metrics.setCapacity({
       allocatedBytes: s.memoryAllocatedBytes + s.diskAllocatedBytes,

@@ -32,6 +32,8 @@ export interface RaftMetricsUpdate {
   appliedIndex?: number;
   /** Current leader id, '' or null when unknown. A change to a different known leader counts one leader change. */
   leaderId?: string | null;
+  /** Total fast pre-votes this node's Raft core started so far (the counter advances by the difference). */
+  fastPreVotes?: number;
 }
 
 export interface CapacityMetricsUpdate {
@@ -55,6 +57,8 @@ export class MasterMetrics {
   readonly commitIndex: Gauge;
   readonly appliedIndex: Gauge;
   readonly leaderChanges: Counter;
+  readonly fastPreVotes: Counter;
+  private fastPreVotesSeen = 0;
   readonly proposalDuration: Histogram;
   readonly rpcDuration: Histogram<'method'>;
   readonly rpcRequests: Counter<'method'>;
@@ -86,6 +90,7 @@ export class MasterMetrics {
     this.commitIndex = new Gauge({ name: 'mooring_raft_commit_index', help: 'Highest log index known committed', registers });
     this.appliedIndex = new Gauge({ name: 'mooring_raft_applied_index', help: 'Highest log index applied to the state machine', registers });
     this.leaderChanges = new Counter({ name: 'mooring_raft_leader_changes_total', help: 'Times this node saw a new leader', registers });
+    this.fastPreVotes = new Counter({ name: 'mooring_raft_fast_prevotes_total', help: 'Pre-votes started because the leader\'s connection reset (fast failover), not by an election timeout', registers });
     this.proposalDuration = new Histogram({
       name: 'mooring_proposal_duration_seconds',
       help: 'Time from proposal to applied result',
@@ -130,6 +135,10 @@ export class MasterMetrics {
     if (u.role !== undefined) for (const role of RAFT_ROLES) this.raftRole.set({ role }, role === u.role ? 1 : 0);
     if (u.commitIndex !== undefined) this.commitIndex.set(u.commitIndex);
     if (u.appliedIndex !== undefined) this.appliedIndex.set(u.appliedIndex);
+    if (u.fastPreVotes !== undefined && u.fastPreVotes > this.fastPreVotesSeen) {
+      this.fastPreVotes.inc(u.fastPreVotes - this.fastPreVotesSeen);
+      this.fastPreVotesSeen = u.fastPreVotes;
+    }
     if (u.leaderId !== undefined) {
       const leader = u.leaderId === '' ? null : u.leaderId;
       this.raftHasLeader.set(leader === null ? 0 : 1);

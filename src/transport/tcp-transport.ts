@@ -14,7 +14,7 @@ import { FramedSocket } from './framed-socket.js';
 import { acceptHandshake, dialHandshake, handshakeTimeoutMs as defaultHandshakeTimeoutMs, makeHello, type Hello } from './handshake.js';
 import { silentLogger, type LoggerLike } from './logger.js';
 import { closeServer, createListener, defaultMaxInboundConnections, dial, listen, peerCertificateCn, resolveTls, type ResolvedTls, type TlsConfig } from './net-util.js';
-import type { PeerAddress, PeerId, PeerTransport } from './types.js';
+import type { PeerAddress, PeerDownReason, PeerId, PeerTransport } from './types.js';
 
 export const defaultMaxQueuedFrames = 4096;
 export const defaultMaxQueuedBytes = 64 * 1024 * 1024;
@@ -86,6 +86,7 @@ export class TcpPeerTransport implements PeerTransport {
   private readonly inbound = new Set<FramedSocket>();
   private server: net.Server | null = null;
   private handler: ((from: PeerId, frame: unknown) => void) | null = null;
+  private peerDownHandler: ((peer: PeerId, reason: PeerDownReason) => void) | null = null;
   private boundPort = 0;
   private closed = false;
 
@@ -151,6 +152,10 @@ export class TcpPeerTransport implements PeerTransport {
     return true;
   }
 
+  onPeerDown(handler: (peer: PeerId, reason: PeerDownReason) => void): void {
+    this.peerDownHandler = handler;
+  }
+
   setPeer(peer: PeerAddress): void {
     if (peer.id === this.opts.nodeId) return;
     const existing = this.links.get(peer.id);
@@ -211,6 +216,7 @@ export class TcpPeerTransport implements PeerTransport {
     conn.onClose((err) => {
       this.inbound.delete(conn);
       if (err !== null && !this.closed) this.logger.warn({ remote, peer: from, code: (err as MooringError).code, err: err.message }, 'peer connection closed');
+      if (from !== null && !this.closed && this.links.has(from)) this.peerDown(from, 'closed');
     });
     const mine = makeHello(this.opts.clusterId, this.opts.nodeId, 'peer');
     const verify =
@@ -232,6 +238,14 @@ export class TcpPeerTransport implements PeerTransport {
         this.logger.warn({ remote, code: err.code, err: err.message }, 'peer handshake refused');
       },
     );
+  }
+
+  private peerDown(peer: PeerId, reason: PeerDownReason): void {
+    try {
+      this.peerDownHandler?.(peer, reason);
+    } catch (err) {
+      this.logger.error({ peer, err: (err as Error).message }, 'onPeerDown handler threw');
+    }
   }
 
   private deliver(from: PeerId, frame: unknown): void {
@@ -282,6 +296,7 @@ export class TcpPeerTransport implements PeerTransport {
         link.blocked = false;
         if (!link.closed && !this.closed) {
           this.logger.info({ peer: id, err: err?.message }, 'peer connection lost');
+          this.peerDown(id, 'closed');
           this.scheduleReconnect(link);
         }
       });
@@ -300,6 +315,7 @@ export class TcpPeerTransport implements PeerTransport {
       if (e.code === ErrorCode.CLUSTER_MISMATCH || e.code === ErrorCode.PROTOCOL_MISMATCH || e.code === ErrorCode.UNAUTHORIZED) {
         this.logger.warn({ peer: id, code: e.code, err: e.message }, 'peer refused our handshake');
       }
+      if (!link.closed && !this.closed) this.peerDown(id, 'connect-failed');
       this.scheduleReconnect(link);
     } finally {
       if (gen === link.generation && !link.open) link.connecting = false;

@@ -15,6 +15,9 @@ export interface PeerAddress {
   httpPort?: number;
 }
 
+/** Why a peer is believed down: its connection closed or reset, or a connection attempt failed. */
+export type PeerDownReason = 'closed' | 'connect-failed';
+
 export interface PeerTransport {
   /** Starts listening (TCP) or registers on the in-memory network. Resolves once frames can be received. */
   start(): Promise<void>;
@@ -28,6 +31,12 @@ export interface PeerTransport {
   /** Adds or updates a peer's address (membership changes). */
   setPeer(peer: PeerAddress): void;
   removePeer(id: PeerId): void;
+  /**
+   * Optional: registers the single handler told when a connection to or from `peer` was closed or reset, or a
+   * connection attempt refused — what every peer sees at once when a process dies (fast failover). Never called
+   * for silence: a black-holed peer shows no error.
+   */
+  onPeerDown?(handler: (peer: PeerId, reason: PeerDownReason) => void): void;
   /** Closes the listener and every connection; queued frames are dropped. Idempotent. */
   close(): Promise<void>;
 }

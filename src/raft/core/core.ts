@@ -84,7 +84,9 @@ export const TRANSFER_CONTEXT: Uint8Array = new TextEncoder().encode('transfer')
 
 type CampaignType = 'preElection' | 'election' | 'transfer';
 
-const PERSISTED_TYPES: ReadonlySet<MessageType> = new Set<MessageType>(['appResp', 'voteResp', 'preVoteResp', 'vote']);
+// preVoteResp is not among them: a pre-vote answer promises nothing durable (it changes no term or vote), so it may
+// go out at once (takeElectionMessages), like the pre-vote request itself.
+const PERSISTED_TYPES: ReadonlySet<MessageType> = new Set<MessageType>(['appResp', 'voteResp', 'vote']);
 
 function voteRespType(t: MessageType): MessageType {
   return t === 'vote' ? 'voteResp' : 'preVoteResp';
@@ -110,6 +112,7 @@ export class RaftCore {
   private readonly heartbeatTimeout: number;
   private readonly preVote: boolean;
   private readonly checkQuorum: boolean;
+  private readonly fastFailover: boolean;
   private readonly readOnlyOption: 'safe' | 'lease';
   private readonly maxEntriesPerAppend: number;
   private readonly maxBytesPerAppend: number;
@@ -145,6 +148,11 @@ export class RaftCore {
   private pendingReadIndex: ReadRequest[] = [];
   /** Leader: per peer, the tick at which the latest heartbeat it acknowledged was sent. */
   private leaseAcks = new Map<NodeId, number>();
+  /** Fast failover: the tick at which this follower pre-votes, having lost its leader's connection. */
+  private fastCampaignAtTick: number | null = null;
+  private fastPreVoteCount = 0;
+  /** The latest pre-vote ignored because we were in a leader's lease (fast failover may still grant it). */
+  private ignoredPreVote: { m: Message; atTick: number } | null = null;
 
   private msgs: Message[] = [];
   private msgsAfterAppend: Message[] = [];
@@ -173,6 +181,10 @@ export class RaftCore {
       throw new MooringError(ErrorCode.INVALID_CONFIG, "readOnlyOption 'lease' needs electionTimeoutTicks >= 3");
     }
     this.startupLease = this.readOnlyOption === 'lease';
+    if (config.fastFailover === true && !(this.preVote && this.checkQuorum)) {
+      throw new MooringError(ErrorCode.INVALID_CONFIG, 'fastFailover needs preVote and checkQuorum (they keep a flapping connection from disrupting a healthy leader)');
+    }
+    this.fastFailover = (config.fastFailover ?? true) && this.preVote && this.checkQuorum;
     this.maxEntriesPerAppend = posInt(config.maxEntriesPerAppend, DEFAULT_MAX_ENTRIES_PER_APPEND, 'maxEntriesPerAppend');
     this.maxBytesPerAppend = posInt(config.maxBytesPerAppend, DEFAULT_MAX_BYTES_PER_APPEND, 'maxBytesPerAppend');
     const maxInflight = posInt(config.maxInflightAppends, DEFAULT_MAX_INFLIGHT_APPENDS, 'maxInflightAppends');
@@ -224,7 +236,12 @@ export class RaftCore {
     if (m.term > this.term) {
       if (m.type === 'vote' || m.type === 'preVote') {
         const force = bytesEqual(m.context, TRANSFER_CONTEXT);
-        if (!force && this.inLease()) return; // leader stickiness: ignore, and do not adopt the term
+        if (!force && this.inLease()) {
+          // Leader stickiness: ignore, and do not adopt the term. Fast failover answers it if the leader's
+          // connection turns out to be lost (a peer may see the reset a moment before we do).
+          if (m.type === 'preVote') this.ignoredPreVote = { m, atTick: this.tickCount };
+          return;
+        }
       }
       if (m.type === 'preVote') {
         // A pre-vote never changes our term.
@@ -377,6 +394,62 @@ export class RaftCore {
   /** Starts an election now (pre-vote first when enabled). */
   campaign(): void {
     this.hup('election');
+  }
+
+  /**
+   * Fast failover. The driver saw its connection to `peer` reset, closed, or a reconnect refused — what every peer
+   * sees at once when a process dies (its kernel resets its sockets). Not a timeout: a black-holed peer is still
+   * found out by the election timeout.
+   * - A follower whose leader that is forgets it (so it stops honouring the leader's lease: others' pre-votes may
+   *   now be granted) and pre-votes without waiting for its election timeout: at once if it is first in this term's
+   *   succession order, else 2 ticks per place later, so the first one normally wins before the next one tries
+   *   (two pre-votes at once would both succeed and split the real vote). A pre-vote still fails while a quorum
+   *   hears the leader (voters in lease ignore it), so a flapping connection cannot depose a healthy leader.
+   * - A leader stops counting that peer's lease acknowledgement: the peer may now vote for another node.
+   * Returns true when it started or scheduled a pre-vote.
+   */
+  reportConnectionLost(peer: NodeId): boolean {
+    if (this.role === 'leader') {
+      this.leaseAcks.delete(peer);
+      return false;
+    }
+    if (!this.fastFailover || this.role !== 'follower' || peer !== this.lead || !this.promotable()) return false;
+    this.lead = null;
+    // A peer saw the reset first and already asked: grant its pre-vote now and stand back (it is ahead of us).
+    const asked = this.ignoredPreVote !== null && this.tickCount - this.ignoredPreVote.atTick < this.electionTimeout ? this.ignoredPreVote.m : null;
+    this.ignoredPreVote = null;
+    let granted = false;
+    if (asked !== null && asked.term > this.term && asked.from !== peer) {
+      this.handleVoteRequest(asked);
+      granted = this.msgsAfterAppend.some((m) => m.type === 'preVoteResp' && m.to === asked.from && m.reject !== true) ||
+        this.msgs.some((m) => m.type === 'preVoteResp' && m.to === asked.from && m.reject !== true);
+    }
+    const rank = Math.max(this.successionRank(peer), granted ? 1 : 0);
+    if (rank <= 0) this.fastPreVote();
+    else this.fastCampaignAtTick = this.tickCount + 2 * rank;
+    this.checkInvariants();
+    return true;
+  }
+
+  /**
+   * Removes and returns the pending pre-vote requests and answers, which may be sent before the current Ready is
+   * finished (they acknowledge nothing on disk). Lets a driver whose Ready loop is waiting for an fsync start or
+   * answer a pre-vote at once instead of one or two fsyncs later.
+   */
+  takeElectionMessages(): Message[] {
+    const out: Message[] = [];
+    let kept = 0;
+    for (const m of this.msgs) {
+      if (m.type === 'preVote' || m.type === 'preVoteResp') out.push(m);
+      else this.msgs[kept++] = m;
+    }
+    this.msgs.length = kept;
+    return out;
+  }
+
+  /** Pre-votes started by reportConnectionLost (not by an election timeout) since construction. */
+  get fastPreVotes(): number {
+    return this.fastPreVoteCount;
   }
 
   reportUnreachable(id: NodeId): void {
@@ -541,6 +614,8 @@ export class RaftCore {
     this.lead = null;
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
+    this.fastCampaignAtTick = null;
+    this.ignoredPreVote = null;
     this.resetRandomizedElectionTimeout();
     this.abortLeaderTransfer();
     this.trk.resetVotes();
@@ -606,6 +681,14 @@ export class RaftCore {
 
   private tickElection(): void {
     this.electionElapsed++;
+    if (this.fastCampaignAtTick !== null && this.tickCount >= this.fastCampaignAtTick) {
+      this.fastCampaignAtTick = null;
+      // Only if no leader was heard meanwhile (a heartbeat sets lead, a new term resets the schedule).
+      if (this.role === 'follower' && this.lead === null) {
+        this.fastPreVote();
+        return;
+      }
+    }
     if (this.startupLease && this.electionElapsed >= this.electionTimeout) this.startupLease = false;
     if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
       this.electionElapsed = 0;
@@ -633,6 +716,24 @@ export class RaftCore {
       this.heartbeatElapsed = 0;
       this.bcastHeartbeat();
     }
+  }
+
+  private fastPreVote(): void {
+    this.fastCampaignAtTick = null;
+    this.electionElapsed = 0;
+    this.hup('election');
+    if (this.role !== 'follower') this.fastPreVoteCount++;
+  }
+
+  /**
+   * This node's place among the voters other than the lost leader, in an order rotated by the term (so the same
+   * node is not always first). Every follower of the same leader computes the same order.
+   */
+  private successionRank(lost: NodeId): number {
+    const order = this.trk.voterIds().filter((id) => id !== lost).sort();
+    const i = order.indexOf(this.id);
+    if (i < 0) return -1;
+    return (i - (this.term % order.length) + order.length) % order.length;
   }
 
   private hup(t: CampaignType): void {

@@ -181,6 +181,12 @@ export interface RaftConfig {
   preVote?: boolean;
   /** A leader that has not heard from a quorum within an election timeout steps down. Default true. */
   checkQuorum?: boolean;
+  /**
+   * Fast failover: a follower whose connection to its leader was reset, closed or refused (reported by the driver
+   * through reportConnectionLost) stops waiting for its election timeout and pre-votes at once (or, if another
+   * voter is first in line, a few ticks later). Needs preVote and checkQuorum. Default true (off when either is off).
+   */
+  fastFailover?: boolean;
   /** 'safe' = ReadIndex confirmed by a heartbeat round; 'lease' = needs checkQuorum. Default 'safe'. */
   readOnlyOption?: 'safe' | 'lease';
   /** Per AppendEntries message. Defaults 512 entries, 1 MiB. */

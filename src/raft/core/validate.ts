@@ -12,8 +12,8 @@ import type { ConfState, Entry, EntryType, Message, MessageType, Snapshot } from
 export const MAX_ENTRIES_PER_MESSAGE = 65536;
 /** Most node ids in one ConfState list. */
 export const MAX_CONF_STATE_NODES = 1024;
-/** Largest `context` accepted, in bytes. */
-export const MAX_CONTEXT_BYTES = 64 * 1024;
+/** Largest `context` accepted, in bytes (follower reads carry their leased keys in it: read-context.ts). */
+export const MAX_CONTEXT_BYTES = 1024 * 1024;
 
 const MESSAGE_TYPES: ReadonlySet<string> = new Set<MessageType>([
   'preVote', 'preVoteResp', 'vote', 'voteResp', 'app', 'appResp', 'heartbeat', 'heartbeatResp', 'snap',

@@ -12,3 +12,4 @@ export { maxCommandsPerApply, maxApplyLagCommands } from './apply.js';
 export { maxCommandsPerEntry, maxBatchEntryBytes } from './envelope.js';
 export { snapshotChunksInFlight, snapshotChunkAckTimeoutMs } from './snapshot-send.js';
 export { snapshotReceiveIdleMs } from './snapshot-receive.js';
+export type { ReadOptions, ForwardedReadHandler } from './reads.js';

@@ -27,6 +27,11 @@ export interface RaftTunables {
   preVote: boolean;
   /** A leader that has not heard from a quorum within an election timeout steps down. */
   checkQuorum: boolean;
+  /**
+   * A follower whose connection to the leader resets pre-votes at once instead of waiting out its election
+   * timeout (needs preVote and checkQuorum, which keep a flapping connection from disrupting a healthy leader).
+   */
+  fastFailover: boolean;
   /** 'lease' needs checkQuorum; 'readIndex' confirms every read round with a heartbeat round. */
   readMode: ReadMode;
   maxEntriesPerAppend: number;
@@ -52,6 +57,7 @@ export const raftDefaults: Readonly<RaftTunables> = Object.freeze({
   heartbeatIntervalTicks: DEFAULT_HEARTBEAT_INTERVAL_TICKS,
   preVote: DEFAULT_PRE_VOTE,
   checkQuorum: DEFAULT_CHECK_QUORUM,
+  fastFailover: true,
   readMode: 'lease',
   maxEntriesPerAppend: DEFAULT_MAX_ENTRIES_PER_APPEND,
   maxBytesPerAppend: DEFAULT_MAX_BYTES_PER_APPEND,
@@ -74,7 +80,7 @@ export function resolveRaftTunables(given: Partial<RaftTunables>): RaftTunables 
   return out;
 }
 
-export type CoreOptions = Required<Pick<RaftConfig, 'electionTimeoutTicks' | 'heartbeatIntervalTicks' | 'preVote' | 'checkQuorum' | 'readOnlyOption' | 'maxEntriesPerAppend' | 'maxBytesPerAppend' | 'maxInflightAppends'>>;
+export type CoreOptions = Required<Pick<RaftConfig, 'electionTimeoutTicks' | 'heartbeatIntervalTicks' | 'preVote' | 'checkQuorum' | 'fastFailover' | 'readOnlyOption' | 'maxEntriesPerAppend' | 'maxBytesPerAppend' | 'maxInflightAppends'>>;
 
 /** The core configuration the tunables imply (everything but id, storage, rng, applied). */
 export function toCoreOptions(t: RaftTunables): CoreOptions {
@@ -83,6 +89,8 @@ export function toCoreOptions(t: RaftTunables): CoreOptions {
     heartbeatIntervalTicks: t.heartbeatIntervalTicks,
     preVote: t.preVote,
     checkQuorum: t.checkQuorum,
+    // Off, not an error, when pre-vote or check-quorum is off: the core refuses it only when asked for explicitly.
+    fastFailover: t.fastFailover && t.preVote && t.checkQuorum,
     readOnlyOption: t.readMode === 'lease' ? 'lease' : 'safe',
     maxEntriesPerAppend: t.maxEntriesPerAppend,
     maxBytesPerAppend: t.maxBytesPerAppend,

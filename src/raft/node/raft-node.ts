@@ -43,7 +43,7 @@ import { resolveRaftTunables, toCoreOptions, type RaftTunables } from './options
 import { PeerBook } from './peer-book.js';
 import type { PeerBookStore } from './peer-book-store.js';
 import { Proposals } from './proposals.js';
-import { ReadQueue } from './reads.js';
+import { ReadQueue, type ForwardedReadHandler, type ReadOptions } from './reads.js';
 import { ReadyLoop } from './ready-loop.js';
 import { SnapshotReceiver } from './snapshot-receive.js';
 import { SnapshotSender } from './snapshot-send.js';
@@ -167,6 +167,7 @@ export class RaftNode extends EventEmitter {
     node.peers.load(opts.peers);
     fx.snapshotStore.clear();
     fx.transport.onFrame((from, frame) => node.loop.onFrame(from, frame));
+    fx.transport.onPeerDown?.((peer) => node.loop.onPeerDown(peer));
     node.loop.start();
     return node;
   }
@@ -178,9 +179,18 @@ export class RaftNode extends EventEmitter {
     return this.proposals.propose(command);
   }
 
-  /** Resolves when the state machine may answer a linearizable read (this node is, and stays, the leader). */
-  read(): Promise<void> {
-    return this.reads.read();
+  /**
+   * Resolves when the state machine may answer a linearizable read: on the leader (lease or ReadIndex), or with
+   * `allowFollower` on a follower once it applied the leader's read index. Resolves with the leader's reply to
+   * `payload` when this is a follower and the leader has a forwarded-read handler (else undefined/null).
+   */
+  read(opts: ReadOptions = {}): Promise<Uint8Array | null | undefined> {
+    return this.reads.read(opts);
+  }
+
+  /** Leader: the handler that answers follower reads' payloads (e.g. records their read leases). */
+  setForwardedReadHandler(handler: ForwardedReadHandler | null): void {
+    this.reads.setForwardedReadHandler(handler);
   }
 
   /** Hands leadership to `to` (caught up first by the core); resolves once `to` leads, TIMEOUT otherwise. */
@@ -211,9 +221,9 @@ export class RaftNode extends EventEmitter {
     return this.membership.change(cc);
   }
 
-  status(): Status & { appliedToStateMachine: number; peers: PeerAddress[]; tickMs: number } {
+  status(): Status & { appliedToStateMachine: number; peers: PeerAddress[]; tickMs: number; fastPreVotes: number } {
     const st = this.ctx.core.status();
-    return { ...st, appliedToStateMachine: this.applier.smApplied, peers: this.peers.all(), tickMs: this.ctx.settings.tickMs };
+    return { ...st, appliedToStateMachine: this.applier.smApplied, peers: this.peers.all(), tickMs: this.ctx.settings.tickMs, fastPreVotes: this.ctx.core.fastPreVotes };
   }
 
   get isLeader(): boolean {

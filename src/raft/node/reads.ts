@@ -3,15 +3,33 @@
  * machine has applied up to the index the round confirmed.
  */
 import { ErrorCode, MooringError } from '../../errors.js';
-import type { ReadState } from '../core/types.js';
+import type { Message, NodeId, ReadState } from '../core/types.js';
 import type { Timer } from './clock.js';
 import type { NodeContext } from './context.js';
+import { answerReadContext, encodeReadContext, maxReadPayloadBytesPerRound, readPayloads, readReplies, readRoundKey } from './read-context.js';
 
 interface ReadWaiter {
   resolve: () => void;
   reject: (err: Error) => void;
   timer: Timer;
+  /** Follower reads: sent to the leader with the ReadIndex request; `reply` is the leader's answer to it. */
+  payload: Uint8Array | null;
+  allowFollower: boolean;
+  reply?: Uint8Array | null;
 }
+
+export interface ReadOptions {
+  /**
+   * Serve the read on a follower too (linearizable ReadIndex: the follower asks the leader for its commit index
+   * and resolves once it has applied it). Default false: NOT_LEADER on a follower.
+   */
+  allowFollower?: boolean;
+  /** Bytes for the leader's forwarded-read handler (setForwardedReadHandler); its answer is what read() resolves with. */
+  payload?: Uint8Array;
+}
+
+/** On the leader: answers the payloads of a follower's ReadIndex round, synchronously, before the answer is sent. */
+export type ForwardedReadHandler = (from: NodeId, payloads: Array<Uint8Array | null>) => Array<Uint8Array | null>;
 
 interface ReadBatch {
   waiters: ReadWaiter[];
@@ -24,6 +42,7 @@ export class ReadQueue {
   private readonly awaitingApply: ReadBatch[] = [];
   private pendingCount = 0;
   private roundSeq = 0;
+  private forwardedReadHandler: ForwardedReadHandler | null = null;
 
   constructor(private readonly ctx: NodeContext) {}
 
@@ -31,19 +50,21 @@ export class ReadQueue {
     return this.next.length > 0;
   }
 
-  read(): Promise<void> {
+  read(opts: ReadOptions = {}): Promise<Uint8Array | null | undefined> {
     const ctx = this.ctx;
     ctx.checkRunning();
-    if (ctx.role !== 'leader') return Promise.reject(ctx.notLeader());
+    if (ctx.role !== 'leader' && !(opts.allowFollower === true && ctx.leader !== null)) return Promise.reject(ctx.notLeader());
     const max = ctx.settings.maxPendingReads;
     if (this.pendingCount >= max) {
       return Promise.reject(new MooringError(ErrorCode.QUEUE_FULL, `more than ${max} reads pending`));
     }
     const timeoutMs = ctx.settings.readTimeoutMs;
     this.pendingCount++;
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<Uint8Array | null | undefined>((resolve, reject) => {
       const waiter: ReadWaiter = {
-        resolve: () => { waiter.timer.cancel(); this.pendingCount--; resolve(); },
+        payload: opts.payload ?? null,
+        allowFollower: opts.allowFollower === true,
+        resolve: () => { waiter.timer.cancel(); this.pendingCount--; resolve(waiter.reply); },
         reject: (e) => { waiter.timer.cancel(); this.pendingCount--; reject(e); },
         timer: ctx.clock.setTimeout(() => {
           waiter.resolve = () => {};
@@ -62,14 +83,15 @@ export class ReadQueue {
     if (this.next.length === 0) return;
     const ctx = this.ctx;
     ctx.parts.loop.catchUpTicks(); // a lease is judged on the time that really passed
-    const waiters = this.next;
-    this.next = [];
+    let waiters = this.takeRound();
     if (ctx.role !== 'leader') {
-      for (const w of waiters) w.reject(ctx.notLeader());
-      return;
+      // Follower reads go to the leader as a forwarded ReadIndex; the others are refused with a hint.
+      const ok = ctx.leader !== null ? waiters.filter((w) => w.allowFollower) : [];
+      for (const w of waiters) if (!ok.includes(w)) w.reject(ctx.notLeader());
+      waiters = ok;
+      if (waiters.length === 0) return;
     }
-    const rctx = new Uint8Array(8);
-    new DataView(rctx.buffer).setFloat64(0, ++this.roundSeq);
+    const rctx = encodeReadContext(++this.roundSeq, waiters.map((w) => w.payload));
     try {
       ctx.core.readIndex(rctx);
     } catch (err) {
@@ -78,16 +100,73 @@ export class ReadQueue {
       for (const w of waiters) w.reject(e);
       return;
     }
-    this.batches.set(bytesKey(rctx), { waiters, index: null });
+    this.batches.set(readRoundKey(rctx), { waiters, index: null });
+  }
+
+  /** The next round's reads: all waiting, up to maxReadPayloadBytesPerRound of payloads (the rest wait). */
+  private takeRound(): ReadWaiter[] {
+    let bytes = 0;
+    let n = 0;
+    for (const w of this.next) {
+      bytes += w.payload?.byteLength ?? 0;
+      if (n > 0 && bytes > maxReadPayloadBytesPerRound) break;
+      n++;
+    }
+    const round = this.next.splice(0, n);
+    if (this.next.length > 0) this.ctx.kick();
+    return round;
+  }
+
+  /** A follower's answered round: hand each read the leader's reply to its payload. */
+  private attachReplies(batch: ReadBatch, rctx: Uint8Array): void {
+    let replies: Array<Uint8Array | null> | undefined;
+    try {
+      replies = readReplies(rctx);
+    } catch (err) {
+      this.ctx.log.warn({ err: String(err) }, 'leader reply to a read round does not decode; reads get no reply');
+    }
+    batch.waiters.forEach((w, i) => { w.reply = replies?.[i] ?? null; });
+  }
+
+  /** Leader: the handler that answers follower reads' payloads (e.g. records their read leases). */
+  setForwardedReadHandler(handler: ForwardedReadHandler | null): void {
+    this.forwardedReadHandler = handler;
+  }
+
+  /**
+   * Leader: answers the payloads of a follower's ReadIndex round just before the answer is sent, so whatever the
+   * handler records (read leases) is in place before the follower can serve the read.
+   */
+  answerForwarded(m: Message): void {
+    const h = this.forwardedReadHandler;
+    if (h === null || m.context === undefined) return;
+    let payloads: Array<Uint8Array | null>;
+    try {
+      payloads = readPayloads(m.context);
+    } catch (err) {
+      this.ctx.log.warn({ to: m.to, err: String(err) }, 'a follower read round does not decode; answered without replies');
+      return;
+    }
+    if (payloads.length === 0) return;
+    m.context = answerReadContext(m.context, h(m.to, payloads));
+  }
+
+  /** A follower's rounds were sent to the old leader: their answers will not come (the core drops them). */
+  failFollowerRounds(): void {
+    if (this.batches.size === 0) return;
+    const err = new MooringError(ErrorCode.NOT_LEADER, 'the leader changed while a follower read waited for it; retry');
+    for (const b of this.batches.values()) for (const w of b.waiters) w.reject(err);
+    this.batches.clear();
   }
 
   onReadStates(states: ReadState[]): void {
     for (const rs of states) {
-      const key = bytesKey(rs.context);
+      const key = readRoundKey(rs.context);
       const batch = this.batches.get(key);
       if (batch === undefined) continue;
       this.batches.delete(key);
       batch.index = rs.index;
+      this.attachReplies(batch, rs.context);
       this.awaitingApply.push(batch);
     }
   }
@@ -122,8 +201,4 @@ export class ReadQueue {
     for (const b of this.awaitingApply) for (const w of b.waiters) w.reject(err);
     this.awaitingApply.length = 0;
   }
-}
-
-function bytesKey(b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 }

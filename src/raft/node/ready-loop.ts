@@ -150,6 +150,7 @@ export class ReadyLoop {
     }
     if (leader !== ctx.leader) {
       ctx.leader = leader;
+      if (role !== 'leader' && !wasLeader) ctx.parts.reads.failFollowerRounds();
       ctx.emit('leaderChange', leader, ctx.core.status().term);
     }
     if (wasLeader && role !== 'leader') ctx.parts.reads.onLostLeadership();
@@ -162,6 +163,7 @@ export class ReadyLoop {
     const ctx = this.ctx;
     const byPeer = new Map<NodeId, Message[]>();
     for (const m of msgs) {
+      if (m.type === 'readIndexResp') ctx.parts.reads.answerForwarded(m);
       if (m.type === 'snap') {
         ctx.parts.sender.start(m);
         continue;
@@ -175,6 +177,29 @@ export class ReadyLoop {
     }
   }
 
+  /**
+   * Fast failover: the transport saw a connection to or from `peer` reset/closed or a dial refused. The core
+   * decides (a follower of that leader pre-votes without waiting out its election timeout; a leader drops that
+   * peer's lease acknowledgement). Time is caught up first so the decision sees the current tick.
+   */
+  onPeerDown(peer: NodeId): void {
+    const ctx = this.ctx;
+    if (ctx.stopped) return;
+    this.catchUpTicks();
+    if (ctx.core.reportConnectionLost(peer)) ctx.log.info({ peer, term: ctx.core.status().term }, 'lost the leader\'s connection: pre-voting without waiting for the election timeout');
+    this.sendElectionMessagesNow();
+    this.kick();
+  }
+
+  /**
+   * Pre-vote requests and answers acknowledge nothing on disk: send them now rather than after the fsync the Ready
+   * loop may be waiting for (under load that wait is tens of milliseconds, twice per pre-vote round trip).
+   */
+  private sendElectionMessagesNow(): void {
+    const msgs = this.ctx.core.takeElectionMessages();
+    if (msgs.length > 0) this.sendMessages(msgs);
+  }
+
   onFrame(from: NodeId, frame: unknown): void {
     const ctx = this.ctx;
     if (ctx.stopped) return;
@@ -184,13 +209,16 @@ export class ReadyLoop {
       switch (f.k) {
         case 'r': {
           if (!Array.isArray(f.m) || f.m.length > 100_000) throw new MooringError(ErrorCode.MALFORMED_FRAME, 'raft frame without a message list');
+          let preVotes = false;
           for (const raw of f.m) {
             const msg = validateMessage(raw);
             if (msg.from !== from) throw new MooringError(ErrorCode.MALFORMED_FRAME, `message claims to be from ${msg.from} on ${from}'s connection`);
             if (msg.to !== ctx.id) continue;
             if (msg.type === 'snap') continue; // snapshots only arrive through the chunked stream
+            if (msg.type === 'preVote') preVotes = true;
             ctx.core.step(msg);
           }
+          if (preVotes) this.sendElectionMessagesNow();
           break;
         }
         case 'sc':

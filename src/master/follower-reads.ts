@@ -1,0 +1,91 @@
+/**
+ * Follower reads: every master serves linearizable reads, not only the leader.
+ *
+ * A follower asks the leader for a read index (Raft ReadIndex, forwarded by the core), waits until it has applied
+ * that index, then answers from its own state — so a read never returns state older than any write acknowledged
+ * before it started.
+ *
+ * Read leases (the eviction/remove guard) are leader soft state. A follower's read of getReplicaList carries the keys
+ * it will lease in its ReadIndex request; the leader grants those leases (LeaseTable.grant, with its own clock) when
+ * it answers the request, before the answer is sent, and replies with the keys it refused (reserved for an eviction
+ * in flight). The follower answers refused keys as "being evicted", exactly as the leader would. So the leader knows
+ * of every leased read before the follower can answer it; a Remove or eviction admitted after that is refused.
+ * (A Remove admitted before the grant may still commit after the read: the same as for a read on the leader.)
+ */
+import { Packr } from 'msgpackr';
+import { ErrorCode, MooringError } from '../errors.js';
+import type { ForwardedReadHandler, RaftNode } from '../raft/node/index.js';
+import { errResult, type Result } from '../statemachine/commands.js';
+import type { LeaseTable } from '../statemachine/leases.js';
+import { formatLeaderHint } from './rpc-methods.js';
+
+const packr = new Packr({ useRecords: false });
+/** Largest lease-key payload one follower read sends the leader; a larger read is sent to the leader instead. */
+export const maxFollowerReadLeaseBytes = 256 * 1024;
+const none: ReadonlySet<string> = new Set();
+/** Voters up to which {leader, serving follower} is a majority (see linearizableRead). */
+export const maxFollowerLeaseVoters = 3;
+
+export function encodeKeys(keys: readonly string[]): Uint8Array {
+  return packr.pack(keys) as Uint8Array;
+}
+
+/** Keys from a peer's payload; anything that is not a list of strings counts as none. */
+export function decodeKeys(payload: Uint8Array | null | undefined): string[] {
+  if (payload === null || payload === undefined) return [];
+  try {
+    const v: unknown = packr.unpack(payload);
+    return Array.isArray(v) && v.every((k) => typeof k === 'string') ? (v as string[]) : [];
+  } catch {
+    return [];
+  }
+}
+
+/** Leader: grants the leases follower reads ask for; answers each read with the keys it refused. */
+export function leaseGrantingHandler(leases: LeaseTable, now: () => number): ForwardedReadHandler {
+  return (_from, payloads) => {
+    const t = now();
+    return payloads.map((p) => {
+      if (p === null) return null;
+      const refused: string[] = [];
+      for (const key of decodeKeys(p)) if (leases.grant(key, t) === 0) refused.push(key);
+      return encodeKeys(refused);
+    });
+  };
+}
+
+/**
+ * Waits until this master may answer a linearizable read of `leaseKeys` (null: a read that grants no leases).
+ * On the leader: its lease or ReadIndex. On a follower: ReadIndex through the leader, which records the leases
+ * first. Returns the keys the leader refused to lease (answer them as being evicted).
+ */
+export async function linearizableRead(raft: RaftNode, leaseKeys: readonly string[] | null): Promise<ReadonlySet<string>> {
+  if (raft.isLeader) {
+    await raft.read();
+    return none;
+  }
+  const payload = leaseKeys !== null && leaseKeys.length > 0 ? encodeKeys(leaseKeys) : undefined;
+  // The leader and the serving follower both record a follower read's leases: a majority only of three voters
+  // (LeaseSync's guarantee across a leader change needs a majority), so larger clusters lease on the leader.
+  if (payload !== undefined && raft.members().voters.length > maxFollowerLeaseVoters) throw notLeaderFor(raft, 'leased reads go to the leader in clusters of more than three voters');
+  if (payload !== undefined && payload.byteLength > maxFollowerReadLeaseBytes) throw notLeaderFor(raft, 'this read is too large to lease through a follower');
+  const reply = await raft.read({ allowFollower: true, ...(payload !== undefined ? { payload } : {}) });
+  if (raft.isLeader || payload === undefined) return none; // became leader meanwhile: it grants locally
+  // No reply: the leader did not record the leases (it runs a version without follower reads): go to the leader.
+  if (reply === null || reply === undefined) throw notLeaderFor(raft, 'the leader did not record the read leases');
+  return new Set(decodeKeys(reply));
+}
+
+/** A follower's answer carries the cluster's lease TTL (the leader granted it) and refuses keys being evicted. */
+export function followerReplicaResult<T extends { leaseTtlMs: number }>(r: Result<T>, key: string, refused: ReadonlySet<string>, leaseTtlMs: number): Result<T> {
+  if (refused.has(key)) return errResult(ErrorCode.OBJECT_NOT_FOUND, `object ${key} is being evicted`);
+  if (r.ok) return { ok: true, value: { ...r.value, leaseTtlMs } };
+  return r;
+}
+
+function notLeaderFor(raft: RaftNode, why: string): MooringError {
+  const leader = raft.leaderId;
+  const addr = leader !== null ? raft.peerAddress(leader) : undefined;
+  const hint = leader !== null && addr?.rpcPort !== undefined ? formatLeaderHint(leader, { host: addr.host, port: addr.rpcPort }) : undefined;
+  return new MooringError(ErrorCode.NOT_LEADER, `${why}; read from the leader${hint !== undefined ? ` ${hint}` : ''}`, hint !== undefined ? { leaderHint: hint } : undefined);
+}

@@ -1,0 +1,70 @@
+/**
+ * The context of a ReadIndex round as RaftNode builds it, and how a leader answers a follower's round.
+ *
+ *   [8 bytes: round id (float64)] [1 byte: kind] [msgpack list]
+ *
+ * kind 0x01: the readers' payloads (one entry per read in the round, null when a read has none), sent by the
+ * reader; the core echoes the context unchanged, so a leader's own round comes back with it.
+ * kind 0x02: the leader's replies to those payloads, same order: the leader's driver rewrites the context of the
+ * readIndexResp it sends a follower (the round id stays, so the follower still matches its round).
+ * A round without payloads is the 8-byte id alone (what the core sees for plain reads).
+ * Used by follower reads: the payload carries the keys a read will lease, and the leader records the leases before
+ * its answer leaves (docs/raft.md, follower reads).
+ */
+import { Packr } from 'msgpackr';
+import { ErrorCode, MooringError } from '../../errors.js';
+
+const packr = new Packr({ useRecords: false });
+const roundIdBytes = 8;
+const kindPayloads = 0x01;
+const kindReplies = 0x02;
+/** Payload bytes one round carries at most; more reads wait for the next round. */
+export const maxReadPayloadBytesPerRound = 512 * 1024;
+
+export function encodeReadContext(round: number, payloads: Array<Uint8Array | null>): Uint8Array {
+  const id = new Uint8Array(roundIdBytes);
+  new DataView(id.buffer).setFloat64(0, round);
+  if (payloads.every((p) => p === null)) return id;
+  return withBody(id, kindPayloads, payloads);
+}
+
+/** The key that identifies a round, whatever its body. */
+export function readRoundKey(ctx: Uint8Array): string {
+  return Buffer.from(ctx.buffer, ctx.byteOffset, Math.min(roundIdBytes, ctx.byteLength)).toString('hex');
+}
+
+/** The payloads of a forwarded round (empty when it has none or is malformed: a peer's input is not trusted). */
+export function readPayloads(ctx: Uint8Array): Array<Uint8Array | null> {
+  return body(ctx, kindPayloads);
+}
+
+/** The leader's replies in an answered round, or undefined when the leader did not reply (older leader, own round). */
+export function readReplies(ctx: Uint8Array): Array<Uint8Array | null> | undefined {
+  if (ctx.byteLength <= roundIdBytes || ctx[roundIdBytes] !== kindReplies) return undefined;
+  return body(ctx, kindReplies);
+}
+
+/** The context a leader sends back: same round id, its replies instead of the payloads. */
+export function answerReadContext(ctx: Uint8Array, replies: Array<Uint8Array | null>): Uint8Array {
+  return withBody(ctx.subarray(0, roundIdBytes), kindReplies, replies);
+}
+
+function withBody(id: Uint8Array, kind: number, list: Array<Uint8Array | null>): Uint8Array {
+  const packed = packr.pack(list) as Uint8Array;
+  const out = new Uint8Array(roundIdBytes + 1 + packed.byteLength);
+  out.set(id.subarray(0, roundIdBytes), 0);
+  out[roundIdBytes] = kind;
+  out.set(packed, roundIdBytes + 1);
+  return out;
+}
+
+function body(ctx: Uint8Array, kind: number): Array<Uint8Array | null> {
+  if (ctx.byteLength <= roundIdBytes || ctx[roundIdBytes] !== kind) return [];
+  try {
+    const v: unknown = packr.unpack(ctx.subarray(roundIdBytes + 1));
+    if (!Array.isArray(v) || !v.every((x) => x === null || x instanceof Uint8Array)) throw new Error('not a list of byte strings');
+    return v as Array<Uint8Array | null>;
+  } catch (err) {
+    throw new MooringError(ErrorCode.MALFORMED_FRAME, `read context does not decode: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * Follower reads (src/master/follower-reads.ts): three MasterNodes in one process, real LevelDB stores in temp
+ * dirs, real sockets on 127.0.0.1. Reads are sent straight to a follower with a raw RPC client, so a test cannot
+ * pass by being redirected to the leader.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ErrorCode } from '../../src/errors.js';
+import { parseConfig } from '../../src/master/config.js';
+import { MasterNode } from '../../src/master/master-node.js';
+import { MasterClient } from '../../src/master/client.js';
+import { silentLogger } from '../../src/master/logger.js';
+import { RpcClient } from '../../src/transport/rpc.js';
+import { freePorts } from '../helpers/ports.js';
+
+const cleanup: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+async function cluster(extra: Record<string, unknown> = {}): Promise<{ nodes: MasterNode[]; endpoints: string[] }> {
+  const root = mkdtempSync(path.join(tmpdir(), 'mooring-fr-'));
+  cleanup.push(() => rmSync(root, { recursive: true, force: true }));
+  const ports = await freePorts(9);
+  const peers = Array.from({ length: 3 }, (_, i) => ({ id: `m${i + 1}`, host: '127.0.0.1', raftPort: ports[i * 3]!, rpcPort: ports[i * 3 + 1]!, httpPort: ports[i * 3 + 2]! }));
+  const configs = peers.map((p) => parseConfig({
+    nodeId: p.id,
+    dataDir: path.join(root, p.id),
+    listen: { host: '127.0.0.1', raftPort: p.raftPort, rpcPort: p.rpcPort, httpPort: p.httpPort },
+    peers,
+    raft: { tickMs: 25, electionTimeoutTicks: 10 }, // fewer spurious elections on a loaded machine
+    ...extra,
+  }));
+  const nodes = await Promise.all(configs.map((c) => MasterNode.start(c, { logger: silentLogger(), http: false })));
+  cleanup.push(async () => { await Promise.all(nodes.map((m) => m.stop())); });
+  return { nodes, endpoints: peers.map((p) => `127.0.0.1:${p.rpcPort}`) };
+}
+
+async function waitFor(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const start = Date.now();
+  while (!cond()) {
+    if (Date.now() - start > timeoutMs) throw new Error('condition not reached in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function client(endpoints: string[], opts: Partial<ConstructorParameters<typeof MasterClient>[0]> = {}): MasterClient {
+  const c = new MasterClient({ endpoints, retry: { maxAttempts: 20, initialBackoffMs: 20, maxBackoffMs: 200 }, ...opts });
+  cleanup.push(() => c.close());
+  return c;
+}
+
+/**
+ * A raw connection to one master: no hints followed. A read refused because the leader changed meanwhile is
+ * retried on the same master (an error is never stale state; only answers are checked).
+ */
+function direct(node: MasterNode): { call: (method: string, args: Record<string, unknown>) => Promise<unknown> } {
+  const c = new RpcClient({ host: '127.0.0.1', port: node.ports.rpc, clusterId: 'mooring', nodeId: 'test' });
+  cleanup.push(() => c.close());
+  return {
+    call: async (method, args) => {
+      for (let i = 0; ; i++) {
+        try {
+          return await c.call(method, args);
+        } catch (err) {
+          if (i >= 20 || (err as { code?: string }).code !== ErrorCode.NOT_LEADER) throw err;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+    },
+  };
+}
+
+const segment = (id: string) => ({ id, name: id, base: 0x10000000, size: 1 << 30, protocol: 'tcp' as const, endpoint: '127.0.0.1:9000', zone: 'z1' });
+
+async function setup(extra: Record<string, unknown> = {}): Promise<{ nodes: MasterNode[]; leader: MasterNode; follower: MasterNode; c: MasterClient; endpoints: string[] }> {
+  const { nodes, endpoints } = await cluster(extra);
+  await waitFor(() => nodes.some((n) => n.isLeader) && nodes.every((n) => n.leaderId !== null));
+  const leader = nodes.find((n) => n.isLeader)!;
+  const follower = nodes.find((n) => !n.isLeader)!;
+  const c = client([`127.0.0.1:${leader.ports.rpc}`], { readFrom: 'leader' });
+  await c.mountSegment(segment('s1'));
+  return { nodes, leader, follower, c, endpoints };
+}
+
+describe('follower reads', () => {
+  it('a read served by a follower after an acknowledged write never returns the older state', async () => {
+    const { follower, c } = await setup();
+    const f = direct(follower);
+    for (let i = 0; i < 60; i++) {
+      const key = `obj-${i}`;
+      await c.putStart(key, 4096);
+      await c.putEnd(key);
+      // Acknowledged: a follower that answered from its own state without ReadIndex would often not have it yet.
+      expect(await f.call('existKey', { key }), `${key} after its putEnd`).toBe(true);
+      const got = (await f.call('getReplicaList', { key })) as { replicas: unknown[]; leaseTtlMs: number };
+      expect(got.replicas.length).toBe(1);
+      if (i % 3 === 0) {
+        await c.remove(key, true);
+        expect(await f.call('existKey', { key }), `${key} after its remove`).toBe(false);
+        const batch = (await f.call('batchExistKey', { keys: [key, `obj-${i - 1}`] })) as boolean[];
+        expect(batch[0]).toBe(false);
+      }
+    }
+    expect(follower.isLeader).toBe(false);
+  }, 60_000);
+
+  it('a key read through a follower cannot be removed while its lease lasts; an unread key can', async () => {
+    const leaseTtlMs = 1_500;
+    const { leader, follower, c } = await setup({ leaseTtlMs });
+    // A new leader treats every object as leased for one TTL: wait that out first.
+    await new Promise((r) => setTimeout(r, leaseTtlMs + 200));
+    for (const key of ['read-one', 'read-batch', 'unread']) {
+      await c.putStart(key, 4096);
+      await c.putEnd(key);
+    }
+    const f = direct(follower);
+    const one = (await f.call('getReplicaList', { key: 'read-one' })) as { leaseTtlMs: number };
+    expect(one.leaseTtlMs).toBe(leaseTtlMs);
+    await f.call('batchGetReplicaList', { keys: ['read-batch'] });
+    expect(follower.isLeader).toBe(false);
+    expect(leader.isLeader).toBe(true);
+    await expect(c.remove('read-one')).rejects.toMatchObject({ code: ErrorCode.OBJECT_HAS_LEASE });
+    await expect(c.remove('read-batch')).rejects.toMatchObject({ code: ErrorCode.OBJECT_HAS_LEASE });
+    await c.remove('unread'); // control: only the keys read through the follower are leased
+    await new Promise((r) => setTimeout(r, leaseTtlMs + 100));
+    await c.remove('read-one');
+    await c.remove('read-batch');
+  }, 30_000);
+
+  it("MasterClient readFrom 'any' spreads reads over every master; 'leader' keeps them on the leader", async () => {
+    const { nodes, leader, c, endpoints } = await setup();
+    await c.putStart('k', 4096);
+    await c.putEnd('k');
+    const count = async (n: MasterNode): Promise<number> => {
+      const m = await n.metrics.rpcRequests.get();
+      return m.values.filter((v) => v.labels.method === 'existKey').reduce((a, v) => a + v.value, 0);
+    };
+    const before = await Promise.all(nodes.map(count));
+    const any = client(endpoints);
+    await Promise.all(Array.from({ length: 30 }, () => any.existKey('k')));
+    const mid = await Promise.all(nodes.map(count));
+    for (let i = 0; i < nodes.length; i++) expect(mid[i]! - before[i]!, nodes[i]!.id).toBeGreaterThan(0);
+    const onlyLeader = client(endpoints, { readFrom: 'leader' });
+    for (let i = 0; i < 10; i++) expect(await onlyLeader.existKey('k')).toBe(true);
+    const after = await Promise.all(nodes.map(count));
+    const leaderNow = nodes.find((n) => n.isLeader);
+    if (leaderNow === leader) expect(after[nodes.indexOf(leader)]! - mid[nodes.indexOf(leader)]!).toBeGreaterThanOrEqual(10);
+  }, 30_000);
+});

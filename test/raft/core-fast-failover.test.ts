@@ -1,0 +1,161 @@
+/**
+ * Fast failover (RaftCore.reportConnectionLost): a follower that saw its leader's connection reset pre-votes
+ * without waiting for its election timeout; a flapping connection cannot depose a healthy leader.
+ * Election timeout 10 ticks in every test: "a leader within 2 ticks" can only come from the fast path.
+ */
+import { describe, expect, it } from 'vitest';
+import { Net } from './core-harness.js';
+
+const ids = ['a', 'b', 'c'];
+const opts = { electionTimeoutTicks: 10 };
+
+function leaderWithin(net: Net, among: string[], ticks: number): string | undefined {
+  for (let i = 0; i <= ticks; i++) {
+    const l = net.leaderOf(among);
+    if (l !== undefined) return l;
+    if (i < ticks) net.tickAll(1, among);
+  }
+  return undefined;
+}
+
+describe('fast failover on connection loss', () => {
+  it('followers that lose the leader connection elect a new leader without an election timeout, in one term', () => {
+    for (let seed = 1; seed <= 40; seed++) {
+      const net = new Net(ids, opts, seed);
+      net.campaign('a');
+      // Vary the term (the succession order rotates with it).
+      for (let k = 0; k < seed % 3; k++) net.campaign(k % 2 === 0 ? 'b' : 'a');
+      const old = net.leaders()[0]!;
+      const term = net.core(old).status().term;
+      net.proposeStr(old, `x${seed}`);
+      net.isolate(old); // the leader process died: its peers see resets
+      const rest = ids.filter((x) => x !== old);
+      const order = seed % 2 === 0 ? rest : [...rest].reverse();
+      for (const id of order) {
+        expect(net.core(id).reportConnectionLost(old), `seed ${seed}`).toBe(true);
+        if (seed % 4 < 2) net.stabilize(); // sometimes the first pre-vote arrives before the other saw the reset
+      }
+      net.stabilize();
+      const leader = leaderWithin(net, rest, 2);
+      expect(leader, `seed ${seed}: no leader within 2 ticks`).toBeDefined();
+      expect(net.core(leader!).status().term, `seed ${seed}: split vote or extra term`).toBe(term + 1);
+      const fast = rest.reduce((n, id) => n + net.core(id).fastPreVotes, 0);
+      expect(fast, `seed ${seed}`).toBeGreaterThan(0);
+      expect(net.appliedStrings(leader!)).toContain(`x${seed}`);
+    }
+  });
+
+  it('a pre-vote ignored while the voter still heard the leader is granted once it loses the leader too (no tick needed)', () => {
+    for (let seed = 1; seed <= 20; seed++) {
+      const net = new Net(ids, opts, seed);
+      net.campaign('a');
+      const term = net.core('a').status().term;
+      net.isolate('a');
+      for (const id of seed % 2 === 0 ? ['b', 'c'] : ['c', 'b']) { // the one first in line reports first or second
+        net.core(id).reportConnectionLost('a');
+        net.stabilize(); // the first one's pre-vote reaches the other while it is still in the leader's lease
+      }
+      expect(leaderWithin(net, ['b', 'c'], 0), `seed ${seed}`).toBeDefined();
+      expect(net.core(net.leaderOf(['b', 'c'])!).status().term).toBe(term + 1);
+    }
+  });
+
+  it('takeElectionMessages hands out the pre-vote at once (before the Ready that carries it)', () => {
+    const net = new Net(ids, opts, 2);
+    net.campaign('a');
+    net.isolate('a');
+    const b = net.core('b');
+    b.reportConnectionLost('a');
+    b.reportConnectionLost('a'); // idempotent: the leader is already forgotten
+    const st = b.status();
+    const msgs = b.takeElectionMessages();
+    if (st.role === 'preCandidate') {
+      expect(msgs.map((m) => m.type).sort()).toEqual(['preVote', 'preVote']);
+      expect(b.takeElectionMessages()).toEqual([]);
+    } else {
+      expect(msgs).toEqual([]); // not first in line: it waits 2 ticks
+    }
+  });
+
+  it('with fastFailover off (or without a report: a black hole) the followers wait for the election timeout', () => {
+    for (const variant of ['off', 'no-report'] as const) {
+      const net = new Net(ids, { ...opts, ...(variant === 'off' ? { fastFailover: false } : {}) }, 7);
+      net.campaign('a');
+      net.isolate('a');
+      if (variant === 'off') for (const id of ['b', 'c']) expect(net.core(id).reportConnectionLost('a')).toBe(false);
+      net.stabilize();
+      expect(leaderWithin(net, ['b', 'c'], 2), variant).toBeUndefined();
+      expect(leaderWithin(net, ['b', 'c'], 40), variant).toBeDefined();
+      expect(net.core('b').fastPreVotes + net.core('c').fastPreVotes).toBe(0);
+    }
+  });
+
+  it('a follower whose connection flaps does not disrupt a healthy leader (its pre-vote fails while a quorum hears it)', () => {
+    for (let seed = 1; seed <= 10; seed++) {
+      const net = new Net(ids, opts, seed);
+      net.campaign('a');
+      const term = net.core('a').status().term;
+      for (const follower of ['b', 'c']) {
+        // The connection resets and stays down long enough for the pre-vote to go out (up to 2 ticks of delay).
+        net.cutLink('a', follower);
+        expect(net.core(follower).reportConnectionLost('a')).toBe(true);
+        net.stabilize();
+        net.tickAll(3);
+        expect(net.core(follower).fastPreVotes, `seed ${seed}`).toBe(1);
+        net.heal();
+        net.tickAll(3);
+        expect(net.leaders(), `seed ${seed}`).toEqual(['a']);
+        for (const id of ids) {
+          expect(net.core(id).status().term, `seed ${seed} ${id}`).toBe(term);
+          expect(net.core(id).status().leader).toBe('a');
+        }
+      }
+    }
+  });
+
+  it('a follower behind in the log cannot win; the next in line does, a few ticks later', () => {
+    for (let seed = 1; seed <= 10; seed++) {
+      const net = new Net(ids, opts, seed);
+      net.campaign('a');
+      for (let k = 0; k < seed % 2; k++) net.campaign('a'); // vary the term
+      net.cutLink('a', 'b');
+      net.proposeStr('a', 'only-a-and-c');
+      net.isolate('a');
+      net.heal();
+      net.isolate('a');
+      for (const id of ['b', 'c']) net.core(id).reportConnectionLost('a');
+      net.stabilize();
+      const leader = leaderWithin(net, ['b', 'c'], 3);
+      expect(leader, `seed ${seed}`).toBe('c');
+    }
+  });
+
+  it('reports about a peer that is not the leader change nothing', () => {
+    const net = new Net(ids, opts, 3);
+    net.campaign('a');
+    expect(net.core('b').reportConnectionLost('c')).toBe(false);
+    expect(net.core('b').status().leader).toBe('a');
+    expect(net.core('a').reportConnectionLost('b')).toBe(false);
+    expect(net.leaders()).toEqual(['a']);
+  });
+
+  it('a leader stops counting the lease acknowledgement of a peer whose connection it lost', () => {
+    const net = new Net(ids, { ...opts, readOnlyOption: 'lease' }, 5);
+    net.tickAll(40);
+    const leader = net.leaders()[0]!;
+    net.tickAll(2);
+    expect(net.core(leader).hasLease()).toBe(true);
+    const others = ids.filter((x) => x !== leader);
+    net.core(leader).reportConnectionLost(others[0]!);
+    expect(net.core(leader).hasLease()).toBe(true); // the other follower still makes a quorum
+    net.core(leader).reportConnectionLost(others[1]!);
+    expect(net.core(leader).hasLease()).toBe(false);
+    net.tickAll(1); // the next heartbeat round acknowledges again
+    expect(net.core(leader).hasLease()).toBe(true);
+  });
+
+  it('needs pre-vote and check-quorum', () => {
+    expect(() => new Net(ids, { fastFailover: true, checkQuorum: false })).toThrow(/fastFailover needs preVote and checkQuorum/);
+    expect(() => new Net(ids, { fastFailover: true, preVote: false })).toThrow(/fastFailover needs/);
+  });
+});
