@@ -55,6 +55,13 @@ export const snapshotChunksInFlight = 4;
 export const snapshotChunkAckTimeoutMs = 10_000;
 /** An inbound snapshot whose chunks stop arriving is abandoned after this long. */
 export const snapshotReceiveIdleMs = 30_000;
+/** Largest snapshot image a node stages from one stream; bounds the disk one stream can fill. */
+export const maxInboundSnapshotBytes = 64 * 1024 * 1024 * 1024;
+/**
+ * Received snapshot bytes not yet written to disk. A sender keeping its window of snapshotChunksInFlight chunks
+ * stays far below (chunks are acknowledged once written); past this the stream is aborted, not buffered.
+ */
+export const maxInboundSnapshotBufferedBytes = 128 * 1024 * 1024;
 /** A learner counts as caught up for promotion when its match index is within this many entries of the commit. */
 export const learnerCatchUpEntries = 64;
 export const learnerCatchUpTimeoutMs = 30_000;
@@ -135,11 +142,17 @@ interface OutboundSnapshot {
 
 interface InboundSnapshot {
   sid: number;
+  /** The authenticated id of the connection that started the stream: the only one that may continue it. */
   from: NodeId;
   nextSeq: number;
   file: string;
   out: WriteStream;
   idleTimer: NodeJS.Timeout;
+  /** Bytes staged so far (length prefixes included). */
+  bytes: number;
+  /** The staging stream's first error, if any (the image is then unusable). */
+  failed: Error | null;
+  peers: PeerAddress[];
 }
 
 interface StagedSnapshot {
@@ -213,6 +226,8 @@ export class RaftNode extends EventEmitter {
   private confHistory: Array<{ index: number; confState: ConfState }> = [];
   private readonly outSnapshots = new Map<NodeId, OutboundSnapshot>();
   private inSnapshot: InboundSnapshot | null = null;
+  /** Names staging files (incoming-<n>.snap). */
+  private inboundFiles = 0;
   private staged: StagedSnapshot | null = null;
   private snapshotSeq = 0;
 
@@ -916,59 +931,108 @@ export class RaftNode extends EventEmitter {
 
   // ---------------------------------------------------------------- snapshot streaming (receiver)
 
+  /*
+   * Every error path here ends in abortInbound() or a dropped frame, never in a throw past onFrame or an
+   * unhandled stream 'error' (issue 11: destroying the staging stream with writes pending used to raise an uncaught
+   * ERR_STREAM_DESTROYED and end the process). Rules:
+   * - only the stream's sender (the authenticated connection id) may continue, finish or abort it;
+   * - seq 0 starts a stream (a repeated start of the same stream is ignored; any other start supersedes it);
+   * - a duplicate chunk is ignored, a gap aborts; oversize totals and a disk that falls behind abort;
+   * - a chunk is acknowledged only once it is on disk, so a well-behaved sender (bounded window) is slowed to the
+   *   disk's pace instead of buffering in memory;
+   * - the final message must be a 'snap' from the sender to this node.
+   */
   private onSnapshotChunk(from: NodeId, f: Record<string, unknown>): void {
     const sid = f.sid;
     const seq = f.seq;
-    if (typeof sid !== 'number' || typeof seq !== 'number') throw new MooringError(ErrorCode.MALFORMED_FRAME, 'snapshot chunk without sid/seq');
+    if (typeof sid !== 'number' || !Number.isSafeInteger(seq)) throw new MooringError(ErrorCode.MALFORMED_FRAME, 'snapshot chunk without sid/seq');
+    const n = seq as number;
+    const data = f.data;
+    if (data !== undefined && !(data instanceof Uint8Array)) throw new MooringError(ErrorCode.MALFORMED_FRAME, 'snapshot chunk data is not bytes');
     let inb = this.inSnapshot;
-    if (seq === 0) {
+    if (n === 0) {
+      if (inb !== null && inb.from === from && inb.sid === sid) return; // the same start again: already open
       if (inb !== null) this.abortInbound('superseded by a new snapshot stream');
-      const file = path.join(this.snapshotDir(), `incoming-${sid}.snap`);
-      mkdirSync(this.snapshotDir(), { recursive: true });
-      inb = {
-        sid, from, nextSeq: 0, file, out: createWriteStream(file),
-        idleTimer: setTimeout(() => this.abortInbound('snapshot stream idle'), snapshotReceiveIdleMs),
-      };
-      this.inSnapshot = inb;
-      const hdr = f.hdr as { peers?: unknown } | undefined;
-      (inb as InboundSnapshot & { peers?: PeerAddress[] }).peers = parsePeers(hdr?.peers);
+      inb = this.openInbound(from, sid, (f.hdr as { peers?: unknown } | undefined)?.peers);
     }
     if (inb === null || inb.sid !== sid || inb.from !== from) {
       this.transport.send(from, { k: 'sx', sid, reason: 'no such snapshot stream' });
       return;
     }
-    if (seq !== inb.nextSeq) {
-      this.abortInbound(`snapshot chunk ${seq} out of order (expected ${inb.nextSeq})`);
-      this.transport.send(from, { k: 'sx', sid, reason: 'out of order' });
-      return;
-    }
+    if (n < inb.nextSeq) return; // duplicate: already staged (and acknowledged)
+    const refuse = (reason: string): void => {
+      this.abortInbound(reason);
+      this.transport.send(from, { k: 'sx', sid, reason });
+    };
+    if (n !== inb.nextSeq) return refuse(`snapshot chunk ${n} out of order (expected ${inb.nextSeq})`);
     inb.idleTimer.refresh();
     inb.nextSeq++;
-    if (f.data instanceof Uint8Array) {
+    let fin: Message | null = null;
+    if (f.fin !== undefined) {
+      try {
+        fin = validateMessage(f.fin);
+      } catch (err) {
+        return refuse(`bad final message: ${(err as Error).message}`);
+      }
+      // The final message is stepped into the core: it must come from the connection that streamed the image.
+      if (fin.type !== 'snap' || fin.from !== from || fin.to !== this.id || fin.snapshot === undefined) {
+        return refuse(`final message is not a snapshot from ${from} to ${this.id}`);
+      }
+    }
+    if (data instanceof Uint8Array) {
+      inb.bytes += 4 + data.byteLength;
+      if (inb.bytes > maxInboundSnapshotBytes) return refuse(`snapshot larger than maxInboundSnapshotBytes ${maxInboundSnapshotBytes}`);
+      if (inb.out.writableLength + data.byteLength > maxInboundSnapshotBufferedBytes) {
+        return refuse(`staging disk behind by over maxInboundSnapshotBufferedBytes ${maxInboundSnapshotBufferedBytes}`);
+      }
       // Length-prefixed, so restore() gets back exactly the chunks snapshot() produced.
       const len = Buffer.allocUnsafe(4);
-      len.writeUInt32BE(f.data.byteLength);
+      len.writeUInt32BE(data.byteLength);
       inb.out.write(len);
-      inb.out.write(f.data);
-    }
-    if (f.fin !== undefined) {
-      const fin = validateMessage(f.fin);
-      const current = inb;
-      this.inSnapshot = null;
-      clearTimeout(current.idleTimer);
-      current.out.end(() => {
-        if (this.stopped) return;
-        if (this.staged !== null && this.staged.file !== current.file) rmSync(this.staged.file, { force: true });
-        const meta = fin.snapshot?.metadata;
-        if (meta === undefined) return;
-        this.staged = { index: meta.index, file: current.file, peers: (current as InboundSnapshot & { peers?: PeerAddress[] }).peers ?? [] };
-        this.core.step(fin);
-        this.transport.send(from, { k: 'sa', sid, seq });
-        this.kick();
+      const cur = inb;
+      inb.out.write(data, (err) => {
+        if (err == null && fin === null && this.inSnapshot === cur && !this.stopped) this.transport.send(from, { k: 'sa', sid, seq: n });
       });
-      return;
+    } else if (fin === null) {
+      this.transport.send(from, { k: 'sa', sid, seq: n });
     }
-    this.transport.send(from, { k: 'sa', sid, seq });
+    if (fin !== null) this.finishInbound(inb, fin, n);
+  }
+
+  private openInbound(from: NodeId, sid: number, peers: unknown): InboundSnapshot {
+    mkdirSync(this.snapshotDir(), { recursive: true });
+    // A local counter names the file: the sid is the sender's and may repeat across streams.
+    const file = path.join(this.snapshotDir(), `incoming-${++this.inboundFiles}.snap`);
+    const inb: InboundSnapshot = {
+      sid, from, nextSeq: 0, file, out: createWriteStream(file), bytes: 0, failed: null, peers: parsePeers(peers),
+      idleTimer: setTimeout(() => this.abortInbound('snapshot stream idle'), snapshotReceiveIdleMs),
+    };
+    // Always listened to: a staging write failure (or a write racing an abort) must never become uncaught.
+    inb.out.on('error', (err) => {
+      inb.failed ??= err;
+      if (this.inSnapshot !== inb) return; // already abandoned or finishing: finishInbound sees `failed`
+      this.log.error({ from, sid, err: err.message }, 'cannot stage inbound snapshot');
+      this.abortInbound(`staging write failed: ${err.message}`);
+      this.transport.send(from, { k: 'sx', sid, reason: 'receiver cannot stage the snapshot' });
+    });
+    this.inSnapshot = inb;
+    return inb;
+  }
+
+  private finishInbound(inb: InboundSnapshot, fin: Message, seq: number): void {
+    this.inSnapshot = null;
+    clearTimeout(inb.idleTimer);
+    inb.out.end(() => {
+      if (this.stopped || inb.failed !== null) {
+        rmSync(inb.file, { force: true });
+        return;
+      }
+      if (this.staged !== null && this.staged.file !== inb.file) rmSync(this.staged.file, { force: true });
+      this.staged = { index: fin.snapshot!.metadata.index, file: inb.file, peers: inb.peers };
+      this.core.step(fin);
+      this.transport.send(inb.from, { k: 'sa', sid: inb.sid, seq });
+      this.kick();
+    });
   }
 
   private abortInbound(reason: string): void {
@@ -977,7 +1041,10 @@ export class RaftNode extends EventEmitter {
     this.inSnapshot = null;
     clearTimeout(inb.idleTimer);
     inb.out.destroy();
-    rmSync(inb.file, { force: true });
+    // Remove the file only once the stream has closed: an open() still pending would recreate it.
+    const remove = (): void => rmSync(inb.file, { force: true });
+    if (inb.out.closed) remove();
+    else inb.out.once('close', remove);
     this.log.warn({ from: inb.from, sid: inb.sid, reason }, 'inbound snapshot abandoned');
   }
 
