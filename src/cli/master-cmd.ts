@@ -7,7 +7,7 @@
  * could not persist; also on an uncaught storage error, see installProcessGuard). A second signal during a graceful stop exits at once (128 + signal number).
  */
 import { Command, Option } from 'commander';
-import { ConfigError, loadConfig, type MasterConfig } from '../master/config.js';
+import { ConfigError, loadConfig, peerAuthProblem, type MasterConfig } from '../master/config.js';
 import { MasterNode } from '../master/master-node.js';
 import { ErrorCode, MooringError } from '../errors.js';
 import { printError } from './format.js';
@@ -137,6 +137,12 @@ async function runMaster(flags: MasterFlags): Promise<void> {
       process.exit(exitConfigError);
     }
     throw err;
+  }
+  // Peers authenticate by default: refuse to start a cluster member that would accept any peer.
+  const authProblem = peerAuthProblem(config);
+  if (authProblem !== null) {
+    process.stderr.write(`${authProblem}\n`);
+    process.exit(exitConfigError);
   }
 
   let node: MasterNode | null = null;

@@ -19,6 +19,7 @@ import { LogStore } from '../raft/log-store.js';
 import { RaftNode } from '../raft/node.js';
 import type { Role } from '../raft/types.js';
 import { TcpPeerTransport } from '../transport/tcp-transport.js';
+import { boundedWarnings, type RejectPort } from '../transport/reject-log.js';
 import { RpcServer, type RpcContext } from '../transport/rpc.js';
 import type { TlsConfig as TransportTls } from '../transport/net-util.js';
 import type { PeerAddress } from '../transport/types.js';
@@ -120,14 +121,26 @@ export class MasterNode {
     this.logStore = await LogStore.open(path.join(cfg.dataDir, 'raft-log'), { logger: this.logger });
     this.state = await MasterState.open(path.join(cfg.dataDir, 'state'), { placement: cfg.placement.strategy });
     const peers: PeerAddress[] = cfg.peers.map((p) => ({ id: p.id, host: p.host, port: p.raftPort, rpcPort: p.rpcPort, ...(p.httpPort !== null ? { httpPort: p.httpPort } : {}) }));
+    const onReject = (port: RejectPort, reason: string): void => this.metrics.rejectedFrames.inc({ port, reason });
+    const limits = cfg.limits;
+    if (cfg.peerToken === null && cfg.tls?.requireClientCert !== true) {
+      this.logger.warn({ insecure: true }, 'INSECURE: peers are not authenticated (insecure: true); any host that reaches the peer port can take part in consensus');
+    }
     this.transport = new TcpPeerTransport({
       nodeId: cfg.nodeId,
       clusterId: cfg.clusterId,
       listen: { host: cfg.listen.host, port: cfg.listen.raftPort },
       peers: peers.filter((p) => p.id !== cfg.nodeId),
-      ...(tls !== undefined ? { tls } : {}),
+      // Under mTLS a peer's certificate must name the node id it announces.
+      ...(tls !== undefined ? { tls: { ...tls, verifyPeerIdentity: tls.requireClientCert === true } } : {}),
+      ...(cfg.peerToken !== null ? { token: cfg.peerToken } : {}),
       maxFrameBytes: cfg.raft.maxFrameBytes,
+      maxInboundConnections: limits.maxInboundConnections,
+      maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
+      handshakeTimeoutMs: limits.handshakeTimeoutMs,
+      idleTimeoutMs: limits.idleTimeoutMs,
       logger: this.logger,
+      onReject,
     });
     await this.transport.start();
     this.raft = await RaftNode.start({
@@ -149,7 +162,8 @@ export class MasterNode {
       maxInflightAppends: cfg.raft.maxInflightAppends,
       proposalTimeoutMs: cfg.raft.proposalTimeoutMs,
       snapshotEveryEntries: cfg.raft.snapshotEveryEntries,
-      logger: this.logger,
+      // One warning per bad peer frame would let a stranger fill the disk: bounded, and counted.
+      logger: boundedWarnings(this.logger, 'peer', { 'dropped a bad frame from a peer': 'bad_frame' }, onReject),
     });
     this.raft.on('roleChange', (role: Role) => this.onRoleChange(role));
     this.raft.on('leaderChange', (leader: string | null, term: number) => {
@@ -168,7 +182,12 @@ export class MasterNode {
       listen: { host: cfg.listen.host, port: cfg.listen.rpcPort },
       ...(tls !== undefined ? { tls } : {}),
       maxFrameBytes: cfg.raft.maxFrameBytes,
+      maxConnections: limits.maxInboundConnections,
+      maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
+      handshakeTimeoutMs: limits.handshakeTimeoutMs,
+      idleTimeoutMs: limits.idleTimeoutMs,
       logger: this.logger,
+      onReject,
     });
     this.registerRpcs();
     await this.rpc.start();
@@ -181,6 +200,8 @@ export class MasterNode {
         status: () => this.statusReport(),
         ready: () => this.readiness(),
         logger: this.logger,
+        maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
+        onReject,
       });
     }
     this.timers.push(setInterval(() => void this.housekeeping(), housekeepingIntervalMs));

@@ -66,6 +66,8 @@ export class MasterMetrics {
   readonly activeClients: Gauge;
   readonly segments: Gauge;
   readonly snapshots: Counter;
+  /** Network input refused (bad handshake, bad frame, over a connection budget), by port and reason. */
+  readonly rejectedFrames: Counter<'port' | 'reason'>;
   private lastLeader: string | null = null;
   private readonly methods = new Set<string>();
 
@@ -115,6 +117,12 @@ export class MasterMetrics {
     this.activeClients = new Gauge({ name: 'mooring_active_clients', help: 'Clients with a live session', registers });
     this.segments = new Gauge({ name: 'mooring_segments', help: 'Mounted segments', registers });
     this.snapshots = new Counter({ name: 'mooring_snapshots_total', help: 'Snapshots taken or installed by this node', registers });
+    this.rejectedFrames = new Counter({
+      name: 'mooring_rejected_frames_total',
+      help: 'Connections and frames refused on the peer, rpc and http ports, by reason',
+      labelNames: ['port', 'reason'] as const,
+      registers,
+    });
     for (const role of RAFT_ROLES) this.raftRole.set({ role }, 0);
     if (options.processMetrics !== false) collectDefaultMetrics({ register: r });
   }
