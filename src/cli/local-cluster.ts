@@ -5,6 +5,7 @@
  * with SIGKILL leaves no orphans behind.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -90,6 +91,10 @@ export class LocalCluster {
   readonly dir: string;
   readonly nodes: LocalNode[];
   readonly clusterId: string;
+  /** The shared peer token file every node's config names (peerTokenFile). */
+  get peerTokenFile(): string {
+    return path.join(this.dir, 'peer.token');
+  }
   private readonly ownsDir: boolean;
   private readonly nodeArgs: string[];
   private destroyed = false;
@@ -109,6 +114,9 @@ export class LocalCluster {
     const dir = opts.dir ?? mkdtempSync(path.join(tmpdir(), 'mooring-cluster-'));
     mkdirSync(dir, { recursive: true });
     const clusterId = opts.clusterId ?? 'mooring-local';
+    // Peers authenticate: a fresh random token per cluster, in a file only this user can read.
+    const peerTokenFile = path.join(dir, 'peer.token');
+    writeFileSync(peerTokenFile, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
     const ports = await freeLoopbackPorts(size * 3);
     const peers = Array.from({ length: size }, (_, i) => ({
       id: `m${i + 1}`, host: '127.0.0.1', raftPort: ports[i * 3]!, rpcPort: ports[i * 3 + 1]!, httpPort: ports[i * 3 + 2]!,
@@ -122,6 +130,7 @@ export class LocalCluster {
         dataDir: path.join(nodeDir, 'data'),
         listen: { host: '127.0.0.1', raftPort: p.raftPort, rpcPort: p.rpcPort, httpPort: p.httpPort },
         peers,
+        peerTokenFile,
         log: { level: opts.logLevel ?? 'info' },
         ...(opts.extraConfig ?? {}),
       };

@@ -4,11 +4,12 @@
  * Precedence: defaults < --config file < MOORING_* env < flags (loadConfig does the merging and validation).
  * Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 2 for an invalid configuration, 1 for any other failure
  * to start, 70 when the Raft node stops on a storage failure (crash-stop: better than serving from a log it
- * could not persist). A second signal during a graceful stop exits at once (128 + signal number).
+ * could not persist; also on an uncaught storage error, see installProcessGuard). A second signal during a graceful stop exits at once (128 + signal number).
  */
 import { Command, Option } from 'commander';
-import { ConfigError, loadConfig, type MasterConfig } from '../master/config.js';
+import { ConfigError, loadConfig, peerAuthProblem, type MasterConfig } from '../master/config.js';
 import { MasterNode } from '../master/master-node.js';
+import { ErrorCode, MooringError } from '../errors.js';
 import { printError } from './format.js';
 import { watchParent } from '../util/parent.js';
 
@@ -57,6 +58,53 @@ export function masterCommand(): Command {
     });
 }
 
+/** Errno codes of a disk that cannot take writes: the process crash-stops on these (see installProcessGuard). */
+const storageErrnoCodes = new Set(['ENOSPC', 'EIO', 'EROFS', 'EDQUOT', 'EFBIG']);
+/** Uncaught errors logged in full per interval; the rest are counted and summarized (no log flood). */
+export const uncaughtLogBudgetPerInterval = 10;
+export const uncaughtLogIntervalMs = 10_000;
+
+/** True for a genuine storage failure (a durable write or read failed), the only reason to crash-stop. */
+export function isStorageFailure(err: unknown): boolean {
+  if (err instanceof MooringError) return err.code === ErrorCode.STORAGE_FAILED || err.code === ErrorCode.CORRUPT_LOG;
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return typeof code === 'string' && storageErrnoCodes.has(code);
+}
+
+/**
+ * Process-level guard: an uncaught exception or unhandled rejection is logged (a bounded number of lines per
+ * interval) and the node keeps serving; Raft state is only changed through validated inputs, so a stray error in
+ * a connection or timer callback must not take a member down (issue 11: one hostile connection could end every
+ * master). Only a storage failure crash-stops (exit 70): serving from a log that could not be persisted is worse.
+ */
+export function installProcessGuard(logger: { error(o: object, m: string): void; fatal(o: object, m: string): void }, crashStop: () => void): void {
+  let windowStart = Date.now();
+  let logged = 0;
+  let suppressed = 0;
+  const onError = (kind: string) => (err: unknown): void => {
+    if (isStorageFailure(err)) {
+      logger.fatal({ err: (err as Error)?.stack ?? String(err) }, `${kind}: storage failure, crash-stop`);
+      crashStop();
+      return;
+    }
+    const now = Date.now();
+    if (now - windowStart >= uncaughtLogIntervalMs) {
+      if (suppressed > 0) logger.error({ suppressed, intervalMs: uncaughtLogIntervalMs }, `${kind}: further errors not logged`);
+      windowStart = now;
+      logged = 0;
+      suppressed = 0;
+    }
+    if (logged >= uncaughtLogBudgetPerInterval) {
+      suppressed++;
+      return;
+    }
+    logged++;
+    logger.error({ err: (err as Error)?.stack ?? String(err) }, `${kind}: logged, node keeps running`);
+  };
+  process.on('uncaughtException', onError('uncaught exception'));
+  process.on('unhandledRejection', onError('unhandled rejection'));
+}
+
 /** Flag overrides; a malformed `--set` goes into `problems` so it is reported with every other problem. */
 function overridesFrom(flags: MasterFlags, problems: string[]): Record<string, unknown> {
   const o: Record<string, unknown> = {
@@ -96,6 +144,12 @@ async function runMaster(flags: MasterFlags): Promise<void> {
       process.exit(exitConfigError);
     }
     throw err;
+  }
+  // Peers authenticate by default: refuse to start a cluster member that would accept any peer.
+  const authProblem = peerAuthProblem(config);
+  if (authProblem !== null) {
+    process.stderr.write(`${authProblem}\n`);
+    process.exit(exitConfigError);
   }
 
   let node: MasterNode | null = null;
@@ -138,10 +192,7 @@ async function runMaster(flags: MasterFlags): Promise<void> {
     process.exit(1);
   }
   const started = node;
-  process.on('uncaughtException', (err) => {
-    started.logger.fatal({ err: err.stack ?? String(err) }, 'uncaught exception: exiting');
-    process.exit(1);
-  });
+  installProcessGuard(started.logger, () => exit(exitStorageFailure));
   started.raftNode.on('fatal', (err: Error) => {
     started.logger.fatal({ err: err.message }, 'storage failure: crash-stop (restart the process once the disk is fixed)');
     // MasterNode closes its stores on its own; the process may then end naturally (hence exitCode) or not.

@@ -9,9 +9,12 @@
  * `redactConfig(cfg)`, `toRaftCoreOptions(cfg)`, `listConfigFields()`. The reference for every field is docs/configuration.md.
  */
 import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
+import nodePath from 'node:path';
 import { parseDocument } from 'yaml';
 import { ErrorCode, MooringError } from '../errors.js';
 import { raftDefaults, toCoreOptions, type CoreOptions, type RaftTunables } from '../raft/node/options.js';
+import { defaultIdleTimeoutMs, defaultMaxConnectionsPerAddress, defaultMaxInboundConnections } from '../transport/conn-budget.js';
+import { handshakeTimeoutMs } from '../transport/handshake.js';
 
 export type { ReadMode } from '../raft/node/options.js';
 import type { ReadMode } from '../raft/node/options.js';
@@ -78,6 +81,21 @@ export interface MasterConfig {
   /** The admin token itself (read from adminTokenFile when that is given); null = admin RPCs unauthenticated. */
   adminToken: string | null;
   adminTokenFile: string | null;
+  /**
+   * Shared secret every peer presents in its handshake (read from peerTokenFile when that is given). Peers must
+   * authenticate: by this token or by mTLS (tls.requireClientCert); otherwise only with `insecure: true`.
+   */
+  peerToken: string | null;
+  peerTokenFile: string | null;
+  /** Run without peer authentication (any host that can reach the peer port can join the consensus). */
+  insecure: boolean;
+  /** Connection budgets of the peer, RPC and HTTP ports (see docs/configuration.md). */
+  limits: {
+    maxConnectionsPerAddress: number;
+    maxInboundConnections: number;
+    handshakeTimeoutMs: number;
+    idleTimeoutMs: number;
+  };
   clientRetry: { initialBackoffMs: number; maxBackoffMs: number; maxAttempts: number; requestTimeoutMs: number };
   log: { level: LogLevel; pretty: boolean };
 }
@@ -116,6 +134,10 @@ export const defaultConfig: DefaultConfig = deepFreeze({
   tls: null,
   adminToken: null,
   adminTokenFile: null,
+  peerToken: null,
+  peerTokenFile: null,
+  insecure: false,
+  limits: { maxConnectionsPerAddress: defaultMaxConnectionsPerAddress, maxInboundConnections: defaultMaxInboundConnections, handshakeTimeoutMs, idleTimeoutMs: defaultIdleTimeoutMs },
   clientRetry: { initialBackoffMs: 100, maxBackoffMs: 5000, maxAttempts: 3, requestTimeoutMs: 2000 },
   log: { level: 'info', pretty: false },
 });
@@ -134,6 +156,8 @@ const MIN_FRAME_BYTES = 64 * 1024;
 const MAX_FRAME_BYTES = 1024 * MiB;
 const MAX_PATH_CHARS = 4096;
 const MAX_TOKEN_CHARS = 4096;
+/** The peer handshake carries at most this many token characters (transport/handshake.ts maxHelloFieldChars). */
+const MAX_PEER_TOKEN_CHARS = 256;
 
 type Leaf =
   | { t: 'int'; min: number; max: number }
@@ -201,6 +225,18 @@ const SCHEMA: Record<string, SchemaNode> = {
   tls: { t: 'obj', fields: { cert: path, key: path, ca: path, requireClientCert: bool } },
   adminToken: { t: 'str', pattern: /^\S+$/, rule: 'must not be empty or contain whitespace', maxChars: MAX_TOKEN_CHARS },
   adminTokenFile: path,
+  peerToken: { t: 'str', pattern: /^\S+$/, rule: 'must not be empty or contain whitespace', maxChars: MAX_PEER_TOKEN_CHARS },
+  peerTokenFile: path,
+  insecure: bool,
+  limits: {
+    t: 'obj',
+    fields: {
+      maxConnectionsPerAddress: int(1, 1_000_000),
+      maxInboundConnections: int(1, 1_000_000),
+      handshakeTimeoutMs: int(1, MAX_MS),
+      idleTimeoutMs: int(1, MAX_MS),
+    },
+  },
   clientRetry: {
     t: 'obj',
     fields: {
@@ -665,22 +701,26 @@ function resolve(merged: Raw, problems: Problems): MasterConfig | undefined {
     };
   }
 
-  // Admin token: inline or from a file, not both.
-  let adminToken: string | null = null;
-  const tokenFile = pick<string | null>(g, 'adminTokenFile', null);
-  const tokenInline = pick<string | null>(g, 'adminToken', null);
-  if (tokenFile !== null && tokenInline !== null) {
-    problems.add('adminTokenFile', 'and adminToken are exclusive; give one of them');
-  } else if (typeof tokenFile === 'string') {
-    try {
-      const text = readFileSync(tokenFile, 'utf8').trim();
-      if (text.length === 0 || /\s/.test(text) || text.length > MAX_TOKEN_CHARS)
-        problems.add('adminTokenFile', `file ${JSON.stringify(tokenFile)} must hold one token (no whitespace, 1–${MAX_TOKEN_CHARS} characters)`);
-      else adminToken = text;
-    } catch (e) {
-      problems.add('adminTokenFile', `file ${JSON.stringify(tokenFile)} is not readable (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
-    }
-  } else if (typeof tokenInline === 'string') adminToken = tokenInline;
+  // Tokens (admin, peer): inline or from a file, not both.
+  const token = (field: 'adminToken' | 'peerToken', maxChars: number): { value: string | null; file: string | null } => {
+    const file = pick<string | null>(g, `${field}File`, null);
+    const inline = pick<string | null>(g, field, null);
+    if (file !== null && inline !== null) {
+      problems.add(`${field}File`, `and ${field} are exclusive; give one of them`);
+    } else if (typeof file === 'string') {
+      try {
+        const text = readFileSync(file, 'utf8').trim();
+        if (text.length === 0 || /\s/.test(text) || text.length > maxChars)
+          problems.add(`${field}File`, `file ${JSON.stringify(file)} must hold one token (no whitespace, 1–${maxChars} characters)`);
+        else return { value: text, file };
+      } catch (e) {
+        problems.add(`${field}File`, `file ${JSON.stringify(file)} is not readable (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+      }
+    } else if (typeof inline === 'string') return { value: inline, file: null };
+    return { value: null, file: typeof file === 'string' ? file : null };
+  };
+  const admin = token('adminToken', MAX_TOKEN_CHARS);
+  const peer = token('peerToken', MAX_PEER_TOKEN_CHARS);
 
   if (problems.list.length > 0) return undefined;
 
@@ -702,8 +742,12 @@ function resolve(merged: Raw, problems: Problems): MasterConfig | undefined {
     eviction,
     placement: fill('placement', defaultConfig.placement),
     tls,
-    adminToken,
-    adminTokenFile: tokenFile as string | null,
+    adminToken: admin.value,
+    adminTokenFile: admin.file,
+    peerToken: peer.value,
+    peerTokenFile: peer.file,
+    insecure: pick(g, 'insecure', defaultConfig.insecure) as boolean,
+    limits: fill('limits', defaultConfig.limits),
     clientRetry,
     log: fill('log', defaultConfig.log),
   };
@@ -787,6 +831,11 @@ export function loadConfig(options: LoadConfigOptions = {}): MasterConfig {
       problems.list.push(`config: file ${JSON.stringify(options.file)} is not readable (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
     }
     if (text !== undefined) fileRaw = fileLayer(text, options.file, problems) ?? {};
+    // A token file named in the config file is found next to it (as examples/cluster-3 does).
+    for (const k of ['peerTokenFile']) {
+      const v = fileRaw[k];
+      if (typeof v === 'string' && !nodePath.isAbsolute(v)) fileRaw[k] = nodePath.resolve(nodePath.dirname(options.file), v);
+    }
   }
   const envRaw = envLayer(options.env ?? process.env, problems);
   const overRaw = overridesLayer(options.overrides ?? {}, problems);
@@ -821,9 +870,20 @@ export function toRaftCoreOptions(cfg: MasterConfig): CoreOptions {
   return toCoreOptions({ ...raftDefaults, ...toRaftTunables(cfg) });
 }
 
+/**
+ * Why this configuration may not start a master, or null. Peers must authenticate (shared peer token or mTLS);
+ * `insecure: true` is the explicit way out. One line, naming the field to set.
+ */
+export function peerAuthProblem(cfg: MasterConfig): string | null {
+  if (cfg.peerToken !== null || cfg.tls?.requireClientCert === true || cfg.insecure) return null;
+  // A lone node that joins nobody has no member a stranger could pretend to be (unknown ids are refused anyway).
+  if (!cfg.join && cfg.peers.every((p) => p.id === cfg.nodeId)) return null;
+  return 'config: peerTokenFile: peers must authenticate: set peerTokenFile (e.g. `openssl rand -hex 32 > peer.token`), or tls.requireClientCert: true, or insecure: true to accept any peer (not for production)';
+}
+
 /** A copy safe to log or serve on /status: secrets replaced. */
 export function redactConfig(cfg: MasterConfig): MasterConfig {
-  return { ...cfg, adminToken: cfg.adminToken === null ? null : '<redacted>' };
+  return { ...cfg, adminToken: cfg.adminToken === null ? null : '<redacted>', peerToken: cfg.peerToken === null ? null : '<redacted>' };
 }
 
 function deepFreeze<T>(o: T): T {

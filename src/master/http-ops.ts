@@ -16,6 +16,12 @@ export const HTTP_KEEP_ALIVE_TIMEOUT_MS = 5_000;
 export const HTTP_MAX_HEADER_BYTES = 16 * 1024;
 export const HTTP_MAX_HEADERS_COUNT = 64;
 export const HTTP_MAX_CONNECTIONS = 256;
+/**
+ * Connections one remote address may hold on this port (default). With HTTP_MAX_CONNECTIONS well above it, one
+ * host holding its share cannot keep a liveness probe from another host out. This port has its own budget, so
+ * /health and /ready answer whatever the peer and RPC ports are going through.
+ */
+export const HTTP_MAX_CONNECTIONS_PER_ADDRESS = 32;
 
 export interface Readiness {
   ready: boolean;
@@ -33,6 +39,9 @@ export interface HttpOpsOptions {
   /** /ready: 200 when ready, else 503 with the reason (may be async). */
   ready: () => Readiness | Promise<Readiness>;
   logger: Logger;
+  maxConnectionsPerAddress?: number;
+  /** Counts refused connections (the `mooring_rejected_frames_total` metric, port "http"). */
+  onReject?: (port: 'http', reason: string) => void;
 }
 
 export interface HttpOps {
@@ -56,9 +65,27 @@ export async function startHttpOps(options: HttpOpsOptions): Promise<HttpOps> {
   server.keepAliveTimeout = HTTP_KEEP_ALIVE_TIMEOUT_MS;
   server.maxHeadersCount = HTTP_MAX_HEADERS_COUNT;
   server.maxConnections = HTTP_MAX_CONNECTIONS;
+  const perAddressLimit = Math.min(options.maxConnectionsPerAddress ?? HTTP_MAX_CONNECTIONS_PER_ADDRESS, HTTP_MAX_CONNECTIONS_PER_ADDRESS);
+  const perAddress = new Map<string, number>();
+  server.on('connection', (socket) => {
+    const addr = socket.remoteAddress ?? '?';
+    const n = perAddress.get(addr) ?? 0;
+    if (n >= perAddressLimit) {
+      options.onReject?.('http', 'per_address_limit');
+      socket.destroy();
+      return;
+    }
+    perAddress.set(addr, n + 1);
+    socket.once('close', () => {
+      const left = (perAddress.get(addr) ?? 1) - 1;
+      if (left <= 0) perAddress.delete(addr);
+      else perAddress.set(addr, left);
+    });
+  });
   // Malformed HTTP: answer 400 if the socket still can, never throw.
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     log.debug({ code: err.code }, 'bad http request');
+    options.onReject?.('http', 'bad_request');
     if (socket.writable && !(err.code === 'ECONNRESET')) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     else socket.destroy();
   });

@@ -21,6 +21,7 @@ import { openRaftLog } from '../raft/wal/open.js';
 import { RaftNode } from '../raft/node/index.js';
 import type { Role } from '../raft/core/types.js';
 import { TcpPeerTransport } from '../transport/tcp-transport.js';
+import { boundedWarnings, type RejectPort } from '../transport/reject-log.js';
 import { RpcServer, type RpcContext } from '../transport/rpc.js';
 import type { TlsConfig as TransportTls } from '../transport/net-util.js';
 import type { PeerAddress } from '../transport/types.js';
@@ -145,15 +146,27 @@ export class MasterNode {
     this.logStore = await openRaftLog({ walDir: path.join(cfg.dataDir, 'raft-wal'), legacyDir: path.join(cfg.dataDir, 'raft-log'), logger: this.logger });
     this.state = await MasterState.open(path.join(cfg.dataDir, 'state'), { placement: cfg.placement.strategy });
     const peers: PeerAddress[] = cfg.peers.map((p) => ({ id: p.id, host: p.host, port: p.raftPort, rpcPort: p.rpcPort, ...(p.httpPort !== null ? { httpPort: p.httpPort } : {}) }));
+    const onReject = (port: RejectPort, reason: string): void => this.metrics.rejectedFrames.inc({ port, reason });
+    const limits = cfg.limits;
+    if (cfg.peerToken === null && cfg.tls?.requireClientCert !== true) {
+      this.logger.warn({ insecure: true }, 'INSECURE: peers are not authenticated (insecure: true); any host that reaches the peer port can take part in consensus');
+    }
     this.transport = new TcpPeerTransport({
       nodeId: cfg.nodeId,
       // A restored data dir carries a new cluster identity: old members are refused at the handshake.
       clusterId: peerClusterId(cfg.dataDir, cfg.clusterId),
       listen: { host: cfg.listen.host, port: cfg.listen.raftPort },
       peers: peers.filter((p) => p.id !== cfg.nodeId),
-      ...(tls !== undefined ? { tls } : {}),
+      // Under mTLS a peer's certificate must name the node id it announces.
+      ...(tls !== undefined ? { tls: { ...tls, verifyPeerIdentity: tls.requireClientCert === true } } : {}),
+      ...(cfg.peerToken !== null ? { token: cfg.peerToken } : {}),
       maxFrameBytes: cfg.raft.maxFrameBytes,
+      maxInboundConnections: limits.maxInboundConnections,
+      maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
+      handshakeTimeoutMs: limits.handshakeTimeoutMs,
+      idleTimeoutMs: limits.idleTimeoutMs,
       logger: this.logger,
+      onReject,
     });
     await this.transport.start();
     this.raft = await RaftNode.start({
@@ -165,7 +178,8 @@ export class MasterNode {
       peers,
       ...(cfg.join ? {} : { bootstrapVoters: cfg.peers.map((p) => p.id) }),
       ...toRaftTunables(cfg),
-      logger: this.logger,
+      // One warning per bad peer frame would let a stranger fill the disk: bounded, and counted.
+      logger: boundedWarnings(this.logger, 'peer', { 'dropped a bad frame from a peer': 'bad_frame' }, onReject),
     });
     this.leaseSync = new LeaseSync({
       self: cfg.nodeId,
@@ -232,7 +246,12 @@ export class MasterNode {
       listen: { host: cfg.listen.host, port: cfg.listen.rpcPort },
       ...(tls !== undefined ? { tls } : {}),
       maxFrameBytes: cfg.raft.maxFrameBytes,
+      maxConnections: limits.maxInboundConnections,
+      maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
+      handshakeTimeoutMs: limits.handshakeTimeoutMs,
+      idleTimeoutMs: limits.idleTimeoutMs,
       logger: this.logger,
+      onReject,
     });
     this.registerRpcs();
     await this.rpc.start();
@@ -245,6 +264,8 @@ export class MasterNode {
         status: () => this.statusReport(),
         ready: () => this.readiness(),
         logger: this.logger,
+        maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
+        onReject,
       });
     }
     this.timers.push(setInterval(() => void this.housekeeping(), housekeepingIntervalMs));

@@ -73,6 +73,8 @@ export class MasterMetrics {
   /** Re-replication (repair.ts): objects under-replicated and repairs in flight; repairs ended, by outcome. */
   readonly repairState: Gauge<'kind'>;
   readonly repairs: Counter<'outcome'>;
+  /** Network input refused (bad handshake, bad frame, over a connection budget), by port and reason. */
+  readonly rejectedFrames: Counter<'port' | 'reason'>;
   private lastLeader: string | null = null;
   private readonly methods = new Set<string>();
 
@@ -125,6 +127,12 @@ export class MasterMetrics {
     this.snapshots = new Counter({ name: 'mooring_snapshots_total', help: 'Snapshots taken or installed by this node', registers });
     this.repairState = new Gauge({ name: 'mooring_repair_objects', help: 'Leader: objects under-replicated (kind=under_replicated) and repairs in flight (kind=in_flight)', labelNames: ['kind'], registers });
     this.repairs = new Counter({ name: 'mooring_repairs_total', help: 'Leader: repairs ended, by outcome (done, failed)', labelNames: ['outcome'], registers });
+    this.rejectedFrames = new Counter({
+      name: 'mooring_rejected_frames_total',
+      help: 'Connections and frames refused on the peer, rpc and http ports, by reason',
+      labelNames: ['port', 'reason'] as const,
+      registers,
+    });
     for (const role of RAFT_ROLES) this.raftRole.set({ role }, 0);
     if (options.processMetrics !== false) collectDefaultMetrics({ register: r });
   }

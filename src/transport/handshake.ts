@@ -10,8 +10,9 @@ import type { FramedSocket } from './framed-socket.js';
 
 export const handshakeMagic = 'mooring';
 export const protocolVersion = 1;
-/** A connection that has not completed its handshake within this time is closed. */
-export const handshakeTimeoutMs = 5000;
+/** A connection that has not completed its handshake within this time is closed (short: a slot held by a
+ * silent stranger is a slot a member or client cannot use). */
+export const handshakeTimeoutMs = 3000;
 /** Longest id or token accepted in a Hello. */
 export const maxHelloFieldChars = 256;
 

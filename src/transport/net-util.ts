@@ -5,7 +5,9 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { ErrorCode, MooringError } from '../errors.js';
+import type { Admission, ConnectionBudget } from './conn-budget.js';
 import type { LoggerLike } from './logger.js';
+import type { RejectLog } from './reject-log.js';
 
 /** PEM material given inline (contents) or as file paths. */
 export interface TlsConfig {
@@ -26,8 +28,7 @@ export interface TlsConfig {
 
 /** Socket-level keepalive, so a dead peer behind a silent network is noticed. */
 export const tcpKeepAliveInitialDelayMs = 10_000;
-/** Accepted connections over this are closed at once (memory stays bounded under a connection flood). */
-export const defaultMaxInboundConnections = 1024;
+export { defaultMaxInboundConnections } from './conn-budget.js';
 
 function pem(v: string | Buffer): Buffer {
   if (Buffer.isBuffer(v)) return v;
@@ -72,18 +73,32 @@ function tuneSocket(socket: net.Socket): void {
   socket.setKeepAlive(true, tcpKeepAliveInitialDelayMs);
 }
 
-/** Creates a TCP or TLS server; `onSocket` gets each connection once it is ready (TLS: after the TLS handshake). */
+/** Hard cap on sockets a server holds, over the budget's total: room for connections being refused. */
+const listenerSlackConnections = 64;
+
+/**
+ * Creates a TCP or TLS server; `onSocket` gets each connection once it is ready (TLS: after the TLS handshake,
+ * which must finish within handshakeTimeoutMs) and admitted by the budget; refused ones are closed at once.
+ */
 export function createListener(
   tlsCfg: ResolvedTls | undefined,
   logger: LoggerLike,
-  maxConnections: number,
-  onSocket: (socket: net.Socket) => void,
+  budget: ConnectionBudget,
+  rejects: RejectLog,
+  handshakeTimeoutMs: number,
+  onSocket: (socket: net.Socket, admission: Admission) => void,
 ): net.Server {
   let server: net.Server;
   const accept = (socket: net.Socket): void => {
-    tuneSocket(socket);
     socket.on('error', () => {}); // reported through FramedSocket; never an uncaught 'error'
-    onSocket(socket);
+    const admission = budget.admit(socket);
+    if (typeof admission === 'string') {
+      rejects.reject(admission, { remote: socket.remoteAddress }, 'connection refused: over budget');
+      socket.destroy();
+      return;
+    }
+    tuneSocket(socket);
+    onSocket(socket, admission);
   };
   if (tlsCfg !== undefined) {
     server = tls.createServer(
@@ -94,17 +109,18 @@ export function createListener(
         requestCert: tlsCfg.requireClientCert,
         rejectUnauthorized: tlsCfg.requireClientCert,
         minVersion: 'TLSv1.2',
+        handshakeTimeout: handshakeTimeoutMs,
       },
       accept,
     );
     server.on('tlsClientError', (err, socket) => {
-      logger.warn({ err: err.message, remote: socket.remoteAddress }, 'TLS handshake refused');
+      rejects.reject('tls_handshake', { err: err.message, remote: socket.remoteAddress }, 'TLS handshake refused');
       socket.destroy();
     });
   } else {
     server = net.createServer(accept);
   }
-  server.maxConnections = maxConnections;
+  server.maxConnections = budget.limits.maxInboundConnections + listenerSlackConnections;
   server.on('error', (err) => logger.error({ err: err.message }, 'listener error'));
   return server;
 }

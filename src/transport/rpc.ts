@@ -9,7 +9,9 @@ import { defaultMaxFrameBytes, encodeFrame } from './codec.js';
 import { FramedSocket } from './framed-socket.js';
 import { acceptHandshake, dialHandshake, handshakeTimeoutMs as defaultHandshakeTimeoutMs, makeHello } from './handshake.js';
 import { silentLogger, type LoggerLike } from './logger.js';
-import { closeServer, createListener, defaultMaxInboundConnections, dial, listen, resolveTls, type ResolvedTls, type TlsConfig } from './net-util.js';
+import { closeServer, createListener, dial, listen, resolveTls, type ResolvedTls, type TlsConfig } from './net-util.js';
+import { ConnectionBudget, defaultIdleTimeoutMs, defaultMaxConnectionsPerAddress, defaultMaxInboundConnections, type Admission } from './conn-budget.js';
+import { RejectLog, reasonOf, type RejectCounter } from './reject-log.js';
 
 /** Requests a single connection may have running at once; more get a QUEUE_FULL reply. */
 export const defaultMaxInflightRequestsPerConnection = 1024;
@@ -39,8 +41,14 @@ export interface RpcServerOptions {
   maxFrameBytes?: number;
   maxInflightRequestsPerConnection?: number;
   maxConnections?: number;
+  /** Connections one remote address may hold (see conn-budget.ts). */
+  maxConnectionsPerAddress?: number;
+  /** A handshaken connection silent this long is closed. */
+  idleTimeoutMs?: number;
   handshakeTimeoutMs?: number;
   logger?: LoggerLike;
+  /** Counts rejected input (the `mooring_rejected_frames_total` metric). */
+  onReject?: RejectCounter;
 }
 
 function isRequestId(v: unknown): v is number | string {
@@ -59,6 +67,7 @@ export class RpcServer {
   private boundPort = 0;
   private nextConnId = 1;
   private closed = false;
+  private readonly rejects: RejectLog;
 
   constructor(options: RpcServerOptions) {
     this.opts = options;
@@ -66,6 +75,7 @@ export class RpcServer {
     this.logger = options.logger ?? silentLogger;
     this.maxFrameBytes = options.maxFrameBytes ?? defaultMaxFrameBytes;
     this.maxInflight = options.maxInflightRequestsPerConnection ?? defaultMaxInflightRequestsPerConnection;
+    this.rejects = new RejectLog(this.logger, 'rpc', options.onReject);
   }
 
   get port(): number {
@@ -84,7 +94,13 @@ export class RpcServer {
   async start(): Promise<void> {
     if (this.closed) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'RPC server closed');
     if (this.server !== null) return;
-    this.server = createListener(this.tls, this.logger, this.opts.maxConnections ?? defaultMaxInboundConnections, (s) => this.onConnection(s));
+    const budget = new ConnectionBudget({
+      maxConnectionsPerAddress: this.opts.maxConnectionsPerAddress ?? defaultMaxConnectionsPerAddress,
+      maxInboundConnections: this.opts.maxConnections ?? defaultMaxInboundConnections,
+      idleTimeoutMs: this.opts.idleTimeoutMs ?? defaultIdleTimeoutMs,
+    });
+    const hsMs = this.opts.handshakeTimeoutMs ?? defaultHandshakeTimeoutMs;
+    this.server = createListener(this.tls, this.logger, budget, this.rejects, hsMs, (s, a) => this.onConnection(s, a));
     this.boundPort = await listen(this.server, this.opts.listen.host, this.opts.listen.port);
     this.logger.info({ port: this.boundPort, tls: this.tls !== undefined }, 'RPC server listening');
   }
@@ -95,10 +111,11 @@ export class RpcServer {
     this.closed = true;
     for (const c of this.conns) c.destroy();
     this.conns.clear();
+    this.rejects.close();
     if (this.server !== null) await closeServer(this.server);
   }
 
-  private onConnection(socket: net.Socket): void {
+  private onConnection(socket: net.Socket, admission: Admission): void {
     if (this.closed) {
       socket.destroy();
       return;
@@ -109,18 +126,19 @@ export class RpcServer {
     this.conns.add(conn);
     conn.onClose((err) => {
       this.conns.delete(conn);
-      if (err !== null && !this.closed) this.logger.warn({ remote: remoteAddress, code: (err as MooringError).code, err: err.message }, 'RPC connection closed');
+      if (err !== null && !this.closed) this.rejects.reject(reasonOf(err), { remote: remoteAddress, code: (err as MooringError).code, err: err.message }, 'RPC connection closed');
     });
     // Respect backpressure: a client that does not read its replies stops being read from.
     conn.pauseReadsOnBackpressure = true;
     const mine = makeHello(this.opts.clusterId, this.opts.nodeId, 'client');
     acceptHandshake(conn, mine, { clusterId: this.opts.clusterId, role: 'client', token: this.opts.token }, this.opts.handshakeTimeoutMs ?? defaultHandshakeTimeoutMs).then(
       (hello) => {
+        admission.authenticated();
         const ctx: RpcContext = { clientNodeId: hello.nodeId, remoteAddress, connectionId };
         const state = { inflight: 0 };
         conn.setHandler((frame) => this.onRequest(conn, ctx, state, frame));
       },
-      (err: MooringError) => this.logger.warn({ remote: remoteAddress, code: err.code, err: err.message }, 'RPC handshake refused'),
+      (err: MooringError) => this.rejects.reject(reasonOf(err), { remote: remoteAddress, code: (err as MooringError).code, err: err.message }, 'RPC handshake refused'),
     );
   }
 
@@ -128,7 +146,7 @@ export class RpcServer {
     const req = frame as { id?: unknown; method?: unknown; args?: unknown } | null;
     if (typeof req !== 'object' || req === null || !isRequestId(req.id)) {
       // Without an id nothing can be answered: the client is broken or hostile.
-      this.logger.warn({ remote: ctx.remoteAddress }, 'RPC frame without a request id; closing the connection');
+      this.rejects.reject('no_request_id', { remote: ctx.remoteAddress }, 'RPC frame without a request id; closing the connection');
       conn.destroy(new MooringError(ErrorCode.MALFORMED_FRAME, 'request without id'));
       return;
     }

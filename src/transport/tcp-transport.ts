@@ -6,6 +6,13 @@
  * connection is down or the socket is pushing back; when it is full, send() returns false and drops the frame
  * (Raft tolerates loss), so memory stays bounded however slow or dead a peer is. Frames queued in the same tick are
  * coalesced into one socket write.
+ *
+ * Inbound, only known peers are accepted: the handshake must name an id given to setPeer() (the members and
+ * learners of the current configuration, and a node being added: RaftNode calls setPeer before proposing it),
+ * must carry the shared token when one is set, and under mTLS with verifyPeerIdentity the certificate must name
+ * that id. Frames are then delivered as coming from that authenticated id, nothing else. Connection budgets
+ * (conn-budget.ts) keep strangers from starving the port: connections still in their handshake may never take
+ * the last peerSlotsReservedForMembers slots.
  */
 import type net from 'node:net';
 import { ErrorCode, MooringError } from '../errors.js';
@@ -13,7 +20,9 @@ import { defaultMaxFrameBytes, encodeFrame } from './codec.js';
 import { FramedSocket } from './framed-socket.js';
 import { acceptHandshake, dialHandshake, handshakeTimeoutMs as defaultHandshakeTimeoutMs, makeHello, type Hello } from './handshake.js';
 import { silentLogger, type LoggerLike } from './logger.js';
-import { closeServer, createListener, defaultMaxInboundConnections, dial, listen, peerCertificateCn, resolveTls, type ResolvedTls, type TlsConfig } from './net-util.js';
+import { closeServer, createListener, dial, listen, peerCertificateCn, resolveTls, type ResolvedTls, type TlsConfig } from './net-util.js';
+import { ConnectionBudget, defaultIdleTimeoutMs, defaultMaxConnectionsPerAddress, defaultMaxInboundConnections, peerSlotsReservedForMembers, type Admission } from './conn-budget.js';
+import { RejectLog, reasonOf, type RejectCounter } from './reject-log.js';
 import type { PeerAddress, PeerDownReason, PeerId, PeerTransport } from './types.js';
 
 export const defaultMaxQueuedFrames = 4096;
@@ -40,7 +49,14 @@ export interface TcpPeerTransportOptions {
   connectTimeoutMs?: number;
   handshakeTimeoutMs?: number;
   maxInboundConnections?: number;
+  maxConnectionsPerAddress?: number;
+  /** An inbound connection silent this long is closed. */
+  idleTimeoutMs?: number;
+  /** Accept any node id in the handshake, not only peers given to setPeer (tests of the transport alone). */
+  acceptUnknownPeers?: boolean;
   logger?: LoggerLike;
+  /** Counts rejected input (the `mooring_rejected_frames_total` metric). */
+  onReject?: RejectCounter;
 }
 
 export interface PeerLinkStats {
@@ -78,12 +94,15 @@ class PeerLink {
 }
 
 export class TcpPeerTransport implements PeerTransport {
-  private readonly opts: Required<Omit<TcpPeerTransportOptions, 'tls' | 'token' | 'logger' | 'peers' | 'listen'>> & { listen: { host: string; port: number } };
+  private readonly opts: Required<Omit<TcpPeerTransportOptions, 'tls' | 'token' | 'logger' | 'peers' | 'listen' | 'onReject'>> & { listen: { host: string; port: number } };
   private readonly tls: ResolvedTls | undefined;
   private readonly token: string | undefined;
   private readonly logger: LoggerLike;
   private readonly links = new Map<PeerId, PeerLink>();
   private readonly inbound = new Set<FramedSocket>();
+  /** Authenticated inbound connections by peer id (closed when the peer is removed). */
+  private readonly inboundById = new Map<PeerId, Set<FramedSocket>>();
+  private readonly rejects: RejectLog;
   private server: net.Server | null = null;
   private handler: ((from: PeerId, frame: unknown) => void) | null = null;
   private peerDownHandler: ((peer: PeerId, reason: PeerDownReason) => void) | null = null;
@@ -103,10 +122,14 @@ export class TcpPeerTransport implements PeerTransport {
       connectTimeoutMs: options.connectTimeoutMs ?? defaultConnectTimeoutMs,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? defaultHandshakeTimeoutMs,
       maxInboundConnections: options.maxInboundConnections ?? defaultMaxInboundConnections,
+      maxConnectionsPerAddress: options.maxConnectionsPerAddress ?? defaultMaxConnectionsPerAddress,
+      idleTimeoutMs: options.idleTimeoutMs ?? defaultIdleTimeoutMs,
+      acceptUnknownPeers: options.acceptUnknownPeers ?? false,
     };
     this.tls = resolveTls(options.tls);
     this.token = options.token;
     this.logger = options.logger ?? silentLogger;
+    this.rejects = new RejectLog(this.logger, 'peer', options.onReject);
     for (const p of options.peers) if (p.id !== options.nodeId) this.setPeer(p);
   }
 
@@ -122,7 +145,11 @@ export class TcpPeerTransport implements PeerTransport {
   async start(): Promise<void> {
     if (this.closed) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'transport closed');
     if (this.server !== null) return;
-    this.server = createListener(this.tls, this.logger, this.opts.maxInboundConnections, (socket) => this.onInbound(socket));
+    const budget = new ConnectionBudget(
+      { maxConnectionsPerAddress: this.opts.maxConnectionsPerAddress, maxInboundConnections: this.opts.maxInboundConnections, idleTimeoutMs: this.opts.idleTimeoutMs },
+      Math.min(peerSlotsReservedForMembers, Math.floor(this.opts.maxInboundConnections / 2)),
+    );
+    this.server = createListener(this.tls, this.logger, budget, this.rejects, this.opts.handshakeTimeoutMs, (socket, a) => this.onInbound(socket, a));
     this.boundPort = await listen(this.server, this.opts.listen.host, this.opts.listen.port);
     this.logger.info({ node: this.opts.nodeId, port: this.boundPort, tls: this.tls !== undefined }, 'peer transport listening');
   }
@@ -179,6 +206,13 @@ export class TcpPeerTransport implements PeerTransport {
     this.resetConnection(link);
     link.queue = [];
     link.queuedBytes = 0;
+    // A removed member's open connections go too: it is no longer allowed to speak.
+    for (const c of this.inboundById.get(id) ?? []) c.destroy();
+  }
+
+  /** Frames a stranger sent are counted and (boundedly) logged; node-level code reports its own through here. */
+  reject(reason: string, fields: object, msg: string): void {
+    this.rejects.reject(reason, fields, msg);
   }
 
   stats(): Record<PeerId, PeerLinkStats> {
@@ -199,12 +233,13 @@ export class TcpPeerTransport implements PeerTransport {
     for (const id of [...this.links.keys()]) this.removePeer(id);
     for (const c of this.inbound) c.destroy();
     this.inbound.clear();
+    this.rejects.close();
     if (this.server !== null) await closeServer(this.server);
   }
 
   // ---- inbound ----
 
-  private onInbound(socket: net.Socket): void {
+  private onInbound(socket: net.Socket, admission: Admission): void {
     if (this.closed) {
       socket.destroy();
       return;
@@ -215,27 +250,36 @@ export class TcpPeerTransport implements PeerTransport {
     let from: PeerId | null = null;
     conn.onClose((err) => {
       this.inbound.delete(conn);
-      if (err !== null && !this.closed) this.logger.warn({ remote, peer: from, code: (err as MooringError).code, err: err.message }, 'peer connection closed');
+      if (from !== null) this.inboundById.get(from)?.delete(conn);
+      if (err !== null && !this.closed) this.rejects.reject(reasonOf(err), { remote, peer: from, code: (err as MooringError).code, err: err.message }, 'peer connection closed');
       if (from !== null && !this.closed && this.links.has(from)) this.peerDown(from, 'closed');
     });
     const mine = makeHello(this.opts.clusterId, this.opts.nodeId, 'peer');
-    const verify =
-      this.tls?.verifyPeerIdentity && this.tls.requireClientCert
-        ? (hello: Hello): void => {
-            const cn = peerCertificateCn(socket);
-            if (cn !== hello.nodeId) {
-              throw new MooringError(ErrorCode.UNAUTHORIZED, `certificate CN '${cn ?? '-'}' does not match node id '${hello.nodeId}'`);
-            }
-          }
-        : undefined;
+    const checkCn = this.tls?.verifyPeerIdentity === true && this.tls.requireClientCert;
+    const verify = (hello: Hello): void => {
+      if (!this.opts.acceptUnknownPeers && !this.links.has(hello.nodeId)) {
+        throw new MooringError(ErrorCode.UNAUTHORIZED, `node '${hello.nodeId}' is not a member of this cluster`);
+      }
+      if (checkCn) {
+        const cn = peerCertificateCn(socket);
+        if (cn !== hello.nodeId) {
+          throw new MooringError(ErrorCode.UNAUTHORIZED, `certificate CN '${cn ?? '-'}' does not match node id '${hello.nodeId}'`);
+        }
+      }
+    };
     acceptHandshake(conn, mine, { clusterId: this.opts.clusterId, role: 'peer', token: this.token, verify }, this.opts.handshakeTimeoutMs).then(
       (theirs: Hello) => {
+        if (conn.closed) return;
         from = theirs.nodeId;
+        admission.authenticated();
+        let set = this.inboundById.get(from);
+        if (set === undefined) this.inboundById.set(from, (set = new Set()));
+        set.add(conn);
         this.logger.debug({ remote, peer: from }, 'peer connected');
         conn.setHandler((frame) => this.deliver(theirs.nodeId, frame));
       },
       (err: MooringError) => {
-        this.logger.warn({ remote, code: err.code, err: err.message }, 'peer handshake refused');
+        this.rejects.reject(reasonOf(err), { remote, code: err.code, err: err.message }, 'peer handshake refused');
       },
     );
   }
@@ -250,6 +294,8 @@ export class TcpPeerTransport implements PeerTransport {
 
   private deliver(from: PeerId, frame: unknown): void {
     if (this.handler === null || this.closed) return;
+    // Removed between the handshake and this frame: its connections are being closed.
+    if (!this.opts.acceptUnknownPeers && !this.links.has(from)) return;
     try {
       this.handler(from, frame);
     } catch (err) {

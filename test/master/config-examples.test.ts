@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { listConfigFields, loadConfig } from '../../src/master/config.js';
@@ -14,7 +16,14 @@ describe('examples/', () => {
   });
 
   it('cluster-3/m{1,2,3}.yaml: same voters, each node is its own peer entry, nothing collides', () => {
-    const nodes = ['m1', 'm2', 'm3'].map((n) => loadConfig({ file: `${root}examples/cluster-3/${n}.yaml`, env: {} }));
+    // The examples name a peer token file next to them (made by the operator, never committed): load copies
+    // placed beside a generated one.
+    const dir = mkdtempSync(path.join(tmpdir(), 'cluster-3-'));
+    writeFileSync(path.join(dir, 'peer.token'), 'a-generated-peer-token\n');
+    for (const n of ['m1', 'm2', 'm3']) copyFileSync(`${root}examples/cluster-3/${n}.yaml`, path.join(dir, `${n}.yaml`));
+    const nodes = ['m1', 'm2', 'm3'].map((n) => loadConfig({ file: path.join(dir, `${n}.yaml`), env: {} }));
+    rmSync(dir, { recursive: true, force: true });
+    for (const c of nodes) expect(c.peerToken).toBe('a-generated-peer-token');
     const ports = new Set<number>();
     const dirs = new Set<string>();
     for (const c of nodes) {

@@ -392,6 +392,7 @@ describe('toRaftCoreOptions', () => {
       heartbeatIntervalTicks: 1,
       preVote: true,
       checkQuorum: true,
+      fastFailover: true,
       readOnlyOption: 'lease',
       maxEntriesPerAppend: 512,
       maxBytesPerAppend: 1024 * 1024,

@@ -16,7 +16,8 @@ afterEach(async () => {
 });
 
 async function node(id: string, extra: Partial<TcpPeerTransportOptions> = {}, port = 0): Promise<{ t: TcpPeerTransport; inbox: Inbox; addr: PeerAddress }> {
-  const t = new TcpPeerTransport({ nodeId: id, clusterId: cluster, listen: { host: '127.0.0.1', port }, peers: [], ...extra });
+  // Most tests here are about the transport's mechanics: any node id is accepted unless a test says otherwise.
+  const t = new TcpPeerTransport({ nodeId: id, clusterId: cluster, listen: { host: '127.0.0.1', port }, peers: [], acceptUnknownPeers: true, ...extra });
   const inbox = new Inbox();
   t.onFrame(inbox.handler);
   await t.start();
@@ -243,6 +244,26 @@ describe('TcpPeerTransport', () => {
     const goodPeer = await node('c', { token: 's3cret' });
     goodPeer.t.setPeer(b.addr);
     await expectServes(goodPeer, b, 'with-token');
+  });
+
+  it('accepts only known peers: a stranger id is refused with UNAUTHORIZED, a removed member is cut off', async () => {
+    const logger = new CaptureLogger();
+    const b = await node('b', { token: 't0k', logger, acceptUnknownPeers: false });
+    const stranger = await node('x', { token: 't0k', reconnectInitialMs: 10 });
+    stranger.t.setPeer(b.addr);
+    stranger.t.send('b', { tag: 'from-stranger' });
+    await waitFor(() => logger.codes().includes(ErrorCode.UNAUTHORIZED), 'UNAUTHORIZED logged');
+    const a = await node('a', { token: 't0k', reconnectInitialMs: 10 });
+    a.t.setPeer(b.addr);
+    b.t.setPeer(a.addr); // a is a member now
+    await expectServes(a, b, 'from-member');
+    expect(b.inbox.frames.map((f) => f.from)).not.toContain('x');
+    b.t.removePeer('a');
+    await waitFor(() => !a.t.stats()['b']!.connected, 'member connection closed after removePeer');
+    const before = b.inbox.frames.length;
+    a.t.send('b', { tag: 'after-removal' });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(b.inbox.frames.length).toBe(before);
   });
 
   it('refuses to deliver to a node that answers with another id', async () => {

@@ -8,6 +8,9 @@ import { ErrorCode, MooringError } from '../../errors.js';
 import type { SnapshotStore, StagedSnapshot } from '../node/snapshot-store.js';
 
 export class FileSnapshotStore implements SnapshotStore {
+  /** Names staging files: a sender's stream id may repeat across streams and senders. */
+  private files = 0;
+
   constructor(private readonly dir: string) {}
 
   clear(): void {
@@ -15,24 +18,41 @@ export class FileSnapshotStore implements SnapshotStore {
     for (const name of readdirSync(this.dir)) rmSync(path.join(this.dir, name), { force: true });
   }
 
-  create(sid: number): StagedSnapshot {
+  create(onError: (err: Error) => void): StagedSnapshot {
     mkdirSync(this.dir, { recursive: true });
-    const file = path.join(this.dir, `incoming-${sid}.snap`);
+    const file = path.join(this.dir, `incoming-${++this.files}.snap`);
     const out = createWriteStream(file);
+    let failed: Error | null = null;
+    // Always listened to: a failed write (disk full) or a write racing remove() must never become uncaught.
+    out.on('error', (err) => {
+      if (failed !== null) return;
+      failed = err;
+      onError(err);
+    });
     return {
-      write(chunk) {
+      write(chunk, written) {
         const len = Buffer.allocUnsafe(4);
         len.writeUInt32BE(chunk.byteLength);
         out.write(len);
-        out.write(chunk);
+        out.write(chunk, (err) => written(err ?? null));
+      },
+      get pendingBytes() {
+        return out.writableLength;
       },
       end(done) {
-        out.end(done);
+        if (failed !== null || out.destroyed) {
+          done(failed ?? new Error('staging stream closed'));
+          return;
+        }
+        out.end(() => done(failed));
       },
       read: () => readChunks(file),
       remove() {
         out.destroy();
-        rmSync(file, { force: true });
+        // Remove the file only once the stream has closed: an open() still pending would recreate it.
+        const rm = (): void => rmSync(file, { force: true });
+        if (out.closed) rm();
+        else out.once('close', rm);
       },
     };
   }
