@@ -146,7 +146,9 @@ describe('objects', () => {
     d.ok({ type: 'PutEnd', clientId: 'w', key: 'k' });
     const old = d.core.getReplicaList('k', d.now);
     d.ok({ type: 'UpsertStart', clientId: 'w', key: 'k', size: 5000, replicaNum: 2 });
-    expect(d.core.getReplicaList('k', d.now)).toEqual(old);
+    // The old version keeps serving (same replicas and size); the status says a new version is in flight.
+    const during = d.core.getReplicaList('k', d.now);
+    expect(during).toEqual({ ...old, value: { ...(old as { value: object }).value, status: 'UPSERTING' } });
     expect(d.code({ type: 'UpsertStart', clientId: 'w', key: 'k', size: 5, replicaNum: 1 })).toBe(ErrorCode.OBJECT_NOT_READY);
     d.ok({ type: 'UpsertEnd', clientId: 'w', key: 'k' });
     const now = d.core.getReplicaList('k', d.now);
