@@ -23,7 +23,7 @@ import { RpcServer, type RpcContext } from '../transport/rpc.js';
 import type { TlsConfig as TransportTls } from '../transport/net-util.js';
 import type { PeerAddress } from '../transport/types.js';
 import { MasterState } from '../statemachine/master-state.js';
-import { validateCommand, type Command, type Result } from '../statemachine/commands.js';
+import type { Command, Result } from '../statemachine/commands.js';
 import { LeaseTable } from '../statemachine/leases.js';
 import { ClientLiveness, planClientExpiry } from '../statemachine/clients.js';
 import { planEviction, planEvictionForPut } from '../statemachine/eviction.js';
@@ -43,12 +43,18 @@ import { MasterStateMachine, encodeMasterCommand } from './state-adapter.js';
 import {
   adminMethods,
   adminWriteMethods,
+  commandFor,
   formatLeaderHint,
+  parseArgs,
   readMethods,
   writeMethods,
+  type AdminMethod,
   type MemberInfo,
+  type ReadMethod,
+  type ResultOf,
   type WriteMethod,
 } from './rpc-methods.js';
+export { maxBatchKeysPerRead } from './rpc-methods.js';
 
 /** How often the leader looks for expired clients and abandoned PutStarts. */
 export const housekeepingIntervalMs = 1_000;
@@ -58,7 +64,6 @@ export const pauseGapFactor = 2.5;
 export const metricsRefreshIntervalMs = 1_000;
 /** A graceful stop waits at most this long for in-flight RPCs after handing leadership away. */
 export const drainTimeoutMs = 5_000;
-export const maxBatchKeysPerRead = 4_096;
 /** A follower parks a leader-only request at most this many election timeouts while no live leader is known. */
 export const parkElectionTimeouts = 4;
 /** Requests parked at once; beyond it a follower answers "no leader known" at once. */
@@ -78,7 +83,6 @@ export interface MasterNodeOptions {
   http?: boolean;
 }
 
-type WireArgs = Record<string, unknown>;
 
 export class MasterNode {
   readonly config: MasterConfig;
@@ -251,16 +255,20 @@ export class MasterNode {
   // ------------------------------------------------------------------ RPC surface
 
   private registerRpcs(): void {
+    // Every request is validated against the contract (rpc-methods.ts) before anything else looks at it.
     for (const method of Object.keys(writeMethods) as WriteMethod[]) {
-      this.rpc.handle(method, (args, ctx) => this.serve(method, ctx, () => this.handleWrite(method, asArgs(args))));
+      this.rpc.handle(method, (raw, ctx) => this.serve(method, ctx, () => this.handleWrite(method, raw)));
     }
     for (const method of readMethods) {
-      this.rpc.handle(method, (args, ctx) => this.serve(method, ctx, () => this.handleRead(method, asArgs(args))));
+      this.rpc.handle(method, (raw, ctx) => this.serve(method, ctx, () => this.handleRead(method, raw)));
     }
     for (const method of adminMethods) {
-      this.rpc.handle(method, (args, ctx) => this.serve(method, ctx, () => this.handleAdmin(method, asArgs(args))));
+      this.rpc.handle(method, (raw, ctx) => this.serve(method, ctx, () => this.handleAdmin(method, raw)));
     }
-    this.rpc.handle('status', (_args, ctx) => this.serve('status', ctx, async () => this.statusReport()));
+    this.rpc.handle('status', (raw, ctx) => this.serve('status', ctx, async () => {
+      parseArgs('status', raw);
+      return this.statusReport();
+    }));
   }
 
   private async serve<T>(method: string, _ctx: RpcContext, fn: () => Promise<T>): Promise<T> {
@@ -279,7 +287,7 @@ export class MasterNode {
     }
   }
 
-  private checkAdmin(args: WireArgs): void {
+  private checkAdmin(args: { adminToken?: unknown }): void {
     const want = this.config.adminToken;
     if (want === null) return;
     const got = typeof args.adminToken === 'string' ? args.adminToken : '';
@@ -290,13 +298,13 @@ export class MasterNode {
     }
   }
 
-  private async handleWrite(method: WriteMethod, args: WireArgs): Promise<unknown> {
-    if (adminWriteMethods.includes(method)) this.checkAdmin(args);
-    // Fields only the leader may set (eviction candidates, lease skips) never come from a client.
-    const { adminToken: _token, evictable: _evictable, skipKeys: _skipKeys, avoidLeader: _avoid, ...fields } = args;
-    const command = { ...fields, type: writeMethods[method] } as unknown as Command;
-    validateCommand(command); // INVALID_ARGUMENT before anything reaches the log
-    await this.leaderOrPark(args);
+  private async handleWrite(method: WriteMethod, raw: unknown): Promise<unknown> {
+    const edge = typeof raw === 'object' && raw !== null ? (raw as { adminToken?: unknown; avoidLeader?: unknown }) : {};
+    if (adminWriteMethods.includes(method)) this.checkAdmin(edge);
+    // Validated by the state machine's rules; fields only the leader may set (eviction candidates, lease skips)
+    // never come from a client.
+    const command = commandFor(method, raw);
+    await this.leaderOrPark(typeof edge.avoidLeader === 'string' ? edge.avoidLeader : null);
     // The duplicate-reply table comes before any admission check: a retry (same clientId, seq) must get the first
     // attempt's reply, never a refusal of its own. Otherwise a remove retried while its first attempt is still
     // uncommitted here could be answered OBJECT_HAS_LEASE (a lease granted in between) and then apply anyway.
@@ -402,11 +410,10 @@ export class MasterNode {
     }
   }
 
-  private async handleRead(method: (typeof readMethods)[number], args: WireArgs): Promise<unknown> {
-    const stale = args.stale === true;
+  private async handleRead(method: ReadMethod, raw: unknown): Promise<ResultOf<ReadMethod>> {
     if (method === 'ping') {
-      const clientId = requireString(args.clientId, 'clientId');
-      await this.leaderOrPark(args);
+      const { clientId, avoidLeader } = parseArgs('ping', raw);
+      await this.leaderOrPark(avoidLeader ?? null);
       this.liveness.touch(clientId, Date.now());
       const reply = this.state.ping(clientId);
       // ---- BEGIN tiering (store): the ping reply carries this client's tier tasks ----
@@ -415,8 +422,9 @@ export class MasterNode {
       // ---- END tiering ----
       return { status: reply.status, viewVersion: this.viewVersion };
     }
-    if (!stale) {
-      await this.leaderOrPark(args);
+    const args = parseArgs(method, raw);
+    if (args.stale !== true) {
+      await this.leaderOrPark(args.avoidLeader ?? null);
       await this.whileLeading(this.raft.read());
     }
     const now = Date.now();
@@ -424,59 +432,52 @@ export class MasterNode {
     const leases = this.raft.isLeader ? this.leases : undefined;
     switch (method) {
       case 'getReplicaList': {
-        const key = requireString(args.key, 'key');
+        const { key } = parseArgs(method, raw);
         const r = this.state.getReplicaList(key, now, leases);
         if (r.ok && leases !== undefined) await this.whileLeading(this.leaseSync.announce([key], now));
         return unwrap(r);
       }
       case 'batchGetReplicaList': {
-        const keys = requireKeys(args.keys);
+        const { keys } = parseArgs(method, raw);
         const rs = this.state.batchGetReplicaList(keys, now, leases);
         if (leases !== undefined) await this.whileLeading(this.leaseSync.announce(keys.filter((_, i) => rs[i]!.ok), now));
         return rs;
       }
       case 'existKey':
-        return this.state.existKey(requireString(args.key, 'key'));
+        return this.state.existKey(parseArgs(method, raw).key);
       case 'batchExistKey':
-        return this.state.batchExistKey(requireKeys(args.keys));
+        return this.state.batchExistKey(parseArgs(method, raw).keys);
       case 'listSegments':
         return this.state.listSegments();
       case 'stats':
         return this.state.stats();
     }
-    throw new MooringError(ErrorCode.INVALID_ARGUMENT, `unknown read method ${method as string}`);
   }
 
-  private async handleAdmin(method: (typeof adminMethods)[number], args: WireArgs): Promise<unknown> {
-    this.checkAdmin(args);
+  private async handleAdmin(method: AdminMethod, raw: unknown): Promise<ResultOf<AdminMethod>> {
+    this.checkAdmin(parseArgs(method, raw));
     switch (method) {
       case 'members':
         return this.members();
       case 'transferLeader': {
-        const to = requireString(args.to, 'to');
+        const { to } = parseArgs(method, raw);
         this.requireLeader();
         await this.raft.transferLeadership(to);
         return { leader: to };
       }
       case 'addMember': {
-        const id = requireString(args.id, 'id');
-        const host = requireString(args.host, 'host');
-        const raftPort = requirePort(args.raftPort, 'raftPort');
-        const rpcPort = requirePort(args.rpcPort, 'rpcPort');
-        const httpPort = args.httpPort === undefined ? undefined : requirePort(args.httpPort, 'httpPort');
+        const { id, host, raftPort, rpcPort, httpPort } = parseArgs(method, raw);
         this.requireLeader();
-        const cs = await this.raft.addMember({ id, host, port: raftPort, rpcPort, ...(httpPort !== undefined ? { httpPort } : {}) });
-        return cs;
+        return this.raft.addMember({ id, host, port: raftPort, rpcPort, ...(httpPort !== undefined ? { httpPort } : {}) });
       }
       case 'removeMember': {
-        const id = requireString(args.id, 'id');
+        const { id } = parseArgs(method, raw);
         this.requireLeader();
         return this.raft.removeMember(id);
       }
       case 'snapshot':
         return { index: await this.raft.snapshotNow() };
     }
-    throw new MooringError(ErrorCode.INVALID_ARGUMENT, `unknown admin method ${method as string}`);
   }
 
   private requireLeader(avoid: string | null = null): void {
@@ -521,10 +522,9 @@ export class MasterNode {
    * election timeouts): then served here if this node won, or answered NOT_LEADER with the new leader. The client
    * learns of the new leader when it is elected, instead of bouncing between members that know nothing.
    */
-  private async leaderOrPark(args: WireArgs): Promise<void> {
+  private async leaderOrPark(avoid: string | null): Promise<void> {
     this.requireNotStopping();
     if (this.raft.isLeader) return;
-    const avoid = typeof args.avoidLeader === 'string' ? args.avoidLeader : null;
     if (this.liveLeader(avoid) !== null || this.parked.size >= maxParkedRequests) throw this.notLeaderError(avoid, true);
     await new Promise<void>((resolve) => {
       const wake = (): void => {
@@ -811,31 +811,7 @@ function transportTls(cfg: MasterConfig): TransportTls | undefined {
   return { cert: cfg.tls.cert, key: cfg.tls.key, ca: cfg.tls.ca ?? cfg.tls.cert, requireClientCert: cfg.tls.requireClientCert };
 }
 
-function asArgs(v: unknown): WireArgs {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
-    throw new MooringError(ErrorCode.INVALID_ARGUMENT, 'arguments must be an object');
-  }
-  return v as WireArgs;
-}
-
-function requireString(v: unknown, name: string): string {
-  if (typeof v !== 'string' || v.length === 0) throw new MooringError(ErrorCode.INVALID_ARGUMENT, `${name} must be a non-empty string`);
-  return v;
-}
-
-function requirePort(v: unknown, name: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) throw new MooringError(ErrorCode.INVALID_ARGUMENT, `${name} must be a port number (1..65535)`);
-  return v;
-}
-
-function requireKeys(v: unknown): string[] {
-  if (!Array.isArray(v) || v.length === 0 || v.length > maxBatchKeysPerRead) {
-    throw new MooringError(ErrorCode.INVALID_ARGUMENT, `keys must be a list of 1..${maxBatchKeysPerRead} keys`);
-  }
-  return v.map((k, i) => requireString(k, `keys[${i}]`));
-}
-
-function unwrap(result: Result): unknown {
+function unwrap<T>(result: Result<T>): T {
   if (result.ok) return result.value;
   throw MooringError.fromWire(result.error);
 }
