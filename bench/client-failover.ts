@@ -23,7 +23,7 @@ const stopMs = args.num('stop-ms', 3_000);
 const keys = Array.from({ length: 16 }, (_, i) => `key-${i}`);
 /** Steady load between faults, so every fault hits a warm cluster and the window before it is measured. */
 const settleMs = 1_000;
-/** A fault's window is looked for in [fault - before, fault + stop + after]. */
+/** A fault's window is [fault - before, min(fault end + after, next fault)]. */
 const windowBeforeMs = 500;
 const windowAfterMs = 3_000;
 
@@ -159,8 +159,10 @@ async function main(): Promise<void> {
       return g.gap;
     };
     const gapAt = (f: Fault): { gap: number; start: number } => {
+      // The window ends before the next fault starts: its gaps are that fault's.
+      const next = faults.find((g) => g.atMs > f.atMs);
       const from = f.atMs - windowBeforeMs;
-      const to = f.endMs + windowAfterMs;
+      const to = Math.min(f.endMs + windowAfterMs, next?.atMs ?? Number.POSITIVE_INFINITY);
       let last = from;
       let worst = { gap: 0, start: from };
       for (const t of successes) {
@@ -175,7 +177,7 @@ async function main(): Promise<void> {
     const summary = (kind: Fault['kind']) => {
       const fs = faults.filter((f) => f.kind === kind);
       const gaps = fs.map(gapIn);
-      const fails = failures.filter((x) => fs.some((f) => x.atMs >= f.atMs - windowBeforeMs && x.atMs <= f.endMs + windowAfterMs + 6_000)).length;
+      const fails = failures.filter((x) => fs.some((f) => x.atMs >= f.atMs - windowBeforeMs && x.atMs <= f.endMs + windowAfterMs + 6_000)).length; // a call may fail up to its deadline later
       return { faults: fs.length, gapP50Ms: round(percentile(gaps, 50), 1), gapMaxMs: round(Math.max(0, ...gaps), 1), failures: fails };
     };
     const result = {
