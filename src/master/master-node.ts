@@ -26,7 +26,7 @@ import { MasterState } from '../statemachine/master-state.js';
 import type { Command, Result } from '../statemachine/commands.js';
 import { LeaseTable } from '../statemachine/leases.js';
 import { ClientLiveness, planClientExpiry } from '../statemachine/clients.js';
-import { planEviction, planEvictionForPut } from '../statemachine/eviction.js';
+import { planEviction } from '../statemachine/eviction.js';
 // ---- BEGIN tiering (store) imports ----
 import type { Evict, EvictItem } from '../statemachine/commands.js';
 import type { ObjectRecord } from '../statemachine/objects.js';
@@ -39,12 +39,13 @@ import { createMasterMetrics, type MasterMetrics } from './metrics.js';
 import { startHttpOps } from './http-ops.js';
 import { LeaderContact } from './leader-contact.js';
 import { LeaseSync } from './lease-sync.js';
+import { LeaderGate } from './leader-gate.js';
+import { admit } from './admission.js';
 import { MasterStateMachine, encodeMasterCommand } from './state-adapter.js';
 import {
   adminMethods,
   adminWriteMethods,
   commandFor,
-  formatLeaderHint,
   parseArgs,
   readMethods,
   writeMethods,
@@ -64,10 +65,6 @@ export const pauseGapFactor = 2.5;
 export const metricsRefreshIntervalMs = 1_000;
 /** A graceful stop waits at most this long for in-flight RPCs after handing leadership away. */
 export const drainTimeoutMs = 5_000;
-/** A follower parks a leader-only request at most this many election timeouts while no live leader is known. */
-export const parkElectionTimeouts = 4;
-/** Requests parked at once; beyond it a follower answers "no leader known" at once. */
-export const maxParkedRequests = 4_096;
 // ---- BEGIN tiering (store) limits ----
 /** A demotion task not finished within this long falls back to dropping the object. */
 export const demotionTimeoutMs = 5_000;
@@ -108,16 +105,21 @@ export class MasterNode {
   private readonly proposing = new Map<string, Promise<Result>>();
   private readonly contact = new LeaderContact();
   private leaseSync!: LeaseSync;
-  /** Requests waiting for a live leader (see leaderOrPark). */
-  private readonly parked = new Set<() => void>();
-  /** Rejected when this node stops leading: writes in flight here answer at once instead of at their timeout. */
-  private leadership: { lost: Promise<never>; reject: (e: MooringError) => void } | null = null;
+  /** Leader policy for leader-only requests: parking on followers, answers at step-down (leader-gate.ts). */
+  private readonly gate: LeaderGate;
 
   private constructor(config: MasterConfig, opts: MasterNodeOptions) {
     this.config = config;
     this.logger = opts.logger ?? createLogger({ level: config.log.level, name: 'mooring-master', nodeId: config.nodeId, pretty: config.log.pretty });
     this.metrics = createMasterMetrics();
     this.leases = new LeaseTable(config.leaseTtlMs);
+    this.gate = new LeaderGate({
+      self: config.nodeId,
+      raft: () => this.raft,
+      contact: this.contact,
+      electionTimeoutMs: this.electionTimeoutMs(),
+      stopping: () => this.stopping,
+    });
   }
 
   /** Opens the stores, joins (or bootstraps) the cluster and starts serving. */
@@ -183,11 +185,11 @@ export class MasterNode {
     this.contact.intercept((from, frame) => this.leaseSync.onFrame(from, frame, Date.now()));
     this.raft.on('roleChange', (role: Role) => this.onRoleChange(role));
     this.contact.onHeard((from) => {
-      if (this.parked.size > 0 && from === this.raft.leaderId) this.wakeParked();
+      if (this.gate.hasParked && from === this.raft.leaderId) this.gate.wake();
     });
     this.raft.on('leaderChange', (leader: string | null, term: number) => {
       this.viewVersion++;
-      this.wakeParked();
+      this.gate.wake();
       this.metrics.setRaft({ term, role: this.raft.status().role, commitIndex: this.raft.commitIndex, appliedIndex: this.raft.appliedIndex, leaderId: leader });
       this.logger.info({ leader, term }, 'leader changed');
     });
@@ -304,18 +306,21 @@ export class MasterNode {
     // Validated by the state machine's rules; fields only the leader may set (eviction candidates, lease skips)
     // never come from a client.
     const command = commandFor(method, raw);
-    await this.leaderOrPark(typeof edge.avoidLeader === 'string' ? edge.avoidLeader : null);
+    await this.gate.leaderOrPark(typeof edge.avoidLeader === 'string' ? edge.avoidLeader : null);
     // The duplicate-reply table comes before any admission check: a retry (same clientId, seq) must get the first
     // attempt's reply, never a refusal of its own. Otherwise a remove retried while its first attempt is still
     // uncommitted here could be answered OBJECT_HAS_LEASE (a lease granted in between) and then apply anyway.
     const session = sessionKey(command);
     if (session !== null) {
       const dup = this.duplicateReply(command, session);
-      if (dup !== undefined) return unwrap(await this.whileLeading(dup));
+      if (dup !== undefined) return unwrap(await this.gate.whileLeading(dup));
     }
+    // A new leader first learns the read leases of the previous one (one round trip): admission then refuses only
+    // what is really leased, instead of everything under the blanket.
+    if (this.leaseSync.learning) await this.gate.whileLeading(this.leaseSync.learned(Math.max(1_000, 4 * this.electionTimeoutMs())));
     const now = Date.now();
     try {
-      this.admit(command, now);
+      admit(command, this.state, this.leases, now);
     } catch (err) {
       // The first attempt may have been committed under a previous leader but not yet applied here: after a read
       // barrier (which commits every entry of earlier terms) it would be in the table. A remove retried after a
@@ -324,7 +329,7 @@ export class MasterNode {
       if (prev !== undefined) return unwrap(prev);
       const again = session === null ? undefined : this.duplicateReply(command, session);
       if (again === undefined) throw err;
-      return unwrap(await this.whileLeading(again));
+      return unwrap(await this.gate.whileLeading(again));
     }
     const started = process.hrtime.bigint();
     const proposal = this.raft.propose(encodeMasterCommand(command, now)) as Promise<Result>;
@@ -333,22 +338,9 @@ export class MasterNode {
       const forget = (): void => { if (this.proposing.get(session) === proposal) this.proposing.delete(session); };
       proposal.then(forget, forget);
     }
-    const result = await this.whileLeading(proposal);
+    const result = await this.gate.whileLeading(proposal);
     this.metrics.observeProposal(Number(process.hrtime.bigint() - started) / 1e9);
     return unwrap(result);
-  }
-
-  /**
-   * Settles with `p`, or rejects NOT_LEADER (`definite: false`: the write may still commit under the new leader)
-   * as soon as this node stops leading — e.g. a paused leader that resumes and learns of a higher term answers its
-   * parked writes at once, not at their proposal timeout. The client's retry (same seq) finds the outcome.
-   */
-  private whileLeading<T>(p: Promise<T>): Promise<T> {
-    const l = this.leadership;
-    if (l === null) return p;
-    return Promise.race([p, l.lost]).catch((err: unknown) => {
-      throw err instanceof MooringError && err.code === ErrorCode.NOT_LEADER ? this.notLeaderError(null, false) : err;
-    });
   }
 
   /** The reply of an earlier attempt of this write: applied (from the session table) or still in flight here. */
@@ -367,53 +359,10 @@ export class MasterNode {
     return this.state.sessionReply(c.clientId, c.seq);
   }
 
-  /** Leader-side admission: rules that depend on leases (soft state) are checked here, not in the log. */
-  private admit(command: Command, now: number): void {
-    switch (command.type) {
-      case 'Remove':
-        if (command.force !== true && this.leases.isLeased(command.key, now)) {
-          throw new MooringError(ErrorCode.OBJECT_HAS_LEASE, `${command.key} is under a read lease; retry after it expires or use force`);
-        }
-        break;
-      case 'RemoveAll':
-      case 'RemoveByPrefix':
-        if (command.force !== true && this.leases.allLeased(now)) {
-          throw new MooringError(ErrorCode.OBJECT_HAS_LEASE, 'a new leader is still learning the read leases of the previous one; retry shortly or use force');
-        }
-        if (command.force !== true) command.skipKeys = this.leases.leasedKeys(now);
-        break;
-      case 'UpsertEnd':
-      case 'OffloadEnd':
-        if (this.leases.isLeased(command.key, now)) {
-          throw new MooringError(ErrorCode.OBJECT_HAS_LEASE, `${command.key} is under a read lease; its old replicas cannot be freed yet`);
-        }
-        break;
-      case 'PutStart':
-      case 'UpsertStart': {
-        const evictable = planEvictionForPut(this.state, this.leases, now, command.size, command.replicaNum, command.tier ?? 'DRAM');
-        if (evictable.length > 0) command.evictable = evictable;
-        break;
-      }
-      case 'BatchPutStart': {
-        let total = 0;
-        let replicas = 1;
-        for (const it of command.items) {
-          total += it.size * it.replicaNum;
-          replicas = Math.max(replicas, it.replicaNum);
-        }
-        const evictable = planEvictionForPut(this.state, this.leases, now, Math.ceil(total / replicas), replicas);
-        if (evictable.length > 0) command.evictable = evictable;
-        break;
-      }
-      default:
-        break;
-    }
-  }
-
   private async handleRead(method: ReadMethod, raw: unknown): Promise<ResultOf<ReadMethod>> {
     if (method === 'ping') {
       const { clientId, avoidLeader } = parseArgs('ping', raw);
-      await this.leaderOrPark(avoidLeader ?? null);
+      await this.gate.leaderOrPark(avoidLeader ?? null);
       this.liveness.touch(clientId, Date.now());
       const reply = this.state.ping(clientId);
       // ---- BEGIN tiering (store): the ping reply carries this client's tier tasks ----
@@ -424,8 +373,8 @@ export class MasterNode {
     }
     const args = parseArgs(method, raw);
     if (args.stale !== true) {
-      await this.leaderOrPark(args.avoidLeader ?? null);
-      await this.whileLeading(this.raft.read());
+      await this.gate.leaderOrPark(args.avoidLeader ?? null);
+      await this.gate.whileLeading(this.raft.read());
     }
     const now = Date.now();
     // Leases are granted only by the leader (stale reads on followers grant none).
@@ -434,13 +383,13 @@ export class MasterNode {
       case 'getReplicaList': {
         const { key } = parseArgs(method, raw);
         const r = this.state.getReplicaList(key, now, leases);
-        if (r.ok && leases !== undefined) await this.whileLeading(this.leaseSync.announce([key], now));
+        if (r.ok && leases !== undefined) await this.gate.whileLeading(this.leaseSync.announce([key], now));
         return unwrap(r);
       }
       case 'batchGetReplicaList': {
         const { keys } = parseArgs(method, raw);
         const rs = this.state.batchGetReplicaList(keys, now, leases);
-        if (leases !== undefined) await this.whileLeading(this.leaseSync.announce(keys.filter((_, i) => rs[i]!.ok), now));
+        if (leases !== undefined) await this.gate.whileLeading(this.leaseSync.announce(keys.filter((_, i) => rs[i]!.ok), now));
         return rs;
       }
       case 'existKey':
@@ -461,18 +410,18 @@ export class MasterNode {
         return this.members();
       case 'transferLeader': {
         const { to } = parseArgs(method, raw);
-        this.requireLeader();
+        this.gate.requireLeader();
         await this.raft.transferLeadership(to);
         return { leader: to };
       }
       case 'addMember': {
         const { id, host, raftPort, rpcPort, httpPort } = parseArgs(method, raw);
-        this.requireLeader();
+        this.gate.requireLeader();
         return this.raft.addMember({ id, host, port: raftPort, rpcPort, ...(httpPort !== undefined ? { httpPort } : {}) });
       }
       case 'removeMember': {
         const { id } = parseArgs(method, raw);
-        this.requireLeader();
+        this.gate.requireLeader();
         return this.raft.removeMember(id);
       }
       case 'snapshot':
@@ -480,72 +429,8 @@ export class MasterNode {
     }
   }
 
-  private requireLeader(avoid: string | null = null): void {
-    if (this.stopping) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'this master is shutting down; retry on another');
-    if (this.raft.isLeader) return;
-    throw this.notLeaderError(avoid, true);
-  }
-
-  /**
-   * NOT_LEADER with the leader's client address and term — only for a leader heard from within an election timeout
-   * and not the one the client said it could not reach (`avoid`); otherwise "no leader known", so clients are never
-   * sent back to a paused or dead leader.
-   */
-  private notLeaderError(avoid: string | null, definite: boolean): MooringError {
-    const leader = this.liveLeader(avoid);
-    const tail = definite ? '' : '; the write may still apply: retry with the same seq to learn its outcome';
-    if (leader === null) return new MooringError(ErrorCode.NOT_LEADER, `no live leader is known yet; retry shortly${tail}`, { definite });
-    const addr = this.raft.peerAddress(leader);
-    const hint = formatLeaderHint(leader, addr?.rpcPort !== undefined ? { host: addr.host, port: addr.rpcPort } : undefined);
-    return new MooringError(ErrorCode.NOT_LEADER, `not the leader; the leader is ${hint}${tail}`, { leaderHint: hint, leaderTerm: this.raft.status().term, definite });
-  }
-
-  /** The leader this follower may name: known, heard from within an election timeout, and not `avoid`. */
-  private liveLeader(avoid: string | null): string | null {
-    const leader = this.raft.leaderId;
-    if (leader === null || leader === this.config.nodeId) return null;
-    if (!this.contact.heardWithin(leader, this.electionTimeoutMs())) return null;
-    if (avoid !== null) {
-      const addr = this.raft.peerAddress(leader);
-      if (addr?.rpcPort !== undefined && `${addr.host}:${addr.rpcPort}` === avoid) return null;
-    }
-    return leader;
-  }
-
   private electionTimeoutMs(): number {
     return this.config.raft.electionTimeoutTicks * this.config.raft.tickMs;
-  }
-
-  /**
-   * Leader-only requests on a follower that knows no live leader (none, silent for an election timeout, or the one
-   * the client could not reach) are parked until one is elected or heard again (at most parkElectionTimeouts
-   * election timeouts): then served here if this node won, or answered NOT_LEADER with the new leader. The client
-   * learns of the new leader when it is elected, instead of bouncing between members that know nothing.
-   */
-  private async leaderOrPark(avoid: string | null): Promise<void> {
-    this.requireNotStopping();
-    if (this.raft.isLeader) return;
-    if (this.liveLeader(avoid) !== null || this.parked.size >= maxParkedRequests) throw this.notLeaderError(avoid, true);
-    await new Promise<void>((resolve) => {
-      const wake = (): void => {
-        if (!this.raft.isLeader && this.liveLeader(avoid) === null && !this.stopping) return;
-        clearTimeout(timer);
-        this.parked.delete(wake);
-        resolve();
-      };
-      const timer = setTimeout(() => { this.parked.delete(wake); resolve(); }, parkElectionTimeouts * this.electionTimeoutMs());
-      this.parked.add(wake);
-    });
-    this.requireNotStopping();
-    if (!this.raft.isLeader) throw this.notLeaderError(avoid, true);
-  }
-
-  private wakeParked(): void {
-    for (const w of [...this.parked]) w();
-  }
-
-  private requireNotStopping(): void {
-    if (this.stopping) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'this master is shutting down; retry on another');
   }
 
   members(): MemberInfo[] {
@@ -571,18 +456,10 @@ export class MasterNode {
   // ------------------------------------------------------------------ leader duties
 
   private onRoleChange(role: Role): void {
-    this.wakeParked();
-    if (role !== 'leader') this.leaseSync.steppedDown();
-    if (role !== 'leader' && this.leadership !== null) {
-      this.leadership.reject(new MooringError(ErrorCode.NOT_LEADER, 'stopped leading'));
-      this.leadership = null;
+    this.gate.onRoleChange(role);
+    if (role !== 'leader') {
+      this.leaseSync.steppedDown();
       this.proposing.clear();
-    }
-    if (role === 'leader' && this.leadership === null) {
-      let reject!: (e: MooringError) => void;
-      const lost = new Promise<never>((_, rej) => { reject = rej; });
-      lost.catch(() => {}); // only observed through whileLeading
-      this.leadership = { lost, reject };
     }
     if (role === 'leader') {
       const now = Date.now();
