@@ -55,7 +55,7 @@ try {
   owner.startPing();
   const sessions: Session[] = Array.from({ length: concurrency }, (_, w) => ({ id: `bench-${w}`, seq: 0, conn: conns[w % connections]! }));
   const write = (s: Session, method: string, a: Record<string, unknown>): Promise<unknown> =>
-    s.conn.call(method, { ...a, clientId: s.id, seq: ++s.seq });
+    s.conn.callRaw(method, { ...a, clientId: s.id, seq: ++s.seq });
 
   const putKeys: string[] = [];
   const putPair = async (w: number, n: number, tag: string): Promise<void> => {

@@ -170,8 +170,8 @@ export function adminCommand(): Command {
 
   admin.addCommand(common(new Command('list-segments').description('mounted segments with their usage'))
     .action(action<CommonFlags>(async (c) => {
-      const segs = (await c.listSegments()) as Row[];
-      const rows = segs.map((s) => ({ ...s, sizeH: formatBytes(Number(s.size)), used: `${(Number(s.usageRatio ?? 0) * 100).toFixed(1)}%` }));
+      const segs = await c.listSegments();
+      const rows: Row[] = segs.map((s) => ({ ...s, sizeH: formatBytes(s.size), used: `${(s.usageRatio * 100).toFixed(1)}%` }));
       return { json: segs, text: rows.length === 0 ? '(no segments)' : table(rows, ['id', ['clientId', 'client'], 'endpoint', 'protocol', 'zone', 'tier', 'status', ['sizeH', 'size'], 'used']) };
     })));
 
@@ -203,8 +203,8 @@ export function adminCommand(): Command {
     .requiredOption('--id <id>', 'segment id')
     .option('--graceful', 'DRAINING until its objects are gone, then removed')
     .action(action<UnmountFlags>(async (c, f) => {
-      const r = (await c.unmountSegment(f.id, f.graceful === true)) as Row;
-      return { json: r, text: `${f.id}: ${String(r?.status ?? 'done')}` };
+      const r = await c.unmountSegment(f.id, f.graceful === true);
+      return { json: r, text: `${f.id}: ${r.status}` };
     })));
 
   interface NodeFlags extends CommonFlags { node: string; status: string }

@@ -51,6 +51,8 @@ export const defaultRetryPolicy: Required<RetryPolicy> = {
   maxAttempts: Number.POSITIVE_INFINITY,
 };
 export const defaultConnectTimeoutMs = 1_000;
+/** Endpoints a client learns from hints at most (a cluster has a handful of masters; a hint never grows it further). */
+export const maxKnownEndpoints = 64;
 
 export interface LeaderPoolOptions {
   endpoints: string[];
@@ -152,6 +154,7 @@ export class LeaderPool {
     }
     const endpoint = hintEndpoint(hint);
     if (endpoint === null || endpoint === from) return null;
+    if (!this.endpoints.includes(endpoint) && this.endpoints.length >= maxKnownEndpoints) return null;
     if (term !== undefined) {
       if (term < this.leaderTerm) return null;
       // The same term naming an endpoint that just failed is old news (the ping-pong between a dead leader and a

@@ -14,13 +14,28 @@ import { randomUUID } from 'node:crypto';
 import { ErrorCode, MooringError } from '../errors.js';
 import type { TlsConfig } from '../transport/net-util.js';
 import { silentLogger, type LoggerLike } from '../transport/logger.js';
-import type { NodeStatus, PutOptions, ReplicaDescriptor, SegmentSpec } from '../statemachine/commands.js';
-import type { GetReplicaListValue, PutStartValue } from '../statemachine/state-core.js';
+import type { NodeStatus, PutOptions, ReplicaDescriptor, Result, SegmentSpec } from '../statemachine/commands.js';
+import type { GetReplicaListValue, PutStartValue, StateStats } from '../statemachine/state-core.js';
+import type { SegmentInfo } from '../statemachine/segments.js';
+import type { ConfState } from '../raft/core/types.js';
 import { sessionReplyWindow } from '../statemachine/limits.js';
 import type { Writable } from 'node:stream';
 import { streamBackup, type BackupProgress, type BackupResult } from './backup.js';
 import { LeaderPool, callWithRetry, defaultRetryPolicy, isRetryable, parseEndpoint, type RetryPolicy } from '../client/leader-client.js';
-import { adminMethods, isReadMethod, writeMethods, type MemberInfo, type PingReply, type WriteMethod } from './rpc-methods.js';
+import {
+  adminMethods,
+  isReadMethod,
+  isWriteMethod,
+  type ArgsOf,
+  type MasterMethod,
+  type MemberInfo,
+  type NewMember,
+  type PingReply,
+  type ResultOf,
+  type SegmentReply,
+  type WireArgsOf,
+  type WriteMethod,
+} from './rpc-methods.js';
 
 export { parseEndpoint, type RetryPolicy };
 export const defaultPingIntervalMs = 1_000;
@@ -99,27 +114,34 @@ export class MasterClient {
   // ------------------------------------------------------------------ generic calls
 
   /** Calls a method with leader discovery and retries. Writes should use `write()` to get exactly-once. */
-  async call<T = unknown>(method: string, args: Record<string, unknown> = {}, options: CallOptions = {}): Promise<T> {
+  call<M extends MasterMethod>(method: M, args?: NoInfer<WireArgsOf<M>>, options?: CallOptions): Promise<ResultOf<M>> {
+    return this.callRaw(method, args, options) as Promise<ResultOf<M>>;
+  }
+
+  /** Untyped form for tools that build requests themselves (the server validates them all the same). */
+  async callRaw(method: string, args?: object, options: CallOptions = {}): Promise<unknown> {
     if (this.closed) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'MasterClient closed');
     const retry: RetryPolicy = { ...this.opts.retry, ...options.retry };
     const attemptTimeoutMs = options.timeoutMs ?? this.opts.requestTimeoutMs ?? retry.attemptTimeoutMs ?? defaultRetryPolicy.attemptTimeoutMs;
     retry.attemptTimeoutMs = attemptTimeoutMs;
     retry.deadlineMs = Math.max(retry.deadlineMs ?? defaultRetryPolicy.deadlineMs, attemptTimeoutMs);
-    if (isReadMethod(method) && method !== 'ping' && args.stale !== true) {
-      if (this.opts.readFrom === 'leader') args = { ...args, readFrom: 'leader' }; // followers answer NOT_LEADER
+    let wireArgs: Record<string, unknown> = { ...args };
+    if (isReadMethod(method) && method !== 'ping' && wireArgs.stale !== true) {
+      if (this.opts.readFrom === 'leader') wireArgs.readFrom = 'leader'; // followers answer NOT_LEADER
       else if (this.pool.endpoints.length > 1) {
         // Reads any master serves (follower reads): the least busy one first, the leader path on a retryable failure.
-        const served = await this.readFromAny(method, args, attemptTimeoutMs);
-        if (served.ok) return served.value as T;
+        const served = await this.readFromAny(method, wireArgs, attemptTimeoutMs);
+        if (served.ok) return served.value;
       }
     }
     const admin = (adminMethods as readonly string[]).includes(method);
-    return callWithRetry<T>(this.pool, method, args, {
-      write: admin || Object.prototype.hasOwnProperty.call(writeMethods, method),
+    const wire = wireArgs;
+    return callWithRetry<unknown>(this.pool, method, wire, {
+      write: admin || isWriteMethod(method),
       retry,
       hedge: !admin,
       avoidLeaderArg: true,
-      leaderOnly: args.stale !== true,
+      leaderOnly: wire.stale !== true,
     });
   }
 
@@ -128,58 +150,63 @@ export class MasterClient {
    * sessionReplyWindow writes of one session are in flight (the masters keep that many replies per session, so
    * every retry still finds its reply); further writes wait for a slot.
    */
-  async write<T = unknown>(method: WriteMethod, args: Record<string, unknown>, options?: CallOptions): Promise<T> {
-    if (!Object.prototype.hasOwnProperty.call(writeMethods, method)) {
+  async write<M extends WriteMethod>(method: M, args: ArgsOf<M> & { adminToken?: string }, options?: CallOptions): Promise<ResultOf<M>> {
+    if (!isWriteMethod(method)) {
       throw new MooringError(ErrorCode.INVALID_ARGUMENT, `${method} is not a write method`);
     }
     while (this.writesInFlight >= sessionReplyWindow) await new Promise<void>((r) => this.writeSlotWaiters.push(r));
     this.writesInFlight++;
     try {
       const seq = ++this.seq;
-      return await this.call<T>(method, { ...args, clientId: this.clientId, seq }, options);
+      // The contract's arguments plus the session: exactly what WireArgsOf<M> allows (TS cannot see it through M).
+      const wire = { ...args, clientId: this.clientId, seq } as WireArgsOf<M>;
+      return await this.call(method, wire, options);
     } finally {
       this.writesInFlight--;
       this.writeSlotWaiters.shift()?.();
     }
   }
 
-  private adminArgs(args: Record<string, unknown>): Record<string, unknown> {
-    return this.opts.adminToken !== undefined ? { ...args, adminToken: this.opts.adminToken } : args;
+  /** The admin token, spread into the arguments of admin methods. */
+  private admin(): { adminToken?: string } {
+    return this.opts.adminToken !== undefined ? { adminToken: this.opts.adminToken } : {};
   }
 
   // ------------------------------------------------------------------ object API (Mooncake-shaped)
 
   /** Reserves space for `key`; resolves with where to write each replica. */
   async putStart(key: string, size: number, opts: Omit<PutOptions, 'key' | 'size' | 'replicaNum'> & { replicaNum?: number } = {}): Promise<ReplicaDescriptor[]> {
-    const value = await this.write<PutStartValue>('putStart', { key, size, replicaNum: opts.replicaNum ?? 1, ...opts });
+    const value = await this.write('putStart', { key, size, replicaNum: opts.replicaNum ?? 1, ...opts });
     return value.replicas;
   }
 
-  putEnd(key: string): Promise<unknown> {
+  putEnd(key: string): Promise<null> {
     return this.write('putEnd', { key });
   }
 
-  putRevoke(key: string): Promise<unknown> {
+  putRevoke(key: string): Promise<null> {
     return this.write('putRevoke', { key });
   }
 
-  batchPutStart(items: PutOptions[]): Promise<unknown[]> {
+  /** One result per item, in order (a failed item does not fail the others). */
+  batchPutStart(items: PutOptions[]): Promise<Array<Result<PutStartValue>>> {
     return this.write('batchPutStart', { items });
   }
 
-  batchPutEnd(keys: string[]): Promise<unknown[]> {
+  batchPutEnd(keys: string[]): Promise<Array<Result<null>>> {
     return this.write('batchPutEnd', { keys });
   }
 
-  batchPutRevoke(keys: string[]): Promise<unknown[]> {
+  batchPutRevoke(keys: string[]): Promise<Array<Result<null>>> {
     return this.write('batchPutRevoke', { keys });
   }
 
+  /** Replicas, size and status of a complete object; grants a read lease (OBJECT_NOT_READY while incomplete). */
   getReplicaList(key: string, opts: { stale?: boolean } = {}): Promise<GetReplicaListValue> {
     return this.call('getReplicaList', { key, ...opts });
   }
 
-  batchGetReplicaList(keys: string[], opts: { stale?: boolean } = {}): Promise<unknown[]> {
+  batchGetReplicaList(keys: string[], opts: { stale?: boolean } = {}): Promise<Array<Result<GetReplicaListValue>>> {
     return this.call('batchGetReplicaList', { keys, ...opts });
   }
 
@@ -191,46 +218,46 @@ export class MasterClient {
     return this.call('batchExistKey', { keys, ...opts });
   }
 
-  remove(key: string, force = false): Promise<unknown> {
+  remove(key: string, force = false): Promise<null> {
     return this.write('remove', { key, force });
   }
 
-  removeAll(force = false): Promise<number> {
+  removeAll(force = false): Promise<{ removed: number }> {
     return this.write('removeAll', { force });
   }
 
-  removeByPrefix(prefix: string, force = false): Promise<number> {
+  removeByPrefix(prefix: string, force = false): Promise<{ removed: number }> {
     return this.write('removeByPrefix', { prefix, force });
   }
 
   // ------------------------------------------------------------------ segments and liveness
 
-  async mountSegment(segment: SegmentSpec): Promise<unknown> {
+  async mountSegment(segment: SegmentSpec): Promise<SegmentReply> {
     const r = await this.write('mountSegment', { segment });
     this.mounted.set(segment.id, segment);
     return r;
   }
 
-  async unmountSegment(segmentId: string, graceful = false): Promise<unknown> {
+  async unmountSegment(segmentId: string, graceful = false): Promise<SegmentReply> {
     const r = await this.write('unmountSegment', { segmentId, graceful });
     this.mounted.delete(segmentId);
     return r;
   }
 
-  reMountSegments(): Promise<unknown> {
+  reMountSegments(): Promise<Array<Result<SegmentReply>>> {
     return this.write('reMountSegment', { segments: [...this.mounted.values()] });
   }
 
-  listSegments(): Promise<unknown[]> {
+  listSegments(): Promise<SegmentInfo[]> {
     return this.call('listSegments', {});
   }
 
-  stats(): Promise<Record<string, unknown>> {
+  stats(): Promise<StateStats> {
     return this.call('stats', {});
   }
 
   async ping(): Promise<PingReply> {
-    const reply = await this.call<PingReply>('ping', { clientId: this.clientId });
+    const reply = await this.call('ping', { clientId: this.clientId });
     this.viewVersion = reply.viewVersion;
     if (reply.status === 'NEED_REMOUNT' && this.mounted.size > 0 && this.remounting === null) {
       this.log.info({ clientId: this.clientId, segments: this.mounted.size }, 'master asked for a remount');
@@ -262,38 +289,39 @@ export class MasterClient {
 
   // ------------------------------------------------------------------ admin
 
+  /** Status of one master (no retries), or of the leader. */
   status(endpoint?: string): Promise<Record<string, unknown>> {
-    if (endpoint !== undefined) return this.pool.connection(endpoint).call('status', {}, { timeoutMs: this.opts.requestTimeoutMs ?? defaultRetryPolicy.attemptTimeoutMs });
+    if (endpoint !== undefined) return this.pool.connection(endpoint).call<Record<string, unknown>>('status', {}, { timeoutMs: this.opts.requestTimeoutMs ?? defaultRetryPolicy.attemptTimeoutMs });
     return this.call('status', {});
   }
 
   members(): Promise<MemberInfo[]> {
-    return this.call('members', this.adminArgs({}));
+    return this.call('members', this.admin());
   }
 
-  setNodeStatus(nodeId: string, status: NodeStatus): Promise<unknown> {
-    return this.write('setNodeStatus', this.adminArgs({ nodeId, status }));
+  setNodeStatus(nodeId: string, status: NodeStatus): Promise<{ nodeId: string; status: NodeStatus }> {
+    return this.write('setNodeStatus', { nodeId, status, ...this.admin() });
   }
 
-  transferLeader(to: string): Promise<unknown> {
-    return this.call('transferLeader', this.adminArgs({ to }), { timeoutMs: 10_000 });
+  transferLeader(to: string): Promise<{ leader: string }> {
+    return this.call('transferLeader', { to, ...this.admin() }, { timeoutMs: 10_000 });
   }
 
-  addMember(member: { id: string; host: string; raftPort: number; rpcPort: number; httpPort?: number }): Promise<unknown> {
-    return this.call('addMember', this.adminArgs({ ...member }), { timeoutMs: 60_000 });
+  addMember(member: NewMember): Promise<ConfState> {
+    return this.call('addMember', { ...member, ...this.admin() }, { timeoutMs: 60_000 });
   }
 
-  removeMember(id: string): Promise<unknown> {
-    return this.call('removeMember', this.adminArgs({ id }), { timeoutMs: 20_000 });
+  removeMember(id: string): Promise<ConfState> {
+    return this.call('removeMember', { id, ...this.admin() }, { timeoutMs: 20_000 });
   }
 
   snapshot(): Promise<{ index: number }> {
-    return this.call('snapshot', this.adminArgs({}), { timeoutMs: 60_000 });
+    return this.call('snapshot', this.admin(), { timeoutMs: 60_000 });
   }
 
   /** Streams a consistent backup of the master state into `out` (see backup.ts); admin token needed. */
   backup(out: Writable, onProgress?: (p: BackupProgress) => void): Promise<BackupResult> {
-    return streamBackup((m, a, o) => this.call(m, a, o), (a) => this.adminArgs(a), out, onProgress);
+    return streamBackup((m, a, o) => this.callRaw(m, a, o), (a) => ({ ...a, ...this.admin() }), out, onProgress);
   }
 
   async close(): Promise<void> {

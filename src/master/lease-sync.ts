@@ -63,6 +63,8 @@ export class LeaseSync {
   private waiters: Waiter[] = [];
   // new-leader collection
   private collecting: { term: number; answered: Set<string> } | null = null;
+  /** Callers waiting for the collection to end. */
+  private learnWaiters: Array<() => void> = [];
 
   constructor(private readonly o: LeaseSyncOptions) {
     this.known = new LeaseTable(o.leases.leaseTtlMs);
@@ -85,6 +87,7 @@ export class LeaseSync {
   steppedDown(): void {
     this.leaderTerm = 0;
     this.collecting = null;
+    for (const w of this.learnWaiters.splice(0)) w();
     this.batch = [];
     this.announced.clear();
     for (const w of [...this.waiters.splice(0), ...this.unsent.splice(0)]) {
@@ -96,6 +99,26 @@ export class LeaseSync {
   /** True while the new leader still waits for a majority's leases (every object counts as leased meanwhile). */
   get learning(): boolean {
     return this.collecting !== null;
+  }
+
+  /**
+   * Resolves once the new leader learned the leases (typically one round trip after its election) or after
+   * `maxWaitMs` (the blanket then stays until it ends): a remove right after a failover waits for that instead of
+   * being refused by the blanket.
+   */
+  learned(maxWaitMs: number): Promise<void> {
+    if (this.collecting === null) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.learnWaiters = this.learnWaiters.filter((w) => w !== done);
+        resolve();
+      }, maxWaitMs);
+      this.learnWaiters.push(done);
+    });
   }
 
   /**
@@ -286,6 +309,7 @@ export class LeaseSync {
     if (answered * 2 > voters.length) {
       this.collecting = null;
       this.o.leases.endBlanket();
+      for (const w of this.learnWaiters.splice(0)) w();
       this.o.logger.info({ term: c.term, answered }, 'learned the read leases of the previous leader from a majority');
     }
   }

@@ -26,10 +26,10 @@ import { RpcServer, type RpcContext } from '../transport/rpc.js';
 import type { TlsConfig as TransportTls } from '../transport/net-util.js';
 import type { PeerAddress } from '../transport/types.js';
 import { MasterState } from '../statemachine/master-state.js';
-import { validateCommand, type Command, type Result } from '../statemachine/commands.js';
+import type { Command, Result } from '../statemachine/commands.js';
 import { LeaseTable } from '../statemachine/leases.js';
 import { ClientLiveness, planClientExpiry } from '../statemachine/clients.js';
-import { planEviction, planEvictionForPut } from '../statemachine/eviction.js';
+import { planEviction } from '../statemachine/eviction.js';
 // ---- BEGIN tiering (store) imports ----
 import type { Evict, EvictItem } from '../statemachine/commands.js';
 import type { ObjectRecord } from '../statemachine/objects.js';
@@ -45,17 +45,24 @@ import { RepairScheduler, repairRoundIntervalMs, type RepairLimits } from './rep
 import { peerClusterId, readIdentity } from './backup-format.js';
 import { LeaderContact } from './leader-contact.js';
 import { LeaseSync } from './lease-sync.js';
+import { LeaderGate } from './leader-gate.js';
+import { admit } from './admission.js';
 import { MasterStateMachine, encodeMasterCommand } from './state-adapter.js';
 import { decodeKeys, followerReplicaResult, leaseGrantingHandler, linearizableRead } from './follower-reads.js';
 import {
   adminMethods,
   adminWriteMethods,
-  formatLeaderHint,
+  commandFor,
+  parseArgs,
   readMethods,
   writeMethods,
+  type AdminMethod,
   type MemberInfo,
+  type ReadMethod,
+  type ResultOf,
   type WriteMethod,
 } from './rpc-methods.js';
+export { maxBatchKeysPerRead } from './rpc-methods.js';
 
 /** How often the leader looks for expired clients and abandoned PutStarts. */
 export const housekeepingIntervalMs = 1_000;
@@ -65,11 +72,6 @@ export const pauseGapFactor = 2.5;
 export const metricsRefreshIntervalMs = 1_000;
 /** A graceful stop waits at most this long for in-flight RPCs after handing leadership away. */
 export const drainTimeoutMs = 5_000;
-export const maxBatchKeysPerRead = 4_096;
-/** A follower parks a leader-only request at most this many election timeouts while no live leader is known. */
-export const parkElectionTimeouts = 4;
-/** Requests parked at once; beyond it a follower answers "no leader known" at once. */
-export const maxParkedRequests = 4_096;
 // ---- BEGIN tiering (store) limits ----
 /** A demotion task not finished within this long falls back to dropping the object. */
 export const demotionTimeoutMs = 5_000;
@@ -87,7 +89,6 @@ export interface MasterNodeOptions {
   repair?: Partial<RepairLimits>;
 }
 
-type WireArgs = Record<string, unknown>;
 
 export class MasterNode {
   readonly config: MasterConfig;
@@ -115,10 +116,8 @@ export class MasterNode {
   private readonly proposing = new Map<string, Promise<Result>>();
   private readonly contact = new LeaderContact();
   private leaseSync!: LeaseSync;
-  /** Requests waiting for a live leader (see leaderOrPark). */
-  private readonly parked = new Set<() => void>();
-  /** Rejected when this node stops leading: writes in flight here answer at once instead of at their timeout. */
-  private leadership: { lost: Promise<never>; reject: (e: MooringError) => void } | null = null;
+  /** Leader policy for leader-only requests: parking on followers, answers at step-down (leader-gate.ts). */
+  private readonly gate: LeaderGate;
 
   private constructor(config: MasterConfig, opts: MasterNodeOptions) {
     this.config = config;
@@ -126,6 +125,13 @@ export class MasterNode {
     this.metrics = createMasterMetrics();
     this.leases = new LeaseTable(config.leaseTtlMs);
     this.repair = new RepairScheduler(opts.repair);
+    this.gate = new LeaderGate({
+      self: config.nodeId,
+      raft: () => this.raft,
+      contact: this.contact,
+      electionTimeoutMs: this.electionTimeoutMs(),
+      stopping: () => this.stopping,
+    });
   }
 
   /** Opens the stores, joins (or bootstraps) the cluster and starts serving. */
@@ -195,7 +201,7 @@ export class MasterNode {
     this.contact.intercept((from, frame) => this.leaseSync.onFrame(from, frame, Date.now()));
     this.raft.on('roleChange', (role: Role) => this.onRoleChange(role));
     this.contact.onHeard((from) => {
-      if (this.parked.size > 0 && from === this.raft.leaderId) this.wakeParked();
+      if (this.gate.hasParked && from === this.raft.leaderId) this.gate.wake();
     });
     // Follower reads: the leader grants the leases a follower's read asks for before its ReadIndex answer leaves,
     // and announces them to the members (LeaseSync) like its own reads' leases.
@@ -211,7 +217,7 @@ export class MasterNode {
     });
     this.raft.on('leaderChange', (leader: string | null, term: number) => {
       this.viewVersion++;
-      this.wakeParked();
+      this.gate.wake();
       this.metrics.setRaft({ term, role: this.raft.status().role, commitIndex: this.raft.commitIndex, appliedIndex: this.raft.appliedIndex, leaderId: leader });
       this.logger.info({ leader, term }, 'leader changed');
     });
@@ -225,7 +231,7 @@ export class MasterNode {
 
     this.backup = new BackupService({
       barrier: async () => {
-        this.requireLeader();
+        this.gate.requireLeader();
         await this.raft.read();
       },
       snapshot: () => new MasterStateMachine(this.state).snapshot(),
@@ -305,18 +311,27 @@ export class MasterNode {
   // ------------------------------------------------------------------ RPC surface
 
   private registerRpcs(): void {
+    // Every request is validated against the contract (rpc-methods.ts) before anything else looks at it.
     for (const method of Object.keys(writeMethods) as WriteMethod[]) {
-      this.rpc.handle(method, (args, ctx) => this.serve(method, ctx, () => this.handleWrite(method, asArgs(args))));
+      this.rpc.handle(method, (raw, ctx) => this.serve(method, ctx, () => this.handleWrite(method, raw)));
     }
     for (const method of readMethods) {
-      this.rpc.handle(method, (args, ctx) => this.serve(method, ctx, () => this.handleRead(method, asArgs(args))));
+      this.rpc.handle(method, (raw, ctx) => this.serve(method, ctx, () => this.handleRead(method, raw)));
     }
     for (const method of adminMethods) {
-      this.rpc.handle(method, (args, ctx) => this.serve(method, ctx, () => this.handleAdmin(method, asArgs(args))));
+      this.rpc.handle(method, (raw, ctx) => this.serve(method, ctx, () => this.handleAdmin(method, raw)));
     }
-    this.rpc.handle('status', (_args, ctx) => this.serve('status', ctx, async () => this.statusReport()));
-    this.rpc.handle('backupBegin', (args, ctx) => this.serve('backupBegin', ctx, () => (this.checkAdmin(asArgs(args)), this.backup!.begin())));
-    this.rpc.handle('backupNext', (args, ctx) => this.serve('backupNext', ctx, () => (this.checkAdmin(asArgs(args)), this.backup!.next(requireString(asArgs(args).backupId, 'backupId')))));
+    this.rpc.handle('status', (raw, ctx) => this.serve('status', ctx, async () => {
+      parseArgs('status', raw);
+      return this.statusReport();
+    }));
+    this.rpc.handle('backupBegin', (raw, ctx) => this.serve('backupBegin', ctx, () => (this.checkAdmin(parseBackupArgs(raw)), this.backup!.begin())));
+    this.rpc.handle('backupNext', (raw, ctx) => this.serve('backupNext', ctx, () => {
+      const a = parseBackupArgs(raw);
+      this.checkAdmin(a);
+      if (typeof a.backupId !== 'string') throw new MooringError(ErrorCode.INVALID_ARGUMENT, 'backupId must be a string');
+      return this.backup!.next(a.backupId);
+    }));
   }
 
   private async serve<T>(method: string, _ctx: RpcContext, fn: () => Promise<T>): Promise<T> {
@@ -335,7 +350,7 @@ export class MasterNode {
     }
   }
 
-  private checkAdmin(args: WireArgs): void {
+  private checkAdmin(args: { adminToken?: unknown }): void {
     const want = this.config.adminToken;
     if (want === null) return;
     const got = typeof args.adminToken === 'string' ? args.adminToken : '';
@@ -346,24 +361,27 @@ export class MasterNode {
     }
   }
 
-  private async handleWrite(method: WriteMethod, args: WireArgs): Promise<unknown> {
-    if (adminWriteMethods.includes(method)) this.checkAdmin(args);
-    // Fields only the leader may set (eviction candidates, lease skips) never come from a client.
-    const { adminToken: _token, evictable: _evictable, skipKeys: _skipKeys, avoidLeader: _avoid, ...fields } = args;
-    const command = { ...fields, type: writeMethods[method] } as unknown as Command;
-    validateCommand(command); // INVALID_ARGUMENT before anything reaches the log
-    await this.leaderOrPark(args);
+  private async handleWrite(method: WriteMethod, raw: unknown): Promise<unknown> {
+    const edge = typeof raw === 'object' && raw !== null ? (raw as { adminToken?: unknown; avoidLeader?: unknown }) : {};
+    if (adminWriteMethods.includes(method)) this.checkAdmin(edge);
+    // Validated by the state machine's rules; fields only the leader may set (eviction candidates, lease skips)
+    // never come from a client.
+    const command = commandFor(method, raw);
+    await this.gate.leaderOrPark(typeof edge.avoidLeader === 'string' ? edge.avoidLeader : null);
     // The duplicate-reply table comes before any admission check: a retry (same clientId, seq) must get the first
     // attempt's reply, never a refusal of its own. Otherwise a remove retried while its first attempt is still
     // uncommitted here could be answered OBJECT_HAS_LEASE (a lease granted in between) and then apply anyway.
     const session = sessionKey(command);
     if (session !== null) {
       const dup = this.duplicateReply(command, session);
-      if (dup !== undefined) return unwrap(await this.whileLeading(dup));
+      if (dup !== undefined) return unwrap(await this.gate.whileLeading(dup));
     }
+    // A new leader first learns the read leases of the previous one (one round trip): admission then refuses only
+    // what is really leased, instead of everything under the blanket.
+    if (this.leaseSync.learning) await this.gate.whileLeading(this.leaseSync.learned(Math.max(1_000, 4 * this.electionTimeoutMs())));
     const now = Date.now();
     try {
-      this.admit(command, now);
+      admit(command, this.state, this.leases, now);
     } catch (err) {
       // The first attempt may have been committed under a previous leader but not yet applied here: after a read
       // barrier (which commits every entry of earlier terms) it would be in the table. A remove retried after a
@@ -372,7 +390,7 @@ export class MasterNode {
       if (prev !== undefined) return unwrap(prev);
       const again = session === null ? undefined : this.duplicateReply(command, session);
       if (again === undefined) throw err;
-      return unwrap(await this.whileLeading(again));
+      return unwrap(await this.gate.whileLeading(again));
     }
     const started = process.hrtime.bigint();
     const proposal = this.raft.propose(encodeMasterCommand(command, now)) as Promise<Result>;
@@ -381,22 +399,9 @@ export class MasterNode {
       const forget = (): void => { if (this.proposing.get(session) === proposal) this.proposing.delete(session); };
       proposal.then(forget, forget);
     }
-    const result = await this.whileLeading(proposal);
+    const result = await this.gate.whileLeading(proposal);
     this.metrics.observeProposal(Number(process.hrtime.bigint() - started) / 1e9);
     return unwrap(result);
-  }
-
-  /**
-   * Settles with `p`, or rejects NOT_LEADER (`definite: false`: the write may still commit under the new leader)
-   * as soon as this node stops leading — e.g. a paused leader that resumes and learns of a higher term answers its
-   * parked writes at once, not at their proposal timeout. The client's retry (same seq) finds the outcome.
-   */
-  private whileLeading<T>(p: Promise<T>): Promise<T> {
-    const l = this.leadership;
-    if (l === null) return p;
-    return Promise.race([p, l.lost]).catch((err: unknown) => {
-      throw err instanceof MooringError && err.code === ErrorCode.NOT_LEADER ? this.notLeaderError(null, false) : err;
-    });
   }
 
   /** The reply of an earlier attempt of this write: applied (from the session table) or still in flight here. */
@@ -415,54 +420,10 @@ export class MasterNode {
     return this.state.sessionReply(c.clientId, c.seq);
   }
 
-  /** Leader-side admission: rules that depend on leases (soft state) are checked here, not in the log. */
-  private admit(command: Command, now: number): void {
-    switch (command.type) {
-      case 'Remove':
-        if (command.force !== true && this.leases.isLeased(command.key, now)) {
-          throw new MooringError(ErrorCode.OBJECT_HAS_LEASE, `${command.key} is under a read lease; retry after it expires or use force`);
-        }
-        break;
-      case 'RemoveAll':
-      case 'RemoveByPrefix':
-        if (command.force !== true && this.leases.allLeased(now)) {
-          throw new MooringError(ErrorCode.OBJECT_HAS_LEASE, 'a new leader is still learning the read leases of the previous one; retry shortly or use force');
-        }
-        if (command.force !== true) command.skipKeys = this.leases.leasedKeys(now);
-        break;
-      case 'UpsertEnd':
-      case 'OffloadEnd':
-        if (this.leases.isLeased(command.key, now)) {
-          throw new MooringError(ErrorCode.OBJECT_HAS_LEASE, `${command.key} is under a read lease; its old replicas cannot be freed yet`);
-        }
-        break;
-      case 'PutStart':
-      case 'UpsertStart': {
-        const evictable = planEvictionForPut(this.state, this.leases, now, command.size, command.replicaNum, command.tier ?? 'DRAM');
-        if (evictable.length > 0) command.evictable = evictable;
-        break;
-      }
-      case 'BatchPutStart': {
-        let total = 0;
-        let replicas = 1;
-        for (const it of command.items) {
-          total += it.size * it.replicaNum;
-          replicas = Math.max(replicas, it.replicaNum);
-        }
-        const evictable = planEvictionForPut(this.state, this.leases, now, Math.ceil(total / replicas), replicas);
-        if (evictable.length > 0) command.evictable = evictable;
-        break;
-      }
-      default:
-        break;
-    }
-  }
-
-  private async handleRead(method: (typeof readMethods)[number], args: WireArgs): Promise<unknown> {
-    const stale = args.stale === true;
+  private async handleRead(method: ReadMethod, raw: unknown): Promise<ResultOf<ReadMethod>> {
     if (method === 'ping') {
-      const clientId = requireString(args.clientId, 'clientId');
-      await this.leaderOrPark(args);
+      const { clientId, avoidLeader } = parseArgs('ping', raw);
+      await this.gate.leaderOrPark(avoidLeader ?? null);
       this.liveness.touch(clientId, Date.now());
       const reply = this.state.ping(clientId);
       // ---- BEGIN tiering (store): the ping reply carries this client's tier tasks ----
@@ -471,12 +432,14 @@ export class MasterNode {
       // ---- END tiering ----
       return { status: reply.status, viewVersion: this.viewVersion };
     }
+    const args = parseArgs(method, raw);
+    const stale = args.stale === true;
     // Every master serves linearizable reads (follower-reads.ts); a follower's leases are granted by the leader.
-    const leaseKeys = method === 'getReplicaList' ? [requireString(args.key, 'key')] : method === 'batchGetReplicaList' ? requireKeys(args.keys) : null;
+    const leaseKeys = method === 'getReplicaList' ? [(args as { key: string }).key] : method === 'batchGetReplicaList' ? (args as { keys: string[] }).keys : null;
     // MasterClient readFrom: 'leader', or no live leader known (a follower cannot confirm a read): park until one is
     // elected, then serve here or answer NOT_LEADER with it.
-    if (!stale && !this.raft.isLeader && (args.readFrom === 'leader' || this.liveLeader(null) === null)) await this.leaderOrPark(args);
-    const refused = stale ? new Set<string>() : await this.whileLeading(linearizableRead(this.raft, leaseKeys));
+    if (!stale && !this.raft.isLeader && (args.readFrom === 'leader' || this.gate.liveLeader(null) === null)) await this.gate.leaderOrPark(args.avoidLeader ?? null);
+    const refused = stale ? new Set<string>() : await this.gate.whileLeading(linearizableRead(this.raft, leaseKeys));
     if (!stale && !this.raft.isLeader && leaseKeys !== null) {
       // The follower keeps the leases it serves too: with the leader that records them it makes a majority of
       // three, so a new leader's lease collection (LeaseSync) meets one of them (larger clusters read leased keys
@@ -491,125 +454,53 @@ export class MasterNode {
       case 'getReplicaList': {
         const key = leaseKeys![0]!;
         const r = this.state.getReplicaList(key, now, leases);
-        if (r.ok && leases !== undefined) await this.whileLeading(this.leaseSync.announce([key], now));
+        if (r.ok && leases !== undefined) await this.gate.whileLeading(this.leaseSync.announce([key], now));
         return unwrap(viaLeader ? r : followerReplicaResult(r, key, refused, this.config.leaseTtlMs));
       }
       case 'batchGetReplicaList': {
         const rs = this.state.batchGetReplicaList(leaseKeys!, now, leases);
-        if (leases !== undefined) await this.whileLeading(this.leaseSync.announce(leaseKeys!.filter((_, i) => rs[i]!.ok), now));
+        if (leases !== undefined) await this.gate.whileLeading(this.leaseSync.announce(leaseKeys!.filter((_, i) => rs[i]!.ok), now));
         return viaLeader ? rs : rs.map((r, i) => followerReplicaResult(r, leaseKeys![i]!, refused, this.config.leaseTtlMs));
       }
       case 'existKey':
-        return this.state.existKey(requireString(args.key, 'key'));
+        return this.state.existKey(parseArgs(method, raw).key);
       case 'batchExistKey':
-        return this.state.batchExistKey(requireKeys(args.keys));
+        return this.state.batchExistKey(parseArgs(method, raw).keys);
       case 'listSegments':
         return this.state.listSegments();
       case 'stats':
         return this.state.stats();
     }
-    throw new MooringError(ErrorCode.INVALID_ARGUMENT, `unknown read method ${method as string}`);
   }
 
-  private async handleAdmin(method: (typeof adminMethods)[number], args: WireArgs): Promise<unknown> {
-    this.checkAdmin(args);
+  private async handleAdmin(method: AdminMethod, raw: unknown): Promise<ResultOf<AdminMethod>> {
+    this.checkAdmin(parseArgs(method, raw));
     switch (method) {
       case 'members':
         return this.members();
       case 'transferLeader': {
-        const to = requireString(args.to, 'to');
-        this.requireLeader();
+        const { to } = parseArgs(method, raw);
+        this.gate.requireLeader();
         await this.raft.transferLeadership(to);
         return { leader: to };
       }
       case 'addMember': {
-        const id = requireString(args.id, 'id');
-        const host = requireString(args.host, 'host');
-        const raftPort = requirePort(args.raftPort, 'raftPort');
-        const rpcPort = requirePort(args.rpcPort, 'rpcPort');
-        const httpPort = args.httpPort === undefined ? undefined : requirePort(args.httpPort, 'httpPort');
-        this.requireLeader();
-        const cs = await this.raft.addMember({ id, host, port: raftPort, rpcPort, ...(httpPort !== undefined ? { httpPort } : {}) });
-        return cs;
+        const { id, host, raftPort, rpcPort, httpPort } = parseArgs(method, raw);
+        this.gate.requireLeader();
+        return this.raft.addMember({ id, host, port: raftPort, rpcPort, ...(httpPort !== undefined ? { httpPort } : {}) });
       }
       case 'removeMember': {
-        const id = requireString(args.id, 'id');
-        this.requireLeader();
+        const { id } = parseArgs(method, raw);
+        this.gate.requireLeader();
         return this.raft.removeMember(id);
       }
       case 'snapshot':
         return { index: await this.raft.snapshotNow() };
     }
-    throw new MooringError(ErrorCode.INVALID_ARGUMENT, `unknown admin method ${method as string}`);
-  }
-
-  private requireLeader(avoid: string | null = null): void {
-    if (this.stopping) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'this master is shutting down; retry on another');
-    if (this.raft.isLeader) return;
-    throw this.notLeaderError(avoid, true);
-  }
-
-  /**
-   * NOT_LEADER with the leader's client address and term — only for a leader heard from within an election timeout
-   * and not the one the client said it could not reach (`avoid`); otherwise "no leader known", so clients are never
-   * sent back to a paused or dead leader.
-   */
-  private notLeaderError(avoid: string | null, definite: boolean): MooringError {
-    const leader = this.liveLeader(avoid);
-    const tail = definite ? '' : '; the write may still apply: retry with the same seq to learn its outcome';
-    if (leader === null) return new MooringError(ErrorCode.NOT_LEADER, `no live leader is known yet; retry shortly${tail}`, { definite });
-    const addr = this.raft.peerAddress(leader);
-    const hint = formatLeaderHint(leader, addr?.rpcPort !== undefined ? { host: addr.host, port: addr.rpcPort } : undefined);
-    return new MooringError(ErrorCode.NOT_LEADER, `not the leader; the leader is ${hint}${tail}`, { leaderHint: hint, leaderTerm: this.raft.status().term, definite });
-  }
-
-  /** The leader this follower may name: known, heard from within an election timeout, and not `avoid`. */
-  private liveLeader(avoid: string | null): string | null {
-    const leader = this.raft.leaderId;
-    if (leader === null || leader === this.config.nodeId) return null;
-    if (!this.contact.heardWithin(leader, this.electionTimeoutMs())) return null;
-    if (avoid !== null) {
-      const addr = this.raft.peerAddress(leader);
-      if (addr?.rpcPort !== undefined && `${addr.host}:${addr.rpcPort}` === avoid) return null;
-    }
-    return leader;
   }
 
   private electionTimeoutMs(): number {
     return this.config.raft.electionTimeoutTicks * this.config.raft.tickMs;
-  }
-
-  /**
-   * Leader-only requests on a follower that knows no live leader (none, silent for an election timeout, or the one
-   * the client could not reach) are parked until one is elected or heard again (at most parkElectionTimeouts
-   * election timeouts): then served here if this node won, or answered NOT_LEADER with the new leader. The client
-   * learns of the new leader when it is elected, instead of bouncing between members that know nothing.
-   */
-  private async leaderOrPark(args: WireArgs): Promise<void> {
-    this.requireNotStopping();
-    if (this.raft.isLeader) return;
-    const avoid = typeof args.avoidLeader === 'string' ? args.avoidLeader : null;
-    if (this.liveLeader(avoid) !== null || this.parked.size >= maxParkedRequests) throw this.notLeaderError(avoid, true);
-    await new Promise<void>((resolve) => {
-      const wake = (): void => {
-        if (!this.raft.isLeader && this.liveLeader(avoid) === null && !this.stopping) return;
-        clearTimeout(timer);
-        this.parked.delete(wake);
-        resolve();
-      };
-      const timer = setTimeout(() => { this.parked.delete(wake); resolve(); }, parkElectionTimeouts * this.electionTimeoutMs());
-      this.parked.add(wake);
-    });
-    this.requireNotStopping();
-    if (!this.raft.isLeader) throw this.notLeaderError(avoid, true);
-  }
-
-  private wakeParked(): void {
-    for (const w of [...this.parked]) w();
-  }
-
-  private requireNotStopping(): void {
-    if (this.stopping) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'this master is shutting down; retry on another');
   }
 
   members(): MemberInfo[] {
@@ -642,22 +533,12 @@ export class MasterNode {
   }
 
   private onRoleChange(role: Role): void {
-    this.wakeParked();
+    this.gate.onRoleChange(role);
     if (role !== 'leader') {
       this.repair.reset();
       this.metrics.setRepair(this.repair.report());
-    }
-    if (role !== 'leader') this.leaseSync.steppedDown();
-    if (role !== 'leader' && this.leadership !== null) {
-      this.leadership.reject(new MooringError(ErrorCode.NOT_LEADER, 'stopped leading'));
-      this.leadership = null;
+      this.leaseSync.steppedDown();
       this.proposing.clear();
-    }
-    if (role === 'leader' && this.leadership === null) {
-      let reject!: (e: MooringError) => void;
-      const lost = new Promise<never>((_, rej) => { reject = rej; });
-      lost.catch(() => {}); // only observed through whileLeading
-      this.leadership = { lost, reject };
     }
     if (role === 'leader') {
       const now = Date.now();
@@ -889,31 +770,7 @@ function transportTls(cfg: MasterConfig): TransportTls | undefined {
   return { cert: cfg.tls.cert, key: cfg.tls.key, ca: cfg.tls.ca ?? cfg.tls.cert, requireClientCert: cfg.tls.requireClientCert };
 }
 
-function asArgs(v: unknown): WireArgs {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
-    throw new MooringError(ErrorCode.INVALID_ARGUMENT, 'arguments must be an object');
-  }
-  return v as WireArgs;
-}
-
-function requireString(v: unknown, name: string): string {
-  if (typeof v !== 'string' || v.length === 0) throw new MooringError(ErrorCode.INVALID_ARGUMENT, `${name} must be a non-empty string`);
-  return v;
-}
-
-function requirePort(v: unknown, name: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) throw new MooringError(ErrorCode.INVALID_ARGUMENT, `${name} must be a port number (1..65535)`);
-  return v;
-}
-
-function requireKeys(v: unknown): string[] {
-  if (!Array.isArray(v) || v.length === 0 || v.length > maxBatchKeysPerRead) {
-    throw new MooringError(ErrorCode.INVALID_ARGUMENT, `keys must be a list of 1..${maxBatchKeysPerRead} keys`);
-  }
-  return v.map((k, i) => requireString(k, `keys[${i}]`));
-}
-
-function unwrap(result: Result): unknown {
+function unwrap<T>(result: Result<T>): T {
   if (result.ok) return result.value;
   throw MooringError.fromWire(result.error);
 }
@@ -922,4 +779,10 @@ function toMooringError(err: unknown, logger: Logger, method: string): MooringEr
   if (err instanceof MooringError) return err;
   logger.error({ method, err: err instanceof Error ? err.stack : String(err) }, 'internal error while serving an RPC');
   return new MooringError(ErrorCode.INTERNAL, `internal error in ${method}`);
+}
+
+/** Backup RPC arguments (admin token, backup session id): an object, or a clear INVALID_ARGUMENT. */
+function parseBackupArgs(raw: unknown): { adminToken?: unknown; backupId?: unknown } {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new MooringError(ErrorCode.INVALID_ARGUMENT, 'arguments must be an object');
+  return raw as { adminToken?: unknown; backupId?: unknown };
 }

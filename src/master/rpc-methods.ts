@@ -1,9 +1,16 @@
 /**
- * The master's client RPC surface, shared by MasterNode (server) and MasterClient. Method names follow Mooncake's
- * master RPCs in camelCase. Writes map one-to-one onto state-machine commands and go through the Raft log; reads
- * are answered from the leader's state after a linearizable read barrier (or from any node with `stale: true`).
+ * The master's client RPC contract, defined once and used by both sides: `MasterRpc` maps every method to its
+ * argument and result types (MasterClient's methods are typed from it), and `parseArgs` validates a request at the
+ * server edge (MasterNode) — writes through the state machine's own `validateCommand`, so a client can only build
+ * the client commands listed in `writeMethods`, never leader-only fields. Method names follow Mooncake's master
+ * RPCs in camelCase. Writes map one-to-one onto state-machine commands and go through the Raft log; reads are
+ * answered from the leader's state after a linearizable read barrier (or from any node with `stale: true`).
  */
-import type { CommandType } from '../statemachine/commands.js';
+import { ErrorCode, MooringError } from '../errors.js';
+import { validateCommand, type Command, type CommandType, type NodeStatus, type PutOptions, type ReplicaDescriptor, type Result, type SegmentSpec } from '../statemachine/commands.js';
+import type { GetReplicaListValue, PutStartValue, StateStats } from '../statemachine/state-core.js';
+import type { SegmentInfo, SegmentStatus } from '../statemachine/segments.js';
+import type { ConfState } from '../raft/core/types.js';
 
 /** Write RPC → state-machine command type. Args are the command's fields minus `type`. */
 export const writeMethods = {
@@ -32,6 +39,8 @@ export const writeMethods = {
 } as const satisfies Record<string, CommandType>;
 
 export type WriteMethod = keyof typeof writeMethods;
+/** The state-machine command a write method builds. */
+export type ClientCommand = Extract<Command, { type: (typeof writeMethods)[WriteMethod] }>;
 
 export const readMethods = [
   'getReplicaList',
@@ -78,6 +87,8 @@ export interface PingReply {
   status: 'OK' | 'NEED_REMOUNT';
   /** Changes whenever the leader changes, so a client can tell it talked to a new master. */
   viewVersion: number;
+  /** Tiering: demotions this client should run (see docs/store.md). */
+  tierTasks?: Array<{ kind: 'demote'; key: string } | { kind: 'repair'; key: string; createdIndex: number }>;
 }
 
 export interface MemberInfo {
@@ -87,4 +98,161 @@ export interface MemberInfo {
   rpc: string | null;
   http: string | null;
   isLeader: boolean;
+}
+
+/** Session fields every write carries (MasterClient adds them); a retry re-sends the same seq. */
+export interface Session {
+  clientId: string;
+  seq: number;
+}
+
+export interface SegmentReply {
+  segmentId: string;
+  status: SegmentStatus | 'UNMOUNTED' | 'DRAINED';
+}
+
+/** Every client RPC: its arguments (without session and admin token) and its result. */
+export interface MasterRpc {
+  mountSegment: { args: { segment: SegmentSpec }; result: SegmentReply };
+  reMountSegment: { args: { segments: SegmentSpec[] }; result: Array<Result<SegmentReply>> };
+  unmountSegment: { args: { segmentId: string; graceful?: boolean }; result: SegmentReply };
+  putStart: { args: PutOptions; result: PutStartValue };
+  putEnd: { args: { key: string }; result: null };
+  putRevoke: { args: { key: string }; result: null };
+  batchPutStart: { args: { items: PutOptions[] }; result: Array<Result<PutStartValue>> };
+  batchPutEnd: { args: { keys: string[] }; result: Array<Result<null>> };
+  batchPutRevoke: { args: { keys: string[] }; result: Array<Result<null>> };
+  upsertStart: { args: PutOptions; result: PutStartValue };
+  upsertEnd: { args: { key: string }; result: null };
+  upsertRevoke: { args: { key: string }; result: null };
+  remove: { args: { key: string; force?: boolean }; result: null };
+  removeAll: { args: { force?: boolean }; result: { removed: number } };
+  removeByPrefix: { args: { prefix: string; force?: boolean }; result: { removed: number } };
+  setNodeStatus: { args: { nodeId: string; status: NodeStatus }; result: { nodeId: string; status: NodeStatus } };
+  offloadStart: { args: { key: string }; result: { source: ReplicaDescriptor[]; target: ReplicaDescriptor } };
+  offloadEnd: { args: { key: string }; result: null };
+  offloadRevoke: { args: { key: string }; result: null };
+  repairStart: { args: { key: string; createdIndex: number }; result: { source: ReplicaDescriptor[]; target: ReplicaDescriptor } };
+  repairEnd: { args: { key: string }; result: null };
+  repairRevoke: { args: { key: string }; result: null };
+  getReplicaList: { args: { key: string; stale?: boolean }; result: GetReplicaListValue };
+  batchGetReplicaList: { args: { keys: string[]; stale?: boolean }; result: Array<Result<GetReplicaListValue>> };
+  existKey: { args: { key: string; stale?: boolean }; result: boolean };
+  batchExistKey: { args: { keys: string[]; stale?: boolean }; result: boolean[] };
+  listSegments: { args: { stale?: boolean }; result: SegmentInfo[] };
+  stats: { args: { stale?: boolean }; result: StateStats };
+  ping: { args: { clientId: string }; result: PingReply };
+  members: { args: NoArgs; result: MemberInfo[] };
+  transferLeader: { args: { to: string }; result: { leader: string } };
+  addMember: { args: NewMember; result: ConfState };
+  removeMember: { args: { id: string }; result: ConfState };
+  snapshot: { args: NoArgs; result: { index: number } };
+  status: { args: NoArgs; result: Record<string, unknown> };
+}
+
+/** A method without arguments of its own. */
+export type NoArgs = Record<never, never>;
+
+export type MasterMethod = keyof MasterRpc;
+export type ArgsOf<M extends MasterMethod> = MasterRpc[M]['args'];
+export type ResultOf<M extends MasterMethod> = MasterRpc[M]['result'];
+/** What travels: the arguments, plus the session on writes and the admin token on admin methods. */
+/** `readFrom: 'leader'`: a follower answers NOT_LEADER instead of serving the read itself (MasterClient readFrom). */
+export type WireArgsOf<M extends MasterMethod> = ArgsOf<M> & Partial<Session> & { adminToken?: string; avoidLeader?: string; readFrom?: 'leader' };
+
+export interface NewMember {
+  id: string;
+  host: string;
+  raftPort: number;
+  rpcPort: number;
+  httpPort?: number;
+}
+
+export const maxBatchKeysPerRead = 4_096;
+
+/** Fields only the leader sets (eviction candidates, lease skips) and transport hints: never part of a command. */
+const notCommandFields = new Set(['adminToken', 'evictable', 'skipKeys', 'avoidLeader', 'type']);
+
+/**
+ * The command a write request builds, validated by the state machine's own rules (INVALID_ARGUMENT before anything
+ * reaches the log). Leader-only fields a client sends are dropped, not trusted.
+ */
+export function commandFor<M extends WriteMethod>(method: M, raw: unknown): ClientCommand {
+  const fields: Record<string, unknown> = { type: writeMethods[method] };
+  for (const [k, v] of Object.entries(argsObject(raw))) if (!notCommandFields.has(k)) fields[k] = v;
+  const command: unknown = fields;
+  validateCommand(command);
+  if (!isClientCommand(command)) throw new MooringError(ErrorCode.INVALID_ARGUMENT, `${method} does not build a client command`);
+  return command;
+}
+
+const clientCommandTypes = new Set<string>(Object.values(writeMethods));
+
+function isClientCommand(c: Command): c is ClientCommand {
+  return clientCommandTypes.has(c.type);
+}
+
+type ReadOrAdmin = Exclude<MasterMethod, WriteMethod>;
+
+/** Validates a read, admin or status request's arguments at the server edge. */
+export function parseArgs<M extends ReadOrAdmin>(method: M, raw: unknown): WireArgsOf<M> {
+  const a = argsObject(raw);
+  const stale = optionalBool(a.stale, 'stale');
+  const adminToken = a.adminToken === undefined ? undefined : requireString(a.adminToken, 'adminToken');
+  const avoidLeader = typeof a.avoidLeader === 'string' ? a.avoidLeader : undefined;
+  const common = { ...(adminToken !== undefined ? { adminToken } : {}), ...(avoidLeader !== undefined ? { avoidLeader } : {}) };
+  const readFrom = a.readFrom === 'leader' ? ('leader' as const) : undefined;
+  const withStale = { ...common, ...(stale !== undefined ? { stale } : {}), ...(readFrom !== undefined ? { readFrom } : {}) };
+  const parsers: { [K in ReadOrAdmin]: () => WireArgsOf<K> } = {
+    getReplicaList: () => ({ ...withStale, key: requireString(a.key, 'key') }),
+    batchGetReplicaList: () => ({ ...withStale, keys: requireKeys(a.keys) }),
+    existKey: () => ({ ...withStale, key: requireString(a.key, 'key') }),
+    batchExistKey: () => ({ ...withStale, keys: requireKeys(a.keys) }),
+    listSegments: () => withStale,
+    stats: () => withStale,
+    ping: () => ({ ...common, clientId: requireString(a.clientId, 'clientId') }),
+    members: () => common,
+    transferLeader: () => ({ ...common, to: requireString(a.to, 'to') }),
+    addMember: () => ({
+      ...common,
+      id: requireString(a.id, 'id'),
+      host: requireString(a.host, 'host'),
+      raftPort: requirePort(a.raftPort, 'raftPort'),
+      rpcPort: requirePort(a.rpcPort, 'rpcPort'),
+      ...(a.httpPort !== undefined ? { httpPort: requirePort(a.httpPort, 'httpPort') } : {}),
+    }),
+    removeMember: () => ({ ...common, id: requireString(a.id, 'id') }),
+    snapshot: () => common,
+    status: () => common,
+  };
+  return (parsers[method] as () => WireArgsOf<M>)();
+}
+
+function argsObject(v: unknown): Record<string, unknown> {
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw new MooringError(ErrorCode.INVALID_ARGUMENT, 'arguments must be an object');
+  return v as Record<string, unknown>;
+}
+
+function requireString(v: unknown, name: string): string {
+  if (typeof v !== 'string' || v.length === 0) throw new MooringError(ErrorCode.INVALID_ARGUMENT, `${name} must be a non-empty string`);
+  return v;
+}
+
+function optionalBool(v: unknown, name: string): boolean | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'boolean') throw new MooringError(ErrorCode.INVALID_ARGUMENT, `${name} must be true or false`);
+  return v;
+}
+
+function requirePort(v: unknown, name: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) throw new MooringError(ErrorCode.INVALID_ARGUMENT, `${name} must be a port number (1..65535)`);
+  return v;
+}
+
+function requireKeys(v: unknown): string[] {
+  if (!Array.isArray(v) || v.length === 0 || v.length > maxBatchKeysPerRead) {
+    throw new MooringError(ErrorCode.INVALID_ARGUMENT, `keys must be a list of 1..${maxBatchKeysPerRead} keys`);
+  }
+  return v.map((k, i) => requireString(k, `keys[${i}]`));
 }

@@ -703,7 +703,7 @@ export class StoreClient {
   async demote(key: string): Promise<boolean> {
     let started = false;
     try {
-      const plan = await this.master.write<{ source: ReplicaDescriptor[]; target: ReplicaDescriptor }>('offloadStart', { key });
+      const plan = await this.master.write('offloadStart', { key });
       started = true;
       await this.staging.with(async (slot) => {
         const sources = await this.order(plan.source.filter((r) => r.tier !== 'DISK'));
@@ -739,7 +739,7 @@ export class StoreClient {
   async repair(key: string, createdIndex: number): Promise<boolean> {
     let started = false;
     try {
-      const plan = await this.master.write<{ source: ReplicaDescriptor[]; target: ReplicaDescriptor }>('repairStart', { key, createdIndex });
+      const plan = await this.master.write('repairStart', { key, createdIndex });
       started = true;
       await this.staging.with(async (slot) => {
         let copied = false;
@@ -809,7 +809,7 @@ export class StoreClient {
     try {
       await this.staging.with(async (slot) => {
         const stored = sealInto(slot.view(bytes.length + trailerBytes), key, bytes);
-        const v = await this.master.write<{ replicas: ReplicaDescriptor[] }>('upsertStart', { key, size: stored, replicaNum: 1, tier: 'DRAM' });
+        const v = await this.master.write('upsertStart', { key, size: stored, replicaNum: 1, tier: 'DRAM' });
         started = true;
         if (!sameAs((await this.master.getReplicaList(key)).replicas)) throw new MooringError(ErrorCode.OBJECT_NOT_READY, `${key} changed while being promoted`);
         await this.writeReplicas(v.replicas, slot, stored);

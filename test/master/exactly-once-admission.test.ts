@@ -38,10 +38,11 @@ describe('exactly-once before admission', () => {
     const nodes = await Promise.all(peers.map((p) => MasterNode.start(parseConfig({
       nodeId: p.id, dataDir: path.join(root, p.id),
       listen: { host: '127.0.0.1', raftPort: p.raftPort, rpcPort: p.rpcPort, httpPort: p.httpPort },
-      peers, raft: { tickMs: 10 }, leaseTtlMs: 200,
+      peers, raft: { tickMs: 50 }, leaseTtlMs: 200, // slow elections: no spurious leader change on a loaded machine
     }), { logger: silentLogger(), http: false })));
     cleanup.push(async () => { await Promise.all(nodes.map((m) => m.stop())); });
-    await waitFor(() => nodes.some((n) => n.isLeader));
+    // A settled leader: every member follows the same one (right after start a deposed leader may still say it leads).
+    await waitFor(() => nodes.some((n) => n.isLeader) && nodes.every((n) => n.leaderId !== null && n.leaderId === nodes[0]!.leaderId));
     const leader = nodes.find((n) => n.isLeader)!;
     const at = `127.0.0.1:${leader.ports.rpc}`;
     const c = new MasterClient({ endpoints: [at] });
@@ -68,7 +69,10 @@ describe('exactly-once before admission', () => {
     const outcome = (p: Promise<unknown>) => p.then((v) => ({ ok: true, v }), (e: { code?: string }) => ({ ok: false, code: e.code }));
     const first = outcome(raw.call('remove', args, { timeoutMs: 10_000 }));
     const st = () => leader.raftNode.status();
-    await waitFor(() => st().lastIndex > st().commit);
+    let settled: unknown = null;
+    void first.then((r) => { settled = r; });
+    await waitFor(() => st().lastIndex > st().commit || settled !== null);
+    expect(settled).toBeNull(); // the first attempt is in flight, not answered
     await c.getReplicaList('k'); // a read lease on k, granted while the remove is in flight
     const retry = outcome(raw.call('remove', args, { timeoutMs: 10_000 }));
     await new Promise((r) => setTimeout(r, 100));

@@ -53,6 +53,7 @@ export interface CampaignResult {
 const unknownCodes = new Set<string>([
   ErrorCode.TIMEOUT, ErrorCode.UNAVAILABLE, ErrorCode.RPC_FAILED, ErrorCode.NOT_LEADER, ErrorCode.PROPOSAL_DROPPED,
   ErrorCode.SHUTTING_DOWN, ErrorCode.LEADERSHIP_TRANSFER_IN_PROGRESS, ErrorCode.QUEUE_FULL, ErrorCode.INTERNAL,
+  ErrorCode.OUTCOME_UNKNOWN,
 ]);
 
 const valueHeaderBytes = 4;

@@ -1,0 +1,52 @@
+/**
+ * Leader-side admission: rules that depend on read leases (leader soft state) are checked here, before a client
+ * write is proposed, never in the log. May refuse (OBJECT_HAS_LEASE) or add leader-only fields (`skipKeys`,
+ * `evictable`). The duplicate-reply lookup runs before this (MasterNode.handleWrite): a retry gets its first reply.
+ */
+import { ErrorCode, MooringError } from '../errors.js';
+import type { LeaseTable } from '../statemachine/leases.js';
+import type { MasterState } from '../statemachine/master-state.js';
+import { planEvictionForPut } from '../statemachine/eviction.js';
+import type { ClientCommand } from './rpc-methods.js';
+
+export function admit(command: ClientCommand, state: MasterState, leases: LeaseTable, now: number): void {
+  switch (command.type) {
+    case 'Remove':
+      if (command.force !== true && leases.isLeased(command.key, now)) {
+        throw new MooringError(ErrorCode.OBJECT_HAS_LEASE, `${command.key} is under a read lease; retry after it expires or use force`);
+      }
+      break;
+    case 'RemoveAll':
+    case 'RemoveByPrefix':
+      if (command.force !== true && leases.allLeased(now)) {
+        throw new MooringError(ErrorCode.OBJECT_HAS_LEASE, 'a new leader is still learning the read leases of the previous one; retry shortly or use force');
+      }
+      if (command.force !== true) command.skipKeys = leases.leasedKeys(now);
+      break;
+    case 'UpsertEnd':
+    case 'OffloadEnd':
+      if (leases.isLeased(command.key, now)) {
+        throw new MooringError(ErrorCode.OBJECT_HAS_LEASE, `${command.key} is under a read lease; its old replicas cannot be freed yet`);
+      }
+      break;
+    case 'PutStart':
+    case 'UpsertStart': {
+      const evictable = planEvictionForPut(state, leases, now, command.size, command.replicaNum, command.tier ?? 'DRAM');
+      if (evictable.length > 0) command.evictable = evictable;
+      break;
+    }
+    case 'BatchPutStart': {
+      let total = 0;
+      let replicas = 1;
+      for (const it of command.items) {
+        total += it.size * it.replicaNum;
+        replicas = Math.max(replicas, it.replicaNum);
+      }
+      const evictable = planEvictionForPut(state, leases, now, Math.ceil(total / replicas), replicas);
+      if (evictable.length > 0) command.evictable = evictable;
+      break;
+    }
+    default:
+      break;
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * LeaderGate: what a master answers when a request needs the leader (leader policy, separate from the RPC surface).
+ *
+ * - On the leader, requests pass. A write in flight when this node stops leading is answered at once with
+ *   NOT_LEADER (`definite: false`: it may still commit under the new leader) instead of at its proposal timeout —
+ *   e.g. a paused leader that resumes and learns of a higher term (`whileLeading`).
+ * - On a follower, NOT_LEADER names the leader (`id@host:port` and its term) only if it was heard from within an
+ *   election timeout (LeaderContact) and is not the endpoint the client could not reach (`avoidLeader`); otherwise
+ *   the request is parked until a leader is elected or heard again (at most parkElectionTimeouts election timeouts),
+ *   then served here if this node won, or answered with the new leader. A client is never sent back to a paused or
+ *   dead leader, and learns of the new one when it is elected.
+ */
+import { ErrorCode, MooringError } from '../errors.js';
+import type { RaftNode } from '../raft/node/index.js';
+import type { Role } from '../raft/core/types.js';
+import type { LeaderContact } from './leader-contact.js';
+import { formatLeaderHint } from './rpc-methods.js';
+
+/** A follower parks a leader-only request at most this many election timeouts while no live leader is known. */
+export const parkElectionTimeouts = 4;
+/** Requests parked at once; beyond it a follower answers "no leader known" at once. */
+export const maxParkedRequests = 4_096;
+
+export interface LeaderGateOptions {
+  self: string;
+  raft: () => RaftNode;
+  contact: LeaderContact;
+  electionTimeoutMs: number;
+  stopping: () => boolean;
+}
+
+export class LeaderGate {
+  private readonly parked = new Set<() => void>();
+  /** Rejected when this node stops leading. */
+  private leadership: { lost: Promise<never>; reject: (e: MooringError) => void } | null = null;
+
+  constructor(private readonly o: LeaderGateOptions) {}
+
+  /** Called on every role change (and once at start if already leader). */
+  onRoleChange(role: Role): void {
+    this.wake();
+    if (role !== 'leader' && this.leadership !== null) {
+      this.leadership.reject(new MooringError(ErrorCode.NOT_LEADER, 'stopped leading'));
+      this.leadership = null;
+    }
+    if (role === 'leader' && this.leadership === null) {
+      let reject!: (e: MooringError) => void;
+      const lost = new Promise<never>((_, rej) => { reject = rej; });
+      lost.catch(() => {}); // only observed through whileLeading
+      this.leadership = { lost, reject };
+    }
+  }
+
+  /** Something that may make a leader known happened (a leader change, a frame from the leader). */
+  wake(): void {
+    if (this.parked.size === 0) return;
+    for (const w of [...this.parked]) w();
+  }
+
+  get hasParked(): boolean {
+    return this.parked.size > 0;
+  }
+
+  /** Throws unless this node leads (no parking: admin operations). */
+  requireLeader(avoid: string | null = null): void {
+    this.requireNotStopping();
+    if (this.o.raft().isLeader) return;
+    throw this.notLeaderError(avoid, true);
+  }
+
+  /** Resolves on the leader; parks on a follower that knows no live leader (see the file comment). */
+  async leaderOrPark(avoid: string | null): Promise<void> {
+    this.requireNotStopping();
+    const raft = this.o.raft();
+    if (raft.isLeader) return;
+    if (this.liveLeader(avoid) !== null || this.parked.size >= maxParkedRequests) throw this.notLeaderError(avoid, true);
+    await new Promise<void>((resolve) => {
+      const wake = (): void => {
+        if (!raft.isLeader && this.liveLeader(avoid) === null && !this.o.stopping()) return;
+        clearTimeout(timer);
+        this.parked.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(() => { this.parked.delete(wake); resolve(); }, parkElectionTimeouts * this.o.electionTimeoutMs);
+      this.parked.add(wake);
+    });
+    this.requireNotStopping();
+    if (!raft.isLeader) throw this.notLeaderError(avoid, true);
+  }
+
+  /**
+   * Settles with `p`, or rejects NOT_LEADER (`definite: false`) as soon as this node stops leading. The client's
+   * retry (same seq) finds the outcome.
+   */
+  whileLeading<T>(p: Promise<T>): Promise<T> {
+    const l = this.leadership;
+    if (l === null) return p;
+    return Promise.race([p, l.lost]).catch((err: unknown) => {
+      throw err instanceof MooringError && err.code === ErrorCode.NOT_LEADER ? this.notLeaderError(null, false) : err;
+    });
+  }
+
+  /**
+   * NOT_LEADER with the leader's client address and term — only for a live leader that is not `avoid`; otherwise
+   * "no live leader is known".
+   */
+  notLeaderError(avoid: string | null, definite: boolean): MooringError {
+    const leader = this.liveLeader(avoid);
+    const tail = definite ? '' : '; the write may still apply: retry with the same seq to learn its outcome';
+    if (leader === null) return new MooringError(ErrorCode.NOT_LEADER, `no live leader is known yet; retry shortly${tail}`, { definite });
+    const raft = this.o.raft();
+    const addr = raft.peerAddress(leader);
+    const hint = formatLeaderHint(leader, addr?.rpcPort !== undefined ? { host: addr.host, port: addr.rpcPort } : undefined);
+    // status().term: the role change is announced before RaftNode records the new term.
+    return new MooringError(ErrorCode.NOT_LEADER, `not the leader; the leader is ${hint}${tail}`, { leaderHint: hint, leaderTerm: raft.status().term, definite });
+  }
+
+  /** The leader this follower may name: known, heard from within an election timeout, and not `avoid`. */
+  /** The leader, if this node heard from it within an election timeout (and it is not `avoid`); else null. */
+  liveLeader(avoid: string | null): string | null {
+    const raft = this.o.raft();
+    const leader = raft.leaderId;
+    if (leader === null || leader === this.o.self) return null;
+    if (!this.o.contact.heardWithin(leader, this.o.electionTimeoutMs)) return null;
+    if (avoid !== null) {
+      const addr = raft.peerAddress(leader);
+      if (addr?.rpcPort !== undefined && `${addr.host}:${addr.rpcPort}` === avoid) return null;
+    }
+    return leader;
+  }
+
+  private requireNotStopping(): void {
+    if (this.o.stopping()) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'this master is shutting down; retry on another');
+  }
+}
