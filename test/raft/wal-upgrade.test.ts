@@ -69,7 +69,7 @@ describe('0.1 → WAL upgrade', () => {
     await again.close();
   });
 
-  it('a conversion that crashed (failed fsync) leaves the 0.1 log untouched, and the next start converts it', async () => {
+  it('a conversion that crashed (a failed durable write) leaves the 0.1 log untouched, and the next start converts it', async () => {
     const root = await tempDir();
     const legacyDir = path.join(root, 'log');
     const walDir = path.join(root, 'wal');
@@ -78,7 +78,7 @@ describe('0.1 → WAL upgrade', () => {
     await expect(openRaftLog({
       walDir,
       legacyDir,
-      io: { datasync: async (fh) => { if (++syncs === 3) throw new Error('EIO: injected'); await fh.datasync(); } },
+      io: { write: async (fh, buf, pos) => { if (++syncs === 3) throw new Error('EIO: injected'); await fh.write(buf, 0, buf.byteLength, pos); } },
     })).rejects.toMatchObject({ code: ErrorCode.STORAGE_FAILED });
     expect(existsSync(path.join(legacyDir, 'CURRENT'))).toBe(true);
     expect(Wal.exists(walDir)).toBe(false);

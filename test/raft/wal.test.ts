@@ -266,6 +266,7 @@ describe('Wal', () => {
       let syncs = 0;
       let fail = false;
       const w = await Wal.open(dir, {
+        walSyncMode: 'fdatasync',
         io: {
           datasync: async (fh) => {
             syncs++;
@@ -285,6 +286,29 @@ describe('Wal', () => {
       await expect(w.save({ entries: [ent(4, 1)] }, { sync: true })).rejects.toMatchObject({ code: ErrorCode.STORAGE_FAILED });
       await expect(w.compact(1)).rejects.toMatchObject({ code: ErrorCode.STORAGE_FAILED });
       expect(syncs).toBe(n + 1); // never retried
+    });
+
+    it('with O_DSYNC (the default) a failing durable write is STORAGE_FAILED, never retried', async () => {
+      const dir = await tempDir();
+      let writes = 0;
+      let fail = false;
+      const w = await Wal.open(dir, {
+        io: {
+          write: async (fh, buf, pos) => {
+            writes++;
+            if (fail) throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
+            await fh.write(buf, 0, buf.byteLength, pos);
+          },
+        },
+      });
+      cleanups.push(() => w.close());
+      await w.save({ entries: range(1, 3, 1) }, { sync: true });
+      fail = true;
+      await expect(w.save({ entries: [ent(4, 1)] }, { sync: true })).rejects.toMatchObject({ code: ErrorCode.STORAGE_FAILED });
+      const n = writes;
+      await expect(w.save({ hardState: { term: 1, vote: null, commit: 1 } }, { sync: true })).rejects.toMatchObject({ code: ErrorCode.STORAGE_FAILED });
+      expect(writes).toBe(n);
+      expect(() => w.term(1)).toThrowError(expect.objectContaining({ code: ErrorCode.STORAGE_FAILED }));
     });
 
     it('a real failing write (file closed underneath) is STORAGE_FAILED too', async () => {

@@ -6,8 +6,9 @@
  * fdatasync never has to flush a size change), a `LOCK` file (one process per dir), and `*.tmp` segments being
  * prepared (deleted on open). Records and batches: see format.ts.
  *
- * Writes. Every save() is ONE batch written with one write and made durable with one fdatasync (the driver calls
- * save once per Ready round: group commit). A save with `sync: false` that carries only a hard/conf state (a
+ * Writes. Every save() is ONE batch written with one write and made durable at once — the segment is opened O_DSYNC
+ * (or, with walSyncMode 'fdatasync', one fdatasync follows the write) — and the driver calls save once per Ready
+ * round: group commit. A save with `sync: false` that carries only a hard/conf state (a
  * commit-index change, which can be recomputed) is not written at once: it rides along with the next batch. So
  * every write is followed by its fdatasync before the next write starts, and after a crash only the LAST batch can
  * be torn — that is what lets open() tell a torn tail from damage in the middle.
@@ -31,7 +32,7 @@
  * the pages clean, so a retry could "succeed" without the data).
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
+import { constants as fsConstants, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { ErrorCode, MooringError, assert } from '../../errors.js';
@@ -81,9 +82,18 @@ const realIo: WalIo = {
   datasync: (fh) => fh.datasync(),
 };
 
+/**
+ * How a batch is made durable. 'o_dsync' (default): the segment is opened with O_DSYNC, so the one write of a batch
+ * returns only once its data is durable (POSIX: as if followed by fdatasync) — one thread-pool round trip per save
+ * instead of two. 'fdatasync': a plain write, then fdatasync.
+ */
+export type WalSyncMode = 'o_dsync' | 'fdatasync';
+export const defaultWalSyncMode: WalSyncMode = 'o_dsync';
+
 export interface WalOptions {
   logger?: LoggerLike;
   walSegmentBytes?: number;
+  walSyncMode?: WalSyncMode;
   io?: Partial<WalIo>;
 }
 
@@ -230,6 +240,7 @@ export class Wal implements LogStorage {
   private readonly logger: LoggerLike;
   private readonly segmentBytes: number;
   private readonly io: WalIo;
+  private readonly syncMode: WalSyncMode;
   private s: State = { log: [], segs: [], compactIndex: 0, compactTerm: 0, hard: { term: 0, vote: null, commit: 0 }, snapMeta: { index: 0, term: 0, confState: emptyConfState() }, conf: null };
   /** Seqs of the segment files on disk, ascending; the last one is `cur`. */
   private segments: number[] = [];
@@ -247,6 +258,7 @@ export class Wal implements LogStorage {
     this.logger = opts.logger ?? silentLogger;
     this.segmentBytes = opts.walSegmentBytes ?? defaultWalSegmentBytes;
     this.io = { ...realIo, ...opts.io };
+    this.syncMode = opts.walSyncMode ?? defaultWalSyncMode;
     if (!Number.isInteger(this.segmentBytes) || this.segmentBytes < minWalSegmentBytes) {
       throw new MooringError(ErrorCode.INVALID_CONFIG, `walSegmentBytes must be an integer ≥ ${minWalSegmentBytes}, got ${this.segmentBytes}`);
     }
@@ -372,7 +384,7 @@ export class Wal implements LogStorage {
     }
     this.segments = seqs;
     const lastSeq = seqs[seqs.length - 1]!;
-    const fh = await open(path.join(this.dir, segmentName(lastSeq)), 'r+');
+    const fh = await open(path.join(this.dir, segmentName(lastSeq)), this.appendFlags());
     this.cur = { seq: lastSeq, salt: endSalt, fh, size: Math.max(statSync(path.join(this.dir, segmentName(lastSeq))).size, segmentHeaderBytes), offset: endOffset };
     this.nextBatchSeq = expected ?? 1;
 
@@ -602,7 +614,7 @@ export class Wal implements LogStorage {
     for (const r of encoded) off = putRecord(buf, off, r.type, r.payload, cur.salt);
     try {
       await this.io.write(cur.fh, buf, cur.offset);
-      await this.io.datasync(cur.fh);
+      if (this.syncMode === 'fdatasync') await this.io.datasync(cur.fh);
     } catch (err) {
       throw this.poison(err, 'write');
     }
@@ -615,6 +627,10 @@ export class Wal implements LogStorage {
       this.preparing = this.prepareSegment(cur.seq + 1);
       this.preparing.catch(() => {}); // surfaced at the roll that needs it
     }
+  }
+
+  private appendFlags(): number {
+    return this.syncMode === 'o_dsync' ? fsConstants.O_RDWR | fsConstants.O_DSYNC : fsConstants.O_RDWR;
   }
 
   private async roll(): Promise<OpenSegment> {
@@ -650,7 +666,7 @@ export class Wal implements LogStorage {
     const file = path.join(this.dir, segmentName(p.seq));
     await rename(p.tmp, file);
     fsyncDir(this.dir);
-    const fh = await open(file, 'r+');
+    const fh = await open(file, this.appendFlags());
     this.cur = { seq: p.seq, salt: p.salt, fh, size: this.segmentBytes, offset: segmentHeaderBytes };
     this.segments.push(p.seq);
   }
