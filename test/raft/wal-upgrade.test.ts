@@ -14,6 +14,7 @@ import type { ConfState, Entry } from '../../src/raft/types.js';
 import { convertingSuffix, legacyBackupSuffix, openRaftLog } from '../../src/raft/wal/open.js';
 import { Wal } from '../../src/raft/wal/wal.js';
 import { freePorts } from '../helpers/ports.js';
+import { rewriteAsLegacyLog } from '../helpers/legacy-log.js';
 
 const dirs: string[] = [];
 const cleanups: Array<() => Promise<void>> = [];
@@ -136,14 +137,7 @@ describe('0.1 → WAL upgrade', () => {
 
     // Rewrite the node's log in 0.1's format (LevelDB, dataDir/log) with today's LogStore class, drop the WAL, and
     // drop the KV state too, so the keys can only come back by replaying the converted log.
-    const wal = await Wal.open(path.join(dataDir, 'wal'));
-    const old = await LogStore.open(path.join(dataDir, 'log'));
-    const first = wal.firstIndex();
-    await old.applySnapshot({ index: first - 1, term: wal.term(first - 1), confState: wal.snapshot().metadata.confState });
-    await old.save({ entries: wal.entries(first, wal.lastIndex() + 1, Infinity), hardState: wal.hardState(), confState: wal.initialState().confState }, { sync: true });
-    await old.close();
-    await wal.close();
-    rmSync(path.join(dataDir, 'wal'), { recursive: true });
+    await rewriteAsLegacyLog(path.join(dataDir, 'wal'), path.join(dataDir, 'log'));
     rmSync(path.join(dataDir, 'kv'), { recursive: true });
 
     server = await KvServer.start(config);
