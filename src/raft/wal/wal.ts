@@ -45,13 +45,12 @@ import {
   beginRecordBytes,
   decodeOp,
   decodeSegmentHeader,
-  encodeOp,
   encodeSegmentHeader,
+  opBytes,
   putBegin,
-  putRecord,
+  putOp,
   readBegin,
   readRecord,
-  recordBytes,
   segmentHeaderBytes,
   type WalOp,
 } from './format.js';
@@ -595,23 +594,21 @@ export class Wal implements LogStorage {
   /** Writes `ops` (after any held sync:false state) as one batch, fdatasyncs, then applies them to memory. */
   private async writeBatch(batchOps: WalOp[]): Promise<void> {
     let ops = this.pending.length > 0 ? [...this.pending, ...batchOps] : batchOps;
-    let encoded = ops.map(encodeOp);
     let bytes = beginRecordBytes;
-    for (const r of encoded) bytes += recordBytes(r.payload);
+    for (const op of ops) bytes += opBytes(op);
     let cur = this.cur!;
     if (cur.offset + bytes > cur.size && cur.offset > segmentHeaderBytes) {
       cur = await this.roll();
       // The new segment starts with the full state, so the older ones can be deleted once no live entry is in them.
       const state = this.stateOp();
       ops = [state, ...ops];
-      const e = encodeOp(state);
-      encoded = [e, ...encoded];
-      bytes += recordBytes(e.payload);
+      bytes += opBytes(state);
     }
     assert(bytes < 0x1_0000_0000, `a WAL batch of ${bytes} bytes is too large`);
     const buf = Buffer.allocUnsafe(bytes);
-    let off = putBegin(buf, 0, { seq: this.nextBatchSeq, bytes, records: encoded.length }, cur.salt);
-    for (const r of encoded) off = putRecord(buf, off, r.type, r.payload, cur.salt);
+    let off = putBegin(buf, 0, { seq: this.nextBatchSeq, bytes, records: ops.length }, cur.salt);
+    for (const op of ops) off = putOp(buf, off, op, cur.salt);
+    assert(off === bytes, `WAL batch encoded to ${off} bytes, sized ${bytes}`);
     try {
       await this.io.write(cur.fh, buf, cur.offset);
       if (this.syncMode === 'fdatasync') await this.io.datasync(cur.fh);
