@@ -1,5 +1,6 @@
 /**
- * Disk full = crash-stop: a `mooring master` process whose data dir sits on a 4 MiB tmpfs is filled through
+ * Disk full = crash-stop: a `mooring master` process whose data dir sits on a 40 MiB tmpfs (room for its first
+ * preallocated 16 MiB WAL segment, not for the next one and the state store) is filled through
  * its client API; it must stop serving and exit 70 (never keep acknowledging what it could not persist).
  * Needs permission to mount a tmpfs (root, as on the project's machines and CI); skipped elsewhere.
  */
@@ -14,7 +15,7 @@ import { cliMainPath, freeLoopbackPorts, httpGet } from '../../src/cli/local-clu
 const mnt = mkdtempSync(path.join(tmpdir(), 'mooring-full-'));
 let mounted = false;
 try {
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt], { stdio: 'pipe' });
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=40m', 'tmpfs', mnt], { stdio: 'pipe' });
   mounted = true;
 } catch {
   // no permission to mount: the test is skipped
@@ -36,9 +37,9 @@ describe('disk full', () => {
     try {
       await c.mountSegment({ id: 's', name: 's', base: 0, size: 2 ** 40, protocol: 'tcp', endpoint: '127.0.0.1:1' });
       expect((await httpGet(http!, '/ready')).status).toBe(200);
-      // ~800 KB per batch of long keys: a few fill 4 MiB; each acknowledged batch was persisted first.
+      // ~800 KB per batch of long keys: a few dozen fill 40 MiB; each acknowledged batch was persisted first.
       let failed = false;
-      for (let i = 0; i < 50 && !failed; i++) {
+      for (let i = 0; i < 100 && !failed; i++) {
         try {
           await c.batchPutStart(Array.from({ length: 200 }, (_, j) => ({ key: `${i}-${j}-`.padEnd(4000, 'x'), size: 10, replicaNum: 1 })));
         } catch {
