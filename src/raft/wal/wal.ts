@@ -222,6 +222,16 @@ function findBegin(buf: Buffer, from: number, salt: number): boolean {
   return false;
 }
 
+/** The same, off the event loop (the write path must not block it on a loaded disk). */
+async function fsyncDirAsync(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
 function corrupt(msg: string): MooringError {
   return new MooringError(ErrorCode.CORRUPT_LOG, msg);
 }
@@ -662,7 +672,7 @@ export class Wal implements LogStorage {
   private async installSegment(p: { seq: number; salt: number; tmp: string }): Promise<void> {
     const file = path.join(this.dir, segmentName(p.seq));
     await rename(p.tmp, file);
-    fsyncDir(this.dir);
+    await fsyncDirAsync(this.dir);
     const fh = await open(file, this.appendFlags());
     this.cur = { seq: p.seq, salt: p.salt, fh, size: this.segmentBytes, offset: segmentHeaderBytes };
     this.segments.push(p.seq);
@@ -678,7 +688,7 @@ export class Wal implements LogStorage {
         this.segments.shift();
         deleted++;
       }
-      if (deleted > 0) fsyncDir(this.dir);
+      if (deleted > 0) await fsyncDirAsync(this.dir);
     } catch (err) {
       throw this.poison(err, 'segment deletion');
     }
