@@ -1,9 +1,9 @@
 /**
  * Raft log write throughput: durable (synced) saves of 1, 16, 64 and 256 entries — one save per Ready round, as the
- * driver's group commit produces them — for the WAL (the default), 0.1's LevelDB LogStore, and raw LevelDB
+ * driver's group commit produces them — for the WAL (the default, O_DSYNC; also with write + fdatasync), 0.1's LevelDB LogStore, and raw LevelDB
  * batches (the floor LogStore sits on), next to fio's fdatasync rate on the same disk (the physical limit: one
  * synced write per save is the best any log can do). Plus reopen (load + verify) time of the resulting log.
- *   npm run bench:log-store [-- --json] [-- --seconds N]
+ *   npm run bench:log-store [-- --json] [-- --seconds N] [-- --rounds N]
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -31,8 +31,9 @@ interface Row {
 }
 
 type Opener = (dir: string) => Promise<DurableLogStorage>;
-const stores: Array<{ name: string; open: Opener }> = [
+const stores: Array<{ name: string; open: Opener; sizes?: number[] }> = [
   { name: 'WAL', open: (dir) => Wal.open(dir) },
+  { name: 'WAL, write + fdatasync', open: (dir) => Wal.open(dir, { walSyncMode: 'fdatasync' }), sizes: [1, 64] },
   { name: 'LevelDB LogStore (0.1)', open: (dir) => LogStore.open(dir) },
 ];
 
@@ -113,12 +114,28 @@ async function fioCase(): Promise<{ fdatasyncPerSec: number; version: string } |
 }
 
 const machine = machineInfo();
-const rows: Row[] = [];
+// The disk and CPUs are shared: cases are interleaved over `rounds` rounds and each figure is the median round.
+const rounds = args.num('rounds', 3);
+const cases: Array<() => Promise<Row>> = [];
 for (const n of [1, 16, 64, 256]) {
-  for (const s of stores) rows.push(await runCase(s.name, s.open, n));
-  if (n === 1 || n === 64) rows.push(await rawCase(n));
+  for (const s of stores) if (s.sizes === undefined || s.sizes.includes(n)) cases.push(() => runCase(s.name, s.open, n));
+  if (n === 1 || n === 64) cases.push(() => rawCase(n));
 }
-const fio = await fioCase();
+const samples: Row[][] = cases.map(() => []);
+const fioSamples: number[] = [];
+let fio: { fdatasyncPerSec: number; version: string } | { missing: string } = { missing: 'fio not run' };
+for (let r = 0; r < rounds; r++) {
+  for (let c = 0; c < cases.length; c++) samples[c]!.push(await cases[c]!());
+  fio = await fioCase();
+  if ('fdatasyncPerSec' in fio) fioSamples.push(fio.fdatasyncPerSec);
+}
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const rows: Row[] = samples.map((rs) => {
+  const mid = [...rs].sort((a, b) => a.savesPerSec - b.savesPerSec)[Math.floor(rs.length / 2)]!;
+  return mid;
+});
+if ('fdatasyncPerSec' in fio) fio = { ...fio, fdatasyncPerSec: median(fioSamples) };
+const spread = samples.map((rs) => `${rs[0]!.store} ×${rs[0]!.batchEntries}: ${rs.map((r) => r.savesPerSec).join('/')}`).join('; ');
 const loadAfter = os.loadavg().map((x) => round(x, 2));
 
 const headers = ['store', 'entries/save', 'synced saves/s', 'entries/s', 'mean save ms', 'reopen: entries', 'reopen ms'];
@@ -131,18 +148,21 @@ const ratioLine = [1, 64].map((n) => `${n} entr${n === 1 ? 'y' : 'ies'}/save: WA
   + ('fdatasyncPerSec' in fio ? `; WAL 1-entry saves at ${Math.round((100 * walByN(1, 'WAL').savesPerSec) / fio.fdatasyncPerSec)} % of fio's fdatasync rate` : '');
 
 if (args.json) {
-  console.log(JSON.stringify({ bench: 'log-store', machine, loadAfter, entryDataBytes, secondsPerCase, rows, fio }));
+  console.log(JSON.stringify({ bench: 'log-store', machine, loadAfter, entryDataBytes, secondsPerCase, rounds, rows, fio, samples, fioSamples }));
 } else {
   console.log(`Raft log stores (${entryDataBytes}-byte entries, ${secondsPerCase} s per case, each save = entries + hard state, synced) on ${machine.cpu}, ${machine.cores} cores, load ${machine.loadavg.join(' / ')}`);
   console.log(body);
   console.log(fioLine);
   console.log(ratioLine);
+  console.log(`saves/s per round: ${spread}; fio: ${fioSamples.join('/')}`);
 }
 appendResults('log-store (WAL vs LevelDB vs fio)', 'npm run bench:log-store', [
-  `${entryDataBytes}-byte entries; one save = the entries + the hard state, synced (one fdatasync for the WAL, one synced LevelDB batch for LogStore); ${secondsPerCase} s per case; temp dirs on the root disk. Load average at the end ${loadAfter.join(' / ')}: other engineers' builds and tests were running, so absolute figures are low and noisy; compare rows of the same run.`,
+  `${entryDataBytes}-byte entries; one save = the entries + the hard state, synced (WAL: one O_DSYNC write, or write + fdatasync; LogStore: one synced LevelDB batch); ${secondsPerCase} s per case and round; temp dirs on the root disk. Load average at the end ${loadAfter.join(' / ')}: other engineers' builds and tests were running, so absolute figures are low and noisy; compare rows of the same run.`,
   '',
   body,
   '',
   fioLine,
   ratioLine,
+  '',
+  `Each figure is the median of ${rounds} interleaved rounds; saves/s per round: ${spread}; fio: ${fioSamples.join('/')}.`,
 ].join('\n'), machine);

@@ -66,12 +66,14 @@ export class MasterStateMachine implements RaftStateMachine {
       positions.push(i);
     }
     if (entries.length > 0) {
-      const applied = await this.state.applyBatch(entries);
+      // Reply from memory: the entries are committed in the Raft log, which replays them after a crash from the
+      // applied index the state store last wrote; the store writes go on behind, coalesced (see MasterState).
+      const applied = await this.state.applyBatch(entries, { waitForWrite: false });
       assert(applied.length === entries.length, 'one result per applied entry');
       for (let j = 0; j < applied.length; j++) results[positions[j]!] = applied[j]!;
     }
     const noopStateIndex = noopThrough * indexSlotsPerEntry + indexSlotsPerEntry - 1;
-    if (noopStateIndex > this.state.appliedIndex) await this.state.applyNoop(noopStateIndex);
+    if (noopStateIndex > this.state.appliedIndex) await this.state.applyNoop(noopStateIndex, { waitForWrite: false });
     return results;
   }
 

@@ -1,5 +1,7 @@
 /**
- * The durable Raft log on LevelDB: `LogStore implements Storage`.
+ * 0.1's durable Raft log on LevelDB: `LogStore implements LogStorage`. Since the WAL (`wal/wal.ts`) became the
+ * default it is kept to read 0.1 data dirs once (`wal/open.ts` converts them) and as a baseline in
+ * bench/log-store.ts.
  *
  * Layout (binary keys and values):
  *   'e' + u64be(index)  → entry:  u32 crc | u8 version | u32 termHi | u32 termLo | u8 type | data

@@ -41,7 +41,7 @@ import { StateCore } from './state-core.js';
 import type { ApplyEntry, GetReplicaListValue, PingValue, StateOptions, StateStats } from './state-core.js';
 import type { SegmentInfo } from './segments.js';
 import type { StateView } from './state-view.js';
-import { StateStore } from './store.js';
+import { StateStore, type StoreBatch } from './store.js';
 
 export type MasterStateOptions = Partial<StateOptions>;
 
@@ -50,6 +50,12 @@ export class MasterState implements StateView {
   private store: StateStore;
   /** Writes (and snapshot starts) run one after another, in call order. */
   private chain: Promise<void> = Promise.resolve();
+  /**
+   * The queued write that has not started yet: later applies add their changes to it (coalescing) instead of
+   * queueing another. Sealed (set to null) when it starts, and by createSnapshot/flush/installSnapshot so that
+   * nothing applied after them can slip into a write they wait for.
+   */
+  private openWrite: { batch: StoreBatch; written: Promise<void> } | null = null;
   private broken: unknown = null;
   private closed = false;
 
@@ -148,7 +154,7 @@ export class MasterState implements StateView {
       this.broken = e;
       throw e;
     }
-    const written = this.enqueue(() => this.store.writeChanges(this.core, false));
+    const written = this.queueChanges();
     if (options.waitForWrite === false) {
       written.catch(() => undefined); // recorded in `broken` by enqueue: the next call reports it
       return results;
@@ -156,16 +162,45 @@ export class MasterState implements StateView {
     return written.then(() => results);
   }
 
-  async applyNoop(index: number): Promise<void> {
+  /** Advances the applied index past entries without a command. With `waitForWrite: false`, as applyBatch. */
+  async applyNoop(index: number, options: { waitForWrite?: boolean } = {}): Promise<void> {
     this.check();
     this.core.applyNoop(index);
-    return this.enqueue(() => this.store.writeChanges(this.core, false));
+    const written = this.queueChanges();
+    if (options.waitForWrite === false) {
+      written.catch(() => undefined);
+      return;
+    }
+    return written;
+  }
+
+  /**
+   * Encodes what was applied since the last write into the open (not yet started) write, or queues a new one.
+   * The encoding happens now, at the apply boundary: a write always holds the state exactly as of the applied
+   * index it carries, however far memory has moved on when LevelDB gets to it.
+   */
+  private queueChanges(): Promise<void> {
+    const open = this.openWrite;
+    if (open !== null) {
+      this.store.addChanges(this.core, open.batch);
+      return open.written;
+    }
+    const batch = this.store.addChanges(this.core, this.store.newBatch());
+    const entry = { batch, written: Promise.resolve() };
+    entry.written = this.enqueue(async () => {
+      if (this.openWrite === entry) this.openWrite = null;
+      await this.store.write(batch, false);
+    });
+    this.openWrite = entry;
+    return entry.written;
   }
 
   /** Make everything applied so far durable (sync write). Call before compacting the Raft log. */
   async flush(): Promise<void> {
     this.check();
-    return this.enqueue(() => this.store.writeChanges(this.core, true));
+    this.openWrite = null;
+    const batch = this.store.addChanges(this.core, this.store.newBatch());
+    return this.enqueue(() => this.store.write(batch, true));
   }
 
   getReplicaList(key: string, nowMs: number, leases?: LeaseTable): Result<GetReplicaListValue> {
@@ -210,12 +245,17 @@ export class MasterState implements StateView {
   }
 
   /**
-   * A consistent point-in-time dump of the whole state (applied index included), as chunks ≤ 1 MiB. The dump is
-   * taken from a LevelDB snapshot opened after every earlier applyBatch was written, so later applies do not
-   * leak into it and the caller may keep applying while it streams.
+   * A consistent point-in-time dump of the whole state (applied index included), as chunks ≤ 1 MiB: exactly the
+   * state at `appliedIndex` when this is called. Every write is encoded at its apply boundary (queueChanges) and
+   * the dump reads a LevelDB snapshot opened right after the write that holds this index, before any later one,
+   * so applies made after this call — even with waitForWrite: false — never leak into it, and the caller may
+   * keep applying while it streams.
    */
   createSnapshot(): AsyncIterable<Uint8Array> {
     this.check();
+    // Seal the open write: it holds exactly what was applied so far; later applies go to a write queued after
+    // the snapshot's LevelDB read point, so the image is exactly the state at appliedIndex now.
+    this.openWrite = null;
     const records = this.enqueue(async () => this.store.recordBatches());
     return {
       [Symbol.asyncIterator]: () => {
@@ -230,6 +270,7 @@ export class MasterState implements StateView {
   /** Replace the whole state with the snapshot in `chunks` (throws INVALID_ARGUMENT for a bad stream). */
   async installSnapshot(chunks: AsyncIterable<Uint8Array>): Promise<void> {
     this.check();
+    this.openWrite = null;
     return this.enqueue(async () => {
       const loader = new StateLoader();
       try {

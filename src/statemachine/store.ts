@@ -178,8 +178,16 @@ export class StateStore {
 
   /** Write the changes `core` recorded since the last call, with its applied index, as one batch. */
   async writeChanges(core: StateCore, sync: boolean): Promise<void> {
+    await this.write(this.addChanges(core, this.newBatch()), sync);
+  }
+
+  /**
+   * Encodes the changes `core` recorded since the last call, then its applied index, into `b` — synchronously, so
+   * the batch is the state exactly as of that index whenever it is written. Adding to a batch that already holds
+   * earlier changes coalesces them (LevelDB applies a batch in order: the last put of a key wins).
+   */
+  addChanges(core: StateCore, b: StoreBatch): StoreBatch {
     const ch = core.drainChanges();
-    const b = this.newBatch();
     for (const key of ch.objects) {
       const o = core.objects.get(key);
       if (o === undefined) b.del(objectKey(key));
@@ -208,7 +216,7 @@ export class StateStore {
       }
     }
     b.put(appliedKey, encodeApplied(core.appliedIndex));
-    await this.write(b, sync);
+    return b;
   }
 
   async write(b: StoreBatch, sync: boolean): Promise<void> {

@@ -14,6 +14,7 @@ import type { ConfState, Entry } from '../../src/raft/core/types.js';
 import { convertingSuffix, legacyBackupSuffix, openRaftLog } from '../../src/raft/wal/open.js';
 import { Wal } from '../../src/raft/wal/wal.js';
 import { freePorts } from '../helpers/ports.js';
+import { rewriteAsLegacyLog } from '../helpers/legacy-log.js';
 
 const dirs: string[] = [];
 const cleanups: Array<() => Promise<void>> = [];
@@ -69,7 +70,7 @@ describe('0.1 → WAL upgrade', () => {
     await again.close();
   });
 
-  it('a conversion that crashed (failed fsync) leaves the 0.1 log untouched, and the next start converts it', async () => {
+  it('a conversion that crashed (a failed durable write) leaves the 0.1 log untouched, and the next start converts it', async () => {
     const root = await tempDir();
     const legacyDir = path.join(root, 'log');
     const walDir = path.join(root, 'wal');
@@ -78,7 +79,7 @@ describe('0.1 → WAL upgrade', () => {
     await expect(openRaftLog({
       walDir,
       legacyDir,
-      io: { datasync: async (fh) => { if (++syncs === 3) throw new Error('EIO: injected'); await fh.datasync(); } },
+      io: { write: async (fh, buf, pos) => { if (++syncs === 3) throw new Error('EIO: injected'); await fh.write(buf, 0, buf.byteLength, pos); } },
     })).rejects.toMatchObject({ code: ErrorCode.STORAGE_FAILED });
     expect(existsSync(path.join(legacyDir, 'CURRENT'))).toBe(true);
     expect(Wal.exists(walDir)).toBe(false);
@@ -136,14 +137,7 @@ describe('0.1 → WAL upgrade', () => {
 
     // Rewrite the node's log in 0.1's format (LevelDB, dataDir/log) with today's LogStore class, drop the WAL, and
     // drop the KV state too, so the keys can only come back by replaying the converted log.
-    const wal = await Wal.open(path.join(dataDir, 'wal'));
-    const old = await LogStore.open(path.join(dataDir, 'log'));
-    const first = wal.firstIndex();
-    await old.applySnapshot({ index: first - 1, term: wal.term(first - 1), confState: wal.snapshot().metadata.confState });
-    await old.save({ entries: wal.entries(first, wal.lastIndex() + 1, Infinity), hardState: wal.hardState(), confState: wal.initialState().confState }, { sync: true });
-    await old.close();
-    await wal.close();
-    rmSync(path.join(dataDir, 'wal'), { recursive: true });
+    await rewriteAsLegacyLog(path.join(dataDir, 'wal'), path.join(dataDir, 'log'));
     rmSync(path.join(dataDir, 'kv'), { recursive: true });
 
     server = await KvServer.start(config);

@@ -49,7 +49,7 @@ describe('Wal', () => {
     const w = await Wal.open(dir);
     expect([w.firstIndex(), w.lastIndex(), w.term(0)]).toEqual([1, 0, 0]);
     await w.applySnapshot({ index: 1, term: 1, confState: conf });
-    await w.save({ entries: range(2, 10, 1), hardState: { term: 1, vote: 'a', commit: 4 } }, { sync: true });
+    await w.save({ entries: range(2, 10, 1), hardState: { term: 1, vote: 'nœud-ä', commit: 4 } }, { sync: true }); // multi-byte vote
     await w.save({ entries: range(8, 12, 2, 'x'), confState: conf2 }, { sync: true }); // truncates 8..10
     expect(w.lastIndex()).toBe(12);
     expect(plain(w.entries(3, 6, Infinity))).toEqual(plain(range(3, 5, 1)));
@@ -58,7 +58,7 @@ describe('Wal', () => {
     const r = await openWal(dir);
     expect([r.firstIndex(), r.lastIndex(), r.term(1), r.term(7), r.term(8)]).toEqual([2, 12, 1, 1, 2]);
     expect(all(r)).toEqual(plain([...range(2, 7, 1), ...range(8, 12, 2, 'x')]));
-    expect(r.initialState()).toEqual({ hardState: { term: 1, vote: 'a', commit: 4 }, confState: conf2 });
+    expect(r.initialState()).toEqual({ hardState: { term: 1, vote: 'nœud-ä', commit: 4 }, confState: conf2 });
     expect(r.snapshot().metadata).toEqual({ index: 1, term: 1, confState: conf });
     expect(r.recovery.cutAt).toBeNull();
     expect(() => r.entries(1, 3, Infinity)).toThrowError(expect.objectContaining({ code: ErrorCode.COMPACTED }));
@@ -266,6 +266,7 @@ describe('Wal', () => {
       let syncs = 0;
       let fail = false;
       const w = await Wal.open(dir, {
+        walSyncMode: 'fdatasync',
         io: {
           datasync: async (fh) => {
             syncs++;
@@ -285,6 +286,29 @@ describe('Wal', () => {
       await expect(w.save({ entries: [ent(4, 1)] }, { sync: true })).rejects.toMatchObject({ code: ErrorCode.STORAGE_FAILED });
       await expect(w.compact(1)).rejects.toMatchObject({ code: ErrorCode.STORAGE_FAILED });
       expect(syncs).toBe(n + 1); // never retried
+    });
+
+    it('with O_DSYNC (the default) a failing durable write is STORAGE_FAILED, never retried', async () => {
+      const dir = await tempDir();
+      let writes = 0;
+      let fail = false;
+      const w = await Wal.open(dir, {
+        io: {
+          write: async (fh, buf, pos) => {
+            writes++;
+            if (fail) throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
+            await fh.write(buf, 0, buf.byteLength, pos);
+          },
+        },
+      });
+      cleanups.push(() => w.close());
+      await w.save({ entries: range(1, 3, 1) }, { sync: true });
+      fail = true;
+      await expect(w.save({ entries: [ent(4, 1)] }, { sync: true })).rejects.toMatchObject({ code: ErrorCode.STORAGE_FAILED });
+      const n = writes;
+      await expect(w.save({ hardState: { term: 1, vote: null, commit: 1 } }, { sync: true })).rejects.toMatchObject({ code: ErrorCode.STORAGE_FAILED });
+      expect(writes).toBe(n);
+      expect(() => w.term(1)).toThrowError(expect.objectContaining({ code: ErrorCode.STORAGE_FAILED }));
     });
 
     it('a real failing write (file closed underneath) is STORAGE_FAILED too', async () => {

@@ -212,3 +212,52 @@ export function readBegin(buf: Buffer, off: number, end: number, salt: number): 
 export function recordBytes(payload: Uint8Array): number {
   return recordHeaderBytes + payload.byteLength;
 }
+
+/** Bytes `op` takes on disk. Entries and hard states (every save) are sized without encoding them. */
+export function opBytes(op: WalOp): number {
+  switch (op.kind) {
+    case 'entry':
+      return recordHeaderBytes + 17 + op.entry.data.byteLength;
+    case 'hardState':
+      return recordHeaderBytes + 17 + (op.hard.vote === null ? 0 : Buffer.byteLength(op.hard.vote, 'utf8'));
+    default:
+      return recordBytes(encodeOp(op).payload);
+  }
+}
+
+/**
+ * Writes `op` as one record at `off` (exactly opBytes(op) bytes); returns the offset after it. Entries and hard
+ * states are encoded in place (no intermediate payload buffer: one copy of the entry data, into the batch).
+ */
+export function putOp(buf: Buffer, off: number, op: WalOp, salt: number): number {
+  const p = off + recordHeaderBytes;
+  switch (op.kind) {
+    case 'entry': {
+      const e = op.entry;
+      putU64(buf, p, e.index);
+      putU64(buf, p + 8, e.term);
+      buf[p + 16] = e.type === 'confChange' ? 1 : 0;
+      buf.set(e.data, p + 17);
+      return finishRecord(buf, off, RecordType.entry, 17 + e.data.byteLength, salt);
+    }
+    case 'hardState': {
+      putU64(buf, p, op.hard.term);
+      putU64(buf, p + 8, op.hard.commit);
+      buf[p + 16] = op.hard.vote === null ? 0 : 1;
+      const voteBytes = op.hard.vote === null ? 0 : buf.write(op.hard.vote, p + 17, 'utf8');
+      return finishRecord(buf, off, RecordType.hardState, 17 + voteBytes, salt);
+    }
+    default: {
+      const { type, payload } = encodeOp(op);
+      return putRecord(buf, off, type, payload, salt);
+    }
+  }
+}
+
+function finishRecord(buf: Buffer, off: number, type: number, payloadBytes: number, salt: number): number {
+  const next = off + recordHeaderBytes + payloadBytes;
+  buf.writeUInt32LE(payloadBytes, off);
+  buf[off + 8] = type;
+  buf.writeUInt32LE(crc32c(buf.subarray(off + 8, next), salt), off + 4);
+  return next;
+}

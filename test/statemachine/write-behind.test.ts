@@ -1,0 +1,133 @@
+/**
+ * MasterState applies in memory and writes LevelDB behind (applyBatch with waitForWrite: false): coalesced writes,
+ * each one the state exactly as of the applied index it carries, and snapshots that describe exactly their index.
+ * Real LevelDB in temp dirs.
+ */
+import { describe, expect, it } from 'vitest';
+import type { ApplyEntry } from '../../src/statemachine/state-core.js';
+import { MasterState } from '../../src/statemachine/master-state.js';
+import type { StateStore, StoreBatch } from '../../src/statemachine/store.js';
+import { collect, replay, seg, tempDir } from './helpers.js';
+
+function puts(from: number, count: number, tag: string): ApplyEntry[] {
+  return Array.from({ length: count }, (_, i) => ({
+    index: from + i,
+    timeMs: 5,
+    command: { type: 'PutStart' as const, clientId: `w${i % 4}`, seq: from + i, key: `${tag}-${from + i}`, size: 10, replicaNum: 1 },
+  }));
+}
+
+function storeOf(ms: MasterState): StateStore {
+  return (ms as unknown as { store: StateStore }).store;
+}
+
+describe('MasterState writes behind the apply', () => {
+  it('a snapshot taken while applies run ahead of the writes is exactly the state at its index', async () => {
+    const t = await tempDir();
+    const t2 = await tempDir();
+    try {
+      const a = await MasterState.open(t.dir);
+      await a.applyBatch([{ index: 1, timeMs: 1, command: { type: 'MountSegment', clientId: 'n', segment: seg('s', 1 << 24) } }]);
+      let index = 1;
+      // None of these waits for its write: memory runs ahead of LevelDB.
+      for (let b = 0; b < 5; b++) {
+        void a.applyBatch(puts(index + 1, 10, 'before'), { waitForWrite: false });
+        index += 10;
+      }
+      const atIndex = a.appliedIndex;
+      const atHash = a.stateHash();
+      const image = a.createSnapshot();
+      // More applies right after the snapshot was asked for, before any write or the snapshot read has run.
+      for (let b = 0; b < 5; b++) {
+        void a.applyBatch(puts(index + 1, 10, 'after'), { waitForWrite: false });
+        index += 10;
+      }
+      void a.applyNoop(index + 3, { waitForWrite: false });
+      const chunks = await collect(image);
+      const restored = await MasterState.restore(t2.dir, replay(chunks));
+      expect(restored.appliedIndex).toBe(atIndex);
+      expect(restored.stateHash()).toBe(atHash);
+      expect(restored.existKey(`after-${atIndex + 1}`)).toBe(false);
+      await restored.close();
+      await a.flush();
+      expect(a.appliedIndex).toBe(index + 3);
+      await a.close();
+    } finally {
+      await t.cleanup();
+      await t2.cleanup();
+    }
+  });
+
+  it('coalesces the writes of applies made while no write has started, and reopens to the same state', async () => {
+    const t = await tempDir();
+    try {
+      const a = await MasterState.open(t.dir);
+      const store = storeOf(a);
+      const realWrite = store.write.bind(store);
+      let writes = 0;
+      store.write = (b: StoreBatch, sync: boolean) => {
+        writes++;
+        return realWrite(b, sync);
+      };
+      await a.applyBatch([{ index: 1, timeMs: 1, command: { type: 'MountSegment', clientId: 'n', segment: seg('s', 1 << 24) } }]);
+      writes = 0;
+      let index = 1;
+      const applied: Array<Promise<unknown>> = [];
+      for (let b = 0; b < 100; b++) {
+        applied.push(a.applyBatch(puts(index + 1, 5, 'k'), { waitForWrite: false }));
+        index += 5;
+      }
+      await Promise.all(applied);
+      await a.flush();
+      expect(writes).toBe(2); // one coalesced write for the 100 applies, one synced flush
+      const hash = a.stateHash();
+      await a.close();
+      const b = await MasterState.open(t.dir);
+      expect([b.appliedIndex, b.stateHash()]).toEqual([index, hash]);
+      await b.close();
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  it('after a failed write the store holds exactly the state of the last written index (the log replays the rest)', async () => {
+    const t = await tempDir();
+    const ref = await tempDir();
+    try {
+      const a = await MasterState.open(t.dir);
+      const store = storeOf(a);
+      const realWrite = store.write.bind(store);
+      let writes = 0;
+      store.write = async (b: StoreBatch, sync: boolean) => {
+        if (++writes > 3) throw new Error('injected LevelDB failure');
+        return realWrite(b, sync);
+      };
+      // A reference state machine applies the same entries, waiting for each write, to know each index's hash.
+      const r = await MasterState.open(ref.dir);
+      const hashAt = new Map<number, string>();
+      const mount = [{ index: 1, timeMs: 1, command: { type: 'MountSegment' as const, clientId: 'n', segment: seg('s', 1 << 24) } }];
+      await a.applyBatch(mount, { waitForWrite: false });
+      await r.applyBatch(mount);
+      hashAt.set(1, r.stateHash());
+      let index = 1;
+      for (let b = 0; b < 6; b++) {
+        const es = puts(index + 1, 7, 'x');
+        index += 7;
+        await a.applyBatch(es, { waitForWrite: false }).catch(() => undefined);
+        await r.applyBatch(es);
+        hashAt.set(index, r.stateHash());
+        await new Promise((res) => setImmediate(res)); // let the write behind run
+      }
+      await expect(a.applyBatch(puts(index + 1, 1, 'y'))).rejects.toMatchObject({ code: 'STORAGE_FAILED' });
+      await a.close().catch(() => undefined);
+      await r.close();
+      const b = await MasterState.open(t.dir);
+      expect(b.appliedIndex).toBeLessThan(index);
+      expect(hashAt.get(b.appliedIndex)).toBe(b.stateHash());
+      await b.close();
+    } finally {
+      await t.cleanup();
+      await ref.cleanup();
+    }
+  });
+});
