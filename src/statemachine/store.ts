@@ -105,6 +105,19 @@ export class StateStore {
     return new StoreBatch(this.db, this.native);
   }
 
+  /**
+   * A store on a database the caller created: any abstract-level implementation with utf8 keys and Buffer
+   * values (the full-node simulator uses memory-level). It must be closed (not opened) when handed over.
+   */
+  static async openDb(db: Level<string, Buffer>): Promise<StateStore> {
+    try {
+      await db.open();
+    } catch (e) {
+      throw new MooringError(ErrorCode.STORAGE_FAILED, 'cannot open the state store', { cause: e });
+    }
+    return new StateStore(db);
+  }
+
   static async open(dir: string): Promise<StateStore> {
     const db = new Level<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer', writeBufferSize: stateWriteBufferBytes });
     try {
