@@ -144,14 +144,20 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule):
   const healedAt = sim.now;
   const boundMs = fullLivenessElectionTimeouts * sim.tunables.electionTimeoutTicks * sim.tunables.tickMs;
   let probeOk = false;
+  let probeAnswer: string | null = null;
   if (sim.workload !== null) {
-    const probe = sim.settle(sim.workload.run('probe', 1, 'putStart', 'probe'), boundMs * 4).catch(() => undefined);
-    probeOk = (await probe) === true;
+    // Probe writes (fresh keys) until one is acknowledged or the bound has passed.
+    for (let seq = 1; !probeOk && sim.now - healedAt <= boundMs; seq++) {
+      const r = await sim.settle(sim.workload.run('probe', seq, 'putStart', `probe-${seq}`), boundMs * 4).catch(() => undefined);
+      probeOk = r === true;
+    }
+    if (!probeOk) probeAnswer = JSON.stringify(sim.workload.history.filter((o) => o.clientId === 'probe').slice(-3));
   }
   const recoveryMs = sim.now - healedAt;
   if (sim.workload !== null) sim.workload.stopped = true;
   const quiet = await quiesce(sim, 20_000);
   const report = checkRun(sim);
+  if (probeAnswer !== null) report.violations.push(`liveness probe answered ${probeAnswer}`);
   if (!quiet) report.violations.push('replicas did not converge (quiesce) after the faults healed');
   const history = sim.workload?.history ?? [];
   const trace = createHash('sha256').update(JSON.stringify(history)).update(`${sim.sched.events}:${sim.now}`);

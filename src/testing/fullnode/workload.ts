@@ -66,6 +66,8 @@ export class Workload {
   readonly acked: AckedWrite[] = [];
   stopped = false;
   unknown = 0;
+  /** The last answer a client got (for explaining a failed probe). */
+  lastResult: Result | null = null;
   private running = 0;
 
   constructor(
@@ -114,6 +116,7 @@ export class Workload {
         continue;
       }
       rec.output = { ok: r.ok };
+      this.lastResult = r;
       rec.return = this.sched.now;
       if (op !== 'get') this.acked.push({ clientId, seq });
       return r.ok;
@@ -149,7 +152,8 @@ export class Workload {
   private pickHost(attempt: number): SimMasterHost | null {
     const live = this.hosts.filter((h) => h.up);
     if (live.length === 0) return null;
-    const leader = live.find((h) => h.raft!.isLeader);
+    // The newest leader: a deposed one may still believe it leads (paused, partitioned).
+    const leader = live.filter((h) => h.raft!.isLeader).sort((a, b) => b.raft!.currentTerm - a.raft!.currentTerm)[0];
     if (leader !== undefined && attempt % 2 === 0) return leader;
     return live[randInt(this.rng, live.length)]!;
   }
