@@ -8,6 +8,7 @@ import type { NodeId } from '../../raft/core/types.js';
 import { raftDefaults, type RaftTunables } from '../../raft/node/options.js';
 import { SeededRng } from '../../util/rng.js';
 import type { LinkRates } from '../network.js';
+import { checkRun, quiesce, type CheckReport } from './checks.js';
 import { NodeClock, SimScheduler } from './scheduler.js';
 import { noDiskFaults, SimDisk, type DiskFaults } from './sim-disk.js';
 import { SimMasterHost, type ApplyFault } from './sim-master.js';
@@ -40,6 +41,7 @@ export class FullSim {
   /** Election safety: the leader each node reported per term. */
   readonly violations: string[] = [];
   private readonly leaders = new Map<number, NodeId>();
+  private scriptSeq = 0;
 
   constructor(readonly seed: number, opts: FullSimOptions = {}) {
     this.rng = new SeededRng(seed);
@@ -108,6 +110,19 @@ export class FullSim {
   async untilLeader(maxMs: number): Promise<NodeId | null> {
     await this.run(maxMs, () => this.leader() !== null);
     return this.leader();
+  }
+
+  /** A client write (PutStart of `key`) with retries; true/false = the master's answer, undefined = unknown. */
+  put(key: string, maxMs = 30_000): Promise<boolean | undefined> {
+    if (this.workload === null) throw new Error('put() needs a workload (pass workload: { clients: 0 } for scripts)');
+    return this.settle(this.workload.run('script', ++this.scriptSeq, 'putStart', key), maxMs);
+  }
+
+  /** Heals nothing; waits for the replicas to converge, then runs every check (see checks.ts). */
+  async check(maxMs = 20_000): Promise<CheckReport & { converged: boolean }> {
+    if (this.workload !== null) this.workload.stopped = true;
+    const converged = await quiesce(this, maxMs);
+    return { ...checkRun(this), converged };
   }
 
   // ------------------------------------------------------------------ faults and scripted control
