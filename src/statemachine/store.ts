@@ -97,8 +97,8 @@ export class StoreBatch {
 export class StateStore {
   /** Whether classic-level's native batch is available (it is with classic-level, what `level` is on Node). */
   private readonly native: boolean;
-  private constructor(readonly db: Level<string, Buffer>) {
-    this.native = hasNativeBatch(db);
+  private constructor(readonly db: Level<string, Buffer>, native = hasNativeBatch(db)) {
+    this.native = native;
   }
 
   newBatch(): StoreBatch {
@@ -115,7 +115,8 @@ export class StateStore {
     } catch (e) {
       throw new MooringError(ErrorCode.STORAGE_FAILED, 'cannot open the state store', { cause: e });
     }
-    return new StateStore(db);
+    // Public batch API: abstract-level has `_chainedBatch` too, but only classic-level's is the native one.
+    return new StateStore(db, false);
   }
 
   static async open(dir: string): Promise<StateStore> {

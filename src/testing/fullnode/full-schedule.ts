@@ -99,7 +99,11 @@ export function fullScheduleForSeed(seed: number): FullSchedule {
     }
   }
   faults.sort((a, b) => a.atMs - b.atMs);
-  return { voters, faultMs, faults, disk: { tornWriteProbability: 0.5, maxWriteMs: 2, slowWriteMs: 80 } };
+  const schedule: FullSchedule = { voters, faultMs, faults, disk: { tornWriteProbability: 0.5, maxWriteMs: 2, slowWriteMs: 80 } };
+  // Production snapshots every 10,000 entries, more than a run writes: half the schedules override it so local
+  // snapshots, compaction and snapshot streaming to lagging or restarted followers run too.
+  if (chance(rng, 0.5)) schedule.raft = { snapshotEveryEntries: 20 + randInt(rng, 100), snapshotKeepEntries: randInt(rng, 10) };
+  return schedule;
 }
 
 export async function runFullNodeSchedule(seed: number, schedule: FullSchedule): Promise<FullRunResult> {
