@@ -91,7 +91,10 @@ export class Workload {
         const key = `k${randInt(this.rng, this.opts.keys)}`;
         const op = (['putStart', 'putEnd', 'remove', 'get', 'putStart', 'putEnd'] as const)[randInt(this.rng, 6)]!;
         const s = op === 'get' ? 0 : ++seq;
-        void this.run(clientId, s, op, key).finally(() => {
+        // One operation in five is a batch form (BatchPutStart / BatchPutEnd) over two keys.
+        const batch = (op === 'putStart' || op === 'putEnd') && randInt(this.rng, 5) === 0;
+        const keys = batch ? [key, `k${(Number(key.slice(1)) + 1) % this.opts.keys}`] : [key];
+        void (batch ? this.runBatch(clientId, s, op, keys) : this.run(clientId, s, op, key)).finally(() => {
           this.running--;
           this.sched.after(randInt(this.rng, this.opts.thinkMs + 1), loop);
         });
@@ -123,6 +126,39 @@ export class Workload {
     }
     if (op !== 'get') this.unknown++;
     return undefined;
+  }
+
+  /**
+   * A batch form: one command, one entry, one answer per key. Each key's part is recorded as its own operation
+   * (same call and return): the state machine applies the items independently.
+   */
+  async runBatch(clientId: string, seq: number, op: 'putStart' | 'putEnd', keys: string[]): Promise<void> {
+    const recs = keys.map((key): Operation<ObjectOp, ObjectOutput> => ({ clientId, op, key, input: op, call: this.sched.now }));
+    this.history.push(...recs);
+    const cmd: Command = op === 'putStart'
+      ? { type: 'BatchPutStart', clientId, seq, items: keys.map((key) => ({ key, size: 1024, replicaNum: 1 })) }
+      : { type: 'BatchPutEnd', clientId, seq, keys };
+    for (let attempt = 0; attempt < this.opts.maxAttempts; attempt++) {
+      const host = this.pickHost(attempt);
+      const r = host === null ? 'retry' : await this.attemptCommand(host, cmd);
+      if (r === 'retry') {
+        await this.sleep(randInt(this.rng, 50) + 10);
+        continue;
+      }
+      const items = r.ok && Array.isArray(r.value) ? (r.value as Result[]) : null;
+      recs.forEach((rec, i) => {
+        rec.output = { ok: items?.[i]?.ok === true };
+        rec.return = this.sched.now;
+      });
+      this.acked.push({ clientId, seq });
+      return;
+    }
+    this.unknown++;
+  }
+
+  private attemptCommand(host: SimMasterHost, cmd: Command): Promise<Result | 'retry'> {
+    const timeout = new Promise<'retry'>((resolve) => this.sched.after(this.opts.attemptTimeoutMs, () => resolve('retry')));
+    return Promise.race([host.propose(cmd, simEpochMs + this.sched.now).catch((): 'retry' => 'retry'), timeout]);
   }
 
   private async attempt(host: SimMasterHost, clientId: string, seq: number, op: ObjectOp, key: string): Promise<Result | 'retry'> {
