@@ -204,10 +204,11 @@ export class FullSim {
     return out;
   }
 
-  async changeMembership(remove: NodeId): Promise<void> {
+  /** Removes a member through the current leader; resolves false when no leader applied it. */
+  async removeMember(id: NodeId): Promise<boolean> {
     const leader = this.leader();
-    if (leader === null) return;
-    await this.settle(this.host(leader).raft!.removeMember(remove)).catch(() => undefined);
+    if (leader === null) return false;
+    return this.settle(this.host(leader).raft!.removeMember(id)).then(() => true, () => false);
   }
 
   private async startHost(h: SimMasterHost): Promise<void> {
