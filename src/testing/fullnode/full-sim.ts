@@ -113,9 +113,11 @@ export class FullSim {
   }
 
   /** A client write (PutStart of `key`) with retries; true/false = the master's answer, undefined = unknown. */
-  put(key: string, maxMs = 30_000): Promise<boolean | undefined> {
-    if (this.workload === null) throw new Error('put() needs a workload (pass workload: { clients: 0 } for scripts)');
-    return this.settle(this.workload.run('script', ++this.scriptSeq, 'putStart', key), maxMs);
+  async put(key: string, maxMs = 30_000): Promise<boolean | undefined> {
+    const w = this.workload;
+    if (w === null) throw new Error('put() needs a workload (pass workload: { clients: 0 } for scripts)');
+    await this.untilLeader(maxMs); // a script's write waits out an election instead of spending its retries on it
+    return this.settle(w.run('script', ++this.scriptSeq, 'putStart', key), maxMs);
   }
 
   /** Heals nothing; waits for the replicas to converge, then runs every check (see checks.ts). */
