@@ -7,6 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { RaftTunables } from '../../raft/node/options.js';
+import { snapshotChunkAckTimeoutMs } from '../../raft/node/snapshot-send.js';
 import { SeededRng } from '../../util/rng.js';
 import { checkRun, quiesce, type CheckReport } from './checks.js';
 import { FullSim } from './full-sim.js';
@@ -49,7 +50,10 @@ export interface FullRunResult extends CheckReport {
   faultsSeen: { crashes: number; fatalStops: number; lostUnsyncedWrites: number; tornWrites: number; failedFsyncs: number; corruptionsCaught: number };
 }
 
-/** After the last fault heals, a write must be acknowledged within this many election timeouts. */
+/**
+ * After the last fault heals, a write must be acknowledged within this many election timeouts (plus the
+ * snapshot-stream retry time, see runFullNodeSchedule).
+ */
 export const fullLivenessElectionTimeouts = 20;
 
 export function fullScheduleForSeed(seed: number): FullSchedule {
@@ -146,7 +150,9 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule):
   }
   for (const h of sim.hosts) if (h.status === 'down') await sim.restart(h.id);
   const healedAt = sim.now;
-  const boundMs = fullLivenessElectionTimeouts * sim.tunables.electionTimeoutTicks * sim.tunables.tickMs;
+  // A snapshot stream that lost a chunk or an ack to the faults waits snapshotChunkAckTimeoutMs before it is
+  // retried (found by seed 290): a follower that needs the snapshot for a quorum delays recovery that long.
+  const boundMs = fullLivenessElectionTimeouts * sim.tunables.electionTimeoutTicks * sim.tunables.tickMs + snapshotChunkAckTimeoutMs;
   let probeOk = false;
   let probeAnswer: string | null = null;
   if (sim.workload !== null) {
