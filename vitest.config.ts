@@ -3,7 +3,7 @@ import { defineConfig } from 'vitest/config';
 // The JSON report feeds the `N passed, N failed` line printed by .ci/run.
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
+    include: ['test/**/*.test.ts', 'examples/**/*.test.ts'],
     pool: 'forks',
     maxWorkers: 2,
     testTimeout: 60_000,

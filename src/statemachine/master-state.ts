@@ -81,6 +81,18 @@ export class MasterState implements StateView {
     return new MasterState(dir, options, store, core);
   }
 
+  /** Opens the state held by an already created store (`label` names it in messages; the simulator's memory store). */
+  static async openStore(store: StateStore, label: string, options: MasterStateOptions = {}): Promise<MasterState> {
+    const core = new StateCore(options);
+    try {
+      await store.load(core);
+    } catch (e) {
+      await store.close();
+      throw e;
+    }
+    return new MasterState(label, options, store, core);
+  }
+
   static async restore(dir: string, chunks: AsyncIterable<Uint8Array>, options: MasterStateOptions = {}): Promise<MasterState> {
     // Do not load what the directory holds (it may be an interrupted restore): it is replaced anyway.
     const ms = new MasterState(dir, options, await StateStore.open(dir), new StateCore(options));

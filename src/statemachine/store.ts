@@ -98,12 +98,26 @@ export class StoreBatch {
 export class StateStore {
   /** Whether classic-level's native batch is available (it is with classic-level, what `level` is on Node). */
   private readonly native: boolean;
-  private constructor(readonly db: Level<string, Buffer>) {
-    this.native = hasNativeBatch(db);
+  private constructor(readonly db: Level<string, Buffer>, native = hasNativeBatch(db)) {
+    this.native = native;
   }
 
   newBatch(): StoreBatch {
     return new StoreBatch(this.db, this.native);
+  }
+
+  /**
+   * A store on a database the caller created: any abstract-level implementation with utf8 keys and Buffer
+   * values (the full-node simulator uses memory-level). It must be closed (not opened) when handed over.
+   */
+  static async openDb(db: Level<string, Buffer>): Promise<StateStore> {
+    try {
+      await db.open();
+    } catch (e) {
+      throw new MooringError(ErrorCode.STORAGE_FAILED, 'cannot open the state store', { cause: e });
+    }
+    // Public batch API: abstract-level has `_chainedBatch` too, but only classic-level's is the native one.
+    return new StateStore(db, false);
   }
 
   static async open(dir: string): Promise<StateStore> {

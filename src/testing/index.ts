@@ -38,3 +38,15 @@ export { TraceHasher } from './trace-hash.js';
 export { createDefaultCore, newSimStorage } from './raft-adapter.js';
 export type { SimCore, SimStorage } from './raft-adapter.js';
 export { freePorts } from './ports.js';
+// The full-node simulator: real RaftNodes + the master state machine on a simulated clock, network and disk.
+export { FullSim } from './fullnode/full-sim.js';
+export type { FullSimOptions } from './fullnode/full-sim.js';
+export { runFullNodeSchedule, fullScheduleForSeed, describeFullFailure, fullLivenessElectionTimeouts } from './fullnode/full-schedule.js';
+export type { FullSchedule, FullFault, FullRunResult } from './fullnode/full-schedule.js';
+export { checkRun, quiesce } from './fullnode/checks.js';
+export type { CheckReport } from './fullnode/checks.js';
+export type { WireItem, Interceptor, WireOptions } from './fullnode/sim-net.js';
+export type { DiskFaults } from './fullnode/sim-disk.js';
+export type { ApplyFault } from './fullnode/sim-master.js';
+export { objectModel, defaultWorkload } from './fullnode/workload.js';
+export type { WorkloadOptions, ObjectOp, ObjectOutput, ObjectState } from './fullnode/workload.js';

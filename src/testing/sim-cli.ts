@@ -8,6 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { allFaultKinds, scheduleForSeed, type FaultKind, type ScheduleArbOptions } from './arbitraries.js';
 import type { ReadMode } from './client-model.js';
 import { describeFailure, runSchedule } from './schedule.js';
+import { describeFullFailure, fullScheduleForSeed, runFullNodeSchedule, type FullRunResult } from './fullnode/full-schedule.js';
 
 interface Args {
   readModes: ReadMode[] | null;
@@ -18,17 +19,19 @@ interface Args {
   json: boolean;
   verbose: boolean;
   removeLeader: boolean;
+  fullNode: boolean;
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`${msg}\nusage: sim --seeds N [--start S0] [--json] | --seed S [--verbose]  (the same --read-modes/--faults to replay)
+  process.stderr.write(`${msg}\nusage: sim [--full-node] --seeds N [--start S0] [--json] | --seed S [--verbose]  (the same --read-modes/--faults to replay)
+       [--full-node: real RaftNodes + the master state machine on a simulated clock, network and disk]
        [--no-remove-leader: skip removals of the current leader]
        [--read-modes readIndex,lease,localUnsafe] [--faults partition,cut,rates,crash,pause,skew,heal,transfer,membership]\n`);
   process.exit(2);
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { readModes: null, faults: null, seeds: 100, seed: null, start: 1, json: false, verbose: false, removeLeader: true };
+  const a: Args = { readModes: null, faults: null, seeds: 100, seed: null, start: 1, json: false, verbose: false, removeLeader: true, fullNode: false };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
     const num = (): number => {
@@ -42,6 +45,7 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--json') a.json = true;
     else if (k === '--verbose') a.verbose = true;
     else if (k === '--no-remove-leader') a.removeLeader = false;
+    else if (k === '--full-node') a.fullNode = true;
     else if (k === '--read-modes') a.readModes = (argv[++i] ?? '').split(',') as ReadMode[];
     else if (k === '--faults') a.faults = (argv[++i] ?? '').split(',') as FaultKind[];
     else usage(`unknown argument ${k}`);
@@ -56,6 +60,13 @@ export function cliSchedule(seed: number, overrides: ScheduleArbOptions = {}) {
 
 function main(): void {
   const args = parseArgs(process.argv.slice(2));
+  if (args.fullNode) {
+    void runFullNode(args).catch((e: unknown) => {
+      process.stderr.write(`${(e as Error).stack}\n`);
+      process.exitCode = 1;
+    });
+    return;
+  }
   const seeds = args.seed !== null ? [args.seed] : Array.from({ length: args.seeds }, (_, i) => args.start + i);
   const overrides: ScheduleArbOptions = {};
   if (args.readModes) overrides.readModes = args.readModes;
@@ -129,6 +140,51 @@ function main(): void {
       ['seconds', summary.seconds],
     ];
     for (const [k, v] of rows) process.stdout.write(`${k.padEnd(22)} ${v}\n`);
+    if (failing.length > 0) process.stdout.write(`failing seeds: ${failing.slice(0, 50).join(' ')}\n`);
+  }
+  process.exitCode = failing.length > 0 ? 1 : 0;
+}
+
+/** `--full-node`: whole-node schedules (src/testing/fullnode/); one JSON summary with the same field names. */
+async function runFullNode(args: Args): Promise<void> {
+  const seeds = args.seed !== null ? [args.seed] : Array.from({ length: args.seeds }, (_, i) => args.start + i);
+  const t0 = process.hrtime.bigint();
+  const totals = { schedules: seeds.length, violations: 0, nonLinearizable: 0, lostAcked: 0, livenessFailures: 0, inconclusive: 0 };
+  const seen = { operations: 0, unknownOutcomes: 0, events: 0, crashes: 0, fatalStops: 0, lostUnsyncedWrites: 0, tornWrites: 0, failedFsyncs: 0, corruptionsCaught: 0, maxRecoveryMs: 0 };
+  const failing: number[] = [];
+  for (const seed of seeds) {
+    const schedule = fullScheduleForSeed(seed);
+    let r: FullRunResult;
+    try {
+      r = await runFullNodeSchedule(seed, schedule);
+    } catch (e) {
+      totals.violations++;
+      failing.push(seed);
+      process.stderr.write(`seed ${seed} threw: ${(e as Error).stack}\nschedule: ${JSON.stringify(schedule)}\nreplay: npm run sim -- --full-node --seed ${seed}\n\n`);
+      continue;
+    }
+    if (r.violations.length > 0) totals.violations++;
+    if (!r.linearizable) totals.nonLinearizable++;
+    totals.lostAcked += r.lostAcked;
+    if (!r.livenessOk) totals.livenessFailures++;
+    if (r.inconclusiveKeys.length > 0) totals.inconclusive++;
+    seen.operations += r.operations;
+    seen.unknownOutcomes += r.unknownOutcomes;
+    seen.events += r.events;
+    seen.maxRecoveryMs = Math.max(seen.maxRecoveryMs, r.recoveryMs);
+    for (const k of ['crashes', 'fatalStops', 'lostUnsyncedWrites', 'tornWrites', 'failedFsyncs', 'corruptionsCaught'] as const) seen[k] += r.faultsSeen[k];
+    if (r.violations.length > 0 || !r.linearizable || r.lostAcked > 0 || !r.livenessOk) {
+      failing.push(seed);
+      process.stderr.write(`${describeFullFailure(seed, schedule, r)}\nreplay: npm run sim -- --full-node --seed ${seed}\n\n`);
+    } else if (args.verbose) {
+      process.stderr.write(`seed ${seed} ok trace ${r.traceHash} ops ${r.operations} events ${r.events} recovery ${r.recoveryMs} ms\n`);
+    }
+  }
+  const seconds = Math.round(Number(process.hrtime.bigint() - t0) / 1e8) / 10;
+  const summary = { mode: 'full-node', ...totals, ...seen, seconds };
+  if (args.json) process.stdout.write(JSON.stringify(summary) + '\n');
+  else {
+    for (const [k, v] of Object.entries(summary)) process.stdout.write(`${k.padEnd(22)} ${v}\n`);
     if (failing.length > 0) process.stdout.write(`failing seeds: ${failing.slice(0, 50).join(' ')}\n`);
   }
   process.exitCode = failing.length > 0 ? 1 : 0;

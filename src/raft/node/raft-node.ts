@@ -221,6 +221,13 @@ export class RaftNode extends EventEmitter {
     return this.membership.change(cc);
   }
 
+  /** Starts an election on this node now (scripted simulations, an operator's forced failover). */
+  campaign(): void {
+    this.ctx.checkRunning();
+    this.ctx.core.campaign();
+    this.loop.kick();
+  }
+
   status(): Status & { appliedToStateMachine: number; peers: PeerAddress[]; tickMs: number; fastPreVotes: number } {
     const st = this.ctx.core.status();
     return { ...st, appliedToStateMachine: this.applier.smApplied, peers: this.peers.all(), tickMs: this.ctx.settings.tickMs, fastPreVotes: this.ctx.core.fastPreVotes };

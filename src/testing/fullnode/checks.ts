@@ -1,0 +1,84 @@
+/**
+ * What every full-node schedule must satisfy once its faults have healed:
+ * - linearizability of the client history against the object model (unknown outcomes allowed);
+ * - no acknowledged write lost: every write a client saw answered is remembered by every replica's exactly-once
+ *   table (or retired from its window), so it was applied and survives in the replicated state;
+ * - equal state hashes on every replica once they have applied the same index (quiesce);
+ * - log matching: replicas agree on the term of every committed index both still hold;
+ * - election safety (FullSim.violations) and liveness (checked by the runner).
+ */
+import type { Operation } from '../linearizability.js';
+import { checkLinearizability } from '../linearizability.js';
+import type { FullSim } from './full-sim.js';
+import { objectModel, type ObjectOp, type ObjectOutput } from './workload.js';
+
+export interface CheckReport {
+  linearizable: boolean;
+  inconclusiveKeys: string[];
+  explanation: string | null;
+  lostAcked: number;
+  stateHashesEqual: boolean;
+  violations: string[];
+}
+
+/** Waits (virtual time) until every running replica has applied what the leader committed. */
+export async function quiesce(sim: FullSim, maxMs: number): Promise<boolean> {
+  const done = (): boolean => {
+    const up = sim.hosts.filter((h) => h.up);
+    if (up.length === 0) return false;
+    const commit = Math.max(...up.map((h) => h.raft!.commitIndex));
+    return up.every((h) => h.raft!.appliedIndex >= commit && h.raft!.commitIndex === commit) && (sim.workload?.idle ?? true);
+  };
+  await sim.run(maxMs, done);
+  return done();
+}
+
+export function checkRun(sim: FullSim): CheckReport {
+  const violations = [...sim.violations];
+  const history = (sim.workload?.history ?? []) as Operation<ObjectOp, ObjectOutput>[];
+  const lin = checkLinearizability(history, objectModel);
+  const up = sim.hosts.filter((h) => h.up && h.state !== null);
+
+  let lostAcked = 0;
+  for (const w of sim.workload?.acked ?? []) {
+    for (const h of up) {
+      const st = h.state!;
+      const retired = st.clients.get(w.clientId)?.retiredSeq ?? 0;
+      if (w.seq > retired && st.sessionReply(w.clientId, w.seq) === undefined) {
+        lostAcked++;
+        violations.push(`acknowledged write ${w.clientId}#${w.seq} missing on ${h.id}`);
+        break;
+      }
+    }
+  }
+
+  const applied = new Set(up.map((h) => h.raft!.appliedIndex));
+  const hashes = new Set(up.map((h) => h.state!.stateHash()));
+  const stateHashesEqual = applied.size > 1 || hashes.size <= 1;
+  if (!stateHashesEqual) violations.push(`replicas at the same applied index have different state hashes: ${up.map((h) => `${h.id}@${h.raft!.appliedIndex}`).join(' ')}`);
+
+  for (let i = 0; i < up.length; i++) {
+    for (let j = i + 1; j < up.length; j++) {
+      const a = up[i]!;
+      const b = up[j]!;
+      const sa = a.logStorage!;
+      const sb = b.logStorage!;
+      const lo = Math.max(sa.firstIndex(), sb.firstIndex());
+      const hi = Math.min(a.raft!.commitIndex, b.raft!.commitIndex, sa.lastIndex(), sb.lastIndex());
+      for (let k = lo; k <= hi; k++) {
+        if (sa.term(k) !== sb.term(k)) {
+          violations.push(`log mismatch at committed index ${k}: ${a.id} term ${sa.term(k)}, ${b.id} term ${sb.term(k)}`);
+          break;
+        }
+      }
+    }
+  }
+  return {
+    linearizable: lin.ok,
+    inconclusiveKeys: lin.inconclusiveKeys,
+    explanation: lin.counterexample?.explanation ?? null,
+    lostAcked,
+    stateHashesEqual,
+    violations,
+  };
+}

@@ -1,0 +1,148 @@
+/**
+ * One simulated master process: the real RaftNode driving the real master state machine (MasterState through
+ * MasterStateMachine), on a simulated clock, disk and network. The state machine's store is memory-level (an
+ * abstract-level database, as LevelDB is for production); what it had flushed survives a crash, the rest is lost
+ * and replayed from the log, as with the unsynced LevelDB writes in production.
+ */
+import { MemoryLevel } from 'memory-level';
+import type { Level } from 'level';
+import { MasterStateMachine, encodeMasterCommand } from '../../master/state-adapter.js';
+import type { NodeId } from '../../raft/core/types.js';
+import { RaftNode } from '../../raft/node/raft-node.js';
+import type { RaftTunables } from '../../raft/node/options.js';
+import type { AppliedCommand, RaftStateMachine } from '../../raft/state-machine.js';
+import type { Command, Result } from '../../statemachine/commands.js';
+import { MasterState } from '../../statemachine/master-state.js';
+import { StateStore } from '../../statemachine/store.js';
+import { silentLogger } from '../../transport/logger.js';
+import type { SeededRng } from '../../util/rng.js';
+import type { SimDisk, SimLogStorage } from './sim-disk.js';
+import type { SimTransport, SimWire } from './sim-net.js';
+import { MemoryPeerBookStore, MemorySnapshotStore } from './sim-stores.js';
+import type { NodeClock } from './scheduler.js';
+
+/**
+ * A hook into a node's logic for control runs: sees the commands a node is about to apply and returns the ones
+ * to apply instead (drop or alter one on a single node and the state-hash check must catch the divergence).
+ */
+export type ApplyFault = (node: NodeId, commands: AppliedCommand[]) => AppliedCommand[];
+
+export type HostStatus = 'down' | 'starting' | 'up' | 'failed';
+
+export class SimMasterHost {
+  status: HostStatus = 'down';
+  raft: RaftNode | null = null;
+  state: MasterState | null = null;
+  /** Why the node stopped for good (a corrupted log it refuses to serve). */
+  failure: Error | null = null;
+  crashes = 0;
+  fatalStops = 0;
+  private storage: SimLogStorage | null = null;
+  private transport: SimTransport | null = null;
+  /** The state machine image as of its last flush (what its store holds durably). */
+  private smDurable: Uint8Array[] | null = null;
+  private readonly peerBook = new MemoryPeerBookStore();
+  applyFault: ApplyFault | null = null;
+  /** Set when the node crash-stopped on its own (failed fsync): a supervisor restarts it. */
+  pendingRestart = false;
+
+  constructor(
+    readonly id: NodeId,
+    readonly clock: NodeClock,
+    readonly disk: SimDisk,
+    private readonly wire: SimWire,
+    private readonly tunables: Partial<RaftTunables>,
+    private readonly seed: number,
+    private readonly bootstrapVoters: NodeId[] | undefined,
+    private readonly onFatal: (host: SimMasterHost) => void,
+  ) {}
+
+  /** The open log of the running incarnation (for the log-matching check). */
+  get logStorage(): SimLogStorage | null {
+    return this.storage;
+  }
+
+  get up(): boolean {
+    return this.status === 'up' && this.raft !== null;
+  }
+
+  async start(): Promise<void> {
+    if (this.status !== 'down') return;
+    this.status = 'starting';
+    try {
+      this.storage = this.disk.open(this.clock);
+    } catch (err) {
+      this.status = 'failed';
+      this.failure = err as Error;
+      return;
+    }
+    const db = new MemoryLevel<string, Buffer>({ keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    const state = await MasterState.openStore(await StateStore.openDb(db as unknown as Level<string, Buffer>), `sim:${this.id}`);
+    if (this.smDurable !== null) {
+      const image = this.smDurable;
+      await state.installSnapshot((async function* () { for (const c of image) yield c; })());
+    }
+    this.state = state;
+    this.transport = this.wire.endpoint(this.id, this.clock);
+    const raft = await RaftNode.start({
+      id: this.id,
+      storage: this.storage,
+      transport: this.transport,
+      stateMachine: this.stateMachine(state),
+      clock: this.clock,
+      snapshotStore: new MemorySnapshotStore(),
+      peerBookStore: this.peerBook,
+      peers: [],
+      ...(this.bootstrapVoters !== undefined ? { bootstrapVoters: this.bootstrapVoters } : {}),
+      seed: this.seed + this.crashes * 7919,
+      logger: silentLogger,
+      ...this.tunables,
+    });
+    raft.on('fatal', () => {
+      this.fatalStops++;
+      this.pendingRestart = true;
+      this.onFatal(this);
+    });
+    this.raft = raft;
+    this.status = 'up';
+  }
+
+  /** The process dies: memory, timers and unsynced writes are lost; the disk and flushed state survive. */
+  crash(): void {
+    if (this.status === 'down' || this.status === 'failed') return;
+    this.crashes++;
+    this.clock.kill();
+    const inFlight = this.storage?.kill() ?? [];
+    this.disk.crash(inFlight);
+    void this.transport?.close();
+    this.raft = null;
+    this.state = null;
+    this.storage = null;
+    this.transport = null;
+    this.status = 'down';
+  }
+
+  /** Proposes a client command on this node (it must lead); resolves with the state machine's Result. */
+  propose(command: Command, timeMs: number): Promise<Result> {
+    if (this.raft === null) return Promise.reject(new Error('node down'));
+    return this.raft.propose(encodeMasterCommand(command, timeMs)) as Promise<Result>;
+  }
+
+  private stateMachine(state: MasterState): RaftStateMachine {
+    const inner = new MasterStateMachine(state);
+    const host = this;
+    return {
+      appliedIndex: () => inner.appliedIndex(),
+      apply: (commands, noopThrough) => inner.apply(host.applyFault ? host.applyFault(host.id, commands) : commands, noopThrough)
+        .then((results) => (results.length === commands.length ? results : commands.map((_, i) => results[i]))),
+      async flush() {
+        await inner.flush();
+        const chunks: Uint8Array[] = [];
+        for await (const c of state.createSnapshot()) chunks.push(c.slice());
+        if (host.state === state) host.smDurable = chunks;
+      },
+      snapshot: () => inner.snapshot(),
+      restore: (index, chunks) => inner.restore(index, chunks),
+    };
+  }
+}

@@ -1,0 +1,219 @@
+/**
+ * Client workload of the full-node simulator, in the master protocol's shapes: PutStart / PutEnd / Remove
+ * (client writes with clientId + seq: a retry after a timeout or a failover returns the first reply, exactly
+ * once) and GetReplicaList (a linearizable read: RaftNode.read() on the leader, then the state). Each client has
+ * one operation outstanding; it retries on another node after NOT_LEADER, a dropped proposal or a timeout, with
+ * the same seq. The history feeds the linearizability check against `objectModel`.
+ */
+import type { Command, Result } from '../../statemachine/commands.js';
+import type { SeededRng } from '../../util/rng.js';
+import type { Model, Operation } from '../linearizability.js';
+import { randInt } from './rand.js';
+import type { SimScheduler } from './scheduler.js';
+import type { SimMasterHost } from './sim-master.js';
+
+export type ObjectOp = 'putStart' | 'putEnd' | 'remove' | 'get';
+export type ObjectState = 'absent' | 'pending' | 'complete';
+/** Output: whether the master answered ok (replica lists and error codes are not modelled). */
+export type ObjectOutput = { ok: boolean };
+
+/**
+ * One object key: PutStart creates it (pending), PutEnd completes it (idempotent), Remove deletes a complete one,
+ * GetReplicaList succeeds only on a complete one. Leases and pins are not used by the workload.
+ */
+export const objectModel: Model<ObjectState, ObjectOp, ObjectOutput> = {
+  init: () => 'absent',
+  step(s, op, out) {
+    let ok: boolean;
+    let next: ObjectState = s;
+    switch (op) {
+      case 'putStart': ok = s === 'absent'; if (ok) next = 'pending'; break;
+      case 'putEnd': ok = s !== 'absent'; if (ok) next = 'complete'; break;
+      case 'remove': ok = s === 'complete'; if (ok) next = 'absent'; break;
+      case 'get': ok = s === 'complete'; break;
+    }
+    if (out === undefined) return [true, next]; // unknown outcome: it took effect
+    return [out.ok === ok, next];
+  },
+  hash: (s) => s,
+  readOnly: (op) => op === 'get',
+};
+
+export interface WorkloadOptions {
+  clients: number;
+  keys: number;
+  /** Pause between a client's operations (virtual ms), up to. */
+  thinkMs: number;
+  /** A client gives up on an attempt after this long (virtual ms) and retries elsewhere. */
+  attemptTimeoutMs: number;
+  /** Attempts per operation before its outcome is recorded as unknown. */
+  maxAttempts: number;
+}
+
+export const defaultWorkload: WorkloadOptions = { clients: 3, keys: 4, thinkMs: 40, attemptTimeoutMs: 2_000, maxAttempts: 6 };
+
+/** Wall time carried in entries: a fixed epoch plus virtual time, so runs replay exactly. */
+export const simEpochMs = 1_700_000_000_000;
+
+export interface AckedWrite {
+  clientId: string;
+  seq: number;
+}
+
+export class Workload {
+  readonly history: Operation<ObjectOp, ObjectOutput>[] = [];
+  readonly acked: AckedWrite[] = [];
+  stopped = false;
+  unknown = 0;
+  /** The last answer a client got (for explaining a failed probe). */
+  lastResult: Result | null = null;
+  private running = 0;
+
+  constructor(
+    private readonly sched: SimScheduler,
+    private readonly rng: SeededRng,
+    private readonly hosts: SimMasterHost[],
+    readonly opts: WorkloadOptions,
+  ) {}
+
+  get idle(): boolean {
+    return this.running === 0;
+  }
+
+  start(): void {
+    for (let c = 0; c < this.opts.clients; c++) {
+      const clientId = `client-${c}`;
+      let seq = 0;
+      const loop = (): void => {
+        if (this.stopped) return;
+        this.running++;
+        const key = `k${randInt(this.rng, this.opts.keys)}`;
+        const op = (['putStart', 'putEnd', 'remove', 'get', 'putStart', 'putEnd'] as const)[randInt(this.rng, 6)]!;
+        const s = op === 'get' ? 0 : ++seq;
+        // One operation in five is a batch form (BatchPutStart / BatchPutEnd) over two keys.
+        const batch = (op === 'putStart' || op === 'putEnd') && randInt(this.rng, 5) === 0;
+        const keys = batch ? [key, `k${(Number(key.slice(1)) + 1) % this.opts.keys}`] : [key];
+        void (batch ? this.runBatch(clientId, s, op, keys) : this.run(clientId, s, op, key)).finally(() => {
+          this.running--;
+          this.sched.after(randInt(this.rng, this.opts.thinkMs + 1), loop);
+        });
+      };
+      this.sched.after(randInt(this.rng, this.opts.thinkMs + 1), loop);
+    }
+  }
+
+  /** One operation, with retries; recorded in the history (output absent when the outcome stayed unknown). */
+  async run(clientId: string, seq: number, op: ObjectOp, key: string): Promise<boolean | undefined> {
+    const rec: Operation<ObjectOp, ObjectOutput> = { clientId, op, key, input: op, call: this.sched.now };
+    this.history.push(rec);
+    for (let attempt = 0; attempt < this.opts.maxAttempts; attempt++) {
+      const host = this.pickHost(attempt);
+      if (host === null) {
+        await this.sleep(50);
+        continue;
+      }
+      const r = await this.attempt(host, clientId, seq, op, key);
+      if (r === 'retry') {
+        await this.sleep(randInt(this.rng, 50) + 10);
+        continue;
+      }
+      rec.output = { ok: r.ok };
+      this.lastResult = r;
+      rec.return = this.sched.now;
+      if (op !== 'get') this.acked.push({ clientId, seq });
+      return r.ok;
+    }
+    if (op !== 'get') this.unknown++;
+    return undefined;
+  }
+
+  /**
+   * A batch form: one command, one entry, one answer per key. Each key's part is recorded as its own operation
+   * (same call and return): the state machine applies the items independently.
+   */
+  async runBatch(clientId: string, seq: number, op: 'putStart' | 'putEnd', keys: string[]): Promise<void> {
+    const recs = keys.map((key): Operation<ObjectOp, ObjectOutput> => ({ clientId, op, key, input: op, call: this.sched.now }));
+    this.history.push(...recs);
+    const cmd: Command = op === 'putStart'
+      ? { type: 'BatchPutStart', clientId, seq, items: keys.map((key) => ({ key, size: 1024, replicaNum: 1 })) }
+      : { type: 'BatchPutEnd', clientId, seq, keys };
+    for (let attempt = 0; attempt < this.opts.maxAttempts; attempt++) {
+      const host = this.pickHost(attempt);
+      const r = host === null ? 'retry' : await this.attemptCommand(host, cmd);
+      if (r === 'retry') {
+        await this.sleep(randInt(this.rng, 50) + 10);
+        continue;
+      }
+      const items = r.ok && Array.isArray(r.value) ? (r.value as Result[]) : null;
+      recs.forEach((rec, i) => {
+        rec.output = { ok: items?.[i]?.ok === true };
+        rec.return = this.sched.now;
+      });
+      this.acked.push({ clientId, seq });
+      return;
+    }
+    this.unknown++;
+  }
+
+  private attemptCommand(host: SimMasterHost, cmd: Command): Promise<Result | 'retry'> {
+    const timeout = new Promise<'retry'>((resolve) => this.sched.after(this.opts.attemptTimeoutMs, () => resolve('retry')));
+    return Promise.race([host.propose(cmd, simEpochMs + this.sched.now).catch((): 'retry' => 'retry'), timeout]);
+  }
+
+  private async attempt(host: SimMasterHost, clientId: string, seq: number, op: ObjectOp, key: string): Promise<Result | 'retry'> {
+    const timeout = new Promise<'retry'>((resolve) => this.sched.after(this.opts.attemptTimeoutMs, () => resolve('retry')));
+    const work = (async (): Promise<Result | 'retry'> => {
+      try {
+        if (op === 'get') {
+          const raft = host.raft;
+          if (raft === null) return 'retry';
+          await raft.read();
+          const state = host.state;
+          if (state === null || host.raft !== raft) return 'retry';
+          return state.getReplicaList(key, simEpochMs + this.sched.now);
+        }
+        return await host.propose(command(clientId, seq, op, key), simEpochMs + this.sched.now);
+      } catch {
+        // NOT_LEADER, QUEUE_FULL, PROPOSAL_DROPPED (not applied), TIMEOUT, SHUTTING_DOWN, STORAGE_FAILED (unknown):
+        // all are retried with the same seq, which the state machine applies at most once.
+        return 'retry';
+      }
+    })();
+    return Promise.race([work, timeout]);
+  }
+
+  /** The node that believes it leads, else (and on every other attempt) a random live node. */
+  private pickHost(attempt: number): SimMasterHost | null {
+    const live = this.hosts.filter((h) => h.up);
+    if (live.length === 0) return null;
+    // The newest leader: a deposed one may still believe it leads (paused, partitioned).
+    const leader = live.filter((h) => h.raft!.isLeader).sort((a, b) => b.raft!.currentTerm - a.raft!.currentTerm)[0];
+    if (leader !== undefined && attempt % 2 === 0) return leader;
+    return live[randInt(this.rng, live.length)]!;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.sched.after(ms, resolve));
+  }
+}
+
+function command(clientId: string, seq: number, op: ObjectOp, key: string): Command {
+  switch (op) {
+    case 'putStart':
+      return { type: 'PutStart', clientId, seq, key, size: 1024, replicaNum: 1 };
+    case 'putEnd':
+      return { type: 'PutEnd', clientId, seq, key };
+    default:
+      return { type: 'Remove', clientId, seq, key };
+  }
+}
+
+/** The storage node's segment every object is placed on (mounted once before the workload starts). */
+export function mountCommand(): Command {
+  return {
+    type: 'MountSegment',
+    clientId: 'storage-0',
+    seq: 1,
+    segment: { id: 'seg-0', name: 'seg-0', base: 0x1000_0000, size: 2 ** 40, protocol: 'tcp', endpoint: '127.0.0.1:1' },
+  };
+}
