@@ -70,6 +70,8 @@ export const maxApplyLagCommands = 16_384;
 export const maxCommandsPerEntry = 1_024;
 /** A batch entry stops growing at this many command bytes (a single larger command still gets its own entry). */
 export const maxBatchEntryBytes = 1024 * 1024;
+/** Follower ReadIndex requests held until the next Ready round (each carries one round of that follower's reads). */
+export const maxDeferredReadIndex = 4_096;
 
 const packr = new Packr({ useRecords: false });
 
@@ -233,6 +235,7 @@ export class RaftNode extends EventEmitter {
   private confHistory: Array<{ index: number; confState: ConfState }> = [];
   private readonly outSnapshots = new Map<NodeId, OutboundSnapshot>();
   private forwardedReadHandler: ForwardedReadHandler | null = null;
+  private deferredReadIndex: Message[] = [];
   private inSnapshot: InboundSnapshot | null = null;
   private staged: StagedSnapshot | null = null;
   private snapshotSeq = 0;
@@ -527,7 +530,7 @@ export class RaftNode extends EventEmitter {
       if (this.loopRunning !== null || this.stopped) return;
       this.loopRunning = this.runLoop().finally(() => {
         this.loopRunning = null;
-        if (this.core.hasReady() || this.nextReadBatch.length > 0 || this.proposalBuffer.length > 0) this.kick();
+        if (this.core.hasReady() || this.nextReadBatch.length > 0 || this.proposalBuffer.length > 0 || this.deferredReadIndex.length > 0) this.kick();
       });
     });
   }
@@ -536,6 +539,7 @@ export class RaftNode extends EventEmitter {
     try {
       this.catchUpTicks();
       this.startReadRound();
+      this.stepDeferredReadIndex();
       this.flushProposals();
       while (!this.stopped && this.core.hasReady()) {
         const rd = this.core.ready();
@@ -545,6 +549,7 @@ export class RaftNode extends EventEmitter {
         for (const settle of this.afterAdvance.splice(0)) settle();
         this.catchUpTicks();
         this.startReadRound();
+        this.stepDeferredReadIndex();
         this.flushProposals();
       }
     } catch (err) {
@@ -697,6 +702,24 @@ export class RaftNode extends EventEmitter {
       this.log.warn({ err: String(err) }, 'leader reply to a read round does not decode; reads get no reply');
     }
     batch.waiters.forEach((w, i) => { w.reply = replies?.[i] ?? null; });
+  }
+
+  /**
+   * A follower's ReadIndex request is stepped at the next Ready round, after the core's clock is caught up: the
+   * leader may answer it from its lease at once, and a lease must be judged on the time that really passed (a
+   * leader resumed from a pause reads its sockets before its timer runs). Bounded: beyond maxDeferredReadIndex
+   * requests the rest are dropped (the follower's read times out and its client retries).
+   */
+  private deferReadIndex(m: Message): void {
+    if (this.deferredReadIndex.length >= maxDeferredReadIndex) return;
+    this.deferredReadIndex.push(m);
+  }
+
+  private stepDeferredReadIndex(): void {
+    if (this.deferredReadIndex.length === 0) return;
+    const msgs = this.deferredReadIndex;
+    this.deferredReadIndex = [];
+    for (const m of msgs) this.core.step(m);
   }
 
   /** Leader: the handler that answers follower reads' payloads (e.g. records their read leases). */
@@ -876,7 +899,7 @@ export class RaftNode extends EventEmitter {
     if (this.stopped) return;
     this.catchUpTicks();
     if (this.core.reportConnectionLost(peer)) this.log.info({ peer, term: this.core.status().term }, 'lost the leader\'s connection: pre-voting without waiting for the election timeout');
-    this.sendElectionMessagesNow();
+    this.sendUrgentMessagesNow();
     this.kick();
   }
 
@@ -884,8 +907,8 @@ export class RaftNode extends EventEmitter {
    * Pre-vote requests and answers acknowledge nothing on disk: send them now rather than after the fsync the Ready
    * loop may be waiting for (under load that wait is tens of milliseconds, twice per pre-vote round trip).
    */
-  private sendElectionMessagesNow(): void {
-    const msgs = this.core.takeElectionMessages();
+  private sendUrgentMessagesNow(): void {
+    const msgs = this.core.takeUrgentMessages();
     if (msgs.length > 0) this.sendMessages(msgs);
   }
 
@@ -897,16 +920,20 @@ export class RaftNode extends EventEmitter {
       switch (f.k) {
         case 'r': {
           if (!Array.isArray(f.m) || f.m.length > 100_000) throw new MooringError(ErrorCode.MALFORMED_FRAME, 'raft frame without a message list');
-          let preVotes = false;
+          let urgent = false;
           for (const raw of f.m) {
             const msg = validateMessage(raw);
             if (msg.from !== from) throw new MooringError(ErrorCode.MALFORMED_FRAME, `message claims to be from ${msg.from} on ${from}'s connection`);
             if (msg.to !== this.id) continue;
             if (msg.type === 'snap') continue; // snapshots only arrive through the chunked stream
-            if (msg.type === 'preVote') preVotes = true;
+            if (msg.type === 'readIndex') {
+              this.deferReadIndex(msg);
+              continue;
+            }
+            if (msg.type === 'preVote') urgent = true;
             this.core.step(msg);
           }
-          if (preVotes) this.sendElectionMessagesNow();
+          if (urgent) this.sendUrgentMessagesNow();
           break;
         }
         case 'sc':
