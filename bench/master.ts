@@ -43,33 +43,45 @@ const cluster = await LocalCluster.create({
 
 interface Session { id: string; seq: number; conn: MasterClient }
 
-interface MasterShare { id: string; role: string; keys: number; share: number; cpuMs: number; cpuUsPerKey: number }
+interface MasterShare { id: string; role: string; keys: number; share: number; cpuMs: number; cpuUsPerKey: number; marginalUsPerKey: number }
+/** Each master's CPU ms per second with no client load (heartbeats, timers), measured once before the read cases. */
+let idleCpuMsPerSec: number[] | null = null;
 const perMasterDetail: Record<string, MasterShare[]> = {};
 
-/** Keys served by one master so far: its batchGetReplicaList RPC count (from /metrics) × keys per batch. */
+/** Keys served by one master so far: its successful batchGetReplicaList RPCs (from /metrics) × keys per batch. */
 async function batchReadsServed(httpPort: number): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith('mooring_rpc_requests_total{method="batchGetReplicaList"}'));
-  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1)) * batchGetKeys;
+  const sum = (prefix: string): number => text.split('\n').filter((l) => l.startsWith(prefix)).reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+  const calls = sum('mooring_rpc_requests_total{method="batchGetReplicaList"}');
+  const failed = sum('mooring_rpc_failures_total{method="batchGetReplicaList"');
+  return (calls - failed) * batchGetKeys;
 }
 
 /** Runs a read case and charges each master's CPU (from /proc) to the keys it served. */
 async function perMaster(run: () => Promise<LoadResult>): Promise<{ load: LoadResult; masters: MasterShare[]; note: string }> {
   const nodes = cluster.nodes;
+  if (idleCpuMsPerSec === null) {
+    const c0 = nodes.map((n) => processCpuMs(n.proc?.pid));
+    await sleep(2_000);
+    idleCpuMsPerSec = nodes.map((n, i) => (processCpuMs(n.proc?.pid) - c0[i]!) / 2);
+  }
   const leaderBefore = await cluster.waitLeader();
+  const t0 = performance.now();
   const reads0 = await Promise.all(nodes.map((n) => batchReadsServed(n.ports.http)));
   const cpu0 = nodes.map((n) => processCpuMs(n.proc?.pid));
   const load = await run();
   const cpu1 = nodes.map((n) => processCpuMs(n.proc?.pid));
+  const secs = (performance.now() - t0) / 1000;
   const reads1 = await Promise.all(nodes.map((n) => batchReadsServed(n.ports.http)));
   const leaderNow = await cluster.waitLeader();
   const served = nodes.map((_, i) => reads1[i]! - reads0[i]!);
   const total = Math.max(1, served.reduce((a, b) => a + b, 0));
   const masters = nodes.map((n, i) => {
     const cpuMs = cpu1[i]! - cpu0[i]!;
+    const marginalMs = Math.max(0, cpuMs - idleCpuMsPerSec![i]! * secs);
     const role = (id: string | null): string => (n.id === id ? 'leader' : 'follower');
     // A leader change during the case (spurious elections on a loaded machine) shows as "leader→follower".
-    return { id: n.id, role: leaderBefore === leaderNow ? role(leaderNow) : `${role(leaderBefore)}→${role(leaderNow)}`, keys: served[i]!, share: served[i]! / total, cpuMs, cpuUsPerKey: served[i]! > 0 ? round((cpuMs * 1000) / served[i]!, 2) : NaN };
+    return { id: n.id, role: leaderBefore === leaderNow ? role(leaderNow) : `${role(leaderBefore)}→${role(leaderNow)}`, keys: served[i]!, share: served[i]! / total, cpuMs, cpuUsPerKey: served[i]! > 0 ? round((cpuMs * 1000) / served[i]!, 2) : NaN, marginalUsPerKey: served[i]! > 0 ? round((marginalMs * 1000) / served[i]!, 2) : NaN };
   });
   const note = masters.map((x) => `${x.id} (${x.role}) ${round(x.share * 100, 0)}% at ${Number.isFinite(x.cpuUsPerKey) ? x.cpuUsPerKey : '-'} µs CPU/key`).join(', ');
   return { load, masters, note };
@@ -185,8 +197,8 @@ try {
   ] as const).filter(([, r]) => r !== undefined);
   const md = table(['case', 'rate', 'unit', 'p50 ms', 'p99 ms', 'errors', 'note'],
     rows.map(([name, r]) => [name, r!.opsPerSec, r!.unit, r!.p50Ms, r!.p99Ms, r!.errors, r!.note]));
-  const shareMd = table(['case', 'master', 'role', 'share of keys read', 'keys read', 'server CPU ms', 'CPU µs per key read'],
-    Object.entries(perMasterDetail).flatMap(([name, ms]) => ms.map((x) => [name, x.id, x.role, `${round(x.share * 100, 1)}%`, x.keys, round(x.cpuMs, 0), x.cpuUsPerKey])));
+  const shareMd = table(['case', 'master', 'role', 'share of keys read', 'keys read', 'server CPU ms', 'CPU µs per key read', 'above idle, µs per key'],
+    Object.entries(perMasterDetail).flatMap(([name, ms]) => ms.map((x) => [name, x.id, x.role, `${round(x.share * 100, 1)}%`, x.keys, round(x.cpuMs, 0), x.cpuUsPerKey, x.marginalUsPerKey])));
   const bestGets = Math.max(results.getReplicaList!.opsPerSec, results.batchGetReplicaList!.opsPerSec);
   const all = results.batchGetReplicaListAll!.opsPerSec;
   const lead = results.batchGetReplicaList!.opsPerSec;
@@ -209,7 +221,7 @@ try {
   }
   if (!args.has('--no-record')) {
     appendResults('master', `npm run bench:master -- --seconds ${seconds} --concurrency ${concurrency} --connections ${connections}`,
-      `Three \`mooring master\` processes (LocalCluster, default raft: 25 ms ticks, fsync on) and the clients in one more process, all on the same ${m.cores} cores. ${concurrency} logical sessions over ${connections} connections to the leader.\n\n${md}\n\n${verdict.join('\n')}\n`, m);
+      `Idle CPU per master (ms/s, no client load): ${(idleCpuMsPerSec ?? []).map((x) => round(x, 1)).join(' / ')}. Three \`mooring master\` processes (LocalCluster, default raft: 25 ms ticks, fsync on) and the clients in one more process, all on the same ${m.cores} cores. ${concurrency} logical sessions over ${connections} connections to the leader (the all-masters case: ${connections} clients with readFrom 'any').\n\n${md}\n\nPer master (share of the keys read, server CPU of that master's process during the case, per key read by it, and above its idle CPU):\n\n${shareMd}\n\n${verdict.join('\n')}\n`, m);
   }
 } finally {
   await cluster.destroy();
