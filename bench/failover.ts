@@ -7,7 +7,7 @@
  * its state 'T' in /proc for SIGSTOP) and every reply it sent before was drained (one event-loop poll), so a reply
  * of the old leader never counts. At the end every acknowledged write is read back (lost writes must be 0).
  *   npm run bench:failover -- [--json] [--rounds N] [--clients C] [--cases kill,stop] [--no-append] [--no-etcd]
- *                             [--heartbeat-ms MS] [--election-ms MS] [--client-timeout-ms MS]
+ *                             [--heartbeat-ms MS] [--election-ms MS] [--client-timeout-ms MS] [--no-fast-failover]
  * --json prints {"kill": {"mooring": {p50Ms, p99Ms, maxMs, samples, ackedWrites, lostWrites, leaderChanges,
  *                fastPreVotes}, "etcd": {...} | null}, "stop": {...}, "machine": {...}, "timers": {...}}.
  * Soak mode: MOORING_FAILOVER_SOAK_SECONDS=N runs only a fault-free soak of N seconds under the same write load
@@ -29,6 +29,8 @@ const clients = args.num('clients', 8);
 const heartbeatMs = args.num('heartbeat-ms', 25);
 const electionMs = args.num('election-ms', 150);
 const clientTimeoutMs = args.num('client-timeout-ms', 200);
+/** --no-fast-failover: the same runs with RaftConfig.fastFailover off (for comparison). */
+const fastFailover = !args.has('--no-fast-failover');
 const tickMs = heartbeatMs;
 const electionTicks = Math.max(3, Math.round(electionMs / tickMs));
 type Fault = 'kill' | 'stop';
@@ -101,7 +103,7 @@ class Writers {
 }
 
 async function mooring(fault: Fault): Promise<Outcome> {
-  const cluster = await KvCluster.create({ logLevel: process.env.FAILOVER_LOG_LEVEL ?? 'warn', nodeConfig: { tickMs, electionTimeoutTicks: electionTicks, heartbeatIntervalTicks: 1 } });
+  const cluster = await KvCluster.create({ logLevel: process.env.FAILOVER_LOG_LEVEL ?? 'warn', nodeConfig: { tickMs, electionTimeoutTicks: electionTicks, heartbeatIntervalTicks: 1, fastFailover } });
   try {
     await cluster.startAll();
     await cluster.waitForLeader();
@@ -239,7 +241,7 @@ async function drainTurn(): Promise<void> {
 
 async function soak(secs: number): Promise<void> {
   const machine = machineInfo();
-  const cluster = await KvCluster.create({ logLevel: 'warn', nodeConfig: { tickMs, electionTimeoutTicks: electionTicks, heartbeatIntervalTicks: 1 } });
+  const cluster = await KvCluster.create({ logLevel: 'warn', nodeConfig: { tickMs, electionTimeoutTicks: electionTicks, heartbeatIntervalTicks: 1, fastFailover } });
   try {
     await cluster.startAll();
     await cluster.waitForLeader();
@@ -278,7 +280,7 @@ async function soak(secs: number): Promise<void> {
     else console.log(JSON.stringify(result, null, 2));
     if (!args.has('--no-append')) {
       const t = table(['node', 'leader changes seen', 'fast pre-votes', 'term at start', 'term at end'], perNode.map((n) => [n.id, n.leaderChanges, n.fastPreVotes, n.termFrom, n.termTo]));
-      appendResults('failover-soak', `MOORING_FAILOVER_SOAK_SECONDS=${secs} npm run bench:failover`, `3 Mooring KV nodes on loopback, fast failover on, heartbeat ${heartbeatMs} ms, election timeout ${electionMs} ms, ${clients} closed-loop writers, no faults for ${secs} s: ${writers.acked.size} acknowledged writes, ${lost} lost; leader changes (most seen by any node): ${leaderChanges} (0 expected without faults). Load average at the end: ${result.loadavgEnd.join(' / ')}.\n\n${t}`, machine);
+      appendResults('failover-soak', `MOORING_FAILOVER_SOAK_SECONDS=${secs} npm run bench:failover${fastFailover ? '' : ' -- --no-fast-failover'}`, `3 Mooring KV nodes on loopback, fast failover ${fastFailover ? 'on' : 'OFF (--no-fast-failover)'}, heartbeat ${heartbeatMs} ms, election timeout ${electionMs} ms, ${clients} closed-loop writers, no faults for ${secs} s: ${writers.acked.size} acknowledged writes, ${lost} lost; leader changes (most seen by any node): ${leaderChanges} (0 expected without faults). Load average at the end: ${result.loadavgEnd.join(' / ')}.\n\n${t}`, machine);
     }
   } finally {
     await cluster.destroy();
