@@ -676,10 +676,8 @@ export class RaftCore {
     if (this.fastCampaignAtTick !== null && this.tickCount >= this.fastCampaignAtTick) {
       this.fastCampaignAtTick = null;
       // Only if no leader was heard meanwhile (a heartbeat sets lead, a new term resets the schedule).
-      if (this.role === 'follower' && this.lead === null) {
-        this.fastPreVote();
-        return;
-      }
+      // (fastPreVote resets electionElapsed, so the timeout check below cannot campaign a second time.)
+      if (this.role === 'follower' && this.lead === null) this.fastPreVote();
     }
     if (this.startupLease && this.electionElapsed >= this.electionTimeout) this.startupLease = false;
     if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
