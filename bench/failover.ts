@@ -258,7 +258,12 @@ async function soak(secs: number): Promise<void> {
       const sts = await Promise.all(ids.map((id) => cluster.status(id)));
       log(`soak ${round((performance.now() - started) / 1000, 0)} s: terms ${sts.map((x) => x?.term).join('/')}, leader changes ${sts.map((x) => x?.leaderChanges).join('/')}, acked ${writers.acked.size}`);
     }
-    const last = await Promise.all(ids.map((id) => cluster.status(id)));
+    let last = await Promise.all(ids.map((id) => cluster.status(id)));
+    // A node too starved to answer its status in time (loaded machine): ask again.
+    for (let i = 0; i < 10 && last.some((x) => x === null); i++) {
+      await sleep(1_000);
+      last = await Promise.all(ids.map((id) => cluster.status(id)));
+    }
     await writers.stop();
     let lost = 0;
     const acked = [...writers.acked.entries()];
