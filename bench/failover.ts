@@ -10,6 +10,8 @@
  *                             [--heartbeat-ms MS] [--election-ms MS] [--client-timeout-ms MS] [--no-fast-failover]
  * --json prints {"kill": {"mooring": {p50Ms, p99Ms, maxMs, samples, ackedWrites, lostWrites, leaderChanges,
  *                fastPreVotes}, "etcd": {...} | null}, "stop": {...}, "machine": {...}, "timers": {...}}.
+ * Diagnostics: FAILOVER_LOG_LEVEL=info keeps the nodes' logs ("leader changed", "lost the leader's connection"),
+ * FAILOVER_KEEP=1 keeps the cluster's temp dir (logs included) after a Mooring case.
  * Soak mode: MOORING_FAILOVER_SOAK_SECONDS=N runs only a fault-free soak of N seconds under the same write load
  * with the fast path on and reports the leader changes every node saw (0 expected), the fast pre-votes, the terms,
  * and lost writes: `MOORING_FAILOVER_SOAK_SECONDS=600 npm run bench:failover -- --json`.
