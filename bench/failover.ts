@@ -7,9 +7,14 @@
  * its state 'T' in /proc for SIGSTOP) and every reply it sent before was drained (one event-loop poll), so a reply
  * of the old leader never counts. At the end every acknowledged write is read back (lost writes must be 0).
  *   npm run bench:failover -- [--json] [--rounds N] [--clients C] [--cases kill,stop] [--no-append] [--no-etcd]
- *                             [--heartbeat-ms MS] [--election-ms MS] [--client-timeout-ms MS]
+ *                             [--heartbeat-ms MS] [--election-ms MS] [--client-timeout-ms MS] [--no-fast-failover]
  * --json prints {"kill": {"mooring": {p50Ms, p99Ms, maxMs, samples, ackedWrites, lostWrites, leaderChanges,
  *                fastPreVotes}, "etcd": {...} | null}, "stop": {...}, "machine": {...}, "timers": {...}}.
+ * Diagnostics: FAILOVER_LOG_LEVEL=info keeps the nodes' logs ("leader changed", "lost the leader's connection"),
+ * FAILOVER_KEEP=1 keeps the cluster's temp dir (logs included) after a Mooring case.
+ * Soak mode: MOORING_FAILOVER_SOAK_SECONDS=N runs only a fault-free soak of N seconds under the same write load
+ * with the fast path on and reports the leader changes every node saw (0 expected), the fast pre-votes, the terms,
+ * and lost writes: `MOORING_FAILOVER_SOAK_SECONDS=600 npm run bench:failover -- --json`.
  * Clients: Mooring KvClient with a per-attempt timeout of --client-timeout-ms (default 200) and backoff 10 → 100 ms;
  * etcd: the same call deadline, then the next endpoint after 10 ms.
  */
@@ -26,6 +31,8 @@ const clients = args.num('clients', 8);
 const heartbeatMs = args.num('heartbeat-ms', 25);
 const electionMs = args.num('election-ms', 150);
 const clientTimeoutMs = args.num('client-timeout-ms', 200);
+/** --no-fast-failover: the same runs with RaftConfig.fastFailover off (for comparison). */
+const fastFailover = !args.has('--no-fast-failover');
 const tickMs = heartbeatMs;
 const electionTicks = Math.max(3, Math.round(electionMs / tickMs));
 type Fault = 'kill' | 'stop';
@@ -98,7 +105,7 @@ class Writers {
 }
 
 async function mooring(fault: Fault): Promise<Outcome> {
-  const cluster = await KvCluster.create({ logLevel: process.env.FAILOVER_LOG_LEVEL ?? 'warn', nodeConfig: { tickMs, electionTimeoutTicks: electionTicks, heartbeatIntervalTicks: 1 } });
+  const cluster = await KvCluster.create({ logLevel: process.env.FAILOVER_LOG_LEVEL ?? 'warn', nodeConfig: { tickMs, electionTimeoutTicks: electionTicks, heartbeatIntervalTicks: 1, fastFailover } });
   try {
     await cluster.startAll();
     await cluster.waitForLeader();
@@ -234,6 +241,59 @@ async function drainTurn(): Promise<void> {
   await new Promise((r) => setImmediate(r));
 }
 
+async function soak(secs: number): Promise<void> {
+  const machine = machineInfo();
+  const cluster = await KvCluster.create({ logLevel: 'warn', nodeConfig: { tickMs, electionTimeoutTicks: electionTicks, heartbeatIntervalTicks: 1, fastFailover } });
+  try {
+    await cluster.startAll();
+    await cluster.waitForLeader();
+    const base = new KvClient({ endpoints: cluster.endpoints(), clusterId: cluster.clusterId, timeoutMs: clientTimeoutMs, maxAttempts: 1_000, backoff: { initialMs: 10, maxMs: 100 } });
+    const sessions = Array.from({ length: clients }, () => base.fork());
+    const writers = new Writers(async (w, k, v) => { await sessions[w]!.put(k, v); });
+    writers.start(clients);
+    await sleep(settleMs);
+    const ids = cluster.running();
+    const first = await Promise.all(ids.map((id) => cluster.status(id)));
+    const started = performance.now();
+    while (performance.now() - started < secs * 1000) {
+      await sleep(5_000);
+      const sts = await Promise.all(ids.map((id) => cluster.status(id)));
+      log(`soak ${round((performance.now() - started) / 1000, 0)} s: terms ${sts.map((x) => x?.term).join('/')}, leader changes ${sts.map((x) => x?.leaderChanges).join('/')}, acked ${writers.acked.size}`);
+    }
+    let last = await Promise.all(ids.map((id) => cluster.status(id)));
+    // A node too starved to answer its status in time (loaded machine): ask again.
+    for (let i = 0; i < 10 && last.some((x) => x === null); i++) {
+      await sleep(1_000);
+      last = await Promise.all(ids.map((id) => cluster.status(id)));
+    }
+    await writers.stop();
+    let lost = 0;
+    const acked = [...writers.acked.entries()];
+    const readers = Array.from({ length: 16 }, () => base.fork());
+    await Promise.all(readers.map(async (rd, i) => {
+      for (let j = i; j < acked.length; j += readers.length) if ((await rd.get(acked[j]![0])) !== acked[j]![1]) lost++;
+    }));
+    await base.close();
+    const perNode = ids.map((id, i) => ({
+      id,
+      leaderChanges: (last[i]?.leaderChanges ?? NaN) - (first[i]?.leaderChanges ?? NaN),
+      fastPreVotes: (last[i]?.fastPreVotes ?? NaN) - (first[i]?.fastPreVotes ?? NaN),
+      termFrom: first[i]?.term ?? NaN,
+      termTo: last[i]?.term ?? NaN,
+    }));
+    const leaderChanges = Math.max(...perNode.map((n) => n.leaderChanges));
+    const result = { soak: { seconds: secs, clients, ackedWrites: writers.acked.size, lostWrites: lost, leaderChanges, perNode }, machine, timers: { heartbeatMs, electionMs, clientTimeoutMs }, loadavgEnd: machineInfo().loadavg };
+    if (args.json) console.log(JSON.stringify(result));
+    else console.log(JSON.stringify(result, null, 2));
+    if (!args.has('--no-append')) {
+      const t = table(['node', 'leader changes seen', 'fast pre-votes', 'term at start', 'term at end'], perNode.map((n) => [n.id, n.leaderChanges, n.fastPreVotes, n.termFrom, n.termTo]));
+      appendResults('failover-soak', `MOORING_FAILOVER_SOAK_SECONDS=${secs} npm run bench:failover${fastFailover ? '' : ' -- --no-fast-failover'}`, `3 Mooring KV nodes on loopback, fast failover ${fastFailover ? 'on' : 'OFF (--no-fast-failover)'}, heartbeat ${heartbeatMs} ms, election timeout ${electionMs} ms, ${clients} closed-loop writers, no faults for ${secs} s: ${writers.acked.size} acknowledged writes, ${lost} lost; leader changes (most seen by any node): ${leaderChanges} (0 expected without faults). Load average at the end: ${result.loadavgEnd.join(' / ')}.\n\n${t}`, machine);
+    }
+  } finally {
+    await cluster.destroy();
+  }
+}
+
 const goals: Record<Fault, number> = { kill: 50, stop: 400 };
 
 async function main(): Promise<void> {
@@ -271,7 +331,8 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => {
+const soakSeconds = Number(process.env.MOORING_FAILOVER_SOAK_SECONDS ?? 0);
+(soakSeconds > 0 ? soak(soakSeconds) : main()).catch((err) => {
   console.error(err);
   process.exit(1);
 });

@@ -4,11 +4,15 @@
  *   - put pairs: putStart + putEnd of one 4 KiB object (replicaNum 1), closed loop;
  *   - get-replica-list: single calls, and batched (batchGetReplicaList of 64 keys; counted per key);
  *   - batch put: batchPutStart + batchPutEnd of 32 objects (counted per object and per batch);
- *   - put pairs rate-limited at 50% of the measured peak (open loop: latency measured from the scheduled
- *     start, so queueing is not hidden).
+ *   - put pairs rate-limited at 50% of the measured peak (open loop: latency measured from the scheduled start, so
+ *     queueing is not hidden);
+ *   - batched get-replica-list from all masters (MasterClient readFrom 'any': followers serve linearizable reads by
+ *     ReadIndex), right after the same case on the leader only: each master's share of the reads and its server CPU
+ *     (user+system from /proc) per key read.
  * Many logical sessions (clientId + seq, one request in flight each: the masters' reply window is 16 seqs per
  * session) pipelined over a few connections.
  *   npm run bench:master [-- --json] [--seconds N] [--concurrency N] [--connections N] [--cpu-prof] [--no-record]
+ *                        [--reads-only]   (put pairs to fill keys, then only the read cases)
  */
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,7 +21,7 @@ import { performance } from 'node:perf_hooks';
 import { MasterClient } from '../src/master/client.js';
 import { LocalCluster } from '../src/cli/local-cluster.js';
 import { closedLoop, type LoadResult } from './lib/load.js';
-import { appendResults, machineInfo, parseArgs, percentile, round, sleep, table } from './lib/report.js';
+import { appendResults, machineInfo, parseArgs, percentile, processCpuMs, round, sleep, table } from './lib/report.js';
 
 const args = parseArgs();
 const seconds = args.num('seconds', 5);
@@ -39,6 +43,50 @@ const cluster = await LocalCluster.create({
 
 interface Session { id: string; seq: number; conn: MasterClient }
 
+interface MasterShare { id: string; role: string; keys: number; share: number; cpuMs: number; cpuUsPerKey: number; marginalUsPerKey: number }
+/** Each master's CPU ms per second with no client load (heartbeats, timers), measured once before the read cases. */
+let idleCpuMsPerSec: number[] | null = null;
+const perMasterDetail: Record<string, MasterShare[]> = {};
+
+/** Keys served by one master so far: its successful batchGetReplicaList RPCs (from /metrics) × keys per batch. */
+async function batchReadsServed(httpPort: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+  const sum = (prefix: string): number => text.split('\n').filter((l) => l.startsWith(prefix)).reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+  const calls = sum('mooring_rpc_requests_total{method="batchGetReplicaList"}');
+  const failed = sum('mooring_rpc_failures_total{method="batchGetReplicaList"');
+  return (calls - failed) * batchGetKeys;
+}
+
+/** Runs a read case and charges each master's CPU (from /proc) to the keys it served. */
+async function perMaster(run: () => Promise<LoadResult>): Promise<{ load: LoadResult; masters: MasterShare[]; note: string }> {
+  const nodes = cluster.nodes;
+  if (idleCpuMsPerSec === null) {
+    const c0 = nodes.map((n) => processCpuMs(n.proc?.pid));
+    await sleep(2_000);
+    idleCpuMsPerSec = nodes.map((n, i) => (processCpuMs(n.proc?.pid) - c0[i]!) / 2);
+  }
+  const leaderBefore = await cluster.waitLeader();
+  const t0 = performance.now();
+  const reads0 = await Promise.all(nodes.map((n) => batchReadsServed(n.ports.http)));
+  const cpu0 = nodes.map((n) => processCpuMs(n.proc?.pid));
+  const load = await run();
+  const cpu1 = nodes.map((n) => processCpuMs(n.proc?.pid));
+  const secs = (performance.now() - t0) / 1000;
+  const reads1 = await Promise.all(nodes.map((n) => batchReadsServed(n.ports.http)));
+  const leaderNow = await cluster.waitLeader();
+  const served = nodes.map((_, i) => reads1[i]! - reads0[i]!);
+  const total = Math.max(1, served.reduce((a, b) => a + b, 0));
+  const masters = nodes.map((n, i) => {
+    const cpuMs = cpu1[i]! - cpu0[i]!;
+    const marginalMs = Math.max(0, cpuMs - idleCpuMsPerSec![i]! * secs);
+    const role = (id: string | null): string => (n.id === id ? 'leader' : 'follower');
+    // A leader change during the case (spurious elections on a loaded machine) shows as "leader→follower".
+    return { id: n.id, role: leaderBefore === leaderNow ? role(leaderNow) : `${role(leaderBefore)}→${role(leaderNow)}`, keys: served[i]!, share: served[i]! / total, cpuMs, cpuUsPerKey: served[i]! > 0 ? round((cpuMs * 1000) / served[i]!, 2) : NaN, marginalUsPerKey: served[i]! > 0 ? round((marginalMs * 1000) / served[i]!, 2) : NaN };
+  });
+  const note = masters.map((x) => `${x.id} (${x.role}) ${round(x.share * 100, 0)}% at ${Number.isFinite(x.cpuUsPerKey) ? x.cpuUsPerKey : '-'} µs CPU/key`).join(', ');
+  return { load, masters, note };
+}
+
 try {
   await cluster.start();
   const leader = await cluster.waitLeader();
@@ -47,6 +95,14 @@ try {
     clusterId: cluster.clusterId,
     requestTimeoutMs: 10_000,
     retry: { maxAttempts: 10, initialBackoffMs: 50, maxBackoffMs: 500 },
+    readFrom: 'leader',
+  }));
+  const anyConns = Array.from({ length: connections }, () => new MasterClient({
+    endpoints: cluster.endpoints,
+    clusterId: cluster.clusterId,
+    requestTimeoutMs: 10_000,
+    retry: { maxAttempts: 10, initialBackoffMs: 50, maxBackoffMs: 500 },
+    readFrom: 'any',
   }));
   const owner = conns[0]!;
   for (let i = 0; i < 4; i++) {
@@ -96,13 +152,23 @@ try {
   say(`getReplicaList: ${gets.opsPerSec}/s p50 ${gets.p50Ms} ms p99 ${gets.p99Ms} ms errors ${gets.errors}`);
 
   const batchConc = Math.max(8, Math.floor(concurrency / 8));
-  const bget = await closedLoop(batchConc, seconds, tally((w: number, n: number) => {
+  const batchGet = (conn: (w: number) => MasterClient) => tally((w: number, n: number) => {
     const start = ((w * 7919 + n * batchGetKeys) % Math.max(1, keys.length - batchGetKeys));
-    return sessions[w]!.conn.call('batchGetReplicaList', { keys: keys.slice(start, start + batchGetKeys) });
-  }));
-  results.batchGetReplicaList = { ...bget, opsPerSec: bget.opsPerSec * batchGetKeys, unit: 'keys/s', note: `batched: ${batchGetKeys} keys per RPC, ${batchConc} in flight; latency per batch${errNote()}` };
-  say(`batchGetReplicaList: ${bget.opsPerSec * batchGetKeys} keys/s (${bget.opsPerSec} batches/s) p50 ${bget.p50Ms} ms p99 ${bget.p99Ms} ms`);
+    return conn(w).call('batchGetReplicaList', { keys: keys.slice(start, start + batchGetKeys) });
+  });
+  const leaderOnly = await perMaster(() => closedLoop(batchConc, seconds, batchGet((w) => sessions[w]!.conn)));
+  const bget = leaderOnly.load;
+  results.batchGetReplicaList = { ...bget, opsPerSec: bget.opsPerSec * batchGetKeys, unit: 'keys/s', note: `batched: ${batchGetKeys} keys per RPC, ${batchConc} in flight, leader only; latency per batch; ${leaderOnly.note}${errNote()}` };
+  say(`batchGetReplicaList (leader): ${bget.opsPerSec * batchGetKeys} keys/s (${bget.opsPerSec} batches/s) p50 ${bget.p50Ms} ms p99 ${bget.p99Ms} ms; ${leaderOnly.note}`);
 
+  const fromAll = await perMaster(() => closedLoop(batchConc, seconds, batchGet((w) => anyConns[w % connections]!)));
+  const aget = fromAll.load;
+  results.batchGetReplicaListAll = { ...aget, opsPerSec: aget.opsPerSec * batchGetKeys, unit: 'keys/s', note: `batched from all masters (readFrom 'any'), ${batchConc} in flight; ${fromAll.note}${errNote()}` };
+  say(`batchGetReplicaList (all masters): ${aget.opsPerSec * batchGetKeys} keys/s p50 ${aget.p50Ms} ms p99 ${aget.p99Ms} ms; ${fromAll.note}`);
+  perMasterDetail.leaderOnly = leaderOnly.masters;
+  perMasterDetail.allMasters = fromAll.masters;
+
+  if (!args.has('--reads-only')) {
   const bput = await closedLoop(batchConc, seconds, tally(async (w: number, n: number) => {
     const s = sessions[w]!;
     const ks = Array.from({ length: batchPutItems }, (_, i) => `bp/${w}/${n}/${i}`);
@@ -117,37 +183,45 @@ try {
   const half = await openLoop(rate, seconds, concurrency, tally((w: number, n: number) => putPair(w, n, 'half')));
   results.putPairsHalfRate = { ...half, unit: 'put pairs/s', note: `open loop at ${rate}/s (50% of peak); latency from scheduled start${errNote()}` };
   say(`put pairs at ${rate}/s: achieved ${half.opsPerSec}/s p50 ${half.p50Ms} ms p99 ${half.p99Ms} ms errors ${half.errors}`);
+  }
 
-  await Promise.all(conns.map((c) => c.close()));
+  await Promise.all([...conns, ...anyConns].map((c) => c.close()));
 
-  const rows = [
+  const rows = ([
     ['put pairs (closed loop)', results.putPairs],
     ['get-replica-list', results.getReplicaList],
-    ['get-replica-list, batched', results.batchGetReplicaList],
+    ['get-replica-list, batched (leader only)', results.batchGetReplicaList],
+    ['batched get-replica-list from all masters', results.batchGetReplicaListAll],
     ['batch put (32)', results.batchPut],
     ['put pairs at 50% of peak', results.putPairsHalfRate],
-  ] as const;
+  ] as const).filter(([, r]) => r !== undefined);
   const md = table(['case', 'rate', 'unit', 'p50 ms', 'p99 ms', 'errors', 'note'],
     rows.map(([name, r]) => [name, r!.opsPerSec, r!.unit, r!.p50Ms, r!.p99Ms, r!.errors, r!.note]));
+  const shareMd = table(['case', 'master', 'role', 'share of keys read', 'keys read', 'server CPU ms', 'CPU µs per key read', 'above idle, µs per key'],
+    Object.entries(perMasterDetail).flatMap(([name, ms]) => ms.map((x) => [name, x.id, x.role, `${round(x.share * 100, 1)}%`, x.keys, round(x.cpuMs, 0), x.cpuUsPerKey, x.marginalUsPerKey])));
   const bestGets = Math.max(results.getReplicaList!.opsPerSec, results.batchGetReplicaList!.opsPerSec);
+  const all = results.batchGetReplicaListAll!.opsPerSec;
+  const lead = results.batchGetReplicaList!.opsPerSec;
   const verdict = [
+    `All masters vs leader only (batched get-replica-list, same run): ${all} vs ${lead} keys/s (×${round(all / Math.max(1, lead), 2)}; goal: not lower → ${all >= lead ? 'met' : 'MISSED'}).`,
+  ];
+  if (results.putPairsHalfRate !== undefined) verdict.push(
     `Targets: put pairs ≥ ${targets.putPairsPerSec}/s → ${results.putPairs!.opsPerSec} (${results.putPairs!.opsPerSec >= targets.putPairsPerSec ? 'met' : 'MISSED'}); ` +
     `get-replica-list ≥ ${targets.getsPerSec}/s → ${bestGets} (${bestGets >= targets.getsPerSec ? 'met' : 'MISSED'}, best of single/batched); ` +
-    `p99 < ${targets.p99AtHalfMs} ms at 50% of peak → ${results.putPairsHalfRate!.p99Ms} ms (${results.putPairsHalfRate!.p99Ms < targets.p99AtHalfMs ? 'met' : 'MISSED'}).`,
-  ];
+    `p99 < ${targets.p99AtHalfMs} ms at 50% of peak → ${results.putPairsHalfRate!.p99Ms} ms (${results.putPairsHalfRate!.p99Ms < targets.p99AtHalfMs ? 'met' : 'MISSED'}).`);
   if (profDir !== null) {
     // Profiles are written on a normal exit: stop gracefully (SIGTERM), not with destroy()'s SIGKILL.
     for (const n of cluster.nodes) await cluster.stop(n.id);
     verdict.push(`CPU profiles: ${readdirSync(profDir).map((f) => path.join(profDir, f)).join(', ')}`);
   }
   if (args.json) {
-    console.log(JSON.stringify({ machine: m, seconds, concurrency, connections, results, targets }));
+    console.log(JSON.stringify({ machine: m, seconds, concurrency, connections, results, perMaster: perMasterDetail, targets }));
   } else {
-    console.log(`\n${md}\n\n${verdict.join('\n')}`);
+    console.log(`\n${md}\n\n${shareMd}\n\n${verdict.join('\n')}`);
   }
   if (!args.has('--no-record')) {
     appendResults('master', `npm run bench:master -- --seconds ${seconds} --concurrency ${concurrency} --connections ${connections}`,
-      `Three \`mooring master\` processes (LocalCluster, default raft: 25 ms ticks, fsync on) and the clients in one more process, all on the same ${m.cores} cores. ${concurrency} logical sessions over ${connections} connections to the leader.\n\n${md}\n\n${verdict.join('\n')}\n`, m);
+      `Idle CPU per master (ms/s, no client load): ${(idleCpuMsPerSec ?? []).map((x) => round(x, 1)).join(' / ')}. Three \`mooring master\` processes (LocalCluster, default raft: 25 ms ticks, fsync on) and the clients in one more process, all on the same ${m.cores} cores. ${concurrency} logical sessions over ${connections} connections to the leader (the all-masters case: ${connections} clients with readFrom 'any').\n\n${md}\n\nPer master (share of the keys read, server CPU of that master's process during the case, per key read by it, and above its idle CPU):\n\n${shareMd}\n\n${verdict.join('\n')}\n`, m);
   }
 } finally {
   await cluster.destroy();

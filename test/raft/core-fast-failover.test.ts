@@ -60,7 +60,7 @@ describe('fast failover on connection loss', () => {
     }
   });
 
-  it('takeElectionMessages hands out the pre-vote at once (before the Ready that carries it)', () => {
+  it('takeUrgentMessages hands out the pre-vote at once (before the Ready that carries it)', () => {
     const net = new Net(ids, opts, 2);
     net.campaign('a');
     net.isolate('a');
@@ -68,10 +68,10 @@ describe('fast failover on connection loss', () => {
     b.reportConnectionLost('a');
     b.reportConnectionLost('a'); // idempotent: the leader is already forgotten
     const st = b.status();
-    const msgs = b.takeElectionMessages();
+    const msgs = b.takeUrgentMessages();
     if (st.role === 'preCandidate') {
       expect(msgs.map((m) => m.type).sort()).toEqual(['preVote', 'preVote']);
-      expect(b.takeElectionMessages()).toEqual([]);
+      expect(b.takeUrgentMessages()).toEqual([]);
     } else {
       expect(msgs).toEqual([]); // not first in line: it waits 2 ticks
     }

@@ -85,7 +85,7 @@ export const TRANSFER_CONTEXT: Uint8Array = new TextEncoder().encode('transfer')
 type CampaignType = 'preElection' | 'election' | 'transfer';
 
 // preVoteResp is not among them: a pre-vote answer promises nothing durable (it changes no term or vote), so it may
-// go out at once (takeElectionMessages), like the pre-vote request itself.
+// go out at once (takeUrgentMessages), like the pre-vote request itself.
 const PERSISTED_TYPES: ReadonlySet<MessageType> = new Set<MessageType>(['appResp', 'voteResp', 'vote']);
 
 function voteRespType(t: MessageType): MessageType {
@@ -432,11 +432,11 @@ export class RaftCore {
   }
 
   /**
-   * Removes and returns the pending pre-vote requests and answers, which may be sent before the current Ready is
+   * Removes and returns the pending pre-vote requests and answers: they may be sent before the current Ready is
    * finished (they acknowledge nothing on disk). Lets a driver whose Ready loop is waiting for an fsync start or
    * answer a pre-vote at once instead of one or two fsyncs later.
    */
-  takeElectionMessages(): Message[] {
+  takeUrgentMessages(): Message[] {
     const out: Message[] = [];
     let kept = 0;
     for (const m of this.msgs) {
@@ -684,10 +684,8 @@ export class RaftCore {
     if (this.fastCampaignAtTick !== null && this.tickCount >= this.fastCampaignAtTick) {
       this.fastCampaignAtTick = null;
       // Only if no leader was heard meanwhile (a heartbeat sets lead, a new term resets the schedule).
-      if (this.role === 'follower' && this.lead === null) {
-        this.fastPreVote();
-        return;
-      }
+      // (fastPreVote resets electionElapsed, so the timeout check below cannot campaign a second time.)
+      if (this.role === 'follower' && this.lead === null) this.fastPreVote();
     }
     if (this.startupLease && this.electionElapsed >= this.electionTimeout) this.startupLease = false;
     if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {

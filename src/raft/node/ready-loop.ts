@@ -10,6 +10,9 @@ import { validateMessage } from '../core/validate.js';
 import type { Timer } from './clock.js';
 import type { NodeContext } from './context.js';
 
+/** Follower ReadIndex requests held until the next Ready round (each carries one round of that follower's reads). */
+export const maxDeferredReadIndex = 4_096;
+
 /** More than a few election timeouts' worth of catch-up ticks changes nothing further. */
 export function maxCatchUpTicks(electionTimeoutTicks: number): number {
   return electionTimeoutTicks * 4;
@@ -21,6 +24,7 @@ export class ReadyLoop {
   private lastTickAtMs: number;
   private scheduled = false;
   running: Promise<void> | null = null;
+  private deferredReadIndex: Message[] = [];
 
   constructor(private readonly ctx: NodeContext) {
     this.lastTickAtMs = ctx.clock.now();
@@ -47,7 +51,7 @@ export class ReadyLoop {
       if (this.running !== null || ctx.stopped) return;
       this.running = this.run().finally(() => {
         this.running = null;
-        if (ctx.core.hasReady() || ctx.parts.reads.hasNext || ctx.parts.proposals.hasBuffered) this.kick();
+        if (ctx.core.hasReady() || ctx.parts.reads.hasNext || ctx.parts.proposals.hasBuffered || this.deferredReadIndex.length > 0) this.kick();
       });
     });
   }
@@ -100,6 +104,7 @@ export class ReadyLoop {
     try {
       this.catchUpTicks();
       reads.startRound();
+      this.stepDeferredReadIndex();
       proposals.flush();
       while (!ctx.stopped && ctx.core.hasReady()) {
         const rd = ctx.core.ready();
@@ -109,6 +114,7 @@ export class ReadyLoop {
         membership.settleAfterAdvance();
         this.catchUpTicks();
         reads.startRound();
+        this.stepDeferredReadIndex();
         proposals.flush();
       }
     } catch (err) {
@@ -187,7 +193,7 @@ export class ReadyLoop {
     if (ctx.stopped) return;
     this.catchUpTicks();
     if (ctx.core.reportConnectionLost(peer)) ctx.log.info({ peer, term: ctx.core.status().term }, 'lost the leader\'s connection: pre-voting without waiting for the election timeout');
-    this.sendElectionMessagesNow();
+    this.sendUrgentMessagesNow();
     this.kick();
   }
 
@@ -195,9 +201,27 @@ export class ReadyLoop {
    * Pre-vote requests and answers acknowledge nothing on disk: send them now rather than after the fsync the Ready
    * loop may be waiting for (under load that wait is tens of milliseconds, twice per pre-vote round trip).
    */
-  private sendElectionMessagesNow(): void {
-    const msgs = this.ctx.core.takeElectionMessages();
+  private sendUrgentMessagesNow(): void {
+    const msgs = this.ctx.core.takeUrgentMessages();
     if (msgs.length > 0) this.sendMessages(msgs);
+  }
+
+  /**
+   * A follower's ReadIndex request is stepped at the next Ready round, after the core's clock is caught up: the
+   * leader may answer it from its lease at once, and a lease must be judged on the time that really passed (a
+   * leader resumed from a pause reads its sockets before its timer runs). Bounded: beyond maxDeferredReadIndex
+   * requests the rest are dropped (the follower's read times out and its client retries).
+   */
+  private deferReadIndex(m: Message): void {
+    if (this.deferredReadIndex.length >= maxDeferredReadIndex) return;
+    this.deferredReadIndex.push(m);
+  }
+
+  private stepDeferredReadIndex(): void {
+    if (this.deferredReadIndex.length === 0) return;
+    const msgs = this.deferredReadIndex;
+    this.deferredReadIndex = [];
+    for (const m of msgs) this.ctx.core.step(m);
   }
 
   onFrame(from: NodeId, frame: unknown): void {
@@ -209,16 +233,20 @@ export class ReadyLoop {
       switch (f.k) {
         case 'r': {
           if (!Array.isArray(f.m) || f.m.length > 100_000) throw new MooringError(ErrorCode.MALFORMED_FRAME, 'raft frame without a message list');
-          let preVotes = false;
+          let urgent = false;
           for (const raw of f.m) {
             const msg = validateMessage(raw);
             if (msg.from !== from) throw new MooringError(ErrorCode.MALFORMED_FRAME, `message claims to be from ${msg.from} on ${from}'s connection`);
             if (msg.to !== ctx.id) continue;
             if (msg.type === 'snap') continue; // snapshots only arrive through the chunked stream
-            if (msg.type === 'preVote') preVotes = true;
+            if (msg.type === 'readIndex') {
+              this.deferReadIndex(msg);
+              continue;
+            }
+            if (msg.type === 'preVote') urgent = true;
             ctx.core.step(msg);
           }
-          if (preVotes) this.sendElectionMessagesNow();
+          if (urgent) this.sendUrgentMessagesNow();
           break;
         }
         case 'sc':
