@@ -38,6 +38,8 @@ beforeAll(async () => {
   await client.mountSegment({ id: 'fuzz-seg', name: 'fuzz-seg', base: 0, size: 1 << 24, protocol: 'tcp', endpoint: '127.0.0.1:9' });
   await client.putStart('fuzz-key', 4096);
   await client.putEnd('fuzz-key');
+  // The client must stay alive (ping) or the master expires it after clientTtlMs and unmounts its segment.
+  client.startPing();
 }, 60_000);
 
 afterAll(async () => {
@@ -147,7 +149,8 @@ describe('stateful fuzz of the peer and RPC ports', () => {
 
   it.skipIf(soakFrames === 0)(`soak: ${soakFrames} frames per port`, async () => {
     const maxTerm = Math.max(0, (await currentTerm()) - 1);
-    const rssBefore = cluster.nodes.map((n) => rssKb(n.proc?.pid));
+    let rssBefore: number[] = [];
+    const warmupRounds = 6;
     const started = Date.now();
     const batch = 500;
     let sent = 0;
@@ -165,12 +168,14 @@ describe('stateful fuzz of the peer and RPC ports', () => {
       r.destroy();
       sent += batch;
       round++;
+      // Baseline after a short warm-up (code paths compiled, buffers and pools allocated once).
+      if (round === warmupRounds) rssBefore = cluster.nodes.map((n) => rssKb(n.proc?.pid));
     }
-    await sleep(5_000); // let the nodes settle before measuring RSS
+    await sleep(10_000); // let the nodes settle before measuring RSS
     const rssAfter = cluster.nodes.map((n) => rssKb(n.proc?.pid));
     console.log(JSON.stringify({
       soakFramesPerPort: sent, seconds: Math.round((Date.now() - started) / 1000), loadavg: os.loadavg().map((x) => x.toFixed(2)),
-      rssKbBefore: rssBefore, rssKbAfter: rssAfter, alive: cluster.nodes.map((n) => n.proc !== null),
+      rssKbAfterWarmup: rssBefore, rssKbAfter: rssAfter, alive: cluster.nodes.map((n) => n.proc !== null),
     }));
     await stillServingIntact();
   }, 24 * 3600_000);
