@@ -150,6 +150,7 @@ describe('stateful fuzz of the peer and RPC ports', () => {
   it.skipIf(soakFrames === 0)(`soak: ${soakFrames} frames per port`, async () => {
     const maxTerm = Math.max(0, (await currentTerm()) - 1);
     let rssBefore: number[] = [];
+    let rssHalfway: number[] = [];
     const warmupRounds = 6;
     const started = Date.now();
     const batch = 500;
@@ -170,12 +171,14 @@ describe('stateful fuzz of the peer and RPC ports', () => {
       round++;
       // Baseline after a short warm-up (code paths compiled, buffers and pools allocated once).
       if (round === warmupRounds) rssBefore = cluster.nodes.map((n) => rssKb(n.proc?.pid));
+      // A second point: RSS that plateaus between halfway and the end is not a leak growing with input.
+      if (rssHalfway.length === 0 && sent >= soakFrames / 2) rssHalfway = cluster.nodes.map((n) => rssKb(n.proc?.pid));
     }
     await sleep(10_000); // let the nodes settle before measuring RSS
     const rssAfter = cluster.nodes.map((n) => rssKb(n.proc?.pid));
     console.log(JSON.stringify({
       soakFramesPerPort: sent, seconds: Math.round((Date.now() - started) / 1000), loadavg: os.loadavg().map((x) => x.toFixed(2)),
-      rssKbAfterWarmup: rssBefore, rssKbAfter: rssAfter, alive: cluster.nodes.map((n) => n.proc !== null),
+      rssKbAfterWarmup: rssBefore, rssKbHalfway: rssHalfway, rssKbAfter: rssAfter, alive: cluster.nodes.map((n) => n.proc !== null),
     }));
     await stillServingIntact();
   }, 24 * 3600_000);
