@@ -1,8 +1,10 @@
 /**
  * Connection budgets for a listening port, so strangers cannot starve it: a cap per remote address, a total cap,
- * a share of the total reserved for connections that have authenticated (on the peer port: members, who can then
- * always connect however many strangers are waiting in their handshakes), and an idle timeout once
- * authenticated. The handshake deadline itself is enforced by the handshake (handshakeTimeoutMs).
+ * a cap on connections still in their handshake, and an idle timeout once authenticated. When the handshake share
+ * or the total is full, a new connection displaces the OLDEST connection still in its handshake (a silent stranger
+ * has had the longest to speak), never an authenticated one: on the peer port a member can always get in however
+ * many strangers hold connections, and its own handshake takes one round trip. The handshake deadline itself is
+ * enforced by the handshake (handshakeTimeoutMs).
  */
 import type net from 'node:net';
 
@@ -22,13 +24,16 @@ export interface ConnectionLimits {
   idleTimeoutMs: number;
 }
 
-export type BudgetRefusal = 'per_address_limit' | 'connection_limit' | 'handshake_slots_full';
+export type BudgetRefusal = 'per_address_limit' | 'connection_limit';
 
 export class ConnectionBudget {
   private readonly perAddress = new Map<string, number>();
   private total = 0;
-  private pending = 0;
+  /** Connections still in their handshake, oldest first (a Set keeps insertion order). */
+  private readonly pending = new Set<net.Socket>();
   private readonly maxPending: number;
+  /** Called for each pending connection displaced by a newer one. */
+  onEvict: (socket: net.Socket) => void = () => {};
 
   constructor(
     readonly limits: Pick<ConnectionLimits, 'maxConnectionsPerAddress' | 'maxInboundConnections' | 'idleTimeoutMs'>,
@@ -49,15 +54,13 @@ export class ConnectionBudget {
     const addr = socket.remoteAddress ?? '?';
     const mine = this.perAddress.get(addr) ?? 0;
     if (mine >= this.limits.maxConnectionsPerAddress) return 'per_address_limit';
-    if (this.total >= this.limits.maxInboundConnections) return 'connection_limit';
-    if (this.pending >= this.maxPending) return 'handshake_slots_full';
+    if (this.total >= this.limits.maxInboundConnections && this.pending.size === 0) return 'connection_limit';
+    if (this.total >= this.limits.maxInboundConnections || this.pending.size >= this.maxPending) this.evictOldestPending();
     this.perAddress.set(addr, mine + 1);
     this.total++;
-    this.pending++;
-    let isPending = true;
+    this.pending.add(socket);
     socket.once('close', () => {
-      if (isPending) this.pending--;
-      isPending = false;
+      this.pending.delete(socket);
       this.total--;
       const n = (this.perAddress.get(addr) ?? 1) - 1;
       if (n <= 0) this.perAddress.delete(addr);
@@ -65,13 +68,20 @@ export class ConnectionBudget {
     });
     return {
       authenticated: () => {
-        if (!isPending) return;
-        isPending = false;
-        this.pending--;
+        if (!this.pending.delete(socket)) return;
         // Idle authenticated connections give their slot back (a silent client, a dead peer behind a NAT).
         socket.setTimeout(this.limits.idleTimeoutMs, () => socket.destroy());
       },
     };
+  }
+
+  private evictOldestPending(): void {
+    const oldest = this.pending.values().next().value as net.Socket | undefined;
+    if (oldest === undefined) return;
+    // Counted out now: its 'close' event comes later, and the new connection takes the slot at once.
+    this.pending.delete(oldest);
+    this.onEvict(oldest);
+    oldest.destroy();
   }
 }
 

@@ -89,6 +89,7 @@ export function createListener(
   onSocket: (socket: net.Socket, admission: Admission) => void,
 ): net.Server {
   let server: net.Server;
+  budget.onEvict = (s) => rejects.reject('handshake_evicted', { remote: s.remoteAddress }, 'connection still in its handshake displaced by a newer one');
   const accept = (socket: net.Socket): void => {
     socket.on('error', () => {}); // reported through FramedSocket; never an uncaught 'error'
     const admission = budget.admit(socket);

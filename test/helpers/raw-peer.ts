@@ -37,6 +37,11 @@ export class RawPeer {
     return p;
   }
 
+  /** Wraps an already connected socket (the caller wrote its own hello). */
+  static wrap(socket: net.Socket): RawPeer {
+    return new RawPeer(socket);
+  }
+
   /** The node's answer to our Hello: its Hello, or `{error: {code}}`. */
   get reply(): Record<string, unknown> | undefined {
     return this.frames[0] as Record<string, unknown> | undefined;
