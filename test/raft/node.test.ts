@@ -18,6 +18,8 @@ interface Member {
   node: RaftNode;
   log: Wal;
   sm: KvStateMachine;
+  /** Peers this member's transport was told to forget (removePeer). */
+  removedPeers: string[];
 }
 
 const dirs: string[] = [];
@@ -39,6 +41,9 @@ async function startMember(net: MemoryNetwork, root: string, id: string, voters:
   const log = await Wal.open(path.join(dir, 'wal'));
   const sm = await KvStateMachine.open(path.join(dir, 'kv'));
   const transport = net.transport(id);
+  const removedPeers: string[] = [];
+  const removePeer = transport.removePeer.bind(transport);
+  transport.removePeer = (peer: string) => { removedPeers.push(peer); removePeer(peer); };
   await transport.start();
   const node = await RaftNode.start({
     id,
@@ -53,7 +58,7 @@ async function startMember(net: MemoryNetwork, root: string, id: string, voters:
     electionTimeoutTicks: 10,
     ...extra,
   });
-  const m = { id, dir, node, log, sm };
+  const m = { id, dir, node, log, sm, removedPeers };
   running.push(m);
   return m;
 }
@@ -210,6 +215,9 @@ describe('RaftNode (in-process, real LevelDB)', () => {
     // The joiner knows the whole membership (not just itself).
     await waitUntil(() => d.node.members().voters.length === 3);
     expect([...d.node.members().voters].sort()).toEqual(cs.voters.sort());
+    // Every remaining member dropped the removed one from its transport (its frames are refused from now on).
+    await waitUntil(() => running.every((m) => m.removedPeers.includes(dead.id)));
+    expect(running.every((m) => !m.removedPeers.includes(m.id) && !m.removedPeers.includes('d'))).toBe(true);
   });
 
   it('rejects proposals once stopped, with a clear code', async () => {

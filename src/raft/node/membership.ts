@@ -56,9 +56,13 @@ export class Membership {
       // A committed entry that does not decode is a bug or corruption that passed the checksum: stop.
       throw new MooringError(ErrorCode.CORRUPT_LOG, `committed membership change at ${e.index} does not decode`, { cause: err });
     }
+    const before = memberIds(this.confState);
     this.confState = ctx.core.applyConfChange(cc);
     this.history.push({ index: e.index, confState: cloneConf(this.confState) });
     ctx.parts.peers.connect([...this.confState.voters, ...this.confState.learners, ...this.confState.votersOutgoing], true);
+    // A removed member leaves the transport's allowlist: its connections close and it can no longer send us frames.
+    const after = memberIds(this.confState);
+    for (const id of before) if (!after.has(id) && id !== ctx.id) ctx.transport.removePeer(id);
     const w = this.pendingConf.get(e.index);
     if (w !== undefined) {
       this.pendingConf.delete(e.index);
@@ -147,4 +151,8 @@ export class Membership {
     for (const p of this.pendingConf.values()) { p.timer.cancel(); p.reject(err); }
     this.pendingConf.clear();
   }
+}
+
+function memberIds(cs: ConfState): Set<NodeId> {
+  return new Set([...cs.voters, ...cs.learners, ...cs.votersOutgoing, ...cs.learnersNext]);
 }
