@@ -36,7 +36,7 @@ import type { ObjectRecord } from '../statemachine/objects.js';
 import type { StateView } from '../statemachine/state-view.js';
 // ---- END tiering ----
 import { planDrain, planReclaim } from '../statemachine/planners.js';
-import { toRaftTunables, type MasterConfig } from './config.js';
+import { peerAuthProblem, toRaftTunables, type MasterConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMasterMetrics, type MasterMetrics } from './metrics.js';
 import { startHttpOps } from './http-ops.js';
@@ -154,7 +154,10 @@ export class MasterNode {
     const peers: PeerAddress[] = cfg.peers.map((p) => ({ id: p.id, host: p.host, port: p.raftPort, rpcPort: p.rpcPort, ...(p.httpPort !== null ? { httpPort: p.httpPort } : {}) }));
     const onReject = (port: RejectPort, reason: string): void => this.metrics.rejectedFrames.inc({ port, reason });
     const limits = cfg.limits;
-    if (cfg.peerToken === null && cfg.tls?.requireClientCert !== true) {
+    // Peers authenticate by default, for embedders too (the CLI checks the same before it starts a node).
+    const authProblem = peerAuthProblem(cfg);
+    if (authProblem !== null) throw new MooringError(ErrorCode.INVALID_CONFIG, authProblem);
+    if (cfg.peerToken === null && cfg.tls?.requireClientCert !== true && cfg.insecure) {
       this.logger.warn({ insecure: true }, 'INSECURE: peers are not authenticated (insecure: true); any host that reaches the peer port can take part in consensus');
     }
     this.transport = new TcpPeerTransport({

@@ -36,6 +36,7 @@ describe('exactly-once before admission', () => {
     const ports = await freePorts(9);
     const peers = [0, 1, 2].map((i) => ({ id: `m${i + 1}`, host: '127.0.0.1', raftPort: ports[i * 3]!, rpcPort: ports[i * 3 + 1]!, httpPort: ports[i * 3 + 2]! }));
     const nodes = await Promise.all(peers.map((p) => MasterNode.start(parseConfig({
+      peerToken: 'test-peer-token', // peers authenticate (the only way a multi-node master starts)
       nodeId: p.id, dataDir: path.join(root, p.id),
       listen: { host: '127.0.0.1', raftPort: p.raftPort, rpcPort: p.rpcPort, httpPort: p.httpPort },
       peers, raft: { tickMs: 50 }, leaseTtlMs: 200, // slow elections: no spurious leader change on a loaded machine

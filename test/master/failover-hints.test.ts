@@ -36,6 +36,7 @@ async function cluster(): Promise<MasterNode[]> {
   const ports = await freePorts(9);
   const peers = [0, 1, 2].map((i) => ({ id: `m${i + 1}`, host: '127.0.0.1', raftPort: ports[i * 3]!, rpcPort: ports[i * 3 + 1]!, httpPort: ports[i * 3 + 2]! }));
   const nodes = await Promise.all(peers.map((p) => MasterNode.start(parseConfig({
+    peerToken: 'test-peer-token', // peers authenticate (the only way a multi-node master starts)
     nodeId: p.id, dataDir: path.join(root, p.id),
     listen: { host: '127.0.0.1', raftPort: p.raftPort, rpcPort: p.rpcPort, httpPort: p.httpPort },
     peers, raft: { tickMs: 50 }, // 300-600 ms elections, parking up to 1.2 s: slack for a loaded machine

@@ -26,6 +26,7 @@ async function cluster(extra: Record<string, unknown> = {}): Promise<{ nodes: Ma
   const ports = await freePorts(9);
   const peers = Array.from({ length: 3 }, (_, i) => ({ id: `m${i + 1}`, host: '127.0.0.1', raftPort: ports[i * 3]!, rpcPort: ports[i * 3 + 1]!, httpPort: ports[i * 3 + 2]! }));
   const configs = peers.map((p) => parseConfig({
+    peerToken: 'test-peer-token', // peers authenticate (the only way a multi-node master starts)
     nodeId: p.id,
     dataDir: path.join(root, p.id),
     listen: { host: '127.0.0.1', raftPort: p.raftPort, rpcPort: p.rpcPort, httpPort: p.httpPort },

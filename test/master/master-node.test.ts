@@ -26,6 +26,7 @@ async function cluster(n: number, extra: Record<string, unknown> = {}): Promise<
   const ports = await freePorts(n * 3);
   const peers = Array.from({ length: n }, (_, i) => ({ id: `m${i + 1}`, host: '127.0.0.1', raftPort: ports[i * 3]!, rpcPort: ports[i * 3 + 1]!, httpPort: ports[i * 3 + 2]! }));
   const configs = peers.map((p) => parseConfig({
+    peerToken: 'test-peer-token', // peers authenticate (the only way a multi-node master starts)
     nodeId: p.id,
     dataDir: path.join(root, p.id),
     listen: { host: '127.0.0.1', raftPort: p.raftPort, rpcPort: p.rpcPort, httpPort: p.httpPort },
@@ -135,6 +136,19 @@ describe('MasterNode with MasterClient', () => {
     expect((await c.ping()).status).toBe('NEED_REMOUNT');
     await c.mountSegment(segment('s7'));
     expect((await c.ping()).status).toBe('OK');
+  });
+});
+
+describe('MasterNode peer authentication', () => {
+  it('refuses to start a cluster member whose peers would not authenticate; insecure: true is the explicit way out', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'mooring-master-'));
+    cleanup.push(() => rmSync(root, { recursive: true, force: true }));
+    const ports = await freePorts(6);
+    const peers = [0, 1].map((i) => ({ id: `m${i + 1}`, host: '127.0.0.1', raftPort: ports[i * 3]!, rpcPort: ports[i * 3 + 1]!, httpPort: ports[i * 3 + 2]! }));
+    const base = { nodeId: 'm1', dataDir: path.join(root, 'm1'), listen: { host: '127.0.0.1', raftPort: peers[0]!.raftPort, rpcPort: peers[0]!.rpcPort, httpPort: peers[0]!.httpPort }, peers };
+    await expect(MasterNode.start(parseConfig(base), { logger: silentLogger() })).rejects.toMatchObject({ code: ErrorCode.INVALID_CONFIG, message: expect.stringMatching(/peerTokenFile/) });
+    const insecure = await MasterNode.start(parseConfig({ ...base, insecure: true }), { logger: silentLogger() });
+    await insecure.stop();
   });
 });
 

@@ -19,6 +19,7 @@ export async function startMasters(n: number, extra: Record<string, unknown> = {
   const ports = await freePorts(n * 3);
   const peers = Array.from({ length: n }, (_, i) => ({ id: `m${i + 1}`, host: '127.0.0.1', raftPort: ports[i * 3]!, rpcPort: ports[i * 3 + 1]!, httpPort: ports[i * 3 + 2]! }));
   const nodes = await Promise.all(peers.map((p) => MasterNode.start(parseConfig({
+    peerToken: 'test-peer-token', // peers authenticate (the only way a multi-node master starts)
     nodeId: p.id,
     dataDir: path.join(root, p.id),
     listen: { host: '127.0.0.1', raftPort: p.raftPort, rpcPort: p.rpcPort, httpPort: p.httpPort },

@@ -6,6 +6,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { MasterClient } from '../../master/client.js';
@@ -189,6 +190,8 @@ export class ProcessCluster {
   readonly proxies = new Map<string, FaultProxy>();
   readonly endpoints: string[] = [];
   private readonly opts: ClusterOptions;
+  /** The masters' shared peer token (peers authenticate; a fresh secret per campaign). */
+  private readonly peerToken = randomBytes(32).toString('hex');
   private readonly ownsRoot: boolean;
   private readonly admin: Map<string, MasterClient> = new Map();
   /** Every storage clientId that has died (killed incarnations). */
@@ -254,6 +257,7 @@ export class ProcessCluster {
       }
       const config = {
         nodeId: ids[i]!,
+        peerToken: this.peerToken,
         dataDir,
         listen: { host: '127.0.0.1', raftPort: raftPorts[i]!, rpcPort: rpcPorts[i]!, httpPort: 0 },
         peers,
