@@ -156,6 +156,19 @@ export const backupCallTimeoutMs = 30_000;
  */
 export async function streamBackup(call: Call, adminArgs: (a: Record<string, unknown>) => Record<string, unknown>, out: Writable, onProgress?: (p: BackupProgress) => void): Promise<BackupResult> {
   const begun = (await call('backupBegin', adminArgs({}), { timeoutMs: backupCallTimeoutMs })) as { backupId: string; header: BackupHeader };
+  const pages = (async function* () {
+    for (;;) {
+      // No retry on another endpoint: the session lives on the node that began it.
+      const page = (await call('backupNext', adminArgs({ backupId: begun.backupId }), { timeoutMs: backupCallTimeoutMs, retry: { maxAttempts: 1 } })) as { chunks: Uint8Array[]; done: boolean };
+      yield* page.chunks;
+      if (page.done) return;
+    }
+  })();
+  return writeBackup(begun.header, pages, out, onProgress);
+}
+
+/** Writes a backup file (header, the state machine's snapshot stream, checksum trailer) to `out`. */
+export async function writeBackup(header: BackupHeader, chunks: AsyncIterable<Uint8Array>, out: Writable, onProgress?: (p: BackupProgress) => void): Promise<BackupResult> {
   const hash = createHash('sha256');
   let bytes = 0;
   const write = async (b: Uint8Array, hashed = true): Promise<void> => {
@@ -168,15 +181,12 @@ export async function streamBackup(call: Call, adminArgs: (a: Record<string, unk
       out.once('error', onErr);
     });
   };
-  await write(encodeBackupHeader(begun.header));
-  for (;;) {
-    // No retry on another endpoint: the session lives on the node that began it.
-    const page = (await call('backupNext', adminArgs({ backupId: begun.backupId }), { timeoutMs: backupCallTimeoutMs, retry: { maxAttempts: 1 } })) as { chunks: Uint8Array[]; done: boolean };
-    for (const c of page.chunks) await write(c);
-    onProgress?.({ bytes, header: begun.header });
-    if (page.done) break;
+  await write(encodeBackupHeader(header));
+  for await (const c of chunks) {
+    await write(c);
+    onProgress?.({ bytes, header });
   }
   const digest = hash.digest();
   await write(Buffer.concat([backupEndMagic, digest]), false);
-  return { header: begun.header, bytes, sha256: digest.toString('hex') };
+  return { header, bytes, sha256: digest.toString('hex') };
 }
