@@ -28,7 +28,7 @@ import { LeaseTable } from '../statemachine/leases.js';
 import { ClientLiveness, planClientExpiry } from '../statemachine/clients.js';
 import { planEviction, planEvictionForPut } from '../statemachine/eviction.js';
 // ---- BEGIN tiering (store) imports ----
-import type { Evict, EvictItem } from '../statemachine/commands.js';
+import type { BatchPutStart, Evict, EvictItem, PutStart, UpsertStart } from '../statemachine/commands.js';
 import type { ObjectRecord } from '../statemachine/objects.js';
 import type { StateView } from '../statemachine/state-view.js';
 // ---- END tiering ----
@@ -67,6 +67,12 @@ export const demotionTimeoutMs = 5_000;
 export const demotionResendMs = 2_000;
 export const maxPendingDemotions = 1_024;
 export const maxTierTasksPerPing = 64;
+/**
+ * A put that needs room (eviction candidates attached) while a DISK tier can take them waits up to this long for
+ * their demotion before anything is dropped; then it proceeds with what still has to go.
+ */
+export const putDemotionWaitMs = 1_500;
+export const putDemotionPollMs = 25;
 // ---- END tiering ----
 
 export interface MasterNodeOptions {
@@ -305,6 +311,7 @@ export class MasterNode {
       if (prev === undefined) throw err;
       return unwrap(prev);
     }
+    await this.demoteBeforePut(command);
     const started = process.hrtime.bigint();
     const result = (await this.raft.propose(encodeMasterCommand(command, now))) as Result;
     this.metrics.observeProposal(Number(process.hrtime.bigint() - started) / 1e9);
@@ -338,24 +345,50 @@ export class MasterNode {
         }
         break;
       case 'PutStart':
-      case 'UpsertStart': {
-        const evictable = planEvictionForPut(this.state, this.leases, now, command.size, command.replicaNum, command.tier ?? 'DRAM');
-        if (evictable.length > 0) command.evictable = evictable;
-        break;
-      }
+      case 'UpsertStart':
       case 'BatchPutStart': {
-        let total = 0;
-        let replicas = 1;
-        for (const it of command.items) {
-          total += it.size * it.replicaNum;
-          replicas = Math.max(replicas, it.replicaNum);
-        }
-        const evictable = planEvictionForPut(this.state, this.leases, now, Math.ceil(total / replicas), replicas);
+        const evictable = this.evictableFor(command, now);
         if (evictable.length > 0) command.evictable = evictable;
         break;
       }
       default:
         break;
+    }
+  }
+
+  /** Eviction candidates a put needs (planEvictionForPut), [] when it fits now. */
+  private evictableFor(command: PutStart | UpsertStart | BatchPutStart, now: number): EvictItem[] {
+    if (command.type !== 'BatchPutStart') return planEvictionForPut(this.state, this.leases, now, command.size, command.replicaNum, command.tier ?? 'DRAM');
+    let total = 0;
+    let replicas = 1;
+    for (const it of command.items) {
+      total += it.size * it.replicaNum;
+      replicas = Math.max(replicas, it.replicaNum);
+    }
+    return planEvictionForPut(this.state, this.leases, now, Math.ceil(total / replicas), replicas);
+  }
+
+  /**
+   * Demotion instead of drops for a put that needs room: candidates a DISK segment can take become demotion tasks
+   * (the same as the watermark's), and the put waits up to putDemotionWaitMs for the space they free. Whatever it
+   * still needs then is dropped as before (the candidates are planned again from the current state).
+   */
+  private async demoteBeforePut(command: Command): Promise<void> {
+    if (command.type !== 'PutStart' && command.type !== 'UpsertStart' && command.type !== 'BatchPutStart') return;
+    const wanted = command.evictable;
+    if (wanted === undefined || wanted.length === 0) return;
+    const start = Date.now();
+    const drop = this.planDemotions({ type: 'Evict', items: wanted }, start);
+    if (drop !== null && drop.items.length === wanted.length) return; // nothing demotable: drop as before
+    for (;;) {
+      await new Promise((r) => setTimeout(r, putDemotionPollMs));
+      const now = Date.now();
+      const evictable = this.evictableFor(command, now);
+      if (evictable.length === 0 || now - start >= putDemotionWaitMs || !this.raft.isLeader) {
+        if (evictable.length > 0) command.evictable = evictable;
+        else delete command.evictable;
+        return;
+      }
     }
   }
 
