@@ -16,6 +16,7 @@ import { backupEndMagic, backupVersion, encodeBackupHeader, type BackupHeader, t
 
 export const maxBackupSessions = 2;
 export const backupSessionIdleMs = 30_000;
+const backupSweepIntervalMs = 5_000;
 /** Target payload of one backupNext reply (bounded again by the frame limit). */
 export const backupReplyBytes = 4 * 1024 * 1024;
 /** Room left in a frame for the reply envelope. */
@@ -45,9 +46,10 @@ interface Session {
 export class BackupService {
   private readonly sessions = new Map<string, Session>();
   private readonly sweeper: NodeJS.Timeout;
+  private lastSweepMs = Date.now();
 
   constructor(private readonly src: BackupSource) {
-    this.sweeper = setInterval(() => this.sweep(Date.now()), Math.min(backupSessionIdleMs, 5_000));
+    this.sweeper = setInterval(() => this.sweep(Date.now()), backupSweepIntervalMs);
     this.sweeper.unref();
   }
 
@@ -124,6 +126,9 @@ export class BackupService {
   }
 
   private sweep(now: number): void {
+    // A late sweep means this process was blocked (a long apply, a paused VM): no client could call meanwhile.
+    if (now - this.lastSweepMs > 2 * backupSweepIntervalMs) for (const s of this.sessions.values()) s.lastUsedMs = now;
+    this.lastSweepMs = now;
     for (const [id, s] of this.sessions) if (!s.busy && now - s.lastUsedMs > backupSessionIdleMs) this.drop(id);
   }
 
