@@ -69,7 +69,8 @@ export const maxPendingDemotions = 1_024;
 export const maxTierTasksPerPing = 64;
 /**
  * A put that needs room (eviction candidates attached) while a DISK tier can take them waits up to this long for
- * their demotion before anything is dropped; then it proceeds with what still has to go.
+ * their demotion before anything is dropped (longer, up to demotionTimeoutMs, while one is mid-copy); then it
+ * proceeds with what still has to go.
  */
 export const putDemotionWaitMs = 1_500;
 export const putDemotionPollMs = 25;
@@ -380,11 +381,20 @@ export class MasterNode {
     const start = Date.now();
     const drop = this.planDemotions({ type: 'Evict', items: wanted }, start);
     if (drop !== null && drop.items.length === wanted.length) return; // nothing demotable: drop as before
+    const st = this.state as unknown as StateView;
+    // A candidate mid-copy cannot be evicted either: past the soft wait, keep waiting while one is (up to the
+    // demotion timeout), so the put does not end with NO_SPACE where it used to evict.
+    const copying = (): boolean => wanted.some((it) => {
+      const o = st.objects.get(it.key);
+      if (o === undefined) return false;
+      return o.offload !== null || (this.demotions.has(it.key) && o.replicas.some((r) => r.tier !== 'DISK'));
+    });
     for (;;) {
       await new Promise((r) => setTimeout(r, putDemotionPollMs));
       const now = Date.now();
       const evictable = this.evictableFor(command, now);
-      if (evictable.length === 0 || now - start >= putDemotionWaitMs || !this.raft.isLeader) {
+      const waited = now - start;
+      if (evictable.length === 0 || waited >= demotionTimeoutMs || (waited >= putDemotionWaitMs && !copying()) || !this.raft.isLeader) {
         if (evictable.length > 0) command.evictable = evictable;
         else delete command.evictable;
         return;
