@@ -7,6 +7,7 @@ import { ErrorCode, MooringError } from '../errors.js';
 import type { LeaseTable } from '../statemachine/leases.js';
 import type { MasterState } from '../statemachine/master-state.js';
 import { planEvictionForPut } from '../statemachine/eviction.js';
+import type { BatchPutStart, EvictItem, PutStart, UpsertStart } from '../statemachine/commands.js';
 import type { ClientCommand } from './rpc-methods.js';
 
 export function admit(command: ClientCommand, state: MasterState, leases: LeaseTable, now: number): void {
@@ -30,23 +31,25 @@ export function admit(command: ClientCommand, state: MasterState, leases: LeaseT
       }
       break;
     case 'PutStart':
-    case 'UpsertStart': {
-      const evictable = planEvictionForPut(state, leases, now, command.size, command.replicaNum, command.tier ?? 'DRAM');
-      if (evictable.length > 0) command.evictable = evictable;
-      break;
-    }
+    case 'UpsertStart':
     case 'BatchPutStart': {
-      let total = 0;
-      let replicas = 1;
-      for (const it of command.items) {
-        total += it.size * it.replicaNum;
-        replicas = Math.max(replicas, it.replicaNum);
-      }
-      const evictable = planEvictionForPut(state, leases, now, Math.ceil(total / replicas), replicas);
+      const evictable = evictableFor(command, state, leases, now);
       if (evictable.length > 0) command.evictable = evictable;
       break;
     }
     default:
       break;
   }
+}
+
+/** Eviction candidates a put needs (planEvictionForPut), [] when it fits now. */
+export function evictableFor(command: PutStart | UpsertStart | BatchPutStart, state: MasterState, leases: LeaseTable, now: number): EvictItem[] {
+  if (command.type !== 'BatchPutStart') return planEvictionForPut(state, leases, now, command.size, command.replicaNum, command.tier ?? 'DRAM');
+  let total = 0;
+  let replicas = 1;
+  for (const it of command.items) {
+    total += it.size * it.replicaNum;
+    replicas = Math.max(replicas, it.replicaNum);
+  }
+  return planEvictionForPut(state, leases, now, Math.ceil(total / replicas), replicas);
 }

@@ -16,6 +16,7 @@ import { backupEndMagic, backupVersion, encodeBackupHeader, type BackupHeader, t
 
 export const maxBackupSessions = 2;
 export const backupSessionIdleMs = 30_000;
+const backupSweepIntervalMs = 5_000;
 /** Target payload of one backupNext reply (bounded again by the frame limit). */
 export const backupReplyBytes = 4 * 1024 * 1024;
 /** Room left in a frame for the reply envelope. */
@@ -45,9 +46,10 @@ interface Session {
 export class BackupService {
   private readonly sessions = new Map<string, Session>();
   private readonly sweeper: NodeJS.Timeout;
+  private lastSweepMs = Date.now();
 
   constructor(private readonly src: BackupSource) {
-    this.sweeper = setInterval(() => this.sweep(Date.now()), Math.min(backupSessionIdleMs, 5_000));
+    this.sweeper = setInterval(() => this.sweep(Date.now()), backupSweepIntervalMs);
     this.sweeper.unref();
   }
 
@@ -124,6 +126,9 @@ export class BackupService {
   }
 
   private sweep(now: number): void {
+    // A late sweep means this process was blocked (a long apply, a paused VM): no client could call meanwhile.
+    if (now - this.lastSweepMs > 2 * backupSweepIntervalMs) for (const s of this.sessions.values()) s.lastUsedMs = now;
+    this.lastSweepMs = now;
     for (const [id, s] of this.sessions) if (!s.busy && now - s.lastUsedMs > backupSessionIdleMs) this.drop(id);
   }
 
@@ -156,6 +161,19 @@ export const backupCallTimeoutMs = 30_000;
  */
 export async function streamBackup(call: Call, adminArgs: (a: Record<string, unknown>) => Record<string, unknown>, out: Writable, onProgress?: (p: BackupProgress) => void): Promise<BackupResult> {
   const begun = (await call('backupBegin', adminArgs({}), { timeoutMs: backupCallTimeoutMs })) as { backupId: string; header: BackupHeader };
+  const pages = (async function* () {
+    for (;;) {
+      // No retry on another endpoint: the session lives on the node that began it.
+      const page = (await call('backupNext', adminArgs({ backupId: begun.backupId }), { timeoutMs: backupCallTimeoutMs, retry: { maxAttempts: 1 } })) as { chunks: Uint8Array[]; done: boolean };
+      yield* page.chunks;
+      if (page.done) return;
+    }
+  })();
+  return writeBackup(begun.header, pages, out, onProgress);
+}
+
+/** Writes a backup file (header, the state machine's snapshot stream, checksum trailer) to `out`. */
+export async function writeBackup(header: BackupHeader, chunks: AsyncIterable<Uint8Array>, out: Writable, onProgress?: (p: BackupProgress) => void): Promise<BackupResult> {
   const hash = createHash('sha256');
   let bytes = 0;
   const write = async (b: Uint8Array, hashed = true): Promise<void> => {
@@ -168,15 +186,12 @@ export async function streamBackup(call: Call, adminArgs: (a: Record<string, unk
       out.once('error', onErr);
     });
   };
-  await write(encodeBackupHeader(begun.header));
-  for (;;) {
-    // No retry on another endpoint: the session lives on the node that began it.
-    const page = (await call('backupNext', adminArgs({ backupId: begun.backupId }), { timeoutMs: backupCallTimeoutMs, retry: { maxAttempts: 1 } })) as { chunks: Uint8Array[]; done: boolean };
-    for (const c of page.chunks) await write(c);
-    onProgress?.({ bytes, header: begun.header });
-    if (page.done) break;
+  await write(encodeBackupHeader(header));
+  for await (const c of chunks) {
+    await write(c);
+    onProgress?.({ bytes, header });
   }
   const digest = hash.digest();
   await write(Buffer.concat([backupEndMagic, digest]), false);
-  return { header: begun.header, bytes, sha256: digest.toString('hex') };
+  return { header, bytes, sha256: digest.toString('hex') };
 }

@@ -31,7 +31,7 @@ import { LeaseTable } from '../statemachine/leases.js';
 import { ClientLiveness, planClientExpiry } from '../statemachine/clients.js';
 import { planEviction } from '../statemachine/eviction.js';
 // ---- BEGIN tiering (store) imports ----
-import type { Evict, EvictItem } from '../statemachine/commands.js';
+import type { BatchPutStart, Evict, EvictItem, PutStart, UpsertStart } from '../statemachine/commands.js';
 import type { ObjectRecord } from '../statemachine/objects.js';
 import type { StateView } from '../statemachine/state-view.js';
 // ---- END tiering ----
@@ -46,7 +46,7 @@ import { peerClusterId, readIdentity } from './backup-format.js';
 import { LeaderContact } from './leader-contact.js';
 import { LeaseSync } from './lease-sync.js';
 import { LeaderGate } from './leader-gate.js';
-import { admit } from './admission.js';
+import { admit, evictableFor } from './admission.js';
 import { MasterStateMachine, encodeMasterCommand } from './state-adapter.js';
 import { decodeKeys, followerReplicaResult, leaseGrantingHandler, linearizableRead } from './follower-reads.js';
 import {
@@ -79,6 +79,13 @@ export const demotionTimeoutMs = 5_000;
 export const demotionResendMs = 2_000;
 export const maxPendingDemotions = 1_024;
 export const maxTierTasksPerPing = 64;
+/**
+ * A put that needs room (eviction candidates attached) while a DISK tier can take them waits up to this long for
+ * their demotion before anything is dropped (longer, up to demotionTimeoutMs, while one is mid-copy); then it
+ * proceeds with what still has to go.
+ */
+export const putDemotionWaitMs = 1_500;
+export const putDemotionPollMs = 25;
 // ---- END tiering ----
 
 export interface MasterNodeOptions {
@@ -395,6 +402,7 @@ export class MasterNode {
       if (again === undefined) throw err;
       return unwrap(await this.gate.whileLeading(again));
     }
+    await this.demoteBeforePut(command);
     const started = process.hrtime.bigint();
     const proposal = this.raft.propose(encodeMasterCommand(command, now)) as Promise<Result>;
     if (session !== null) {
@@ -421,6 +429,39 @@ export class MasterNode {
     if (typeof c.clientId !== 'string' || typeof c.seq !== 'number') return undefined;
     await this.raft.read();
     return this.state.sessionReply(c.clientId, c.seq);
+  }
+
+  /**
+   * Demotion instead of drops for a put that needs room: candidates a DISK segment can take become demotion tasks
+   * (the same as the watermark's), and the put waits up to putDemotionWaitMs for the space they free. Whatever it
+   * still needs then is dropped as before (the candidates are planned again from the current state).
+   */
+  private async demoteBeforePut(command: Command): Promise<void> {
+    if (command.type !== 'PutStart' && command.type !== 'UpsertStart' && command.type !== 'BatchPutStart') return;
+    const wanted = command.evictable;
+    if (wanted === undefined || wanted.length === 0) return;
+    const start = Date.now();
+    const drop = this.planDemotions({ type: 'Evict', items: wanted }, start);
+    if (drop !== null && drop.items.length === wanted.length) return; // nothing demotable: drop as before
+    const st = this.state as unknown as StateView;
+    // A candidate mid-copy cannot be evicted either: past the soft wait, keep waiting while one is (up to the
+    // demotion timeout), so the put does not end with NO_SPACE where it used to evict.
+    const copying = (): boolean => wanted.some((it) => {
+      const o = st.objects.get(it.key);
+      if (o === undefined) return false;
+      return o.offload !== null || (this.demotions.has(it.key) && o.replicas.some((r) => r.tier !== 'DISK'));
+    });
+    for (;;) {
+      await new Promise((r) => setTimeout(r, putDemotionPollMs));
+      const now = Date.now();
+      const evictable = evictableFor(command, this.state, this.leases, now);
+      const waited = now - start;
+      if (evictable.length === 0 || waited >= demotionTimeoutMs || (waited >= putDemotionWaitMs && !copying()) || !this.raft.isLeader) {
+        if (evictable.length > 0) command.evictable = evictable;
+        else delete command.evictable;
+        return;
+      }
+    }
   }
 
   private async handleRead(method: ReadMethod, raw: unknown): Promise<ResultOf<ReadMethod>> {

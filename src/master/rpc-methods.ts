@@ -132,9 +132,9 @@ export interface MasterRpc {
   offloadStart: { args: { key: string }; result: { source: ReplicaDescriptor[]; target: ReplicaDescriptor } };
   offloadEnd: { args: { key: string }; result: null };
   offloadRevoke: { args: { key: string }; result: null };
-  repairStart: { args: { key: string; createdIndex: number }; result: { source: ReplicaDescriptor[]; target: ReplicaDescriptor } };
-  repairEnd: { args: { key: string }; result: null };
-  repairRevoke: { args: { key: string }; result: null };
+  repairStart: { args: { key: string; createdIndex: number }; result: { repairId: number; source: ReplicaDescriptor[]; target: ReplicaDescriptor } };
+  repairEnd: { args: { key: string; repairId: number }; result: null };
+  repairRevoke: { args: { key: string; repairId: number }; result: null };
   getReplicaList: { args: { key: string; stale?: boolean }; result: GetReplicaListValue };
   batchGetReplicaList: { args: { keys: string[]; stale?: boolean }; result: Array<Result<GetReplicaListValue>> };
   existKey: { args: { key: string; stale?: boolean }; result: boolean };

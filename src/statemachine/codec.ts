@@ -73,7 +73,7 @@ export function encodeObject(o: ObjectRecord): Buffer {
     // as they were, and a record without them reads as replicaNum = its replica count, no repair.
     ...(o.replicaNum === o.replicas.length && o.repair === null
       ? []
-      : [o.replicaNum, o.repair === null ? null : [flatReplicas([o.repair.replica]), o.repair.startedAtMs]]),
+      : [o.replicaNum, o.repair === null ? null : [flatReplicas([o.repair.replica]), o.repair.startedAtMs, o.repair.startedIndex]]),
   ]);
 }
 
@@ -101,7 +101,7 @@ export function decodeObject(key: string, buf: Uint8Array, intern?: (s: string) 
         : { size: p[0] as number, replicas: unflatReplicas(p[1] as unknown[]), startedAtMs: p[2] as number, softPin: p[3] === 1, hardPin: p[4] === 1 },
     offload: off === null ? null : { replica: unflatReplicas(off[0] as unknown[])[0]!, startedAtMs: off[1] as number },
     replicaNum: a.length >= 12 ? (a[10] as number) : replicas.length,
-    repair: rep === null ? null : { replica: unflatReplicas(rep[0] as unknown[])[0]!, startedAtMs: rep[1] as number },
+    repair: rep === null ? null : { replica: unflatReplicas(rep[0] as unknown[])[0]!, startedAtMs: rep[1] as number, startedIndex: rep[2] as number },
   };
 }
 
@@ -237,10 +237,10 @@ function decodeObjectFast(key: string, buf: Uint8Array, intern: ((s: string) => 
   if (fields === 12) {
     replicaNum = m.num();
     const rn = m.arr();
-    if (rn === 2) {
+    if (rn === 3) {
       const r = m.replicas(intern);
       if (r === null || r.length !== 1) return null;
-      repair = { replica: r[0]!, startedAtMs: m.num() };
+      repair = { replica: r[0]!, startedAtMs: m.num(), startedIndex: m.num() };
     } else if (rn !== -1) return null;
   }
   if (!m.ok || m.pos !== m.b.length) return null;

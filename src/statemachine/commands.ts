@@ -97,9 +97,12 @@ export type OffloadRevoke = ClientWrite & { type: 'OffloadRevoke'; key: string }
  * makes sure the object is still the one the leader planned for. The caller copies a verified replica there.
  */
 export type RepairStart = ClientWrite & { type: 'RepairStart'; key: string; createdIndex: number };
-/** The repair replica becomes COMPLETE (idempotent: no repair in progress is not an error). */
-export type RepairEnd = ClientWrite & { type: 'RepairEnd'; key: string };
-export type RepairRevoke = ClientWrite & { type: 'RepairRevoke'; key: string };
+/**
+ * The repair replica of attempt `repairId` (RepairStart's reply) becomes COMPLETE. Naming the attempt keeps a late
+ * RepairEnd of a reclaimed attempt from completing another attempt's unwritten replica. Idempotent.
+ */
+export type RepairEnd = ClientWrite & { type: 'RepairEnd'; key: string; repairId: number };
+export type RepairRevoke = ClientWrite & { type: 'RepairRevoke'; key: string; repairId: number };
 /** Leader-proposed: clients silent for `clientTtlMs` (re-checked against the entry time) go with their segments. */
 export type ExpireClients = { type: 'ExpireClients'; clientIds: string[]; clientTtlMs: number };
 /** Leader-proposed: PutStarts/UpsertStarts/OffloadStarts older than `putTimeoutMs` are revoked. */
@@ -297,11 +300,16 @@ export function validateCommand(v: unknown): asserts v is Command {
     case 'OffloadStart':
     case 'OffloadEnd':
     case 'OffloadRevoke':
-    case 'RepairEnd':
-    case 'RepairRevoke':
       validateClientWrite(c);
       validateKey(c['key']);
       return;
+    case 'RepairEnd':
+    case 'RepairRevoke': {
+      validateClientWrite(c);
+      validateKey(c['key']);
+      int(c['repairId'], 'repairId', 0, Number.MAX_SAFE_INTEGER);
+      return;
+    }
     case 'RepairStart':
       validateClientWrite(c);
       validateKey(c['key']);

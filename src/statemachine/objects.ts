@@ -29,6 +29,11 @@ export interface PendingOffload {
   startedAtMs: number;
 }
 
+/** A replica being written by RepairStart; `startedIndex` (the RepairStart's index) names the attempt. */
+export interface PendingRepair extends PendingOffload {
+  startedIndex: number;
+}
+
 export interface ObjectRecord {
   key: string;
   size: number;
@@ -50,7 +55,7 @@ export interface ObjectRecord {
    */
   replicaNum: number;
   /** A replica being added by RepairStart (re-replication); it joins `replicas` at RepairEnd. */
-  repair: PendingOffload | null;
+  repair: PendingRepair | null;
 }
 
 export function isComplete(o: ObjectRecord): boolean {

@@ -226,9 +226,9 @@ export class StateCore {
       case 'RepairStart':
         return this.repairStart(cmd.key, cmd.createdIndex);
       case 'RepairEnd':
-        return this.repairEnd(cmd.key);
+        return this.repairEnd(cmd.key, cmd.repairId);
       case 'RepairRevoke':
-        return this.repairRevoke(cmd.key);
+        return this.repairRevoke(cmd.key, cmd.repairId);
       case 'ExpireClients':
         return this.expireClients(cmd.clientIds, cmd.clientTtlMs);
       case 'ReclaimPuts':
@@ -670,24 +670,27 @@ export class StateCore {
     const tier = sources[0]!.tier;
     const segs = this.place(o.size, 1, tier, undefined, avoid);
     const [replica] = segs.length > 0 ? this.allocate(o.size, 1, tier, undefined, undefined, null, avoid) : this.allocate(o.size, 1, tier, undefined, undefined, null, used);
-    o.repair = { replica: replica!, startedAtMs: this.now };
+    o.repair = { replica: replica!, startedAtMs: this.now, startedIndex: this.index };
     this.touchObject(o);
-    return { source: this.describe(sources), target: this.describe([replica!])[0] };
+    return { repairId: this.index, source: this.describe(sources), target: this.describe([replica!])[0] };
   }
 
-  private repairEnd(key: string): null {
+  private repairEnd(key: string, repairId: number): null {
     const o = this.objects.get(key);
     if (o === undefined) fail(ErrorCode.OBJECT_NOT_FOUND, `no object ${key}`);
-    if (o.repair === null) return null; // idempotent (a retry after it was applied)
+    if (o.repair === null || o.repair.startedIndex !== repairId) {
+      // A retry of an applied RepairEnd is answered from the session's reply window; anything else is stale.
+      fail(ErrorCode.INVALID_ARGUMENT, `object ${key} has no repair ${repairId} in progress (reclaimed or revoked?)`);
+    }
     o.replicas = [...o.replicas, { ...o.repair.replica, status: 'COMPLETE' }];
     o.repair = null;
     this.touchObject(o);
     return null;
   }
 
-  private repairRevoke(key: string): null {
+  private repairRevoke(key: string, repairId: number): null {
     const o = this.objects.get(key);
-    if (o === undefined || o.repair === null) return null;
+    if (o === undefined || o.repair === null || o.repair.startedIndex !== repairId) return null; // gone, or another attempt
     this.freeReplicas([o.repair.replica]);
     o.repair = null;
     this.touchObject(o);

@@ -737,10 +737,10 @@ export class StoreClient {
    * checksum verifies (never damaged bytes) → RepairEnd. On failure RepairRevoke frees the new extent.
    */
   async repair(key: string, createdIndex: number): Promise<boolean> {
-    let started = false;
+    let repairId: number | null = null;
     try {
       const plan = await this.master.write('repairStart', { key, createdIndex });
-      started = true;
+      repairId = plan.repairId;
       await this.staging.with(async (slot) => {
         let copied = false;
         let lastErr: unknown = null;
@@ -756,12 +756,12 @@ export class StoreClient {
         if (!copied) throw asMooringError(lastErr, ErrorCode.TRANSFER_FAILED);
         await this.writeReplicas([plan.target], slot, plan.target.length);
       });
-      await this.master.write('repairEnd', { key });
+      await this.master.write('repairEnd', { key, repairId });
       this.stats.repairs++;
       return true;
     } catch (e) {
       this.stats.repairFailures++;
-      if (started) await this.master.write('repairRevoke', { key }).catch(() => {});
+      if (repairId !== null) await this.master.write('repairRevoke', { key, repairId }).catch(() => {});
       this.log.info({ key, err: String(e) }, 'repair failed');
       return false;
     }

@@ -41,13 +41,16 @@ describe('re-replication in the state machine', () => {
     // In progress: the object is not settled (no eviction/drain under the copy), the new replica is not readable yet.
     expect(d.core.inFlight.has('k')).toBe(true);
     expect((d.core.getReplicaList('k', d.now) as { ok: true; value: { replicas: unknown[] } }).value.replicas).toHaveLength(1);
-    d.ok({ type: 'RepairEnd', clientId: 'c1', key: 'k' });
+    expect(d.code({ type: 'RepairEnd', clientId: 'c1', key: 'k', repairId: plan.repairId + 1 })).toBe('INVALID_ARGUMENT');
+    const end = { type: 'RepairEnd' as const, clientId: 'c1', seq: 7, key: 'k', repairId: plan.repairId };
+    expect(d.code(end)).toBeNull();
     expect(liveReplicas(o, d.core.segments)).toHaveLength(2);
     expect(needsRepair(o, d.core.segments)).toBe(false);
     expect(d.core.inFlight.has('k')).toBe(false);
-    // Idempotent: a duplicate task is refused, a retried RepairEnd is a no-op.
+    // Idempotent: a duplicate task is refused, a retried RepairEnd (same session seq) gets its first reply.
     expect(d.code({ type: 'RepairStart', clientId: 'c1', key: 'k', createdIndex: o.createdIndex })).toBe('INVALID_ARGUMENT');
-    expect(d.code({ type: 'RepairEnd', clientId: 'c1', key: 'k' })).toBeNull();
+    expect(d.code(end)).toBeNull();
+    expect(o.replicas).toHaveLength(2);
   });
 
   it('refuses a repair of another version of the key, and RepairRevoke / reclaim free the extent', () => {
@@ -57,17 +60,23 @@ describe('re-replication in the state machine', () => {
     expect(d.code({ type: 'RepairStart', clientId: 'c1', key: 'k', createdIndex: o.createdIndex + 1 })).toBe('OBJECT_NOT_FOUND');
     const allocated = (): number => [...d.core.segments.values()].reduce((n, s) => n + s.alloc.allocatedBytes, 0);
     const before = allocated();
-    d.ok({ type: 'RepairStart', clientId: 'c1', key: 'k', createdIndex: o.createdIndex });
+    const first = d.ok({ type: 'RepairStart', clientId: 'c1', key: 'k', createdIndex: o.createdIndex });
     expect(allocated()).toBeGreaterThan(before);
-    d.ok({ type: 'RepairRevoke', clientId: 'c1', key: 'k' });
+    d.ok({ type: 'RepairRevoke', clientId: 'c1', key: 'k', repairId: first.repairId });
     expect(allocated()).toBe(before);
     expect(o.repair).toBeNull();
     // An abandoned repair (the copier died) is reclaimed like an abandoned put.
-    d.ok({ type: 'RepairStart', clientId: 'c1', key: 'k', createdIndex: o.createdIndex });
+    const second = d.ok({ type: 'RepairStart', clientId: 'c1', key: 'k', createdIndex: o.createdIndex });
     d.now += 10_000;
     expect(d.ok({ type: 'ReclaimPuts', keys: ['k'], putTimeoutMs: 5_000 })).toEqual({ reclaimed: ['k'] });
     expect(allocated()).toBe(before);
     expect(needsRepair(o, d.core.segments)).toBe(true);
+    // A late RepairEnd / RepairRevoke of the reclaimed attempt cannot touch a newer attempt.
+    const third = d.ok({ type: 'RepairStart', clientId: 'c1', key: 'k', createdIndex: o.createdIndex });
+    expect(d.code({ type: 'RepairEnd', clientId: 'c1', key: 'k', repairId: second.repairId })).toBe('INVALID_ARGUMENT');
+    d.ok({ type: 'RepairRevoke', clientId: 'c1', key: 'k', repairId: second.repairId });
+    expect(o.repair?.startedIndex).toBe(third.repairId);
+    expect(o.replicas).toHaveLength(1);
   });
 
   it('a demotion keeps fewer copies on purpose: nothing to repair afterwards', () => {
@@ -101,8 +110,8 @@ describe('re-replication in the state machine', () => {
     const tasks = [...d.core.clients.keys()].flatMap((c) => sched.tasksFor(c, d.now).map((t) => ({ c, t })));
     expect(tasks).toHaveLength(1);
     expect(tasks[0]!.t).toMatchObject({ kind: 'repair', key: 'k', createdIndex: o.createdIndex });
-    d.ok({ type: 'RepairStart', clientId: tasks[0]!.c, key: 'k', createdIndex: o.createdIndex });
-    d.ok({ type: 'RepairEnd', clientId: tasks[0]!.c, key: 'k' });
+    const plan = d.ok({ type: 'RepairStart', clientId: tasks[0]!.c, key: 'k', createdIndex: o.createdIndex });
+    d.ok({ type: 'RepairEnd', clientId: tasks[0]!.c, key: 'k', repairId: plan.repairId });
     sched.plan(d.core, d.now + 2_000);
     expect(sched.totalDone).toBe(1);
     expect(sched.awaitingRepair().has('k')).toBe(false);

@@ -31,7 +31,7 @@ const object: fc.Arbitrary<ObjectRecord> = fc.record({
   pending: fc.option(fc.record({ size: num, replicas: fc.array(replica, { maxLength: 4 }), startedAtMs: num, softPin: fc.boolean(), hardPin: fc.boolean() })),
   offload: fc.option(fc.record({ replica, startedAtMs: num })),
   replicaNum: fc.integer({ min: 0, max: 8 }),
-  repair: fc.option(fc.record({ replica, startedAtMs: num })),
+  repair: fc.option(fc.record({ replica, startedAtMs: num, startedIndex: num })),
 });
 
 describe('object record codec', () => {
