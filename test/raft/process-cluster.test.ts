@@ -45,7 +45,7 @@ describe('3-process KV cluster under SIGKILL', () => {
       await load.stop();
     }
 
-    const leader = await c.waitForLeader();
+    await c.waitForLeader();
     const reader = load.reader();
     // Every acknowledged unique-key write is there (read through the leader, linearizable).
     const acked = [...load.acked.entries()];
@@ -67,8 +67,9 @@ describe('3-process KV cluster under SIGKILL', () => {
       load.history.push({ clientId: 'final', op: 'get', key, input: { kind: 'get' }, output: { value }, call, return: performance.now() });
     }
     // All replicas converge on the same state.
-    const sts = await c.waitForStatus(c.running(), (s) => s.every((x) => x.stateHash === s[0]!.stateHash && x.applied === s[0]!.applied), 30_000, 'identical state');
-    expect(sts.map((s) => s.leader)).toEqual(sts.map(() => leader));
+    // (They agree on one leader; on a loaded machine it may have changed since the reads above: no fault is pending.)
+    const sts = await c.waitForStatus(c.running(), (s) => s.every((x) => x.stateHash === s[0]!.stateHash && x.applied === s[0]!.applied && x.leader === s[0]!.leader), 30_000, 'identical state');
+    expect(sts.every((s) => s.leader !== null && s.leader === sts[0]!.leader)).toBe(true);
     const result = checkLinearizability(load.history, kvModel);
     const unknown = load.history.filter((o) => o.return === undefined).length;
     console.log(`process-cluster: ${load.history.length} ops, ${acked.length} acked unique writes, ${unknown} unknown outcomes, errors ${JSON.stringify(Object.fromEntries(load.errors))}`);
