@@ -7,7 +7,7 @@
  *   2. Repair throughput: 3 in-process masters, 3 storage clients (zones z1..z3, real engine), `--repair-objects`
  *      objects of `--repair-bytes` with 2 replicas; one storage client unmounts (its replicas are gone at once) and
  *      the time until no object is under-replicated gives objects/s and bytes/s, at each `bytesPerSecond` limit.
- * Usage: node dist/bench/dr.js [--json] [--objects N] [--repair-objects N] [--repair-bytes N] [--no-append]
+ * Usage: npm run bench:dr -- [--json] [--objects N] [--repair-objects N] [--repair-bytes N] [--no-append]
  */
 import { createWriteStream, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { finished } from 'node:stream/promises';
