@@ -28,14 +28,7 @@ import type { PeerAddress } from '../transport/types.js';
 import { MasterState } from '../statemachine/master-state.js';
 import type { Command, Result } from '../statemachine/commands.js';
 import { LeaseTable } from '../statemachine/leases.js';
-import { ClientLiveness, planClientExpiry } from '../statemachine/clients.js';
-import { planEviction } from '../statemachine/eviction.js';
-// ---- BEGIN tiering (store) imports ----
-import type { BatchPutStart, Evict, EvictItem, PutStart, UpsertStart } from '../statemachine/commands.js';
-import type { ObjectRecord } from '../statemachine/objects.js';
-import type { StateView } from '../statemachine/state-view.js';
-// ---- END tiering ----
-import { planDrain, planReclaim } from '../statemachine/planners.js';
+import { ClientLiveness } from '../statemachine/clients.js';
 import { peerAuthProblem, toRaftTunables, type MasterConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMasterMetrics, type MasterMetrics } from './metrics.js';
@@ -46,7 +39,9 @@ import { peerClusterId, readIdentity } from './backup-format.js';
 import { LeaderContact } from './leader-contact.js';
 import { LeaseSync } from './lease-sync.js';
 import { LeaderGate } from './leader-gate.js';
-import { admit, evictableFor } from './admission.js';
+import { admit } from './admission.js';
+import { Demotions } from './demotions.js';
+import { LeaderDuties, housekeepingIntervalMs } from './leader-duties.js';
 import { MasterStateMachine, encodeMasterCommand } from './state-adapter.js';
 import { decodeKeys, followerReplicaResult, leaseGrantingHandler, linearizableRead } from './follower-reads.js';
 import {
@@ -65,28 +60,12 @@ import {
 export { maxBatchKeysPerRead } from './rpc-methods.js';
 
 /** How often the leader looks for expired clients and abandoned PutStarts. */
-export const housekeepingIntervalMs = 1_000;
-/** A housekeeping tick later than this many intervals means the process was paused (see housekeeping()). */
-export const pauseGapFactor = 2.5;
+export { housekeepingIntervalMs, pauseGapFactor } from './leader-duties.js';
 /** How often gauges (capacity, keys, raft indexes) are refreshed for /metrics. */
 export const metricsRefreshIntervalMs = 1_000;
 /** A graceful stop waits at most this long for in-flight RPCs after handing leadership away. */
 export const drainTimeoutMs = 5_000;
-// ---- BEGIN tiering (store) limits ----
-/** A demotion task not finished within this long falls back to dropping the object. */
-export const demotionTimeoutMs = 5_000;
-/** A task is sent again in a later ping reply after this long (the reply may have been lost). */
-export const demotionResendMs = 2_000;
-export const maxPendingDemotions = 1_024;
-export const maxTierTasksPerPing = 64;
-/**
- * A put that needs room (eviction candidates attached) while a DISK tier can take them waits up to this long for
- * their demotion before anything is dropped (longer, up to demotionTimeoutMs, while one is mid-copy); then it
- * proceeds with what still has to go.
- */
-export const putDemotionWaitMs = 1_500;
-export const putDemotionPollMs = 25;
-// ---- END tiering ----
+export { demotionTimeoutMs, putDemotionWaitMs } from './demotions.js';
 
 export interface MasterNodeOptions {
   logger?: Logger;
@@ -114,11 +93,10 @@ export class MasterNode {
   private stopping = false;
   private stopped = false;
   private viewVersion = 0;
-  private housekeepingBusy = false;
-  private lastHousekeepingTickMs = Date.now();
-  private evictionBusy = false;
   private backup: BackupService | null = null;
   private readonly repair: RepairScheduler;
+  private readonly demotions: Demotions;
+  private readonly duties: LeaderDuties;
   /** Session writes proposed by this leader and not yet settled, by `clientId#seq`: a retry joins its first attempt. */
   private readonly proposing = new Map<string, Promise<Result>>();
   private readonly contact = new LeaderContact();
@@ -132,6 +110,12 @@ export class MasterNode {
     this.metrics = createMasterMetrics();
     this.leases = new LeaseTable(config.leaseTtlMs);
     this.repair = new RepairScheduler(opts.repair);
+    this.demotions = new Demotions({ state: () => this.state, leases: () => this.leases, isLeader: () => this.raft.isLeader });
+    this.duties = new LeaderDuties({
+      config, leases: this.leases, liveness: this.liveness, demotions: this.demotions, repair: this.repair,
+      metrics: this.metrics, logger: this.logger,
+      raft: () => this.raft, state: () => this.state, leaseSync: () => this.leaseSync, stopping: () => this.stopping,
+    });
     this.gate = new LeaderGate({
       self: config.nodeId,
       raft: () => this.raft,
@@ -284,9 +268,9 @@ export class MasterNode {
         onReject,
       });
     }
-    this.timers.push(setInterval(() => void this.housekeeping(), housekeepingIntervalMs));
-    this.timers.push(setInterval(() => void this.evictionCheck(), Math.max(1, cfg.eviction.checkIntervalMs)));
-    this.timers.push(setInterval(() => this.repairRound(), repairRoundIntervalMs));
+    this.timers.push(setInterval(() => void this.duties.housekeeping(), housekeepingIntervalMs));
+    this.timers.push(setInterval(() => void this.duties.evictionCheck(), Math.max(1, cfg.eviction.checkIntervalMs)));
+    this.timers.push(setInterval(() => this.duties.repairRound(), repairRoundIntervalMs));
     this.timers.push(setInterval(() => this.refreshGauges(), metricsRefreshIntervalMs));
     this.logger.info({ node: cfg.nodeId, raftPort: this.transport.port, rpcPort: this.rpc.port, httpPort: this.http?.port ?? null }, 'master started');
   }
@@ -402,7 +386,7 @@ export class MasterNode {
       if (again === undefined) throw err;
       return unwrap(await this.gate.whileLeading(again));
     }
-    await this.demoteBeforePut(command);
+    await this.demotions.beforePut(command);
     const started = process.hrtime.bigint();
     const proposal = this.raft.propose(encodeMasterCommand(command, now)) as Promise<Result>;
     if (session !== null) {
@@ -431,39 +415,6 @@ export class MasterNode {
     return this.state.sessionReply(c.clientId, c.seq);
   }
 
-  /**
-   * Demotion instead of drops for a put that needs room: candidates a DISK segment can take become demotion tasks
-   * (the same as the watermark's), and the put waits up to putDemotionWaitMs for the space they free. Whatever it
-   * still needs then is dropped as before (the candidates are planned again from the current state).
-   */
-  private async demoteBeforePut(command: Command): Promise<void> {
-    if (command.type !== 'PutStart' && command.type !== 'UpsertStart' && command.type !== 'BatchPutStart') return;
-    const wanted = command.evictable;
-    if (wanted === undefined || wanted.length === 0) return;
-    const start = Date.now();
-    const drop = this.planDemotions({ type: 'Evict', items: wanted }, start);
-    if (drop !== null && drop.items.length === wanted.length) return; // nothing demotable: drop as before
-    const st = this.state as unknown as StateView;
-    // A candidate mid-copy cannot be evicted either: past the soft wait, keep waiting while one is (up to the
-    // demotion timeout), so the put does not end with NO_SPACE where it used to evict.
-    const copying = (): boolean => wanted.some((it) => {
-      const o = st.objects.get(it.key);
-      if (o === undefined) return false;
-      return o.offload !== null || (this.demotions.has(it.key) && o.replicas.some((r) => r.tier !== 'DISK'));
-    });
-    for (;;) {
-      await new Promise((r) => setTimeout(r, putDemotionPollMs));
-      const now = Date.now();
-      const evictable = evictableFor(command, this.state, this.leases, now);
-      const waited = now - start;
-      if (evictable.length === 0 || waited >= demotionTimeoutMs || (waited >= putDemotionWaitMs && !copying()) || !this.raft.isLeader) {
-        if (evictable.length > 0) command.evictable = evictable;
-        else delete command.evictable;
-        return;
-      }
-    }
-  }
-
   private async handleRead(method: ReadMethod, raw: unknown): Promise<ResultOf<ReadMethod>> {
     if (method === 'ping') {
       const { clientId, avoidLeader } = parseArgs('ping', raw);
@@ -471,7 +422,7 @@ export class MasterNode {
       this.liveness.touch(clientId, Date.now());
       const reply = this.state.ping(clientId);
       // ---- BEGIN tiering (store): the ping reply carries this client's tier tasks ----
-      const tierTasks = [...this.tierTasksFor(clientId, Date.now()), ...this.repair.tasksFor(clientId, Date.now())];
+      const tierTasks = [...this.demotions.tasksFor(clientId, Date.now()), ...this.repair.tasksFor(clientId, Date.now())];
       if (tierTasks.length > 0) return { status: reply.status, viewVersion: this.viewVersion, tierTasks };
       // ---- END tiering ----
       return { status: reply.status, viewVersion: this.viewVersion };
@@ -569,13 +520,6 @@ export class MasterNode {
 
   // ------------------------------------------------------------------ leader duties
 
-  /** Re-replication (repair.ts): leader soft state, dropped when leadership is lost. */
-  private repairRound(): void {
-    if (!this.raft.isLeader || this.stopping) return;
-    this.repair.plan(this.state, Date.now());
-    this.metrics.setRepair(this.repair.report());
-  }
-
   private onRoleChange(role: Role): void {
     this.gate.onRoleChange(role);
     if (role !== 'leader') {
@@ -594,135 +538,6 @@ export class MasterNode {
       this.logger.info({ term: this.raft.status().term }, 'became leader'); // the core's term: the node's lags until persisted
     }
   }
-
-  private async proposeInternal(command: Command): Promise<void> {
-    const result = (await this.raft.propose(encodeMasterCommand(command, Date.now()))) as Result;
-    if (!result.ok) this.logger.warn({ type: command.type, error: result.error }, 'leader housekeeping command refused by the state machine');
-  }
-
-  private async housekeeping(): Promise<void> {
-    // A leader that was paused (SIGSTOP, a long GC, a VM freeze) heard no pings while it was not running: that
-    // silence is its own, not its clients'. Like a new leader, it gives every client a fresh TTL.
-    const tickAt = Date.now();
-    const gap = tickAt - this.lastHousekeepingTickMs;
-    this.lastHousekeepingTickMs = tickAt;
-    if (this.raft.isLeader && gap > Math.min(housekeepingIntervalMs * pauseGapFactor, housekeepingIntervalMs + this.config.clientTtlMs / 2)) {
-      this.liveness.resetForNewLeader(tickAt);
-      this.logger.info({ gapMs: gap }, 'resumed after a pause: every client gets a fresh TTL');
-      return;
-    }
-    this.leaseSync.prune(tickAt);
-    if (!this.raft.isLeader || this.housekeepingBusy || this.stopping) return;
-    this.housekeepingBusy = true;
-    try {
-      const now = Date.now();
-      this.leases.prune(now);
-      const expire = planClientExpiry(this.state, this.liveness, now, this.config.clientTtlMs);
-      if (expire !== null) {
-        this.logger.info({ clients: expire.clientIds }, 'expiring silent clients');
-        await this.proposeInternal(expire);
-        for (const id of expire.clientIds) this.liveness.forget(id);
-      }
-      const reclaim = planReclaim(this.state, now, this.config.putStartReclaimMs);
-      if (reclaim !== null) await this.proposeInternal(reclaim);
-      const drain = planDrain(this.state, this.leases, now, this.repair.awaitingRepair());
-      if (drain !== null) await this.proposeInternal(drain);
-    } catch (err) {
-      this.logger.debug({ err: String(err) }, 'housekeeping round failed; retried next round');
-    } finally {
-      this.housekeepingBusy = false;
-    }
-  }
-
-  private async evictionCheck(): Promise<void> {
-    if (!this.raft.isLeader || this.evictionBusy || this.stopping) return;
-    this.evictionBusy = true;
-    try {
-      const evict = planEviction(this.state, this.leases, Date.now(), {
-        highWatermarkRatio: this.config.eviction.highWatermark,
-        targetRatio: this.config.eviction.target,
-      });
-      // ---- BEGIN tiering (store): demote to a DISK tier instead of dropping, drop after a timeout ----
-      const drop = evict === null ? null : this.planDemotions(evict, Date.now());
-      // ---- END tiering ----
-      if (drop !== null) {
-        // No lease may be granted on memory that is about to be freed.
-        const keys = drop.items.map((i) => i.key);
-        this.leases.reserve(keys);
-        try {
-          await this.proposeInternal(drop);
-        } finally {
-          this.leases.release(keys);
-        }
-        this.metrics.countEvictions(drop.items.length);
-      }
-    } catch (err) {
-      this.logger.debug({ err: String(err) }, 'eviction round failed; retried next round');
-    } finally {
-      this.evictionBusy = false;
-    }
-  }
-
-  // ---- BEGIN tiering (store): demotion tasks (leader soft state; every metadata change still goes through the
-  // log: the client runs OffloadStart → copy → OffloadEnd). A task is handed to the client owning the object's
-  // first memory replica (it reads its own memory); if it is not done within demotionTimeoutMs the object is
-  // dropped as before. A new leader starts with no tasks and plans again.
-  private readonly demotions = new Map<string, { clientId: string; createdIndex: number; deadlineMs: number; sentAtMs: number }>();
-
-  private planDemotions(evict: Evict, now: number): Evict | null {
-    if (!this.raft.isLeader) {
-      this.demotions.clear();
-      return evict;
-    }
-    const st = this.state as unknown as StateView;
-    for (const [key, d] of this.demotions) {
-      const o = st.objects.get(key);
-      if (o === undefined || o.createdIndex !== d.createdIndex || !o.replicas.some((r) => r.tier !== 'DISK')) this.demotions.delete(key);
-    }
-    const drop: EvictItem[] = [];
-    for (const it of evict.items) {
-      const d = this.demotions.get(it.key);
-      if (d !== undefined) {
-        if (d.deadlineMs > now) continue; // still demoting
-        this.demotions.delete(it.key);
-        drop.push(it); // timed out: fall back to dropping
-        continue;
-      }
-      const o = st.objects.get(it.key);
-      const owner = o === undefined ? undefined : this.demotionOwner(st, o);
-      if (o !== undefined && owner !== undefined && this.demotions.size < maxPendingDemotions) {
-        this.demotions.set(it.key, { clientId: owner, createdIndex: it.createdIndex, deadlineMs: now + demotionTimeoutMs, sentAtMs: 0 });
-      } else {
-        drop.push(it);
-      }
-    }
-    return drop.length === 0 ? null : { type: 'Evict', items: drop };
-  }
-
-  /** The client to demote `o`: the owner of its first memory replica, when some DISK segment can take it. */
-  private demotionOwner(st: StateView, o: ObjectRecord): string | undefined {
-    const mem = o.replicas.find((r) => r.tier !== 'DISK');
-    if (mem === undefined) return undefined;
-    const owner = st.segments.get(mem.segmentId)?.rec.clientId;
-    if (owner === undefined || !st.clients.has(owner)) return undefined;
-    const used = new Set(o.replicas.map((r) => r.segmentId));
-    for (const s of st.ordered) {
-      if (s.rec.tier === 'DISK' && s.rec.status === 'OK' && !used.has(s.rec.id) && s.alloc.canFit(o.size)) return owner;
-    }
-    return undefined;
-  }
-
-  private tierTasksFor(clientId: string, now: number): Array<{ kind: 'demote'; key: string }> {
-    const out: Array<{ kind: 'demote'; key: string }> = [];
-    for (const [key, d] of this.demotions) {
-      if (d.clientId !== clientId || now - d.sentAtMs < demotionResendMs) continue;
-      d.sentAtMs = now;
-      out.push({ kind: 'demote', key });
-      if (out.length >= maxTierTasksPerPing) break;
-    }
-    return out;
-  }
-  // ---- END tiering ----
 
   // ------------------------------------------------------------------ ops
 

@@ -1,0 +1,122 @@
+/**
+ * The leader's duties: housekeeping (expire silent clients, reclaim abandoned puts, drain segments), eviction above
+ * the watermark (demotion first, see demotions.ts), and re-replication rounds (repair.ts). Everything they change
+ * goes through the log as a leader-proposed command; what they keep is leader soft state.
+ */
+import type { RaftNode } from '../raft/node/index.js';
+import type { Command, Result } from '../statemachine/commands.js';
+import type { ClientLiveness } from '../statemachine/clients.js';
+import { planClientExpiry } from '../statemachine/clients.js';
+import { planEviction } from '../statemachine/eviction.js';
+import type { LeaseTable } from '../statemachine/leases.js';
+import type { MasterState } from '../statemachine/master-state.js';
+import { planDrain, planReclaim } from '../statemachine/planners.js';
+import type { MasterConfig } from './config.js';
+import type { Demotions } from './demotions.js';
+import type { LeaseSync } from './lease-sync.js';
+import type { Logger } from './logger.js';
+import type { MasterMetrics } from './metrics.js';
+import type { RepairScheduler } from './repair.js';
+import { encodeMasterCommand } from './state-adapter.js';
+
+export const housekeepingIntervalMs = 1_000;
+/** A housekeeping tick later than this many intervals means the process was paused (see housekeeping()). */
+export const pauseGapFactor = 2.5;
+
+export interface LeaderDutiesDeps {
+  config: MasterConfig;
+  leases: LeaseTable;
+  liveness: ClientLiveness;
+  demotions: Demotions;
+  repair: RepairScheduler;
+  metrics: MasterMetrics;
+  logger: Logger;
+  /** Read at each call: the master opens these after constructing its duties. */
+  raft(): RaftNode;
+  state(): MasterState;
+  leaseSync(): LeaseSync;
+  stopping(): boolean;
+}
+
+export class LeaderDuties {
+  private housekeepingBusy = false;
+  private lastHousekeepingTickMs = Date.now();
+  private evictionBusy = false;
+
+  constructor(private readonly d: LeaderDutiesDeps) {}
+
+  /** Re-replication (repair.ts): leader soft state, dropped when leadership is lost. */
+  repairRound(): void {
+    if (!this.d.raft().isLeader || this.d.stopping()) return;
+    this.d.repair.plan(this.d.state(), Date.now());
+    this.d.metrics.setRepair(this.d.repair.report());
+  }
+
+  private async proposeInternal(command: Command): Promise<void> {
+    const result = (await this.d.raft().propose(encodeMasterCommand(command, Date.now()))) as Result;
+    if (!result.ok) this.d.logger.warn({ type: command.type, error: result.error }, 'leader housekeeping command refused by the state machine');
+  }
+
+  async housekeeping(): Promise<void> {
+    // A leader that was paused (SIGSTOP, a long GC, a VM freeze) heard no pings while it was not running: that
+    // silence is its own, not its clients'. Like a new leader, it gives every client a fresh TTL.
+    const tickAt = Date.now();
+    const gap = tickAt - this.lastHousekeepingTickMs;
+    this.lastHousekeepingTickMs = tickAt;
+    if (this.d.raft().isLeader && gap > Math.min(housekeepingIntervalMs * pauseGapFactor, housekeepingIntervalMs + this.d.config.clientTtlMs / 2)) {
+      this.d.liveness.resetForNewLeader(tickAt);
+      this.d.logger.info({ gapMs: gap }, 'resumed after a pause: every client gets a fresh TTL');
+      return;
+    }
+    this.d.leaseSync().prune(tickAt);
+    if (!this.d.raft().isLeader || this.housekeepingBusy || this.d.stopping()) return;
+    this.housekeepingBusy = true;
+    try {
+      const now = Date.now();
+      this.d.leases.prune(now);
+      const expire = planClientExpiry(this.d.state(), this.d.liveness, now, this.d.config.clientTtlMs);
+      if (expire !== null) {
+        this.d.logger.info({ clients: expire.clientIds }, 'expiring silent clients');
+        await this.proposeInternal(expire);
+        for (const id of expire.clientIds) this.d.liveness.forget(id);
+      }
+      const reclaim = planReclaim(this.d.state(), now, this.d.config.putStartReclaimMs);
+      if (reclaim !== null) await this.proposeInternal(reclaim);
+      const drain = planDrain(this.d.state(), this.d.leases, now, this.d.repair.awaitingRepair());
+      if (drain !== null) await this.proposeInternal(drain);
+    } catch (err) {
+      this.d.logger.debug({ err: String(err) }, 'housekeeping round failed; retried next round');
+    } finally {
+      this.housekeepingBusy = false;
+    }
+  }
+
+  async evictionCheck(): Promise<void> {
+    if (!this.d.raft().isLeader || this.evictionBusy || this.d.stopping()) return;
+    this.evictionBusy = true;
+    try {
+      const evict = planEviction(this.d.state(), this.d.leases, Date.now(), {
+        highWatermarkRatio: this.d.config.eviction.highWatermark,
+        targetRatio: this.d.config.eviction.target,
+      });
+      // ---- BEGIN tiering (store): demote to a DISK tier instead of dropping, drop after a timeout ----
+      const drop = evict === null ? null : this.d.demotions.plan(evict, Date.now());
+      // ---- END tiering ----
+      if (drop !== null) {
+        // No lease may be granted on memory that is about to be freed.
+        const keys = drop.items.map((i) => i.key);
+        this.d.leases.reserve(keys);
+        try {
+          await this.proposeInternal(drop);
+        } finally {
+          this.d.leases.release(keys);
+        }
+        this.d.metrics.countEvictions(drop.items.length);
+      }
+    } catch (err) {
+      this.d.logger.debug({ err: String(err) }, 'eviction round failed; retried next round');
+    } finally {
+      this.evictionBusy = false;
+    }
+  }
+}
