@@ -106,6 +106,16 @@ describe('progress and inflights', () => {
     pr.becomeReplicate();
     expect(pr.maybeDecrTo(2, 0)).toBe(false); // ≤ match: stale
   });
+
+  it('maybeDecrTo: a probe rejected below the match (the follower lost acknowledged entries) lowers the match to its hint', () => {
+    const pr = new Progress(153, 4, false);
+    pr.maybeUpdate(152); // acknowledged up to 152
+    pr.becomeProbe();
+    expect(pr.next).toBe(153);
+    expect(pr.maybeDecrTo(152, 151)).toBe(true); // "I do not have 152; my log ends at 151"
+    expect(pr.match).toBe(151);
+    expect(pr.next).toBe(152); // the next probe is below what it lost, not the same one again
+  });
 });
 
 describe('unstable and RaftLog', () => {

@@ -21,6 +21,13 @@ describe('full-node simulation', () => {
     );
   });
 
+  it('regression, seed 1031: a follower whose last acknowledged entry is lost (a corrupted tail cut as torn) is re-replicated, not probed in a loop', async () => {
+    // Before the fix the leader re-sent the same probe at network speed forever (~300 events per virtual ms).
+    const r = await runFullNodeSchedule(1031, fullScheduleForSeed(1031));
+    expect(healthy(r)).toBe(true);
+    expect(r.events).toBeLessThan(200_000);
+  }, 60_000);
+
   it('a seed replays bit for bit', async () => {
     const seed = 22; // crashes, a corrupted log, torn and lost unsynced writes
     const a = await runFullNodeSchedule(seed, fullScheduleForSeed(seed));

@@ -155,6 +155,13 @@ export class Progress {
       return true;
     }
     if (this.next - 1 !== rejected) return false;
+    if (rejected <= this.match) {
+      // The answer to this very probe says the follower lacks entries it once acknowledged (lost or replaced
+      // storage): re-replicate from what it has. Without this the leader re-sent the same probe at network speed
+      // forever (found by the full-node simulator, seed 1031). Commit never moves back; a lower match only costs
+      // a retransmission.
+      this.match = Math.max(0, Math.min(matchHint, rejected - 1));
+    }
     this.next = Math.max(Math.min(rejected, matchHint + 1), this.match + 1);
     this.msgAppFlowPaused = false;
     return true;
