@@ -10,12 +10,12 @@
  * A crash before 2 leaves the old log untouched and a staging dir that the next start deletes and redoes; a crash
  * between 2 and 3 leaves both, and the next start sees the WAL and just finishes step 3.
  */
-import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { ErrorCode, MooringError } from '../../errors.js';
 import { silentLogger, type LoggerLike } from '../../transport/logger.js';
 import { LogStore } from '../log-store.js';
-import { Wal, type WalOptions } from './wal.js';
+import { Wal, fsyncDir, type WalOptions } from './wal.js';
 
 /** Entries per batch while converting (bounds the memory of one write). */
 const conversionBatchEntries = 1024;
@@ -27,15 +27,6 @@ export interface OpenRaftLogOptions extends WalOptions {
   /** Where 0.1 kept its LevelDB log (converted once if present). */
   legacyDir: string;
   logger?: LoggerLike;
-}
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /** A LevelDB dir written by 0.1 (it has LevelDB's CURRENT file). */

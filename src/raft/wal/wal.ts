@@ -236,7 +236,8 @@ function corrupt(msg: string): MooringError {
   return new MooringError(ErrorCode.CORRUPT_LOG, msg);
 }
 
-function fsyncDir(dir: string): void {
+/** Makes a directory's entries (created, renamed, removed files) durable. */
+export function fsyncDir(dir: string): void {
   const fd = openSync(dir, 'r');
   try {
     fsyncSync(fd);
