@@ -5,43 +5,19 @@
  * a master is silenced by dropping everything its peer transport sends (a one-way black hole, as a paused process
  * looks to its peers).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../src/errors.js';
-import { parseConfig } from '../../src/master/config.js';
 import { MasterNode } from '../../src/master/master-node.js';
 import { MasterClient } from '../../src/master/client.js';
-import { silentLogger } from '../../src/master/logger.js';
 import { RpcClient } from '../../src/transport/rpc.js';
-import { freePorts } from '../helpers/ports.js';
+import { cleanupAfterEach, startMasters, waitFor } from '../helpers/in-process-masters.js';
 
-const cleanup: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const f of cleanup.splice(0).reverse()) await f();
-});
-
-async function waitFor(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const start = Date.now();
-  while (!cond()) {
-    if (Date.now() - start > timeoutMs) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+const cleanup = cleanupAfterEach();
 
 async function cluster(): Promise<MasterNode[]> {
-  const root = mkdtempSync(path.join(tmpdir(), 'mooring-hints-'));
-  cleanup.push(() => rmSync(root, { recursive: true, force: true }));
-  const ports = await freePorts(9);
-  const peers = [0, 1, 2].map((i) => ({ id: `m${i + 1}`, host: '127.0.0.1', raftPort: ports[i * 3]!, rpcPort: ports[i * 3 + 1]!, httpPort: ports[i * 3 + 2]! }));
-  const nodes = await Promise.all(peers.map((p) => MasterNode.start(parseConfig({
-    peerToken: 'test-peer-token', // peers authenticate (the only way a multi-node master starts)
-    nodeId: p.id, dataDir: path.join(root, p.id),
-    listen: { host: '127.0.0.1', raftPort: p.raftPort, rpcPort: p.rpcPort, httpPort: p.httpPort },
-    peers, raft: { tickMs: 50 }, // 300-600 ms elections, parking up to 1.2 s: slack for a loaded machine
-  }), { logger: silentLogger(), http: false })));
-  cleanup.push(async () => { await Promise.all(nodes.map((m) => m.stop())); });
+  // 300-600 ms elections, parking up to 1.2 s: slack for a loaded machine.
+  const nodes = await startMasters(cleanup, { prefix: 'mooring-hints-', config: { raft: { tickMs: 50 } } });
   // A settled leader: every member follows the same one (right after start a deposed leader may still say it leads).
   await waitFor(() => nodes.some((n) => n.isLeader) && nodes.every((n) => n.leaderId !== null && n.leaderId === nodes[0]!.leaderId));
   return nodes;
