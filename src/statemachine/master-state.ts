@@ -70,15 +70,7 @@ export class MasterState implements StateView {
   }
 
   static async open(dir: string, options: MasterStateOptions = {}): Promise<MasterState> {
-    const store = await StateStore.open(dir);
-    const core = new StateCore(options);
-    try {
-      await store.load(core);
-    } catch (e) {
-      await store.close();
-      throw e;
-    }
-    return new MasterState(dir, options, store, core);
+    return MasterState.openStore(await StateStore.open(dir), dir, options);
   }
 
   /** Opens the state held by an already created store (`label` names it in messages; the simulator's memory store). */

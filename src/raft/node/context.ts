@@ -22,17 +22,11 @@ import type { ReadQueue } from './reads.js';
 import type { ReadyLoop } from './ready-loop.js';
 import type { SnapshotReceiver } from './snapshot-receive.js';
 import type { SnapshotSender } from './snapshot-send.js';
+import type { RaftTunables } from './options.js';
 
-export interface NodeSettings {
-  tickMs: number;
-  electionTimeoutTicks: number;
-  proposalTimeoutMs: number;
-  readTimeoutMs: number;
-  maxPendingProposals: number;
-  maxPendingReads: number;
-  snapshotEveryEntries: number;
-  snapshotKeepEntries: number;
-}
+/** The tunables the driver's parts read at run time (the core gets its own through toCoreOptions). */
+export type NodeSettings = Pick<RaftTunables, 'tickMs' | 'electionTimeoutTicks' | 'proposalTimeoutMs' | 'readTimeoutMs'
+  | 'maxPendingProposals' | 'maxPendingReads' | 'snapshotEveryEntries' | 'snapshotKeepEntries'>;
 
 export interface NodeEffects {
   storage: LogStorage;

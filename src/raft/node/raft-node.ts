@@ -153,16 +153,7 @@ export class RaftNode extends EventEmitter {
       ...toCoreOptions(t),
       applied: snapMeta.index,
     });
-    const settings: NodeSettings = {
-      tickMs: t.tickMs,
-      electionTimeoutTicks: t.electionTimeoutTicks,
-      proposalTimeoutMs: t.proposalTimeoutMs,
-      readTimeoutMs: t.readTimeoutMs,
-      maxPendingProposals: t.maxPendingProposals,
-      maxPendingReads: t.maxPendingReads,
-      snapshotEveryEntries: t.snapshotEveryEntries,
-      snapshotKeepEntries: t.snapshotKeepEntries,
-    };
+    const settings: NodeSettings = t;
     const node = new RaftNode(core, fx, settings, opts);
     node.peers.load(opts.peers);
     fx.snapshotStore.clear();
