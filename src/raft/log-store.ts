@@ -38,6 +38,7 @@ import { levelOpenFailure } from '../util/level-open.js';
 import { silentLogger, type LoggerLike } from '../transport/logger.js';
 import type { ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata, Storage } from './core/types.js';
 import { cloneConfState as cloneConf } from './core/util.js';
+import { windowEntries, windowTerm } from './log-window.js';
 import type { LogSaveBatch, LogSaveOptions, LogStorage } from './node/log-storage.js';
 
 const entryPrefix = 0x65; // 'e'
@@ -298,27 +299,12 @@ export class LogStore implements DurableLogStorage {
 
   entries(lo: number, hi: number, maxBytes: number): Entry[] {
     this.checkUsable();
-    if (lo <= this.compactIndex) throw new MooringError(ErrorCode.COMPACTED, `entries from ${lo} were compacted (first index ${this.compactIndex + 1})`);
-    assert(hi <= this.lastIndexUnchecked() + 1, `entries(${lo}, ${hi}) beyond last index ${this.lastIndexUnchecked()}`);
-    const out: Entry[] = [];
-    let size = 0;
-    for (let i = lo; i < hi; i++) {
-      const e = this.log[i - this.compactIndex - 1]!;
-      size += e.data.byteLength;
-      // Always at least one entry, so a single oversized entry still makes progress.
-      if (out.length > 0 && size > maxBytes) break;
-      out.push(e);
-    }
-    return out;
+    return windowEntries({ log: this.log, compactIndex: this.compactIndex, compactTerm: this.compactTerm }, lo, hi, maxBytes);
   }
 
   term(i: number): number {
     this.checkUsable();
-    if (i === this.compactIndex) return this.compactTerm;
-    if (i < this.compactIndex) throw new MooringError(ErrorCode.COMPACTED, `term of ${i}: compacted (first index ${this.compactIndex + 1})`);
-    const e = this.log[i - this.compactIndex - 1];
-    if (e === undefined) throw new MooringError(ErrorCode.INTERNAL, `term of ${i}: beyond last index ${this.lastIndexUnchecked()}`);
-    return e.term;
+    return windowTerm({ log: this.log, compactIndex: this.compactIndex, compactTerm: this.compactTerm }, i);
   }
 
   firstIndex(): number {

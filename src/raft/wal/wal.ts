@@ -40,6 +40,7 @@ import { silentLogger, type LoggerLike } from '../../transport/logger.js';
 import type { DurableLogStorage, SaveBatch, SaveOptions } from '../log-store.js';
 import type { ConfState, Entry, HardState, Snapshot, SnapshotMetadata } from '../core/types.js';
 import { cloneConfState, emptyConfState } from '../core/util.js';
+import { windowEntries, windowTerm } from '../log-window.js';
 import {
   beginPayloadBytes,
   beginRecordBytes,
@@ -420,29 +421,12 @@ export class Wal implements DurableLogStorage {
 
   entries(lo: number, hi: number, maxBytes: number): Entry[] {
     this.checkUsable();
-    const s = this.s;
-    if (lo <= s.compactIndex) throw new MooringError(ErrorCode.COMPACTED, `entries from ${lo} were compacted (first index ${s.compactIndex + 1})`);
-    assert(hi <= this.lastIndexUnchecked() + 1, `entries(${lo}, ${hi}) beyond last index ${this.lastIndexUnchecked()}`);
-    const out: Entry[] = [];
-    let size = 0;
-    for (let i = lo; i < hi; i++) {
-      const e = s.log[i - s.compactIndex - 1]!;
-      size += e.data.byteLength;
-      // Always at least one entry, so a single oversized entry still makes progress.
-      if (out.length > 0 && size > maxBytes) break;
-      out.push(e);
-    }
-    return out;
+    return windowEntries(this.s, lo, hi, maxBytes);
   }
 
   term(i: number): number {
     this.checkUsable();
-    const s = this.s;
-    if (i === s.compactIndex) return s.compactTerm;
-    if (i < s.compactIndex) throw new MooringError(ErrorCode.COMPACTED, `term of ${i}: compacted (first index ${s.compactIndex + 1})`);
-    const e = s.log[i - s.compactIndex - 1];
-    if (e === undefined) throw new MooringError(ErrorCode.INTERNAL, `term of ${i}: beyond last index ${this.lastIndexUnchecked()}`);
-    return e.term;
+    return windowTerm(this.s, i);
   }
 
   firstIndex(): number {
