@@ -3,48 +3,19 @@
  * dirs, real sockets on 127.0.0.1. Reads are sent straight to a follower with a raw RPC client, so a test cannot
  * pass by being redirected to the leader.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../src/errors.js';
-import { parseConfig } from '../../src/master/config.js';
 import { MasterNode } from '../../src/master/master-node.js';
 import { MasterClient } from '../../src/master/client.js';
-import { silentLogger } from '../../src/master/logger.js';
 import { RpcClient } from '../../src/transport/rpc.js';
-import { freePorts } from '../helpers/ports.js';
+import { cleanupAfterEach, startMasters, waitFor } from '../helpers/in-process-masters.js';
 
-const cleanup: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const f of cleanup.splice(0).reverse()) await f();
-});
+const cleanup = cleanupAfterEach();
 
 async function cluster(extra: Record<string, unknown> = {}): Promise<{ nodes: MasterNode[]; endpoints: string[] }> {
-  const root = mkdtempSync(path.join(tmpdir(), 'mooring-fr-'));
-  cleanup.push(() => rmSync(root, { recursive: true, force: true }));
-  const ports = await freePorts(9);
-  const peers = Array.from({ length: 3 }, (_, i) => ({ id: `m${i + 1}`, host: '127.0.0.1', raftPort: ports[i * 3]!, rpcPort: ports[i * 3 + 1]!, httpPort: ports[i * 3 + 2]! }));
-  const configs = peers.map((p) => parseConfig({
-    peerToken: 'test-peer-token', // peers authenticate (the only way a multi-node master starts)
-    nodeId: p.id,
-    dataDir: path.join(root, p.id),
-    listen: { host: '127.0.0.1', raftPort: p.raftPort, rpcPort: p.rpcPort, httpPort: p.httpPort },
-    peers,
-    raft: { tickMs: 25, electionTimeoutTicks: 10 }, // fewer spurious elections on a loaded machine
-    ...extra,
-  }));
-  const nodes = await Promise.all(configs.map((c) => MasterNode.start(c, { logger: silentLogger(), http: false })));
-  cleanup.push(async () => { await Promise.all(nodes.map((m) => m.stop())); });
-  return { nodes, endpoints: peers.map((p) => `127.0.0.1:${p.rpcPort}`) };
-}
-
-async function waitFor(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const start = Date.now();
-  while (!cond()) {
-    if (Date.now() - start > timeoutMs) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  // Fewer spurious elections on a loaded machine.
+  const nodes = await startMasters(cleanup, { prefix: 'mooring-fr-', config: { raft: { tickMs: 25, electionTimeoutTicks: 10 }, ...extra } });
+  return { nodes, endpoints: nodes.map((n) => `127.0.0.1:${n.ports.rpc}`) };
 }
 
 function client(endpoints: string[], opts: Partial<ConstructorParameters<typeof MasterClient>[0]> = {}): MasterClient {
