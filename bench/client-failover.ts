@@ -8,6 +8,8 @@
  *    availability code: OBJECT_NOT_FOUND, OBJECT_ALREADY_EXISTS, OBJECT_HAS_LEASE, ...). Goal 0.
  *  - the longest window without any successful operation (over all workers) around each fault, per fault kind.
  *    Goal ≤ election timeout + 200 ms.
+ * Diagnostics: --trace DIR keeps the masters' logs in DIR and writes DIR/ops.jsonl (one line per operation: worker,
+ * op, start and end ms since the bench started, outcome) and DIR/faults.json.
  */
 import { ErrorCode, MooringError } from '../src/errors.js';
 import { MasterClient } from '../src/master/client.js';
@@ -20,6 +22,7 @@ const kills = args.num('kills', 20);
 const stops = args.num('stops', 20);
 const workers = args.num('workers', 6);
 const stopMs = args.num('stop-ms', 3_000);
+const traceDir = process.argv.find((a, i) => process.argv[i - 1] === '--trace') ?? null;
 const keys = Array.from({ length: 16 }, (_, i) => `key-${i}`);
 /** Steady load between faults, so every fault hits a warm cluster and the window before it is measured. */
 const settleMs = 1_000;
@@ -72,6 +75,7 @@ async function main(): Promise<void> {
     masters: 3,
     storageNodes: 0,
     proxies: false,
+    ...(traceDir !== null ? { root: traceDir, masterLogs: true } : {}),
     masterConfig: { raft: { ...defaultConfig.raft }, leaseTtlMs: defaultConfig.leaseTtlMs, clientTtlMs: defaultConfig.clientTtlMs },
   });
   const owner = new MasterClient({ endpoints: cluster.endpoints, clientId: 'bench-owner' });
@@ -80,6 +84,7 @@ async function main(): Promise<void> {
   const failures: Array<{ atMs: number; op: string; code: string; message: string }> = [];
   const refusals = new Map<string, number>();
   let ops = 0;
+  const trace: Array<{ w: number; op: string; key: string; t0: number; t1: number; out: string }> = [];
   let running = true;
   const t0 = performance.now();
   const now = (): number => performance.now() - t0;
@@ -93,6 +98,8 @@ async function main(): Promise<void> {
       const key = keys[(w * 7 + n * 13) % keys.length]!;
       const r = (n * 31 + w) % 10;
       const op = r < 4 ? 'put' : r < 8 ? 'get' : 'remove';
+      const t0op = now();
+      let out = 'ok';
       try {
         if (op === 'put') {
           await c.putStart(key, 1024);
@@ -105,6 +112,7 @@ async function main(): Promise<void> {
         successes.push(now());
       } catch (err) {
         const e = err instanceof MooringError ? err : new MooringError(ErrorCode.INTERNAL, String(err));
+        out = e.code;
         if (e.definite && !availabilityCodes.has(e.code)) {
           refusals.set(e.code, (refusals.get(e.code) ?? 0) + 1);
           successes.push(now()); // a definite answer from a live leader: the service answered
@@ -113,6 +121,7 @@ async function main(): Promise<void> {
         }
       }
       ops++;
+      if (traceDir !== null) trace.push({ w, op, key, t0: round(t0op, 1), t1: round(now(), 1), out });
     };
     const loops = clients.map(async (c, w) => {
       for (let n = 0; running; n++) await one(c, w, n);
@@ -174,6 +183,11 @@ async function main(): Promise<void> {
       return to - last > worst.gap ? { gap: to - last, start: last } : worst;
     };
     successes.sort((a, b) => a - b);
+    if (traceDir !== null) {
+      const { writeFileSync } = await import('node:fs');
+      writeFileSync(`${traceDir}/ops.jsonl`, trace.map((x) => JSON.stringify(x)).join('\n') + '\n');
+      writeFileSync(`${traceDir}/faults.json`, JSON.stringify(faults.map((f) => ({ ...f, startedAtEpochMs: Math.round(performance.timeOrigin + t0 + f.atMs) }))));
+    }
     const summary = (kind: Fault['kind']) => {
       const fs = faults.filter((f) => f.kind === kind);
       const gaps = fs.map(gapIn);

@@ -182,6 +182,11 @@ export class LeaderPool {
     if (this.leader === endpoint) this.leader = null;
   }
 
+  /** Whether `e` failed recently (refused, silent past its attempt timeout) and is being skipped. */
+  skipping(e: string, now: number): boolean {
+    return this.skipped(e, now);
+  }
+
   private skipped(e: string, now: number): boolean {
     const until = this.skipUntil.get(e);
     return until !== undefined && until > now;

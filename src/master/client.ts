@@ -129,13 +129,16 @@ export class MasterClient {
     if (isReadMethod(method) && method !== 'ping' && wireArgs.stale !== true) {
       if (this.opts.readFrom === 'leader') wireArgs.readFrom = 'leader'; // followers answer NOT_LEADER
       else if (this.pool.endpoints.length > 1) {
-        // Reads any master serves (follower reads): the least busy one first, the leader path on a retryable failure.
-        const served = await this.readFromAny(method, wireArgs, attemptTimeoutMs);
-        if (served.ok) return served.value;
+        // Reads any master serves (follower reads): the least busy one first, the leader path when it fails or
+        // stays silent past hedgeAfterMs (a paused or catching-up master must not hold a read for a whole attempt).
+        return this.readAnyThenLeader(method, wireArgs, retry, attemptTimeoutMs);
       }
     }
+    return this.leaderPath(method, wireArgs, retry);
+  }
+
+  private leaderPath(method: string, wire: Record<string, unknown>, retry: RetryPolicy): Promise<unknown> {
     const admin = (adminMethods as readonly string[]).includes(method);
-    const wire = wireArgs;
     return callWithRetry<unknown>(this.pool, method, wire, {
       write: admin || isWriteMethod(method),
       retry,
@@ -143,6 +146,29 @@ export class MasterClient {
       avoidLeaderArg: true,
       leaderOnly: wire.stale !== true,
     });
+  }
+
+  /**
+   * A read at the least busy master; if it fails retryably, or has not answered within hedgeAfterMs, the leader
+   * path runs too and the first answer wins (reads have no effects, so both may run). A definite error from
+   * either is the answer.
+   */
+  private async readAnyThenLeader(method: string, wire: Record<string, unknown>, retry: RetryPolicy, attemptTimeoutMs: number): Promise<unknown> {
+    const hedgeAfterMs = retry.hedgeAfterMs ?? defaultRetryPolicy.hedgeAfterMs;
+    const first = this.readFromAny(method, wire, attemptTimeoutMs);
+    let timer: NodeJS.Timeout | undefined;
+    const silent = new Promise<'silent'>((r) => { timer = setTimeout(() => r('silent'), Math.max(1, hedgeAfterMs)); });
+    const early = await Promise.race([first, silent]).finally(() => clearTimeout(timer));
+    if (early !== 'silent') {
+      if (early.ok) return early.value;
+      return this.leaderPath(method, wire, retry);
+    }
+    const leader = this.leaderPath(method, wire, retry);
+    // The first success wins; the leader path's outcome is final otherwise (it retries until its deadline).
+    const fromAny = first.then((r) => (r.ok ? r : new Promise<never>(() => {})));
+    const won = await Promise.race([fromAny, leader.then((value) => ({ ok: true as const, value }))]);
+    leader.catch(() => {}); // the loser's failure is nobody's answer
+    return won.value;
   }
 
   /**
@@ -336,22 +362,25 @@ export class MasterClient {
    */
   private async readFromAny(method: string, args: Record<string, unknown>, timeoutMs: number): Promise<{ ok: true; value: unknown } | { ok: false }> {
     const endpoints = this.pool.endpoints;
+    const now = Date.now();
     let best = '';
     let bestLoad = Infinity;
     for (let i = 0; i < endpoints.length; i++) {
       const e = endpoints[(this.readRotation + i) % endpoints.length]!;
-      const load = this.readsInFlight.get(e) ?? 0;
+      // An endpoint that just failed counts as fully busy: chosen only when every one did.
+      const load = (this.readsInFlight.get(e) ?? 0) + (this.pool.skipping(e, now) ? 1_000_000 : 0);
       if (load < bestLoad) {
         best = e;
         bestLoad = load;
       }
     }
     this.readRotation = (this.readRotation + 1) % endpoints.length;
-    this.readsInFlight.set(best, bestLoad + 1);
+    this.readsInFlight.set(best, (this.readsInFlight.get(best) ?? 0) + 1);
     try {
       return { ok: true, value: await this.pool.connection(best).call(method, args, { timeoutMs }) };
     } catch (err) {
       if (err instanceof MooringError && !isRetryable(err.code)) throw err;
+      if (err instanceof MooringError && err.code !== ErrorCode.NOT_LEADER) this.pool.noteFailure(best, Date.now(), this.opts.retry?.failedEndpointSkipMs ?? defaultRetryPolicy.failedEndpointSkipMs);
       return { ok: false };
     } finally {
       this.readsInFlight.set(best, (this.readsInFlight.get(best) ?? 1) - 1);

@@ -3,6 +3,7 @@
  * dirs, real sockets on 127.0.0.1. Reads are sent straight to a follower with a raw RPC client, so a test cannot
  * pass by being redirected to the leader.
  */
+import { createServer, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../src/errors.js';
 import { MasterNode } from '../../src/master/master-node.js';
@@ -120,5 +121,27 @@ describe('follower reads', () => {
     const after = await Promise.all(nodes.map(count));
     const leaderNow = nodes.find((n) => n.isLeader);
     if (leaderNow === leader) expect(after[nodes.indexOf(leader)]! - mid[nodes.indexOf(leader)]!).toBeGreaterThanOrEqual(10);
+  }, 30_000);
+
+  it("a master that accepts but never answers (paused) holds no 'any' read for its attempt timeout", async () => {
+    const { c, endpoints } = await setup();
+    await c.putStart('k', 4096);
+    await c.putEnd('k');
+    // A real listening socket that takes connections and stays silent: what a SIGSTOPped master looks like.
+    const held: Socket[] = [];
+    const silent = createServer((s) => { held.push(s); });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    cleanup.push(() => new Promise<void>((r) => { for (const s of held) s.destroy(); silent.close(() => r()); }));
+    const port = (silent.address() as { port: number }).port;
+    const attemptTimeoutMs = 2_000;
+    const any = client([`127.0.0.1:${port}`, ...endpoints], { retry: { attemptTimeoutMs, hedgeAfterMs: 100 } });
+    // Enough reads that the least-busy rotation sends several to the silent endpoint first.
+    const times = await Promise.all(Array.from({ length: 12 }, async () => {
+      const t0 = Date.now();
+      expect(await any.existKey('k')).toBe(true);
+      return Date.now() - t0;
+    }));
+    // Without hedging, a read sent to the silent endpoint waits its whole attempt (2 s).
+    expect(Math.max(...times)).toBeLessThan(attemptTimeoutMs / 2);
   }, 30_000);
 });

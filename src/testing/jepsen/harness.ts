@@ -66,7 +66,9 @@ export class ManagedProcess {
   }
 
   async start(script: string, args: string[], env: Record<string, string> = {}): Promise<Record<string, unknown>> {
-    const child = spawn(process.execPath, [script, ...args], {
+    // MOORING_CHILD_NODE_ARGS: extra node flags for every child (diagnostics, e.g. "--cpu-prof --cpu-prof-dir=D").
+    const nodeArgs = (process.env.MOORING_CHILD_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+    const child = spawn(process.execPath, [...nodeArgs, script, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, MOORING_EXIT_WITH_PARENT: '1', ...env },
     });
