@@ -111,8 +111,8 @@ export class LeaderGate {
     const raft = this.o.raft();
     const addr = raft.peerAddress(leader);
     const hint = formatLeaderHint(leader, addr?.rpcPort !== undefined ? { host: addr.host, port: addr.rpcPort } : undefined);
-    // status().term: the role change is announced before RaftNode records the new term.
-    return new MooringError(ErrorCode.NOT_LEADER, `not the leader; the leader is ${hint}${tail}`, { leaderHint: hint, leaderTerm: raft.status().term, definite });
+    // coreTerm: the role change is announced before RaftNode records the new term.
+    return new MooringError(ErrorCode.NOT_LEADER, `not the leader; the leader is ${hint}${tail}`, { leaderHint: hint, leaderTerm: raft.coreTerm, definite });
   }
 
   /** The leader this follower may name: known, heard from within an election timeout, and not `avoid`. */

@@ -187,8 +187,8 @@ export class MasterNode {
       send: (to, frame) => this.transport.send(to, frame),
       voters: () => this.raft.members().voters,
       peers: () => { const cs = this.raft.members(); return [...new Set([...cs.voters, ...cs.votersOutgoing, ...cs.learners])]; },
-      // status(), not currentTerm: the role change is announced before the node records the new term.
-      term: () => this.raft.status().term,
+      // The core's term, not currentTerm: the role change is announced before the node records the new term.
+      term: () => this.raft.coreTerm,
       ackTimeoutMs: () => Math.max(1_000, 4 * this.electionTimeoutMs()),
       logger: this.logger,
     });

@@ -90,6 +90,25 @@ describe('fast failover on connection loss', () => {
     }
   });
 
+  it('a black-holed leader (no reset): the first in succession order campaigns at the election timeout, one term, no split vote', () => {
+    for (let seed = 1; seed <= 40; seed++) {
+      const net = new Net(ids, opts, seed);
+      net.campaign('a');
+      for (let k = 0; k < seed % 3; k++) net.campaign(k % 2 === 0 ? 'b' : 'a');
+      const old = net.leaders()[0]!;
+      const term = net.core(old).status().term;
+      net.isolate(old);
+      const rest = ids.filter((x) => x !== old);
+      // The survivors' tick phases differ by up to a tick (their timers are not aligned).
+      if (seed % 2 === 0) net.tickAll(1, [rest[seed % 4 < 2 ? 0 : 1]!]);
+      // Random timeouts in [10, 20) ticks would often need more than 11 ticks, and split the vote when two survivors
+      // draw the same tick.
+      const leader = leaderWithin(net, rest, opts.electionTimeoutTicks + 1);
+      expect(leader, `seed ${seed}: no leader within the election timeout + 1 tick`).toBeDefined();
+      expect(net.core(leader!).status().term, `seed ${seed}: split vote or extra term`).toBe(term + 1);
+    }
+  });
+
   it('a follower whose connection flaps does not disrupt a healthy leader (its pre-vote fails while a quorum hears it)', () => {
     for (let seed = 1; seed <= 10; seed++) {
       const net = new Net(ids, opts, seed);

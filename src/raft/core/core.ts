@@ -448,6 +448,15 @@ export class RaftCore {
   }
 
   /** Pre-votes started by reportConnectionLost (not by an election timeout) since construction. */
+  /** The current term (cheap; status() builds the whole picture). */
+  get currentTerm(): number {
+    return this.term;
+  }
+
+  get commitIndex(): number {
+    return this.log.committed;
+  }
+
   get fastPreVotes(): number {
     return this.fastPreVoteCount;
   }
@@ -688,10 +697,46 @@ export class RaftCore {
       if (this.role === 'follower' && this.lead === null) this.fastPreVote();
     }
     if (this.startupLease && this.electionElapsed >= this.electionTimeout) this.startupLease = false;
-    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
+    if (!this.promotable()) return;
+    if (this.electionElapsed >= this.electionTimeout && this.grantIgnoredPreVote()) {
+      this.electionElapsed = 0;
+      return;
+    }
+    if (this.electionElapsed >= this.electionDueAfter()) {
       this.electionElapsed = 0;
       this.hup('election');
     }
+  }
+
+  /**
+   * Ticks without a leader's word after which this follower campaigns. A follower that still names the leader that
+   * went silent (a black hole: no reset seen) follows the same succession order as fast failover: first in order at
+   * the election timeout, each next one 2 ticks later. Random timeouts with 25 ms ticks give two survivors the same
+   * tick about one time in six, and both then pre-vote, campaign and split the vote (another 150–300 ms). With no
+   * leader known (start-up, a failed election) the timeout stays randomized.
+   */
+  private electionDueAfter(): number {
+    if (this.fastFailover && this.role === 'follower' && this.lead !== null) {
+      const rank = this.successionRank(this.lead);
+      if (rank >= 0) return this.electionTimeout + 2 * rank;
+    }
+    return this.randomizedElectionTimeout;
+  }
+
+  /**
+   * Once our lease on a silent leader is over: a pre-vote we ignored while still in lease (within the last election
+   * timeout) came from a peer that noticed the silence a moment before us (timers are not aligned). Grant it now and
+   * stand back for a round instead of competing with it. A grant changes no term or vote: only liveness is at stake.
+   */
+  private grantIgnoredPreVote(): boolean {
+    if (!this.fastFailover || this.role !== 'follower') return false;
+    const asked = this.ignoredPreVote !== null && this.tickCount - this.ignoredPreVote.atTick < this.electionTimeout ? this.ignoredPreVote.m : null;
+    this.ignoredPreVote = null;
+    if (asked === null || asked.term <= this.term || asked.from === this.lead) return false;
+    this.lead = null; // our lease on the silent leader is over: the grant below must not be refused as "in lease"
+    this.handleVoteRequest(asked);
+    return this.msgsAfterAppend.some((m) => m.type === 'preVoteResp' && m.to === asked.from && m.reject !== true) ||
+      this.msgs.some((m) => m.type === 'preVoteResp' && m.to === asked.from && m.reject !== true);
   }
 
   private tickHeartbeat(): void {

@@ -236,12 +236,17 @@ export class RaftNode extends EventEmitter {
     return this.ctx.term;
   }
 
+  /** The core's term: ahead of currentTerm between a term change and its persistence (role changes see this one). */
+  get coreTerm(): number {
+    return this.ctx.core.currentTerm;
+  }
+
   get appliedIndex(): number {
     return this.applier.smApplied;
   }
 
   get commitIndex(): number {
-    return this.ctx.core.status().commit;
+    return this.ctx.core.commitIndex;
   }
 
   peerAddress(id: NodeId): PeerAddress | undefined {
