@@ -734,6 +734,11 @@ export class RaftCore {
     this.ignoredPreVote = null;
     if (asked === null || asked.term <= this.term || asked.from === this.lead) return false;
     this.lead = null; // our lease on the silent leader is over: the grant below must not be refused as "in lease"
+    if (!this.log.isUpToDate(asked.index ?? 0, asked.logTerm ?? 0)) {
+      // It cannot win (its log is behind ours): campaign now instead of waiting for our place in the order.
+      this.hup('election');
+      return true;
+    }
     this.handleVoteRequest(asked);
     return this.msgsAfterAppend.some((m) => m.type === 'preVoteResp' && m.to === asked.from && m.reject !== true) ||
       this.msgs.some((m) => m.type === 'preVoteResp' && m.to === asked.from && m.reject !== true);
@@ -850,6 +855,19 @@ export class RaftCore {
       }
     } else {
       this.send({ type: voteRespType(m.type), to: m.from, from: this.id, term: this.term, reject: true });
+      // Succession (fast failover on): waiting our turn after losing the leader (a reset seen, or its silence past our
+      // lease), we just refused a pre-candidate whose log is behind ours. It cannot win; we may. Go now rather than
+      // after our 2-tick place in line.
+      const waitingOurTurn = this.fastFailover && this.role === 'follower' && !this.inLease() &&
+        ((this.lead === null && this.fastCampaignAtTick !== null) || this.lead !== null);
+      if (m.type === 'preVote' && waitingOurTurn && this.promotable() && !this.log.isUpToDate(index, logTerm)) {
+        if (this.lead === null) {
+          this.fastPreVote(); // counted with the reset-started pre-votes
+        } else {
+          this.electionElapsed = 0;
+          this.hup('election');
+        }
+      }
     }
   }
 
