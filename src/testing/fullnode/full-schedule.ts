@@ -44,6 +44,8 @@ export interface FullRunResult extends CheckReport {
   recoveryMs: number;
   operations: number;
   unknownOutcomes: number;
+  /** Gets served by a follower (ReadIndex from the leader, then the follower's state). */
+  followerReads: number;
   events: number;
   virtualMs: number;
   traceHash: string;
@@ -180,6 +182,7 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule):
     recoveryMs: Math.round(recoveryMs),
     operations: history.length,
     unknownOutcomes: sim.workload?.unknown ?? 0,
+    followerReads: sim.workload?.followerReads ?? 0,
     events: sim.sched.events,
     virtualMs: Math.round(sim.now),
     traceHash: trace.digest('hex').slice(0, 16),

@@ -1,7 +1,8 @@
 /**
  * Client workload of the full-node simulator, in the master protocol's shapes: PutStart / PutEnd / Remove
  * (client writes with clientId + seq: a retry after a timeout or a failover returns the first reply, exactly
- * once) and GetReplicaList (a linearizable read: RaftNode.read() on the leader, then the state). Each client has
+ * once) and GetReplicaList (a linearizable read: RaftNode.read() on the leader, or on a follower with
+ * allowFollower — the follower-read path: the leader's read index, then the follower's own state). Each client has
  * one operation outstanding; it retries on another node after NOT_LEADER, a dropped proposal or a timeout, with
  * the same seq. The history feeds the linearizability check against `objectModel`.
  */
@@ -65,6 +66,8 @@ export class Workload {
   readonly acked: AckedWrite[] = [];
   stopped = false;
   unknown = 0;
+  /** Gets answered by a node that was not the leader (follower reads). */
+  followerReads = 0;
   /** The last answer a client got (for explaining a failed probe). */
   lastResult: Result | null = null;
   private running = 0;
@@ -107,7 +110,8 @@ export class Workload {
     const rec: Operation<ObjectOp, ObjectOutput> = { clientId, op, key, input: op, call: this.sched.now };
     this.history.push(rec);
     for (let attempt = 0; attempt < this.opts.maxAttempts; attempt++) {
-      const host = this.pickHost(attempt);
+      // Reads go to any live node (follower reads), writes to the believed leader.
+      const host = op === 'get' ? this.pickHost(1) : this.pickHost(attempt);
       if (host === null) {
         await this.sleep(50);
         continue;
@@ -167,9 +171,10 @@ export class Workload {
         if (op === 'get') {
           const raft = host.raft;
           if (raft === null) return 'retry';
-          await raft.read();
+          await raft.read({ allowFollower: true });
           const state = host.state;
           if (state === null || host.raft !== raft) return 'retry';
+          if (!raft.isLeader) this.followerReads++;
           return state.getReplicaList(key, simEpochMs + this.sched.now);
         }
         return await host.propose(command(clientId, seq, op, key), simEpochMs + this.sched.now);
