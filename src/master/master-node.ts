@@ -37,7 +37,7 @@ import { LeaderGate } from './leader-gate.js';
 import { Demotions } from './demotions.js';
 import { LeaderDuties, housekeepingIntervalMs } from './leader-duties.js';
 import { MasterStateMachine } from './state-adapter.js';
-import { decodeKeys, leaseGrantingHandler } from './follower-reads.js';
+import { announcingGrantHandler } from './follower-reads.js';
 import { RpcSurface } from './rpc-surface.js';
 import type { MemberInfo } from './rpc-methods.js';
 export { maxBatchKeysPerRead } from './rpc-methods.js';
@@ -184,18 +184,8 @@ export class MasterNode {
     this.contact.onHeard((from) => {
       if (this.gate.hasParked && from === this.raft.leaderId) this.gate.wake();
     });
-    // Follower reads: the leader grants the leases a follower's read asks for before its ReadIndex answer leaves,
-    // and announces them to the members (LeaseSync) like its own reads' leases.
-    const grant = leaseGrantingHandler(this.leases, () => Date.now());
-    this.raft.setForwardedReadHandler((from, payloads) => {
-      const replies = grant(from, payloads);
-      const granted = payloads.flatMap((p, i) => {
-        const refused = new Set(decodeKeys(replies[i]));
-        return decodeKeys(p).filter((k) => !refused.has(k));
-      });
-      if (granted.length > 0) this.leaseSync.announce(granted, Date.now()).catch(() => {});
-      return replies;
-    });
+    // Follower reads: the leader grants (and announces) the leases a follower's read asks for (follower-reads.ts).
+    this.raft.setForwardedReadHandler(announcingGrantHandler(this.leases, (keys, now) => this.leaseSync.announce(keys, now), () => Date.now()));
     this.raft.on('leaderChange', (leader: string | null, term: number) => {
       this.viewVersion++;
       this.gate.wake();
