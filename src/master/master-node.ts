@@ -19,8 +19,6 @@ import type { Role } from '../raft/core/types.js';
 import { TcpPeerTransport } from '../transport/tcp-transport.js';
 import { boundedWarnings, type RejectPort } from '../transport/reject-log.js';
 import { RpcServer } from '../transport/rpc.js';
-import type { TlsConfig as TransportTls } from '../transport/net-util.js';
-import type { PeerAddress } from '../transport/types.js';
 import { MasterState } from '../statemachine/master-state.js';
 import { LeaseTable } from '../statemachine/leases.js';
 import { ClientLiveness } from '../statemachine/clients.js';
@@ -30,7 +28,8 @@ import { createMasterMetrics, type MasterMetrics } from './metrics.js';
 import { startHttpOps } from './http-ops.js';
 import { BackupService } from './backup.js';
 import { RepairScheduler, repairRoundIntervalMs, type RepairLimits } from './repair.js';
-import { peerClusterId, readIdentity } from './backup-format.js';
+import { readIdentity } from './backup-format.js';
+import { peerAddresses, peerTransportOptions, rpcServerOptions } from './endpoints.js';
 import { LeaderContact } from './leader-contact.js';
 import { LeaseSync } from './lease-sync.js';
 import { LeaderGate } from './leader-gate.js';
@@ -57,7 +56,6 @@ export interface MasterNodeOptions {
   /** Re-replication limits (repair.ts defaults otherwise). */
   repair?: Partial<RepairLimits>;
 }
-
 
 export class MasterNode {
   readonly config: MasterConfig;
@@ -126,35 +124,16 @@ export class MasterNode {
 
   private async open(withHttp: boolean): Promise<void> {
     const cfg = this.config;
-    const tls = transportTls(cfg);
     this.logStore = await openRaftLog({ walDir: path.join(cfg.dataDir, 'raft-wal'), legacyDir: path.join(cfg.dataDir, 'raft-log'), logger: this.logger });
     this.state = await MasterState.open(path.join(cfg.dataDir, 'state'), { placement: cfg.placement.strategy });
-    const peers: PeerAddress[] = cfg.peers.map((p) => ({ id: p.id, host: p.host, port: p.raftPort, rpcPort: p.rpcPort, ...(p.httpPort !== null ? { httpPort: p.httpPort } : {}) }));
     const onReject = (port: RejectPort, reason: string): void => this.metrics.rejectedFrames.inc({ port, reason });
-    const limits = cfg.limits;
     // Peers authenticate by default, for embedders too (the CLI checks the same before it starts a node).
     const authProblem = peerAuthProblem(cfg);
     if (authProblem !== null) throw new MooringError(ErrorCode.INVALID_CONFIG, authProblem);
     if (cfg.peerToken === null && cfg.tls?.requireClientCert !== true && cfg.insecure) {
       this.logger.warn({ insecure: true }, 'INSECURE: peers are not authenticated (insecure: true); any host that reaches the peer port can take part in consensus');
     }
-    this.transport = new TcpPeerTransport({
-      nodeId: cfg.nodeId,
-      // A restored data dir carries a new cluster identity: old members are refused at the handshake.
-      clusterId: peerClusterId(cfg.dataDir, cfg.clusterId),
-      listen: { host: cfg.listen.host, port: cfg.listen.raftPort },
-      peers: peers.filter((p) => p.id !== cfg.nodeId),
-      // Under mTLS a peer's certificate must name the node id it announces.
-      ...(tls !== undefined ? { tls: { ...tls, verifyPeerIdentity: tls.requireClientCert === true } } : {}),
-      ...(cfg.peerToken !== null ? { token: cfg.peerToken } : {}),
-      maxFrameBytes: cfg.raft.maxFrameBytes,
-      maxInboundConnections: limits.maxInboundConnections,
-      maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
-      handshakeTimeoutMs: limits.handshakeTimeoutMs,
-      idleTimeoutMs: limits.idleTimeoutMs,
-      logger: this.logger,
-      onReject,
-    });
+    this.transport = new TcpPeerTransport(peerTransportOptions(cfg, { logger: this.logger, onReject }));
     await this.transport.start();
     this.raft = await RaftNode.start({
       id: cfg.nodeId,
@@ -162,7 +141,7 @@ export class MasterNode {
       storage: this.logStore,
       transport: this.contact.wrap(this.transport),
       stateMachine: new MasterStateMachine(this.state),
-      peers,
+      peers: peerAddresses(cfg),
       ...(cfg.join ? {} : { bootstrapVoters: cfg.peers.map((p) => p.id) }),
       ...toRaftTunables(cfg),
       // One warning per bad peer frame would let a stranger fill the disk: bounded, and counted.
@@ -217,19 +196,7 @@ export class MasterNode {
       nodeId: cfg.nodeId,
       maxFrameBytes: cfg.raft.maxFrameBytes,
     });
-    this.rpc = new RpcServer({
-      clusterId: cfg.clusterId,
-      nodeId: cfg.nodeId,
-      listen: { host: cfg.listen.host, port: cfg.listen.rpcPort },
-      ...(tls !== undefined ? { tls } : {}),
-      maxFrameBytes: cfg.raft.maxFrameBytes,
-      maxConnections: limits.maxInboundConnections,
-      maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
-      handshakeTimeoutMs: limits.handshakeTimeoutMs,
-      idleTimeoutMs: limits.idleTimeoutMs,
-      logger: this.logger,
-      onReject,
-    });
+    this.rpc = new RpcServer(rpcServerOptions(cfg, { logger: this.logger, onReject }));
     this.surface.register(this.rpc);
     await this.rpc.start();
 
@@ -241,7 +208,7 @@ export class MasterNode {
         status: () => this.statusReport(),
         ready: () => this.readiness(),
         logger: this.logger,
-        maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
+        maxConnectionsPerAddress: cfg.limits.maxConnectionsPerAddress,
         onReject,
       });
     }
@@ -402,9 +369,4 @@ export class MasterNode {
     await this.state?.close().catch(() => {});
     this.logger.info({}, 'master stopped');
   }
-}
-
-function transportTls(cfg: MasterConfig): TransportTls | undefined {
-  if (cfg.tls === null) return undefined;
-  return { cert: cfg.tls.cert, key: cfg.tls.key, ca: cfg.tls.ca ?? cfg.tls.cert, requireClientCert: cfg.tls.requireClientCert };
 }
