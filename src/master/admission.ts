@@ -1,7 +1,7 @@
 /**
  * Leader-side admission: rules that depend on read leases (leader soft state) are checked here, before a client
  * write is proposed, never in the log. May refuse (OBJECT_HAS_LEASE) or add leader-only fields (`skipKeys`,
- * `evictable`). The duplicate-reply lookup runs before this (MasterNode.handleWrite): a retry gets its first reply.
+ * `evictable`). The duplicate-reply lookup runs before this (rpc-surface.ts, handleWrite): a retry gets its first reply.
  */
 import { ErrorCode, MooringError } from '../errors.js';
 import type { LeaseTable } from '../statemachine/leases.js';

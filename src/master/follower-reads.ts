@@ -55,6 +55,23 @@ export function leaseGrantingHandler(leases: LeaseTable, now: () => number): For
 }
 
 /**
+ * Leader: the forwarded-read handler it installs. Grants the leases each follower read asks for before its ReadIndex
+ * answer leaves (leaseGrantingHandler), and announces the granted ones to the members like its own reads' leases.
+ */
+export function announcingGrantHandler(leases: LeaseTable, announce: (keys: string[], nowMs: number) => Promise<void>, now: () => number): ForwardedReadHandler {
+  const grant = leaseGrantingHandler(leases, now);
+  return (from, payloads) => {
+    const replies = grant(from, payloads);
+    const granted = payloads.flatMap((p, i) => {
+      const refused = new Set(decodeKeys(replies[i]));
+      return decodeKeys(p).filter((k) => !refused.has(k));
+    });
+    if (granted.length > 0) announce(granted, now()).catch(() => {});
+    return replies;
+  };
+}
+
+/**
  * Waits until this master may answer a linearizable read of `leaseKeys` (null: a read that grants no leases).
  * On the leader: its lease or ReadIndex. On a follower: ReadIndex through the leader, which records the leases
  * first. Returns the keys the leader refused to lease (answer them as being evicted).

@@ -1,0 +1,303 @@
+/**
+ * The master's client RPC surface: every request is validated against the contract (rpc-methods.ts), timed and
+ * counted, then served here. Leader policy (parking, NOT_LEADER hints, admission, demotions) lives in its own files;
+ * this file decides only which of it a request goes through.
+ *
+ * Writes go through the log and are answered once applied. Reads are linearizable by default and served by every
+ * member (the leader by lease or ReadIndex, a follower by ReadIndex through the leader: follower-reads.ts);
+ * `stale: true` lets any member answer from its own state at once. Followers answer writes with NOT_LEADER and a
+ * hint `nodeId@host:rpcPort` that MasterClient follows: we chose hints over forwarding because forwarding doubles
+ * the hops of every misdirected request and hides the leader from clients that could talk to it directly.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { ErrorCode, MooringError } from '../errors.js';
+import type { RaftNode } from '../raft/node/index.js';
+import type { RpcContext, RpcServer } from '../transport/rpc.js';
+import type { Command, Result } from '../statemachine/commands.js';
+import type { ClientLiveness } from '../statemachine/clients.js';
+import type { LeaseTable } from '../statemachine/leases.js';
+import type { MasterState } from '../statemachine/master-state.js';
+import type { MasterConfig } from './config.js';
+import type { Logger } from './logger.js';
+import type { MasterMetrics } from './metrics.js';
+import type { BackupService } from './backup.js';
+import type { RepairScheduler } from './repair.js';
+import type { LeaseSync } from './lease-sync.js';
+import type { LeaderGate } from './leader-gate.js';
+import type { Demotions } from './demotions.js';
+import { admit } from './admission.js';
+import { encodeMasterCommand } from './state-adapter.js';
+import { followerReplicaResult, linearizableRead } from './follower-reads.js';
+import {
+  adminMethods,
+  adminWriteMethods,
+  commandFor,
+  parseArgs,
+  readMethods,
+  writeMethods,
+  type AdminMethod,
+  type MemberInfo,
+  type ReadMethod,
+  type ResultOf,
+  type WriteMethod,
+} from './rpc-methods.js';
+
+/** What the RPC surface needs from its master node. */
+export interface RpcSurfaceDeps {
+  config: MasterConfig;
+  metrics: MasterMetrics;
+  logger: Logger;
+  leases: LeaseTable;
+  liveness: ClientLiveness;
+  gate: LeaderGate;
+  demotions: Demotions;
+  repair: RepairScheduler;
+  electionTimeoutMs: number;
+  /** Read at each call: the node opens these after constructing its surface. */
+  raft(): RaftNode;
+  state(): MasterState;
+  leaseSync(): LeaseSync;
+  backup(): BackupService;
+  /** Bumped by the node on every leader change; ping replies carry it. */
+  viewVersion(): number;
+  members(): MemberInfo[];
+  statusReport(): Record<string, unknown>;
+}
+
+export class RpcSurface {
+  private inFlightRpcs = 0;
+  /** Session writes proposed by this leader and not yet settled, by `clientId#seq`: a retry joins its first attempt. */
+  private readonly proposing = new Map<string, Promise<Result>>();
+
+  constructor(private readonly d: RpcSurfaceDeps) {}
+
+  /** Requests being served now (a graceful stop drains them). */
+  get inFlight(): number {
+    return this.inFlightRpcs;
+  }
+
+  /** Proposals of an earlier leadership are not joined by retries: their outcome is no longer ours to report. */
+  steppedDown(): void {
+    this.proposing.clear();
+  }
+
+  register(rpc: RpcServer): void {
+    // Every request is validated against the contract (rpc-methods.ts) before anything else looks at it.
+    for (const method of Object.keys(writeMethods) as WriteMethod[]) {
+      rpc.handle(method, (raw, ctx) => this.serve(method, ctx, () => this.handleWrite(method, raw)));
+    }
+    for (const method of readMethods) {
+      rpc.handle(method, (raw, ctx) => this.serve(method, ctx, () => this.handleRead(method, raw)));
+    }
+    for (const method of adminMethods) {
+      rpc.handle(method, (raw, ctx) => this.serve(method, ctx, () => this.handleAdmin(method, raw)));
+    }
+    rpc.handle('status', (raw, ctx) => this.serve('status', ctx, async () => {
+      parseArgs('status', raw);
+      return this.d.statusReport();
+    }));
+    rpc.handle('backupBegin', (raw, ctx) => this.serve('backupBegin', ctx, () => (this.checkAdmin(parseBackupArgs(raw)), this.d.backup().begin())));
+    rpc.handle('backupNext', (raw, ctx) => this.serve('backupNext', ctx, () => {
+      const a = parseBackupArgs(raw);
+      this.checkAdmin(a);
+      if (typeof a.backupId !== 'string') throw new MooringError(ErrorCode.INVALID_ARGUMENT, 'backupId must be a string');
+      return this.d.backup().next(a.backupId);
+    }));
+  }
+
+  private async serve<T>(method: string, _ctx: RpcContext, fn: () => Promise<T>): Promise<T> {
+    const started = process.hrtime.bigint();
+    this.inFlightRpcs++;
+    try {
+      const result = await fn();
+      this.d.metrics.observeRpc(method, Number(process.hrtime.bigint() - started) / 1e9);
+      return result;
+    } catch (err) {
+      const e = toMooringError(err, this.d.logger, method);
+      this.d.metrics.observeRpc(method, Number(process.hrtime.bigint() - started) / 1e9, e.code);
+      throw e;
+    } finally {
+      this.inFlightRpcs--;
+    }
+  }
+
+  private checkAdmin(args: { adminToken?: unknown }): void {
+    const want = this.d.config.adminToken;
+    if (want === null) return;
+    const got = typeof args.adminToken === 'string' ? args.adminToken : '';
+    const a = Buffer.from(got);
+    const b = Buffer.from(want);
+    if (a.length !== b.length || !timingSafeEqual(a, b)) {
+      throw new MooringError(ErrorCode.UNAUTHORIZED, 'this admin operation needs the admin token (adminToken)');
+    }
+  }
+
+  private async handleWrite(method: WriteMethod, raw: unknown): Promise<unknown> {
+    const { gate, leases } = this.d;
+    const raft = this.d.raft();
+    const state = this.d.state();
+    const leaseSync = this.d.leaseSync();
+    const edge = typeof raw === 'object' && raw !== null ? (raw as { adminToken?: unknown; avoidLeader?: unknown }) : {};
+    if (adminWriteMethods.includes(method)) this.checkAdmin(edge);
+    // Validated by the state machine's rules; fields only the leader may set (eviction candidates, lease skips)
+    // never come from a client.
+    const command = commandFor(method, raw);
+    await gate.leaderOrPark(typeof edge.avoidLeader === 'string' ? edge.avoidLeader : null);
+    // The duplicate-reply table comes before any admission check: a retry (same clientId, seq) must get the first
+    // attempt's reply, never a refusal of its own. Otherwise a remove retried while its first attempt is still
+    // uncommitted here could be answered OBJECT_HAS_LEASE (a lease granted in between) and then apply anyway.
+    const session = sessionKey(command);
+    if (session !== null) {
+      const dup = this.duplicateReply(command, session);
+      if (dup !== undefined) return unwrap(await gate.whileLeading(dup));
+    }
+    // A new leader first learns the read leases of the previous one (one round trip): admission then refuses only
+    // what is really leased, instead of everything under the blanket.
+    if (leaseSync.learning) await gate.whileLeading(leaseSync.learned(Math.max(1_000, 4 * this.d.electionTimeoutMs)));
+    const now = Date.now();
+    try {
+      admit(command, state, leases, now);
+    } catch (err) {
+      // The first attempt may have been committed under a previous leader but not yet applied here: after a read
+      // barrier (which commits every entry of earlier terms) it would be in the table. A remove retried after a
+      // failover was otherwise refused by the new leader's lease although it had happened.
+      const prev = await this.appliedReply(command);
+      if (prev !== undefined) return unwrap(prev);
+      const again = session === null ? undefined : this.duplicateReply(command, session);
+      if (again === undefined) throw err;
+      return unwrap(await gate.whileLeading(again));
+    }
+    await this.d.demotions.beforePut(command);
+    const started = process.hrtime.bigint();
+    const proposal = raft.propose(encodeMasterCommand(command, now)) as Promise<Result>;
+    if (session !== null) {
+      this.proposing.set(session, proposal);
+      const forget = (): void => { if (this.proposing.get(session) === proposal) this.proposing.delete(session); };
+      proposal.then(forget, forget);
+    }
+    const result = await gate.whileLeading(proposal);
+    this.d.metrics.observeProposal(Number(process.hrtime.bigint() - started) / 1e9);
+    return unwrap(result);
+  }
+
+  /** The reply of an earlier attempt of this write: applied (from the session table) or still in flight here. */
+  private duplicateReply(command: Command, session: string): Promise<Result> | undefined {
+    const c = command as { clientId: string; seq: number };
+    const applied = this.d.state().sessionReply(c.clientId, c.seq);
+    if (applied !== undefined) return Promise.resolve(applied);
+    return this.proposing.get(session);
+  }
+
+  /** The stored exactly-once reply for this write, after a read barrier so every committed entry is applied. */
+  private async appliedReply(command: Command): Promise<Result | undefined> {
+    const c = command as { clientId?: unknown; seq?: unknown };
+    if (typeof c.clientId !== 'string' || typeof c.seq !== 'number') return undefined;
+    await this.d.raft().read();
+    return this.d.state().sessionReply(c.clientId, c.seq);
+  }
+
+  private async handleRead(method: ReadMethod, raw: unknown): Promise<ResultOf<ReadMethod>> {
+    const { gate, config } = this.d;
+    const raft = this.d.raft();
+    const state = this.d.state();
+    if (method === 'ping') {
+      const { clientId, avoidLeader } = parseArgs('ping', raw);
+      await gate.leaderOrPark(avoidLeader ?? null);
+      this.d.liveness.touch(clientId, Date.now());
+      const reply = state.ping(clientId);
+      // ---- BEGIN tiering (store): the ping reply carries this client's tier tasks ----
+      const tierTasks = [...this.d.demotions.tasksFor(clientId, Date.now()), ...this.d.repair.tasksFor(clientId, Date.now())];
+      if (tierTasks.length > 0) return { status: reply.status, viewVersion: this.d.viewVersion(), tierTasks };
+      // ---- END tiering ----
+      return { status: reply.status, viewVersion: this.d.viewVersion() };
+    }
+    const args = parseArgs(method, raw);
+    const stale = args.stale === true;
+    // Every master serves linearizable reads (follower-reads.ts); a follower's leases are granted by the leader.
+    const leaseKeys = method === 'getReplicaList' ? [(args as { key: string }).key] : method === 'batchGetReplicaList' ? (args as { keys: string[] }).keys : null;
+    // MasterClient readFrom: 'leader', or no live leader known (a follower cannot confirm a read): park until one is
+    // elected, then serve here or answer NOT_LEADER with it.
+    if (!stale && !raft.isLeader && (args.readFrom === 'leader' || gate.liveLeader(null) === null)) await gate.leaderOrPark(args.avoidLeader ?? null);
+    const refused = stale ? new Set<string>() : await gate.whileLeading(linearizableRead(raft, leaseKeys));
+    if (!stale && !raft.isLeader && leaseKeys !== null) {
+      // The follower keeps the leases it serves too: with the leader that records them it makes a majority of
+      // three, so a new leader's lease collection (LeaseSync) meets one of them (larger clusters read leased keys
+      // from the leader: linearizableRead refuses them on followers there).
+      this.d.leaseSync().recordServed(leaseKeys.filter((k) => !refused.has(k)), Date.now());
+    }
+    const now = Date.now();
+    // Leases are granted only by the leader (stale reads on followers grant none).
+    const leases = raft.isLeader ? this.d.leases : undefined;
+    const viaLeader = leases !== undefined || stale;
+    switch (method) {
+      case 'getReplicaList': {
+        const key = leaseKeys![0]!;
+        const r = state.getReplicaList(key, now, leases);
+        if (r.ok && leases !== undefined) await gate.whileLeading(this.d.leaseSync().announce([key], now));
+        return unwrap(viaLeader ? r : followerReplicaResult(r, key, refused, config.leaseTtlMs));
+      }
+      case 'batchGetReplicaList': {
+        const rs = state.batchGetReplicaList(leaseKeys!, now, leases);
+        if (leases !== undefined) await gate.whileLeading(this.d.leaseSync().announce(leaseKeys!.filter((_, i) => rs[i]!.ok), now));
+        return viaLeader ? rs : rs.map((r, i) => followerReplicaResult(r, leaseKeys![i]!, refused, config.leaseTtlMs));
+      }
+      case 'existKey':
+        return state.existKey(parseArgs(method, raw).key);
+      case 'batchExistKey':
+        return state.batchExistKey(parseArgs(method, raw).keys);
+      case 'listSegments':
+        return state.listSegments();
+      case 'stats':
+        return state.stats();
+    }
+  }
+
+  private async handleAdmin(method: AdminMethod, raw: unknown): Promise<ResultOf<AdminMethod>> {
+    this.checkAdmin(parseArgs(method, raw));
+    const raft = this.d.raft();
+    switch (method) {
+      case 'members':
+        return this.d.members();
+      case 'transferLeader': {
+        const { to } = parseArgs(method, raw);
+        this.d.gate.requireLeader();
+        await raft.transferLeadership(to);
+        return { leader: to };
+      }
+      case 'addMember': {
+        const { id, host, raftPort, rpcPort, httpPort } = parseArgs(method, raw);
+        this.d.gate.requireLeader();
+        return raft.addMember({ id, host, port: raftPort, rpcPort, ...(httpPort !== undefined ? { httpPort } : {}) });
+      }
+      case 'removeMember': {
+        const { id } = parseArgs(method, raw);
+        this.d.gate.requireLeader();
+        return raft.removeMember(id);
+      }
+      case 'snapshot':
+        return { index: await raft.snapshotNow() };
+    }
+  }
+}
+
+function sessionKey(command: Command): string | null {
+  const c = command as { clientId?: unknown; seq?: unknown };
+  return typeof c.clientId === 'string' && typeof c.seq === 'number' ? `${c.clientId}#${c.seq}` : null;
+}
+
+function unwrap<T>(result: Result<T>): T {
+  if (result.ok) return result.value;
+  throw MooringError.fromWire(result.error);
+}
+
+function toMooringError(err: unknown, logger: Logger, method: string): MooringError {
+  if (err instanceof MooringError) return err;
+  logger.error({ method, err: err instanceof Error ? err.stack : String(err) }, 'internal error while serving an RPC');
+  return new MooringError(ErrorCode.INTERNAL, `internal error in ${method}`);
+}
+
+/** Backup RPC arguments (admin token, backup session id): an object, or a clear INVALID_ARGUMENT. */
+function parseBackupArgs(raw: unknown): { adminToken?: unknown; backupId?: unknown } {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new MooringError(ErrorCode.INVALID_ARGUMENT, 'arguments must be an object');
+  return raw as { adminToken?: unknown; backupId?: unknown };
+}
