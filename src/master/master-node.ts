@@ -294,6 +294,11 @@ export class MasterNode {
   }
 
   /** The replicated state (read-only use: queries, tests, tools). */
+  /** Clients whose last ping this leader keeps (at most the registered clients). */
+  get clientLivenessEntries(): number {
+    return this.liveness.size;
+  }
+
   get masterState(): MasterState {
     return this.state;
   }
@@ -419,8 +424,10 @@ export class MasterNode {
     if (method === 'ping') {
       const { clientId, avoidLeader } = parseArgs('ping', raw);
       await this.gate.leaderOrPark(avoidLeader ?? null);
-      this.liveness.touch(clientId, Date.now());
       const reply = this.state.ping(clientId);
+      // Only a registered client's ping counts (an unknown id gets NEED_REMOUNT and registers by writing): ids
+      // made up by a stranger must not grow the liveness table.
+      if (reply.status === 'OK') this.liveness.touch(clientId, Date.now());
       // ---- BEGIN tiering (store): the ping reply carries this client's tier tasks ----
       const tierTasks = [...this.demotions.tasksFor(clientId, Date.now()), ...this.repair.tasksFor(clientId, Date.now())];
       if (tierTasks.length > 0) return { status: reply.status, viewVersion: this.viewVersion, tierTasks };
