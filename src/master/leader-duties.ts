@@ -74,6 +74,7 @@ export class LeaderDuties {
     try {
       const now = Date.now();
       this.d.leases.prune(now);
+      this.d.liveness.retainRegistered(this.d.state().clients);
       const expire = planClientExpiry(this.d.state(), this.d.liveness, now, this.d.config.clientTtlMs);
       if (expire !== null) {
         this.d.logger.info({ clients: expire.clientIds }, 'expiring silent clients');

@@ -31,8 +31,13 @@ export interface LeaderGateOptions {
 
 export class LeaderGate {
   private readonly parked = new Set<() => void>();
-  /** Rejected when this node stops leading. */
-  private leadership: { lost: Promise<never>; reject: (e: MooringError) => void } | null = null;
+  /**
+   * While this node leads: the whileLeading calls still waiting, each told when leadership is lost. A call leaves
+   * the set when its promise settles, so the set holds only what is in flight. (Not `Promise.race([p, lost])` on
+   * one promise pending for the whole term: every race adds a reaction to it that is released only when it settles,
+   * about 0.5 KB per request kept for the term — issue 11's soak.)
+   */
+  private leadership: { waiting: Set<(e: MooringError) => void> } | null = null;
 
   constructor(private readonly o: LeaderGateOptions) {}
 
@@ -40,15 +45,12 @@ export class LeaderGate {
   onRoleChange(role: Role): void {
     this.wake();
     if (role !== 'leader' && this.leadership !== null) {
-      this.leadership.reject(new MooringError(ErrorCode.NOT_LEADER, 'stopped leading'));
+      const waiting = [...this.leadership.waiting];
       this.leadership = null;
+      const lost = new MooringError(ErrorCode.NOT_LEADER, 'stopped leading');
+      for (const w of waiting) w(lost);
     }
-    if (role === 'leader' && this.leadership === null) {
-      let reject!: (e: MooringError) => void;
-      const lost = new Promise<never>((_, rej) => { reject = rej; });
-      lost.catch(() => {}); // only observed through whileLeading
-      this.leadership = { lost, reject };
-    }
+    if (role === 'leader' && this.leadership === null) this.leadership = { waiting: new Set() };
   }
 
   /** Something that may make a leader known happened (a leader change, a frame from the leader). */
@@ -95,9 +97,26 @@ export class LeaderGate {
   whileLeading<T>(p: Promise<T>): Promise<T> {
     const l = this.leadership;
     if (l === null) return p;
-    return Promise.race([p, l.lost]).catch((err: unknown) => {
-      throw err instanceof MooringError && err.code === ErrorCode.NOT_LEADER ? this.notLeaderError(null, false) : err;
+    const fail = (err: unknown): unknown => (err instanceof MooringError && err.code === ErrorCode.NOT_LEADER ? this.notLeaderError(null, false) : err);
+    return new Promise<T>((resolve, reject) => {
+      const lost = (e: MooringError): void => reject(fail(e));
+      l.waiting.add(lost);
+      p.then(
+        (v) => {
+          l.waiting.delete(lost);
+          resolve(v);
+        },
+        (err: unknown) => {
+          l.waiting.delete(lost);
+          reject(fail(err));
+        },
+      );
     });
+  }
+
+  /** whileLeading calls waiting for their promise (0 on a follower): bounded by the requests in flight. */
+  get waitingWhileLeading(): number {
+    return this.leadership?.waiting.size ?? 0;
   }
 
   /**

@@ -237,6 +237,11 @@ export class MasterNode {
     return { raft: this.transport.port, rpc: this.rpc.port, http: this.http?.port ?? null };
   }
 
+  /** Clients whose last ping this leader keeps (at most the registered clients). */
+  get clientLivenessEntries(): number {
+    return this.liveness.size;
+  }
+
   /** The replicated state (read-only use: queries, tests, tools). */
   get masterState(): MasterState {
     return this.state;

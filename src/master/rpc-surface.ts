@@ -203,8 +203,10 @@ export class RpcSurface {
     if (method === 'ping') {
       const { clientId, avoidLeader } = parseArgs('ping', raw);
       await gate.leaderOrPark(avoidLeader ?? null);
-      this.d.liveness.touch(clientId, Date.now());
       const reply = state.ping(clientId);
+      // Only a registered client's ping counts (an unknown id gets NEED_REMOUNT and registers by writing): ids
+      // made up by a stranger must not grow the liveness table.
+      if (reply.status === 'OK') this.d.liveness.touch(clientId, Date.now());
       // ---- BEGIN tiering (store): the ping reply carries this client's tier tasks ----
       const tierTasks = [...this.d.demotions.tasksFor(clientId, Date.now()), ...this.d.repair.tasksFor(clientId, Date.now())];
       if (tierTasks.length > 0) return { status: reply.status, viewVersion: this.d.viewVersion(), tierTasks };

@@ -55,6 +55,21 @@ export class ClientLiveness {
   forget(clientId: string): void {
     this.lastPing.delete(clientId);
   }
+
+  /**
+   * Drops the pings of clients that are not registered (expired, or never registered). Pings come from the
+   * network with any client id; only registered clients' are worth keeping (planClientExpiry reads nothing else),
+   * so the table stays as large as the client registry, however many ids strangers make up.
+   */
+  retainRegistered(registered: ReadonlyMap<string, unknown>): void {
+    if (this.lastPing.size === 0) return;
+    for (const id of this.lastPing.keys()) if (!registered.has(id)) this.lastPing.delete(id);
+  }
+
+  /** Clients whose last ping is recorded. */
+  get size(): number {
+    return this.lastPing.size;
+  }
 }
 
 export interface ClientRegistryView {

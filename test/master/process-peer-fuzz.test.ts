@@ -8,8 +8,9 @@
  * and a key written before is intact.
  *
  * Replay: the seed is printed (and fast-check prints seed/path on failure): MOORING_FUZZ_SEED=<seed>.
- * Soak mode: MOORING_SOAK_FRAMES=1000000 sends that many frames per port (peer, RPC) and reports the figures
- * (see docs/operations.md). Needs `npm run build:ts` first.
+ * Soak mode: MOORING_SOAK_FRAMES=1000000 sends that many frames per port (peer, RPC), reports the figures (see
+ * docs/operations.md) and checks each master's memory from its /metrics: once idle, heap used within
+ * soakHeapSlackMB and RSS within soakRssSlackMB of the figures after the warm-up. Needs `npm run build:ts` first.
  */
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
@@ -17,7 +18,7 @@ import os from 'node:os';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MasterClient } from '../../src/master/client.js';
-import { LocalCluster } from '../../src/cli/local-cluster.js';
+import { LocalCluster, httpGet } from '../../src/cli/local-cluster.js';
 import { encodeFrame } from '../../src/transport/codec.js';
 import { makeHello } from '../../src/transport/handshake.js';
 import { RawPeer, sleep } from '../helpers/raw-peer.js';
@@ -103,12 +104,37 @@ async function stillServingIntact(): Promise<void> {
   expect((await client.getReplicaList('fuzz-key')).replicas).toHaveLength(1);
 }
 
-function rssKb(pid: number | undefined): number {
-  try {
-    return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-  } catch {
-    return 0;
-  }
+/** Soak bounds, against the figures after the warm-up (see bench/RESULTS.md, issue 11 soak). */
+const soakHeapSlackMB = 5;
+const soakRssSlackMB = 20;
+const soakSeriesSlack = 30;
+const soakIdleMaxMs = 180_000;
+
+interface Memory {
+  heapUsedMB: number;
+  heapTotalMB: number;
+  externalMB: number;
+  rssMB: number;
+  series: number;
+}
+
+/** Each master's memory from its own /metrics (prom-client's process_* and nodejs_* gauges), in MB. */
+async function memory(): Promise<Memory[]> {
+  return Promise.all(cluster.nodes.map(async (n) => {
+    const body = (await httpGet(n.ports.http, '/metrics')).body;
+    const lines = body.split('\n').filter((l) => l !== '' && !l.startsWith('#'));
+    const mb = (name: string): number => {
+      const line = lines.find((l) => l.startsWith(`${name} `));
+      return line === undefined ? NaN : Math.round(Number(line.split(' ')[1]) / 1e5) / 10;
+    };
+    return {
+      heapUsedMB: mb('nodejs_heap_size_used_bytes'),
+      heapTotalMB: mb('nodejs_heap_size_total_bytes'),
+      externalMB: mb('nodejs_external_memory_bytes'),
+      rssMB: mb('process_resident_memory_bytes'),
+      series: lines.length,
+    };
+  }));
 }
 
 async function rpcConnect(port: number): Promise<RawPeer> {
@@ -149,8 +175,8 @@ describe('stateful fuzz of the peer and RPC ports', () => {
 
   it.skipIf(soakFrames === 0)(`soak: ${soakFrames} frames per port`, async () => {
     const maxTerm = Math.max(0, (await currentTerm()) - 1);
-    let rssBefore: number[] = [];
-    let rssHalfway: number[] = [];
+    let warm: Memory[] = [];
+    let halfway: Memory[] = [];
     const warmupRounds = 6;
     const started = Date.now();
     const batch = 500;
@@ -170,16 +196,37 @@ describe('stateful fuzz of the peer and RPC ports', () => {
       sent += batch;
       round++;
       // Baseline after a short warm-up (code paths compiled, buffers and pools allocated once).
-      if (round === warmupRounds) rssBefore = cluster.nodes.map((n) => rssKb(n.proc?.pid));
-      // A second point: RSS that plateaus between halfway and the end is not a leak growing with input.
-      if (rssHalfway.length === 0 && sent >= soakFrames / 2) rssHalfway = cluster.nodes.map((n) => rssKb(n.proc?.pid));
+      if (round === warmupRounds) warm = await memory();
+      if (halfway.length === 0 && sent >= soakFrames / 2) halfway = await memory();
     }
-    await sleep(10_000); // let the nodes settle before measuring RSS
-    const rssAfter = cluster.nodes.map((n) => rssKb(n.proc?.pid));
+    const seconds = Math.round((Date.now() - started) / 1000);
+    const end = await memory();
+    // Idle: V8's memory reducer runs a full GC and gives back the young generation and old-space slack the load grew
+    // (heap total ~30 → 60–95 MB, RSS +40–70 MB while frames flow), typically 30–60 s after the traffic stops. The
+    // lowest figure per node over the idle window is the live heap, not garbage awaiting collection.
+    const idle = cluster.nodes.map(() => ({ heapUsedMB: Infinity, rssMB: Infinity }));
+    const idleStarted = Date.now();
+    const settled = (): boolean => idle.every((m, i) => m.heapUsedMB <= warm[i]!.heapUsedMB + soakHeapSlackMB && m.rssMB <= warm[i]!.rssMB + soakRssSlackMB);
+    while (Date.now() - idleStarted < soakIdleMaxMs) {
+      await sleep(5_000);
+      (await memory()).forEach((m, i) => {
+        idle[i]!.heapUsedMB = Math.min(idle[i]!.heapUsedMB, m.heapUsedMB);
+        idle[i]!.rssMB = Math.min(idle[i]!.rssMB, m.rssMB);
+      });
+      if (Date.now() - idleStarted >= 10_000 && settled()) break;
+    }
+    const after = await memory();
     console.log(JSON.stringify({
-      soakFramesPerPort: sent, seconds: Math.round((Date.now() - started) / 1000), loadavg: os.loadavg().map((x) => x.toFixed(2)),
-      rssKbAfterWarmup: rssBefore, rssKbHalfway: rssHalfway, rssKbAfter: rssAfter, alive: cluster.nodes.map((n) => n.proc !== null),
+      soakFramesPerPort: sent, seconds, idleSeconds: Math.round((Date.now() - idleStarted) / 1000), loadavg: os.loadavg().map((x) => x.toFixed(2)),
+      warmup: warm, halfway, end, lowestWhileIdle: idle, afterIdle: after, alive: cluster.nodes.map((n) => n.proc !== null),
     }));
     await stillServingIntact();
+    cluster.nodes.forEach((n, i) => {
+      // Anything kept per frame, connection, client id or method (≥ 5 bytes per frame at 1M frames) fails here.
+      expect(idle[i]!.heapUsedMB, `${n.id} heap used after the soak (MB)`).toBeLessThanOrEqual(warm[i]!.heapUsedMB + soakHeapSlackMB);
+      expect(idle[i]!.rssMB, `${n.id} RSS after the soak (MB)`).toBeLessThanOrEqual(warm[i]!.rssMB + soakRssSlackMB);
+      // Metric label sets stay bounded (method names, reject reasons, error codes come from the network).
+      expect(after[i]!.series, `${n.id} metric series`).toBeLessThanOrEqual(warm[i]!.series + soakSeriesSlack);
+    });
   }, 24 * 3600_000);
 });
