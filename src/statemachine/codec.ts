@@ -14,7 +14,7 @@ import type { Result, Tier } from './commands.js';
 import type { ClientRecord } from './clients.js';
 import { OffsetAllocator } from './allocator.js';
 import type { ObjectRecord, Replica } from './objects.js';
-import { alignmentForTier, type Segment, type SegmentRecord } from './segments.js';
+import type { Segment, SegmentRecord } from './segments.js';
 import type { StateCore } from './state-core.js';
 import { sessionReplyWindow } from './limits.js';
 
@@ -248,7 +248,7 @@ function decodeObjectFast(key: string, buf: Uint8Array, intern: ((s: string) => 
 }
 
 export function encodeSegment(s: SegmentRecord): Buffer {
-  return packr.pack([s.name, s.clientId, s.base, s.size, s.protocol, s.endpoint, s.zone, s.tier, s.status, s.mountedIndex]);
+  return packr.pack([s.name, s.clientId, s.base, s.size, s.protocol, s.endpoint, s.zone, s.tier, s.status, s.mountedIndex, s.allocAlignmentBytes]);
 }
 
 export function decodeSegment(id: string, buf: Uint8Array): SegmentRecord {
@@ -265,8 +265,13 @@ export function decodeSegment(id: string, buf: Uint8Array): SegmentRecord {
     tier: a[7] as Tier,
     status: a[8] as SegmentRecord['status'],
     mountedIndex: a[9] as number,
+    // 0 = a 0.1 record (no alignment recorded): StateLoader.finish gives it 0.1's, the configured alignment.
+    allocAlignmentBytes: a.length > 10 ? (a[10] as number) : legacyAlignment,
   };
 }
+
+/** decodeSegment's mark of a record written by 0.1, whose allocator aligned every tier to allocAlignmentBytes. */
+const legacyAlignment = 0;
 
 /** The client record (its replies are separate records, see replyKey). */
 export function encodeClient(c: ClientRecord): Buffer {
@@ -408,7 +413,9 @@ export class StateLoader {
     }
     for (const rec of this.segments) {
       const e = extents.get(rec.id);
-      const alloc = OffsetAllocator.fromExtents(rec.size, alignmentForTier(rec.tier, core.options.allocAlignmentBytes), e?.offsets ?? [], e?.lengths ?? [], e?.offsets.length ?? 0);
+      // A segment mounted under 0.1 keeps 0.1's alignment, DISK too (see SegmentRecord.allocAlignmentBytes).
+      if (rec.allocAlignmentBytes === legacyAlignment) rec.allocAlignmentBytes = core.options.allocAlignmentBytes;
+      const alloc = OffsetAllocator.fromExtents(rec.size, rec.allocAlignmentBytes, e?.offsets ?? [], e?.lengths ?? [], e?.offsets.length ?? 0);
       const seg: Segment = { rec, alloc };
       core.segments.set(rec.id, seg);
       core.ordered.push(seg);
