@@ -369,7 +369,8 @@ export class StateLoader {
    */
   addRaw(key: Uint8Array, value: Uint8Array): void {
     const k = Buffer.isBuffer(key) ? key : Buffer.from(key.buffer, key.byteOffset, key.byteLength);
-    if (k[0] === 0x6f /* o */) this.addObject(decodeObject(utf8(k, 1, k.length), value, this.intern));
+    // An object that is not kept needs no key string (utf8 decoding checks nothing: bad bytes become U+FFFD).
+    if (k[0] === 0x6f /* o */) this.addObject(decodeObject(this.retainObjects ? utf8(k, 1, k.length) : '', value, this.intern));
     else this.add(utf8(k, 0, k.length), value);
   }
 
