@@ -6,8 +6,9 @@
  * 2. Everything is written into `<dataDir>.restoring` and renamed to `<dataDir>` at the end, so an interrupted
  *    restore never leaves a half-made data dir a master could start from.
  * 3. The Raft log gets one snapshot point at the backup's index (term 1, voters = the config's peers), through the
- *    log store's own `applySnapshot` — as a bootstrap records index 1 — and the state machine is rebuilt by its
- *    own `restore` from the snapshot stream in the file (which re-checks its record count and hash).
+ *    log store's own `applySnapshot` — as a bootstrap records index 1 — and the state store is written from the
+ *    snapshot stream in the file by `MasterState.restoreToStore`, which re-checks its record count and hash and
+ *    that the image loads (records decode, allocators rebuild) without keeping the state in memory.
  * 4. `identity.json` gives the cluster a new uid (backup-format.ts): old members are refused.
  */
 import { createHash } from 'node:crypto';
@@ -17,7 +18,7 @@ import { ErrorCode, MooringError } from '../errors.js';
 import { Wal } from '../raft/wal/wal.js';
 import { MasterState } from '../statemachine/master-state.js';
 import type { MasterConfig } from './config.js';
-import { MasterStateMachine } from './state-adapter.js';
+import { logIndexOf } from './state-adapter.js';
 import {
   backupEndMagic,
   backupTrailerBytes,
@@ -126,18 +127,13 @@ export async function restoreDataDir(opts: RestoreOptions): Promise<RestoreResul
         yield c as Buffer;
       }
     })();
-    const state = await MasterState.restore(path.join(tmp, 'state'), chunks, { placement: cfg.placement.strategy });
-    let objectCount: number;
-    try {
-      const index = new MasterStateMachine(state).appliedIndex();
-      if (index !== v.header.index) {
-        throw new MooringError(ErrorCode.CHECKSUM_MISMATCH, `the image in the backup is at log index ${index}, its header says ${v.header.index}`);
-      }
-      objectCount = state.objects.size;
-      await state.flush();
-    } finally {
-      await state.close();
+    // Checked as a restore checks it, but not kept in memory: the master loads it when it starts.
+    const restored = await MasterState.restoreToStore(path.join(tmp, 'state'), chunks, { placement: cfg.placement.strategy });
+    const index = logIndexOf(restored.appliedIndex);
+    if (index !== v.header.index) {
+      throw new MooringError(ErrorCode.CHECKSUM_MISMATCH, `the image in the backup is at log index ${index}, its header says ${v.header.index}`);
     }
+    const objectCount = restored.objectCount;
     renameSync(tmp, dataDir);
     return { dataDir, index: v.header.index, objectCount, clusterId: cfg.clusterId, clusterUid, voters };
   } catch (err) {

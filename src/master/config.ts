@@ -15,6 +15,7 @@ import { ErrorCode, MooringError } from '../errors.js';
 import { raftDefaults, toCoreOptions, type CoreOptions, type RaftTunables } from '../raft/node/options.js';
 import { defaultIdleTimeoutMs, defaultMaxConnectionsPerAddress, defaultMaxInboundConnections } from '../transport/conn-budget.js';
 import { handshakeTimeoutMs } from '../transport/handshake.js';
+import { defaultRepairLimits, type RepairLimits } from './repair.js';
 
 export type { ReadMode } from '../raft/node/options.js';
 import type { ReadMode } from '../raft/node/options.js';
@@ -97,6 +98,8 @@ export interface MasterConfig {
     idleTimeoutMs: number;
   };
   clientRetry: { initialBackoffMs: number; maxBackoffMs: number; maxAttempts: number; requestTimeoutMs: number };
+  /** Re-replication after a storage node dies (leader side, src/master/repair.ts). */
+  repair: RepairLimits;
   log: { level: LogLevel; pretty: boolean };
 }
 
@@ -139,6 +142,8 @@ export const defaultConfig: DefaultConfig = deepFreeze({
   insecure: false,
   limits: { maxConnectionsPerAddress: defaultMaxConnectionsPerAddress, maxInboundConnections: defaultMaxInboundConnections, handshakeTimeoutMs, idleTimeoutMs: defaultIdleTimeoutMs },
   clientRetry: { initialBackoffMs: 100, maxBackoffMs: 5000, maxAttempts: 3, requestTimeoutMs: 2000 },
+  // The repair limits' defaults are declared once, in src/master/repair.ts.
+  repair: { ...defaultRepairLimits },
   log: { level: 'info', pretty: false },
 });
 
@@ -155,6 +160,8 @@ const MAX_TICKS = 100_000;
 const MIN_FRAME_BYTES = 64 * 1024;
 const MAX_FRAME_BYTES = 1024 * MiB;
 const MAX_PATH_CHARS = 4096;
+/** 1 TiB/s: more than any copy path moves; a larger value is a unit mistake (bits, or a count of something else). */
+const MAX_BYTES_PER_SECOND = 1024 * 1024 * MiB;
 const MAX_TOKEN_CHARS = 4096;
 /** The peer handshake carries at most this many token characters (transport/handshake.ts maxHelloFieldChars). */
 const MAX_PEER_TOKEN_CHARS = 256;
@@ -244,6 +251,16 @@ const SCHEMA: Record<string, SchemaNode> = {
       maxBackoffMs: int(1, MAX_MS),
       maxAttempts: int(1, 1000),
       requestTimeoutMs: int(1, MAX_MS),
+    },
+  },
+  repair: {
+    t: 'obj',
+    fields: {
+      maxInFlight: int(1, 1_000_000),
+      bytesPerSecond: int(1, MAX_BYTES_PER_SECOND),
+      taskTimeoutMs: int(1, MAX_MS),
+      resendMs: int(1, MAX_MS),
+      scanIntervalMs: int(1, MAX_MS),
     },
   },
   log: { t: 'obj', fields: { level: { t: 'enum', values: LOG_LEVELS }, pretty: bool } },
@@ -641,6 +658,7 @@ function resolve(merged: Raw, problems: Problems): MasterConfig | undefined {
   const raft = fill('raft', defaultConfig.raft);
   const eviction = fill('eviction', defaultConfig.eviction);
   const clientRetry = fill('clientRetry', defaultConfig.clientRetry);
+  const repair = fill('repair', defaultConfig.repair);
   const join = pick(g, 'join', defaultConfig.join);
   const advertiseHost = pick(g, 'advertiseHost', listen.host);
   const peersGiven = pick<PeerConfig[]>(g, 'peers', []);
@@ -666,6 +684,9 @@ function resolve(merged: Raw, problems: Problems): MasterConfig | undefined {
     problems.add('eviction.target', `must be less than eviction.highWatermark (${eviction.highWatermark}), got ${eviction.target}`);
   if (ok(clientRetry.initialBackoffMs, clientRetry.maxBackoffMs) && clientRetry.maxBackoffMs < clientRetry.initialBackoffMs)
     problems.add('clientRetry.maxBackoffMs', `must be ≥ clientRetry.initialBackoffMs (${clientRetry.initialBackoffMs}), got ${clientRetry.maxBackoffMs}`);
+  // A task is re-sent every resendMs until it ends or times out: a resend period as long as the timeout never resends.
+  if (ok(repair.resendMs, repair.taskTimeoutMs) && repair.resendMs >= repair.taskTimeoutMs)
+    problems.add('repair.resendMs', `must be less than repair.taskTimeoutMs (${repair.taskTimeoutMs}), got ${repair.resendMs}`);
 
   // Peers (uniqueness is checked in checkPeers): this node among them unless joining.
   let peers: PeerConfig[] = [];
@@ -749,6 +770,7 @@ function resolve(merged: Raw, problems: Problems): MasterConfig | undefined {
     insecure: pick(g, 'insecure', defaultConfig.insecure) as boolean,
     limits: fill('limits', defaultConfig.limits),
     clientRetry,
+    repair,
     log: fill('log', defaultConfig.log),
   };
 }

@@ -53,7 +53,7 @@ export interface MasterNodeOptions {
   logger?: Logger;
   /** Set false to embed without the HTTP ops server. Default true. */
   http?: boolean;
-  /** Re-replication limits (repair.ts defaults otherwise). */
+  /** Re-replication limits over the config's `repair` section (for embedders; `mooring master` uses the config). */
   repair?: Partial<RepairLimits>;
 }
 
@@ -88,7 +88,7 @@ export class MasterNode {
     this.logger = opts.logger ?? createLogger({ level: config.log.level, name: 'mooring-master', nodeId: config.nodeId, pretty: config.log.pretty });
     this.metrics = createMasterMetrics();
     this.leases = new LeaseTable(config.leaseTtlMs);
-    this.repair = new RepairScheduler(opts.repair);
+    this.repair = new RepairScheduler({ ...config.repair, ...opts.repair });
     this.demotions = new Demotions({ state: () => this.state, leases: () => this.leases, isLeader: () => this.raft.isLeader });
     this.duties = new LeaderDuties({
       config, leases: this.leases, liveness: this.liveness, demotions: this.demotions, repair: this.repair,

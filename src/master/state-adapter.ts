@@ -92,7 +92,7 @@ export class MasterStateMachine implements RaftStateMachine {
 }
 
 /** The last log entry fully reflected in a state whose applied index is `stateIndex`. */
-function logIndexOf(stateIndex: number): number {
+export function logIndexOf(stateIndex: number): number {
   const entry = Math.floor(stateIndex / indexSlotsPerEntry);
   return stateIndex % indexSlotsPerEntry === indexSlotsPerEntry - 1 || stateIndex === 0 ? entry : entry - 1;
 }

@@ -62,6 +62,13 @@ class OffsetIndex {
   private mask = 15;
   size = 0;
 
+  /** Room for `n` keys without a resize (a rebuild knows its count up front). */
+  reserve(n: number): void {
+    let cap = this.mask + 1;
+    while ((n + 1) * 2 > cap) cap *= 2;
+    if (cap > this.mask + 1) this.resize(cap);
+  }
+
   private slot(k: number): number {
     const lo = k >>> 0;
     const hi = (k / 0x1_0000_0000) >>> 0;
@@ -206,9 +213,13 @@ export class OffsetAllocator {
     const units = Math.floor(capacityBytes / alignmentBytes);
     (a as { capacityBytes: number }).capacityBytes = units * alignmentBytes;
     (a as unknown as { capacityUnits: number }).capacityUnits = units;
-    // One allocated block per extent, in input order; then the blocks are chained in offset order.
-    const starts = new Float64Array(count);
+    // Sized once: every extent, plus at most one free gap before each and one at the end.
+    a.growTo(2 * count + 1);
+    a.allocated.reserve(count);
+    // One allocated block per extent, in input order; then the blocks are chained in offset order. Ids are given
+    // in input order from 0 (a fresh allocator), so block i is extent i and a sort of (offset, i) pairs orders them.
     let sorted = true;
+    let prevOff = -1;
     for (let i = 0; i < count; i++) {
       const offsetBytes = offsetsBytes[i]!;
       // `if (!x) assert(false, ...)`: the message is only built on failure, not once per extent.
@@ -216,12 +227,27 @@ export class OffsetAllocator {
       const off = offsetBytes / alignmentBytes;
       const b = a.newBlock(off, a.unitsFor(lengthsBytes[i]!));
       a.bFree[b] = 0;
-      if (a.allocated.get(off) !== none) assert(false, `extent at ${offsetBytes} overlaps another one`);
+      // A repeated offset replaces the index entry; the chaining below then finds the overlap.
       a.allocated.set(off, b);
-      starts[i] = off;
-      if (i > 0 && off < starts[i - 1]!) sorted = false;
+      if (off < prevOff) sorted = false;
+      prevOff = off;
     }
-    if (!sorted) starts.sort();
+    if (a.allocated.size !== count) assert(false, `${count - a.allocated.size} extents share an offset with another one`);
+    let order: Int32Array | null = null;
+    if (!sorted) {
+      // Block ids by offset: (offset, id) packed into one float when that is exact, else a comparator sort.
+      order = new Int32Array(count);
+      const idSpan = 2 ** Math.ceil(Math.log2(count + 1));
+      if (units * idSpan <= Number.MAX_SAFE_INTEGER) {
+        const packed = new Float64Array(count);
+        for (let i = 0; i < count; i++) packed[i] = a.bOff[i]! * idSpan + i;
+        packed.sort();
+        for (let i = 0; i < count; i++) order[i] = packed[i]! % idSpan;
+      } else {
+        const ids = Array.from({ length: count }, (_, i) => i).sort((x, y) => a.bOff[x]! - a.bOff[y]!);
+        for (let i = 0; i < count; i++) order[i] = ids[i]!;
+      }
+    }
     let cursor = 0;
     let prev = none;
     const link = (id: number): void => {
@@ -231,8 +257,8 @@ export class OffsetAllocator {
       prev = id;
     };
     for (let i = 0; i < count; i++) {
-      const off = starts[i]!;
-      const b = a.allocated.get(off);
+      const b = order === null ? i : order[i]!;
+      const off = a.bOff[b]!;
       const size = a.bSize[b]!;
       if (!(off >= cursor)) assert(false, `extent at ${off * alignmentBytes} overlaps the previous one`);
       if (!(off + size <= units)) assert(false, `extent at ${off * alignmentBytes} goes beyond capacity`);
@@ -269,7 +295,12 @@ export class OffsetAllocator {
   }
 
   private grow(): void {
-    const n = this.bOff.length * 2;
+    this.growTo(this.bOff.length * 2);
+  }
+
+  /** Block storage for at least `n` blocks. */
+  private growTo(n: number): void {
+    if (n <= this.bOff.length) return;
     const f64 = (old: Float64Array): Float64Array => {
       const x = new Float64Array(n);
       x.set(old);

@@ -14,7 +14,7 @@ import type { Result, Tier } from './commands.js';
 import type { ClientRecord } from './clients.js';
 import { OffsetAllocator } from './allocator.js';
 import type { ObjectRecord, Replica } from './objects.js';
-import { alignmentForTier, type Segment, type SegmentRecord } from './segments.js';
+import type { Segment, SegmentRecord } from './segments.js';
 import type { StateCore } from './state-core.js';
 import { sessionReplyWindow } from './limits.js';
 
@@ -248,7 +248,7 @@ function decodeObjectFast(key: string, buf: Uint8Array, intern: ((s: string) => 
 }
 
 export function encodeSegment(s: SegmentRecord): Buffer {
-  return packr.pack([s.name, s.clientId, s.base, s.size, s.protocol, s.endpoint, s.zone, s.tier, s.status, s.mountedIndex]);
+  return packr.pack([s.name, s.clientId, s.base, s.size, s.protocol, s.endpoint, s.zone, s.tier, s.status, s.mountedIndex, s.allocAlignmentBytes]);
 }
 
 export function decodeSegment(id: string, buf: Uint8Array): SegmentRecord {
@@ -265,8 +265,13 @@ export function decodeSegment(id: string, buf: Uint8Array): SegmentRecord {
     tier: a[7] as Tier,
     status: a[8] as SegmentRecord['status'],
     mountedIndex: a[9] as number,
+    // 0 = a 0.1 record (no alignment recorded): StateLoader.finish gives it 0.1's, the configured alignment.
+    allocAlignmentBytes: a.length > 10 ? (a[10] as number) : legacyAlignment,
   };
 }
+
+/** decodeSegment's mark of a record written by 0.1, whose allocator aligned every tier to allocAlignmentBytes. */
+const legacyAlignment = 0;
 
 /** The client record (its replies are separate records, see replyKey). */
 export function encodeClient(c: ClientRecord): Buffer {
@@ -300,11 +305,48 @@ export function encodeApplied(index: number): Buffer {
   return packr.pack(index);
 }
 
-/** Rebuilds a StateCore from stored records, in any order (LevelDB iteration, or a snapshot stream). */
+/**
+ * Rebuilds a StateCore from stored records, in any order (LevelDB iteration, or a snapshot stream).
+ *
+ * `retainObjects: false` checks the records without keeping the objects: each is decoded (so it must decode) and
+ * its extents are kept for the allocator rebuild in finish() (so they must not overlap, be unaligned or run past
+ * their segment), but the object itself is dropped at once. finish() then builds a core without objects;
+ * `objectCount` says how many there were. A restore that only writes a data dir (backup-restore.ts) checks the
+ * image this way without holding every object in memory (their promotion to the old generation was most of its
+ * garbage-collection work).
+ */
 export class StateLoader {
   private applied = 0;
   private restoring = false;
   private readonly objects: ObjectRecord[] = [];
+  private readonly retainObjects: boolean;
+  objectCount = 0;
+  /** Every extent the objects hold (current, upsert, offload and repair versions), per segment. */
+  private readonly extents = new Map<string, ExtentList>();
+  private lastExtents: ExtentList | null = null;
+
+  constructor(options: { retainObjects?: boolean } = {}) {
+    this.retainObjects = options.retainObjects ?? true;
+  }
+
+  private pushExtent(r: Replica): void {
+    // Consecutive replicas are often on the segment of the previous one: skip the map then.
+    const last = this.lastExtents;
+    let l = last !== null && last.segmentId === r.segmentId ? last : this.extents.get(r.segmentId);
+    if (l === undefined) this.extents.set(r.segmentId, (l = new ExtentList(r.segmentId)));
+    l.push(r.offset, r.length);
+    this.lastExtents = l;
+  }
+
+  private addObject(o: ObjectRecord): void {
+    const rs = o.replicas;
+    for (let i = 0; i < rs.length; i++) this.pushExtent(rs[i]!);
+    if (o.pending !== null) for (const r of o.pending.replicas) this.pushExtent(r);
+    if (o.offload !== null) this.pushExtent(o.offload.replica);
+    if (o.repair !== null) this.pushExtent(o.repair.replica);
+    this.objectCount++;
+    if (this.retainObjects) this.objects.push(o);
+  }
   private readonly segments: SegmentRecord[] = [];
   /**
    * One copy of each client and segment id for all the objects that name it (they repeat across 1M objects:
@@ -327,14 +369,15 @@ export class StateLoader {
    */
   addRaw(key: Uint8Array, value: Uint8Array): void {
     const k = Buffer.isBuffer(key) ? key : Buffer.from(key.buffer, key.byteOffset, key.byteLength);
-    if (k[0] === 0x6f /* o */) this.objects.push(decodeObject(utf8(k, 1, k.length), value, this.intern));
+    // An object that is not kept needs no key string (utf8 decoding checks nothing: bad bytes become U+FFFD).
+    if (k[0] === 0x6f /* o */) this.addObject(decodeObject(this.retainObjects ? utf8(k, 1, k.length) : '', value, this.intern));
     else this.add(utf8(k, 0, k.length), value);
   }
 
   add(key: string, value: Uint8Array): void {
     switch (key.charCodeAt(0)) {
       case 0x6f /* o */:
-        this.objects.push(decodeObject(key.slice(1), value, this.intern));
+        this.addObject(decodeObject(key.slice(1), value, this.intern));
         return;
       case 0x73 /* s */:
         this.segments.push(decodeSegment(key.slice(1), value));
@@ -391,24 +434,13 @@ export class StateLoader {
       m.set(seq, r);
       slotsOf(clientId)[slot] = seq;
     }
-    // Allocators are rebuilt from every extent the objects hold (current, upsert and offload versions), kept in
-    // flat per-segment arrays (no per-extent object).
-    const extents = new Map<string, { offsets: number[]; lengths: number[] }>();
-    const push = (r: Replica): void => {
-      let l = extents.get(r.segmentId);
-      if (l === undefined) extents.set(r.segmentId, (l = { offsets: [], lengths: [] }));
-      l.offsets.push(r.offset);
-      l.lengths.push(r.length);
-    };
-    for (const o of this.objects) {
-      for (const r of o.replicas) push(r);
-      if (o.pending !== null) for (const r of o.pending.replicas) push(r);
-      if (o.offload !== null) push(o.offload.replica);
-      if (o.repair !== null) push(o.repair.replica);
-    }
+    // Allocators are rebuilt from every extent the objects hold, gathered as they were added in flat per-segment
+    // arrays (no per-extent object).
     for (const rec of this.segments) {
-      const e = extents.get(rec.id);
-      const alloc = OffsetAllocator.fromExtents(rec.size, alignmentForTier(rec.tier, core.options.allocAlignmentBytes), e?.offsets ?? [], e?.lengths ?? [], e?.offsets.length ?? 0);
+      const e = this.extents.get(rec.id);
+      // A segment mounted under 0.1 keeps 0.1's alignment, DISK too (see SegmentRecord.allocAlignmentBytes).
+      if (rec.allocAlignmentBytes === legacyAlignment) rec.allocAlignmentBytes = core.options.allocAlignmentBytes;
+      const alloc = OffsetAllocator.fromExtents(rec.size, rec.allocAlignmentBytes, e?.offsets ?? [], e?.lengths ?? [], e?.count ?? 0);
       const seg: Segment = { rec, alloc };
       core.segments.set(rec.id, seg);
       core.ordered.push(seg);
@@ -424,6 +456,26 @@ export class StateLoader {
       core.dirtyClients.add(clientId);
       core.markReplySlot(clientId, slot);
     }
+  }
+}
+
+/** One segment's extents while loading: parallel growable Float64Arrays (no per-extent number boxing). */
+class ExtentList {
+  offsets = new Float64Array(1024);
+  lengths = new Float64Array(1024);
+  count = 0;
+  constructor(readonly segmentId: string) {}
+  push(offset: number, length: number): void {
+    if (this.count === this.offsets.length) {
+      const o = new Float64Array(this.count * 2);
+      o.set(this.offsets);
+      this.offsets = o;
+      const l = new Float64Array(this.count * 2);
+      l.set(this.lengths);
+      this.lengths = l;
+    }
+    this.offsets[this.count] = offset;
+    this.lengths[this.count++] = length;
   }
 }
 

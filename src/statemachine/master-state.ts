@@ -97,6 +97,25 @@ export class MasterState implements StateView {
     return ms;
   }
 
+  /**
+   * Writes the snapshot in `chunks` into a fresh store in `dir` and checks it the way a restore does (the stream's
+   * record count and sha256; every record decodes; the allocators rebuild from the extents), without keeping the
+   * state in memory: for a restore into a data dir that a master opens later. Durable when it resolves (the store's
+   * last write is synced). Throws INVALID_ARGUMENT for a bad stream, like restore().
+   */
+  static async restoreToStore(dir: string, chunks: AsyncIterable<Uint8Array>, options: MasterStateOptions = {}): Promise<{ appliedIndex: number; objectCount: number }> {
+    const store = await StateStore.open(dir);
+    try {
+      const loader = new StateLoader({ retainObjects: false });
+      await store.replaceAll((write) => decodeSnapshot(chunks, write).then(() => undefined), loader);
+      const core = new StateCore(options);
+      loader.finish(core);
+      return { appliedIndex: core.appliedIndex, objectCount: loader.objectCount };
+    } finally {
+      await store.close();
+    }
+  }
+
   get appliedIndex(): number {
     return this.core.appliedIndex;
   }

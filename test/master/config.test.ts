@@ -403,3 +403,59 @@ describe('toRaftCoreOptions', () => {
     expect(safe.checkQuorum).toBe(false);
   });
 });
+
+describe('repair section', () => {
+  it('defaults to repair.ts defaultRepairLimits (declared once, there)', async () => {
+    const { defaultRepairLimits } = await import('../../src/master/repair.js');
+    const c = parseConfig('nodeId: m1\n');
+    expect(c.repair).toEqual(defaultRepairLimits);
+    expect(defaultConfig.repair).toEqual(defaultRepairLimits);
+    expect(Object.isFrozen(defaultConfig.repair)).toBe(true);
+  });
+
+  it('takes limits from the file, env and --set overrides; the rest keep their defaults', () => {
+    const c = parseConfig('nodeId: m1\nrepair:\n  maxInFlight: 4\n  bytesPerSecond: 1048576\n');
+    expect(c.repair).toMatchObject({ maxInFlight: 4, bytesPerSecond: 1048576, taskTimeoutMs: 30_000, resendMs: 2_000, scanIntervalMs: 1_000 });
+    const f = file('repair.yaml', 'nodeId: m1\nrepair:\n  maxInFlight: 4\n  taskTimeoutMs: 60000\n');
+    const l = loadConfig({
+      file: f,
+      env: { MOORING_REPAIR_MAX_IN_FLIGHT: '8', MOORING_REPAIR_SCAN_INTERVAL_MS: '250' },
+      overrides: { 'repair.bytesPerSecond': '2097152', repair: { resendMs: 500 } },
+    });
+    expect(l.repair).toEqual({ maxInFlight: 8, bytesPerSecond: 2097152, taskTimeoutMs: 60_000, resendMs: 500, scanIntervalMs: 250 });
+  });
+
+  it('reports every bad repair value at once, each naming its field', () => {
+    const problems = problemsOf({
+      nodeId: 'm1',
+      repair: { maxInFlight: 0, bytesPerSecond: 1.5, taskTimeoutMs: -1, scanIntervalMs: 'often', maxBytesPerSec: 1 },
+    });
+    const at = (p: string) => problems.filter((x) => x.startsWith(`config: repair.${p} `));
+    expect(at('maxInFlight')[0]).toContain('must be an integer ≥ 1');
+    expect(at('bytesPerSecond')[0]).toContain('got 1.5');
+    expect(at('taskTimeoutMs')[0]).toContain('got -1');
+    expect(at('scanIntervalMs')[0]).toContain('got "often"');
+    expect(at('maxBytesPerSec')[0]).toContain('is not a known setting');
+    expect(problems).toHaveLength(5);
+    // A value in bits (or any unit mistake beyond 1 TiB/s) is out of range.
+    expectProblem({ nodeId: 'm1', repair: { bytesPerSecond: 2 ** 41 } }, 'repair.bytesPerSecond', '≤ 1099511627776');
+    expectProblem('nodeId: m1\nrepair: 16\n', 'repair', 'must be a mapping');
+  });
+
+  it('repair.resendMs must be less than repair.taskTimeoutMs (a task would never be re-sent)', () => {
+    expectProblem({ nodeId: 'm1', repair: { resendMs: 30_000 } }, 'repair.resendMs', 'less than repair.taskTimeoutMs (30000)');
+    expectProblem({ nodeId: 'm1', repair: { taskTimeoutMs: 1000 } }, 'repair.resendMs', 'got 2000');
+    // Only the field's own problem when the other one is itself invalid.
+    expect(problemsOf({ nodeId: 'm1', repair: { taskTimeoutMs: 0, resendMs: 5 } })).toHaveLength(1);
+  });
+
+  it('a bad env value names its variable', () => {
+    let err: ConfigError | undefined;
+    try {
+      loadConfig({ env: { MOORING_NODE_ID: 'm1', MOORING_REPAIR_BYTES_PER_SECOND: '64MiB' } });
+    } catch (e) {
+      err = e as ConfigError;
+    }
+    expect(err?.problems).toEqual([expect.stringMatching(/^config: repair\.bytesPerSecond .*got "64MiB" \(from MOORING_REPAIR_BYTES_PER_SECOND\)$/)]);
+  });
+});

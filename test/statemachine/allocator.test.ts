@@ -120,4 +120,17 @@ describe('OffsetAllocator', () => {
     expect(a.alloc(6401)).toBe(-1);
     expect(a.alloc(6400)).toBe(6400); // lowest offset first
   });
+
+  it('rebuilds from extents in any order, and refuses unaligned, repeated, overlapping or out-of-range ones', () => {
+    const extents: Array<[number, number]> = [[0, 100], [128, 64], [4096, 5000], [64 * 200, 1]];
+    const inOrder = OffsetAllocator.fromAllocations(1 << 16, 64, extents);
+    const shuffled = OffsetAllocator.fromAllocations(1 << 16, 64, [extents[2]!, extents[0]!, extents[3]!, extents[1]!]);
+    expect(shuffled.extents()).toEqual(inOrder.extents());
+    expect(shuffled.stats()).toEqual(inOrder.stats());
+    expect(shuffled.alloc(64)).toBe(inOrder.alloc(64));
+    expect(() => OffsetAllocator.fromAllocations(1 << 16, 64, [[32, 10]])).toThrow(/not aligned/);
+    expect(() => OffsetAllocator.fromAllocations(1 << 16, 64, [[128, 10], [0, 10], [128, 10]])).toThrow(/share an offset/);
+    expect(() => OffsetAllocator.fromAllocations(1 << 16, 64, [[128, 10], [0, 200]])).toThrow(/overlaps/);
+    expect(() => OffsetAllocator.fromAllocations(1 << 16, 64, [[(1 << 16) - 64, 65]])).toThrow(/beyond capacity/);
+  });
 });
