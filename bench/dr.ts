@@ -160,6 +160,7 @@ async function repairRun(root: string, bytesPerSecond: number): Promise<Record<s
     nodeId: p.id, dataDir: path.join(root, `r-${bytesPerSecond}-${p.id}`),
     listen: { host: '127.0.0.1', raftPort: p.raftPort, rpcPort: p.rpcPort, httpPort: 0 }, peers,
     raft: { tickMs: 20 }, placement: { strategy: 'zone-spread' },
+    peerToken: 'bench-dr-peer-token', // peers authenticate (a multi-node master refuses to start otherwise)
   }), { logger: silentLogger(), http: false, repair: { bytesPerSecond, maxInFlight: 64 } })));
   const endpoints = peers.map((p) => `127.0.0.1:${p.rpcPort}`);
   const stores: StoreClient[] = [];
