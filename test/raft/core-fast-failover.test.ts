@@ -18,15 +18,19 @@ function leaderWithin(net: Net, among: string[], ticks: number): string | undefi
   return undefined;
 }
 
+/** A cluster with a leader, in a term that varies with the seed (the succession order rotates with it). */
+function ledNet(seed: number): { net: Net; old: string; term: number } {
+  const net = new Net(ids, opts, seed);
+  net.campaign('a');
+  for (let k = 0; k < seed % 3; k++) net.campaign(k % 2 === 0 ? 'b' : 'a');
+  const old = net.leaders()[0]!;
+  return { net, old, term: net.core(old).status().term };
+}
+
 describe('fast failover on connection loss', () => {
   it('followers that lose the leader connection elect a new leader without an election timeout, in one term', () => {
     for (let seed = 1; seed <= 40; seed++) {
-      const net = new Net(ids, opts, seed);
-      net.campaign('a');
-      // Vary the term (the succession order rotates with it).
-      for (let k = 0; k < seed % 3; k++) net.campaign(k % 2 === 0 ? 'b' : 'a');
-      const old = net.leaders()[0]!;
-      const term = net.core(old).status().term;
+      const { net, old, term } = ledNet(seed);
       net.proposeStr(old, `x${seed}`);
       net.isolate(old); // the leader process died: its peers see resets
       const rest = ids.filter((x) => x !== old);
@@ -92,11 +96,7 @@ describe('fast failover on connection loss', () => {
 
   it('a black-holed leader (no reset): the first in succession order campaigns at the election timeout, one term, no split vote', () => {
     for (let seed = 1; seed <= 40; seed++) {
-      const net = new Net(ids, opts, seed);
-      net.campaign('a');
-      for (let k = 0; k < seed % 3; k++) net.campaign(k % 2 === 0 ? 'b' : 'a');
-      const old = net.leaders()[0]!;
-      const term = net.core(old).status().term;
+      const { net, old, term } = ledNet(seed);
       net.isolate(old);
       const rest = ids.filter((x) => x !== old);
       // The survivors' tick phases differ by up to a tick (their timers are not aligned).
