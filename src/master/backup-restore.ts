@@ -71,6 +71,26 @@ export async function verifyBackupFile(file: string, onProgress?: (done: number,
   return { header, bodyStart: bodyOffset, bodyEnd, sha256: digest.toString('hex') };
 }
 
+/** verifyBackupFile for a backup held in memory (the full-node simulator's): the same checks. */
+export function verifyBackupBytes(file: Buffer): VerifiedBackup {
+  if (file.length < backupTrailerBytes + 12) throw new MooringError(ErrorCode.CHECKSUM_MISMATCH, `backup: too short (${file.length} bytes)`);
+  const { header, bodyOffset } = decodeBackupHeader(file.subarray(0, Math.min(file.length, maxBackupHeaderBytes + 12)));
+  const bodyEnd = file.length - backupTrailerBytes;
+  const trailer = file.subarray(bodyEnd);
+  if (!trailer.subarray(0, backupEndMagic.length).equals(backupEndMagic)) throw new MooringError(ErrorCode.CHECKSUM_MISMATCH, 'backup: no trailer (truncated?)');
+  const digest = createHash('sha256').update(file.subarray(0, bodyEnd)).digest();
+  if (!digest.equals(trailer.subarray(backupEndMagic.length))) throw new MooringError(ErrorCode.CHECKSUM_MISMATCH, 'backup: checksum mismatch (damaged file)');
+  return { header, bodyStart: bodyOffset, bodyEnd, sha256: digest.toString('hex') };
+}
+
+/** The image restored from a backup must be at the index its header names (restoreDataDir's last check). */
+export function checkRestoredIndex(header: BackupHeader, restoredStateIndex: number): void {
+  const index = logIndexOf(restoredStateIndex);
+  if (index !== header.index) {
+    throw new MooringError(ErrorCode.CHECKSUM_MISMATCH, `the image in the backup is at log index ${index}, its header says ${header.index}`);
+  }
+}
+
 export interface RestoreOptions {
   file: string;
   /** This member's config: nodeId, dataDir, clusterId and peers (the new membership). */
@@ -129,10 +149,7 @@ export async function restoreDataDir(opts: RestoreOptions): Promise<RestoreResul
     })();
     // Checked as a restore checks it, but not kept in memory: the master loads it when it starts.
     const restored = await MasterState.restoreToStore(path.join(tmp, 'state'), chunks, { placement: cfg.placement.strategy });
-    const index = logIndexOf(restored.appliedIndex);
-    if (index !== v.header.index) {
-      throw new MooringError(ErrorCode.CHECKSUM_MISMATCH, `the image in the backup is at log index ${index}, its header says ${v.header.index}`);
-    }
+    checkRestoredIndex(v.header, restored.appliedIndex);
     const objectCount = restored.objectCount;
     renameSync(tmp, dataDir);
     return { dataDir, index: v.header.index, objectCount, clusterId: cfg.clusterId, clusterUid, voters };

@@ -43,6 +43,24 @@ interface Session {
   busy: boolean;
 }
 
+/** The header of a backup whose image (taken right after the barrier) is at `index`. */
+export function backupHeaderOf(src: Omit<BackupSource, 'barrier' | 'snapshot' | 'maxFrameBytes'>, index: number, createdAtMs: number): BackupHeader {
+  const cs = src.members();
+  const ids = [...new Set([...cs.voters, ...cs.learners])];
+  return {
+    version: backupVersion,
+    clusterId: src.clusterId,
+    clusterUid: src.clusterUid,
+    index,
+    voters: [...cs.voters],
+    learners: [...cs.learners],
+    peers: ids.map((id) => src.peer(id)).filter((p): p is BackupPeer => p !== undefined),
+    objectCount: src.objectCount(),
+    createdAtMs,
+    takenFrom: src.nodeId,
+  };
+}
+
 export class BackupService {
   private readonly sessions = new Map<string, Session>();
   private readonly sweeper: NodeJS.Timeout;
@@ -59,20 +77,7 @@ export class BackupService {
     }
     await this.src.barrier();
     const snap = this.src.snapshot();
-    const cs = this.src.members();
-    const ids = [...new Set([...cs.voters, ...cs.learners])];
-    const header: BackupHeader = {
-      version: backupVersion,
-      clusterId: this.src.clusterId,
-      clusterUid: this.src.clusterUid,
-      index: snap.index,
-      voters: [...cs.voters],
-      learners: [...cs.learners],
-      peers: ids.map((id) => this.src.peer(id)).filter((p): p is BackupPeer => p !== undefined),
-      objectCount: this.src.objectCount(),
-      createdAtMs: Date.now(),
-      takenFrom: this.src.nodeId,
-    };
+    const header = backupHeaderOf(this.src, snap.index, Date.now());
     const backupId = randomUUID();
     this.sessions.set(backupId, { it: snap.chunks[Symbol.asyncIterator](), carry: null, lastUsedMs: Date.now(), busy: false });
     return { backupId, header };

@@ -106,14 +106,19 @@ export class MasterState implements StateView {
   static async restoreToStore(dir: string, chunks: AsyncIterable<Uint8Array>, options: MasterStateOptions = {}): Promise<{ appliedIndex: number; objectCount: number }> {
     const store = await StateStore.open(dir);
     try {
-      const loader = new StateLoader({ retainObjects: false });
-      await store.replaceAll((write) => decodeSnapshot(chunks, write).then(() => undefined), loader);
-      const core = new StateCore(options);
-      loader.finish(core);
-      return { appliedIndex: core.appliedIndex, objectCount: loader.objectCount };
+      return await MasterState.restoreIntoStore(store, chunks, options);
     } finally {
       await store.close();
     }
+  }
+
+  /** restoreToStore on a store the caller opened and closes (the full-node simulator's memory store). */
+  static async restoreIntoStore(store: StateStore, chunks: AsyncIterable<Uint8Array>, options: MasterStateOptions = {}): Promise<{ appliedIndex: number; objectCount: number }> {
+    const loader = new StateLoader({ retainObjects: false });
+    await store.replaceAll((write) => decodeSnapshot(chunks, write).then(() => undefined), loader);
+    const core = new StateCore(options);
+    loader.finish(core);
+    return { appliedIndex: core.appliedIndex, objectCount: loader.objectCount };
   }
 
   get appliedIndex(): number {

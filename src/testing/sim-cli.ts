@@ -150,7 +150,7 @@ async function runFullNode(args: Args): Promise<void> {
   const seeds = args.seed !== null ? [args.seed] : Array.from({ length: args.seeds }, (_, i) => args.start + i);
   const t0 = process.hrtime.bigint();
   const totals = { schedules: seeds.length, violations: 0, nonLinearizable: 0, lostAcked: 0, livenessFailures: 0, inconclusive: 0 };
-  const seen = { operations: 0, unknownOutcomes: 0, followerReads: 0, events: 0, crashes: 0, fatalStops: 0, lostUnsyncedWrites: 0, tornWrites: 0, failedFsyncs: 0, corruptionsCaught: 0, maxRecoveryMs: 0 };
+  const seen = { operations: 0, unknownOutcomes: 0, followerReads: 0, backups: 0, events: 0, crashes: 0, fatalStops: 0, lostUnsyncedWrites: 0, tornWrites: 0, failedFsyncs: 0, corruptionsCaught: 0, maxRecoveryMs: 0 };
   const failing: number[] = [];
   for (const seed of seeds) {
     const schedule = fullScheduleForSeed(seed);
@@ -171,6 +171,7 @@ async function runFullNode(args: Args): Promise<void> {
     seen.operations += r.operations;
     seen.unknownOutcomes += r.unknownOutcomes;
     seen.followerReads += r.followerReads;
+    seen.backups += r.backups;
     seen.events += r.events;
     seen.maxRecoveryMs = Math.max(seen.maxRecoveryMs, r.recoveryMs);
     for (const k of ['crashes', 'fatalStops', 'lostUnsyncedWrites', 'tornWrites', 'failedFsyncs', 'corruptionsCaught'] as const) seen[k] += r.faultsSeen[k];

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import type { RaftTunables } from '../../raft/node/options.js';
 import { snapshotChunkAckTimeoutMs } from '../../raft/node/snapshot-send.js';
 import { SeededRng } from '../../util/rng.js';
+import { checkBackups, SimBackupClient, simBackupTimeoutMs, type BackupMode } from './backup-client.js';
 import { checkRun, quiesce, type CheckReport } from './checks.js';
 import { FullSim } from './full-sim.js';
 import { chance, randInt } from './rand.js';
@@ -36,6 +37,8 @@ export interface FullSchedule {
   /** Overrides of production's Raft defaults (none unless a schedule needs them). */
   raft?: Partial<RaftTunables>;
   disk?: Partial<DiskFaults>;
+  /** When a backup client starts an online backup (virtual ms into the fault phase; see backup-client.ts). */
+  backupsAtMs?: number[];
 }
 
 export interface FullRunResult extends CheckReport {
@@ -46,6 +49,8 @@ export interface FullRunResult extends CheckReport {
   unknownOutcomes: number;
   /** Gets served by a follower (ReadIndex from the leader, then the follower's state). */
   followerReads: number;
+  /** Online backups taken during the fault phase (each restored and checked at the end). */
+  backups: number;
   events: number;
   virtualMs: number;
   traceHash: string;
@@ -109,10 +114,18 @@ export function fullScheduleForSeed(seed: number): FullSchedule {
   // Production snapshots every 10,000 entries, more than a run writes: half the schedules override it so local
   // snapshots, compaction and snapshot streaming to lagging or restarted followers run too.
   if (chance(rng, 0.5)) schedule.raft = { snapshotEveryEntries: 20 + randInt(rng, 100), snapshotKeepEntries: randInt(rng, 10) };
+  // Backups under failover: one or two, while the faults are active (their own stream: the faults stay as before).
+  const brng = new SeededRng(seed ^ 0xbac0);
+  schedule.backupsAtMs = Array.from({ length: 1 + randInt(brng, 2) }, () => 100 + randInt(brng, faultMs - 200)).sort((a, b) => a - b);
   return schedule;
 }
 
-export async function runFullNodeSchedule(seed: number, schedule: FullSchedule): Promise<FullRunResult> {
+export interface FullRunOptions {
+  /** 'stale-follower': the control, backups from a lagging follower without the barrier (the check must fail). */
+  backupMode?: BackupMode;
+}
+
+export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, opts: FullRunOptions = {}): Promise<FullRunResult> {
   const sim = new FullSim(seed, {
     voters: schedule.voters,
     ...(schedule.raft !== undefined ? { raft: schedule.raft } : {}),
@@ -121,6 +134,8 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule):
   await sim.start();
   await sim.startWorkload();
   const t0 = sim.now;
+  const backups = sim.workload === null ? null : new SimBackupClient(sim.sched, new SeededRng(seed ^ 0xbac1), sim.hosts, sim.workload, opts.backupMode ?? 'normal');
+  for (const at of schedule.backupsAtMs ?? []) if (backups !== null) sim.sched.at(t0 + at, () => void backups.take());
   const id = (i: number): string => sim.ids[i % sim.ids.length]!;
   for (const f of schedule.faults) {
     await sim.run(Math.max(0, t0 + f.atMs - sim.now));
@@ -167,8 +182,14 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule):
   }
   const recoveryMs = sim.now - healedAt;
   if (sim.workload !== null) sim.workload.stopped = true;
+  if (backups !== null) await sim.run(4 * simBackupTimeoutMs * 20, () => backups.idle);
   const quiet = await quiesce(sim, 20_000);
   const report = checkRun(sim);
+  if (backups !== null) {
+    if (!backups.idle) report.violations.push('a backup was still running after the run');
+    const finalCommit = Math.max(0, ...sim.hosts.filter((h) => h.up).map((h) => h.raft!.commitIndex));
+    report.violations.push(...await checkBackups(backups.taken, finalCommit));
+  }
   if (probeAnswer !== null) report.violations.push(`liveness probe answered ${probeAnswer}`);
   if (!quiet) report.violations.push('replicas did not converge (quiesce) after the faults healed');
   const history = sim.workload?.history ?? [];
@@ -183,6 +204,7 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule):
     operations: history.length,
     unknownOutcomes: sim.workload?.unknown ?? 0,
     followerReads: sim.workload?.followerReads ?? 0,
+    backups: backups?.taken.length ?? 0,
     events: sim.sched.events,
     virtualMs: Math.round(sim.now),
     traceHash: trace.digest('hex').slice(0, 16),
