@@ -22,12 +22,26 @@ async function filled(dir: string): Promise<MasterState> {
   return a;
 }
 
+/** A filled source state in one temp dir and an empty second dir to restore into; both removed afterwards. */
+async function withSourceAndTarget(fn: (a: MasterState, target: string) => Promise<void>): Promise<void> {
+  const t1 = await tempDir();
+  const t2 = await tempDir();
+  try {
+    const a = await filled(t1.dir);
+    try {
+      await fn(a, t2.dir);
+    } finally {
+      await a.close();
+    }
+  } finally {
+    await t1.cleanup();
+    await t2.cleanup();
+  }
+}
+
 describe('snapshot stream versions', () => {
   it('restores a version-1 stream (the first format) to the same state', async () => {
-    const t1 = await tempDir();
-    const t2 = await tempDir();
-    try {
-      const a = await filled(t1.dir);
+    await withSourceAndTarget(async (a, target) => {
       const records: Array<[string, Buffer]> = [];
       for await (const kv of (a as unknown as { store: StateStore }).store.records()) records.push(kv);
       const h = createHash('sha256');
@@ -45,65 +59,44 @@ describe('snapshot stream versions', () => {
         frame(packr.pack(flat.slice(half))),
         frame(packr.pack({ count: records.length, sha256: h.digest('hex') })),
       ]);
-      const b = await MasterState.restore(t2.dir, replay([stream.subarray(0, 100), stream.subarray(100)]));
+      const b = await MasterState.restore(target, replay([stream.subarray(0, 100), stream.subarray(100)]));
       expect(b.stateHash()).toBe(a.stateHash());
       await b.close();
-      await a.close();
-    } finally {
-      await t1.cleanup();
-      await t2.cleanup();
-    }
+    });
   });
 
   it('a version-2 stream round-trips; an unknown version and a damaged record frame are refused', async () => {
-    const t1 = await tempDir();
-    const t2 = await tempDir();
-    try {
-      const a = await filled(t1.dir);
+    await withSourceAndTarget(async (a, target) => {
       const whole = Buffer.concat(await collect(a.createSnapshot()));
-      const b = await MasterState.restore(t2.dir, replay([whole]));
+      const b = await MasterState.restore(target, replay([whole]));
       expect(b.stateHash()).toBe(a.stateHash());
       await b.close();
       const v3 = Buffer.concat([frame(packr.pack({ format: 'mooring-master-state', version: 3 })), whole.subarray(4 + whole.readUInt32BE(0))]);
-      await expect(MasterState.restore(t2.dir, replay([v3]))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      await expect(MasterState.restore(target, replay([v3]))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
       // Break a record length inside the first record frame: refused, never half-applied silently.
       const bad = Buffer.from(whole);
       const recordFrame = 4 + whole.readUInt32BE(0);
       bad.writeUInt16BE(0xffff, recordFrame + 4 + 1);
-      await expect(MasterState.restore(t2.dir, replay([bad]))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
-      await expect(MasterState.open(t2.dir)).rejects.toMatchObject({ code: 'STORAGE_FAILED' });
-      await a.close();
-    } finally {
-      await t1.cleanup();
-      await t2.cleanup();
-    }
+      await expect(MasterState.restore(target, replay([bad]))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      await expect(MasterState.open(target)).rejects.toMatchObject({ code: 'STORAGE_FAILED' });
+    });
   });
 });
 
 describe('MasterState.restoreToStore (a restore that only writes the store)', () => {
   it('writes the same store restore() does, and reports its applied index and object count', async () => {
-    const t1 = await tempDir();
-    const t2 = await tempDir();
-    try {
-      const a = await filled(t1.dir);
+    await withSourceAndTarget(async (a, target) => {
       const stream = Buffer.concat(await collect(a.createSnapshot()));
-      const r = await MasterState.restoreToStore(t2.dir, replay([stream.subarray(0, 1000), stream.subarray(1000)]));
+      const r = await MasterState.restoreToStore(target, replay([stream.subarray(0, 1000), stream.subarray(1000)]));
       expect(r).toEqual({ appliedIndex: a.appliedIndex, objectCount: a.objects.size });
-      const b = await MasterState.open(t2.dir);
+      const b = await MasterState.open(target);
       expect(b.stateHash()).toBe(a.stateHash());
       await b.close();
-      await a.close();
-    } finally {
-      await t1.cleanup();
-      await t2.cleanup();
-    }
+    });
   });
 
   it('still refuses an image whose extents overlap, and a damaged stream', async () => {
-    const t1 = await tempDir();
-    const t2 = await tempDir();
-    try {
-      const a = await filled(t1.dir);
+    await withSourceAndTarget(async (a, target) => {
       // Two objects on one extent: every record decodes and the stream's hash matches, but the allocator refuses it.
       const records: Array<[string, Buffer]> = [];
       for await (const kv of (a as unknown as { store: StateStore }).store.records()) records.push(kv);
@@ -111,14 +104,10 @@ describe('MasterState.restoreToStore (a restore that only writes the store)', ()
       records.push(['o' + 'a-copy', first[1]]);
       const { encodeSnapshot } = await import('../../src/statemachine/snapshot.js');
       const bad = Buffer.concat(await collect(encodeSnapshot((async function* () { yield records; })())));
-      await expect(MasterState.restoreToStore(t2.dir, replay([bad]))).rejects.toThrow(/share an offset|overlaps/);
+      await expect(MasterState.restoreToStore(target, replay([bad]))).rejects.toThrow(/share an offset|overlaps/);
       const stream = Buffer.concat(await collect(a.createSnapshot()));
       stream[stream.length - 40]! ^= 1;
-      await expect(MasterState.restoreToStore(t2.dir, replay([stream]))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
-      await a.close();
-    } finally {
-      await t1.cleanup();
-      await t2.cleanup();
-    }
+      await expect(MasterState.restoreToStore(target, replay([stream]))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    });
   });
 });
