@@ -198,7 +198,7 @@ export class LocalCluster {
     const n = this.node(id);
     if (n.proc === null) return null;
     try {
-      const r = await httpGet(n.ports.http, '/status');
+      const r = await httpGet(n.ports.http, '/status?stateHash=1'); // small dev clusters: the hash is cheap
       return r.status === 200 ? (JSON.parse(r.body) as Record<string, unknown>) : null;
     } catch {
       return null;

@@ -34,8 +34,12 @@ export interface HttpOpsOptions {
   port: number;
   /** Anything with a prom-client Registry, e.g. the MasterMetrics from createMasterMetrics(). */
   metrics: { registry: { metrics(): Promise<string>; contentType: string } };
-  /** JSON for /status (may be async). Must not contain secrets: see redactConfig(). */
-  status: () => unknown;
+  /**
+   * JSON for /status (may be async). Must not contain secrets: see redactConfig(). `stateHash` only for
+   * `/status?stateHash=1`: hashing the whole state is O(state) on the event loop, and a cheap unauthenticated
+   * request must not be able to stall a leader past its election timeout.
+   */
+  status: (opts: { stateHash: boolean }) => unknown;
   /** /ready: 200 when ready, else 503 with the reason (may be async). */
   ready: () => Readiness | Promise<Readiness>;
   logger: Logger;
@@ -119,7 +123,9 @@ export async function startHttpOps(options: HttpOpsOptions): Promise<HttpOps> {
         return send(res, 200, options.metrics.registry.contentType, text);
       }
       case '/status': {
-        const body = JSON.stringify(await options.status(), (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+        const query = (req.url ?? '').split('?', 2)[1] ?? '';
+        const stateHash = new URLSearchParams(query).get('stateHash') === '1';
+        const body = JSON.stringify(await options.status({ stateHash }), (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
         return send(res, 200, 'application/json', body ?? 'null');
       }
       default:

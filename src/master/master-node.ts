@@ -205,7 +205,7 @@ export class MasterNode {
         host: cfg.listen.host,
         port: cfg.listen.httpPort,
         metrics: this.metrics,
-        status: () => this.statusReport(),
+        status: (o) => this.statusReport(o),
         ready: () => this.readiness(),
         logger: this.logger,
         maxConnectionsPerAddress: cfg.limits.maxConnectionsPerAddress,
@@ -321,7 +321,12 @@ export class MasterNode {
     return { ready: true };
   }
 
-  statusReport(): Record<string, unknown> {
+  /**
+   * The node's status. `stateHash` (a sha256 over the whole state, O(state) on the event loop: seconds for millions
+   * of objects, long enough to lose leadership) only when asked; the status RPC asks, HTTP /status only with
+   * `?stateHash=1`.
+   */
+  statusReport(opts: { stateHash: boolean } = { stateHash: true }): Record<string, unknown> {
     const st = this.raft.status();
     // The state machine's own index (entry × slots + command) is not comparable with commit: `applied` is.
     const { appliedIndex: _stateIndex, ...stats } = this.state.stats();
@@ -337,7 +342,7 @@ export class MasterNode {
       members: this.members(),
       ports: this.ports,
       stats,
-      stateHash: this.state.stateHash(),
+      ...(opts.stateHash ? { stateHash: this.state.stateHash() } : {}),
       ready: this.readiness(),
     };
   }

@@ -123,18 +123,22 @@ describe('startHttpOps over a real socket', () => {
     expect(r.body).toMatch(/^mooring_rpc_requests_total\{method="ping"\} 1$/m);
   });
 
-  it('/status serves status() as JSON (query strings ignored), and a throwing status() is a 500', async () => {
+  it('/status serves status() as JSON (the state hash only with ?stateHash=1), and a throwing status() is a 500', async () => {
     let n = 0;
+    const asked: boolean[] = [];
     const { port, lines } = await start({
-      status: () => {
+      status: (o: { stateHash: boolean }) => {
         n++;
-        if (n === 2) throw new Error('boom');
+        asked.push(o.stateHash);
+        if (n === 3) throw new Error('boom');
         return { nodeId: 'm1', term: 4, big: 10n };
       },
     });
     const r = await get(port, '/status?verbose=1');
     expect(r.status).toBe(200);
     expect(JSON.parse(r.body)).toEqual({ nodeId: 'm1', term: 4, big: '10' });
+    expect((await get(port, '/status?stateHash=1')).status).toBe(200);
+    expect(asked).toEqual([false, true]);
     const bad = await get(port, '/status');
     expect(bad.status).toBe(500);
     expect(lines.some((l) => l.level === 'error' && String(l.msg).includes('handler failed'))).toBe(true);

@@ -75,6 +75,10 @@ describe('operator-facing reports of a master', () => {
 
     const s = await status();
     expect(s.applied).toBe(s.commit);
+    // The whole-state hash is O(state) on the event loop: only on request.
+    expect(s).not.toHaveProperty('stateHash');
+    const withHash = (await (await fetch(`http://127.0.0.1:${httpPort}/status?stateHash=1`)).json()) as Record<string, unknown>;
+    expect(withHash.stateHash).toMatch(/^[0-9a-f]{64}$/);
     expect(s.stats).not.toHaveProperty('appliedIndex');
     expect((s.stats as { clientCount: number }).clientCount).toBe(1);
     const deadline = Date.now() + 5_000; // the gauge refreshes on a timer
