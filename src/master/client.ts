@@ -316,9 +316,11 @@ export class MasterClient {
   // ------------------------------------------------------------------ admin
 
   /** Status of one master (no retries), or of the leader. */
-  status(endpoint?: string): Promise<Record<string, unknown>> {
-    if (endpoint !== undefined) return this.pool.connection(endpoint).call<Record<string, unknown>>('status', {}, { timeoutMs: this.opts.requestTimeoutMs ?? defaultRetryPolicy.attemptTimeoutMs });
-    return this.call('status', {});
+  /** `opts.stateHash` adds the whole-state hash (costly on a large master: see docs/operations.md). */
+  status(endpoint?: string, opts: { stateHash?: boolean } = {}): Promise<Record<string, unknown>> {
+    const args = opts.stateHash === true ? { stateHash: true } : {};
+    if (endpoint !== undefined) return this.pool.connection(endpoint).call<Record<string, unknown>>('status', args, { timeoutMs: this.opts.requestTimeoutMs ?? defaultRetryPolicy.attemptTimeoutMs });
+    return this.call('status', args);
   }
 
   members(): Promise<MemberInfo[]> {

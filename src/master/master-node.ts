@@ -106,7 +106,7 @@ export class MasterNode {
       config, metrics: this.metrics, logger: this.logger, leases: this.leases, liveness: this.liveness, gate: this.gate,
       demotions: this.demotions, repair: this.repair, electionTimeoutMs: this.electionTimeoutMs(),
       raft: () => this.raft, state: () => this.state, leaseSync: () => this.leaseSync, backup: () => this.backup!,
-      viewVersion: () => this.viewVersion, members: () => this.members(), statusReport: () => this.statusReport(),
+      viewVersion: () => this.viewVersion, members: () => this.members(), statusReport: (o) => this.statusReport(o),
     });
   }
 
@@ -323,10 +323,10 @@ export class MasterNode {
 
   /**
    * The node's status. `stateHash` (a sha256 over the whole state, O(state) on the event loop: seconds for millions
-   * of objects, long enough to lose leadership) only when asked; the status RPC asks, HTTP /status only with
-   * `?stateHash=1`.
+   * of objects, long enough to lose leadership) only when asked: the status RPC with `stateHash: true`, HTTP /status
+   * with `?stateHash=1`.
    */
-  statusReport(opts: { stateHash: boolean } = { stateHash: true }): Record<string, unknown> {
+  statusReport(opts: { stateHash: boolean } = { stateHash: false }): Record<string, unknown> {
     const st = this.raft.status();
     // The state machine's own index (entry × slots + command) is not comparable with commit: `applied` is.
     const { appliedIndex: _stateIndex, ...stats } = this.state.stats();

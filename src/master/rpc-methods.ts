@@ -147,7 +147,8 @@ export interface MasterRpc {
   addMember: { args: NewMember; result: ConfState };
   removeMember: { args: { id: string }; result: ConfState };
   snapshot: { args: NoArgs; result: { index: number } };
-  status: { args: NoArgs; result: Record<string, unknown> };
+  /** `stateHash: true` adds the whole-state hash (O(state) on the event loop: ask only on small or idle masters). */
+  status: { args: { stateHash?: boolean }; result: Record<string, unknown> };
 }
 
 /** A method without arguments of its own. */
@@ -223,7 +224,10 @@ export function parseArgs<M extends ReadOrAdmin>(method: M, raw: unknown): WireA
     }),
     removeMember: () => ({ ...common, id: requireString(a.id, 'id') }),
     snapshot: () => common,
-    status: () => common,
+    status: () => {
+      const stateHash = optionalBool(a.stateHash, 'stateHash');
+      return { ...common, ...(stateHash !== undefined ? { stateHash } : {}) };
+    },
   };
   return (parsers[method] as () => WireArgsOf<M>)();
 }

@@ -61,7 +61,7 @@ export interface RpcSurfaceDeps {
   /** Bumped by the node on every leader change; ping replies carry it. */
   viewVersion(): number;
   members(): MemberInfo[];
-  statusReport(): Record<string, unknown>;
+  statusReport(opts: { stateHash: boolean }): Record<string, unknown>;
 }
 
 export class RpcSurface {
@@ -93,8 +93,8 @@ export class RpcSurface {
       rpc.handle(method, (raw, ctx) => this.serve(method, ctx, () => this.handleAdmin(method, raw)));
     }
     rpc.handle('status', (raw, ctx) => this.serve('status', ctx, async () => {
-      parseArgs('status', raw);
-      return this.d.statusReport();
+      const a = parseArgs('status', raw);
+      return this.d.statusReport({ stateHash: a.stateHash === true });
     }));
     rpc.handle('backupBegin', (raw, ctx) => this.serve('backupBegin', ctx, () => (this.checkAdmin(parseBackupArgs(raw)), this.d.backup().begin())));
     rpc.handle('backupNext', (raw, ctx) => this.serve('backupNext', ctx, () => {

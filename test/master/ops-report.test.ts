@@ -79,6 +79,8 @@ describe('operator-facing reports of a master', () => {
     expect(s).not.toHaveProperty('stateHash');
     const withHash = (await (await fetch(`http://127.0.0.1:${httpPort}/status?stateHash=1`)).json()) as Record<string, unknown>;
     expect(withHash.stateHash).toMatch(/^[0-9a-f]{64}$/);
+    expect(await admin.status()).not.toHaveProperty('stateHash'); // the status RPC: the same opt-in
+    expect((await admin.status(undefined, { stateHash: true })).stateHash).toBe(withHash.stateHash);
     expect(s.stats).not.toHaveProperty('appliedIndex');
     expect((s.stats as { clientCount: number }).clientCount).toBe(1);
     const deadline = Date.now() + 5_000; // the gauge refreshes on a timer
