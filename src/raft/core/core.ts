@@ -416,14 +416,8 @@ export class RaftCore {
     if (!this.fastFailover || this.role !== 'follower' || peer !== this.lead || !this.promotable()) return false;
     this.lead = null;
     // A peer saw the reset first and already asked: grant its pre-vote now and stand back (it is ahead of us).
-    const asked = this.ignoredPreVote !== null && this.tickCount - this.ignoredPreVote.atTick < this.electionTimeout ? this.ignoredPreVote.m : null;
-    this.ignoredPreVote = null;
-    let granted = false;
-    if (asked !== null && asked.term > this.term && asked.from !== peer) {
-      this.handleVoteRequest(asked);
-      granted = this.msgsAfterAppend.some((m) => m.type === 'preVoteResp' && m.to === asked.from && m.reject !== true) ||
-        this.msgs.some((m) => m.type === 'preVoteResp' && m.to === asked.from && m.reject !== true);
-    }
+    const asked = this.takeRecentIgnoredPreVote();
+    const granted = asked !== null && asked.from !== peer && this.grantPreVote(asked);
     const rank = Math.max(this.successionRank(peer), granted ? 1 : 0);
     if (rank <= 0) this.fastPreVote();
     else this.fastCampaignAtTick = this.tickCount + 2 * rank;
@@ -730,8 +724,7 @@ export class RaftCore {
    */
   private grantIgnoredPreVote(): boolean {
     if (!this.fastFailover || this.role !== 'follower') return false;
-    const asked = this.ignoredPreVote !== null && this.tickCount - this.ignoredPreVote.atTick < this.electionTimeout ? this.ignoredPreVote.m : null;
-    this.ignoredPreVote = null;
+    const asked = this.takeRecentIgnoredPreVote();
     if (asked === null || asked.term <= this.term || asked.from === this.lead) return false;
     this.lead = null; // our lease on the silent leader is over: the grant below must not be refused as "in lease"
     if (!this.log.isUpToDate(asked.index ?? 0, asked.logTerm ?? 0)) {
@@ -739,9 +732,22 @@ export class RaftCore {
       this.hup('election');
       return true;
     }
+    return this.grantPreVote(asked);
+  }
+
+  /** The pre-vote ignored in lease within the last election timeout, if any (forgotten either way). */
+  private takeRecentIgnoredPreVote(): Message | null {
+    const r = this.ignoredPreVote;
+    this.ignoredPreVote = null;
+    return r !== null && this.tickCount - r.atTick < this.electionTimeout ? r.m : null;
+  }
+
+  /** Answers a remembered pre-vote of a newer term now; true if it was granted. */
+  private grantPreVote(asked: Message): boolean {
+    if (asked.term <= this.term) return false;
     this.handleVoteRequest(asked);
-    return this.msgsAfterAppend.some((m) => m.type === 'preVoteResp' && m.to === asked.from && m.reject !== true) ||
-      this.msgs.some((m) => m.type === 'preVoteResp' && m.to === asked.from && m.reject !== true);
+    const grantedTo = (m: Message): boolean => m.type === 'preVoteResp' && m.to === asked.from && m.reject !== true;
+    return this.msgsAfterAppend.some(grantedTo) || this.msgs.some(grantedTo);
   }
 
   private tickHeartbeat(): void {
