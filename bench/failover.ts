@@ -104,16 +104,34 @@ class Writers {
   }
 }
 
+/** Starts the KV cluster and the closed-loop writers (the same load for every Mooring case), after a settle. */
+async function startWriters(cluster: KvCluster): Promise<{ base: KvClient; writers: Writers }> {
+  await cluster.startAll();
+  await cluster.waitForLeader();
+  const base = new KvClient({ endpoints: cluster.endpoints(), clusterId: cluster.clusterId, timeoutMs: clientTimeoutMs, maxAttempts: 1_000, backoff: { initialMs: 10, maxMs: 100 } });
+  const sessions = Array.from({ length: clients }, () => base.fork());
+  const writers = new Writers(async (w, k, v) => { await sessions[w]!.put(k, v); });
+  writers.start(clients);
+  await sleep(settleMs);
+  return { base, writers };
+}
+
+/** Reads every acknowledged write back (16 readers) and counts the missing or different ones; closes the client. */
+async function lostWrites(base: KvClient, writers: Writers): Promise<number> {
+  let lost = 0;
+  const acked = [...writers.acked.entries()];
+  const readers = Array.from({ length: 16 }, () => base.fork());
+  await Promise.all(readers.map(async (rd, i) => {
+    for (let j = i; j < acked.length; j += readers.length) if ((await rd.get(acked[j]![0])) !== acked[j]![1]) lost++;
+  }));
+  await base.close();
+  return lost;
+}
+
 async function mooring(fault: Fault): Promise<Outcome> {
   const cluster = await KvCluster.create({ logLevel: process.env.FAILOVER_LOG_LEVEL ?? 'warn', nodeConfig: { tickMs, electionTimeoutTicks: electionTicks, heartbeatIntervalTicks: 1, fastFailover } });
   try {
-    await cluster.startAll();
-    await cluster.waitForLeader();
-    const base = new KvClient({ endpoints: cluster.endpoints(), clusterId: cluster.clusterId, timeoutMs: clientTimeoutMs, maxAttempts: 1_000, backoff: { initialMs: 10, maxMs: 100 } });
-    const sessions = Array.from({ length: clients }, () => base.fork());
-    const writers = new Writers(async (w, k, v) => { await sessions[w]!.put(k, v); });
-    writers.start(clients);
-    await sleep(settleMs);
+    const { base, writers } = await startWriters(cluster);
     const samples: number[] = [];
     let leaderChanges = 0;
     let fastPreVotes = 0;
@@ -144,13 +162,7 @@ async function mooring(fault: Fault): Promise<Outcome> {
     }
     await writers.stop();
     // Read back every acknowledged write through the leader.
-    let lost = 0;
-    const acked = [...writers.acked.entries()];
-    const readers = Array.from({ length: 16 }, () => base.fork());
-    await Promise.all(readers.map(async (rd, i) => {
-      for (let j = i; j < acked.length; j += readers.length) if ((await rd.get(acked[j]![0])) !== acked[j]![1]) lost++;
-    }));
-    await base.close();
+    const lost = await lostWrites(base, writers);
     return { samples, acked: writers.acked, lost, leaderChanges, fastPreVotes };
   } finally {
     await cluster.destroy({ keep: process.env.FAILOVER_KEEP === '1' });
@@ -245,13 +257,7 @@ async function soak(secs: number): Promise<void> {
   const machine = machineInfo();
   const cluster = await KvCluster.create({ logLevel: 'warn', nodeConfig: { tickMs, electionTimeoutTicks: electionTicks, heartbeatIntervalTicks: 1, fastFailover } });
   try {
-    await cluster.startAll();
-    await cluster.waitForLeader();
-    const base = new KvClient({ endpoints: cluster.endpoints(), clusterId: cluster.clusterId, timeoutMs: clientTimeoutMs, maxAttempts: 1_000, backoff: { initialMs: 10, maxMs: 100 } });
-    const sessions = Array.from({ length: clients }, () => base.fork());
-    const writers = new Writers(async (w, k, v) => { await sessions[w]!.put(k, v); });
-    writers.start(clients);
-    await sleep(settleMs);
+    const { base, writers } = await startWriters(cluster);
     const ids = cluster.running();
     const first = await Promise.all(ids.map((id) => cluster.status(id)));
     const started = performance.now();
@@ -267,13 +273,7 @@ async function soak(secs: number): Promise<void> {
       last = await Promise.all(ids.map((id) => cluster.status(id)));
     }
     await writers.stop();
-    let lost = 0;
-    const acked = [...writers.acked.entries()];
-    const readers = Array.from({ length: 16 }, () => base.fork());
-    await Promise.all(readers.map(async (rd, i) => {
-      for (let j = i; j < acked.length; j += readers.length) if ((await rd.get(acked[j]![0])) !== acked[j]![1]) lost++;
-    }));
-    await base.close();
+    const lost = await lostWrites(base, writers);
     const perNode = ids.map((id, i) => ({
       id,
       leaderChanges: (last[i]?.leaderChanges ?? NaN) - (first[i]?.leaderChanges ?? NaN),
