@@ -127,13 +127,13 @@ export class LeaderPool {
    * not, else the one whose skip ends first. `busy` endpoints (attempts in flight for this call) are not chosen.
    */
   target(busy: ReadonlySet<string>, now: number): string | null {
-    if (this.leader !== null && !busy.has(this.leader) && !this.skipped(this.leader, now)) return this.leader;
+    if (this.leader !== null && !busy.has(this.leader) && !this.skipping(this.leader, now)) return this.leader;
     const n = this.endpoints.length;
     let soonest: string | null = null;
     for (let i = 0; i < n; i++) {
       const e = this.endpoints[(this.cursor + i) % n]!;
       if (busy.has(e)) continue;
-      if (!this.skipped(e, now)) {
+      if (!this.skipping(e, now)) {
         this.cursor = (this.cursor + i + 1) % n;
         return e;
       }
@@ -159,10 +159,10 @@ export class LeaderPool {
       if (term < this.leaderTerm) return null;
       // The same term naming an endpoint that just failed is old news (the ping-pong between a dead leader and a
       // follower that still names it); a newer term may name a restarted member that really leads now.
-      if (term === this.leaderTerm && this.skipped(endpoint, now)) return null;
+      if (term === this.leaderTerm && this.skipping(endpoint, now)) return null;
       if (term > this.leaderTerm) this.skipUntil.delete(endpoint);
       this.leaderTerm = term;
-    } else if (this.leader !== null || this.skipped(endpoint, now)) {
+    } else if (this.leader !== null || this.skipping(endpoint, now)) {
       return this.leader === endpoint ? endpoint : null;
     }
     this.adopt(endpoint);
@@ -184,10 +184,6 @@ export class LeaderPool {
 
   /** Whether `e` failed recently (refused, silent past its attempt timeout) and is being skipped. */
   skipping(e: string, now: number): boolean {
-    return this.skipped(e, now);
-  }
-
-  private skipped(e: string, now: number): boolean {
     const until = this.skipUntil.get(e);
     return until !== undefined && until > now;
   }
