@@ -17,6 +17,13 @@
  *   member, and that member acknowledged before it answered (after answering term t it refuses older terms), so
  *   the new leader learns every lease a reader may hold. The blanket still ends after one TTL at the latest.
  *
+ * Announcing ahead: a lease is announced as lasting `announceAheadMs(ttl)` (half a TTL, at most maxAnnounceAheadMs)
+ * longer than the leader granted it. Members then protect a key at most that much longer than the reader was
+ * promised, never less, and a key read again and again is announced at most once per that interval instead of on
+ * every read (every read extends its lease, so an exact announcement is out of date at the next read: hot keys cost a
+ * majority round trip and a frame to each member per read). After a failover a key not read for a TTL is thus
+ * removable within maxAnnounceAheadMs.
+ *
  * Clocks: wall-clock milliseconds of each process, exchanged only as durations.
  */
 import { ErrorCode, MooringError } from '../errors.js';
@@ -25,6 +32,14 @@ import type { LoggerLike } from '../transport/logger.js';
 
 /** Keys per lease frame (a frame stays far below maxFrameBytes: keys are ≤ a few hundred bytes). */
 export const maxLeaseKeysPerFrame = 2_048;
+
+/** The most a lease is announced beyond its grant (see "Announcing ahead" above). */
+export const maxAnnounceAheadMs = 500;
+
+/** How much longer than granted a lease is announced. */
+export function announceAheadMs(leaseTtlMs: number): number {
+  return Math.min(Math.ceil(leaseTtlMs / 2), maxAnnounceAheadMs);
+}
 
 export interface LeaseSyncOptions {
   self: string;
@@ -138,8 +153,9 @@ export class LeaseSync {
         else needSeq = Math.max(needSeq, a.seq);
         continue;
       }
-      this.announced.set(k, { until, seq: 0 });
-      this.batch.push([k, until]);
+      const ahead = until + announceAheadMs(this.o.leases.leaseTtlMs);
+      this.announced.set(k, { until: ahead, seq: 0 });
+      this.batch.push([k, ahead]);
       inBatch = true;
     }
     if (inBatch) {
@@ -228,12 +244,12 @@ export class LeaseSync {
 
   private parseKeys(keys: unknown, nowMs: number): Array<[string, number]> {
     if (!Array.isArray(keys) || keys.length > maxLeaseKeysPerFrame) throw new Error('lease frame without a valid key list');
-    const ttl = this.o.leases.leaseTtlMs;
+    const longest = this.o.leases.leaseTtlMs + announceAheadMs(this.o.leases.leaseTtlMs);
     const out: Array<[string, number]> = [];
     for (const e of keys) {
       if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'number' || !Number.isFinite(e[1])) throw new Error('bad lease entry');
-      // A lease never lasts longer than one TTL from now, whatever a peer says.
-      out.push([e[0], nowMs + Math.min(Math.max(0, e[1]), ttl)]);
+      // A lease never lasts longer than one announced-ahead TTL from now, whatever a peer says.
+      out.push([e[0], nowMs + Math.min(Math.max(0, e[1]), longest)]);
     }
     return out;
   }

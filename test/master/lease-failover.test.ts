@@ -5,6 +5,7 @@
  */
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { maxAnnounceAheadMs } from '../../src/master/lease-sync.js';
 import { ErrorCode } from '../../src/errors.js';
 import { MasterClient } from '../../src/master/client.js';
 import { cleanupAfterEach, startMasters, waitFor } from '../helpers/in-process-masters.js';
@@ -36,8 +37,8 @@ describe('read leases across a leader change', () => {
     expect(await c.existKey('cold')).toBe(false);
     // Read under the old leader: still protected while that read's lease lasts...
     await expect(c.remove('hot')).rejects.toMatchObject({ code: ErrorCode.OBJECT_HAS_LEASE });
-    // ...and removable once it ended.
-    await new Promise((r) => setTimeout(r, readAt + leaseTtlMs + 100 - Date.now()));
+    // ...and removable once it ended (members were told it lasts up to maxAnnounceAheadMs longer: lease-sync.ts).
+    await new Promise((r) => setTimeout(r, readAt + leaseTtlMs + maxAnnounceAheadMs + 100 - Date.now()));
     await expect(c.remove('hot')).resolves.toBeDefined();
   });
 });

@@ -5,13 +5,14 @@
  */
 import { describe, expect, it } from 'vitest';
 import { LeaseTable } from '../../src/statemachine/leases.js';
-import { LeaseSync } from '../../src/master/lease-sync.js';
+import { LeaseSync, maxAnnounceAheadMs } from '../../src/master/lease-sync.js';
 import { silentLogger } from '../../src/transport/logger.js';
 
 const ttl = 10_000;
 const ids = ['a', 'b', 'c'];
 
-function members(): { sync: Map<string, LeaseSync>; leases: Map<string, LeaseTable>; term: Map<string, number>; down: Set<string> } {
+function members(): { sync: Map<string, LeaseSync>; leases: Map<string, LeaseTable>; term: Map<string, number>; down: Set<string>; sent: unknown[] } {
+  const sent: unknown[] = [];
   const sync = new Map<string, LeaseSync>();
   const leases = new Map<string, LeaseTable>();
   const term = new Map<string, number>(ids.map((id) => [id, 1]));
@@ -24,6 +25,7 @@ function members(): { sync: Map<string, LeaseSync>; leases: Map<string, LeaseTab
       leases: table,
       send: (to, frame) => {
         if (down.has(to) || down.has(id)) return false;
+        sent.push(frame);
         queueMicrotask(() => sync.get(to)!.onFrame(id, frame, Date.now()));
         return true;
       },
@@ -34,7 +36,7 @@ function members(): { sync: Map<string, LeaseSync>; leases: Map<string, LeaseTab
       logger: silentLogger,
     }));
   }
-  return { sync, leases, term, down };
+  return { sync, leases, term, down, sent };
 }
 
 const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
@@ -76,5 +78,40 @@ describe('LeaseSync', () => {
     const now = Date.now();
     m.leases.get('a')!.grant('k', now);
     await expect(m.sync.get('a')!.announce(['k'], now)).rejects.toMatchObject({ code: 'TIMEOUT' });
+  });
+
+  it('announces a lease ahead: a key read again within that margin costs no frame, and members protect it at least as long as the reader was promised and at most the margin longer', async () => {
+    const ahead = maxAnnounceAheadMs; // ttl / 2 is larger
+    const m = members();
+    const a = m.sync.get('a')!;
+    m.leases.get('a')!.resetForNewLeader(0);
+    a.becameLeader(0);
+    await tick();
+    const announcements = (): number => m.sent.filter((f) => (f as { k: string }).k === 'ls').length;
+    const t0 = Date.now() - ahead - 1; // the reads below happen between t0 and now
+    m.leases.get('a')!.grant('hot', t0);
+    await a.announce(['hot'], t0);
+    expect(announcements()).toBe(2); // one frame to each of b and c
+    for (const dt of [1, ahead / 2, ahead]) {
+      m.leases.get('a')!.grant('hot', t0 + dt); // each read extends the lease
+      await a.announce(['hot'], t0 + dt);
+    }
+    expect(announcements()).toBe(2);
+    m.leases.get('a')!.grant('hot', t0 + ahead + 1); // beyond the margin: announced again
+    await a.announce(['hot'], t0 + ahead + 1);
+    expect(announcements()).toBe(4);
+    // b protects the key at least until the last read's lease ends, at most the margin longer (plus transit).
+    const known = new Map(m.sync.get('b')!.known.live(Date.now()));
+    const until = known.get('hot')!;
+    expect(until).toBeGreaterThanOrEqual(t0 + ahead + 1 + ttl);
+    expect(until).toBeLessThanOrEqual(Date.now() + ttl + ahead);
+  });
+
+  it('caps what a peer claims at a TTL and the margin from now', () => {
+    const m = members();
+    const b = m.sync.get('b')!;
+    const now = Date.now();
+    b.onFrame('a', { k: 'ls', t: 1, seq: 1, keys: [['k', 1e12]] }, now);
+    expect(new Map(b.known.live(now)).get('k')).toBe(now + ttl + maxAnnounceAheadMs);
   });
 });
