@@ -12,6 +12,7 @@
  * of every leased read before the follower can answer it; a Remove or eviction admitted after that is refused.
  * (A Remove admitted before the grant may still commit after the read: the same as for a read on the leader.)
  */
+import { withFields } from '../util/with-fields.js';
 import { Packr } from 'msgpackr';
 import { ErrorCode, MooringError } from '../errors.js';
 import type { ForwardedReadHandler, RaftNode } from '../raft/node/index.js';
@@ -96,7 +97,7 @@ export async function linearizableRead(raft: RaftNode, leaseKeys: readonly strin
 /** A follower's answer carries the cluster's lease TTL (the leader granted it) and refuses keys being evicted. */
 export function followerReplicaResult<T extends { leaseTtlMs: number }>(r: Result<T>, key: string, refused: ReadonlySet<string>, leaseTtlMs: number): Result<T> {
   if (refused.has(key)) return errResult(ErrorCode.OBJECT_NOT_FOUND, `object ${key} is being evicted`);
-  if (r.ok) return { ok: true, value: { ...r.value, leaseTtlMs } };
+  if (r.ok) return { ok: true, value: withFields(r.value, { leaseTtlMs }) };
   return r;
 }
 
