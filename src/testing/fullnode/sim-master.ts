@@ -5,6 +5,7 @@
  * and replayed from the log, as with the unsynced LevelDB writes in production.
  */
 import { MemoryLevel } from 'memory-level';
+import { ErrorCode, MooringError } from '../../errors.js';
 import type { Level } from 'level';
 import { MasterStateMachine, encodeMasterCommand } from '../../master/state-adapter.js';
 import type { NodeId } from '../../raft/core/types.js';
@@ -83,11 +84,36 @@ export class SimMasterHost {
       await state.installSnapshot((async function* () { for (const c of image) yield c; })());
     }
     this.state = state;
-    this.transport = this.wire.endpoint(this.id, this.clock);
-    const raft = await RaftNode.start({
+    const transport = this.wire.endpoint(this.id, this.clock);
+    this.transport = transport;
+    let raft: RaftNode;
+    try {
+      raft = await this.startRaft(state, this.storage, transport);
+    } catch (err) {
+      // Damage the log's own checks only see together with the snapshot (a log cut below the snapshot it must
+      // reach: a corrupted last batch taken for a torn one) is refused at start, like mid-log damage at open.
+      if (!(err instanceof MooringError && err.code === ErrorCode.CORRUPT_LOG)) throw err;
+      this.disk.stats.corruptionsCaught++;
+      void transport.close();
+      this.transport = null;
+      this.status = 'failed';
+      this.failure = err;
+      return;
+    }
+    raft.on('fatal', () => {
+      this.fatalStops++;
+      this.pendingRestart = true;
+      this.onFatal(this);
+    });
+    this.raft = raft;
+    this.status = 'up';
+  }
+
+  private startRaft(state: MasterState, storage: SimLogStorage, transport: SimTransport): Promise<RaftNode> {
+    return RaftNode.start({
       id: this.id,
-      storage: this.storage,
-      transport: this.transport,
+      storage,
+      transport,
       stateMachine: this.stateMachine(state),
       clock: this.clock,
       snapshotStore: new MemorySnapshotStore(),
@@ -98,13 +124,6 @@ export class SimMasterHost {
       logger: silentLogger,
       ...this.tunables,
     });
-    raft.on('fatal', () => {
-      this.fatalStops++;
-      this.pendingRestart = true;
-      this.onFatal(this);
-    });
-    this.raft = raft;
-    this.status = 'up';
   }
 
   /** The process dies: memory, timers and unsynced writes are lost; the disk and flushed state survive. */
