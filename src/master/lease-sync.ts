@@ -24,9 +24,15 @@
  * majority round trip and a frame to each member per read). After a failover a key not read for a TTL is thus
  * removable within maxAnnounceAheadMs.
  *
- * Clocks: wall-clock milliseconds of each process, exchanged only as durations.
+ * Clocks: wall-clock milliseconds of each process, exchanged only as durations. Time comes only from the caller's
+ * `nowMs` and the injected `clock` (its now() in the same time base as the lease table: production passes
+ * `wallClock`, src/raft/effects/system-clock.ts; the full-node simulator a node's virtual NodeClock), so the
+ * simulator runs this code on its own clock and replays it bit for bit.
  */
 import { ErrorCode, MooringError } from '../errors.js';
+import type { Role } from '../raft/core/types.js';
+import type { Clock, Timer } from '../raft/node/clock.js';
+import type { RaftNode } from '../raft/node/raft-node.js';
 import { LeaseTable } from '../statemachine/leases.js';
 import type { LoggerLike } from '../transport/logger.js';
 
@@ -41,6 +47,17 @@ export function announceAheadMs(leaseTtlMs: number): number {
   return Math.min(Math.ceil(leaseTtlMs / 2), maxAnnounceAheadMs);
 }
 
+/**
+ * How long a read waits for its announcement to reach a majority, and a write reaching a new leader for the lease
+ * collection (`learned`): max(1 s, 4 election timeouts).
+ */
+export function leaseWaitMs(electionTimeoutMs: number): number {
+  return Math.max(1_000, 4 * electionTimeoutMs);
+}
+
+/** The clock LeaseSync needs: now() in the lease table's time base, a cancellable timer, and "after pending I/O". */
+export type LeaseClock = Pick<Clock, 'now' | 'setTimeout' | 'setImmediate'>;
+
 export interface LeaseSyncOptions {
   self: string;
   leases: LeaseTable;
@@ -51,14 +68,32 @@ export interface LeaseSyncOptions {
   term(): number;
   /** How long an announcement may wait for a majority before the read fails. */
   ackTimeoutMs(): number;
+  /** Timers and the flush's time; now() must be the time base of `leases` (the callers' nowMs). */
+  clock: LeaseClock;
   logger: LoggerLike;
+}
+
+/**
+ * The members and term LeaseSync follows, read from this node's RaftNode (production's MasterNode and the
+ * simulator's SimMasterHost).
+ */
+export function raftLeaseView(raft: () => Pick<RaftNode, 'members' | 'coreTerm'>): Pick<LeaseSyncOptions, 'voters' | 'peers' | 'term'> {
+  return {
+    voters: () => raft().members().voters,
+    peers: () => {
+      const cs = raft().members();
+      return [...new Set([...cs.voters, ...cs.votersOutgoing, ...cs.learners])];
+    },
+    // The core's term, not currentTerm: the role change is announced before the node records the new term.
+    term: () => raft().coreTerm,
+  };
 }
 
 interface Waiter {
   seq: number;
   resolve(): void;
   reject(e: MooringError): void;
-  timer: NodeJS.Timeout;
+  timer: Timer;
 }
 
 export class LeaseSync {
@@ -85,6 +120,20 @@ export class LeaseSync {
     this.known = new LeaseTable(o.leases.leaseTtlMs);
   }
 
+  /**
+   * Follows this node's role changes (master-node.ts and the full-node simulator's SimMasterHost both call it): a
+   * new leader treats every object as leased (`resetForNewLeader`) and learns the old leader's leases from a
+   * majority (`becameLeader`); any other role stops leading (`steppedDown`).
+   */
+  roleChanged(role: Role, nowMs: number): void {
+    if (role !== 'leader') {
+      this.steppedDown();
+      return;
+    }
+    this.o.leases.resetForNewLeader(nowMs);
+    this.becameLeader(nowMs);
+  }
+
   /** This node became leader (after leases.resetForNewLeader): learn the old leader's leases from a majority. */
   becameLeader(nowMs: number): void {
     const term = this.o.term();
@@ -106,7 +155,7 @@ export class LeaseSync {
     this.batch = [];
     this.announced.clear();
     for (const w of [...this.waiters.splice(0), ...this.unsent.splice(0)]) {
-      clearTimeout(w.timer);
+      w.timer.cancel();
       w.reject(new MooringError(ErrorCode.NOT_LEADER, 'stopped leading before the read lease was known to a majority'));
     }
   }
@@ -125,10 +174,10 @@ export class LeaseSync {
     if (this.collecting === null) return Promise.resolve();
     return new Promise((resolve) => {
       const done = (): void => {
-        clearTimeout(timer);
+        timer.cancel();
         resolve();
       };
-      const timer = setTimeout(() => {
+      const timer = this.o.clock.setTimeout(() => {
         this.learnWaiters = this.learnWaiters.filter((w) => w !== done);
         resolve();
       }, maxWaitMs);
@@ -161,7 +210,7 @@ export class LeaseSync {
     if (inBatch) {
       if (!this.flushScheduled) {
         this.flushScheduled = true;
-        setImmediate(() => this.flush());
+        this.o.clock.setImmediate(() => this.flush());
       }
       return this.waitFor(null);
     }
@@ -257,7 +306,7 @@ export class LeaseSync {
   private flush(): void {
     this.flushScheduled = false;
     if (this.batch.length === 0 || this.leaderTerm === 0) return;
-    const now = Date.now();
+    const now = this.o.clock.now();
     const entries = this.batch.splice(0);
     for (let i = 0; i < entries.length; i += maxLeaseKeysPerFrame) {
       const seq = ++this.seq;
@@ -283,7 +332,7 @@ export class LeaseSync {
         seq: seq ?? 0,
         resolve,
         reject,
-        timer: setTimeout(() => {
+        timer: this.o.clock.setTimeout(() => {
           this.waiters = this.waiters.filter((x) => x !== w);
           this.unsent = this.unsent.filter((x) => x !== w);
           reject(new MooringError(ErrorCode.TIMEOUT, 'the read lease was not acknowledged by a majority of masters in time'));
@@ -310,7 +359,7 @@ export class LeaseSync {
     const keep: Waiter[] = [];
     for (const w of this.waiters) {
       if (w.seq <= done) {
-        clearTimeout(w.timer);
+        w.timer.cancel();
         w.resolve();
       } else keep.push(w);
     }

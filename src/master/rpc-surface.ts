@@ -22,7 +22,7 @@ import type { Logger } from './logger.js';
 import type { MasterMetrics } from './metrics.js';
 import type { BackupService } from './backup.js';
 import type { RepairScheduler } from './repair.js';
-import type { LeaseSync } from './lease-sync.js';
+import { leaseWaitMs, type LeaseSync } from './lease-sync.js';
 import type { LeaderGate } from './leader-gate.js';
 import type { Demotions } from './demotions.js';
 import { admit } from './admission.js';
@@ -153,7 +153,7 @@ export class RpcSurface {
     }
     // A new leader first learns the read leases of the previous one (one round trip): admission then refuses only
     // what is really leased, instead of everything under the blanket.
-    if (leaseSync.learning) await gate.whileLeading(leaseSync.learned(Math.max(1_000, 4 * this.d.electionTimeoutMs)));
+    if (leaseSync.learning) await gate.whileLeading(leaseSync.learned(leaseWaitMs(this.d.electionTimeoutMs)));
     const now = Date.now();
     try {
       admit(command, state, leases, now);

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { LeaseTable } from '../../src/statemachine/leases.js';
 import { LeaseSync, maxAnnounceAheadMs } from '../../src/master/lease-sync.js';
 import { silentLogger } from '../../src/transport/logger.js';
+import { wallClock } from '../../src/raft/effects/system-clock.js';
 
 const ttl = 10_000;
 const ids = ['a', 'b', 'c'];
@@ -33,6 +34,7 @@ function members(): { sync: Map<string, LeaseSync>; leases: Map<string, LeaseTab
       peers: () => ids,
       term: () => term.get(id)!,
       ackTimeoutMs: () => 300,
+      clock: wallClock,
       logger: silentLogger,
     }));
   }
