@@ -127,6 +127,10 @@ export class LeaseSync {
    */
   roleChanged(role: Role, nowMs: number): void {
     if (role !== 'leader') {
+      // A leader that stops leading keeps its grants as a member's knowledge: elected again, it counts itself in the
+      // majority that answers its collection (and resetForNewLeader clears its table), so it must still know them.
+      // (Found by the full-node simulator, seed 176: re-elected with a member that never heard of the lease.)
+      if (this.leaderTerm !== 0) for (const [k, until] of this.o.leases.live(nowMs)) this.known.adopt(k, until);
       this.steppedDown();
       return;
     }

@@ -67,6 +67,29 @@ describe('LeaseSync', () => {
     expect(m.leases.get('c')!.isLeased('other', Date.now())).toBe(false); // no blanket any more
   });
 
+  it('a leader elected again still knows the leases it granted before (it counts itself in the majority that answers)', async () => {
+    // Found by the full-node simulator (seed 176): a's lease is known to a and b; a loses leadership and wins the
+    // next term with c, which never heard of the lease. a and c are a majority, so a must know its own grant.
+    const m = members();
+    const a = m.sync.get('a')!;
+    a.roleChanged('leader', Date.now());
+    await tick();
+    m.down.add('c');
+    const now = Date.now();
+    m.leases.get('a')!.grant('k', now);
+    await a.announce(['k'], now); // a + b
+    a.roleChanged('follower', Date.now());
+    m.down.delete('c');
+    m.down.add('b');
+    m.term.set('a', 2);
+    m.term.set('c', 2);
+    a.roleChanged('leader', Date.now());
+    await tick();
+    expect(a.learning).toBe(false); // a and c answered
+    expect(m.leases.get('a')!.isLeased('k', Date.now())).toBe(true);
+    expect(m.leases.get('a')!.isLeased('other', Date.now())).toBe(false);
+  });
+
   it('gives a deposed leader no majority: its announcement fails instead of promising a lease', async () => {
     const m = members();
     m.leases.get('a')!.resetForNewLeader(Date.now());
