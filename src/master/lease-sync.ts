@@ -17,6 +17,14 @@
  *   member, and that member acknowledged before it answered (after answering term t it refuses older terms), so
  *   the new leader learns every lease a reader may hold. The blanket still ends after one TTL at the latest.
  *
+ * Restarts: `known` lives in memory, so a member that restarted may have acknowledged a lease it no longer knows. If
+ * it answered a new leader as if it knew everything, the majorities no longer meet in a member that remembers (found
+ * by the full-node simulator: ack majority {old leader, b}, b restarts, {b, c} answer c's question, c never heard
+ * of the lease). So a member that started with Raft state (`fresh` false) answers with `amnesic: true` — its keys are
+ * adopted, but it is not counted — until one TTL plus the margin (the longest it keeps a lease) after it started;
+ * a new leader in that state does not count itself either. Until a majority can vouch, the blanket holds (at most
+ * one TTL from the election).
+ *
  * Announcing ahead: a lease is announced as lasting `announceAheadMs(ttl)` (half a TTL, at most maxAnnounceAheadMs)
  * longer than the leader granted it. Members then protect a key at most that much longer than the reader was
  * promised, never less, and a key read again and again is announced at most once per that interval instead of on
@@ -68,6 +76,12 @@ export interface LeaseSyncOptions {
   term(): number;
   /** How long an announcement may wait for a majority before the read fails. */
   ackTimeoutMs(): number;
+  /**
+   * True when this process started without Raft state (a new member: it never acknowledged a lease). Otherwise it may
+   * have acknowledged leases before a restart that it no longer knows, so for the longest time a member keeps a
+   * lease (TTL + the margin) after it started it does not count towards a new leader's majority (see "Restarts").
+   */
+  fresh?: boolean;
   /** Timers and the flush's time; now() must be the time base of `leases` (the callers' nowMs). */
   clock: LeaseClock;
   logger: LoggerLike;
@@ -116,8 +130,17 @@ export class LeaseSync {
   /** Callers waiting for the collection to end. */
   private learnWaiters: Array<() => void> = [];
 
+  /** Until when (this clock) a restarted member cannot vouch that it knows every lease it acknowledged. */
+  private readonly amnesicUntil: number;
+
   constructor(private readonly o: LeaseSyncOptions) {
     this.known = new LeaseTable(o.leases.leaseTtlMs);
+    this.amnesicUntil = o.fresh === true ? 0 : o.clock.now() + o.leases.leaseTtlMs + announceAheadMs(o.leases.leaseTtlMs);
+  }
+
+  /** True while this member may have forgotten (by a restart) leases it acknowledged that may still run. */
+  private amnesic(nowMs: number): boolean {
+    return nowMs < this.amnesicUntil;
   }
 
   /**
@@ -147,7 +170,7 @@ export class LeaseSync {
     this.acked.clear();
     this.announced.clear();
     for (const [k, until] of this.known.live(nowMs)) this.o.leases.adopt(k, until);
-    this.collecting = { term, answered: new Set([this.o.self]) };
+    this.collecting = { term, answered: new Set(this.amnesic(this.o.clock.now()) ? [] : [this.o.self]) };
     for (const p of this.o.peers()) if (p !== this.o.self) this.o.send(p, { k: 'lq', t: term });
     this.checkCollected();
   }
@@ -262,7 +285,8 @@ export class LeaseSync {
           const all = [...this.known.live(nowMs), ...this.o.leases.live(nowMs)];
           for (let i = 0; i === 0 || i < all.length; i += maxLeaseKeysPerFrame) {
             const chunk = all.slice(i, i + maxLeaseKeysPerFrame).map(([k, until]) => [k, until - nowMs]);
-            this.o.send(from, { k: 'lr', t, keys: chunk, last: i + maxLeaseKeysPerFrame >= all.length });
+            const last = i + maxLeaseKeysPerFrame >= all.length;
+            this.o.send(from, { k: 'lr', t, keys: chunk, last, ...(last && this.amnesic(nowMs) ? { amnesic: true } : {}) });
           }
           return true;
         }
@@ -270,7 +294,8 @@ export class LeaseSync {
           const c = this.collecting;
           if (c === null || t !== c.term || t !== this.leaderTerm) return true;
           for (const [k, until] of this.parseKeys(f.keys, nowMs)) this.o.leases.adopt(k, until);
-          if (f.last === true) {
+          // A restarted member's answer is adopted but does not count: it may have forgotten a lease (see "Restarts").
+          if (f.last === true && f.amnesic !== true) {
             c.answered.add(from);
             this.checkCollected();
           }

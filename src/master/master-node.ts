@@ -136,6 +136,8 @@ export class MasterNode {
     }
     this.transport = new TcpPeerTransport(peerTransportOptions(cfg, { logger: this.logger, onReject }));
     await this.transport.start();
+    // No Raft state yet: a new member, which cannot have acknowledged a read lease before (LeaseSync "Restarts").
+    const fresh = this.logStore.initialState().hardState.term === 0 && this.logStore.lastIndex() === 0;
     this.raft = await RaftNode.start({
       id: cfg.nodeId,
       dataDir: path.join(cfg.dataDir, 'raft'),
@@ -154,6 +156,7 @@ export class MasterNode {
       send: (to, frame) => this.transport.send(to, frame),
       ...raftLeaseView(() => this.raft),
       ackTimeoutMs: () => leaseWaitMs(this.electionTimeoutMs()),
+      fresh,
       clock: wallClock,
       logger: this.logger,
     });

@@ -12,13 +12,15 @@ import { wallClock } from '../../src/raft/effects/system-clock.js';
 const ttl = 10_000;
 const ids = ['a', 'b', 'c'];
 
-function members(): { sync: Map<string, LeaseSync>; leases: Map<string, LeaseTable>; term: Map<string, number>; down: Set<string>; sent: unknown[] } {
+interface Members { sync: Map<string, LeaseSync>; leases: Map<string, LeaseTable>; term: Map<string, number>; down: Set<string>; sent: unknown[]; restart(id: string): void }
+
+function members(): Members {
   const sent: unknown[] = [];
   const sync = new Map<string, LeaseSync>();
   const leases = new Map<string, LeaseTable>();
   const term = new Map<string, number>(ids.map((id) => [id, 1]));
   const down = new Set<string>();
-  for (const id of ids) {
+  const start = (id: string, fresh: boolean): void => {
     const table = new LeaseTable(ttl);
     leases.set(id, table);
     sync.set(id, new LeaseSync({
@@ -34,11 +36,14 @@ function members(): { sync: Map<string, LeaseSync>; leases: Map<string, LeaseTab
       peers: () => ids,
       term: () => term.get(id)!,
       ackTimeoutMs: () => 300,
+      fresh,
       clock: wallClock,
       logger: silentLogger,
     }));
-  }
-  return { sync, leases, term, down, sent };
+  };
+  for (const id of ids) start(id, true);
+  // A process restart with its Raft state: lease knowledge (memory) is lost.
+  return { sync, leases, term, down, sent, restart: (id) => start(id, false) };
 }
 
 const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
@@ -88,6 +93,28 @@ describe('LeaseSync', () => {
     expect(a.learning).toBe(false); // a and c answered
     expect(m.leases.get('a')!.isLeased('k', Date.now())).toBe(true);
     expect(m.leases.get('a')!.isLeased('other', Date.now())).toBe(false);
+  });
+
+  it('a restarted member does not vouch for the leases it may have forgotten: the new leader keeps the blanket', async () => {
+    const m = members();
+    const a = m.sync.get('a')!;
+    a.roleChanged('leader', Date.now());
+    await tick();
+    m.down.add('c');
+    const now = Date.now();
+    m.leases.get('a')!.grant('k', now);
+    await a.announce(['k'], now); // a + b
+    m.restart('b'); // b forgets
+    m.down.delete('c');
+    m.down.add('a');
+    m.term.set('b', 2);
+    m.term.set('c', 2);
+    const c = m.sync.get('c')!;
+    c.roleChanged('leader', Date.now());
+    await tick();
+    expect(c.learning).toBe(true); // b answered, but cannot vouch
+    expect(m.leases.get('c')!.isLeased('k', Date.now())).toBe(true); // the blanket
+    expect(m.leases.get('c')!.isLeased('other', Date.now())).toBe(true);
   });
 
   it('gives a deposed leader no majority: its announcement fails instead of promising a lease', async () => {

@@ -160,10 +160,11 @@ export class SimLeaseNode {
     private readonly ledger: LeaseLedger,
     private readonly electionTimeoutMs: number,
     private readonly epochMs: number,
+    fresh: boolean,
   ) {
     this.leases = new LeaseTable(ledger.ttlMs);
     this.sync = new LeaseSync({
-      self: id, leases: this.leases, send, ...raftLeaseView(() => raft),
+      self: id, leases: this.leases, send, ...raftLeaseView(() => raft), fresh,
       ackTimeoutMs: () => leaseWaitMs(electionTimeoutMs), clock, logger: silentLogger,
     });
     this.gate = new LeaderGate({ self: id, raft: () => raft, contact, electionTimeoutMs, clock, stopping: () => false });

@@ -96,6 +96,7 @@ export class SimMasterHost {
     const contact = new LeaderContact(this.clock);
     // Lease frames arriving before the lease machinery exists (RaftNode.start is still running) are dropped.
     contact.intercept((_from, frame) => this.ledger !== null && isLeaseFrame(frame));
+    const fresh = this.storage.initialState().hardState.term === 0 && this.storage.lastIndex() === 0;
     const raft = await RaftNode.start({
       id: this.id,
       storage: this.storage,
@@ -118,7 +119,7 @@ export class SimMasterHost {
     this.raft = raft;
     if (this.ledger !== null) {
       const t = { ...raftDefaults, ...this.tunables };
-      this.lease = new SimLeaseNode(this.id, this.clock, raft, state, contact, (to, frame) => transport.send(to, frame), this.ledger, t.electionTimeoutTicks * t.tickMs, simEpochMs);
+      this.lease = new SimLeaseNode(this.id, this.clock, raft, state, contact, (to, frame) => transport.send(to, frame), this.ledger, t.electionTimeoutTicks * t.tickMs, simEpochMs, fresh);
     }
     this.status = 'up';
   }
