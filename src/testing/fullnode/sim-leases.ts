@@ -40,9 +40,11 @@ export const simMaxClockRate = 1.1;
 /**
  * Control faults that break the design (tests only, like ApplyFault): the lease check must then find violations.
  * - 'no-collection': a new leader neither asks a majority nor keeps the blanket; it knows no lease of the old leader.
- * - 'answer-before-ack': the leader answers a read before a majority acknowledged its lease.
+ * - 'no-announce': the leader answers its own reads without announcing their leases (members never learn them).
+ *   (Answering before the majority's acknowledgement, but still announcing, was tried first: 0 of 300 seeds failed,
+ *   as the announcement nearly always arrives anyway.)
  */
-export type LeaseFault = 'no-collection' | 'answer-before-ack';
+export type LeaseFault = 'no-collection' | 'no-announce';
 
 /** A getReplicaList that returned ok to its client: the lease it was promised, in virtual time. */
 export interface ReturnedRead {
@@ -204,8 +206,8 @@ export class SimLeaseNode {
     const since = this.ledger.now;
     let grantedAt: number | null = null;
     const raft = this.raft;
-    const leaseSync = this.ledger.fault === 'answer-before-ack'
-      ? { announce: (keys: string[], now: number) => { this.sync.announce(keys, now).catch(() => {}); return Promise.resolve(); }, recordServed: (k: readonly string[], now: number) => this.sync.recordServed(k, now) }
+    const leaseSync = this.ledger.fault === 'no-announce'
+      ? { announce: () => Promise.resolve(), recordServed: (k: readonly string[], now: number) => this.sync.recordServed(k, now) }
       : this.sync;
     const [result] = await replicaRead({
       raft, state: this.state, leases: this.leases, leaseSync, whileLeading: (p) => this.gate.whileLeading(p),
