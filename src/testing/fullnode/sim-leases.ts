@@ -201,7 +201,10 @@ export class SimLeaseNode {
     }
   }
 
-  /** getReplicaList as the RPC surface serves it; notes the lease of an ok answer when `returned` says it reached the client. */
+  /**
+   * getReplicaList as the RPC surface serves it. Returns the virtual time of the leader's grant when this node granted
+   * it (null for a follower read: the leader's forwarded grant, LeaseLedger.noteRead finds it) and when the read began.
+   */
   async read(key: string): Promise<{ result: Result; grantedAt: number | null; since: number }> {
     const since = this.ledger.now;
     let grantedAt: number | null = null;
