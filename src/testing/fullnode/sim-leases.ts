@@ -65,8 +65,6 @@ interface AppliedRemove {
 
 export class LeaseLedger {
   readonly reads: ReturnedRead[] = [];
-  /** Removes answered OBJECT_HAS_LEASE (definite refusals), and removes whose entry applied and deleted an object. */
-  refusedByLease = 0;
   fault: LeaseFault | null = null;
   /** Per applied remove session: its first entry in the log (the one that executed; later copies are duplicates). */
   private readonly applied = new Map<string, AppliedRemove>();
