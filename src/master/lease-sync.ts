@@ -12,18 +12,15 @@
  *   and acknowledges, unless the frame's term is older than one it has seen (a deposed leader gets no majority, so
  *   its reads fail instead of handing out leases nobody will honour).
  * - New leader: keeps the blanket lease (every object leased) while it asks every peer `{k:'lq', t}`; answers
- *   `{k:'lr', t, keys, last}` (in chunks) are adopted into its lease table; once a majority (itself included)
- *   answered, the blanket ends. Any majority that acknowledged a lease and any majority that answered share a
+ *   `{k:'lr', t, keys, last, amnesic?}` (in chunks) are adopted into its lease table; once a majority (itself
+ *   included) answered, the blanket ends. Any majority that acknowledged a lease and any majority that answered share a
  *   member, and that member acknowledged before it answered (after answering term t it refuses older terms), so
  *   the new leader learns every lease a reader may hold. The blanket still ends after one TTL at the latest.
  *
- * Restarts: `known` lives in memory, so a member that restarted may have acknowledged a lease it no longer knows. If
- * it answered a new leader as if it knew everything, the majorities no longer meet in a member that remembers (found
- * by the full-node simulator: ack majority {old leader, b}, b restarts, {b, c} answer c's question, c never heard
- * of the lease). So a member that started with Raft state (`fresh` false) answers with `amnesic: true` — its keys are
- * adopted, but it is not counted — until one TTL plus the margin (the longest it keeps a lease) after it started;
- * a new leader in that state does not count itself either. Until a majority can vouch, the blanket holds (at most
- * one TTL from the election).
+ * Restarts: `known` lives in memory, so a restarted member may have acknowledged a lease it no longer knows (the
+ * two majorities would meet only in a member that forgot: docs/raft.md). A member that started with Raft state
+ * (`fresh` false) answers `lr` with `amnesic: true` (keys adopted, member not counted) until one TTL plus the margin
+ * after it started; a new leader in that state does not count itself. Meanwhile the blanket holds (≤ one TTL).
  *
  * Announcing ahead: a lease is announced as lasting `announceAheadMs(ttl)` (half a TTL, at most maxAnnounceAheadMs)
  * longer than the leader granted it. Members then protect a key at most that much longer than the reader was
