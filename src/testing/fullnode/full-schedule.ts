@@ -13,7 +13,7 @@ import { checkBackups, SimBackupClient, simBackupTimeoutMs, type BackupMode } fr
 import { checkRun, quiesce, type CheckReport } from './checks.js';
 import { FullSim } from './full-sim.js';
 import { chance, randInt } from './rand.js';
-import type { DiskFaults } from './sim-disk.js';
+import type { DiskFaults } from './sim-fs.js';
 
 export type FullFault =
   | { atMs: number; kind: 'crash'; node: number }
@@ -37,6 +37,8 @@ export interface FullSchedule {
   /** Overrides of production's Raft defaults (none unless a schedule needs them). */
   raft?: Partial<RaftTunables>;
   disk?: Partial<DiskFaults>;
+  /** WAL segment size (small: segments roll, are prepared in the background and deleted by compaction). */
+  walSegmentBytes?: number;
   /** When a backup client starts an online backup (virtual ms into the fault phase; see backup-client.ts). */
   backupsAtMs?: number[];
 }
@@ -54,7 +56,17 @@ export interface FullRunResult extends CheckReport {
   events: number;
   virtualMs: number;
   traceHash: string;
-  faultsSeen: { crashes: number; fatalStops: number; lostUnsyncedWrites: number; tornWrites: number; failedFsyncs: number; corruptionsCaught: number };
+  faultsSeen: {
+    crashes: number;
+    fatalStops: number;
+    lostUnsyncedWrites: number;
+    lostDirOps: number;
+    tornWrites: number;
+    failedFsyncs: number;
+    corruptionsInjected: number;
+    corruptionsCaught: number;
+    corruptionsCutAsTorn: number;
+  };
 }
 
 /**
@@ -117,6 +129,8 @@ export function fullScheduleForSeed(seed: number): FullSchedule {
   // Backups under failover: one or two, while the faults are active (their own stream: the faults stay as before).
   const brng = new SeededRng(seed ^ 0xbac0);
   schedule.backupsAtMs = Array.from({ length: 1 + randInt(brng, 2) }, () => 100 + randInt(brng, faultMs - 200)).sort((a, b) => a - b);
+  // The WAL's segment size: its own stream too (the schedules above stay as they were).
+  schedule.walSegmentBytes = [4096, 16384, 65536][randInt(new SeededRng(seed ^ 0x3a1), 3)]!;
   return schedule;
 }
 
@@ -130,6 +144,7 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
     voters: schedule.voters,
     ...(schedule.raft !== undefined ? { raft: schedule.raft } : {}),
     ...(schedule.disk !== undefined ? { disk: schedule.disk } : {}),
+    ...(schedule.walSegmentBytes !== undefined ? { walSegmentBytes: schedule.walSegmentBytes } : {}),
   });
   await sim.start();
   await sim.startWorkload();
@@ -137,11 +152,14 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
   const backups = sim.workload === null ? null : new SimBackupClient(sim.sched, new SeededRng(seed ^ 0xbac1), sim.hosts, sim.workload, opts.backupMode ?? 'normal');
   for (const at of schedule.backupsAtMs ?? []) if (backups !== null) sim.sched.at(t0 + at, () => void backups.take());
   const id = (i: number): string => sim.ids[i % sim.ids.length]!;
+  // Half the crashes wait (up to 50 ms) for a WAL write in flight, so torn and lost writes are common. Its own
+  // stream: the schedule above stays as it was.
+  const crng = new SeededRng(seed ^ 0xc4a5);
   for (const f of schedule.faults) {
     await sim.run(Math.max(0, t0 + f.atMs - sim.now));
     await restartFatalStops(sim);
     switch (f.kind) {
-      case 'crash': sim.crash(id(f.node)); break;
+      case 'crash': if (chance(crng, 0.5)) await sim.crashInWrite(id(f.node), 50); else sim.crash(id(f.node)); break;
       case 'restart': if (sim.host(id(f.node)).status === 'down') await sim.restart(id(f.node)); break;
       case 'corrupt': sim.corruptLog(id(f.node)); break;
       case 'pause': sim.pause(id(f.node)); break;
@@ -212,9 +230,12 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
       crashes: sim.hosts.reduce((a, h) => a + h.crashes, 0),
       fatalStops: sim.hosts.reduce((a, h) => a + h.fatalStops, 0),
       lostUnsyncedWrites: sum('lostUnsyncedWrites'),
+      lostDirOps: sum('lostDirOps'),
       tornWrites: sum('tornWrites'),
       failedFsyncs: sum('failedFsyncs'),
+      corruptionsInjected: sum('corruptionsInjected'),
       corruptionsCaught: sum('corruptionsCaught'),
+      corruptionsCutAsTorn: sum('corruptionsCutAsTorn'),
     },
   };
 }
