@@ -201,8 +201,8 @@ export class FullSim {
   }
 
   /** The node's next start finds a byte of its WAL flipped (it must refuse to start, or cut it as a torn tail). */
-  corruptLog(id: NodeId): void {
-    this.host(id).disk.corruptOnNextOpen();
+  corruptLog(id: NodeId, where: 'anywhere' | 'tail' = 'anywhere'): void {
+    this.host(id).disk.corruptOnNextOpen(where);
   }
 
   /** A hook into a node's apply, for control runs (null removes it). */

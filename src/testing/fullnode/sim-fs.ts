@@ -27,6 +27,7 @@
  */
 import path from 'node:path';
 import { ErrorCode, MooringError } from '../../errors.js';
+import { segmentHeaderBytes } from '../../raft/wal/format.js';
 import type { WalDirLock, WalFile, WalFs, WalOpenMode } from '../../raft/wal/fs.js';
 import type { SeededRng } from '../../util/rng.js';
 import { chance, randInt } from './rand.js';
@@ -103,7 +104,7 @@ export class SimFsDisk {
   private pending: Op[] = [];
   private readonly locks = new Set<string>();
   private current: SimWalFs | null = null;
-  private corruptNextOpen = false;
+  private corruptNextOpen: 'anywhere' | 'tail' | null = null;
 
   constructor(private readonly sched: SimScheduler, private readonly rng: SeededRng, faults: DiskFaults) {
     this.faults = faults;
@@ -154,15 +155,20 @@ export class SimFsDisk {
     return this.pending.some((op) => op.kind === 'write' && !op.done);
   }
 
-  /** The next mount finds one byte of a segment's written region flipped (a bad sector, a bit flip). */
-  corruptOnNextOpen(): void {
-    this.corruptNextOpen = true;
+  /**
+   * The next mount finds one byte of a segment's written region flipped (a bad sector, a bit flip): anywhere, or
+   * the last written byte of the newest segment ('tail': always in the last batch, which the WAL cannot tell from
+   * a torn write).
+   */
+  corruptOnNextOpen(where: 'anywhere' | 'tail' = 'anywhere'): void {
+    this.corruptNextOpen = where;
   }
 
   /** Applies a pending corruption; returns where it is (null if there was nothing written to corrupt). */
   injectCorruption(dir: string): { file: string; offset: number } | null {
-    if (!this.corruptNextOpen) return null;
-    this.corruptNextOpen = false;
+    const where = this.corruptNextOpen;
+    if (where === null) return null;
+    this.corruptNextOpen = null;
     const candidates: Array<{ file: string; inode: Inode; last: number }> = [];
     for (const [file, inode] of this.files) {
       if (path.dirname(file) !== dir || !file.endsWith('.wal')) continue;
@@ -172,8 +178,9 @@ export class SimFsDisk {
     }
     if (candidates.length === 0) return null;
     candidates.sort((a, b) => (a.file < b.file ? -1 : 1));
-    const c = candidates[randInt(this.rng, candidates.length)]!;
-    const offset = randInt(this.rng, c.last + 1);
+    const withBatches = candidates.filter((x) => x.last >= segmentHeaderBytes);
+    const c = where === 'tail' ? (withBatches[withBatches.length - 1] ?? candidates[candidates.length - 1]!) : candidates[randInt(this.rng, candidates.length)]!;
+    const offset = where === 'tail' ? c.last : randInt(this.rng, c.last + 1);
     const flip = 1 + randInt(this.rng, 255);
     c.inode.disk[offset]! ^= flip;
     c.inode.cache = Buffer.from(c.inode.disk);
