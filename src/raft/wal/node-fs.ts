@@ -32,7 +32,11 @@ export const nodeWalFs: WalFs = {
     const fd = openSync(file, 'r+');
     try {
       const zeros = Buffer.alloc(Math.min(zeroChunkBytes, Math.max(0, to - from)));
-      for (let off = from; off < to; off += zeros.length) writeSync(fd, zeros, 0, Math.min(zeros.length, to - off), off);
+      for (let off = from; off < to;) {
+        const n = writeSync(fd, zeros, 0, Math.min(zeros.length, to - off), off);
+        if (n <= 0) throw new Error(`write of zeros at ${off} wrote nothing`);
+        off += n;
+      }
       fsyncSync(fd);
     } finally {
       closeSync(fd);

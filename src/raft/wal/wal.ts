@@ -71,14 +71,18 @@ export interface WalIo {
   datasync(fh: WalFile): Promise<void>;
 }
 
+/** Writes all of `buf` at `position` (a write may be short: the rest is written by the next call). */
+async function writeFully(fh: WalFile, buf: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < buf.byteLength) {
+    const { bytesWritten } = await fh.write(buf, done, buf.byteLength - done, position + done);
+    if (bytesWritten <= 0) throw new Error(`write of ${buf.byteLength - done} bytes at ${position + done} wrote nothing`);
+    done += bytesWritten;
+  }
+}
+
 const realIo: WalIo = {
-  async write(fh, buf, position) {
-    let done = 0;
-    while (done < buf.byteLength) {
-      const { bytesWritten } = await fh.write(buf, done, buf.byteLength - done, position + done);
-      done += bytesWritten;
-    }
-  },
+  write: writeFully,
   datasync: (fh) => fh.datasync(),
 };
 
@@ -627,8 +631,10 @@ export class Wal implements DurableLogStorage {
     const fh = await this.fs.open(tmp, 'create');
     try {
       const zeros = Buffer.alloc(Math.min(zeroChunkBytes, this.segmentBytes));
-      for (let off = 0; off < this.segmentBytes; off += zeros.length) await fh.write(zeros, 0, Math.min(zeros.length, this.segmentBytes - off), off);
-      await fh.write(encodeSegmentHeader({ seq, salt }), 0, segmentHeaderBytes, 0);
+      // Every byte of a segment is written: a short write must be completed (the full-node simulator's short
+      // writes left a segment with half a header, refused at the next open as CORRUPT_LOG).
+      for (let off = 0; off < this.segmentBytes; off += zeros.length) await writeFully(fh, zeros.subarray(0, Math.min(zeros.length, this.segmentBytes - off)), off);
+      await writeFully(fh, encodeSegmentHeader({ seq, salt }).subarray(0, segmentHeaderBytes), 0);
       await fh.sync();
     } finally {
       await fh.close();
