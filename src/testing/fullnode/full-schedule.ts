@@ -62,6 +62,7 @@ export interface FullRunResult extends CheckReport {
     lostUnsyncedWrites: number;
     lostDirOps: number;
     tornWrites: number;
+    shortWrites: number;
     failedFsyncs: number;
     corruptionsInjected: number;
     corruptionsCaught: number;
@@ -122,7 +123,7 @@ export function fullScheduleForSeed(seed: number): FullSchedule {
     }
   }
   faults.sort((a, b) => a.atMs - b.atMs);
-  const schedule: FullSchedule = { voters, faultMs, faults, disk: { tornWriteProbability: 0.5, maxWriteMs: 2, slowWriteMs: 80 } };
+  const schedule: FullSchedule = { voters, faultMs, faults, disk: { tornWriteProbability: 0.5, shortWriteProbability: 0.01, maxWriteMs: 2, slowWriteMs: 80 } };
   // Production snapshots every 10,000 entries, more than a run writes: half the schedules override it so local
   // snapshots, compaction and snapshot streaming to lagging or restarted followers run too.
   if (chance(rng, 0.5)) schedule.raft = { snapshotEveryEntries: 20 + randInt(rng, 100), snapshotKeepEntries: randInt(rng, 10) };
@@ -232,6 +233,7 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
       lostUnsyncedWrites: sum('lostUnsyncedWrites'),
       lostDirOps: sum('lostDirOps'),
       tornWrites: sum('tornWrites'),
+      shortWrites: sum('shortWrites'),
       failedFsyncs: sum('failedFsyncs'),
       corruptionsInjected: sum('corruptionsInjected'),
       corruptionsCaught: sum('corruptionsCaught'),

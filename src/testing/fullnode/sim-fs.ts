@@ -43,12 +43,14 @@ export interface DiskFaults {
   fsyncFailProbability: number;
   /** At a crash, probability that the last surviving unsynced write is torn. */
   tornWriteProbability: number;
+  /** Probability that a write is short (writes a prefix and reports fewer bytes: the caller must write the rest). */
+  shortWriteProbability: number;
   /** Negative control: syncs succeed without making anything durable (a lying disk). */
   unsafeLyingFsync: boolean;
 }
 
 export const noDiskFaults: DiskFaults = {
-  maxWriteMs: 1, slowWriteProbability: 0, slowWriteMs: 0, fsyncFailProbability: 0, tornWriteProbability: 0, unsafeLyingFsync: false,
+  maxWriteMs: 1, slowWriteProbability: 0, slowWriteMs: 0, fsyncFailProbability: 0, tornWriteProbability: 0, shortWriteProbability: 0, unsafeLyingFsync: false,
 };
 
 /** Counters of the faults a disk went through (reported by the simulator). */
@@ -58,6 +60,7 @@ export interface DiskStats {
   /** Unsynced directory changes (create, rename, remove) lost at crashes. */
   lostDirOps: number;
   tornWrites: number;
+  shortWrites: number;
   failedFsyncs: number;
   /** Corruptions injected at open. */
   corruptionsInjected: number;
@@ -93,7 +96,7 @@ function errno(code: string, msg: string): Error {
 
 /** One node's disk. `mount` gives the running process its WalFs; `crash` ends it. */
 export class SimFsDisk {
-  readonly stats: DiskStats = { lostUnsyncedWrites: 0, lostDirOps: 0, tornWrites: 0, failedFsyncs: 0, corruptionsInjected: 0, corruptionsCaught: 0, corruptionsCutAsTorn: 0 };
+  readonly stats: DiskStats = { lostUnsyncedWrites: 0, lostDirOps: 0, tornWrites: 0, shortWrites: 0, failedFsyncs: 0, corruptionsInjected: 0, corruptionsCaught: 0, corruptionsCutAsTorn: 0 };
   /** Things the WAL must never do (a write or sync of a file after one of its syncs failed). */
   readonly violations: string[] = [];
   faults: DiskFaults;
@@ -137,7 +140,7 @@ export class SimFsDisk {
       const op = ops[i]!;
       if (i === keep - 1 && op.kind === 'write' && op.data.byteLength > 1 && chance(this.rng, this.faults.tornWriteProbability)) {
         this.stats.tornWrites++;
-        op.inode.disk = writeInto(op.inode.disk, op.pos, op.data.subarray(0, this.tornCut(op.pos, op.data.byteLength)));
+        this.tear(op.inode, op.pos, op.data);
         continue;
       }
       this.persist(op);
@@ -214,6 +217,20 @@ export class SimFsDisk {
       return true;
     }
     return false;
+  }
+
+  /** @internal */
+  shortWrite(): boolean {
+    if (chance(this.rng, this.faults.shortWriteProbability)) {
+      this.stats.shortWrites++;
+      return true;
+    }
+    return false;
+  }
+
+  /** @internal A seeded integer in [0, n). */
+  below(n: number): number {
+    return randInt(this.rng, n);
   }
 
   /** @internal */
@@ -334,12 +351,28 @@ export class SimFsDisk {
     }
   }
 
-  /** How many bytes of a torn write reach the disk: up to a sector boundary inside it, or any cut. */
-  private tornCut(pos: number, len: number): number {
+  /**
+   * What of a torn write reaches the disk: its bytes up to a sector boundary inside it, up to any byte, or (out of
+   * order writeback of its sectors) a random subset of its sectors.
+   */
+  private tear(inode: Inode, pos: number, data: Buffer): void {
+    const len = data.byteLength;
     const firstBoundary = Math.floor(pos / sectorBytes) * sectorBytes + sectorBytes;
     const boundaries = firstBoundary < pos + len ? Math.floor((pos + len - 1 - firstBoundary) / sectorBytes) + 1 : 0;
-    if (boundaries > 0 && chance(this.rng, 0.5)) return firstBoundary + sectorBytes * randInt(this.rng, boundaries) - pos;
-    return 1 + randInt(this.rng, len - 1);
+    const mode = boundaries > 0 ? randInt(this.rng, 3) : 1;
+    if (mode === 0) {
+      inode.disk = writeInto(inode.disk, pos, data.subarray(0, firstBoundary + sectorBytes * randInt(this.rng, boundaries) - pos));
+    } else if (mode === 1) {
+      inode.disk = writeInto(inode.disk, pos, data.subarray(0, 1 + randInt(this.rng, len - 1)));
+    } else {
+      // Sector pieces [start, end) of the write, each kept or not; at least one is missing.
+      const pieces: Array<[number, number]> = [];
+      for (let start = 0, end = firstBoundary - pos; start < len; start = end, end = Math.min(len, end + sectorBytes)) pieces.push([start, Math.min(end, len)]);
+      const missing = randInt(this.rng, pieces.length);
+      pieces.forEach(([start, end], k) => {
+        if (k !== missing && chance(this.rng, 0.5)) inode.disk = writeInto(inode.disk, pos + start, data.subarray(start, end));
+      });
+    }
   }
 }
 
@@ -494,12 +527,13 @@ class SimFile implements WalFile {
     } catch (err) {
       return Promise.reject(err);
     }
-    const op: Op = { kind: 'write', inode: this.inode, pos: position, data: Buffer.from(buffer.subarray(offset, offset + length)), done: false, syncFailed: false };
+    const n = length > 1 && this.disk.shortWrite() ? 1 + this.disk.below(length - 1) : length;
+    const op: Op = { kind: 'write', inode: this.inode, pos: position, data: Buffer.from(buffer.subarray(offset, offset + n)), done: false, syncFailed: false };
     this.disk.issue(op);
     return this.fs.run(this.disk.ioDelay(), () => {
       this.disk.applyToCache(op);
       if (this.dsync) this.syncNow();
-      return { bytesWritten: length };
+      return { bytesWritten: n };
     });
   }
 

@@ -87,7 +87,11 @@ export class SimMasterHost {
       this.storage = await Wal.open(walDir, { fs, salt: () => this.disk.random32(), walSegmentBytes: this.walSegmentBytes, logger: silentLogger });
     } catch (err) {
       // Damage found by the WAL's checksums (CORRUPT_LOG): the node refuses to start and stays down.
-      if (err instanceof MooringError && err.code === ErrorCode.CORRUPT_LOG) this.disk.stats.corruptionsCaught++;
+      if (err instanceof MooringError && err.code === ErrorCode.CORRUPT_LOG) {
+        this.disk.stats.corruptionsCaught++;
+        // Only a flipped byte may make a log unreadable: crashes, torn, lost and short writes must not.
+        if (this.disk.stats.corruptionsInjected === 0) this.disk.violations.push(`${this.id} refused its uncorrupted WAL: ${err.message}`);
+      }
       this.status = 'failed';
       this.failure = err as Error;
       return;
@@ -118,6 +122,7 @@ export class SimMasterHost {
       // reach: a corrupted last batch taken for a torn one) is refused at start, like mid-log damage at open.
       if (!(err instanceof MooringError && err.code === ErrorCode.CORRUPT_LOG)) throw err;
       this.disk.stats.corruptionsCaught++;
+      if (this.disk.stats.corruptionsInjected === 0) this.disk.violations.push(`${this.id} refused to start on its uncorrupted WAL: ${err.message}`);
       void transport.close();
       this.transport = null;
       this.status = 'failed';
