@@ -1,5 +1,7 @@
 // The simulated file system under the real WAL (src/testing/fullnode/sim-fs.ts): what survives a crash, torn
 // writes, directory-entry durability, failed syncs (crash-stop, never retried), corrupted reads; and the WAL on it.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../src/errors.js';
 import type { Entry } from '../../src/raft/core/types.js';
@@ -195,5 +197,18 @@ describe('the real WAL on the simulated file system', () => {
       seen.add(outcome);
     }
     expect(seen.size).toBe(2);
+  });
+});
+
+describe('determinism of the simulated disk', () => {
+  it('the simulator\'s disk, hosts and runner use no real file system, clock, timer or randomness', () => {
+    const dir = path.resolve(import.meta.dirname, '../../src/testing/fullnode');
+    const forbidden = [/from\s+'(node:)?fs(\/promises)?'/, /\bMath\.random\s*\(/, /\bDate\.now\s*\(/, /\bnew Date\s*\(/, /\bperformance\.now\s*\(/, /\b(setTimeout|setInterval)\s*\(/, /\brandomBytes\s*\(/];
+    const hits: string[] = [];
+    for (const name of ['sim-fs.ts', 'sim-master.ts', 'full-sim.ts', 'full-schedule.ts']) {
+      const code = readFileSync(path.join(dir, name), 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:'"`])\/\/.*$/gm, '$1');
+      for (const line of code.split('\n')) if (forbidden.some((re) => re.test(line)) && !/clock\.set(Timeout|Interval)/.test(line)) hits.push(`${name}: ${line.trim()}`);
+    }
+    expect(hits).toEqual([]);
   });
 });
