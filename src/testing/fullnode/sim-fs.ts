@@ -14,16 +14,17 @@
  *
  * Faults:
  * - crash: a random prefix (in issue order) of the unsynced operations, including those still in flight,
- *   reaches the disk, the rest is lost; when the last survivor is a data write it may be torn (only a prefix of
- *   its bytes, cut at a 512-byte sector boundary or anywhere). A created or renamed file whose directory was not
- *   fsynced can vanish, a removed one can come back;
+ *   reaches the disk, the rest is lost; when the last survivor is a data write it may be torn (a prefix of its
+ *   bytes cut at a 512-byte sector boundary or anywhere, or a random subset of its sectors). A created or renamed
+ *   file whose directory was not fsynced can vanish, a removed one can come back;
+ * - short write: a write writes a prefix of its bytes and says so (the caller must write the rest);
  * - failed sync: a sync (an O_DSYNC write, datasync, sync, fsyncDir) fails with EIO; the data it covered stays
  *   unsynced (and is never made durable by a later sync: Linux marks the pages clean), so the crash decides;
  *   a WAL that writes or syncs that file again afterwards (a retry) is recorded as a violation;
  * - corrupted read: at the next open one byte of a segment's written region (on disk, so synced) is flipped.
  * Not modelled: writeback out of issue order beyond the surviving prefix (a later write surviving an earlier lost
- * one), torn writes made of non-contiguous sectors, short writes, ENOSPC, latent errors on reads, failures of the
- * synchronous calls made while a WAL opens, and directories themselves (mkdir is durable at once).
+ * one), ENOSPC, read errors other than the flipped byte, failures of the synchronous calls made while a WAL opens,
+ * and directories themselves (mkdir is durable at once).
  */
 import path from 'node:path';
 import { ErrorCode, MooringError } from '../../errors.js';
