@@ -191,7 +191,7 @@ describe('the real WAL on the simulated file system', () => {
       expect(where).not.toBeNull();
       const outcome = await settle(Wal.open(dir, { fs, salt: () => disk.random32(), walSegmentBytes: 1024 })).then(
         (r) => (r.recovery.cutAt !== null && r.lastIndex() === 11 ? 'cut' : `opened at ${r.lastIndex()}`),
-        (e: { code?: string }) => e.code,
+        (e: { code?: string }) => e.code ?? String(e),
       );
       expect(['cut', ErrorCode.CORRUPT_LOG]).toContain(outcome);
       seen.add(outcome);
