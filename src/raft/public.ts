@@ -12,6 +12,8 @@ export { LogStore } from './log-store.js';
 export type { LogStoreOptions, LogRecoveryReport, SaveBatch, SaveOptions, DurableLogStorage } from './log-store.js';
 export { Wal, defaultWalSegmentBytes } from './wal/wal.js';
 export type { WalOptions, WalRecoveryReport, WalIo } from './wal/wal.js';
+export type { WalFs, WalFile, WalOpenMode, WalDirLock } from './wal/fs.js';
+export { nodeWalFs } from './wal/node-fs.js';
 export { openRaftLog } from './wal/open.js';
 
 // The transport layer under RaftNode and the master RPCs

@@ -48,7 +48,7 @@ export type { FullSchedule, FullFault, FullRunResult } from './fullnode/full-sch
 export { checkRun, quiesce } from './fullnode/checks.js';
 export type { CheckReport } from './fullnode/checks.js';
 export type { WireItem, Interceptor, WireOptions } from './fullnode/sim-net.js';
-export type { DiskFaults } from './fullnode/sim-disk.js';
+export type { DiskFaults, DiskStats } from './fullnode/sim-fs.js';
 export type { ApplyFault } from './fullnode/sim-master.js';
 export { objectModel, defaultWorkload } from './fullnode/workload.js';
 export type { WorkloadOptions, ObjectOp, ObjectOutput, ObjectState } from './fullnode/workload.js';

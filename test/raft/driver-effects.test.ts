@@ -51,6 +51,11 @@ describe('effects stay behind interfaces', () => {
     expect(effectViolations(path.join(root, 'core'))).toEqual([]);
   });
 
+  it('src/raft/wal/ reaches the file system only through WalFs (node-fs.ts, the lock file, the 0.1 conversion)', () => {
+    const allowed = new Set(['node-fs.ts', 'lock.ts', 'open.ts']);
+    expect(effectViolations(path.join(root, 'wal')).filter((v) => !allowed.has(v.split(':')[0]!))).toEqual([]);
+  });
+
   it('the check catches a direct call (control)', () => {
     const dir = path.join(root, 'effects'); // the production adapters are where the real calls live
     expect(effectViolations(dir, injectedClock).length).toBeGreaterThan(0);

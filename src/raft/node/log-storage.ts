@@ -1,7 +1,8 @@
 /**
  * The durable Raft log as the driver uses it: the core's read interface (`Storage`) plus the three writes the
- * Ready loop issues. The LevelDB `LogStore` (src/raft/log-store.ts) is the production implementation; the
- * simulator has an in-memory one with injectable disk faults. Names and semantics are LogStore's.
+ * Ready loop issues. The WAL (src/raft/wal/wal.ts) is the production implementation, and the full-node simulator
+ * runs it too, on a simulated file system; 0.1's LevelDB `LogStore` (src/raft/log-store.ts) set the names and
+ * semantics.
  */
 import type { ConfState, Entry, HardState, SnapshotMetadata, Storage } from '../core/types.js';
 

@@ -15,7 +15,8 @@ import path from 'node:path';
 import { ErrorCode, MooringError } from '../../errors.js';
 import { silentLogger, type LoggerLike } from '../../transport/logger.js';
 import { LogStore } from '../log-store.js';
-import { Wal, fsyncDir, type WalOptions } from './wal.js';
+import { fsyncDir } from './node-fs.js';
+import { Wal, type WalOptions } from './wal.js';
 
 /** Entries per batch while converting (bounds the memory of one write). */
 const conversionBatchEntries = 1024;

@@ -32,8 +32,6 @@
  * the pages clean, so a retry could "succeed" without the data).
  */
 import { randomBytes } from 'node:crypto';
-import { constants as fsConstants, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { ErrorCode, MooringError, assert } from '../../errors.js';
 import { silentLogger, type LoggerLike } from '../../transport/logger.js';
@@ -55,30 +53,36 @@ import {
   segmentHeaderBytes,
   type WalOp,
 } from './format.js';
-import { DirLock } from './lock.js';
+import type { WalDirLock, WalFile, WalFs, WalOpenMode } from './fs.js';
+import { nodeWalFs } from './node-fs.js';
 
 /** Size of each preallocated segment file. etcd uses 64 MiB; 16 MiB keeps a node's start (zero-fill) short. */
 export const defaultWalSegmentBytes = 16 * 1024 * 1024;
 /** Smallest segment allowed (tests use small segments to exercise rolling and compaction). */
 export const minWalSegmentBytes = 1024;
 const zeroChunkBytes = 1024 * 1024;
+const randomSalt = (): number => randomBytes(4).readUInt32LE(0);
 const beginLengthWord = Buffer.from([beginPayloadBytes, 0, 0, 0]);
 const segmentNamePattern = /^([0-9a-f]{16})\.wal$/;
 
-/** The file operations on the write path, replaceable to inject faults (tests, simulator). */
+/** The file operations on the write path, replaceable to inject faults (tests). Below them: `WalOptions.fs`. */
 export interface WalIo {
-  write(fh: FileHandle, buf: Buffer, position: number): Promise<void>;
-  datasync(fh: FileHandle): Promise<void>;
+  write(fh: WalFile, buf: Buffer, position: number): Promise<void>;
+  datasync(fh: WalFile): Promise<void>;
+}
+
+/** Writes all of `buf` at `position` (a write may be short: the rest is written by the next call). */
+async function writeFully(fh: WalFile, buf: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < buf.byteLength) {
+    const { bytesWritten } = await fh.write(buf, done, buf.byteLength - done, position + done);
+    if (bytesWritten <= 0) throw new Error(`write of ${buf.byteLength - done} bytes at ${position + done} wrote nothing`);
+    done += bytesWritten;
+  }
 }
 
 const realIo: WalIo = {
-  async write(fh, buf, position) {
-    let done = 0;
-    while (done < buf.byteLength) {
-      const { bytesWritten } = await fh.write(buf, done, buf.byteLength - done, position + done);
-      done += bytesWritten;
-    }
-  },
+  write: writeFully,
   datasync: (fh) => fh.datasync(),
 };
 
@@ -95,6 +99,10 @@ export interface WalOptions {
   walSegmentBytes?: number;
   walSyncMode?: WalSyncMode;
   io?: Partial<WalIo>;
+  /** The file system (default: node:fs). The simulator runs the WAL on a simulated one. */
+  fs?: WalFs;
+  /** Source of segment salts (default: crypto-random; the simulator passes a seeded one). */
+  salt?: () => number;
 }
 
 /** What open() found and repaired. */
@@ -126,7 +134,7 @@ interface State {
 interface OpenSegment {
   seq: number;
   salt: number;
-  fh: FileHandle;
+  fh: WalFile;
   /** Preallocated bytes (writes past it extend the file). */
   size: number;
   /** Where the next batch goes. */
@@ -223,28 +231,8 @@ function findBegin(buf: Buffer, from: number, salt: number): boolean {
   return false;
 }
 
-/** The same, off the event loop (the write path must not block it on a loaded disk). */
-async function fsyncDirAsync(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
 function corrupt(msg: string): MooringError {
   return new MooringError(ErrorCode.CORRUPT_LOG, msg);
-}
-
-/** Makes a directory's entries (created, renamed, removed files) durable. */
-export function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 export class Wal implements DurableLogStorage {
@@ -252,6 +240,8 @@ export class Wal implements DurableLogStorage {
   private readonly segmentBytes: number;
   private readonly io: WalIo;
   private readonly syncMode: WalSyncMode;
+  private readonly fs: WalFs;
+  private readonly salt: () => number;
   private s: State = { log: [], segs: [], compactIndex: 0, compactTerm: 0, hard: { term: 0, vote: null, commit: 0 }, snapMeta: { index: 0, term: 0, confState: emptyConfState() }, conf: null };
   /** Seqs of the segment files on disk, ascending; the last one is `cur`. */
   private segments: number[] = [];
@@ -265,7 +255,9 @@ export class Wal implements DurableLogStorage {
   private writeChain: Promise<void> = Promise.resolve();
   recovery: WalRecoveryReport = { segments: 0, batches: 0, loadedEntries: 0, cutAt: null, cutBytes: 0, commitClampedFrom: null };
 
-  private constructor(readonly dir: string, private readonly lock: DirLock, opts: WalOptions) {
+  private constructor(readonly dir: string, private readonly lock: WalDirLock, opts: WalOptions) {
+    this.fs = opts.fs ?? nodeWalFs;
+    this.salt = opts.salt ?? randomSalt;
     this.logger = opts.logger ?? silentLogger;
     this.segmentBytes = opts.walSegmentBytes ?? defaultWalSegmentBytes;
     this.io = { ...realIo, ...opts.io };
@@ -277,12 +269,13 @@ export class Wal implements DurableLogStorage {
 
   /** Opens (creating if needed) the WAL in `dir`: takes the dir lock, replays and verifies it, repairs a torn tail. */
   static async open(dir: string, opts: WalOptions = {}): Promise<Wal> {
+    const fs = opts.fs ?? nodeWalFs;
     try {
-      mkdirSync(dir, { recursive: true });
+      fs.mkdirp(dir);
     } catch (err) {
       throw new MooringError(ErrorCode.STORAGE_FAILED, `cannot create the WAL dir ${dir}: ${(err as Error).message}`, { cause: err });
     }
-    const lock = DirLock.acquire(dir);
+    const lock = fs.lock(dir);
     let wal: Wal | null = null;
     try {
       wal = new Wal(dir, lock, opts);
@@ -297,9 +290,9 @@ export class Wal implements DurableLogStorage {
   }
 
   /** True if `dir` holds WAL segments. */
-  static exists(dir: string): boolean {
+  static exists(dir: string, fs: WalFs = nodeWalFs): boolean {
     try {
-      return readdirSync(dir).some((n) => segmentNamePattern.test(n));
+      return fs.readdir(dir).some((n) => segmentNamePattern.test(n));
     } catch {
       return false;
     }
@@ -308,8 +301,9 @@ export class Wal implements DurableLogStorage {
   // ---------------------------------------------------------------- open / replay
 
   private async load(): Promise<void> {
-    const names = readdirSync(this.dir);
-    for (const n of names) if (n.endsWith('.tmp')) rmSync(path.join(this.dir, n), { force: true });
+    const fs = this.fs;
+    const names = fs.readdir(this.dir);
+    for (const n of names) if (n.endsWith('.tmp')) fs.removeSync(path.join(this.dir, n));
     const seqs = names.flatMap((n) => {
       const m = segmentNamePattern.exec(n);
       return m === null ? [] : [Number.parseInt(m[1]!, 16)];
@@ -330,7 +324,7 @@ export class Wal implements DurableLogStorage {
     let endSalt = 0;
     for (let k = 0; k < seqs.length && torn === null; k++) {
       const seq = seqs[k]!;
-      const buf = readFileSync(path.join(this.dir, segmentName(seq)));
+      const buf = fs.readFile(path.join(this.dir, segmentName(seq)));
       const header = decodeSegmentHeader(buf);
       if (header === null || header.seq !== seq) throw corrupt(`WAL segment ${segmentName(seq)} has no valid header`);
       let off = segmentHeaderBytes;
@@ -368,24 +362,16 @@ export class Wal implements DurableLogStorage {
     if (torn !== null) {
       // Only the last write can be torn: a valid batch in any later segment means this one had been made durable.
       for (let j = torn.k + 1; j < seqs.length; j++) {
-        const buf = readFileSync(path.join(this.dir, segmentName(seqs[j]!)));
+        const buf = fs.readFile(path.join(this.dir, segmentName(seqs[j]!)));
         const header = decodeSegmentHeader(buf);
         if (header !== null && findBegin(buf, segmentHeaderBytes, header.salt)) {
           throw corrupt(`WAL segment ${segmentName(seqs[torn.k]!)} offset ${torn.offset}: a damaged batch followed by valid ones in ${segmentName(seqs[j]!)}`);
         }
       }
       const cutTo = lastNonZero(torn.buf, torn.offset) + 1;
-      const file = path.join(this.dir, segmentName(seqs[torn.k]!));
-      const fd = openSync(file, 'r+');
-      try {
-        const zeros = Buffer.alloc(Math.min(zeroChunkBytes, cutTo - torn.offset));
-        for (let off = torn.offset; off < cutTo; off += zeros.length) writeSync(fd, zeros, 0, Math.min(zeros.length, cutTo - off), off);
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      for (const seq of seqs.splice(torn.k + 1)) rmSync(path.join(this.dir, segmentName(seq)), { force: true });
-      fsyncDir(this.dir);
+      fs.zeroRangeSync(path.join(this.dir, segmentName(seqs[torn.k]!)), torn.offset, cutTo);
+      for (const seq of seqs.splice(torn.k + 1)) fs.removeSync(path.join(this.dir, segmentName(seq)));
+      fs.fsyncDirSync(this.dir);
       this.recovery.cutAt = { segment: seqs[torn.k]!, offset: torn.offset };
       this.recovery.cutBytes = cutTo - torn.offset;
     }
@@ -395,8 +381,8 @@ export class Wal implements DurableLogStorage {
     }
     this.segments = seqs;
     const lastSeq = seqs[seqs.length - 1]!;
-    const fh = await open(path.join(this.dir, segmentName(lastSeq)), this.appendFlags());
-    this.cur = { seq: lastSeq, salt: endSalt, fh, size: Math.max(statSync(path.join(this.dir, segmentName(lastSeq))).size, segmentHeaderBytes), offset: endOffset };
+    const fh = await fs.open(path.join(this.dir, segmentName(lastSeq)), this.appendMode());
+    this.cur = { seq: lastSeq, salt: endSalt, fh, size: Math.max(fs.size(path.join(this.dir, segmentName(lastSeq))), segmentHeaderBytes), offset: endOffset };
     this.nextBatchSeq = expected ?? 1;
 
     const lastValid = this.lastIndexUnchecked();
@@ -621,8 +607,8 @@ export class Wal implements DurableLogStorage {
     }
   }
 
-  private appendFlags(): number {
-    return this.syncMode === 'o_dsync' ? fsConstants.O_RDWR | fsConstants.O_DSYNC : fsConstants.O_RDWR;
+  private appendMode(): WalOpenMode {
+    return this.syncMode === 'o_dsync' ? 'append-dsync' : 'append';
   }
 
   private async roll(): Promise<OpenSegment> {
@@ -641,12 +627,14 @@ export class Wal implements DurableLogStorage {
   /** Creates `<seq>.wal.tmp`: zero-filled to walSegmentBytes, header written, fsynced. */
   private async prepareSegment(seq: number): Promise<{ seq: number; salt: number; tmp: string }> {
     const tmp = path.join(this.dir, `${segmentName(seq)}.tmp`);
-    const salt = randomBytes(4).readUInt32LE(0);
-    const fh = await open(tmp, 'w');
+    const salt = this.salt() >>> 0;
+    const fh = await this.fs.open(tmp, 'create');
     try {
       const zeros = Buffer.alloc(Math.min(zeroChunkBytes, this.segmentBytes));
-      for (let off = 0; off < this.segmentBytes; off += zeros.length) await fh.write(zeros, 0, Math.min(zeros.length, this.segmentBytes - off), off);
-      await fh.write(encodeSegmentHeader({ seq, salt }), 0, segmentHeaderBytes, 0);
+      // Every byte of a segment is written: a short write must be completed (the full-node simulator's short
+      // writes left a segment with half a header, refused at the next open as CORRUPT_LOG).
+      for (let off = 0; off < this.segmentBytes; off += zeros.length) await writeFully(fh, zeros.subarray(0, Math.min(zeros.length, this.segmentBytes - off)), off);
+      await writeFully(fh, encodeSegmentHeader({ seq, salt }).subarray(0, segmentHeaderBytes), 0);
       await fh.sync();
     } finally {
       await fh.close();
@@ -656,9 +644,9 @@ export class Wal implements DurableLogStorage {
 
   private async installSegment(p: { seq: number; salt: number; tmp: string }): Promise<void> {
     const file = path.join(this.dir, segmentName(p.seq));
-    await rename(p.tmp, file);
-    await fsyncDirAsync(this.dir);
-    const fh = await open(file, this.appendFlags());
+    await this.fs.rename(p.tmp, file);
+    await this.fs.fsyncDir(this.dir);
+    const fh = await this.fs.open(file, this.appendMode());
     this.cur = { seq: p.seq, salt: p.salt, fh, size: this.segmentBytes, offset: segmentHeaderBytes };
     this.segments.push(p.seq);
   }
@@ -669,11 +657,11 @@ export class Wal implements DurableLogStorage {
     let deleted = 0;
     try {
       while (this.segments.length > 1 && this.segments[0]! < keepFrom) {
-        await rm(path.join(this.dir, segmentName(this.segments[0]!)), { force: true });
+        await this.fs.remove(path.join(this.dir, segmentName(this.segments[0]!)));
         this.segments.shift();
         deleted++;
       }
-      if (deleted > 0) await fsyncDirAsync(this.dir);
+      if (deleted > 0) await this.fs.fsyncDir(this.dir);
     } catch (err) {
       throw this.poison(err, 'segment deletion');
     }

@@ -52,7 +52,7 @@ export function missingAcked(state: Pick<MasterState, 'clients' | 'sessionReply'
 }
 
 export function checkRun(sim: FullSim): CheckReport {
-  const violations = [...sim.violations];
+  const violations = [...sim.violations, ...sim.hosts.flatMap((h) => h.disk.violations)];
   const history = (sim.workload?.history ?? []) as Operation<ObjectOp, ObjectOutput>[];
   const lin = checkLinearizability(history, objectModel);
   const up = sim.hosts.filter((h) => h.up && h.state !== null);

@@ -13,7 +13,7 @@ import { checkBackups, SimBackupClient, simBackupTimeoutMs, type BackupMode } fr
 import { checkRun, quiesce, type CheckReport } from './checks.js';
 import { FullSim } from './full-sim.js';
 import { chance, randInt } from './rand.js';
-import type { DiskFaults } from './sim-disk.js';
+import type { DiskFaults } from './sim-fs.js';
 import type { LeaseFault } from './sim-leases.js';
 
 export type FullFault =
@@ -38,6 +38,8 @@ export interface FullSchedule {
   /** Overrides of production's Raft defaults (none unless a schedule needs them). */
   raft?: Partial<RaftTunables>;
   disk?: Partial<DiskFaults>;
+  /** WAL segment size (small: segments roll, are prepared in the background and deleted by compaction). */
+  walSegmentBytes?: number;
   /** When a backup client starts an online backup (virtual ms into the fault phase; see backup-client.ts). */
   backupsAtMs?: number[];
   /** The masters' read-lease TTL (sim-leases.ts); absent: the simulator's default. */
@@ -57,7 +59,18 @@ export interface FullRunResult extends CheckReport {
   events: number;
   virtualMs: number;
   traceHash: string;
-  faultsSeen: { crashes: number; fatalStops: number; lostUnsyncedWrites: number; tornWrites: number; failedFsyncs: number; corruptionsCaught: number };
+  faultsSeen: {
+    crashes: number;
+    fatalStops: number;
+    lostUnsyncedWrites: number;
+    lostDirOps: number;
+    tornWrites: number;
+    shortWrites: number;
+    failedFsyncs: number;
+    corruptionsInjected: number;
+    corruptionsCaught: number;
+    corruptionsCutAsTorn: number;
+  };
 }
 
 /**
@@ -114,7 +127,7 @@ export function fullScheduleForSeed(seed: number): FullSchedule {
     }
   }
   faults.sort((a, b) => a.atMs - b.atMs);
-  const schedule: FullSchedule = { voters, faultMs, faults, disk: { tornWriteProbability: 0.5, maxWriteMs: 2, slowWriteMs: 80 } };
+  const schedule: FullSchedule = { voters, faultMs, faults, disk: { tornWriteProbability: 0.5, shortWriteProbability: 0.01, maxWriteMs: 2, slowWriteMs: 80 } };
   // Production snapshots every 10,000 entries, more than a run writes: half the schedules override it so local
   // snapshots, compaction and snapshot streaming to lagging or restarted followers run too.
   if (chance(rng, 0.5)) schedule.raft = { snapshotEveryEntries: 20 + randInt(rng, 100), snapshotKeepEntries: randInt(rng, 10) };
@@ -124,6 +137,8 @@ export function fullScheduleForSeed(seed: number): FullSchedule {
   // Read leases: a TTL short enough that leases run out during a run (removes succeed) and long enough to outlive
   // an election (the old leader's leases must survive it). Own stream: the faults stay as before.
   schedule.leaseTtlMs = [250, 500, 1000][randInt(new SeededRng(seed ^ 0x1ea5), 3)]!;
+  // The WAL's segment size: its own stream too (the schedules above stay as they were).
+  schedule.walSegmentBytes = [4096, 16384, 65536][randInt(new SeededRng(seed ^ 0x3a1), 3)]!;
   return schedule;
 }
 
@@ -140,6 +155,7 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
     ...(schedule.raft !== undefined ? { raft: schedule.raft } : {}),
     ...(schedule.disk !== undefined ? { disk: schedule.disk } : {}),
     leases: { ...(schedule.leaseTtlMs !== undefined ? { ttlMs: schedule.leaseTtlMs } : {}), fault: opts.leaseFault ?? null },
+    ...(schedule.walSegmentBytes !== undefined ? { walSegmentBytes: schedule.walSegmentBytes } : {}),
   });
   await sim.start();
   await sim.startWorkload();
@@ -147,11 +163,14 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
   const backups = sim.workload === null ? null : new SimBackupClient(sim.sched, new SeededRng(seed ^ 0xbac1), sim.hosts, sim.workload, opts.backupMode ?? 'normal');
   for (const at of schedule.backupsAtMs ?? []) if (backups !== null) sim.sched.at(t0 + at, () => void backups.take());
   const id = (i: number): string => sim.ids[i % sim.ids.length]!;
+  // Half the crashes wait (up to 50 ms) for a WAL write in flight, so torn and lost writes are common. Its own
+  // stream: the schedule above stays as it was.
+  const crng = new SeededRng(seed ^ 0xc4a5);
   for (const f of schedule.faults) {
     await sim.run(Math.max(0, t0 + f.atMs - sim.now));
     await restartFatalStops(sim);
     switch (f.kind) {
-      case 'crash': sim.crash(id(f.node)); break;
+      case 'crash': if (chance(crng, 0.5)) await sim.crashInWrite(id(f.node), 50); else sim.crash(id(f.node)); break;
       case 'restart': if (sim.host(id(f.node)).status === 'down') await sim.restart(id(f.node)); break;
       case 'corrupt': sim.corruptLog(id(f.node)); break;
       case 'pause': sim.pause(id(f.node)); break;
@@ -222,9 +241,13 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
       crashes: sim.hosts.reduce((a, h) => a + h.crashes, 0),
       fatalStops: sim.hosts.reduce((a, h) => a + h.fatalStops, 0),
       lostUnsyncedWrites: sum('lostUnsyncedWrites'),
+      lostDirOps: sum('lostDirOps'),
       tornWrites: sum('tornWrites'),
+      shortWrites: sum('shortWrites'),
       failedFsyncs: sum('failedFsyncs'),
+      corruptionsInjected: sum('corruptionsInjected'),
       corruptionsCaught: sum('corruptionsCaught'),
+      corruptionsCutAsTorn: sum('corruptionsCutAsTorn'),
     },
   };
 }

@@ -10,11 +10,14 @@ import { SeededRng } from '../../util/rng.js';
 import type { LinkRates } from '../network.js';
 import { checkRun, quiesce, type CheckReport } from './checks.js';
 import { NodeClock, SimScheduler } from './scheduler.js';
-import { noDiskFaults, SimDisk, type DiskFaults } from './sim-disk.js';
+import { noDiskFaults, SimFsDisk, type DiskFaults } from './sim-fs.js';
 import { SimMasterHost, type ApplyFault } from './sim-master.js';
 import { LeaseLedger, simMaxClockRate, type LeaseFault } from './sim-leases.js';
 import { defaultWireOptions, SimWire, type Interceptor, type WireOptions } from './sim-net.js';
 import { defaultWorkload, mountCommand, simEpochMs, Workload, type WorkloadOptions } from './workload.js';
+
+/** Default WAL segment size in the simulator (production: 16 MiB, more than a run writes). */
+export const defaultSimWalSegmentBytes = 16 * 1024;
 
 export interface FullSimOptions {
   /** Voters n1..nN. Default 3. */
@@ -22,6 +25,8 @@ export interface FullSimOptions {
   /** Raft tunables; everything not given is production's (raftDefaults). */
   raft?: Partial<RaftTunables>;
   disk?: Partial<DiskFaults>;
+  /** Size of the WAL's segment files (small, so segments roll and get deleted in a short run). */
+  walSegmentBytes?: number;
   wire?: Partial<WireOptions>;
   workload?: Partial<WorkloadOptions> | false;
   /** The masters' read leases (sim-leases.ts); false: none (gets and removes go straight to RaftNode). */
@@ -69,13 +74,14 @@ export class FullSim {
     this.hosts = this.ids.map((id, i) => new SimMasterHost(
       id,
       new NodeClock(this.sched, 1000 * (i + 1)),
-      new SimDisk(this.sched, this.rng.fork(), { ...disk }),
+      new SimFsDisk(this.sched, this.rng.fork(), { ...disk }),
       this.wire,
       opts.raft ?? {},
       seed * 31 + i,
       this.ids,
       (h) => this.onFatal(h),
       this.leases,
+      opts.walSegmentBytes ?? defaultSimWalSegmentBytes,
     ));
     this.workload = opts.workload === false ? null : new Workload(this.sched, this.rng.fork(), this.hosts, { ...defaultWorkload, ...opts.workload }, this.leases);
   }
@@ -150,6 +156,16 @@ export class FullSim {
     this.host(id).crash();
   }
 
+  /**
+   * Crashes node `id` while one of its disk writes is in flight (so it may be torn or lost), waiting at most
+   * `maxMs` for one; crashes it then anyway.
+   */
+  async crashInWrite(id: NodeId, maxMs: number): Promise<void> {
+    const h = this.host(id);
+    await this.run(maxMs, () => h.disk.writeInFlight);
+    h.crash();
+  }
+
   async restart(id: NodeId): Promise<void> {
     const h = this.host(id);
     h.crash();
@@ -201,9 +217,9 @@ export class FullSim {
     d.faults = { ...d.faults, ...faults };
   }
 
-  /** The node's next start reads a corrupted log entry (it must refuse to start, never serve it). */
-  corruptLog(id: NodeId): void {
-    this.host(id).disk.corruptOnNextOpen();
+  /** The node's next start finds a byte of its WAL flipped (it must refuse to start, or cut it as a torn tail). */
+  corruptLog(id: NodeId, where: 'anywhere' | 'tail' = 'anywhere'): void {
+    this.host(id).disk.corruptOnNextOpen(where);
   }
 
   /** A hook into a node's apply, for control runs (null removes it). */

@@ -1,11 +1,14 @@
 /**
  * One simulated master process: the real RaftNode driving the real master state machine (MasterState through
- * MasterStateMachine), on a simulated clock, disk and network. The state machine's store is memory-level (an
- * abstract-level database, as LevelDB is for production); what it had flushed survives a crash, the rest is lost
- * and replayed from the log, as with the unsynced LevelDB writes in production. With a LeaseLedger it also runs
- * the master's read leases (sim-leases.ts): lease frames are taken out of the node's transport by LeaderContact, as
- * in MasterNode, and travel over the same simulated wire as the Raft frames.
+ * MasterStateMachine), on a simulated clock, disk and network. The Raft log is production's WAL (`Wal.open`, as
+ * `openRaftLog` does once there is no 0.1 log to convert) on the node's simulated file system (sim-fs.ts). The
+ * state machine's store is memory-level (an abstract-level database, as LevelDB is for production); what it had
+ * flushed survives a crash, the rest is lost and replayed from the log, as with the unsynced LevelDB writes in
+ * production. With a LeaseLedger it also runs the master's read leases (sim-leases.ts): lease frames are taken out
+ * of the node's transport by LeaderContact, as in MasterNode, and travel over the same simulated wire as the Raft
+ * frames.
  */
+import path from 'node:path';
 import { MemoryLevel } from 'memory-level';
 import { ErrorCode, MooringError } from '../../errors.js';
 import type { Level } from 'level';
@@ -20,7 +23,8 @@ import { MasterState } from '../../statemachine/master-state.js';
 import { StateStore } from '../../statemachine/store.js';
 import { silentLogger } from '../../transport/logger.js';
 import type { SeededRng } from '../../util/rng.js';
-import type { SimDisk, SimLogStorage } from './sim-disk.js';
+import { Wal } from '../../raft/wal/wal.js';
+import type { SimFsDisk } from './sim-fs.js';
 import type { SimTransport, SimWire } from './sim-net.js';
 import type { PeerTransport } from '../../transport/types.js';
 import { MemoryPeerBookStore, MemorySnapshotStore } from './sim-stores.js';
@@ -34,6 +38,9 @@ import { simEpochMs } from './workload.js';
  */
 export type ApplyFault = (node: NodeId, commands: AppliedCommand[]) => AppliedCommand[];
 
+/** Where each node keeps its WAL on its simulated disk. */
+const walDir = '/data/raft-wal';
+
 export type HostStatus = 'down' | 'starting' | 'up' | 'failed';
 
 export class SimMasterHost {
@@ -46,7 +53,7 @@ export class SimMasterHost {
   failure: Error | null = null;
   crashes = 0;
   fatalStops = 0;
-  private storage: SimLogStorage | null = null;
+  private storage: Wal | null = null;
   private transport: SimTransport | null = null;
   /** The state machine image as of its last flush (what its store holds durably). */
   private smDurable: Uint8Array[] | null = null;
@@ -58,17 +65,18 @@ export class SimMasterHost {
   constructor(
     readonly id: NodeId,
     readonly clock: NodeClock,
-    readonly disk: SimDisk,
+    readonly disk: SimFsDisk,
     private readonly wire: SimWire,
     private readonly tunables: Partial<RaftTunables>,
     private readonly seed: number,
     private readonly bootstrapVoters: NodeId[] | undefined,
     private readonly onFatal: (host: SimMasterHost) => void,
-    private readonly ledger: LeaseLedger | null = null,
+    private readonly ledger: LeaseLedger | null,
+    private readonly walSegmentBytes: number,
   ) {}
 
   /** The open log of the running incarnation (for the log-matching check). */
-  get logStorage(): SimLogStorage | null {
+  get logStorage(): Wal | null {
     return this.storage;
   }
 
@@ -79,12 +87,32 @@ export class SimMasterHost {
   async start(): Promise<void> {
     if (this.status !== 'down') return;
     this.status = 'starting';
+    // A new process: not paused even if the schedule paused the node while it was down (its start would wait on
+    // its own held disk completions otherwise: seed 93).
+    this.clock.kill();
+    const fs = this.disk.mount(this.clock);
+    const corrupted = this.disk.injectCorruption(walDir);
     try {
-      this.storage = this.disk.open(this.clock);
+      this.storage = await Wal.open(walDir, { fs, salt: () => this.disk.random32(), walSegmentBytes: this.walSegmentBytes, logger: silentLogger });
     } catch (err) {
+      // Damage found by the WAL's checksums (CORRUPT_LOG): the node refuses to start and stays down.
+      if (err instanceof MooringError && err.code === ErrorCode.CORRUPT_LOG) {
+        this.disk.stats.corruptionsCaught++;
+        // Only a flipped byte may make a log unreadable: crashes, torn, lost and short writes must not.
+        if (this.disk.stats.corruptionsInjected === 0) this.disk.violations.push(`${this.id} refused its uncorrupted WAL: ${err.message}`);
+      }
       this.status = 'failed';
       this.failure = err as Error;
       return;
+    }
+    if (corrupted !== null) {
+      // Not refused: the damaged batch was the last one and was cut as a torn tail (see docs/raft.md).
+      const cut = this.storage.recovery.cutAt;
+      if (cut !== null && path.basename(corrupted.file) === `${cut.segment.toString(16).padStart(16, '0')}.wal` && corrupted.offset >= cut.offset) {
+        this.disk.stats.corruptionsCutAsTorn++;
+      } else {
+        this.disk.violations.push(`a byte flipped at ${corrupted.file}:${corrupted.offset} was not detected when the WAL opened`);
+      }
     }
     const db = new MemoryLevel<string, Buffer>({ keyEncoding: 'utf8', valueEncoding: 'buffer' });
     const state = await MasterState.openStore(await StateStore.openDb(db as unknown as Level<string, Buffer>), `sim:${this.id}`);
@@ -107,6 +135,7 @@ export class SimMasterHost {
       // reach: a corrupted last batch taken for a torn one) is refused at start, like mid-log damage at open.
       if (!(err instanceof MooringError && err.code === ErrorCode.CORRUPT_LOG)) throw err;
       this.disk.stats.corruptionsCaught++;
+      if (this.disk.stats.corruptionsInjected === 0) this.disk.violations.push(`${this.id} refused to start on its uncorrupted WAL: ${err.message}`);
       void transport.close();
       this.transport = null;
       this.status = 'failed';
@@ -126,7 +155,7 @@ export class SimMasterHost {
     this.status = 'up';
   }
 
-  private startRaft(state: MasterState, storage: SimLogStorage, transport: PeerTransport): Promise<RaftNode> {
+  private startRaft(state: MasterState, storage: Wal, transport: PeerTransport): Promise<RaftNode> {
     return RaftNode.start({
       id: this.id,
       storage,
@@ -148,8 +177,7 @@ export class SimMasterHost {
     if (this.status === 'down' || this.status === 'failed') return;
     this.crashes++;
     this.clock.kill();
-    const inFlight = this.storage?.kill() ?? [];
-    this.disk.crash(inFlight);
+    this.disk.crash();
     void this.transport?.close();
     this.raft = null;
     this.state = null;
