@@ -284,6 +284,7 @@ export class RaftNode extends EventEmitter {
     ctx.stopped = true;
     this.loop.stopTicking();
     await this.loop.running?.catch(() => {});
+    await this.loop.drainSaves();
     await this.applier.idle().catch(() => {});
     this.failAll(new MooringError(ErrorCode.SHUTTING_DOWN, 'the node is shutting down; the outcome of pending requests is unknown'));
     this.sender.abortAll();
