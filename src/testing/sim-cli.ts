@@ -150,7 +150,7 @@ async function runFullNode(args: Args): Promise<void> {
   const seeds = args.seed !== null ? [args.seed] : Array.from({ length: args.seeds }, (_, i) => args.start + i);
   const t0 = process.hrtime.bigint();
   const totals = { schedules: seeds.length, violations: 0, nonLinearizable: 0, lostAcked: 0, livenessFailures: 0, inconclusive: 0 };
-  const seen = { operations: 0, unknownOutcomes: 0, followerReads: 0, backups: 0, events: 0, crashes: 0, fatalStops: 0, lostUnsyncedWrites: 0, tornWrites: 0, failedFsyncs: 0, corruptionsCaught: 0, maxRecoveryMs: 0 };
+  const seen = { operations: 0, unknownOutcomes: 0, followerReads: 0, backups: 0, events: 0, crashes: 0, fatalStops: 0, lostUnsyncedWrites: 0, tornWrites: 0, failedFsyncs: 0, corruptionsCaught: 0, overlappedWrites: 0, maxRecoveryMs: 0 };
   const failing: number[] = [];
   for (const seed of seeds) {
     const schedule = fullScheduleForSeed(seed);
@@ -174,7 +174,7 @@ async function runFullNode(args: Args): Promise<void> {
     seen.backups += r.backups;
     seen.events += r.events;
     seen.maxRecoveryMs = Math.max(seen.maxRecoveryMs, r.recoveryMs);
-    for (const k of ['crashes', 'fatalStops', 'lostUnsyncedWrites', 'tornWrites', 'failedFsyncs', 'corruptionsCaught'] as const) seen[k] += r.faultsSeen[k];
+    for (const k of ['crashes', 'fatalStops', 'lostUnsyncedWrites', 'tornWrites', 'failedFsyncs', 'corruptionsCaught', 'overlappedWrites'] as const) seen[k] += r.faultsSeen[k];
     if (r.violations.length > 0 || !r.linearizable || r.lostAcked > 0 || !r.livenessOk) {
       failing.push(seed);
       process.stderr.write(`${describeFullFailure(seed, schedule, r)}\nreplay: npm run sim -- --full-node --seed ${seed}\n\n`);

@@ -54,7 +54,7 @@ export interface FullRunResult extends CheckReport {
   events: number;
   virtualMs: number;
   traceHash: string;
-  faultsSeen: { crashes: number; fatalStops: number; lostUnsyncedWrites: number; tornWrites: number; failedFsyncs: number; corruptionsCaught: number };
+  faultsSeen: { crashes: number; fatalStops: number; lostUnsyncedWrites: number; tornWrites: number; failedFsyncs: number; corruptionsCaught: number; overlappedWrites: number };
 }
 
 /**
@@ -215,6 +215,7 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
       tornWrites: sum('tornWrites'),
       failedFsyncs: sum('failedFsyncs'),
       corruptionsCaught: sum('corruptionsCaught'),
+      overlappedWrites: sum('overlappedWrites'),
     },
   };
 }

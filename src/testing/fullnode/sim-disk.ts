@@ -111,11 +111,13 @@ export interface DiskStats {
   tornWrites: number;
   failedFsyncs: number;
   corruptionsCaught: number;
+  /** Writes issued while an earlier write of the same process was still in flight (pipelined saves). */
+  overlappedWrites: number;
 }
 
 /** One node's disk: survives the node's crashes; a crash loses what was not synced. */
 export class SimDisk {
-  readonly stats: DiskStats = { lostUnsyncedWrites: 0, tornWrites: 0, failedFsyncs: 0, corruptionsCaught: 0 };
+  readonly stats: DiskStats = { lostUnsyncedWrites: 0, tornWrites: 0, failedFsyncs: 0, corruptionsCaught: 0, overlappedWrites: 0 };
   private durable = new LogImage();
   /** Writes the disk holds that no sync has covered yet, in order. */
   private unsynced: Write[] = [];
@@ -278,6 +280,7 @@ export class SimLogStorage implements LogStorage {
   /** Writes complete in order, each after its own delay; the reads see a write once it completed. */
   private write(w: Write, sync: boolean): Promise<void> {
     if (this.broken !== null) return Promise.reject(this.broken);
+    if (this.inFlight.length > 0) this.disk.stats.overlappedWrites++;
     this.inFlight.push(w);
     const run = this.chain.then(() => new Promise<void>((resolve, reject) => {
       // The disk works on while the process is paused; the process hears of it when it runs again.
