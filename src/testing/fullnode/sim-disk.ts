@@ -285,11 +285,19 @@ export class SimLogStorage implements LogStorage {
     const run = this.chain.then(() => new Promise<void>((resolve, reject) => {
       // The disk works on while the process is paused; the process hears of it when it runs again.
       const tell = this.clock.guard(() => (this.broken !== null ? reject(this.broken) : resolve()));
+      if (this.broken !== null) {
+        // Queued behind a write whose fsync failed: like the WAL once poisoned, it never reaches the disk.
+        this.dropInFlight(w);
+        tell();
+        return;
+      }
       this.disk.scheduler.after(this.disk.writeDelay(), () => {
         if (this.dead) return; // the process is gone: the crash model decides what of it survives
-        this.inFlight.splice(this.inFlight.indexOf(w), 1);
+        this.dropInFlight(w);
         if (sync && this.disk.fsyncFails()) {
           this.broken = new MooringError(ErrorCode.STORAGE_FAILED, 'fsync failed (simulated)');
+          // Writes queued behind it (pipelined saves) are refused, never written: not even a crash may keep them.
+          this.inFlight.length = 0;
         } else {
           this.disk.written(w, sync);
           this.img.apply(w);
@@ -299,5 +307,10 @@ export class SimLogStorage implements LogStorage {
     }));
     this.chain = run.catch(() => {});
     return run;
+  }
+
+  private dropInFlight(w: Write): void {
+    const i = this.inFlight.indexOf(w);
+    if (i >= 0) this.inFlight.splice(i, 1);
   }
 }
