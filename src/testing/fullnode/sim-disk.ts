@@ -111,7 +111,11 @@ export interface DiskStats {
   tornWrites: number;
   failedFsyncs: number;
   corruptionsCaught: number;
-  /** Writes issued while an earlier write of the same process was still in flight (pipelined saves). */
+  /**
+   * Synced log saves (entries or a term/vote) issued while an earlier synced save of the same process was still in
+   * flight: the pipelined Ready loop at work (a serial loop never does this; commit-only and compaction writes are
+   * not counted).
+   */
   overlappedWrites: number;
 }
 
@@ -216,6 +220,8 @@ export class SimLogStorage implements LogStorage {
   private dead = false;
   private broken: Error | null = null;
   private readonly inFlight: Write[] = [];
+  /** The synced saves among inFlight (overlap statistics). */
+  private readonly syncedSaves = new Set<Write>();
   private chain: Promise<void> = Promise.resolve();
 
   constructor(private readonly disk: SimDisk, private readonly img: LogImage, private readonly clock: NodeClock) {}
@@ -280,7 +286,10 @@ export class SimLogStorage implements LogStorage {
   /** Writes complete in order, each after its own delay; the reads see a write once it completed. */
   private write(w: Write, sync: boolean): Promise<void> {
     if (this.broken !== null) return Promise.reject(this.broken);
-    if (this.inFlight.length > 0) this.disk.stats.overlappedWrites++;
+    if (sync && w.kind === 'save') {
+      if (this.inFlight.some((x) => this.syncedSaves.has(x))) this.disk.stats.overlappedWrites++;
+      this.syncedSaves.add(w);
+    }
     this.inFlight.push(w);
     const run = this.chain.then(() => new Promise<void>((resolve, reject) => {
       // The disk works on while the process is paused; the process hears of it when it runs again.
@@ -298,6 +307,7 @@ export class SimLogStorage implements LogStorage {
           this.broken = new MooringError(ErrorCode.STORAGE_FAILED, 'fsync failed (simulated)');
           // Writes queued behind it (pipelined saves) are refused, never written: not even a crash may keep them.
           this.inFlight.length = 0;
+          this.syncedSaves.clear();
         } else {
           this.disk.written(w, sync);
           this.img.apply(w);
@@ -312,5 +322,6 @@ export class SimLogStorage implements LogStorage {
   private dropInFlight(w: Write): void {
     const i = this.inFlight.indexOf(w);
     if (i >= 0) this.inFlight.splice(i, 1);
+    this.syncedSaves.delete(w);
   }
 }
