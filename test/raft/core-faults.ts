@@ -23,7 +23,8 @@ export type Action =
   | { k: 'transfer'; to: number }
   | { k: 'read' }
   | { k: 'conf'; op: 'addVoter' | 'addLearner' | 'removeNode'; who: number; joint: boolean }
-  | { k: 'snap'; who: number };
+  | { k: 'snap'; who: number }
+  | { k: 'persist'; who: number; n: number };
 
 export const action: fc.Arbitrary<Action> = fc.oneof(
   { weight: 6, arbitrary: fc.record({ k: fc.constant('tick' as const), who: fc.nat(4) }) },
@@ -36,6 +37,12 @@ export const action: fc.Arbitrary<Action> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ k: fc.constant('transfer' as const), to: fc.nat(4) }) },
   { weight: 1, arbitrary: fc.constant({ k: 'read' as const }) },
 );
+
+/** Writes in flight complete (runs with `asyncWrites: true`; a no-op otherwise): n of node who's, in order. */
+const persistAction: fc.Arbitrary<Action> = fc.record({ k: fc.constant('persist' as const), who: fc.nat(4), n: fc.integer({ min: 1, max: 3 }) });
+
+/** The base actions plus completions of pipelined writes. */
+export const actionAsync: fc.Arbitrary<Action> = fc.oneof({ weight: 3, arbitrary: action }, { weight: 1, arbitrary: persistAction });
 
 /** The same plus membership changes and snapshots/compaction (for runs with `membership: true`). */
 export const actionWithMembership: fc.Arbitrary<Action> = fc.oneof(
@@ -52,12 +59,16 @@ export const actionWithMembership: fc.Arbitrary<Action> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ k: fc.constant('snap' as const), who: fc.nat(4) }) },
 );
 
+export const actionWithMembershipAsync: fc.Arbitrary<Action> = fc.oneof({ weight: 3, arbitrary: actionWithMembership }, { weight: 1, arbitrary: persistAction });
+
 export interface RunOptions {
   preVote: boolean;
   checkQuorum: boolean;
   /** Start with voters a, b, c (d, e boot with that membership, outside it) and allow conf changes. */
   membership?: boolean;
   readOnlyOption?: 'safe' | 'lease';
+  /** Pipelined storage writes: a Ready's writes (and its acknowledgements) complete only at 'persist' actions. */
+  asyncWrites?: boolean;
 }
 
 /** What a run exercised (so tests can assert the generator actually reaches the interesting cases). */
@@ -74,6 +85,7 @@ export function run(actions: Action[], ro: RunOptions): RunStats {
   const opts = { preVote: ro.preVote, checkQuorum: ro.checkQuorum, readOnlyOption: ro.readOnlyOption ?? 'safe' };
   const initialVoters = ro.membership === true ? ['a', 'b', 'c'] : IDS;
   const net = new Net([], { ...opts, electionTimeoutTicks: 5 }, 7);
+  net.asyncWrites = ro.asyncWrites === true;
   for (const id of IDS) net.addNode(id, MemoryStorage.withVoters(initialVoters));
   /** The leader of the highest term (stale leaders of older terms may linger, cut off). */
   const leader = (): string | undefined => {
@@ -183,8 +195,11 @@ export function run(actions: Action[], ro: RunOptions): RunStats {
         break;
       }
       case 'restart':
-        processAll(); // what was handed out is persisted; in-memory state is lost
+        processAll(); // what was handed out is persisted (async writes: a prefix of it); in-memory state is lost
         net.restart(IDS[a.who]!);
+        break;
+      case 'persist':
+        net.persist(IDS[a.who]!, a.n);
         break;
       case 'transfer': {
         const l = leader();
