@@ -43,8 +43,6 @@ export class ReadyLoop {
   private persistTail: Promise<void> = Promise.resolve();
   /** Completions of the saves in flight, oldest first (at most maxInflightSaves). */
   private savesInFlight: Array<Promise<void>> = [];
-  /** Most saves seen in flight at once (metrics, tests). */
-  maxSavesInFlightSeen = 0;
 
   constructor(private readonly ctx: NodeContext) {
     this.lastTickAtMs = ctx.clock.now();
@@ -116,11 +114,6 @@ export class ReadyLoop {
     } catch (err) {
       ctx.crash(err);
     }
-  }
-
-  /** Saves handed to storage and not yet durable. */
-  get savesInFlightCount(): number {
-    return this.savesInFlight.length;
   }
 
   /** Resolves once every save handed to storage so far has completed (and its acknowledgements were sent). */
@@ -222,7 +215,6 @@ export class ReadyLoop {
     this.persistTail = done;
     if (saved !== null && rd.mustSync) {
       this.savesInFlight.push(done);
-      if (this.savesInFlight.length > this.maxSavesInFlightSeen) this.maxSavesInFlightSeen = this.savesInFlight.length;
       void done.then(() => {
         const i = this.savesInFlight.indexOf(done);
         if (i >= 0) this.savesInFlight.splice(i, 1);
