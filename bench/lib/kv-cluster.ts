@@ -164,11 +164,11 @@ export class KvCluster {
     return n;
   }
 
-  /** Status of one node, or null when it does not answer. */
-  async status(id: string): Promise<KvStatus | null> {
+  /** Status of one node, or null when it does not answer; `stateHash` asks for the whole-state hash too. */
+  async status(id: string, opts: { stateHash?: boolean } = {}): Promise<KvStatus | null> {
     if (!this.isRunning(id)) return null;
     try {
-      return await this.admin.status(this.endpoint(id));
+      return await this.admin.status(this.endpoint(id), opts);
     } catch {
       return null;
     }
@@ -187,10 +187,10 @@ export class KvCluster {
   }
 
   /** Waits until `cond` holds for the statuses of the given (running) nodes. */
-  async waitForStatus(ids: string[], cond: (sts: KvStatus[]) => boolean, timeoutMs = 30_000, what = 'condition'): Promise<KvStatus[]> {
+  async waitForStatus(ids: string[], cond: (sts: KvStatus[]) => boolean, timeoutMs = 30_000, what = 'condition', opts: { stateHash?: boolean } = {}): Promise<KvStatus[]> {
     const start = Date.now();
     for (;;) {
-      const sts = await Promise.all(ids.map((id) => this.status(id)));
+      const sts = await Promise.all(ids.map((id) => this.status(id, opts)));
       if (sts.every((s) => s !== null) && cond(sts as KvStatus[])) return sts as KvStatus[];
       if (Date.now() - start > timeoutMs) {
         throw new Error(`${what} not reached within ${timeoutMs} ms: ${JSON.stringify(sts.map((s) => s && { id: s.id, role: s.role, applied: s.applied, commit: s.commit, hash: s.stateHash }))}`);

@@ -21,6 +21,8 @@
  */
 import { ErrorCode, MooringError } from '../errors.js';
 import { RpcClient } from '../transport/rpc.js';
+import { CoarseTimer } from './coarse-timer.js';
+import { withFields } from '../util/with-fields.js';
 import type { TlsConfig } from '../transport/net-util.js';
 import { silentLogger, type LoggerLike } from '../transport/logger.js';
 
@@ -103,6 +105,8 @@ export class LeaderPool {
   private leaderTerm = 0;
   private cursor = 0;
   closed = false;
+  /** The silence checks (hedging) of every call through this pool. */
+  readonly timer = new CoarseTimer();
 
   constructor(readonly opts: LeaderPoolOptions) {
     if (!Array.isArray(opts.endpoints) || opts.endpoints.length === 0) {
@@ -215,6 +219,7 @@ export class LeaderPool {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.timer.close();
     await Promise.all([...this.conns.values()].map((c) => c.close()));
     this.conns.clear();
   }
@@ -226,7 +231,7 @@ type Outcome = { endpoint: string; ok: true; value: unknown } | { endpoint: stri
  * One call with leader discovery, hedging and retries until the deadline. See the file comment for the policy.
  */
 export async function callWithRetry<T>(pool: LeaderPool, method: string, args: Record<string, unknown>, spec: CallSpec): Promise<T> {
-  const p = { ...defaultRetryPolicy, ...definedOnly(spec.retry) };
+  const p = resolvePolicy(spec.retry);
   const hedge = spec.hedge !== false && p.hedgeAfterMs > 0;
   const start = Date.now();
   const deadline = start + p.deadlineMs;
@@ -240,7 +245,7 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
 
   const launch = (endpoint: string): void => {
     attempts++;
-    const a = spec.avoidLeaderArg === true && avoid !== null && avoid !== endpoint ? { ...args, avoidLeader: avoid } : args;
+    const a = spec.avoidLeaderArg === true && avoid !== null && avoid !== endpoint ? withFields(args, { avoidLeader: avoid }) : args;
     const timeoutMs = Math.max(1, Math.min(p.attemptTimeoutMs, deadline - Date.now()));
     const wasConnected = pool.connection(endpoint).connected;
     inflight.set(endpoint, pool.connection(endpoint).call(method, a, { timeoutMs }).then(
@@ -263,7 +268,7 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
       continue;
     }
     const waitMs = Math.max(1, Math.min(hedge ? p.hedgeAfterMs : Number.POSITIVE_INFINITY, deadline - now));
-    const r = await raceWithTimer([...inflight.values()], waitMs);
+    const r = await pool.timer.race(inflight.size === 1 ? inflight.values().next().value! : [...inflight.values()], waitMs);
     if (r === null) {
       // Silent: hedge to another endpoint (each at most once in flight), telling it which one was silent.
       if (hedge && attempts < p.maxAttempts) {
@@ -333,20 +338,18 @@ function hintEndpoint(hint: string): string | null {
   return at < 0 ? null : hint.slice(at + 1);
 }
 
-function definedOnly(r: RetryPolicy | undefined): RetryPolicy {
-  const out: Record<string, number> = {};
-  if (r !== undefined) for (const [k, v] of Object.entries(r)) if (typeof v === 'number') out[k] = v;
-  return out;
-}
-
-async function raceWithTimer<T>(ps: Array<Promise<T>>, ms: number): Promise<T | null> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<null>((r) => { timer = setTimeout(() => r(null), ms); });
-  try {
-    return await Promise.race([...ps, t]);
-  } finally {
-    clearTimeout(timer);
-  }
+/** The defaults with the given fields over them (undefined fields keep the default). */
+export function resolvePolicy(r: RetryPolicy | undefined): Required<RetryPolicy> {
+  if (r === undefined) return defaultRetryPolicy;
+  return {
+    deadlineMs: r.deadlineMs ?? defaultRetryPolicy.deadlineMs,
+    attemptTimeoutMs: r.attemptTimeoutMs ?? defaultRetryPolicy.attemptTimeoutMs,
+    hedgeAfterMs: r.hedgeAfterMs ?? defaultRetryPolicy.hedgeAfterMs,
+    failedEndpointSkipMs: r.failedEndpointSkipMs ?? defaultRetryPolicy.failedEndpointSkipMs,
+    initialBackoffMs: r.initialBackoffMs ?? defaultRetryPolicy.initialBackoffMs,
+    maxBackoffMs: r.maxBackoffMs ?? defaultRetryPolicy.maxBackoffMs,
+    maxAttempts: r.maxAttempts ?? defaultRetryPolicy.maxAttempts,
+  };
 }
 
 function sleep(ms: number): Promise<void> {

@@ -86,10 +86,11 @@ export class KvClient {
     return r.value;
   }
 
-  /** Status of one node (no retries), or of the believed leader (with retries). */
-  status(endpoint?: string): Promise<KvStatus> {
-    if (endpoint !== undefined) return this.pool.connection(endpoint).call<KvStatus>('status', {}, { timeoutMs: this.retry.attemptTimeoutMs ?? 1_000 });
-    return this.call<KvStatus>('status', {});
+  /** Status of one node (no retries), or of the believed leader (with retries); the state hash only on request. */
+  status(endpoint?: string, opts: { stateHash?: boolean } = {}): Promise<KvStatus> {
+    const args = opts.stateHash === true ? { stateHash: true } : {};
+    if (endpoint !== undefined) return this.pool.connection(endpoint).call<KvStatus>('status', args, { timeoutMs: this.retry.attemptTimeoutMs ?? 1_000 });
+    return this.call<KvStatus>('status', args);
   }
 
   transferLeader(to: string): Promise<{ leader: string | null }> {

@@ -6,7 +6,8 @@
  * RPC methods (args → result):
  *   put {key, value, clientId?, seq?} → {prev}            (exactly-once per (clientId, seq))
  *   get {key}                          → {value|null}      (linearizable: node.read() first; leader only)
- *   status {}                          → KvStatus          (includes stateHash and the rpc address of every member)
+ *   status {stateHash?}                → KvStatus          (the rpc address of every member; the whole-state hash only
+ *                                                          when asked: it walks every key on the event loop)
  *   transferLeader {to}                → {leader}
  *   addMember {id, host, raftPort, rpcPort} → {confState}  (learner first, promoted once caught up)
  *   removeMember {id}                  → {confState}
@@ -76,7 +77,8 @@ export interface KvStatus {
   firstIndex: number;
   snapshotIndex: number;
   keys: number;
-  stateHash: string;
+  /** Only when asked (`status {stateHash: true}`). */
+  stateHash?: string;
   confState: ConfState;
   members: { id: string; raft: string; rpc: string | null }[];
   pid: number;
@@ -161,7 +163,7 @@ export class KvServer {
     return this.transport.port;
   }
 
-  status(): KvStatus {
+  status(opts: { stateHash?: boolean } = {}): KvStatus {
     const st = this.node.status();
     const leader = st.leader;
     return {
@@ -176,7 +178,7 @@ export class KvServer {
       firstIndex: this.logStore.firstIndex(),
       snapshotIndex: this.logStore.snapshot().metadata.index,
       keys: this.sm.size,
-      stateHash: this.sm.stateHash(),
+      ...(opts.stateHash === true ? { stateHash: this.sm.stateHash() } : {}),
       confState: st.confState,
       members: st.peers.map((p) => ({ id: p.id, raft: `${p.host}:${p.port}`, rpc: p.rpcPort !== undefined ? `${p.host}:${p.rpcPort}` : null })),
       pid: process.pid,
@@ -288,7 +290,7 @@ export class KvServer {
         return { value: this.sm.get(key) ?? null };
       });
     });
-    this.rpc.handle('status', () => this.status());
+    this.rpc.handle('status', (raw) => this.status({ stateHash: typeof raw === 'object' && raw !== null && (raw as { stateHash?: unknown }).stateHash === true }));
     this.rpc.handle('transferLeader', async (args) => {
       const to = stringArg(argsObject(args), 'to', 256);
       await this.node.transferLeadership(to).catch(rethrow);

@@ -10,6 +10,7 @@
  * - A ping loop (1 s) keeps the client alive on the leader; on NEED_REMOUNT (a new master that does not know
  *   this client, or the client was expired) it mounts its segments again.
  */
+import { withFields } from '../util/with-fields.js';
 import { randomUUID } from 'node:crypto';
 import { ErrorCode, MooringError } from '../errors.js';
 import type { TlsConfig } from '../transport/net-util.js';
@@ -125,9 +126,9 @@ export class MasterClient {
     const attemptTimeoutMs = options.timeoutMs ?? this.opts.requestTimeoutMs ?? retry.attemptTimeoutMs ?? defaultRetryPolicy.attemptTimeoutMs;
     retry.attemptTimeoutMs = attemptTimeoutMs;
     retry.deadlineMs = Math.max(retry.deadlineMs ?? defaultRetryPolicy.deadlineMs, attemptTimeoutMs);
-    let wireArgs: Record<string, unknown> = { ...args };
+    let wireArgs = (args ?? {}) as Record<string, unknown>;
     if (isReadMethod(method) && method !== 'ping' && wireArgs.stale !== true) {
-      if (this.opts.readFrom === 'leader') wireArgs.readFrom = 'leader'; // followers answer NOT_LEADER
+      if (this.opts.readFrom === 'leader') wireArgs = withFields(wireArgs, { readFrom: 'leader' }); // followers answer NOT_LEADER
       else if (this.pool.endpoints.length > 1) {
         // Reads any master serves (follower reads): the least busy one first, the leader path when it fails or
         // stays silent past hedgeAfterMs (a paused or catching-up master must not hold a read for a whole attempt).
@@ -156,10 +157,8 @@ export class MasterClient {
   private async readAnyThenLeader(method: string, wire: Record<string, unknown>, retry: RetryPolicy, attemptTimeoutMs: number): Promise<unknown> {
     const hedgeAfterMs = retry.hedgeAfterMs ?? defaultRetryPolicy.hedgeAfterMs;
     const first = this.readFromAny(method, wire, attemptTimeoutMs);
-    let timer: NodeJS.Timeout | undefined;
-    const silent = new Promise<'silent'>((r) => { timer = setTimeout(() => r('silent'), Math.max(1, hedgeAfterMs)); });
-    const early = await Promise.race([first, silent]).finally(() => clearTimeout(timer));
-    if (early !== 'silent') {
+    const early = await this.pool.timer.race(first, Math.max(1, hedgeAfterMs));
+    if (early !== null) {
       if (early.ok) return early.value;
       return this.leaderPath(method, wire, retry);
     }
@@ -185,7 +184,7 @@ export class MasterClient {
     try {
       const seq = ++this.seq;
       // The contract's arguments plus the session: exactly what WireArgsOf<M> allows (TS cannot see it through M).
-      const wire = { ...args, clientId: this.clientId, seq } as WireArgsOf<M>;
+      const wire = withFields(args, { clientId: this.clientId, seq }) as WireArgsOf<M>;
       return await this.call(method, wire, options);
     } finally {
       this.writesInFlight--;

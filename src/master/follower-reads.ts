@@ -12,11 +12,15 @@
  * of every leased read before the follower can answer it; a Remove or eviction admitted after that is refused.
  * (A Remove admitted before the grant may still commit after the read: the same as for a read on the leader.)
  */
+import { withFields } from '../util/with-fields.js';
 import { Packr } from 'msgpackr';
 import { ErrorCode, MooringError } from '../errors.js';
 import type { ForwardedReadHandler, RaftNode } from '../raft/node/index.js';
 import { errResult, type Result } from '../statemachine/commands.js';
 import type { LeaseTable } from '../statemachine/leases.js';
+import type { GetReplicaListValue } from '../statemachine/state-core.js';
+import type { MasterState } from '../statemachine/master-state.js';
+import type { LeaseSync } from './lease-sync.js';
 import { formatLeaderHint } from './rpc-methods.js';
 
 const packr = new Packr({ useRecords: false });
@@ -93,10 +97,45 @@ export async function linearizableRead(raft: RaftNode, leaseKeys: readonly strin
   return new Set(decodeKeys(reply));
 }
 
+/** What `replicaRead` needs: this master's node, state and lease machinery (MasterNode's, or a simulated node's). */
+export interface ReplicaReadDeps {
+  raft: RaftNode;
+  state: MasterState;
+  leases: LeaseTable;
+  leaseSync: Pick<LeaseSync, 'announce' | 'recordServed'>;
+  /** Settles with the promise or fails NOT_LEADER when this node stops leading meanwhile (LeaderGate). */
+  whileLeading<T>(p: Promise<T>): Promise<T>;
+  /** The lease table's clock. */
+  now(): number;
+  leaseTtlMs: number;
+}
+
+/**
+ * getReplicaList / batchGetReplicaList as any master serves them: a linearizable read (the leader's own, or a
+ * follower's ReadIndex through the leader, which grants the leases first); a follower keeps the leases it serves
+ * (recordServed); the leader grants them itself and answers only once a majority knows them (LeaseSync.announce).
+ * `stale`: no read barrier, answered from this node's state (the leader still grants and announces). The RPC surface
+ * and the full-node simulator both read through this.
+ */
+export async function replicaRead(d: ReplicaReadDeps, keys: readonly string[], stale = false): Promise<Result<GetReplicaListValue>[]> {
+  const refused = stale ? none : await d.whileLeading(linearizableRead(d.raft, keys));
+  // The follower keeps the leases it serves too: with the leader that records them it makes a majority of three, so
+  // a new leader's lease collection (LeaseSync) meets one of them (larger clusters read leased keys from the leader:
+  // linearizableRead refuses them on followers there).
+  if (!stale && !d.raft.isLeader) d.leaseSync.recordServed(keys.filter((k) => !refused.has(k)), d.now());
+  const now = d.now();
+  // Leases are granted only by the leader (stale reads on followers grant none).
+  const leases = d.raft.isLeader ? d.leases : undefined;
+  const rs = d.state.batchGetReplicaList(keys, now, leases);
+  const granted = keys.filter((_, i) => rs[i]!.ok);
+  if (leases !== undefined && granted.length > 0) await d.whileLeading(d.leaseSync.announce(granted, now));
+  return leases !== undefined || stale ? rs : rs.map((r, i) => followerReplicaResult(r, keys[i]!, refused, d.leaseTtlMs));
+}
+
 /** A follower's answer carries the cluster's lease TTL (the leader granted it) and refuses keys being evicted. */
 export function followerReplicaResult<T extends { leaseTtlMs: number }>(r: Result<T>, key: string, refused: ReadonlySet<string>, leaseTtlMs: number): Result<T> {
   if (refused.has(key)) return errResult(ErrorCode.OBJECT_NOT_FOUND, `object ${key} is being evicted`);
-  if (r.ok) return { ok: true, value: { ...r.value, leaseTtlMs } };
+  if (r.ok) return { ok: true, value: withFields(r.value, { leaseTtlMs }) };
   return r;
 }
 

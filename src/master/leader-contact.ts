@@ -3,16 +3,19 @@
  * from within an election timeout (a paused or dead leader) instead of sending clients back to it.
  *
  * It wraps the peer transport handed to RaftNode and notes every frame's arrival before passing it on, so the Raft
- * node itself is unchanged; the master's own peer frames (lease sync) are taken out here too. Time is the monotonic
- * clock of this process.
+ * node itself is unchanged; the master's own peer frames (lease sync) are taken out here too. Time is the given
+ * clock's monotonic now() (production: the process's, systemClock; the full-node simulator: the node's NodeClock).
  */
-import { performance } from 'node:perf_hooks';
+import type { Clock } from '../raft/node/clock.js';
+import { systemClock } from '../raft/effects/system-clock.js';
 import type { PeerAddress, PeerDownReason, PeerId, PeerTransport } from '../transport/types.js';
 
 export class LeaderContact {
   private readonly lastHeard = new Map<PeerId, number>();
   private listener: ((from: PeerId) => void) | null = null;
   private interceptor: ((from: PeerId, frame: unknown) => boolean) | null = null;
+
+  constructor(private readonly clock: Pick<Clock, 'now'> = systemClock) {}
 
   /** The transport RaftNode should use: the same one, with arrivals noted. */
   wrap(inner: PeerTransport): PeerTransport {
@@ -21,7 +24,7 @@ export class LeaderContact {
       send: (to: PeerId, frame: unknown) => inner.send(to, frame),
       onFrame: (handler: (from: PeerId, frame: unknown) => void) => {
         inner.onFrame((from, frame) => {
-          this.lastHeard.set(from, performance.now());
+          this.lastHeard.set(from, this.clock.now());
           if (this.interceptor?.(from, frame) !== true) handler(from, frame);
           this.listener?.(from);
         });
@@ -54,7 +57,7 @@ export class LeaderContact {
   /** True if `peer` sent a frame within the last `withinMs`. */
   heardWithin(peer: PeerId, withinMs: number): boolean {
     const at = this.lastHeard.get(peer);
-    return at !== undefined && performance.now() - at <= withinMs;
+    return at !== undefined && this.clock.now() - at <= withinMs;
   }
 
   /** A connection reset or close: contact is lost now, not one election timeout later. */

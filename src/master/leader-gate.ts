@@ -13,6 +13,8 @@
 import { ErrorCode, MooringError } from '../errors.js';
 import type { RaftNode } from '../raft/node/index.js';
 import type { Role } from '../raft/core/types.js';
+import type { Clock } from '../raft/node/clock.js';
+import { systemClock } from '../raft/effects/system-clock.js';
 import type { LeaderContact } from './leader-contact.js';
 import { formatLeaderHint } from './rpc-methods.js';
 
@@ -26,6 +28,8 @@ export interface LeaderGateOptions {
   raft: () => RaftNode;
   contact: LeaderContact;
   electionTimeoutMs: number;
+  /** The parking timer's clock (default: the process's; the full-node simulator passes the node's NodeClock). */
+  clock?: Pick<Clock, 'setTimeout'>;
   stopping: () => boolean;
 }
 
@@ -79,11 +83,11 @@ export class LeaderGate {
     await new Promise<void>((resolve) => {
       const wake = (): void => {
         if (!raft.isLeader && this.liveLeader(avoid) === null && !this.o.stopping()) return;
-        clearTimeout(timer);
+        timer.cancel();
         this.parked.delete(wake);
         resolve();
       };
-      const timer = setTimeout(() => { this.parked.delete(wake); resolve(); }, parkElectionTimeouts * this.o.electionTimeoutMs);
+      const timer = (this.o.clock ?? systemClock).setTimeout(() => { this.parked.delete(wake); resolve(); }, parkElectionTimeouts * this.o.electionTimeoutMs);
       this.parked.add(wake);
     });
     this.requireNotStopping();

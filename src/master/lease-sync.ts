@@ -12,10 +12,15 @@
  *   and acknowledges, unless the frame's term is older than one it has seen (a deposed leader gets no majority, so
  *   its reads fail instead of handing out leases nobody will honour).
  * - New leader: keeps the blanket lease (every object leased) while it asks every peer `{k:'lq', t}`; answers
- *   `{k:'lr', t, keys, last}` (in chunks) are adopted into its lease table; once a majority (itself included)
- *   answered, the blanket ends. Any majority that acknowledged a lease and any majority that answered share a
+ *   `{k:'lr', t, keys, last, amnesic?}` (in chunks) are adopted into its lease table; once a majority (itself
+ *   included) answered, the blanket ends. Any majority that acknowledged a lease and any majority that answered share a
  *   member, and that member acknowledged before it answered (after answering term t it refuses older terms), so
  *   the new leader learns every lease a reader may hold. The blanket still ends after one TTL at the latest.
+ *
+ * Restarts: `known` lives in memory, so a restarted member may have acknowledged a lease it no longer knows (the
+ * two majorities would meet only in a member that forgot: docs/raft.md). A member that started with Raft state
+ * (`fresh` false) answers `lr` with `amnesic: true` (keys adopted, member not counted) until one TTL plus the margin
+ * after it started; a new leader in that state does not count itself. Meanwhile the blanket holds (≤ one TTL).
  *
  * Announcing ahead: a lease is announced as lasting `announceAheadMs(ttl)` (half a TTL, at most maxAnnounceAheadMs)
  * longer than the leader granted it. Members then protect a key at most that much longer than the reader was
@@ -24,9 +29,15 @@
  * majority round trip and a frame to each member per read). After a failover a key not read for a TTL is thus
  * removable within maxAnnounceAheadMs.
  *
- * Clocks: wall-clock milliseconds of each process, exchanged only as durations.
+ * Clocks: wall-clock milliseconds of each process, exchanged only as durations. Time comes only from the caller's
+ * `nowMs` and the injected `clock` (its now() in the same time base as the lease table: production passes
+ * `wallClock`, src/raft/effects/system-clock.ts; the full-node simulator a node's virtual NodeClock), so the
+ * simulator runs this code on its own clock and replays it bit for bit.
  */
 import { ErrorCode, MooringError } from '../errors.js';
+import type { Role } from '../raft/core/types.js';
+import type { Clock, Timer } from '../raft/node/clock.js';
+import type { RaftNode } from '../raft/node/raft-node.js';
 import { LeaseTable } from '../statemachine/leases.js';
 import type { LoggerLike } from '../transport/logger.js';
 
@@ -41,6 +52,17 @@ export function announceAheadMs(leaseTtlMs: number): number {
   return Math.min(Math.ceil(leaseTtlMs / 2), maxAnnounceAheadMs);
 }
 
+/**
+ * How long a read waits for its announcement to reach a majority, and a write reaching a new leader for the lease
+ * collection (`learned`): max(1 s, 4 election timeouts).
+ */
+export function leaseWaitMs(electionTimeoutMs: number): number {
+  return Math.max(1_000, 4 * electionTimeoutMs);
+}
+
+/** The clock LeaseSync needs: now() in the lease table's time base, a cancellable timer, and "after pending I/O". */
+export type LeaseClock = Pick<Clock, 'now' | 'setTimeout' | 'setImmediate'>;
+
 export interface LeaseSyncOptions {
   self: string;
   leases: LeaseTable;
@@ -51,14 +73,38 @@ export interface LeaseSyncOptions {
   term(): number;
   /** How long an announcement may wait for a majority before the read fails. */
   ackTimeoutMs(): number;
+  /**
+   * True when this process started without Raft state (a new member: it never acknowledged a lease). Otherwise it may
+   * have acknowledged leases before a restart that it no longer knows, so for the longest time a member keeps a
+   * lease (TTL + the margin) after it started it does not count towards a new leader's majority (see "Restarts").
+   */
+  fresh?: boolean;
+  /** Timers and the flush's time; now() must be the time base of `leases` (the callers' nowMs). */
+  clock: LeaseClock;
   logger: LoggerLike;
+}
+
+/**
+ * The members and term LeaseSync follows, read from this node's RaftNode (production's MasterNode and the
+ * simulator's SimMasterHost).
+ */
+export function raftLeaseView(raft: () => Pick<RaftNode, 'members' | 'coreTerm'>): Pick<LeaseSyncOptions, 'voters' | 'peers' | 'term'> {
+  return {
+    voters: () => raft().members().voters,
+    peers: () => {
+      const cs = raft().members();
+      return [...new Set([...cs.voters, ...cs.votersOutgoing, ...cs.learners])];
+    },
+    // The core's term, not currentTerm: the role change is announced before the node records the new term.
+    term: () => raft().coreTerm,
+  };
 }
 
 interface Waiter {
   seq: number;
   resolve(): void;
   reject(e: MooringError): void;
-  timer: NodeJS.Timeout;
+  timer: Timer;
 }
 
 export class LeaseSync {
@@ -81,8 +127,35 @@ export class LeaseSync {
   /** Callers waiting for the collection to end. */
   private learnWaiters: Array<() => void> = [];
 
+  /** Until when (this clock) a restarted member cannot vouch that it knows every lease it acknowledged. */
+  private readonly amnesicUntil: number;
+
   constructor(private readonly o: LeaseSyncOptions) {
     this.known = new LeaseTable(o.leases.leaseTtlMs);
+    this.amnesicUntil = o.fresh === true ? 0 : o.clock.now() + o.leases.leaseTtlMs + announceAheadMs(o.leases.leaseTtlMs);
+  }
+
+  /** True while this member may have forgotten (by a restart) leases it acknowledged that may still run. */
+  private amnesic(nowMs: number): boolean {
+    return nowMs < this.amnesicUntil;
+  }
+
+  /**
+   * Follows this node's role changes (master-node.ts and the full-node simulator's SimMasterHost both call it): a
+   * new leader treats every object as leased (`resetForNewLeader`) and learns the old leader's leases from a
+   * majority (`becameLeader`); any other role stops leading (`steppedDown`).
+   */
+  roleChanged(role: Role, nowMs: number): void {
+    if (role !== 'leader') {
+      // A leader that stops leading keeps its grants as a member's knowledge: elected again, it counts itself in the
+      // majority that answers its collection (and resetForNewLeader clears its table), so it must still know them.
+      // (Found by the full-node simulator, seed 176: re-elected with a member that never heard of the lease.)
+      if (this.leaderTerm !== 0) for (const [k, until] of this.o.leases.live(nowMs)) this.known.adopt(k, until);
+      this.steppedDown();
+      return;
+    }
+    this.o.leases.resetForNewLeader(nowMs);
+    this.becameLeader(nowMs);
   }
 
   /** This node became leader (after leases.resetForNewLeader): learn the old leader's leases from a majority. */
@@ -94,7 +167,7 @@ export class LeaseSync {
     this.acked.clear();
     this.announced.clear();
     for (const [k, until] of this.known.live(nowMs)) this.o.leases.adopt(k, until);
-    this.collecting = { term, answered: new Set([this.o.self]) };
+    this.collecting = { term, answered: new Set(this.amnesic(this.o.clock.now()) ? [] : [this.o.self]) };
     for (const p of this.o.peers()) if (p !== this.o.self) this.o.send(p, { k: 'lq', t: term });
     this.checkCollected();
   }
@@ -106,7 +179,7 @@ export class LeaseSync {
     this.batch = [];
     this.announced.clear();
     for (const w of [...this.waiters.splice(0), ...this.unsent.splice(0)]) {
-      clearTimeout(w.timer);
+      w.timer.cancel();
       w.reject(new MooringError(ErrorCode.NOT_LEADER, 'stopped leading before the read lease was known to a majority'));
     }
   }
@@ -125,10 +198,10 @@ export class LeaseSync {
     if (this.collecting === null) return Promise.resolve();
     return new Promise((resolve) => {
       const done = (): void => {
-        clearTimeout(timer);
+        timer.cancel();
         resolve();
       };
-      const timer = setTimeout(() => {
+      const timer = this.o.clock.setTimeout(() => {
         this.learnWaiters = this.learnWaiters.filter((w) => w !== done);
         resolve();
       }, maxWaitMs);
@@ -161,7 +234,7 @@ export class LeaseSync {
     if (inBatch) {
       if (!this.flushScheduled) {
         this.flushScheduled = true;
-        setImmediate(() => this.flush());
+        this.o.clock.setImmediate(() => this.flush());
       }
       return this.waitFor(null);
     }
@@ -209,7 +282,8 @@ export class LeaseSync {
           const all = [...this.known.live(nowMs), ...this.o.leases.live(nowMs)];
           for (let i = 0; i === 0 || i < all.length; i += maxLeaseKeysPerFrame) {
             const chunk = all.slice(i, i + maxLeaseKeysPerFrame).map(([k, until]) => [k, until - nowMs]);
-            this.o.send(from, { k: 'lr', t, keys: chunk, last: i + maxLeaseKeysPerFrame >= all.length });
+            const last = i + maxLeaseKeysPerFrame >= all.length;
+            this.o.send(from, { k: 'lr', t, keys: chunk, last, ...(last && this.amnesic(nowMs) ? { amnesic: true } : {}) });
           }
           return true;
         }
@@ -217,7 +291,8 @@ export class LeaseSync {
           const c = this.collecting;
           if (c === null || t !== c.term || t !== this.leaderTerm) return true;
           for (const [k, until] of this.parseKeys(f.keys, nowMs)) this.o.leases.adopt(k, until);
-          if (f.last === true) {
+          // A restarted member's answer is adopted but does not count: it may have forgotten a lease (see "Restarts").
+          if (f.last === true && f.amnesic !== true) {
             c.answered.add(from);
             this.checkCollected();
           }
@@ -257,7 +332,7 @@ export class LeaseSync {
   private flush(): void {
     this.flushScheduled = false;
     if (this.batch.length === 0 || this.leaderTerm === 0) return;
-    const now = Date.now();
+    const now = this.o.clock.now();
     const entries = this.batch.splice(0);
     for (let i = 0; i < entries.length; i += maxLeaseKeysPerFrame) {
       const seq = ++this.seq;
@@ -283,7 +358,7 @@ export class LeaseSync {
         seq: seq ?? 0,
         resolve,
         reject,
-        timer: setTimeout(() => {
+        timer: this.o.clock.setTimeout(() => {
           this.waiters = this.waiters.filter((x) => x !== w);
           this.unsent = this.unsent.filter((x) => x !== w);
           reject(new MooringError(ErrorCode.TIMEOUT, 'the read lease was not acknowledged by a majority of masters in time'));
@@ -310,7 +385,7 @@ export class LeaseSync {
     const keep: Waiter[] = [];
     for (const w of this.waiters) {
       if (w.seq <= done) {
-        clearTimeout(w.timer);
+        w.timer.cancel();
         w.resolve();
       } else keep.push(w);
     }

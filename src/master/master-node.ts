@@ -16,6 +16,7 @@ import type { DurableLogStorage } from '../raft/log-store.js';
 import { openRaftLog } from '../raft/wal/open.js';
 import { RaftNode } from '../raft/node/index.js';
 import type { Role } from '../raft/core/types.js';
+import { wallClock } from '../raft/effects/system-clock.js';
 import { TcpPeerTransport } from '../transport/tcp-transport.js';
 import { boundedWarnings, type RejectPort } from '../transport/reject-log.js';
 import { RpcServer } from '../transport/rpc.js';
@@ -31,7 +32,7 @@ import { RepairScheduler, repairRoundIntervalMs, type RepairLimits } from './rep
 import { readIdentity } from './backup-format.js';
 import { peerAddresses, peerTransportOptions, rpcServerOptions } from './endpoints.js';
 import { LeaderContact } from './leader-contact.js';
-import { LeaseSync } from './lease-sync.js';
+import { LeaseSync, leaseWaitMs, raftLeaseView } from './lease-sync.js';
 import { LeaderGate } from './leader-gate.js';
 import { Demotions } from './demotions.js';
 import { LeaderDuties, housekeepingIntervalMs } from './leader-duties.js';
@@ -135,6 +136,8 @@ export class MasterNode {
     }
     this.transport = new TcpPeerTransport(peerTransportOptions(cfg, { logger: this.logger, onReject }));
     await this.transport.start();
+    // No Raft state yet: a new member, which cannot have acknowledged a read lease before (LeaseSync "Restarts").
+    const fresh = this.logStore.initialState().hardState.term === 0 && this.logStore.lastIndex() === 0;
     this.raft = await RaftNode.start({
       id: cfg.nodeId,
       dataDir: path.join(cfg.dataDir, 'raft'),
@@ -151,11 +154,10 @@ export class MasterNode {
       self: cfg.nodeId,
       leases: this.leases,
       send: (to, frame) => this.transport.send(to, frame),
-      voters: () => this.raft.members().voters,
-      peers: () => { const cs = this.raft.members(); return [...new Set([...cs.voters, ...cs.votersOutgoing, ...cs.learners])]; },
-      // The core's term, not currentTerm: the role change is announced before the node records the new term.
-      term: () => this.raft.coreTerm,
-      ackTimeoutMs: () => Math.max(1_000, 4 * this.electionTimeoutMs()),
+      ...raftLeaseView(() => this.raft),
+      ackTimeoutMs: () => leaseWaitMs(this.electionTimeoutMs()),
+      fresh,
+      clock: wallClock,
       logger: this.logger,
     });
     this.contact.intercept((from, frame) => this.leaseSync.onFrame(from, frame, Date.now()));
@@ -282,15 +284,14 @@ export class MasterNode {
     if (role !== 'leader') {
       this.repair.reset();
       this.metrics.setRepair(this.repair.report());
-      this.leaseSync.steppedDown();
+      this.leaseSync.roleChanged(role, Date.now());
       this.surface.steppedDown();
     }
     if (role === 'leader') {
       const now = Date.now();
       // A new leader knows no pings: every client counts as alive for one TTL. It treats every object as leased
       // until a majority told it the leases they know (LeaseSync), which keeps the old leader's read leases.
-      this.leases.resetForNewLeader(now);
-      this.leaseSync.becameLeader(now);
+      this.leaseSync.roleChanged(role, now);
       this.liveness.resetForNewLeader(now);
       this.logger.info({ term: this.raft.status().term }, 'became leader'); // the core's term: the node's lags until persisted
     }

@@ -22,12 +22,12 @@ import type { Logger } from './logger.js';
 import type { MasterMetrics } from './metrics.js';
 import type { BackupService } from './backup.js';
 import type { RepairScheduler } from './repair.js';
-import type { LeaseSync } from './lease-sync.js';
+import { leaseWaitMs, type LeaseSync } from './lease-sync.js';
 import type { LeaderGate } from './leader-gate.js';
 import type { Demotions } from './demotions.js';
 import { admit } from './admission.js';
 import { encodeMasterCommand } from './state-adapter.js';
-import { followerReplicaResult, linearizableRead } from './follower-reads.js';
+import { linearizableRead, replicaRead } from './follower-reads.js';
 import {
   adminMethods,
   adminWriteMethods,
@@ -153,7 +153,7 @@ export class RpcSurface {
     }
     // A new leader first learns the read leases of the previous one (one round trip): admission then refuses only
     // what is really leased, instead of everything under the blanket.
-    if (leaseSync.learning) await gate.whileLeading(leaseSync.learned(Math.max(1_000, 4 * this.d.electionTimeoutMs)));
+    if (leaseSync.learning) await gate.whileLeading(leaseSync.learned(leaseWaitMs(this.d.electionTimeoutMs)));
     const now = Date.now();
     try {
       admit(command, state, leases, now);
@@ -215,34 +215,20 @@ export class RpcSurface {
     }
     const args = parseArgs(method, raw);
     const stale = args.stale === true;
-    // Every master serves linearizable reads (follower-reads.ts); a follower's leases are granted by the leader.
-    const leaseKeys = method === 'getReplicaList' ? [(args as { key: string }).key] : method === 'batchGetReplicaList' ? (args as { keys: string[] }).keys : null;
     // MasterClient readFrom: 'leader', or no live leader known (a follower cannot confirm a read): park until one is
     // elected, then serve here or answer NOT_LEADER with it.
     if (!stale && !raft.isLeader && (args.readFrom === 'leader' || gate.liveLeader(null) === null)) await gate.leaderOrPark(args.avoidLeader ?? null);
-    const refused = stale ? new Set<string>() : await gate.whileLeading(linearizableRead(raft, leaseKeys));
-    if (!stale && !raft.isLeader && leaseKeys !== null) {
-      // The follower keeps the leases it serves too: with the leader that records them it makes a majority of
-      // three, so a new leader's lease collection (LeaseSync) meets one of them (larger clusters read leased keys
-      // from the leader: linearizableRead refuses them on followers there).
-      this.d.leaseSync().recordServed(leaseKeys.filter((k) => !refused.has(k)), Date.now());
+    if (method === 'getReplicaList' || method === 'batchGetReplicaList') {
+      // Every master serves linearizable reads (follower-reads.ts); a follower's leases are granted by the leader.
+      const leaseKeys = method === 'getReplicaList' ? [(args as { key: string }).key] : (args as { keys: string[] }).keys;
+      const rs = await replicaRead({
+        raft, state, leases: this.d.leases, leaseSync: this.d.leaseSync(), whileLeading: (p) => gate.whileLeading(p),
+        now: () => Date.now(), leaseTtlMs: config.leaseTtlMs,
+      }, leaseKeys, stale);
+      return method === 'getReplicaList' ? unwrap(rs[0]!) : rs;
     }
-    const now = Date.now();
-    // Leases are granted only by the leader (stale reads on followers grant none).
-    const leases = raft.isLeader ? this.d.leases : undefined;
-    const viaLeader = leases !== undefined || stale;
+    if (!stale) await gate.whileLeading(linearizableRead(raft, null));
     switch (method) {
-      case 'getReplicaList': {
-        const key = leaseKeys![0]!;
-        const r = state.getReplicaList(key, now, leases);
-        if (r.ok && leases !== undefined) await gate.whileLeading(this.d.leaseSync().announce([key], now));
-        return unwrap(viaLeader ? r : followerReplicaResult(r, key, refused, config.leaseTtlMs));
-      }
-      case 'batchGetReplicaList': {
-        const rs = state.batchGetReplicaList(leaseKeys!, now, leases);
-        if (leases !== undefined) await gate.whileLeading(this.d.leaseSync().announce(leaseKeys!.filter((_, i) => rs[i]!.ok), now));
-        return viaLeader ? rs : rs.map((r, i) => followerReplicaResult(r, leaseKeys![i]!, refused, config.leaseTtlMs));
-      }
       case 'existKey':
         return state.existKey(parseArgs(method, raw).key);
       case 'batchExistKey':

@@ -26,7 +26,7 @@ export function encodeMasterCommand(command: Command, timeMs: number): Uint8Arra
   return packr.pack({ t: timeMs, c: command }) as Uint8Array;
 }
 
-function decodeMasterCommand(data: Uint8Array): { timeMs: number; command: Command } | null {
+export function decodeMasterCommand(data: Uint8Array): { timeMs: number; command: Command } | null {
   try {
     const v = packr.unpack(data) as { t?: unknown; c?: unknown };
     if (typeof v !== 'object' || v === null || typeof v.t !== 'number' || typeof v.c !== 'object' || v.c === null) return null;

@@ -8,6 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { allFaultKinds, scheduleForSeed, type FaultKind, type ScheduleArbOptions } from './arbitraries.js';
 import type { ReadMode } from './client-model.js';
 import { describeFailure, runSchedule } from './schedule.js';
+import type { LeaseFault } from './fullnode/sim-leases.js';
 import { describeFullFailure, fullScheduleForSeed, runFullNodeSchedule, type FullRunResult } from './fullnode/full-schedule.js';
 
 interface Args {
@@ -20,18 +21,21 @@ interface Args {
   verbose: boolean;
   removeLeader: boolean;
   fullNode: boolean;
+  /** --lease-fault: a control that breaks the read-lease design (full-node only; the lease check must fail). */
+  leaseFault: LeaseFault | null;
 }
 
 function usage(msg: string): never {
   process.stderr.write(`${msg}\nusage: sim [--full-node] --seeds N [--start S0] [--json] | --seed S [--verbose]  (the same --read-modes/--faults to replay)
        [--full-node: real RaftNodes + the master state machine on a simulated clock, network and disk]
+       [--lease-fault no-collection|no-announce: full-node control runs that break the read-lease design]
        [--no-remove-leader: skip removals of the current leader]
        [--read-modes readIndex,lease,localUnsafe] [--faults partition,cut,rates,crash,pause,skew,heal,transfer,membership]\n`);
   process.exit(2);
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { readModes: null, faults: null, seeds: 100, seed: null, start: 1, json: false, verbose: false, removeLeader: true, fullNode: false };
+  const a: Args = { readModes: null, faults: null, seeds: 100, seed: null, start: 1, json: false, verbose: false, removeLeader: true, fullNode: false, leaseFault: null };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
     const num = (): number => {
@@ -46,6 +50,11 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--verbose') a.verbose = true;
     else if (k === '--no-remove-leader') a.removeLeader = false;
     else if (k === '--full-node') a.fullNode = true;
+    else if (k === '--lease-fault') {
+      const f = argv[++i];
+      if (f !== 'no-collection' && f !== 'no-announce') usage('--lease-fault needs no-collection or no-announce');
+      a.leaseFault = f;
+    }
     else if (k === '--read-modes') a.readModes = (argv[++i] ?? '').split(',') as ReadMode[];
     else if (k === '--faults') a.faults = (argv[++i] ?? '').split(',') as FaultKind[];
     else usage(`unknown argument ${k}`);
@@ -150,13 +159,13 @@ async function runFullNode(args: Args): Promise<void> {
   const seeds = args.seed !== null ? [args.seed] : Array.from({ length: args.seeds }, (_, i) => args.start + i);
   const t0 = process.hrtime.bigint();
   const totals = { schedules: seeds.length, violations: 0, nonLinearizable: 0, lostAcked: 0, livenessFailures: 0, inconclusive: 0 };
-  const seen = { operations: 0, unknownOutcomes: 0, followerReads: 0, backups: 0, events: 0, crashes: 0, fatalStops: 0, lostUnsyncedWrites: 0, tornWrites: 0, failedFsyncs: 0, corruptionsCaught: 0, overlappedWrites: 0, maxRecoveryMs: 0 };
+  const seen = { operations: 0, unknownOutcomes: 0, followerReads: 0, leaseViolations: 0, leasedReads: 0, removesRefusedByLease: 0, removesApplied: 0, backups: 0, events: 0, crashes: 0, fatalStops: 0, lostUnsyncedWrites: 0, tornWrites: 0, failedFsyncs: 0, corruptionsCaught: 0, overlappedWrites: 0, maxRecoveryMs: 0 };
   const failing: number[] = [];
   for (const seed of seeds) {
     const schedule = fullScheduleForSeed(seed);
     let r: FullRunResult;
     try {
-      r = await runFullNodeSchedule(seed, schedule);
+      r = await runFullNodeSchedule(seed, schedule, args.leaseFault !== null ? { leaseFault: args.leaseFault } : {});
     } catch (e) {
       totals.violations++;
       failing.push(seed);
@@ -171,6 +180,7 @@ async function runFullNode(args: Args): Promise<void> {
     seen.operations += r.operations;
     seen.unknownOutcomes += r.unknownOutcomes;
     seen.followerReads += r.followerReads;
+    for (const k of ['leaseViolations', 'leasedReads', 'removesRefusedByLease', 'removesApplied'] as const) seen[k] += r[k];
     seen.backups += r.backups;
     seen.events += r.events;
     seen.maxRecoveryMs = Math.max(seen.maxRecoveryMs, r.recoveryMs);

@@ -7,17 +7,20 @@ import { describe, expect, it } from 'vitest';
 import { LeaseTable } from '../../src/statemachine/leases.js';
 import { LeaseSync, maxAnnounceAheadMs } from '../../src/master/lease-sync.js';
 import { silentLogger } from '../../src/transport/logger.js';
+import { wallClock } from '../../src/raft/effects/system-clock.js';
 
 const ttl = 10_000;
 const ids = ['a', 'b', 'c'];
 
-function members(): { sync: Map<string, LeaseSync>; leases: Map<string, LeaseTable>; term: Map<string, number>; down: Set<string>; sent: unknown[] } {
+interface Members { sync: Map<string, LeaseSync>; leases: Map<string, LeaseTable>; term: Map<string, number>; down: Set<string>; sent: unknown[]; restart(id: string): void }
+
+function members(): Members {
   const sent: unknown[] = [];
   const sync = new Map<string, LeaseSync>();
   const leases = new Map<string, LeaseTable>();
   const term = new Map<string, number>(ids.map((id) => [id, 1]));
   const down = new Set<string>();
-  for (const id of ids) {
+  const start = (id: string, fresh: boolean): void => {
     const table = new LeaseTable(ttl);
     leases.set(id, table);
     sync.set(id, new LeaseSync({
@@ -33,10 +36,14 @@ function members(): { sync: Map<string, LeaseSync>; leases: Map<string, LeaseTab
       peers: () => ids,
       term: () => term.get(id)!,
       ackTimeoutMs: () => 300,
+      fresh,
+      clock: wallClock,
       logger: silentLogger,
     }));
-  }
-  return { sync, leases, term, down, sent };
+  };
+  for (const id of ids) start(id, true);
+  // A process restart with its Raft state: lease knowledge (memory) is lost.
+  return { sync, leases, term, down, sent, restart: (id) => start(id, false) };
 }
 
 const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
@@ -63,6 +70,51 @@ describe('LeaseSync', () => {
     expect(m.sync.get('c')!.learning).toBe(false);
     expect(m.leases.get('c')!.isLeased('k', Date.now())).toBe(true); // learned from b
     expect(m.leases.get('c')!.isLeased('other', Date.now())).toBe(false); // no blanket any more
+  });
+
+  it('a leader elected again still knows the leases it granted before (it counts itself in the majority that answers)', async () => {
+    // Found by the full-node simulator (seed 176): a's lease is known to a and b; a loses leadership and wins the
+    // next term with c, which never heard of the lease. a and c are a majority, so a must know its own grant.
+    const m = members();
+    const a = m.sync.get('a')!;
+    a.roleChanged('leader', Date.now());
+    await tick();
+    m.down.add('c');
+    const now = Date.now();
+    m.leases.get('a')!.grant('k', now);
+    await a.announce(['k'], now); // a + b
+    a.roleChanged('follower', Date.now());
+    m.down.delete('c');
+    m.down.add('b');
+    m.term.set('a', 2);
+    m.term.set('c', 2);
+    a.roleChanged('leader', Date.now());
+    await tick();
+    expect(a.learning).toBe(false); // a and c answered
+    expect(m.leases.get('a')!.isLeased('k', Date.now())).toBe(true);
+    expect(m.leases.get('a')!.isLeased('other', Date.now())).toBe(false);
+  });
+
+  it('a restarted member does not vouch for the leases it may have forgotten: the new leader keeps the blanket', async () => {
+    const m = members();
+    const a = m.sync.get('a')!;
+    a.roleChanged('leader', Date.now());
+    await tick();
+    m.down.add('c');
+    const now = Date.now();
+    m.leases.get('a')!.grant('k', now);
+    await a.announce(['k'], now); // a + b
+    m.restart('b'); // b forgets
+    m.down.delete('c');
+    m.down.add('a');
+    m.term.set('b', 2);
+    m.term.set('c', 2);
+    const c = m.sync.get('c')!;
+    c.roleChanged('leader', Date.now());
+    await tick();
+    expect(c.learning).toBe(true); // b answered, but cannot vouch
+    expect(m.leases.get('c')!.isLeased('k', Date.now())).toBe(true); // the blanket
+    expect(m.leases.get('c')!.isLeased('other', Date.now())).toBe(true);
   });
 
   it('gives a deposed leader no majority: its announcement fails instead of promising a lease', async () => {

@@ -6,6 +6,21 @@ import { SeededRng } from '../../src/util/rng.js';
 import { enc, Net } from './core-harness.js';
 
 describe('RaftCore basics', () => {
+  it('restarts with an applied index beyond the stored commit (an unsynced commit update lost at a crash), but not beyond the log', () => {
+    // Entries 1..6 of term 1 are stored and a snapshot covers 4, but the hard state's commit says 2: the commit
+    // update after 2 was lost while the (synced) snapshot survived. The full-node simulator found this (seed 33882):
+    // the node refused to start ("applied 4 beyond commit 2") for good.
+    const storage = MemoryStorage.withVoters(['a', 'b', 'c']);
+    storage.append([1, 2, 3, 4, 5, 6].map((index) => ({ index, term: 1, type: 'normal' as const, data: enc(`e${index}`) })));
+    storage.setHardState({ term: 1, vote: 'a', commit: 2 });
+    storage.createSnapshot(4, { voters: ['a', 'b', 'c'], learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false }, enc('state at 4'));
+    const core = new RaftCore({ id: 'a', storage, rng: new SeededRng(1), applied: 4 });
+    expect(core.status().commit).toBe(4);
+    expect(core.status().applied).toBe(4);
+    // An applied index the log does not reach is real damage: refused.
+    expect(() => new RaftCore({ id: 'a', storage, rng: new SeededRng(1), applied: 7 })).toThrow(/applied 7 beyond the last index 6/);
+  });
+
   it('a single-node cluster elects itself and commits only on advance', () => {
     const storage = MemoryStorage.withVoters(['a']);
     const core = new RaftCore({ id: 'a', storage, rng: new SeededRng(1) });

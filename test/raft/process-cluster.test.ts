@@ -68,8 +68,10 @@ describe('3-process KV cluster under SIGKILL', () => {
     }
     // All replicas converge on the same state.
     // (They agree on one leader; on a loaded machine it may have changed since the reads above: no fault is pending.)
-    const sts = await c.waitForStatus(c.running(), (s) => s.every((x) => x.stateHash === s[0]!.stateHash && x.applied === s[0]!.applied && x.leader === s[0]!.leader), 30_000, 'identical state');
+    const sts = await c.waitForStatus(c.running(), (s) => s.every((x) => x.stateHash === s[0]!.stateHash && x.applied === s[0]!.applied && x.leader === s[0]!.leader), 30_000, 'identical state', { stateHash: true });
     expect(sts.every((s) => s.leader !== null && s.leader === sts[0]!.leader)).toBe(true);
+    expect(sts[0]!.stateHash).toMatch(/^\d+:[0-9a-f]+$/); // asked for, so present (and compared above)
+    expect(await c.status(sts[0]!.id)).not.toHaveProperty('stateHash'); // a plain status skips the whole-state walk
     const result = checkLinearizability(load.history, kvModel);
     const unknown = load.history.filter((o) => o.return === undefined).length;
     console.log(`process-cluster: ${load.history.length} ops, ${acked.length} acked unique writes, ${unknown} unknown outcomes, errors ${JSON.stringify(Object.fromEntries(load.errors))}`);

@@ -41,7 +41,7 @@ async function expectAll(k: KvClient, prefix: string, n: number): Promise<void> 
 }
 
 async function converged(c: KvCluster, ids = c.running()): Promise<void> {
-  await c.waitForStatus(ids, (s) => s.every((x) => x.stateHash === s[0]!.stateHash && x.applied === s[0]!.applied && x.leader !== null), 40_000, 'identical state');
+  await c.waitForStatus(ids, (s) => s.every((x) => x.stateHash === s[0]!.stateHash && x.applied === s[0]!.applied && x.leader !== null), 40_000, 'identical state', { stateHash: true });
 }
 
 describe('real-process faults', () => {

@@ -213,7 +213,11 @@ export class RaftCore {
     }
     const applied = config.applied ?? 0;
     if (applied > 0) {
-      if (applied > this.log.committed) throw new MooringError(ErrorCode.INVALID_CONFIG, `applied ${applied} beyond commit ${this.log.committed}`);
+      if (applied > this.log.lastIndex()) throw new MooringError(ErrorCode.CORRUPT_LOG, `applied ${applied} beyond the last index ${this.log.lastIndex()}`);
+      // Only committed entries are ever applied, so the applied index is committed even when the stored commit lags
+      // it: a commit-index update is written without a sync, and a crash may lose it while the snapshot that covers
+      // it (synced) survives. Refusing to start there would keep a healthy node down for good.
+      this.log.committed = Math.max(this.log.committed, applied);
       if (applied > this.log.applied) this.log.appliedTo(applied);
     }
     this.becomeFollower(this.term, null);

@@ -11,3 +11,9 @@ export const systemClock: Clock = {
   setInterval: (fn, ms) => wrap(setInterval(fn, ms), clearInterval),
   setImmediate: (fn) => { setImmediate(fn); },
 };
+
+/**
+ * The production clock with the wall clock's now() (Date.now): for read leases, whose table counts in wall-clock
+ * milliseconds (every LeaseTable caller passes Date.now(); only durations travel between processes).
+ */
+export const wallClock: Clock = { ...systemClock, now: () => Date.now() };

@@ -6,7 +6,9 @@
  * - every backup taken during the run restores and holds the writes acknowledged before it began (backup-client.ts);
  * - equal state hashes on every replica once they have applied the same index (quiesce);
  * - log matching: replicas agree on the term of every committed index both still hold;
- * - election safety (FullSim.violations) and liveness (checked by the runner).
+ * - election safety (FullSim.violations) and liveness (checked by the runner);
+ * - read leases (sim-leases.ts, LeaseLedger.check): no Remove that applied was admitted by a leader while a lease a
+ *   client had been given on its key (a getReplicaList that returned) was still running.
  */
 import type { Operation } from '../linearizability.js';
 import { checkLinearizability } from '../linearizability.js';
@@ -21,6 +23,12 @@ export interface CheckReport {
   lostAcked: number;
   stateHashesEqual: boolean;
   violations: string[];
+  /** Lease-check violations (also in `violations`). */
+  leaseViolations: number;
+  /** Gets that returned ok with a lease; removes refused by a lease (OBJECT_HAS_LEASE); removes applied that deleted. */
+  leasedReads: number;
+  removesRefusedByLease: number;
+  removesApplied: number;
 }
 
 /** Waits (virtual time) until every running replica has applied what the leader committed. */
@@ -81,6 +89,8 @@ export function checkRun(sim: FullSim): CheckReport {
       }
     }
   }
+  const leaseViolations = sim.leases?.check() ?? [];
+  violations.push(...leaseViolations);
   return {
     linearizable: lin.ok,
     inconclusiveKeys: lin.inconclusiveKeys,
@@ -88,5 +98,9 @@ export function checkRun(sim: FullSim): CheckReport {
     lostAcked,
     stateHashesEqual,
     violations,
+    leaseViolations: leaseViolations.length,
+    leasedReads: sim.leases?.reads.length ?? 0,
+    removesRefusedByLease: sim.workload?.refusedByLease ?? 0,
+    removesApplied: sim.leases?.removesApplied ?? 0,
   };
 }

@@ -14,6 +14,7 @@ import { checkRun, quiesce, type CheckReport } from './checks.js';
 import { FullSim } from './full-sim.js';
 import { chance, randInt } from './rand.js';
 import type { DiskFaults } from './sim-disk.js';
+import type { LeaseFault } from './sim-leases.js';
 
 export type FullFault =
   | { atMs: number; kind: 'crash'; node: number }
@@ -39,6 +40,8 @@ export interface FullSchedule {
   disk?: Partial<DiskFaults>;
   /** When a backup client starts an online backup (virtual ms into the fault phase; see backup-client.ts). */
   backupsAtMs?: number[];
+  /** The masters' read-lease TTL (sim-leases.ts); absent: the simulator's default. */
+  leaseTtlMs?: number;
 }
 
 export interface FullRunResult extends CheckReport {
@@ -100,6 +103,7 @@ export function fullScheduleForSeed(seed: number): FullSchedule {
         faults.push({ atMs, kind: 'rates', drop: rng.nextFloat() * 0.2, duplicate: rng.nextFloat() * 0.1, reorder: rng.nextFloat() * 0.2 });
         break;
       case 7:
+        // Within simMaxClockRate (sim-leases.ts): the lease check counts on it.
         faults.push({ atMs, kind: 'drift', node, rate: [0.9, 0.95, 1.05, 1.1][randInt(rng, 4)]! });
         break;
       case 8:
@@ -117,12 +121,17 @@ export function fullScheduleForSeed(seed: number): FullSchedule {
   // Backups under failover: one or two, while the faults are active (their own stream: the faults stay as before).
   const brng = new SeededRng(seed ^ 0xbac0);
   schedule.backupsAtMs = Array.from({ length: 1 + randInt(brng, 2) }, () => 100 + randInt(brng, faultMs - 200)).sort((a, b) => a - b);
+  // Read leases: a TTL short enough that leases run out during a run (removes succeed) and long enough to outlive
+  // an election (the old leader's leases must survive it). Own stream: the faults stay as before.
+  schedule.leaseTtlMs = [250, 500, 1000][randInt(new SeededRng(seed ^ 0x1ea5), 3)]!;
   return schedule;
 }
 
 export interface FullRunOptions {
   /** 'stale-follower': the control, backups from a lagging follower without the barrier (the check must fail). */
   backupMode?: BackupMode;
+  /** A control fault that breaks the read-lease design (sim-leases.ts): the lease check must fail. */
+  leaseFault?: LeaseFault;
 }
 
 export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, opts: FullRunOptions = {}): Promise<FullRunResult> {
@@ -130,6 +139,7 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
     voters: schedule.voters,
     ...(schedule.raft !== undefined ? { raft: schedule.raft } : {}),
     ...(schedule.disk !== undefined ? { disk: schedule.disk } : {}),
+    leases: { ...(schedule.leaseTtlMs !== undefined ? { ttlMs: schedule.leaseTtlMs } : {}), fault: opts.leaseFault ?? null },
   });
   await sim.start();
   await sim.startWorkload();

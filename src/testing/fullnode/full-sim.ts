@@ -12,6 +12,7 @@ import { checkRun, quiesce, type CheckReport } from './checks.js';
 import { NodeClock, SimScheduler } from './scheduler.js';
 import { noDiskFaults, SimDisk, type DiskFaults } from './sim-disk.js';
 import { SimMasterHost, type ApplyFault } from './sim-master.js';
+import { LeaseLedger, simMaxClockRate, type LeaseFault } from './sim-leases.js';
 import { defaultWireOptions, SimWire, type Interceptor, type WireOptions } from './sim-net.js';
 import { defaultWorkload, mountCommand, simEpochMs, Workload, type WorkloadOptions } from './workload.js';
 
@@ -23,7 +24,17 @@ export interface FullSimOptions {
   disk?: Partial<DiskFaults>;
   wire?: Partial<WireOptions>;
   workload?: Partial<WorkloadOptions> | false;
+  /** The masters' read leases (sim-leases.ts); false: none (gets and removes go straight to RaftNode). */
+  leases?: Partial<SimLeaseOptions> | false;
 }
+
+export interface SimLeaseOptions {
+  ttlMs: number;
+  /** A control fault that breaks the lease design (tests only). */
+  fault: LeaseFault | null;
+}
+
+export const defaultSimLeases: SimLeaseOptions = { ttlMs: 500, fault: null };
 
 export interface TermLeader {
   term: number;
@@ -38,6 +49,8 @@ export class FullSim {
   readonly ids: NodeId[];
   readonly workload: Workload | null;
   readonly tunables: RaftTunables;
+  /** Read leases given to clients and removes applied (null: the masters run without leases). */
+  readonly leases: LeaseLedger | null;
   /** Election safety: the leader each node reported per term. */
   readonly violations: string[] = [];
   private readonly leaders = new Map<number, NodeId>();
@@ -50,6 +63,9 @@ export class FullSim {
     this.tunables = { ...raftDefaults, ...opts.raft };
     this.wire = new SimWire(this.sched, this.rng.fork(), { ...defaultWireOptions, ...opts.wire });
     const disk: DiskFaults = { ...noDiskFaults, ...opts.disk };
+    const lo = opts.leases === false ? null : { ...defaultSimLeases, ...opts.leases };
+    this.leases = lo === null ? null : new LeaseLedger(this.sched, lo.ttlMs, simMaxClockRate);
+    if (this.leases !== null) this.leases.fault = lo!.fault;
     this.hosts = this.ids.map((id, i) => new SimMasterHost(
       id,
       new NodeClock(this.sched, 1000 * (i + 1)),
@@ -59,8 +75,9 @@ export class FullSim {
       seed * 31 + i,
       this.ids,
       (h) => this.onFatal(h),
+      this.leases,
     ));
-    this.workload = opts.workload === false ? null : new Workload(this.sched, this.rng.fork(), this.hosts, { ...defaultWorkload, ...opts.workload });
+    this.workload = opts.workload === false ? null : new Workload(this.sched, this.rng.fork(), this.hosts, { ...defaultWorkload, ...opts.workload }, this.leases);
   }
 
   get now(): number {

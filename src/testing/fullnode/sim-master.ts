@@ -2,14 +2,18 @@
  * One simulated master process: the real RaftNode driving the real master state machine (MasterState through
  * MasterStateMachine), on a simulated clock, disk and network. The state machine's store is memory-level (an
  * abstract-level database, as LevelDB is for production); what it had flushed survives a crash, the rest is lost
- * and replayed from the log, as with the unsynced LevelDB writes in production.
+ * and replayed from the log, as with the unsynced LevelDB writes in production. With a LeaseLedger it also runs
+ * the master's read leases (sim-leases.ts): lease frames are taken out of the node's transport by LeaderContact, as
+ * in MasterNode, and travel over the same simulated wire as the Raft frames.
  */
 import { MemoryLevel } from 'memory-level';
+import { ErrorCode, MooringError } from '../../errors.js';
 import type { Level } from 'level';
 import { MasterStateMachine, encodeMasterCommand } from '../../master/state-adapter.js';
 import type { NodeId } from '../../raft/core/types.js';
 import { RaftNode } from '../../raft/node/raft-node.js';
-import type { RaftTunables } from '../../raft/node/options.js';
+import { raftDefaults, type RaftTunables } from '../../raft/node/options.js';
+import { LeaderContact } from '../../master/leader-contact.js';
 import type { AppliedCommand, RaftStateMachine } from '../../raft/state-machine.js';
 import type { Command, Result } from '../../statemachine/commands.js';
 import { MasterState } from '../../statemachine/master-state.js';
@@ -18,8 +22,11 @@ import { silentLogger } from '../../transport/logger.js';
 import type { SeededRng } from '../../util/rng.js';
 import type { SimDisk, SimLogStorage } from './sim-disk.js';
 import type { SimTransport, SimWire } from './sim-net.js';
+import type { PeerTransport } from '../../transport/types.js';
 import { MemoryPeerBookStore, MemorySnapshotStore } from './sim-stores.js';
 import type { NodeClock } from './scheduler.js';
+import { SimLeaseNode, type LeaseLedger } from './sim-leases.js';
+import { simEpochMs } from './workload.js';
 
 /**
  * A hook into a node's logic for control runs: sees the commands a node is about to apply and returns the ones
@@ -33,6 +40,8 @@ export class SimMasterHost {
   status: HostStatus = 'down';
   raft: RaftNode | null = null;
   state: MasterState | null = null;
+  /** The running incarnation's read-lease machinery (null without a ledger, or while down). */
+  lease: SimLeaseNode | null = null;
   /** Why the node stopped for good (a corrupted log it refuses to serve). */
   failure: Error | null = null;
   crashes = 0;
@@ -55,6 +64,7 @@ export class SimMasterHost {
     private readonly seed: number,
     private readonly bootstrapVoters: NodeId[] | undefined,
     private readonly onFatal: (host: SimMasterHost) => void,
+    private readonly ledger: LeaseLedger | null = null,
   ) {}
 
   /** The open log of the running incarnation (for the log-matching check). */
@@ -83,11 +93,44 @@ export class SimMasterHost {
       await state.installSnapshot((async function* () { for (const c of image) yield c; })());
     }
     this.state = state;
-    this.transport = this.wire.endpoint(this.id, this.clock);
-    const raft = await RaftNode.start({
+    const transport = this.wire.endpoint(this.id, this.clock);
+    this.transport = transport;
+    const contact = new LeaderContact(this.clock);
+    // Lease frames arriving before the lease machinery exists (RaftNode.start is still running) are dropped.
+    contact.intercept((_from, frame) => this.ledger !== null && isLeaseFrame(frame));
+    const fresh = this.storage.initialState().hardState.term === 0 && this.storage.lastIndex() === 0;
+    let raft: RaftNode;
+    try {
+      raft = await this.startRaft(state, this.storage, contact.wrap(transport));
+    } catch (err) {
+      // Damage the log's own checks only see together with the snapshot (a log cut below the snapshot it must
+      // reach: a corrupted last batch taken for a torn one) is refused at start, like mid-log damage at open.
+      if (!(err instanceof MooringError && err.code === ErrorCode.CORRUPT_LOG)) throw err;
+      this.disk.stats.corruptionsCaught++;
+      void transport.close();
+      this.transport = null;
+      this.status = 'failed';
+      this.failure = err;
+      return;
+    }
+    raft.on('fatal', () => {
+      this.fatalStops++;
+      this.pendingRestart = true;
+      this.onFatal(this);
+    });
+    this.raft = raft;
+    if (this.ledger !== null) {
+      const t = { ...raftDefaults, ...this.tunables };
+      this.lease = new SimLeaseNode(this.id, this.clock, raft, state, contact, (to, frame) => transport.send(to, frame), this.ledger, t.electionTimeoutTicks * t.tickMs, simEpochMs, fresh);
+    }
+    this.status = 'up';
+  }
+
+  private startRaft(state: MasterState, storage: SimLogStorage, transport: PeerTransport): Promise<RaftNode> {
+    return RaftNode.start({
       id: this.id,
-      storage: this.storage,
-      transport: this.transport,
+      storage,
+      transport,
       stateMachine: this.stateMachine(state),
       clock: this.clock,
       snapshotStore: new MemorySnapshotStore(),
@@ -98,13 +141,6 @@ export class SimMasterHost {
       logger: silentLogger,
       ...this.tunables,
     });
-    raft.on('fatal', () => {
-      this.fatalStops++;
-      this.pendingRestart = true;
-      this.onFatal(this);
-    });
-    this.raft = raft;
-    this.status = 'up';
   }
 
   /** The process dies: memory, timers and unsynced writes are lost; the disk and flushed state survive. */
@@ -117,6 +153,7 @@ export class SimMasterHost {
     void this.transport?.close();
     this.raft = null;
     this.state = null;
+    this.lease = null;
     this.storage = null;
     this.transport = null;
     this.status = 'down';
@@ -133,8 +170,13 @@ export class SimMasterHost {
     const host = this;
     return {
       appliedIndex: () => inner.appliedIndex(),
-      apply: (commands, noopThrough) => inner.apply(host.applyFault ? host.applyFault(host.id, commands) : commands, noopThrough)
-        .then((results) => (results.length === commands.length ? results : commands.map((_, i) => results[i]))),
+      apply: (commands, noopThrough) => {
+        const applied = host.applyFault ? host.applyFault(host.id, commands) : commands;
+        return inner.apply(applied, noopThrough).then((results) => {
+          host.ledger?.noteApplied(applied, results, simEpochMs);
+          return results.length === commands.length ? results : commands.map((_, i) => results[i]);
+        });
+      },
       async flush() {
         await inner.flush();
         const chunks: Uint8Array[] = [];
@@ -145,4 +187,9 @@ export class SimMasterHost {
       restore: (index, chunks) => inner.restore(index, chunks),
     };
   }
+}
+
+function isLeaseFrame(frame: unknown): boolean {
+  const k = (frame as { k?: unknown } | null)?.k;
+  return k === 'ls' || k === 'la' || k === 'lq' || k === 'lr';
 }

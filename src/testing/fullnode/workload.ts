@@ -5,22 +5,33 @@
  * allowFollower — the follower-read path: the leader's read index, then the follower's own state). Each client has
  * one operation outstanding; it retries on another node after NOT_LEADER, a dropped proposal or a timeout, with
  * the same seq. The history feeds the linearizability check against `objectModel`.
+ *
+ * With read leases (a LeaseLedger, sim-leases.ts) gets go through the master's lease path (a leader grants and
+ * announces; a follower's read is granted by the leader) and removes through the leader's admission (refused with
+ * OBJECT_HAS_LEASE while the key is leased); half the removes pick the key most recently read, so the admission
+ * check meets live leases. Every get that returns ok is noted in the ledger with the lease it was promised.
  */
-import type { Command, Result } from '../../statemachine/commands.js';
+import { ErrorCode, MooringError } from '../../errors.js';
+import { errResult, type Command, type Result } from '../../statemachine/commands.js';
 import type { SeededRng } from '../../util/rng.js';
 import type { Model, Operation } from '../linearizability.js';
 import { randInt } from './rand.js';
 import type { SimScheduler } from './scheduler.js';
 import type { SimMasterHost } from './sim-master.js';
+import type { LeaseLedger } from './sim-leases.js';
 
 export type ObjectOp = 'putStart' | 'putEnd' | 'remove' | 'get';
 export type ObjectState = 'absent' | 'pending' | 'complete';
-/** Output: whether the master answered ok (replica lists and error codes are not modelled). */
-export type ObjectOutput = { ok: boolean };
+/**
+ * Output: whether the master answered ok (replica lists and error codes are not modelled); `refused`: a Remove
+ * refused by a read lease (OBJECT_HAS_LEASE, a definite refusal: it had no effect).
+ */
+export type ObjectOutput = { ok: boolean; refused?: boolean };
 
 /**
  * One object key: PutStart creates it (pending), PutEnd completes it (idempotent), Remove deletes a complete one,
- * GetReplicaList succeeds only on a complete one. Leases and pins are not used by the workload.
+ * GetReplicaList succeeds only on a complete one. A Remove refused by a read lease changes nothing. Pins are not
+ * used by the workload.
  */
 export const objectModel: Model<ObjectState, ObjectOp, ObjectOutput> = {
   init: () => 'absent',
@@ -34,6 +45,7 @@ export const objectModel: Model<ObjectState, ObjectOp, ObjectOutput> = {
       case 'get': ok = s === 'complete'; break;
     }
     if (out === undefined) return [true, next]; // unknown outcome: it took effect
+    if (out.refused === true) return [op === 'remove' && !out.ok, s];
     return [out.ok === ok, next];
   },
   hash: (s) => s,
@@ -68,6 +80,8 @@ export class Workload {
   unknown = 0;
   /** Gets answered by a node that was not the leader (follower reads). */
   followerReads = 0;
+  /** Removes answered OBJECT_HAS_LEASE. */
+  refusedByLease = 0;
   /** The last answer a client got (for explaining a failed probe). */
   lastResult: Result | null = null;
   private running = 0;
@@ -77,6 +91,7 @@ export class Workload {
     private readonly rng: SeededRng,
     private readonly hosts: SimMasterHost[],
     readonly opts: WorkloadOptions,
+    private readonly ledger: LeaseLedger | null = null,
   ) {}
 
   get idle(): boolean {
@@ -90,8 +105,10 @@ export class Workload {
       const loop = (): void => {
         if (this.stopped) return;
         this.running++;
-        const key = `k${randInt(this.rng, this.opts.keys)}`;
+        let key = `k${randInt(this.rng, this.opts.keys)}`;
         const op = (['putStart', 'putEnd', 'remove', 'get', 'putStart', 'putEnd'] as const)[randInt(this.rng, 6)]!;
+        const reads = this.ledger?.reads ?? [];
+        if (op === 'remove' && reads.length > 0 && randInt(this.rng, 2) === 0) key = reads[reads.length - 1]!.key;
         const s = op === 'get' ? 0 : ++seq;
         // One operation in five is a batch form (BatchPutStart / BatchPutEnd) over two keys.
         const batch = (op === 'putStart' || op === 'putEnd') && randInt(this.rng, 5) === 0;
@@ -110,21 +127,27 @@ export class Workload {
     const rec: Operation<ObjectOp, ObjectOutput> = { clientId, op, key, input: op, call: this.sched.now };
     this.history.push(rec);
     for (let attempt = 0; attempt < this.opts.maxAttempts; attempt++) {
-      // Reads go to any live node (follower reads), writes to the believed leader.
-      const host = op === 'get' ? this.pickHost(1) : this.pickHost(attempt);
+      // Reads go to any live node (follower reads; with leases every other attempt to the believed leader: a
+      // follower of more than three voters sends leased reads there), writes to the believed leader.
+      const host = op === 'get' ? this.pickHost(this.ledger !== null ? attempt + 1 : 1) : this.pickHost(attempt);
       if (host === null) {
         await this.sleep(50);
         continue;
       }
-      const r = await this.attempt(host, clientId, seq, op, key);
+      const lease: LeaseNote = { note: null };
+      const r = await this.attempt(host, clientId, seq, op, key, lease);
       if (r === 'retry') {
         await this.sleep(randInt(this.rng, 50) + 10);
         continue;
       }
-      rec.output = { ok: r.ok };
+      lease.note?.(); // the answer reached the client: its lease counts
+      const refused = !r.ok && r.error.code === ErrorCode.OBJECT_HAS_LEASE;
+      if (refused) this.refusedByLease++;
+      rec.output = refused ? { ok: false, refused } : { ok: r.ok };
       this.lastResult = r;
       rec.return = this.sched.now;
-      if (op !== 'get') this.acked.push({ clientId, seq });
+      // A lease refusal was never proposed: nothing to find in the exactly-once tables.
+      if (op !== 'get' && !refused) this.acked.push({ clientId, seq });
       return r.ok;
     }
     if (op !== 'get') this.unknown++;
@@ -164,10 +187,25 @@ export class Workload {
     return Promise.race([host.propose(cmd, simEpochMs + this.sched.now).catch((): 'retry' => 'retry'), timeout]);
   }
 
-  private async attempt(host: SimMasterHost, clientId: string, seq: number, op: ObjectOp, key: string): Promise<Result | 'retry'> {
+  private async attempt(host: SimMasterHost, clientId: string, seq: number, op: ObjectOp, key: string, lease: LeaseNote): Promise<Result | 'retry'> {
     const timeout = new Promise<'retry'>((resolve) => this.sched.after(this.opts.attemptTimeoutMs, () => resolve('retry')));
     const work = (async (): Promise<Result | 'retry'> => {
       try {
+        const leased = host.lease;
+        if (leased !== null && this.ledger !== null && op === 'get') {
+          const ledger = this.ledger;
+          const { result, grantedAt, since } = await leased.read(key);
+          if (host.lease !== leased) return 'retry';
+          if (grantedAt === null) this.followerReads++;
+          if (result.ok) lease.note = () => ledger.noteRead(key, host.id, grantedAt, since);
+          return result;
+        }
+        if (leased !== null && op === 'remove') {
+          return await leased.remove({ type: 'Remove', clientId, seq, key }).catch((e: unknown) => {
+            if (e instanceof MooringError && e.code === ErrorCode.OBJECT_HAS_LEASE) return errResult(e.code, e.message);
+            throw e;
+          });
+        }
         if (op === 'get') {
           const raft = host.raft;
           if (raft === null) return 'retry';
@@ -200,6 +238,11 @@ export class Workload {
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => this.sched.after(ms, resolve));
   }
+}
+
+/** Set by an attempt whose get was granted a lease: called once its answer reached the client. */
+interface LeaseNote {
+  note: (() => void) | null;
 }
 
 function command(clientId: string, seq: number, op: ObjectOp, key: string): Command {
