@@ -968,7 +968,7 @@ export class RaftCore {
       case 'timeoutNow':
         // Sent by our leader: campaign at once, skipping pre-vote, with a vote that overrides stickiness.
         // If a committed conf change is still unapplied (typically the one that removed the leader), campaign
-        // as soon as it is applied instead (advance()).
+        // as soon as it is applied instead (onApplied()).
         if (this.hasUnappliedConfChanges()) this.pendingTimeoutNowTerm = this.term;
         else this.hup('transfer');
         break;

@@ -14,7 +14,7 @@ export class RaftLog {
   committed: number;
   /** Highest index handed to the caller for applying (in a Ready not yet advanced). */
   applying: number;
-  /** Highest index the caller applied (advance()). */
+  /** Highest index the caller applied (onApplied() / advance()). */
   applied: number;
   readonly maxApplyingBytes: number;
 
