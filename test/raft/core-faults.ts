@@ -24,7 +24,8 @@ export type Action =
   | { k: 'read' }
   | { k: 'conf'; op: 'addVoter' | 'addLearner' | 'removeNode'; who: number; joint: boolean }
   | { k: 'snap'; who: number }
-  | { k: 'persist'; who: number; n: number };
+  | { k: 'persist'; who: number; n: number }
+  | { k: 'proposeEverywhere'; v: number };
 
 export const action: fc.Arbitrary<Action> = fc.oneof(
   { weight: 6, arbitrary: fc.record({ k: fc.constant('tick' as const), who: fc.nat(4) }) },
@@ -41,8 +42,18 @@ export const action: fc.Arbitrary<Action> = fc.oneof(
 /** Writes in flight complete (runs with `asyncWrites: true`; a no-op otherwise): n of node who's, in order. */
 const persistAction: fc.Arbitrary<Action> = fc.record({ k: fc.constant('persist' as const), who: fc.nat(4), n: fc.integer({ min: 1, max: 3 }) });
 
-/** The base actions plus completions of pipelined writes. */
-export const actionAsync: fc.Arbitrary<Action> = fc.oneof({ weight: 3, arbitrary: action }, { weight: 1, arbitrary: persistAction });
+/**
+ * Every node that believes it leads (stale leaders of older terms too, as clients still talking to them would) appends
+ * a proposal: followers then hold entries that a newer leader overwrites, often while their write is in flight.
+ */
+const proposeEverywhere: fc.Arbitrary<Action> = fc.record({ k: fc.constant('proposeEverywhere' as const), v: fc.nat(1000) });
+
+/** The base actions plus completions of pipelined writes (and proposals to stale leaders). */
+export const actionAsync: fc.Arbitrary<Action> = fc.oneof(
+  { weight: 6, arbitrary: action },
+  { weight: 2, arbitrary: persistAction },
+  { weight: 1, arbitrary: proposeEverywhere },
+);
 
 /** The same plus membership changes and snapshots/compaction (for runs with `membership: true`). */
 export const actionWithMembership: fc.Arbitrary<Action> = fc.oneof(
@@ -59,7 +70,11 @@ export const actionWithMembership: fc.Arbitrary<Action> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ k: fc.constant('snap' as const), who: fc.nat(4) }) },
 );
 
-export const actionWithMembershipAsync: fc.Arbitrary<Action> = fc.oneof({ weight: 3, arbitrary: actionWithMembership }, { weight: 1, arbitrary: persistAction });
+export const actionWithMembershipAsync: fc.Arbitrary<Action> = fc.oneof(
+  { weight: 6, arbitrary: actionWithMembership },
+  { weight: 2, arbitrary: persistAction },
+  { weight: 1, arbitrary: proposeEverywhere },
+);
 
 export interface RunOptions {
   preVote: boolean;
@@ -122,6 +137,20 @@ export function run(actions: Action[], ro: RunOptions): RunStats {
       }
       expect(st.applied).toBeLessThanOrEqual(st.commit);
       expect(st.commit).toBeLessThanOrEqual(st.lastIndex);
+      // The core's log is what its storage will hold once the writes in flight complete: a completed write never
+      // makes the core forget entries that replaced its own (stableTo checks the term).
+      const expected = new Map<number, number>();
+      for (let i = n.storage.firstIndex(); i <= n.storage.lastIndex(); i++) expected.set(i, n.storage.term(i));
+      let last = n.storage.lastIndex();
+      for (const rd of n.pending) {
+        if (rd.entries.length === 0) continue;
+        for (let i = rd.entries[0]!.index; i <= last; i++) expected.delete(i);
+        for (const e of rd.entries) expected.set(e.index, e.term);
+        last = rd.entries[rd.entries.length - 1]!.index;
+      }
+      expect(st.lastIndex, `${n.id}: log ends at ${st.lastIndex}, storage + writes in flight at ${last}`).toBe(last);
+      const termAt = (i: number): number | undefined => (n.core as unknown as { log: { termOrUndefined(i: number): number | undefined } }).log.termOrUndefined(i);
+      for (const [i, t] of expected) expect(termAt(i), `${n.id}: term at ${i}`).toBe(t);
       // A leader counts in the commit quorum only the log its storage holds (async writes: not what is in flight).
       const self = st.progress?.[n.id];
       if (self !== undefined) expect(self.match, `leader ${n.id} counts match ${self.match} beyond its stored log`).toBeLessThanOrEqual(n.storage.lastIndex());
@@ -203,6 +232,16 @@ export function run(actions: Action[], ro: RunOptions): RunStats {
         break;
       case 'persist':
         net.persist(IDS[a.who]!, a.n);
+        break;
+      case 'proposeEverywhere':
+        for (const n of net.nodes.values()) {
+          if (n.core.status().role !== 'leader') continue;
+          try {
+            n.core.propose(enc(`v${a.v}`));
+          } catch {
+            /* transfer in progress, removed, or over the limit */
+          }
+        }
         break;
       case 'transfer': {
         const l = leader();
