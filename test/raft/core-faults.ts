@@ -23,7 +23,9 @@ export type Action =
   | { k: 'transfer'; to: number }
   | { k: 'read' }
   | { k: 'conf'; op: 'addVoter' | 'addLearner' | 'removeNode'; who: number; joint: boolean }
-  | { k: 'snap'; who: number };
+  | { k: 'snap'; who: number }
+  | { k: 'persist'; who: number; n: number }
+  | { k: 'proposeEverywhere'; v: number };
 
 export const action: fc.Arbitrary<Action> = fc.oneof(
   { weight: 6, arbitrary: fc.record({ k: fc.constant('tick' as const), who: fc.nat(4) }) },
@@ -35,6 +37,22 @@ export const action: fc.Arbitrary<Action> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ k: fc.constant('restart' as const), who: fc.nat(4) }) },
   { weight: 1, arbitrary: fc.record({ k: fc.constant('transfer' as const), to: fc.nat(4) }) },
   { weight: 1, arbitrary: fc.constant({ k: 'read' as const }) },
+);
+
+/** Writes in flight complete (runs with `asyncWrites: true`; a no-op otherwise): n of node who's, in order. */
+const persistAction: fc.Arbitrary<Action> = fc.record({ k: fc.constant('persist' as const), who: fc.nat(4), n: fc.integer({ min: 1, max: 3 }) });
+
+/**
+ * Every node that believes it leads (stale leaders of older terms too, as clients still talking to them would) appends
+ * a proposal: followers then hold entries that a newer leader overwrites, often while their write is in flight.
+ */
+const proposeEverywhere: fc.Arbitrary<Action> = fc.record({ k: fc.constant('proposeEverywhere' as const), v: fc.nat(1000) });
+
+/** The base actions plus completions of pipelined writes (and proposals to stale leaders). */
+export const actionAsync: fc.Arbitrary<Action> = fc.oneof(
+  { weight: 6, arbitrary: action },
+  { weight: 2, arbitrary: persistAction },
+  { weight: 1, arbitrary: proposeEverywhere },
 );
 
 /** The same plus membership changes and snapshots/compaction (for runs with `membership: true`). */
@@ -52,12 +70,20 @@ export const actionWithMembership: fc.Arbitrary<Action> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ k: fc.constant('snap' as const), who: fc.nat(4) }) },
 );
 
+export const actionWithMembershipAsync: fc.Arbitrary<Action> = fc.oneof(
+  { weight: 6, arbitrary: actionWithMembership },
+  { weight: 2, arbitrary: persistAction },
+  { weight: 1, arbitrary: proposeEverywhere },
+);
+
 export interface RunOptions {
   preVote: boolean;
   checkQuorum: boolean;
   /** Start with voters a, b, c (d, e boot with that membership, outside it) and allow conf changes. */
   membership?: boolean;
   readOnlyOption?: 'safe' | 'lease';
+  /** Pipelined storage writes: a Ready's writes (and its acknowledgements) complete only at 'persist' actions. */
+  asyncWrites?: boolean;
 }
 
 /** What a run exercised (so tests can assert the generator actually reaches the interesting cases). */
@@ -74,6 +100,7 @@ export function run(actions: Action[], ro: RunOptions): RunStats {
   const opts = { preVote: ro.preVote, checkQuorum: ro.checkQuorum, readOnlyOption: ro.readOnlyOption ?? 'safe' };
   const initialVoters = ro.membership === true ? ['a', 'b', 'c'] : IDS;
   const net = new Net([], { ...opts, electionTimeoutTicks: 5 }, 7);
+  net.asyncWrites = ro.asyncWrites === true;
   for (const id of IDS) net.addNode(id, MemoryStorage.withVoters(initialVoters));
   /** The leader of the highest term (stale leaders of older terms may linger, cut off). */
   const leader = (): string | undefined => {
@@ -110,6 +137,23 @@ export function run(actions: Action[], ro: RunOptions): RunStats {
       }
       expect(st.applied).toBeLessThanOrEqual(st.commit);
       expect(st.commit).toBeLessThanOrEqual(st.lastIndex);
+      // The core's log is what its storage will hold once the writes in flight complete: a completed write never
+      // makes the core forget entries that replaced its own (stableTo checks the term).
+      const expected = new Map<number, number>();
+      for (let i = n.storage.firstIndex(); i <= n.storage.lastIndex(); i++) expected.set(i, n.storage.term(i));
+      let last = n.storage.lastIndex();
+      for (const rd of n.pending) {
+        if (rd.entries.length === 0) continue;
+        for (let i = rd.entries[0]!.index; i <= last; i++) expected.delete(i);
+        for (const e of rd.entries) expected.set(e.index, e.term);
+        last = rd.entries[rd.entries.length - 1]!.index;
+      }
+      expect(st.lastIndex, `${n.id}: log ends at ${st.lastIndex}, storage + writes in flight at ${last}`).toBe(last);
+      const termAt = (i: number): number | undefined => (n.core as unknown as { log: { termOrUndefined(i: number): number | undefined } }).log.termOrUndefined(i);
+      for (const [i, t] of expected) expect(termAt(i), `${n.id}: term at ${i}`).toBe(t);
+      // A leader counts in the commit quorum only the log its storage holds (async writes: not what is in flight).
+      const self = st.progress?.[n.id];
+      if (self !== undefined) expect(self.match, `leader ${n.id} counts match ${self.match} beyond its stored log`).toBeLessThanOrEqual(n.storage.lastIndex());
       for (const e of n.appliedAll) {
         if (e.type === 'confChange') confApplied++;
         const key = `${e.term}:${e.type}:${dec(e.data)}`;
@@ -183,8 +227,21 @@ export function run(actions: Action[], ro: RunOptions): RunStats {
         break;
       }
       case 'restart':
-        processAll(); // what was handed out is persisted; in-memory state is lost
+        processAll(); // what was handed out is persisted (async writes: a prefix of it); in-memory state is lost
         net.restart(IDS[a.who]!);
+        break;
+      case 'persist':
+        net.persist(IDS[a.who]!, a.n);
+        break;
+      case 'proposeEverywhere':
+        for (const n of net.nodes.values()) {
+          if (n.core.status().role !== 'leader') continue;
+          try {
+            n.core.propose(enc(`v${a.v}`));
+          } catch {
+            /* transfer in progress, removed, or over the limit */
+          }
+        }
         break;
       case 'transfer': {
         const l = leader();

@@ -6,7 +6,7 @@
 import { RaftCore } from '../../src/raft/core/core.js';
 import { decodeConfChange } from '../../src/raft/core/confchange.js';
 import { MemoryStorage } from '../../src/raft/core/memory-storage.js';
-import type { ConfState, Entry, Message, RaftConfig, ReadState } from '../../src/raft/core/types.js';
+import type { ConfState, Entry, Message, RaftConfig, ReadState, Ready } from '../../src/raft/core/types.js';
 import { SeededRng } from '../../src/util/rng.js';
 
 export interface SimNode {
@@ -19,6 +19,8 @@ export interface SimNode {
   appliedAll: Entry[];
   readStates: ReadState[];
   confState: ConfState;
+  /** Async writes mode: Readys handed to "storage" whose writes have not completed yet, oldest first. */
+  pending: Ready[];
 }
 
 export type Filter = (m: Message) => boolean;
@@ -32,6 +34,12 @@ export class Net {
   private readonly cut = new Set<string>();
   private readonly isolated = new Set<string>();
   filters: Filter[] = [];
+  /**
+   * Pipelined storage writes (the Ready loop's AsyncStorageWrites mode): a Ready's writes complete only when
+   * persist() says so (stabilize() completes them all); its persistedMessages leave then, and a restart keeps only
+   * a prefix of the writes in flight.
+   */
+  asyncWrites = false;
   readonly seed: number;
   private readonly rng: SeededRng;
   readonly opts: Partial<RaftConfig>;
@@ -47,7 +55,7 @@ export class Net {
 
   addNode(id: string, storage: MemoryStorage, extra: Partial<RaftConfig> = {}): SimNode {
     const core = new RaftCore({ id, storage, rng: this.rng.fork(), ...this.opts, ...extra });
-    const n: SimNode = { id, core, storage, applied: [], appliedAll: [], readStates: [], confState: storage.initialState().confState };
+    const n: SimNode = { id, core, storage, applied: [], appliedAll: [], readStates: [], confState: storage.initialState().confState, pending: [] };
     this.nodes.set(id, n);
     return n;
   }
@@ -55,6 +63,9 @@ export class Net {
   /** Restarts a node from its storage (memory state lost; storage kept, as after a crash with fsync). */
   restart(id: string, extra: Partial<RaftConfig> = {}): SimNode {
     const old = this.node(id);
+    // Writes in flight at the crash: a prefix of them reached the disk (they were never acknowledged).
+    if (old.pending.length > 0) this.persist(id, this.rng.nextInt(old.pending.length + 1));
+    old.pending = [];
     const n = this.addNode(id, old.storage, { applied: 0, ...extra });
     // The state machine comes back from the storage's snapshot (entries after it are applied again).
     const snap = old.storage.snapshot();
@@ -111,11 +122,15 @@ export class Net {
     const rd = n.core.ready();
     this.queue.push(...rd.messages);
     this.log.push(...rd.messages);
-    if (rd.snapshot !== undefined) n.storage.applySnapshot(rd.snapshot);
-    n.storage.append(rd.entries);
-    if (rd.hardState !== undefined) n.storage.setHardState(rd.hardState);
-    this.queue.push(...rd.persistedMessages);
-    this.log.push(...rd.persistedMessages);
+    const async = this.asyncWrites && rd.snapshot === undefined;
+    if (async) {
+      n.pending.push(rd); // written (and acknowledged) later, in order: persist()
+    } else {
+      this.persist(id, Infinity); // a snapshot is installed synchronously, after the writes in flight
+      this.write(n, rd);
+      this.queue.push(...rd.persistedMessages);
+      this.log.push(...rd.persistedMessages);
+    }
     if (rd.snapshot !== undefined) {
       n.confState = rd.snapshot.metadata.confState;
       // The state machine image in these tests is the list of applied entries' data, JSON-encoded.
@@ -132,8 +147,30 @@ export class Net {
       }
     }
     n.readStates.push(...rd.readStates);
-    n.core.advance(rd);
+    if (async) n.core.onApplied(rd);
+    else n.core.advance(rd);
     return true;
+  }
+
+  /** Async writes: completes up to `count` of node `id`'s writes in flight, in order. Returns how many. */
+  persist(id: string, count: number): number {
+    const n = this.node(id);
+    let done = 0;
+    while (done < count && n.pending.length > 0) {
+      const rd = n.pending.shift()!;
+      this.write(n, rd);
+      n.core.onPersisted(rd);
+      this.queue.push(...rd.persistedMessages);
+      this.log.push(...rd.persistedMessages);
+      done++;
+    }
+    return done;
+  }
+
+  private write(n: SimNode, rd: Ready): void {
+    if (rd.snapshot !== undefined) n.storage.applySnapshot(rd.snapshot);
+    n.storage.append(rd.entries);
+    if (rd.hardState !== undefined) n.storage.setHardState(rd.hardState);
   }
 
   /** Delivers the queued messages once (new ones produced meanwhile stay queued). */
@@ -162,6 +199,7 @@ export class Net {
       let busy = false;
       for (const id of [...this.nodes.keys()]) {
         while (this.processReady(id)) busy = true;
+        if (this.persist(id, Infinity) > 0) busy = true;
       }
       if (this.queue.length > 0) {
         busy = true;

@@ -1,7 +1,7 @@
 /** Randomized fault schedules against the core (see core-faults.ts). */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { action, actionWithMembership, run } from './core-faults.js';
+import { action, actionAsync, actionWithMembership, actionWithMembershipAsync, run } from './core-faults.js';
 
 describe('randomized fault schedules', () => {
   for (const opts of [
@@ -33,6 +33,24 @@ describe('randomized fault schedules', () => {
     expect(total.confChangesApplied).toBeGreaterThan(100);
     expect(total.snapshotsSent).toBeGreaterThan(10);
     expect(total.terms).toBeGreaterThan(150);
+  });
+
+  it('safety holds with pipelined storage writes (acks, commits and applies wait for durability; crashes lose writes in flight)', () => {
+    fc.assert(
+      fc.property(fc.array(actionAsync, { minLength: 20, maxLength: 300, size: 'max' }), (actions) => {
+        run(actions, { preVote: true, checkQuorum: true, asyncWrites: true });
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('safety holds with pipelined storage writes under membership churn, snapshots and compaction', () => {
+    fc.assert(
+      fc.property(fc.array(actionWithMembershipAsync, { minLength: 20, maxLength: 300, size: 'max' }), (actions) => {
+        run(actions, { preVote: true, checkQuorum: true, membership: true, asyncWrites: true });
+      }),
+      { numRuns: 100 },
+    );
   });
 
   it('safety holds with lease reads', () => {

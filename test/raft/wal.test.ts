@@ -66,6 +66,50 @@ describe('Wal', () => {
     expect(() => r.entries(1, 3, Infinity)).toThrowError(expect.objectContaining({ code: ErrorCode.COMPACTED }));
   });
 
+  it('serializes overlapping saves in call order, including a truncating one (pipelined Ready loop)', async () => {
+    const dir = await tempDir();
+    const w = await Wal.open(dir, small);
+    const order: number[] = [];
+    // Issued without waiting, as the pipelined Ready loop does: each one sees the log the earlier ones left.
+    const saves = [
+      w.save({ entries: range(1, 20, 1, pad), hardState: { term: 1, vote: 'a', commit: 0 } }, { sync: true }),
+      w.save({ entries: range(21, 40, 1, pad) }, { sync: true }),
+      w.save({ entries: range(15, 18, 2, 'x'), hardState: { term: 2, vote: null, commit: 10 } }, { sync: true }), // truncates 15..40
+      w.save({ hardState: { term: 2, vote: null, commit: 12 } }, { sync: false }),
+      w.save({ entries: range(19, 22, 2, 'y') }, { sync: true }),
+    ].map((p, i) => p.then(() => { order.push(i); }));
+    await Promise.all(saves);
+    expect(order).toEqual([0, 1, 2, 3, 4]);
+    const expected = plain([...range(1, 14, 1, pad), ...range(15, 18, 2, 'x'), ...range(19, 22, 2, 'y')]);
+    expect(all(w)).toEqual(expected);
+    await w.close();
+    const r = await openWal(dir, small);
+    expect(all(r)).toEqual(expected);
+    expect(r.hardState()).toEqual({ term: 2, vote: null, commit: 12 });
+  });
+
+  it('an overlapping save after a failed one rejects too: nothing after a failed fsync is acknowledged', async () => {
+    const dir = await tempDir();
+    let writes = 0;
+    const w = await Wal.open(dir, {
+      walSyncMode: 'fdatasync',
+      io: {
+        datasync: async (fh) => {
+          if (++writes === 2) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+          await fh.datasync();
+        },
+      },
+    });
+    cleanups.push(() => w.close());
+    const a = w.save({ entries: range(1, 3, 1) }, { sync: true });
+    const b = w.save({ entries: range(4, 6, 1) }, { sync: true });
+    const c = w.save({ entries: range(7, 9, 1) }, { sync: true });
+    await expect(a).resolves.toBeUndefined();
+    await expect(b).rejects.toMatchObject({ code: ErrorCode.STORAGE_FAILED });
+    await expect(c).rejects.toMatchObject({ code: ErrorCode.STORAGE_FAILED });
+    expect(writes).toBe(2);
+  });
+
   it('rolls to new preallocated segments and reads them back in order', async () => {
     const dir = await tempDir();
     const w = await Wal.open(dir, small);

@@ -26,20 +26,22 @@ describe('read leases in the full-node simulator', () => {
   }, 60_000);
 
   // Controls: with the design broken, removes of objects still leased apply, and the check sees it within a few
-  // dozen seeds (by hand, 300 seeds: see docs/raft.md "The full-node simulator").
+  // dozen seeds (by hand, 300 seeds: see docs/raft.md "The full-node simulator"). Which seeds hit it depends on the
+  // timing: with the pipelined Ready loop no-announce is caught at seeds 15, 78, 94, 96, 105, 107 of 1..120 and
+  // no-collection at 4, 12, 15, 23, 33, 39 of 1..40, so the search stops at the second catch or seed 100.
   for (const [fault, what] of [
     ['no-collection', 'a new leader that skips the lease collection (and the blanket)'],
     ['no-announce', 'a leader that answers reads without announcing their leases'],
   ] as const) {
     it(`control: ${what} lets removes of leased objects apply, and the lease check sees it`, async () => {
       const failed: number[] = [];
-      for (let seed = 1; seed <= 40 && failed.length < 2; seed++) {
+      for (let seed = 1; seed <= 100 && failed.length < 2; seed++) {
         const r = await runFullNodeSchedule(seed, fullScheduleForSeed(seed), { leaseFault: fault });
         if (r.leaseViolations > 0) failed.push(seed);
         expect(r.violations.filter((v) => v.startsWith('lease:')).length).toBe(r.leaseViolations);
       }
       expect(failed.length).toBeGreaterThanOrEqual(2);
-    }, 120_000);
+    }, 240_000);
   }
 
   it('a member restarted since it acknowledged a lease does not vouch for it: the new leader keeps the blanket', async () => {

@@ -5,7 +5,11 @@
  * Design choices worth knowing:
  * - Messages that acknowledge persisted state (appResp, voteResp, preVoteResp) and vote requests (which carry a
  *   term and self-vote that must be durable first) go to `persistedMessages`; everything else to `messages`.
- * - The leader counts its own log as persisted only in advance(): a single-node cluster commits on advance.
+ * - The leader counts its own log as persisted only once the caller reports it durable (onPersisted, or advance()
+ *   which includes it): a single-node cluster commits only then. Writes may be pipelined (etcd's
+ *   AsyncStorageWrites): a Ready's entries are "in progress" once taken, the next ready() does not repeat them, and
+ *   they become stable only in onPersisted, if their (index, term) still matches (see unstable.ts).
+ * - Committed entries are handed out for applying only up to the last locally durable index.
  * - Removing (or demoting) the leader: it keeps leading while the change is in flight (even in a joint config
  *   where it is only an outgoing voter). Once the caller applies the change that removes it, it refuses
  *   proposals and reads but keeps replicating until a remaining voter holds its whole log, then sends that voter
@@ -478,7 +482,7 @@ export class RaftCore {
   hasReady(): boolean {
     if (this.outstanding !== null) return false;
     if (this.msgs.length > 0 || this.msgsAfterAppend.length > 0 || this.readStates.length > 0) return true;
-    if (this.log.unstable.entries.length > 0 || this.log.unstable.snapshot !== undefined) return true;
+    if (this.log.hasNextUnstableEnts() || this.log.hasNextUnstableSnapshot()) return true;
     if (this.log.hasNextCommittedEnts()) return true;
     // Compared field by field: hasReady() is on the hot path and should not allocate.
     if (this.lead !== this.prevSoft.leader || this.role !== this.prevSoft.role) return true;
@@ -486,11 +490,14 @@ export class RaftCore {
     return this.term !== ph.term || this.vote !== ph.vote || this.log.committed !== ph.commit;
   }
 
-  /** Collects what the caller must do. Call advance(ready) before the next ready(). */
+  /**
+   * Collects what the caller must do. Its entries and snapshot are then "in progress": a later ready() does not
+   * hand them out again. Call onApplied(ready) (or advance(ready)) before the next ready().
+   */
   ready(): Ready {
-    assert(this.outstanding === null, 'ready() called again before advance()');
-    const entries = this.log.unstable.entries.slice();
-    const snapshot = this.log.unstable.snapshot;
+    assert(this.outstanding === null, 'ready() called again before the previous Ready was advanced');
+    const entries = this.log.nextUnstableEnts();
+    const snapshot = this.log.nextUnstableSnapshot();
     const committedEntries = this.log.nextCommittedEnts();
     const rd: Ready = {
       entries,
@@ -516,23 +523,54 @@ export class RaftCore {
     this.msgs = [];
     this.msgsAfterAppend = [];
     this.readStates = [];
+    this.log.acceptUnstable();
     if (committedEntries.length > 0) this.log.acceptApplying(committedEntries[committedEntries.length - 1]!.index);
     this.outstanding = rd;
     return rd;
   }
 
-  /** The caller finished the Ready (persisted, sent, applied). */
+  /**
+   * Synchronous callers: the caller finished the Ready — persisted (durably), sent, applied. The same as
+   * onPersisted(rd) followed by onApplied(rd).
+   */
   advance(rd: Ready): void {
-    assert(this.outstanding === rd, 'advance() with a Ready that is not the outstanding one');
-    this.outstanding = null;
-    if (rd.snapshot !== undefined) {
-      const si = rd.snapshot.metadata.index;
-      this.log.stableSnapTo(si);
-      if (si > this.log.applied && si <= this.log.committed) this.log.appliedTo(si);
-    }
+    this.onPersisted(rd);
+    this.onApplied(rd);
+  }
+
+  /**
+   * The Ready's snapshot, entries and hard state are durable (its persistedMessages may now be sent). Report
+   * Readys in the order they were taken; it may come long after onApplied(rd) and after later ready() calls.
+   * Entries replaced meanwhile (a follower's log truncated by a conflicting append) are not marked stable: the
+   * write that replaces them reports them later. Only now does the leader count its own log towards commitment.
+   */
+  onPersisted(rd: Ready): void {
+    if (rd.snapshot !== undefined) this.log.stableSnapTo(rd.snapshot.metadata.index);
     if (rd.entries.length > 0) {
       const last = rd.entries[rd.entries.length - 1]!;
       this.log.stableTo(last.index, last.term);
+    }
+    if (this.role === 'leader') {
+      // The leader's own ack: only what the caller has persisted counts towards commitment.
+      const self = this.trk.progress.get(this.id);
+      if (self !== undefined && self.maybeUpdate(this.log.stableLastIndex())) {
+        if (this.maybeCommit()) this.afterCommitAdvanced();
+      }
+    }
+    this.checkInvariants();
+  }
+
+  /**
+   * The caller handled everything in the Ready except waiting for its writes to be durable: it sent `messages`,
+   * handed the writes to storage (in order), applied `committedEntries` (applyConfChange for conf entries) and
+   * took its readStates. The next ready() may now be taken; report durability with onPersisted(rd).
+   */
+  onApplied(rd: Ready): void {
+    assert(this.outstanding === rd, 'onApplied() with a Ready that is not the outstanding one');
+    this.outstanding = null;
+    if (rd.snapshot !== undefined) {
+      const si = rd.snapshot.metadata.index;
+      if (si > this.log.applied && si <= this.log.committed) this.log.appliedTo(si);
     }
     if (rd.committedEntries.length > 0) {
       const lastApplied = rd.committedEntries[rd.committedEntries.length - 1]!.index;
@@ -546,14 +584,7 @@ export class RaftCore {
         this.hup('transfer');
       }
     }
-    if (this.role === 'leader') {
-      // The leader's own ack: only what the caller has now persisted counts towards commitment.
-      const self = this.trk.progress.get(this.id);
-      if (self !== undefined && self.maybeUpdate(this.log.stableLastIndex())) {
-        if (this.maybeCommit()) this.afterCommitAdvanced();
-      }
-      this.maybeAutoLeave();
-    }
+    if (this.role === 'leader') this.maybeAutoLeave();
     this.checkInvariants();
   }
 
@@ -937,7 +968,7 @@ export class RaftCore {
       case 'timeoutNow':
         // Sent by our leader: campaign at once, skipping pre-vote, with a vote that overrides stickiness.
         // If a committed conf change is still unapplied (typically the one that removed the leader), campaign
-        // as soon as it is applied instead (advance()).
+        // as soon as it is applied instead (onApplied()).
         if (this.hasUnappliedConfChanges()) this.pendingTimeoutNowTerm = this.term;
         else this.hup('transfer');
         break;

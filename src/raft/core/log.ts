@@ -14,7 +14,7 @@ export class RaftLog {
   committed: number;
   /** Highest index handed to the caller for applying (in a Ready not yet advanced). */
   applying: number;
-  /** Highest index the caller applied (advance()). */
+  /** Highest index the caller applied (onApplied() / advance()). */
   applied: number;
   readonly maxApplyingBytes: number;
 
@@ -131,6 +131,36 @@ export class RaftLog {
     return this.unstable.entries;
   }
 
+  /** Unstable entries not yet handed to the caller for persisting. */
+  nextUnstableEnts(): Entry[] {
+    return this.unstable.nextEntries();
+  }
+
+  hasNextUnstableEnts(): boolean {
+    return this.unstable.hasNextEntries();
+  }
+
+  nextUnstableSnapshot(): Snapshot | undefined {
+    return this.unstable.nextSnapshot();
+  }
+
+  hasNextUnstableSnapshot(): boolean {
+    return this.unstable.nextSnapshot() !== undefined;
+  }
+
+  /** A Ready took everything unstable: it is in progress (not handed out again) until stableTo/stableSnapTo. */
+  acceptUnstable(): void {
+    this.unstable.acceptInProgress();
+  }
+
+  /**
+   * The highest index that may be applied: committed AND durable here. A node never applies an entry its own log
+   * could lose in a crash (its state machine would then be ahead of its log on restart).
+   */
+  maxAppliableIndex(): number {
+    return Math.min(this.committed, this.stableLastIndex());
+  }
+
   /** Entries in [lo, hi) bounded by maxBytes (at least one). Throws COMPACTED if lo is compacted. */
   slice(lo: number, hi: number, maxBytes: number): Entry[] {
     if (lo >= hi) return [];
@@ -153,16 +183,16 @@ export class RaftLog {
     return limitSize(ents, maxBytes);
   }
 
-  /** Committed entries not yet handed out, bounded by maxApplyingBytes. */
+  /** Committed (and locally durable) entries not yet handed out, bounded by maxApplyingBytes. */
   nextCommittedEnts(): Entry[] {
     const lo = Math.max(this.applying + 1, this.firstIndex());
-    const hi = this.committed + 1;
+    const hi = this.maxAppliableIndex() + 1;
     if (lo >= hi) return [];
     return this.slice(lo, hi, this.maxApplyingBytes);
   }
 
   hasNextCommittedEnts(): boolean {
-    return this.committed > Math.max(this.applying, this.firstIndex() - 1);
+    return this.maxAppliableIndex() > Math.max(this.applying, this.firstIndex() - 1);
   }
 
   snapshot(): Snapshot {
@@ -197,8 +227,9 @@ export class RaftLog {
     if (this.applying < i) this.applying = i;
   }
 
-  stableTo(i: number, t: number): void {
-    this.unstable.stableTo(i, t);
+  /** Entries up to (i, t) are durable; ignored (false) when the entry at i was replaced meanwhile. */
+  stableTo(i: number, t: number): boolean {
+    return this.unstable.stableTo(i, t);
   }
 
   stableSnapTo(i: number): void {

@@ -129,14 +129,18 @@ export interface ReadState {
  *     this is how the leader replicates while its own append is being persisted).
  *  2. Persist `snapshot` (if any), then `entries` (appending; an entry whose index already exists replaces it
  *     and every later one), then `hardState` (if any) — atomically and durably (fsync) when `mustSync`.
- *  3. Send `persistedMessages` (responses that acknowledge what step 2 wrote: appResp, voteResp, ...).
+ *  3. Send `persistedMessages` (responses that acknowledge what step 2 wrote: appResp, voteResp, ...) — only once
+ *     step 2 of this Ready AND of every earlier Ready is durable.
  *  4. Apply `snapshot` to the state machine (if any), then `committedEntries` in order; serve `readStates` once
- *     applied ≥ their index.
- *  5. Call `advance(ready)`. Only then does the leader count its own log as persisted for commitment.
+ *     applied ≥ their index. (committedEntries are always already durable locally.)
+ *  5. Synchronous callers: `advance(ready)`. Pipelined callers (etcd's AsyncStorageWrites): `onApplied(ready)` once
+ *     the writes were handed to storage (in order) and steps 1 and 4 are done — the next ready() may then be taken
+ *     and does not repeat entries in flight — and `onPersisted(ready)` when step 2 is durable, in Ready order.
+ *     Only then does the leader count its own log as persisted for commitment.
  * Applying a committed 'confChange' entry (step 4) means calling `core.applyConfChange(decodeConfChange(data))`
  * (etcd style) and persisting the returned ConfState with the applied index; the core never applies
- * membership changes by itself. Call `ready()` only after the previous Ready was advanced; `step`, `tick`,
- * `propose` may be called in between.
+ * membership changes by itself. Call `ready()` only after the previous Ready was advanced (onApplied); `step`,
+ * `tick`, `propose` may be called in between.
  */
 export interface Ready {
   softState?: SoftState;

@@ -1,6 +1,12 @@
 /**
  * Entries (and possibly a snapshot) the core holds in memory that the caller has not yet persisted.
  * `entries[i]` has index `offset + i`. The pending snapshot, if any, precedes all of them.
+ *
+ * Asynchronous storage writes (etcd-raft's split): handing entries to the caller in a Ready marks them "in
+ * progress" (`offsetInProgress`, `snapshotInProgress`), so the next Ready does not hand them out again; they stay
+ * here, readable, until the caller reports them durable (`stableTo`). A truncation meanwhile pulls
+ * `offsetInProgress` back, so the replacing entries are handed out again, and the in-flight write of the replaced
+ * ones can no longer mark anything stable (its (index, term) no longer matches).
  */
 import { assert } from '../../errors.js';
 import type { Entry, Snapshot } from './types.js';
@@ -9,9 +15,36 @@ export class Unstable {
   snapshot: Snapshot | undefined = undefined;
   entries: Entry[] = [];
   offset: number;
+  /** Entries below this index were handed to the caller for persisting (in a Ready) and are not durable yet. */
+  offsetInProgress: number;
+  /** The pending snapshot was handed to the caller and is not durable yet. */
+  snapshotInProgress = false;
 
   constructor(offset: number) {
     this.offset = offset;
+    this.offsetInProgress = offset;
+  }
+
+  /** Entries not yet handed to the caller. */
+  nextEntries(): Entry[] {
+    const inProgress = this.offsetInProgress - this.offset;
+    if (inProgress >= this.entries.length) return [];
+    return this.entries.slice(inProgress);
+  }
+
+  hasNextEntries(): boolean {
+    return this.offsetInProgress - this.offset < this.entries.length;
+  }
+
+  /** The snapshot, if it was not handed to the caller yet. */
+  nextSnapshot(): Snapshot | undefined {
+    return this.snapshotInProgress ? undefined : this.snapshot;
+  }
+
+  /** Everything held here has been handed to the caller (a Ready was taken). */
+  acceptInProgress(): void {
+    if (this.entries.length > 0) this.offsetInProgress = this.offset + this.entries.length;
+    if (this.snapshot !== undefined) this.snapshotInProgress = true;
   }
 
   maybeFirstIndex(): number | undefined {
@@ -34,22 +67,32 @@ export class Unstable {
     return this.entries[i - this.offset]!.term;
   }
 
-  /** The caller persisted entries up to (i, t): drop them unless they were replaced meanwhile. */
-  stableTo(i: number, t: number): void {
+  /**
+   * The caller persisted entries up to (i, t): drop them unless they were replaced meanwhile (a truncation after
+   * the write was handed out: the entry at i is gone or has another term). Returns whether they were dropped.
+   */
+  stableTo(i: number, t: number): boolean {
     const gt = this.maybeTerm(i);
-    if (gt === undefined || gt !== t || i < this.offset) return;
+    if (gt === undefined || gt !== t || i < this.offset) return false;
     this.entries = this.entries.slice(i + 1 - this.offset);
     this.offset = i + 1;
+    this.offsetInProgress = Math.max(this.offsetInProgress, this.offset);
+    return true;
   }
 
   stableSnapTo(i: number): void {
-    if (this.snapshot !== undefined && this.snapshot.metadata.index === i) this.snapshot = undefined;
+    if (this.snapshot !== undefined && this.snapshot.metadata.index === i) {
+      this.snapshot = undefined;
+      this.snapshotInProgress = false;
+    }
   }
 
   restore(s: Snapshot): void {
     this.offset = s.metadata.index + 1;
+    this.offsetInProgress = this.offset;
     this.entries = [];
     this.snapshot = s;
+    this.snapshotInProgress = false;
   }
 
   truncateAndAppend(ents: Entry[]): void {
@@ -60,10 +103,12 @@ export class Unstable {
     } else if (fromIndex <= this.offset) {
       // Replaces everything unstable (and the stable suffix from fromIndex on).
       this.offset = fromIndex;
+      this.offsetInProgress = fromIndex;
       this.entries = ents.slice();
     } else {
-      // Keep [offset, fromIndex), replace the rest.
+      // Keep [offset, fromIndex), replace the rest (to be handed out again from fromIndex).
       this.entries = this.entries.slice(0, fromIndex - this.offset).concat(ents);
+      this.offsetInProgress = Math.min(this.offsetInProgress, fromIndex);
     }
   }
 

@@ -20,7 +20,7 @@ export class Membership {
   /** Membership after each applied change, so a snapshot taken at any applied index records the right one. */
   private history: Array<{ index: number; confState: ConfState }> = [];
   private readonly pendingConf = new Map<number, { resolve: (cs: ConfState) => void; reject: (e: Error) => void; timer: Timer }>();
-  /** Membership waiters settle only after advance(): the core counts a conf entry as applied there. */
+  /** Membership waiters settle only after core.onApplied(): the core counts a conf entry as applied there. */
   private readonly afterAdvance: Array<() => void> = [];
 
   constructor(private readonly ctx: NodeContext, confState: ConfState, snapshotIndex: number) {

@@ -2,8 +2,10 @@
  * RaftNode: the driver that gives the pure RaftCore a clock, a disk and a network.
  *
  * - Timers call `core.tick()` every `tickMs` (ready-loop.ts; time comes from the injected Clock).
- * - One Ready loop, strictly serialized (ready-loop.ts): persist through the LogStorage in one synced batch per
- *   round (group commit), replicate, apply (apply.ts), serve reads (reads.ts), `advance()`.
+ * - One Ready loop with pipelined storage writes (ready-loop.ts): hand each round's entries to the LogStorage as
+ *   one synced batch without waiting (group commit; at most maxInflightSaves in flight, saves strictly ordered),
+ *   replicate, apply (apply.ts) what is durable, serve reads (reads.ts), `core.onApplied()`; acknowledgements
+ *   leave and `core.onPersisted()` runs as each save completes.
  * - `propose()` resolves with the state machine's result once the entry is applied, and rejects with
  *   NOT_LEADER (leader hint), QUEUE_FULL, PROPOSAL_DROPPED (definitely not applied) or TIMEOUT (unknown)
  *   (proposals.ts, envelope.ts).
@@ -284,6 +286,7 @@ export class RaftNode extends EventEmitter {
     ctx.stopped = true;
     this.loop.stopTicking();
     await this.loop.running?.catch(() => {});
+    await this.loop.drainSaves();
     await this.applier.idle().catch(() => {});
     this.failAll(new MooringError(ErrorCode.SHUTTING_DOWN, 'the node is shutting down; the outcome of pending requests is unknown'));
     this.sender.abortAll();

@@ -1,14 +1,28 @@
 /**
- * The Ready loop, strictly serialized: send `messages` at once (the leader replicates while its own append is
- * being persisted) → persist snapshot + entries + hard state in ONE synced batch (group commit: every proposal
- * that arrived while the previous batch was syncing shares the next fsync) → send `persistedMessages` → apply
- * committed entries → serve reads → `advance()`. It also owns time (ticks) and the network input (frames).
+ * The Ready loop, with pipelined storage writes (etcd-raft's AsyncStorageWrites model). Per Ready: send `messages`
+ * at once → hand snapshot + entries + hard state to storage as ONE synced batch, WITHOUT waiting for it → apply the
+ * committed entries (the core hands out only entries already durable here) → serve reads → `core.onApplied()` → take
+ * the next Ready. While a save is being synced the loop keeps stepping messages, batching proposals into the next
+ * Ready and sending the leader's appends; the saves themselves stay strictly ordered (the log storage serializes
+ * them). When a save resolves, in Ready order: `core.onPersisted()` (entries become stable; the leader counts its
+ * own log towards commitment only now), then that Ready's `persistedMessages` (append/vote responses, vote
+ * requests: promises about what is on disk) go out — never before, and never for a save that failed (crash-stop).
+ * At most maxInflightSaves saves are in flight; past that the loop waits for the oldest before taking a Ready
+ * (group commit: everything that arrived meanwhile shares the next fsync). Snapshot installs stay synchronous:
+ * in-flight saves are drained first. The loop also owns time (ticks) and the network input (frames).
  */
 import { ErrorCode, MooringError } from '../../errors.js';
 import type { Message, NodeId, Ready, Role } from '../core/types.js';
 import { validateMessage } from '../core/validate.js';
 import type { Timer } from './clock.js';
 import type { NodeContext } from './context.js';
+
+/**
+ * Storage saves (one per Ready that writes entries or a term/vote) handed to the log storage and not yet durable.
+ * Two keep the disk busy (one syncing, the next one queued with everything that arrived meanwhile); more would only
+ * split the same entries into more, smaller fsyncs. Past this the Ready loop waits for the oldest save.
+ */
+export const maxInflightSaves = 2;
 
 /** Follower ReadIndex requests held until the next Ready round (each carries one round of that follower's reads). */
 export const maxDeferredReadIndex = 4_096;
@@ -25,6 +39,10 @@ export class ReadyLoop {
   private scheduled = false;
   running: Promise<void> | null = null;
   private deferredReadIndex: Message[] = [];
+  /** Completion of the latest handed-out Ready that acknowledges anything (saves complete in Ready order). */
+  private persistTail: Promise<void> = Promise.resolve();
+  /** Completions of the saves in flight, oldest first (at most maxInflightSaves). */
+  private savesInFlight: Array<Promise<void>> = [];
 
   constructor(private readonly ctx: NodeContext) {
     this.lastTickAtMs = ctx.clock.now();
@@ -98,6 +116,11 @@ export class ReadyLoop {
     }
   }
 
+  /** Resolves once every save handed to storage so far has completed (and its acknowledgements were sent). */
+  drainSaves(): Promise<void> {
+    return this.persistTail;
+  }
+
   private async run(): Promise<void> {
     const ctx = this.ctx;
     const { reads, proposals, membership } = ctx.parts;
@@ -107,10 +130,20 @@ export class ReadyLoop {
       this.stepDeferredReadIndex();
       proposals.flush();
       while (!ctx.stopped && ctx.core.hasReady()) {
+        if (this.savesInFlight.length >= maxInflightSaves) {
+          // Backpressure: wait for the oldest save; whatever arrives meanwhile joins the next Ready.
+          while (this.savesInFlight.length >= maxInflightSaves) await this.savesInFlight[0];
+          if (ctx.stopped) break;
+          this.catchUpTicks();
+          reads.startRound();
+          this.stepDeferredReadIndex();
+          proposals.flush();
+          if (!ctx.core.hasReady()) break;
+        }
         const rd = ctx.core.ready();
         await this.handleReady(rd);
-        ctx.core.advance(rd);
-        // Membership waiters settle only now: the core counts a conf entry as applied in advance().
+        ctx.core.onApplied(rd);
+        // Membership waiters settle only now: the core counts a conf entry as applied in onApplied().
         membership.settleAfterAdvance();
         this.catchUpTicks();
         reads.startRound();
@@ -127,24 +160,66 @@ export class ReadyLoop {
     const { applier, reads, receiver } = ctx.parts;
     if (rd.softState !== undefined) this.onSoftState(rd.softState.role, rd.softState.leader);
     this.sendMessages(rd.messages);
-    if (rd.snapshot !== undefined) await receiver.install(rd.snapshot.metadata, rd.snapshot.data);
-    if (rd.entries.length > 0 || rd.hardState !== undefined) {
-      if (rd.hardState !== undefined) ctx.term = rd.hardState.term;
-      const saved = ctx.storage.save(
-        { entries: rd.entries, ...(rd.hardState !== undefined ? { hardState: rd.hardState } : {}) },
-        { sync: rd.mustSync },
-      );
-      // Only a commit-index change needs no fsync and acknowledges nothing: do not wait for it (the store
-      // serializes writes, and a failure still stops the node).
-      if (rd.mustSync || rd.entries.length > 0) await saved;
-      else saved.catch((err) => ctx.crash(err));
+    if (rd.snapshot !== undefined) {
+      // Rare: installed synchronously, after every earlier save (the install replaces the log).
+      await this.drainSaves();
+      if (ctx.stopped) return;
+      await receiver.install(rd.snapshot.metadata, rd.snapshot.data);
     }
-    this.sendMessages(rd.persistedMessages);
+    this.persist(rd);
     if (rd.committedEntries.length > 0) applier.dispatchCommitted(rd.committedEntries);
     if (applier.overloaded) await applier.idle();
     reads.onReadStates(rd.readStates);
     reads.serve(applier.smApplied);
     if (applier.applied - applier.lastSnapshotIndex >= ctx.settings.snapshotEveryEntries) await applier.takeLocalSnapshot();
+  }
+
+  /**
+   * Hands the Ready's writes to storage without waiting. Once they (and every earlier save) are durable, the core
+   * hears of it (onPersisted) and the Ready's persistedMessages are sent. A failed save crash-stops the node: the
+   * completions of it and of every later Ready then do nothing (nothing is acknowledged).
+   */
+  private persist(rd: Ready): void {
+    const ctx = this.ctx;
+    let saved: Promise<void> | null = null;
+    if (rd.entries.length > 0 || rd.hardState !== undefined) {
+      if (rd.hardState !== undefined) ctx.term = rd.hardState.term;
+      saved = ctx.storage.save(
+        { entries: rd.entries, ...(rd.hardState !== undefined ? { hardState: rd.hardState } : {}) },
+        { sync: rd.mustSync },
+      );
+    }
+    const acknowledges = rd.mustSync || rd.entries.length > 0 || rd.snapshot !== undefined || rd.persistedMessages.length > 0;
+    if (!acknowledges) {
+      // Only a commit-index change: it needs no fsync and acknowledges nothing (a failure still stops the node).
+      saved?.catch((err) => ctx.crash(err));
+      return;
+    }
+    // The outcome is observed at once (a rejection must not go unhandled while an earlier save is still syncing).
+    const failure: Promise<unknown> = saved === null ? Promise.resolve(null) : saved.then(() => null, (err: unknown) => err ?? new Error('log save failed'));
+    const done = this.persistTail.then(() => failure).then((err) => {
+      if (err !== null) {
+        ctx.crash(err);
+        return;
+      }
+      if (ctx.stopped) return;
+      try {
+        ctx.core.onPersisted(rd);
+      } catch (e) {
+        ctx.crash(e);
+        return;
+      }
+      this.sendMessages(rd.persistedMessages);
+      this.kick();
+    });
+    this.persistTail = done;
+    if (saved !== null && rd.mustSync) {
+      this.savesInFlight.push(done);
+      void done.then(() => {
+        const i = this.savesInFlight.indexOf(done);
+        if (i >= 0) this.savesInFlight.splice(i, 1);
+      });
+    }
   }
 
   private onSoftState(role: Role, leader: NodeId | null): void {

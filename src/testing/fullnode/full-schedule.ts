@@ -70,6 +70,8 @@ export interface FullRunResult extends CheckReport {
     corruptionsInjected: number;
     corruptionsCaught: number;
     corruptionsCutAsTorn: number;
+    /** Synced log saves issued while another synced save of the same node was in flight (the pipelined Ready loop). */
+    overlappedWrites: number;
   };
 }
 
@@ -248,6 +250,7 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
       corruptionsInjected: sum('corruptionsInjected'),
       corruptionsCaught: sum('corruptionsCaught'),
       corruptionsCutAsTorn: sum('corruptionsCutAsTorn'),
+      overlappedWrites: sum('overlappedWrites'),
     },
   };
 }

@@ -69,6 +69,8 @@ export interface DiskStats {
   corruptionsCaught: number;
   /** Injected corruptions in the last batch, cut at open as a torn tail (indistinguishable from one). */
   corruptionsCutAsTorn: number;
+  /** Synced log saves issued while another synced save of the node was in flight (counted by sim-master.ts). */
+  overlappedWrites: number;
 }
 
 const sectorBytes = 512;
@@ -97,7 +99,7 @@ function errno(code: string, msg: string): Error {
 
 /** One node's disk. `mount` gives the running process its WalFs; `crash` ends it. */
 export class SimFsDisk {
-  readonly stats: DiskStats = { lostUnsyncedWrites: 0, lostDirOps: 0, tornWrites: 0, shortWrites: 0, failedFsyncs: 0, corruptionsInjected: 0, corruptionsCaught: 0, corruptionsCutAsTorn: 0 };
+  readonly stats: DiskStats = { lostUnsyncedWrites: 0, lostDirOps: 0, tornWrites: 0, shortWrites: 0, failedFsyncs: 0, corruptionsInjected: 0, corruptionsCaught: 0, corruptionsCutAsTorn: 0, overlappedWrites: 0 };
   /** Things the WAL must never do (a write or sync of a file after one of its syncs failed). */
   readonly violations: string[] = [];
   faults: DiskFaults;

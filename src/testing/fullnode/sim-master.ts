@@ -94,6 +94,7 @@ export class SimMasterHost {
     const corrupted = this.disk.injectCorruption(walDir);
     try {
       this.storage = await Wal.open(walDir, { fs, salt: () => this.disk.random32(), walSegmentBytes: this.walSegmentBytes, logger: silentLogger });
+      this.countOverlappingSaves(this.storage);
     } catch (err) {
       // Damage found by the WAL's checksums (CORRUPT_LOG): the node refuses to start and stays down.
       if (err instanceof MooringError && err.code === ErrorCode.CORRUPT_LOG) {
@@ -153,6 +154,26 @@ export class SimMasterHost {
       this.lease = new SimLeaseNode(this.id, this.clock, raft, state, contact, (to, frame) => transport.send(to, frame), this.ledger, t.electionTimeoutTicks * t.tickMs, simEpochMs, fresh);
     }
     this.status = 'up';
+  }
+
+  /**
+   * Counts synced saves the driver issues while an earlier synced save is still in flight: the pipelined Ready loop
+   * at work (0 with a serial loop). Only counts; the save itself is the WAL's.
+   */
+  private countOverlappingSaves(wal: Wal): void {
+    const save = wal.save.bind(wal);
+    let inFlight = 0;
+    const done = (): void => {
+      inFlight--;
+    };
+    wal.save = (batch, opts) => {
+      if (opts?.sync !== true) return save(batch, opts);
+      if (inFlight > 0) this.disk.stats.overlappedWrites++;
+      inFlight++;
+      const p = save(batch, opts);
+      p.then(done, done);
+      return p;
+    };
   }
 
   private startRaft(state: MasterState, storage: Wal, transport: PeerTransport): Promise<RaftNode> {
