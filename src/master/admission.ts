@@ -42,6 +42,25 @@ export function admit(command: ClientCommand, state: MasterState, leases: LeaseT
   }
 }
 
+/**
+ * Whether admitting `command` can be refused by a read lease: only such writes wait for a new leader to learn the
+ * previous leader's leases (rpc-surface.ts). Puts consult leases only to choose eviction victims; they do not wait
+ * (after a restart of a majority the learning can last a TTL: every put would otherwise stall).
+ */
+export function refusableByLease(command: ClientCommand): boolean {
+  switch (command.type) {
+    case 'Remove':
+    case 'RemoveAll':
+    case 'RemoveByPrefix':
+      return command.force !== true;
+    case 'UpsertEnd':
+    case 'OffloadEnd':
+      return true;
+    default:
+      return false;
+  }
+}
+
 /** Eviction candidates a put needs (planEvictionForPut), [] when it fits now. */
 export function evictableFor(command: PutStart | UpsertStart | BatchPutStart, state: MasterState, leases: LeaseTable, now: number): EvictItem[] {
   if (command.type !== 'BatchPutStart') return planEvictionForPut(state, leases, now, command.size, command.replicaNum, command.tier ?? 'DRAM');

@@ -25,7 +25,7 @@ import type { RepairScheduler } from './repair.js';
 import { leaseWaitMs, type LeaseSync } from './lease-sync.js';
 import type { LeaderGate } from './leader-gate.js';
 import type { Demotions } from './demotions.js';
-import { admit } from './admission.js';
+import { admit, refusableByLease } from './admission.js';
 import { encodeMasterCommand } from './state-adapter.js';
 import { linearizableRead, replicaRead } from './follower-reads.js';
 import {
@@ -153,7 +153,7 @@ export class RpcSurface {
     }
     // A new leader first learns the read leases of the previous one (one round trip): admission then refuses only
     // what is really leased, instead of everything under the blanket.
-    if (leaseSync.learning) await gate.whileLeading(leaseSync.learned(leaseWaitMs(this.d.electionTimeoutMs)));
+    if (leaseSync.learning && refusableByLease(command)) await gate.whileLeading(leaseSync.learned(leaseWaitMs(this.d.electionTimeoutMs)));
     const now = Date.now();
     try {
       admit(command, state, leases, now);
