@@ -48,6 +48,18 @@ function members(): Members {
 
 const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
 
+/** a leads and grants a lease on 'k' while c is down: a and b acknowledged it. */
+async function leaseKnownToAB(m: ReturnType<typeof members>): Promise<LeaseSync> {
+  const a = m.sync.get('a')!;
+  a.roleChanged('leader', Date.now());
+  await tick();
+  m.down.add('c');
+  const now = Date.now();
+  m.leases.get('a')!.grant('k', now);
+  await a.announce(['k'], now); // a + b
+  return a;
+}
+
 describe('LeaseSync', () => {
   it('answers a lease once a majority knows it, and a new leader learns it from the other majority', async () => {
     const m = members();
@@ -76,13 +88,7 @@ describe('LeaseSync', () => {
     // Found by the full-node simulator (seed 176): a's lease is known to a and b; a loses leadership and wins the
     // next term with c, which never heard of the lease. a and c are a majority, so a must know its own grant.
     const m = members();
-    const a = m.sync.get('a')!;
-    a.roleChanged('leader', Date.now());
-    await tick();
-    m.down.add('c');
-    const now = Date.now();
-    m.leases.get('a')!.grant('k', now);
-    await a.announce(['k'], now); // a + b
+    const a = await leaseKnownToAB(m);
     a.roleChanged('follower', Date.now());
     m.down.delete('c');
     m.down.add('b');
@@ -97,13 +103,7 @@ describe('LeaseSync', () => {
 
   it('a restarted member does not vouch for the leases it may have forgotten: the new leader keeps the blanket', async () => {
     const m = members();
-    const a = m.sync.get('a')!;
-    a.roleChanged('leader', Date.now());
-    await tick();
-    m.down.add('c');
-    const now = Date.now();
-    m.leases.get('a')!.grant('k', now);
-    await a.announce(['k'], now); // a + b
+    const a = await leaseKnownToAB(m);
     m.restart('b'); // b forgets
     m.down.delete('c');
     m.down.add('a');

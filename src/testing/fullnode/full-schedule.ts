@@ -13,7 +13,7 @@ import { checkBackups, SimBackupClient, simBackupTimeoutMs, type BackupMode } fr
 import { checkRun, quiesce, type CheckReport } from './checks.js';
 import { FullSim } from './full-sim.js';
 import { chance, randInt } from './rand.js';
-import type { DiskFaults } from './sim-fs.js';
+import type { DiskFaults, DiskStats } from './sim-fs.js';
 import type { LeaseFault } from './sim-leases.js';
 
 export type FullFault =
@@ -59,20 +59,8 @@ export interface FullRunResult extends CheckReport {
   events: number;
   virtualMs: number;
   traceHash: string;
-  faultsSeen: {
-    crashes: number;
-    fatalStops: number;
-    lostUnsyncedWrites: number;
-    lostDirOps: number;
-    tornWrites: number;
-    shortWrites: number;
-    failedFsyncs: number;
-    corruptionsInjected: number;
-    corruptionsCaught: number;
-    corruptionsCutAsTorn: number;
-    /** Synced log saves issued while another synced save of the same node was in flight (the pipelined Ready loop). */
-    overlappedWrites: number;
-  };
+  /** Every node's disk counters summed, plus crashes and crash-stops. */
+  faultsSeen: DiskStats & { crashes: number; fatalStops: number };
 }
 
 /**

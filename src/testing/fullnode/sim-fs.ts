@@ -80,6 +80,29 @@ interface Inode {
   disk: Buffer;
 }
 
+/** Applies a data or directory operation to one image: the page cache (names: the files, bytes: inode.cache) or the disk. */
+function applyOpTo(op: Op, names: Map<string, Inode>, image: 'cache' | 'disk'): void {
+  switch (op.kind) {
+    case 'write':
+      op.inode[image] = writeInto(op.inode[image], op.pos, op.data);
+      return;
+    case 'create':
+      names.set(op.file, op.inode);
+      return;
+    case 'rename': {
+      const inode = names.get(op.from);
+      if (inode !== undefined) {
+        names.delete(op.from);
+        names.set(op.to, inode);
+      }
+      return;
+    }
+    case 'remove':
+      names.delete(op.file);
+      return;
+  }
+}
+
 type Op =
   | { kind: 'write'; inode: Inode; pos: number; data: Buffer; done: boolean; syncFailed: boolean }
   | { kind: 'create'; dir: string; file: string; inode: Inode; done: boolean }
@@ -271,25 +294,7 @@ export class SimFsDisk {
   /** @internal A directory change completes: the page cache sees it. */
   applyToCache(op: Op): void {
     op.done = true;
-    switch (op.kind) {
-      case 'write':
-        op.inode.cache = writeInto(op.inode.cache, op.pos, op.data);
-        return;
-      case 'create':
-        this.files.set(op.file, op.inode);
-        return;
-      case 'rename': {
-        const inode = this.files.get(op.from);
-        if (inode !== undefined) {
-          this.files.delete(op.from);
-          this.files.set(op.to, inode);
-        }
-        return;
-      }
-      case 'remove':
-        this.files.delete(op.file);
-        return;
-    }
+    applyOpTo(op, this.files, 'cache');
   }
 
   /** @internal Makes the completed writes of a file durable (fdatasync), unless a sync of theirs failed. */
@@ -333,25 +338,7 @@ export class SimFsDisk {
   }
 
   private persist(op: Op): void {
-    switch (op.kind) {
-      case 'write':
-        op.inode.disk = writeInto(op.inode.disk, op.pos, op.data);
-        return;
-      case 'create':
-        this.durable.set(op.file, op.inode);
-        return;
-      case 'rename': {
-        const inode = this.durable.get(op.from);
-        if (inode !== undefined) {
-          this.durable.delete(op.from);
-          this.durable.set(op.to, inode);
-        }
-        return;
-      }
-      case 'remove':
-        this.durable.delete(op.file);
-        return;
-    }
+    applyOpTo(op, this.durable, 'disk');
   }
 
   /**
