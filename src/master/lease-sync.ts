@@ -123,7 +123,7 @@ export class LeaseSync {
   private unsent: Waiter[] = [];
   private waiters: Waiter[] = [];
   // new-leader collection
-  private collecting: { term: number; answered: Set<string> } | null = null;
+  private collecting: { term: number; answered: Set<string>; sinceMs: number } | null = null;
   /** Callers waiting for the collection to end. */
   private learnWaiters: Array<() => void> = [];
 
@@ -167,7 +167,7 @@ export class LeaseSync {
     this.acked.clear();
     this.announced.clear();
     for (const [k, until] of this.known.live(nowMs)) this.o.leases.adopt(k, until);
-    this.collecting = { term, answered: new Set(this.amnesic(this.o.clock.now()) ? [] : [this.o.self]) };
+    this.collecting = { term, answered: new Set(this.amnesic(this.o.clock.now()) ? [] : [this.o.self]), sinceMs: this.o.clock.now() };
     for (const p of this.o.peers()) if (p !== this.o.self) this.o.send(p, { k: 'lq', t: term });
     this.checkCollected();
   }
@@ -190,12 +190,17 @@ export class LeaseSync {
   }
 
   /**
-   * Resolves once the new leader learned the leases (typically one round trip after its election) or after
-   * `maxWaitMs` (the blanket then stays until it ends): a remove right after a failover waits for that instead of
-   * being refused by the blanket.
+   * Resolves once the new leader learned the leases (typically one round trip after its election) or `maxWaitMs`
+   * after the collection began (the blanket then stays until it ends): a remove right after a failover waits for
+   * that instead of being refused by the blanket.
    */
   learned(maxWaitMs: number): Promise<void> {
     if (this.collecting === null) return Promise.resolve();
+    // Counted from the start of the collection, not per caller: when it cannot finish (amnesic members after
+    // restarts, a paused member), later writes go straight to admission under the blanket (a definite
+    // OBJECT_HAS_LEASE) instead of each waiting out the whole time and timing out at the client.
+    const leftMs = this.collecting.sinceMs + maxWaitMs - this.o.clock.now();
+    if (leftMs <= 0) return Promise.resolve();
     return new Promise((resolve) => {
       const done = (): void => {
         timer.cancel();
@@ -204,7 +209,7 @@ export class LeaseSync {
       const timer = this.o.clock.setTimeout(() => {
         this.learnWaiters = this.learnWaiters.filter((w) => w !== done);
         resolve();
-      }, maxWaitMs);
+      }, leftMs);
       this.learnWaiters.push(done);
     });
   }

@@ -166,4 +166,20 @@ describe('LeaseSync', () => {
     b.onFrame('a', { k: 'ls', t: 1, seq: 1, keys: [['k', 1e12]] }, now);
     expect(new Map(b.known.live(now)).get('k')).toBe(now + ttl + maxAnnounceAheadMs);
   });
+
+  it('a collection that cannot finish holds writes once, for maxWaitMs from its start, not again for each caller', async () => {
+    const m = members();
+    m.down.add('b');
+    m.down.add('c'); // nobody answers: the new leader stays in its blanket
+    const a = m.sync.get('a')!;
+    a.roleChanged('leader', Date.now());
+    expect(a.learning).toBe(true);
+    const t0 = Date.now();
+    await a.learned(100);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(90);
+    const t1 = Date.now();
+    await a.learned(100); // the window is over: no second wait
+    expect(Date.now() - t1).toBeLessThan(50);
+    expect(a.learning).toBe(true);
+  });
 });
