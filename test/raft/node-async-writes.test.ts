@@ -24,7 +24,12 @@ class GatedLog implements LogStorage {
   initialState(): { hardState: HardState; confState: ConfState } { return this.inner.initialState(); }
   entries(lo: number, hi: number, maxBytes: number): Entry[] { return this.inner.entries(lo, hi, maxBytes); }
   term(i: number): number { return this.inner.term(i); }
-  firstIndex(): number { return this.inner.firstIndex(); }
+  /** Set: every read throws, as a WAL poisoned by a failed background write or fsync does. */
+  broken: Error | null = null;
+  firstIndex(): number {
+    if (this.broken !== null) throw this.broken;
+    return this.inner.firstIndex();
+  }
   lastIndex(): number { return this.inner.lastIndex(); }
   snapshot(): Snapshot { return this.inner.snapshot(); }
   applySnapshot(meta: SnapshotMetadata): Promise<void> { return this.inner.applySnapshot(meta); }
@@ -168,5 +173,27 @@ describe('Ready loop: pipelined storage writes', () => {
     await sleep(30);
     expect(acks(sent)).toEqual([]);
     await expect(Promise.resolve().then(() => node.propose(new Uint8Array([1])))).rejects.toThrow(/storage failure/);
+  });
+
+  it('a storage that fails between rounds (a poisoned WAL) is a crash-stop, not an exception escaping the loop', async () => {
+    const { node, log, deliver, fatal } = await startFollower();
+    const escaped: unknown[] = [];
+    const onUncaught = (e: unknown): void => { escaped.push(e); };
+    process.on('uncaughtException', onUncaught);
+    process.on('unhandledRejection', onUncaught);
+    try {
+      deliver(append(1, 1, [ent(2)]));
+      await waitUntil(() => log.saves >= 1);
+      log.broken = new Error('STORAGE_FAILED (test): the WAL failed an earlier fsync');
+      deliver(append(2, 2, [ent(3)])); // the next round reads the log and finds it broken
+      await waitUntil(() => fatal.length > 0);
+      await sleep(50);
+      expect(escaped).toEqual([]);
+      expect(node.isLeader).toBe(false);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+      process.off('unhandledRejection', onUncaught);
+      log.broken = null;
+    }
   });
 });

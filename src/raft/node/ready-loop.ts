@@ -69,7 +69,14 @@ export class ReadyLoop {
       if (this.running !== null || ctx.stopped) return;
       this.running = this.run().finally(() => {
         this.running = null;
-        if (ctx.core.hasReady() || ctx.parts.reads.hasNext || ctx.parts.proposals.hasBuffered || this.deferredReadIndex.length > 0) this.kick();
+        if (ctx.stopped) return;
+        try {
+          if (ctx.core.hasReady() || ctx.parts.reads.hasNext || ctx.parts.proposals.hasBuffered || this.deferredReadIndex.length > 0) this.kick();
+        } catch (err) {
+          // The storage failed between rounds (the WAL poisoned by a failed background write or fsync, such as the
+          // next segment's preparation): a crash-stop, never an exception escaping the loop (it killed the process).
+          ctx.crash(err);
+        }
       });
     });
   }
