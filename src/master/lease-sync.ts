@@ -167,7 +167,8 @@ export class LeaseSync {
     this.acked.clear();
     this.announced.clear();
     for (const [k, until] of this.known.live(nowMs)) this.o.leases.adopt(k, until);
-    this.collecting = { term, answered: new Set(this.amnesic(this.o.clock.now()) ? [] : [this.o.self]), sinceMs: this.o.clock.now() };
+    const at = this.o.clock.now();
+    this.collecting = { term, answered: new Set(this.amnesic(at) ? [] : [this.o.self]), sinceMs: at };
     for (const p of this.o.peers()) if (p !== this.o.self) this.o.send(p, { k: 'lq', t: term });
     this.checkCollected();
   }

@@ -128,34 +128,32 @@ export class ReadyLoop {
     return this.persistTail;
   }
 
+  /** Before taking a Ready: time caught up, a new read round, deferred ReadIndex requests and buffered proposals stepped. */
+  private beginRound(): void {
+    this.catchUpTicks();
+    this.ctx.parts.reads.startRound();
+    this.stepDeferredReadIndex();
+    this.ctx.parts.proposals.flush();
+  }
+
   private async run(): Promise<void> {
     const ctx = this.ctx;
-    const { reads, proposals, membership } = ctx.parts;
     try {
-      this.catchUpTicks();
-      reads.startRound();
-      this.stepDeferredReadIndex();
-      proposals.flush();
+      this.beginRound();
       while (!ctx.stopped && ctx.core.hasReady()) {
         if (this.savesInFlight.length >= maxInflightSaves) {
           // Backpressure: wait for the oldest save; whatever arrives meanwhile joins the next Ready.
           while (this.savesInFlight.length >= maxInflightSaves) await this.savesInFlight[0];
           if (ctx.stopped) break;
-          this.catchUpTicks();
-          reads.startRound();
-          this.stepDeferredReadIndex();
-          proposals.flush();
+          this.beginRound();
           if (!ctx.core.hasReady()) break;
         }
         const rd = ctx.core.ready();
         await this.handleReady(rd);
         ctx.core.onApplied(rd);
         // Membership waiters settle only now: the core counts a conf entry as applied in onApplied().
-        membership.settleAfterAdvance();
-        this.catchUpTicks();
-        reads.startRound();
-        this.stepDeferredReadIndex();
-        proposals.flush();
+        ctx.parts.membership.settleAfterAdvance();
+        this.beginRound();
       }
     } catch (err) {
       ctx.crash(err);
