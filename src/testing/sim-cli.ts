@@ -159,9 +159,9 @@ async function runFullNode(args: Args): Promise<void> {
   const seeds = args.seed !== null ? [args.seed] : Array.from({ length: args.seeds }, (_, i) => args.start + i);
   const t0 = process.hrtime.bigint();
   const totals = { schedules: seeds.length, violations: 0, nonLinearizable: 0, lostAcked: 0, livenessFailures: 0, inconclusive: 0 };
-  const seen = { operations: 0, unknownOutcomes: 0, followerReads: 0, leaseViolations: 0, leasedReads: 0, removesRefusedByLease: 0, removesApplied: 0, backups: 0, events: 0, crashes: 0, fatalStops: 0, lostUnsyncedWrites: 0, lostDirOps: 0, tornWrites: 0, shortWrites: 0, failedFsyncs: 0, corruptionsInjected: 0, corruptionsCaught: 0, corruptionsCutAsTorn: 0, overlappedWrites: 0, maxRecoveryMs: 0 };
+  const seen = { operations: 0, unknownOutcomes: 0, followerReads: 0, leaseViolations: 0, leasedReads: 0, removesRefusedByLease: 0, removesApplied: 0, backups: 0, events: 0, crashes: 0, fatalStops: 0, lostUnsyncedWrites: 0, lostDirOps: 0, tornWrites: 0, shortWrites: 0, failedFsyncs: 0, corruptionsInjected: 0, corruptionsCaught: 0, corruptionsCutAsTorn: 0, corruptionsRecovered: 0, overlappedWrites: 0, maxRecoveryMs: 0 };
   /** Seeds where an injected corruption of the last batch was cut as a torn tail (the torn-vs-corrupt ambiguity). */
-  const cutAsTornSeeds: number[] = [];
+  const recoveredSeeds: number[] = [];
   const failing: number[] = [];
   for (const seed of seeds) {
     const schedule = fullScheduleForSeed(seed);
@@ -185,8 +185,8 @@ async function runFullNode(args: Args): Promise<void> {
     for (const k of ['leaseViolations', 'leasedReads', 'removesRefusedByLease', 'removesApplied'] as const) seen[k] += r[k];
     seen.backups += r.backups;
     seen.events += r.events;
-    for (const k of ['crashes', 'fatalStops', 'lostUnsyncedWrites', 'lostDirOps', 'tornWrites', 'shortWrites', 'failedFsyncs', 'corruptionsInjected', 'corruptionsCaught', 'corruptionsCutAsTorn', 'overlappedWrites'] as const) seen[k] += r.faultsSeen[k];
-    if (r.faultsSeen.corruptionsCutAsTorn > 0) cutAsTornSeeds.push(seed);
+    for (const k of ['crashes', 'fatalStops', 'lostUnsyncedWrites', 'lostDirOps', 'tornWrites', 'shortWrites', 'failedFsyncs', 'corruptionsInjected', 'corruptionsCaught', 'corruptionsCutAsTorn', 'corruptionsRecovered', 'overlappedWrites'] as const) seen[k] += r.faultsSeen[k];
+    if (r.faultsSeen.corruptionsRecovered > 0) recoveredSeeds.push(seed);
     seen.maxRecoveryMs = Math.max(seen.maxRecoveryMs, r.recoveryMs);
     if (r.violations.length > 0 || !r.linearizable || r.lostAcked > 0 || !r.livenessOk) {
       failing.push(seed);
@@ -196,7 +196,7 @@ async function runFullNode(args: Args): Promise<void> {
     }
   }
   const seconds = Math.round(Number(process.hrtime.bigint() - t0) / 1e8) / 10;
-  const summary = { mode: 'full-node', ...totals, ...seen, cutAsTornSeeds: cutAsTornSeeds.slice(0, 50), seconds };
+  const summary = { mode: 'full-node', ...totals, ...seen, recoveredSeeds: recoveredSeeds.slice(0, 50), seconds };
   if (args.json) process.stdout.write(JSON.stringify(summary) + '\n');
   else {
     for (const [k, v] of Object.entries(summary)) process.stdout.write(`${k.padEnd(22)} ${v}\n`);

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../src/errors.js';
-import { Wal } from '../../src/raft/wal/wal.js';
+import { Wal, recoveringMarker } from '../../src/raft/wal/wal.js';
+import { beginRecordBytes, encodeSegmentHeader, opBytes, putBegin, putOp, segmentHeaderBytes } from '../../src/raft/wal/format.js';
 import type { WalFs } from '../../src/raft/wal/fs.js';
 import { nodeWalFs } from '../../src/raft/wal/node-fs.js';
 import type { ConfState, Entry, HardState, SnapshotMetadata } from '../../src/raft/core/types.js';
@@ -147,19 +148,28 @@ describe('Wal', () => {
       await w.save({ entries: range(1, 4, 1), hardState: { term: 1, vote: 'a', commit: 2 } }, { sync: true });
       await w.save({ entries: range(5, 6, 1), hardState: { term: 1, vote: 'a', commit: 4 } }, { sync: true });
       const start = w.position.offset;
-      await w.save({ entries: range(7, 8, 2, 'last'), hardState: { term: 2, vote: 'b', commit: 8 } }, { sync: true });
+      // Same term and vote: one batch (a term or vote change is written twice: see 'recovering' below).
+      await w.save({ entries: range(7, 8, 2, 'last'), hardState: { term: 1, vote: 'a', commit: 8 } }, { sync: true });
       const { offset: end, file } = w.position;
       await w.abandonForTest();
       return { start, end, file };
     }
 
-    /** `damaged`: false when the whole batch is gone (then the log simply ends before it: nothing to cut). */
-    async function expectCutToTwo(dir: string, damaged = true): Promise<void> {
+    /**
+     * `damaged`: false when the whole batch is gone (then the log simply ends before it: nothing to cut).
+     * `suspect`: whether the cut batch may have been complete (then the node must start recovering).
+     */
+    async function expectCutToTwo(dir: string, damaged = true, suspect?: boolean): Promise<void> {
       const r = await Wal.open(dir, small);
       try {
         expect(all(r)).toEqual(plain(range(1, 6, 1)));
         expect(r.hardState()).toEqual({ term: 1, vote: 'a', commit: 4 });
         expect(r.recovery.cutAt === null).toBe(!damaged);
+        if (suspect !== undefined) {
+          expect(r.recovery.cutSuspect).toBe(suspect);
+          expect(r.initialState().hardState.recovering === true).toBe(suspect);
+          expect(readdirSync(dir).includes(recoveringMarker)).toBe(suspect);
+        }
         // It goes on appending where the tail was cut, and that survives another reopen.
         await r.save({ entries: [ent(7, 5, 'after')], hardState: { term: 5, vote: null, commit: 6 } }, { sync: true });
       } finally {
@@ -182,7 +192,7 @@ describe('Wal', () => {
         const dir = await tempDir();
         cpSync(base, dir, { recursive: true });
         truncateSync(join(dir, name), b);
-        await expectCutToTwo(dir, b > start);
+        await expectCutToTwo(dir, b > start, b > start ? false : undefined);
         await rm(dir, { recursive: true, force: true });
       }
     });
@@ -197,7 +207,9 @@ describe('Wal', () => {
         const buf = readFileSync(join(dir, name));
         buf.fill(0, b, end);
         writeFileSync(join(dir, name), buf);
-        await expectCutToTwo(dir, b > start);
+        // Provably torn (the trailer's last two bytes are zeros) unless exactly its last byte is missing, which a
+        // flipped byte could look like.
+        await expectCutToTwo(dir, b > start, b > start ? b === end - 1 : undefined);
         await rm(dir, { recursive: true, force: true });
       }
     });
@@ -215,6 +227,98 @@ describe('Wal', () => {
         await expectCutToTwo(dir);
         await rm(dir, { recursive: true, force: true });
       }
+    });
+  });
+
+  describe('a damaged last batch (recovering)', () => {
+    it('any byte of a complete last batch flipped: cut, and the node recovers (a RECOVERING marker), never taken for torn', async () => {
+      const base = await tempDir();
+      const w = await Wal.open(base, small);
+      await w.save({ entries: range(1, 6, 1), hardState: { term: 1, vote: 'a', commit: 4 } }, { sync: true });
+      const start = w.position.offset;
+      await w.save({ entries: range(7, 8, 1, 'last'), hardState: { term: 1, vote: 'a', commit: 6 } }, { sync: true });
+      const { offset: end, file } = w.position;
+      await w.abandonForTest();
+      const name = file.slice(base.length + 1);
+      for (let b = start; b < end; b++) {
+        const original = readFileSync(join(base, name))[b]!;
+        for (const flip of [1, original === 0 ? 0x80 : original]) { // any change, and one to zero
+          const dir = await tempDir();
+          cpSync(base, dir, { recursive: true });
+          const buf = readFileSync(join(dir, name));
+          buf[b] = buf[b]! ^ flip;
+          writeFileSync(join(dir, name), buf);
+          const r = await Wal.open(dir, small);
+          expect(r.recovery.cutAt, `byte ${b}`).not.toBeNull();
+          expect(r.recovery.cutSuspect, `byte ${b} ^ ${flip}`).toBe(true);
+          expect(r.initialState().hardState.recovering).toBe(true);
+          expect(r.lastIndex()).toBe(6);
+          await r.close();
+          await rm(dir, { recursive: true, force: true });
+        }
+      }
+    });
+
+    it('the marker outlives a crash before recovery ends, and goes (durably) with the first hard state without it', async () => {
+      const dir = await tempDir();
+      const w = await Wal.open(dir, small);
+      await w.save({ entries: range(1, 4, 1), hardState: { term: 1, vote: 'a', commit: 2 } }, { sync: true });
+      const { file, offset } = w.position;
+      await w.abandonForTest();
+      const buf = readFileSync(file);
+      buf[offset - 1] = buf[offset - 1]! ^ 0x10; // the last batch's last byte
+      writeFileSync(file, buf);
+      const r = await Wal.open(dir, small);
+      expect(r.initialState().hardState.recovering).toBe(true);
+      expect(r.lastIndex()).toBe(4); // the cut batch was the hard state's second copy
+      await r.save({ entries: range(5, 6, 1) }, { sync: true });
+      await r.abandonForTest(); // crashed while recovering: the cut bytes are zeros now, the marker still says so
+      const q = await Wal.open(dir, small);
+      expect(q.recovery.cutAt).toBeNull();
+      expect(q.initialState().hardState.recovering).toBe(true);
+      await q.save({ entries: range(7, 8, 1), hardState: { term: 1, vote: 'a', commit: 4, recovering: true } }, { sync: true });
+      expect(readdirSync(dir)).toContain(recoveringMarker);
+      await q.save({ hardState: { term: 1, vote: 'a', commit: 8 } }, { sync: true });
+      expect(readdirSync(dir)).not.toContain(recoveringMarker);
+      await q.close();
+      const z = await openWal(dir, small);
+      expect(z.initialState().hardState.recovering).toBeUndefined();
+      expect(z.lastIndex()).toBe(8);
+    });
+
+    it('a term or vote is written twice, so cutting a damaged last batch never forgets a vote that was sent', async () => {
+      const dir = await tempDir();
+      const w = await Wal.open(dir, small);
+      await w.save({ entries: range(1, 3, 1), hardState: { term: 1, vote: 'a', commit: 1 } }, { sync: true });
+      await w.save({ hardState: { term: 2, vote: 'b', commit: 1 } }, { sync: true });
+      const { file, offset } = w.position;
+      await w.abandonForTest();
+      const buf = readFileSync(file);
+      buf[offset - 1] = buf[offset - 1]! ^ 0x01;
+      writeFileSync(file, buf);
+      const r = await openWal(dir, small);
+      expect(r.recovery.cutSuspect).toBe(true);
+      expect(r.hardState()).toEqual({ term: 2, vote: 'b', commit: 1 });
+    });
+
+    it('reads and appends to a format-1 segment (no batch trailers) written by an older version', async () => {
+      const dir = await tempDir();
+      const salt = 0x1234567;
+      const seg = Buffer.alloc(4096);
+      encodeSegmentHeader({ seq: 1, salt, version: 1 }).copy(seg, 0);
+      const ops = [...range(1, 3, 1).map((entry) => ({ kind: 'entry' as const, entry })), { kind: 'hardState' as const, hard: { term: 1, vote: 'a', commit: 2 } }];
+      let bytes = beginRecordBytes;
+      for (const op of ops) bytes += opBytes(op);
+      let off = putBegin(seg, segmentHeaderBytes, { seq: 1, bytes, records: ops.length }, salt);
+      for (const op of ops) off = putOp(seg, off, op, salt);
+      writeFileSync(join(dir, '0000000000000001.wal'), seg);
+      const w = await Wal.open(dir, small);
+      expect(all(w)).toEqual(plain(range(1, 3, 1)));
+      await w.save({ entries: range(4, 5, 1) }, { sync: true });
+      await w.close();
+      const r = await openWal(dir, small);
+      expect(all(r)).toEqual(plain(range(1, 5, 1)));
+      expect(r.recovery.cutAt).toBeNull();
     });
   });
 

@@ -26,17 +26,19 @@ describe('full-node simulation', () => {
     );
   });
 
-  it('regression, seed 1031 (now 113): a follower whose last acknowledged entry is lost (a corrupted tail cut as torn) is re-replicated, not probed in a loop', async () => {
+  it('regression, seed 1031 (now 377): a follower whose last acknowledged entry is lost (a corrupted last batch cut) is re-replicated, not probed in a loop', async () => {
     // Before the fix the leader re-sent the same probe at network speed forever (~300 events per virtual ms).
-    // Seed 1031 found it with the old disk model; on the real WAL (with read leases and pipelined saves), seed 113 has a corrupted last batch cut as torn.
-    const r = await runFullNodeSchedule(113, fullScheduleForSeed(113));
-    expect(r.faultsSeen.corruptionsCutAsTorn).toBe(1);
+    // Seed 1031 found it with the old disk model; on the real WAL (batch trailers, read leases, pipelined saves),
+    // seed 377 has a corrupted last batch, cut, and the node recovering until re-replicated.
+    const r = await runFullNodeSchedule(377, fullScheduleForSeed(377));
+    expect(r.faultsSeen.corruptionsRecovered).toBe(1);
+    expect(r.faultsSeen.corruptionsCutAsTorn).toBe(0);
     expect(healthy(r)).toBe(true);
     expect(r.events).toBeLessThan(200_000);
   }, 60_000);
 
   it('a seed replays bit for bit', async () => {
-    const seed = 113; // crashes, a torn WAL write, a corrupted log (the real WAL on the simulated file system)
+    const seed = 377; // crashes, a torn WAL write, a corrupted log (the real WAL on the simulated file system)
     const a = await runFullNodeSchedule(seed, fullScheduleForSeed(seed));
     const b = await runFullNodeSchedule(seed, fullScheduleForSeed(seed));
     expect(a.faultsSeen.crashes).toBeGreaterThan(0);
@@ -183,7 +185,7 @@ describe('simulated disk faults', () => {
     expect((await sim.check()).violations).toEqual([]);
   });
 
-  it('a corrupted LAST batch is cut as a torn tail (the WAL cannot tell them apart): the follower loses an acknowledged entry, is re-replicated, and nothing acknowledged is lost', async () => {
+  it('a corrupted LAST batch may have been acknowledged: the follower cuts it, neither votes nor campaigns until a leader re-replicated it, and nothing acknowledged is lost', async () => {
     const sim = new FullSim(19, { workload: { clients: 0 } });
     await sim.start();
     await sim.startWorkload();
@@ -194,13 +196,16 @@ describe('simulated disk faults', () => {
     sim.corruptLog(victim, 'tail');
     await sim.restart(victim);
     const h = sim.host(victim);
-    expect(h.disk.stats.corruptionsCutAsTorn).toBe(1);
+    expect(h.disk.stats.corruptionsRecovered).toBe(1);
+    expect(h.disk.stats.corruptionsCutAsTorn).toBe(0);
     expect(h.status).toBe('up');
+    expect(h.raft!.status().recovering).toBe(true);
     expect(h.logStorage!.lastIndex()).toBeLessThan(before); // an acknowledged (synced) batch is gone
     expect(await sim.put('after')).toBe(true);
     const r = await sim.check();
     expect(r.violations).toEqual([]);
     expect(sim.host(victim).logStorage!.lastIndex()).toBeGreaterThanOrEqual(before);
+    expect(sim.host(victim).raft!.status().recovering).toBeUndefined();
     expect(sim.sched.events).toBeLessThan(100_000); // no probe loop (seed 1031's bug)
   });
 });

@@ -164,6 +164,10 @@ export class RaftCore {
 
   private prevSoft: SoftState;
   private prevHard: HardState;
+  /** HardState.recovering: no votes, no campaigns until a leader says `recovered` (wal.ts, "Recovery"). */
+  private recovering = false;
+  /** Names this node's recovery in its messages (drawn at start; 0 when not recovering). */
+  private readonly recoveryId: number;
   private outstanding: Ready | null = null;
 
   constructor(config: RaftConfig) {
@@ -211,6 +215,11 @@ export class RaftCore {
       this.term = hardState.term;
       this.vote = hardState.vote;
     }
+    // A sole voter has no one to learn from: what it lost is lost either way, and refusing to campaign would keep
+    // the cluster down for good.
+    this.recovering = hardState.recovering === true && !(this.trk.isSingleton() && this.trk.voterIds().includes(this.id));
+    // Drawn only when needed: the random stream of every other start stays as it was (replayable seeds).
+    this.recoveryId = this.recovering ? 1 + this.rng.nextInt(0x7fff_ffff) : 0;
     const applied = config.applied ?? 0;
     if (applied > 0) {
       if (applied > this.log.lastIndex()) throw new MooringError(ErrorCode.CORRUPT_LOG, `applied ${applied} beyond the last index ${this.log.lastIndex()}`);
@@ -516,7 +525,7 @@ export class RaftCore {
     const hs = this.hardState();
     if (!hardStateEqual(hs, this.prevHard)) {
       rd.hardState = hs;
-      rd.mustSync = entries.length > 0 || hs.term !== this.prevHard.term || hs.vote !== this.prevHard.vote;
+      rd.mustSync = entries.length > 0 || hs.term !== this.prevHard.term || hs.vote !== this.prevHard.vote || hs.recovering !== this.prevHard.recovering;
       this.prevHard = hs;
     }
     if (entries.length > 0 || snapshot !== undefined) rd.mustSync = true;
@@ -601,6 +610,7 @@ export class RaftCore {
       confState: this.trk.confState(),
       leadTransferee: this.leadTransferee,
     };
+    if (this.recovering) s.recovering = true;
     if (this.role === 'leader') {
       const progress: Record<NodeId, ProgressStatus> = {};
       for (const id of this.trk.ids()) {
@@ -628,12 +638,19 @@ export class RaftCore {
   }
 
   private hardState(): HardState {
-    return { term: this.term, vote: this.vote, commit: this.log.committed };
+    const hs: HardState = { term: this.term, vote: this.vote, commit: this.log.committed };
+    if (this.recovering) hs.recovering = true;
+    return hs;
+  }
+
+  /** True while this node recovers a cut log (it neither votes nor campaigns). */
+  get isRecovering(): boolean {
+    return this.recovering;
   }
 
   private promotable(): boolean {
     const pr = this.trk.progress.get(this.id);
-    return pr !== undefined && !pr.isLearner && this.log.unstable.snapshot === undefined;
+    return pr !== undefined && !pr.isLearner && this.log.unstable.snapshot === undefined && !this.recovering;
   }
 
   private inLease(): boolean {
@@ -887,7 +904,8 @@ export class RaftCore {
       this.vote === m.from ||
       (this.vote === null && this.lead === null) ||
       (m.type === 'preVote' && m.term > this.term);
-    if (canVote && this.log.isUpToDate(index, logTerm)) {
+    // A recovering node may lack entries it acknowledged: its vote could elect a leader without them.
+    if (canVote && !this.recovering && this.log.isUpToDate(index, logTerm)) {
       // A granted pre-vote carries the candidate's term; a granted vote carries ours (equal to it here).
       this.send({ type: voteRespType(m.type), to: m.from, from: this.id, term: m.term });
       if (m.type === 'vote') {
@@ -953,11 +971,13 @@ export class RaftCore {
       case 'app':
         this.electionElapsed = 0;
         this.lead = m.from;
+        if (m.recovered === this.recoveryId) this.recovering = false;
         this.handleAppendEntries(m);
         break;
       case 'heartbeat':
         this.electionElapsed = 0;
         this.lead = m.from;
+        if (m.recovered === this.recoveryId) this.recovering = false;
         this.handleHeartbeat(m);
         break;
       case 'snap':
@@ -1063,7 +1083,9 @@ export class RaftCore {
       }
     }
     if (ents.length === 0 && !sendIfEmpty) return false;
-    this.send({ type: 'app', to, from: this.id, term: this.term, index: prevIndex, logTerm: prevTerm, entries: ents, commit: this.log.committed });
+    const m: Message = { type: 'app', to, from: this.id, term: this.term, index: prevIndex, logTerm: prevTerm, entries: ents, commit: this.log.committed };
+    if (pr.recoverTo !== null && pr.match >= pr.recoverTo) m.recovered = pr.recoveryId;
+    this.send(m);
     pr.sentEntries(ents.length);
     return true;
   }
@@ -1083,6 +1105,7 @@ export class RaftCore {
     const commit = Math.min(pr.match, this.log.committed);
     const m: Message = { type: 'heartbeat', to, from: this.id, term: this.term, commit, index: this.tickCount };
     if (round !== undefined) m.context = encodeRoundId(round);
+    if (pr.recoverTo !== null && pr.match >= pr.recoverTo) m.recovered = pr.recoveryId;
     this.send(m);
   }
 
@@ -1108,7 +1131,24 @@ export class RaftCore {
     this.bcastAppend();
   }
 
+  /**
+   * A follower recovering a cut log: the first such response voids what it acknowledged before (match reset, probe
+   * again from our last index). Until it has caught up, an unflagged ack can only come from before the cut: ignored.
+   * Returns true when `m` must be ignored.
+   */
+  private staleAfterRecovery(m: Message, pr: Progress): boolean {
+    if (m.recovering !== undefined) {
+      if (pr.recoverTo === null || pr.recoveryId !== m.recovering) pr.resetForRecovery(m.recovering, this.log.lastIndex(), this.log.lastIndex() + 1);
+      return false;
+    }
+    if (pr.recoverTo === null) return false;
+    if (pr.match < pr.recoverTo) return true;
+    pr.recoverTo = null; // it heard `recovered`
+    return false;
+  }
+
   private handleAppendResponse(m: Message, pr: Progress): void {
+    if (this.staleAfterRecovery(m, pr)) return;
     pr.recentActive = true;
     const index = m.index ?? 0;
     if (m.reject === true) {
@@ -1145,6 +1185,7 @@ export class RaftCore {
   }
 
   private handleHeartbeatResponse(m: Message, pr: Progress): void {
+    if (this.staleAfterRecovery(m, pr)) return;
     pr.recentActive = true;
     pr.msgAppFlowPaused = false;
     // The peer is alive but its appends' acks may be lost: open one slot so replication cannot stall.
@@ -1356,6 +1397,7 @@ export class RaftCore {
   // ------------------------------------------------------------------ plumbing
 
   private send(m: Message): void {
+    if (this.recovering && (m.type === 'appResp' || m.type === 'heartbeatResp')) m.recovering = this.recoveryId;
     if (PERSISTED_TYPES.has(m.type)) this.msgsAfterAppend.push(m);
     else this.msgs.push(m);
   }
@@ -1371,7 +1413,7 @@ export class RaftCore {
 }
 
 function hardStateEqual(a: HardState, b: HardState): boolean {
-  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
+  return a.term === b.term && a.vote === b.vote && a.commit === b.commit && a.recovering === b.recovering;
 }
 
 /** The latest tick acknowledged by a majority of `voters` (Infinity when empty, -Infinity when none). */

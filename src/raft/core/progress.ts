@@ -77,6 +77,14 @@ export class Progress {
   msgAppFlowPaused = false;
   inflights: Inflights;
   isLearner: boolean;
+  /**
+   * The follower is recovering a cut log (Message.recovering): its acks from before are void, match was reset, and
+   * once match reaches this index (the leader's last index when it learnt of the recovery, so at least everything
+   * committed with the follower's lost acks) the leader tells it `recovered`. null otherwise.
+   */
+  recoverTo: number | null = null;
+  /** Which recovery of the follower `recoverTo` is for (Message.recovering). */
+  recoveryId = 0;
 
   constructor(next: number, maxInflight: number, isLearner: boolean) {
     this.next = next;
@@ -108,6 +116,15 @@ export class Progress {
       this.resetState('probe');
       this.next = this.match + 1;
     }
+  }
+
+  /** The follower lost the end of its log: forget what it acknowledged and find the match again from `next`. */
+  resetForRecovery(recoveryId: number, recoverTo: number, next: number): void {
+    this.recoveryId = recoveryId;
+    this.recoverTo = recoverTo;
+    this.match = 0;
+    this.resetState('probe');
+    this.next = Math.max(1, next);
   }
 
   becomeReplicate(): void {

@@ -25,6 +25,12 @@ export interface HardState {
   term: number;
   vote: NodeId | null;
   commit: number;
+  /**
+   * Set by storage when it cut a damaged end of the log that may have been acknowledged (src/raft/wal/wal.ts,
+   * "Recovery"): the node neither votes nor campaigns until a leader has brought it up to date, then the core clears
+   * it. Absent means false.
+   */
+  recovering?: boolean;
 }
 
 /** Membership. While joint, a decision needs a majority of `voters` AND a majority of `votersOutgoing`. */
@@ -109,6 +115,13 @@ export interface Message {
   rejectHint?: number;
   snapshot?: Snapshot;
   context?: Uint8Array;
+  /**
+   * appResp / heartbeatResp: the sender is recovering a cut log (HardState.recovering); its older acks are void. The
+   * value names this recovery (a random number drawn when the node started), so no message of an earlier one counts.
+   */
+  recovering?: number;
+  /** app / heartbeat to a recovering follower: recovery `recovering` is over (it holds all it may have acknowledged). */
+  recovered?: number;
 }
 
 export interface SoftState {
@@ -227,4 +240,6 @@ export interface Status {
   /** Only on the leader. */
   progress?: Record<NodeId, ProgressStatus>;
   leadTransferee: NodeId | null;
+  /** Present (true) while this node recovers a cut log: it neither votes nor campaigns (HardState.recovering). */
+  recovering?: boolean;
 }

@@ -113,6 +113,11 @@ export function validateMessage(x: unknown): Message {
     if (typeof reject !== 'boolean') throw new Bad('reject must be a boolean');
     m.reject = reject;
   }
+  for (const flag of ['recovering', 'recovered'] as const) {
+    const v = x[flag];
+    if (v === undefined || v === null) continue;
+    m[flag] = idx(v, flag);
+  }
   const context = x['context'];
   if (context !== undefined && context !== null) m.context = bytes(context, 'context', MAX_CONTEXT_BYTES);
   const ents = x['entries'];

@@ -8,6 +8,12 @@
  * A segment starts with a SEGMENT record (unsalted: it carries the salt). Every save() is one BATCH: a BEGIN
  * record (batch sequence number, total batch bytes, record count) followed by its records; a batch is applied
  * on open only if all of it verifies, so a save is all-or-nothing across a crash.
+ *
+ * Format 2 ends every batch with a 4-byte TRAILER of non-zero bytes (counted in the BEGIN's batch bytes). Segments
+ * are zero-filled when created, so a torn write leaves zeros where the trailer should be, while a flipped byte in a
+ * completely written batch leaves at least one trailer byte non-zero: the trailer is what lets open() tell "this
+ * batch was never completely written" (never acknowledged: safe to cut) from "this batch was written and then
+ * damaged" (it may have been acknowledged: wal.ts). Format 1 segments (no trailer) are still read.
  */
 import { crc32c } from '@node-rs/crc32';
 import { ErrorCode, MooringError } from '../../errors.js';
@@ -15,7 +21,12 @@ import type { ConfState, Entry, HardState, SnapshotMetadata } from '../core/type
 
 export const recordHeaderBytes = 9;
 export const segmentMagic = 0x4c41574d; // 'MWAL' little-endian
-export const walFormatVersion = 1;
+export const walFormatVersion = 2;
+/** The oldest segment format open() still reads (format 1: batches without a trailer). */
+export const oldestWalFormatVersion = 1;
+/** Ends every batch of a format-2 segment ('MWND'): no byte is zero (see the header comment). */
+export const batchTrailer = Buffer.from([0x4d, 0x57, 0x4e, 0x44]);
+export const batchTrailerBytes = batchTrailer.byteLength;
 const twoPow32 = 0x1_0000_0000;
 
 export const RecordType = {
@@ -163,12 +174,14 @@ export function readRecord(buf: Buffer, off: number, end: number, salt: number):
 export interface SegmentHeader {
   seq: number;
   salt: number;
+  /** The segment's format (1 or 2); format-2 batches end with `batchTrailer`. Written as walFormatVersion. */
+  version?: number;
 }
 
 export function encodeSegmentHeader(h: SegmentHeader): Buffer {
   const p = Buffer.alloc(segmentPayloadBytes);
   p.writeUInt32LE(segmentMagic, 0);
-  p.writeUInt16LE(walFormatVersion, 4);
+  p.writeUInt16LE(h.version ?? walFormatVersion, 4);
   p.writeUInt32LE(h.salt, 6);
   putU64(p, 10, h.seq);
   const b = Buffer.alloc(segmentHeaderBytes);
@@ -179,8 +192,9 @@ export function encodeSegmentHeader(h: SegmentHeader): Buffer {
 export function decodeSegmentHeader(buf: Buffer): SegmentHeader | null {
   const r = readRecord(buf, 0, buf.byteLength, 0);
   if (r === null || r.type !== RecordType.segment || r.payload.byteLength !== segmentPayloadBytes) return null;
-  if (r.payload.readUInt32LE(0) !== segmentMagic || r.payload.readUInt16LE(4) !== walFormatVersion) return null;
-  return { salt: r.payload.readUInt32LE(6), seq: getU64(r.payload, 10) };
+  const version = r.payload.readUInt16LE(4);
+  if (r.payload.readUInt32LE(0) !== segmentMagic || version < oldestWalFormatVersion || version > walFormatVersion) return null;
+  return { salt: r.payload.readUInt32LE(6), seq: getU64(r.payload, 10), version };
 }
 
 export interface BatchBegin {

@@ -27,6 +27,16 @@
  * Compaction deletes whole segments: each new segment starts with a STATE record (hard state, snapshot metadata,
  * compaction point, conf state), so every segment older than the one holding the first live entry can go.
  *
+ * Recovery. A damaged last batch that is provably torn (format.ts: its trailer is missing) was never completely
+ * written, so never acknowledged: cutting it loses nothing anyone was promised. Any other damaged last batch may
+ * have been written, synced and acknowledged (entries counted toward a commit, a vote granted) before a byte of it
+ * went bad; cutting it silently would let this node vote as if it never had those entries (the full-node
+ * simulator's seed 11139 lost 7 acknowledged writes that way). So open() first creates a RECOVERING marker file
+ * (durably), then cuts; while the marker exists the hard state says `recovering` and the Raft core neither votes nor
+ * campaigns until a leader has brought this node up to date (core.ts), when save() removes it. Terms and votes are
+ * never only in the last batch: a save that changes them writes its hard state twice (a second one-record batch), so
+ * cutting a damaged last batch never forgets a vote that was sent.
+ *
  * Crash-stop: a failed write or fdatasync poisons the WAL: that call rejects with STORAGE_FAILED and every later
  * call throws it. Nothing is retried (after a failed fsync the page cache may have dropped the data: Linux marks
  * the pages clean, so a retry could "succeed" without the data).
@@ -41,6 +51,8 @@ import { cloneConfState, emptyConfState } from '../core/util.js';
 import { windowEntries, windowTerm } from '../log-window.js';
 import {
   beginPayloadBytes,
+  batchTrailer,
+  batchTrailerBytes,
   beginRecordBytes,
   decodeOp,
   decodeSegmentHeader,
@@ -116,7 +128,15 @@ export interface WalRecoveryReport {
   cutBytes: number;
   /** The commit index read from disk when it had to be lowered to the last valid index. */
   commitClampedFrom: number | null;
+  /**
+   * The cut tail was a completely written batch that failed its checksum (or could not be told from one), not a torn
+   * write: it may have been acknowledged, so the node starts recovering (see "Recovery" above).
+   */
+  cutSuspect: boolean;
 }
+
+/** The marker file whose presence means the node is recovering (see "Recovery" above). */
+export const recoveringMarker = 'RECOVERING';
 
 interface State {
   /** Entries after the compaction point: log[i] has index compactIndex + 1 + i. */
@@ -139,6 +159,8 @@ interface OpenSegment {
   size: number;
   /** Where the next batch goes. */
   offset: number;
+  /** Format-2 segment: its batches end with the trailer. */
+  trailer: boolean;
 }
 
 const segmentName = (seq: number): string => `${seq.toString(16).padStart(16, '0')}.wal`;
@@ -231,6 +253,23 @@ function findBegin(buf: Buffer, from: number, salt: number): boolean {
   return false;
 }
 
+/**
+ * Can the damaged last batch at [off, written) only be a torn write (never completely written, so never
+ * acknowledged)? A torn write leaves zeros where bytes were not written; a damaged (bit-flipped) complete batch
+ * differs from what was written in one byte. So: a batch whose BEGIN verifies is provably torn when its last two
+ * bytes (the trailer, never zero when written) are both zero or the file ends inside it; a batch whose BEGIN does
+ * not verify, when fewer bytes than a BEGIN record were written at all. Anything else (including format-1 batches, which have no trailer) may be
+ * a complete batch that was damaged after it was acknowledged: suspect.
+ */
+function provablyTorn(buf: Buffer, off: number, written: number, salt: number, trailer: boolean): boolean {
+  const b = readBegin(buf, off, buf.byteLength, salt);
+  if (b === null) return written - off < beginRecordBytes;
+  const end = off + b.bytes;
+  if (end > buf.byteLength) return true; // the file ends inside it (a flipped byte does not shorten a file)
+  if (!trailer || b.bytes < beginRecordBytes + batchTrailerBytes) return false;
+  return buf[end - 1] === 0 && buf[end - 2] === 0;
+}
+
 function corrupt(msg: string): MooringError {
   return new MooringError(ErrorCode.CORRUPT_LOG, msg);
 }
@@ -253,7 +292,9 @@ export class Wal implements DurableLogStorage {
   private poisoned: unknown = null;
   private closed = false;
   private writeChain: Promise<void> = Promise.resolve();
-  recovery: WalRecoveryReport = { segments: 0, batches: 0, loadedEntries: 0, cutAt: null, cutBytes: 0, commitClampedFrom: null };
+  recovery: WalRecoveryReport = { segments: 0, batches: 0, loadedEntries: 0, cutAt: null, cutBytes: 0, commitClampedFrom: null, cutSuspect: false };
+  /** The RECOVERING marker exists (the hard state's `recovering`). */
+  private recovering = false;
 
   private constructor(readonly dir: string, private readonly lock: WalDirLock, opts: WalOptions) {
     this.fs = opts.fs ?? nodeWalFs;
@@ -319,9 +360,10 @@ export class Wal implements DurableLogStorage {
     const s = this.s;
     let expected: number | null = null;
     let batches = 0;
-    let torn: { k: number; offset: number; buf: Buffer } | null = null;
+    let torn: { k: number; offset: number; buf: Buffer; trailer: boolean; salt: number } | null = null;
     let endOffset = segmentHeaderBytes;
     let endSalt = 0;
+    let endTrailer = true;
     for (let k = 0; k < seqs.length && torn === null; k++) {
       const seq = seqs[k]!;
       const buf = fs.readFile(path.join(this.dir, segmentName(seq)));
@@ -344,7 +386,8 @@ export class Wal implements DurableLogStorage {
           ops.push(decodeOp(rec.type, rec.payload));
           r = rec.next;
         }
-        if (ops.length !== b.records || r !== end) break;
+        const trailerOk = header.version === 1 || (r + batchTrailerBytes === end && buf.compare(batchTrailer, 0, batchTrailerBytes, r, end) === 0);
+        if (ops.length !== b.records || r !== (header.version === 1 ? end : end - batchTrailerBytes) || !trailerOk) break;
         for (const op of ops) applyOp(s, op, seq);
         expected = b.seq + 1;
         batches++;
@@ -352,11 +395,12 @@ export class Wal implements DurableLogStorage {
       }
       endOffset = off;
       endSalt = header.salt;
+      endTrailer = header.version !== 1;
       if (isZero(buf, off, buf.byteLength)) continue; // the clean end of this segment
       if (findBegin(buf, off + 1, header.salt)) {
         throw corrupt(`WAL segment ${segmentName(seq)} offset ${off}: a damaged batch followed by valid ones (corruption in the middle of the log, not a torn tail)`);
       }
-      torn = { k, offset: off, buf };
+      torn = { k, offset: off, buf, trailer: header.version !== 1, salt: header.salt };
     }
 
     if (torn !== null) {
@@ -369,6 +413,10 @@ export class Wal implements DurableLogStorage {
         }
       }
       const cutTo = lastNonZero(torn.buf, torn.offset) + 1;
+      const suspect = !provablyTorn(torn.buf, torn.offset, cutTo, torn.salt, torn.trailer);
+      // The marker first: once the damaged bytes are zeroed nothing else would show that this node lost a tail.
+      if (suspect && !fs.readdir(this.dir).includes(recoveringMarker)) await this.writeMarker({ cutAt: { segment: seqs[torn.k]!, offset: torn.offset }, cutBytes: cutTo - torn.offset });
+      this.recovery.cutSuspect = suspect;
       fs.zeroRangeSync(path.join(this.dir, segmentName(seqs[torn.k]!)), torn.offset, cutTo);
       for (const seq of seqs.splice(torn.k + 1)) fs.removeSync(path.join(this.dir, segmentName(seq)));
       fs.fsyncDirSync(this.dir);
@@ -382,7 +430,8 @@ export class Wal implements DurableLogStorage {
     this.segments = seqs;
     const lastSeq = seqs[seqs.length - 1]!;
     const fh = await fs.open(path.join(this.dir, segmentName(lastSeq)), this.appendMode());
-    this.cur = { seq: lastSeq, salt: endSalt, fh, size: Math.max(fs.size(path.join(this.dir, segmentName(lastSeq))), segmentHeaderBytes), offset: endOffset };
+    this.cur = { seq: lastSeq, salt: endSalt, fh, size: Math.max(fs.size(path.join(this.dir, segmentName(lastSeq))), segmentHeaderBytes), offset: endOffset, trailer: endTrailer };
+    this.recovering = fs.readdir(this.dir).includes(recoveringMarker);
     this.nextBatchSeq = expected ?? 1;
 
     const lastValid = this.lastIndexUnchecked();
@@ -394,7 +443,10 @@ export class Wal implements DurableLogStorage {
       await this.writeBatch([{ kind: 'hardState', hard: { ...s.hard, commit: lastValid } }]);
     }
     if (this.recovery.cutAt !== null || this.recovery.commitClampedFrom !== null) {
-      this.logger.warn({ ...this.recovery, lastValidIndex: lastValid }, `WAL tail cut back: ${this.recovery.cutBytes} torn bytes zeroed; log ends at ${lastValid}`);
+      this.logger.warn({ ...this.recovery, lastValidIndex: lastValid }, `WAL tail cut back: ${this.recovery.cutBytes} ${this.recovery.cutSuspect ? 'damaged' : 'torn'} bytes zeroed; log ends at ${lastValid}`);
+    }
+    if (this.recovering) {
+      this.logger.warn({ dir: this.dir }, 'this node lost the end of its WAL (a damaged last batch that may have been acknowledged): it will neither vote nor campaign until a leader has brought it up to date (docs/raft.md, "Recovering a damaged tail")');
     }
   }
 
@@ -402,7 +454,8 @@ export class Wal implements DurableLogStorage {
 
   initialState(): { hardState: HardState; confState: ConfState } {
     this.checkUsable();
-    return { hardState: { ...this.s.hard }, confState: cloneConfState(this.s.conf ?? this.s.snapMeta.confState) };
+    const hardState: HardState = this.recovering ? { ...this.s.hard, recovering: true } : { ...this.s.hard };
+    return { hardState, confState: cloneConfState(this.s.conf ?? this.s.snapMeta.confState) };
   }
 
   entries(lo: number, hi: number, maxBytes: number): Entry[] {
@@ -481,7 +534,14 @@ export class Wal implements DurableLogStorage {
         for (const e of fresh) ops.push({ kind: 'entry', entry: { index: e.index, term: e.term, type: e.type, data: e.data } });
       }
       const meta: WalOp[] = [];
-      if (batch.hardState !== undefined) meta.push({ kind: 'hardState', hard: { term: batch.hardState.term, vote: batch.hardState.vote, commit: batch.hardState.commit } });
+      const hs = batch.hardState;
+      if (hs !== undefined) meta.push({ kind: 'hardState', hard: { term: hs.term, vote: hs.vote, commit: hs.commit } });
+      // A term or vote written only in the last batch would be lost if that batch were damaged and cut: written
+      // twice, the first copy is never the last batch once save() resolved (see "Recovery" above).
+      const voteChanged = hs !== undefined && (hs.term !== s.hard.term || hs.vote !== s.hard.vote);
+      // Recovery ends once what the batch carries is durable (the core clears `recovering` with the entries that
+      // brought this node up to date).
+      const recoveryEnds = hs !== undefined && this.recovering && hs.recovering !== true;
       if (batch.confState !== undefined) meta.push({ kind: 'confState', conf: cloneConfState(batch.confState) });
       if (ops.length === 0 && !opts.sync) {
         // Nothing that promises anything (a commit-index change): keep it in memory until the next batch.
@@ -490,10 +550,13 @@ export class Wal implements DurableLogStorage {
           this.pending = this.pending.filter((p) => p.kind !== op.kind);
           this.pending.push(op);
         }
+        if (recoveryEnds) await this.removeMarker();
         return;
       }
       ops.push(...meta);
       if (ops.length > 0) await this.writeBatch(ops);
+      if (voteChanged) await this.writeBatch([{ kind: 'hardState', hard: { ...s.hard } }]);
+      if (recoveryEnds) await this.removeMarker();
     });
   }
 
@@ -575,7 +638,7 @@ export class Wal implements DurableLogStorage {
   /** Writes `ops` (after any held sync:false state) as one batch, fdatasyncs, then applies them to memory. */
   private async writeBatch(batchOps: WalOp[]): Promise<void> {
     let ops = this.pending.length > 0 ? [...this.pending, ...batchOps] : batchOps;
-    let bytes = beginRecordBytes;
+    let bytes = beginRecordBytes + batchTrailerBytes;
     for (const op of ops) bytes += opBytes(op);
     let cur = this.cur!;
     if (cur.offset + bytes > cur.size && cur.offset > segmentHeaderBytes) {
@@ -585,10 +648,12 @@ export class Wal implements DurableLogStorage {
       ops = [state, ...ops];
       bytes += opBytes(state);
     }
+    if (!cur.trailer) bytes -= batchTrailerBytes; // a format-1 segment opened from an older version
     assert(bytes < 0x1_0000_0000, `a WAL batch of ${bytes} bytes is too large`);
     const buf = Buffer.allocUnsafe(bytes);
     let off = putBegin(buf, 0, { seq: this.nextBatchSeq, bytes, records: ops.length }, cur.salt);
     for (const op of ops) off = putOp(buf, off, op, cur.salt);
+    if (cur.trailer) off += batchTrailer.copy(buf, off);
     assert(off === bytes, `WAL batch encoded to ${off} bytes, sized ${bytes}`);
     try {
       await this.io.write(cur.fh, buf, cur.offset);
@@ -647,7 +712,7 @@ export class Wal implements DurableLogStorage {
     await this.fs.rename(p.tmp, file);
     await this.fs.fsyncDir(this.dir);
     const fh = await this.fs.open(file, this.appendMode());
-    this.cur = { seq: p.seq, salt: p.salt, fh, size: this.segmentBytes, offset: segmentHeaderBytes };
+    this.cur = { seq: p.seq, salt: p.salt, fh, size: this.segmentBytes, offset: segmentHeaderBytes, trailer: true };
     this.segments.push(p.seq);
   }
 
@@ -665,6 +730,32 @@ export class Wal implements DurableLogStorage {
     } catch (err) {
       throw this.poison(err, 'segment deletion');
     }
+  }
+
+  /** Creates the RECOVERING marker durably (file data, then its directory entry). */
+  private async writeMarker(why: object): Promise<void> {
+    const file = path.join(this.dir, recoveringMarker);
+    const fh = await this.fs.open(file, 'create');
+    try {
+      await writeFully(fh, Buffer.from(`${JSON.stringify(why)}\n`), 0);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await this.fs.fsyncDir(this.dir);
+    this.recovering = true;
+  }
+
+  /** Removes the RECOVERING marker durably: from here on the node votes again. */
+  private async removeMarker(): Promise<void> {
+    try {
+      await this.fs.remove(path.join(this.dir, recoveringMarker));
+      await this.fs.fsyncDir(this.dir);
+    } catch (err) {
+      throw this.poison(err, 'recovery marker removal');
+    }
+    this.recovering = false;
+    this.logger.info({ dir: this.dir }, 'recovered: a leader brought this node up to date; it votes again');
   }
 
   private poison(err: unknown, what: string): MooringError {

@@ -37,7 +37,7 @@ export async function quiesce(sim: FullSim, maxMs: number): Promise<boolean> {
     const up = sim.hosts.filter((h) => h.up);
     if (up.length === 0) return false;
     const commit = Math.max(...up.map((h) => h.raft!.commitIndex));
-    return up.every((h) => h.raft!.appliedIndex >= commit && h.raft!.commitIndex === commit) && (sim.workload?.idle ?? true);
+    return up.every((h) => h.raft!.appliedIndex >= commit && h.raft!.commitIndex === commit && h.raft!.status().recovering !== true) && (sim.workload?.idle ?? true);
   };
   await sim.run(maxMs, done);
   return done();
@@ -67,6 +67,9 @@ export function checkRun(sim: FullSim): CheckReport {
       }
     }
   }
+
+  // A node that cut a damaged tail must have been brought up to date once the faults healed (wal.ts, "Recovery").
+  for (const h of up) if (h.raft!.status().recovering === true) violations.push(`${h.id} is still recovering its cut log after the faults healed`);
 
   const applied = new Set(up.map((h) => h.raft!.appliedIndex));
   const hashes = new Set(up.map((h) => h.state!.stateHash()));

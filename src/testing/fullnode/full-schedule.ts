@@ -238,6 +238,7 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
       corruptionsInjected: sum('corruptionsInjected'),
       corruptionsCaught: sum('corruptionsCaught'),
       corruptionsCutAsTorn: sum('corruptionsCutAsTorn'),
+      corruptionsRecovered: sum('corruptionsRecovered'),
       overlappedWrites: sum('overlappedWrites'),
     },
   };

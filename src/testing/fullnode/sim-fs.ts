@@ -67,8 +67,13 @@ export interface DiskStats {
   corruptionsInjected: number;
   /** Injected corruptions the node refused to start on (CORRUPT_LOG). */
   corruptionsCaught: number;
-  /** Injected corruptions in the last batch, cut at open as a torn tail (indistinguishable from one). */
+  /**
+   * Injected corruptions in the last batch taken for a torn write (cut without recovery). The batch trailer makes
+   * this impossible for a single flipped byte (wal/format.ts): sim-master.ts reports it as a violation.
+   */
   corruptionsCutAsTorn: number;
+  /** Injected corruptions in the last batch cut as damaged: the node started recovering (wal.ts, "Recovery"). */
+  corruptionsRecovered: number;
   /** Synced log saves issued while another synced save of the node was in flight (counted by sim-master.ts). */
   overlappedWrites: number;
 }
@@ -122,7 +127,7 @@ function errno(code: string, msg: string): Error {
 
 /** One node's disk. `mount` gives the running process its WalFs; `crash` ends it. */
 export class SimFsDisk {
-  readonly stats: DiskStats = { lostUnsyncedWrites: 0, lostDirOps: 0, tornWrites: 0, shortWrites: 0, failedFsyncs: 0, corruptionsInjected: 0, corruptionsCaught: 0, corruptionsCutAsTorn: 0, overlappedWrites: 0 };
+  readonly stats: DiskStats = { lostUnsyncedWrites: 0, lostDirOps: 0, tornWrites: 0, shortWrites: 0, failedFsyncs: 0, corruptionsInjected: 0, corruptionsCaught: 0, corruptionsCutAsTorn: 0, corruptionsRecovered: 0, overlappedWrites: 0 };
   /** Things the WAL must never do (a write or sync of a file after one of its syncs failed). */
   readonly violations: string[] = [];
   faults: DiskFaults;

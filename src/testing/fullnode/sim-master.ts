@@ -107,10 +107,15 @@ export class SimMasterHost {
       return;
     }
     if (corrupted !== null) {
-      // Not refused: the damaged batch was the last one and was cut as a torn tail (see docs/raft.md).
+      // Not refused: the damaged batch was the last one and was cut; the node must be recovering (wal.ts, "Recovery").
       const cut = this.storage.recovery.cutAt;
       if (cut !== null && path.basename(corrupted.file) === `${cut.segment.toString(16).padStart(16, '0')}.wal` && corrupted.offset >= cut.offset) {
-        this.disk.stats.corruptionsCutAsTorn++;
+        if (this.storage.recovery.cutSuspect) {
+          this.disk.stats.corruptionsRecovered++;
+        } else {
+          this.disk.stats.corruptionsCutAsTorn++;
+          this.disk.violations.push(`a byte flipped at ${corrupted.file}:${corrupted.offset} was cut as a torn write (acknowledged data may be lost)`);
+        }
       } else {
         this.disk.violations.push(`a byte flipped at ${corrupted.file}:${corrupted.offset} was not detected when the WAL opened`);
       }
