@@ -7,15 +7,16 @@
  *
  * Read leases (the eviction/remove guard) are leader soft state. A follower's read of getReplicaList carries the keys
  * it will lease in its ReadIndex request; the leader grants those leases (LeaseTable.grant, with its own clock) when
- * it answers the request, before the answer is sent, and replies with the keys it refused (reserved for an eviction
- * in flight). The follower answers refused keys as "being evicted", exactly as the leader would. So the leader knows
- * of every leased read before the follower can answer it; a Remove or eviction admitted after that is refused.
+ * it answers the request, before the answer is sent, and replies with the keys it refused. So the leader knows of
+ * every leased read before the follower can answer it; a Remove or eviction admitted after that is refused.
  *
- * A Remove admitted before the read is not yet applied when the read arrives: the leader neither leases nor answers
- * a key such a write covers (PendingWrites, pending-writes.ts) until it settles. On the leader the read waits for it,
- * then answers the state after it (OBJECT_NOT_FOUND after a remove); the grant handler refuses the key to a follower,
- * which asks again after a short backoff (maxFollowerRefusedWaitMs in all, then NOT_LEADER: the leader waits). Answering
- * "not found" at once would not be linearizable: the remove may still fail (a lost leadership, a dropped proposal).
+ * A Remove admitted before the read may not be applied yet when the read arrives: the leader neither leases nor
+ * answers a key such a write covers (PendingWrites, pending-writes.ts) until it settles. On the leader the read waits
+ * for it, then answers the state after it (OBJECT_NOT_FOUND after a remove). The grant handler refuses such a key (or
+ * one reserved for an eviction in flight) to a follower, which asks again after a short backoff
+ * (maxFollowerRefusedWaitMs in all, then NOT_LEADER: the leader waits). Answering "not found" at once would not be
+ * linearizable: the remove may still fail (a lost leadership, a dropped proposal). An older follower answers refused
+ * keys as "being evicted": no lease, no replicas, still safe.
  */
 import { withFields } from '../util/with-fields.js';
 import { Packr } from 'msgpackr';
