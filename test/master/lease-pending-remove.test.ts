@@ -61,6 +61,11 @@ async function removeInFlight(leader: MasterNode): Promise<{ removed: Promise<Ou
   return { removed, answered: () => done };
 }
 
+/** A write right after the appends are let through: the leader sends the held entries at once, not at its next probe. */
+async function kick(c: MasterClient): Promise<void> {
+  await c.mountSegment({ id: 's2', name: 's2', base: 0x20000000, size: 1 << 20, protocol: 'tcp', endpoint: '127.0.0.1:9002', zone: 'z' });
+}
+
 describe('a read of a key with a remove in flight', () => {
   it('on the leader: waits for the remove, grants no lease meanwhile, then answers OBJECT_NOT_FOUND', async () => {
     const { leader, c, hold } = await setup();
@@ -76,12 +81,13 @@ describe('a read of a key with a remove in flight', () => {
     const leases = (leader as unknown as { leases: { isLeased(k: string, now: number): boolean } }).leases;
     expect(leases.isLeased('k', Date.now())).toBe(false);
     hold(false);
+    await kick(c);
     expect(await removed).toMatchObject({ ok: true });
     expect(await read).toEqual({ ok: false, code: ErrorCode.OBJECT_NOT_FOUND });
   });
 
   it('through a follower: the leader refuses the lease while the remove is in flight; the follower waits and answers OBJECT_NOT_FOUND', async () => {
-    const { leader, follower, hold } = await setup();
+    const { leader, follower, c, hold } = await setup();
     hold(true);
     const { removed, answered } = await removeInFlight(leader);
     let readDone = false;
@@ -91,6 +97,7 @@ describe('a read of a key with a remove in flight', () => {
     expect(answered()).toBe(false);
     expect(readDone).toBe(false); // without the fix: answered ok with the replicas, under a lease granted now
     hold(false);
+    await kick(c);
     expect(await removed).toMatchObject({ ok: true });
     expect(await read).toEqual({ ok: false, code: ErrorCode.OBJECT_NOT_FOUND });
   });
