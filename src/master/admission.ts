@@ -9,6 +9,7 @@ import type { MasterState } from '../statemachine/master-state.js';
 import { planEvictionForPut } from '../statemachine/eviction.js';
 import type { BatchPutStart, EvictItem, PutStart, UpsertStart } from '../statemachine/commands.js';
 import type { ClientCommand } from './rpc-methods.js';
+import { coverOf, type Hold, type PendingWrites } from './pending-writes.js';
 
 export function admit(command: ClientCommand, state: MasterState, leases: LeaseTable, now: number): void {
   switch (command.type) {
@@ -40,6 +41,16 @@ export function admit(command: ClientCommand, state: MasterState, leases: LeaseT
     default:
       break;
   }
+}
+
+/**
+ * `admit`, then hold what the admitted write covers (pending-writes.ts) in the same turn: no read can lease a key
+ * between the write's lease check and its hold. Release the hold when the write settles (holdUntilSettled), or at
+ * once if it is never proposed. The RPC surface and the full-node simulator both admit through this.
+ */
+export function admitAndHold(command: ClientCommand, state: MasterState, leases: LeaseTable, pending: PendingWrites, now: number): Hold {
+  admit(command, state, leases, now);
+  return pending.hold(coverOf(command));
 }
 
 /**

@@ -7,10 +7,16 @@
  *
  * Read leases (the eviction/remove guard) are leader soft state. A follower's read of getReplicaList carries the keys
  * it will lease in its ReadIndex request; the leader grants those leases (LeaseTable.grant, with its own clock) when
- * it answers the request, before the answer is sent, and replies with the keys it refused (reserved for an eviction
- * in flight). The follower answers refused keys as "being evicted", exactly as the leader would. So the leader knows
- * of every leased read before the follower can answer it; a Remove or eviction admitted after that is refused.
- * (A Remove admitted before the grant may still commit after the read: the same as for a read on the leader.)
+ * it answers the request, before the answer is sent, and replies with the keys it refused. So the leader knows of
+ * every leased read before the follower can answer it; a Remove or eviction admitted after that is refused.
+ *
+ * A Remove admitted before the read may not be applied yet when the read arrives: the leader neither leases nor
+ * answers a key such a write covers (PendingWrites, pending-writes.ts) until it settles. On the leader the read waits
+ * for it, then answers the state after it (OBJECT_NOT_FOUND after a remove). The grant handler refuses such a key (or
+ * one reserved for an eviction in flight) to a follower, which asks again after a short backoff
+ * (maxFollowerRefusedWaitMs in all, then NOT_LEADER: the leader waits). Answering "not found" at once would not be
+ * linearizable: the remove may still fail (a lost leadership, a dropped proposal). An older follower answers refused
+ * keys as "being evicted": no lease, no replicas, still safe.
  */
 import { withFields } from '../util/with-fields.js';
 import { Packr } from 'msgpackr';
@@ -20,7 +26,9 @@ import { errResult, type Result } from '../statemachine/commands.js';
 import type { LeaseTable } from '../statemachine/leases.js';
 import type { GetReplicaListValue } from '../statemachine/state-core.js';
 import type { MasterState } from '../statemachine/master-state.js';
+import type { Clock } from '../raft/node/clock.js';
 import type { LeaseSync } from './lease-sync.js';
+import type { PendingWrites } from './pending-writes.js';
 import { formatLeaderHint } from './rpc-methods.js';
 
 const packr = new Packr({ useRecords: false });
@@ -29,6 +37,14 @@ export const maxFollowerReadLeaseBytes = 256 * 1024;
 const none: ReadonlySet<string> = new Set();
 /** Voters up to which {leader, serving follower} is a majority (see linearizableRead). */
 export const maxFollowerLeaseVoters = 3;
+/**
+ * A follower whose read the leader refused (a write in flight covers the key, or an eviction) asks again after
+ * followerRefusedRetryMs, doubling up to followerRefusedRetryMaxMs, for at most maxFollowerRefusedWaitMs in all; then
+ * it answers NOT_LEADER and the client reads from the leader, which waits for the write itself.
+ */
+export const followerRefusedRetryMs = 5;
+export const followerRefusedRetryMaxMs = 100;
+export const maxFollowerRefusedWaitMs = 1_000;
 
 export function encodeKeys(keys: readonly string[]): Uint8Array {
   return packr.pack(keys) as Uint8Array;
@@ -45,14 +61,17 @@ export function decodeKeys(payload: Uint8Array | null | undefined): string[] {
   }
 }
 
-/** Leader: grants the leases follower reads ask for; answers each read with the keys it refused. */
-export function leaseGrantingHandler(leases: LeaseTable, now: () => number): ForwardedReadHandler {
+/**
+ * Leader: grants the leases follower reads ask for; answers each read with the keys it refused: reserved for an
+ * eviction in flight, or covered by an admitted write not yet applied (`pending`; the follower asks again).
+ */
+export function leaseGrantingHandler(leases: LeaseTable, pending: PendingWrites, now: () => number): ForwardedReadHandler {
   return (_from, payloads) => {
     const t = now();
     return payloads.map((p) => {
       if (p === null) return null;
       const refused: string[] = [];
-      for (const key of decodeKeys(p)) if (leases.grant(key, t) === 0) refused.push(key);
+      for (const key of decodeKeys(p)) if (pending.covers(key) || leases.grant(key, t) === 0) refused.push(key);
       return encodeKeys(refused);
     });
   };
@@ -62,8 +81,8 @@ export function leaseGrantingHandler(leases: LeaseTable, now: () => number): For
  * Leader: the forwarded-read handler it installs. Grants the leases each follower read asks for before its ReadIndex
  * answer leaves (leaseGrantingHandler), and announces the granted ones to the members like its own reads' leases.
  */
-export function announcingGrantHandler(leases: LeaseTable, announce: (keys: string[], nowMs: number) => Promise<void>, now: () => number): ForwardedReadHandler {
-  const grant = leaseGrantingHandler(leases, now);
+export function announcingGrantHandler(leases: LeaseTable, pending: PendingWrites, announce: (keys: string[], nowMs: number) => Promise<void>, now: () => number): ForwardedReadHandler {
+  const grant = leaseGrantingHandler(leases, pending, now);
   return (from, payloads) => {
     const replies = grant(from, payloads);
     const granted = payloads.flatMap((p, i) => {
@@ -102,11 +121,15 @@ export interface ReplicaReadDeps {
   raft: RaftNode;
   state: MasterState;
   leases: LeaseTable;
+  /** The leader's admitted writes not yet applied: their keys are read after them. */
+  pending: PendingWrites;
   leaseSync: Pick<LeaseSync, 'announce' | 'recordServed'>;
   /** Settles with the promise or fails NOT_LEADER when this node stops leading meanwhile (LeaderGate). */
   whileLeading<T>(p: Promise<T>): Promise<T>;
   /** The lease table's clock. */
   now(): number;
+  /** Timers for a follower's backoff after a refusal (the process's; the simulator's NodeClock). */
+  clock: Pick<Clock, 'setTimeout'>;
   leaseTtlMs: number;
 }
 
@@ -118,7 +141,10 @@ export interface ReplicaReadDeps {
  * and the full-node simulator both read through this.
  */
 export async function replicaRead(d: ReplicaReadDeps, keys: readonly string[], stale = false): Promise<Result<GetReplicaListValue>[]> {
-  const refused = stale ? none : await d.whileLeading(linearizableRead(d.raft, keys));
+  let refused = stale ? none : await d.whileLeading(linearizableRead(d.raft, keys));
+  if (refused.size > 0 && !d.raft.isLeader) refused = await askAgain(d, refused);
+  // The leader grants below: first every admitted write covering these keys must settle (see the file comment).
+  if (d.raft.isLeader) await afterPendingWrites(d, keys);
   // The follower keeps the leases it serves too: with the leader that records them it makes a majority of three, so
   // a new leader's lease collection (LeaseSync) meets one of them (larger clusters read leased keys from the leader:
   // linearizableRead refuses them on followers there).
@@ -130,6 +156,32 @@ export async function replicaRead(d: ReplicaReadDeps, keys: readonly string[], s
   const granted = keys.filter((_, i) => rs[i]!.ok);
   if (leases !== undefined && granted.length > 0) await d.whileLeading(d.leaseSync.announce(granted, now));
   return leases !== undefined || stale ? rs : rs.map((r, i) => followerReplicaResult(r, keys[i]!, refused, d.leaseTtlMs));
+}
+
+/** Leader: waits until no admitted write covers `keys`; NOT_LEADER if this node stops leading meanwhile. */
+async function afterPendingWrites(d: ReplicaReadDeps, keys: readonly string[]): Promise<void> {
+  if (!keys.some((k) => d.pending.covers(k))) return;
+  while (d.raft.isLeader && keys.some((k) => d.pending.covers(k))) await d.whileLeading(d.pending.whenClear(keys));
+  if (!d.raft.isLeader) throw notLeaderFor(d.raft, 'stopped leading while the read waited for a write of its key');
+}
+
+/**
+ * Follower: the leader refused to lease `refused` (a write in flight covers them, or an eviction): ask again with
+ * backoff until it grants them all (or this node became leader: it then waits for its own writes). Returns none;
+ * NOT_LEADER after maxFollowerRefusedWaitMs (the client then reads from the leader, which waits).
+ */
+async function askAgain(d: ReplicaReadDeps, refused: ReadonlySet<string>): Promise<ReadonlySet<string>> {
+  let left = refused;
+  let delay = followerRefusedRetryMs;
+  let waited = 0;
+  while (left.size > 0 && !d.raft.isLeader) {
+    if (waited >= maxFollowerRefusedWaitMs) throw notLeaderFor(d.raft, `a write of ${[...left][0]!} is in flight at the leader`);
+    await new Promise<void>((resolve) => d.clock.setTimeout(resolve, delay));
+    waited += delay;
+    delay = Math.min(delay * 2, followerRefusedRetryMaxMs);
+    left = await d.whileLeading(linearizableRead(d.raft, [...left]));
+  }
+  return none;
 }
 
 /** A follower's answer carries the cluster's lease TTL (the leader granted it) and refuses keys being evicted. */

@@ -38,6 +38,7 @@ import { Demotions } from './demotions.js';
 import { LeaderDuties, housekeepingIntervalMs } from './leader-duties.js';
 import { MasterStateMachine } from './state-adapter.js';
 import { announcingGrantHandler } from './follower-reads.js';
+import { PendingWrites } from './pending-writes.js';
 import { RpcSurface } from './rpc-surface.js';
 import type { MemberInfo } from './rpc-methods.js';
 export { maxBatchKeysPerRead } from './rpc-methods.js';
@@ -69,6 +70,8 @@ export class MasterNode {
   private rpc!: RpcServer;
   private http: { port: number; close(): Promise<void> } | null = null;
   private readonly leases: LeaseTable;
+  /** Admitted writes a lease would have refused, until they settle (pending-writes.ts). */
+  private readonly pending = new PendingWrites();
   private readonly liveness = new ClientLiveness();
   private timers: NodeJS.Timeout[] = [];
   private stopping = false;
@@ -104,7 +107,7 @@ export class MasterNode {
       stopping: () => this.stopping,
     });
     this.surface = new RpcSurface({
-      config, metrics: this.metrics, logger: this.logger, leases: this.leases, liveness: this.liveness, gate: this.gate,
+      config, metrics: this.metrics, logger: this.logger, leases: this.leases, pending: this.pending, liveness: this.liveness, gate: this.gate,
       demotions: this.demotions, repair: this.repair, electionTimeoutMs: this.electionTimeoutMs(),
       raft: () => this.raft, state: () => this.state, leaseSync: () => this.leaseSync, backup: () => this.backup!,
       viewVersion: () => this.viewVersion, members: () => this.members(), statusReport: (o) => this.statusReport(o),
@@ -166,7 +169,7 @@ export class MasterNode {
       if (this.gate.hasParked && from === this.raft.leaderId) this.gate.wake();
     });
     // Follower reads: the leader grants (and announces) the leases a follower's read asks for (follower-reads.ts).
-    this.raft.setForwardedReadHandler(announcingGrantHandler(this.leases, (keys, now) => this.leaseSync.announce(keys, now), () => Date.now()));
+    this.raft.setForwardedReadHandler(announcingGrantHandler(this.leases, this.pending, (keys, now) => this.leaseSync.announce(keys, now), () => Date.now()));
     this.raft.on('leaderChange', (leader: string | null, term: number) => {
       this.viewVersion++;
       this.gate.wake();

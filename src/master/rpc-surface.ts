@@ -25,7 +25,9 @@ import type { RepairScheduler } from './repair.js';
 import { leaseWaitMs, type LeaseSync } from './lease-sync.js';
 import type { LeaderGate } from './leader-gate.js';
 import type { Demotions } from './demotions.js';
-import { admit, refusableByLease } from './admission.js';
+import { admitAndHold, refusableByLease } from './admission.js';
+import { holdUntilSettled, type Hold, type PendingWrites } from './pending-writes.js';
+import { systemClock } from '../raft/effects/system-clock.js';
 import { encodeMasterCommand } from './state-adapter.js';
 import { linearizableRead, replicaRead } from './follower-reads.js';
 import {
@@ -48,6 +50,8 @@ export interface RpcSurfaceDeps {
   metrics: MasterMetrics;
   logger: Logger;
   leases: LeaseTable;
+  /** Admitted writes a lease would have refused, until they settle: reads of their keys wait (pending-writes.ts). */
+  pending: PendingWrites;
   liveness: ClientLiveness;
   gate: LeaderGate;
   demotions: Demotions;
@@ -79,6 +83,7 @@ export class RpcSurface {
   /** Proposals of an earlier leadership are not joined by retries: their outcome is no longer ours to report. */
   steppedDown(): void {
     this.proposing.clear();
+    this.d.pending.clear();
   }
 
   register(rpc: RpcServer): void {
@@ -155,8 +160,10 @@ export class RpcSurface {
     // what is really leased, instead of everything under the blanket.
     if (leaseSync.learning && refusableByLease(command)) await gate.whileLeading(leaseSync.learned(leaseWaitMs(this.d.electionTimeoutMs)));
     const now = Date.now();
+    let hold: Hold;
     try {
-      admit(command, state, leases, now);
+      // From admission until it settles, no read may lease what this write covers: a read of it waits for it.
+      hold = admitAndHold(command, state, leases, this.d.pending, now);
     } catch (err) {
       // The first attempt may have been committed under a previous leader but not yet applied here: after a read
       // barrier (which commits every entry of earlier terms) it would be in the table. A remove retried after a
@@ -167,9 +174,17 @@ export class RpcSurface {
       if (again === undefined) throw err;
       return unwrap(await gate.whileLeading(again));
     }
-    await this.d.demotions.beforePut(command);
-    const started = process.hrtime.bigint();
-    const proposal = raft.propose(encodeMasterCommand(command, now)) as Promise<Result>;
+    let proposal: Promise<Result>;
+    let started: bigint;
+    try {
+      await this.d.demotions.beforePut(command);
+      started = process.hrtime.bigint();
+      proposal = raft.propose(encodeMasterCommand(command, now)) as Promise<Result>;
+    } catch (err) {
+      hold.release();
+      throw err;
+    }
+    holdUntilSettled(hold, proposal, raft);
     if (session !== null) {
       this.proposing.set(session, proposal);
       const forget = (): void => { if (this.proposing.get(session) === proposal) this.proposing.delete(session); };
@@ -222,8 +237,8 @@ export class RpcSurface {
       // Every master serves linearizable reads (follower-reads.ts); a follower's leases are granted by the leader.
       const leaseKeys = method === 'getReplicaList' ? [(args as { key: string }).key] : (args as { keys: string[] }).keys;
       const rs = await replicaRead({
-        raft, state, leases: this.d.leases, leaseSync: this.d.leaseSync(), whileLeading: (p) => gate.whileLeading(p),
-        now: () => Date.now(), leaseTtlMs: config.leaseTtlMs,
+        raft, state, leases: this.d.leases, pending: this.d.pending, leaseSync: this.d.leaseSync(), whileLeading: (p) => gate.whileLeading(p),
+        now: () => Date.now(), clock: systemClock, leaseTtlMs: config.leaseTtlMs,
       }, leaseKeys, stale);
       return method === 'getReplicaList' ? unwrap(rs[0]!) : rs;
     }

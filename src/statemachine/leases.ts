@@ -10,6 +10,8 @@
  *   docs/raft.md "Read leases across a leader change"), at most one TTL.
  * - Keys in a planned-but-not-yet-applied Evict are `reserve`d: no lease is granted on them until `release`, so a
  *   reader never gets descriptors to memory an in-flight eviction is about to free.
+ * - Keys of an admitted-but-not-yet-applied Remove (and the other writes a lease refuses) are held by the master's
+ *   PendingWrites (src/master/pending-writes.ts): reads of them wait; this table knows nothing of them.
  * Time is the caller's `nowMs` (the leader's clock); nothing here reads a clock.
  */
 import { defaultLeaseTtlMs } from './limits.js';

@@ -28,7 +28,7 @@ interface Args {
 function usage(msg: string): never {
   process.stderr.write(`${msg}\nusage: sim [--full-node] --seeds N [--start S0] [--json] | --seed S [--verbose]  (the same --read-modes/--faults to replay)
        [--full-node: real RaftNodes + the master state machine on a simulated clock, network and disk]
-       [--lease-fault no-collection|no-announce: full-node control runs that break the read-lease design]
+       [--lease-fault no-collection|no-announce|no-hold: full-node control runs that break the read-lease design]
        [--no-remove-leader: skip removals of the current leader]
        [--read-modes readIndex,lease,localUnsafe] [--faults partition,cut,rates,crash,pause,skew,heal,transfer,membership]\n`);
   process.exit(2);
@@ -52,7 +52,7 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--full-node') a.fullNode = true;
     else if (k === '--lease-fault') {
       const f = argv[++i];
-      if (f !== 'no-collection' && f !== 'no-announce') usage('--lease-fault needs no-collection or no-announce');
+      if (f !== 'no-collection' && f !== 'no-announce' && f !== 'no-hold') usage('--lease-fault needs no-collection, no-announce or no-hold');
       a.leaseFault = f;
     }
     else if (k === '--read-modes') a.readModes = (argv[++i] ?? '').split(',') as ReadMode[];
