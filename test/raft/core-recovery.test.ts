@@ -98,6 +98,25 @@ describe('recovering a cut log (HardState.recovering)', () => {
     expect(net.core('b').isRecovering).toBe(false);
   });
 
+  it('a late duplicate of a flagged response, after the recovery ended, does not start it again (simulator seed 908)', () => {
+    const net = new Net(ids, { preVote: false, checkQuorum: false, electionTimeoutTicks: 10 });
+    net.campaign('a');
+    net.cutOneWay('a', 'c');
+    const x = net.proposeStr('a', 'x').index;
+    loseTail(net, 'b', x - 1, true);
+    net.heal();
+    net.tickAll(3);
+    expect(net.core('b').isRecovering).toBe(false);
+    const flagged = net.log.find((m) => m.from === 'b' && m.to === 'a' && m.recovering !== undefined)!;
+    expect(flagged).toBeDefined();
+    net.queue.push({ ...flagged }); // the network delivers it again, late
+    net.stabilize();
+    const y = net.proposeStr('a', 'y').index;
+    net.tickAll(3);
+    expect(net.core('a').status().progress!['b']!.match).toBe(y);
+    expect(entryAt(net.node('b'), y)).toBe('y');
+  });
+
   it('a sole voter has no one to learn from: it starts without recovering', () => {
     const s = MemoryStorage.withVoters(['a']);
     s.setHardState({ term: 3, vote: 'a', commit: 0, recovering: true });

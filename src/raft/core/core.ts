@@ -1138,7 +1138,9 @@ export class RaftCore {
    */
   private staleAfterRecovery(m: Message, pr: Progress): boolean {
     if (m.recovering !== undefined) {
-      if (pr.recoverTo === null || pr.recoveryId !== m.recovering) pr.resetForRecovery(m.recovering, this.log.lastIndex(), this.log.lastIndex() + 1);
+      // Once per recovery: a duplicated or reordered response of a recovery that already ended (the seed 908 of the
+      // simulator) must not start it again — the follower, no longer flagging its acks, would never catch up.
+      if (pr.recoveryId !== m.recovering) pr.resetForRecovery(m.recovering, this.log.lastIndex(), this.log.lastIndex() + 1);
       return false;
     }
     if (pr.recoverTo === null) return false;

@@ -83,7 +83,7 @@ export class Progress {
    * committed with the follower's lost acks) the leader tells it `recovered`. null otherwise.
    */
   recoverTo: number | null = null;
-  /** Which recovery of the follower `recoverTo` is for (Message.recovering). */
+  /** The follower's latest recovery (Message.recovering), kept after it ended so its late messages are ignored. */
   recoveryId = 0;
 
   constructor(next: number, maxInflight: number, isLearner: boolean) {
