@@ -10,7 +10,8 @@ import { planClientExpiry } from '../statemachine/clients.js';
 import { planEviction } from '../statemachine/eviction.js';
 import type { LeaseTable } from '../statemachine/leases.js';
 import type { MasterState } from '../statemachine/master-state.js';
-import { planDrain, planReclaim } from '../statemachine/planners.js';
+import { drainedKeys, planDrain, planReclaim } from '../statemachine/planners.js';
+import { holdUntilSettled, type Hold, type PendingWrites } from './pending-writes.js';
 import type { MasterConfig } from './config.js';
 import type { Demotions } from './demotions.js';
 import type { LeaseSync } from './lease-sync.js';
@@ -26,6 +27,8 @@ export const pauseGapFactor = 2.5;
 export interface LeaderDutiesDeps {
   config: MasterConfig;
   leases: LeaseTable;
+  /** Keys of leader-proposed writes that free replicas (DrainSegments), held until they settle. */
+  pending: PendingWrites;
   liveness: ClientLiveness;
   demotions: Demotions;
   repair: RepairScheduler;
@@ -50,6 +53,25 @@ export class LeaderDuties {
     if (!this.d.raft().isLeader || this.d.stopping()) return;
     this.d.repair.plan(this.d.state(), Date.now());
     this.d.metrics.setRepair(this.d.repair.report());
+  }
+
+  /**
+   * Proposes a command that frees replicas of keys no lease protected when it was planned, holding them (`hold`,
+   * taken in the same turn as the plan) until it settles: a read of one of them meanwhile would otherwise be leased
+   * and then lose its replica inside the lease (the remove/read race of PendingWrites, for leader-planned writes).
+   */
+  private async proposeHeld(command: Command, hold: Hold): Promise<void> {
+    const raft = this.d.raft();
+    let proposal: Promise<Result>;
+    try {
+      proposal = raft.propose(encodeMasterCommand(command, Date.now())) as Promise<Result>;
+    } catch (err) {
+      hold.release();
+      throw err;
+    }
+    holdUntilSettled(hold, proposal, raft);
+    const result = await proposal;
+    if (!result.ok) this.d.logger.warn({ type: command.type, error: result.error }, 'leader housekeeping command refused by the state machine');
   }
 
   private async proposeInternal(command: Command): Promise<void> {
@@ -84,7 +106,7 @@ export class LeaderDuties {
       const reclaim = planReclaim(this.d.state(), now, this.d.config.putStartReclaimMs);
       if (reclaim !== null) await this.proposeInternal(reclaim);
       const drain = planDrain(this.d.state(), this.d.leases, now, this.d.repair.awaitingRepair());
-      if (drain !== null) await this.proposeInternal(drain);
+      if (drain !== null) await this.proposeHeld(drain, this.d.pending.hold({ kind: 'keys', keys: drainedKeys(this.d.state(), drain) }));
     } catch (err) {
       this.d.logger.debug({ err: String(err) }, 'housekeeping round failed; retried next round');
     } finally {
@@ -105,13 +127,8 @@ export class LeaderDuties {
       // ---- END tiering ----
       if (drop !== null) {
         // No lease may be granted on memory that is about to be freed.
-        const keys = drop.items.map((i) => i.key);
-        this.d.leases.reserve(keys);
-        try {
-          await this.proposeInternal(drop);
-        } finally {
-          this.d.leases.release(keys);
-        }
+        // Until it settles: a timed-out Evict may still apply (holdUntilSettled), so the reservation outlives it.
+        await this.proposeHeld(drop, this.d.leases.reserve(drop.items.map((i) => i.key)));
         this.d.metrics.countEvictions(drop.items.length);
       }
     } catch (err) {

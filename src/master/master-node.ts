@@ -95,7 +95,7 @@ export class MasterNode {
     this.repair = new RepairScheduler({ ...config.repair, ...opts.repair });
     this.demotions = new Demotions({ state: () => this.state, leases: () => this.leases, isLeader: () => this.raft.isLeader });
     this.duties = new LeaderDuties({
-      config, leases: this.leases, liveness: this.liveness, demotions: this.demotions, repair: this.repair,
+      config, leases: this.leases, pending: this.pending, liveness: this.liveness, demotions: this.demotions, repair: this.repair,
       metrics: this.metrics, logger: this.logger,
       raft: () => this.raft, state: () => this.state, leaseSync: () => this.leaseSync, stopping: () => this.stopping,
     });

@@ -19,6 +19,7 @@ import type { Command } from '../statemachine/commands.js';
 /** The keys one pending write covers. */
 export type Cover =
   | { kind: 'key'; key: string }
+  | { kind: 'keys'; keys: readonly string[] }
   | { kind: 'prefix'; prefix: string; skip: ReadonlySet<string> };
 
 /** One write's hold: released once (later calls, or calls after `clear`, do nothing). */
@@ -65,6 +66,10 @@ export class PendingWrites {
   /** Holds the keys `cover` covers until the returned hold is released. */
   hold(cover: Cover | null): Hold {
     if (cover === null) return noHold;
+    if (cover.kind === 'keys') {
+      const holds = cover.keys.map((key) => this.hold({ kind: 'key', key }));
+      return { release: () => { for (const h of holds) h.release(); } };
+    }
     const gen = this.generation;
     let done = false;
     if (cover.kind === 'key') {

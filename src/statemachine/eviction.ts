@@ -8,7 +8,7 @@
  * incomplete ones (PROCESSING, upsert or offload in flight). Soft-pinned objects are taken only when unpinned
  * ones do not free enough. Apply re-checks hard pins, completeness and the object's identity (createdIndex).
  *
- * The leader should `leases.reserve(keys)` when it proposes an Evict and `release` them once it is applied, so
+ * The leader should `leases.reserve(keys)` when it proposes an Evict and release that reservation once it settled, so
  * no lease is granted on an object about to be freed.
  */
 import type { Evict, EvictItem, Tier } from './commands.js';

@@ -19,7 +19,10 @@ import { defaultLeaseTtlMs } from './limits.js';
 export class LeaseTable {
   readonly leaseTtlMs: number;
   private readonly expires = new Map<string, number>();
-  private readonly reserved = new Set<string>();
+  /** Reservations per key (two evictions of one key may overlap when one timed out: counted, not a set). */
+  private readonly reserved = new Map<string, number>();
+  /** Bumped by resetForNewLeader: reservations of an earlier leadership release nothing. */
+  private generation = 0;
   private allLeasedUntilMs = 0;
 
   constructor(leaseTtlMs: number = defaultLeaseTtlMs) {
@@ -89,15 +92,28 @@ export class LeaseTable {
   resetForNewLeader(nowMs: number): void {
     this.expires.clear();
     this.reserved.clear();
+    this.generation++;
     this.allLeasedUntilMs = nowMs + this.leaseTtlMs;
   }
 
-  reserve(keys: Iterable<string>): void {
-    for (const k of keys) this.reserved.add(k);
-  }
-
-  release(keys: Iterable<string>): void {
-    for (const k of keys) this.reserved.delete(k);
+  /** Reserves `keys` (no lease granted on them) until the returned release is called (once; later calls do nothing). */
+  reserve(keys: Iterable<string>): { release(): void } {
+    const held = [...keys];
+    for (const k of held) this.reserved.set(k, (this.reserved.get(k) ?? 0) + 1);
+    const gen = this.generation;
+    let done = false;
+    return {
+      release: () => {
+        if (done) return;
+        done = true;
+        if (gen !== this.generation) return;
+        for (const k of held) {
+          const n = (this.reserved.get(k) ?? 1) - 1;
+          if (n <= 0) this.reserved.delete(k);
+          else this.reserved.set(k, n);
+        }
+      },
+    };
   }
 
   /** Forget leases that ran out (call now and then); returns how many went. */

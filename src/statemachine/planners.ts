@@ -34,6 +34,15 @@ export function planReclaim(state: StateView, nowMs: number, putTimeoutMs: numbe
  * `awaitingRepair` (from the leader's repair scheduler): keys whose replica on a draining segment must stay until
  * a repair has copied it elsewhere — a drain moves data off instead of dropping it.
  */
+/** The keys a DrainSegments drops replicas of: objects with a replica on one of its segments, but for its skipKeys. */
+export function drainedKeys(state: StateView, drain: DrainSegments): string[] {
+  const ids = new Set(drain.segmentIds);
+  const skip = new Set(drain.skipKeys ?? []);
+  const out: string[] = [];
+  for (const [key, obj] of state.objects) if (!skip.has(key) && obj.replicas.some((r) => ids.has(r.segmentId))) out.push(key);
+  return out;
+}
+
 export function planDrain(state: StateView, leases: LeaseTable, nowMs: number, awaitingRepair: ReadonlySet<string> = new Set()): DrainSegments | null {
   const draining = state.ordered.filter((s) => s.rec.status === 'DRAINING').map((s) => s.rec.id);
   if (draining.length === 0 || leases.allLeased(nowMs)) return null;

@@ -101,4 +101,31 @@ describe('a read of a key with a remove in flight', () => {
     expect(await removed).toMatchObject({ ok: true });
     expect(await read).toEqual({ ok: false, code: ErrorCode.OBJECT_NOT_FOUND });
   });
+
+  it('a segment drain planned by the leader holds the keys it drops: a read waits for it instead of being leased on the draining segment', async () => {
+    const { leader, c, hold } = await setup();
+    // Housekeeping by hand only, so the drain is planned while the appends are held back.
+    const duties = (leader as unknown as { duties: { housekeeping(): Promise<void> } }).duties;
+    const housekeeping = duties.housekeeping.bind(duties);
+    duties.housekeeping = async () => {};
+    await c.unmountSegment('s1', true); // graceful: s1 is DRAINING, k's only replica is on it
+    hold(true);
+    const st = () => leader.raftNode.status();
+    const drained = housekeeping();
+    await waitFor(() => st().lastIndex > st().commit);
+    let readDone = false;
+    const read = outcome(c.getReplicaList('k'));
+    void read.then(() => { readDone = true; });
+    await new Promise((r) => setTimeout(r, 300));
+    // Without the hold the leader leased k and answered its replica on s1 here, which the drain then drops.
+    expect(readDone).toBe(false);
+    const leases = (leader as unknown as { leases: { isLeased(k: string, now: number): boolean } }).leases;
+    expect(leases.isLeased('k', Date.now())).toBe(false);
+    hold(false);
+    await kick(c);
+    await drained;
+    const answer = await read;
+    const replicas = answer.ok ? (answer.v as { replicas: Array<{ segmentId?: string }> }).replicas : [];
+    expect(replicas.some((r) => r.segmentId === 's1')).toBe(false);
+  });
 });

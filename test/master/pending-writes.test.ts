@@ -27,6 +27,18 @@ describe('PendingWrites', () => {
     expect(p.waiting).toBe(0);
   });
 
+  it('a list of keys (a segment drain planned by the leader) is held key by key and released at once', () => {
+    const p = new PendingWrites();
+    const single = p.hold({ kind: 'key', key: 'b' });
+    const drain = p.hold({ kind: 'keys', keys: ['a', 'b'] });
+    expect([p.covers('a'), p.covers('b'), p.covers('c')]).toEqual([true, true, false]);
+    drain.release();
+    drain.release();
+    expect([p.covers('a'), p.covers('b')]).toEqual([false, true]);
+    single.release();
+    expect(p.size).toBe(0);
+  });
+
   it('a RemoveByPrefix covers its prefix except the keys it skips; RemoveAll covers every key; force covers none', () => {
     const p = new PendingWrites();
     const byPrefix = p.hold(coverOf({ type: 'RemoveByPrefix', clientId: 'c', seq: 1, prefix: 'a/', skipKeys: ['a/leased'] }));

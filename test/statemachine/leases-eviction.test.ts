@@ -27,13 +27,28 @@ describe('LeaseTable', () => {
     expect(l.isLeased('anything', 5999)).toBe(true);
     expect(l.allLeased(5999)).toBe(true);
     expect(l.isLeased('anything', 6000)).toBe(false);
-    l.reserve(['x']);
+    const r1 = l.reserve(['x']);
+    const r2 = l.reserve(['x']); // a second eviction of x while the first has not settled
     expect(l.grant('x', 7000)).toBe(0);
-    l.release(['x']);
+    r1.release();
+    r1.release(); // once only
+    expect(l.grant('x', 7000)).toBe(0); // still reserved by the second
+    r2.release();
     expect(l.grant('x', 7000)).toBe(8000);
     l.grant('y', 7500);
     expect(l.prune(8000)).toBe(1);
     expect(l.leasedKeys(8000)).toEqual(['y']);
+  });
+
+  it('a reservation of an earlier leadership releases nothing', () => {
+    const l = new LeaseTable(1000);
+    const old = l.reserve(['z']);
+    l.resetForNewLeader(7000);
+    const fresh = l.reserve(['z']);
+    old.release();
+    expect(l.grant('z', 9000)).toBe(0);
+    fresh.release();
+    expect(l.grant('z', 9000)).toBe(10_000);
   });
 
   it('GetReplicaList grants a lease on the leader table', () => {
