@@ -69,6 +69,8 @@ export interface MasterConfig {
     maxEntriesPerAppend: number;
     maxBytesPerAppend: number;
     maxInflightAppends: number;
+    /** WAL saves in flight in the Ready loop (1 = serial; see src/raft/node/options.ts). */
+    maxInflightSaves: number;
     snapshotEveryEntries: number;
     maxFrameBytes: number;
     proposalTimeoutMs: number;
@@ -125,6 +127,7 @@ export const defaultConfig: DefaultConfig = deepFreeze({
     maxEntriesPerAppend: raftDefaults.maxEntriesPerAppend,
     maxBytesPerAppend: raftDefaults.maxBytesPerAppend,
     maxInflightAppends: raftDefaults.maxInflightAppends,
+    maxInflightSaves: raftDefaults.maxInflightSaves,
     snapshotEveryEntries: raftDefaults.snapshotEveryEntries,
     maxFrameBytes: 16 * MiB,
     proposalTimeoutMs: raftDefaults.proposalTimeoutMs,
@@ -212,6 +215,7 @@ const SCHEMA: Record<string, SchemaNode> = {
       maxEntriesPerAppend: int(1, 1_000_000),
       maxBytesPerAppend: int(1, MAX_FRAME_BYTES),
       maxInflightAppends: int(1, 1_000_000),
+      maxInflightSaves: int(1, 64),
       snapshotEveryEntries: int(1),
       maxFrameBytes: int(MIN_FRAME_BYTES, MAX_FRAME_BYTES),
       proposalTimeoutMs: int(1, MAX_MS),
@@ -882,6 +886,7 @@ export function toRaftTunables(cfg: MasterConfig): Partial<RaftTunables> {
     maxEntriesPerAppend: r.maxEntriesPerAppend,
     maxBytesPerAppend: r.maxBytesPerAppend,
     maxInflightAppends: r.maxInflightAppends,
+    maxInflightSaves: r.maxInflightSaves,
     proposalTimeoutMs: r.proposalTimeoutMs,
     snapshotEveryEntries: r.snapshotEveryEntries,
   };

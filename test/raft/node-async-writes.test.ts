@@ -11,7 +11,7 @@ import { KvStateMachine } from '../../src/kvstore/kv-state-machine.js';
 import type { ConfState, Entry, HardState, Message, Snapshot, SnapshotMetadata } from '../../src/raft/core/types.js';
 import { RaftNode } from '../../src/raft/node/index.js';
 import type { LogSaveBatch, LogSaveOptions, LogStorage } from '../../src/raft/node/log-storage.js';
-import { maxInflightSaves } from '../../src/raft/node/ready-loop.js';
+import { raftDefaults } from '../../src/raft/node/options.js';
 import { Wal } from '../../src/raft/wal/wal.js';
 import type { PeerTransport } from '../../src/transport/types.js';
 
@@ -57,7 +57,7 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-async function startFollower(): Promise<{ node: RaftNode; log: GatedLog; sent: Message[]; deliver: (m: Message) => void; fatal: Error[] }> {
+async function startFollower(maxInflightSaves?: number): Promise<{ node: RaftNode; log: GatedLog; sent: Message[]; deliver: (m: Message) => void; fatal: Error[] }> {
   const dir = mkdtempSync(path.join(tmpdir(), 'mooring-async-'));
   dirs.push(dir);
   const wal = await Wal.open(path.join(dir, 'wal'));
@@ -87,6 +87,7 @@ async function startFollower(): Promise<{ node: RaftNode; log: GatedLog; sent: M
     bootstrapVoters: ['a', 'b', 'c'],
     tickMs: 10,
     electionTimeoutTicks: 500, // b never campaigns during the test
+    ...(maxInflightSaves !== undefined ? { maxInflightSaves } : {}),
   });
   const fatal: Error[] = [];
   node.on('fatal', (e: Error) => fatal.push(e));
@@ -122,7 +123,7 @@ const acks = (sent: Message[]): number[] => sent.filter((m) => m.type === 'appRe
 describe('Ready loop: pipelined storage writes', () => {
   it('hands the next append to storage while a save syncs, and acknowledges each only once its save resolved', async () => {
     const { log, sent, deliver } = await startFollower();
-    expect(maxInflightSaves).toBeGreaterThanOrEqual(2);
+    expect(raftDefaults.maxInflightSaves).toBeGreaterThanOrEqual(2);
     log.hold = true;
     deliver(append(1, 1, [ent(2)]));
     await waitUntil(() => log.held.length >= 1);
@@ -135,6 +136,20 @@ describe('Ready loop: pipelined storage writes', () => {
     await waitUntil(() => acks(sent).includes(2));
     await sleep(30);
     expect(acks(sent)).toEqual([2]); // entry 3's save is still held
+    log.hold = false;
+    await log.release();
+    await waitUntil(() => acks(sent).includes(3));
+    expect(acks(sent)).toEqual([2, 3]);
+  });
+
+  it('maxInflightSaves 1: the next save waits until the previous one resolved (a serial Ready loop)', async () => {
+    const { log, sent, deliver } = await startFollower(1);
+    log.hold = true;
+    deliver(append(1, 1, [ent(2)]));
+    await waitUntil(() => log.held.length >= 1);
+    deliver(append(2, 2, [ent(3)]));
+    await sleep(50);
+    expect(log.held.length).toBe(1); // with 2 in flight allowed, the second save is issued here (test above)
     log.hold = false;
     await log.release();
     await waitUntil(() => acks(sent).includes(3));

@@ -37,6 +37,12 @@ export interface RaftTunables {
   maxEntriesPerAppend: number;
   maxBytesPerAppend: number;
   maxInflightAppends: number;
+  /**
+   * Log saves (WAL batches) the Ready loop keeps in flight: while one is being synced the next Ready is taken and its
+   * batch queued, so messages, proposals and replication go on during an fsync. 1 = serial (each Ready waits for the
+   * previous save); more than 2 only queues more behind the disk, which writes one batch at a time.
+   */
+  maxInflightSaves: number;
   proposalTimeoutMs: number;
   readTimeoutMs: number;
   maxPendingProposals: number;
@@ -62,6 +68,7 @@ export const raftDefaults: Readonly<RaftTunables> = Object.freeze({
   maxEntriesPerAppend: DEFAULT_MAX_ENTRIES_PER_APPEND,
   maxBytesPerAppend: DEFAULT_MAX_BYTES_PER_APPEND,
   maxInflightAppends: DEFAULT_MAX_INFLIGHT_APPENDS,
+  maxInflightSaves: 2,
   proposalTimeoutMs: 5_000,
   readTimeoutMs: 5_000,
   maxPendingProposals: 65_536,

@@ -7,7 +7,9 @@
  * them). When a save resolves, in Ready order: `core.onPersisted()` (entries become stable; the leader counts its
  * own log towards commitment only now), then that Ready's `persistedMessages` (append/vote responses, vote
  * requests: promises about what is on disk) go out — never before, and never for a save that failed (crash-stop).
- * At most maxInflightSaves saves are in flight; past that the loop waits for the oldest before taking a Ready
+ * At most `maxInflightSaves` (a Raft tunable, default 2: src/raft/node/options.ts) saves are in flight: two keep
+ * the disk busy (one syncing, the next queued with everything that arrived meanwhile), more would only split the same
+ * entries into more, smaller fsyncs. Past that the loop waits for the oldest before taking a Ready
  * (group commit: everything that arrived meanwhile shares the next fsync). Snapshot installs stay synchronous:
  * in-flight saves are drained first. The loop also owns time (ticks) and the network input (frames).
  */
@@ -16,13 +18,6 @@ import type { Message, NodeId, Ready, Role } from '../core/types.js';
 import { validateMessage } from '../core/validate.js';
 import type { Timer } from './clock.js';
 import type { NodeContext } from './context.js';
-
-/**
- * Storage saves (one per Ready that writes entries or a term/vote) handed to the log storage and not yet durable.
- * Two keep the disk busy (one syncing, the next one queued with everything that arrived meanwhile); more would only
- * split the same entries into more, smaller fsyncs. Past this the Ready loop waits for the oldest save.
- */
-export const maxInflightSaves = 2;
 
 /** Follower ReadIndex requests held until the next Ready round (each carries one round of that follower's reads). */
 export const maxDeferredReadIndex = 4_096;
@@ -141,9 +136,9 @@ export class ReadyLoop {
     try {
       this.beginRound();
       while (!ctx.stopped && ctx.core.hasReady()) {
-        if (this.savesInFlight.length >= maxInflightSaves) {
+        if (this.savesInFlight.length >= this.ctx.settings.maxInflightSaves) {
           // Backpressure: wait for the oldest save; whatever arrives meanwhile joins the next Ready.
-          while (this.savesInFlight.length >= maxInflightSaves) await this.savesInFlight[0];
+          while (this.savesInFlight.length >= this.ctx.settings.maxInflightSaves) await this.savesInFlight[0];
           if (ctx.stopped) break;
           this.beginRound();
           if (!ctx.core.hasReady()) break;
