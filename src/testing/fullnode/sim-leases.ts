@@ -65,6 +65,8 @@ interface AppliedRemove {
   key: string;
   index: number;
   admittedAt: number;
+  /** Virtual time it first applied on any node (its replicas are freed from then on). */
+  appliedAt: number;
 }
 
 export class LeaseLedger {
@@ -117,13 +119,17 @@ export class LeaseLedger {
       if (d === null || d.command.type !== 'Remove') return;
       const session = `${d.command.clientId}#${d.command.seq}`;
       const prev = this.applied.get(session);
-      if (prev !== undefined && prev.index <= c.index) return;
+      if (prev !== undefined && prev.index === c.index) {
+        prev.appliedAt = Math.min(prev.appliedAt, this.sched.now);
+        return;
+      }
+      if (prev !== undefined && prev.index < c.index) return;
       // The first copy in the log executed; a node restored from a snapshot may only see a later copy (a duplicate).
       if ((results[i] as Result | undefined)?.ok !== true) {
         if (prev !== undefined) this.applied.delete(session);
         return;
       }
-      this.applied.set(session, { key: d.command.key, index: c.index, admittedAt: d.timeMs - epochMs });
+      this.applied.set(session, { key: d.command.key, index: c.index, admittedAt: d.timeMs - epochMs, appliedAt: this.sched.now });
     });
   }
 
@@ -131,15 +137,19 @@ export class LeaseLedger {
     return this.applied.size;
   }
 
-  /** No Remove that applied was admitted while a lease a client was given on its key still ran. */
+  /**
+   * No Remove that applied was admitted, or applied, while a lease a client was given on its key still ran (the
+   * second: a lease granted between the remove's admission and its apply, the race PendingWrites closes).
+   */
   check(): string[] {
     const out = [...this.anomalies];
     const byKey = new Map<string, ReturnedRead[]>();
     for (const r of this.reads) byKey.set(r.key, [...(byKey.get(r.key) ?? []), r]);
     for (const [session, rm] of this.applied) {
-      const hit = (byKey.get(rm.key) ?? []).find((r) => r.grantedAt < rm.admittedAt && rm.admittedAt < r.endsAt);
+      const inside = (r: ReturnedRead, t: number): boolean => r.grantedAt < t && t < r.endsAt;
+      const hit = (byKey.get(rm.key) ?? []).find((r) => inside(r, rm.admittedAt) || inside(r, rm.appliedAt));
       if (hit !== undefined) {
-        out.push(`lease: remove ${session} of ${rm.key} (entry ${rm.index}) was admitted at ${rm.admittedAt.toFixed(1)} ms while a read's lease ` +
+        out.push(`lease: remove ${session} of ${rm.key} (entry ${rm.index}) was admitted at ${rm.admittedAt.toFixed(1)} ms and applied at ${rm.appliedAt.toFixed(1)} ms while a read's lease ` +
           `(${hit.viaFollower ? 'follower' : 'leader'} read on ${hit.node}, granted at ${hit.grantedAt.toFixed(1)}) ran until ${hit.endsAt.toFixed(1)}`);
       }
     }
