@@ -52,6 +52,8 @@ export interface DiskFaults {
   shortWriteProbability: number;
   /** Negative control: syncs succeed without making anything durable (a lying disk). */
   unsafeLyingFsync: boolean;
+  /** Negative control: a power loss keeps the boot id (a lease file that lost writes is then trusted). */
+  unsafeKeepBootId?: boolean;
 }
 
 export const noDiskFaults: DiskFaults = {
@@ -180,7 +182,7 @@ export class SimFsDisk {
       this.pending = this.pending.filter((op) => !lost.has(op));
       return;
     }
-    this.boots++;
+    if (this.faults.unsafeKeepBootId !== true) this.boots++;
     const ops = this.pending;
     this.pending = [];
     const keep = ops.length === 0 ? 0 : randInt(this.rng, ops.length + 1);
