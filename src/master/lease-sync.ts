@@ -17,10 +17,16 @@
  *   member, and that member acknowledged before it answered (after answering term t it refuses older terms), so
  *   the new leader learns every lease a reader may hold. The blanket still ends after one TTL at the latest.
  *
- * Restarts: `known` lives in memory, so a restarted member may have acknowledged a lease it no longer knows (the
- * two majorities would meet only in a member that forgot: docs/raft.md). A member that started with Raft state
- * (`fresh` false) answers `lr` with `amnesic: true` (keys adopted, member not counted) until one TTL plus the margin
- * after it started; a new leader in that state does not count itself. Meanwhile the blanket holds (≤ one TTL).
+ * Restarts: a restarted member may have acknowledged a lease it no longer knows (the two majorities would meet only
+ * in a member that forgot: docs/raft.md). So a member records every lease it acknowledges (and a leader its own
+ * grants, and a follower the leases of the reads it serves), and every term it answers, in its lease file
+ * (`store`, lease-file.ts: one write(2) to the page cache, no fsync) before the acknowledgement goes out. A process
+ * restarted on the same boot (a SIGKILL keeps the page cache) restores them and is not amnesic. Otherwise — no file,
+ * a damaged one, another boot id (a power loss may have lost writes), no `store` — a member that started with Raft
+ * state (`fresh` false) answers `lr` with `amnesic: true` (keys adopted, member not counted) until one TTL plus the
+ * margin after it started, and records that end in its new file, so a second restart meanwhile stays amnesic too; a
+ * new leader in that state does not count itself. Meanwhile the blanket holds (≤ one TTL). A member whose file
+ * cannot be written withholds its acknowledgements (lease-file.ts says when).
  *
  * Announcing ahead: a lease is announced as lasting `announceAheadMs(ttl)` (half a TTL, at most maxAnnounceAheadMs)
  * longer than the leader granted it. Members then protect a key at most that much longer than the reader was
@@ -78,6 +84,7 @@ export interface LeaseSyncOptions {
    * True when this process started without Raft state (a new member: it never acknowledged a lease). Otherwise it may
    * have acknowledged leases before a restart that it no longer knows, so for the longest time a member keeps a
    * lease (TTL + the margin) after it started it does not count towards a new leader's majority (see "Restarts").
+   * A lease file this boot wrote (`store`) wins over both: it says what this member acknowledged.
    */
   fresh?: boolean;
   /**
@@ -141,14 +148,15 @@ export class LeaseSync {
   constructor(private readonly o: LeaseSyncOptions) {
     this.known = new LeaseTable(o.leases.leaseTtlMs);
     const now = o.clock.now();
-    const restored = o.fresh === true ? null : o.store?.restored(now) ?? null;
-    if (o.fresh === true) this.amnesicUntil = 0;
-    else if (restored !== null) {
+    // Trusted even when `fresh`: a new member may have acknowledged leases before it persisted any Raft state.
+    const restored = o.store?.restored(now) ?? null;
+    if (restored !== null) {
       // The previous process of this boot recorded every lease it acknowledged before acknowledging it.
       this.amnesicUntil = restored.amnesicUntilMs;
       this.termSeen = restored.termSeen;
       for (const [k, until] of restored.leases) this.known.adopt(k, until);
-    } else this.amnesicUntil = now + o.leases.leaseTtlMs + announceAheadMs(o.leases.leaseTtlMs);
+    } else if (o.fresh === true) this.amnesicUntil = 0;
+    else this.amnesicUntil = now + o.leases.leaseTtlMs + announceAheadMs(o.leases.leaseTtlMs);
     if (o.store !== undefined) {
       if (!o.store.begin(now, { amnesicUntilMs: this.amnesicUntil, termSeen: this.termSeen, leases: this.known.live(now) })) this.storeBroken = true;
       if (restored !== null) {

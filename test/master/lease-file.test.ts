@@ -200,12 +200,12 @@ describe('LeaseFile', () => {
 
 describe('LeaseSync with a lease file', () => {
   const ttl = 1_000;
-  function member(io: TestIo, file: string, sent: unknown[], now: { t: number }): LeaseSync {
+  function member(io: TestIo, file: string, sent: unknown[], now: { t: number }, fresh = false): LeaseSync {
     const clock: LeaseClock = { now: () => now.t, setTimeout: () => ({ cancel: () => {}, refresh: () => {} }), setImmediate: () => {} };
     return new LeaseSync({
       self: 'b', leases: new LeaseTable(ttl), send: (_to, f) => { sent.push(f); return true; },
       voters: () => ['a', 'b', 'c'], peers: () => ['a', 'b', 'c'], term: () => 2, ackTimeoutMs: () => 300,
-      fresh: false, store: open(io, file), clock, logger: recordingLogger(),
+      fresh, store: open(io, file), clock, logger: recordingLogger(),
     });
   }
 
@@ -240,5 +240,19 @@ describe('LeaseSync with a lease file', () => {
     const rebooted = member(io, file, sent, now);
     rebooted.onFrame('c', { k: 'lq', t: 4 }, now.t);
     expect(sent.pop()).toMatchObject({ k: 'lr', amnesic: true });
+  });
+
+  it('a new member (no Raft state yet) that acknowledged a lease before a SIGKILL still knows it after the restart', () => {
+    const io = new TestIo();
+    const file = tmpFile();
+    const now = { t: 10_000 };
+    const sent: unknown[] = [];
+    const b = member(io, file, sent, now, true);
+    b.onFrame('a', { k: 'ls', t: 2, seq: 1, keys: [['x', 800]] }, now.t);
+    expect(sent.pop()).toEqual({ k: 'la', t: 2, seq: 1 });
+    io.close();
+    const again = member(io, file, sent, now, true); // still no Raft state persisted: "fresh"
+    again.onFrame('c', { k: 'lq', t: 3 }, now.t);
+    expect(sent.pop()).toEqual({ k: 'lr', t: 3, keys: [['x', 800]], last: true });
   });
 });
