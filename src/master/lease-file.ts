@@ -136,6 +136,8 @@ export class LeaseFile {
     for (const [key, until] of leases) {
       if (until <= nowMs) continue;
       const b = boot + (until - nowMs);
+      // Already recorded at least this long (a key read again within the margin it was recorded ahead by).
+      if ((this.mirror.get(key) ?? 0) >= b) continue;
       this.remember(key, b);
       k.push([key, b]);
     }

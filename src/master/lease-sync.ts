@@ -298,8 +298,10 @@ export class LeaseSync {
     if (this.termSeen > this.o.term()) throw new MooringError(ErrorCode.NOT_LEADER, 'a newer leader was seen while the read was confirmed; retry');
     const until = nowMs + this.o.leases.leaseTtlMs;
     for (const k of keys) this.known.adopt(k, until);
-    // Counted by a new leader's collection like an acknowledgement: recorded before the read is answered.
-    if (!this.persist(nowMs, keys.map((k) => [k, until]))) throw new MooringError(ErrorCode.STORAGE_FAILED, 'could not record the read lease; retry');
+    // Counted by a new leader's collection like an acknowledgement: recorded before the read is answered, ahead by
+    // the announce margin (as a leader announces), so a key read again and again costs a write once per margin.
+    const ahead = until + announceAheadMs(this.o.leases.leaseTtlMs);
+    if (!this.persist(nowMs, keys.map((k) => [k, ahead]))) throw new MooringError(ErrorCode.STORAGE_FAILED, 'could not record the read lease; retry');
   }
 
   /** Consumes lease frames; returns false for anything else (Raft frames). */

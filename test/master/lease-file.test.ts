@@ -162,6 +162,21 @@ describe('LeaseFile', () => {
     expect(r.leases.length).toBeLessThanOrEqual(101 * 10);
   });
 
+  it('a key already recorded at least as long costs no write', () => {
+    const io = new TestIo();
+    const file = tmpFile();
+    const f = open(io, file);
+    f.begin(0, { amnesicUntilMs: 0, termSeen: 1, leases: [] });
+    f.record(0, [['hot', 1_000]], 1);
+    const size = statSync(file).size;
+    io.clock += 100;
+    f.record(0, [['hot', 900]], 1); // ends at the same boot-clock time
+    f.record(0, [['hot', 500]], 1);
+    expect(statSync(file).size).toBe(size);
+    f.record(0, [['hot', 950]], 1); // 50 ms longer: written
+    expect(statSync(file).size).toBeGreaterThan(size);
+  });
+
   it('live entries beyond the bound: the file says "untrusted" (a restart is amnesic) until they fit again', () => {
     const io = new TestIo();
     const file = tmpFile();
