@@ -119,9 +119,9 @@ export class LeaseFile {
   begin(nowMs: number, state: { amnesicUntilMs: number; termSeen: number; leases: Iterable<[string, number]> }): boolean {
     if (this.boot === null) return true;
     const boot = this.io.bootClockMs();
-    this.amnesicUntil = state.amnesicUntilMs > nowMs ? boot + (state.amnesicUntilMs - nowMs) : 0;
+    this.amnesicUntil = state.amnesicUntilMs > nowMs ? Math.ceil(boot + (state.amnesicUntilMs - nowMs)) : 0;
     this.termSeen = state.termSeen;
-    for (const [k, until] of state.leases) this.remember(k, boot + (until - nowMs));
+    for (const [k, until] of state.leases) this.remember(k, Math.ceil(boot + (until - nowMs)));
     return this.rewrite(boot);
   }
 
@@ -132,14 +132,19 @@ export class LeaseFile {
   record(nowMs: number, leases: Iterable<[string, number]>, termSeen: number): boolean {
     if (this.boot === null) return true;
     const boot = this.io.bootClockMs();
-    const k: Array<[string, number]> = [];
+    // The line is built by hand (no intermediate arrays): a follower records every key a leader announces.
+    let keys = '';
+    let latest = 0;
     for (const [key, until] of leases) {
       if (until <= nowMs) continue;
-      const b = boot + (until - nowMs);
+      // Whole milliseconds, rounded up: never shorter than acknowledged.
+      const b = Math.ceil(boot + (until - nowMs));
+      const cur = this.mirror.get(key);
       // Already recorded at least this long (a key read again within the margin it was recorded ahead by).
-      if ((this.mirror.get(key) ?? 0) >= b) continue;
-      this.remember(key, b);
-      k.push([key, b]);
+      if (cur !== undefined && cur >= b) continue;
+      this.mirror.set(key, b);
+      keys += `${keys === '' ? '' : ','}[${JSON.stringify(key)},${b}]`;
+      latest = Math.max(latest, b);
     }
     const newTerm = termSeen > this.termSeen;
     this.termSeen = Math.max(this.termSeen, termSeen);
@@ -147,11 +152,11 @@ export class LeaseFile {
       // Written in full again (the mirror has these entries) if they fit now; otherwise, whatever is acknowledged
       // meanwhile must keep a restart amnesic once the file is trusted again.
       if (boot >= this.retryAt && this.rewrite(boot) && (this.mode as Mode) === 'append') return true;
-      for (const [, b] of k) this.amnesicUntil = Math.max(this.amnesicUntil, b);
+      this.amnesicUntil = Math.max(this.amnesicUntil, latest);
       return true;
     }
-    if (k.length === 0 && !newTerm) return true;
-    const line = Buffer.from(`${JSON.stringify({ t: this.termSeen, ...(k.length > 0 ? { k } : {}) })}\n`);
+    if (keys === '' && !newTerm) return true;
+    const line = Buffer.from(`{"t":${this.termSeen}${keys === '' ? '' : `,"k":[${keys}]`}}\n`);
     try {
       this.io.append(this.file, line);
       this.fileBytes += line.byteLength;
@@ -159,7 +164,7 @@ export class LeaseFile {
     } catch (err) {
       // The file now misses this record: make it untrusted, or refuse the acknowledgement if even that fails.
       this.warnOnce(err, 'could not record an acknowledged read lease; a restart will count as amnesic');
-      for (const [, b] of k) this.amnesicUntil = Math.max(this.amnesicUntil, b);
+      this.amnesicUntil = Math.max(this.amnesicUntil, latest);
       return this.markUntrusted(boot);
     }
     if (this.fileBytes > this.compactAtBytes) this.rewrite(boot);
