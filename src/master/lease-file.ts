@@ -126,22 +126,23 @@ export class LeaseFile {
   }
 
   /**
-   * Records acknowledged leases ([key, expiry] in the caller's time base) and the highest term seen, before the
-   * acknowledgement is sent. False: nothing could be recorded, the caller must not acknowledge.
+   * Records acknowledged leases ([key, expiry] in the caller's time base; [key, expiry, ahead]: written as lasting
+   * until `ahead` unless already recorded until `expiry`) and the highest term seen, before the acknowledgement is
+   * sent. False: nothing could be recorded, the caller must not acknowledge.
    */
-  record(nowMs: number, leases: Iterable<[string, number]>, termSeen: number): boolean {
+  record(nowMs: number, leases: Iterable<readonly [string, number, number?]>, termSeen: number): boolean {
     if (this.boot === null) return true;
     const boot = this.io.bootClockMs();
     // The line is built by hand (no intermediate arrays): a follower records every key a leader announces.
     let keys = '';
     let latest = 0;
-    for (const [key, until] of leases) {
+    for (const [key, until, ahead] of leases) {
       if (until <= nowMs) continue;
-      // Whole milliseconds, rounded up: never shorter than acknowledged.
-      const b = Math.ceil(boot + (until - nowMs));
       const cur = this.mirror.get(key);
       // Already recorded at least this long (a key read again within the margin it was recorded ahead by).
-      if (cur !== undefined && cur >= b) continue;
+      if (cur !== undefined && cur >= boot + (until - nowMs)) continue;
+      // Whole milliseconds, rounded up: never shorter than acknowledged.
+      const b = Math.ceil(boot + (Math.max(until, ahead ?? 0) - nowMs));
       this.mirror.set(key, b);
       keys += `${keys === '' ? '' : ','}[${JSON.stringify(key)},${b}]`;
       latest = Math.max(latest, b);

@@ -168,7 +168,7 @@ export class LeaseSync {
   /**
    * Records acknowledged leases and the term seen before an acknowledgement goes out; false: it must not go out.
    */
-  private persist(nowMs: number, leases: Iterable<[string, number]>): boolean {
+  private persist(nowMs: number, leases: Iterable<readonly [string, number, number?]>): boolean {
     const s = this.o.store;
     if (s === undefined) return true;
     const ok = s.record(nowMs, leases, this.termSeen);
@@ -299,9 +299,10 @@ export class LeaseSync {
     const until = nowMs + this.o.leases.leaseTtlMs;
     for (const k of keys) this.known.adopt(k, until);
     // Counted by a new leader's collection like an acknowledgement: recorded before the read is answered, ahead by
-    // the announce margin (as a leader announces), so a key read again and again costs a write once per margin.
+    // the announce margin (as a leader announces), so a key read again and again costs a write once per margin (and
+    // none when the leader's announcement of it, which usually arrives first, was recorded long enough).
     const ahead = until + announceAheadMs(this.o.leases.leaseTtlMs);
-    if (!this.persist(nowMs, keys.map((k) => [k, ahead]))) throw new MooringError(ErrorCode.STORAGE_FAILED, 'could not record the read lease; retry');
+    if (!this.persist(nowMs, keys.map((k) => [k, until, ahead] as const))) throw new MooringError(ErrorCode.STORAGE_FAILED, 'could not record the read lease; retry');
   }
 
   /** Consumes lease frames; returns false for anything else (Raft frames). */

@@ -173,8 +173,13 @@ describe('LeaseFile', () => {
     f.record(0, [['hot', 900]], 1); // ends at the same boot-clock time
     f.record(0, [['hot', 500]], 1);
     expect(statSync(file).size).toBe(size);
+    f.record(0, [['hot', 900, 1_400]], 1); // needed until the recorded end: not written, though asked ahead
+    expect(statSync(file).size).toBe(size);
     f.record(0, [['hot', 950]], 1); // 50 ms longer: written
     expect(statSync(file).size).toBeGreaterThan(size);
+    f.record(0, [['cold', 500, 1_000]], 1); // new: written as lasting until `ahead`
+    io.close();
+    expect(new Map(open(io, file).restored(0)!.leases)).toEqual(new Map([['hot', 950], ['cold', 1_000]]));
   });
 
   it('live entries beyond the bound: the file says "untrusted" (a restart is amnesic) until they fit again', () => {
