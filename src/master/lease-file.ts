@@ -136,6 +136,7 @@ export class LeaseFile {
     // The line is built by hand (no intermediate arrays): a follower records every key a leader announces.
     let keys = '';
     let latest = 0;
+    const before: Array<[string, number | undefined]> = [];
     for (const [key, until, ahead] of leases) {
       if (until <= nowMs) continue;
       const cur = this.mirror.get(key);
@@ -143,11 +144,13 @@ export class LeaseFile {
       if (cur !== undefined && cur >= boot + (until - nowMs)) continue;
       // Whole milliseconds, rounded up: never shorter than acknowledged.
       const b = Math.ceil(boot + (Math.max(until, ahead ?? 0) - nowMs));
+      before.push([key, cur]);
       this.mirror.set(key, b);
       keys += `${keys === '' ? '' : ','}[${JSON.stringify(key)},${b}]`;
       latest = Math.max(latest, b);
     }
     const newTerm = termSeen > this.termSeen;
+    const termBefore = this.termSeen;
     this.termSeen = Math.max(this.termSeen, termSeen);
     if (this.mode === 'untrusted') {
       // Written in full again (the mirror has these entries) if they fit now; otherwise, whatever is acknowledged
@@ -166,7 +169,14 @@ export class LeaseFile {
       // The file now misses this record: make it untrusted, or refuse the acknowledgement if even that fails.
       this.warnOnce(err, 'could not record an acknowledged read lease; a restart will count as amnesic');
       this.amnesicUntil = Math.max(this.amnesicUntil, latest);
-      return this.markUntrusted(boot);
+      if (this.markUntrusted(boot)) return true;
+      // Not recorded, not acknowledged: forget that it was, so the next attempt writes it again.
+      for (const [key, cur] of before) {
+        if (cur === undefined) this.mirror.delete(key);
+        else this.mirror.set(key, cur);
+      }
+      this.termSeen = termBefore;
+      return false;
     }
     if (this.fileBytes > this.compactAtBytes) this.rewrite(boot);
     return true;

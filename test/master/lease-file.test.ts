@@ -213,8 +213,17 @@ describe('LeaseFile', () => {
     io.append = append;
     g.begin(0, { amnesicUntilMs: 0, termSeen: 1, leases: [] });
     io.append = () => { throw new Error('EIO (test)'); };
+    const replace = io.replace.bind(io);
     io.replace = () => { throw new Error('EIO (test)'); };
-    expect(g.record(0, [['k', 1_000]], 1)).toBe(false);
+    expect(g.record(0, [['k', 1_000]], 2)).toBe(false);
+    // The disk recovers: the refused record is written by the next attempt, not taken as already written.
+    io.append = append;
+    io.replace = replace;
+    expect(g.record(0, [['k', 1_000]], 2)).toBe(true);
+    io.close();
+    const r = open(io, file).restored(0)!;
+    expect(r.leases).toEqual([['k', 1_000]]);
+    expect(r.termSeen).toBe(2);
   });
 });
 
