@@ -17,10 +17,16 @@
  *   member, and that member acknowledged before it answered (after answering term t it refuses older terms), so
  *   the new leader learns every lease a reader may hold. The blanket still ends after one TTL at the latest.
  *
- * Restarts: `known` lives in memory, so a restarted member may have acknowledged a lease it no longer knows (the
- * two majorities would meet only in a member that forgot: docs/raft.md). A member that started with Raft state
- * (`fresh` false) answers `lr` with `amnesic: true` (keys adopted, member not counted) until one TTL plus the margin
- * after it started; a new leader in that state does not count itself. Meanwhile the blanket holds (≤ one TTL).
+ * Restarts: a restarted member may have acknowledged a lease it no longer knows (the two majorities would meet only
+ * in a member that forgot: docs/raft.md). So a member records every lease it acknowledges (and a leader its own
+ * grants, and a follower the leases of the reads it serves), and every term it answers, in its lease file
+ * (`store`, lease-file.ts: one write(2) to the page cache, no fsync) before the acknowledgement goes out. A process
+ * restarted on the same boot (a SIGKILL keeps the page cache) restores them and is not amnesic. Otherwise — no file,
+ * a damaged one, another boot id (a power loss may have lost writes), no `store` — a member that started with Raft
+ * state (`fresh` false) answers `lr` with `amnesic: true` (keys adopted, member not counted) until one TTL plus the
+ * margin after it started, and records that end in its new file, so a second restart meanwhile stays amnesic too; a
+ * new leader in that state does not count itself. Meanwhile the blanket holds (≤ one TTL). A member whose file
+ * cannot be written withholds its acknowledgements (lease-file.ts says when).
  *
  * Announcing ahead: a lease is announced as lasting `announceAheadMs(ttl)` (half a TTL, at most maxAnnounceAheadMs)
  * longer than the leader granted it. Members then protect a key at most that much longer than the reader was
@@ -39,6 +45,7 @@ import type { Role } from '../raft/core/types.js';
 import type { Clock, Timer } from '../raft/node/clock.js';
 import type { RaftNode } from '../raft/node/raft-node.js';
 import { LeaseTable } from '../statemachine/leases.js';
+import type { LeaseFile } from './lease-file.js';
 import type { LoggerLike } from '../transport/logger.js';
 
 /** Keys per lease frame (a frame stays far below maxFrameBytes: keys are ≤ a few hundred bytes). */
@@ -77,8 +84,14 @@ export interface LeaseSyncOptions {
    * True when this process started without Raft state (a new member: it never acknowledged a lease). Otherwise it may
    * have acknowledged leases before a restart that it no longer knows, so for the longest time a member keeps a
    * lease (TTL + the margin) after it started it does not count towards a new leader's majority (see "Restarts").
+   * A lease file this boot wrote (`store`) wins over both: it says what this member acknowledged.
    */
   fresh?: boolean;
+  /**
+   * Where this member records what it acknowledges (and the terms it saw) before acknowledging, so that a restart on
+   * the same boot is not amnesic (lease-file.ts). Absent: knowledge lives in memory only.
+   */
+  store?: LeaseFile;
   /** Timers and the flush's time; now() must be the time base of `leases` (the callers' nowMs). */
   clock: LeaseClock;
   logger: LoggerLike;
@@ -129,10 +142,38 @@ export class LeaseSync {
 
   /** Until when (this clock) a restarted member cannot vouch that it knows every lease it acknowledged. */
   private readonly amnesicUntil: number;
+  /** The lease file could not be written (lease-file.ts): acknowledgements are withheld until it can. */
+  private storeBroken = false;
 
   constructor(private readonly o: LeaseSyncOptions) {
     this.known = new LeaseTable(o.leases.leaseTtlMs);
-    this.amnesicUntil = o.fresh === true ? 0 : o.clock.now() + o.leases.leaseTtlMs + announceAheadMs(o.leases.leaseTtlMs);
+    const now = o.clock.now();
+    // Trusted even when `fresh`: a new member may have acknowledged leases before it persisted any Raft state.
+    const restored = o.store?.restored(now) ?? null;
+    if (restored !== null) {
+      // The previous process of this boot recorded every lease it acknowledged before acknowledging it.
+      this.amnesicUntil = restored.amnesicUntilMs;
+      this.termSeen = restored.termSeen;
+      for (const [k, until] of restored.leases) this.known.adopt(k, until);
+    } else if (o.fresh === true) this.amnesicUntil = 0;
+    else this.amnesicUntil = now + o.leases.leaseTtlMs + announceAheadMs(o.leases.leaseTtlMs);
+    if (o.store !== undefined) {
+      if (!o.store.begin(now, { amnesicUntilMs: this.amnesicUntil, termSeen: this.termSeen, leases: this.known.live(now) })) this.storeBroken = true;
+      if (restored !== null) {
+        o.logger.info({ leases: restored.leases.length, amnesic: this.amnesicUntil > now }, 'restored the read leases this member acknowledged before its restart');
+      }
+    }
+  }
+
+  /**
+   * Records acknowledged leases and the term seen before an acknowledgement goes out; false: it must not go out.
+   */
+  private persist(nowMs: number, leases: Iterable<readonly [string, number, number?]>): boolean {
+    const s = this.o.store;
+    if (s === undefined) return true;
+    const ok = s.record(nowMs, leases, this.termSeen);
+    this.storeBroken = !ok;
+    return ok;
   }
 
   /** True while this member may have forgotten (by a restart) leases it acknowledged that may still run. */
@@ -257,6 +298,11 @@ export class LeaseSync {
     if (this.termSeen > this.o.term()) throw new MooringError(ErrorCode.NOT_LEADER, 'a newer leader was seen while the read was confirmed; retry');
     const until = nowMs + this.o.leases.leaseTtlMs;
     for (const k of keys) this.known.adopt(k, until);
+    // Counted by a new leader's collection like an acknowledgement: recorded before the read is answered, ahead by
+    // the announce margin (as a leader announces), so a key read again and again costs a write once per margin (and
+    // none when the leader's announcement of it, which usually arrives first, was recorded long enough).
+    const ahead = until + announceAheadMs(this.o.leases.leaseTtlMs);
+    if (!this.persist(nowMs, keys.map((k) => [k, until, ahead] as const))) throw new MooringError(ErrorCode.STORAGE_FAILED, 'could not record the read lease; retry');
   }
 
   /** Consumes lease frames; returns false for anything else (Raft frames). */
@@ -273,7 +319,9 @@ export class LeaseSync {
           this.termSeen = Math.max(this.termSeen, this.o.term());
           if (t < this.termSeen) return true; // a deposed leader: no acknowledgement
           this.termSeen = t;
-          this.learn(f.keys, nowMs);
+          const learned = this.learn(f.keys, nowMs);
+          // Recorded before acknowledged: a restart on this boot still vouches for it (lease-file.ts).
+          if (!this.persist(nowMs, learned)) return true;
           if (typeof f.seq === 'number') this.o.send(from, { k: 'la', t, seq: f.seq });
           return true;
         }
@@ -284,7 +332,11 @@ export class LeaseSync {
           }
           return true;
         case 'lq': {
-          this.termSeen = Math.max(this.termSeen, t);
+          if (t > this.termSeen) {
+            this.termSeen = t;
+            // After answering term t this member refuses older terms, also after a restart: recorded first.
+            if (!this.persist(nowMs, [])) return true;
+          } else if (this.storeBroken && !this.persist(nowMs, [])) return true;
           const all = [...this.known.live(nowMs), ...this.o.leases.live(nowMs)];
           for (let i = 0; i === 0 || i < all.length; i += maxLeaseKeysPerFrame) {
             const chunk = all.slice(i, i + maxLeaseKeysPerFrame).map(([k, until]) => [k, until - nowMs]);
@@ -319,8 +371,10 @@ export class LeaseSync {
 
   // ------------------------------------------------------------------ internals
 
-  private learn(keys: unknown, nowMs: number): void {
-    for (const [k, until] of this.parseKeys(keys, nowMs)) this.known.adopt(k, until);
+  private learn(keys: unknown, nowMs: number): Array<[string, number]> {
+    const parsed = this.parseKeys(keys, nowMs);
+    for (const [k, until] of parsed) this.known.adopt(k, until);
+    return parsed;
   }
 
   private parseKeys(keys: unknown, nowMs: number): Array<[string, number]> {
@@ -340,6 +394,15 @@ export class LeaseSync {
     if (this.batch.length === 0 || this.leaderTerm === 0) return;
     const now = this.o.clock.now();
     const entries = this.batch.splice(0);
+    // The leader counts itself in every majority: its grants are recorded like a member's acknowledgement.
+    if (!this.persist(now, entries)) {
+      for (const [k] of entries) if (this.announced.get(k)?.seq === 0) this.announced.delete(k);
+      for (const w of this.unsent.splice(0)) {
+        w.timer.cancel();
+        w.reject(new MooringError(ErrorCode.STORAGE_FAILED, 'could not record the read lease; retry'));
+      }
+      return;
+    }
     for (let i = 0; i < entries.length; i += maxLeaseKeysPerFrame) {
       const seq = ++this.seq;
       const chunk = entries.slice(i, i + maxLeaseKeysPerFrame);

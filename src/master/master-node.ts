@@ -32,7 +32,9 @@ import { RepairScheduler, repairRoundIntervalMs, type RepairLimits } from './rep
 import { readIdentity } from './backup-format.js';
 import { peerAddresses, peerTransportOptions, rpcServerOptions } from './endpoints.js';
 import { LeaderContact } from './leader-contact.js';
-import { LeaseSync, leaseWaitMs, raftLeaseView } from './lease-sync.js';
+import { LeaseSync, announceAheadMs, leaseWaitMs, raftLeaseView } from './lease-sync.js';
+import { LeaseFile, leaseFileName } from './lease-file.js';
+import { NodeLeaseFileIo } from './lease-file-io.js';
 import { LeaderGate } from './leader-gate.js';
 import { Demotions } from './demotions.js';
 import { LeaderDuties, housekeepingIntervalMs } from './leader-duties.js';
@@ -83,6 +85,7 @@ export class MasterNode {
   private readonly duties: LeaderDuties;
   private readonly contact = new LeaderContact();
   private leaseSync!: LeaseSync;
+  private readonly leaseFileIo = new NodeLeaseFileIo();
   /** Leader policy for leader-only requests: parking on followers, answers at step-down (leader-gate.ts). */
   private readonly gate: LeaderGate;
   private readonly surface: RpcSurface;
@@ -160,6 +163,11 @@ export class MasterNode {
       ...raftLeaseView(() => this.raft),
       ackTimeoutMs: () => leaseWaitMs(this.electionTimeoutMs()),
       fresh,
+      // What this member acknowledges survives a process crash on the same boot (lease-file.ts).
+      store: LeaseFile.open(this.leaseFileIo, path.join(cfg.dataDir, leaseFileName), {
+        longestLeaseMs: cfg.leaseTtlMs + announceAheadMs(cfg.leaseTtlMs),
+        logger: this.logger,
+      }),
       clock: wallClock,
       logger: this.logger,
     });
@@ -379,6 +387,7 @@ export class MasterNode {
     await this.rpc?.close().catch(() => {});
     await this.http?.close().catch(() => {});
     await this.transport?.close().catch(() => {});
+    this.leaseFileIo.close();
     await this.logStore?.close().catch(() => {});
     await this.state?.close().catch(() => {});
     this.logger.info({}, 'master stopped');

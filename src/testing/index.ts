@@ -40,7 +40,7 @@ export type { SimCore, SimStorage } from './raft-adapter.js';
 export { freePorts } from './ports.js';
 // The full-node simulator: real RaftNodes + the master state machine on a simulated clock, network and disk.
 export { FullSim } from './fullnode/full-sim.js';
-export type { FullSimOptions, SimLeaseOptions } from './fullnode/full-sim.js';
+export type { CrashKind, FullSimOptions, SimLeaseOptions } from './fullnode/full-sim.js';
 export { LeaseLedger, simMaxClockRate } from './fullnode/sim-leases.js';
 export type { LeaseFault, ReturnedRead } from './fullnode/sim-leases.js';
 export { runFullNodeSchedule, fullScheduleForSeed, describeFullFailure, fullLivenessElectionTimeouts } from './fullnode/full-schedule.js';

@@ -26,32 +26,45 @@ describe('full-node simulation', () => {
     );
   });
 
-  it('regression, seed 1031 (now 377): a follower whose last acknowledged entry is lost (a corrupted last batch cut) is re-replicated, not probed in a loop', async () => {
+  it('regression, seed 1031 (now 539): a follower whose last acknowledged entry is lost (a corrupted last batch cut) is re-replicated, not probed in a loop', async () => {
     // Before the fix the leader re-sent the same probe at network speed forever (~300 events per virtual ms).
-    // Seed 1031 found it with the old disk model; on the real WAL (batch trailers, read leases, pipelined saves),
-    // seed 377 has a corrupted last batch, cut, and the node recovering until re-replicated.
-    const r = await runFullNodeSchedule(377, fullScheduleForSeed(377));
+    // Seed 1031 found it with the old disk model; on the real WAL (batch trailers, read leases and their files,
+    // pipelined saves, process crashes), seed 539 has a corrupted last batch, cut, and the node recovering until
+    // re-replicated.
+    const r = await runFullNodeSchedule(539, fullScheduleForSeed(539));
     expect(r.faultsSeen.corruptionsRecovered).toBe(1);
     expect(r.faultsSeen.corruptionsCutAsTorn).toBe(0);
     expect(healthy(r)).toBe(true);
     expect(r.events).toBeLessThan(200_000);
   }, 60_000);
 
-  it('regression, seeds 329, 368, 385, 621: a read of a key whose remove is admitted but not yet applied waits for it (no lease inside the remove\'s window)', async () => {
+  it('regression, seeds 368, 385, 459, 621: a read of a key whose remove is admitted but not yet applied waits for it (no lease inside the remove\'s window)', async () => {
     // Before the fix the leader leased the key and answered its replicas; the remove then applied inside that lease
     // (found as seeds 326, 377, 978, 1248; after the WAL's batch trailers moved the timings, and with the lease check
     // counting a remove's apply too, these seeds reach it: full-node-leases.test.ts checks they still do).
-    for (const seed of [329, 368, 385, 621]) {
+    for (const seed of [368, 385, 459, 621]) {
       const r = await runFullNodeSchedule(seed, fullScheduleForSeed(seed));
       expect({ seed, leaseViolations: r.leaseViolations, violations: r.violations }).toEqual({ seed, leaseViolations: 0, violations: [] });
       expect(healthy(r)).toBe(true);
     }
   }, 60_000);
 
+  it('regression, seed 2660: a process restarted after a failed sync makes the log it read durable again (no batch lost at a later power loss)', async () => {
+    // A failed O_DSYNC write crash-stopped n2; restarted with its page cache intact it read that batch and went on,
+    // but the kernel had marked the pages clean: a later power loss took the batch and kept the ones after it, and the
+    // WAL refused to open ("a batch is missing"). Open now writes the last segment's bytes again and syncs them.
+    const r = await runFullNodeSchedule(2660, fullScheduleForSeed(2660));
+    expect(fullScheduleForSeed(2660).faults.some((f) => f.kind === 'crash' && f.how === 'process')).toBe(true);
+    expect(r.faultsSeen.failedFsyncs).toBeGreaterThan(0);
+    expect(healthy(r)).toBe(true);
+  }, 60_000);
+
   it('a seed replays bit for bit', async () => {
-    const seed = 377; // crashes, a torn WAL write, a corrupted log (the real WAL on the simulated file system)
+    // Power losses and process crashes, a torn WAL write, a corrupted log (the real WAL on the simulated file system).
+    const seed = 72;
     const a = await runFullNodeSchedule(seed, fullScheduleForSeed(seed));
     const b = await runFullNodeSchedule(seed, fullScheduleForSeed(seed));
+    expect(fullScheduleForSeed(seed).faults.filter((f) => f.kind === 'crash').map((f) => f.how).sort()).toEqual(['power', 'process', 'process']);
     expect(a.faultsSeen.crashes).toBeGreaterThan(0);
     expect(a.faultsSeen.tornWrites).toBeGreaterThan(0);
     expect(a.faultsSeen.corruptionsInjected).toBe(1);

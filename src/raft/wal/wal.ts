@@ -431,6 +431,7 @@ export class Wal implements DurableLogStorage {
     const lastSeq = seqs[seqs.length - 1]!;
     const fh = await fs.open(path.join(this.dir, segmentName(lastSeq)), this.appendMode());
     this.cur = { seq: lastSeq, salt: endSalt, fh, size: Math.max(fs.size(path.join(this.dir, segmentName(lastSeq))), segmentHeaderBytes), offset: endOffset, trailer: endTrailer };
+    await this.makeReadTailDurable();
     this.recovering = fs.readdir(this.dir).includes(recoveringMarker);
     this.nextBatchSeq = expected ?? 1;
 
@@ -729,6 +730,32 @@ export class Wal implements DurableLogStorage {
       if (deleted > 0) await this.fs.fsyncDir(this.dir);
     } catch (err) {
       throw this.poison(err, 'segment deletion');
+    }
+  }
+
+  /**
+   * What open() just read must be durable before anything builds on it. A process restarted after a failed sync
+   * (crash-stop) reads its last batch from the page cache, but Linux marked those pages clean when the sync failed:
+   * no later fsync writes them, and a power loss long after can take that batch while later ones stay (a log with a
+   * hole, or acknowledged entries gone: the full-node simulator's seed 2660, process crashes keeping the page cache).
+   * Only the last segment's written bytes can be in that state (every earlier batch was synced before the next one
+   * was written, and a segment is rolled only after its batches were), so they are written again, the same bytes,
+   * and synced, and so is the directory (a segment's entry whose dir fsync failed). Cost at open: one write of at
+   * most walSegmentBytes. A torn rewrite leaves the same bytes wherever it lands.
+   */
+  private async makeReadTailDurable(): Promise<void> {
+    const cur = this.cur!;
+    if (cur.offset <= segmentHeaderBytes) {
+      await this.fs.fsyncDir(this.dir);
+      return;
+    }
+    const bytes = this.fs.readFile(path.join(this.dir, segmentName(cur.seq))).subarray(0, cur.offset);
+    try {
+      await writeFully(cur.fh, bytes, 0);
+      if (this.syncMode === 'fdatasync') await cur.fh.datasync();
+      await this.fs.fsyncDir(this.dir);
+    } catch (err) {
+      throw this.poison(err, 'rewrite of the log tail at open');
     }
   }
 

@@ -11,13 +11,14 @@ import { snapshotChunkAckTimeoutMs } from '../../raft/node/snapshot-send.js';
 import { SeededRng } from '../../util/rng.js';
 import { checkBackups, SimBackupClient, simBackupTimeoutMs, type BackupMode } from './backup-client.js';
 import { checkRun, quiesce, type CheckReport } from './checks.js';
-import { FullSim } from './full-sim.js';
+import { FullSim, type CrashKind } from './full-sim.js';
 import { chance, randInt } from './rand.js';
 import type { DiskFaults, DiskStats } from './sim-fs.js';
 import type { LeaseFault } from './sim-leases.js';
 
 export type FullFault =
-  | { atMs: number; kind: 'crash'; node: number }
+  /** `how`: a power loss (absent: also) or a process crash that keeps the page cache and the boot id. */
+  | { atMs: number; kind: 'crash'; node: number; how?: CrashKind }
   | { atMs: number; kind: 'restart'; node: number }
   | { atMs: number; kind: 'corrupt'; node: number }
   | { atMs: number; kind: 'pause'; node: number }
@@ -117,6 +118,14 @@ export function fullScheduleForSeed(seed: number): FullSchedule {
     }
   }
   faults.sort((a, b) => a.atMs - b.atMs);
+  // Half the crashes are process crashes (SIGKILL: the page cache and the boot id stay, so a member keeps its lease
+  // file), the others power losses; a crash before a corrupted read stays a power loss. Own stream: the faults stay.
+  const krng = new SeededRng(seed ^ 0x9c0de);
+  for (const f of faults) {
+    if (f.kind !== 'crash') continue;
+    const corrupt = faults.some((g) => g.kind === 'corrupt' && g.node === f.node && g.atMs === f.atMs + 1);
+    f.how = !corrupt && chance(krng, 0.5) ? 'process' : 'power';
+  }
   const schedule: FullSchedule = { voters, faultMs, faults, disk: { tornWriteProbability: 0.5, shortWriteProbability: 0.01, maxWriteMs: 2, slowWriteMs: 80 } };
   // Production snapshots every 10,000 entries, more than a run writes: half the schedules override it so local
   // snapshots, compaction and snapshot streaming to lagging or restarted followers run too.
@@ -160,7 +169,7 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
     await sim.run(Math.max(0, t0 + f.atMs - sim.now));
     await restartFatalStops(sim);
     switch (f.kind) {
-      case 'crash': if (chance(crng, 0.5)) await sim.crashInWrite(id(f.node), 50); else sim.crash(id(f.node)); break;
+      case 'crash': if (chance(crng, 0.5)) await sim.crashInWrite(id(f.node), 50, f.how); else sim.crash(id(f.node), f.how); break;
       case 'restart': if (sim.host(id(f.node)).status === 'down') await sim.restart(id(f.node)); break;
       case 'corrupt': sim.corruptLog(id(f.node)); break;
       case 'pause': sim.pause(id(f.node)); break;

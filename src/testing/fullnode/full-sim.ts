@@ -19,6 +19,9 @@ import { defaultWorkload, mountCommand, simEpochMs, Workload, type WorkloadOptio
 /** Default WAL segment size in the simulator (production: 16 MiB, more than a run writes). */
 export const defaultSimWalSegmentBytes = 16 * 1024;
 
+/** 'power': a power loss or OS crash (unsynced writes may go, the boot id changes); 'process': SIGKILL. */
+export type CrashKind = 'power' | 'process';
+
 export interface FullSimOptions {
   /** Voters n1..nN. Default 3. */
   voters?: number;
@@ -152,23 +155,25 @@ export class FullSim {
 
   // ------------------------------------------------------------------ faults and scripted control
 
-  crash(id: NodeId): void {
-    this.host(id).crash();
+  /** Node `id` dies: a power loss by default (unsynced writes may go, the boot id changes), or a process crash. */
+  crash(id: NodeId, kind: CrashKind = 'power'): void {
+    this.host(id).crash(kind);
   }
 
   /**
    * Crashes node `id` while one of its disk writes is in flight (so it may be torn or lost), waiting at most
    * `maxMs` for one; crashes it then anyway.
    */
-  async crashInWrite(id: NodeId, maxMs: number): Promise<void> {
+  async crashInWrite(id: NodeId, maxMs: number, kind: CrashKind = 'power'): Promise<void> {
     const h = this.host(id);
     await this.run(maxMs, () => h.disk.writeInFlight);
-    h.crash();
+    h.crash(kind);
   }
 
-  async restart(id: NodeId): Promise<void> {
+  /** Crashes node `id` (if it runs) and starts it again. */
+  async restart(id: NodeId, kind: CrashKind = 'power'): Promise<void> {
     const h = this.host(id);
-    h.crash();
+    h.crash(kind);
     await this.startHost(h);
   }
 
@@ -257,7 +262,8 @@ export class FullSim {
   }
 
   private onFatal(h: SimMasterHost): void {
-    // Crash-stop: the process exits; the schedule restarts it like any crashed node.
-    h.crash();
+    // Crash-stop: the process exits (its page cache stays: a process exit, not a power loss; the schedule's own
+    // crashes bring power losses); the schedule restarts it like any crashed node.
+    h.crash('process');
   }
 }

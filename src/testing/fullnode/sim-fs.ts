@@ -13,7 +13,10 @@
  * dropped once it died).
  *
  * Faults:
- * - crash: a random prefix (in issue order) of the unsynced operations, including those still in flight,
+ * - process crash (SIGKILL, a crash-stop): the page cache survives, so every completed operation stays (still
+ *   unsynced: a later power loss may lose it) and a random prefix (in issue order) of those still in flight happens,
+ *   the rest never does; the machine's boot id stays;
+ * - crash (power loss, an OS crash): a random prefix (in issue order) of the unsynced operations, including those still in flight,
  *   reaches the disk, the rest is lost; when the last survivor is a data write it may be torn (a prefix of its
  *   bytes cut at a 512-byte sector boundary or anywhere, or a random subset of its sectors). A created or renamed
  *   file whose directory was not fsynced can vanish, a removed one can come back;
@@ -22,6 +25,7 @@
  *   unsynced (and is never made durable by a later sync: Linux marks the pages clean), so the crash decides;
  *   a WAL that writes or syncs that file again afterwards (a retry) is recorded as a violation;
  * - corrupted read: at the next open one byte of a segment's written region (on disk, so synced) is flipped.
+ * A power loss also changes the boot id (`bootId`), as a reboot does.
  * Not modelled: writeback out of issue order beyond the surviving prefix (a later write surviving an earlier lost
  * one), ENOSPC, read errors other than the flipped byte, failures of the synchronous calls made while a WAL opens,
  * and directories themselves (mkdir is durable at once).
@@ -48,6 +52,8 @@ export interface DiskFaults {
   shortWriteProbability: number;
   /** Negative control: syncs succeed without making anything durable (a lying disk). */
   unsafeLyingFsync: boolean;
+  /** Negative control: a power loss keeps the boot id (a lease file that lost writes is then trusted). */
+  unsafeKeepBootId?: boolean;
 }
 
 export const noDiskFaults: DiskFaults = {
@@ -139,6 +145,8 @@ export class SimFsDisk {
   private readonly locks = new Set<string>();
   private current: SimWalFs | null = null;
   private corruptNextOpen: 'anywhere' | 'tail' | null = null;
+  /** Power losses so far: the boot id's number. */
+  private boots = 0;
 
   constructor(private readonly sched: SimScheduler, private readonly rng: SeededRng, faults: DiskFaults) {
     this.faults = faults;
@@ -156,14 +164,30 @@ export class SimFsDisk {
     return this.rng.nextUint32();
   }
 
+  /** The machine's boot id (/proc/sys/kernel/random/boot_id): changes at every power loss. */
+  bootId(): string {
+    return `sim-boot-${this.boots}`;
+  }
+
   /**
-   * The process died (or the power went): a random prefix of the unsynced operations reaches the disk, the last
-   * surviving write possibly torn; the page cache is gone.
+   * The running process died. 'power' (a power loss or OS crash): a random prefix of the unsynced operations reaches
+   * the disk, the last surviving write possibly torn; the page cache is gone; the boot id changes. 'process' (SIGKILL):
+   * the page cache stays; a random prefix of the operations in flight happens, the rest never does.
    */
-  crash(): void {
+  crash(kind: 'power' | 'process' = 'power'): void {
     this.current?.kill();
     this.current = null;
     this.locks.clear();
+    if (kind === 'process') {
+      const inFlight = this.pending.filter((op) => !op.done);
+      if (inFlight.length === 0) return;
+      const keep = randInt(this.rng, inFlight.length + 1);
+      inFlight.slice(0, keep).forEach((op) => this.applyToCache(op));
+      const lost = new Set<Op>(inFlight.slice(keep));
+      this.pending = this.pending.filter((op) => !lost.has(op));
+      return;
+    }
+    if (this.faults.unsafeKeepBootId !== true) this.boots++;
     const ops = this.pending;
     this.pending = [];
     const keep = ops.length === 0 ? 0 : randInt(this.rng, ops.length + 1);
@@ -500,6 +524,40 @@ export class SimWalFs implements WalFs {
   /** @internal */
   run<T>(delay: number, effect: () => T): Promise<T> {
     return this.later(delay, effect);
+  }
+
+  // Synchronous writes to the page cache (write(2) without fsync), for the lease file (sim-lease-file.ts).
+
+  /** Appends `data` to `file` (created if missing): in the page cache at once, unsynced. */
+  appendSync(file: string, data: Buffer): void {
+    this.alive();
+    let inode = this.disk.lookup(file);
+    if (inode === undefined) inode = this.createSync(file);
+    const op: Op = { kind: 'write', inode, pos: inode.cache.byteLength, data: Buffer.from(data), done: false, syncFailed: false };
+    this.disk.issue(op);
+    this.disk.applyToCache(op);
+  }
+
+  /** Writes `file.tmp` and renames it over `file`: in the page cache at once, unsynced. */
+  replaceSync(file: string, data: Buffer): void {
+    this.alive();
+    const tmp = `${file}.tmp`;
+    const inode = this.createSync(tmp);
+    const op: Op = { kind: 'write', inode, pos: 0, data: Buffer.from(data), done: false, syncFailed: false };
+    this.disk.issue(op);
+    this.disk.applyToCache(op);
+    const ren: Op = { kind: 'rename', dir: path.dirname(file), from: tmp, to: file, done: false };
+    this.disk.issue(ren);
+    this.disk.applyToCache(ren);
+  }
+
+  private createSync(file: string): Inode {
+    const dir = path.dirname(file);
+    if (!this.disk.hasDir(dir)) throw errno('ENOENT', `no such directory '${dir}'`);
+    const op: Op = { kind: 'create', dir, file, inode: { cache: Buffer.alloc(0), disk: Buffer.alloc(0) }, done: false };
+    this.disk.issue(op);
+    this.disk.applyToCache(op);
+    return op.inode;
   }
 }
 

@@ -30,6 +30,7 @@ import type { AppliedCommand } from '../../raft/state-machine.js';
 import type { Command, Result } from '../../statemachine/commands.js';
 import { LeaseTable } from '../../statemachine/leases.js';
 import type { MasterState } from '../../statemachine/master-state.js';
+import type { LeaseFile } from '../../master/lease-file.js';
 import { silentLogger } from '../../transport/logger.js';
 import type { NodeClock, SimScheduler } from './scheduler.js';
 
@@ -176,10 +177,11 @@ export class SimLeaseNode {
     private readonly electionTimeoutMs: number,
     private readonly epochMs: number,
     fresh: boolean,
+    store?: LeaseFile,
   ) {
     this.leases = new LeaseTable(ledger.ttlMs);
     this.sync = new LeaseSync({
-      self: id, leases: this.leases, send, ...raftLeaseView(() => raft), fresh,
+      self: id, leases: this.leases, send, ...raftLeaseView(() => raft), fresh, ...(store !== undefined ? { store } : {}),
       ackTimeoutMs: () => leaseWaitMs(electionTimeoutMs), clock, logger: silentLogger,
     });
     this.gate = new LeaderGate({ self: id, raft: () => raft, contact, electionTimeoutMs, clock, stopping: () => false });

@@ -30,6 +30,9 @@ import type { PeerTransport } from '../../transport/types.js';
 import { MemoryPeerBookStore, MemorySnapshotStore } from './sim-stores.js';
 import type { NodeClock } from './scheduler.js';
 import { SimLeaseNode, type LeaseLedger } from './sim-leases.js';
+import { SimLeaseFileIo } from './sim-lease-file.js';
+import { LeaseFile, leaseFileName } from '../../master/lease-file.js';
+import { announceAheadMs } from '../../master/lease-sync.js';
 import { simEpochMs } from './workload.js';
 
 /**
@@ -40,6 +43,8 @@ export type ApplyFault = (node: NodeId, commands: AppliedCommand[]) => AppliedCo
 
 /** Where each node keeps its WAL on its simulated disk. */
 const walDir = '/data/raft-wal';
+/** And its lease file (MasterNode: <dataDir>/read-leases.jsonl). */
+const leaseFile = `/data/${leaseFileName}`;
 
 export type HostStatus = 'down' | 'starting' | 'up' | 'failed';
 
@@ -102,6 +107,15 @@ export class SimMasterHost {
         // Only a flipped byte may make a log unreadable: crashes, torn, lost and short writes must not.
         if (this.disk.stats.corruptionsInjected === 0) this.disk.violations.push(`${this.id} refused its uncorrupted WAL: ${err.message}`);
       }
+      if (err instanceof MooringError && err.code === ErrorCode.STORAGE_FAILED) {
+        // A sync failed while the WAL opened (it makes the tail it read durable): a crash-stop like any other (the
+        // process exits 70, its supervisor starts it again).
+        this.status = 'up'; // so that crash() runs
+        this.fatalStops++;
+        this.pendingRestart = true;
+        this.crash('process');
+        return;
+      }
       this.status = 'failed';
       this.failure = err as Error;
       return;
@@ -156,7 +170,9 @@ export class SimMasterHost {
     this.raft = raft;
     if (this.ledger !== null) {
       const t = { ...raftDefaults, ...this.tunables };
-      this.lease = new SimLeaseNode(this.id, this.clock, raft, state, contact, (to, frame) => transport.send(to, frame), this.ledger, t.electionTimeoutTicks * t.tickMs, simEpochMs, fresh);
+      const ttl = this.ledger.ttlMs;
+      const store = LeaseFile.open(new SimLeaseFileIo(this.disk, fs, this.clock), leaseFile, { longestLeaseMs: ttl + announceAheadMs(ttl), logger: silentLogger });
+      this.lease = new SimLeaseNode(this.id, this.clock, raft, state, contact, (to, frame) => transport.send(to, frame), this.ledger, t.electionTimeoutTicks * t.tickMs, simEpochMs, fresh, store);
     }
     this.status = 'up';
   }
@@ -198,12 +214,15 @@ export class SimMasterHost {
     });
   }
 
-  /** The process dies: memory, timers and unsynced writes are lost; the disk and flushed state survive. */
-  crash(): void {
+  /**
+   * The process dies: memory and timers are lost; the disk and flushed state survive. 'power' (a power loss, the
+   * default): unsynced writes may be lost too and the boot id changes; 'process' (SIGKILL): the page cache stays.
+   */
+  crash(kind: 'power' | 'process' = 'power'): void {
     if (this.status === 'down' || this.status === 'failed') return;
     this.crashes++;
     this.clock.kill();
-    this.disk.crash();
+    this.disk.crash(kind);
     void this.transport?.close();
     this.raft = null;
     this.state = null;

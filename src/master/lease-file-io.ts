@@ -1,0 +1,86 @@
+/** The lease file's I/O in production (LeaseFileIo, lease-file.ts): node:fs, the Linux boot id, CLOCK_MONOTONIC. */
+import { closeSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
+import type { LeaseFileIo } from './lease-file.js';
+
+const bootIdFile = '/proc/sys/kernel/random/boot_id';
+
+/** The kernel's boot id (changes at every boot); null where there is none (not Linux). */
+export function readBootId(): string | null {
+  try {
+    const id = readFileSync(bootIdFile, 'utf8').trim();
+    return id.length > 0 ? id : null;
+  } catch {
+    return null;
+  }
+}
+
+function writeAll(fd: number, data: Buffer): void {
+  for (let off = 0; off < data.byteLength;) {
+    const n = writeSync(fd, data, off, data.byteLength - off);
+    if (n <= 0) throw new Error('write wrote nothing');
+    off += n;
+  }
+}
+
+/**
+ * One open append descriptor per file (a lease record costs one write(2)). `close()` releases it (MasterNode.stop).
+ * The boot clock is process.hrtime: CLOCK_MONOTONIC on Linux, the same for every process of one boot.
+ */
+export class NodeLeaseFileIo implements LeaseFileIo {
+  private fd: number | null = null;
+  private fdFile: string | null = null;
+  private readonly boot = readBootId();
+
+  bootId(): string | null {
+    return this.boot;
+  }
+
+  bootClockMs(): number {
+    return Number(process.hrtime.bigint()) / 1e6;
+  }
+
+  size(file: string): number | null {
+    try {
+      return statSync(file).size;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+  }
+
+  read(file: string): Buffer | null {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+  }
+
+  append(file: string, data: Buffer): void {
+    if (this.fd === null || this.fdFile !== file) {
+      this.close();
+      this.fd = openSync(file, 'a');
+      this.fdFile = file;
+    }
+    writeAll(this.fd, data);
+  }
+
+  replace(file: string, data: Buffer): void {
+    if (this.fdFile === file) this.close();
+    const tmp = `${file}.tmp`;
+    const fd = openSync(tmp, 'w');
+    try {
+      writeAll(fd, data);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+    this.fdFile = null;
+  }
+}
