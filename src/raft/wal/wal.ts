@@ -253,21 +253,43 @@ function findBegin(buf: Buffer, from: number, salt: number): boolean {
   return false;
 }
 
+/** The unit a disk writes atomically (or not at all) in a torn write: 512-byte sectors (a 4 KiB device tears in 8 of them). */
+const tornSectorBytes = 512;
+
 /**
  * Can the damaged last batch at [off, written) only be a torn write (never completely written, so never
- * acknowledged)? A torn write leaves zeros where bytes were not written; a damaged (bit-flipped) complete batch
- * differs from what was written in one byte. So: a batch whose BEGIN verifies is provably torn when its last two
- * bytes (the trailer, never zero when written) are both zero or the file ends inside it; a batch whose BEGIN does
- * not verify, when fewer bytes than a BEGIN record were written at all. Anything else (including format-1 batches, which have no trailer) may be
- * a complete batch that was damaged after it was acknowledged: suspect.
+ * acknowledged)? A torn write leaves zeros where it did not reach the disk (a prefix of it, or some of its sectors
+ * written back and others not); a damaged complete batch differs from what was written in one byte, and one byte
+ * cannot make two zero bytes. So a batch is provably torn when:
+ * - its BEGIN does not verify and fewer bytes than a BEGIN were written at all, or its first sector piece (≥ 2 bytes:
+ *   it holds the BEGIN, never zero) is all zeros;
+ * - its BEGIN verifies and the file ends inside it, or its trailer's last two bytes (never zero when written) are
+ *   zeros, or a whole sector piece of it at or after its first damaged record is all zeros (a sector that was never
+ *   written back). Natural zeros would need a full 512-byte sector of zeros inside an entry after the damage: the
+ *   master's commands never hold one (an entry payload of user bytes could; see docs/raft.md).
+ * Anything else (a format-1 batch has no trailer and is only judged by its BEGIN) may be a complete batch that was
+ * damaged after it was acknowledged: suspect.
  */
 function provablyTorn(buf: Buffer, off: number, written: number, salt: number, trailer: boolean): boolean {
+  const firstPieceEnd = Math.min(buf.byteLength, (Math.floor(off / tornSectorBytes) + 1) * tornSectorBytes);
   const b = readBegin(buf, off, buf.byteLength, salt);
-  if (b === null) return written - off < beginRecordBytes;
+  if (b === null) return written - off < beginRecordBytes || (firstPieceEnd - off >= 2 && isZero(buf, off, firstPieceEnd));
   const end = off + b.bytes;
   if (end > buf.byteLength) return true; // the file ends inside it (a flipped byte does not shorten a file)
   if (!trailer || b.bytes < beginRecordBytes + batchTrailerBytes) return false;
-  return buf[end - 1] === 0 && buf[end - 2] === 0;
+  if (buf[end - 1] === 0 && buf[end - 2] === 0) return true;
+  // The first record that does not verify: sectors before it were written back (their records verify).
+  let r = off + beginRecordBytes;
+  for (let i = 0; i < b.records; i++) {
+    const rec = readRecord(buf, r, end - batchTrailerBytes, salt);
+    if (rec === null) break;
+    r = rec.next;
+  }
+  for (let ps = off, pe = firstPieceEnd; ps < end; ps = pe, pe = Math.min(end, pe + tornSectorBytes)) {
+    if (pe <= r) continue;
+    if (pe - ps >= 2 && isZero(buf, ps, Math.min(pe, end))) return true;
+  }
+  return false;
 }
 
 function corrupt(msg: string): MooringError {

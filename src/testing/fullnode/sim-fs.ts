@@ -74,8 +74,9 @@ export interface DiskStats {
   /** Injected corruptions the node refused to start on (CORRUPT_LOG). */
   corruptionsCaught: number;
   /**
-   * Injected corruptions in the last batch taken for a torn write (cut without recovery). The batch trailer makes
-   * this impossible for a single flipped byte (wal/format.ts): sim-master.ts reports it as a violation.
+   * Injected corruptions in the last batch taken for a torn write (cut without recovery). A single flipped byte in a
+   * complete batch never is (wal.ts provablyTorn): sim-master.ts reports it as a violation, unless the byte is in the
+   * write the crash tore (that batch was never complete).
    */
   corruptionsCutAsTorn: number;
   /** Injected corruptions in the last batch cut as damaged: the node started recovering (wal.ts, "Recovery"). */
@@ -145,6 +146,8 @@ export class SimFsDisk {
   private readonly locks = new Set<string>();
   private current: SimWalFs | null = null;
   private corruptNextOpen: 'anywhere' | 'tail' | null = null;
+  /** The write the last power loss tore (a corruption inside it damages a batch that was never complete). */
+  private lastTear: { inode: Inode; from: number; to: number } | null = null;
   /** Power losses so far: the boot id's number. */
   private boots = 0;
 
@@ -187,6 +190,7 @@ export class SimFsDisk {
       this.pending = this.pending.filter((op) => !lost.has(op));
       return;
     }
+    this.lastTear = null;
     if (this.faults.unsafeKeepBootId !== true) this.boots++;
     const ops = this.pending;
     this.pending = [];
@@ -195,6 +199,7 @@ export class SimFsDisk {
       const op = ops[i]!;
       if (i === keep - 1 && op.kind === 'write' && op.data.byteLength > 1 && chance(this.rng, this.faults.tornWriteProbability)) {
         this.stats.tornWrites++;
+        this.lastTear = { inode: op.inode, from: op.pos, to: op.pos + op.data.byteLength };
         this.tear(op.inode, op.pos, op.data);
         continue;
       }
@@ -223,7 +228,7 @@ export class SimFsDisk {
   }
 
   /** Applies a pending corruption; returns where it is (null if there was nothing written to corrupt). */
-  injectCorruption(dir: string): { file: string; offset: number } | null {
+  injectCorruption(dir: string): { file: string; offset: number; inTornWrite: boolean } | null {
     const where = this.corruptNextOpen;
     if (where === null) return null;
     this.corruptNextOpen = null;
@@ -243,7 +248,8 @@ export class SimFsDisk {
     c.inode.disk[offset]! ^= flip;
     c.inode.cache = Buffer.from(c.inode.disk);
     this.stats.corruptionsInjected++;
-    return { file: c.file, offset };
+    const t = this.lastTear;
+    return { file: c.file, offset, inTornWrite: t !== null && t.inode === c.inode && offset >= t.from && offset < t.to };
   }
 
   // ------------------------------------------------------------------ used by SimWalFs

@@ -128,7 +128,8 @@ export class SimMasterHost {
           this.disk.stats.corruptionsRecovered++;
         } else {
           this.disk.stats.corruptionsCutAsTorn++;
-          this.disk.violations.push(`a byte flipped at ${corrupted.file}:${corrupted.offset} was cut as a torn write (acknowledged data may be lost)`);
+          // Unless the flipped byte is in the write the crash tore (that batch was never complete: never acknowledged).
+          if (!corrupted.inTornWrite) this.disk.violations.push(`a byte flipped at ${corrupted.file}:${corrupted.offset} was cut as a torn write (acknowledged data may be lost)`);
         }
       } else {
         this.disk.violations.push(`a byte flipped at ${corrupted.file}:${corrupted.offset} was not detected when the WAL opened`);
