@@ -40,7 +40,7 @@ export class InvariantChecker {
   readonly committedTerm = new Map<number, number>();
   /** (index, term) → entry key of every entry any node persisted. */
   private readonly persisted = new Map<string, string>();
-  private readonly lastCommit = new Map<NodeId, number>();
+  private readonly durableCommit = new Map<NodeId, number>();
   private readonly lastApplied = new Map<NodeId, number>();
   private readonly leaderChecked = new Set<string>();
   private highestLeaderTerm = 0;
@@ -99,10 +99,15 @@ export class InvariantChecker {
     else if (t !== term) this.fail(`state-machine safety: ${node} committed term ${term} at index ${index}, already committed with term ${t}`);
   }
 
+  /**
+   * `node` durably wrote commit index `commit`. Durable commits never go back. (An entry may be applied before the
+   * hard state that covers its commit is durable — pipelined storage writes — so this is checked against the durable
+   * commits.)
+   */
   onCommit(node: NodeId, commit: number): void {
-    const prev = this.lastCommit.get(node) ?? 0;
+    const prev = this.durableCommit.get(node) ?? 0;
     if (commit < prev) this.fail(`monotonic commit: ${node} commit went from ${prev} to ${commit}`);
-    else this.lastCommit.set(node, commit);
+    else this.durableCommit.set(node, commit);
   }
 
   /** A node restarted; its core reports `commit`, its durable hard state said `durableCommit`. */
@@ -110,7 +115,7 @@ export class InvariantChecker {
     if (commit < durableCommit) {
       this.fail(`monotonic commit: ${node} restarted with commit ${commit} below its durable commit ${durableCommit}`);
     }
-    this.lastCommit.set(node, commit);
+    this.durableCommit.set(node, durableCommit);
     this.lastApplied.set(node, applied);
   }
 
@@ -126,8 +131,6 @@ export class InvariantChecker {
     } else if (seen !== key) {
       this.fail(`state-machine safety: ${node} applied a different entry at index ${e.index} (term ${e.term})`);
     }
-    const c = this.lastCommit.get(node) ?? 0;
-    if (e.index > c) this.lastCommit.set(node, e.index);
   }
 
   onSnapshotApplied(node: NodeId, index: number): void {

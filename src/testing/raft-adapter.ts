@@ -21,6 +21,10 @@ export interface SimCore {
   hasReady(): boolean;
   ready(): Ready;
   advance(rd: Ready): void;
+  /** Pipelined storage writes (RaftCore): the Ready's writes are durable. Without both, the simulator is serial. */
+  onPersisted?(rd: Ready): void;
+  /** Pipelined storage writes (RaftCore): the Ready's committed entries were applied. */
+  onApplied?(rd: Ready): void;
   status(): Status;
 }
 

@@ -3,10 +3,14 @@
  * generator for everything (each node's core gets its own fork), a faulty network (network.ts), simulated clients
  * (client-model.ts) and continuous invariant checks (invariants.ts).
  *
- * Each node is driven by the Ready contract exactly: send `messages` at once, persist snapshot → entries → hard
- * state, send `persistedMessages`, apply, then `advance`. Persisting takes a seeded 0..maxPersistDelayTicks
- * ticks (the core keeps stepping messages meanwhile, as a real driver does during an fsync); a crash inside that
- * window loses the Ready's snapshot, entries and hard state, exactly what an un-fsynced write loses.
+ * Each node is driven by the Ready contract exactly, as RaftNode's Ready loop drives it (pipelined storage writes):
+ * send `messages` at once, apply `committedEntries` and report `onApplied`, and hand the Ready's snapshot, entries
+ * and hard state to "storage", which persists them in order after a seeded 0..maxPersistDelayTicks ticks each; then
+ * `onPersisted` and the Ready's `persistedMessages`. Up to `maxInflightSaves` Readies are being persisted at once
+ * (the core keeps stepping messages and taking Readies meanwhile); a crash loses every one still in flight, exactly
+ * what un-fsynced writes lose. A Ready with a snapshot, `maxInflightSaves: 1`, or a core without
+ * onPersisted/onApplied (another implementation, etcd's RawNode shape) is handled serially: persist, send, apply,
+ * `advance`.
  *
  * Durable per node: the log storage (MemoryStorage) and the KV state machine with its applied index (the real
  * state machine writes its applied index in the same LevelDB batch as its data). Volatile: the core, the Ready
@@ -47,6 +51,8 @@ export interface SimulatorOptions {
   clients?: ClientOptions | false;
   /** A Ready takes 0..this many ticks to persist. Default 2. */
   maxPersistDelayTicks?: number;
+  /** Readies being persisted at once per node (pipelined storage writes). Default: the Raft tunable's (2); 1 = serial. */
+  maxInflightSaves?: number;
   /** Probability that persisting a Ready takes more than 0 ticks. Default 0.3. */
   slowPersistProbability?: number;
   /** Take a snapshot and compact when this many applied entries sit in the log. Default 40; 0 = never. */
@@ -86,6 +92,8 @@ export interface SimStats {
   messagesReordered: number;
   readiesHandled: number;
   readiesLostInCrash: number;
+  /** Readies taken while an earlier one of the node was still being persisted (pipelined storage writes). */
+  readiesOverlapped: number;
   /** Crashes that lost an unsynced (commit-only) hard state. */
   unsyncedCommitsLost: number;
   entriesApplied: number;
@@ -117,7 +125,8 @@ export class SimNode {
   core: SimCore | null = null;
   storage: SimStorage;
   sm = new KvMachine();
-  inflight: { rd: Ready; doneAt: number } | null = null;
+  /** Readies being persisted, oldest first; `full`: handled serially (persist, then apply and advance). */
+  inflight: Array<{ rd: Ready; doneAt: number; full: boolean }> = [];
   paused = false;
   pausedAt = 0;
   snapshotsInstalled = 0;
@@ -182,7 +191,7 @@ export class Simulator {
   readonly trace = new TraceHasher();
   readonly stats: SimStats = {
     ticks: 0, messagesDelivered: 0, messagesDropped: 0, messagesCut: 0, messagesDuplicated: 0, messagesReordered: 0,
-    readiesHandled: 0, readiesLostInCrash: 0, unsyncedCommitsLost: 0, entriesApplied: 0, snapshotsInstalled: 0, compactions: 0, crashes: 0,
+    readiesHandled: 0, readiesLostInCrash: 0, readiesOverlapped: 0, unsyncedCommitsLost: 0, entriesApplied: 0, snapshotsInstalled: 0, compactions: 0, crashes: 0,
     restarts: 0, pauses: 0, leaderChanges: 0, maxTerm: 0, staleLeaderReads: 0, readsServed: 0,
   };
   now = 0;
@@ -210,6 +219,7 @@ export class Simulator {
       checkQuorum: options.checkQuorum ?? raftDefaults.checkQuorum,
       readOnlyOption: options.readOnlyOption ?? (options.clients && options.clients.readMode === 'lease' ? 'lease' : 'safe'),
       maxPersistDelayTicks: options.maxPersistDelayTicks ?? 2,
+      maxInflightSaves: options.maxInflightSaves ?? raftDefaults.maxInflightSaves,
       slowPersistProbability: options.slowPersistProbability ?? 0.3,
       compactAfterEntries: options.compactAfterEntries ?? 40,
       compactKeepEntries: options.compactKeepEntries ?? 5,
@@ -275,7 +285,7 @@ export class Simulator {
     const n = this.node(id);
     if (!n.up) return;
     this.stats.crashes++;
-    if (n.inflight) this.stats.readiesLostInCrash++;
+    this.stats.readiesLostInCrash += n.inflight.length;
     if (n.syncedHardState !== null && this.persistRng.nextFloat() < this.opts.lostUnsyncedProbability) {
       // The page cache dies with the machine: back to the last fsynced commit (never below the snapshot point,
       // which the real log store writes synced).
@@ -286,7 +296,7 @@ export class Simulator {
     }
     n.syncedHardState = null;
     n.core = null;
-    n.inflight = null;
+    n.inflight = [];
     n.paused = false;
     n.inbox.length = 0;
     n.pendingWrites.clear();
@@ -528,16 +538,19 @@ export class Simulator {
   }
 
   private processReady(n: SimNode): void {
-    if (n.inflight) {
-      if (this.now < n.inflight.doneAt) return;
-      const rd = n.inflight.rd;
-      n.inflight = null;
-      this.finishReady(n, rd);
+    // Saves complete in order (the log storage serializes them).
+    while (n.core && n.inflight.length > 0 && this.now >= n.inflight[0]!.doneAt) {
+      const { rd, full } = n.inflight.shift()!;
+      if (full) this.finishReady(n, rd);
+      else this.finishSave(n, rd);
     }
     // A few Readies per tick at most, so a node that always has work cannot stall the clock.
     for (let i = 0; i < 4 && n.core && n.core.hasReady(); i++) {
-      const rd = n.core.ready();
+      if (n.inflight.length >= this.opts.maxInflightSaves || n.inflight.some((f) => f.full)) return; // backpressure
+      const core = n.core;
+      const rd = core.ready();
       this.stats.readiesHandled++;
+      if (n.inflight.length > 0) this.stats.readiesOverlapped++;
       if (rd.softState) this.onSoftState(n, rd.softState.role, rd.softState.leader, rd.hardState?.term);
       else if (rd.hardState) n.term = rd.hardState.term;
       // The core confirmed these reads now: a leader doing so while a newer term has a leader broke its lease.
@@ -546,18 +559,31 @@ export class Simulator {
       }
       for (const m of rd.messages) this.network.send(m, this.now);
       if (this.opts.unsafeAckBeforePersist) for (const m of rd.persistedMessages) this.network.send(m, this.now);
-      if (n.persistDelayTicks !== null && n.persistDelayTicks > 0) {
-        n.inflight = { rd, doneAt: this.now + n.persistDelayTicks };
-        return;
+      const hasSnapshot = rd.snapshot !== undefined && rd.snapshot.metadata.index > 0;
+      const pipelined = this.opts.maxInflightSaves > 1 && !hasSnapshot && core.onPersisted !== undefined && core.onApplied !== undefined;
+      if (!pipelined) {
+        // A snapshot is installed after every earlier save (it replaces the log), as RaftNode does.
+        while (n.inflight.length > 0) this.finishSave(n, n.inflight.shift()!.rd);
+      } else {
+        this.applyReady(n, rd);
+        core.onApplied!(rd);
       }
-      const slow =
-        n.persistDelayTicks === null && this.opts.maxPersistDelayTicks > 0 && this.persistRng.nextFloat() < this.opts.slowPersistProbability;
-      if (slow) {
-        n.inflight = { rd, doneAt: this.now + 1 + this.persistRng.nextInt(this.opts.maxPersistDelayTicks) };
-        return;
+      const delay = this.persistDelay(n);
+      const last = n.inflight.length > 0 ? n.inflight[n.inflight.length - 1]!.doneAt : 0;
+      if (delay === 0 && n.inflight.length === 0) {
+        if (pipelined) this.finishSave(n, rd);
+        else this.finishReady(n, rd);
+        continue;
       }
-      this.finishReady(n, rd);
+      n.inflight.push({ rd, doneAt: Math.max(this.now + delay, last), full: !pipelined });
     }
+  }
+
+  /** Ticks this Ready takes to persist (0: at once). */
+  private persistDelay(n: SimNode): number {
+    if (n.persistDelayTicks !== null) return Math.max(0, n.persistDelayTicks);
+    const slow = this.opts.maxPersistDelayTicks > 0 && this.persistRng.nextFloat() < this.opts.slowPersistProbability;
+    return slow ? 1 + this.persistRng.nextInt(this.opts.maxPersistDelayTicks) : 0;
   }
 
   private onSoftState(n: SimNode, role: Role, leader: NodeId | null, term: number | undefined): void {
@@ -570,8 +596,27 @@ export class Simulator {
     if (st.term > this.stats.maxTerm) this.stats.maxTerm = st.term;
   }
 
+  /** Serially: persist, acknowledge, apply, advance. */
   private finishReady(n: SimNode, rd: Ready): void {
-    const core = n.core!;
+    this.persistReady(n, rd);
+    // 3. Acknowledge what was persisted.
+    if (!this.opts.unsafeAckBeforePersist) for (const m of rd.persistedMessages) this.network.send(m, this.now);
+    // 4. Apply.
+    this.applyReady(n, rd);
+    // 5. Advance.
+    n.core!.advance(rd);
+    this.afterPersisted(n);
+  }
+
+  /** Pipelined: the Ready's save completed (its entries were applied when it was taken). */
+  private finishSave(n: SimNode, rd: Ready): void {
+    this.persistReady(n, rd);
+    n.core!.onPersisted!(rd);
+    if (!this.opts.unsafeAckBeforePersist) for (const m of rd.persistedMessages) this.network.send(m, this.now);
+    this.afterPersisted(n);
+  }
+
+  private persistReady(n: SimNode, rd: Ready): void {
     const storage = n.storage;
     // 2. Persist: snapshot, entries, hard state.
     if (rd.snapshot && rd.snapshot.metadata.index > 0) storage.applySnapshot(rd.snapshot);
@@ -589,9 +634,9 @@ export class Simulator {
       if (rd.hardState.commit > n.commitNoted) n.commitNoted = rd.hardState.commit;
     }
     if (rd.mustSync) n.syncedHardState = null; // the fsync covers every earlier write too
-    // 3. Acknowledge what was persisted.
-    if (!this.opts.unsafeAckBeforePersist) for (const m of rd.persistedMessages) this.network.send(m, this.now);
-    // 4. Apply.
+  }
+
+  private applyReady(n: SimNode, rd: Ready): void {
     if (rd.snapshot && rd.snapshot.metadata.index > 0) {
       n.sm = KvMachine.restore(rd.snapshot.data);
       n.sm.appliedIndex = rd.snapshot.metadata.index;
@@ -610,8 +655,9 @@ export class Simulator {
       n.waitingReads.push(pr);
     }
     this.serveReads(n);
-    // 5. Advance.
-    core.advance(rd);
+  }
+
+  private afterPersisted(n: SimNode): void {
     if (n.role === 'leader' && !this.leaderChecked.has(`${n.id}@${n.term}`)) {
       this.leaderChecked.add(`${n.id}@${n.term}`);
       this.checker.checkLeaderCompleteness(n.id, n.term, n.logView());

@@ -151,6 +151,20 @@ describe('Simulator', () => {
     expect(scheduleForSeed(1234)).toEqual(schedule);
   });
 
+  it('pipelined storage writes (the Ready loop\'s): Readies are taken while earlier ones persist; maxInflightSaves 1 is serial; both keep every check', () => {
+    for (const seed of [3, 4, 5]) {
+      const schedule = scheduleForSeed(seed);
+      const slow = { slowPersistProbability: 0.5 }; // saves that take 1-2 ticks, so later Readies can overlap them
+      const piped = runSchedule(seed, schedule, { sim: slow });
+      const serial = runSchedule(seed, schedule, { sim: { ...slow, maxInflightSaves: 1 } });
+      for (const r of [piped, serial]) {
+        expect({ seed, violations: r.violations, linearizable: r.linearizable, live: r.livenessOk }).toEqual({ seed, violations: [], linearizable: true, live: true });
+      }
+      expect(piped.stats.readiesOverlapped).toBeGreaterThan(0);
+      expect(serial.stats.readiesOverlapped).toBe(0);
+    }
+  });
+
   it('crashes lose the Ready being persisted', () => {
     // Persistence always slow, frequent crashes: some crash must land inside a persistence window.
     const sched: Schedule = {
