@@ -51,21 +51,6 @@ async function newLeaderAfter(cluster: ProcessCluster, old: number, atMs: number
   return NaN;
 }
 
-/**
- * Restarts a killed master. Its port may meanwhile be the local end of some outgoing connection (the free-port
- * helper hands out ephemeral-range ports), so EADDRINUSE is retried for a while.
- */
-async function restart(cluster: ProcessCluster, i: number): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await cluster.startMaster(i);
-      return;
-    } catch (err) {
-      if (attempt >= 40 || !String(err).includes('EADDRINUSE')) throw err;
-      await sleep(250);
-    }
-  }
-}
 
 interface Fault { kind: 'SIGKILL' | 'SIGSTOP'; atMs: number; endMs: number }
 
@@ -145,7 +130,7 @@ async function main(): Promise<void> {
         faults.push({ kind, atMs, endMs });
         electedAfter.push(await newLeaderAfter(cluster, leader, atMs, now, 1_400));
         await sleep(1_500);
-        await restart(cluster, leader);
+        await cluster.restartMaster(leader);
       } else {
         m.proc.signal('SIGSTOP');
         electedAfter.push(await newLeaderAfter(cluster, leader, atMs, now, stopMs));

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../src/errors.js';
 import { MasterClient } from '../../src/master/client.js';
-import { ProcessCluster, sleep } from '../../src/testing/jepsen/harness.js';
+import { ProcessCluster } from '../../src/testing/jepsen/harness.js';
 
 /** Long enough that every step below ends inside the read's lease and inside every restarted member's old amnesia. */
 const leaseTtlMs = 60_000;
@@ -16,18 +16,6 @@ const leaseTtlMs = 60_000;
 let cluster: ProcessCluster;
 let client: MasterClient;
 
-/** Restarts a killed master (its port may briefly be the local end of another connection: retried). */
-async function restart(i: number): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await cluster.startMaster(i);
-      return;
-    } catch (err) {
-      if (attempt >= 40 || !String(err).includes('EADDRINUSE')) throw err;
-      await sleep(250);
-    }
-  }
-}
 
 beforeAll(async () => {
   cluster = await ProcessCluster.start({ masters: 3, storageNodes: 0, proxies: false, masterConfig: { leaseTtlMs } });
@@ -52,10 +40,10 @@ describe('read leases after SIGKILL restarts (real processes)', () => {
     // f2 is down while 'hot' is read: only the leader and f1 acknowledge its lease.
     await cluster.masters[f2]!.proc.kill();
     await client.getReplicaList('hot');
-    await restart(f2);
+    await cluster.restartMaster(f2);
     // f1, which acknowledged it, is SIGKILLed and restarted: it must still know the lease.
     await cluster.masters[f1]!.proc.kill();
-    await restart(f1);
+    await cluster.restartMaster(f1);
     // The old leader dies: the new leader's collection is answered by f1 and f2, both restarted.
     await cluster.masters[leader]!.proc.kill();
     const next = await cluster.waitForLeader();

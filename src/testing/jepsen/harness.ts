@@ -284,6 +284,22 @@ export class ProcessCluster {
     await m.proc.start(distScript('testing/jepsen/master-main.js', this.distRoot), [JSON.stringify(m.config)], env);
   }
 
+  /**
+   * Starts a killed master again. Its port may meanwhile be the local end of some outgoing connection (free ports
+   * come from the ephemeral range), so EADDRINUSE is retried, every 250 ms, for up to 10 s.
+   */
+  async restartMaster(i: number): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.startMaster(i);
+        return;
+      } catch (err) {
+        if (attempt >= 40 || !String(err).includes('EADDRINUSE')) throw err;
+        await sleep(250);
+      }
+    }
+  }
+
   async startStorage(i: number): Promise<void> {
     const s = this.storage[i]!;
     s.incarnation++;
