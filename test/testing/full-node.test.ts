@@ -59,6 +59,15 @@ describe('full-node simulation', () => {
     expect(healthy(r)).toBe(true);
   }, 60_000);
 
+  it('regression, seed 15924: a node whose WAL was poisoned before the heal and crash-stops after it is started again (liveness)', async () => {
+    // n1's log was corrupted (refused for good); n3's background fsync failed during the faults and surfaced as a
+    // crash-stop only after the heal. Nobody restarted it, so no majority was left (found by the 100k-seed run).
+    const r = await runFullNodeSchedule(15924, fullScheduleForSeed(15924));
+    expect(r.faultsSeen.corruptionsCaught).toBe(1);
+    expect(r.faultsSeen.fatalStops).toBeGreaterThanOrEqual(2);
+    expect(healthy(r)).toBe(true);
+  }, 60_000);
+
   it('a seed replays bit for bit', async () => {
     // Power losses and process crashes, a torn WAL write, a corrupted log (the real WAL on the simulated file system).
     const seed = 72;

@@ -203,6 +203,9 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
   if (sim.workload !== null) {
     // Probe writes (fresh keys) until one is acknowledged or the bound has passed.
     for (let seq = 1; !probeOk && sim.now - healedAt <= boundMs; seq++) {
+      // A WAL poisoned before the heal (a background sync that failed) may crash-stop its node only now: its
+      // supervisor starts it again, as during the faults (seed 15924).
+      await restartFatalStops(sim);
       const r = await sim.settle(sim.workload.run('probe', seq, 'putStart', `probe-${seq}`), boundMs * 4).catch(() => undefined);
       probeOk = r === true;
     }
