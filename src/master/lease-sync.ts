@@ -6,8 +6,10 @@
  *
  * - Leader: after a read grants (or extends) leases, `announce(keys)` sends `{k:'ls', t: term, seq, keys: [[key,
  *   remainingMs]]}` to every peer over the peer transport (the authenticated Raft connections; RaftNode never sees
- *   these frames) and resolves once a majority of voters (itself included) acknowledged that seq. Announcements of
- *   one event-loop turn share a frame; a key already announced up to its expiry is not sent again.
+ *   these frames) and resolves once a majority of voters (itself included) acknowledged that very frame (acks are
+ *   not cumulative: a frame can be lost, a dropped connection, while a later one arrives; seed 70094 of the
+ *   simulator). Announcements of one event-loop turn share a frame; a key already announced up to its expiry is not
+ *   sent again, but a read of it waits for that frame's majority.
  * - Member: keeps what it was told in `known` (local expiry = arrival + remainingMs, so transit only lengthens it)
  *   and acknowledges, unless the frame's term is older than one it has seen (a deposed leader gets no majority, so
  *   its reads fail instead of handing out leases nobody will honour).
@@ -50,6 +52,12 @@ import type { LoggerLike } from '../transport/logger.js';
 
 /** Keys per lease frame (a frame stays far below maxFrameBytes: keys are ≤ a few hundred bytes). */
 export const maxLeaseKeysPerFrame = 2_048;
+
+/**
+ * Lease frames (seqs) whose acknowledgements a leader keeps per member; an older frame counts as unacknowledged (its
+ * keys are announced again when read again; a read still waiting on it times out and is retried).
+ */
+export const maxTrackedLeaseFrames = 65_536;
 
 /** The most a lease is announced beyond its grant (see "Announcing ahead" above). */
 export const maxAnnounceAheadMs = 500;
@@ -114,7 +122,8 @@ export function raftLeaseView(raft: () => Pick<RaftNode, 'members' | 'coreTerm'>
 }
 
 interface Waiter {
-  seq: number;
+  /** The frames (seqs) a majority must have acknowledged, each one: frames can be lost, so acks are not cumulative. */
+  seqs: number[];
   resolve(): void;
   reject(e: MooringError): void;
   timer: Timer;
@@ -129,7 +138,10 @@ export class LeaseSync {
   private seq = 0;
   private batch: Array<[string, number]> = [];
   private flushScheduled = false;
-  private readonly acked = new Map<string, number>();
+  /** Per member: the seqs (frames) of this term it acknowledged, above `ackFloor`. */
+  private readonly acked = new Map<string, Set<number>>();
+  /** Acknowledgements of seqs at or below this are forgotten (bounded memory): such frames count as unacknowledged. */
+  private ackFloor = 0;
   /** Per key: the expiry announced and the seq of its frame (0: in the batch not yet sent). */
   private readonly announced = new Map<string, { until: number; seq: number }>();
   /** Waiters for the batch not yet sent: they get its last seq when it goes. */
@@ -206,6 +218,7 @@ export class LeaseSync {
     this.termSeen = Math.max(this.termSeen, term);
     this.seq = 0;
     this.acked.clear();
+    this.ackFloor = 0;
     this.announced.clear();
     for (const [k, until] of this.known.live(nowMs)) this.o.leases.adopt(k, until);
     const at = this.o.clock.now();
@@ -262,15 +275,17 @@ export class LeaseSync {
    */
   announce(keys: Iterable<string>, nowMs: number): Promise<void> {
     if (this.leaderTerm === 0) return Promise.reject(new MooringError(ErrorCode.NOT_LEADER, 'not the leader'));
-    let needSeq = 0;
+    const need = new Set<number>();
     let inBatch = false;
     for (const k of keys) {
       const until = this.o.leases.expiry(k);
       if (until <= nowMs) continue;
       const a = this.announced.get(k);
-      if (a !== undefined && a.until >= until) {
+      // Announced long enough already, in a frame whose acknowledgements are still tracked: that frame must reach a
+      // majority (not any later one: a member that acknowledged a later frame may have lost this one).
+      if (a !== undefined && a.until >= until && (a.seq === 0 || a.seq > this.ackFloor)) {
         if (a.seq === 0) inBatch = true;
-        else needSeq = Math.max(needSeq, a.seq);
+        else need.add(a.seq);
         continue;
       }
       const ahead = until + announceAheadMs(this.o.leases.leaseTtlMs);
@@ -283,10 +298,10 @@ export class LeaseSync {
         this.flushScheduled = true;
         this.o.clock.setImmediate(() => this.flush());
       }
-      return this.waitFor(null);
+      return this.waitFor([...need], true);
     }
-    if (needSeq <= this.majoritySeq()) return Promise.resolve();
-    return this.waitFor(needSeq);
+    if (need.size === 0 || this.majorityAcked([...need])) return Promise.resolve();
+    return this.waitFor([...need], false);
   }
 
   /**
@@ -326,8 +341,11 @@ export class LeaseSync {
           return true;
         }
         case 'la':
-          if (t === this.leaderTerm && typeof f.seq === 'number' && f.seq > (this.acked.get(from) ?? 0)) {
-            this.acked.set(from, f.seq);
+          if (t === this.leaderTerm && typeof f.seq === 'number' && Number.isSafeInteger(f.seq) && f.seq > this.ackFloor && f.seq <= this.seq) {
+            let got = this.acked.get(from);
+            if (got === undefined) this.acked.set(from, (got = new Set()));
+            got.add(f.seq);
+            this.forgetOldAcks();
             this.settle();
           }
           return true;
@@ -403,6 +421,7 @@ export class LeaseSync {
       }
       return;
     }
+    const firstSeq = this.seq + 1;
     for (let i = 0; i < entries.length; i += maxLeaseKeysPerFrame) {
       const seq = ++this.seq;
       const chunk = entries.slice(i, i + maxLeaseKeysPerFrame);
@@ -413,18 +432,20 @@ export class LeaseSync {
       const keys = chunk.map(([k, until]) => [k, until - now]);
       for (const p of this.o.peers()) if (p !== this.o.self) this.o.send(p, { k: 'ls', t: this.leaderTerm, seq, keys });
     }
+    // The waiters of this batch need every frame of it (one per maxLeaseKeysPerFrame keys).
+    const sent = Array.from({ length: this.seq - firstSeq + 1 }, (_, i) => firstSeq + i);
     for (const w of this.unsent.splice(0)) {
-      w.seq = this.seq;
+      w.seqs.push(...sent);
       this.waiters.push(w);
     }
     this.settle();
   }
 
-  /** Waits until a majority acknowledged `seq` (null: the batch about to be sent). */
-  private waitFor(seq: number | null): Promise<void> {
+  /** Waits until a majority acknowledged every frame in `seqs` (and, with `unsent`, every frame of the next batch). */
+  private waitFor(seqs: number[], unsent: boolean): Promise<void> {
     return new Promise((resolve, reject) => {
       const w: Waiter = {
-        seq: seq ?? 0,
+        seqs,
         resolve,
         reject,
         timer: this.o.clock.setTimeout(() => {
@@ -433,7 +454,7 @@ export class LeaseSync {
           reject(new MooringError(ErrorCode.TIMEOUT, 'the read lease was not acknowledged by a majority of masters in time'));
         }, this.o.ackTimeoutMs()),
       };
-      if (seq === null) this.unsent.push(w);
+      if (unsent) this.unsent.push(w);
       else {
         this.waiters.push(w);
         this.settle();
@@ -441,19 +462,31 @@ export class LeaseSync {
     });
   }
 
-  /** The highest seq a majority of voters (self included: it has every seq it sent) acknowledged. */
-  private majoritySeq(): number {
+  /** Did a majority of voters (self included: it has every frame it sent) acknowledge every frame in `seqs`? */
+  private majorityAcked(seqs: readonly number[]): boolean {
+    if (seqs.some((q) => q <= this.ackFloor)) return false; // forgotten: the waiter times out, the read is retried
     const voters = this.o.voters();
-    const seqs = voters.map((v) => (v === this.o.self ? this.seq : this.acked.get(v) ?? 0)).sort((a, b) => b - a);
-    return seqs[Math.floor(voters.length / 2)] ?? 0;
+    let n = 0;
+    for (const v of voters) {
+      const got = v === this.o.self ? null : this.acked.get(v);
+      if (v === this.o.self || (got !== undefined && got !== null && seqs.every((q) => got.has(q)))) n++;
+    }
+    return n * 2 > voters.length;
+  }
+
+  /** Keeps at most maxTrackedLeaseFrames seqs of acknowledgements per member (older frames count as unacknowledged). */
+  private forgetOldAcks(): void {
+    const floor = this.seq - maxTrackedLeaseFrames;
+    if (floor - this.ackFloor < maxTrackedLeaseFrames / 4) return; // pruned in steps: a step walks every set
+    this.ackFloor = floor;
+    for (const got of this.acked.values()) for (const q of got) if (q <= floor) got.delete(q);
   }
 
   private settle(): void {
     if (this.waiters.length === 0) return;
-    const done = this.majoritySeq();
     const keep: Waiter[] = [];
     for (const w of this.waiters) {
-      if (w.seq <= done) {
+      if (this.majorityAcked(w.seqs)) {
         w.timer.cancel();
         w.resolve();
       } else keep.push(w);

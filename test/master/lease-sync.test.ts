@@ -61,6 +61,39 @@ async function leaseKnownToAB(m: ReturnType<typeof members>): Promise<LeaseSync>
 }
 
 describe('LeaseSync', () => {
+  it('an acknowledgement covers its own frame only: a member that lost an earlier frame does not count for it (simulator seed 70094)', async () => {
+    const m = members();
+    const a = m.sync.get('a')!;
+    a.roleChanged('leader', Date.now());
+    await tick();
+    m.down.add('c'); // a majority is a + b
+    // b loses the first frame (a dropped connection), then gets the second one and acknowledges it.
+    const b = m.sync.get('b')!;
+    const onFrame = b.onFrame.bind(b);
+    let dropNext = true;
+    b.onFrame = (from, frame, now) => {
+      if (dropNext && (frame as { k?: string }).k === 'ls') {
+        dropNext = false;
+        return true;
+      }
+      return onFrame(from, frame, now);
+    };
+    const now = Date.now();
+    m.leases.get('a')!.grant('first', now);
+    let firstDone: string | null = null;
+    const first = a.announce(['first'], now).then(() => { firstDone = 'ok'; }, (e: { code?: string }) => { firstDone = e.code ?? 'error'; });
+    await tick();
+    m.leases.get('a')!.grant('second', now);
+    await a.announce(['second'], now); // b acknowledged the second frame
+    // Cumulative acks would count b's ack of the later frame for the first one: the first read would be answered
+    // while only a knows its lease.
+    expect(firstDone).toBeNull();
+    expect(b.known.isLeased('first', Date.now())).toBe(false);
+    await first;
+    expect(firstDone).toBe('TIMEOUT'); // no majority ever knew it: the read fails and is retried
+  });
+
+
   it('answers a lease once a majority knows it, and a new leader learns it from the other majority', async () => {
     const m = members();
     m.leases.get('a')!.resetForNewLeader(Date.now());

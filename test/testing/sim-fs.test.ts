@@ -178,6 +178,27 @@ describe('the real WAL on the simulated file system', () => {
     expect(r.lastIndex()).toBeLessThanOrEqual(2);
   });
 
+  it('fsyncgate: a process restarted after a failed sync reads that batch from the page cache; open makes it durable, so a later power loss leaves no hole (simulator seed 2660)', async () => {
+    for (let seed = 1; seed <= 12; seed++) {
+      const { disk, clock, settle } = setup(seed);
+      const open = () => settle(Wal.open(dir, { fs: disk.mount(clock), salt: () => disk.random32(), walSegmentBytes: 4096 }));
+      const w = await open();
+      await settle(w.save({ entries: [ent(1)] }, { sync: true }));
+      disk.faults.fsyncFailProbability = 1;
+      await expect(settle(w.save({ entries: [ent(2)] }, { sync: true }))).rejects.toMatchObject({ code: ErrorCode.STORAGE_FAILED });
+      disk.faults.fsyncFailProbability = 0;
+      disk.crash('process'); // crash-stop: the process exits, the page cache (with entry 2, marked clean) stays
+      const r = await open();
+      expect(r.lastIndex()).toBe(2); // read from the page cache
+      await settle(r.save({ entries: [ent(3)] }, { sync: true })); // synced, so durable
+      disk.crash('power'); // only synced data survives
+      // Without the rewrite at open, entry 2 (never made durable) may be gone while 3 is kept: CORRUPT_LOG, a hole.
+      const q = await open();
+      expect({ seed, last: q.lastIndex() }).toEqual({ seed, last: 3 });
+      expect(q.entries(1, 4, Infinity).map((e) => e.index)).toEqual([1, 2, 3]);
+    }
+  });
+
   it('a flipped byte is caught at open: CORRUPT_LOG, or (in the last batch) cut as a torn tail', async () => {
     const seen = new Set<string>();
     for (let seed = 1; seed <= 40 && seen.size < 2; seed++) {
