@@ -386,9 +386,12 @@ export class Wal implements DurableLogStorage {
     let endOffset = segmentHeaderBytes;
     let endSalt = 0;
     let endTrailer = true;
+    /** The bytes of the segment read last: the last one kept (a cut stops at the damaged segment). */
+    let lastBuf: Buffer | null = null;
     for (let k = 0; k < seqs.length && torn === null; k++) {
       const seq = seqs[k]!;
       const buf = fs.readFile(path.join(this.dir, segmentName(seq)));
+      lastBuf = buf;
       const header = decodeSegmentHeader(buf);
       if (header === null || header.seq !== seq) throw corrupt(`WAL segment ${segmentName(seq)} has no valid header`);
       let off = segmentHeaderBytes;
@@ -453,7 +456,7 @@ export class Wal implements DurableLogStorage {
     const lastSeq = seqs[seqs.length - 1]!;
     const fh = await fs.open(path.join(this.dir, segmentName(lastSeq)), this.appendMode());
     this.cur = { seq: lastSeq, salt: endSalt, fh, size: Math.max(fs.size(path.join(this.dir, segmentName(lastSeq))), segmentHeaderBytes), offset: endOffset, trailer: endTrailer };
-    await this.makeReadTailDurable();
+    await this.makeReadTailDurable(lastBuf!);
     this.recovering = fs.readdir(this.dir).includes(recoveringMarker);
     this.nextBatchSeq = expected ?? 1;
 
@@ -765,13 +768,13 @@ export class Wal implements DurableLogStorage {
    * and synced, and so is the directory (a segment's entry whose dir fsync failed). Cost at open: one write of at
    * most walSegmentBytes. A torn rewrite leaves the same bytes wherever it lands.
    */
-  private async makeReadTailDurable(): Promise<void> {
+  private async makeReadTailDurable(read: Buffer): Promise<void> {
     const cur = this.cur!;
     if (cur.offset <= segmentHeaderBytes) {
       await this.fs.fsyncDir(this.dir);
       return;
     }
-    const bytes = this.fs.readFile(path.join(this.dir, segmentName(cur.seq))).subarray(0, cur.offset);
+    const bytes = read.subarray(0, cur.offset); // as open() read it (the cut zeroed only bytes past cur.offset)
     try {
       await writeFully(cur.fh, bytes, 0);
       if (this.syncMode === 'fdatasync') await cur.fh.datasync();
