@@ -468,8 +468,12 @@ export class LeaseSync {
     const voters = this.o.voters();
     let n = 0;
     for (const v of voters) {
-      const got = v === this.o.self ? null : this.acked.get(v);
-      if (v === this.o.self || (got !== undefined && got !== null && seqs.every((q) => got.has(q)))) n++;
+      if (v === this.o.self) {
+        n++;
+        continue;
+      }
+      const got = this.acked.get(v);
+      if (got !== undefined && seqs.every((q) => got.has(q))) n++;
     }
     return n * 2 > voters.length;
   }
