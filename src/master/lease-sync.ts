@@ -277,18 +277,23 @@ export class LeaseSync {
     if (this.leaderTerm === 0) return Promise.reject(new MooringError(ErrorCode.NOT_LEADER, 'not the leader'));
     const need = new Set<number>();
     let inBatch = false;
+    const ttl = this.o.leases.leaseTtlMs;
     for (const k of keys) {
       const until = this.o.leases.expiry(k);
       if (until <= nowMs) continue;
+      // What the reader was promised: a grant ends at most one TTL from now. The table may hold more (a lease adopted
+      // from a member's answer to this leader's collection); that is known to the majority that acknowledged it, and
+      // members cap what they are told at one announced-ahead TTL from arrival anyway (see flush).
+      const promised = Math.min(until, nowMs + ttl);
       const a = this.announced.get(k);
       // Announced long enough already, in a frame whose acknowledgements are still tracked: that frame must reach a
       // majority (not any later one: a member that acknowledged a later frame may have lost this one).
-      if (a !== undefined && a.until >= until && (a.seq === 0 || a.seq > this.ackFloor)) {
+      if (a !== undefined && a.until >= promised && (a.seq === 0 || a.seq > this.ackFloor)) {
         if (a.seq === 0) inBatch = true;
         else need.add(a.seq);
         continue;
       }
-      const ahead = until + announceAheadMs(this.o.leases.leaseTtlMs);
+      const ahead = until + announceAheadMs(ttl);
       this.announced.set(k, { until: ahead, seq: 0 });
       this.batch.push([k, ahead]);
       inBatch = true;
@@ -411,7 +416,12 @@ export class LeaseSync {
     this.flushScheduled = false;
     if (this.batch.length === 0 || this.leaderTerm === 0) return;
     const now = this.o.clock.now();
-    const entries = this.batch.splice(0);
+    // A member keeps a lease at most one announced-ahead TTL from the frame's arrival (parseKeys), so that is all
+    // that is announced and recorded as announced: recording more made later reads skip an announcement that members
+    // had cut short (simulator seed 77511: an adopted expiry plus the margin came to 1.8 TTL, members kept 1.5, and a
+    // read granted later was answered while no member knew its lease).
+    const longest = this.o.leases.leaseTtlMs + announceAheadMs(this.o.leases.leaseTtlMs);
+    const entries = this.batch.splice(0).map(([k, until]) => [k, Math.min(until, now + longest)] as [string, number]);
     // The leader counts itself in every majority: its grants are recorded like a member's acknowledgement.
     if (!this.persist(now, entries)) {
       for (const [k] of entries) if (this.announced.get(k)?.seq === 0) this.announced.delete(k);
@@ -425,9 +435,12 @@ export class LeaseSync {
     for (let i = 0; i < entries.length; i += maxLeaseKeysPerFrame) {
       const seq = ++this.seq;
       const chunk = entries.slice(i, i + maxLeaseKeysPerFrame);
-      for (const [k] of chunk) {
+      for (const [k, until] of chunk) {
         const a = this.announced.get(k);
-        if (a !== undefined && a.seq === 0) a.seq = seq;
+        if (a !== undefined && a.seq === 0) {
+          a.seq = seq;
+          a.until = until;
+        }
       }
       const keys = chunk.map(([k, until]) => [k, until - now]);
       for (const p of this.o.peers()) if (p !== this.o.self) this.o.send(p, { k: 'ls', t: this.leaderTerm, seq, keys });

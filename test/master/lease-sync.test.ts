@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { LeaseTable } from '../../src/statemachine/leases.js';
-import { LeaseSync, maxAnnounceAheadMs } from '../../src/master/lease-sync.js';
+import { LeaseSync, maxAnnounceAheadMs, type LeaseClock } from '../../src/master/lease-sync.js';
 import { silentLogger } from '../../src/transport/logger.js';
 import { wallClock } from '../../src/raft/effects/system-clock.js';
 
@@ -14,7 +14,7 @@ const ids = ['a', 'b', 'c'];
 
 interface Members { sync: Map<string, LeaseSync>; leases: Map<string, LeaseTable>; term: Map<string, number>; down: Set<string>; sent: unknown[]; restart(id: string): void }
 
-function members(): Members {
+function members(clock: LeaseClock = wallClock): Members {
   const sent: unknown[] = [];
   const sync = new Map<string, LeaseSync>();
   const leases = new Map<string, LeaseTable>();
@@ -29,7 +29,7 @@ function members(): Members {
       send: (to, frame) => {
         if (down.has(to) || down.has(id)) return false;
         sent.push(frame);
-        queueMicrotask(() => sync.get(to)!.onFrame(id, frame, Date.now()));
+        queueMicrotask(() => sync.get(to)!.onFrame(id, frame, clock.now()));
         return true;
       },
       voters: () => ids,
@@ -37,7 +37,7 @@ function members(): Members {
       term: () => term.get(id)!,
       ackTimeoutMs: () => 300,
       fresh,
-      clock: wallClock,
+      clock,
       logger: silentLogger,
     }));
   };
@@ -190,6 +190,29 @@ describe('LeaseSync', () => {
     const until = known.get('hot')!;
     expect(until).toBeGreaterThanOrEqual(t0 + ahead + 1 + ttl);
     expect(until).toBeLessThanOrEqual(Date.now() + ttl + ahead);
+  });
+
+  it('announces no more than members keep: a lease adopted from the collection does not stretch an announcement members cut short (simulator seed 77511)', async () => {
+    // Time under the test's control: now() is `t`; timers are real (the 300 ms ack timeout is never reached).
+    let t = 1_000_000;
+    const m = members({ now: () => t, setTimeout: wallClock.setTimeout, setImmediate: wallClock.setImmediate });
+    const a = m.sync.get('a')!;
+    const table = m.leases.get('a')!;
+    a.roleChanged('leader', t);
+    await tick();
+    m.down.add('c'); // a majority is a + b
+    // a learned from its collection that 'k' is leased until nearly one announced-ahead TTL from now, and a read
+    // grants it: the table says t + 10,400, the announcement would say that plus the margin.
+    table.adopt('k', t + ttl + 400);
+    table.grant('k', t);
+    await a.announce(['k'], t);
+    // 800 ms later another read: its lease runs until t + ttl.
+    t += 800;
+    expect(table.grant('k', t)).toBe(t + ttl);
+    await a.announce(['k'], t);
+    // b (with a, the majority) must know the lease the second reader was promised. Recording the first announcement
+    // as 10,900 ms while b kept 10,500 skipped the second one: b forgot the lease 300 ms before the reader's ended.
+    expect(m.sync.get('b')!.known.expiry('k')).toBeGreaterThanOrEqual(t + ttl);
   });
 
   it('caps what a peer claims at a TTL and the margin from now', () => {

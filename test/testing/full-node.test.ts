@@ -66,6 +66,16 @@ describe('full-node simulation', () => {
     expect(healthy(r)).toBe(true);
   }, 60_000);
 
+  it('regression, seed 77511: a lease announced beyond what members keep is announced again when read again', async () => {
+    // The new leader adopted a lease from its collection, and its next announcement (that expiry plus the margin,
+    // 1.8 TTL) was cut to 1.5 TTL by the members; later reads skipped announcing, the next leader learned the shorter
+    // expiry and a remove applied inside a read's lease (found by the 60,000-seed run).
+    const r = await runFullNodeSchedule(77511, fullScheduleForSeed(77511));
+    expect(r.leasedReads).toBeGreaterThan(0);
+    expect({ lease: r.leaseViolations, violations: r.violations }).toEqual({ lease: 0, violations: [] });
+    expect(healthy(r)).toBe(true);
+  }, 60_000);
+
   it('a seed replays bit for bit', async () => {
     // Power losses and process crashes, a torn WAL write, a corrupted log (the real WAL on the simulated file system).
     const seed = 72;
