@@ -157,6 +157,8 @@ export class RaftCore {
   private fastPreVoteCount = 0;
   /** The latest pre-vote ignored because we were in a leader's lease (fast failover may still grant it). */
   private ignoredPreVote: { m: Message; atTick: number } | null = null;
+  /** Follower: the tick at which it last heard from its leader (append, heartbeat, snapshot). */
+  private leaderHeardAtTick = -1;
 
   private msgs: Message[] = [];
   private msgsAfterAppend: Message[] = [];
@@ -458,7 +460,6 @@ export class RaftCore {
     return out;
   }
 
-  /** Pre-votes started by reportConnectionLost (not by an election timeout) since construction. */
   /** The current term (cheap; status() builds the whole picture). */
   get currentTerm(): number {
     return this.term;
@@ -468,8 +469,18 @@ export class RaftCore {
     return this.log.committed;
   }
 
+  /** Pre-votes started by reportConnectionLost (not by an election timeout) since construction. */
   get fastPreVotes(): number {
     return this.fastPreVoteCount;
+  }
+
+  /**
+   * True when this follower heard from its leader since its last tick. A driver catching up the ticks of a stall
+   * (a long GC, SIGSTOP, a starved process) then counts the stall as one tick: the leader's messages waited in its
+   * sockets during the stall, so the time before them must not push the election timer past its timeout.
+   */
+  get heardFromLeaderSinceTick(): boolean {
+    return this.role === 'follower' && this.leaderHeardAtTick === this.tickCount;
   }
 
   reportUnreachable(id: NodeId): void {
@@ -970,18 +981,21 @@ export class RaftCore {
     switch (m.type) {
       case 'app':
         this.electionElapsed = 0;
+        this.leaderHeardAtTick = this.tickCount;
         this.lead = m.from;
         if (m.recovered === this.recoveryId) this.recovering = false;
         this.handleAppendEntries(m);
         break;
       case 'heartbeat':
         this.electionElapsed = 0;
+        this.leaderHeardAtTick = this.tickCount;
         this.lead = m.from;
         if (m.recovered === this.recoveryId) this.recovering = false;
         this.handleHeartbeat(m);
         break;
       case 'snap':
         this.electionElapsed = 0;
+        this.leaderHeardAtTick = this.tickCount;
         this.lead = m.from;
         this.handleSnapshot(m);
         break;

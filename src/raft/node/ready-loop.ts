@@ -111,6 +111,12 @@ export class ReadyLoop {
     if (due <= 0) return;
     this.lastTickAtMs += due * tickMs;
     due = Math.min(due, maxCatchUpTicks(electionTimeoutTicks));
+    // A follower that has just read its leader's messages (they waited in its sockets while it stalled: the poll
+    // phase steps them before this round) counts the stall as one tick. Counting it all after them made a follower
+    // resumed from a stall of an election timeout pre-vote against the healthy leader it had just heard, and a
+    // second stalled follower could grant it: spurious elections under load (client-failover traces). Liveness
+    // only: a follower serves no lease; a leader still catches up every tick (check-quorum, lease reads).
+    if (due > 1 && ctx.core.heardFromLeaderSinceTick) due = 1;
     try {
       for (let i = 0; i < due; i++) ctx.core.tick();
     } catch (err) {
