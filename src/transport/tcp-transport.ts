@@ -277,6 +277,7 @@ export class TcpPeerTransport implements PeerTransport {
         set.add(conn);
         this.logger.debug({ remote, peer: from }, 'peer connected');
         conn.setHandler((frame) => this.deliver(theirs.nodeId, frame));
+        this.redialNow(from);
       },
       (err: MooringError) => {
         this.rejects.reject(reasonOf(err), { remote, code: err.code, err: err.message }, 'peer handshake refused');
@@ -366,6 +367,21 @@ export class TcpPeerTransport implements PeerTransport {
     } finally {
       if (gen === link.generation && !link.open) link.connecting = false;
     }
+  }
+
+  /**
+   * `peer` just dialed us and authenticated, so it is up: our link to it, if waiting out its reconnect backoff,
+   * dials now with the backoff reset. Otherwise a restarted member heard nothing from us for up to reconnectMaxMs
+   * (the backoff grew while it was down) and pre-voted meanwhile; as a leader's follower it missed that long of
+   * heartbeats (client-failover traces: a restarted master deaf for a second).
+   */
+  private redialNow(peer: PeerId): void {
+    const link = this.links.get(peer);
+    if (link === undefined || link.closed || this.closed || link.open || link.connecting || link.timer === null) return;
+    clearTimeout(link.timer);
+    link.timer = null;
+    link.backoffMs = this.opts.reconnectInitialMs;
+    if (link.queue.length > 0) void this.connect(link);
   }
 
   private scheduleReconnect(link: PeerLink): void {

@@ -95,6 +95,25 @@ describe('TcpPeerTransport', () => {
     expect(a.t.stats().b!.connects).toBeGreaterThanOrEqual(2);
   });
 
+  it('a peer that dials us is up again: our link to it stops waiting out its reconnect backoff', async () => {
+    // a's backoff for b has grown long while b was down (a restarted member would hear nothing from a for that long).
+    const port = await freePort();
+    const a = await node('a', { reconnectInitialMs: 10_000, reconnectMaxMs: 10_000 });
+    let refused = 0;
+    a.t.onPeerDown((_peer, reason) => { if (reason === 'connect-failed') refused++; });
+    a.t.setPeer({ id: 'b', host: '127.0.0.1', port });
+    expect(a.t.send('b', { tag: 'while-down' })).toBe(true); // dial refused: the next try is 5-10 s away
+    await waitFor(() => refused === 1, 'first dial refused');
+    const b = await node('b', {}, port);
+    b.t.setPeer(a.addr);
+    expect(b.t.send('a', { tag: 'hello-from-b' })).toBe(true); // b dials a
+    await waitFor(() => a.inbox.frames.length === 1, 'b reached a');
+    const t0 = Date.now();
+    await waitFor(() => b.inbox.frames.some((f) => (f.frame as { tag?: string }).tag === 'while-down'), 'a redials b at once', 3_000);
+    expect(Date.now() - t0).toBeLessThan(2_000);
+    await expectServes(a, b, 'after');
+  });
+
   it('bounds the queue for a dead peer: send() returns false once full, memory stays bounded', async () => {
     const deadPort = await freePort();
     const a = await node('a', { maxQueuedFrames: 16, maxQueuedBytes: 1 << 20, reconnectInitialMs: 10, reconnectMaxMs: 20 });
