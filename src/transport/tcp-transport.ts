@@ -152,6 +152,10 @@ export class TcpPeerTransport implements PeerTransport {
     this.server = createListener(this.tls, this.logger, budget, this.rejects, this.opts.handshakeTimeoutMs, (socket, a) => this.onInbound(socket, a));
     this.boundPort = await listen(this.server, this.opts.listen.host, this.opts.listen.port);
     this.logger.info({ node: this.opts.nodeId, port: this.boundPort, tls: this.tls !== undefined }, 'peer transport listening');
+    // Dial every known peer once now rather than at the first frame: a peer whose link to us backed off while we were
+    // down redials when we connect (redialNow), so a restarted node hears its leader within milliseconds instead of
+    // pre-voting first (a follower without a leader sends nothing that would dial).
+    for (const link of this.links.values()) if (!link.open && !link.connecting && link.timer === null) void this.connect(link);
   }
 
   onFrame(handler: (from: PeerId, frame: unknown) => void): void {

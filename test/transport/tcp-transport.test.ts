@@ -114,6 +114,20 @@ describe('TcpPeerTransport', () => {
     await expectServes(a, b, 'after');
   });
 
+  it('a node dials its known peers when it starts, so a peer backing off towards it redials at once', async () => {
+    // b restarts knowing a but with nothing to send (a follower without a leader sends nothing): its start alone must
+    // make a stop waiting out the backoff it built up while b was down.
+    const port = await freePort();
+    let refused = 0;
+    const a = await node('a', { reconnectInitialMs: 10_000, reconnectMaxMs: 10_000 });
+    a.t.onPeerDown((_peer, reason) => { if (reason === 'connect-failed') refused++; });
+    a.t.setPeer({ id: 'b', host: '127.0.0.1', port });
+    expect(a.t.send('b', { tag: 'heartbeat' })).toBe(true);
+    await waitFor(() => refused === 1, 'first dial refused');
+    const b = await node('b', { peers: [a.addr] }, port);
+    await waitFor(() => b.inbox.frames.some((f) => (f.frame as { tag?: string }).tag === 'heartbeat'), 'a redials b after b started', 3_000);
+  });
+
   it('bounds the queue for a dead peer: send() returns false once full, memory stays bounded', async () => {
     const deadPort = await freePort();
     const a = await node('a', { maxQueuedFrames: 16, maxQueuedBytes: 1 << 20, reconnectInitialMs: 10, reconnectMaxMs: 20 });
