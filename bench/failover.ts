@@ -255,7 +255,7 @@ async function drainTurn(): Promise<void> {
 
 async function soak(secs: number): Promise<void> {
   const machine = machineInfo();
-  const cluster = await KvCluster.create({ logLevel: 'warn', nodeConfig: { tickMs, electionTimeoutTicks: electionTicks, heartbeatIntervalTicks: 1, fastFailover } });
+  const cluster = await KvCluster.create({ logLevel: process.env.FAILOVER_LOG_LEVEL ?? 'warn', nodeConfig: { tickMs, electionTimeoutTicks: electionTicks, heartbeatIntervalTicks: 1, fastFailover } });
   try {
     const { base, writers } = await startWriters(cluster);
     const ids = cluster.running();
@@ -290,7 +290,8 @@ async function soak(secs: number): Promise<void> {
       appendResults('failover-soak', `MOORING_FAILOVER_SOAK_SECONDS=${secs} npm run bench:failover${fastFailover ? '' : ' -- --no-fast-failover'}`, `3 Mooring KV nodes on loopback, fast failover ${fastFailover ? 'on' : 'OFF (--no-fast-failover)'}, heartbeat ${heartbeatMs} ms, election timeout ${electionMs} ms, ${clients} closed-loop writers, no faults for ${secs} s: ${writers.acked.size} acknowledged writes, ${lost} lost; leader changes (most seen by any node): ${leaderChanges} (0 expected without faults). Load average at the end: ${result.loadavgEnd.join(' / ')}.\n\n${t}`, machine);
     }
   } finally {
-    await cluster.destroy();
+    await cluster.destroy({ keep: process.env.FAILOVER_KEEP === '1' });
+    if (process.env.FAILOVER_KEEP === '1') log(`kept ${cluster.root}`);
   }
 }
 

@@ -91,6 +91,8 @@ type CampaignType = 'preElection' | 'election' | 'transfer';
 // preVoteResp is not among them: a pre-vote answer promises nothing durable (it changes no term or vote), so it may
 // go out at once (takeUrgentMessages), like the pre-vote request itself.
 const PERSISTED_TYPES: ReadonlySet<MessageType> = new Set<MessageType>(['appResp', 'voteResp', 'vote']);
+/** Messages that depend on nothing being written: a driver may send them before the current Ready's saves finish. */
+const URGENT_TYPES: ReadonlySet<MessageType> = new Set<MessageType>(['preVote', 'preVoteResp', 'heartbeat', 'heartbeatResp']);
 
 function voteRespType(t: MessageType): MessageType {
   return t === 'vote' ? 'voteResp' : 'preVoteResp';
@@ -445,15 +447,15 @@ export class RaftCore {
   }
 
   /**
-   * Removes and returns the pending pre-vote requests and answers: they may be sent before the current Ready is
-   * finished (they acknowledge nothing on disk). Lets a driver whose Ready loop is waiting for an fsync start or
-   * answer a pre-vote at once instead of one or two fsyncs later.
+   * Removes and returns the pending pre-votes, heartbeats and their answers: they may be sent before the current
+   * Ready is finished (they acknowledge nothing on disk). Lets a driver whose Ready loop is waiting for an fsync start
+   * or answer a pre-vote at once, and a leader keep its followers' election timers reset while its disk is slow.
    */
   takeUrgentMessages(): Message[] {
     const out: Message[] = [];
     let kept = 0;
     for (const m of this.msgs) {
-      if (m.type === 'preVote' || m.type === 'preVoteResp') out.push(m);
+      if (URGENT_TYPES.has(m.type)) out.push(m);
       else this.msgs[kept++] = m;
     }
     this.msgs.length = kept;

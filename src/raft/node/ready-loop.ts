@@ -95,6 +95,17 @@ export class ReadyLoop {
    */
   private onTick(): void {
     if (this.ctx.stopped) return;
+    if (this.running !== null) {
+      // The loop is waiting (on a save beyond maxInflightSaves, the apply pipeline, a local snapshot): time passes
+      // and heartbeats go out anyway, after this turn's socket input (setImmediate runs after the poll phase). A
+      // leader whose fsync outlasted an election timeout otherwise sent no heartbeat for that long and was deposed
+      // (failover soak traces: the leader's Ready loop waited 185 ms on its disk while its event loop ran freely).
+      this.ctx.clock.setImmediate(() => {
+        if (this.running === null || this.ctx.stopped) return;
+        this.catchUpTicks();
+        this.sendUrgentMessagesNow();
+      });
+    }
     this.kick();
   }
 
@@ -279,8 +290,8 @@ export class ReadyLoop {
   }
 
   /**
-   * Pre-vote requests and answers acknowledge nothing on disk: send them now rather than after the fsync the Ready
-   * loop may be waiting for (under load that wait is tens of milliseconds, twice per pre-vote round trip).
+   * Pre-votes, heartbeats and their answers acknowledge nothing on disk: send them now rather than after the fsync the
+   * Ready loop may be waiting for (under load that wait is tens of milliseconds, twice per pre-vote round trip).
    */
   private sendUrgentMessagesNow(): void {
     const msgs = this.ctx.core.takeUrgentMessages();
