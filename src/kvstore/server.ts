@@ -60,6 +60,7 @@ export interface KvServerConfig {
   fastFailover?: boolean;
   maxEntriesPerAppend?: number;
   maxInflightAppends?: number;
+  maxInflightBytes?: number;
   /** pino level for the process logger (server-main only). */
   logLevel?: string;
 }
@@ -136,6 +137,7 @@ export class KvServer {
       ...(config.fastFailover !== undefined ? { fastFailover: config.fastFailover } : {}),
       ...(config.maxEntriesPerAppend !== undefined ? { maxEntriesPerAppend: config.maxEntriesPerAppend } : {}),
       ...(config.maxInflightAppends !== undefined ? { maxInflightAppends: config.maxInflightAppends } : {}),
+      ...(config.maxInflightBytes !== undefined ? { maxInflightBytes: config.maxInflightBytes } : {}),
       logger,
     });
     const rpc = new RpcServer({ clusterId: config.clusterId, nodeId: config.id, listen: config.rpc, logger });

@@ -69,6 +69,8 @@ export interface MasterConfig {
     maxEntriesPerAppend: number;
     maxBytesPerAppend: number;
     maxInflightAppends: number;
+    /** Unacknowledged entry bytes per follower: bounds what one round sends a follower that is far behind. */
+    maxInflightBytes: number;
     /** WAL saves in flight in the Ready loop (1 = serial; see src/raft/node/options.ts). */
     maxInflightSaves: number;
     snapshotEveryEntries: number;
@@ -127,6 +129,7 @@ export const defaultConfig: DefaultConfig = deepFreeze({
     maxEntriesPerAppend: raftDefaults.maxEntriesPerAppend,
     maxBytesPerAppend: raftDefaults.maxBytesPerAppend,
     maxInflightAppends: raftDefaults.maxInflightAppends,
+    maxInflightBytes: raftDefaults.maxInflightBytes,
     maxInflightSaves: raftDefaults.maxInflightSaves,
     snapshotEveryEntries: raftDefaults.snapshotEveryEntries,
     maxFrameBytes: 16 * MiB,
@@ -215,6 +218,7 @@ const SCHEMA: Record<string, SchemaNode> = {
       maxEntriesPerAppend: int(1, 1_000_000),
       maxBytesPerAppend: int(1, MAX_FRAME_BYTES),
       maxInflightAppends: int(1, 1_000_000),
+      maxInflightBytes: int(1, 1024 * MiB),
       maxInflightSaves: int(1, 64),
       snapshotEveryEntries: int(1),
       maxFrameBytes: int(MIN_FRAME_BYTES, MAX_FRAME_BYTES),
@@ -886,6 +890,7 @@ export function toRaftTunables(cfg: MasterConfig): Partial<RaftTunables> {
     maxEntriesPerAppend: r.maxEntriesPerAppend,
     maxBytesPerAppend: r.maxBytesPerAppend,
     maxInflightAppends: r.maxInflightAppends,
+    maxInflightBytes: r.maxInflightBytes,
     maxInflightSaves: r.maxInflightSaves,
     proposalTimeoutMs: r.proposalTimeoutMs,
     snapshotEveryEntries: r.snapshotEveryEntries,

@@ -159,6 +159,7 @@ describe('parseConfig: every check names its field', () => {
     ['maxEntriesPerAppend zero', { nodeId: 'a', raft: { maxEntriesPerAppend: 0 } }, 'raft.maxEntriesPerAppend'],
     ['maxBytesPerAppend ≥ frame', { nodeId: 'a', raft: { maxBytesPerAppend: 16 * 1024 * 1024 } }, 'raft.maxBytesPerAppend', 'raft.maxFrameBytes'],
     ['maxInflightAppends zero', { nodeId: 'a', raft: { maxInflightAppends: 0 } }, 'raft.maxInflightAppends'],
+    ['maxInflightBytes zero', { nodeId: 'a', raft: { maxInflightBytes: 0 } }, 'raft.maxInflightBytes'],
     ['snapshotEveryEntries zero', { nodeId: 'a', raft: { snapshotEveryEntries: 0 } }, 'raft.snapshotEveryEntries'],
     ['maxFrameBytes tiny', { nodeId: 'a', raft: { maxFrameBytes: 100 } }, 'raft.maxFrameBytes'],
     ['proposalTimeoutMs zero', { nodeId: 'a', raft: { proposalTimeoutMs: 0 } }, 'raft.proposalTimeoutMs'],
@@ -397,6 +398,7 @@ describe('toRaftCoreOptions', () => {
       maxEntriesPerAppend: 512,
       maxBytesPerAppend: 1024 * 1024,
       maxInflightAppends: 7,
+      maxInflightBytes: 4 * 1024 * 1024,
     });
     const safe = toRaftCoreOptions(parseConfig({ nodeId: 'a', raft: { readMode: 'readIndex', checkQuorum: false } }));
     expect(safe.readOnlyOption).toBe('safe');

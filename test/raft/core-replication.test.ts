@@ -129,6 +129,53 @@ describe('replication', () => {
     expect(net.appliedStrings('b').length).toBe(21);
   });
 
+  it('the in-flight window is also bounded by bytes: a follower far behind is sent maxInflightBytes per round, not the whole window of appends', () => {
+    // 256 appends × 512 entries is the count window; with 1 KiB entries that would be 128 MiB in one Ready (found in
+    // the failover bench: a restarted follower was sent 20–60 MB frames, the leader stalled encoding them).
+    const net = new Net(['a', 'b', 'c'], { maxInflightBytes: 64 * 1024, maxBytesPerAppend: 16 * 1024 });
+    net.campaign('a');
+    net.proposeStr('a', 'warm');
+    expect(net.core('a').status().progress!['b']!.state).toBe('replicate');
+    const before = net.log.length;
+    net.filters = [(m) => !(m.from === 'b' && m.type === 'appResp')];
+    for (let i = 0; i < 10; i++) net.core('a').proposeBatch(Array.from({ length: 64 }, () => new Uint8Array(1024))); // 640 KiB
+    net.stabilize();
+    const toB = net.log.slice(before).filter((m) => m.type === 'app' && m.to === 'b' && (m.entries?.length ?? 0) > 0);
+    const sent = toB.reduce((s, m) => s + m.entries!.reduce((t, e) => t + e.data.length, 0), 0);
+    // Full once ≥ 64 KiB is in flight: at most one append (≤ 16 KiB) beyond the bound.
+    expect(sent).toBeGreaterThanOrEqual(64 * 1024);
+    expect(sent).toBeLessThanOrEqual(64 * 1024 + 16 * 1024);
+    expect(net.core('a').status().commit).toBe(net.core('a').status().lastIndex); // a + c commit
+    net.heal();
+    net.tickAll(200);
+    expect(net.appliedStrings('b').length).toBe(net.appliedStrings('a').length);
+  });
+
+  it('answers to stale heartbeats (queued while the follower was down) open no window slot; a fresh answer opens one', () => {
+    const net = new Net(['a', 'b', 'c'], { maxInflightAppends: 2, maxEntriesPerAppend: 1 });
+    net.campaign('a');
+    net.proposeStr('a', 'warm');
+    const a = net.core('a');
+    net.filters = [(m) => !(m.to === 'b' || m.from === 'b')]; // b is down: its acks never come
+    for (let i = 0; i < 10; i++) a.propose(enc(`p${i}`));
+    net.stabilize();
+    net.tickAll(40, ['a', 'c']); // heartbeats to b go nowhere; the leader's tick count moves on
+    expect(a.status().progress!['b']!.state).toBe('replicate');
+    const term = a.status().term;
+    const tickCount = () => (a as unknown as { tickCount: number }).tickCount;
+    expect(tickCount()).toBeGreaterThanOrEqual(40);
+    const before = net.log.length;
+    // b comes back and answers 30 heartbeats sent long ago (stamped ticks 1..30, now ≥ 10 ticks old).
+    for (let sentAt = 1; sentAt <= 30; sentAt++) a.step({ type: 'heartbeatResp', from: 'b', to: 'a', term, index: sentAt });
+    net.stabilize();
+    const appsToB = () => net.log.slice(before).filter((m) => m.type === 'app' && m.to === 'b' && (m.entries?.length ?? 0) > 0).length;
+    expect(appsToB(), 'stale answers each opened a slot').toBe(0);
+    // An answer to the heartbeat just sent proves b alive now: one slot opens (a lost ack cannot stall replication).
+    a.step({ type: 'heartbeatResp', from: 'b', to: 'a', term, index: tickCount() });
+    net.stabilize();
+    expect(appsToB()).toBe(1);
+  });
+
   it('appends are batched: bounded by maxEntriesPerAppend and maxBytesPerAppend', () => {
     const net = new Net(['a', 'b', 'c'], { maxEntriesPerAppend: 10, maxBytesPerAppend: 1000 });
     net.campaign('a');

@@ -61,35 +61,56 @@ describe('quorum', () => {
   });
 });
 
+const W = { appends: 4, bytes: 1 << 20 };
+
 describe('progress and inflights', () => {
   it('inflights is a bounded ring freed in order', () => {
-    const f = new Inflights(3);
-    f.add(5);
-    f.add(7);
-    f.add(9);
+    const f = new Inflights({ appends: 3, bytes: 1 << 20 });
+    f.add(5, 10);
+    f.add(7, 10);
+    f.add(9, 10);
     expect(f.full()).toBe(true);
-    expect(() => f.add(11)).toThrow();
+    expect(() => f.add(11, 10)).toThrow();
     f.freeLE(7);
     expect(f.count).toBe(1);
-    f.add(11);
-    f.add(13);
+    f.add(11, 10);
+    f.add(13, 10);
     expect(f.full()).toBe(true);
     f.freeFirstOne();
     expect(f.count).toBe(2);
     f.freeLE(100);
     expect(f.count).toBe(0);
+    expect(f.bytes).toBe(0);
+  });
+
+  it('inflights is also full at its byte bound, and freeing acknowledged appends frees their bytes', () => {
+    const f = new Inflights({ appends: 256, bytes: 1000 });
+    f.add(10, 400);
+    f.add(20, 400);
+    expect(f.full()).toBe(false);
+    f.add(30, 300); // 1100 bytes ≥ 1000: full with 3 of 256 slots used
+    expect(f.full()).toBe(true);
+    expect(f.bytes).toBe(1100);
+    f.freeLE(20);
+    expect(f.bytes).toBe(300);
+    expect(f.full()).toBe(false);
+    const c = f.clone();
+    f.reset();
+    expect(c.bytes).toBe(300);
+    expect(c.count).toBe(1);
+    expect(f.bytes).toBe(0);
   });
 
   it('probe sends one append at a time; replicate pipelines up to the window', () => {
-    const pr = new Progress(5, 2, false);
+    const pr = new Progress(5, { appends: 2, bytes: 1 << 20 }, false);
     expect(pr.isPaused()).toBe(false);
-    pr.sentEntries(3);
+    pr.sentEntries(3, 30);
     expect(pr.isPaused()).toBe(true); // probe: wait for the answer
     expect(pr.maybeUpdate(4)).toBe(true);
     pr.becomeReplicate();
     expect(pr.next).toBe(5);
-    pr.sentEntries(2);
-    pr.sentEntries(2);
+    pr.sentEntries(2, 20);
+    pr.sentEntries(2, 20);
     expect(pr.next).toBe(9);
     expect(pr.isPaused()).toBe(true); // window of 2 full
     pr.maybeUpdate(6);
@@ -98,7 +119,7 @@ describe('progress and inflights', () => {
   });
 
   it('maybeDecrTo ignores stale rejections and uses the hint', () => {
-    const pr = new Progress(11, 4, false);
+    const pr = new Progress(11, { appends: 4, bytes: 1 << 20 }, false);
     expect(pr.maybeDecrTo(5, 3)).toBe(false); // not the probe we sent (next-1 = 10)
     expect(pr.maybeDecrTo(10, 3)).toBe(true);
     expect(pr.next).toBe(4);
@@ -108,7 +129,7 @@ describe('progress and inflights', () => {
   });
 
   it('maybeDecrTo: a probe rejected below the match (the follower lost acknowledged entries) lowers the match to its hint', () => {
-    const pr = new Progress(153, 4, false);
+    const pr = new Progress(153, { appends: 4, bytes: 1 << 20 }, false);
     pr.maybeUpdate(152); // acknowledged up to 152
     pr.becomeProbe();
     expect(pr.next).toBe(153);
@@ -156,27 +177,27 @@ describe('unstable and RaftLog', () => {
 });
 
 describe('conf changes', () => {
-  const base = () => restoreConfState(cs(['a', 'b', 'c']), 10, 4);
+  const base = () => restoreConfState(cs(['a', 'b', 'c']), 10, W);
 
   it('simple changes add/remove one voter; more than one needs a joint config', () => {
     const r = base();
-    const added = applyChange(r.config, r.progress, { changes: [{ type: 'addVoter', node: 'd' }] }, 10, 4);
+    const added = applyChange(r.config, r.progress, { changes: [{ type: 'addVoter', node: 'd' }] }, 10, W);
     expect(confStateOf(added.config).voters).toEqual(['a', 'b', 'c', 'd']);
     expect(() =>
-      applyChange(r.config, r.progress, { changes: [{ type: 'addVoter', node: 'd' }, { type: 'addVoter', node: 'e' }], transition: 'auto' }, 10, 4),
+      applyChange(r.config, r.progress, { changes: [{ type: 'addVoter', node: 'd' }, { type: 'addVoter', node: 'e' }], transition: 'auto' }, 10, W),
     ).not.toThrow(); // auto with two changes goes joint
-    const joint = applyChange(r.config, r.progress, { changes: [{ type: 'addVoter', node: 'd' }, { type: 'removeNode', node: 'a' }] }, 10, 4);
+    const joint = applyChange(r.config, r.progress, { changes: [{ type: 'addVoter', node: 'd' }, { type: 'removeNode', node: 'a' }] }, 10, W);
     expect(confStateOf(joint.config)).toMatchObject({ voters: ['b', 'c', 'd'], votersOutgoing: ['a', 'b', 'c'], autoLeave: true });
-    const left = applyChange(joint.config, joint.progress, { changes: [] }, 10, 4);
+    const left = applyChange(joint.config, joint.progress, { changes: [] }, 10, W);
     expect(confStateOf(left.config)).toMatchObject({ voters: ['b', 'c', 'd'], votersOutgoing: [], autoLeave: false });
     expect(left.progress.has('a')).toBe(false);
   });
 
   it('demoting a voter in a joint config goes through learnersNext', () => {
     const r = base();
-    const joint = applyChange(r.config, r.progress, { changes: [{ type: 'addLearner', node: 'a' }], transition: 'joint' }, 10, 4);
+    const joint = applyChange(r.config, r.progress, { changes: [{ type: 'addLearner', node: 'a' }], transition: 'joint' }, 10, W);
     expect(confStateOf(joint.config)).toMatchObject({ voters: ['b', 'c'], votersOutgoing: ['a', 'b', 'c'], learnersNext: ['a'] });
-    const left = applyChange(joint.config, joint.progress, { changes: [] }, 10, 4);
+    const left = applyChange(joint.config, joint.progress, { changes: [] }, 10, W);
     expect(confStateOf(left.config)).toMatchObject({ voters: ['b', 'c'], learners: ['a'], learnersNext: [] });
     expect(left.progress.get('a')!.isLearner).toBe(true);
   });
@@ -184,13 +205,13 @@ describe('conf changes', () => {
   it('refuses invalid changes without touching the input', () => {
     const r = base();
     const before = JSON.stringify(confStateOf(r.config));
-    expect(() => applyChange(r.config, r.progress, { changes: [{ type: 'removeNode', node: 'a' }, { type: 'removeNode', node: 'b' }, { type: 'removeNode', node: 'c' }] }, 10, 4)).toThrow(MooringError);
-    expect(() => applyChange(r.config, r.progress, { changes: [] }, 10, 4)).toThrow(MooringError); // not joint
-    const joint = applyChange(r.config, r.progress, { changes: [{ type: 'addVoter', node: 'd' }], transition: 'joint' }, 10, 4);
-    expect(() => applyChange(joint.config, joint.progress, { changes: [{ type: 'addVoter', node: 'e' }] }, 10, 4)).toThrow(MooringError);
+    expect(() => applyChange(r.config, r.progress, { changes: [{ type: 'removeNode', node: 'a' }, { type: 'removeNode', node: 'b' }, { type: 'removeNode', node: 'c' }] }, 10, W)).toThrow(MooringError);
+    expect(() => applyChange(r.config, r.progress, { changes: [] }, 10, W)).toThrow(MooringError); // not joint
+    const joint = applyChange(r.config, r.progress, { changes: [{ type: 'addVoter', node: 'd' }], transition: 'joint' }, 10, W);
+    expect(() => applyChange(joint.config, joint.progress, { changes: [{ type: 'addVoter', node: 'e' }] }, 10, W)).toThrow(MooringError);
     expect(JSON.stringify(confStateOf(r.config))).toBe(before);
     // The dry run of a demotion must not flip the live progress' learner flag.
-    applyChange(r.config, r.progress, { changes: [{ type: 'addLearner', node: 'a' }] }, 10, 4);
+    applyChange(r.config, r.progress, { changes: [{ type: 'addLearner', node: 'a' }] }, 10, W);
     expect(r.progress.get('a')!.isLearner).toBe(false);
   });
 });

@@ -6,7 +6,7 @@
  */
 import { Packr } from 'msgpackr';
 import { assert, ErrorCode, MooringError } from '../../errors.js';
-import { Progress } from './progress.js';
+import { Progress, type InflightLimits } from './progress.js';
 import { cloneTrackerConfig, isJoint, type TrackerConfig } from './tracker.js';
 import type { ConfChange, ConfChangeSingle, ConfState, NodeId } from './types.js';
 
@@ -29,7 +29,7 @@ export class Changer {
     private readonly config: TrackerConfig,
     private readonly progress: Map<NodeId, Progress>,
     private readonly lastIndex: number,
-    private readonly maxInflight: number,
+    private readonly window: InflightLimits,
   ) {}
 
   private copy(): ChangeResult {
@@ -104,7 +104,7 @@ export class Changer {
     if (isLearner) r.config.learners.add(id);
     else r.config.incoming.add(id);
     // Probe from the last index; recentActive so check-quorum does not count a brand-new peer against us.
-    const pr = new Progress(Math.max(this.lastIndex, 1), this.maxInflight, isLearner);
+    const pr = new Progress(Math.max(this.lastIndex, 1), this.window, isLearner);
     pr.recentActive = true;
     r.progress.set(id, pr);
   }
@@ -169,7 +169,7 @@ function checkAndReturn(r: ChangeResult): ChangeResult {
 }
 
 /** Builds the config (and fresh progress) described by a ConfState, e.g. at startup or on a snapshot. */
-export function restoreConfState(cs: ConfState, lastIndex: number, maxInflight: number): ChangeResult {
+export function restoreConfState(cs: ConfState, lastIndex: number, window: InflightLimits): ChangeResult {
   const config: TrackerConfig = {
     incoming: new Set(cs.voters),
     outgoing: new Set(cs.votersOutgoing),
@@ -180,7 +180,7 @@ export function restoreConfState(cs: ConfState, lastIndex: number, maxInflight: 
   const progress = new Map<NodeId, Progress>();
   const add = (id: NodeId, learner: boolean): void => {
     if (progress.has(id)) return;
-    const pr = new Progress(lastIndex + 1, maxInflight, learner);
+    const pr = new Progress(lastIndex + 1, window, learner);
     pr.recentActive = true;
     progress.set(id, pr);
   };
@@ -208,9 +208,9 @@ export function applyChange(
   progress: Map<NodeId, Progress>,
   cc: ConfChange,
   lastIndex: number,
-  maxInflight: number,
+  window: InflightLimits,
 ): ChangeResult {
-  const ch = new Changer(config, progress, lastIndex, maxInflight);
+  const ch = new Changer(config, progress, lastIndex, window);
   if (isLeaveJoint(cc)) return ch.leaveJoint();
   const { joint, autoLeave } = jointMode(cc);
   return joint ? ch.enterJoint(autoLeave, cc.changes) : ch.simple(cc.changes);

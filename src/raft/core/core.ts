@@ -70,6 +70,7 @@ export const DEFAULT_HEARTBEAT_INTERVAL_TICKS = 1;
 export const DEFAULT_MAX_ENTRIES_PER_APPEND = 512;
 export const DEFAULT_MAX_BYTES_PER_APPEND = 1024 * 1024;
 export const DEFAULT_MAX_INFLIGHT_APPENDS = 256;
+export const DEFAULT_MAX_INFLIGHT_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_MAX_UNCOMMITTED_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_MAX_COMMITTED_BYTES_PER_READY = 4 * 1024 * 1024;
 export const DEFAULT_PRE_VOTE = true;
@@ -199,14 +200,17 @@ export class RaftCore {
     this.fastFailover = (config.fastFailover ?? true) && this.preVote && this.checkQuorum;
     this.maxEntriesPerAppend = posInt(config.maxEntriesPerAppend, DEFAULT_MAX_ENTRIES_PER_APPEND, 'maxEntriesPerAppend');
     this.maxBytesPerAppend = posInt(config.maxBytesPerAppend, DEFAULT_MAX_BYTES_PER_APPEND, 'maxBytesPerAppend');
-    const maxInflight = posInt(config.maxInflightAppends, DEFAULT_MAX_INFLIGHT_APPENDS, 'maxInflightAppends');
+    const window = {
+      appends: posInt(config.maxInflightAppends, DEFAULT_MAX_INFLIGHT_APPENDS, 'maxInflightAppends'),
+      bytes: posInt(config.maxInflightBytes, DEFAULT_MAX_INFLIGHT_BYTES, 'maxInflightBytes'),
+    };
     this.maxUncommittedBytes = posInt(config.maxUncommittedBytes, DEFAULT_MAX_UNCOMMITTED_BYTES, 'maxUncommittedBytes');
     const maxCommitted = posInt(config.maxCommittedBytesPerReady, DEFAULT_MAX_COMMITTED_BYTES_PER_READY, 'maxCommittedBytesPerReady');
 
     this.log = new RaftLog(config.storage, maxCommitted);
-    this.trk = new ProgressTracker(maxInflight);
+    this.trk = new ProgressTracker(window);
     const { hardState, confState } = config.storage.initialState();
-    const restored = restoreConfState(confState, this.log.lastIndex(), maxInflight);
+    const restored = restoreConfState(confState, this.log.lastIndex(), window);
     this.switchToConfig(restored);
 
     if (hardState.term !== 0 || hardState.vote !== null || hardState.commit !== 0) {
@@ -343,7 +347,7 @@ export class RaftCore {
     }
     if (!joint && isLeaveJoint(cc)) throw new MooringError(ErrorCode.INVALID_ARGUMENT, 'not in a joint configuration');
     // Dry run against the current config: refuse now what would be a no-op at apply time.
-    applyChange(this.trk.config, this.trk.progress, cc, this.log.lastIndex(), this.trk.maxInflight);
+    applyChange(this.trk.config, this.trk.progress, cc, this.log.lastIndex(), this.trk.window);
     const index = this.log.lastIndex() + 1;
     this.appendEntries([{ term: this.term, index, type: 'confChange', data: encodeConfChange(cc) }]);
     this.pendingConfIndex = index;
@@ -359,7 +363,7 @@ export class RaftCore {
   applyConfChange(cc: ConfChange): ConfState {
     let r: ChangeResult;
     try {
-      r = applyChange(this.trk.config, this.trk.progress, cc, this.log.lastIndex(), this.trk.maxInflight);
+      r = applyChange(this.trk.config, this.trk.progress, cc, this.log.lastIndex(), this.trk.window);
     } catch (e) {
       if (e instanceof MooringError && e.code === ErrorCode.INVALID_ARGUMENT) return this.trk.confState();
       throw e;
@@ -1102,7 +1106,7 @@ export class RaftCore {
     const m: Message = { type: 'app', to, from: this.id, term: this.term, index: prevIndex, logTerm: prevTerm, entries: ents, commit: this.log.committed };
     if (pr.recoverTo !== null && pr.match >= pr.recoverTo) m.recovered = pr.recoveryId;
     this.send(m);
-    pr.sentEntries(ents.length);
+    pr.sentEntries(ents.length, entriesSize(ents));
     return true;
   }
 
@@ -1205,10 +1209,16 @@ export class RaftCore {
   private handleHeartbeatResponse(m: Message, pr: Progress): void {
     if (this.staleAfterRecovery(m, pr)) return;
     pr.recentActive = true;
-    pr.msgAppFlowPaused = false;
-    // The peer is alive but its appends' acks may be lost: open one slot so replication cannot stall.
-    if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirstOne();
     const sentAt = m.index;
+    // Flow control only on the answer to a recent heartbeat. A peer that comes back reads every heartbeat queued for
+    // it while it was down and answers each: opening a slot (or a probe) per answer sent the restarted follower one
+    // append per queued heartbeat, 128 appends (25 MB) in one round, past the byte window (found in the failover bench).
+    const fresh = sentAt === undefined || sentAt + 2 * this.heartbeatTimeout >= this.tickCount;
+    if (fresh) {
+      pr.msgAppFlowPaused = false;
+      // The peer is alive but its appends' acks may be lost: open one slot so replication cannot stall.
+      if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirstOne();
+    }
     if (sentAt !== undefined && sentAt <= this.tickCount && sentAt > (this.leaseAcks.get(m.from) ?? -1)) {
       this.leaseAcks.set(m.from, sentAt);
     }
@@ -1332,7 +1342,7 @@ export class RaftCore {
     // leader's last snapshot gets that snapshot, then the entries that add it (until then it is not promotable).
     let restored: ChangeResult;
     try {
-      restored = restoreConfState(confState, index, this.trk.maxInflight);
+      restored = restoreConfState(confState, index, this.trk.window);
     } catch {
       return false; // inconsistent membership in the snapshot: ignore it
     }

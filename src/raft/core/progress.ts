@@ -6,25 +6,47 @@ import { assert } from '../../errors.js';
 
 export type ProgressState = 'probe' | 'replicate' | 'snapshot';
 
-/** A ring buffer of the last index of each unacknowledged append, bounded by `capacity` messages. */
+/** The size of one follower's pipelining window: unacknowledged appends, and the entry bytes they carry. */
+export interface InflightLimits {
+  appends: number;
+  bytes: number;
+}
+
+/**
+ * A ring buffer of the last index (and entry bytes) of each unacknowledged append. Full at `appends` messages or
+ * at `bytes` entry bytes, whichever comes first (as etcd-raft's MaxInflightBytes): without the byte bound a
+ * follower far behind was sent 256 appends of 512 entries in one Ready, a 20–60 MB frame whose encoding held the
+ * leader's event loop for ~0.5 s (its heartbeats stopped: a spurious election at every follower restart), and the
+ * transport then refused it as over maxFrameBytes.
+ */
 export class Inflights {
   private readonly capacity: number;
+  private readonly maxBytes: number;
   private readonly indexes: number[];
+  private readonly sizes: number[];
   private start = 0;
   count = 0;
+  /** Entry bytes of the appends in the window. */
+  bytes = 0;
 
-  constructor(capacity: number) {
-    assert(Number.isInteger(capacity) && capacity > 0, 'inflight capacity must be a positive integer');
-    this.capacity = capacity;
-    this.indexes = new Array<number>(capacity).fill(0);
+  constructor(limits: InflightLimits) {
+    assert(Number.isInteger(limits.appends) && limits.appends > 0, 'inflight capacity must be a positive integer');
+    assert(Number.isInteger(limits.bytes) && limits.bytes > 0, 'inflight bytes must be a positive integer');
+    this.capacity = limits.appends;
+    this.maxBytes = limits.bytes;
+    this.indexes = new Array<number>(this.capacity).fill(0);
+    this.sizes = new Array<number>(this.capacity).fill(0);
   }
 
-  add(index: number): void {
+  add(index: number, bytes: number): void {
     assert(!this.full(), 'cannot add into a full inflights window');
+    assert(bytes >= 0, 'inflight bytes cannot be negative');
     let next = this.start + this.count;
     if (next >= this.capacity) next -= this.capacity;
     this.indexes[next] = index;
+    this.sizes[next] = bytes;
     this.count++;
+    this.bytes += bytes;
   }
 
   /** Frees every inflight append whose last index is ≤ to. */
@@ -34,6 +56,7 @@ export class Inflights {
     let i = 0;
     for (; i < this.count; i++) {
       if (to < this.indexes[idx]!) break;
+      this.bytes -= this.sizes[idx]!;
       idx++;
       if (idx >= this.capacity) idx -= this.capacity;
     }
@@ -48,19 +71,24 @@ export class Inflights {
   }
 
   full(): boolean {
-    return this.count === this.capacity;
+    return this.count === this.capacity || this.bytes >= this.maxBytes;
   }
 
   reset(): void {
     this.count = 0;
     this.start = 0;
+    this.bytes = 0;
   }
 
   clone(): Inflights {
-    const c = new Inflights(this.capacity);
-    for (let i = 0; i < this.capacity; i++) c.indexes[i] = this.indexes[i]!;
+    const c = new Inflights({ appends: this.capacity, bytes: this.maxBytes });
+    for (let i = 0; i < this.capacity; i++) {
+      c.indexes[i] = this.indexes[i]!;
+      c.sizes[i] = this.sizes[i]!;
+    }
     c.start = this.start;
     c.count = this.count;
+    c.bytes = this.bytes;
     return c;
   }
 }
@@ -86,9 +114,9 @@ export class Progress {
   /** The follower's latest recovery (Message.recovering), kept after it ended so its late messages are ignored. */
   recoveryId = 0;
 
-  constructor(next: number, maxInflight: number, isLearner: boolean) {
+  constructor(next: number, window: InflightLimits, isLearner: boolean) {
     this.next = next;
-    this.inflights = new Inflights(maxInflight);
+    this.inflights = new Inflights(window);
     this.isLearner = isLearner;
   }
 
@@ -137,12 +165,12 @@ export class Progress {
     this.pendingSnapshot = snapshotIndex;
   }
 
-  /** Bookkeeping after sending an append with `entries` entries (the last of which is next+entries-1). */
-  sentEntries(entries: number): void {
+  /** Bookkeeping after sending an append with `entries` entries of `bytes` entry bytes (the last is next+entries-1). */
+  sentEntries(entries: number, bytes: number): void {
     if (this.state === 'replicate') {
       if (entries > 0) {
         this.next += entries;
-        this.inflights.add(this.next - 1);
+        this.inflights.add(this.next - 1, bytes);
       }
       // An empty append (commit only) takes no window slot.
     } else if (this.state === 'probe') {

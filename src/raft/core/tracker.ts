@@ -2,7 +2,7 @@
  * ProgressTracker: the membership (possibly joint), the leader's per-peer Progress, and the votes of an
  * election in progress.
  */
-import { Progress } from './progress.js';
+import { Progress, type InflightLimits } from './progress.js';
 import { jointCommitted, jointVoteResult, type VoteResult } from './quorum.js';
 import type { ConfState, NodeId } from './types.js';
 
@@ -51,10 +51,11 @@ export class ProgressTracker {
   config: TrackerConfig = emptyTrackerConfig();
   progress: Map<NodeId, Progress> = new Map();
   votes: Map<NodeId, boolean> = new Map();
-  readonly maxInflight: number;
+  /** Each follower's pipelining window. */
+  readonly window: InflightLimits;
 
-  constructor(maxInflight: number) {
-    this.maxInflight = maxInflight;
+  constructor(window: InflightLimits) {
+    this.window = window;
   }
 
   confState(): ConfState {

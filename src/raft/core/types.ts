@@ -211,6 +211,12 @@ export interface RaftConfig {
   maxBytesPerAppend?: number;
   /** Unacknowledged AppendEntries per follower in replicate state. Default 256. */
   maxInflightAppends?: number;
+  /**
+   * Unacknowledged entry bytes per follower in replicate state: the window is full at maxInflightAppends or at this
+   * many bytes. It bounds what one Ready sends a follower that is far behind (and so the leader's time encoding it).
+   * Default 4 MiB.
+   */
+  maxInflightBytes?: number;
   /** Proposals are refused (PROPOSAL_DROPPED) once uncommitted entry bytes exceed this. Default 64 MiB. */
   maxUncommittedBytes?: number;
   /** Committed entries handed out per Ready, by data size. Default 4 MiB. */

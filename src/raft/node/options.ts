@@ -11,6 +11,7 @@ import {
   DEFAULT_MAX_BYTES_PER_APPEND,
   DEFAULT_MAX_ENTRIES_PER_APPEND,
   DEFAULT_MAX_INFLIGHT_APPENDS,
+  DEFAULT_MAX_INFLIGHT_BYTES,
   DEFAULT_CHECK_QUORUM,
   DEFAULT_PRE_VOTE,
 } from '../core/core.js';
@@ -37,6 +38,8 @@ export interface RaftTunables {
   maxEntriesPerAppend: number;
   maxBytesPerAppend: number;
   maxInflightAppends: number;
+  /** Unacknowledged entry bytes per follower (the pipelining window is full at either bound). */
+  maxInflightBytes: number;
   /**
    * Log saves (WAL batches) the Ready loop keeps in flight: while one is being synced the next Ready is taken and its
    * batch queued, so messages, proposals and replication go on during an fsync. 1 = serial (each Ready waits for the
@@ -68,6 +71,7 @@ export const raftDefaults: Readonly<RaftTunables> = Object.freeze({
   maxEntriesPerAppend: DEFAULT_MAX_ENTRIES_PER_APPEND,
   maxBytesPerAppend: DEFAULT_MAX_BYTES_PER_APPEND,
   maxInflightAppends: DEFAULT_MAX_INFLIGHT_APPENDS,
+  maxInflightBytes: DEFAULT_MAX_INFLIGHT_BYTES,
   maxInflightSaves: 2,
   proposalTimeoutMs: 5_000,
   readTimeoutMs: 5_000,
@@ -87,7 +91,7 @@ export function resolveRaftTunables(given: Partial<RaftTunables>): RaftTunables 
   return out;
 }
 
-export type CoreOptions = Required<Pick<RaftConfig, 'electionTimeoutTicks' | 'heartbeatIntervalTicks' | 'preVote' | 'checkQuorum' | 'fastFailover' | 'readOnlyOption' | 'maxEntriesPerAppend' | 'maxBytesPerAppend' | 'maxInflightAppends'>>;
+export type CoreOptions = Required<Pick<RaftConfig, 'electionTimeoutTicks' | 'heartbeatIntervalTicks' | 'preVote' | 'checkQuorum' | 'fastFailover' | 'readOnlyOption' | 'maxEntriesPerAppend' | 'maxBytesPerAppend' | 'maxInflightAppends' | 'maxInflightBytes'>>;
 
 /** The core configuration the tunables imply (everything but id, storage, rng, applied). */
 export function toCoreOptions(t: RaftTunables): CoreOptions {
@@ -102,5 +106,6 @@ export function toCoreOptions(t: RaftTunables): CoreOptions {
     maxEntriesPerAppend: t.maxEntriesPerAppend,
     maxBytesPerAppend: t.maxBytesPerAppend,
     maxInflightAppends: t.maxInflightAppends,
+    maxInflightBytes: t.maxInflightBytes,
   };
 }

@@ -271,7 +271,12 @@ export class ReadyLoop {
       list.push(m);
     }
     for (const [to, list] of byPeer) {
-      if (!ctx.transport.send(to, { k: 'r', m: list })) ctx.core.reportUnreachable(to);
+      for (const frame of framesOf(list, ctx.settings.maxBytesPerAppend)) {
+        if (!ctx.transport.send(to, { k: 'r', m: frame })) {
+          ctx.core.reportUnreachable(to);
+          break;
+        }
+      }
     }
   }
 
@@ -359,4 +364,29 @@ export class ReadyLoop {
     }
     this.kick();
   }
+}
+
+/**
+ * One peer's messages of a round, cut into frames of at most `maxEntryBytes` entry bytes each (a frame holds at
+ * least one message; one append is itself bounded by maxBytesPerAppend, which the config keeps below maxFrameBytes).
+ * Usually one frame. A round that catches up a follower far behind carries up to maxInflightBytes plus one append:
+ * in one frame that could exceed maxFrameBytes and be refused whole by the transport.
+ */
+export function framesOf(msgs: Message[], maxEntryBytes: number): Message[][] {
+  const frames: Message[][] = [];
+  let cur: Message[] = [];
+  let bytes = 0;
+  for (const m of msgs) {
+    let size = 0;
+    if (m.entries !== undefined) for (const e of m.entries) size += e.data.length;
+    if (cur.length > 0 && bytes + size > maxEntryBytes) {
+      frames.push(cur);
+      cur = [];
+      bytes = 0;
+    }
+    cur.push(m);
+    bytes += size;
+  }
+  if (cur.length > 0) frames.push(cur);
+  return frames;
 }
