@@ -440,10 +440,15 @@ export class RaftCore {
     }
     if (!this.fastFailover || this.role !== 'follower' || peer !== this.lead || !this.promotable()) return false;
     this.lead = null;
-    // A peer saw the reset first and already asked: grant its pre-vote now and stand back (it is ahead of us).
+    // A peer saw the reset first and already asked: grant its pre-vote now and stand back (it is ahead of us). If
+    // its log is behind ours it cannot win, and it will not ask again before its election timeout: go now, whatever
+    // our place in line (waiting it out cost 2 ticks, 50 ms, in the failover bench).
     const asked = this.takeRecentIgnoredPreVote();
-    const granted = asked !== null && asked.from !== peer && this.grantPreVote(asked);
-    const rank = Math.max(this.successionRank(peer), granted ? 1 : 0);
+    let rank = this.successionRank(peer);
+    if (asked !== null && asked.from !== peer) {
+      if (this.grantPreVote(asked)) rank = Math.max(rank, 1);
+      else if (!this.log.isUpToDate(asked.index ?? 0, asked.logTerm ?? 0)) rank = 0;
+    }
     if (rank <= 0) this.fastPreVote();
     else this.fastCampaignAtTick = this.tickCount + 2 * rank;
     this.checkInvariants();
@@ -759,7 +764,8 @@ export class RaftCore {
       // (fastPreVote resets electionElapsed, so the timeout check below cannot campaign a second time.)
       if (this.role === 'follower' && this.lead === null) this.fastPreVote();
     }
-    if (this.startupLease && this.electionElapsed >= this.electionTimeout) this.startupLease = false;
+    // One election timeout after (re)start, counted on our own clock (electionElapsed restarts at each heartbeat).
+    if (this.startupLease && (this.electionElapsed >= this.electionTimeout || this.tickCount >= this.electionTimeout)) this.startupLease = false;
     if (!this.promotable()) return;
     if (this.electionElapsed >= this.electionTimeout && this.grantIgnoredPreVote()) {
       this.electionElapsed = 0;
@@ -983,26 +989,33 @@ export class RaftCore {
     }
   }
 
+  /**
+   * A leader's word. It also ends the startup lease: from now on the ordinary lease (a leader heard within the
+   * election timeout) protects whatever lease that leader holds. Left in place, the startup lease of a follower that
+   * never timed out (it heard heartbeats from its first tick) made it ignore every pre-vote for as long as it ran, so
+   * after its leader's reset the first in succession order could not win (seen in the failover bench).
+   */
+  private heardLeader(from: NodeId): void {
+    this.electionElapsed = 0;
+    this.leaderHeardAtTick = this.tickCount;
+    this.lead = from;
+    this.startupLease = false;
+  }
+
   private stepFollower(m: Message): void {
     switch (m.type) {
       case 'app':
-        this.electionElapsed = 0;
-        this.leaderHeardAtTick = this.tickCount;
-        this.lead = m.from;
+        this.heardLeader(m.from);
         if (m.recovered === this.recoveryId) this.recovering = false;
         this.handleAppendEntries(m);
         break;
       case 'heartbeat':
-        this.electionElapsed = 0;
-        this.leaderHeardAtTick = this.tickCount;
-        this.lead = m.from;
+        this.heardLeader(m.from);
         if (m.recovered === this.recoveryId) this.recovering = false;
         this.handleHeartbeat(m);
         break;
       case 'snap':
-        this.electionElapsed = 0;
-        this.leaderHeardAtTick = this.tickCount;
-        this.lead = m.from;
+        this.heardLeader(m.from);
         this.handleSnapshot(m);
         break;
       case 'timeoutNow':
