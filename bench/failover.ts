@@ -278,6 +278,8 @@ async function soak(secs: number): Promise<void> {
       id,
       leaderChanges: (last[i]?.leaderChanges ?? NaN) - (first[i]?.leaderChanges ?? NaN),
       fastPreVotes: (last[i]?.fastPreVotes ?? NaN) - (first[i]?.fastPreVotes ?? NaN),
+      clockStalls: (last[i]?.clockStalls ?? NaN) - (first[i]?.clockStalls ?? NaN),
+      longestClockStallMs: last[i]?.longestClockStallMs ?? NaN,
       termFrom: first[i]?.term ?? NaN,
       termTo: last[i]?.term ?? NaN,
     }));
@@ -286,7 +288,7 @@ async function soak(secs: number): Promise<void> {
     if (args.json) console.log(JSON.stringify(result));
     else console.log(JSON.stringify(result, null, 2));
     if (!args.has('--no-append')) {
-      const t = table(['node', 'leader changes seen', 'fast pre-votes', 'term at start', 'term at end'], perNode.map((n) => [n.id, n.leaderChanges, n.fastPreVotes, n.termFrom, n.termTo]));
+      const t = table(['node', 'leader changes seen', 'fast pre-votes', 'clock stalls ≥ ½ election timeout', 'longest stall ms', 'term at start', 'term at end'], perNode.map((n) => [n.id, n.leaderChanges, n.fastPreVotes, n.clockStalls, n.longestClockStallMs, n.termFrom, n.termTo]));
       appendResults('failover-soak', `MOORING_FAILOVER_SOAK_SECONDS=${secs} npm run bench:failover${fastFailover ? '' : ' -- --no-fast-failover'}`, `3 Mooring KV nodes on loopback, fast failover ${fastFailover ? 'on' : 'OFF (--no-fast-failover)'}, heartbeat ${heartbeatMs} ms, election timeout ${electionMs} ms, ${clients} closed-loop writers, no faults for ${secs} s: ${writers.acked.size} acknowledged writes, ${lost} lost; leader changes (most seen by any node): ${leaderChanges} (0 expected without faults). Load average at the end: ${result.loadavgEnd.join(' / ')}.\n\n${t}`, machine);
     }
   } finally {

@@ -87,6 +87,9 @@ export interface KvStatus {
   fastPreVotes: number;
   /** Leader changes (another node, or the same one in a new term) this node saw since it started. */
   leaderChanges: number;
+  /** Raft ticks that ran at least half an election timeout late (this process stalled), and the longest delay. */
+  clockStalls: number;
+  longestClockStallMs: number;
 }
 
 export class KvServer {
@@ -186,6 +189,8 @@ export class KvServer {
       pid: process.pid,
       fastPreVotes: st.fastPreVotes,
       leaderChanges: this.leaderChanges,
+      clockStalls: st.clockStalls,
+      longestClockStallMs: st.longestClockStallMs,
     };
   }
 

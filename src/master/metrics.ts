@@ -34,6 +34,8 @@ export interface RaftMetricsUpdate {
   leaderId?: string | null;
   /** Total fast pre-votes this node's Raft core started so far (the counter advances by the difference). */
   fastPreVotes?: number;
+  /** Total Raft ticks of this node that ran at least half an election timeout late (the counter advances by the difference). */
+  clockStalls?: number;
 }
 
 export interface CapacityMetricsUpdate {
@@ -59,6 +61,8 @@ export class MasterMetrics {
   readonly leaderChanges: Counter;
   readonly fastPreVotes: Counter;
   private fastPreVotesSeen = 0;
+  readonly clockStalls: Counter;
+  private clockStallsSeen = 0;
   readonly proposalDuration: Histogram;
   readonly rpcDuration: Histogram<'method'>;
   readonly rpcRequests: Counter<'method'>;
@@ -93,6 +97,7 @@ export class MasterMetrics {
     this.appliedIndex = new Gauge({ name: 'mooring_raft_applied_index', help: 'Highest log index applied to the state machine', registers });
     this.leaderChanges = new Counter({ name: 'mooring_raft_leader_changes_total', help: 'Times this node saw a new leader', registers });
     this.fastPreVotes = new Counter({ name: 'mooring_raft_fast_prevotes_total', help: 'Pre-votes started because the leader\'s connection reset (fast failover), not by an election timeout', registers });
+    this.clockStalls = new Counter({ name: 'mooring_raft_clock_stalls_total', help: 'Raft ticks that ran at least half an election timeout late: the process was stalled (GC, CPU starvation, a pause) and its peers may have elected a new leader', registers });
     this.proposalDuration = new Histogram({
       name: 'mooring_proposal_duration_seconds',
       help: 'Time from proposal to applied result',
@@ -146,6 +151,10 @@ export class MasterMetrics {
     if (u.fastPreVotes !== undefined && u.fastPreVotes > this.fastPreVotesSeen) {
       this.fastPreVotes.inc(u.fastPreVotes - this.fastPreVotesSeen);
       this.fastPreVotesSeen = u.fastPreVotes;
+    }
+    if (u.clockStalls !== undefined && u.clockStalls > this.clockStallsSeen) {
+      this.clockStalls.inc(u.clockStalls - this.clockStallsSeen);
+      this.clockStallsSeen = u.clockStalls;
     }
     if (u.leaderId !== undefined) {
       const leader = u.leaderId === '' ? null : u.leaderId;

@@ -135,6 +135,20 @@ describe('RaftNode (in-process, real LevelDB)', () => {
     net.heal();
   });
 
+  it('counts ticks that ran late by half an election timeout or more (a stalled process), with the longest delay', async () => {
+    const { members } = await threeNodes();
+    const before = members.map((m) => m.node.status().clockStalls);
+    // Freeze the process for 150 ms, 1.5 election timeouts (10 ticks of 10 ms): every node's next tick is late.
+    const frozenUntil = Date.now() + 150;
+    while (Date.now() < frozenUntil) { /* frozen */ }
+    await new Promise((r) => setTimeout(r, 30));
+    members.forEach((m, i) => {
+      const st = m.node.status();
+      expect(st.clockStalls, m.id).toBeGreaterThan(before[i]!);
+      expect(st.longestClockStallMs, m.id).toBeGreaterThanOrEqual(140);
+    });
+  });
+
   it('applies a retried write once (exactly-once by clientId/seq)', async () => {
     const { members, leader } = await threeNodes();
     const first = await put(leader, 'k', 'v1', 'client-1', 1);

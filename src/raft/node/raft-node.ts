@@ -221,9 +221,9 @@ export class RaftNode extends EventEmitter {
     this.loop.kick();
   }
 
-  status(): Status & { appliedToStateMachine: number; peers: PeerAddress[]; tickMs: number; fastPreVotes: number } {
+  status(): Status & { appliedToStateMachine: number; peers: PeerAddress[]; tickMs: number; fastPreVotes: number; clockStalls: number; longestClockStallMs: number } {
     const st = this.ctx.core.status();
-    return { ...st, appliedToStateMachine: this.applier.smApplied, peers: this.peers.all(), tickMs: this.ctx.settings.tickMs, fastPreVotes: this.ctx.core.fastPreVotes };
+    return { ...st, appliedToStateMachine: this.applier.smApplied, peers: this.peers.all(), tickMs: this.ctx.settings.tickMs, fastPreVotes: this.ctx.core.fastPreVotes, clockStalls: this.loop.clockStalls, longestClockStallMs: this.loop.longestClockStallMs };
   }
 
   get isLeader(): boolean {

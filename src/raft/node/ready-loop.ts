@@ -23,6 +23,9 @@ import type { NodeContext } from './context.js';
 export const maxDeferredReadIndex = 4_096;
 
 /** More than a few election timeouts' worth of catch-up ticks changes nothing further. */
+/** At most one "ticks ran late" warning per this many ms (the count in status() has them all). */
+export const stallLogIntervalMs = 10_000;
+
 export function maxCatchUpTicks(electionTimeoutTicks: number): number {
   return electionTimeoutTicks * 4;
 }
@@ -31,6 +34,10 @@ export class ReadyLoop {
   private ticker: Timer | null = null;
   /** Monotonic time up to which the core has been ticked. */
   private lastTickAtMs: number;
+  /** Ticks that came at least half an election timeout late (noteStall), and the latest such delay. */
+  clockStalls = 0;
+  longestClockStallMs = 0;
+  private lastStallLogAtMs = -Infinity;
   private scheduled = false;
   running: Promise<void> | null = null;
   private deferredReadIndex: Message[] = [];
@@ -118,8 +125,10 @@ export class ReadyLoop {
   catchUpTicks(): void {
     const ctx = this.ctx;
     const { tickMs, electionTimeoutTicks } = ctx.settings;
-    let due = Math.floor((ctx.clock.now() - this.lastTickAtMs) / tickMs);
+    const now = ctx.clock.now();
+    let due = Math.floor((now - this.lastTickAtMs) / tickMs);
     if (due <= 0) return;
+    this.noteStall(now - this.lastTickAtMs);
     this.lastTickAtMs += due * tickMs;
     due = Math.min(due, maxCatchUpTicks(electionTimeoutTicks));
     // A follower that has just read its leader's messages (they waited in its sockets while it stalled: the poll
@@ -133,6 +142,24 @@ export class ReadyLoop {
     } catch (err) {
       ctx.crash(err);
     }
+  }
+
+  /**
+   * A tick that came `lateMs` after the previous one. From half an election timeout on, this node's peers may have
+   * timed it out (a leader sent no heartbeat meanwhile; a follower's vote may be stale): counted, and logged at most
+   * once per stallLogIntervalMs, so an election under load can be told from a lost process (GC, CPU starvation, a
+   * paused VM) in the node's own log. Time only: nothing here changes what the core does.
+   */
+  private noteStall(lateMs: number): void {
+    const ctx = this.ctx;
+    if (lateMs < (ctx.settings.electionTimeoutTicks * ctx.settings.tickMs) / 2) return;
+    this.clockStalls++;
+    this.longestClockStallMs = Math.max(this.longestClockStallMs, Math.round(lateMs));
+    const now = ctx.clock.now();
+    if (now - this.lastStallLogAtMs < stallLogIntervalMs) return;
+    this.lastStallLogAtMs = now;
+    ctx.log.warn({ stalledMs: Math.round(lateMs), role: ctx.core.status().role, clockStalls: this.clockStalls },
+      'raft ticks ran late: this process was stalled (GC, CPU starvation or a pause); its peers may elect a new leader meanwhile');
   }
 
   /** Resolves once every save handed to storage so far has completed (and its acknowledgements were sent). */
