@@ -151,7 +151,7 @@ describe('replication', () => {
     expect(net.appliedStrings('b').length).toBe(net.appliedStrings('a').length);
   });
 
-  it('answers to stale heartbeats (queued while the follower was down) open no window slot; a fresh answer opens one', () => {
+  it('heartbeat answers open at most one window slot per tick: a burst of answers queued while the follower was down opens one', () => {
     const net = new Net(['a', 'b', 'c'], { maxInflightAppends: 2, maxEntriesPerAppend: 1 });
     net.campaign('a');
     net.proposeStr('a', 'warm');
@@ -159,21 +159,20 @@ describe('replication', () => {
     net.filters = [(m) => !(m.to === 'b' || m.from === 'b')]; // b is down: its acks never come
     for (let i = 0; i < 10; i++) a.propose(enc(`p${i}`));
     net.stabilize();
-    net.tickAll(40, ['a', 'c']); // heartbeats to b go nowhere; the leader's tick count moves on
+    net.tickAll(40, ['a', 'c']); // heartbeats to b go nowhere
     expect(a.status().progress!['b']!.state).toBe('replicate');
     const term = a.status().term;
-    const tickCount = () => (a as unknown as { tickCount: number }).tickCount;
-    expect(tickCount()).toBeGreaterThanOrEqual(40);
     const before = net.log.length;
-    // b comes back and answers 30 heartbeats sent long ago (stamped ticks 1..30, now ≥ 10 ticks old).
+    const appsToB = () => net.log.slice(before).filter((m) => m.type === 'app' && m.to === 'b' && (m.entries?.length ?? 0) > 0).length;
+    // b comes back and answers, all at once, 30 heartbeats queued for it (stamped ticks 1..30).
     for (let sentAt = 1; sentAt <= 30; sentAt++) a.step({ type: 'heartbeatResp', from: 'b', to: 'a', term, index: sentAt });
     net.stabilize();
-    const appsToB = () => net.log.slice(before).filter((m) => m.type === 'app' && m.to === 'b' && (m.entries?.length ?? 0) > 0).length;
-    expect(appsToB(), 'stale answers each opened a slot').toBe(0);
-    // An answer to the heartbeat just sent proves b alive now: one slot opens (a lost ack cannot stall replication).
-    a.step({ type: 'heartbeatResp', from: 'b', to: 'a', term, index: tickCount() });
+    expect(appsToB(), 'each queued answer opened a slot').toBe(1);
+    // A tick later an answer opens one more, however old its heartbeat (under load a round trip outlasts ticks).
+    net.tick(['a']);
+    a.step({ type: 'heartbeatResp', from: 'b', to: 'a', term, index: 31 });
     net.stabilize();
-    expect(appsToB()).toBe(1);
+    expect(appsToB()).toBe(2);
   });
 
   it('appends are batched: bounded by maxEntriesPerAppend and maxBytesPerAppend', () => {

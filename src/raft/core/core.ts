@@ -1223,11 +1223,12 @@ export class RaftCore {
     if (this.staleAfterRecovery(m, pr)) return;
     pr.recentActive = true;
     const sentAt = m.index;
-    // Flow control only on the answer to a recent heartbeat. A peer that comes back reads every heartbeat queued for
-    // it while it was down and answers each: opening a slot (or a probe) per answer sent the restarted follower one
-    // append per queued heartbeat, 128 appends (25 MB) in one round, past the byte window (found in the failover bench).
-    const fresh = sentAt === undefined || sentAt + 2 * this.heartbeatTimeout >= this.tickCount;
-    if (fresh) {
+    // Heartbeat answers ease flow control at most once per tick per follower. A peer that comes back reads every
+    // heartbeat queued for it while it was down and answers them all at once: a slot (or a probe) per answer sent the
+    // restarted follower one append per queued heartbeat, 128 appends (25 MB) in one round, past the byte window
+    // (found in the failover bench). Not gated on the answer's age: under load a round trip may outlast a few ticks.
+    if (pr.heartbeatFlowTick !== this.tickCount) {
+      pr.heartbeatFlowTick = this.tickCount;
       pr.msgAppFlowPaused = false;
       // The peer is alive but its appends' acks may be lost: open one slot so replication cannot stall.
       if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirstOne();

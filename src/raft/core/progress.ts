@@ -103,6 +103,8 @@ export class Progress {
   recentActive = false;
   /** In probe state: an append is outstanding; wait for a response or heartbeat before the next one. */
   msgAppFlowPaused = false;
+  /** The leader's tick at which a heartbeat answer last eased flow control (at most once per tick: see core). */
+  heartbeatFlowTick = -1;
   inflights: Inflights;
   isLearner: boolean;
   /**
