@@ -22,7 +22,8 @@
  *   file whose directory was not fsynced can vanish, a removed one can come back;
  * - short write: a write writes a prefix of its bytes and says so (the caller must write the rest);
  * - failed sync: a sync (an O_DSYNC write, datasync, sync, fsyncDir) fails with EIO; the data it covered stays
- *   unsynced (and is never made durable by a later sync: Linux marks the pages clean), so the crash decides;
+ *   unsynced (and is never made durable by a later sync: Linux marks the pages clean), so the crash decides —
+ *   except for bytes a newer write replaced and a sync made durable (supersede(): they never come back);
  *   a WAL that writes or syncs that file again afterwards (a retry) is recorded as a violation;
  * - corrupted read: at the next open one byte of a segment's written region (on disk, so synced) is flipped.
  * A power loss also changes the boot id (`bootId`), as a reboot does.
@@ -364,10 +365,14 @@ export class SimFsDisk {
 
   private syncWhere(pred: (op: Op) => boolean): void {
     if (this.lying) return;
-    const rest: Op[] = [];
+    let rest: Op[] = [];
     for (const op of this.pending) {
-      if (pred(op)) this.persist(op);
-      else rest.push(op);
+      if (pred(op)) {
+        this.persist(op);
+        if (op.kind === 'write') rest = rest.flatMap((older) => supersede(older, op));
+      } else {
+        rest.push(op);
+      }
     }
     this.pending = rest;
   }
@@ -626,4 +631,21 @@ class SimFile implements WalFile {
     }
     this.disk.syncFile(this.inode);
   }
+}
+
+/**
+ * What is left of an older pending write once a newer write `w` of the same file is durable. Only a write whose
+ * sync failed can still be pending under a durable newer one (Linux marked its pages clean). Its bytes that `w`
+ * overwrote are gone from the page cache and were written out by `w`'s sync: a later power loss must not bring
+ * them back over `w` (seed 20833 did: a stale batch replayed into the middle of a log that had grown past it).
+ */
+function supersede(older: Op, w: Op & { kind: 'write' }): Op[] {
+  if (older.kind !== 'write' || older.inode !== w.inode) return [older];
+  const a = older.pos, b = older.pos + older.data.byteLength;
+  const c = w.pos, d = w.pos + w.data.byteLength;
+  if (d <= a || c >= b) return [older];
+  const out: Op[] = [];
+  if (a < c) out.push({ ...older, data: older.data.subarray(0, c - a) });
+  if (d < b) out.push({ ...older, pos: d, data: older.data.subarray(d - a) });
+  return out;
 }
