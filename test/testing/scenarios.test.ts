@@ -130,7 +130,9 @@ describe('scenarios under faults', () => {
   it('negative control: a driver that does not account for the time it was paused breaks lease reads, and is caught', () => {
     let stale = 0;
     let nonLinearizable = 0;
-    for (const seed of [41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52]) {
+    // A stale read is non-linearizable only if it missed a write acknowledged meanwhile: about 1 seed in 11 (18 of
+    // 200 at 02833e2; 12 seeds were enough until the flow-control change moved the timing).
+    for (let seed = 41; seed <= 240; seed++) {
       const sim = new Simulator(seed, leaseOpts({ catchUpTicksOnResume: false }));
       const old = electedLeader(sim);
       sim.run(40);
