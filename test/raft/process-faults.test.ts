@@ -1,6 +1,7 @@
 /**
- * Real-process faults beyond SIGKILL under load: a torn log tail, a far-behind follower caught up by snapshot,
- * and replacing a dead member. Needs `npm run build:ts` first (the nodes run dist/).
+ * Real-process faults beyond SIGKILL under load: a torn log tail, a far-behind follower caught up by appends (without
+ * disturbing the leader) and by snapshot, and replacing a dead member. Needs `npm run build:ts` first (the nodes
+ * run dist/).
  */
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -82,6 +83,45 @@ describe('real-process faults', () => {
     await expectAll(k, 'b', 100);
     await expectAll(k, 'c', 100);
   }, 90_000);
+
+  it('a restarted follower 32 MB behind catches up by appends with no leader change and no frame over maxFrameBytes', async () => {
+    // Every restarted follower used to be sent its whole backlog in one Ready (256 appends × up to 1 MiB, 20–60 MB
+    // frames): encoding held the leader's event loop ~0.5 s, its heartbeats stopped and the other follower elected
+    // itself; the transport then refused the frame. The window is bounded by bytes too (maxInflightBytes), heartbeat
+    // answers ease flow control once per tick, and a round's messages are cut into frames.
+    cluster = await KvCluster.create({ logLevel: 'warn', clusterId: 'catch-up' });
+    await cluster.startAll();
+    const leader = await cluster.waitForLeader();
+    const follower = cluster.running().find((id) => id !== leader)!;
+    const other = cluster.running().find((id) => id !== leader && id !== follower)!;
+    const base = new KvClient({ endpoints: cluster.endpoints(), clusterId: cluster.clusterId });
+    clients.push(base);
+    await base.put('warm', 'x');
+    await cluster.kill(follower, 'SIGKILL');
+
+    // 2,048 values of 16 KiB (32 MiB of log) while the follower is down; the default snapshot interval (10,000
+    // entries) keeps all of it in the log, so the follower is caught up by appends, not by a snapshot.
+    const value = 'v'.repeat(16 * 1024);
+    const writers = Array.from({ length: 8 }, () => base.fork());
+    await Promise.all(writers.map(async (w, i) => {
+      for (let n = i; n < 2048; n += writers.length) await w.put(`k${n}`, value);
+    }));
+    const before = await Promise.all([leader, other].map((id) => cluster!.status(id)));
+
+    await cluster.start(follower);
+    const target = before[0]!.commit;
+    await cluster.waitForStatus([follower], (s) => s[0]!.applied >= target, 60_000, 'the restarted follower caught up');
+    // Let a few election timeouts pass: a leader stalled by the catch-up would have been replaced by now.
+    await new Promise((r) => setTimeout(r, 1_000));
+
+    const after = await Promise.all([leader, other].map((id) => cluster!.status(id)));
+    expect(after[0]!.role, `${leader} lost its leadership during the catch-up`).toBe('leader');
+    expect(after.map((s) => s!.term)).toEqual(before.map((s) => s!.term));
+    expect(after.map((s) => s!.leaderChanges)).toEqual(before.map((s) => s!.leaderChanges));
+    const leaderLog = readFileSync(cluster.node(leader).logPath, 'utf8');
+    expect(leaderLog).not.toContain('frame not sent');
+    expect(await base.get('k2047')).toBe(value);
+  }, 120_000);
 
   it('catches a far-behind follower up with a snapshot streamed between processes', async () => {
     // Small thresholds: with proposal batching, 1500 writes from 16 sessions make only ~100–250 log entries.

@@ -764,8 +764,9 @@ export class RaftCore {
       // (fastPreVote resets electionElapsed, so the timeout check below cannot campaign a second time.)
       if (this.role === 'follower' && this.lead === null) this.fastPreVote();
     }
-    // One election timeout after (re)start, counted on our own clock (electionElapsed restarts at each heartbeat).
-    if (this.startupLease && (this.electionElapsed >= this.electionTimeout || this.tickCount >= this.electionTimeout)) this.startupLease = false;
+    // One election timeout after (re)start, on our own clock: tickCount, not electionElapsed (which restarts at each
+    // heartbeat and never exceeds tickCount).
+    if (this.startupLease && this.tickCount >= this.electionTimeout) this.startupLease = false;
     if (!this.promotable()) return;
     if (this.electionElapsed >= this.electionTimeout && this.grantIgnoredPreVote()) {
       this.electionElapsed = 0;

@@ -22,10 +22,10 @@ import type { NodeContext } from './context.js';
 /** Follower ReadIndex requests held until the next Ready round (each carries one round of that follower's reads). */
 export const maxDeferredReadIndex = 4_096;
 
-/** More than a few election timeouts' worth of catch-up ticks changes nothing further. */
 /** At most one "ticks ran late" warning per this many ms (the count in status() has them all). */
 export const stallLogIntervalMs = 10_000;
 
+/** More than a few election timeouts' worth of catch-up ticks changes nothing further. */
 export function maxCatchUpTicks(electionTimeoutTicks: number): number {
   return electionTimeoutTicks * 4;
 }
@@ -34,7 +34,7 @@ export class ReadyLoop {
   private ticker: Timer | null = null;
   /** Monotonic time up to which the core has been ticked. */
   private lastTickAtMs: number;
-  /** Ticks that came at least half an election timeout late (noteStall), and the latest such delay. */
+  /** Ticks that came at least half an election timeout late (noteStall), and the longest such delay. */
   clockStalls = 0;
   longestClockStallMs = 0;
   private lastStallLogAtMs = -Infinity;
@@ -128,7 +128,7 @@ export class ReadyLoop {
     const now = ctx.clock.now();
     let due = Math.floor((now - this.lastTickAtMs) / tickMs);
     if (due <= 0) return;
-    this.noteStall(now - this.lastTickAtMs);
+    this.noteStall(now - this.lastTickAtMs, now);
     this.lastTickAtMs += due * tickMs;
     due = Math.min(due, maxCatchUpTicks(electionTimeoutTicks));
     // A follower that has just read its leader's messages (they waited in its sockets while it stalled: the poll
@@ -150,12 +150,11 @@ export class ReadyLoop {
    * once per stallLogIntervalMs, so an election under load can be told from a lost process (GC, CPU starvation, a
    * paused VM) in the node's own log. Time only: nothing here changes what the core does.
    */
-  private noteStall(lateMs: number): void {
+  private noteStall(lateMs: number, now: number): void {
     const ctx = this.ctx;
     if (lateMs < (ctx.settings.electionTimeoutTicks * ctx.settings.tickMs) / 2) return;
     this.clockStalls++;
     this.longestClockStallMs = Math.max(this.longestClockStallMs, Math.round(lateMs));
-    const now = ctx.clock.now();
     if (now - this.lastStallLogAtMs < stallLogIntervalMs) return;
     this.lastStallLogAtMs = now;
     ctx.log.warn({ stalledMs: Math.round(lateMs), role: ctx.core.status().role, clockStalls: this.clockStalls },
