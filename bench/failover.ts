@@ -11,10 +11,12 @@
  * --json prints {"kill": {"mooring": {p50Ms, p99Ms, maxMs, samples, ackedWrites, lostWrites, leaderChanges,
  *                fastPreVotes}, "etcd": {...} | null}, "stop": {...}, "machine": {...}, "timers": {...}}.
  * Diagnostics: FAILOVER_LOG_LEVEL=info keeps the nodes' logs ("leader changed", "lost the leader's connection"),
- * FAILOVER_KEEP=1 keeps the cluster's temp dir (logs included) after a Mooring case.
+ * FAILOVER_KEEP=1 keeps the cluster's temp dir (logs included) after a Mooring case; FAILOVER_NODE_ARGS="--trace-gc"
+ * passes node flags to the Mooring nodes (their output goes to the same logs).
  * Soak mode: MOORING_FAILOVER_SOAK_SECONDS=N runs only a fault-free soak of N seconds under the same write load
  * with the fast path on and reports the leader changes every node saw (0 expected), the fast pre-votes, the terms,
- * and lost writes: `MOORING_FAILOVER_SOAK_SECONDS=600 npm run bench:failover -- --json`.
+ * and lost writes: `MOORING_FAILOVER_SOAK_SECONDS=600 npm run bench:failover -- --json`. MOORING_FAILOVER_SOAK_RATE=N paces
+ * the writers to N writes/s in total instead of a closed loop.
  * Clients: Mooring KvClient with a per-attempt timeout of --client-timeout-ms (default 200) and backoff 10 → 100 ms;
  * etcd: the same call deadline, then the next endpoint after 10 ms.
  */
@@ -61,9 +63,16 @@ class Writers {
   private stopped = false;
   private loops: Promise<void>[] = [];
 
-  constructor(private readonly put: (w: number, key: string, value: string) => Promise<void>) {}
+  /**
+   * `ratePerSec` > 0 paces the writers to that many writes/s in total (each starts its n-th write at
+   * t0 + n·writers/rate, at once when behind); 0 = closed loop, as fast as the cluster answers.
+   */
+  constructor(private readonly put: (w: number, key: string, value: string) => Promise<void>, private readonly ratePerSec = 0) {}
+
+  private writers = 0;
 
   start(n: number): void {
+    this.writers = n;
     this.loops = Array.from({ length: n }, (_, w) => this.loop(w));
   }
 
@@ -86,7 +95,13 @@ class Writers {
   }
 
   private async loop(w: number): Promise<void> {
+    const t0 = performance.now();
     for (let n = 0; !this.stopped; n++) {
+      if (this.ratePerSec > 0) {
+        const due = t0 + (n * this.writers * 1000) / this.ratePerSec;
+        const wait = due - performance.now();
+        if (wait > 1) await sleep(wait);
+      }
       const key = `f-${w}-${n}`;
       try {
         await this.put(w, key, value);
@@ -104,13 +119,16 @@ class Writers {
   }
 }
 
+/** Node flags for the Mooring nodes (diagnostics such as --trace-gc), from FAILOVER_NODE_ARGS. */
+const nodeArgs = (process.env.FAILOVER_NODE_ARGS ?? '').split(/\s+/).filter((a) => a.length > 0);
+
 /** Starts the KV cluster and the closed-loop writers (the same load for every Mooring case), after a settle. */
-async function startWriters(cluster: KvCluster): Promise<{ base: KvClient; writers: Writers }> {
+async function startWriters(cluster: KvCluster, ratePerSec = 0): Promise<{ base: KvClient; writers: Writers }> {
   await cluster.startAll();
   await cluster.waitForLeader();
   const base = new KvClient({ endpoints: cluster.endpoints(), clusterId: cluster.clusterId, timeoutMs: clientTimeoutMs, maxAttempts: 1_000, backoff: { initialMs: 10, maxMs: 100 } });
   const sessions = Array.from({ length: clients }, () => base.fork());
-  const writers = new Writers(async (w, k, v) => { await sessions[w]!.put(k, v); });
+  const writers = new Writers(async (w, k, v) => { await sessions[w]!.put(k, v); }, ratePerSec);
   writers.start(clients);
   await sleep(settleMs);
   return { base, writers };
@@ -129,7 +147,7 @@ async function lostWrites(base: KvClient, writers: Writers): Promise<number> {
 }
 
 async function mooring(fault: Fault): Promise<Outcome> {
-  const cluster = await KvCluster.create({ logLevel: process.env.FAILOVER_LOG_LEVEL ?? 'warn', nodeConfig: { tickMs, electionTimeoutTicks: electionTicks, heartbeatIntervalTicks: 1, fastFailover } });
+  const cluster = await KvCluster.create({ logLevel: process.env.FAILOVER_LOG_LEVEL ?? 'warn', nodeArgs, nodeConfig: { tickMs, electionTimeoutTicks: electionTicks, heartbeatIntervalTicks: 1, fastFailover } });
   try {
     const { base, writers } = await startWriters(cluster);
     const samples: number[] = [];
@@ -255,9 +273,9 @@ async function drainTurn(): Promise<void> {
 
 async function soak(secs: number): Promise<void> {
   const machine = machineInfo();
-  const cluster = await KvCluster.create({ logLevel: process.env.FAILOVER_LOG_LEVEL ?? 'warn', nodeConfig: { tickMs, electionTimeoutTicks: electionTicks, heartbeatIntervalTicks: 1, fastFailover } });
+  const cluster = await KvCluster.create({ logLevel: process.env.FAILOVER_LOG_LEVEL ?? 'warn', nodeArgs, nodeConfig: { tickMs, electionTimeoutTicks: electionTicks, heartbeatIntervalTicks: 1, fastFailover } });
   try {
-    const { base, writers } = await startWriters(cluster);
+    const { base, writers } = await startWriters(cluster, soakRate);
     const ids = cluster.running();
     const first = await Promise.all(ids.map((id) => cluster.status(id)));
     const started = performance.now();
@@ -284,12 +302,12 @@ async function soak(secs: number): Promise<void> {
       termTo: last[i]?.term ?? NaN,
     }));
     const leaderChanges = Math.max(...perNode.map((n) => n.leaderChanges));
-    const result = { soak: { seconds: secs, clients, ackedWrites: writers.acked.size, lostWrites: lost, leaderChanges, perNode }, machine, timers: { heartbeatMs, electionMs, clientTimeoutMs }, loadavgEnd: machineInfo().loadavg };
+    const result = { soak: { seconds: secs, clients, ratePerSec: soakRate > 0 ? soakRate : 'closed loop', ackedWrites: writers.acked.size, lostWrites: lost, leaderChanges, perNode }, machine, timers: { heartbeatMs, electionMs, clientTimeoutMs }, loadavgEnd: machineInfo().loadavg };
     if (args.json) console.log(JSON.stringify(result));
     else console.log(JSON.stringify(result, null, 2));
     if (!args.has('--no-append')) {
       const t = table(['node', 'leader changes seen', 'fast pre-votes', 'clock stalls ≥ ½ election timeout', 'longest stall ms', 'term at start', 'term at end'], perNode.map((n) => [n.id, n.leaderChanges, n.fastPreVotes, n.clockStalls, n.longestClockStallMs, n.termFrom, n.termTo]));
-      appendResults('failover-soak', `MOORING_FAILOVER_SOAK_SECONDS=${secs} npm run bench:failover${fastFailover ? '' : ' -- --no-fast-failover'}`, `3 Mooring KV nodes on loopback, fast failover ${fastFailover ? 'on' : 'OFF (--no-fast-failover)'}, heartbeat ${heartbeatMs} ms, election timeout ${electionMs} ms, ${clients} closed-loop writers, no faults for ${secs} s: ${writers.acked.size} acknowledged writes, ${lost} lost; leader changes (most seen by any node): ${leaderChanges} (0 expected without faults). Load average at the end: ${result.loadavgEnd.join(' / ')}.\n\n${t}`, machine);
+      appendResults('failover-soak', `MOORING_FAILOVER_SOAK_SECONDS=${secs}${soakRate > 0 ? ` MOORING_FAILOVER_SOAK_RATE=${soakRate}` : ''} npm run bench:failover${fastFailover ? '' : ' -- --no-fast-failover'}`, `3 Mooring KV nodes on loopback, fast failover ${fastFailover ? 'on' : 'OFF (--no-fast-failover)'}, heartbeat ${heartbeatMs} ms, election timeout ${electionMs} ms, ${clients} ${soakRate > 0 ? `writers paced at ${soakRate} writes/s in total` : 'closed-loop writers'}, no faults for ${secs} s: ${writers.acked.size} acknowledged writes, ${lost} lost; leader changes (most seen by any node): ${leaderChanges} (0 expected without faults). Load average at the end: ${result.loadavgEnd.join(' / ')}.\n\n${t}`, machine);
     }
   } finally {
     await cluster.destroy({ keep: process.env.FAILOVER_KEEP === '1' });
@@ -335,6 +353,8 @@ async function main(): Promise<void> {
 }
 
 const soakSeconds = Number(process.env.MOORING_FAILOVER_SOAK_SECONDS ?? 0);
+/** Soak only: total writes/s the writers are paced to (0 or unset: closed loop, which saturates a small machine). */
+const soakRate = Number(process.env.MOORING_FAILOVER_SOAK_RATE ?? 0);
 (soakSeconds > 0 ? soak(soakSeconds) : main()).catch((err) => {
   console.error(err);
   process.exit(1);

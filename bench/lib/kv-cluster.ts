@@ -5,7 +5,7 @@
  * Each node's stderr (its pino log) goes to <root>/<id>.log.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -130,10 +130,13 @@ export class KvCluster {
           if ((JSON.parse(line) as { ready?: boolean }).ready === true) {
             clearTimeout(timer);
             resolve();
+            return;
           }
         } catch {
-          // not our line
+          // not the ready line
         }
+        // Anything else a node prints (node flags such as --trace-gc write to stdout) goes to its log.
+        appendFileSync(n.logPath, `${line}\n`);
       });
       void exited.then(({ code, signal }) => {
         clearTimeout(timer);
