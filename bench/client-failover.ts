@@ -33,7 +33,7 @@ const windowAfterMs = 3_000;
 const electionTimeoutMs = defaultConfig.raft.tickMs * defaultConfig.raft.electionTimeoutTicks;
 const availabilityCodes = new Set<string>([
   ErrorCode.NOT_LEADER, ErrorCode.TIMEOUT, ErrorCode.UNAVAILABLE, ErrorCode.RPC_FAILED, ErrorCode.SHUTTING_DOWN,
-  ErrorCode.PROPOSAL_DROPPED, ErrorCode.LEADERSHIP_TRANSFER_IN_PROGRESS, ErrorCode.QUEUE_FULL, ErrorCode.OUTCOME_UNKNOWN,
+  ErrorCode.PROPOSAL_DROPPED, ErrorCode.LEADERSHIP_TRANSFER_IN_PROGRESS, ErrorCode.QUEUE_FULL, ErrorCode.BUSY, ErrorCode.OUTCOME_UNKNOWN,
   ErrorCode.STORAGE_FAILED, ErrorCode.INTERNAL,
 ]);
 

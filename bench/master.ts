@@ -6,6 +6,7 @@
  *   - batch put: batchPutStart + batchPutEnd of 32 objects (counted per object and per batch);
  *   - put pairs rate-limited at 50% of the measured peak (open loop: latency measured from the scheduled start, so
  *     queueing is not hidden);
+ *   - put pairs at twice the peak from 8× the sessions (overload: the leader's BUSY refusals and what clients see);
  *   - batched get-replica-list from all masters (MasterClient readFrom 'any': followers serve linearizable reads by
  *     ReadIndex), right after the same case on the leader only: each master's share of the reads and its server CPU
  *     (user+system from /proc) per key read.
@@ -55,6 +56,16 @@ async function batchReadsServed(httpPort: number): Promise<number> {
   const calls = sum('mooring_rpc_requests_total{method="batchGetReplicaList"}');
   const failed = sum('mooring_rpc_failures_total{method="batchGetReplicaList"');
   return (calls - failed) * batchGetKeys;
+}
+
+/** Proposals and reads the masters refused with BUSY so far (sum of their mooring_raft_busy_refusals_total). */
+async function busyRefusals(): Promise<number> {
+  const each = await Promise.all(cluster.nodes.map(async (n) => {
+    const text = await (await fetch(`http://127.0.0.1:${n.ports.http}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith('mooring_raft_busy_refusals_total'));
+    return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+  }));
+  return each.reduce((a, b) => a + b, 0);
 }
 
 /** Runs a read case and charges each master's CPU (from /proc) to the keys it served. */
@@ -114,8 +125,8 @@ try {
     s.conn.callRaw(method, { ...a, clientId: s.id, seq: ++s.seq });
 
   const putKeys: string[] = [];
-  const putPair = async (w: number, n: number, tag: string): Promise<void> => {
-    const s = sessions[w]!;
+  const putPair = async (w: number, n: number, tag: string, from: Session[] = sessions): Promise<void> => {
+    const s = from[w]!;
     const key = `${tag}/${w}/${n}`;
     await write(s, 'putStart', { key, size: objectBytes, replicaNum: 1 });
     await write(s, 'putEnd', { key });
@@ -183,6 +194,18 @@ try {
   const half = await openLoop(rate, seconds, concurrency, tally((w: number, n: number) => putPair(w, n, 'half')));
   results.putPairsHalfRate = { ...half, unit: 'put pairs/s', note: `open loop at ${rate}/s (50% of peak); latency from scheduled start${errNote()}` };
   say(`put pairs at ${rate}/s: achieved ${half.opsPerSec}/s p50 ${half.p50Ms} ms p99 ${half.p99Ms} ms errors ${half.errors}`);
+
+  // Overload: open loop at twice the peak with 8× the sessions, so the leader's queue would grow for the whole case
+  // without admission control. With it, the leader refuses what would wait past raft.maxProposalWaitMs with BUSY
+  // and the clients come back after retryAfterMs: the queue, and the latency of what is taken, stay bounded.
+  const overWorkers = concurrency * 8;
+  const overSessions: Session[] = Array.from({ length: overWorkers }, (_, w) => ({ id: `bench-over-${w}`, seq: 0, conn: conns[w % connections]! }));
+  const busyBefore = await busyRefusals();
+  const overRate = Math.max(1, pairs.opsPerSec * 2);
+  const over = await openLoop(overRate, seconds, overWorkers, tally((w: number, n: number) => putPair(w, n, 'over', overSessions)));
+  const busy = (await busyRefusals()) - busyBefore;
+  results.putPairsOverload = { ...over, unit: 'put pairs/s', note: `open loop at ${overRate}/s (2× peak), ${overWorkers} sessions; latency from scheduled start; leader refused ${busy} proposals with BUSY (retried by the clients)${errNote()}` };
+  say(`put pairs at ${overRate}/s (overload): achieved ${over.opsPerSec}/s p50 ${over.p50Ms} ms p99 ${over.p99Ms} ms errors ${over.errors}; BUSY refusals ${busy}`);
   }
 
   await Promise.all([...conns, ...anyConns].map((c) => c.close()));
@@ -194,6 +217,7 @@ try {
     ['batched get-replica-list from all masters', results.batchGetReplicaListAll],
     ['batch put (32)', results.batchPut],
     ['put pairs at 50% of peak', results.putPairsHalfRate],
+    ['put pairs at 2× peak (overload)', results.putPairsOverload],
   ] as const).filter(([, r]) => r !== undefined);
   const md = table(['case', 'rate', 'unit', 'p50 ms', 'p99 ms', 'errors', 'note'],
     rows.map(([name, r]) => [name, r!.opsPerSec, r!.unit, r!.p50Ms, r!.p99Ms, r!.errors, r!.note]));

@@ -1,6 +1,6 @@
 /**
  * One enum of named error codes, shared by every layer and carried over the wire as strings.
- * Names follow Mooncake Store's master where users already know them (see docs/errors.md for the mapping).
+ * Names follow Mooncake Store's master where users already know them; `humanMessages` below says what each means.
  */
 export const ErrorCode = {
   // Objects and replicas
@@ -34,6 +34,8 @@ export const ErrorCode = {
   FRAME_TOO_LARGE: 'FRAME_TOO_LARGE',
   MALFORMED_FRAME: 'MALFORMED_FRAME',
   QUEUE_FULL: 'QUEUE_FULL',
+  /** The leader is saturated and refused the request before proposing it (definite); retry after `retryAfterMs`. */
+  BUSY: 'BUSY',
   RPC_FAILED: 'RPC_FAILED',
   // Storage
   STORAGE_FAILED: 'STORAGE_FAILED',
@@ -78,6 +80,7 @@ const humanMessages: Record<ErrorCode, string> = {
   FRAME_TOO_LARGE: 'the frame exceeds maxFrameBytes',
   MALFORMED_FRAME: 'the frame does not decode',
   QUEUE_FULL: 'the send queue is full',
+  BUSY: 'the master is saturated and did not take the request; retry after retryAfterMs',
   RPC_FAILED: 'the remote call failed',
   STORAGE_FAILED: 'a durable write failed; the node stops rather than continue with a log it could not persist',
   CORRUPT_LOG: 'the log failed its checksum',
@@ -99,7 +102,7 @@ export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.prototype.hasOwnProperty.call(humanMessages, value);
 }
 
-/** The shape an error takes on the wire: `{code, message, leaderHint?, leaderTerm?, definite?}`. */
+/** The shape an error takes on the wire: `{code, message, leaderHint?, leaderTerm?, definite?, retryAfterMs?}`. */
 export interface WireError {
   code: ErrorCode;
   message: string;
@@ -108,6 +111,8 @@ export interface WireError {
   leaderTerm?: number;
   /** false when the operation may have taken effect (see MooringError.definite). */
   definite?: boolean;
+  /** For BUSY: how long the sender expects its queue to take to drain, in milliseconds. */
+  retryAfterMs?: number;
 }
 
 export interface MooringErrorOptions {
@@ -115,8 +120,13 @@ export interface MooringErrorOptions {
   leaderTerm?: number;
   /** Default: false for TIMEOUT, PROPOSAL_DROPPED and OUTCOME_UNKNOWN, true otherwise. */
   definite?: boolean;
+  /** For BUSY: when to come back, in milliseconds. */
+  retryAfterMs?: number;
   cause?: unknown;
 }
+
+/** Upper bound on a retryAfterMs read from the wire: a client never waits longer than this on one BUSY. */
+export const maxRetryAfterMs = 5_000;
 
 /** Codes whose operation may have taken effect, unless the thrower says otherwise. */
 const ambiguousCodes = new Set<string>(['TIMEOUT', 'PROPOSAL_DROPPED', 'OUTCOME_UNKNOWN']);
@@ -132,6 +142,8 @@ export class MooringError extends Error {
    * leader that stepped down with the write in flight); a write retried with the same session seq settles it.
    */
   readonly definite: boolean;
+  /** For BUSY: how long the refusing node expects its queue to take to drain, in milliseconds. */
+  readonly retryAfterMs: number | undefined;
 
   constructor(code: ErrorCode, message?: string, options?: MooringErrorOptions) {
     super(message ?? humanMessages[code], options?.cause !== undefined ? { cause: options.cause } : undefined);
@@ -140,6 +152,7 @@ export class MooringError extends Error {
     this.leaderHint = options?.leaderHint;
     this.leaderTerm = options?.leaderTerm;
     this.definite = options?.definite ?? !ambiguousCodes.has(code);
+    this.retryAfterMs = options?.retryAfterMs;
   }
 
   toWire(): WireError {
@@ -147,6 +160,7 @@ export class MooringError extends Error {
     if (this.leaderHint !== undefined) wire.leaderHint = this.leaderHint;
     if (this.leaderTerm !== undefined) wire.leaderTerm = this.leaderTerm;
     if (this.definite === ambiguousCodes.has(this.code)) wire.definite = this.definite;
+    if (this.retryAfterMs !== undefined) wire.retryAfterMs = this.retryAfterMs;
     return wire;
   }
 
@@ -161,6 +175,8 @@ export class MooringError extends Error {
     if (typeof w.leaderHint === 'string') opts.leaderHint = w.leaderHint;
     if (typeof w.leaderTerm === 'number' && Number.isSafeInteger(w.leaderTerm) && w.leaderTerm >= 0) opts.leaderTerm = w.leaderTerm;
     if (typeof w.definite === 'boolean') opts.definite = w.definite;
+    // A hostile or buggy peer must not park a client for long: clamp to [0, maxRetryAfterMs].
+    if (typeof w.retryAfterMs === 'number' && Number.isFinite(w.retryAfterMs)) opts.retryAfterMs = Math.min(Math.max(0, Math.round(w.retryAfterMs)), maxRetryAfterMs);
     return new MooringError(code, message, opts);
   }
 }

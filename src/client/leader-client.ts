@@ -12,6 +12,9 @@
  *   newer belief, so two confused masters cannot bounce a call between them.
  * - **Skipping failed endpoints.** An endpoint that refused a connection or stayed silent past `attemptTimeoutMs` is
  *   skipped for `failedEndpointSkipMs` unless a hint with a newer term names it.
+ * - **Backpressure.** A saturated leader refuses a request with BUSY before proposing it (definite) and says when to
+ *   come back (`retryAfterMs`); the call waits that long (plus up to half again, so refused callers do not return
+ *   together) and retries the same leader, within its deadline. A call whose deadline runs out on BUSY fails BUSY.
  * - **Honest errors.** When a write gives up after an attempt that may have applied (a timeout, a lost connection,
  *   a leader that stepped down with it in flight, an attempt still unanswered), the error is OUTCOME_UNKNOWN with
  *   `definite: false` and the last attempt's error as `cause`; otherwise the last error (`definite: true`).
@@ -88,6 +91,7 @@ const retryableCodes = new Set<string>([
   ErrorCode.PROPOSAL_DROPPED,
   ErrorCode.LEADERSHIP_TRANSFER_IN_PROGRESS,
   ErrorCode.QUEUE_FULL,
+  ErrorCode.BUSY,
   ErrorCode.STORAGE_FAILED,
 ]);
 
@@ -306,6 +310,14 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
       avoid = r.endpoint;
     }
     if (inflight.size > 0) continue; // another attempt may still answer
+    if (e.code === ErrorCode.BUSY) {
+      // The leader is alive and asked us to come back later: no failure to note, no backoff growth.
+      const pause = (e.retryAfterMs ?? backoff) * (1 + Math.random() / 2);
+      await sleep(Math.min(pause, Math.max(0, deadline - Date.now())));
+      if (attempts >= p.maxAttempts) break;
+      next = r.endpoint;
+      continue;
+    }
     await sleep(Math.min(backoff, Math.max(0, deadline - Date.now())));
     backoff = Math.min(backoff * 2, p.maxBackoffMs);
     if (attempts >= p.maxAttempts) break;

@@ -55,6 +55,8 @@ export interface KvServerConfig {
   snapshotEveryEntries?: number;
   snapshotKeepEntries?: number;
   proposalTimeoutMs?: number;
+  /** Backpressure (raftDefaults.maxProposalWaitMs): writes are refused with BUSY past this queue wait. */
+  maxProposalWaitMs?: number;
   readMode?: 'lease' | 'readIndex';
   /** Pre-vote at once when the leader's connection resets (docs/raft.md, fast failover). Default true. */
   fastFailover?: boolean;
@@ -136,6 +138,7 @@ export class KvServer {
       ...(config.snapshotEveryEntries !== undefined ? { snapshotEveryEntries: config.snapshotEveryEntries } : {}),
       ...(config.snapshotKeepEntries !== undefined ? { snapshotKeepEntries: config.snapshotKeepEntries } : {}),
       ...(config.proposalTimeoutMs !== undefined ? { proposalTimeoutMs: config.proposalTimeoutMs } : {}),
+      ...(config.maxProposalWaitMs !== undefined ? { maxProposalWaitMs: config.maxProposalWaitMs } : {}),
       ...(config.readMode !== undefined ? { readMode: config.readMode } : {}),
       ...(config.fastFailover !== undefined ? { fastFailover: config.fastFailover } : {}),
       ...(config.maxEntriesPerAppend !== undefined ? { maxEntriesPerAppend: config.maxEntriesPerAppend } : {}),

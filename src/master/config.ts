@@ -76,6 +76,8 @@ export interface MasterConfig {
     snapshotEveryEntries: number;
     maxFrameBytes: number;
     proposalTimeoutMs: number;
+    /** Backpressure: the leader refuses writes with BUSY while its oldest pending write has waited longer than this. */
+    maxProposalWaitMs: number;
   };
   leaseTtlMs: number;
   clientTtlMs: number;
@@ -134,6 +136,7 @@ export const defaultConfig: DefaultConfig = deepFreeze({
     snapshotEveryEntries: raftDefaults.snapshotEveryEntries,
     maxFrameBytes: 16 * MiB,
     proposalTimeoutMs: raftDefaults.proposalTimeoutMs,
+    maxProposalWaitMs: raftDefaults.maxProposalWaitMs,
   },
   leaseTtlMs: 10_000,
   clientTtlMs: 10_000,
@@ -223,6 +226,7 @@ const SCHEMA: Record<string, SchemaNode> = {
       snapshotEveryEntries: int(1),
       maxFrameBytes: int(MIN_FRAME_BYTES, MAX_FRAME_BYTES),
       proposalTimeoutMs: int(1, MAX_MS),
+      maxProposalWaitMs: int(1, MAX_MS),
     },
   },
   leaseTtlMs: int(1, MAX_MS),
@@ -893,6 +897,7 @@ export function toRaftTunables(cfg: MasterConfig): Partial<RaftTunables> {
     maxInflightBytes: r.maxInflightBytes,
     maxInflightSaves: r.maxInflightSaves,
     proposalTimeoutMs: r.proposalTimeoutMs,
+    maxProposalWaitMs: r.maxProposalWaitMs,
     snapshotEveryEntries: r.snapshotEveryEntries,
   };
 }

@@ -64,7 +64,7 @@ export class LeaderDuties {
     const raft = this.d.raft();
     let proposal: Promise<Result>;
     try {
-      proposal = raft.propose(encodeMasterCommand(command, Date.now())) as Promise<Result>;
+      proposal = raft.propose(encodeMasterCommand(command, Date.now()), { housekeeping: true }) as Promise<Result>;
     } catch (err) {
       hold.release();
       throw err;
@@ -75,7 +75,7 @@ export class LeaderDuties {
   }
 
   private async proposeInternal(command: Command): Promise<void> {
-    const result = (await this.d.raft().propose(encodeMasterCommand(command, Date.now()))) as Result;
+    const result = (await this.d.raft().propose(encodeMasterCommand(command, Date.now()), { housekeeping: true })) as Result;
     if (!result.ok) this.d.logger.warn({ type: command.type, error: result.error }, 'leader housekeeping command refused by the state machine');
   }
 

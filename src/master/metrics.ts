@@ -36,6 +36,8 @@ export interface RaftMetricsUpdate {
   fastPreVotes?: number;
   /** Total Raft ticks of this node that ran at least half an election timeout late (the counter advances by the difference). */
   clockStalls?: number;
+  /** Total requests this node refused with BUSY (backpressure) so far (the counter advances by the difference). */
+  busyRefusals?: number;
 }
 
 export interface CapacityMetricsUpdate {
@@ -60,9 +62,10 @@ export class MasterMetrics {
   readonly appliedIndex: Gauge;
   readonly leaderChanges: Counter;
   readonly fastPreVotes: Counter;
-  private fastPreVotesSeen = 0;
   readonly clockStalls: Counter;
-  private clockStallsSeen = 0;
+  readonly busyRefusals: Counter;
+  /** What each running total from the node's status had reached at the last setRaft (counters advance by the difference). */
+  private readonly totalsSeen = new Map<Counter, number>();
   readonly proposalDuration: Histogram;
   readonly rpcDuration: Histogram<'method'>;
   readonly rpcRequests: Counter<'method'>;
@@ -98,6 +101,7 @@ export class MasterMetrics {
     this.leaderChanges = new Counter({ name: 'mooring_raft_leader_changes_total', help: 'Times this node saw a new leader', registers });
     this.fastPreVotes = new Counter({ name: 'mooring_raft_fast_prevotes_total', help: 'Pre-votes started because the leader\'s connection reset (fast failover), not by an election timeout', registers });
     this.clockStalls = new Counter({ name: 'mooring_raft_clock_stalls_total', help: 'Raft ticks that ran at least half an election timeout late: the process was stalled (GC, CPU starvation, a pause) and its peers may have elected a new leader', registers });
+    this.busyRefusals = new Counter({ name: 'mooring_raft_busy_refusals_total', help: 'Proposals and reads refused with BUSY (backpressure: the leader\'s queue had waited longer than maxProposalWaitMs, or a pending limit was reached); clients retried them after retryAfterMs', registers });
     this.proposalDuration = new Histogram({
       name: 'mooring_proposal_duration_seconds',
       help: 'Time from proposal to applied result',
@@ -143,19 +147,23 @@ export class MasterMetrics {
   }
 
   /** Updates any subset of the Raft gauges; counts a leader change when a different known leader appears. */
+  /** Advances `counter` to the node's running `total` (a total that went down, after a restart of the node object, is ignored). */
+  private advance(counter: Counter, total: number | undefined): void {
+    if (total === undefined) return;
+    const seen = this.totalsSeen.get(counter) ?? 0;
+    if (total <= seen) return;
+    counter.inc(total - seen);
+    this.totalsSeen.set(counter, total);
+  }
+
   setRaft(u: RaftMetricsUpdate): void {
     if (u.term !== undefined) this.raftTerm.set(u.term);
     if (u.role !== undefined) for (const role of RAFT_ROLES) this.raftRole.set({ role }, role === u.role ? 1 : 0);
     if (u.commitIndex !== undefined) this.commitIndex.set(u.commitIndex);
     if (u.appliedIndex !== undefined) this.appliedIndex.set(u.appliedIndex);
-    if (u.fastPreVotes !== undefined && u.fastPreVotes > this.fastPreVotesSeen) {
-      this.fastPreVotes.inc(u.fastPreVotes - this.fastPreVotesSeen);
-      this.fastPreVotesSeen = u.fastPreVotes;
-    }
-    if (u.clockStalls !== undefined && u.clockStalls > this.clockStallsSeen) {
-      this.clockStalls.inc(u.clockStalls - this.clockStallsSeen);
-      this.clockStallsSeen = u.clockStalls;
-    }
+    this.advance(this.fastPreVotes, u.fastPreVotes);
+    this.advance(this.clockStalls, u.clockStalls);
+    this.advance(this.busyRefusals, u.busyRefusals);
     if (u.leaderId !== undefined) {
       const leader = u.leaderId === '' ? null : u.leaderId;
       this.raftHasLeader.set(leader === null ? 0 : 1);

@@ -3,7 +3,7 @@
  * a silent leader, followers with hints, and refusals.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { ErrorCode, MooringError } from '../../src/errors.js';
+import { ErrorCode, MooringError, maxRetryAfterMs } from '../../src/errors.js';
 import { LeaderPool, callWithRetry } from '../../src/client/leader-client.js';
 import { RpcServer } from '../../src/transport/rpc.js';
 import { freePorts } from '../helpers/ports.js';
@@ -95,5 +95,35 @@ describe('callWithRetry', () => {
       async () => { if (Date.now() - startedAt < 600) throw new MooringError(ErrorCode.NOT_LEADER, 'no leader known'); return 'late'; },
     ]);
     await expect(callWithRetry(pool(eps), 'op', {}, { write: true })).resolves.toBe('late');
+  });
+
+  it('BUSY: waits the server\'s retryAfterMs (not its own short backoff), retries the same master, and succeeds', async () => {
+    const calls: number[] = [];
+    const eps = await servers([
+      async () => {
+        calls.push(Date.now());
+        if (calls.length <= 2) throw new MooringError(ErrorCode.BUSY, 'saturated', { retryAfterMs: 80 });
+        return 'taken';
+      },
+      async () => { throw new Error('the follower must not be tried: BUSY is not a failure of the leader'); },
+    ]);
+    await expect(callWithRetry(pool(eps), 'op', {}, { write: true, retry: { initialBackoffMs: 1, maxBackoffMs: 1 } })).resolves.toBe('taken');
+    expect(calls).toHaveLength(3);
+    // 80 ms at least between attempts (up to 1.5× for jitter), although the backoff policy alone would wait 1 ms.
+    expect(calls[1]! - calls[0]!).toBeGreaterThanOrEqual(78);
+    expect(calls[2]! - calls[1]!).toBeGreaterThanOrEqual(78);
+  });
+
+  it('BUSY until the deadline: the call fails BUSY, definite (nothing was proposed), with the retry hint', async () => {
+    const eps = await servers([async () => { throw new MooringError(ErrorCode.BUSY, 'saturated', { retryAfterMs: 50 }); }]);
+    const err = await callWithRetry(pool(eps), 'op', {}, { write: true, retry: { deadlineMs: 300 } }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: ErrorCode.BUSY, definite: true, retryAfterMs: 50 });
+  });
+
+  it('a retryAfterMs from the wire is clamped: a hostile server cannot park a client for long', async () => {
+    expect(MooringError.fromWire({ code: 'BUSY', message: 'x', retryAfterMs: 1e12 }).retryAfterMs).toBe(maxRetryAfterMs);
+    expect(MooringError.fromWire({ code: 'BUSY', message: 'x', retryAfterMs: -5 }).retryAfterMs).toBe(0);
+    expect(MooringError.fromWire({ code: 'BUSY', message: 'x', retryAfterMs: 'soon' }).retryAfterMs).toBeUndefined();
+    expect(MooringError.fromWire({ code: 'BUSY', message: 'x', retryAfterMs: Number.NaN }).retryAfterMs).toBeUndefined();
   });
 });

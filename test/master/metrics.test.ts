@@ -69,14 +69,15 @@ describe('createMasterMetrics', () => {
     expect(body).not.toContain('process_cpu');
   });
 
-  it('fast pre-votes and clock stalls advance by what the node reports (totals, never backwards)', async () => {
+  it('fast pre-votes, clock stalls and BUSY refusals advance by what the node reports (totals, never backwards)', async () => {
     const m = createMasterMetrics({ processMetrics: false });
-    m.setRaft({ fastPreVotes: 2, clockStalls: 1 });
-    m.setRaft({ fastPreVotes: 2, clockStalls: 4 });
-    m.setRaft({ clockStalls: 3 }); // a stale report does not decrease the counter
+    m.setRaft({ fastPreVotes: 2, clockStalls: 1, busyRefusals: 5 });
+    m.setRaft({ fastPreVotes: 2, clockStalls: 4, busyRefusals: 7 });
+    m.setRaft({ clockStalls: 3, busyRefusals: 6 }); // a stale report does not decrease the counter
     const body = (await m.expose()).body;
     expect(sample(body, 'mooring_raft_fast_prevotes_total')).toBe(2);
     expect(sample(body, 'mooring_raft_clock_stalls_total')).toBe(4);
+    expect(sample(body, 'mooring_raft_busy_refusals_total')).toBe(7);
   });
 
   it('each instance has its own registry, separate from the global one', async () => {

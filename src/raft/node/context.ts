@@ -26,7 +26,7 @@ import type { RaftTunables } from './options.js';
 
 /** The tunables the driver's parts read at run time (the core gets its own through toCoreOptions). */
 export type NodeSettings = Pick<RaftTunables, 'tickMs' | 'electionTimeoutTicks' | 'proposalTimeoutMs' | 'readTimeoutMs'
-  | 'maxPendingProposals' | 'maxPendingReads' | 'snapshotEveryEntries' | 'snapshotKeepEntries' | 'maxInflightSaves'
+  | 'maxProposalWaitMs' | 'maxPendingProposals' | 'maxPendingReads' | 'snapshotEveryEntries' | 'snapshotKeepEntries' | 'maxInflightSaves'
   | 'maxBytesPerAppend'>;
 
 export interface NodeEffects {

@@ -48,6 +48,12 @@ export interface RaftTunables {
   maxInflightSaves: number;
   proposalTimeoutMs: number;
   readTimeoutMs: number;
+  /**
+   * Backpressure: while the leader's oldest unsettled proposal has waited longer than this, new proposals are refused
+   * with BUSY (never proposed; `retryAfterMs` says when to come back) instead of queueing behind it.
+   */
+  maxProposalWaitMs: number;
+  /** Unsettled proposals on the leader; more are refused with BUSY. */
   maxPendingProposals: number;
   maxPendingReads: number;
   /** Applied entries between local snapshots (log compaction). */
@@ -75,6 +81,7 @@ export const raftDefaults: Readonly<RaftTunables> = Object.freeze({
   maxInflightSaves: 2,
   proposalTimeoutMs: 5_000,
   readTimeoutMs: 5_000,
+  maxProposalWaitMs: 200,
   maxPendingProposals: 65_536,
   maxPendingReads: 65_536,
   snapshotEveryEntries: 10_000,

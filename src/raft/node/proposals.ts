@@ -2,6 +2,11 @@
  * Proposal batching: commands proposed in the same event-loop turn are buffered and become log entries at the
  * next Ready round (up to maxCommandsPerEntry commands / maxBatchEntryBytes each); their callers wait here until
  * the command is applied, superseded (PROPOSAL_DROPPED) or timed out (TIMEOUT: outcome unknown).
+ *
+ * Admission (backpressure): while the oldest unsettled proposal has waited longer than maxProposalWaitMs, or
+ * maxPendingProposals are unsettled, new proposals are refused at once with BUSY (definite: never proposed) and a
+ * retryAfterMs, instead of joining a queue that only grows. The queue's head-of-line wait is what a new proposal
+ * would wait behind, so this bounds the queueing a client sees without knowing the node's throughput.
  */
 import { ErrorCode, MooringError } from '../../errors.js';
 import type { Entry } from '../core/types.js';
@@ -15,7 +20,13 @@ interface ProposalWaiter {
   reject: (err: Error) => void;
   timer: Timer | null;
   settled: boolean;
+  /** ctx.clock.now() at propose. */
+  at: number;
 }
+
+/** Bounds of the retryAfterMs a BUSY refusal carries, in milliseconds. */
+const minRetryAfterMs = 5;
+const maxBusyRetryAfterMs = 1_000;
 
 /** The waiters of one proposed entry, by position of their command in it. */
 interface PendingEntry {
@@ -28,24 +39,53 @@ export class Proposals {
   /** Commands proposed since the Ready loop last ran; they become log entries at its next round. */
   private buffer: Array<{ data: Uint8Array; waiter: ProposalWaiter }> = [];
   private unsettled = 0;
+  /** Unsettled waiters in propose order (settled ones are skipped lazily at the head): the queue's age. */
+  private fifo: ProposalWaiter[] = [];
+  private fifoHead = 0;
+  /** Proposals refused with BUSY since start. */
+  refusedBusy = 0;
 
   constructor(private readonly ctx: NodeContext) {}
+
+  /** How long the oldest unsettled proposal has waited, in ms (0 when none). */
+  oldestWaitMs(now: number): number {
+    while (this.fifoHead < this.fifo.length && this.fifo[this.fifoHead]!.settled) this.fifoHead++;
+    if (this.fifoHead >= this.fifo.length) {
+      this.fifo = [];
+      this.fifoHead = 0;
+      return 0;
+    }
+    if (this.fifoHead > 1024 && this.fifoHead * 2 > this.fifo.length) {
+      this.fifo = this.fifo.slice(this.fifoHead);
+      this.fifoHead = 0;
+    }
+    return Math.max(0, now - this.fifo[this.fifoHead]!.at);
+  }
 
   get hasBuffered(): boolean {
     return this.buffer.length > 0;
   }
 
-  propose(command: Uint8Array): Promise<unknown> {
+  /** `housekeeping`: the leader's own paced commands, exempt from the wait rule (raft-node.ts, propose). */
+  propose(command: Uint8Array, housekeeping = false): Promise<unknown> {
     const ctx = this.ctx;
     ctx.checkRunning();
     if (ctx.role !== 'leader') return Promise.reject(ctx.notLeader());
+    const now = ctx.clock.now();
+    const waited = this.oldestWaitMs(now);
+    const maxWait = ctx.settings.maxProposalWaitMs;
     const max = ctx.settings.maxPendingProposals;
-    if (this.unsettled >= max) {
-      return Promise.reject(new MooringError(ErrorCode.QUEUE_FULL, `more than ${max} proposals pending`));
+    if ((waited > maxWait && !housekeeping) || this.unsettled >= max) {
+      this.refusedBusy++;
+      // The queue ahead drains in about the head's wait; half of it is when a retry has a fair chance.
+      const retryAfterMs = Math.min(maxBusyRetryAfterMs, Math.max(minRetryAfterMs, Math.round(waited / 2)));
+      const why = this.unsettled >= max ? `${this.unsettled} proposals pending (maxPendingProposals ${max})` : `the oldest pending proposal has waited ${Math.round(waited)} ms (maxProposalWaitMs ${maxWait})`;
+      return Promise.reject(new MooringError(ErrorCode.BUSY, `leader saturated: ${why}; not proposed, retry after ${retryAfterMs} ms`, { retryAfterMs }));
     }
     const timeoutMs = ctx.settings.proposalTimeoutMs;
     return new Promise((resolve, reject) => {
-      const waiter: ProposalWaiter = { resolve, reject, timer: null, settled: false };
+      const waiter: ProposalWaiter = { resolve, reject, timer: null, settled: false, at: now };
+      this.fifo.push(waiter);
       waiter.timer = ctx.clock.setTimeout(() => {
         this.settle(waiter, undefined, new MooringError(ErrorCode.TIMEOUT, `proposal not applied within ${timeoutMs} ms; its outcome is unknown`));
       }, timeoutMs);
@@ -104,6 +144,8 @@ export class Proposals {
     this.pending.clear();
     for (const b of this.buffer) this.settle(b.waiter, undefined, err);
     this.buffer = [];
+    this.fifo = [];
+    this.fifoHead = 0;
   }
 
   private settle(w: ProposalWaiter, value: unknown, err?: Error): void {

@@ -7,7 +7,7 @@
  *   replicate, apply (apply.ts) what is durable, serve reads (reads.ts), `core.onApplied()`; acknowledgements
  *   leave and `core.onPersisted()` runs as each save completes.
  * - `propose()` resolves with the state machine's result once the entry is applied, and rejects with
- *   NOT_LEADER (leader hint), QUEUE_FULL, PROPOSAL_DROPPED (definitely not applied) or TIMEOUT (unknown)
+ *   NOT_LEADER (leader hint), BUSY (backpressure, retryAfterMs), PROPOSAL_DROPPED (definitely not applied) or TIMEOUT (unknown)
  *   (proposals.ts, envelope.ts).
  * - `read()` resolves when a linearizable read may be served from the state machine (ReadIndex or lease, as the
  *   core is configured); concurrent reads share one ReadIndex round.
@@ -167,9 +167,13 @@ export class RaftNode extends EventEmitter {
 
   // ---------------------------------------------------------------- public API
 
-  /** Proposes a command; resolves with the state machine's result once applied. */
-  propose(command: Uint8Array): Promise<unknown> {
-    return this.proposals.propose(command);
+  /**
+   * Proposes a command; resolves with the state machine's result once applied. `housekeeping: true` is for the
+   * leader's own paced duties (expiry, eviction, repair): they are not refused for the queue's wait (clients' load
+   * must not starve the eviction that makes room for it), only at maxPendingProposals.
+   */
+  propose(command: Uint8Array, opts: { housekeeping?: boolean } = {}): Promise<unknown> {
+    return this.proposals.propose(command, opts.housekeeping === true);
   }
 
   /**
@@ -221,9 +225,9 @@ export class RaftNode extends EventEmitter {
     this.loop.kick();
   }
 
-  status(): Status & { appliedToStateMachine: number; peers: PeerAddress[]; tickMs: number; fastPreVotes: number; clockStalls: number; longestClockStallMs: number } {
+  status(): Status & { appliedToStateMachine: number; peers: PeerAddress[]; tickMs: number; fastPreVotes: number; clockStalls: number; longestClockStallMs: number; busyRefusals: number } {
     const st = this.ctx.core.status();
-    return { ...st, appliedToStateMachine: this.applier.smApplied, peers: this.peers.all(), tickMs: this.ctx.settings.tickMs, fastPreVotes: this.ctx.core.fastPreVotes, clockStalls: this.loop.clockStalls, longestClockStallMs: this.loop.longestClockStallMs };
+    return { ...st, appliedToStateMachine: this.applier.smApplied, peers: this.peers.all(), tickMs: this.ctx.settings.tickMs, fastPreVotes: this.ctx.core.fastPreVotes, clockStalls: this.loop.clockStalls, longestClockStallMs: this.loop.longestClockStallMs, busyRefusals: this.proposals.refusedBusy + this.reads.refusedBusy };
   }
 
   get isLeader(): boolean {

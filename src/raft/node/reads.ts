@@ -36,12 +36,17 @@ interface ReadBatch {
   index: number | null;
 }
 
+/** When a client refused for a full read queue should come back: reads settle within a heartbeat round or two. */
+const readBusyRetryAfterMs = 10;
+
 export class ReadQueue {
   private next: ReadWaiter[] = [];
   private readonly batches = new Map<string, ReadBatch>();
   private readonly awaitingApply: ReadBatch[] = [];
   private pendingCount = 0;
   private roundSeq = 0;
+  /** Reads refused with BUSY since start. */
+  refusedBusy = 0;
   private forwardedReadHandler: ForwardedReadHandler | null = null;
 
   constructor(private readonly ctx: NodeContext) {}
@@ -56,7 +61,8 @@ export class ReadQueue {
     if (ctx.role !== 'leader' && !(opts.allowFollower === true && ctx.leader !== null)) return Promise.reject(ctx.notLeader());
     const max = ctx.settings.maxPendingReads;
     if (this.pendingCount >= max) {
-      return Promise.reject(new MooringError(ErrorCode.QUEUE_FULL, `more than ${max} reads pending`));
+      this.refusedBusy++;
+      return Promise.reject(new MooringError(ErrorCode.BUSY, `more than ${max} reads pending (maxPendingReads); retry shortly`, { retryAfterMs: readBusyRetryAfterMs }));
     }
     const timeoutMs = ctx.settings.readTimeoutMs;
     this.pendingCount++;

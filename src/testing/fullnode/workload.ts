@@ -217,7 +217,7 @@ export class Workload {
         }
         return await host.propose(command(clientId, seq, op, key), simEpochMs + this.sched.now);
       } catch {
-        // NOT_LEADER, QUEUE_FULL, PROPOSAL_DROPPED (not applied), TIMEOUT, SHUTTING_DOWN, STORAGE_FAILED (unknown):
+        // NOT_LEADER, QUEUE_FULL, BUSY, PROPOSAL_DROPPED (not applied), TIMEOUT, SHUTTING_DOWN, STORAGE_FAILED (unknown):
         // all are retried with the same seq, which the state machine applies at most once.
         return 'retry';
       }
