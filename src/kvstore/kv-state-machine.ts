@@ -3,9 +3,15 @@
  * master's data model. Keys and values are strings. Writes are exactly-once per (clientId, seq): a retried
  * write returns the first reply and changes nothing.
  *
- * Persistence: the state lives in memory and in its own LevelDB; every apply batch is one LevelDB batch that also
- * records the applied index (not fsynced: the Raft log is the durable source and replays from appliedIndex);
- * flush() makes it durable before the node compacts its log.
+ * Persistence: keys and values live only in its own LevelDB (memory holds the exactly-once sessions and a key
+ * count); every apply batch is one LevelDB batch that also records the applied index (not fsynced: the Raft log is
+ * the durable source and replays from appliedIndex); flush() makes it durable before the node compacts its log.
+ *
+ * Why not a JS Map of the values, as before: a node holding 1–2 M keys carried ~330 bytes of V8 heap per key, and
+ * its major GCs grew with it (50–150 ms pauses at 100–300 MB, up to ~900 ms at 2.4 M keys on a loaded 2-core
+ * machine), each a Raft election when it hit the leader or both followers at once (bench/RESULTS.md, seventh
+ * session). LevelDB keeps the data (and its cache) outside the JS heap; an apply reads the previous values it
+ * replies with in one getMany.
  */
 import { Level } from 'level';
 import { Packr } from 'msgpackr';
@@ -21,6 +27,9 @@ const packr = new Packr({ useRecords: false });
 const appliedKey = '\u0000applied';
 const sessionPrefix = '\u0000s:';
 const dataPrefix = 'k:';
+/** Upper bounds of the session and data key ranges (the prefix with its last character incremented). */
+const sessionEnd = '\u0000s;';
+const dataEnd = 'k;';
 
 export type KvCommand =
   | { op: 'put'; key: string; value: string; clientId?: string; seq?: number }
@@ -44,9 +53,9 @@ interface Session {
 }
 
 export class KvStateMachine implements RaftStateMachine {
-  private readonly data = new Map<string, string>();
   private readonly sessions = new Map<string, Session>();
   private applied = 0;
+  private keyCount = 0;
 
   private constructor(private db: Level<string, Uint8Array>, private readonly dir: string) {}
 
@@ -59,80 +68,94 @@ export class KvStateMachine implements RaftStateMachine {
   }
 
   private async load(): Promise<void> {
-    this.data.clear();
     this.sessions.clear();
     this.applied = 0;
-    for await (const [k, v] of this.db.iterator()) {
-      if (k === appliedKey) this.applied = packr.unpack(v) as number;
-      else if (k.startsWith(sessionPrefix)) this.sessions.set(k.slice(sessionPrefix.length), packr.unpack(v) as Session);
-      else if (k.startsWith(dataPrefix)) this.data.set(k.slice(dataPrefix.length), packr.unpack(v) as string);
+    this.keyCount = 0;
+    const a = await this.db.get(appliedKey);
+    if (a !== undefined) this.applied = packr.unpack(a) as number;
+    for await (const [k, v] of this.db.iterator({ gte: sessionPrefix, lt: sessionEnd })) {
+      this.sessions.set(k.slice(sessionPrefix.length), packr.unpack(v) as Session);
     }
+    for await (const _ of this.db.keys({ gte: dataPrefix, lt: dataEnd })) this.keyCount++;
   }
 
   appliedIndex(): number {
     return this.applied;
   }
 
-  get(key: string): string | undefined {
-    return this.data.get(key);
+  /** The value of `key` as of the last completed apply, or undefined. */
+  async get(key: string): Promise<string | undefined> {
+    const v = await this.db.get(dataPrefix + key);
+    return v === undefined ? undefined : (packr.unpack(v) as string);
   }
 
   get size(): number {
-    return this.data.size;
+    return this.keyCount;
   }
 
-  /** A deterministic digest of the whole state (for comparing replicas). */
-  stateHash(): string {
+  /** A deterministic digest of the whole state (for comparing replicas): keys in LevelDB (byte) order. */
+  async stateHash(): Promise<string> {
     let h = 0x811c9dc5;
-    const keys = [...this.data.keys()].sort();
-    for (const k of keys) {
-      const s = `${k}=${this.data.get(k)};`;
+    let n = 0;
+    for await (const [k, v] of this.db.iterator({ gte: dataPrefix, lt: dataEnd })) {
+      const s = `${k.slice(dataPrefix.length)}=${packr.unpack(v) as string};`;
       for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619) >>> 0;
+      n++;
     }
-    return `${keys.length}:${h.toString(16)}`;
-  }
-
-  entries(): [string, string][] {
-    return [...this.data.entries()];
+    return `${n}:${h.toString(16)}`;
   }
 
   async apply(commands: AppliedCommand[], noopThrough: number): Promise<unknown[]> {
+    const decoded = commands.map((c) => decodeCommand(c));
+    // The previous values the replies carry, read once for the batch; `overlay` holds what this batch changed.
+    const keys = [...new Set(decoded.flatMap((d) => (typeof d === 'string' ? [] : [dataPrefix + d.key])))];
+    const stored = keys.length > 0 ? await this.db.getMany(keys) : [];
+    const overlay = new Map<string, string | null>();
+    for (let i = 0; i < keys.length; i++) overlay.set(keys[i]!, stored[i] === undefined ? null : (packr.unpack(stored[i]!) as string));
     const batch = this.db.batch();
     const results: KvResult[] = [];
-    for (const c of commands) results.push(this.applyOne(c, batch));
-    this.applied = Math.max(this.applied, noopThrough);
-    batch.put(appliedKey, packr.pack(this.applied) as Uint8Array);
+    let delta = 0;
+    for (let i = 0; i < commands.length; i++) {
+      const d = decoded[i]!;
+      if (typeof d === 'string') {
+        results.push({ ok: false, code: ErrorCode.INVALID_ARGUMENT, message: d });
+        continue;
+      }
+      const r = this.applyOne(d, commands[i]!.index, overlay, batch);
+      delta += r.delta;
+      results.push(r.reply);
+    }
+    const applied = Math.max(this.applied, noopThrough);
+    batch.put(appliedKey, packr.pack(applied) as Uint8Array);
     await batch.write();
+    // Advanced only once written: a snapshot (taken between applies) reads exactly the state at `applied`.
+    this.applied = applied;
+    this.keyCount += delta;
     return results;
   }
 
-  private applyOne(c: AppliedCommand, batch: ReturnType<Level<string, Uint8Array>['batch']>): KvResult {
-    let cmd: KvCommand;
-    try {
-      cmd = packr.unpack(c.data) as KvCommand;
-    } catch {
-      return { ok: false, code: ErrorCode.INVALID_ARGUMENT, message: `entry ${c.index} does not decode` };
-    }
-    if (typeof cmd !== 'object' || cmd === null || typeof cmd.key !== 'string') {
-      return { ok: false, code: ErrorCode.INVALID_ARGUMENT, message: `entry ${c.index} is not a KV command` };
-    }
+  private applyOne(cmd: KvCommand, index: number, overlay: Map<string, string | null>, batch: ReturnType<Level<string, Uint8Array>['batch']>): { reply: KvResult; delta: number } {
     const session = typeof cmd.clientId === 'string' && typeof cmd.seq === 'number' ? cmd.clientId : null;
     if (session !== null) {
       const prev = this.sessions.get(session);
-      if (prev !== undefined && cmd.seq! <= prev.seq) return prev.reply; // a retry: same reply, no change
+      if (prev !== undefined && cmd.seq! <= prev.seq) return { reply: prev.reply, delta: 0 }; // a retry: same reply, no change
     }
-    const prevValue = this.data.get(cmd.key) ?? null;
+    const dk = dataPrefix + cmd.key;
+    const prevValue = overlay.get(dk) ?? null;
     let reply: KvResult;
+    let delta = 0;
     if (cmd.op === 'put' && typeof cmd.value === 'string') {
-      this.data.set(cmd.key, cmd.value);
-      batch.put(dataPrefix + cmd.key, packr.pack(cmd.value) as Uint8Array);
+      overlay.set(dk, cmd.value);
+      batch.put(dk, packr.pack(cmd.value) as Uint8Array);
+      if (prevValue === null) delta = 1;
       reply = { ok: true, prev: prevValue };
     } else if (cmd.op === 'del') {
-      this.data.delete(cmd.key);
-      batch.del(dataPrefix + cmd.key);
+      overlay.set(dk, null);
+      batch.del(dk);
+      if (prevValue !== null) delta = -1;
       reply = { ok: true, prev: prevValue };
     } else {
-      reply = { ok: false, code: ErrorCode.INVALID_ARGUMENT, message: `unknown op in entry ${c.index}` };
+      reply = { ok: false, code: ErrorCode.INVALID_ARGUMENT, message: `unknown op in entry ${index}` };
     }
     if (session !== null) {
       if (!this.sessions.has(session) && this.sessions.size >= maxKvSessions) {
@@ -146,7 +169,7 @@ export class KvStateMachine implements RaftStateMachine {
       this.sessions.set(session, s);
       batch.put(sessionPrefix + session, packr.pack(s) as Uint8Array);
     }
-    return reply;
+    return { reply, delta };
   }
 
   async flush(): Promise<void> {
@@ -154,14 +177,25 @@ export class KvStateMachine implements RaftStateMachine {
   }
 
   snapshot(): { index: number; chunks: AsyncIterable<Uint8Array> } {
-    // Copy references now: the image is exactly the state at this call, whatever is applied later.
+    // Called between applies (the driver's apply pipeline): the LevelDB iterator's implicit snapshot, taken now,
+    // holds exactly the state at `applied`, whatever is applied while the chunks stream.
     const index = this.applied;
-    const data = [...this.data.entries()];
     const sessions = [...this.sessions.entries()];
+    const it = this.db.iterator({ gte: dataPrefix, lt: dataEnd });
     async function* chunks(): AsyncIterable<Uint8Array> {
-      yield packr.pack({ t: 'h', index, sessions }) as Uint8Array;
-      for (let i = 0; i < data.length; i += snapshotChunkEntries) {
-        yield packr.pack({ t: 'd', kv: data.slice(i, i + snapshotChunkEntries) }) as Uint8Array;
+      try {
+        yield packr.pack({ t: 'h', index, sessions }) as Uint8Array;
+        let kv: [string, string][] = [];
+        for await (const [k, v] of it) {
+          kv.push([k.slice(dataPrefix.length), packr.unpack(v) as string]);
+          if (kv.length >= snapshotChunkEntries) {
+            yield packr.pack({ t: 'd', kv }) as Uint8Array;
+            kv = [];
+          }
+        }
+        if (kv.length > 0) yield packr.pack({ t: 'd', kv }) as Uint8Array;
+      } finally {
+        await it.close();
       }
     }
     return { index, chunks: chunks() };
@@ -169,8 +203,8 @@ export class KvStateMachine implements RaftStateMachine {
 
   async restore(index: number, chunks: AsyncIterable<Uint8Array>): Promise<void> {
     await this.db.clear();
-    this.data.clear();
     this.sessions.clear();
+    this.keyCount = 0;
     // The driver hands back exactly the chunks snapshot() produced: one msgpack value each.
     for await (const chunk of chunks) {
       const obj = packr.unpack(chunk) as { t: string; sessions?: [string, Session][]; kv?: [string, string][] };
@@ -182,8 +216,8 @@ export class KvStateMachine implements RaftStateMachine {
         }
       } else if (obj.t === 'd') {
         for (const [k, v] of obj.kv ?? []) {
-          this.data.set(k, v);
           batch.put(dataPrefix + k, packr.pack(v) as Uint8Array);
+          this.keyCount++;
         }
       } else {
         throw new MooringError(ErrorCode.CORRUPT_LOG, 'snapshot chunk of unknown kind');
@@ -201,4 +235,16 @@ export class KvStateMachine implements RaftStateMachine {
   get directory(): string {
     return this.dir;
   }
+}
+
+/** A command, or the message of the error result an undecodable entry gets. */
+function decodeCommand(c: AppliedCommand): KvCommand | string {
+  let cmd: KvCommand;
+  try {
+    cmd = packr.unpack(c.data) as KvCommand;
+  } catch {
+    return `entry ${c.index} does not decode`;
+  }
+  if (typeof cmd !== 'object' || cmd === null || typeof cmd.key !== 'string') return `entry ${c.index} is not a KV command`;
+  return cmd;
 }

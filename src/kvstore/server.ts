@@ -171,7 +171,9 @@ export class KvServer {
     return this.transport.port;
   }
 
-  status(opts: { stateHash?: boolean } = {}): KvStatus {
+  async status(opts: { stateHash?: boolean } = {}): Promise<KvStatus> {
+    // The hash's LevelDB iterator (its snapshot) is opened now, in the same turn as the indexes below are read.
+    const hash = opts.stateHash === true ? this.sm.stateHash() : null;
     const st = this.node.status();
     const leader = st.leader;
     return {
@@ -186,7 +188,7 @@ export class KvServer {
       firstIndex: this.logStore.firstIndex(),
       snapshotIndex: this.logStore.snapshot().metadata.index,
       keys: this.sm.size,
-      ...(opts.stateHash === true ? { stateHash: this.sm.stateHash() } : {}),
+      ...(hash !== null ? { stateHash: await hash } : {}),
       confState: st.confState,
       members: st.peers.map((p) => ({ id: p.id, raft: `${p.host}:${p.port}`, rpc: p.rpcPort !== undefined ? `${p.host}:${p.rpcPort}` : null })),
       pid: process.pid,
@@ -297,7 +299,7 @@ export class KvServer {
       const key = stringArg(a, 'key', maxKvKeyBytes);
       return this.leaderOnly(a, async () => {
         await this.node.read();
-        return { value: this.sm.get(key) ?? null };
+        return { value: (await this.sm.get(key)) ?? null };
       });
     });
     this.rpc.handle('status', (raw) => this.status({ stateHash: typeof raw === 'object' && raw !== null && (raw as { stateHash?: unknown }).stateHash === true }));

@@ -97,10 +97,10 @@ describe('leader backpressure (BUSY)', () => {
     log.hold = false;
     await log.release();
     await Promise.all([...queued, taken, housekeeping]);
-    expect(['q1', 'q2', 'q3', 'hk'].map((k) => sm.get(k))).toEqual(['v', 'v', 'v', 'v']);
-    expect(sm.get('refused')).toBeUndefined();
+    expect(await Promise.all(['q1', 'q2', 'q3', 'hk'].map((k) => sm.get(k)))).toEqual(['v', 'v', 'v', 'v']);
+    expect(await sm.get('refused')).toBeUndefined();
     await expect(node.propose(put('after'))).resolves.toBeDefined();
-    expect(sm.get('after')).toBe('v');
+    expect(await sm.get('after')).toBe('v');
   });
 
   it('maxPendingProposals: the next proposal past the count is refused with BUSY at once, whatever the wait', async () => {

@@ -63,9 +63,9 @@ async function startMember(net: MemoryNetwork, root: string, id: string, voters:
   return m;
 }
 
-async function waitUntil(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const start = Date.now();
-  while (!cond()) {
+  while (!(await cond())) {
     if (Date.now() - start > timeoutMs) throw new Error('condition not reached in time');
     await new Promise((r) => setTimeout(r, 10));
   }
@@ -102,9 +102,9 @@ describe('RaftNode (in-process, real LevelDB)', () => {
     const results = await Promise.all(Array.from({ length: 200 }, (_, i) => put(leader, `k${i}`, `v${i}`)));
     expect(results.every((r) => (r as { ok: boolean }).ok)).toBe(true);
     await leader.node.read();
-    expect(leader.sm.get('k199')).toBe('v199');
+    expect(await leader.sm.get('k199')).toBe('v199');
     await waitUntil(() => members.every((m) => m.sm.size === 200));
-    const hashes = new Set(members.map((m) => m.sm.stateHash()));
+    const hashes = new Set(await Promise.all(members.map((m) => m.sm.stateHash())));
     expect(hashes.size).toBe(1);
     // A follower refuses writes and reads with NOT_LEADER and names the leader.
     const follower = members.find((m) => m !== leader)!;
@@ -119,7 +119,7 @@ describe('RaftNode (in-process, real LevelDB)', () => {
     const results = (await Promise.all(Array.from({ length: 100 }, (_, i) => put(leader, 'x', `v${i}`)))) as { prev: string | null }[];
     results.forEach((r, i) => expect(r.prev).toBe(i === 0 ? null : `v${i - 1}`));
     expect(leader.log.lastIndex() - before).toBeLessThan(10); // far fewer entries than commands
-    await waitUntil(() => members.every((m) => m.sm.get('x') === 'v99'));
+    await waitUntil(async () => (await Promise.all(members.map((m) => m.sm.get('x')))).every((v) => v === 'v99'));
   });
 
   it('counts the time the process was frozen: an isolated leader serves no lease read after a pause', async () => {
@@ -155,7 +155,7 @@ describe('RaftNode (in-process, real LevelDB)', () => {
     await put(leader, 'k', 'v2', 'client-2', 1);
     const retry = await put(leader, 'k', 'v1', 'client-1', 1);
     expect(retry).toEqual(first);
-    expect(leader.sm.get('k')).toBe('v2');
+    expect(await leader.sm.get('k')).toBe('v2');
   });
 
   it('keeps every acknowledged write across a full-cluster restart from the same directories', async () => {
@@ -172,7 +172,7 @@ describe('RaftNode (in-process, real LevelDB)', () => {
     await waitUntil(() => leaderOf(members) !== undefined);
     leader = leaderOf(members)!;
     await leader.node.read();
-    for (let i = 0; i < 120; i++) expect(leader.sm.get(`k${i}`)).toBe(`v${i}`);
+    for (let i = 0; i < 120; i++) expect(await leader.sm.get(`k${i}`)).toBe(`v${i}`);
     expect(leader.log.firstIndex()).toBeGreaterThan(1); // the log really was compacted
   });
 
@@ -191,7 +191,7 @@ describe('RaftNode (in-process, real LevelDB)', () => {
     const back = await startMember(net, root, lagging.id, ids, ids, { ...opts, logger: capture });
     // Caught up by a snapshot streamed from the leader (not by entries, which the leader no longer has).
     await waitUntil(() => back.sm.size === 300 && events.includes('installed snapshot from leader'), 20_000);
-    expect(back.sm.stateHash()).toBe(leader.sm.stateHash());
+    expect(await back.sm.stateHash()).toBe(await leader.sm.stateHash());
   });
 
   it('transfers leadership on request and on a graceful stop', async () => {
@@ -224,8 +224,8 @@ describe('RaftNode (in-process, real LevelDB)', () => {
     expect(cs.voters.sort()).toEqual(ids.filter((x) => x !== dead.id).concat('d').sort());
     leader = leaderOf(running)!;
     await put(leader, 'after', 'change');
-    await waitUntil(() => d.sm.get('after') === 'change');
-    expect(d.sm.get('k0')).toBe('v0');
+    await waitUntil(async () => (await d.sm.get('after')) === 'change');
+    expect(await d.sm.get('k0')).toBe('v0');
     // The joiner knows the whole membership (not just itself).
     await waitUntil(() => d.node.members().voters.length === 3);
     expect([...d.node.members().voters].sort()).toEqual(cs.voters.sort());

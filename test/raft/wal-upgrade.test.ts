@@ -132,7 +132,7 @@ describe('0.1 → WAL upgrade', () => {
     cleanups.push(() => server.stop());
     const k = client();
     for (let i = 0; i < 40; i++) await k.put(`key${i}`, `v${i}`);
-    const term = server.status().term;
+    const term = (await server.status()).term;
     await server.stop();
 
     // Rewrite the node's log in 0.1's format (LevelDB, dataDir/log) with today's LogStore class, drop the WAL, and
@@ -147,6 +147,6 @@ describe('0.1 → WAL upgrade', () => {
     for (let i = 0; i < 40; i++) expect(await k2.get(`key${i}`)).toBe(`v${i}`);
     await k2.put('after', 'upgrade');
     expect(await k2.get('after')).toBe('upgrade');
-    expect(server.status().term).toBeGreaterThanOrEqual(term);
+    expect((await server.status()).term).toBeGreaterThanOrEqual(term);
   }, 60_000);
 });
