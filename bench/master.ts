@@ -14,6 +14,7 @@
  * session) pipelined over a few connections.
  *   npm run bench:master [-- --json] [--seconds N] [--concurrency N] [--connections N] [--cpu-prof] [--no-record]
  *                        [--reads-only]   (put pairs to fill keys, then only the read cases)
+ *   MASTER_NODE_ARGS="--trace-gc" passes node flags to the masters (their output goes to their logs, kept).
  */
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -34,12 +35,14 @@ const batchGetKeys = 64;
 const segmentBytes = 2 ** 40; // metadata only: no memory behind it; large enough that eviction never starts
 const targets = { putPairsPerSec: 20_000, getsPerSec: 100_000, p99AtHalfMs: 10 };
 
+/** Diagnostics: MASTER_NODE_ARGS="--trace-gc" passes node flags to the masters and keeps their dir (logs) afterwards. */
+const extraNodeArgs = (process.env.MASTER_NODE_ARGS ?? '').split(/\s+/).filter((a) => a.length > 0);
 const profDir = args.has('--cpu-prof') ? mkdtempSync(path.join(tmpdir(), 'mooring-prof-')) : null;
 const m = machineInfo();
 const cluster = await LocalCluster.create({
   clusterId: 'bench-master',
   logLevel: 'warn',
-  ...(profDir !== null ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir] } : {}),
+  nodeArgs: [...(profDir !== null ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []), ...extraNodeArgs],
 });
 
 interface Session { id: string; seq: number; conn: MasterClient }
@@ -273,7 +276,8 @@ try {
       `Idle CPU per master (ms/s, no client load): ${(idleCpuMsPerSec ?? []).map((x) => round(x, 1)).join(' / ')}. Three \`mooring master\` processes (LocalCluster, default raft: 25 ms ticks, fsync on) and the clients in one more process, all on the same ${m.cores} cores. ${concurrency} logical sessions over ${connections} connections to the leader (the all-masters case: ${connections} clients with readFrom 'any').\n\n${md}\n\nPer master (share of the keys read, server CPU of that master's process during the case, per key read by it, and above its idle CPU):\n\n${shareMd}\n\n${verdict.join('\n')}\n`, m);
   }
 } finally {
-  await cluster.destroy();
+  await cluster.destroy({ keepDir: extraNodeArgs.length > 0 });
+  if (extraNodeArgs.length > 0) console.error(`kept the masters' dir (logs): ${cluster.dir}`);
 }
 
 /** Open loop: starts op number i at t0 + i/rate (any of `maxInFlight` workers free), records latency from that time. */
