@@ -216,7 +216,7 @@ async function waitConverged(cluster: LocalCluster, timeoutMs: number): Promise<
   const deadline = Date.now() + timeoutMs;
   let last = '';
   for (;;) {
-    const st = await Promise.all(cluster.nodes.map((n) => cluster.status(n.id)));
+    const st = await Promise.all(cluster.nodes.map((n) => cluster.status(n.id, { stateHash: true })));
     const hashes = st.map((s) => (s ? String(s.stateHash) : null));
     const applied = st.map((s) => (s ? Number(s.applied) : -1));
     if (hashes.every((h) => h !== null && h === hashes[0]) && applied.every((a) => a === applied[0])) {

@@ -103,7 +103,7 @@ describe('master processes: graceful stop and rolling restart under load', () =>
     const deadline = Date.now() + 15_000;
     let hashes: unknown[] = [];
     while (Date.now() < deadline) {
-      hashes = (await Promise.all(cluster.nodes.map((n) => cluster.status(n.id)))).map((s) => s?.stateHash);
+      hashes = (await Promise.all(cluster.nodes.map((n) => cluster.status(n.id, { stateHash: true })))).map((s) => s?.stateHash);
       if (hashes[0] !== undefined && hashes.every((h) => h === hashes[0])) break;
       await sleep(100);
     }
