@@ -14,6 +14,7 @@ import { RaftNode } from '../../src/raft/node/index.js';
 import { Wal } from '../../src/raft/wal/wal.js';
 import type { PeerTransport } from '../../src/transport/types.js';
 import { GatedLog } from '../helpers/gated-log.js';
+import { waitFor } from '../helpers/in-process-masters.js';
 
 const dirs: string[] = [];
 const cleanups: Array<() => Promise<void>> = [];
@@ -57,7 +58,7 @@ async function startLeader(limits: { maxProposalWaitMs?: number; maxPendingPropo
     await wal.close();
     await sm.close();
   });
-  await waitUntil(() => node.isLeader);
+  await waitFor(() => node.isLeader);
   await node.propose(put('warm-up')); // the leader's first-term entry is committed: from here only our saves count
   log.hold = true;
   return { node, log, sm };
@@ -66,19 +67,11 @@ async function startLeader(limits: { maxProposalWaitMs?: number; maxPendingPropo
 const put = (key: string): Uint8Array => encodeKvCommand({ op: 'put', key, value: 'v' });
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function waitUntil(cond: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const start = Date.now();
-  while (!cond()) {
-    if (Date.now() - start > timeoutMs) throw new Error('condition not reached in time');
-    await sleep(5);
-  }
-}
-
 describe('leader backpressure (BUSY)', () => {
   it('refuses new proposals with BUSY once the oldest has waited past maxProposalWaitMs; they never apply; the drained queue takes proposals again', async () => {
     const { node, log, sm } = await startLeader({ maxProposalWaitMs: 60 });
     const queued = [node.propose(put('q1')), node.propose(put('q2'))];
-    await waitUntil(() => log.held.length >= 1); // stalled on the disk
+    await waitFor(() => log.held.length >= 1); // stalled on the disk
     // Below the limit the queue still takes proposals.
     await sleep(20);
     const taken = node.propose(put('q3'));
@@ -106,7 +99,7 @@ describe('leader backpressure (BUSY)', () => {
   it('maxPendingProposals: the next proposal past the count is refused with BUSY at once, whatever the wait', async () => {
     const { node, log } = await startLeader({ maxPendingProposals: 3, maxProposalWaitMs: 60_000 });
     const queued = [node.propose(put('a')), node.propose(put('b')), node.propose(put('c'))];
-    await waitUntil(() => log.held.length >= 1);
+    await waitFor(() => log.held.length >= 1);
     await expect(node.propose(put('d'))).rejects.toMatchObject({ code: ErrorCode.BUSY, definite: true, message: expect.stringMatching(/maxPendingProposals 3/) });
     log.hold = false;
     await log.release();
