@@ -6,8 +6,9 @@
  * before it started.
  *
  * Read leases (the eviction/remove guard) are leader soft state. A follower's read of getReplicaList carries the keys
- * it will lease in its ReadIndex request; the leader grants those leases (LeaseTable.grant, with its own clock) when
- * it answers the request, before the answer is sent, and replies with the keys it refused. So the leader knows of
+ * it will lease in its ReadIndex request; the leader grants those leases (LeaseTable.grant, with its own clock) and
+ * records them in its lease file when it answers the request, before the answer is sent, and replies with the keys it
+ * refused; the follower records them too before it answers (with the leader, a majority of three: LeaseSync). So the leader knows of
  * every leased read before the follower can answer it; a Remove or eviction admitted after that is refused.
  *
  * A Remove admitted before the read may not be applied yet when the read arrives: the leader neither leases nor
@@ -63,33 +64,25 @@ export function decodeKeys(payload: Uint8Array | null | undefined): string[] {
 
 /**
  * Leader: grants the leases follower reads ask for; answers each read with the keys it refused: reserved for an
- * eviction in flight, or covered by an admitted write not yet applied (`pending`; the follower asks again).
+ * eviction in flight, or covered by an admitted write not yet applied (`pending`; the follower asks again). Then
+ * `record`s the granted keys (LeaseSync.recordGranted: the leader's lease file, before the answer leaves); if that
+ * fails every read of the round gets no reply, so its follower answers NOT_LEADER instead of serving an unrecorded
+ * lease (the client reads from the leader, which fails STORAGE_FAILED if its file is still broken).
  */
-export function leaseGrantingHandler(leases: LeaseTable, pending: PendingWrites, now: () => number): ForwardedReadHandler {
+export function leaseGrantingHandler(leases: LeaseTable, pending: PendingWrites, record: (keys: string[], nowMs: number) => boolean, now: () => number): ForwardedReadHandler {
   return (_from, payloads) => {
     const t = now();
-    return payloads.map((p) => {
+    const granted: string[] = [];
+    const replies = payloads.map((p) => {
       if (p === null) return null;
       const refused: string[] = [];
-      for (const key of decodeKeys(p)) if (pending.covers(key) || leases.grant(key, t) === 0) refused.push(key);
+      for (const key of decodeKeys(p)) {
+        if (pending.covers(key) || leases.grant(key, t) === 0) refused.push(key);
+        else granted.push(key);
+      }
       return encodeKeys(refused);
     });
-  };
-}
-
-/**
- * Leader: the forwarded-read handler it installs. Grants the leases each follower read asks for before its ReadIndex
- * answer leaves (leaseGrantingHandler), and announces the granted ones to the members like its own reads' leases.
- */
-export function announcingGrantHandler(leases: LeaseTable, pending: PendingWrites, announce: (keys: string[], nowMs: number) => Promise<void>, now: () => number): ForwardedReadHandler {
-  const grant = leaseGrantingHandler(leases, pending, now);
-  return (from, payloads) => {
-    const replies = grant(from, payloads);
-    const granted = payloads.flatMap((p, i) => {
-      const refused = new Set(decodeKeys(replies[i]));
-      return decodeKeys(p).filter((k) => !refused.has(k));
-    });
-    if (granted.length > 0) announce(granted, now()).catch(() => {});
+    if (granted.length > 0 && !record(granted, t)) return payloads.map(() => null);
     return replies;
   };
 }
@@ -105,8 +98,9 @@ export async function linearizableRead(raft: RaftNode, leaseKeys: readonly strin
     return none;
   }
   const payload = leaseKeys !== null && leaseKeys.length > 0 ? encodeKeys(leaseKeys) : undefined;
-  // The leader and the serving follower both record a follower read's leases: a majority only of three voters
-  // (LeaseSync's guarantee across a leader change needs a majority), so larger clusters lease on the leader.
+  // The leader and the serving follower both record a follower read's leases (the leader does not announce them):
+  // a majority only of three voters (LeaseSync's guarantee across a leader change needs a majority), so larger
+  // clusters lease on the leader.
   if (payload !== undefined && raft.members().voters.length > maxFollowerLeaseVoters) throw notLeaderFor(raft, 'leased reads go to the leader in clusters of more than three voters');
   if (payload !== undefined && payload.byteLength > maxFollowerReadLeaseBytes) throw notLeaderFor(raft, 'this read is too large to lease through a follower');
   const reply = await raft.read({ allowFollower: true, ...(payload !== undefined ? { payload } : {}) });

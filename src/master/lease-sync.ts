@@ -60,7 +60,7 @@ export const maxLeaseKeysPerFrame = 2_048;
 export const maxTrackedLeaseFrames = 65_536;
 
 /** The most a lease is announced beyond its grant (see "Announcing ahead" above). */
-export const maxAnnounceAheadMs = 500;
+export const maxAnnounceAheadMs = 2_500;
 
 /** How much longer than granted a lease is announced. */
 export function announceAheadMs(leaseTtlMs: number): number {
@@ -323,6 +323,26 @@ export class LeaseSync {
     // none when the leader's announcement of it, which usually arrives first, was recorded long enough).
     const ahead = until + announceAheadMs(this.o.leases.leaseTtlMs);
     if (!this.persist(nowMs, keys.map((k) => [k, until, ahead] as const))) throw new MooringError(ErrorCode.STORAGE_FAILED, 'could not record the read lease; retry');
+  }
+
+  /**
+   * Leader: records the leases it just granted to a follower's read, before its ReadIndex answer leaves. With the
+   * serving follower's own record (`recordServed`, before it answers) that is a majority of three, so these are not
+   * announced: sending them to every member cost each follower a frame, a lease-file record and an acknowledgement
+   * per key read through another follower, for knowledge no new leader's collection needs (any majority of three
+   * meets the leader or the serving follower; linearizableRead keeps follower leases to clusters of ≤ 3 voters).
+   * False: not leading, or the lease file could not be written; the read must not be answered with these leases.
+   */
+  recordGranted(keys: readonly string[], nowMs: number): boolean {
+    if (this.leaderTerm === 0) return false;
+    if (keys.length === 0) return true;
+    const ttl = this.o.leases.leaseTtlMs;
+    const ahead = announceAheadMs(ttl);
+    // As recordServed: ahead by the announce margin, so a key read again and again costs a write once per margin.
+    return this.persist(nowMs, keys.map((k) => {
+      const until = this.o.leases.expiry(k);
+      return [k, until, until + ahead] as const;
+    }));
   }
 
   /** Consumes lease frames; returns false for anything else (Raft frames). */

@@ -39,7 +39,7 @@ import { LeaderGate } from './leader-gate.js';
 import { Demotions } from './demotions.js';
 import { LeaderDuties, housekeepingIntervalMs } from './leader-duties.js';
 import { MasterStateMachine } from './state-adapter.js';
-import { announcingGrantHandler } from './follower-reads.js';
+import { leaseGrantingHandler } from './follower-reads.js';
 import { PendingWrites } from './pending-writes.js';
 import { RpcSurface } from './rpc-surface.js';
 import type { MemberInfo } from './rpc-methods.js';
@@ -176,8 +176,8 @@ export class MasterNode {
     this.contact.onHeard((from) => {
       if (this.gate.hasParked && from === this.raft.leaderId) this.gate.wake();
     });
-    // Follower reads: the leader grants (and announces) the leases a follower's read asks for (follower-reads.ts).
-    this.raft.setForwardedReadHandler(announcingGrantHandler(this.leases, this.pending, (keys, now) => this.leaseSync.announce(keys, now), () => Date.now()));
+    // Follower reads: the leader grants (and records) the leases a follower's read asks for (follower-reads.ts).
+    this.raft.setForwardedReadHandler(leaseGrantingHandler(this.leases, this.pending, (keys, now) => this.leaseSync.recordGranted(keys, now), () => Date.now()));
     this.raft.on('leaderChange', (leader: string | null, term: number) => {
       this.viewVersion++;
       this.gate.wake();

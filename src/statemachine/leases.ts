@@ -25,21 +25,37 @@ export class LeaseTable {
   private generation = 0;
   private allLeasedUntilMs = 0;
 
+  /** How far out of expiry order an entry may stand (see extend): 1/16 of the TTL. */
+  private readonly reorderSlackMs: number;
+
   constructor(leaseTtlMs: number = defaultLeaseTtlMs) {
     this.leaseTtlMs = leaseTtlMs;
+    this.reorderSlackMs = Math.floor(leaseTtlMs / 16);
   }
 
   /** Grant (or extend) a lease; returns its expiry, or 0 if the key is reserved for eviction. */
   grant(key: string, nowMs: number): number {
     if (this.reserved.has(key)) return 0;
     const until = nowMs + this.leaseTtlMs;
-    const cur = this.expires.get(key);
-    if (cur === undefined || cur < until) {
-      // Re-insert so Map order is expiry order: prune() can stop at the first live lease.
-      this.expires.delete(key);
-      this.expires.set(key, until);
-    }
+    this.extend(key, until);
     return until;
+  }
+
+  /**
+   * Sets a later expiry. Map order is kept close to expiry order so prune() can stop at the first live lease: a key
+   * is moved to the end only when its expiry moves by more than `reorderSlackMs` (moving it on every read of a hot
+   * key, a delete and an insert in a Map of every leased key, was most of the leader's cost per read). So an expired
+   * lease may wait behind a live one for at most that long before prune() drops it; isLeased reads the exact expiry.
+   */
+  private extend(key: string, until: number): void {
+    const cur = this.expires.get(key);
+    if (cur !== undefined && cur >= until) return;
+    if (cur !== undefined && until - cur <= this.reorderSlackMs) {
+      this.expires.set(key, until);
+      return;
+    }
+    this.expires.delete(key);
+    this.expires.set(key, until);
   }
 
   /** The key's lease expiry (0 if none is known). */
@@ -49,10 +65,7 @@ export class LeaseTable {
 
   /** A lease learned from another member (after a leader change): kept until `untilMs` unless already longer. */
   adopt(key: string, untilMs: number): void {
-    const cur = this.expires.get(key);
-    if (cur !== undefined && cur >= untilMs) return;
-    this.expires.delete(key);
-    this.expires.set(key, untilMs);
+    this.extend(key, untilMs);
   }
 
   /** Live leases as [key, expiry] (for a new leader that asks what this member knows). */
@@ -120,8 +133,8 @@ export class LeaseTable {
   prune(nowMs: number): number {
     let n = 0;
     for (const [k, until] of this.expires) {
-      // Insertion order is expiry order for granted leases (fixed TTL); adopted ones may be out of order and then
-      // wait for a later round, which only keeps them a little longer.
+      // Insertion order is expiry order for granted leases within reorderSlackMs (extend); adopted ones may be out of
+      // order too and then wait for a later round, which only keeps them a little longer.
       if (until > nowMs) break;
       this.expires.delete(k);
       n++;

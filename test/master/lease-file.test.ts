@@ -10,6 +10,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { LeaseFile, leaseFileName, maxLeaseFileBytes, minLeaseFileCompactBytes } from '../../src/master/lease-file.js';
 import { NodeLeaseFileIo, readBootId } from '../../src/master/lease-file-io.js';
 import { LeaseSync } from '../../src/master/lease-sync.js';
+import { decodeKeys, encodeKeys, leaseGrantingHandler } from '../../src/master/follower-reads.js';
+import { PendingWrites } from '../../src/master/pending-writes.js';
 import { LeaseTable } from '../../src/statemachine/leases.js';
 import type { LoggerLike } from '../../src/transport/logger.js';
 import type { LeaseClock } from '../../src/master/lease-sync.js';
@@ -229,10 +231,10 @@ describe('LeaseFile', () => {
 
 describe('LeaseSync with a lease file', () => {
   const ttl = 1_000;
-  function member(io: TestIo, file: string, sent: unknown[], now: { t: number }, fresh = false): LeaseSync {
+  function member(io: TestIo, file: string, sent: unknown[], now: { t: number }, fresh = false, leases = new LeaseTable(ttl)): LeaseSync {
     const clock: LeaseClock = { now: () => now.t, setTimeout: () => ({ cancel: () => {}, refresh: () => {} }), setImmediate: () => {} };
     return new LeaseSync({
-      self: 'b', leases: new LeaseTable(ttl), send: (_to, f) => { sent.push(f); return true; },
+      self: 'b', leases, send: (_to, f) => { sent.push(f); return true; },
       voters: () => ['a', 'b', 'c'], peers: () => ['a', 'b', 'c'], term: () => 2, ackTimeoutMs: () => 300,
       fresh, store: open(io, file), clock, logger: recordingLogger(),
     });
@@ -283,5 +285,47 @@ describe('LeaseSync with a lease file', () => {
     const again = member(io, file, sent, now, true); // still no Raft state persisted: "fresh"
     again.onFrame('c', { k: 'lq', t: 3 }, now.t);
     expect(sent.pop()).toEqual({ k: 'lr', t: 3, keys: [['x', 800]], last: true });
+  });
+
+  it('a leader records the leases it grants to a follower read in its file before answering, without announcing them; a restart vouches for them', () => {
+    const io = new TestIo();
+    const file = tmpFile();
+    const now = { t: 10_000 };
+    const sent: unknown[] = [];
+    const leases = new LeaseTable(ttl);
+    const b = member(io, file, sent, now, true, leases);
+    b.roleChanged('leader', now.t);
+    sent.length = 0; // its collection's questions
+    const handler = leaseGrantingHandler(leases, new PendingWrites(), (keys, t) => b.recordGranted(keys, t), () => now.t);
+    const [reply] = handler('c', [encodeKeys(['x', 'y'])]);
+    expect(decodeKeys(reply)).toEqual([]); // none refused
+    expect(sent).toEqual([]); // the serving follower records them itself: no frame to the members
+    expect(readFileSync(file, 'utf8')).toContain('"x"');
+    io.close(); // SIGKILL right after the answer left
+
+    now.t += 100;
+    io.clock += 100;
+    const again = member(io, file, sent, now);
+    again.onFrame('a', { k: 'lq', t: 3 }, now.t);
+    const answer = sent.pop() as { keys: Array<[string, number]>; amnesic?: boolean };
+    expect(answer.amnesic).toBeUndefined();
+    // Granted for one TTL at 10 000, recorded ahead by the margin (half a TTL): 1 400 ms left of the 1 500.
+    expect(new Map(answer.keys)).toEqual(new Map([['x', 1_400], ['y', 1_400]]));
+  });
+
+  it('a leader whose lease file cannot be written answers a follower read with no reply (the follower answers NOT_LEADER)', () => {
+    const io = new TestIo();
+    const file = tmpFile();
+    const now = { t: 10_000 };
+    const leases = new LeaseTable(ttl);
+    const b = member(io, file, [], now, true, leases);
+    b.roleChanged('leader', now.t);
+    const handler = leaseGrantingHandler(leases, new PendingWrites(), (keys, t) => b.recordGranted(keys, t), () => now.t);
+    io.append = () => { throw new Error('EIO'); };
+    io.replace = () => { throw new Error('EIO'); };
+    expect(handler('c', [encodeKeys(['x']), null])).toEqual([null, null]);
+    // A follower's own role: nothing is recorded for it as a leader.
+    b.roleChanged('follower', now.t);
+    expect(b.recordGranted(['z'], now.t)).toBe(false);
   });
 });

@@ -40,6 +40,25 @@ describe('LeaseTable', () => {
     expect(l.leasedKeys(8000)).toEqual(['y']);
   });
 
+  it('a hot key re-read within 1/16 TTL keeps its place (no re-insert per read) yet its exact expiry; prune drops it at most that late', () => {
+    const l = new LeaseTable(1600); // slack 100 ms
+    l.grant('hot', 0); // until 1600
+    l.grant('cold', 10); // until 1610
+    l.grant('hot', 50); // until 1650: stays ahead of 'cold' in the map
+    expect(l.expiry('hot')).toBe(1650);
+    expect(l.isLeased('hot', 1640)).toBe(true);
+    // At 1620 'cold' is expired but waits behind the live 'hot' (within the slack); isLeased is exact.
+    expect(l.isLeased('cold', 1620)).toBe(false);
+    expect(l.prune(1620)).toBe(0);
+    expect(l.prune(1650)).toBe(2);
+    // A grant further out than the slack moves the key to the end: the expired one behind it goes at once.
+    l.grant('a', 2000); // until 3600
+    l.grant('b', 2010); // until 3610
+    l.grant('a', 2200); // until 3800: moved behind 'b'
+    expect(l.prune(3700)).toBe(1);
+    expect(l.leasedKeys(3700)).toEqual(['a']);
+  });
+
   it('a reservation of an earlier leadership releases nothing', () => {
     const l = new LeaseTable(1000);
     const old = l.reserve(['z']);

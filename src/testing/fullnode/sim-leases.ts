@@ -6,7 +6,7 @@
  *   partitions, delays, duplicates), taken out by LeaderContact before RaftNode sees them;
  * - role changes through `LeaseSync.roleChanged` (the same call MasterNode makes), so a new leader keeps the
  *   blanket until a majority told it the leases they know;
- * - follower reads: the leader grants and announces in `announcingGrantHandler`, the follower `recordServed`s;
+ * - follower reads: the leader grants and records in `leaseGrantingHandler`, the follower `recordServed`s;
  * - getReplicaList through `replicaRead` (follower-reads.ts, the RPC surface's own code), and Remove through the RPC
  *   surface's steps: duplicate reply, wait for the lease collection, `admitAndHold` (OBJECT_HAS_LEASE: a definite
  *   refusal; else the key is held in PendingWrites until the remove settles, so reads of it wait), the applied reply
@@ -18,7 +18,7 @@
  */
 import { ErrorCode, MooringError } from '../../errors.js';
 import { admitAndHold } from '../../master/admission.js';
-import { announcingGrantHandler, decodeKeys, replicaRead } from '../../master/follower-reads.js';
+import { decodeKeys, leaseGrantingHandler, replicaRead } from '../../master/follower-reads.js';
 import type { LeaderContact } from '../../master/leader-contact.js';
 import { LeaderGate } from '../../master/leader-gate.js';
 import { LeaseSync, leaseWaitMs, raftLeaseView } from '../../master/lease-sync.js';
@@ -191,11 +191,12 @@ export class SimLeaseNode {
       return this.sync.onFrame(from, frame, clock.now());
     });
     raft.on('roleChange', (role: Role) => this.roleChanged(role));
-    // Follower reads: the leader grants (and announces) the leases a follower's read asks for; noted for the check.
-    const grant = announcingGrantHandler(this.leases, this.pending, (keys, now) => this.sync.announce(keys, now), () => clock.now());
+    // Follower reads: the leader grants (and records) the leases a follower's read asks for; noted for the check.
+    const grant = leaseGrantingHandler(this.leases, this.pending, (keys, now) => this.sync.recordGranted(keys, now), () => clock.now());
     const handler: ForwardedReadHandler = (from, payloads) => {
       const replies = grant(from, payloads);
       payloads.forEach((p, i) => {
+        if (replies[i] === null) return; // not recorded: the follower answers NOT_LEADER
         const refused = new Set(decodeKeys(replies[i]));
         ledger.noteForwardedGrant(from, decodeKeys(p).filter((k) => !refused.has(k)));
       });
