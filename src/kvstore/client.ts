@@ -69,11 +69,14 @@ export class KvClient {
     return this.pool.leaderEndpoint;
   }
 
-  /** Writes key=value exactly once; resolves with the previous value. */
-  put(key: string, value: string): Promise<{ prev: string | null }> {
-    const run = async (): Promise<{ prev: string | null }> => {
+  /**
+   * Writes key=value exactly once. With `{prev: true}` it resolves with the previous value (null if none), which
+   * costs the leader a read of it before it answers (etcd's prevKv); without, with `{}`.
+   */
+  put(key: string, value: string, opts: { prev?: boolean } = {}): Promise<{ prev?: string | null }> {
+    const run = async (): Promise<{ prev?: string | null }> => {
       const seq = ++this.seq;
-      return this.call<{ prev: string | null }>('put', { key, value, clientId: this.clientId, seq }, undefined, true);
+      return this.call<{ prev?: string | null }>('put', { key, value, clientId: this.clientId, seq, ...(opts.prev === true ? { prev: true } : {}) }, undefined, true);
     };
     const p = this.writeChain.then(run, run);
     this.writeChain = p.catch(() => {});

@@ -4,10 +4,11 @@
  * Used by the real-process tests and the benchmarks; `server-main.ts` is the process edge (argv, signals, stdout).
  *
  * RPC methods (args → result):
- *   put {key, value, clientId?, seq?} → {prev}            (exactly-once per (clientId, seq))
+ *   put {key, value, clientId?, seq?, prev?} → {prev?}    (exactly-once per (clientId, seq); the previous value
+ *                                                          only with prev: true, etcd's prevKv, which costs a read)
  *   get {key}                          → {value|null}      (linearizable: node.read() first; leader only)
- *   status {stateHash?}                → KvStatus          (the rpc address of every member; the whole-state hash only
- *                                                          when asked: it walks every key on the event loop)
+ *   status {stateHash?}                → KvStatus          (the rpc address of every member; the whole-state hash and
+ *                                                          the key count only when asked: they walk every key)
  *   transferLeader {to}                → {leader}
  *   addMember {id, host, raftPort, rpcPort} → {confState}  (learner first, promoted once caught up)
  *   removeMember {id}                  → {confState}
@@ -79,8 +80,8 @@ export interface KvStatus {
   lastIndex: number;
   firstIndex: number;
   snapshotIndex: number;
-  keys: number;
-  /** Only when asked (`status {stateHash: true}`). */
+  /** Only when asked (`status {stateHash: true}`): the key count and the whole-state hash come from one scan. */
+  keys?: number;
   stateHash?: string;
   confState: ConfState;
   members: { id: string; raft: string; rpc: string | null }[];
@@ -173,7 +174,7 @@ export class KvServer {
 
   async status(opts: { stateHash?: boolean } = {}): Promise<KvStatus> {
     // The hash's LevelDB iterator (its snapshot) is opened now, in the same turn as the indexes below are read.
-    const hash = opts.stateHash === true ? this.sm.stateHash() : null;
+    const hash = opts.stateHash === true ? this.sm.summary() : null;
     const st = this.node.status();
     const leader = st.leader;
     return {
@@ -187,8 +188,7 @@ export class KvServer {
       lastIndex: st.lastIndex,
       firstIndex: this.logStore.firstIndex(),
       snapshotIndex: this.logStore.snapshot().metadata.index,
-      keys: this.sm.size,
-      ...(hash !== null ? { stateHash: await hash } : {}),
+      ...(hash !== null ? await hash.then((h) => ({ keys: h.keys, stateHash: h.hash })) : {}),
       confState: st.confState,
       members: st.peers.map((p) => ({ id: p.id, raft: `${p.host}:${p.port}`, rpc: p.rpcPort !== undefined ? `${p.host}:${p.rpcPort}` : null })),
       pid: process.pid,
@@ -289,10 +289,11 @@ export class KvServer {
       if (typeof a.value !== 'string') throw new MooringError(ErrorCode.INVALID_ARGUMENT, 'value must be a string');
       const session = sessionArgs(a);
       // encodeKvCommand checks key and value sizes.
-      const cmd = encodeKvCommand({ op: 'put', key, value: a.value, ...session });
+      if (a.prev !== undefined && typeof a.prev !== 'boolean') throw new MooringError(ErrorCode.INVALID_ARGUMENT, 'prev must be a boolean');
+      const cmd = encodeKvCommand({ op: 'put', key, value: a.value, ...session, ...(a.prev === true ? { prev: true } : {}) });
       const res = await this.leaderOnly(a, () => this.enqueue(cmd));
       if (!res.ok) throw new MooringError(isCode(res.code) ? res.code : ErrorCode.INTERNAL, res.message);
-      return { prev: res.prev };
+      return res.prev !== undefined ? { prev: res.prev } : {};
     });
     this.rpc.handle('get', async (args) => {
       const a = argsObject(args);

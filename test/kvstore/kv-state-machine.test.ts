@@ -1,12 +1,15 @@
 /**
  * The KV test state machine (src/kvstore/kv-state-machine.ts) on a real LevelDB in a temp dir: its data lives only in
- * LevelDB, so what it replies (previous values), counts, snapshots and reloads must come from there exactly.
+ * LevelDB, written behind the replies, so what it replies (previous values), reads, counts, snapshots and reloads
+ * must come from there and from the batches not yet written, exactly.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { KvStateMachine, encodeKvCommand, type KvCommand } from '../../src/kvstore/kv-state-machine.js';
+
+const keyCount = async (sm: KvStateMachine): Promise<number> => (await sm.summary()).keys;
 import type { AppliedCommand } from '../../src/raft/state-machine.js';
 
 const dirs: string[] = [];
@@ -36,14 +39,15 @@ async function drain(chunks: AsyncIterable<Uint8Array>): Promise<Uint8Array[]> {
 }
 
 describe('KvStateMachine (data in LevelDB only)', () => {
-  it('replies with each command\'s previous value inside one batch, and counts keys', async () => {
+  it('replies with each command\'s previous value (when asked) inside one batch, and counts keys', async () => {
     const { sm } = await fresh();
     const batch = entries(
-      { op: 'put', key: 'a', value: '1' },
-      { op: 'put', key: 'a', value: '2' },
-      { op: 'put', key: 'b', value: 'x' },
-      { op: 'del', key: 'a' },
-      { op: 'del', key: 'zz' },
+      { op: 'put', key: 'a', value: '1', prev: true },
+      { op: 'put', key: 'a', value: '2', prev: true },
+      { op: 'put', key: 'b', value: 'x', prev: true },
+      { op: 'del', key: 'a', prev: true },
+      { op: 'del', key: 'zz', prev: true },
+      { op: 'put', key: 'c', value: 'no prev asked' },
     );
     const replies = await sm.apply(batch, batch.at(-1)!.index);
     expect(replies).toEqual([
@@ -52,21 +56,22 @@ describe('KvStateMachine (data in LevelDB only)', () => {
       { ok: true, prev: null },
       { ok: true, prev: '2' },
       { ok: true, prev: null },
+      { ok: true },
     ]);
-    expect(sm.size).toBe(1);
+    expect(await keyCount(sm)).toBe(2);
     expect(await sm.get('a')).toBeUndefined();
     expect(await sm.get('b')).toBe('x');
     // The next batch reads what the previous one wrote.
-    const next = entries({ op: 'put', key: 'b', value: 'y' });
+    const next = entries({ op: 'put', key: 'b', value: 'y', prev: true });
     expect(await sm.apply(next, next[0]!.index)).toEqual([{ ok: true, prev: 'x' }]);
-    expect(sm.size).toBe(1);
+    expect(await keyCount(sm)).toBe(2);
   });
 
   it('a retried write (same clientId, seq) gets its first reply and changes nothing', async () => {
     const { sm } = await fresh();
-    const first = entries({ op: 'put', key: 'k', value: 'v1', clientId: 'c', seq: 1 });
+    const first = entries({ op: 'put', key: 'k', value: 'v1', clientId: 'c', seq: 1, prev: true });
     await sm.apply(first, first[0]!.index);
-    const again = entries({ op: 'put', key: 'k', value: 'v2', clientId: 'c', seq: 1 });
+    const again = entries({ op: 'put', key: 'k', value: 'v2', clientId: 'c', seq: 1, prev: true });
     expect(await sm.apply(again, again[0]!.index)).toEqual([{ ok: true, prev: null }]);
     expect(await sm.get('k')).toBe('v1');
   });
@@ -86,7 +91,7 @@ describe('KvStateMachine (data in LevelDB only)', () => {
     const { sm: copy } = await fresh();
     await copy.restore(image.index, (async function* () { yield* chunks; })());
     expect(await copy.stateHash()).toBe(hashAtSnapshot);
-    expect(copy.size).toBe(5000);
+    expect(await keyCount(copy)).toBe(5000);
     expect(copy.appliedIndex()).toBe(image.index);
     expect(await copy.get('k0')).toBe('v0');
     expect(await copy.get('new')).toBeUndefined();
@@ -94,7 +99,7 @@ describe('KvStateMachine (data in LevelDB only)', () => {
 
   it('reopened, it has its keys, count, sessions and applied index back from LevelDB', async () => {
     const { sm, dir } = await fresh();
-    const a = entries({ op: 'put', key: 'x', value: '1', clientId: 'c', seq: 7 }, { op: 'put', key: 'y', value: '2' });
+    const a = entries({ op: 'put', key: 'x', value: '1', clientId: 'c', seq: 7, prev: true }, { op: 'put', key: 'y', value: '2' });
     await sm.apply(a, a.at(-1)!.index);
     await sm.flush();
     const hash = await sm.stateHash();
@@ -103,10 +108,57 @@ describe('KvStateMachine (data in LevelDB only)', () => {
     const back = await KvStateMachine.open(dir);
     open.push(back);
     expect(back.appliedIndex()).toBe(a.at(-1)!.index);
-    expect(back.size).toBe(2);
+    expect(await keyCount(back)).toBe(2);
     expect(await back.stateHash()).toBe(hash);
     const retry = entries({ op: 'put', key: 'x', value: 'other', clientId: 'c', seq: 7 });
     expect(await back.apply(retry, retry[0]!.index)).toEqual([{ ok: true, prev: null }]); // the session survived
     expect(await back.get('x')).toBe('1');
+  });
+
+  it('written behind the replies: reads, later applies and a snapshot taken before the write landed see exactly the applied state', async () => {
+    const { sm } = await fresh();
+    const a = entries(...Array.from({ length: 3000 }, (_, i): KvCommand => ({ op: 'put', key: `k${i}`, value: `v${i}` })));
+    // Applied back to back, nothing awaited in between but the applies themselves (their writes trail behind).
+    await sm.apply(a, a.at(-1)!.index);
+    expect(await sm.get('k2999')).toBe('v2999');
+    const b = entries({ op: 'put', key: 'k0', value: 'b0', prev: true }, { op: 'del', key: 'k1', prev: true });
+    expect(await sm.apply(b, b.at(-1)!.index)).toEqual([{ ok: true, prev: 'v0' }, { ok: true, prev: 'v1' }]);
+    const image = sm.snapshot();
+    expect(image.index).toBe(b.at(-1)!.index);
+    const c = entries({ op: 'put', key: 'k0', value: 'c0' }, { op: 'put', key: 'late', value: 'x' });
+    await sm.apply(c, c.at(-1)!.index);
+    expect(await sm.get('k0')).toBe('c0');
+    expect(await sm.get('k1')).toBeUndefined();
+    const chunks = await drain(image.chunks);
+    const { sm: copy } = await fresh();
+    await copy.restore(image.index, (async function* () { yield* chunks; })());
+    expect(await copy.get('k0')).toBe('b0'); // b applied, c not
+    expect(await copy.get('k1')).toBeUndefined();
+    expect(await copy.get('late')).toBeUndefined();
+    expect(await keyCount(copy)).toBe(2999);
+    // flush makes everything applied so far durable, applied index included.
+    await sm.flush();
+    expect(await keyCount(sm)).toBe(3000);
+  });
+
+  it('a batch that fails to reach LevelDB stops the state machine: the next apply throws (the node crash-stops and replays)', async () => {
+    const { sm } = await fresh();
+    const db = (sm as unknown as { db: { batch(): unknown } }).db;
+    const realBatch = db.batch.bind(db);
+    db.batch = () => {
+      const b = realBatch() as { write(): Promise<void> };
+      b.write = () => Promise.reject(new Error('EIO: injected'));
+      return b;
+    };
+    const a = entries({ op: 'put', key: 'x', value: '1' });
+    expect(await sm.apply(a, a[0]!.index)).toEqual([{ ok: true }]); // answered before the write
+    const b = entries({ op: 'put', key: 'y', value: '2' });
+    await expect((async () => {
+      for (let i = 0; i < 50; i++) {
+        await sm.apply(b, b[0]!.index);
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    })()).rejects.toThrow(/EIO: injected/);
+    await expect(sm.flush()).rejects.toThrow(/EIO: injected/);
   });
 });

@@ -76,7 +76,8 @@ function leaderOf(members: Member[]): Member | undefined {
 }
 
 async function put(m: Member, key: string, value: string, clientId?: string, seq?: number): Promise<unknown> {
-  return m.node.propose(encodeKvCommand({ op: 'put', key, value, ...(clientId ? { clientId, seq: seq! } : {}) }));
+  // prev: true, so replies show the order commands were applied in.
+  return m.node.propose(encodeKvCommand({ op: 'put', key, value, prev: true, ...(clientId ? { clientId, seq: seq! } : {}) }));
 }
 
 function tmp(): string {
@@ -103,7 +104,7 @@ describe('RaftNode (in-process, real LevelDB)', () => {
     expect(results.every((r) => (r as { ok: boolean }).ok)).toBe(true);
     await leader.node.read();
     expect(await leader.sm.get('k199')).toBe('v199');
-    await waitUntil(() => members.every((m) => m.sm.size === 200));
+    await waitUntil(async () => (await Promise.all(members.map(async (m) => (await m.sm.summary()).keys))).every((n) => n === 200));
     const hashes = new Set(await Promise.all(members.map((m) => m.sm.stateHash())));
     expect(hashes.size).toBe(1);
     // A follower refuses writes and reads with NOT_LEADER and names the leader.
@@ -190,7 +191,7 @@ describe('RaftNode (in-process, real LevelDB)', () => {
     const capture = { debug() {}, info: (_o: object, m?: string) => { events.push(m ?? ''); }, warn() {}, error() {} };
     const back = await startMember(net, root, lagging.id, ids, ids, { ...opts, logger: capture });
     // Caught up by a snapshot streamed from the leader (not by entries, which the leader no longer has).
-    await waitUntil(() => back.sm.size === 300 && events.includes('installed snapshot from leader'), 20_000);
+    await waitUntil(async () => events.includes('installed snapshot from leader') && (await back.sm.summary()).keys === 300, 20_000);
     expect(await back.sm.stateHash()).toBe(await leader.sm.stateHash());
   });
 

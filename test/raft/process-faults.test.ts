@@ -143,7 +143,7 @@ describe('real-process faults', () => {
     expect(ls.firstIndex).toBeGreaterThan(lagStatus.lastIndex + 1); // the entries it needs are compacted away
     await c.start(lagging);
     await converged(c);
-    const st = (await c.status(lagging))!;
+    const st = (await c.status(lagging, { stateHash: true }))!;
     expect(st.snapshotIndex).toBeGreaterThan(lagStatus.lastIndex);
     expect(st.keys).toBe(1550);
     expect(readFileSync(c.node(lagging).logPath, 'utf8'), c.running().map((id) => c.logTail(id, 8)).join('\n')).toMatch(/installed snapshot from leader/);
@@ -175,7 +175,7 @@ describe('real-process faults', () => {
     for (const s of sts) expect([...s!.confState.voters].sort(), JSON.stringify(sts)).toEqual(live);
     // The new member holds the data written before it joined.
     const onlyNew = client(c, ['n4']);
-    const st4 = await onlyNew.status(c.endpoint('n4'));
+    const st4 = await onlyNew.status(c.endpoint('n4'), { stateHash: true });
     expect(st4.keys).toBe(300);
     // The old member stays dead; a majority of the new configuration (leader + n4) commits without it.
     const otherOld = live.find((id) => id !== 'n4' && id !== (sts.find((s) => s!.role === 'leader')!.id));
