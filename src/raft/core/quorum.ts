@@ -14,9 +14,19 @@ export function majorityCommitted(voters: ReadonlySet<NodeId>, acked: (id: NodeI
   if (n === 1) {
     for (const id of voters) return acked(id) ?? 0;
   }
+  // Insertion sort, descending: Array.prototype.sort allocated a work array on every call (the leader's largest
+  // allocation per write in a heap profile; this runs at every acknowledgement), and voter sets are small.
   const xs: number[] = [];
-  for (const id of voters) xs.push(acked(id) ?? 0);
-  xs.sort((a, b) => b - a);
+  for (const id of voters) {
+    const v = acked(id) ?? 0;
+    let i = xs.length;
+    xs.push(v);
+    while (i > 0 && xs[i - 1]! < v) {
+      xs[i] = xs[i - 1]!;
+      i--;
+    }
+    xs[i] = v;
+  }
   // With the acks sorted descending, the (n/2+1)-th is held by a majority.
   return xs[Math.floor(n / 2)]!;
 }

@@ -78,10 +78,21 @@ export class ProgressTracker {
     return [...s].sort();
   }
 
-  /** All tracked peers (voters and learners), sorted. */
-  ids(): NodeId[] {
-    return [...this.progress.keys()].sort();
+  /**
+   * All tracked peers (voters and learners), sorted. Kept between calls while the tracked set is unchanged: sorting a
+   * fresh copy at every append broadcast was one of the leader's largest allocations per write. Callers only read it.
+   */
+  ids(): readonly NodeId[] {
+    const c = this.sortedIds;
+    if (c !== null && c.length === this.progress.size) {
+      let same = true;
+      for (let i = 0; i < c.length && same; i++) same = this.progress.has(c[i]!);
+      if (same) return c;
+    }
+    this.sortedIds = [...this.progress.keys()].sort();
+    return this.sortedIds;
   }
+  private sortedIds: NodeId[] | null = null;
 
   /** The highest index acknowledged by a quorum (of both halves when joint). */
   committed(): number {
