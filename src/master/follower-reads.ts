@@ -19,7 +19,6 @@
  * linearizable: the remove may still fail (a lost leadership, a dropped proposal). An older follower answers refused
  * keys as "being evicted": no lease, no replicas, still safe.
  */
-import { withFields } from '../util/with-fields.js';
 import { Packr } from 'msgpackr';
 import { ErrorCode, MooringError } from '../errors.js';
 import type { ForwardedReadHandler, RaftNode } from '../raft/node/index.js';
@@ -149,7 +148,10 @@ export async function replicaRead(d: ReplicaReadDeps, keys: readonly string[], s
   const rs = d.state.batchGetReplicaList(keys, now, leases);
   const granted = keys.filter((_, i) => rs[i]!.ok);
   if (leases !== undefined && granted.length > 0) await d.whileLeading(d.leaseSync.announce(granted, now));
-  return leases !== undefined || stale ? rs : rs.map((r, i) => followerReplicaResult(r, keys[i]!, refused, d.leaseTtlMs));
+  if (leases !== undefined || stale) return rs;
+  // Every result is fresh (batchGetReplicaList builds each one): completed in place, not copied per key.
+  for (let i = 0; i < rs.length; i++) rs[i] = followerReplicaResult(rs[i]!, keys[i]!, refused, d.leaseTtlMs);
+  return rs;
 }
 
 /** Leader: waits until no admitted write covers `keys`; NOT_LEADER if this node stops leading meanwhile. */
@@ -178,10 +180,14 @@ async function askAgain(d: ReplicaReadDeps, refused: ReadonlySet<string>): Promi
   return none;
 }
 
-/** A follower's answer carries the cluster's lease TTL (the leader granted it) and refuses keys being evicted. */
+/**
+ * A follower's answer carries the cluster's lease TTL (the leader granted it) and refuses keys being evicted. `r` must
+ * be the caller's own (fresh) result: its value's TTL is set in place (a copy per key served was a large share of a
+ * follower's allocations per read).
+ */
 export function followerReplicaResult<T extends { leaseTtlMs: number }>(r: Result<T>, key: string, refused: ReadonlySet<string>, leaseTtlMs: number): Result<T> {
-  if (refused.has(key)) return errResult(ErrorCode.OBJECT_NOT_FOUND, `object ${key} is being evicted`);
-  if (r.ok) return { ok: true, value: withFields(r.value, { leaseTtlMs }) };
+  if (refused.size > 0 && refused.has(key)) return errResult(ErrorCode.OBJECT_NOT_FOUND, `object ${key} is being evicted`);
+  if (r.ok) r.value.leaseTtlMs = leaseTtlMs;
   return r;
 }
 

@@ -495,10 +495,12 @@ export class LeaseSync {
     });
   }
 
-  /** Did a majority of voters (self included: it has every frame it sent) acknowledge every frame in `seqs`? */
-  private majorityAcked(seqs: readonly number[]): boolean {
-    if (seqs.some((q) => q <= this.ackFloor)) return false; // forgotten: the waiter times out, the read is retried
-    const voters = this.o.voters();
+  /**
+   * Did a majority of voters (self included: it has every frame it sent) acknowledge every frame in `seqs`? No
+   * closures or copies: it runs for every waiter at every acknowledgement (settle).
+   */
+  private majorityAcked(seqs: readonly number[], voters: readonly string[] = this.o.voters()): boolean {
+    for (let i = 0; i < seqs.length; i++) if (seqs[i]! <= this.ackFloor) return false; // forgotten: the waiter times out, the read is retried
     let n = 0;
     for (const v of voters) {
       if (v === this.o.self) {
@@ -506,7 +508,10 @@ export class LeaseSync {
         continue;
       }
       const got = this.acked.get(v);
-      if (got !== undefined && seqs.every((q) => got.has(q))) n++;
+      if (got === undefined) continue;
+      let all = true;
+      for (let i = 0; i < seqs.length && all; i++) all = got.has(seqs[i]!);
+      if (all) n++;
     }
     return n * 2 > voters.length;
   }
@@ -521,14 +526,16 @@ export class LeaseSync {
 
   private settle(): void {
     if (this.waiters.length === 0) return;
-    const keep: Waiter[] = [];
-    for (const w of this.waiters) {
-      if (this.majorityAcked(w.seqs)) {
+    const voters = this.o.voters();
+    let kept = 0;
+    for (let i = 0; i < this.waiters.length; i++) {
+      const w = this.waiters[i]!;
+      if (this.majorityAcked(w.seqs, voters)) {
         w.timer.cancel();
         w.resolve();
-      } else keep.push(w);
+      } else this.waiters[kept++] = w;
     }
-    this.waiters = keep;
+    this.waiters.length = kept;
   }
 
   private checkCollected(): void {
