@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { KvStateMachine, encodeKvCommand, type KvCommand } from '../../src/kvstore/kv-state-machine.js';
+import { KvStateMachine, encodeKvCommand, maxKvWritesBehind, type KvCommand } from '../../src/kvstore/kv-state-machine.js';
 
 const keyCount = async (sm: KvStateMachine): Promise<number> => (await sm.summary()).keys;
 import type { AppliedCommand } from '../../src/raft/state-machine.js';
@@ -160,5 +160,47 @@ describe('KvStateMachine (data in LevelDB only)', () => {
       }
     })()).rejects.toThrow(/EIO: injected/);
     await expect(sm.flush()).rejects.toThrow(/EIO: injected/);
+  });
+
+  it(`writes behind at most maxKvWritesBehind (${maxKvWritesBehind}) batches: the next apply waits for the oldest to land`, async () => {
+    const { sm } = await fresh();
+    // LevelDB writes held until the test lets them go (the real batch is written then).
+    const held: Array<() => void> = [];
+    let holding = true;
+    const db = (sm as unknown as { db: { batch(): unknown } }).db;
+    const realBatch = db.batch.bind(db);
+    db.batch = () => {
+      const b = realBatch() as { write(): Promise<void> };
+      const write = b.write.bind(b);
+      b.write = () => (holding ? new Promise<void>((resolve, reject) => held.push(() => void write().then(resolve, reject))) : write());
+      return b;
+    };
+    const release = (): void => {
+      holding = false;
+      while (held.length > 0) held.shift()!();
+    };
+    try {
+      for (let i = 0; i < maxKvWritesBehind; i++) {
+        const e = entries({ op: 'put', key: `k${i}`, value: `v${i}` });
+        expect(await sm.apply(e, e[0]!.index)).toEqual([{ ok: true }]); // answered with its write still held
+      }
+      const extra = entries({ op: 'put', key: 'over', value: 'x' });
+      let answered = false;
+      const last = sm.apply(extra, extra[0]!.index).then((r) => { answered = true; return r; });
+      await new Promise((r) => setTimeout(r, 50));
+      expect(answered).toBe(false); // the limit holds it
+      expect(await sm.get('k0')).toBe('v0'); // unwritten values are readable meanwhile
+      // Writes are started one at a time, in apply order: let them land one by one.
+      while (!answered) {
+        held.shift()?.();
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      expect(await last).toEqual([{ ok: true }]);
+      release();
+      await sm.flush(); // in write order: after every batch landed
+      expect(await keyCount(sm)).toBe(maxKvWritesBehind + 1);
+    } finally {
+      release(); // whatever failed above, the held writes go out (close() waits for them)
+    }
   });
 });
