@@ -2,7 +2,8 @@
  * Hostile bytes against a live node's Raft port, from raw sockets: wrong cluster id, random bytes, truncated and
  * oversize frames, and (after a valid handshake) frames that decode but are not protocol messages. fast-check
  * generates them (the seed is printed on failure; pass it to fc.assert to replay). Afterwards every process is
- * still alive and the cluster still commits writes. Needs `npm run build:ts` first.
+ * still alive and the cluster still commits writes. The same live cluster also checks the KV put's `prev` argument
+ * (returned only when asked; a non-boolean is INVALID_ARGUMENT). Needs `npm run build:ts` first.
  */
 import net from 'node:net';
 import fc from 'fast-check';
@@ -73,6 +74,17 @@ async function stillServing(): Promise<void> {
   await client.put(key, 'ok');
   expect(await client.get(key)).toBe('ok');
 }
+
+describe('the KV put over RPC', () => {
+  it('returns the previous value only when asked (prevKv), and refuses a prev that is not a boolean', async () => {
+    const key = `prev-${Date.now()}`;
+    expect(await client.put(key, 'one')).toEqual({});
+    expect(await client.put(key, 'two', { prev: true })).toEqual({ prev: 'one' });
+    expect(await client.put(`${key}-new`, 'x', { prev: true })).toEqual({ prev: null });
+    await expect(client.call('put', { key, value: 'three', prev: 'yes' }, undefined, true)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(await client.get(key)).toBe('two');
+  });
+});
 
 describe('bad input on the Raft port of a live node', () => {
   it('refuses a peer from another cluster with CLUSTER_MISMATCH and closes', async () => {
