@@ -33,7 +33,7 @@ const nullTransport: PeerTransport = {
 };
 
 /** A one-voter cluster (it commits on its own save), leading, with saves held from now on. */
-async function startLeader(limits: { maxProposalWaitMs?: number; maxPendingProposals?: number }): Promise<{ node: RaftNode; log: GatedLog; sm: KvStateMachine }> {
+async function startLeader(limits: { maxProposalWaitMs?: number; maxPendingProposals?: number; proposalTimeoutMs?: number }): Promise<{ node: RaftNode; log: GatedLog; sm: KvStateMachine }> {
   const dir = mkdtempSync(path.join(tmpdir(), 'mooring-busy-'));
   dirs.push(dir);
   const wal = await Wal.open(path.join(dir, 'wal'));
@@ -105,5 +105,31 @@ describe('leader backpressure (BUSY)', () => {
     await log.release();
     await Promise.all(queued);
     await expect(node.propose(put('e'))).resolves.toBeDefined();
+  });
+
+  it('proposalTimeoutMs: each proposal not applied in time fails TIMEOUT (outcome unknown) at its own deadline, oldest first; one that applies meanwhile does not', async () => {
+    const { node, log, sm } = await startLeader({ proposalTimeoutMs: 150, maxProposalWaitMs: 60_000 });
+    const failedAt = new Map<string, number>();
+    const t0 = Date.now();
+    const watch = (k: string): Promise<unknown> => node.propose(put(k)).then(
+      () => { failedAt.set(k, -1); },
+      (e: unknown) => { failedAt.set(k, Date.now() - t0); expect(e).toMatchObject({ code: ErrorCode.TIMEOUT, message: expect.stringMatching(/not applied within 150 ms/) }); },
+    );
+    const first = watch('t1');
+    await waitFor(() => log.held.length >= 1); // stalled on the disk
+    await sleep(80);
+    const second = watch('t2');
+    await first;
+    expect(failedAt.get('t1')).toBeGreaterThanOrEqual(140);
+    expect(failedAt.has('t2')).toBe(false); // its own deadline is ~80 ms later
+    await second;
+    expect(failedAt.get('t2')).toBeGreaterThanOrEqual(failedAt.get('t1')! + 60);
+    // The disk comes back: a new proposal applies and is not failed by a timeout armed before it.
+    log.hold = false;
+    await log.release();
+    await node.propose(put('t3'));
+    await sleep(200);
+    expect(await sm.get('t3')).toBe('v');
+    await expect(node.propose(put('t4'))).resolves.toBeDefined();
   });
 });
