@@ -173,12 +173,9 @@ export class KvStateMachine implements RaftStateMachine {
       }
     }
     if (toRead.length > 0) {
+      // No write of these keys is in flight (none was unwritten, and applies run one at a time: the driver's chain).
       const stored = await this.db.getMany(toRead);
-      for (let i = 0; i < toRead.length; i++) {
-        // A batch applied before this one may have landed while the read ran, or still be unwritten: it wins.
-        const u = this.unwritten.get(toRead[i]!);
-        overlay.set(toRead[i]!, u !== undefined ? u.value : stored[i] === undefined ? null : (packr.unpack(stored[i]!) as string));
-      }
+      for (let i = 0; i < toRead.length; i++) overlay.set(toRead[i]!, stored[i] === undefined ? null : (packr.unpack(stored[i]!) as string));
       if (this.failed !== null) throw this.failed;
     }
     const batch = this.db.batch();

@@ -8,8 +8,9 @@
  * Read leases (the eviction/remove guard) are leader soft state. A follower's read of getReplicaList carries the keys
  * it will lease in its ReadIndex request; the leader grants those leases (LeaseTable.grant, with its own clock) and
  * records them in its lease file when it answers the request, before the answer is sent, and replies with the keys it
- * refused; the follower records them too before it answers (with the leader, a majority of three: LeaseSync). So the leader knows of
- * every leased read before the follower can answer it; a Remove or eviction admitted after that is refused.
+ * refused; the follower records them too before it answers (with the leader, a majority of three: LeaseSync). So the
+ * leader knows of every leased read before the follower can answer it; a Remove or eviction admitted after that is
+ * refused.
  *
  * A Remove admitted before the read may not be applied yet when the read arrives: the leader neither leases nor
  * answers a key such a write covers (PendingWrites, pending-writes.ts) until it settles. On the leader the read waits
