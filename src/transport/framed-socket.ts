@@ -42,7 +42,7 @@ export class FramedSocket {
   readOne(timeoutMs: number): Promise<unknown> {
     if (this.pending.length > 0) return Promise.resolve(this.pending.shift());
     if (this.closedWith !== undefined) {
-      return Promise.reject(this.closedWith ?? new MooringError(ErrorCode.RPC_FAILED, 'connection closed'));
+      return Promise.reject(closeError(this.closedWith));
     }
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -167,10 +167,20 @@ export class FramedSocket {
     if (this.waiter !== null) {
       const w = this.waiter;
       this.waiter = null;
-      w.reject(err ?? new MooringError(ErrorCode.RPC_FAILED, 'connection closed'));
+      w.reject(closeError(err));
     }
     const cbs = this.closeHandlers;
     this.closeHandlers = [];
     for (const cb of cbs) cb(err);
   }
+}
+
+/**
+ * Why a read could not complete. A connection that closed or reset is UNAVAILABLE (the peer went away: retry
+ * elsewhere or later), the same code a call gets when its established connection drops; a protocol error keeps
+ * its own code.
+ */
+function closeError(err: Error | null): MooringError {
+  if (err instanceof MooringError) return err;
+  return new MooringError(ErrorCode.UNAVAILABLE, err === null ? 'connection closed' : `connection lost: ${err.message}`, err === null ? {} : { cause: err });
 }

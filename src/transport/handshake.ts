@@ -109,7 +109,8 @@ export async function dialHandshake(conn: FramedSocket, mine: Hello, expect: Han
   try {
     return checkHello(await conn.readOne(timeoutMs), { clusterId: expect.clusterId, role: expect.role });
   } catch (err) {
-    const e = err instanceof MooringError ? err : new MooringError(ErrorCode.RPC_FAILED, (err as Error).message, { cause: err });
+    // A socket error (reset, refused TLS) means the peer is not there for us: UNAVAILABLE, like a dropped call.
+    const e = err instanceof MooringError ? err : new MooringError(ErrorCode.UNAVAILABLE, (err as Error).message, { cause: err });
     conn.destroy(e);
     throw e;
   }

@@ -1,3 +1,4 @@
+import net from 'node:net';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, MooringError } from '../../src/errors.js';
@@ -93,6 +94,28 @@ describe('RPC', () => {
     expect(await c.call('add', { a: 1, b: 2 })).toBe(3);
   });
 
+  it('answers UNAVAILABLE (definite: the call was never sent) when the connection closes or resets during the handshake', async () => {
+    // A listener that accepts and then closes (or resets) before answering the hello: a server going down mid-dial.
+    for (const how of ['end', 'reset'] as const) {
+      const socks: net.Socket[] = [];
+      const raw = net.createServer((sock) => {
+        socks.push(sock);
+        if (how === 'end') sock.end();
+        else sock.resetAndDestroy();
+      });
+      await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+      cleanups.push(() => {
+        for (const sk of socks) sk.destroy();
+        return new Promise<void>((r) => raw.close(() => r()));
+      });
+      const port = (raw.address() as net.AddressInfo).port;
+      const c = new RpcClient({ host: '127.0.0.1', port, clusterId: cluster });
+      cleanups.push(() => c.close());
+      const err = await c.call('add', { a: 1, b: 1 }, { timeoutMs: 5000 }).catch((e: MooringError) => e);
+      expect(err, how).toMatchObject({ code: ErrorCode.UNAVAILABLE, definite: true });
+    }
+  });
+
   it('bounds in-flight requests per connection with QUEUE_FULL replies', async () => {
     const s = await server({ maxInflightRequestsPerConnection: 4 });
     const releases: Array<() => void> = [];
@@ -173,7 +196,7 @@ describe('RPC over mTLS', () => {
     const foreign = pki.foreignLeaf('stranger');
     const bad = client(s, { tls: { cert: foreign.cert, key: foreign.key, ca: pki.caCert } });
     const code = await codeOf(bad.call('add', { a: 1, b: 2 }, { timeoutMs: 3000 }));
-    expect([ErrorCode.UNAVAILABLE, ErrorCode.RPC_FAILED]).toContain(code);
+    expect(code).toBe(ErrorCode.UNAVAILABLE);
     expect(await good.call('add', { a: 2, b: 2 })).toBe(4);
   });
 });
