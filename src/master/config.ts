@@ -273,6 +273,7 @@ const SCHEMA: Record<string, SchemaNode> = {
       taskTimeoutMs: int(1, MAX_MS),
       resendMs: int(1, MAX_MS),
       scanIntervalMs: int(1, MAX_MS),
+      scanObjectsPerRound: int(1, 100_000_000),
     },
   },
   log: { t: 'obj', fields: { level: { t: 'enum', values: LOG_LEVELS }, pretty: bool } },

@@ -106,7 +106,8 @@ export class LeaderDuties {
       const reclaim = planReclaim(this.d.state(), now, this.d.config.putStartReclaimMs);
       if (reclaim !== null) await this.proposeInternal(reclaim);
       const drain = planDrain(this.d.state(), this.d.leases, now, this.d.repair.awaitingRepair());
-      if (drain !== null) await this.proposeHeld(drain, this.d.pending.hold({ kind: 'keys', keys: drainedKeys(this.d.state(), drain) }));
+      // Not before the repair scheduler has looked at every object with these segments DRAINING (see coversDrain).
+      if (drain !== null && this.d.repair.coversDrain(drain.segmentIds)) await this.proposeHeld(drain, this.d.pending.hold({ kind: 'keys', keys: drainedKeys(this.d.state(), drain) }));
     } catch (err) {
       this.d.logger.debug({ err: String(err) }, 'housekeeping round failed; retried next round');
     } finally {

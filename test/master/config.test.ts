@@ -424,7 +424,7 @@ describe('repair section', () => {
       env: { MOORING_REPAIR_MAX_IN_FLIGHT: '8', MOORING_REPAIR_SCAN_INTERVAL_MS: '250' },
       overrides: { 'repair.bytesPerSecond': '2097152', repair: { resendMs: 500 } },
     });
-    expect(l.repair).toEqual({ maxInFlight: 8, bytesPerSecond: 2097152, taskTimeoutMs: 60_000, resendMs: 500, scanIntervalMs: 250 });
+    expect(l.repair).toEqual({ maxInFlight: 8, bytesPerSecond: 2097152, taskTimeoutMs: 60_000, resendMs: 500, scanIntervalMs: 250, scanObjectsPerRound: 8_192 });
   });
 
   it('reports every bad repair value at once, each naming its field', () => {

@@ -109,6 +109,9 @@ describe('a read of a key with a remove in flight', () => {
     const housekeeping = duties.housekeeping.bind(duties);
     duties.housekeeping = async () => {};
     await c.unmountSegment('s1', true); // graceful: s1 is DRAINING, k's only replica is on it
+    // The leader drains only after a repair pass that began with s1 DRAINING has ended (RepairScheduler.coversDrain).
+    const repair = (leader as unknown as { repair: { coversDrain(ids: string[]): boolean } }).repair;
+    await waitFor(() => repair.coversDrain(['s1']));
     hold(true);
     const st = () => leader.raftNode.status();
     const drained = housekeeping();

@@ -121,6 +121,58 @@ describe('re-replication in the state machine', () => {
     expect(d.core.segments.has(drainingSeg)).toBe(false); // DRAINED and gone
   });
 
+  it('looks for under-replicated objects in slices of scanObjectsPerRound, publishing a pass only when it ends', () => {
+    const d = setup(40);
+    d.ok({ type: 'MountSegment', clientId: 'c4', segment: seg('s4', 4 * MiB, { zone: 'z4' }) });
+    d.ok({ type: 'UnmountSegment', clientId: 'admin', segmentId: 's2' });
+    const under = [...d.core.objects.values()].filter((o) => needsRepair(o, d.core.segments)).length;
+    expect(under).toBeGreaterThan(4);
+    const sched = new RepairScheduler({ scanObjectsPerRound: 10 });
+    let rounds = 0;
+    while (sched.report().underReplicated === 0 && rounds < 100) sched.plan(d.core, d.now + 100 * rounds++);
+    // 40 objects, 10 per round: four rounds look at them, the fifth finds the end and publishes.
+    expect(rounds).toBe(5);
+    expect(sched.report()).toMatchObject({ underReplicated: under });
+    expect(sched.awaitingRepair().size).toBeGreaterThan(0);
+    // One round is enough when the slice covers every object.
+    const whole = new RepairScheduler();
+    whole.plan(d.core, d.now);
+    expect(whole.report().underReplicated).toBe(under);
+  });
+
+  it('a drain waits for a pass that began with its segments already DRAINING', () => {
+    const d = setup(30);
+    const sched = new RepairScheduler({ scanObjectsPerRound: 10, scanIntervalMs: 1_000 });
+    let t = d.now;
+    const round = (): void => {
+      sched.plan(d.core, t);
+      t += 100;
+    };
+    for (let i = 0; i < 4; i++) round(); // pass 1: 30 objects in three rounds, published in the fourth
+    expect(sched.report().underReplicated).toBe(0);
+    const drainingSeg = d.core.objects.get('k')!.replicas[0]!.segmentId;
+    expect(sched.coversDrain([drainingSeg])).toBe(false);
+    // Pass 2 begins (the state changed: one more object, 31 now); the segment turns DRAINING while it runs.
+    d.ok({ type: 'PutStart', clientId: 'c1', key: 'extra', size: 1000, replicaNum: 2 });
+    d.ok({ type: 'PutEnd', clientId: 'c1', key: 'extra' });
+    t += 1_000;
+    round();
+    const node = d.core.segments.get(drainingSeg)!.rec.clientId;
+    d.ok({ type: 'SetNodeStatus', clientId: 'admin', nodeId: node, status: 'DRAINING' });
+    for (let i = 0; i < 3; i++) round();
+    expect(sched.report().underReplicated).toBeGreaterThan(0); // pass 2 ended (it saw the segment DRAINING late)…
+    expect(sched.coversDrain([drainingSeg])).toBe(false); // …but it did not begin with it DRAINING
+    // Pass 3 begins scanIntervalMs after pass 2 did, with the segment DRAINING: once it ends, the drain may go.
+    t += 1_000;
+    for (let i = 0; i < 3; i++) round();
+    expect(sched.coversDrain([drainingSeg])).toBe(false); // in the middle of it
+    round();
+    expect(sched.coversDrain([drainingSeg])).toBe(true);
+    expect(sched.awaitingRepair().has('k')).toBe(true);
+    sched.reset(); // a new leader knows nothing yet
+    expect(sched.coversDrain([drainingSeg])).toBe(false);
+  });
+
   it('the scheduler respects maxInFlight and bytesPerSecond, and forgets its tasks on reset', () => {
     const d = setup(40);
     d.ok({ type: 'MountSegment', clientId: 'c4', segment: seg('s4', 4 * MiB, { zone: 'z4' }) });
