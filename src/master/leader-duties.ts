@@ -21,6 +21,12 @@ import type { RepairScheduler } from './repair.js';
 import { encodeMasterCommand } from './state-adapter.js';
 
 export const housekeepingIntervalMs = 1_000;
+/**
+ * Expired leases forgotten per event-loop turn (each of the lease table and LeaseSync's knowledge): a second of
+ * expiries on a busy leader is 100k+ entries, ~24 ms at once; in slices of this many (~1–2 ms) the writes and reads
+ * waiting behind it go on between slices.
+ */
+export const maxLeasePrunesPerTurn = 4_096;
 /** A housekeeping tick later than this many intervals means the process was paused (see housekeeping()). */
 export const pauseGapFactor = 2.5;
 
@@ -45,6 +51,7 @@ export class LeaderDuties {
   private housekeepingBusy = false;
   private lastHousekeepingTickMs = Date.now();
   private evictionBusy = false;
+  private pruning = false;
 
   constructor(private readonly d: LeaderDutiesDeps) {}
 
@@ -90,12 +97,11 @@ export class LeaderDuties {
       this.d.logger.info({ gapMs: gap }, 'resumed after a pause: every client gets a fresh TTL');
       return;
     }
-    this.d.leaseSync().prune(tickAt);
+    this.pruneLeases();
     if (!this.d.raft().isLeader || this.housekeepingBusy || this.d.stopping()) return;
     this.housekeepingBusy = true;
     try {
       const now = Date.now();
-      this.d.leases.prune(now);
       this.d.liveness.retainRegistered(this.d.state().clients);
       const expire = planClientExpiry(this.d.state(), this.d.liveness, now, this.d.config.clientTtlMs);
       if (expire !== null) {
@@ -113,6 +119,29 @@ export class LeaderDuties {
     } finally {
       this.housekeepingBusy = false;
     }
+  }
+
+  /**
+   * Forgets expired leases (this member's LeaseSync knowledge; the leader's lease table too), maxLeasePrunesPerTurn
+   * at a time, continuing on the next turns until none is left. Only what already expired goes: nothing any check
+   * reads changes (isLeased and friends compare expiries exactly), only memory.
+   */
+  pruneLeases(): void {
+    if (this.pruning) return;
+    this.pruning = true;
+    const slice = (): void => {
+      let more = false;
+      try {
+        const now = Date.now();
+        more = this.d.leaseSync().prune(now, maxLeasePrunesPerTurn);
+        if (this.d.raft().isLeader && this.d.leases.prune(now, maxLeasePrunesPerTurn) >= maxLeasePrunesPerTurn) more = true;
+      } catch (err) {
+        this.d.logger.warn({ err: String(err) }, 'lease pruning failed; retried next housekeeping round');
+      }
+      if (more && !this.d.stopping()) setImmediate(slice);
+      else this.pruning = false;
+    };
+    slice();
   }
 
   async evictionCheck(): Promise<void> {

@@ -144,6 +144,8 @@ export class LeaseSync {
   private ackFloor = 0;
   /** Per key: the expiry announced and the seq of its frame (0: in the batch not yet sent). */
   private readonly announced = new Map<string, { until: number; seq: number }>();
+  /** Where prune() stopped walking `announced` (null: start over). */
+  private announcedCursor: Iterator<[string, { until: number; seq: number }]> | null = null;
   /** Waiters for the batch not yet sent: they get its last seq when it goes. */
   private unsent: Waiter[] = [];
   private waiters: Waiter[] = [];
@@ -406,10 +408,29 @@ export class LeaseSync {
     return true;
   }
 
-  /** Forget expired knowledge (call now and then). */
-  prune(nowMs: number): void {
-    this.known.prune(nowMs);
-    for (const [k, a] of this.announced) if (a.until <= nowMs && a.seq !== 0) this.announced.delete(k);
+  /**
+   * Forget expired knowledge (call now and then): up to `budget` expired leases, and `budget` more announced keys
+   * looked at (from where the last call stopped). True when work is left: call again on a later turn.
+   */
+  prune(nowMs: number, budget = Infinity): boolean {
+    let more = this.known.prune(nowMs, budget) >= budget;
+    // `announced` is not in expiry order: walked in slices by a cursor that survives between calls (a Map iterator
+    // stays valid while the map changes).
+    const cursor = (this.announcedCursor ??= this.announced.entries());
+    for (let n = 0; ; n++) {
+      if (n >= budget) {
+        more = true;
+        break;
+      }
+      const next = cursor.next();
+      if (next.done === true) {
+        this.announcedCursor = null;
+        break;
+      }
+      const [k, a] = next.value;
+      if (a.until <= nowMs && a.seq !== 0) this.announced.delete(k);
+    }
+    return more;
   }
 
   // ------------------------------------------------------------------ internals

@@ -217,6 +217,38 @@ describe('LeaseSync', () => {
     expect(m.sync.get('b')!.known.expiry('k')).toBeGreaterThanOrEqual(t + ttl);
   });
 
+  it('prunes expired knowledge in slices of its budget, saying when work is left, and keeps what is still live', async () => {
+    const m = members();
+    const a = m.sync.get('a')!;
+    m.leases.get('a')!.resetForNewLeader(0);
+    a.becameLeader(0);
+    await tick();
+    const t0 = Date.now();
+    const keys = Array.from({ length: 10 }, (_, i) => `k${i}`);
+    for (const k of keys) m.leases.get('a')!.grant(k, t0);
+    await a.announce(keys, t0);
+    const b = m.sync.get('b')!;
+    const announced = (x: LeaseSync): number => (x as unknown as { announced: Map<string, unknown> }).announced.size;
+    expect(b.known.size).toBe(10);
+    expect(announced(a)).toBe(10);
+    // Nothing expired yet: one walk over a's announcements, nothing goes.
+    expect(a.prune(t0, 100)).toBe(false);
+    expect(announced(a)).toBe(10);
+    const later = t0 + ttl + maxAnnounceAheadMs + 1;
+    // b forgets 4, 4, then the last 2 (and says when it is done).
+    expect(b.prune(later, 4)).toBe(true);
+    expect(b.known.size).toBe(6);
+    expect(b.prune(later, 4)).toBe(true);
+    expect(b.prune(later, 4)).toBe(false);
+    expect(b.known.size).toBe(0);
+    // a's announcements are walked from where the last slice stopped.
+    expect(a.prune(later, 4)).toBe(true);
+    expect(announced(a)).toBe(6);
+    expect(a.prune(later, 4)).toBe(true);
+    expect(a.prune(later, 4)).toBe(false);
+    expect(announced(a)).toBe(0);
+  });
+
   it('caps what a peer claims at a TTL and the margin from now', () => {
     const m = members();
     const b = m.sync.get('b')!;

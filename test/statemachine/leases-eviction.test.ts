@@ -59,6 +59,18 @@ describe('LeaseTable', () => {
     expect(l.leasedKeys(3700)).toEqual(['a']);
   });
 
+  it('prune forgets at most maxDeletes expired leases per call, oldest first, and never a live one', () => {
+    const l = new LeaseTable(1000);
+    for (let i = 0; i < 10; i++) l.grant(`k${i}`, i); // until 1000 + i
+    l.grant('live', 5000);
+    expect(l.prune(2000, 4)).toBe(4);
+    expect(l.size).toBe(7);
+    expect(l.prune(2000, 4)).toBe(4);
+    expect(l.prune(2000, 4)).toBe(2);
+    expect(l.prune(2000, 4)).toBe(0);
+    expect(l.leasedKeys(2000)).toEqual(['live']);
+  });
+
   it('a reservation of an earlier leadership releases nothing', () => {
     const l = new LeaseTable(1000);
     const old = l.reserve(['z']);
