@@ -195,7 +195,8 @@ try {
   const batchConc = Math.max(8, Math.floor(concurrency / 8));
   const batchGet = (conn: (w: number) => MasterClient) => tally((w: number, n: number) => {
     const start = ((w * 7919 + n * batchGetKeys) % Math.max(1, keys.length - batchGetKeys));
-    return conn(w).call('batchGetReplicaList', { keys: keys.slice(start, start + batchGetKeys) });
+    // As an embedder reads: MasterClient.batchGetReplicaList (the compact reply, expanded to one result per key).
+    return conn(w).batchGetReplicaList(keys.slice(start, start + batchGetKeys));
   });
   const leaderOnly = await perMaster(() => closedLoop(batchConc, seconds, batchGet((w) => sessions[w]!.conn)));
   const bget = leaderOnly.load;

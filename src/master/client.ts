@@ -22,6 +22,7 @@ import type { ConfState } from '../raft/core/types.js';
 import { sessionReplyWindow } from '../statemachine/limits.js';
 import type { Writable } from 'node:stream';
 import { streamBackup, type BackupProgress, type BackupResult } from './backup.js';
+import { expandReplicaLists } from './replica-lists-wire.js';
 import { LeaderPool, callWithRetry, defaultRetryPolicy, isRetryable, parseEndpoint, type RetryPolicy } from '../client/leader-client.js';
 import {
   adminMethods,
@@ -231,8 +232,9 @@ export class MasterClient {
     return this.call('getReplicaList', { key, ...opts });
   }
 
-  batchGetReplicaList(keys: string[], opts: { stale?: boolean } = {}): Promise<Array<Result<GetReplicaListValue>>> {
-    return this.call('batchGetReplicaList', { keys, ...opts });
+  /** Asks for the compact reply (replica-lists-wire.ts; an older master answers in full) and returns one result per key. */
+  async batchGetReplicaList(keys: string[], opts: { stale?: boolean } = {}): Promise<Array<Result<GetReplicaListValue>>> {
+    return expandReplicaLists(await this.call('batchGetReplicaList', { keys, compact: true, ...opts }), keys.length);
   }
 
   existKey(key: string, opts: { stale?: boolean } = {}): Promise<boolean> {

@@ -11,6 +11,7 @@ import { validateCommand, type Command, type CommandType, type NodeStatus, type 
 import type { GetReplicaListValue, PutStartValue, StateStats } from '../statemachine/state-core.js';
 import type { SegmentInfo, SegmentStatus } from '../statemachine/segments.js';
 import type { ConfState } from '../raft/core/types.js';
+import type { CompactReplicaLists } from './replica-lists-wire.js';
 
 /** Write RPC → state-machine command type. Args are the command's fields minus `type`. */
 export const writeMethods = {
@@ -136,7 +137,8 @@ export interface MasterRpc {
   repairEnd: { args: { key: string; repairId: number }; result: null };
   repairRevoke: { args: { key: string; repairId: number }; result: null };
   getReplicaList: { args: { key: string; stale?: boolean }; result: GetReplicaListValue };
-  batchGetReplicaList: { args: { keys: string[]; stale?: boolean }; result: Array<Result<GetReplicaListValue>> };
+  /** `compact: true`: the reply comes in the compact form (replica-lists-wire.ts); MasterClient expands it. */
+  batchGetReplicaList: { args: { keys: string[]; stale?: boolean; compact?: boolean }; result: Array<Result<GetReplicaListValue>> | CompactReplicaLists };
   existKey: { args: { key: string; stale?: boolean }; result: boolean };
   batchExistKey: { args: { keys: string[]; stale?: boolean }; result: boolean[] };
   listSegments: { args: { stale?: boolean }; result: SegmentInfo[] };
@@ -218,6 +220,7 @@ export function parseArgs<M extends ReadOrAdmin>(method: M, raw: unknown): WireA
       if (a.readFrom === 'leader') out.readFrom = 'leader';
       if (m === 'getReplicaList' || m === 'existKey') out.key = requireString(a.key, 'key');
       else if (m === 'batchGetReplicaList' || m === 'batchExistKey') out.keys = requireKeys(a.keys);
+      if (m === 'batchGetReplicaList' && optionalBool(a.compact, 'compact') === true) out.compact = true;
       break;
     case 'ping':
       out.clientId = requireString(a.clientId, 'clientId');

@@ -22,6 +22,7 @@ import type { Logger } from './logger.js';
 import type { MasterMetrics } from './metrics.js';
 import type { BackupService } from './backup.js';
 import type { RepairScheduler } from './repair.js';
+import { compactReplicaLists } from './replica-lists-wire.js';
 import { leaseWaitMs, type LeaseSync } from './lease-sync.js';
 import type { LeaderGate } from './leader-gate.js';
 import type { Demotions } from './demotions.js';
@@ -240,7 +241,8 @@ export class RpcSurface {
         raft, state, leases: this.d.leases, pending: this.d.pending, leaseSync: this.d.leaseSync(), whileLeading: (p) => gate.whileLeading(p),
         now: () => Date.now(), clock: systemClock, leaseTtlMs: config.leaseTtlMs,
       }, leaseKeys, stale);
-      return method === 'getReplicaList' ? unwrap(rs[0]!) : rs;
+      if (method === 'getReplicaList') return unwrap(rs[0]!);
+      return (args as { compact?: boolean }).compact === true ? compactReplicaLists(rs) : rs;
     }
     if (!stale) await gate.whileLeading(linearizableRead(raft, null));
     switch (method) {

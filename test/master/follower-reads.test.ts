@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../src/errors.js';
 import { MasterNode } from '../../src/master/master-node.js';
 import { MasterClient } from '../../src/master/client.js';
+import { expandReplicaLists } from '../../src/master/replica-lists-wire.js';
 import { RpcClient } from '../../src/transport/rpc.js';
 import { cleanupAfterEach, startMasters, waitFor } from '../helpers/in-process-masters.js';
 
@@ -102,6 +103,31 @@ describe('follower reads', () => {
     await c.remove('read-one');
     await c.remove('read-batch');
   }, 30_000);
+
+  it('batch reads come back compact from leader and follower alike, and expand to exactly the plain answer', async () => {
+    const { leader, follower, c } = await setup();
+    const keys: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      keys.push(`cb-${i}`);
+      await c.putStart(`cb-${i}`, 4096 + i);
+      await c.putEnd(`cb-${i}`);
+    }
+    const asked = [...keys, 'cb-missing'];
+    for (const node of [leader, follower]) {
+      const raw = direct(node);
+      const compact = (await raw.call('batchGetReplicaList', { keys: asked, compact: true })) as { v: number; places: unknown[]; rows: unknown[] };
+      expect(compact.v).toBe(1);
+      expect(compact.places).toHaveLength(1); // one segment: named once
+      expect(compact.rows).toHaveLength(asked.length);
+      // An older client (no `compact`) still gets the plain form; both say the same.
+      const plain = await raw.call('batchGetReplicaList', { keys: asked });
+      expect(Array.isArray(plain)).toBe(true);
+      expect(expandReplicaLists(compact, asked.length)).toEqual(plain);
+    }
+    const viaClient = await client([`127.0.0.1:${follower.ports.rpc}`]).batchGetReplicaList(asked);
+    expect(viaClient.map((r) => (r.ok ? r.value.size : r.error.code))).toEqual([...keys.map((_, i) => 4096 + i), ErrorCode.OBJECT_NOT_FOUND]);
+    await expect(direct(leader).call('batchGetReplicaList', { keys: asked, compact: 'yes' })).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT });
+  });
 
   it("MasterClient readFrom 'any' spreads reads over every master; 'leader' keeps them on the leader", async () => {
     const { nodes, leader, c, endpoints } = await setup();
