@@ -1,6 +1,7 @@
 /**
  * Transport throughput on loopback: one-way peer frames (TCP and TLS), and client RPC calls (sequential and
- * pipelined). TLS material comes from the `openssl` CLI into a temp dir.
+ * pipelined). TLS material comes from the `openssl` CLI into a temp dir. Also the frame codec on a 64-key
+ * batchGetReplicaList reply, plain against compact (replica-lists-wire.ts), in the same run.
  *   npm run bench:transport [-- --json] [-- --seconds N]
  */
 import { execFileSync } from 'node:child_process';
@@ -9,6 +10,10 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { RpcClient, RpcServer } from '../src/transport/rpc.js';
 import { TcpPeerTransport } from '../src/transport/tcp-transport.js';
+import { decodePayload, encodePayload } from '../src/transport/codec.js';
+import { compactReplicaLists, expandReplicaLists } from '../src/master/replica-lists-wire.js';
+import type { Result } from '../src/statemachine/commands.js';
+import type { GetReplicaListValue } from '../src/statemachine/state-core.js';
 import type { TlsConfig } from '../src/transport/net-util.js';
 
 const json = process.argv.includes('--json');
@@ -45,6 +50,8 @@ async function peerCase(name: string, tls: TlsConfig | undefined): Promise<Row> 
   await a.start();
   await b.start();
   a.setPeer({ id: 'b', host: '127.0.0.1', port: b.port });
+  // Inbound, a transport accepts only the peers it was told of (a stranger's handshake is refused).
+  b.setPeer({ id: 'a', host: '127.0.0.1', port: a.port });
   const frame = { type: 'app', from: 'a', to: 'b', term: 1, entries: [{ index: 1, term: 1, type: 'normal', data: new Uint8Array(frameDataBytes) }] };
   // Warm up the connection.
   a.send('b', frame);
@@ -92,6 +99,28 @@ async function rpcCase(name: string, concurrency: number): Promise<Row> {
   return { case: name, opsPerSec: Math.round(calls / elapsed), mbPerSec: Number(((calls * frameDataBytes) / elapsed / 1e6).toFixed(1)), note: `mean ${((elapsed * 1000 * concurrency) / calls).toFixed(3)} ms/call` };
 }
 
+/** Encode + decode of one 64-key reply (one replica each on four segments), as a master sends and a client reads it. */
+function replyCodecCase(name: string, compact: boolean): Row {
+  const keys = 64;
+  const rs: Array<Result<GetReplicaListValue>> = Array.from({ length: keys }, (_, i) => ({
+    ok: true,
+    value: { replicas: [{ segmentId: `bench-seg-${i % 4}`, offset: i * 4096, length: 4096, address: 0x10000000 + i * 4096, endpoint: `127.0.0.1:3000${i % 4}`, protocol: 'tcp', tier: 'DRAM' }], leaseTtlMs: 10_000, size: 4096, status: 'COMPLETE' },
+  }));
+  const encode = (): Uint8Array => encodePayload({ id: 1, result: compact ? compactReplicaLists(rs) : rs });
+  const decode = (b: Uint8Array): unknown => expandReplicaLists((decodePayload(b) as { result: unknown }).result, keys);
+  const bytes = encode();
+  const time = (fn: () => unknown): number => {
+    let n = 0;
+    const start = performance.now();
+    const end = start + (secondsPerCase * 1000) / 2;
+    while (performance.now() < end) for (let i = 0; i < 100; i++, n++) fn();
+    return ((performance.now() - start) * 1000) / (n * keys); // µs per key
+  };
+  const enc = time(encode);
+  const dec = time(() => decode(bytes));
+  return { case: name, opsPerSec: Math.round(1e6 / (enc + dec)), mbPerSec: 0, note: `keys/s encoded+decoded; ${bytes.byteLength} bytes per reply, encode ${enc.toFixed(3)} µs/key, decode ${dec.toFixed(3)} µs/key` };
+}
+
 const tls = makeTls();
 const rows: Row[] = [];
 try {
@@ -99,6 +128,8 @@ try {
   rows.push(await peerCase('peer frames, mTLS', tls.cfg));
   rows.push(await rpcCase('RPC echo, 1 in flight', 1));
   rows.push(await rpcCase('RPC echo, 64 in flight', 64));
+  rows.push(replyCodecCase('64-key batchGetReplicaList reply, plain', false));
+  rows.push(replyCodecCase('64-key batchGetReplicaList reply, compact', true));
 } finally {
   tls.cleanup();
 }
