@@ -21,7 +21,10 @@
  * Bounded: expired entries are dropped by rewriting the file (write a temporary file, rename over; atomic for a
  * process crash) when it grew past twice its last compacted size (at least `minLeaseFileCompactBytes`). If even the
  * live entries would exceed half of `maxLeaseFileBytes`, the file is replaced by an untrusted header (a restart is
- * then amnesic) until they fit again.
+ * then amnesic) until they fit again. The rewrite is built in steps of `leaseFileCompactEntriesPerStep` entries, one
+ * step per record() call (100k live leases took ~26 ms in one go, a million ~155 ms, every few seconds on every
+ * member under read load); lines appended to the old file meanwhile go into the new one too, and the old file stays
+ * the one a restart reads until the rename.
  *
  * All I/O goes through `LeaseFileIo` (production: `nodeLeaseFileIo`, lease-file-io.ts; the full-node simulator's
  * page cache and disk: sim-lease-file.ts). Nothing here reads a clock; times come from the caller and the io.
@@ -36,6 +39,8 @@ export const maxLeaseFileBytes = 64 * 1024 * 1024;
 export const minLeaseFileCompactBytes = 256 * 1024;
 /** While the live entries do not fit, how often (boot-clock ms) a record tries to write them again. */
 export const leaseFileRetryMs = 1_000;
+/** Mirror entries a compaction in progress looks at per record() call (~1 ms). */
+export const leaseFileCompactEntriesPerStep = 4_096;
 
 const formatVersion = 1;
 
@@ -70,6 +75,21 @@ export interface LeaseFileOptions {
   logger: LoggerLike;
   /** Tests only: a smaller bound than maxLeaseFileBytes. */
   maxFileBytes?: number;
+  /** Tests only: another step than leaseFileCompactEntriesPerStep. */
+  compactEntriesPerStep?: number;
+}
+
+/** A rewrite being built (see the file comment): the new file's lines so far and what was appended to the old one. */
+interface Compaction {
+  /** Boot clock at its start: entries that ended by then are dropped. */
+  boot: number;
+  entries: Iterator<[string, number]>;
+  lines: string[];
+  chunk: Array<[string, number]>;
+  bytes: number;
+  /** Lines appended to the old file since it began: they end the new file too. */
+  appended: string[];
+  appendedBytes: number;
 }
 
 type Mode = 'append' | 'untrusted';
@@ -89,6 +109,7 @@ export class LeaseFile {
   private retryAt = 0;
   private failing = false;
   private readonly maxBytes: number;
+  private compaction: Compaction | null = null;
 
   private constructor(private readonly io: LeaseFileIo, readonly file: string, private readonly o: LeaseFileOptions) {
     this.boot = io.bootId();
@@ -160,11 +181,16 @@ export class LeaseFile {
       return true;
     }
     if (keys === '' && !newTerm) return true;
-    const line = Buffer.from(`{"t":${this.termSeen}${keys === '' ? '' : `,"k":[${keys}]`}}\n`);
+    const text = `{"t":${this.termSeen}${keys === '' ? '' : `,"k":[${keys}]`}}\n`;
+    const line = Buffer.from(text);
     try {
       this.io.append(this.file, line);
       this.fileBytes += line.byteLength;
       this.failing = false;
+      if (this.compaction !== null) {
+        this.compaction.appended.push(text);
+        this.compaction.appendedBytes += line.byteLength;
+      }
     } catch (err) {
       // The file now misses this record: make it untrusted, or refuse the acknowledgement if even that fails.
       this.warnOnce(err, 'could not record an acknowledged read lease; a restart will count as amnesic');
@@ -178,7 +204,8 @@ export class LeaseFile {
       this.termSeen = termBefore;
       return false;
     }
-    if (this.fileBytes > this.compactAtBytes) this.rewrite(boot);
+    if (this.compaction === null && this.fileBytes > this.compactAtBytes) this.compaction = this.startCompaction(boot);
+    if (this.compaction !== null) this.compactStep(boot);
     return true;
   }
 
@@ -189,8 +216,41 @@ export class LeaseFile {
     if (cur === undefined || cur < until) this.mirror.set(key, until);
   }
 
-  /** Writes the file anew from the live entries; false if it could not be written. */
+  private startCompaction(boot: number): Compaction {
+    const header = this.header(false);
+    return { boot, entries: this.mirror.entries(), lines: [header], chunk: [], bytes: header.length, appended: [], appendedBytes: 0 };
+  }
+
+  /** Looks at the next entries of the compaction in progress; at its end, writes the new file over the old. */
+  private compactStep(boot: number): void {
+    const c = this.compaction!;
+    const flush = (): void => {
+      const l = `${JSON.stringify({ t: this.termSeen, k: c.chunk })}\n`;
+      c.lines.push(l);
+      c.bytes += Buffer.byteLength(l);
+      c.chunk = [];
+    };
+    for (let n = 0; n < (this.o.compactEntriesPerStep ?? leaseFileCompactEntriesPerStep); n++) {
+      const next = c.entries.next();
+      if (next.done === true) {
+        this.compaction = null;
+        if (c.chunk.length > 0 || this.termSeen > 0) flush();
+        this.install(boot, c.lines.join('') + c.appended.join(''), c.bytes + c.appendedBytes);
+        return;
+      }
+      const [k, until] = next.value;
+      // Deleting the entry just visited is safe for a Map iterator.
+      if (until <= c.boot) this.mirror.delete(k);
+      else {
+        c.chunk.push([k, until]);
+        if (c.chunk.length === 1_024) flush();
+      }
+    }
+  }
+
+  /** Writes the file anew from the live entries (at once: at start and while untrusted); false if it could not be written. */
   private rewrite(boot: number): boolean {
+    this.compaction = null;
     this.retryAt = boot + leaseFileRetryMs;
     for (const [k, until] of this.mirror) if (until <= boot) this.mirror.delete(k);
     const lines = [this.header(false)];
@@ -207,12 +267,18 @@ export class LeaseFile {
       if (chunk.length === 1_024) flush();
     }
     if (chunk.length > 0 || this.termSeen > 0) flush();
+    return this.install(boot, lines.join(''), bytes);
+  }
+
+  /** Replaces the file by `content` (or by an untrusted header if it is too large or cannot be written). */
+  private install(boot: number, content: string, bytes: number): boolean {
+    this.retryAt = boot + leaseFileRetryMs;
     if (bytes > this.maxBytes / 2) {
       if (this.mode !== 'untrusted') this.o.logger.warn({ file: this.file, bytes, maxLeaseFileBytes: this.maxBytes }, 'too many live read leases to keep in the lease file; a restart will count as amnesic until they fit');
       return this.markUntrusted(boot);
     }
     try {
-      this.io.replace(this.file, Buffer.from(lines.join('')));
+      this.io.replace(this.file, Buffer.from(content));
     } catch (err) {
       this.warnOnce(err, 'could not write the lease file; a restart will count as amnesic');
       return this.markUntrusted(boot);
@@ -226,6 +292,8 @@ export class LeaseFile {
 
   /** Replaces the file by a header a restart does not trust; false if even that failed (the old file may remain). */
   private markUntrusted(boot: number): boolean {
+    // A compaction in progress would write the entries this failure made the file miss: abandoned.
+    this.compaction = null;
     this.retryAt = boot + leaseFileRetryMs;
     if (this.mode === 'untrusted') return true;
     try {

@@ -164,6 +164,40 @@ describe('LeaseFile', () => {
     expect(r.leases.length).toBeLessThanOrEqual(101 * 10);
   });
 
+  it('compacts in steps: the old file serves until the new one, which keeps what was recorded meanwhile, replaces it', () => {
+    const io = new TestIo();
+    const file = tmpFile();
+    const f = LeaseFile.open(io, file, { longestLeaseMs: 10_000, logger: recordingLogger(), maxFileBytes: 64 * 1024, compactEntriesPerStep: 10 });
+    f.begin(0, { amnesicUntilMs: 0, termSeen: 1, leases: [] });
+    const pad = 'x'.repeat(40);
+    // Short leases that will have ended, then live ones, until the file passes its compaction size (64 KiB).
+    let i = 0;
+    while (statSync(file).size < 60 * 1024) f.record(0, [[`old-${i++}-${pad}`, 500]], 1);
+    io.clock += 1_000; // the old ones ended
+    const live: string[] = [];
+    // The record that takes the file past 64 KiB begins the compaction (and does its first step only).
+    while (statSync(file).size <= 64 * 1024) {
+      live.push(`live-${live.length}`);
+      f.record(0, [[live[live.length - 1]!, 5_000]], 1);
+    }
+    const big = statSync(file).size;
+    const during: string[] = [];
+    let calls = 0;
+    while (statSync(file).size >= big && calls < 1_000) {
+      during.push(`during-${calls}`);
+      f.record(0, [[`during-${calls}`, 5_000]], 2);
+      calls++;
+    }
+    // ~(old + live entries) / 10 steps, one per record: no record call did the whole rewrite.
+    expect(calls).toBeGreaterThan(100);
+    expect(statSync(file).size).toBeLessThan(big / 4); // the ended leases are gone
+    f.record(0, [['after', 5_000]], 2);
+    io.close();
+    const r = open(io, file).restored(0)!;
+    expect(new Set(r.leases.map(([k]) => k))).toEqual(new Set([...live, ...during, 'after']));
+    expect(r.termSeen).toBe(2);
+  });
+
   it('a key already recorded at least as long costs no write', () => {
     const io = new TestIo();
     const file = tmpFile();
