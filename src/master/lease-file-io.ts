@@ -66,12 +66,12 @@ export class NodeLeaseFileIo implements LeaseFileIo {
     writeAll(this.fd, data);
   }
 
-  replace(file: string, data: Buffer): void {
+  replace(file: string, pieces: readonly Buffer[]): void {
     if (this.fdFile === file) this.close();
     const tmp = `${file}.tmp`;
     const fd = openSync(tmp, 'w');
     try {
-      writeAll(fd, data);
+      for (const p of pieces) writeAll(fd, p);
     } finally {
       closeSync(fd);
     }

@@ -56,8 +56,11 @@ export interface LeaseFileIo {
   read(file: string): Buffer | null;
   /** Appends to the file (creating it). */
   append(file: string, data: Buffer): void;
-  /** Replaces the file atomically as seen by a later process of this boot (temporary file + rename, no fsync). */
-  replace(file: string, data: Buffer): void;
+  /**
+   * Replaces the file by `pieces`, in order, atomically as seen by a later process of this boot (temporary file +
+   * rename, no fsync). Pieces, not one buffer: a large rewrite is encoded as it is built, not joined at the end.
+   */
+  replace(file: string, pieces: readonly Buffer[]): void;
 }
 
 /** What a previous process of this boot had recorded, in the caller's time base. */
@@ -84,11 +87,12 @@ interface Compaction {
   /** Boot clock at its start: entries that ended by then are dropped. */
   boot: number;
   entries: Iterator<[string, number]>;
-  lines: string[];
+  /** The new file's lines so far, encoded. */
+  lines: Buffer[];
   chunk: Array<[string, number]>;
   bytes: number;
   /** Lines appended to the old file since it began: they end the new file too. */
-  appended: string[];
+  appended: Buffer[];
   appendedBytes: number;
 }
 
@@ -181,14 +185,13 @@ export class LeaseFile {
       return true;
     }
     if (keys === '' && !newTerm) return true;
-    const text = `{"t":${this.termSeen}${keys === '' ? '' : `,"k":[${keys}]`}}\n`;
-    const line = Buffer.from(text);
+    const line = Buffer.from(`{"t":${this.termSeen}${keys === '' ? '' : `,"k":[${keys}]`}}\n`);
     try {
       this.io.append(this.file, line);
       this.fileBytes += line.byteLength;
       this.failing = false;
       if (this.compaction !== null) {
-        this.compaction.appended.push(text);
+        this.compaction.appended.push(line);
         this.compaction.appendedBytes += line.byteLength;
       }
     } catch (err) {
@@ -205,7 +208,7 @@ export class LeaseFile {
       return false;
     }
     if (this.compaction === null && this.fileBytes > this.compactAtBytes) this.compaction = this.startCompaction(boot);
-    if (this.compaction !== null) this.compactStep(boot);
+    if (this.compaction !== null) this.compactStep(boot, this.o.compactEntriesPerStep ?? leaseFileCompactEntriesPerStep);
     return true;
   }
 
@@ -217,26 +220,28 @@ export class LeaseFile {
   }
 
   private startCompaction(boot: number): Compaction {
-    const header = this.header(false);
-    return { boot, entries: this.mirror.entries(), lines: [header], chunk: [], bytes: header.length, appended: [], appendedBytes: 0 };
+    const header = Buffer.from(this.header(false));
+    return { boot, entries: this.mirror.entries(), lines: [header], chunk: [], bytes: header.byteLength, appended: [], appendedBytes: 0 };
   }
 
-  /** Looks at the next entries of the compaction in progress; at its end, writes the new file over the old. */
-  private compactStep(boot: number): void {
+  /**
+   * Looks at the next `budget` entries of the compaction in progress; at its end, writes the new file over the old
+   * and returns whether that worked (true while it goes on).
+   */
+  private compactStep(boot: number, budget: number): boolean {
     const c = this.compaction!;
     const flush = (): void => {
-      const l = `${JSON.stringify({ t: this.termSeen, k: c.chunk })}\n`;
+      const l = Buffer.from(`${JSON.stringify({ t: this.termSeen, k: c.chunk })}\n`);
       c.lines.push(l);
-      c.bytes += Buffer.byteLength(l);
+      c.bytes += l.byteLength;
       c.chunk = [];
     };
-    for (let n = 0; n < (this.o.compactEntriesPerStep ?? leaseFileCompactEntriesPerStep); n++) {
+    for (let n = 0; n < budget; n++) {
       const next = c.entries.next();
       if (next.done === true) {
         this.compaction = null;
         if (c.chunk.length > 0 || this.termSeen > 0) flush();
-        this.install(boot, c.lines.join('') + c.appended.join(''), c.bytes + c.appendedBytes);
-        return;
+        return this.install(boot, c.lines.concat(c.appended), c.bytes + c.appendedBytes);
       }
       const [k, until] = next.value;
       // Deleting the entry just visited is safe for a Map iterator.
@@ -246,39 +251,24 @@ export class LeaseFile {
         if (c.chunk.length === 1_024) flush();
       }
     }
+    return true;
   }
 
   /** Writes the file anew from the live entries (at once: at start and while untrusted); false if it could not be written. */
   private rewrite(boot: number): boolean {
-    this.compaction = null;
-    this.retryAt = boot + leaseFileRetryMs;
-    for (const [k, until] of this.mirror) if (until <= boot) this.mirror.delete(k);
-    const lines = [this.header(false)];
-    let chunk: Array<[string, number]> = [];
-    let bytes = lines[0]!.length;
-    const flush = (): void => {
-      const l = `${JSON.stringify({ t: this.termSeen, k: chunk })}\n`;
-      lines.push(l);
-      bytes += Buffer.byteLength(l);
-      chunk = [];
-    };
-    for (const e of this.mirror) {
-      chunk.push(e);
-      if (chunk.length === 1_024) flush();
-    }
-    if (chunk.length > 0 || this.termSeen > 0) flush();
-    return this.install(boot, lines.join(''), bytes);
+    this.compaction = this.startCompaction(boot);
+    return this.compactStep(boot, Infinity);
   }
 
-  /** Replaces the file by `content` (or by an untrusted header if it is too large or cannot be written). */
-  private install(boot: number, content: string, bytes: number): boolean {
+  /** Replaces the file by `pieces` (or by an untrusted header if they are too large or cannot be written). */
+  private install(boot: number, pieces: readonly Buffer[], bytes: number): boolean {
     this.retryAt = boot + leaseFileRetryMs;
     if (bytes > this.maxBytes / 2) {
       if (this.mode !== 'untrusted') this.o.logger.warn({ file: this.file, bytes, maxLeaseFileBytes: this.maxBytes }, 'too many live read leases to keep in the lease file; a restart will count as amnesic until they fit');
       return this.markUntrusted(boot);
     }
     try {
-      this.io.replace(this.file, Buffer.from(content));
+      this.io.replace(this.file, pieces);
     } catch (err) {
       this.warnOnce(err, 'could not write the lease file; a restart will count as amnesic');
       return this.markUntrusted(boot);
@@ -297,7 +287,7 @@ export class LeaseFile {
     this.retryAt = boot + leaseFileRetryMs;
     if (this.mode === 'untrusted') return true;
     try {
-      this.io.replace(this.file, Buffer.from(this.header(true)));
+      this.io.replace(this.file, [Buffer.from(this.header(true))]);
     } catch (err) {
       this.warnOnce(err, 'could not mark the lease file untrusted; read leases are not acknowledged until it can be written');
       return false;

@@ -32,9 +32,9 @@ export class SimLeaseFileIo implements LeaseFileIo {
     this.fs.appendSync(file, data);
   }
 
-  replace(file: string, data: Buffer): void {
+  replace(file: string, pieces: readonly Buffer[]): void {
     this.fs.mkdirp(path.dirname(file));
-    this.fs.replaceSync(file, data);
+    this.fs.replaceSync(file, Buffer.concat(pieces));
   }
 
   private exists(file: string): boolean {
