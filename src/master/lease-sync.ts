@@ -413,24 +413,20 @@ export class LeaseSync {
    * looked at (from where the last call stopped). True when work is left: call again on a later turn.
    */
   prune(nowMs: number, budget = Infinity): boolean {
-    let more = this.known.prune(nowMs, budget) >= budget;
+    const more = this.known.prune(nowMs, budget) >= budget;
     // `announced` is not in expiry order: walked in slices by a cursor that survives between calls (a Map iterator
     // stays valid while the map changes).
     const cursor = (this.announcedCursor ??= this.announced.entries());
-    for (let n = 0; ; n++) {
-      if (n >= budget) {
-        more = true;
-        break;
-      }
+    for (let n = 0; n < budget; n++) {
       const next = cursor.next();
       if (next.done === true) {
         this.announcedCursor = null;
-        break;
+        return more;
       }
       const [k, a] = next.value;
       if (a.until <= nowMs && a.seq !== 0) this.announced.delete(k);
     }
-    return more;
+    return true;
   }
 
   // ------------------------------------------------------------------ internals

@@ -98,7 +98,7 @@ export function expandReplicaLists(wire: unknown, keyCount: number): Array<Resul
       continue;
     }
     if (row.length < rowHead || (row.length - rowHead) % perReplica !== 0) throw malformed(`row ${i} has ${row.length} numbers`);
-    for (let j = 0; j < row.length; j++) if (typeof row[j] !== 'number' || !Number.isSafeInteger(row[j]) || row[j]! < 0) throw malformed(`row ${i} holds ${String(row[j])}`);
+    for (let j = 0; j < row.length; j++) if (!Number.isSafeInteger(row[j]) || row[j]! < 0) throw malformed(`row ${i} holds ${String(row[j])}`);
     const status = statuses[row[1]!];
     if (status === undefined) throw malformed(`row ${i} has status code ${row[1]}`);
     const replicas: ReplicaDescriptor[] = [];

@@ -23,6 +23,16 @@ function setup(objects = 1, placement: 'zone-spread' | 'random' = 'zone-spread')
   return d;
 }
 
+/** setup(40), a fourth node s4, and s2 unmounted: several objects under-replicated, s4 a target for them. */
+function underReplicated40(): { d: Driver; under: number } {
+  const d = setup(40);
+  d.ok({ type: 'MountSegment', clientId: 'c4', segment: seg('s4', 4 * MiB, { zone: 'z4' }) });
+  d.ok({ type: 'UnmountSegment', clientId: 'admin', segmentId: 's2' });
+  const under = [...d.core.objects.values()].filter((o) => needsRepair(o, d.core.segments)).length;
+  expect(under).toBeGreaterThan(4);
+  return { d, under };
+}
+
 describe('re-replication in the state machine', () => {
   it('RepairStart places the new replica in a zone the live replica does not use; RepairEnd restores replicaNum', () => {
     const d = setup();
@@ -122,11 +132,7 @@ describe('re-replication in the state machine', () => {
   });
 
   it('looks for under-replicated objects in slices of scanObjectsPerRound, publishing a pass only when it ends', () => {
-    const d = setup(40);
-    d.ok({ type: 'MountSegment', clientId: 'c4', segment: seg('s4', 4 * MiB, { zone: 'z4' }) });
-    d.ok({ type: 'UnmountSegment', clientId: 'admin', segmentId: 's2' });
-    const under = [...d.core.objects.values()].filter((o) => needsRepair(o, d.core.segments)).length;
-    expect(under).toBeGreaterThan(4);
+    const { d, under } = underReplicated40();
     const sched = new RepairScheduler({ scanObjectsPerRound: 10 });
     let rounds = 0;
     while (sched.report().underReplicated === 0 && rounds < 100) sched.plan(d.core, d.now + 100 * rounds++);
@@ -174,11 +180,7 @@ describe('re-replication in the state machine', () => {
   });
 
   it('the scheduler respects maxInFlight and bytesPerSecond, and forgets its tasks on reset', () => {
-    const d = setup(40);
-    d.ok({ type: 'MountSegment', clientId: 'c4', segment: seg('s4', 4 * MiB, { zone: 'z4' }) });
-    d.ok({ type: 'UnmountSegment', clientId: 'admin', segmentId: 's2' });
-    const under = [...d.core.objects.values()].filter((o) => needsRepair(o, d.core.segments)).length;
-    expect(under).toBeGreaterThan(4);
+    const { d, under } = underReplicated40();
     const byCount = new RepairScheduler({ maxInFlight: 3 });
     byCount.plan(d.core, d.now);
     expect(byCount.report()).toMatchObject({ underReplicated: under, inFlight: 3 });
