@@ -1,22 +1,24 @@
 /**
  * A node whose storage cut a damaged end of its log that may have been acknowledged (HardState.recovering,
- * src/raft/wal/wal.ts "Recovery") neither votes nor campaigns until a leader has brought it up to date. The control
+ * src/raft/wal/wal.ts "Recovery") never campaigns, and votes only for a candidate at least as up to date as the log it
+ * had before the cut (HardState.recoveringBound), until a leader has brought it up to date. The control
  * case shows what that prevents: the same node voting loses a committed entry (the simulator's seed 11139).
  */
 import { describe, expect, it } from 'vitest';
 import { MemoryStorage } from '../../src/raft/core/memory-storage.js';
 import { validateMessage } from '../../src/raft/core/validate.js';
 import { Net, dec, type SimNode } from './core-harness.js';
+import type { LogPosition } from '../../src/raft/core/types.js';
 
 const ids = ['a', 'b', 'c'];
 
 /** Restarts `id` from a copy of its storage without the entries after `keep` (its damaged last batch was cut). */
-function loseTail(net: Net, id: string, keep: number, recovering: boolean): SimNode {
+function loseTail(net: Net, id: string, keep: number, recovering: boolean, bound?: LogPosition): SimNode {
   const old = net.node(id).storage;
   const s = MemoryStorage.withVoters(ids);
   s.append(old.entries(old.firstIndex(), keep + 1, Number.POSITIVE_INFINITY));
   const hs = old.hardStateNow();
-  s.setHardState({ term: hs.term, vote: hs.vote, commit: Math.min(hs.commit, keep), ...(recovering ? { recovering: true } : {}) });
+  s.setHardState({ term: hs.term, vote: hs.vote, commit: Math.min(hs.commit, keep), ...(recovering ? { recovering: true } : {}), ...(bound !== undefined ? { recoveringBound: bound } : {}) });
   return net.addNode(id, s, { applied: 0 });
 }
 
@@ -25,15 +27,18 @@ function entryAt(n: SimNode, index: number): string | undefined {
   return dec(n.storage.entries(index, index + 1, Number.POSITIVE_INFINITY)[0]!.data);
 }
 
-/** a leads; 'x' is committed by a and b only (c misses it); then b loses 'x' and restarts; a is cut off. */
-function scenario(recovering: boolean): { net: Net; x: number } {
+/**
+ * a leads; 'x' is committed by a and b only (c misses it, unless `cHasX`); then b loses 'x' and restarts; a is cut
+ * off. `bound(term, x)`: what b's storage knows of the end of its log before the cut.
+ */
+function scenario(recovering: boolean, bound?: (term: number, x: number) => LogPosition, cHasX = false): { net: Net; x: number } {
   const net = new Net(ids, { preVote: false, checkQuorum: false, electionTimeoutTicks: 10 });
   net.campaign('a');
-  net.cutOneWay('a', 'c');
+  if (!cHasX) net.cutOneWay('a', 'c');
   const x = net.proposeStr('a', 'x').index;
   expect(net.core('a').status().commit).toBe(x); // acknowledged: committed with b's ack
-  expect(net.node('c').storage.lastIndex()).toBe(x - 1);
-  loseTail(net, 'b', x - 1, recovering);
+  expect(net.node('c').storage.lastIndex()).toBe(cHasX ? x : x - 1);
+  loseTail(net, 'b', x - 1, recovering, bound?.(net.core('a').status().term, x));
   net.heal();
   net.isolate('a');
   net.core('c').campaign();
@@ -62,6 +67,30 @@ describe('recovering a cut log (HardState.recovering)', () => {
     expect(net.core('b').status().term).toBe(term);
     net.tickAll(50, ['b', 'c']);
     expect(net.leaderOf(['b', 'c'])).toBeUndefined();
+  });
+
+  it('knowing the end of the log it lost, it votes for a candidate at least that up to date: one node down, the other two elect', () => {
+    const { net, x } = scenario(true, (term, index) => ({ index, term }), true);
+    expect(net.core('c').status().role).toBe('leader'); // b's vote: c holds x
+    expect(net.core('b').isRecovering).toBe(true);
+    net.proposeStr('c', 'y');
+    net.tickAll(5, ['b', 'c']);
+    expect(net.core('b').isRecovering).toBe(false);
+    for (const id of ['b', 'c']) expect(entryAt(net.node(id), x), id).toBe('x');
+  });
+
+  it('knowing the end of the log it lost, it still refuses a candidate without it (the committed entry survives)', () => {
+    const { net } = scenario(true, (term, index) => ({ index, term }));
+    expect(net.core('c').status().role).not.toBe('leader');
+    net.tickAll(50, ['b', 'c']);
+    expect(net.leaderOf(['b', 'c'])).toBeUndefined();
+  });
+
+  it('control: a bound short of what it acknowledged would elect a leader without the committed entry', () => {
+    const { net, x } = scenario(true, (term, index) => ({ index: index - 1, term }));
+    expect(net.core('c').status().role).toBe('leader');
+    net.proposeStr('c', 'y');
+    expect(entryAt(net.node('c'), x)).not.toBe('x');
   });
 
   it('the leader brings it up to date (its earlier acks voided), then it votes again and the committed entry survives', () => {

@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../src/errors.js';
 import { Wal, recoveringMarker } from '../../src/raft/wal/wal.js';
-import { beginRecordBytes, encodeSegmentHeader, opBytes, putBegin, putOp, segmentHeaderBytes } from '../../src/raft/wal/format.js';
+import { batchTrailer, batchTrailerBytes, beginRecordBytes, encodeSegmentHeader, opBytes, putBegin, putOp, segmentHeaderBytes } from '../../src/raft/wal/format.js';
 import type { WalFs } from '../../src/raft/wal/fs.js';
 import { nodeWalFs } from '../../src/raft/wal/node-fs.js';
 import type { ConfState, Entry, HardState, SnapshotMetadata } from '../../src/raft/core/types.js';
@@ -252,6 +252,8 @@ describe('Wal', () => {
           expect(r.recovery.cutAt, `byte ${b}`).not.toBeNull();
           expect(r.recovery.cutSuspect, `byte ${b} ^ ${flip}`).toBe(true);
           expect(r.initialState().hardState.recovering).toBe(true);
+          // The batch's end survives in one of its two LOG_END records: what this node may have acknowledged.
+          expect(r.initialState().hardState.recoveringBound, `byte ${b} ^ ${flip}`).toEqual({ index: 8, term: 1 });
           expect(r.lastIndex()).toBe(6);
           await r.close();
           await rm(dir, { recursive: true, force: true });
@@ -316,6 +318,39 @@ describe('Wal', () => {
       expect(z.lastIndex()).toBe(8);
     });
 
+    it('cut again while recovering: the marker keeps the later log end; a marker without one (older versions) gives none', async () => {
+      const dir = await tempDir();
+      const flipLast = (file: string, offset: number): void => {
+        const buf = readFileSync(file);
+        buf[offset - 1] = buf[offset - 1]! ^ 0x10;
+        writeFileSync(file, buf);
+      };
+      const w = await Wal.open(dir, small);
+      await w.save({ entries: range(1, 4, 1), hardState: { term: 1, vote: 'a', commit: 2 } }, { sync: true });
+      await w.save({ entries: range(5, 6, 1) }, { sync: true });
+      let at = w.position;
+      await w.abandonForTest();
+      flipLast(at.file, at.offset);
+      const r = await Wal.open(dir, small);
+      expect(r.initialState().hardState.recoveringBound).toEqual({ index: 6, term: 1 });
+      expect(r.lastIndex()).toBe(4);
+      // Recovering, it takes a leader's entries in a later term (a shorter log), then loses that batch too.
+      await r.save({ entries: [ent(5, 2, 'new')], hardState: { term: 2, vote: null, commit: 4, recovering: true } }, { sync: true });
+      await r.save({ entries: [ent(6, 2, 'new')] }, { sync: true });
+      at = r.position;
+      await r.abandonForTest();
+      flipLast(at.file, at.offset);
+      const q = await Wal.open(dir, small);
+      expect(q.lastIndex()).toBe(5);
+      expect(q.initialState().hardState.recoveringBound).toEqual({ index: 6, term: 2 }); // later than (6, 1)
+      await q.abandonForTest();
+      // A marker an older version wrote names no log end: the node recovers without voting, as before.
+      writeFileSync(join(dir, recoveringMarker), `${JSON.stringify({ cutAt: { segment: 1, offset: 100 }, cutBytes: 50 })}\n`);
+      const z = await openWal(dir, small);
+      expect(z.initialState().hardState.recovering).toBe(true);
+      expect(z.initialState().hardState.recoveringBound).toBeUndefined();
+    });
+
     it('a term or vote is written twice, so cutting a damaged last batch never forgets a vote that was sent', async () => {
       const dir = await tempDir();
       const w = await Wal.open(dir, small);
@@ -350,6 +385,43 @@ describe('Wal', () => {
       expect(all(r)).toEqual(plain(range(1, 5, 1)));
       expect(r.recovery.cutAt).toBeNull();
     });
+  });
+
+  it('reads batches without LOG_END records (written before they existed); a damaged one of them recovers without a bound', async () => {
+    const salt = 0x2345678;
+    const seg = Buffer.alloc(4096);
+    encodeSegmentHeader({ seq: 1, salt, version: 2 }).copy(seg, 0);
+    let off = segmentHeaderBytes;
+    const starts: number[] = [];
+    for (const [seq, ops] of [
+      [1, [...range(1, 3, 1).map((entry) => ({ kind: 'entry' as const, entry })), { kind: 'hardState' as const, hard: { term: 1, vote: 'a', commit: 2 } }]],
+      [2, range(4, 5, 1).map((entry) => ({ kind: 'entry' as const, entry }))],
+    ] as const) {
+      starts.push(off);
+      let bytes = beginRecordBytes + batchTrailerBytes;
+      for (const op of ops) bytes += opBytes(op);
+      off = putBegin(seg, off, { seq, bytes, records: ops.length }, salt);
+      for (const op of ops) off = putOp(seg, off, op, salt);
+      off += batchTrailer.copy(seg, off);
+    }
+    const dir = await tempDir();
+    writeFileSync(join(dir, '0000000000000001.wal'), seg);
+    const damaged = await tempDir();
+    const bad = Buffer.from(seg);
+    bad[starts[1]! + beginRecordBytes + 20] ^= 0x20; // inside entry 4 of the last batch
+    writeFileSync(join(damaged, '0000000000000001.wal'), bad);
+
+    const w = await Wal.open(dir, small);
+    expect(all(w)).toEqual(plain(range(1, 5, 1)));
+    await w.save({ entries: range(6, 7, 1) }, { sync: true }); // new batches (with LOG_END) after old ones
+    await w.close();
+    const r = await openWal(dir, small);
+    expect(all(r)).toEqual(plain(range(1, 7, 1)));
+
+    const d = await openWal(damaged, small);
+    expect(d.lastIndex()).toBe(3);
+    expect(d.initialState().hardState.recovering).toBe(true);
+    expect(d.initialState().hardState.recoveringBound).toBeUndefined(); // unknown: it does not vote until recovered
   });
 
   describe('corruption in the middle', () => {

@@ -49,6 +49,7 @@ import type {
   ConfState,
   Entry,
   HardState,
+  LogPosition,
   Message,
   MessageType,
   NodeId,
@@ -171,6 +172,8 @@ export class RaftCore {
   private prevHard: HardState;
   /** HardState.recovering: no votes, no campaigns until a leader says `recovered` (wal.ts, "Recovery"). */
   private recovering = false;
+  /** HardState.recoveringBound: while recovering, a candidate must be at least this up to date for our vote. */
+  private recoveringBound: LogPosition | null = null;
   /** Names this node's recovery in its messages (drawn at start; 0 when not recovering). */
   private readonly recoveryId: number;
   private outstanding: Ready | null = null;
@@ -228,6 +231,11 @@ export class RaftCore {
     this.recovering = hardState.recovering === true && !(this.trk.isSingleton() && this.trk.voterIds().includes(this.id));
     // Drawn only when needed: the random stream of every other start stays as it was (replayable seeds).
     this.recoveryId = this.recovering ? 1 + this.rng.nextInt(0x7fff_ffff) : 0;
+    const bound = hardState.recoveringBound;
+    if (this.recovering && bound !== undefined) {
+      assert(Number.isSafeInteger(bound.index) && bound.index >= 0 && Number.isSafeInteger(bound.term) && bound.term >= 0, `recovering bound ${JSON.stringify(bound)} is not a log position`);
+      this.recoveringBound = { index: bound.index, term: bound.term };
+    }
     const applied = config.applied ?? 0;
     if (applied > 0) {
       if (applied > this.log.lastIndex()) throw new MooringError(ErrorCode.CORRUPT_LOG, `applied ${applied} beyond the last index ${this.log.lastIndex()}`);
@@ -665,7 +673,7 @@ export class RaftCore {
     return hs;
   }
 
-  /** True while this node recovers a cut log (it neither votes nor campaigns). */
+  /** True while this node recovers a cut log (it does not campaign; it votes only past its recovering bound). */
   get isRecovering(): boolean {
     return this.recovering;
   }
@@ -928,8 +936,9 @@ export class RaftCore {
       this.vote === m.from ||
       (this.vote === null && this.lead === null) ||
       (m.type === 'preVote' && m.term > this.term);
-    // A recovering node may lack entries it acknowledged: its vote could elect a leader without them.
-    if (canVote && !this.recovering && this.log.isUpToDate(index, logTerm)) {
+    // A recovering node may lack entries it acknowledged: it votes only for a candidate at least as up to date as the
+    // log it had before the cut (its bound), which holds all it acknowledged; with no bound it does not vote.
+    if (canVote && this.log.isUpToDate(index, logTerm) && (!this.recovering || this.coversLostTail(index, logTerm))) {
       // A granted pre-vote carries the candidate's term; a granted vote carries ours (equal to it here).
       this.send({ type: voteRespType(m.type), to: m.from, from: this.id, term: m.term });
       if (m.type === 'vote') {
@@ -952,6 +961,12 @@ export class RaftCore {
         }
       }
     }
+  }
+
+  /** Is a log ending at (index, logTerm) at least as up to date as the end of our log before its cut? */
+  private coversLostTail(index: number, logTerm: number): boolean {
+    const b = this.recoveringBound;
+    return b !== null && (logTerm > b.term || (logTerm === b.term && index >= b.index));
   }
 
   private stepCandidate(m: Message): void {

@@ -27,10 +27,24 @@ export interface HardState {
   commit: number;
   /**
    * Set by storage when it cut a damaged end of the log that may have been acknowledged (src/raft/wal/wal.ts,
-   * "Recovery"): the node neither votes nor campaigns until a leader has brought it up to date, then the core clears
-   * it. Absent means false.
+   * "Recovery"): the node does not campaign, and votes only as `recoveringBound` allows, until a leader has brought it
+   * up to date, then the core clears it. Absent means false.
    */
   recovering?: boolean;
+  /**
+   * Only with `recovering`, read at start: the end of the log before the cut (last index and term), an upper bound on
+   * anything this node may have acknowledged. While recovering the node votes only for a candidate whose log is at
+   * least as up to date as this AND as its own log (Raft's vote rule against the log it had), so a cluster with
+   * one node down and one recovering still elects a leader that holds every committed entry. Absent: the bound is
+   * unknown and the node never votes while recovering. Not written back by the core.
+   */
+  recoveringBound?: LogPosition;
+}
+
+/** A point in the log: an index and the term of the entry there. */
+export interface LogPosition {
+  index: number;
+  term: number;
 }
 
 /** Membership. While joint, a decision needs a majority of `voters` AND a majority of `votersOutgoing`. */
@@ -246,6 +260,6 @@ export interface Status {
   /** Only on the leader. */
   progress?: Record<NodeId, ProgressStatus>;
   leadTransferee: NodeId | null;
-  /** Present (true) while this node recovers a cut log: it neither votes nor campaigns (HardState.recovering). */
+  /** Present (true) while this node recovers a cut log: it does not campaign and votes only past its bound (HardState.recovering). */
   recovering?: boolean;
 }

@@ -6,7 +6,8 @@
  * record of the log itself (the torn-tail classifier relies on that), and bytes of another segment never verify.
  *
  * A segment starts with a SEGMENT record (unsalted: it carries the salt). Every save() is one BATCH: a BEGIN
- * record (batch sequence number, total batch bytes, record count) followed by its records; a batch is applied
+ * record (batch sequence number, total batch bytes, record count) followed by its records, the first and the last
+ * of them a LOG_END (where the log ends once the batch is applied; older batches have none); a batch is applied
  * on open only if all of it verifies, so a save is all-or-nothing across a crash.
  *
  * Format 2 ends every batch with a 4-byte TRAILER of non-zero bytes (counted in the BEGIN's batch bytes). Segments
@@ -17,7 +18,7 @@
  */
 import { crc32c } from '@node-rs/crc32';
 import { ErrorCode, MooringError } from '../../errors.js';
-import type { ConfState, Entry, HardState, SnapshotMetadata } from '../core/types.js';
+import type { ConfState, Entry, HardState, LogPosition, SnapshotMetadata } from '../core/types.js';
 
 export const recordHeaderBytes = 9;
 export const segmentMagic = 0x4c41574d; // 'MWAL' little-endian
@@ -41,6 +42,12 @@ export const RecordType = {
   confState: 7,
   /** The full non-entry state, written first in every new segment so older segments can be deleted. */
   state: 8,
+  /**
+   * The log's end (last index and term) once this batch is applied: the first and the last record of every batch
+   * (twice, so one damaged byte never loses it). When a damaged last batch is cut, it bounds what the node may have
+   * acknowledged (wal.ts, "Recovery").
+   */
+  logEnd: 9,
 } as const;
 
 export const segmentPayloadBytes = 4 + 2 + 4 + 8;
@@ -62,7 +69,8 @@ export type WalOp =
       compactIndex: number;
       compactTerm: number;
       conf: ConfState | null;
-    };
+    }
+  | { kind: 'logEnd'; end: LogPosition };
 
 const utf8 = new TextEncoder();
 const utf8Strict = new TextDecoder('utf-8', { fatal: true });
@@ -107,8 +115,17 @@ export function encodeOp(op: WalOp): { type: number; payload: Uint8Array } {
       const { kind: _kind, ...rest } = op;
       return { type: RecordType.state, payload: utf8.encode(JSON.stringify(rest)) };
     }
+    case 'logEnd': {
+      const p = Buffer.allocUnsafe(logEndPayloadBytes);
+      putU64(p, 0, op.end.index);
+      putU64(p, 8, op.end.term);
+      return { type: RecordType.logEnd, payload: p };
+    }
   }
 }
+
+export const logEndPayloadBytes = 16;
+export const logEndRecordBytes = recordHeaderBytes + logEndPayloadBytes;
 
 /** Decodes a verified record's payload. Throws CORRUPT_LOG for a record whose crc matched but whose content does not parse. */
 export function decodeOp(type: number, payload: Buffer): WalOp {
@@ -141,6 +158,9 @@ export function decodeOp(type: number, payload: Buffer): WalOp {
         const s = JSON.parse(utf8Strict.decode(payload)) as Omit<Extract<WalOp, { kind: 'state' }>, 'kind'>;
         return { kind: 'state', ...s };
       }
+      case RecordType.logEnd:
+        if (payload.byteLength !== logEndPayloadBytes) bad('is not a log end');
+        return { kind: 'logEnd', end: { index: getU64(payload, 0), term: getU64(payload, 8) } };
       default:
         return bad('has an unknown type');
     }
@@ -234,6 +254,8 @@ export function opBytes(op: WalOp): number {
       return recordHeaderBytes + 17 + op.entry.data.byteLength;
     case 'hardState':
       return recordHeaderBytes + 17 + (op.hard.vote === null ? 0 : Buffer.byteLength(op.hard.vote, 'utf8'));
+    case 'logEnd':
+      return logEndRecordBytes;
     default:
       return recordBytes(encodeOp(op).payload);
   }

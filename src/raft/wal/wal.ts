@@ -32,8 +32,10 @@
  * have been written, synced and acknowledged (entries counted toward a commit, a vote granted) before a byte of it
  * went bad; cutting it silently would let this node vote as if it never had those entries (the full-node
  * simulator's seed 11139 lost 7 acknowledged writes that way). So open() first creates a RECOVERING marker file
- * (durably), then cuts; while the marker exists the hard state says `recovering` and the Raft core neither votes nor
- * campaigns until a leader has brought this node up to date (core.ts), when save() removes it. Terms and votes are
+ * (durably), then cuts; while the marker exists the hard state says `recovering` and the Raft core does not campaign
+ * until a leader has brought this node up to date (core.ts), when save() removes it. The marker keeps the cut batch's
+ * LOG_END (the log's end before the cut: a bound on what this node may have acknowledged; format.ts), and the core
+ * votes only for candidates at least that up to date (HardState.recoveringBound). Terms and votes are
  * never only in the last batch: a save that changes them writes its hard state twice (a second one-record batch), so
  * cutting a damaged last batch never forgets a vote that was sent.
  *
@@ -46,7 +48,7 @@ import path from 'node:path';
 import { ErrorCode, MooringError, assert } from '../../errors.js';
 import { silentLogger, type LoggerLike } from '../../transport/logger.js';
 import type { DurableLogStorage, SaveBatch, SaveOptions } from '../log-store.js';
-import type { ConfState, Entry, HardState, Snapshot, SnapshotMetadata } from '../core/types.js';
+import type { ConfState, Entry, HardState, LogPosition, Snapshot, SnapshotMetadata } from '../core/types.js';
 import { cloneConfState, emptyConfState } from '../core/util.js';
 import { windowEntries, windowTerm } from '../log-window.js';
 import {
@@ -57,11 +59,14 @@ import {
   decodeOp,
   decodeSegmentHeader,
   encodeSegmentHeader,
+  logEndPayloadBytes,
+  logEndRecordBytes,
   opBytes,
   putBegin,
   putOp,
   readBegin,
   readRecord,
+  RecordType,
   segmentHeaderBytes,
   type WalOp,
 } from './format.js';
@@ -227,7 +232,74 @@ function applyOp(s: State, op: WalOp, seg: number): void {
       s.conf = op.conf;
       compactTo(s, op.compactIndex, op.compactTerm);
       return;
+    case 'logEnd':
+      return; // a bound for recovery and a check of replay (replayBatch), nothing to apply
   }
+}
+
+/** The log's end in `s` (the term is NaN while replay has not learnt the compaction term). */
+function stateLogEnd(s: State): LogPosition {
+  const n = s.log.length;
+  return { index: s.compactIndex + n, term: n > 0 ? s.log[n - 1]!.term : s.compactTerm };
+}
+
+/** Where the log ends once `ops` are applied to a log ending at `end` with compaction point `compactIndex` (applyOp's rules). */
+function logEndAfter(end: LogPosition, compactIndex: number, ops: readonly WalOp[]): LogPosition {
+  let e = end;
+  let ci = compactIndex;
+  for (const op of ops) {
+    if (op.kind === 'entry') {
+      if (op.entry.index > ci) e = { index: op.entry.index, term: op.entry.term };
+    } else if (op.kind === 'snapshot') {
+      e = { index: op.meta.index, term: op.meta.term };
+      ci = op.meta.index;
+    } else if (op.kind === 'compact' || op.kind === 'state') {
+      const [index, term] = op.kind === 'compact' ? [op.index, op.term] : [op.compactIndex, op.compactTerm];
+      if (index > e.index) e = { index, term };
+      ci = Math.max(ci, index);
+    }
+  }
+  return e;
+}
+
+/**
+ * The last valid batch's LOG_END must name where the whole replay ended: anything else is a bug or undetected
+ * damage. (Not checked per batch: part way through, replay may lack entries of deleted segments that a later
+ * compaction record covers.)
+ */
+function checkLogEnd(s: State, mark: { end: LogPosition; seq: number; off: number } | null): void {
+  if (mark === null) return; // written before LOG_END records existed
+  const at = stateLogEnd(s);
+  if (at.index !== mark.end.index || at.term !== mark.end.term) {
+    throw corrupt(`WAL segment ${segmentName(mark.seq)} offset ${mark.off}: the last batch says the log ends at ${mark.end.index} (term ${mark.end.term}), replay reached ${at.index} (term ${at.term})`);
+  }
+}
+
+/** The bigger of two log ends in Raft's up-to-date order (the later term; within a term, the higher index). */
+function laterLogEnd(a: LogPosition, b: LogPosition): LogPosition {
+  return a.term > b.term || (a.term === b.term && a.index >= b.index) ? a : b;
+}
+
+/**
+ * The log end a damaged last batch at [off, written) carried (its LOG_END records: the first one after the BEGIN,
+ * the last one before the trailer; one damaged byte leaves one of them intact). Null when neither verifies (more
+ * damage than one byte, or a batch written before LOG_END records existed).
+ */
+function damagedBatchLogEnd(buf: Buffer, off: number, written: number, salt: number, trailer: boolean): LogPosition | null {
+  const read = (at: number, end: number): LogPosition | null => {
+    if (at < off + beginRecordBytes) return null;
+    const r = readRecord(buf, at, end, salt);
+    if (r === null || r.type !== RecordType.logEnd || r.payload.byteLength !== logEndPayloadBytes) return null;
+    const op = decodeOp(r.type, r.payload);
+    return op.kind === 'logEnd' ? op.end : null;
+  };
+  const first = read(off + beginRecordBytes, written);
+  if (first !== null) return first;
+  // The BEGIN gives the batch's end; if it is the damaged record, the trailer is intact and ends the written bytes.
+  const b = readBegin(buf, off, buf.byteLength, salt);
+  const end = b !== null ? off + b.bytes : written;
+  if (end > buf.byteLength) return null;
+  return read(end - (trailer ? batchTrailerBytes : 0) - logEndRecordBytes, end);
 }
 
 function isZero(buf: Buffer, from: number, to: number): boolean {
@@ -317,6 +389,8 @@ export class Wal implements DurableLogStorage {
   recovery: WalRecoveryReport = { segments: 0, batches: 0, loadedEntries: 0, cutAt: null, cutBytes: 0, commitClampedFrom: null, cutSuspect: false };
   /** The RECOVERING marker exists (the hard state's `recovering`). */
   private recovering = false;
+  /** The log end the marker keeps (HardState.recoveringBound); null when unknown. */
+  private recoveringBound: LogPosition | null = null;
 
   private constructor(readonly dir: string, private readonly lock: WalDirLock, opts: WalOptions) {
     this.fs = opts.fs ?? nodeWalFs;
@@ -388,6 +462,8 @@ export class Wal implements DurableLogStorage {
     let endTrailer = true;
     /** The bytes of the segment read last: the last one kept (a cut stops at the damaged segment). */
     let lastBuf: Buffer | null = null;
+    /** The LOG_END of the last valid batch (null if it had none): replay must end where it says. */
+    let lastMark: { end: LogPosition; seq: number; off: number } | null = null;
     for (let k = 0; k < seqs.length && torn === null; k++) {
       const seq = seqs[k]!;
       const buf = fs.readFile(path.join(this.dir, segmentName(seq)));
@@ -414,6 +490,8 @@ export class Wal implements DurableLogStorage {
         const trailerOk = header.version === 1 || (r + batchTrailerBytes === end && buf.compare(batchTrailer, 0, batchTrailerBytes, r, end) === 0);
         if (ops.length !== b.records || r !== (header.version === 1 ? end : end - batchTrailerBytes) || !trailerOk) break;
         for (const op of ops) applyOp(s, op, seq);
+        const mark = ops[ops.length - 1];
+        lastMark = mark?.kind === 'logEnd' ? { end: mark.end, seq, off } : null;
         expected = b.seq + 1;
         batches++;
         off = end;
@@ -439,8 +517,18 @@ export class Wal implements DurableLogStorage {
       }
       const cutTo = lastNonZero(torn.buf, torn.offset) + 1;
       const suspect = !provablyTorn(torn.buf, torn.offset, cutTo, torn.salt, torn.trailer);
-      // The marker first: once the damaged bytes are zeroed nothing else would show that this node lost a tail.
-      if (suspect && !fs.readdir(this.dir).includes(recoveringMarker)) await this.writeMarker({ cutAt: { segment: seqs[torn.k]!, offset: torn.offset }, cutBytes: cutTo - torn.offset });
+      // The marker first: once the damaged bytes are zeroed nothing else would show that this node lost a tail. It
+      // keeps the log's end before the cut (the bound on what this node may have acknowledged); cut again while
+      // recovering, the later of the two ends (unknown if either is).
+      if (suspect) {
+        const lost = damagedBatchLogEnd(torn.buf, torn.offset, cutTo, torn.salt, torn.trailer);
+        const marked = fs.readdir(this.dir).includes(recoveringMarker);
+        const before = marked ? this.readMarkerBound() : lost;
+        const bound = before === null || lost === null ? null : laterLogEnd(before, lost);
+        if (!marked || before?.index !== bound?.index || before?.term !== bound?.term) {
+          await this.writeMarker({ cutAt: { segment: seqs[torn.k]!, offset: torn.offset }, cutBytes: cutTo - torn.offset, lostTailEnd: bound });
+        }
+      }
       this.recovery.cutSuspect = suspect;
       fs.zeroRangeSync(path.join(this.dir, segmentName(seqs[torn.k]!)), torn.offset, cutTo);
       for (const seq of seqs.splice(torn.k + 1)) fs.removeSync(path.join(this.dir, segmentName(seq)));
@@ -452,12 +540,14 @@ export class Wal implements DurableLogStorage {
     if (Number.isNaN(s.compactTerm)) {
       throw corrupt(`WAL in ${this.dir}: entries up to ${s.compactIndex} are missing (an old segment was lost) and no snapshot covers them`);
     }
+    checkLogEnd(s, lastMark);
     this.segments = seqs;
     const lastSeq = seqs[seqs.length - 1]!;
     const fh = await fs.open(path.join(this.dir, segmentName(lastSeq)), this.appendMode());
     this.cur = { seq: lastSeq, salt: endSalt, fh, size: Math.max(fs.size(path.join(this.dir, segmentName(lastSeq))), segmentHeaderBytes), offset: endOffset, trailer: endTrailer };
     await this.makeReadTailDurable(lastBuf!);
     this.recovering = fs.readdir(this.dir).includes(recoveringMarker);
+    this.recoveringBound = this.recovering ? this.readMarkerBound() : null;
     this.nextBatchSeq = expected ?? 1;
 
     const lastValid = this.lastIndexUnchecked();
@@ -472,7 +562,7 @@ export class Wal implements DurableLogStorage {
       this.logger.warn({ ...this.recovery, lastValidIndex: lastValid }, `WAL tail cut back: ${this.recovery.cutBytes} ${this.recovery.cutSuspect ? 'damaged' : 'torn'} bytes zeroed; log ends at ${lastValid}`);
     }
     if (this.recovering) {
-      this.logger.warn({ dir: this.dir }, 'this node lost the end of its WAL (a damaged last batch that may have been acknowledged): it will neither vote nor campaign until a leader has brought it up to date (docs/raft.md, "Recovering a damaged tail")');
+      this.logger.warn({ dir: this.dir, lostTailEnd: this.recoveringBound }, 'this node lost the end of its WAL (a damaged last batch that may have been acknowledged): it will not campaign, and votes only for a candidate holding the log it lost, until a leader has brought it up to date (docs/raft.md, "Recovering a damaged tail")');
     }
   }
 
@@ -480,7 +570,11 @@ export class Wal implements DurableLogStorage {
 
   initialState(): { hardState: HardState; confState: ConfState } {
     this.checkUsable();
-    const hardState: HardState = this.recovering ? { ...this.s.hard, recovering: true } : { ...this.s.hard };
+    const hardState: HardState = { ...this.s.hard };
+    if (this.recovering) {
+      hardState.recovering = true;
+      if (this.recoveringBound !== null) hardState.recoveringBound = { ...this.recoveringBound };
+    }
     return { hardState, confState: cloneConfState(this.s.conf ?? this.s.snapMeta.confState) };
   }
 
@@ -664,7 +758,7 @@ export class Wal implements DurableLogStorage {
   /** Writes `ops` (after any held sync:false state) as one batch, fdatasyncs, then applies them to memory. */
   private async writeBatch(batchOps: WalOp[]): Promise<void> {
     let ops = this.pending.length > 0 ? [...this.pending, ...batchOps] : batchOps;
-    let bytes = beginRecordBytes + batchTrailerBytes;
+    let bytes = beginRecordBytes + batchTrailerBytes + 2 * logEndRecordBytes;
     for (const op of ops) bytes += opBytes(op);
     let cur = this.cur!;
     if (cur.offset + bytes > cur.size && cur.offset > segmentHeaderBytes) {
@@ -674,6 +768,9 @@ export class Wal implements DurableLogStorage {
       ops = [state, ...ops];
       bytes += opBytes(state);
     }
+    // The batch opens and closes with the log's end after it (see RecordType.logEnd).
+    const mark: WalOp = { kind: 'logEnd', end: logEndAfter(stateLogEnd(this.s), this.s.compactIndex, ops) };
+    ops = [mark, ...ops, mark];
     if (!cur.trailer) bytes -= batchTrailerBytes; // a format-1 segment opened from an older version
     assert(bytes < 0x1_0000_0000, `a WAL batch of ${bytes} bytes is too large`);
     const buf = Buffer.allocUnsafe(bytes);
@@ -784,18 +881,37 @@ export class Wal implements DurableLogStorage {
     }
   }
 
-  /** Creates the RECOVERING marker durably (file data, then its directory entry). */
-  private async writeMarker(why: object): Promise<void> {
+  /** Creates (or replaces) the RECOVERING marker durably: a temporary file synced, renamed over it, the dir synced. */
+  private async writeMarker(why: { cutAt: { segment: number; offset: number }; cutBytes: number; lostTailEnd: LogPosition | null }): Promise<void> {
     const file = path.join(this.dir, recoveringMarker);
-    const fh = await this.fs.open(file, 'create');
+    const tmp = `${file}.tmp`;
+    const fh = await this.fs.open(tmp, 'create');
     try {
       await writeFully(fh, Buffer.from(`${JSON.stringify(why)}\n`), 0);
       await fh.sync();
     } finally {
       await fh.close();
     }
+    await this.fs.rename(tmp, file);
     await this.fs.fsyncDir(this.dir);
     this.recovering = true;
+  }
+
+  /** The log end the RECOVERING marker keeps; null when it keeps none (older markers) or does not parse. */
+  private readMarkerBound(): LogPosition | null {
+    let text = '';
+    try {
+      text = this.fs.readFile(path.join(this.dir, recoveringMarker)).toString('utf8');
+      const m = JSON.parse(text) as { lostTailEnd?: unknown };
+      const e = m.lostTailEnd as { index?: unknown; term?: unknown } | null | undefined;
+      if (e !== null && typeof e === 'object' && Number.isSafeInteger(e.index) && Number.isSafeInteger(e.term) && (e.index as number) >= 0 && (e.term as number) >= 0) {
+        return { index: e.index as number, term: e.term as number };
+      }
+      return null;
+    } catch (err) {
+      this.logger.warn({ dir: this.dir, text, err: (err as Error).message }, 'the RECOVERING marker does not parse: this node will not vote until it has recovered');
+      return null;
+    }
   }
 
   /** Removes the RECOVERING marker durably: from here on the node votes again. */
@@ -807,6 +923,7 @@ export class Wal implements DurableLogStorage {
       throw this.poison(err, 'recovery marker removal');
     }
     this.recovering = false;
+    this.recoveringBound = null;
     this.logger.info({ dir: this.dir }, 'recovered: a leader brought this node up to date; it votes again');
   }
 
