@@ -45,6 +45,18 @@ import { StateStore, type StoreBatch } from './store.js';
 
 export type MasterStateOptions = Partial<StateOptions>;
 
+/** A queued state write (see queueChanges). */
+interface OpenWrite {
+  /** What was encoded ahead of the start (null: nothing yet). */
+  batch: StoreBatch | null;
+  /** Encoded for good (sealOpenWrite): takes no later changes at its start. */
+  sealed: boolean;
+  written: Promise<void>;
+}
+
+/** Changed objects an open write lets wait unencoded; past this, each apply encodes them into it at once (~10 ms). */
+const maxDeferredObjects = 4096;
+
 export class MasterState implements StateView {
   private core: StateCore;
   private store: StateStore;
@@ -55,7 +67,8 @@ export class MasterState implements StateView {
    * queueing another. Sealed (set to null) when it starts, and by createSnapshot/flush/installSnapshot so that
    * nothing applied after them can slip into a write they wait for.
    */
-  private openWrite: { batch: StoreBatch; written: Promise<void> } | null = null;
+  /** The queued write that has not started: encoded when it starts, or when sealed (sealOpenWrite). */
+  private openWrite: OpenWrite | null = null;
   private broken: unknown = null;
   private closed = false;
 
@@ -203,30 +216,45 @@ export class MasterState implements StateView {
   }
 
   /**
-   * Encodes what was applied since the last write into the open (not yet started) write, or queues a new one.
-   * The encoding happens now, at the apply boundary: a write always holds the state exactly as of the applied
-   * index it carries, however far memory has moved on when LevelDB gets to it.
+   * Joins what was applied since the last write to the open (not yet started) write, or queues a new one. The open
+   * write is encoded when it starts (LevelDB is free for it): everything applied by then, each changed object once
+   * at its latest state, with the applied index it reached. Encoded in one synchronous step, so a write always
+   * holds the state exactly as of the applied index it carries. (Encoding at every apply instead wrote an object
+   * put and completed within one write twice: twice the msgpack and LevelDB batch work per object.)
    */
   private queueChanges(): Promise<void> {
     const open = this.openWrite;
     if (open !== null) {
-      this.store.addChanges(this.core, open.batch);
+      // A long wait (LevelDB busy) must not leave one huge encoding step for the write's start: encode ahead.
+      if (this.core.dirtyObjects.size >= maxDeferredObjects) open.batch = this.store.addChanges(this.core, open.batch ?? this.store.newBatch());
       return open.written;
     }
-    const batch = this.store.addChanges(this.core, this.store.newBatch());
-    const entry = { batch, written: Promise.resolve() };
+    const entry: OpenWrite = { batch: null, sealed: false, written: Promise.resolve() };
     entry.written = this.enqueue(async () => {
       if (this.openWrite === entry) this.openWrite = null;
+      const batch = entry.sealed ? entry.batch! : this.store.addChanges(this.core, entry.batch ?? this.store.newBatch());
       await this.store.write(batch, false);
     });
     this.openWrite = entry;
     return entry.written;
   }
 
+  /**
+   * Encodes the open write now, with what was applied so far, and closes it to later applies (they queue a new write
+   * behind whatever is enqueued next): a flush, snapshot or install must not let later applies into an earlier write.
+   */
+  private sealOpenWrite(): void {
+    const open = this.openWrite;
+    if (open === null) return;
+    open.batch = this.store.addChanges(this.core, open.batch ?? this.store.newBatch());
+    open.sealed = true;
+    this.openWrite = null;
+  }
+
   /** Make everything applied so far durable (sync write). Call before compacting the Raft log. */
   async flush(): Promise<void> {
     this.check();
-    this.openWrite = null;
+    this.sealOpenWrite();
     const batch = this.store.addChanges(this.core, this.store.newBatch());
     return this.enqueue(() => this.store.write(batch, true));
   }
@@ -274,7 +302,7 @@ export class MasterState implements StateView {
 
   /**
    * A consistent point-in-time dump of the whole state (applied index included), as chunks ≤ 1 MiB: exactly the
-   * state at `appliedIndex` when this is called. Every write is encoded at its apply boundary (queueChanges) and
+   * state at `appliedIndex` when this is called. Every write is encoded in one step at an apply boundary (queueChanges) and
    * the dump reads a LevelDB snapshot opened right after the write that holds this index, before any later one,
    * so applies made after this call — even with waitForWrite: false — never leak into it, and the caller may
    * keep applying while it streams.
@@ -283,7 +311,7 @@ export class MasterState implements StateView {
     this.check();
     // Seal the open write: it holds exactly what was applied so far; later applies go to a write queued after
     // the snapshot's LevelDB read point, so the image is exactly the state at appliedIndex now.
-    this.openWrite = null;
+    this.sealOpenWrite();
     const records = this.enqueue(async () => this.store.recordBatches());
     return {
       [Symbol.asyncIterator]: () => {
@@ -298,7 +326,7 @@ export class MasterState implements StateView {
   /** Replace the whole state with the snapshot in `chunks` (throws INVALID_ARGUMENT for a bad stream). */
   async installSnapshot(chunks: AsyncIterable<Uint8Array>): Promise<void> {
     this.check();
-    this.openWrite = null;
+    this.sealOpenWrite();
     return this.enqueue(async () => {
       const loader = new StateLoader();
       try {

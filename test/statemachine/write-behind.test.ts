@@ -90,6 +90,97 @@ describe('MasterState writes behind the apply', () => {
     }
   });
 
+  it('an object put and completed while the previous write runs is encoded once, at the next write\'s start', async () => {
+    const t = await tempDir();
+    try {
+      const a = await MasterState.open(t.dir);
+      const store = storeOf(a);
+      await a.applyBatch([{ index: 1, timeMs: 1, command: { type: 'MountSegment', clientId: 'n', segment: seg('s', 1 << 24) } }]);
+      // Count the objects each encoding takes, and hold the first write until released.
+      const realAdd = store.addChanges.bind(store);
+      let encoded = 0;
+      store.addChanges = (core, b) => {
+        encoded += core.dirtyObjects.size;
+        return realAdd(core, b);
+      };
+      const realWrite = store.write.bind(store);
+      let release!: () => void;
+      const held = new Promise<void>((r) => { release = r; });
+      let first = true;
+      store.write = async (b: StoreBatch, sync: boolean) => {
+        if (first) {
+          first = false;
+          await held;
+        }
+        return realWrite(b, sync);
+      };
+      const keys = Array.from({ length: 10 }, (_, i) => `k${i}`);
+      void a.applyBatch([{ index: 2, timeMs: 2, command: { type: 'MountSegment', clientId: 'n', segment: seg('s2', 1 << 24) } }], { waitForWrite: false });
+      await new Promise((r) => setImmediate(r)); // the first write starts and waits
+      encoded = 0;
+      void a.applyBatch([{ index: 3, timeMs: 3, command: { type: 'BatchPutStart', clientId: 'c', seq: 1, items: keys.map((key) => ({ key, size: 10, replicaNum: 1 })) } }], { waitForWrite: false });
+      const done = a.applyBatch([{ index: 4, timeMs: 4, command: { type: 'BatchPutEnd', clientId: 'c', seq: 2, keys } }], { waitForWrite: false });
+      expect(encoded).toBe(0); // nothing encoded while the write waits
+      release();
+      await done;
+      await a.flush();
+      expect(encoded).toBe(10); // each object once, completed (encoding at each apply took 20)
+      const hash = a.stateHash();
+      await a.close();
+      const b = await MasterState.open(t.dir);
+      expect([b.appliedIndex, b.stateHash()]).toEqual([4, hash]);
+      expect(b.getReplicaList('k3', 5).ok).toBe(true);
+      await b.close();
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  it('a long wait for LevelDB encodes ahead (no single huge encoding step), and the state reopens the same', async () => {
+    const t = await tempDir();
+    try {
+      const a = await MasterState.open(t.dir);
+      const store = storeOf(a);
+      await a.applyBatch([{ index: 1, timeMs: 1, command: { type: 'MountSegment', clientId: 'n', segment: seg('s', 1 << 26) } }]);
+      const realAdd = store.addChanges.bind(store);
+      const sizes: number[] = [];
+      store.addChanges = (core, b) => {
+        sizes.push(core.dirtyObjects.size);
+        return realAdd(core, b);
+      };
+      const realWrite = store.write.bind(store);
+      let release!: () => void;
+      const held = new Promise<void>((r) => { release = r; });
+      let first = true;
+      store.write = async (b: StoreBatch, sync: boolean) => {
+        if (first) {
+          first = false;
+          await held;
+        }
+        return realWrite(b, sync);
+      };
+      void a.applyBatch([{ index: 2, timeMs: 2, command: { type: 'MountSegment', clientId: 'n', segment: seg('s2', 1 << 26) } }], { waitForWrite: false });
+      await new Promise((r) => setImmediate(r));
+      sizes.length = 0;
+      let index = 2;
+      for (let b = 0; b < 100; b++) {
+        void a.applyBatch(puts(index + 1, 100, 'w'), { waitForWrite: false });
+        index += 100;
+      }
+      expect(sizes.length).toBeGreaterThan(0); // encoded ahead while the write waited
+      expect(Math.max(...sizes)).toBeLessThanOrEqual(4096 + 100);
+      release();
+      await a.flush();
+      const hash = a.stateHash();
+      await a.close();
+      const b = await MasterState.open(t.dir);
+      expect([b.appliedIndex, b.stateHash()]).toEqual([index, hash]);
+      await b.close();
+    } finally {
+      await t.cleanup();
+    }
+  });
+
   it('after a failed write the store holds exactly the state of the last written index (the log replays the rest)', async () => {
     const t = await tempDir();
     const ref = await tempDir();
