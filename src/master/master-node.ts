@@ -313,7 +313,7 @@ export class MasterNode {
   private refreshGauges(): void {
     if (this.stopped) return;
     const st = this.raft.status();
-    this.metrics.setRaft({ term: st.term, role: st.role, commitIndex: st.commit, appliedIndex: this.raft.appliedIndex, leaderId: st.leader, fastPreVotes: st.fastPreVotes, clockStalls: st.clockStalls, busyRefusals: st.busyRefusals });
+    this.metrics.setRaft({ term: st.term, role: st.role, commitIndex: st.commit, appliedIndex: this.raft.appliedIndex, leaderId: st.leader, fastPreVotes: st.fastPreVotes, clockStalls: st.clockStalls, busyRefusals: st.busyRefusals, recovering: st.recovering === true });
     const s = this.state.stats();
     this.metrics.setCapacity({
       allocatedBytes: s.memoryAllocatedBytes + s.diskAllocatedBytes,

@@ -38,6 +38,8 @@ export interface RaftMetricsUpdate {
   clockStalls?: number;
   /** Total requests this node refused with BUSY (backpressure) so far (the counter advances by the difference). */
   busyRefusals?: number;
+  /** This node cut a damaged end of its log and waits for a leader to bring it up to date (docs/raft.md). */
+  recovering?: boolean;
 }
 
 export interface CapacityMetricsUpdate {
@@ -58,6 +60,7 @@ export class MasterMetrics {
   readonly raftTerm: Gauge;
   readonly raftRole: Gauge<'role'>;
   readonly raftHasLeader: Gauge;
+  readonly raftRecovering: Gauge;
   readonly commitIndex: Gauge;
   readonly appliedIndex: Gauge;
   readonly leaderChanges: Counter;
@@ -96,6 +99,7 @@ export class MasterMetrics {
       registers,
     });
     this.raftHasLeader = new Gauge({ name: 'mooring_raft_has_leader', help: '1 when this node knows a leader', registers });
+    this.raftRecovering = new Gauge({ name: 'mooring_raft_recovering', help: '1 while this node recovers a damaged end of its log (RECOVERING marker): it does not campaign and votes only for candidates holding what it lost', registers });
     this.commitIndex = new Gauge({ name: 'mooring_raft_commit_index', help: 'Highest log index known committed', registers });
     this.appliedIndex = new Gauge({ name: 'mooring_raft_applied_index', help: 'Highest log index applied to the state machine', registers });
     this.leaderChanges = new Counter({ name: 'mooring_raft_leader_changes_total', help: 'Times this node saw a new leader', registers });
@@ -161,6 +165,7 @@ export class MasterMetrics {
     if (u.role !== undefined) for (const role of RAFT_ROLES) this.raftRole.set({ role }, role === u.role ? 1 : 0);
     if (u.commitIndex !== undefined) this.commitIndex.set(u.commitIndex);
     if (u.appliedIndex !== undefined) this.appliedIndex.set(u.appliedIndex);
+    if (u.recovering !== undefined) this.raftRecovering.set(u.recovering ? 1 : 0);
     this.advance(this.fastPreVotes, u.fastPreVotes);
     this.advance(this.clockStalls, u.clockStalls);
     this.advance(this.busyRefusals, u.busyRefusals);

@@ -69,6 +69,16 @@ describe('createMasterMetrics', () => {
     expect(body).not.toContain('process_cpu');
   });
 
+  it('the recovering gauge follows the node (1 while it recovers a cut log)', async () => {
+    const m = createMasterMetrics({ processMetrics: false });
+    m.setRaft({ recovering: true });
+    expect(sample((await m.expose()).body, 'mooring_raft_recovering')).toBe(1);
+    m.setRaft({ term: 3 }); // a report without it leaves it as it was
+    expect(sample((await m.expose()).body, 'mooring_raft_recovering')).toBe(1);
+    m.setRaft({ recovering: false });
+    expect(sample((await m.expose()).body, 'mooring_raft_recovering')).toBe(0);
+  });
+
   it('fast pre-votes, clock stalls and BUSY refusals advance by what the node reports (totals, never backwards)', async () => {
     const m = createMasterMetrics({ processMetrics: false });
     m.setRaft({ fastPreVotes: 2, clockStalls: 1, busyRefusals: 5 });
