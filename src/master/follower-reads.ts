@@ -135,6 +135,8 @@ export interface ReplicaReadDeps {
  * and the full-node simulator both read through this.
  */
 export async function replicaRead(d: ReplicaReadDeps, keys: readonly string[], stale = false): Promise<Result<GetReplicaListValue>[]> {
+  // The term the read is confirmed in: the leases it gets were recorded by that term's leader (recordServed).
+  const readTerm = d.raft.currentTerm;
   let refused = stale ? none : await d.whileLeading(linearizableRead(d.raft, keys));
   if (refused.size > 0 && !d.raft.isLeader) refused = await askAgain(d, refused);
   // The leader grants below: first every admitted write covering these keys must settle (see the file comment).
@@ -142,7 +144,7 @@ export async function replicaRead(d: ReplicaReadDeps, keys: readonly string[], s
   // The follower keeps the leases it serves too: with the leader that records them it makes a majority of three, so
   // a new leader's lease collection (LeaseSync) meets one of them (larger clusters read leased keys from the leader:
   // linearizableRead refuses them on followers there).
-  if (!stale && !d.raft.isLeader) d.leaseSync.recordServed(keys.filter((k) => !refused.has(k)), d.now());
+  if (!stale && !d.raft.isLeader) d.leaseSync.recordServed(keys.filter((k) => !refused.has(k)), d.now(), readTerm);
   const now = d.now();
   // Leases are granted only by the leader (stale reads on followers grant none).
   const leases = d.raft.isLeader ? d.leases : undefined;

@@ -314,10 +314,13 @@ export class LeaseSync {
   /**
    * Follower: remembers the leases of a read it serves (the leader granted them in its ReadIndex answer), so a new
    * leader collecting leases from a majority learns them (with the leader's own record, a majority of three).
-   * Refused once a newer term was seen than the one the read was confirmed in: that leader's collection may be over.
+   * Refused once a newer term was seen than `readTerm`, the one the read was confirmed in (this node's term when the
+   * read began): that term's leader recorded the lease, but a newer leader's collection may be over without it (the
+   * follower may wait long to apply the read index; simulator seed 27669: a leader change meanwhile, the collection
+   * met a majority that had not heard of the lease, and a remove applied inside it).
    */
-  recordServed(keys: readonly string[], nowMs: number): void {
-    if (this.termSeen > this.o.term()) throw new MooringError(ErrorCode.NOT_LEADER, 'a newer leader was seen while the read was confirmed; retry');
+  recordServed(keys: readonly string[], nowMs: number, readTerm: number): void {
+    if (Math.max(this.termSeen, this.o.term()) > readTerm) throw new MooringError(ErrorCode.NOT_LEADER, 'a newer leader was seen while the read was confirmed; retry');
     const until = nowMs + this.o.leases.leaseTtlMs;
     for (const k of keys) this.known.adopt(k, until);
     // Counted by a new leader's collection like an acknowledgement: recorded before the read is answered, ahead by

@@ -90,6 +90,17 @@ describe('full-node simulation', () => {
     expect(healthy(r)).toBe(true);
   }, 60_000);
 
+  it('regression, seed 27669: a follower read confirmed before a leader change is not answered with a lease after it', async () => {
+    // n3 (lagging: it needed a snapshot) got the old leader's ReadIndex answer and its lease grant, then waited long to
+    // apply the read index; the leader crashed, the new one collected leases from a majority that had not heard of
+    // the lease (n3 had not recorded it yet), and n3 then answered the read with that lease: a remove applied inside
+    // it. The follower now refuses to serve a lease once a term newer than the read's was seen (found by the
+    // 10,000-seed run of 2026-12-05).
+    const r = await runFullNodeSchedule(27669, fullScheduleForSeed(27669));
+    expect({ lease: r.leaseViolations, violations: r.violations }).toEqual({ lease: 0, violations: [] });
+    expect(healthy(r)).toBe(true);
+  }, 60_000);
+
   it('regression, seed 77511: a lease announced beyond what members keep is announced again when read again', async () => {
     // The new leader adopted a lease from its collection, and its next announcement (that expiry plus the margin,
     // 1.8 TTL) was cut to 1.5 TTL by the members; later reads skipped announcing, the next leader learned the shorter

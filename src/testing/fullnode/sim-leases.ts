@@ -229,7 +229,7 @@ export class SimLeaseNode {
     let grantedAt: number | null = null;
     const raft = this.raft;
     const leaseSync = this.ledger.fault === 'no-announce'
-      ? { announce: () => Promise.resolve(), recordServed: (k: readonly string[], now: number) => this.sync.recordServed(k, now) }
+      ? { announce: () => Promise.resolve(), recordServed: (k: readonly string[], now: number, term: number) => this.sync.recordServed(k, now, term) }
       : this.sync;
     const [result] = await replicaRead({
       raft, state: this.state, leases: this.leases, pending: this.pending, leaseSync, whileLeading: (p) => this.gate.whileLeading(p),
