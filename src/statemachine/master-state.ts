@@ -63,11 +63,10 @@ export class MasterState implements StateView {
   /** Writes (and snapshot starts) run one after another, in call order. */
   private chain: Promise<void> = Promise.resolve();
   /**
-   * The queued write that has not started yet: later applies add their changes to it (coalescing) instead of
-   * queueing another. Sealed (set to null) when it starts, and by createSnapshot/flush/installSnapshot so that
-   * nothing applied after them can slip into a write they wait for.
+   * The queued write that has not started yet: later applies join it (coalescing) instead of queueing another. It is
+   * encoded when it starts, or sealed (encoded for good) by createSnapshot/flush/installSnapshot so that nothing
+   * applied after them can slip into a write they wait for.
    */
-  /** The queued write that has not started: encoded when it starts, or when sealed (sealOpenWrite). */
   private openWrite: OpenWrite | null = null;
   private broken: unknown = null;
   private closed = false;
@@ -226,17 +225,23 @@ export class MasterState implements StateView {
     const open = this.openWrite;
     if (open !== null) {
       // A long wait (LevelDB busy) must not leave one huge encoding step for the write's start: encode ahead.
-      if (this.core.dirtyObjects.size >= maxDeferredObjects) open.batch = this.store.addChanges(this.core, open.batch ?? this.store.newBatch());
+      if (this.core.dirtyObjects.size >= maxDeferredObjects) this.encodeInto(open);
       return open.written;
     }
     const entry: OpenWrite = { batch: null, sealed: false, written: Promise.resolve() };
     entry.written = this.enqueue(async () => {
       if (this.openWrite === entry) this.openWrite = null;
-      const batch = entry.sealed ? entry.batch! : this.store.addChanges(this.core, entry.batch ?? this.store.newBatch());
+      const batch = entry.sealed ? entry.batch! : this.encodeInto(entry);
       await this.store.write(batch, false);
     });
     this.openWrite = entry;
     return entry.written;
+  }
+
+  /** Encodes what was applied since the last encoding into `w`'s batch (created on first use). */
+  private encodeInto(w: OpenWrite): StoreBatch {
+    w.batch = this.store.addChanges(this.core, w.batch ?? this.store.newBatch());
+    return w.batch;
   }
 
   /**
@@ -246,7 +251,7 @@ export class MasterState implements StateView {
   private sealOpenWrite(): void {
     const open = this.openWrite;
     if (open === null) return;
-    open.batch = this.store.addChanges(this.core, open.batch ?? this.store.newBatch());
+    this.encodeInto(open);
     open.sealed = true;
     this.openWrite = null;
   }

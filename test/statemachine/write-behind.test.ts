@@ -21,6 +21,35 @@ function storeOf(ms: MasterState): StateStore {
   return (ms as unknown as { store: StateStore }).store;
 }
 
+/**
+ * Mounts two segments of `segBytes` on a fresh state in `dir`, the second write held: `addChanges` reports the
+ * changed objects each encoding takes to `seen`, and the held write (already started, waiting) goes on at `release()`.
+ */
+async function withHeldWrite(dir: string, segBytes: number, seen: (dirtyObjects: number) => void): Promise<{ a: MasterState; release: () => void }> {
+  const a = await MasterState.open(dir);
+  const store = storeOf(a);
+  await a.applyBatch([{ index: 1, timeMs: 1, command: { type: 'MountSegment', clientId: 'n', segment: seg('s', segBytes) } }]);
+  const realAdd = store.addChanges.bind(store);
+  store.addChanges = (core, b) => {
+    seen(core.dirtyObjects.size);
+    return realAdd(core, b);
+  };
+  const realWrite = store.write.bind(store);
+  let release!: () => void;
+  const held = new Promise<void>((r) => { release = r; });
+  let first = true;
+  store.write = async (b: StoreBatch, sync: boolean) => {
+    if (first) {
+      first = false;
+      await held;
+    }
+    return realWrite(b, sync);
+  };
+  void a.applyBatch([{ index: 2, timeMs: 2, command: { type: 'MountSegment', clientId: 'n', segment: seg('s2', segBytes) } }], { waitForWrite: false });
+  await new Promise((r) => setImmediate(r)); // the held write starts and waits
+  return { a, release };
+}
+
 describe('MasterState writes behind the apply', () => {
   it('a snapshot taken while applies run ahead of the writes is exactly the state at its index', async () => {
     const t = await tempDir();
@@ -93,31 +122,10 @@ describe('MasterState writes behind the apply', () => {
   it('an object put and completed while the previous write runs is encoded once, at the next write\'s start', async () => {
     const t = await tempDir();
     try {
-      const a = await MasterState.open(t.dir);
-      const store = storeOf(a);
-      await a.applyBatch([{ index: 1, timeMs: 1, command: { type: 'MountSegment', clientId: 'n', segment: seg('s', 1 << 24) } }]);
-      // Count the objects each encoding takes, and hold the first write until released.
-      const realAdd = store.addChanges.bind(store);
       let encoded = 0;
-      store.addChanges = (core, b) => {
-        encoded += core.dirtyObjects.size;
-        return realAdd(core, b);
-      };
-      const realWrite = store.write.bind(store);
-      let release!: () => void;
-      const held = new Promise<void>((r) => { release = r; });
-      let first = true;
-      store.write = async (b: StoreBatch, sync: boolean) => {
-        if (first) {
-          first = false;
-          await held;
-        }
-        return realWrite(b, sync);
-      };
-      const keys = Array.from({ length: 10 }, (_, i) => `k${i}`);
-      void a.applyBatch([{ index: 2, timeMs: 2, command: { type: 'MountSegment', clientId: 'n', segment: seg('s2', 1 << 24) } }], { waitForWrite: false });
-      await new Promise((r) => setImmediate(r)); // the first write starts and waits
+      const { a, release } = await withHeldWrite(t.dir, 1 << 24, (n) => { encoded += n; });
       encoded = 0;
+      const keys = Array.from({ length: 10 }, (_, i) => `k${i}`);
       void a.applyBatch([{ index: 3, timeMs: 3, command: { type: 'BatchPutStart', clientId: 'c', seq: 1, items: keys.map((key) => ({ key, size: 10, replicaNum: 1 })) } }], { waitForWrite: false });
       const done = a.applyBatch([{ index: 4, timeMs: 4, command: { type: 'BatchPutEnd', clientId: 'c', seq: 2, keys } }], { waitForWrite: false });
       expect(encoded).toBe(0); // nothing encoded while the write waits
@@ -139,28 +147,8 @@ describe('MasterState writes behind the apply', () => {
   it('a long wait for LevelDB encodes ahead (no single huge encoding step), and the state reopens the same', async () => {
     const t = await tempDir();
     try {
-      const a = await MasterState.open(t.dir);
-      const store = storeOf(a);
-      await a.applyBatch([{ index: 1, timeMs: 1, command: { type: 'MountSegment', clientId: 'n', segment: seg('s', 1 << 26) } }]);
-      const realAdd = store.addChanges.bind(store);
       const sizes: number[] = [];
-      store.addChanges = (core, b) => {
-        sizes.push(core.dirtyObjects.size);
-        return realAdd(core, b);
-      };
-      const realWrite = store.write.bind(store);
-      let release!: () => void;
-      const held = new Promise<void>((r) => { release = r; });
-      let first = true;
-      store.write = async (b: StoreBatch, sync: boolean) => {
-        if (first) {
-          first = false;
-          await held;
-        }
-        return realWrite(b, sync);
-      };
-      void a.applyBatch([{ index: 2, timeMs: 2, command: { type: 'MountSegment', clientId: 'n', segment: seg('s2', 1 << 26) } }], { waitForWrite: false });
-      await new Promise((r) => setImmediate(r));
+      const { a, release } = await withHeldWrite(t.dir, 1 << 26, (n) => sizes.push(n));
       sizes.length = 0;
       let index = 2;
       for (let b = 0; b < 100; b++) {

@@ -63,7 +63,7 @@ import type {
   Status,
 } from './types.js';
 import type { Rng } from '../../util/rng.js';
-import { bytesEqual, EMPTY_BYTES, entriesSize } from './util.js';
+import { bytesEqual, EMPTY_BYTES, entriesSize, reaches } from './util.js';
 
 /** The one declaration of each core-level default (RaftNode, the master config and the simulator use these too). */
 export const DEFAULT_ELECTION_TIMEOUT_TICKS = 6;
@@ -965,8 +965,7 @@ export class RaftCore {
 
   /** Is a log ending at (index, logTerm) at least as up to date as the end of our log before its cut? */
   private coversLostTail(index: number, logTerm: number): boolean {
-    const b = this.recoveringBound;
-    return b !== null && (logTerm > b.term || (logTerm === b.term && index >= b.index));
+    return this.recoveringBound !== null && reaches(index, logTerm, this.recoveringBound);
   }
 
   private stepCandidate(m: Message): void {

@@ -5,7 +5,7 @@
 import { assert, ErrorCode, MooringError } from '../../errors.js';
 import type { Entry, Snapshot, Storage } from './types.js';
 import { Unstable } from './unstable.js';
-import { limitSize } from './util.js';
+import { limitSize, reaches } from './util.js';
 
 export class RaftLog {
   readonly storage: Storage;
@@ -78,8 +78,7 @@ export class RaftLog {
   }
 
   isUpToDate(lasti: number, term: number): boolean {
-    const lt = this.lastTerm();
-    return term > lt || (term === lt && lasti >= this.lastIndex());
+    return reaches(lasti, term, { index: this.lastIndex(), term: this.lastTerm() });
   }
 
   /**

@@ -1,7 +1,12 @@
 /** Small helpers shared by the Raft core files (pure, no I/O). */
-import type { ConfState, Entry } from './types.js';
+import type { ConfState, Entry, LogPosition } from './types.js';
 
 export const EMPTY_BYTES: Uint8Array = new Uint8Array(0);
+
+/** Raft's up-to-date order: does a log ending at (index, term) reach `than` (a later last term, or the same and an index as high)? */
+export function reaches(index: number, term: number, than: LogPosition): boolean {
+  return term > than.term || (term === than.term && index >= than.index);
+}
 
 export function emptyConfState(): ConfState {
   return { voters: [], learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false };

@@ -49,7 +49,7 @@ import { ErrorCode, MooringError, assert } from '../../errors.js';
 import { silentLogger, type LoggerLike } from '../../transport/logger.js';
 import type { DurableLogStorage, SaveBatch, SaveOptions } from '../log-store.js';
 import type { ConfState, Entry, HardState, LogPosition, Snapshot, SnapshotMetadata } from '../core/types.js';
-import { cloneConfState, emptyConfState } from '../core/util.js';
+import { cloneConfState, emptyConfState, reaches } from '../core/util.js';
 import { windowEntries, windowTerm } from '../log-window.js';
 import {
   beginPayloadBytes,
@@ -277,7 +277,7 @@ function checkLogEnd(s: State, mark: { end: LogPosition; seq: number; off: numbe
 
 /** The bigger of two log ends in Raft's up-to-date order (the later term; within a term, the higher index). */
 function laterLogEnd(a: LogPosition, b: LogPosition): LogPosition {
-  return a.term > b.term || (a.term === b.term && a.index >= b.index) ? a : b;
+  return reaches(a.index, a.term, b) ? a : b;
 }
 
 /**
