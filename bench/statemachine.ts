@@ -5,6 +5,7 @@
  *   - GetReplicaList queries/s (from memory, granting leases)
  *   - allocator ns per alloc and per free
  *   - heap bytes per object, snapshot and restore time at `--objects` (default 1M)
+ *   - DrainSegments apply time at that size: the first (dropping a quarter of the objects) and a re-proposal
  * Usage: node dist/bench/statemachine.js [--json] [--objects N] [--batch N]
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -249,6 +250,24 @@ async function main(): Promise<void> {
     t = process.hrtime.bigint();
     const equal = restored.stateHash() === sourceHash;
     const hashSec = seconds(t);
+
+    // 5. A graceful drain of a quarter of the segments at objectsTarget objects: the first DrainSegments drops their
+    // objects; the leader re-proposes it every second while a skipped (leased) key keeps the segments DRAINING.
+    const drainIds = Array.from({ length: segmentCount / 4 }, (_, i) => `seg-${String(i).padStart(2, '0')}`);
+    let next = restored.appliedIndex;
+    const applyOne = async (command: ApplyEntry['command']): Promise<number> => {
+      const t0 = process.hrtime.bigint();
+      const [r] = await restored.applyBatch([{ index: ++next, timeMs: now, command }], { waitForWrite: false });
+      if (!r!.ok) throw new Error(`${command.type} failed: ${JSON.stringify(r)}`);
+      return seconds(t0) * 1000;
+    };
+    for (const id of drainIds) await applyOne({ type: 'UnmountSegment', clientId: `node-${Number(id.slice(4))}`, segmentId: id, graceful: true });
+    const leased = [...restored.objects.values()].find((o) => o.replicas.some((r) => r.segmentId === drainIds[0]))!.key;
+    const drainFirstMs = await applyOne({ type: 'DrainSegments', segmentIds: drainIds, skipKeys: [leased] });
+    const drainedObjects = objectsTarget - restored.objects.size;
+    const drainAgainMs = await applyOne({ type: 'DrainSegments', segmentIds: drainIds, skipKeys: [leased] });
+    await restored.flush();
+    log(`drain: ${drainedObjects.toLocaleString()} objects dropped in ${drainFirstMs.toFixed(0)} ms; re-proposed: ${drainAgainMs.toFixed(1)} ms`);
     await restored.close();
 
     const result = {
@@ -285,6 +304,10 @@ async function main(): Promise<void> {
       snapshotPlusRestoreSec: Number((snapshotSec + restoreSec).toFixed(2)),
       restoredHashEqual: equal,
       stateHashSec: Number(hashSec.toFixed(2)),
+      drainSegments: drainIds.length,
+      drainFirstObjectsDropped: drainedObjects,
+      drainFirstMs: Math.round(drainFirstMs),
+      drainReproposedMs: Number(drainAgainMs.toFixed(1)),
     };
     if (json) {
       console.log(JSON.stringify(result));
@@ -307,6 +330,8 @@ async function main(): Promise<void> {
         ['restore s (CPU s)', `${result.restoreSec} (${result.restoreCpuSec})`, '-'],
         ['snapshot + restore s', String(result.snapshotPlusRestoreSec), '< 10'],
         ['restored state hash equal', String(result.restoredHashEqual), 'true'],
+        [`DrainSegments of ${result.drainSegments} of ${segmentCount} segments: first apply ms (objects dropped)`, `${result.drainFirstMs} (${result.drainFirstObjectsDropped.toLocaleString()})`, '-'],
+        ['  same, re-proposed while a leased key keeps them DRAINING: apply ms', String(result.drainReproposedMs), '< 5'],
         ['load average (1 min) at the end', String(result.loadAverage1m), '-'],
       ];
       console.log('| measure | value | target |\n|---|---:|---:|');

@@ -451,6 +451,7 @@ export class StateLoader {
       core.objects.set(o.key, o);
       if (!(o.pending === null && o.offload === null && o.repair === null && o.replicas.length > 0 && o.replicas[0]!.status === 'COMPLETE')) core.inFlight.add(o.key);
     }
+    core.onSegment.rebuild(core.objects.values());
     core.drainChanges();
     for (const [clientId, slot] of legacy) {
       core.dirtyClients.add(clientId);

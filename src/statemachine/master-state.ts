@@ -151,6 +151,9 @@ export class MasterState implements StateView {
   get inFlight(): StateView['inFlight'] {
     return this.core.inFlight;
   }
+  get onSegment(): StateView['onSegment'] {
+    return this.core.onSegment;
+  }
   get stateOptions(): Readonly<StateOptions> {
     return this.core.options;
   }

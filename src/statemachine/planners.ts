@@ -38,9 +38,9 @@ export function planReclaim(state: StateView, nowMs: number, putTimeoutMs: numbe
 export function drainedKeys(state: StateView, drain: DrainSegments): string[] {
   const ids = new Set(drain.segmentIds);
   const skip = new Set(drain.skipKeys ?? []);
-  const out: string[] = [];
-  for (const [key, obj] of state.objects) if (!skip.has(key) && obj.replicas.some((r) => ids.has(r.segmentId))) out.push(key);
-  return out;
+  const out = new Set<string>();
+  for (const id of ids) for (const obj of state.onSegment.on(id)) if (!skip.has(obj.key) && obj.replicas.some((r) => ids.has(r.segmentId))) out.add(obj.key);
+  return [...out];
 }
 
 export function planDrain(state: StateView, leases: LeaseTable, nowMs: number, awaitingRepair: ReadonlySet<string> = new Set()): DrainSegments | null {

@@ -27,6 +27,7 @@ import * as L from './limits.js';
 import type { ObjectRecord, Replica } from './objects.js';
 import { describeReplica, isComplete, isPinned, isSettled, liveReplicas, readableReplicas } from './objects.js';
 import { placeReplicas } from './placement.js';
+import { SegmentIndex } from './segment-index.js';
 import type { Segment, SegmentInfo } from './segments.js';
 import { isMemoryTier, overlaps, sameSpec, segmentFromSpec, segmentInfo } from './segments.js';
 
@@ -123,6 +124,8 @@ export class StateCore {
   readonly replies = new Map<string, Map<number, Result>>();
   /** Keys with a version, upsert or offload still PROCESSING (what planReclaim looks at). */
   readonly inFlight = new Set<string>();
+  /** Per segment, the objects with a replica there: drains and forced removals visit only those. */
+  readonly onSegment = new SegmentIndex();
 
   // Changes since the last drainChanges(): MasterState writes them in one batch.
   dirtyObjects = new Set<string>();
@@ -154,6 +157,7 @@ export class StateCore {
     this.now = entry.timeMs;
     this.rngCache = null;
     const result = this.applyCommand(entry.command);
+    this.onSegment.settle(this.isCurrent);
     this.appliedIndex = entry.index;
     return result;
   }
@@ -355,6 +359,7 @@ export class StateCore {
     if (seg === undefined) return;
     this.segments.delete(id);
     this.ordered.splice(this.ordered.indexOf(seg), 1);
+    this.onSegment.dropSegment(id);
     const client = this.clients.get(seg.rec.clientId);
     if (client !== undefined) {
       const i = client.segmentIds.indexOf(id);
@@ -388,9 +393,10 @@ export class StateCore {
   private dropSegments(ids: readonly string[]): void {
     const gone = new Set(ids.filter((id) => this.segments.has(id)));
     if (gone.size === 0) return;
+    const visit = this.objectsOn(gone);
     for (const id of gone) this.removeSegment(id);
     const on = (r: Replica): boolean => gone.has(r.segmentId);
-    for (const o of [...this.objects.values()]) {
+    for (const o of visit) {
       const hit =
         o.replicas.some(on) || (o.pending?.replicas.some(on) ?? false) || (o.offload !== null && on(o.offload.replica)) ||
         (o.repair !== null && on(o.repair.replica));
@@ -427,11 +433,11 @@ export class StateCore {
     const draining = new Set(ids.filter((id) => this.segments.get(id)?.rec.status === 'DRAINING'));
     if (draining.size > 0) {
       const skip = new Set(skipKeys);
-      for (const o of [...this.objects.values()]) {
+      for (const o of this.objectsOn(draining)) {
         if (skip.has(o.key) || !isSettled(o)) continue;
         if (!o.replicas.some((r) => draining.has(r.segmentId))) continue;
         const drop = o.replicas.filter((r) => draining.has(r.segmentId));
-        this.freeReplicas(drop);
+        this.freeReplicas(o, drop);
         o.replicas = o.replicas.filter((r) => !draining.has(r.segmentId));
         if (o.replicas.length === 0) this.deleteObject(o);
         else this.touchObject(o);
@@ -450,24 +456,38 @@ export class StateCore {
 
   // ------------------------------------------------------------------ objects
 
+  /** The objects with a replica on any of `segmentIds`, each once (a copy: the visit may change the lists). */
+  private objectsOn(segmentIds: ReadonlySet<string>): ObjectRecord[] {
+    if (segmentIds.size === 1) for (const id of segmentIds) return [...this.onSegment.on(id)];
+    const seen = new Set<ObjectRecord>();
+    for (const id of segmentIds) for (const o of this.onSegment.on(id)) seen.add(o);
+    return [...seen];
+  }
+
+  /** Is `o` the current record of its key (not removed or replaced)? */
+  private readonly isCurrent = (o: ObjectRecord): boolean => this.objects.get(o.key) === o;
+
   private touchObject(o: ObjectRecord): void {
+    this.onSegment.touched(o);
     this.dirtyObjects.add(o.key);
     if (isSettled(o)) this.inFlight.delete(o.key);
     else this.inFlight.add(o.key);
   }
 
   private deleteObject(o: ObjectRecord): void {
-    this.freeReplicas(o.replicas);
-    if (o.pending !== null) this.freeReplicas(o.pending.replicas);
-    if (o.offload !== null) this.freeReplicas([o.offload.replica]);
-    if (o.repair !== null) this.freeReplicas([o.repair.replica]);
+    this.freeReplicas(o, o.replicas);
+    if (o.pending !== null) this.freeReplicas(o, o.pending.replicas);
+    if (o.offload !== null) this.freeReplicas(o, [o.offload.replica]);
+    if (o.repair !== null) this.freeReplicas(o, [o.repair.replica]);
     this.objects.delete(o.key);
     this.inFlight.delete(o.key);
     this.dirtyObjects.add(o.key);
   }
 
-  private freeReplicas(list: readonly Replica[]): void {
+  /** `o` gives up these replicas: their extents are freed, and the segment index re-checks `o` there. */
+  private freeReplicas(o: ObjectRecord, list: readonly Replica[]): void {
     for (const r of list) {
+      this.onSegment.released(o, r.segmentId);
       const seg = this.segments.get(r.segmentId);
       // A replica on a segment that is gone was dropped with it; otherwise its extent must be allocated.
       // (`if (!x) assert(false, ...)`: the message is only built on failure, not on every call of a hot path.)
@@ -572,7 +592,7 @@ export class StateCore {
     if (o.pending !== null) {
       // Upsert: swap in the new version atomically; the old replicas are freed now.
       const p = o.pending;
-      this.freeReplicas(o.replicas);
+      this.freeReplicas(o, o.replicas);
       o.size = p.size;
       o.replicas = p.replicas;
       o.replicaNum = p.replicas.length;
@@ -598,7 +618,7 @@ export class StateCore {
     const o = this.objects.get(key);
     if (o === undefined) fail(ErrorCode.OBJECT_NOT_FOUND, `no object ${key}`);
     if (o.pending !== null) {
-      this.freeReplicas(o.pending.replicas);
+      this.freeReplicas(o, o.pending.replicas);
       o.pending = null;
       this.touchObject(o);
       return null;
@@ -648,7 +668,7 @@ export class StateCore {
     if (o === undefined) fail(ErrorCode.OBJECT_NOT_FOUND, `no object ${key}`);
     if (o.offload === null) fail(ErrorCode.INVALID_ARGUMENT, `object ${key} has no offload in progress`);
     // Demotion: the DISK replica is recorded, the memory replicas are freed.
-    this.freeReplicas(o.replicas.filter((r) => isMemoryTier(r.tier)));
+    this.freeReplicas(o, o.replicas.filter((r) => isMemoryTier(r.tier)));
     o.replicas = [...o.replicas.filter((r) => !isMemoryTier(r.tier)), { ...o.offload.replica, status: 'COMPLETE' }];
     o.replicaNum = o.replicas.length; // a demotion keeps fewer copies on purpose: nothing to repair
     o.offload = null;
@@ -660,7 +680,7 @@ export class StateCore {
     const o = this.objects.get(key);
     if (o === undefined) fail(ErrorCode.OBJECT_NOT_FOUND, `no object ${key}`);
     if (o.offload === null) fail(ErrorCode.INVALID_ARGUMENT, `object ${key} has no offload in progress`);
-    this.freeReplicas([o.offload.replica]);
+    this.freeReplicas(o, [o.offload.replica]);
     o.offload = null;
     this.touchObject(o);
     return null;
@@ -703,7 +723,7 @@ export class StateCore {
   private repairRevoke(key: string, repairId: number): null {
     const o = this.objects.get(key);
     if (o === undefined || o.repair === null || o.repair.startedIndex !== repairId) return null; // gone, or another attempt
-    this.freeReplicas([o.repair.replica]);
+    this.freeReplicas(o, [o.repair.replica]);
     o.repair = null;
     this.touchObject(o);
     return null;
@@ -743,17 +763,17 @@ export class StateCore {
       }
       let changed = false;
       if (o.pending !== null && o.pending.startedAtMs + putTimeoutMs <= this.now) {
-        this.freeReplicas(o.pending.replicas);
+        this.freeReplicas(o, o.pending.replicas);
         o.pending = null;
         changed = true;
       }
       if (o.offload !== null && o.offload.startedAtMs + putTimeoutMs <= this.now) {
-        this.freeReplicas([o.offload.replica]);
+        this.freeReplicas(o, [o.offload.replica]);
         o.offload = null;
         changed = true;
       }
       if (o.repair !== null && o.repair.startedAtMs + putTimeoutMs <= this.now) {
-        this.freeReplicas([o.repair.replica]);
+        this.freeReplicas(o, [o.repair.replica]);
         o.repair = null;
         changed = true;
       }

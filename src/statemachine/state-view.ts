@@ -1,6 +1,7 @@
 /** The read-only face of the state the planners use (StateCore and MasterState both provide it). */
 import type { ClientRecord } from './clients.js';
 import type { ObjectRecord } from './objects.js';
+import type { SegmentIndex } from './segment-index.js';
 import type { Segment } from './segments.js';
 import type { StateStats } from './state-core.js';
 
@@ -12,5 +13,7 @@ export interface StateView {
   readonly clients: ReadonlyMap<string, ClientRecord>;
   /** Keys with a PROCESSING version, upsert or offload. */
   readonly inFlight: ReadonlySet<string>;
+  /** Per segment, the objects with a replica there (segment-index.ts). */
+  readonly onSegment: Pick<SegmentIndex, 'on'>;
   stats(): StateStats;
 }

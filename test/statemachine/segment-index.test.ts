@@ -1,0 +1,114 @@
+/**
+ * The per-segment object index (segment-index.ts): on random logs it lists exactly the objects with a replica on
+ * each segment after every apply, after a reopen from LevelDB and after a snapshot restore; and drains and forced
+ * removals use it instead of walking every object.
+ */
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { MasterState } from '../../src/statemachine/master-state.js';
+import { drainedKeys } from '../../src/statemachine/planners.js';
+import { references } from '../../src/statemachine/segment-index.js';
+import type { StateCore } from '../../src/statemachine/state-core.js';
+import type { StateView } from '../../src/statemachine/state-view.js';
+import { collect, Driver, replay, seg, tempDir } from './helpers.js';
+import { logArb } from './gen.js';
+
+const replaySeed = process.env.REPLAY_SEED ? { seed: Number(process.env.REPLAY_SEED), path: process.env.REPLAY_PATH, endOnFailure: true } : {};
+
+/** Segment id → sorted keys, from the index and from a walk over every object (non-empty lists only). */
+function fromIndex(state: StateView, segmentIds: Iterable<string>): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const id of segmentIds) {
+    const keys = [...state.onSegment.on(id)].map((o) => {
+      // Every listed object is the current record of its key.
+      expect(state.objects.get(o.key)).toBe(o);
+      return o.key;
+    });
+    if (keys.length > 0) out[id] = keys.sort();
+  }
+  return out;
+}
+
+function fromScan(state: StateView): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const o of state.objects.values()) {
+    const ids = new Set([...o.replicas, ...(o.pending?.replicas ?? []), ...(o.offload ? [o.offload.replica] : []), ...(o.repair ? [o.repair.replica] : [])].map((r) => r.segmentId));
+    for (const id of ids) {
+      expect(references(o, id)).toBe(true);
+      (out[id] ??= []).push(o.key);
+    }
+  }
+  for (const k of Object.keys(out)) out[k]!.sort();
+  return out;
+}
+
+function indexedSegments(core: StateCore): string[] {
+  return [...new Set([...core.segments.keys(), ...core.onSegment.segmentIds()])];
+}
+
+describe('segment index', () => {
+  it('lists exactly the objects with a replica on each segment after every apply, a reopen and a restore', async () => {
+    await fc.assert(
+      fc.asyncProperty(logArb, fc.nat(), async (log, cutSeed) => {
+        const entries = log.map((e, i) => ({ index: i + 1, timeMs: e.timeMs, command: structuredClone(e.command) }));
+        const cut = cutSeed % (entries.length + 1);
+        const d = new Driver();
+        for (const e of entries) {
+          d.core.apply(structuredClone(e));
+          expect(fromIndex(d.core, indexedSegments(d.core))).toEqual(fromScan(d.core));
+        }
+        const tb = await tempDir();
+        const tc = await tempDir();
+        try {
+          let b = await MasterState.open(tb.dir);
+          await b.applyBatch(entries.slice(0, cut).map((e) => structuredClone(e)));
+          await b.close();
+          b = await MasterState.open(tb.dir);
+          expect(fromIndex(b, b.segments.keys())).toEqual(fromScan(b));
+          const c = await MasterState.restore(tc.dir, replay(await collect(b.createSnapshot())));
+          expect(fromIndex(c, c.segments.keys())).toEqual(fromScan(c));
+          // Both go on applying the rest with their rebuilt index.
+          await b.applyBatch(entries.slice(cut).map((e) => structuredClone(e)));
+          await c.applyBatch(entries.slice(cut).map((e) => structuredClone(e)));
+          expect(fromIndex(b, b.segments.keys())).toEqual(fromScan(d.core));
+          expect(fromIndex(c, c.segments.keys())).toEqual(fromScan(d.core));
+          await b.close();
+          await c.close();
+        } finally {
+          await tb.cleanup();
+          await tc.cleanup();
+        }
+      }),
+      { numRuns: 40, ...replaySeed },
+    );
+  });
+
+  it('a drain, its planning and a forced unmount visit only the objects on their segments, not every object', () => {
+    const d = new Driver();
+    for (const id of ['s1', 's2', 's3']) d.ok({ type: 'MountSegment', clientId: `n-${id}`, segment: seg(id, 1 << 20) });
+    for (let i = 0; i < 30; i++) {
+      d.ok({ type: 'PutStart', clientId: 'c', key: `k${i}`, size: 100, replicaNum: 1, preferredSegments: [`s${(i % 3) + 1}`] });
+      d.ok({ type: 'PutEnd', clientId: 'c', key: `k${i}` });
+    }
+    // Walking every object now fails: only the index may lead to the objects.
+    const objects = d.core.objects as Map<string, unknown>;
+    const walk = (): never => {
+      throw new Error('walked every object');
+    };
+    const saved = { values: objects.values, entries: objects.entries, keys: objects.keys, forEach: objects.forEach, iter: objects[Symbol.iterator] };
+    Object.assign(objects, { values: walk, entries: walk, keys: walk, forEach: walk, [Symbol.iterator]: walk });
+    try {
+      d.ok({ type: 'UnmountSegment', clientId: 'n-s1', segmentId: 's1', graceful: true });
+      const drain = { type: 'DrainSegments' as const, segmentIds: ['s1'], skipKeys: ['k0'] };
+      expect(drainedKeys(d.core, drain).sort()).toEqual(['k12', 'k15', 'k18', 'k21', 'k24', 'k27', 'k3', 'k6', 'k9']);
+      expect(d.ok(drain)).toEqual([{ segmentId: 's1', status: 'DRAINING' }]);
+      expect(d.ok({ type: 'DrainSegments', segmentIds: ['s1'], skipKeys: [] })).toEqual([{ segmentId: 's1', status: 'DRAINED' }]);
+      d.ok({ type: 'UnmountSegment', clientId: 'n-s2', segmentId: 's2', graceful: false });
+    } finally {
+      Object.assign(objects, { values: saved.values, entries: saved.entries, keys: saved.keys, forEach: saved.forEach, [Symbol.iterator]: saved.iter });
+    }
+    // s1 drained (its 10 objects gone), s2 dropped (its 10 gone): the 10 objects on s3 are left.
+    expect([...d.core.objects.keys()].sort()).toEqual(['k11', 'k14', 'k17', 'k2', 'k20', 'k23', 'k26', 'k29', 'k5', 'k8']);
+    expect(fromIndex(d.core, indexedSegments(d.core))).toEqual(fromScan(d.core));
+  });
+});
