@@ -23,12 +23,16 @@ function writeAll(fd: number, data: Buffer): void {
 }
 
 /**
- * One open append descriptor per file (a lease record costs one write(2)). `close()` releases it (MasterNode.stop).
+ * One open append descriptor per file (a lease record costs one write(2)), and one for a replacement being written.
+ * `close()` releases them (MasterNode.stop).
  * The boot clock is process.hrtime: CLOCK_MONOTONIC on Linux, the same for every process of one boot.
  */
 export class NodeLeaseFileIo implements LeaseFileIo {
   private fd: number | null = null;
   private fdFile: string | null = null;
+  /** The temporary file of a replacement in progress (beginReplace → commitReplace). */
+  private tmpFd: number | null = null;
+  private tmpFile: string | null = null;
   private readonly boot = readBootId();
 
   bootId(): string | null {
@@ -59,7 +63,7 @@ export class NodeLeaseFileIo implements LeaseFileIo {
 
   append(file: string, data: Buffer): void {
     if (this.fd === null || this.fdFile !== file) {
-      this.close();
+      this.closeAppend();
       this.fd = openSync(file, 'a');
       this.fdFile = file;
     }
@@ -67,20 +71,45 @@ export class NodeLeaseFileIo implements LeaseFileIo {
   }
 
   replace(file: string, pieces: readonly Buffer[]): void {
-    if (this.fdFile === file) this.close();
-    const tmp = `${file}.tmp`;
-    const fd = openSync(tmp, 'w');
-    try {
-      for (const p of pieces) writeAll(fd, p);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, file);
+    this.beginReplace(file);
+    for (const p of pieces) this.appendReplace(file, p);
+    this.commitReplace(file);
   }
 
+  beginReplace(file: string): void {
+    this.closeTmp();
+    this.tmpFd = openSync(`${file}.tmp`, 'w');
+    this.tmpFile = file;
+  }
+
+  appendReplace(file: string, data: Buffer): void {
+    if (this.tmpFd === null || this.tmpFile !== file) throw new Error(`no replacement of ${file} in progress`);
+    writeAll(this.tmpFd, data);
+  }
+
+  commitReplace(file: string): void {
+    if (this.tmpFd === null || this.tmpFile !== file) throw new Error(`no replacement of ${file} in progress`);
+    this.closeTmp();
+    // The append descriptor would write to the replaced file: reopened on the next append.
+    if (this.fdFile === file) this.closeAppend();
+    renameSync(`${file}.tmp`, file);
+  }
+
+  /** Releases the descriptors (a replacement not committed leaves its temporary file: the next one truncates it). */
   close(): void {
+    this.closeAppend();
+    this.closeTmp();
+  }
+
+  private closeAppend(): void {
     if (this.fd !== null) closeSync(this.fd);
     this.fd = null;
     this.fdFile = null;
+  }
+
+  private closeTmp(): void {
+    if (this.tmpFd !== null) closeSync(this.tmpFd);
+    this.tmpFd = null;
+    this.tmpFile = null;
   }
 }

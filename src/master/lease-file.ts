@@ -23,8 +23,10 @@
  * live entries would exceed half of `maxLeaseFileBytes`, the file is replaced by an untrusted header (a restart is
  * then amnesic) until they fit again. The rewrite is built in steps of `leaseFileCompactEntriesPerStep` entries, one
  * step per record() call (100k live leases took ~26 ms in one go, a million ~155 ms, every few seconds on every
- * member under read load); lines appended to the old file meanwhile go into the new one too, and the old file stays
- * the one a restart reads until the rename.
+ * member under read load), and written to the temporary file as it goes, a line of 1,024 entries at a time (the whole
+ * file in one write at the end took 15–30 ms at a million live leases); lines appended to the old file meanwhile go
+ * into the new one too, and the old file stays the one a restart reads until the rename. A rewrite that cannot be
+ * written marks the file untrusted (or, if even that fails, leaves the old one and waits `leaseFileRetryMs`).
  *
  * All I/O goes through `LeaseFileIo` (production: `nodeLeaseFileIo`, lease-file-io.ts; the full-node simulator's
  * page cache and disk: sim-lease-file.ts). Nothing here reads a clock; times come from the caller and the io.
@@ -58,9 +60,17 @@ export interface LeaseFileIo {
   append(file: string, data: Buffer): void;
   /**
    * Replaces the file by `pieces`, in order, atomically as seen by a later process of this boot (temporary file +
-   * rename, no fsync). Pieces, not one buffer: a large rewrite is encoded as it is built, not joined at the end.
+   * rename, no fsync).
    */
   replace(file: string, pieces: readonly Buffer[]): void;
+  /**
+   * A replacement written piece by piece (a compaction spread over many records): `beginReplace` starts the
+   * temporary file empty, `appendReplace` adds to it, `commitReplace` renames it over the file (atomic for a later
+   * process of this boot; no fsync). The file itself is untouched until the commit.
+   */
+  beginReplace(file: string): void;
+  appendReplace(file: string, data: Buffer): void;
+  commitReplace(file: string): void;
 }
 
 /** What a previous process of this boot had recorded, in the caller's time base. */
@@ -82,18 +92,17 @@ export interface LeaseFileOptions {
   compactEntriesPerStep?: number;
 }
 
-/** A rewrite being built (see the file comment): the new file's lines so far and what was appended to the old one. */
+/**
+ * A rewrite being written (see the file comment) to the temporary file, step by step: the live entries, and every
+ * line appended to the old file meanwhile (a restart takes the latest expiry of a key, so their order is free).
+ */
 interface Compaction {
   /** Boot clock at its start: entries that ended by then are dropped. */
   boot: number;
   entries: Iterator<[string, number]>;
-  /** The new file's lines so far, encoded. */
-  lines: Buffer[];
   chunk: Array<[string, number]>;
+  /** Bytes written to the new file so far. */
   bytes: number;
-  /** Lines appended to the old file since it began: they end the new file too. */
-  appended: Buffer[];
-  appendedBytes: number;
 }
 
 type Mode = 'append' | 'untrusted';
@@ -111,6 +120,8 @@ export class LeaseFile {
   private fileBytes = 0;
   private compactAtBytes = minLeaseFileCompactBytes;
   private retryAt = 0;
+  /** No compaction starts before this (boot clock): one that failed, with the file left as it was, is not retried at every record. */
+  private compactRetryAt = 0;
   private failing = false;
   private readonly maxBytes: number;
   private compaction: Compaction | null = null;
@@ -190,10 +201,6 @@ export class LeaseFile {
       this.io.append(this.file, line);
       this.fileBytes += line.byteLength;
       this.failing = false;
-      if (this.compaction !== null) {
-        this.compaction.appended.push(line);
-        this.compaction.appendedBytes += line.byteLength;
-      }
     } catch (err) {
       // The file now misses this record: make it untrusted, or refuse the acknowledgement if even that fails.
       this.warnOnce(err, 'could not record an acknowledged read lease; a restart will count as amnesic');
@@ -207,7 +214,10 @@ export class LeaseFile {
       this.termSeen = termBefore;
       return false;
     }
-    if (this.compaction === null && this.fileBytes > this.compactAtBytes) this.compaction = this.startCompaction(boot);
+    // Recorded in the old file, which stays the one a restart reads until the rename: a compaction that fails from
+    // here on only marks the file untrusted (amnesic restarts), the acknowledgement may go out.
+    if (this.compaction !== null && !this.writeNew(line)) return true;
+    if (this.compaction === null && this.fileBytes > this.compactAtBytes && boot >= this.compactRetryAt && !this.startCompaction(boot)) return true;
     if (this.compaction !== null) this.compactStep(boot, this.o.compactEntriesPerStep ?? leaseFileCompactEntriesPerStep);
     return true;
   }
@@ -219,36 +229,63 @@ export class LeaseFile {
     if (cur === undefined || cur < until) this.mirror.set(key, until);
   }
 
-  private startCompaction(boot: number): Compaction {
-    const header = Buffer.from(this.header(false));
-    return { boot, entries: this.mirror.entries(), lines: [header], chunk: [], bytes: header.byteLength, appended: [], appendedBytes: 0 };
+  /** Starts a rewrite: the temporary file with its header. False: it could not (the file is marked untrusted). */
+  private startCompaction(boot: number): boolean {
+    this.compaction = { boot, entries: this.mirror.entries(), chunk: [], bytes: 0 };
+    try {
+      this.io.beginReplace(this.file);
+    } catch (err) {
+      this.warnOnce(err, 'could not write the lease file; a restart will count as amnesic');
+      this.markUntrusted(boot);
+      return false;
+    }
+    return this.writeNew(Buffer.from(this.header(false)));
   }
 
   /**
-   * Looks at the next `budget` entries of the compaction in progress; at its end, writes the new file over the old
-   * and returns whether that worked (true while it goes on).
+   * Adds a line to the rewrite in progress. False: it is abandoned and the file marked untrusted (live entries over
+   * the bound, or a failed write).
+   */
+  private writeNew(line: Buffer): boolean {
+    const c = this.compaction!;
+    c.bytes += line.byteLength;
+    try {
+      // Checked as it grows: no writing beyond the bound only to find out at the end.
+      if (c.bytes > this.maxBytes / 2) return this.tooLarge(this.io.bootClockMs(), c.bytes);
+      this.io.appendReplace(this.file, line);
+    } catch (err) {
+      this.warnOnce(err, 'could not write the lease file; a restart will count as amnesic');
+      this.markUntrusted(this.io.bootClockMs());
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Looks at the next `budget` entries of the compaction in progress, writing the live ones to the new file; at its
+   * end, renames the new file over the old. False only if the file could be neither rewritten nor marked untrusted
+   * (true while it goes on, once installed, or once abandoned for an untrusted header).
    */
   private compactStep(boot: number, budget: number): boolean {
     const c = this.compaction!;
-    const flush = (): void => {
+    const flush = (): boolean => {
       const l = Buffer.from(`${JSON.stringify({ t: this.termSeen, k: c.chunk })}\n`);
-      c.lines.push(l);
-      c.bytes += l.byteLength;
       c.chunk = [];
+      return this.writeNew(l);
     };
     for (let n = 0; n < budget; n++) {
       const next = c.entries.next();
       if (next.done === true) {
+        if ((c.chunk.length > 0 || this.termSeen > 0) && !flush()) return this.mode === 'untrusted';
         this.compaction = null;
-        if (c.chunk.length > 0 || this.termSeen > 0) flush();
-        return this.install(boot, c.lines.concat(c.appended), c.bytes + c.appendedBytes);
+        return this.install(boot, c.bytes);
       }
       const [k, until] = next.value;
       // Deleting the entry just visited is safe for a Map iterator.
       if (until <= c.boot) this.mirror.delete(k);
       else {
         c.chunk.push([k, until]);
-        if (c.chunk.length === 1_024) flush();
+        if (c.chunk.length === 1_024 && !flush()) return this.mode === 'untrusted';
       }
     }
     return true;
@@ -256,19 +293,23 @@ export class LeaseFile {
 
   /** Writes the file anew from the live entries (at once: at start and while untrusted); false if it could not be written. */
   private rewrite(boot: number): boolean {
-    this.compaction = this.startCompaction(boot);
+    // False from startCompaction: abandoned, the file marked untrusted if that could be written.
+    if (!this.startCompaction(boot)) return this.mode === 'untrusted';
     return this.compactStep(boot, Infinity);
   }
 
-  /** Replaces the file by `pieces` (or by an untrusted header if they are too large or cannot be written). */
-  private install(boot: number, pieces: readonly Buffer[], bytes: number): boolean {
+  /** The live entries do not fit: the file says "untrusted" until they do (false if even that could not be written). */
+  private tooLarge(boot: number, bytes: number): false {
+    if (this.mode !== 'untrusted') this.o.logger.warn({ file: this.file, bytes, maxLeaseFileBytes: this.maxBytes }, 'too many live read leases to keep in the lease file; a restart will count as amnesic until they fit');
+    this.markUntrusted(boot);
+    return false;
+  }
+
+  /** The rewrite is complete: its file replaces the old one (or, if the rename fails, an untrusted header does). */
+  private install(boot: number, bytes: number): boolean {
     this.retryAt = boot + leaseFileRetryMs;
-    if (bytes > this.maxBytes / 2) {
-      if (this.mode !== 'untrusted') this.o.logger.warn({ file: this.file, bytes, maxLeaseFileBytes: this.maxBytes }, 'too many live read leases to keep in the lease file; a restart will count as amnesic until they fit');
-      return this.markUntrusted(boot);
-    }
     try {
-      this.io.replace(this.file, pieces);
+      this.io.commitReplace(this.file);
     } catch (err) {
       this.warnOnce(err, 'could not write the lease file; a restart will count as amnesic');
       return this.markUntrusted(boot);
@@ -290,6 +331,8 @@ export class LeaseFile {
       this.io.replace(this.file, [Buffer.from(this.header(true))]);
     } catch (err) {
       this.warnOnce(err, 'could not mark the lease file untrusted; read leases are not acknowledged until it can be written');
+      // The old file stays as it was; its next compaction waits as a retry does.
+      this.compactRetryAt = boot + leaseFileRetryMs;
       return false;
     }
     this.mode = 'untrusted';

@@ -198,6 +198,84 @@ describe('LeaseFile', () => {
     expect(r.termSeen).toBe(2);
   });
 
+  it('a compaction writes its new file as it goes: no record call writes the whole file', () => {
+    const io = new TestIo();
+    const file = tmpFile();
+    const step = 10;
+    const f = LeaseFile.open(io, file, { longestLeaseMs: 10_000, logger: recordingLogger(), maxFileBytes: 4 * 1024 * 1024, compactEntriesPerStep: step });
+    f.begin(0, { amnesicUntilMs: 0, termSeen: 1, leases: [] });
+    // Bytes written by each record() call, whatever the file (the lease file or a replacement of it).
+    let written = 0;
+    for (const m of ['append', 'appendReplace'] as const) {
+      const orig = io[m].bind(io);
+      io[m] = (fl: string, data: Buffer): void => {
+        written += data.byteLength;
+        orig(fl, data);
+      };
+    }
+    const replace = io.replace.bind(io);
+    io.replace = (fl: string, pieces: readonly Buffer[]): void => {
+      for (const p of pieces) written += p.byteLength;
+      replace(fl, pieces);
+    };
+    const pad = 'y'.repeat(40);
+    let i = 0;
+    let largest = 0;
+    let compactions = 0;
+    let before = statSync(file).size;
+    while (compactions < 1) {
+      written = 0;
+      f.record(0, [[`live-${i++}-${pad}`, 5_000]], 1);
+      largest = Math.max(largest, written);
+      const size = statSync(file).size;
+      if (size < before) compactions++; // the new file replaced the old one
+      before = size;
+    }
+    // The live entries were over 256 KiB when the compaction began; a call writes at most one line of 1,024 of them
+    // besides the record's own line (to the old file and to the new one).
+    const entry = `["live-${i}-${pad}",${2 ** 40}],`.length;
+    expect(statSync(file).size).toBeGreaterThan(minLeaseFileCompactBytes * 0.9);
+    expect(statSync(file).size).toBeGreaterThan(3 * 1_024 * entry);
+    expect(largest).toBeLessThan(1_024 * entry + 1_024);
+    io.close();
+    const keys = new Set(open(io, file).restored(0)!.leases.map(([k]) => k));
+    expect(keys.size).toBe(i);
+  });
+
+  it('a compaction whose new file cannot be written leaves the file untrusted, and acknowledgements go on', () => {
+    const io = new TestIo();
+    const file = tmpFile();
+    const logger = recordingLogger();
+    const f = LeaseFile.open(io, file, { longestLeaseMs: 10_000, logger, maxFileBytes: 1024 * 1024, compactEntriesPerStep: 10 });
+    f.begin(0, { amnesicUntilMs: 0, termSeen: 1, leases: [] });
+    const appendReplace = io.appendReplace.bind(io);
+    let calls = 0;
+    io.appendReplace = (fl: string, data: Buffer): void => {
+      // The header and two steps of the compaction, then one write fails (the untrusted header after it works).
+      if (++calls === 4) throw new Error('ENOSPC (test)');
+      appendReplace(fl, data);
+    };
+    let i = 0;
+    let before = 0;
+    // Until the file shrinks: replaced (here by the untrusted header).
+    while (statSync(file).size >= before) {
+      before = statSync(file).size;
+      expect(f.record(0, [[`k-${i++}-${'z'.repeat(60)}`, 5_000]], 1)).toBe(true);
+      if (i > 10_000) throw new Error('never compacted');
+    }
+    expect(statSync(file).size).toBeLessThan(200);
+    // Replaced by the untrusted header: a restart counts as amnesic, it does not trust a file missing leases.
+    expect(logger.warnings.filter((w) => w.includes('could not write the lease file'))).toHaveLength(1);
+    expect(open(io, file).restored(0)).toBeNull();
+    for (let j = 0; j < 20; j++) expect(f.record(0, [[`k-${i++}-${'z'.repeat(60)}`, 5_000]], 1)).toBe(true);
+    // After the retry interval the file is written again in full, trusted.
+    io.clock += 1_100;
+    expect(f.record(0, [['after', 5_000]], 1)).toBe(true);
+    io.close();
+    const r = open(io, file).restored(0)!;
+    expect(r.leases.length).toBe(i + 1);
+  });
+
   it('a key already recorded at least as long costs no write', () => {
     const io = new TestIo();
     const file = tmpFile();

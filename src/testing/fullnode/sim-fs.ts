@@ -562,6 +562,21 @@ export class SimWalFs implements WalFs {
     this.disk.applyToCache(ren);
   }
 
+  /** Creates `file` anew, empty (a new inode: an old one under that name stays with whoever has it open). */
+  truncateNewSync(file: string): void {
+    this.alive();
+    this.createSync(file);
+  }
+
+  /** Renames `from` over `to`: in the page cache at once, unsynced (a power loss may undo it). */
+  renameSync(from: string, to: string): void {
+    this.alive();
+    if (this.disk.lookup(from) === undefined) throw errno('ENOENT', `no such file '${from}'`);
+    const ren: Op = { kind: 'rename', dir: path.dirname(to), from, to, done: false };
+    this.disk.issue(ren);
+    this.disk.applyToCache(ren);
+  }
+
   private createSync(file: string): Inode {
     const dir = path.dirname(file);
     if (!this.disk.hasDir(dir)) throw errno('ENOENT', `no such directory '${dir}'`);

@@ -37,6 +37,19 @@ export class SimLeaseFileIo implements LeaseFileIo {
     this.fs.replaceSync(file, Buffer.concat(pieces));
   }
 
+  beginReplace(file: string): void {
+    this.fs.mkdirp(path.dirname(file));
+    this.fs.truncateNewSync(`${file}.tmp`);
+  }
+
+  appendReplace(file: string, data: Buffer): void {
+    this.fs.appendSync(`${file}.tmp`, data);
+  }
+
+  commitReplace(file: string): void {
+    this.fs.renameSync(`${file}.tmp`, file);
+  }
+
   private exists(file: string): boolean {
     const dir = path.dirname(file);
     try {
