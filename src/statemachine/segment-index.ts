@@ -7,6 +7,8 @@
  * Exact at apply boundaries: StateCore adds an object whenever it changes one (`touched`, where persistence already
  * has to learn of every change), and queues (`released`) each segment an object freed a replica on; `settle` (at the
  * end of every apply) drops the object from those segments it no longer references, or from all when it is gone.
+ * Within an apply a list may still hold an object deleted earlier in it (one ExpireClients drops segments once per
+ * client): `current` tells, and visits must ask it.
  * Visiting order does not matter: a drain's outcome is order-free (the allocator is a function of its set of extents,
  * allocator.ts), so the index keeps no order.
  */
@@ -26,6 +28,8 @@ export class SegmentIndex {
   /** Segments some object freed a replica on in this apply (parallel arrays: a RemoveAll may queue millions). */
   private releasedObjects: ObjectRecord[] = [];
   private releasedSegments: string[] = [];
+  /** Objects deleted in this apply (every one of its replicas was released too). */
+  private readonly deleted = new Set<ObjectRecord>();
 
   /** The objects on `segmentId` (live view: copy before changing objects while iterating). */
   on(segmentId: string): ReadonlySet<ObjectRecord> {
@@ -40,24 +44,34 @@ export class SegmentIndex {
     if (o.repair !== null) this.add(o.repair.replica.segmentId, o);
   }
 
+  /** `o` was deleted (after releasing its replicas): no visit in this apply may take it. */
+  gone(o: ObjectRecord): void {
+    this.deleted.add(o);
+  }
+
+  /** False for an object deleted in this apply (listed until settle()). */
+  current(o: ObjectRecord): boolean {
+    return this.deleted.size === 0 || !this.deleted.has(o);
+  }
+
   /** `o` freed a replica on `segmentId` (it may still hold another there): re-checked by settle(). */
   released(o: ObjectRecord, segmentId: string): void {
     this.releasedObjects.push(o);
     this.releasedSegments.push(segmentId);
   }
 
-  /** End of an apply: objects leave the segments they no longer reference (`live(o)`: o is still a current object). */
-  settle(live: (o: ObjectRecord) => boolean): void {
+  /** End of an apply: objects leave the segments they no longer reference, deleted ones every segment. */
+  settle(): void {
     const n = this.releasedObjects.length;
     if (n === 0) return;
     for (let i = 0; i < n; i++) {
       const o = this.releasedObjects[i]!;
       const id = this.releasedSegments[i]!;
-      // references() first: it reads only `o`, while live() looks the key up in a map of every object.
-      if (!references(o, id) || !live(o)) this.bySegment.get(id)?.delete(o);
+      if (!references(o, id) || !this.current(o)) this.bySegment.get(id)?.delete(o);
     }
     this.releasedObjects = [];
     this.releasedSegments = [];
+    this.deleted.clear();
   }
 
   /** The segment is gone: forget its list. */
@@ -70,6 +84,7 @@ export class SegmentIndex {
     this.bySegment.clear();
     this.releasedObjects = [];
     this.releasedSegments = [];
+    this.deleted.clear();
     for (const o of objects) this.touched(o);
   }
 
