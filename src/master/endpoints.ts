@@ -11,6 +11,7 @@ import type { PeerAddress } from '../transport/types.js';
 import type { MasterConfig } from './config.js';
 import type { Logger } from './logger.js';
 import { peerClusterId } from './backup-format.js';
+import { supportedStateVersion } from '../statemachine/state-version.js';
 
 /** What both listeners report to: the node's logger and its rejected-frames counter. */
 export interface EndpointSinks {
@@ -35,6 +36,7 @@ export function peerTransportOptions(cfg: MasterConfig, sinks: EndpointSinks): T
     // Under mTLS a peer's certificate must name the node id it announces.
     ...(tls !== undefined ? { tls: { ...tls, verifyPeerIdentity: tls.requireClientCert === true } } : {}),
     ...(cfg.peerToken !== null ? { token: cfg.peerToken } : {}),
+    stateVersion: supportedStateVersion,
     maxFrameBytes: cfg.raft.maxFrameBytes,
     maxInboundConnections: limits.maxInboundConnections,
     maxConnectionsPerAddress: limits.maxConnectionsPerAddress,

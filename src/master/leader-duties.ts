@@ -10,7 +10,8 @@ import { planClientExpiry } from '../statemachine/clients.js';
 import { planEviction } from '../statemachine/eviction.js';
 import type { LeaseTable } from '../statemachine/leases.js';
 import type { MasterState } from '../statemachine/master-state.js';
-import { drainedKeys, planDrain, planReclaim } from '../statemachine/planners.js';
+import { maxDrainObjectsPerCommand } from '../statemachine/limits.js';
+import { drainedKeys, planDrain, planReclaim, planStateVersion } from '../statemachine/planners.js';
 import { holdUntilSettled, type Hold, type PendingWrites } from './pending-writes.js';
 import type { MasterConfig } from './config.js';
 import type { Demotions } from './demotions.js';
@@ -29,6 +30,11 @@ export const housekeepingIntervalMs = 1_000;
 export const maxLeasePrunesPerTurn = 4_096;
 /** A housekeeping tick later than this many intervals means the process was paused (see housekeeping()). */
 export const pauseGapFactor = 2.5;
+/**
+ * Bounded DrainSegments (state version 2) one housekeeping round proposes at most, one after the other: up to
+ * 64 × maxDrainObjectsPerCommand (262,144) objects dropped per second, in commands of ~10 ms of apply each.
+ */
+export const maxDrainCommandsPerRound = 64;
 
 export interface LeaderDutiesDeps {
   config: MasterConfig;
@@ -44,6 +50,8 @@ export interface LeaderDutiesDeps {
   raft(): RaftNode;
   state(): MasterState;
   leaseSync(): LeaseSync;
+  /** The state version a peer announced in its handshake (TcpPeerTransport.peerStateVersion). */
+  peerStateVersion(peer: string): number | undefined;
   stopping(): boolean;
 }
 
@@ -54,6 +62,13 @@ export class LeaderDuties {
   private pruning = false;
 
   constructor(private readonly d: LeaderDutiesDeps) {}
+
+  /** The members other than this one (voters, outgoing voters, learners). */
+  private otherMembers(): string[] {
+    const cs = this.d.raft().members();
+    const self = this.d.raft().id;
+    return [...new Set([...cs.voters, ...cs.votersOutgoing, ...cs.learners])].filter((m) => m !== self);
+  }
 
   /** Re-replication (repair.ts): leader soft state, dropped when leadership is lost. */
   repairRound(): void {
@@ -111,9 +126,19 @@ export class LeaderDuties {
       }
       const reclaim = planReclaim(this.d.state(), now, this.d.config.putStartReclaimMs);
       if (reclaim !== null) await this.proposeInternal(reclaim);
-      const drain = planDrain(this.d.state(), this.d.leases, now, this.d.repair.awaitingRepair());
-      // Not before the repair scheduler has looked at every object with these segments DRAINING (see coversDrain).
-      if (drain !== null && this.d.repair.coversDrain(drain.segmentIds)) await this.proposeHeld(drain, this.d.pending.hold({ kind: 'keys', keys: drainedKeys(this.d.state(), drain) }));
+      const version = planStateVersion(this.d.state(), this.otherMembers(), (m) => this.d.peerStateVersion(m));
+      if (version !== null) {
+        this.d.logger.info({ from: this.d.state().stateVersion, to: version.version }, 'every master supports a newer state version: raising it (an older Mooring can no longer join)');
+        await this.proposeInternal(version);
+      }
+      for (let n = 0; n < maxDrainCommandsPerRound && this.d.raft().isLeader && !this.d.stopping(); n++) {
+        const drain = planDrain(this.d.state(), this.d.leases, Date.now(), this.d.repair.awaitingRepair());
+        // Not before the repair scheduler has looked at every object with these segments DRAINING (see coversDrain).
+        if (drain === null || !this.d.repair.coversDrain(drain.segmentIds)) break;
+        await this.proposeHeld(drain, this.d.pending.hold({ kind: 'keys', keys: drainedKeys(this.d.state(), drain) }));
+        // An unbounded drain (state version 1) did everything at once; a bounded one that was not full did the rest.
+        if (drain.keys === undefined || drain.keys.length < maxDrainObjectsPerCommand) break;
+      }
     } catch (err) {
       this.d.logger.debug({ err: String(err) }, 'housekeeping round failed; retried next round');
     } finally {

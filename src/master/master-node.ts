@@ -43,6 +43,7 @@ import { leaseGrantingHandler } from './follower-reads.js';
 import { PendingWrites } from './pending-writes.js';
 import { RpcSurface } from './rpc-surface.js';
 import type { MemberInfo } from './rpc-methods.js';
+import { supportedStateVersion } from '../statemachine/state-version.js';
 export { maxBatchKeysPerRead } from './rpc-methods.js';
 
 /** How often the leader looks for expired clients and abandoned PutStarts. */
@@ -101,6 +102,7 @@ export class MasterNode {
       config, leases: this.leases, pending: this.pending, liveness: this.liveness, demotions: this.demotions, repair: this.repair,
       metrics: this.metrics, logger: this.logger,
       raft: () => this.raft, state: () => this.state, leaseSync: () => this.leaseSync, stopping: () => this.stopping,
+      peerStateVersion: (peer) => this.transport?.peerStateVersion(peer),
     });
     this.gate = new LeaderGate({
       self: config.nodeId,
@@ -353,6 +355,8 @@ export class MasterNode {
       lastIndex: st.lastIndex,
       members: this.members(),
       ports: this.ports,
+      // The cluster's (replicated) and what this Mooring supports (src/statemachine/state-version.ts).
+      stateVersion: { cluster: this.state.stateVersion, supported: supportedStateVersion },
       stats,
       ...(opts.stateHash ? { stateHash: this.state.stateHash() } : {}),
       ready: this.readiness(),

@@ -15,6 +15,7 @@ import type { ClientRecord } from './clients.js';
 import { OffsetAllocator } from './allocator.js';
 import type { ObjectRecord, Replica } from './objects.js';
 import type { Segment, SegmentRecord } from './segments.js';
+import { supportedStateVersion } from './state-version.js';
 import type { StateCore } from './state-core.js';
 import { sessionReplyWindow } from './limits.js';
 
@@ -24,6 +25,8 @@ const maxInternedIds = 100_000;
 export const packr = new Packr({ useRecords: false, moreTypes: false });
 
 export const appliedKey = 'm:applied';
+/** The state version (state-version.ts), once raised above 1. */
+export const stateVersionKey = 'm:stateVersion';
 /** Present while a snapshot restore is under way: a store holding it is incomplete and must not be used. */
 export const restoringKey = 'm:restoring';
 export const objectKey = (key: string): string => 'o' + key;
@@ -317,6 +320,7 @@ export function encodeApplied(index: number): Buffer {
  */
 export class StateLoader {
   private applied = 0;
+  private stateVersion: unknown = 1;
   private restoring = false;
   private readonly objects: ObjectRecord[] = [];
   private readonly retainObjects: boolean;
@@ -397,6 +401,7 @@ export class StateLoader {
       }
       default:
         if (key === appliedKey) this.applied = packr.unpack(value) as number;
+        else if (key === stateVersionKey) this.stateVersion = packr.unpack(value) as number;
         else if (key === restoringKey) this.restoring = true;
         else throw new MooringError(ErrorCode.STORAGE_FAILED, `unknown record key ${JSON.stringify(key.slice(0, 40))}`);
     }
@@ -408,6 +413,13 @@ export class StateLoader {
 
   finish(core: StateCore): void {
     core.appliedIndex = this.applied;
+    const v = this.stateVersion;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) throw new MooringError(ErrorCode.STORAGE_FAILED, `bad state version record ${String(v)}`);
+    // Checked here too: a data dir (or snapshot) of a newer cluster is refused before anything is applied to it.
+    if (v > supportedStateVersion) {
+      throw new MooringError(ErrorCode.STORAGE_FAILED, `this state is at state version ${v}, but this Mooring supports at most ${supportedStateVersion}: run a newer Mooring`);
+    }
+    core.stateVersion = v;
     const legacy: Array<[string, number]> = [];
     // Replies of first-format client records (inline window) get slots here and are written as reply records by
     // the next store write (with the rewritten client record).

@@ -113,7 +113,21 @@ export type Evict = { type: 'Evict'; items: EvictItem[] };
  * Leader-proposed: on DRAINING segments, drop replicas of complete objects except `skipKeys` (leased at
  * planning); a segment with no replica left becomes DRAINED and is removed.
  */
-export type DrainSegments = { type: 'DrainSegments'; segmentIds: string[]; skipKeys: string[] };
+export type DrainSegments = {
+  type: 'DrainSegments';
+  segmentIds: string[];
+  skipKeys: string[];
+  /**
+   * State version ≥ 2 only (state-version.ts): drop only these objects' replicas on the segments (at most
+   * maxDrainObjectsPerCommand), not every object's; each is still re-checked (settled, not skipped).
+   */
+  keys?: string[];
+};
+/**
+ * Leader-proposed once every member supports `version` (state-version.ts): from this entry on, command forms of
+ * that version may be proposed. A replica that does not support it stops (crash-stop) instead of misreading them.
+ */
+export type SetStateVersion = { type: 'SetStateVersion'; version: number };
 
 export type Command =
   | MountSegment
@@ -141,7 +155,8 @@ export type Command =
   | ExpireClients
   | ReclaimPuts
   | Evict
-  | DrainSegments;
+  | DrainSegments
+  | SetStateVersion;
 
 export type CommandType = Command['type'];
 
@@ -364,6 +379,10 @@ export function validateCommand(v: unknown): asserts v is Command {
     case 'DrainSegments':
       for (const id of arr(c['segmentIds'], 'segmentIds', L.maxKeysPerCommand)) str(id, 'segmentId', L.maxSegmentIdBytes);
       keyList(c['skipKeys'], 'skipKeys', L.maxKeysPerCommand);
+      if (c['keys'] !== undefined) keyList(c['keys'], 'keys', L.maxDrainObjectsPerCommand);
+      return;
+    case 'SetStateVersion':
+      int(c['version'], 'version', 1, 1_000_000);
       return;
     default:
       bad(`unknown command type ${typeof type === 'string' ? type.slice(0, 64) : typeof type}`);
@@ -372,5 +391,5 @@ export function validateCommand(v: unknown): asserts v is Command {
 
 /** True for commands a client sends (they carry clientId/seq); false for leader-proposed ones. */
 export function isClientCommand(c: Command): c is Extract<Command, ClientWrite> {
-  return c.type !== 'ExpireClients' && c.type !== 'ReclaimPuts' && c.type !== 'Evict' && c.type !== 'DrainSegments';
+  return c.type !== 'ExpireClients' && c.type !== 'ReclaimPuts' && c.type !== 'Evict' && c.type !== 'DrainSegments' && c.type !== 'SetStateVersion';
 }

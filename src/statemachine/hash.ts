@@ -20,6 +20,8 @@ export function computeStateHash(core: StateCore): string {
     h.update(value);
   };
   h.update(encodeApplied(core.appliedIndex));
+  // Only once raised: hashes of version-1 states stay what they were.
+  if (core.stateVersion > 1) field('m', 'stateVersion', encodeApplied(core.stateVersion));
   for (const id of sortedKeys(core.segments)) {
     const s = core.segments.get(id)!;
     field('s', id, encodeSegment(s.rec));

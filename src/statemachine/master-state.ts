@@ -154,6 +154,9 @@ export class MasterState implements StateView {
   get onSegment(): StateView['onSegment'] {
     return this.core.onSegment;
   }
+  get stateVersion(): number {
+    return this.core.stateVersion;
+  }
   get stateOptions(): Readonly<StateOptions> {
     return this.core.options;
   }

@@ -3,10 +3,11 @@
  * (planDrain). Client expiry is planClientExpiry (clients.ts), eviction is planEviction (eviction.ts). Each
  * returns a command for the leader to propose, or null; apply re-checks every precondition with the entry time.
  */
-import type { DrainSegments, ReclaimPuts } from './commands.js';
+import type { DrainSegments, ReclaimPuts, SetStateVersion } from './commands.js';
 import type { LeaseTable } from './leases.js';
-import { maxKeysPerCommand } from './limits.js';
-import { isComplete } from './objects.js';
+import { maxDrainObjectsPerCommand, maxKeysPerCommand } from './limits.js';
+import { isComplete, isSettled } from './objects.js';
+import { boundedDrainStateVersion, supportedStateVersion } from './state-version.js';
 import type { StateView } from './state-view.js';
 
 /** PutStarts (and UpsertStarts, OffloadStarts, RepairStarts) not ended within `putTimeoutMs`. */
@@ -39,7 +40,10 @@ export function drainedKeys(state: StateView, drain: DrainSegments): string[] {
   const ids = new Set(drain.segmentIds);
   const skip = new Set(drain.skipKeys ?? []);
   const out = new Set<string>();
-  for (const id of ids) for (const obj of state.onSegment.on(id)) if (!skip.has(obj.key) && obj.replicas.some((r) => ids.has(r.segmentId))) out.add(obj.key);
+  const on = (key: string, obj = state.objects.get(key)): boolean => obj !== undefined && !skip.has(key) && obj.replicas.some((r) => ids.has(r.segmentId));
+  if (drain.keys !== undefined) {
+    for (const key of drain.keys) if (on(key)) out.add(key);
+  } else for (const id of ids) for (const obj of state.onSegment.on(id)) if (on(obj.key, obj)) out.add(obj.key);
   return [...out];
 }
 
@@ -52,5 +56,27 @@ export function planDrain(state: StateView, leases: LeaseTable, nowMs: number, a
   // More held keys than one command carries: wait for repairs rather than drop replicas that must move.
   if (held.length > maxKeysPerCommand) return null;
   const skipKeys = [...new Set([...held, ...leases.leasedKeys(nowMs).filter(onDraining)])].slice(0, maxKeysPerCommand);
-  return { type: 'DrainSegments', segmentIds: draining.slice(0, maxKeysPerCommand), skipKeys };
+  const segmentIds = draining.slice(0, maxKeysPerCommand);
+  if (state.stateVersion < boundedDrainStateVersion) return { type: 'DrainSegments', segmentIds, skipKeys };
+  // Bounded (state version 2): at most maxDrainObjectsPerCommand of the objects it would drop; the leader proposes
+  // the next one when this one applied (an empty list still lets an emptied segment go).
+  const skip = new Set(skipKeys);
+  const keys = new Set<string>();
+  for (const id of segmentIds) {
+    for (const o of state.onSegment.on(id)) {
+      if (keys.size >= maxDrainObjectsPerCommand) break;
+      if (!skip.has(o.key) && isSettled(o) && o.replicas.some((r) => ids.has(r.segmentId))) keys.add(o.key);
+    }
+  }
+  return { type: 'DrainSegments', segmentIds, skipKeys, keys: [...keys] };
+}
+
+/**
+ * Raises the cluster's state version to what this Mooring supports once every other member (`versionOf`: what it
+ * announced in its handshake; undefined if it has not connected since this process started) supports it too.
+ */
+export function planStateVersion(state: Pick<StateView, 'stateVersion'>, others: readonly string[], versionOf: (member: string) => number | undefined): SetStateVersion | null {
+  if (state.stateVersion >= supportedStateVersion) return null;
+  for (const m of others) if ((versionOf(m) ?? 0) < supportedStateVersion) return null;
+  return { type: 'SetStateVersion', version: supportedStateVersion };
 }

@@ -28,6 +28,7 @@ import type { ObjectRecord, Replica } from './objects.js';
 import { describeReplica, isComplete, isPinned, isSettled, liveReplicas, readableReplicas } from './objects.js';
 import { placeReplicas } from './placement.js';
 import { SegmentIndex } from './segment-index.js';
+import { boundedDrainStateVersion, supportedStateVersion } from './state-version.js';
 import type { Segment, SegmentInfo } from './segments.js';
 import { isMemoryTier, overlaps, sameSpec, segmentFromSpec, segmentInfo } from './segments.js';
 
@@ -126,6 +127,10 @@ export class StateCore {
   readonly inFlight = new Set<string>();
   /** Per segment, the objects with a replica there: drains and forced removals visit only those. */
   readonly onSegment = new SegmentIndex();
+  /** Which command forms the cluster applies (state-version.ts); raised by SetStateVersion, never lowered. */
+  stateVersion = 1;
+  /** SetStateVersion raised it since the last drainChanges(): MasterState stores it with those changes. */
+  stateVersionChanged = false;
 
   // Changes since the last drainChanges(): MasterState writes them in one batch.
   dirtyObjects = new Set<string>();
@@ -252,7 +257,9 @@ export class StateCore {
       case 'Evict':
         return { evicted: cmd.items.filter((it) => this.tryEvict(it, null)).map((it) => it.key) };
       case 'DrainSegments':
-        return this.drainSegments(cmd.segmentIds, cmd.skipKeys);
+        return this.drainSegments(cmd.segmentIds, cmd.skipKeys, cmd.keys);
+      case 'SetStateVersion':
+        return this.setStateVersion(cmd.version);
     }
   }
 
@@ -429,11 +436,14 @@ export class StateCore {
     return { nodeId, status };
   }
 
-  private drainSegments(ids: readonly string[], skipKeys: readonly string[]): unknown {
+  private drainSegments(ids: readonly string[], skipKeys: readonly string[], keys: readonly string[] | undefined): unknown {
+    // Refused the same way by every replica of this version: proposed only once the state version allows it.
+    if (keys !== undefined && this.stateVersion < boundedDrainStateVersion) fail(ErrorCode.INVALID_ARGUMENT, `DrainSegments with keys needs state version ${boundedDrainStateVersion} (the cluster is at ${this.stateVersion})`);
     const draining = new Set(ids.filter((id) => this.segments.get(id)?.rec.status === 'DRAINING'));
     if (draining.size > 0) {
       const skip = new Set(skipKeys);
-      for (const o of this.objectsOn(draining)) {
+      const visit = keys === undefined ? this.objectsOn(draining) : this.listed(keys);
+      for (const o of visit) {
         if (skip.has(o.key) || !isSettled(o)) continue;
         if (!o.replicas.some((r) => draining.has(r.segmentId))) continue;
         const drop = o.replicas.filter((r) => draining.has(r.segmentId));
@@ -455,6 +465,29 @@ export class StateCore {
   }
 
   // ------------------------------------------------------------------ objects
+
+  /** The current objects of `keys`, each once. */
+  private listed(keys: readonly string[]): ObjectRecord[] {
+    const out = new Set<ObjectRecord>();
+    for (const k of keys) {
+      const o = this.objects.get(k);
+      if (o !== undefined) out.add(o);
+    }
+    return [...out];
+  }
+
+  private setStateVersion(version: number): unknown {
+    // Not an error result: a replica that went on would misread the commands of that version. Thrown out of apply,
+    // it stops this node (crash-stop) before it applies anything else.
+    if (version > supportedStateVersion) {
+      throw new Error(`the cluster's state version is now ${version}, but this Mooring supports at most ${supportedStateVersion}: upgrade this master`);
+    }
+    if (version > this.stateVersion) {
+      this.stateVersion = version;
+      this.stateVersionChanged = true;
+    }
+    return { stateVersion: this.stateVersion };
+  }
 
   /**
    * The current objects with a replica on any of `segmentIds`, each once (a copy: the visit may change the lists).
@@ -856,8 +889,9 @@ export class StateCore {
   }
 
   /** Take and reset the changes since the last call. */
-  drainChanges(): { objects: Set<string>; segments: Set<string>; clients: Set<string>; replies: Map<string, number> } {
-    const out = { objects: this.dirtyObjects, segments: this.dirtySegments, clients: this.dirtyClients, replies: this.dirtyReplies };
+  drainChanges(): { objects: Set<string>; segments: Set<string>; clients: Set<string>; replies: Map<string, number>; stateVersion: boolean } {
+    const out = { objects: this.dirtyObjects, segments: this.dirtySegments, clients: this.dirtyClients, replies: this.dirtyReplies, stateVersion: this.stateVersionChanged };
+    this.stateVersionChanged = false;
     this.dirtyObjects = new Set();
     this.dirtySegments = new Set();
     this.dirtyClients = new Set();

@@ -15,5 +15,7 @@ export interface StateView {
   readonly inFlight: ReadonlySet<string>;
   /** Per segment, the objects with a replica there (segment-index.ts). */
   readonly onSegment: Pick<SegmentIndex, 'on'>;
+  /** Which command forms the cluster applies (state-version.ts). */
+  readonly stateVersion: number;
   stats(): StateStats;
 }

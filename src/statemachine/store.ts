@@ -24,6 +24,7 @@ import {
   restoringKey,
   segmentKey,
   StateLoader,
+  stateVersionKey,
 } from './codec.js';
 import type { StateCore } from './state-core.js';
 import { sessionReplyWindow } from './limits.js';
@@ -234,6 +235,8 @@ export class StateStore {
         else b.put(replyKey(id, slot), encodeReply(seq, r));
       }
     }
+    // Only once raised: a data dir at version 1 holds no such record (older versions refuse unknown records).
+    if (ch.stateVersion) b.put(stateVersionKey, encodeApplied(core.stateVersion));
     b.put(appliedKey, encodeApplied(core.appliedIndex));
     return b;
   }

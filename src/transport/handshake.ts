@@ -25,7 +25,15 @@ export interface Hello {
   nodeId: string;
   role: ConnectionRole;
   token?: string;
+  /**
+   * The highest state version (src/statemachine/state-version.ts) the sender's application applies; absent from
+   * older nodes (and from clients). A leader raises the cluster's version only once every member announced it.
+   */
+  stateVersion?: number;
 }
+
+/** Largest state version a Hello may announce (anything else is ignored as absent). */
+export const maxHelloStateVersion = 1_000_000;
 
 export interface HandshakeExpectation {
   clusterId: string;
@@ -70,13 +78,16 @@ export function checkHello(frame: unknown, expect: HandshakeExpectation): Hello 
     }
   }
   const hello: Hello = { magic: handshakeMagic, protocolVersion, clusterId: f.clusterId, nodeId: f.nodeId, role: f.role as ConnectionRole };
+  const sv = f.stateVersion;
+  if (typeof sv === 'number' && Number.isSafeInteger(sv) && sv >= 1 && sv <= maxHelloStateVersion) hello.stateVersion = sv;
   expect.verify?.(hello);
   return hello;
 }
 
-export function makeHello(clusterId: string, nodeId: string, role: ConnectionRole, token?: string): Hello {
+export function makeHello(clusterId: string, nodeId: string, role: ConnectionRole, token?: string, stateVersion?: number): Hello {
   const h: Hello = { magic: handshakeMagic, protocolVersion, clusterId, nodeId, role };
   if (token !== undefined) h.token = token;
+  if (stateVersion !== undefined) h.stateVersion = stateVersion;
   return h;
 }
 

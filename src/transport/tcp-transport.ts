@@ -41,6 +41,8 @@ export interface TcpPeerTransportOptions {
   tls?: TlsConfig;
   /** Shared secret every peer must present in its handshake. */
   token?: string;
+  /** Announced in this node's handshakes (Hello.stateVersion): the highest state version its application applies. */
+  stateVersion?: number;
   maxFrameBytes?: number;
   maxQueuedFrames?: number;
   maxQueuedBytes?: number;
@@ -94,11 +96,13 @@ class PeerLink {
 }
 
 export class TcpPeerTransport implements PeerTransport {
-  private readonly opts: Required<Omit<TcpPeerTransportOptions, 'tls' | 'token' | 'logger' | 'peers' | 'listen' | 'onReject'>> & { listen: { host: string; port: number } };
+  private readonly opts: Required<Omit<TcpPeerTransportOptions, 'tls' | 'token' | 'logger' | 'peers' | 'listen' | 'onReject' | 'stateVersion'>> & { listen: { host: string; port: number } };
   private readonly tls: ResolvedTls | undefined;
   private readonly token: string | undefined;
   private readonly logger: LoggerLike;
   private readonly links = new Map<PeerId, PeerLink>();
+  /** Per peer, the state version of its latest handshake (peerStateVersion). */
+  private readonly stateVersions = new Map<PeerId, number>();
   private readonly inbound = new Set<FramedSocket>();
   /** Authenticated inbound connections by peer id (closed when the peer is removed). */
   private readonly inboundById = new Map<PeerId, Set<FramedSocket>>();
@@ -108,8 +112,10 @@ export class TcpPeerTransport implements PeerTransport {
   private peerDownHandler: ((peer: PeerId, reason: PeerDownReason) => void) | null = null;
   private boundPort = 0;
   private closed = false;
+  private readonly stateVersion: number | undefined;
 
   constructor(options: TcpPeerTransportOptions) {
+    this.stateVersion = options.stateVersion;
     this.opts = {
       nodeId: options.nodeId,
       clusterId: options.clusterId,
@@ -156,6 +162,18 @@ export class TcpPeerTransport implements PeerTransport {
     // down redials when we connect (redialNow), so a restarted node hears its leader within milliseconds instead of
     // pre-voting first (a follower without a leader sends nothing that would dial).
     for (const link of this.links.values()) if (!link.open && !link.connecting && link.timer === null) void this.connect(link);
+  }
+
+  /**
+   * The state version a peer announced in its latest handshake (Hello.stateVersion); 1 for one that announced none
+   * (an older node), undefined for one never connected since this process started.
+   */
+  peerStateVersion(peer: PeerId): number | undefined {
+    return this.stateVersions.get(peer);
+  }
+
+  private noteStateVersion(hello: Hello): void {
+    this.stateVersions.set(hello.nodeId, hello.stateVersion ?? 1);
   }
 
   onFrame(handler: (from: PeerId, frame: unknown) => void): void {
@@ -258,7 +276,7 @@ export class TcpPeerTransport implements PeerTransport {
       if (err !== null && !this.closed) this.rejects.reject(reasonOf(err), { remote, peer: from, code: (err as MooringError).code, err: err.message }, 'peer connection closed');
       if (from !== null && !this.closed && this.links.has(from)) this.peerDown(from, 'closed');
     });
-    const mine = makeHello(this.opts.clusterId, this.opts.nodeId, 'peer');
+    const mine = makeHello(this.opts.clusterId, this.opts.nodeId, 'peer', undefined, this.stateVersion);
     const checkCn = this.tls?.verifyPeerIdentity === true && this.tls.requireClientCert;
     const verify = (hello: Hello): void => {
       if (!this.opts.acceptUnknownPeers && !this.links.has(hello.nodeId)) {
@@ -275,6 +293,7 @@ export class TcpPeerTransport implements PeerTransport {
       (theirs: Hello) => {
         if (conn.closed) return;
         from = theirs.nodeId;
+        this.noteStateVersion(theirs);
         admission.authenticated();
         let set = this.inboundById.get(from);
         if (set === undefined) this.inboundById.set(from, (set = new Set()));
@@ -324,12 +343,13 @@ export class TcpPeerTransport implements PeerTransport {
         return;
       }
       link.conn = conn;
-      const hello = makeHello(this.opts.clusterId, this.opts.nodeId, 'peer', this.token);
+      const hello = makeHello(this.opts.clusterId, this.opts.nodeId, 'peer', this.token, this.stateVersion);
       const theirs = await dialHandshake(conn, hello, { clusterId: this.opts.clusterId, role: 'peer' }, this.opts.handshakeTimeoutMs);
       if (theirs.nodeId !== id) {
         conn.destroy();
         throw new MooringError(ErrorCode.INVALID_ARGUMENT, `${host}:${port} is node '${theirs.nodeId}', not '${id}'`);
       }
+      this.noteStateVersion(theirs);
       if (gen !== link.generation || link.closed || this.closed) {
         conn.destroy();
         return;

@@ -62,6 +62,9 @@ const step: fc.Arbitrary<Step> = fc.record({
     { weight: 1, arbitrary: fc.uniqueArray(key, { minLength: 1, maxLength: 4 }).map((keys) => () => ({ type: 'ReclaimPuts', keys, putTimeoutMs: 4000 }) as Command) },
     { weight: 1, arbitrary: fc.array(fc.record({ key, createdIndex: fc.integer({ min: 0, max: 60 }) }), { maxLength: 4 }).map((items) => () => ({ type: 'Evict', items }) as Command) },
     { weight: 1, arbitrary: fc.uniqueArray(segId, { minLength: 1, maxLength: 3 }).map((ids) => () => ({ type: 'DrainSegments', segmentIds: ids, skipKeys: ['k0'] }) as Command) },
+    // A bounded drain (refused before the state version is 2) and the version change itself.
+    { weight: 1, arbitrary: fc.tuple(fc.uniqueArray(segId, { minLength: 1, maxLength: 3 }), fc.uniqueArray(key, { minLength: 1, maxLength: 4 })).map(([ids, keys]) => () => ({ type: 'DrainSegments', segmentIds: ids, skipKeys: ['k1'], keys }) as Command) },
+    { weight: 1, arbitrary: fc.constant(() => ({ type: 'SetStateVersion', version: 2 }) as Command) },
   ),
 });
 

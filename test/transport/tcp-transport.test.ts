@@ -48,6 +48,24 @@ async function expectServes(a: { t: TcpPeerTransport }, b: { t: TcpPeerTransport
 }
 
 describe('TcpPeerTransport', () => {
+  it('learns the state version each peer announces in its handshake; an older peer (none announced) counts as 1', async () => {
+    const a = await node('a', { stateVersion: 2 });
+    const b = await node('b', { stateVersion: 7 });
+    const old = await node('old'); // announces none, as a Mooring from before state versions
+    expect(a.t.peerStateVersion('b')).toBeUndefined(); // never connected
+    a.t.setPeer(b.addr);
+    b.t.setPeer(a.addr);
+    a.t.setPeer(old.addr);
+    await expectServes(a, b, 'to-b');
+    await expectServes(a, old, 'to-old');
+    await expectServes(b, a, 'to-a');
+    expect(a.t.peerStateVersion('b')).toBe(7);
+    expect(a.t.peerStateVersion('old')).toBe(1);
+    expect(b.t.peerStateVersion('a')).toBe(2);
+    // The accepting side learns it from the dialer's Hello too.
+    expect(old.t.peerStateVersion('a')).toBe(2);
+  });
+
   it('two nodes exchange frames both ways, in order, with binary payloads', async () => {
     const a = await node('a');
     const b = await node('b');

@@ -1,0 +1,17 @@
+/**
+ * The state version: which command forms every replica of a cluster applies the same way. A command form that an
+ * older Mooring would apply differently (it ignores a field it does not know) is proposed only once the replicated
+ * state version allows it, and the leader raises that version (SetStateVersion) only once every member announced
+ * (in its connection handshake) that it supports it: during a rolling upgrade the old forms stay in use.
+ *
+ *   1  every form up to this version (what an existing data dir holds: no record means 1).
+ *   2  DrainSegments may list the `keys` it drops (a bounded drain: at most maxDrainObjectsPerCommand objects per
+ *      command; without `keys` a drain drops every settled object on its segments at once).
+ *
+ * One way: once raised, a master whose Mooring supports less stops (crash-stop, naming the version) instead of
+ * applying commands it would misread — so an upgrade cannot be rolled back past that point (docs/operations.md).
+ */
+export const supportedStateVersion = 2;
+
+/** The version from which DrainSegments may carry `keys`. */
+export const boundedDrainStateVersion = 2;
