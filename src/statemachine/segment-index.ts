@@ -4,8 +4,9 @@
  * scanned every object: at a million objects ~140 ms per DrainSegments on every replica, re-proposed every second
  * while a segment drains (bench/statemachine).
  *
- * Exact at apply boundaries: StateCore adds an object whenever it changes one (`touched`, where persistence already
- * has to learn of every change), and queues (`released`) each segment an object freed a replica on; `settle` (at the
+ * Exact at apply boundaries: StateCore adds an object whenever it allocates replicas for it (`touched`: a put, an
+ * upsert, an offload, a repair; every other change only moves a replica between the object's lists or drops one),
+ * and queues (`released`) each segment an object freed a replica on; `settle` (at the
  * end of every apply) drops the object from those segments it no longer references, or from all when it is gone.
  * Within an apply a list may still hold an object deleted earlier in it (one ExpireClients drops segments once per
  * client): `current` tells, and visits must ask it.
@@ -36,7 +37,7 @@ export class SegmentIndex {
     return this.bySegment.get(segmentId) ?? none;
   }
 
-  /** `o` changed (or was created): every segment it references now lists it. */
+  /** `o` got replicas on new segments (or was created): every segment it references now lists it. */
   touched(o: ObjectRecord): void {
     for (const r of o.replicas) this.add(r.segmentId, o);
     if (o.pending !== null) for (const r of o.pending.replicas) this.add(r.segmentId, o);

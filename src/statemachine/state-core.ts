@@ -500,8 +500,17 @@ export class StateCore {
     return [...seen];
   }
 
-  private touchObject(o: ObjectRecord): void {
+  /**
+   * `o` was given newly allocated replicas (a put, an upsert, an offload or a repair target): the only changes that
+   * add segments to an object (the others move a replica between its lists or drop one), so the only ones the segment
+   * index must learn of here. (Every touch did: 3% of the leader's time in bench:master's batch put.)
+   */
+  private touchPlaced(o: ObjectRecord): void {
     this.onSegment.touched(o);
+    this.touchObject(o);
+  }
+
+  private touchObject(o: ObjectRecord): void {
     this.dirtyObjects.add(o.key);
     if (isSettled(o)) this.inFlight.delete(o.key);
     else this.inFlight.add(o.key);
@@ -597,7 +606,7 @@ export class StateCore {
     const replicas = this.allocate(p.size, p.replicaNum, tier, p.preferredSegments, evictable, p.key);
     if (existing !== undefined && this.objects.get(p.key) === existing) {
       existing.pending = { size: p.size, replicas, startedAtMs: this.now, softPin: p.softPin === true, hardPin: p.hardPin === true };
-      this.touchObject(existing);
+      this.touchPlaced(existing);
     } else {
       const o: ObjectRecord = {
         key: p.key,
@@ -615,7 +624,7 @@ export class StateCore {
         repair: null,
       };
       this.objects.set(p.key, o);
-      this.touchObject(o);
+      this.touchPlaced(o);
     }
     return { replicas: this.describe(replicas) };
   }
@@ -693,7 +702,7 @@ export class StateCore {
     const exclude = new Set(o.replicas.map((r) => r.segmentId));
     const [replica] = this.allocate(o.size, 1, 'DISK', undefined, undefined, null, exclude);
     o.offload = { replica: replica!, startedAtMs: this.now };
-    this.touchObject(o);
+    this.touchPlaced(o);
     return { source: this.describe(o.replicas), target: this.describe([replica!])[0] };
   }
 
@@ -737,7 +746,7 @@ export class StateCore {
     const segs = this.place(o.size, 1, tier, undefined, avoid);
     const [replica] = segs.length > 0 ? this.allocate(o.size, 1, tier, undefined, undefined, null, avoid) : this.allocate(o.size, 1, tier, undefined, undefined, null, used);
     o.repair = { replica: replica!, startedAtMs: this.now, startedIndex: this.index };
-    this.touchObject(o);
+    this.touchPlaced(o);
     return { repairId: this.index, source: this.describe(sources), target: this.describe([replica!])[0] };
   }
 

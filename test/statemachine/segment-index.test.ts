@@ -8,7 +8,9 @@ import fc from 'fast-check';
 import { MasterState } from '../../src/statemachine/master-state.js';
 import { drainedKeys } from '../../src/statemachine/planners.js';
 import { references } from '../../src/statemachine/segment-index.js';
-import type { StateCore } from '../../src/statemachine/state-core.js';
+import type { Command } from '../../src/statemachine/commands.js';
+import { needsRepair } from '../../src/statemachine/objects.js';
+import type { ApplyEntry, StateCore } from '../../src/statemachine/state-core.js';
 import type { StateView } from '../../src/statemachine/state-view.js';
 import { collect, Driver, replay, seg, tempDir } from './helpers.js';
 import { logArb } from './gen.js';
@@ -49,14 +51,31 @@ function indexedSegments(core: StateCore): string[] {
 describe('segment index', () => {
   it('lists exactly the objects with a replica on each segment after every apply, a reopen and a restore', async () => {
     await fc.assert(
-      fc.asyncProperty(logArb, fc.nat(), async (log, cutSeed) => {
-        const entries = log.map((e, i) => ({ index: i + 1, timeMs: e.timeMs, command: structuredClone(e.command) }));
-        const cut = cutSeed % (entries.length + 1);
+      fc.asyncProperty(logArb, fc.nat(), fc.array(fc.nat({ max: 5 }), { minLength: 1, maxLength: 40 }), async (log, cutSeed, picks) => {
+        // The log as applied, with repairs the state calls for mixed in (a repair needs the object's createdIndex and
+        // an under-replicated object, which a state-free generator cannot name): RepairStart, then RepairEnd or
+        // RepairRevoke, so repair targets come and go too.
+        const entries: ApplyEntry[] = [];
         const d = new Driver();
-        for (const e of entries) {
-          d.core.apply(structuredClone(e));
+        const step = (timeMs: number, command: Command): void => {
+          const e = { index: entries.length + 1, timeMs, command };
+          entries.push(structuredClone(e));
+          d.core.apply(e);
           expect(fromIndex(d.core, indexedSegments(d.core))).toEqual(fromScan(d.core));
-        }
+        };
+        log.forEach((e, i) => {
+          step(e.timeMs, structuredClone(e.command));
+          const pick = picks[i % picks.length]!;
+          const objects = [...d.core.objects.values()];
+          const under = objects.find((o) => needsRepair(o, d.core.segments));
+          if (pick <= 2 && under !== undefined) step(e.timeMs, { type: 'RepairStart', clientId: 'repairer', key: under.key, createdIndex: under.createdIndex });
+          const repairing = objects.find((o) => o.repair !== null);
+          if (pick >= 3 && repairing !== undefined) {
+            const type = pick === 5 ? 'RepairRevoke' : 'RepairEnd';
+            step(e.timeMs, { type, clientId: 'repairer', key: repairing.key, repairId: repairing.repair!.startedIndex });
+          }
+        });
+        const cut = cutSeed % (entries.length + 1);
         const tb = await tempDir();
         const tc = await tempDir();
         try {
