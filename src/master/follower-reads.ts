@@ -19,6 +19,9 @@
  * (maxFollowerRefusedWaitMs in all, then NOT_LEADER: the leader waits). Answering "not found" at once would not be
  * linearizable: the remove may still fail (a lost leadership, a dropped proposal). An older follower answers refused
  * keys as "being evicted": no lease, no replicas, still safe.
+ *
+ * A key the leader granted to this follower a moment ago (half a margin: follower-lease-cover.ts) is not asked for
+ * again: the leader granted it one margin longer than a reader is promised, so it covers the follower's next reads.
  */
 import { Packr } from 'msgpackr';
 import { ErrorCode, MooringError } from '../errors.js';
@@ -30,6 +33,7 @@ import type { MasterState } from '../statemachine/master-state.js';
 import type { Clock } from '../raft/node/clock.js';
 import type { LeaseSync } from './lease-sync.js';
 import type { PendingWrites } from './pending-writes.js';
+import { coverMarginMs, type FollowerLeaseCover } from './follower-lease-cover.js';
 import { formatLeaderHint } from './rpc-methods.js';
 
 const packr = new Packr({ useRecords: false });
@@ -70,6 +74,9 @@ export function decodeKeys(payload: Uint8Array | null | undefined): string[] {
  * lease (the client reads from the leader, which fails STORAGE_FAILED if its file is still broken).
  */
 export function leaseGrantingHandler(leases: LeaseTable, pending: PendingWrites, record: (keys: string[], nowMs: number) => boolean, now: () => number): ForwardedReadHandler {
+  // One margin longer than a reader is promised: the follower serves the key again for a while without asking
+  // (follower-lease-cover.ts).
+  const forMs = leases.leaseTtlMs + coverMarginMs(leases.leaseTtlMs);
   return (_from, payloads) => {
     const t = now();
     const granted: string[] = [];
@@ -77,7 +84,7 @@ export function leaseGrantingHandler(leases: LeaseTable, pending: PendingWrites,
       if (p === null) return null;
       const refused: string[] = [];
       for (const key of decodeKeys(p)) {
-        if (pending.covers(key) || leases.grant(key, t) === 0) refused.push(key);
+        if (pending.covers(key) || leases.grant(key, t, forMs) === 0) refused.push(key);
         else granted.push(key);
       }
       return encodeKeys(refused);
@@ -123,8 +130,13 @@ export interface ReplicaReadDeps {
   /** The lease table's clock. */
   now(): number;
   /** Timers for a follower's backoff after a refusal (the process's; the simulator's NodeClock). */
-  clock: Pick<Clock, 'setTimeout'>;
+  clock: Pick<Clock, 'setTimeout' | 'now'>;
   leaseTtlMs: number;
+  /**
+   * This follower's covers (follower-lease-cover.ts): keys it may serve without asking the leader to lease them
+   * again. Absent: every follower read asks for every key.
+   */
+  cover?: FollowerLeaseCover;
 }
 
 /**
@@ -137,14 +149,31 @@ export interface ReplicaReadDeps {
 export async function replicaRead(d: ReplicaReadDeps, keys: readonly string[], stale = false): Promise<Result<GetReplicaListValue>[]> {
   // The term the read is confirmed in: the leases it gets were recorded by that term's leader (recordServed).
   const readTerm = d.raft.currentTerm;
-  let refused = stale ? none : await d.whileLeading(linearizableRead(d.raft, keys));
+  // A follower asks the leader to lease only the keys no recent grant covers (follower-lease-cover.ts); the round
+  // itself is needed anyway (the data must be linearizable). When the read began, on the cover's clock and the
+  // lease table's: a grant asked for now covers reads that begin up to half a margin later.
+  const startMono = d.clock.now();
+  const startMs = d.now();
+  const follower = !stale && !d.raft.isLeader;
+  // Covers stand for a majority of three like the grants they come from (linearizableRead): not in larger clusters.
+  const cover = follower && d.raft.members().voters.length <= maxFollowerLeaseVoters ? d.cover : undefined;
+  const ask = cover !== undefined ? cover.uncovered(keys, startMono, readTerm) : keys;
+  let refused = stale ? none : await d.whileLeading(linearizableRead(d.raft, ask));
   if (refused.size > 0 && !d.raft.isLeader) refused = await askAgain(d, refused);
   // The leader grants below: first every admitted write covering these keys must settle (see the file comment).
   if (d.raft.isLeader) await afterPendingWrites(d, keys);
   // The follower keeps the leases it serves too: with the leader that records them it makes a majority of three, so
   // a new leader's lease collection (LeaseSync) meets one of them (larger clusters read leased keys from the leader:
-  // linearizableRead refuses them on followers there).
-  if (!stale && !d.raft.isLeader) d.leaseSync.recordServed(keys.filter((k) => !refused.has(k)), d.now(), readTerm);
+  // linearizableRead refuses them on followers there). Keys granted now are recorded for every read their cover
+  // serves; covered keys were recorded when they were granted (recordServed still checks the term).
+  if (!stale && !d.raft.isLeader) {
+    const fresh = refused.size > 0 ? ask.filter((k) => !refused.has(k)) : ask;
+    if (cover === undefined) d.leaseSync.recordServed(fresh, d.now(), readTerm);
+    else {
+      d.leaseSync.recordServed(fresh, d.now(), readTerm, startMs + d.leaseTtlMs + cover.coverMs);
+      cover.granted(fresh, startMono, readTerm);
+    }
+  }
   const now = d.now();
   // Leases are granted only by the leader (stale reads on followers grant none).
   const leases = d.raft.isLeader ? d.leases : undefined;

@@ -40,6 +40,7 @@ import { Demotions } from './demotions.js';
 import { LeaderDuties, housekeepingIntervalMs } from './leader-duties.js';
 import { MasterStateMachine } from './state-adapter.js';
 import { leaseGrantingHandler } from './follower-reads.js';
+import { FollowerLeaseCover } from './follower-lease-cover.js';
 import { PendingWrites } from './pending-writes.js';
 import { RpcSurface } from './rpc-surface.js';
 import type { MemberInfo } from './rpc-methods.js';
@@ -73,6 +74,8 @@ export class MasterNode {
   private rpc!: RpcServer;
   private http: { port: number; close(): Promise<void> } | null = null;
   private readonly leases: LeaseTable;
+  /** Keys this master may serve as a follower without asking the leader to lease them again. */
+  private readonly followerCover: FollowerLeaseCover;
   /** Admitted writes a lease would have refused, until they settle (pending-writes.ts). */
   private readonly pending = new PendingWrites();
   private readonly liveness = new ClientLiveness();
@@ -96,6 +99,7 @@ export class MasterNode {
     this.logger = opts.logger ?? createLogger({ level: config.log.level, name: 'mooring-master', nodeId: config.nodeId, pretty: config.log.pretty });
     this.metrics = createMasterMetrics();
     this.leases = new LeaseTable(config.leaseTtlMs);
+    this.followerCover = new FollowerLeaseCover(config.leaseTtlMs);
     this.repair = new RepairScheduler({ ...config.repair, ...opts.repair });
     this.demotions = new Demotions({ state: () => this.state, leases: () => this.leases, isLeader: () => this.raft.isLeader });
     this.duties = new LeaderDuties({
@@ -113,6 +117,7 @@ export class MasterNode {
     });
     this.surface = new RpcSurface({
       config, metrics: this.metrics, logger: this.logger, leases: this.leases, pending: this.pending, liveness: this.liveness, gate: this.gate,
+      followerCover: this.followerCover,
       demotions: this.demotions, repair: this.repair, electionTimeoutMs: this.electionTimeoutMs(),
       raft: () => this.raft, state: () => this.state, leaseSync: () => this.leaseSync, backup: () => this.backup!,
       viewVersion: () => this.viewVersion, members: () => this.members(), statusReport: (o) => this.statusReport(o),
@@ -316,6 +321,7 @@ export class MasterNode {
     if (this.stopped) return;
     const st = this.raft.status();
     this.metrics.setRaft({ term: st.term, role: st.role, commitIndex: st.commit, appliedIndex: this.raft.appliedIndex, leaderId: st.leader, fastPreVotes: st.fastPreVotes, clockStalls: st.clockStalls, busyRefusals: st.busyRefusals, recovering: st.recovering === true });
+    this.metrics.setFollowerReadLeases(this.followerCover.coveredKeys, this.followerCover.askedKeys);
     const s = this.state.stats();
     this.metrics.setCapacity({
       allocatedBytes: s.memoryAllocatedBytes + s.diskAllocatedBytes,
@@ -357,6 +363,8 @@ export class MasterNode {
       ports: this.ports,
       // The cluster's (replicated) and what this Mooring supports (src/statemachine/state-version.ts).
       stateVersion: { cluster: this.state.stateVersion, supported: supportedStateVersion },
+      // Keys this master served as a follower: asked the leader to lease them, or served under a cover.
+      followerReadLeases: { asked: this.followerCover.askedKeys, covered: this.followerCover.coveredKeys },
       stats,
       ...(opts.stateHash ? { stateHash: this.state.stateHash() } : {}),
       ready: this.readiness(),

@@ -67,8 +67,10 @@ export class MasterMetrics {
   readonly fastPreVotes: Counter;
   readonly clockStalls: Counter;
   readonly busyRefusals: Counter;
+  readonly followerReadLeaseKeys: Counter<'kind'>;
   /** What each running total from the node's status had reached at the last setRaft (counters advance by the difference). */
   private readonly totalsSeen = new Map<Counter, number>();
+  private readonly labelledSeen = new Map<string, number>();
   readonly proposalDuration: Histogram;
   readonly rpcDuration: Histogram<'method'>;
   readonly rpcRequests: Counter<'method'>;
@@ -105,6 +107,7 @@ export class MasterMetrics {
     this.leaderChanges = new Counter({ name: 'mooring_raft_leader_changes_total', help: 'Times this node saw a new leader', registers });
     this.fastPreVotes = new Counter({ name: 'mooring_raft_fast_prevotes_total', help: 'Pre-votes started because the leader\'s connection reset (fast failover), not by an election timeout', registers });
     this.clockStalls = new Counter({ name: 'mooring_raft_clock_stalls_total', help: 'Raft ticks that ran at least half an election timeout late: the process was stalled (GC, CPU starvation, a pause) and its peers may have elected a new leader', registers });
+    this.followerReadLeaseKeys = new Counter({ name: 'mooring_follower_read_lease_keys_total', help: 'Keys this master served as a follower: kind=asked needed the leader to lease them in the read\'s ReadIndex round, kind=covered were served under a recent grant of the same key (follower-lease-cover)', labelNames: ['kind'], registers });
     this.busyRefusals = new Counter({ name: 'mooring_raft_busy_refusals_total', help: 'Proposals and reads refused with BUSY (backpressure: the leader\'s queue had waited longer than maxProposalWaitMs, or a pending limit was reached); clients retried them after retryAfterMs', registers });
     this.proposalDuration = new Histogram({
       name: 'mooring_proposal_duration_seconds',
@@ -175,6 +178,19 @@ export class MasterMetrics {
       if (leader !== null && leader !== this.lastLeader) this.leaderChanges.inc();
       if (leader !== null) this.lastLeader = leader;
     }
+  }
+
+  /** Running totals of the follower lease cover (FollowerLeaseCover.coveredKeys / askedKeys). */
+  setFollowerReadLeases(covered: number, asked: number): void {
+    this.advanceLabelled(this.followerReadLeaseKeys, 'covered', covered);
+    this.advanceLabelled(this.followerReadLeaseKeys, 'asked', asked);
+  }
+
+  private advanceLabelled(counter: Counter<'kind'>, kind: string, total: number): void {
+    const seen = this.labelledSeen.get(kind) ?? 0;
+    if (total <= seen) return;
+    counter.inc({ kind }, total - seen);
+    this.labelledSeen.set(kind, total);
   }
 
   setCapacity(u: CapacityMetricsUpdate): void {

@@ -31,6 +31,7 @@ import { holdUntilSettled, type Hold, type PendingWrites } from './pending-write
 import { systemClock } from '../raft/effects/system-clock.js';
 import { encodeMasterCommand } from './state-adapter.js';
 import { linearizableRead, replicaRead } from './follower-reads.js';
+import type { FollowerLeaseCover } from './follower-lease-cover.js';
 import {
   adminMethods,
   adminWriteMethods,
@@ -53,6 +54,8 @@ export interface RpcSurfaceDeps {
   leases: LeaseTable;
   /** Admitted writes a lease would have refused, until they settle: reads of their keys wait (pending-writes.ts). */
   pending: PendingWrites;
+  /** This master's follower lease covers (follower-lease-cover.ts). */
+  followerCover: FollowerLeaseCover;
   liveness: ClientLiveness;
   gate: LeaderGate;
   demotions: Demotions;
@@ -239,7 +242,7 @@ export class RpcSurface {
       const leaseKeys = method === 'getReplicaList' ? [(args as { key: string }).key] : (args as { keys: string[] }).keys;
       const rs = await replicaRead({
         raft, state, leases: this.d.leases, pending: this.d.pending, leaseSync: this.d.leaseSync(), whileLeading: (p) => gate.whileLeading(p),
-        now: () => Date.now(), clock: systemClock, leaseTtlMs: config.leaseTtlMs,
+        now: () => Date.now(), clock: systemClock, leaseTtlMs: config.leaseTtlMs, cover: this.d.followerCover,
       }, leaseKeys, stale);
       if (method === 'getReplicaList') return unwrap(rs[0]!);
       return (args as { compact?: boolean }).compact === true ? compactReplicaLists(rs) : rs;

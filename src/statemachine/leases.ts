@@ -33,10 +33,13 @@ export class LeaseTable {
     this.reorderSlackMs = Math.floor(leaseTtlMs / 16);
   }
 
-  /** Grant (or extend) a lease; returns its expiry, or 0 if the key is reserved for eviction. */
-  grant(key: string, nowMs: number): number {
+  /**
+   * Grant (or extend) a lease for `forMs` (one TTL; a follower's read asks for a margin more, to cover the reads it
+   * serves next: src/master/follower-lease-cover.ts); returns its expiry, or 0 if the key is reserved for eviction.
+   */
+  grant(key: string, nowMs: number, forMs = this.leaseTtlMs): number {
     if (this.reserved.has(key)) return 0;
-    const until = nowMs + this.leaseTtlMs;
+    const until = nowMs + forMs;
     this.extend(key, until);
     return until;
   }

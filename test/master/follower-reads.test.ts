@@ -9,6 +9,7 @@ import { ErrorCode } from '../../src/errors.js';
 import { MasterNode } from '../../src/master/master-node.js';
 import { MasterClient } from '../../src/master/client.js';
 import { expandReplicaLists } from '../../src/master/replica-lists-wire.js';
+import { coverMarginMs } from '../../src/master/follower-lease-cover.js';
 import { RpcClient } from '../../src/transport/rpc.js';
 import { cleanupAfterEach, startMasters, waitFor } from '../helpers/in-process-masters.js';
 
@@ -99,9 +100,40 @@ describe('follower reads', () => {
     await expect(c.remove('read-one')).rejects.toMatchObject({ code: ErrorCode.OBJECT_HAS_LEASE });
     await expect(c.remove('read-batch')).rejects.toMatchObject({ code: ErrorCode.OBJECT_HAS_LEASE });
     await c.remove('unread'); // control: only the keys read through the follower are leased
-    await new Promise((r) => setTimeout(r, leaseTtlMs + 100));
+    // The leader leased them one cover margin longer than the reader was promised (follower-lease-cover.ts).
+    await new Promise((r) => setTimeout(r, leaseTtlMs + coverMarginMs(leaseTtlMs) + 100));
     await c.remove('read-one');
     await c.remove('read-batch');
+  }, 30_000);
+
+  it('a key read again through the same follower within its cover is not asked of the leader, and stays leased', async () => {
+    const leaseTtlMs = 2_000;
+    const { leader, follower, c } = await setup({ leaseTtlMs });
+    await new Promise((r) => setTimeout(r, leaseTtlMs + 200)); // a new leader's blanket lease
+    for (const key of ['hot', 'cold']) {
+      await c.putStart(key, 4096);
+      await c.putEnd(key);
+    }
+    const f = direct(follower);
+    const leases = (): { asked: number; covered: number } => follower.statusReport().followerReadLeases as { asked: number; covered: number };
+    const before = leases();
+    await f.call('batchGetReplicaList', { keys: ['hot'] });
+    const first = leases();
+    expect(first.asked - before.asked).toBe(1);
+    // Read again at once (well inside the cover, half a margin): served under the first grant.
+    await f.call('getReplicaList', { key: 'hot' });
+    await f.call('batchGetReplicaList', { keys: ['hot', 'cold'] });
+    const after = leases();
+    expect({ asked: after.asked - first.asked, covered: after.covered - first.covered }).toEqual({ asked: 1, covered: 2 });
+    expect(follower.isLeader).toBe(false);
+    expect(leader.isLeader).toBe(true);
+    // The grant the covered reads relied on holds at the leader: neither key can be removed.
+    await expect(c.remove('hot')).rejects.toMatchObject({ code: ErrorCode.OBJECT_HAS_LEASE });
+    await expect(c.remove('cold')).rejects.toMatchObject({ code: ErrorCode.OBJECT_HAS_LEASE });
+    // A read after the cover ended asks again.
+    await new Promise((r) => setTimeout(r, coverMarginMs(leaseTtlMs) / 2 + 50));
+    await f.call('getReplicaList', { key: 'hot' });
+    expect(leases().asked - after.asked).toBe(1);
   }, 30_000);
 
   it('batch reads come back compact from leader and follower alike, and expand to exactly the plain answer', async () => {

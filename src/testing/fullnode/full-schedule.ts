@@ -55,6 +55,7 @@ export interface FullRunResult extends CheckReport {
   unknownOutcomes: number;
   /** Gets served by a follower (ReadIndex from the leader, then the follower's state). */
   followerReads: number;
+  coveredReads: number;
   /** Online backups taken during the fault phase (each restored and checked at the end). */
   backups: number;
   events: number;
@@ -235,6 +236,7 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
     operations: history.length,
     unknownOutcomes: sim.workload?.unknown ?? 0,
     followerReads: sim.workload?.followerReads ?? 0,
+    coveredReads: sim.workload?.coveredReads ?? 0,
     backups: backups?.taken.length ?? 0,
     events: sim.sched.events,
     virtualMs: Math.round(sim.now),

@@ -19,6 +19,7 @@
 import { ErrorCode, MooringError } from '../../errors.js';
 import { admitAndHold } from '../../master/admission.js';
 import { decodeKeys, leaseGrantingHandler, replicaRead } from '../../master/follower-reads.js';
+import { FollowerLeaseCover } from '../../master/follower-lease-cover.js';
 import type { LeaderContact } from '../../master/leader-contact.js';
 import { LeaderGate } from '../../master/leader-gate.js';
 import { LeaseSync, leaseWaitMs, raftLeaseView } from '../../master/lease-sync.js';
@@ -48,8 +49,10 @@ export const simMaxClockRate = 1.1;
  *   answers before the remove applies (the race of seeds 326, 377, 978, 1248).
  *   (Answering before the majority's acknowledgement, but still announcing, was tried first: 0 of 300 seeds failed,
  *   as the announcement nearly always arrives anyway.)
+ * - 'stale-cover': a follower's lease covers (follower-lease-cover.ts) never end: it serves a key it was granted once
+ *   without asking the leader again, long after the leader's grant ran out.
  */
-export type LeaseFault = 'no-collection' | 'no-announce' | 'no-hold';
+export type LeaseFault = 'no-collection' | 'no-announce' | 'no-hold' | 'stale-cover';
 
 /** A getReplicaList that returned ok to its client: the lease it was promised, in virtual time. */
 export interface ReturnedRead {
@@ -99,12 +102,18 @@ export class LeaseLedger {
     }
   }
 
-  /** A read returned ok to its client; `grantedAt` null: a follower read, granted by the leader after `since`. */
-  noteRead(key: string, node: NodeId, grantedAt: number | null, since: number): void {
+  /**
+   * A read returned ok to its client; `grantedAt` null: a follower read, granted by the leader after `since`, or
+   * (`covered`) served under an earlier grant of the key to this follower (follower-lease-cover.ts): then the lease
+   * the client counts on runs from `since`, when it asked.
+   */
+  noteRead(key: string, node: NodeId, grantedAt: number | null, since: number, covered = false): void {
     let at = grantedAt;
     if (at === null) {
+      const grants = this.forwarded.get(`${node}\u0000${key}`) ?? [];
       // The earliest grant the leader made for this follower and key since the read began: the shortest lease.
-      at = (this.forwarded.get(`${node}\u0000${key}`) ?? []).find((t) => t >= since) ?? null;
+      at = grants.find((t) => t >= since) ?? null;
+      if (at === null && covered && grants.length > 0 && grants[0]! < since) at = since;
       if (at === null) {
         this.anomalies.push(`follower ${node} answered a read of ${key} (begun at ${since.toFixed(1)}) without a lease granted by a leader`);
         return;
@@ -164,6 +173,8 @@ export class SimLeaseNode {
   readonly sync: LeaseSync;
   readonly gate: LeaderGate;
   readonly pending = new PendingWrites();
+  /** This incarnation's follower lease covers (a crash loses them, as it loses a process's). */
+  private readonly cover: FollowerLeaseCover;
   private readonly proposing = new Map<string, Promise<Result>>();
 
   constructor(
@@ -180,6 +191,7 @@ export class SimLeaseNode {
     store?: LeaseFile,
   ) {
     this.leases = new LeaseTable(ledger.ttlMs);
+    this.cover = new FollowerLeaseCover(ledger.ttlMs, undefined, ledger.fault === 'stale-cover' ? Number.POSITIVE_INFINITY : undefined);
     this.sync = new LeaseSync({
       self: id, leases: this.leases, send, ...raftLeaseView(() => raft), fresh, ...(store !== undefined ? { store } : {}),
       ackTimeoutMs: () => leaseWaitMs(electionTimeoutMs), clock, logger: silentLogger,
@@ -224,10 +236,12 @@ export class SimLeaseNode {
    * getReplicaList as the RPC surface serves it. Returns the virtual time of the leader's grant when this node granted
    * it (null for a follower read: the leader's forwarded grant, LeaseLedger.noteRead finds it) and when the read began.
    */
-  async read(key: string): Promise<{ result: Result; grantedAt: number | null; since: number }> {
+  async read(key: string): Promise<{ result: Result; grantedAt: number | null; since: number; covered: boolean }> {
     const since = this.ledger.now;
     let grantedAt: number | null = null;
     const raft = this.raft;
+    // What replicaRead decides below, in the same instant: whether this follower serves the key under a cover.
+    const covered = !raft.isLeader && this.cover.covers(key, this.clock.now(), raft.currentTerm);
     const leaseSync = this.ledger.fault === 'no-announce'
       ? { announce: () => Promise.resolve(), recordServed: (k: readonly string[], now: number, term: number) => this.sync.recordServed(k, now, term) }
       : this.sync;
@@ -235,9 +249,9 @@ export class SimLeaseNode {
       raft, state: this.state, leases: this.leases, pending: this.pending, leaseSync, whileLeading: (p) => this.gate.whileLeading(p),
       // The grant's time is replicaRead's last now() on the leader.
       now: () => { grantedAt = raft.isLeader ? this.ledger.now : null; return this.clock.now(); },
-      clock: this.clock, leaseTtlMs: this.ledger.ttlMs,
+      clock: this.clock, leaseTtlMs: this.ledger.ttlMs, cover: this.cover,
     }, [key]);
-    return { result: result!, grantedAt, since };
+    return { result: result!, grantedAt, since, covered };
   }
 
   /** Remove as the RPC surface admits it (rpc-surface.ts handleWrite); throws to be retried, or OBJECT_HAS_LEASE. */

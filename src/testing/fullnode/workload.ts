@@ -80,6 +80,8 @@ export class Workload {
   unknown = 0;
   /** Gets answered by a node that was not the leader (follower reads). */
   followerReads = 0;
+  /** Follower reads served under a lease cover (no grant asked of the leader: follower-lease-cover.ts). */
+  coveredReads = 0;
   /** Removes answered OBJECT_HAS_LEASE. */
   refusedByLease = 0;
   /** The last answer a client got (for explaining a failed probe). */
@@ -194,10 +196,11 @@ export class Workload {
         const leased = host.lease;
         if (leased !== null && this.ledger !== null && op === 'get') {
           const ledger = this.ledger;
-          const { result, grantedAt, since } = await leased.read(key);
+          const { result, grantedAt, since, covered } = await leased.read(key);
           if (host.lease !== leased) return 'retry';
           if (grantedAt === null) this.followerReads++;
-          if (result.ok) lease.note = () => ledger.noteRead(key, host.id, grantedAt, since);
+          if (covered && result.ok) this.coveredReads++;
+          if (result.ok) lease.note = () => ledger.noteRead(key, host.id, grantedAt, since, covered);
           return result;
         }
         if (leased !== null && op === 'remove') {

@@ -1,0 +1,101 @@
+/**
+ * FollowerLeaseCover: which keys a follower may serve again without asking the leader to lease them.
+ *
+ * A follower read of getReplicaList sends the keys it will lease with its ReadIndex request (follower-reads.ts). The
+ * leader grants such a key for `leaseTtlMs + coverMarginMs` (one margin longer than a reader is promised) and records
+ * it; the follower records the key as served until the start of that read plus `leaseTtlMs + coverMarginMs / 2`
+ * (LeaseSync.recordServed) and notes here when that read started. For the next `coverMarginMs / 2` after that start a
+ * read of the key on this follower still needs its ReadIndex round (the data must be linearizable) but not the
+ * key's grant: a reader's lease starts before its read reaches this follower and ends at most `leaseTtlMs` later,
+ * within the leader's grant and within what this follower recorded, so a new leader's lease collection still meets
+ * one of the two. Hot keys read through a follower thus cost the leader nothing per read.
+ *
+ * Why half the margin: the read's start is measured on this follower's clock and the grant on the leader's; with
+ * clock rates within a factor of 2 of each other half a margin on this clock stays within the whole margin on the
+ * leader's. The cover is this follower's soft state for one term: a leader change clears it (a new leader knows the
+ * old grants only through its lease collection, which the follower's own record serves). Time is the caller's
+ * monotonic clock (production: performance.now; the simulator: the node's virtual clock); nothing here reads one.
+ */
+import { announceAheadMs } from './lease-sync.js';
+
+/** Keys a follower keeps covers for at most; past it, further keys are simply asked for on every read. */
+export const maxFollowerCoverKeys = 1_000_000;
+/** Expired covers dropped per call at most (bounded work per read). */
+const maxPrunesPerCall = 4_096;
+
+/** How much longer than its TTL the leader leases a key a follower read asked for (the announce-ahead margin). */
+export function coverMarginMs(leaseTtlMs: number): number {
+  return announceAheadMs(leaseTtlMs);
+}
+
+export class FollowerLeaseCover {
+  /** Key → start (this clock) of the read whose grant covers it; Map order is start order (entries re-inserted). */
+  private readonly since = new Map<string, number>();
+  private term = 0;
+  /** How long after a granting read's start the key counts as covered: half the margin. */
+  readonly coverMs: number;
+  /** Keys served from a cover since start, and keys asked for (metrics, tests). */
+  coveredKeys = 0;
+  askedKeys = 0;
+
+  /** `coverMs`: tests only (the simulator's control that must break the design: covers that never end). */
+  constructor(readonly leaseTtlMs: number, private readonly maxKeys = maxFollowerCoverKeys, coverMs?: number) {
+    if (!(leaseTtlMs > 0)) throw new RangeError(`leaseTtlMs must be > 0, got ${leaseTtlMs}`);
+    this.coverMs = coverMs ?? coverMarginMs(leaseTtlMs) / 2;
+  }
+
+  /** Whether a read of `key` starting at `nowMs` in `term` is covered (what `uncovered` would decide; no side effects). */
+  covers(key: string, nowMs: number, term: number): boolean {
+    if (term !== this.term) return false;
+    const s = this.since.get(key);
+    return s !== undefined && nowMs >= s && nowMs - s <= this.coverMs;
+  }
+
+  /**
+   * The keys of a read starting at `nowMs` in `term` that the leader must still lease (the others are covered by a
+   * grant whose read started at most `coverMs` before). Keeps the order of `keys`.
+   */
+  uncovered(keys: readonly string[], nowMs: number, term: number): string[] {
+    this.prune(nowMs);
+    if (term !== this.term) {
+      this.since.clear();
+      this.term = term;
+    }
+    if (this.since.size === 0) {
+      this.askedKeys += keys.length;
+      return keys.slice();
+    }
+    const out: string[] = [];
+    // A clock that went backwards (never, for a monotonic one) counts as uncovered too.
+    for (const k of keys) if (!this.covers(k, nowMs, term)) out.push(k);
+    this.coveredKeys += keys.length - out.length;
+    this.askedKeys += out.length;
+    return out;
+  }
+
+  /** The leader leased `keys` to a read that started at `startMs` in `term` (and this follower recorded them). */
+  granted(keys: readonly string[], startMs: number, term: number): void {
+    if (term !== this.term) return; // a leader change since: the next read clears the cover anyway
+    for (const k of keys) {
+      const cur = this.since.get(k);
+      if (cur !== undefined && cur >= startMs) continue;
+      if (cur === undefined && this.since.size >= this.maxKeys) continue;
+      this.since.delete(k); // re-inserted at the end: Map order stays start order for prune()
+      this.since.set(k, startMs);
+    }
+  }
+
+  get size(): number {
+    return this.since.size;
+  }
+
+  /** Drops covers that ended (oldest first; at most maxPrunesPerCall). */
+  private prune(nowMs: number): void {
+    let n = 0;
+    for (const [k, s] of this.since) {
+      if (nowMs - s <= this.coverMs || n >= maxPrunesPerCall) break;
+      this.since.delete(k);
+      n++;
+    }
+  }
+}

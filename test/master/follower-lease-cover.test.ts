@@ -1,0 +1,63 @@
+// FollowerLeaseCover (src/master/follower-lease-cover.ts): which keys a follower may serve without asking the leader
+// to lease them again. Pure bookkeeping on the caller's clock: every edge of the window is checked here.
+import { describe, expect, it } from 'vitest';
+import { coverMarginMs, FollowerLeaseCover } from '../../src/master/follower-lease-cover.js';
+import { announceAheadMs } from '../../src/master/lease-sync.js';
+
+describe('FollowerLeaseCover', () => {
+  it('covers a granted key for half the margin after the granting read began, then asks again', () => {
+    const c = new FollowerLeaseCover(10_000);
+    expect(coverMarginMs(10_000)).toBe(announceAheadMs(10_000));
+    expect(c.coverMs).toBe(coverMarginMs(10_000) / 2);
+    expect(c.uncovered(['a', 'b'], 1_000, 3)).toEqual(['a', 'b']);
+    c.granted(['a'], 1_000, 3);
+    expect(c.uncovered(['a', 'b'], 1_000, 3)).toEqual(['b']);
+    expect(c.uncovered(['b', 'a'], 1_000 + c.coverMs, 3)).toEqual(['b']); // the last instant it covers
+    expect(c.uncovered(['a'], 1_000 + c.coverMs + 1, 3)).toEqual(['a']);
+    expect(c.coveredKeys).toBe(2);
+    expect(c.askedKeys).toBe(2 + 1 + 1 + 1);
+  });
+
+  it('a newer grant extends the cover; an older one does not shorten it', () => {
+    const c = new FollowerLeaseCover(10_000);
+    c.uncovered([], 0, 1);
+    c.granted(['a'], 100, 1);
+    c.granted(['a'], 900, 1);
+    c.granted(['a'], 500, 1);
+    expect(c.covers('a', 900 + c.coverMs, 1)).toBe(true);
+    expect(c.covers('a', 901 + c.coverMs, 1)).toBe(false);
+  });
+
+  it('a leader change ends every cover, and a grant confirmed in an older term is not kept', () => {
+    const c = new FollowerLeaseCover(10_000);
+    c.uncovered([], 0, 4);
+    c.granted(['a', 'b'], 0, 4);
+    expect(c.covers('a', 10, 4)).toBe(true);
+    expect(c.covers('a', 10, 5)).toBe(false);
+    expect(c.uncovered(['a', 'b'], 10, 5)).toEqual(['a', 'b']);
+    expect(c.size).toBe(0);
+    c.granted(['a'], 10, 4); // a read begun in term 4, answered after this follower saw term 5
+    expect(c.covers('a', 11, 5)).toBe(false);
+    expect(c.size).toBe(0);
+  });
+
+  it('a clock that reads earlier than the grant counts as uncovered', () => {
+    const c = new FollowerLeaseCover(10_000);
+    c.uncovered([], 0, 1);
+    c.granted(['a'], 5_000, 1);
+    expect(c.covers('a', 4_999, 1)).toBe(false);
+  });
+
+  it('drops ended covers as reads go by, and keeps at most maxKeys', () => {
+    const c = new FollowerLeaseCover(1_000, 3);
+    c.uncovered([], 0, 1);
+    c.granted(['a', 'b', 'c', 'd'], 0, 1); // d: over the limit, not kept
+    expect(c.size).toBe(3);
+    expect(c.uncovered(['d'], 1, 1)).toEqual(['d']);
+    c.granted(['a'], 200, 1); // re-granted later: kept past the others' end
+    c.uncovered([], c.coverMs + 1, 1);
+    expect(c.size).toBe(1);
+    expect(c.covers('a', c.coverMs + 1, 1)).toBe(true);
+    expect(() => new FollowerLeaseCover(0)).toThrow(RangeError);
+  });
+});
