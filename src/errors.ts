@@ -14,6 +14,8 @@ export const ErrorCode = {
   SEGMENT_NOT_FOUND: 'SEGMENT_NOT_FOUND',
   SEGMENT_ALREADY_EXISTS: 'SEGMENT_ALREADY_EXISTS',
   CLIENT_NOT_FOUND: 'CLIENT_NOT_FOUND',
+  /** The write's session (clientId + epoch) is not open any more: the client expired, or a newer session replaced it. */
+  SESSION_EXPIRED: 'SESSION_EXPIRED',
   NO_SPACE: 'NO_SPACE',
   // Requests
   INVALID_ARGUMENT: 'INVALID_ARGUMENT',
@@ -64,6 +66,7 @@ const humanMessages: Record<ErrorCode, string> = {
   SEGMENT_NOT_FOUND: 'no segment with that id',
   SEGMENT_ALREADY_EXISTS: 'a segment with that id (or an overlapping range) is already mounted',
   CLIENT_NOT_FOUND: 'unknown client; mount your segments again',
+  SESSION_EXPIRED: 'the client session is not open any more (the client expired, or another process opened a session with the same client id); this attempt was not applied, an earlier attempt of the same write may have been',
   NO_SPACE: 'no segment has a free extent large enough',
   INVALID_ARGUMENT: 'invalid argument',
   UNAUTHORIZED: 'missing or wrong credentials',

@@ -73,6 +73,9 @@ export interface CallOptions {
   retry?: RetryPolicy;
 }
 
+/** How long a client that found no sessions in the cluster writes without one before asking again. */
+export const sessionRetryMs = 30_000;
+
 export class MasterClient {
   readonly clientId: string;
   private readonly opts: MasterClientOptions;
@@ -81,6 +84,14 @@ export class MasterClient {
   private readRotation = 0;
   private readonly readsInFlight = new Map<string, number>();
   private seq = 0;
+  /**
+   * This client's session (state version ≥ 3, docs/store.md "Sessions"): its epoch once opened, the nonce that makes
+   * a retried openSession idempotent, and until when a cluster without sessions is not asked again.
+   */
+  private sessionEpoch: number | null = null;
+  private readonly sessionNonce = randomUUID();
+  private opening: Promise<number | null> | null = null;
+  private sessionsUnsupportedUntil = 0;
   private readonly mounted = new Map<string, SegmentSpec>();
   private pingTimer: NodeJS.Timeout | null = null;
   private remounting: Promise<void> | null = null;
@@ -183,13 +194,55 @@ export class MasterClient {
     while (this.writesInFlight >= sessionReplyWindow) await new Promise<void>((r) => this.writeSlotWaiters.push(r));
     this.writesInFlight++;
     try {
+      const epoch = await this.session();
       const seq = ++this.seq;
       // The contract's arguments plus the session: exactly what WireArgsOf<M> allows (TS cannot see it through M).
-      const wire = withFields(args, { clientId: this.clientId, seq }) as WireArgsOf<M>;
-      return await this.call(method, wire, options);
+      const wire = withFields(args, { clientId: this.clientId, seq, ...(epoch !== null ? { epoch } : {}) }) as WireArgsOf<M>;
+      try {
+        return await this.call(method, wire, options);
+      } catch (err) {
+        // Not applied now; an earlier attempt of it may have been. The next write opens a new session.
+        if (err instanceof MooringError && err.code === ErrorCode.SESSION_EXPIRED) {
+          if (epoch !== null && this.sessionEpoch === epoch) {
+            this.sessionEpoch = null;
+            this.log.warn({ clientId: this.clientId, method, err: err.message }, 'the session of this client is not open any more (expired, or another process uses this client id); the next write opens a new one');
+          }
+          // This attempt changed nothing, but an earlier one (a timeout, a lost connection) may have applied.
+          throw new MooringError(ErrorCode.SESSION_EXPIRED, `${method}: ${err.message}`, { definite: false, cause: err });
+        }
+        throw err;
+      }
     } finally {
       this.writesInFlight--;
       this.writeSlotWaiters.shift()?.();
+    }
+  }
+
+  /**
+   * The epoch of this client's open session, opening one first if needed (one write to the log per session); null
+   * when the cluster has no sessions yet (an older master, or a state version below 3: writes go without an epoch,
+   * and the client asks again after sessionRetryMs).
+   */
+  private session(): Promise<number | null> {
+    if (this.sessionEpoch !== null) return Promise.resolve(this.sessionEpoch);
+    if (Date.now() < this.sessionsUnsupportedUntil) return Promise.resolve(null);
+    this.opening ??= this.openSession().finally(() => { this.opening = null; });
+    return this.opening;
+  }
+
+  private async openSession(): Promise<number | null> {
+    try {
+      const { epoch } = await this.call('openSession', { clientId: this.clientId, nonce: this.sessionNonce });
+      this.sessionEpoch = epoch;
+      return epoch;
+    } catch (err) {
+      // An older master does not know the method; a cluster below state version 3 refuses it: no sessions yet.
+      if (err instanceof MooringError && err.code === ErrorCode.INVALID_ARGUMENT) {
+        this.sessionsUnsupportedUntil = Date.now() + sessionRetryMs;
+        this.log.debug({ clientId: this.clientId, err: err.message }, 'the cluster has no client sessions yet; writing without an epoch');
+        return null;
+      }
+      throw err;
     }
   }
 
@@ -286,6 +339,8 @@ export class MasterClient {
   async ping(): Promise<PingReply> {
     const reply = await this.call('ping', { clientId: this.clientId });
     this.viewVersion = reply.viewVersion;
+    // The master no longer knows this client: it expired, and its session with it.
+    if (reply.status === 'NEED_REMOUNT') this.sessionEpoch = null;
     if (reply.status === 'NEED_REMOUNT' && this.mounted.size > 0 && this.remounting === null) {
       this.log.info({ clientId: this.clientId, segments: this.mounted.size }, 'master asked for a remount');
       this.remounting = this.reMountSegments().then(

@@ -7,7 +7,7 @@
  * answered from the leader's state after a linearizable read barrier (or from any node with `stale: true`).
  */
 import { ErrorCode, MooringError } from '../errors.js';
-import { validateCommand, type Command, type CommandType, type NodeStatus, type PutOptions, type ReplicaDescriptor, type Result, type SegmentSpec } from '../statemachine/commands.js';
+import { validateCommand, validateEpoch, type Command, type CommandType, type NodeStatus, type PutOptions, type ReplicaDescriptor, type Result, type SegmentSpec } from '../statemachine/commands.js';
 import type { GetReplicaListValue, PutStartValue, StateStats } from '../statemachine/state-core.js';
 import type { SegmentInfo, SegmentStatus } from '../statemachine/segments.js';
 import type { ConfState } from '../raft/core/types.js';
@@ -15,6 +15,7 @@ import type { CompactReplicaLists } from './replica-lists-wire.js';
 
 /** Write RPC → state-machine command type. Args are the command's fields minus `type`. */
 export const writeMethods = {
+  openSession: 'OpenSession',
   mountSegment: 'MountSegment',
   reMountSegment: 'ReMountSegment',
   unmountSegment: 'UnmountSegment',
@@ -105,6 +106,8 @@ export interface MemberInfo {
 export interface Session {
   clientId: string;
   seq: number;
+  /** The open session (openSession's reply) when the cluster has sessions (state version ≥ 3). */
+  epoch: number;
 }
 
 export interface SegmentReply {
@@ -114,6 +117,8 @@ export interface SegmentReply {
 
 /** Every client RPC: its arguments (without session and admin token) and its result. */
 export interface MasterRpc {
+  /** Opens this client's session (state version ≥ 3): later writes carry its epoch; a retry with the same nonce gets the same one. */
+  openSession: { args: { nonce: string }; result: { epoch: number } };
   mountSegment: { args: { segment: SegmentSpec }; result: SegmentReply };
   reMountSegment: { args: { segments: SegmentSpec[] }; result: Array<Result<SegmentReply>> };
   unmountSegment: { args: { segmentId: string; graceful?: boolean }; result: SegmentReply };
@@ -185,6 +190,7 @@ export function commandFor<M extends WriteMethod>(method: M, raw: unknown): Clie
   for (const [k, v] of Object.entries(argsObject(raw))) if (!notCommandFields.has(k)) fields[k] = v;
   const command: unknown = fields;
   validateCommand(command);
+  validateEpoch(fields['epoch']);
   if (!isClientCommand(command)) throw new MooringError(ErrorCode.INVALID_ARGUMENT, `${method} does not build a client command`);
   return command;
 }

@@ -31,6 +31,7 @@ import { holdUntilSettled, type Hold, type PendingWrites } from './pending-write
 import { systemClock } from '../raft/effects/system-clock.js';
 import { encodeMasterCommand } from './state-adapter.js';
 import { linearizableRead, replicaRead } from './follower-reads.js';
+import { sessionEpochStateVersion } from '../statemachine/state-version.js';
 import type { FollowerLeaseCover } from './follower-lease-cover.js';
 import {
   adminMethods,
@@ -152,6 +153,10 @@ export class RpcSurface {
     // never come from a client.
     const command = commandFor(method, raw);
     await gate.leaderOrPark(typeof edge.avoidLeader === 'string' ? edge.avoidLeader : null);
+    // Sessions once every master has them (the state version): until then a client writes without an epoch.
+    if (command.type === 'OpenSession' && state.stateVersion < sessionEpochStateVersion) {
+      throw new MooringError(ErrorCode.INVALID_ARGUMENT, `sessions need state version ${sessionEpochStateVersion} (the cluster is at ${state.stateVersion}; it is raised once every master runs a Mooring that supports it)`);
+    }
     // The duplicate-reply table comes before any admission check: a retry (same clientId, seq) must get the first
     // attempt's reply, never a refusal of its own. Otherwise a remove retried while its first attempt is still
     // uncommitted here could be answered OBJECT_HAS_LEASE (a lease granted in between) and then apply anyway.
@@ -201,18 +206,18 @@ export class RpcSurface {
 
   /** The reply of an earlier attempt of this write: applied (from the session table) or still in flight here. */
   private duplicateReply(command: Command, session: string): Promise<Result> | undefined {
-    const c = command as { clientId: string; seq: number };
-    const applied = this.d.state().sessionReply(c.clientId, c.seq);
+    const c = command as { clientId: string; seq: number; epoch?: number };
+    const applied = this.d.state().sessionReply(c.clientId, c.seq, c.epoch);
     if (applied !== undefined) return Promise.resolve(applied);
     return this.proposing.get(session);
   }
 
   /** The stored exactly-once reply for this write, after a read barrier so every committed entry is applied. */
   private async appliedReply(command: Command): Promise<Result | undefined> {
-    const c = command as { clientId?: unknown; seq?: unknown };
+    const c = command as { clientId?: unknown; seq?: unknown; epoch?: unknown };
     if (typeof c.clientId !== 'string' || typeof c.seq !== 'number') return undefined;
     await this.d.raft().read();
-    return this.d.state().sessionReply(c.clientId, c.seq);
+    return this.d.state().sessionReply(c.clientId, c.seq, c.epoch);
   }
 
   private async handleRead(method: ReadMethod, raw: unknown): Promise<ResultOf<ReadMethod>> {
@@ -289,8 +294,8 @@ export class RpcSurface {
 }
 
 function sessionKey(command: Command): string | null {
-  const c = command as { clientId?: unknown; seq?: unknown };
-  return typeof c.clientId === 'string' && typeof c.seq === 'number' ? `${c.clientId}#${c.seq}` : null;
+  const c = command as { clientId?: unknown; seq?: unknown; epoch?: unknown };
+  return typeof c.clientId === 'string' && typeof c.seq === 'number' ? `${c.clientId}#${typeof c.epoch === 'number' ? c.epoch : 0}#${c.seq}` : null;
 }
 
 function unwrap<T>(result: Result<T>): T {

@@ -28,6 +28,12 @@ export interface ClientRecord {
   segmentIds: string[];
   /** Exactly-once: highest seq whose reply was dropped from the window; older seqs are refused. */
   retiredSeq: number;
+  /**
+   * The open session (state version ≥ 3): the index of the OpenSession entry that opened it (absent or 0: none, the
+   * client writes without epochs) and the nonce it was opened with (a retried OpenSession gets the same epoch).
+   */
+  epoch?: number;
+  sessionNonce?: string;
 }
 
 export class ClientLiveness {

@@ -278,6 +278,8 @@ const legacyAlignment = 0;
 
 /** The client record (its replies are separate records, see replyKey). */
 export function encodeClient(c: ClientRecord): Buffer {
+  // An open session (state version 3) follows at 5 and 6 (4: the first format's inline replies, here none).
+  if (c.epoch !== undefined && c.epoch > 0) return packr.pack([c.nodeStatus, c.lastSeenMs, c.segmentIds, c.retiredSeq, null, c.epoch, c.sessionNonce ?? '']);
   return packr.pack([c.nodeStatus, c.lastSeenMs, c.segmentIds, c.retiredSeq]);
 }
 
@@ -287,6 +289,8 @@ export function encodeClientWithReplies(c: ClientRecord, replies: ReadonlyMap<nu
   if (replies !== undefined) {
     for (const seq of [...replies.keys()].sort((x, y) => x - y)) flat.push(seq, replies.get(seq));
   }
+  // The session only when one is open: a state without sessions hashes as before version 3.
+  if (c.epoch !== undefined && c.epoch > 0) return packr.pack([c.nodeStatus, c.lastSeenMs, c.segmentIds, c.retiredSeq, flat, c.epoch, c.sessionNonce ?? '']);
   return packr.pack([c.nodeStatus, c.lastSeenMs, c.segmentIds, c.retiredSeq, flat]);
 }
 
@@ -297,6 +301,10 @@ export function decodeClient(id: string, buf: Uint8Array): [ClientRecord, Map<nu
   const replies = new Map<number, Result>();
   for (let i = 0; i + 1 < flat.length; i += 2) replies.set(flat[i] as number, flat[i + 1] as Result);
   const rec: ClientRecord = { clientId: id, nodeStatus: a[0] as ClientRecord['nodeStatus'], lastSeenMs: a[1] as number, segmentIds: a[2] as string[], retiredSeq: a[3] as number };
+  if (typeof a[5] === 'number' && a[5] > 0) {
+    rec.epoch = a[5];
+    rec.sessionNonce = typeof a[6] === 'string' ? a[6] : '';
+  }
   return [rec, replies];
 }
 

@@ -37,6 +37,12 @@ export interface ClientWrite {
   clientId: string;
   /** Exactly-once sequence number (≥ 1), increasing per client. Absent: no deduplication. */
   seq?: number;
+  /**
+   * The session this write belongs to (OpenSession's reply; state version ≥ 3). A write whose epoch is not its
+   * client's open session (expired, or replaced by a newer OpenSession) is refused with SESSION_EXPIRED and changes
+   * nothing. Absent: a write without a session epoch (older clients).
+   */
+  epoch?: number;
 }
 
 export interface PutOptions {
@@ -128,8 +134,15 @@ export type DrainSegments = {
  * that version may be proposed. A replica that does not support it stops (crash-stop) instead of misreading them.
  */
 export type SetStateVersion = { type: 'SetStateVersion'; version: number };
+/**
+ * Opens (or reopens) the client's session: its epoch becomes this entry's index and its reply window starts empty;
+ * writes of an earlier epoch are refused from then on. A retry with the same `nonce` returns the open epoch. State
+ * version ≥ 3.
+ */
+export type OpenSession = ClientWrite & { type: 'OpenSession'; nonce: string };
 
 export type Command =
+  | OpenSession
   | MountSegment
   | ReMountSegment
   | UnmountSegment
@@ -239,6 +252,8 @@ function keyList(v: unknown, what: string, max: number, allowEmpty = true): void
 function validateClientWrite(c: Record<string, unknown>): void {
   str(c['clientId'], 'clientId', L.maxClientIdBytes);
   if (c['seq'] !== undefined) int(c['seq'], 'seq', 1, Number.MAX_SAFE_INTEGER);
+  // `epoch` is checked where it is used (apply, state version ≥ 3) and by the leader before proposing: a log written
+  // before version 3 may hold any value there (clients' extra fields were copied), and must replay as it applied.
 }
 
 export function validateSegmentSpec(v: unknown): SegmentSpec {
@@ -279,6 +294,9 @@ function validateEvictable(v: unknown): void {
 }
 
 /** Throws MooringError(INVALID_ARGUMENT) unless `v` is a well-formed Command. Never throws anything else. */
+/** The longest OpenSession nonce (a UUID is 36). */
+export const maxSessionNonceBytes = 128;
+
 export function validateCommand(v: unknown): asserts v is Command {
   const c = obj(v, 'command');
   const type = c['type'];
@@ -384,12 +402,21 @@ export function validateCommand(v: unknown): asserts v is Command {
     case 'SetStateVersion':
       int(c['version'], 'version', 1, 1_000_000);
       return;
+    case 'OpenSession':
+      validateClientWrite(c);
+      str(c['nonce'], 'nonce', maxSessionNonceBytes);
+      return;
     default:
       bad(`unknown command type ${typeof type === 'string' ? type.slice(0, 64) : typeof type}`);
   }
 }
 
 /** True for commands a client sends (they carry clientId/seq); false for leader-proposed ones. */
+/** The leader's check of a client's `epoch` before proposing (apply compares it with the open session). */
+export function validateEpoch(v: unknown): void {
+  if (v !== undefined) int(v, 'epoch', 1, Number.MAX_SAFE_INTEGER);
+}
+
 export function isClientCommand(c: Command): c is Extract<Command, ClientWrite> {
   return c.type !== 'ExpireClients' && c.type !== 'ReclaimPuts' && c.type !== 'Evict' && c.type !== 'DrainSegments' && c.type !== 'SetStateVersion';
 }

@@ -31,6 +31,7 @@
  * Likewise UpsertEnd and OffloadEnd free the old memory replicas: the leader should refuse them with
  * OBJECT_HAS_LEASE while the key is leased (the client retries after the lease TTL).
  */
+import { sessionEpochStateVersion } from './state-version.js';
 import { ErrorCode, MooringError } from '../errors.js';
 import type { Result, ReplicaDescriptor } from './commands.js';
 import { StateLoader } from './codec.js';
@@ -295,7 +296,12 @@ export class MasterState implements StateView {
   }
 
   /** The exactly-once reply stored for (clientId, seq), if it is still in the session's window. */
-  sessionReply(clientId: string, seq: number): Result | undefined {
+  /**
+   * The stored reply of a write (clientId, seq), if it belongs to the open session: a write of another epoch gets
+   * none (apply refuses it with SESSION_EXPIRED). `epoch` undefined: a write without one (older clients).
+   */
+  sessionReply(clientId: string, seq: number, epoch?: unknown): Result | undefined {
+    if (epoch !== undefined && this.core.stateVersion >= sessionEpochStateVersion && this.core.clients.get(clientId)?.epoch !== epoch) return undefined;
     return this.core.replies.get(clientId)?.get(seq);
   }
 

@@ -28,7 +28,7 @@ import type { ObjectRecord, Replica } from './objects.js';
 import { describeReplica, isComplete, isPinned, isSettled, liveReplicas, readableReplicas } from './objects.js';
 import { placeReplicas } from './placement.js';
 import { SegmentIndex } from './segment-index.js';
-import { boundedDrainStateVersion, supportedStateVersion } from './state-version.js';
+import { boundedDrainStateVersion, sessionEpochStateVersion, supportedStateVersion } from './state-version.js';
 import type { Segment, SegmentInfo } from './segments.js';
 import { isMemoryTier, overlaps, sameSpec, segmentFromSpec, segmentInfo } from './segments.js';
 
@@ -181,6 +181,16 @@ export class StateCore {
       throw e;
     }
     if (!isClientCommand(cmd)) return this.guard(() => this.run(cmd));
+    if (cmd.type === 'OpenSession') return this.guard(() => this.openSession(cmd.clientId, cmd.nonce));
+    // A session's writes only while it is open (state version 3): not after its client expired, not once a newer
+    // session (another process with this client id) opened. Checked before the reply window, which belongs to the
+    // open session: a retry of an earlier session must not get a reply of the current one.
+    if (cmd.epoch !== undefined && this.stateVersion >= sessionEpochStateVersion) {
+      const open = this.clients.get(cmd.clientId)?.epoch;
+      if (open === undefined || open !== cmd.epoch) {
+        return errResult(ErrorCode.SESSION_EXPIRED, `session ${String(cmd.epoch)} of client ${cmd.clientId} is not open (${open === undefined || open === 0 ? 'the client expired or never opened one' : `session ${open} replaced it`}); open a new session`);
+      }
+    }
     const seq = cmd.seq;
     if (seq !== undefined) {
       // Exactly-once: a retry returns the first reply and changes nothing.
@@ -281,6 +291,30 @@ export class StateCore {
     }
     this.dirtyClients.add(clientId);
     return c;
+  }
+
+  /**
+   * OpenSession: the client's session becomes this entry's index, with an empty reply window (the previous session's
+   * replies are dropped with it: its writes are refused from now on). The same nonce again (a retried OpenSession)
+   * returns the open session unchanged.
+   */
+  private openSession(clientId: string, nonce: string): { epoch: number } {
+    if (this.stateVersion < sessionEpochStateVersion) fail(ErrorCode.INVALID_ARGUMENT, `OpenSession needs state version ${sessionEpochStateVersion} (the cluster is at ${this.stateVersion})`);
+    const c = this.touchClient(clientId);
+    if (c.epoch !== undefined && c.epoch > 0 && c.sessionNonce === nonce) return { epoch: c.epoch };
+    c.epoch = this.index;
+    c.sessionNonce = nonce;
+    c.retiredSeq = 0;
+    this.dropReplies(clientId);
+    return { epoch: c.epoch };
+  }
+
+  /** Forgets the client's reply window (its stored slots are deleted with the next write batch). */
+  private dropReplies(clientId: string): void {
+    const slots = this.replySlots.get(clientId);
+    if (slots !== undefined) slots.forEach((s, slot) => s >= 0 && this.markReplySlot(clientId, slot));
+    this.replySlots.delete(clientId);
+    this.replies.delete(clientId);
   }
 
   private remember(clientId: string, seq: number, result: Result): void {
@@ -783,10 +817,7 @@ export class StateCore {
       this.dropSegments([...c.segmentIds]);
       this.clients.delete(id);
       this.dirtyClients.add(id);
-      const slots = this.replySlots.get(id);
-      if (slots !== undefined) slots.forEach((s, slot) => s >= 0 && this.markReplySlot(id, slot));
-      this.replySlots.delete(id);
-      this.replies.delete(id);
+      this.dropReplies(id);
       expired.push(id);
     }
     return { expired };

@@ -7,6 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../src/errors.js';
+import { supportedStateVersion } from '../../src/statemachine/state-version.js';
 import { MasterClient } from '../../src/master/client.js';
 import type { MasterNode } from '../../src/master/master-node.js';
 import { RpcClient } from '../../src/transport/rpc.js';
@@ -108,11 +109,11 @@ describe('a read of a key with a remove in flight', () => {
     const duties = (leader as unknown as { duties: { housekeeping(): Promise<void> } }).duties;
     const housekeeping = duties.housekeeping.bind(duties);
     duties.housekeeping = async () => {};
-    // A first round with nothing draining raises the state version (every master announced 2): the held round below
-    // then proposes the drain itself, not the version change.
+    // A first round with nothing draining raises the state version (every master announced the one it supports): the
+    // held round below then proposes the drain itself, not the version change.
     await housekeeping();
     const state = (leader as unknown as { state: { stateVersion: number } }).state;
-    await waitFor(() => state.stateVersion === 2);
+    await waitFor(() => state.stateVersion === supportedStateVersion);
     await c.unmountSegment('s1', true); // graceful: s1 is DRAINING, k's only replica is on it
     // The leader drains only after a repair pass that began with s1 DRAINING has ended (RepairScheduler.coversDrain).
     const repair = (leader as unknown as { repair: { coversDrain(ids: string[]): boolean } }).repair;

@@ -65,6 +65,9 @@ const step: fc.Arbitrary<Step> = fc.record({
     // A bounded drain (refused before the state version is 2) and the version change itself.
     { weight: 1, arbitrary: fc.tuple(fc.uniqueArray(segId, { minLength: 1, maxLength: 3 }), fc.uniqueArray(key, { minLength: 1, maxLength: 4 })).map(([ids, keys]) => () => ({ type: 'DrainSegments', segmentIds: ids, skipKeys: ['k1'], keys }) as Command) },
     { weight: 1, arbitrary: fc.constant(() => ({ type: 'SetStateVersion', version: 2 }) as Command) },
+    // Sessions (refused before the state version is 3): a client opens (or reopens, with another nonce) its session.
+    { weight: 1, arbitrary: fc.constant(() => ({ type: 'SetStateVersion', version: 3 }) as Command) },
+    { weight: 1, arbitrary: fc.tuple(client, fc.constantFrom('a', 'b')).map(([c, nonce]) => () => ({ type: 'OpenSession', clientId: c, nonce }) as Command) },
   ),
 });
 

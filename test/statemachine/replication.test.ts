@@ -85,8 +85,12 @@ describe('replication: same log, same state', () => {
           // A session's replies end with its expiry: a retry after ExpireClients is executed again (the known gap
           // pinned by the it.fails test below), so it is a fresh command here.
           if (c.type === 'ExpireClients') for (const k of [...firstReply.keys()]) if (c.clientIds!.includes(k.slice(0, k.lastIndexOf('/')))) firstReply.delete(k);
-          const id = c.seq !== undefined ? `${c.clientId}/${c.seq}` : null;
+          // OpenSession is not deduplicated by seq (its nonce makes it idempotent) and both apply it.
+          const id = c.seq !== undefined && c.type !== 'OpenSession' ? `${c.clientId}/${c.seq}` : null;
           const ry = y.apply(entry);
+          // A session (re)opened at this entry starts with an empty reply window: earlier seqs run afresh.
+          const opened = c.type === 'OpenSession' && ry.ok && (ry.value as { epoch: number }).epoch !== undefined;
+          if (opened && (ry.value as { epoch: number }).epoch === y.appliedIndex) for (const k of [...firstReply.keys()]) if (k.slice(0, k.lastIndexOf('/')) === c.clientId) firstReply.delete(k);
           if (id !== null && firstReply.has(id)) {
             retries++;
             expect(ry).toEqual(firstReply.get(id));
@@ -104,9 +108,10 @@ describe('replication: same log, same state', () => {
     );
   });
 
-  // Known gap (fast-check found it: seed 298779588): ExpireClients drops the client's reply window, so a write of
-  // that session retried after the expiry is executed again instead of answered with its first reply. Fixing it
-  // needs bounded tombstones of expired sessions (refuse their writes as expired); until then this test fails.
+  // Known gap for writes without a session epoch (fast-check found it: seed 298779588): ExpireClients drops the
+  // client's reply window, so a write retried after the expiry is executed again instead of answered with its first
+  // reply. Clients with sessions (state version 3, MasterClient since 2026-12-06) get SESSION_EXPIRED instead
+  // (test/statemachine/sessions.test.ts); a client without an epoch (an older client) keeps the gap, so this fails.
   it.fails('known gap: a write retried after its client expired gets its first reply', () => {
     const core = new StateCore();
     let index = 0;
