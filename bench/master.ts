@@ -61,6 +61,15 @@ async function batchReadsServed(httpPort: number): Promise<number> {
   return (calls - failed) * batchGetKeys;
 }
 
+/** Keys the masters served as followers so far: asked the leader to lease, or under a lease cover (/status). */
+async function followerLeaseKeys(): Promise<{ asked: number; covered: number }> {
+  const each = await Promise.all(cluster.nodes.map(async (n) => {
+    const st = (await (await fetch(`http://127.0.0.1:${n.ports.http}/status`)).json()) as { followerReadLeases?: { asked: number; covered: number } };
+    return st.followerReadLeases ?? { asked: 0, covered: 0 };
+  }));
+  return { asked: each.reduce((a, x) => a + x.asked, 0), covered: each.reduce((a, x) => a + x.covered, 0) };
+}
+
 /** Proposals and reads the masters refused with BUSY so far (sum of their mooring_raft_busy_refusals_total). */
 async function busyRefusals(): Promise<number> {
   const each = await Promise.all(cluster.nodes.map(async (n) => {
@@ -105,6 +114,7 @@ async function perMaster(run: () => Promise<LoadResult>): Promise<{ load: LoadRe
   const leaderBefore = await cluster.waitLeader();
   const t0 = performance.now();
   const reads0 = await Promise.all(nodes.map((n) => batchReadsServed(n.ports.http)));
+  const covers0 = await followerLeaseKeys();
   const cpu0 = nodes.map((n) => processCpuMs(n.proc?.pid));
   const client0 = processCpuMs(process.pid);
   const load = await run();
@@ -112,6 +122,7 @@ async function perMaster(run: () => Promise<LoadResult>): Promise<{ load: LoadRe
   const clientCpuMs = processCpuMs(process.pid) - client0;
   const secs = (performance.now() - t0) / 1000;
   const reads1 = await Promise.all(nodes.map((n) => batchReadsServed(n.ports.http)));
+  const covers1 = await followerLeaseKeys();
   const leaderNow = await cluster.waitLeader();
   const served = nodes.map((_, i) => reads1[i]! - reads0[i]!);
   const total = Math.max(1, served.reduce((a, b) => a + b, 0));
@@ -124,7 +135,11 @@ async function perMaster(run: () => Promise<LoadResult>): Promise<{ load: LoadRe
   });
   // The clients share the machine's cores with the masters: their CPU says whether they, not the masters, set the pace.
   const clientUsPerKey = round((clientCpuMs * 1000) / total, 2);
-  const note = `${masters.map((x) => `${x.id} (${x.role}) ${round(x.share * 100, 0)}% at ${Number.isFinite(x.cpuUsPerKey) ? x.cpuUsPerKey : '-'} µs CPU/key`).join(', ')}; bench clients ${round(clientCpuMs / secs / 10, 0)}% of a core, ${clientUsPerKey} µs CPU/key`;
+  // Of the keys followers served: how many a recent grant covered (no lease asked of the leader: follower-lease-cover.ts).
+  const asked = covers1.asked - covers0.asked;
+  const covered = covers1.covered - covers0.covered;
+  const coverNote = asked + covered > 0 ? `; followers' keys under a lease cover ${round((100 * covered) / (asked + covered), 0)}%` : '';
+  const note = `${masters.map((x) => `${x.id} (${x.role}) ${round(x.share * 100, 0)}% at ${Number.isFinite(x.cpuUsPerKey) ? x.cpuUsPerKey : '-'} µs CPU/key`).join(', ')}; bench clients ${round(clientCpuMs / secs / 10, 0)}% of a core, ${clientUsPerKey} µs CPU/key${coverNote}`;
   return { load, masters, note };
 }
 
