@@ -123,7 +123,8 @@ describe('full-node simulation', () => {
 
   it('a seed replays bit for bit', async () => {
     // Power losses and process crashes, a torn WAL write, a corrupted log (the real WAL on the simulated file system).
-    const seed = 72;
+    // (72 until client sessions moved its timings; test/testing/full-node-sessions.test.ts replays a session seed.)
+    const seed = 77;
     const a = await runFullNodeSchedule(seed, fullScheduleForSeed(seed));
     const b = await runFullNodeSchedule(seed, fullScheduleForSeed(seed));
     expect(fullScheduleForSeed(seed).faults.filter((f) => f.kind === 'crash').map((f) => f.how).sort()).toEqual(['power', 'process', 'process']);

@@ -45,6 +45,8 @@ export interface FullSchedule {
   backupsAtMs?: number[];
   /** The masters' read-lease TTL (sim-leases.ts); absent: the simulator's default. */
   leaseTtlMs?: number;
+  /** The workload's clients open sessions (state version 3) and write with their epochs. */
+  sessions?: boolean;
 }
 
 export interface FullRunResult extends CheckReport {
@@ -56,6 +58,8 @@ export interface FullRunResult extends CheckReport {
   /** Gets served by a follower (ReadIndex from the leader, then the follower's state). */
   followerReads: number;
   coveredReads: number;
+  /** Client sessions opened (schedules with sessions). */
+  sessionsOpened: number;
   /** Online backups taken during the fault phase (each restored and checked at the end). */
   backups: number;
   events: number;
@@ -139,6 +143,8 @@ export function fullScheduleForSeed(seed: number): FullSchedule {
   schedule.leaseTtlMs = [250, 500, 1000][randInt(new SeededRng(seed ^ 0x1ea5), 3)]!;
   // The WAL's segment size: its own stream too (the schedules above stay as they were).
   schedule.walSegmentBytes = [4096, 16384, 65536][randInt(new SeededRng(seed ^ 0x3a1), 3)]!;
+  // Client sessions (state version 3) in half the schedules: own stream too.
+  schedule.sessions = chance(new SeededRng(seed ^ 0x5e55), 0.5);
   return schedule;
 }
 
@@ -156,6 +162,7 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
     ...(schedule.disk !== undefined ? { disk: schedule.disk } : {}),
     leases: { ...(schedule.leaseTtlMs !== undefined ? { ttlMs: schedule.leaseTtlMs } : {}), fault: opts.leaseFault ?? null },
     ...(schedule.walSegmentBytes !== undefined ? { walSegmentBytes: schedule.walSegmentBytes } : {}),
+    ...(schedule.sessions === true ? { sessions: true } : {}),
   });
   await sim.start();
   await sim.startWorkload();
@@ -223,6 +230,9 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
     report.violations.push(...await checkBackups(backups.taken, finalCommit));
   }
   if (probeAnswer !== null) report.violations.push(`liveness probe answered ${probeAnswer}`);
+  // Nothing in a run expires a client or reuses its id: an open session refused is a session the cluster lost.
+  const expired = sim.workload?.sessionExpired ?? 0;
+  if (expired > 0) report.violations.push(`sessions: ${expired} write(s) of an open session refused SESSION_EXPIRED`);
   if (!quiet) report.violations.push('replicas did not converge (quiesce) after the faults healed');
   const history = sim.workload?.history ?? [];
   const trace = createHash('sha256').update(JSON.stringify(history)).update(`${sim.sched.events}:${sim.now}`);
@@ -237,6 +247,7 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
     unknownOutcomes: sim.workload?.unknown ?? 0,
     followerReads: sim.workload?.followerReads ?? 0,
     coveredReads: sim.workload?.coveredReads ?? 0,
+    sessionsOpened: sim.workload?.sessionsOpened ?? 0,
     backups: backups?.taken.length ?? 0,
     events: sim.sched.events,
     virtualMs: Math.round(sim.now),

@@ -32,6 +32,8 @@ export interface FullSimOptions {
   walSegmentBytes?: number;
   wire?: Partial<WireOptions>;
   workload?: Partial<WorkloadOptions> | false;
+  /** Client sessions (state version 3): the workload's clients open one and their writes carry its epoch. */
+  sessions?: boolean;
   /** The masters' read leases (sim-leases.ts); false: none (gets and removes go straight to RaftNode). */
   leases?: Partial<SimLeaseOptions> | false;
 }
@@ -63,8 +65,10 @@ export class FullSim {
   readonly violations: string[] = [];
   private readonly leaders = new Map<number, NodeId>();
   private scriptSeq = 0;
+  private readonly sessions: boolean;
 
   constructor(readonly seed: number, opts: FullSimOptions = {}) {
+    this.sessions = opts.sessions === true;
     this.rng = new SeededRng(seed);
     const n = opts.voters ?? 3;
     this.ids = Array.from({ length: n }, (_, i) => `n${i + 1}`);
@@ -86,7 +90,7 @@ export class FullSim {
       this.leases,
       opts.walSegmentBytes ?? defaultSimWalSegmentBytes,
     ));
-    this.workload = opts.workload === false ? null : new Workload(this.sched, this.rng.fork(), this.hosts, { ...defaultWorkload, ...opts.workload }, this.leases);
+    this.workload = opts.workload === false ? null : new Workload(this.sched, this.rng.fork(), this.hosts, { ...defaultWorkload, ...opts.workload }, this.leases, opts.sessions === true);
   }
 
   get now(): number {
@@ -109,6 +113,9 @@ export class FullSim {
     await this.untilLeader(10_000);
     const leader = this.leader();
     if (leader !== null) await this.settle(this.host(leader).propose(mountCommand(), simEpochMs + this.now)).catch(() => undefined);
+    // Sessions need state version 3: raised as the leader's housekeeping would (best effort, like the mount; a client
+    // whose OpenSession is then refused writes without an epoch).
+    if (leader !== null && this.sessions) await this.settle(this.host(leader).propose({ type: 'SetStateVersion', version: 3 }, simEpochMs + this.now)).catch(() => undefined);
     this.workload.start();
   }
 

@@ -284,7 +284,7 @@ export class SimLeaseNode {
   }
 
   private duplicateReply(command: { clientId: string; seq: number }, session: string): Promise<Result> | undefined {
-    const applied = this.state.sessionReply(command.clientId, command.seq);
+    const applied = this.state.sessionReply(command.clientId, command.seq, (command as { epoch?: number }).epoch);
     if (applied !== undefined) return Promise.resolve(applied);
     return this.proposing.get(session);
   }

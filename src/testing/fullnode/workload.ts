@@ -65,6 +65,9 @@ export interface WorkloadOptions {
 
 export const defaultWorkload: WorkloadOptions = { clients: 3, keys: 4, thinkMs: 40, attemptTimeoutMs: 2_000, maxAttempts: 6 };
 
+/** The nonce of a simulated client's session (one process per client id: never reopened with another). */
+const sessionNonce = (clientId: string): string => `${clientId}-nonce`;
+
 /** Wall time carried in entries: a fixed epoch plus virtual time, so runs replay exactly. */
 export const simEpochMs = 1_700_000_000_000;
 
@@ -80,6 +83,14 @@ export class Workload {
   unknown = 0;
   /** Gets answered by a node that was not the leader (follower reads). */
   followerReads = 0;
+  /**
+   * Client sessions (state version 3, `sessions`): each client opens one before its first write (OpenSession,
+   * retried with its nonce like any write) and its writes carry the epoch. Nothing in a run expires a client or reuses
+   * its id, so a write refused SESSION_EXPIRED (counted here) means an open session was lost: a violation.
+   */
+  readonly epochs = new Map<string, number>();
+  sessionsOpened = 0;
+  sessionExpired = 0;
   /** Follower reads served under a lease cover (no grant asked of the leader: follower-lease-cover.ts). */
   coveredReads = 0;
   /** Removes answered OBJECT_HAS_LEASE. */
@@ -94,7 +105,34 @@ export class Workload {
     private readonly hosts: SimMasterHost[],
     readonly opts: WorkloadOptions,
     private readonly ledger: LeaseLedger | null = null,
+    private readonly sessions = false,
   ) {}
+
+  /** The client's session epoch, opening it first (sessions only; undefined: writes without an epoch). */
+  private async session(clientId: string): Promise<number | undefined> {
+    if (!this.sessions) return undefined;
+    const known = this.epochs.get(clientId);
+    if (known !== undefined) return known;
+    for (let attempt = 0; attempt < this.opts.maxAttempts; attempt++) {
+      const host = this.pickHost(attempt);
+      if (host === null) {
+        await this.sleep(50);
+        continue;
+      }
+      const r = await this.attemptCommand(host, { type: 'OpenSession', clientId, nonce: sessionNonce(clientId) });
+      if (r === 'retry') {
+        await this.sleep(randInt(this.rng, 50) + 10);
+        continue;
+      }
+      // Refused (the state version is not 3 yet: its proposal was lost to a fault): write without an epoch.
+      if (!r.ok) return undefined;
+      const epoch = (r.value as { epoch: number }).epoch;
+      this.epochs.set(clientId, epoch);
+      this.sessionsOpened++;
+      return epoch;
+    }
+    return undefined;
+  }
 
   get idle(): boolean {
     return this.running === 0;
@@ -128,6 +166,7 @@ export class Workload {
   async run(clientId: string, seq: number, op: ObjectOp, key: string): Promise<boolean | undefined> {
     const rec: Operation<ObjectOp, ObjectOutput> = { clientId, op, key, input: op, call: this.sched.now };
     this.history.push(rec);
+    const epoch = op === 'get' ? undefined : await this.session(clientId);
     for (let attempt = 0; attempt < this.opts.maxAttempts; attempt++) {
       // Reads go to any live node (follower reads; with leases every other attempt to the believed leader: a
       // follower of more than three voters sends leased reads there), writes to the believed leader.
@@ -137,7 +176,7 @@ export class Workload {
         continue;
       }
       const lease: LeaseNote = { note: null };
-      const r = await this.attempt(host, clientId, seq, op, key, lease);
+      const r = await this.attempt(host, clientId, seq, op, key, lease, epoch);
       if (r === 'retry') {
         await this.sleep(randInt(this.rng, 50) + 10);
         continue;
@@ -145,11 +184,14 @@ export class Workload {
       lease.note?.(); // the answer reached the client: its lease counts
       const refused = !r.ok && r.error.code === ErrorCode.OBJECT_HAS_LEASE;
       if (refused) this.refusedByLease++;
+      const expired = !r.ok && r.error.code === ErrorCode.SESSION_EXPIRED;
+      if (expired) this.sessionExpired++;
       rec.output = refused ? { ok: false, refused } : { ok: r.ok };
       this.lastResult = r;
       rec.return = this.sched.now;
-      // A lease refusal was never proposed: nothing to find in the exactly-once tables.
-      if (op !== 'get' && !refused) this.acked.push({ clientId, seq });
+      // A lease refusal was never proposed, a session refusal never remembered: nothing to find in the exactly-once
+      // tables.
+      if (op !== 'get' && !refused && !expired) this.acked.push({ clientId, seq });
       return r.ok;
     }
     if (op !== 'get') this.unknown++;
@@ -163,9 +205,11 @@ export class Workload {
   async runBatch(clientId: string, seq: number, op: 'putStart' | 'putEnd', keys: string[]): Promise<void> {
     const recs = keys.map((key): Operation<ObjectOp, ObjectOutput> => ({ clientId, op, key, input: op, call: this.sched.now }));
     this.history.push(...recs);
+    const epoch = await this.session(clientId);
+    const ep = epoch !== undefined ? { epoch } : {};
     const cmd: Command = op === 'putStart'
-      ? { type: 'BatchPutStart', clientId, seq, items: keys.map((key) => ({ key, size: 1024, replicaNum: 1 })) }
-      : { type: 'BatchPutEnd', clientId, seq, keys };
+      ? { type: 'BatchPutStart', clientId, seq, ...ep, items: keys.map((key) => ({ key, size: 1024, replicaNum: 1 })) }
+      : { type: 'BatchPutEnd', clientId, seq, ...ep, keys };
     for (let attempt = 0; attempt < this.opts.maxAttempts; attempt++) {
       const host = this.pickHost(attempt);
       const r = host === null ? 'retry' : await this.attemptCommand(host, cmd);
@@ -178,7 +222,8 @@ export class Workload {
         rec.output = { ok: items?.[i]?.ok === true };
         rec.return = this.sched.now;
       });
-      this.acked.push({ clientId, seq });
+      if (!r.ok && r.error.code === ErrorCode.SESSION_EXPIRED) this.sessionExpired++;
+      else this.acked.push({ clientId, seq });
       return;
     }
     this.unknown++;
@@ -189,7 +234,7 @@ export class Workload {
     return Promise.race([host.propose(cmd, simEpochMs + this.sched.now).catch((): 'retry' => 'retry'), timeout]);
   }
 
-  private async attempt(host: SimMasterHost, clientId: string, seq: number, op: ObjectOp, key: string, lease: LeaseNote): Promise<Result | 'retry'> {
+  private async attempt(host: SimMasterHost, clientId: string, seq: number, op: ObjectOp, key: string, lease: LeaseNote, epoch?: number): Promise<Result | 'retry'> {
     const timeout = new Promise<'retry'>((resolve) => this.sched.after(this.opts.attemptTimeoutMs, () => resolve('retry')));
     const work = (async (): Promise<Result | 'retry'> => {
       try {
@@ -204,7 +249,7 @@ export class Workload {
           return result;
         }
         if (leased !== null && op === 'remove') {
-          return await leased.remove({ type: 'Remove', clientId, seq, key }).catch((e: unknown) => {
+          return await leased.remove({ type: 'Remove', clientId, seq, key, ...(epoch !== undefined ? { epoch } : {}) }).catch((e: unknown) => {
             if (e instanceof MooringError && e.code === ErrorCode.OBJECT_HAS_LEASE) return errResult(e.code, e.message);
             throw e;
           });
@@ -218,7 +263,7 @@ export class Workload {
           if (!raft.isLeader) this.followerReads++;
           return state.getReplicaList(key, simEpochMs + this.sched.now);
         }
-        return await host.propose(command(clientId, seq, op, key), simEpochMs + this.sched.now);
+        return await host.propose({ ...command(clientId, seq, op, key), ...(epoch !== undefined ? { epoch } : {}) }, simEpochMs + this.sched.now);
       } catch {
         // NOT_LEADER, QUEUE_FULL, BUSY, PROPOSAL_DROPPED (not applied), TIMEOUT, SHUTTING_DOWN, STORAGE_FAILED (unknown):
         // all are retried with the same seq, which the state machine applies at most once.
