@@ -318,14 +318,13 @@ export class LeaseSync {
    * read began): that term's leader recorded the lease, but a newer leader's collection may be over without it (the
    * follower may wait long to apply the read index; simulator seed 27669: a leader change meanwhile, the collection
    * met a majority that had not heard of the lease, and a remove applied inside it).
-   * `untilMs`: the latest a reader's lease of these keys may end (default one TTL from now; a grant that also covers
+   * `until`: the latest a reader's lease of these keys may end (default one TTL from now; a grant that also covers
    * later reads, follower-lease-cover.ts, passes the end of the last read it covers). Called with no keys it only
    * checks the term (a read served from a cover).
    */
-  recordServed(keys: readonly string[], nowMs: number, readTerm: number, untilMs = nowMs + this.o.leases.leaseTtlMs): void {
+  recordServed(keys: readonly string[], nowMs: number, readTerm: number, until = nowMs + this.o.leases.leaseTtlMs): void {
     if (Math.max(this.termSeen, this.o.term()) > readTerm) throw new MooringError(ErrorCode.NOT_LEADER, 'a newer leader was seen while the read was confirmed; retry');
     if (keys.length === 0) return;
-    const until = untilMs;
     for (const k of keys) this.known.adopt(k, until);
     // Counted by a new leader's collection like an acknowledgement: recorded before the read is answered, ahead by
     // the announce margin (as a leader announces), so a key read again and again costs a write once per margin (and

@@ -69,8 +69,7 @@ export class MasterMetrics {
   readonly busyRefusals: Counter;
   readonly followerReadLeaseKeys: Counter<'kind'>;
   /** What each running total from the node's status had reached at the last setRaft (counters advance by the difference). */
-  private readonly totalsSeen = new Map<Counter, number>();
-  private readonly labelledSeen = new Map<string, number>();
+  private readonly totalsSeen = new Map<Counter<string>, Map<string, number>>();
   readonly proposalDuration: Histogram;
   readonly rpcDuration: Histogram<'method'>;
   readonly rpcRequests: Counter<'method'>;
@@ -153,16 +152,22 @@ export class MasterMetrics {
     if (options.processMetrics !== false) collectDefaultMetrics({ register: r });
   }
 
-  /** Updates any subset of the Raft gauges; counts a leader change when a different known leader appears. */
-  /** Advances `counter` to the node's running `total` (a total that went down, after a restart of the node object, is ignored). */
-  private advance(counter: Counter, total: number | undefined): void {
+  /**
+   * Advances `counter` (its `kind` label, if given) to the node's running `total` (a total that went down, after a
+   * restart of the node object, is ignored).
+   */
+  private advance(counter: Counter<string>, total: number | undefined, kind?: string): void {
     if (total === undefined) return;
-    const seen = this.totalsSeen.get(counter) ?? 0;
-    if (total <= seen) return;
-    counter.inc(total - seen);
-    this.totalsSeen.set(counter, total);
+    let seen = this.totalsSeen.get(counter);
+    if (seen === undefined) this.totalsSeen.set(counter, (seen = new Map()));
+    const before = seen.get(kind ?? '') ?? 0;
+    if (total <= before) return;
+    if (kind === undefined) counter.inc(total - before);
+    else counter.inc({ kind }, total - before);
+    seen.set(kind ?? '', total);
   }
 
+  /** Updates any subset of the Raft gauges; counts a leader change when a different known leader appears. */
   setRaft(u: RaftMetricsUpdate): void {
     if (u.term !== undefined) this.raftTerm.set(u.term);
     if (u.role !== undefined) for (const role of RAFT_ROLES) this.raftRole.set({ role }, role === u.role ? 1 : 0);
@@ -182,15 +187,8 @@ export class MasterMetrics {
 
   /** Running totals of the follower lease cover (FollowerLeaseCover.coveredKeys / askedKeys). */
   setFollowerReadLeases(covered: number, asked: number): void {
-    this.advanceLabelled(this.followerReadLeaseKeys, 'covered', covered);
-    this.advanceLabelled(this.followerReadLeaseKeys, 'asked', asked);
-  }
-
-  private advanceLabelled(counter: Counter<'kind'>, kind: string, total: number): void {
-    const seen = this.labelledSeen.get(kind) ?? 0;
-    if (total <= seen) return;
-    counter.inc({ kind }, total - seen);
-    this.labelledSeen.set(kind, total);
+    this.advance(this.followerReadLeaseKeys, covered, 'covered');
+    this.advance(this.followerReadLeaseKeys, asked, 'asked');
   }
 
   setCapacity(u: CapacityMetricsUpdate): void {

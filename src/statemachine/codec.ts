@@ -279,8 +279,13 @@ const legacyAlignment = 0;
 /** The client record (its replies are separate records, see replyKey). */
 export function encodeClient(c: ClientRecord): Buffer {
   // An open session (state version 3) follows at 5 and 6 (4: the first format's inline replies, here none).
-  if (c.epoch !== undefined && c.epoch > 0) return packr.pack([c.nodeStatus, c.lastSeenMs, c.segmentIds, c.retiredSeq, null, c.epoch, c.sessionNonce ?? '']);
-  return packr.pack([c.nodeStatus, c.lastSeenMs, c.segmentIds, c.retiredSeq]);
+  const session = sessionFields(c);
+  return packr.pack([c.nodeStatus, c.lastSeenMs, c.segmentIds, c.retiredSeq, ...(session.length > 0 ? [null, ...session] : [])]);
+}
+
+/** [epoch, nonce] when the client has an open session, else nothing (a record or hash as before version 3). */
+function sessionFields(c: ClientRecord): unknown[] {
+  return c.epoch !== undefined && c.epoch > 0 ? [c.epoch, c.sessionNonce ?? ''] : [];
 }
 
 /** A client with its whole reply window, sorted by seq: what the state hash covers (never stored). */
@@ -290,8 +295,7 @@ export function encodeClientWithReplies(c: ClientRecord, replies: ReadonlyMap<nu
     for (const seq of [...replies.keys()].sort((x, y) => x - y)) flat.push(seq, replies.get(seq));
   }
   // The session only when one is open: a state without sessions hashes as before version 3.
-  if (c.epoch !== undefined && c.epoch > 0) return packr.pack([c.nodeStatus, c.lastSeenMs, c.segmentIds, c.retiredSeq, flat, c.epoch, c.sessionNonce ?? '']);
-  return packr.pack([c.nodeStatus, c.lastSeenMs, c.segmentIds, c.retiredSeq, flat]);
+  return packr.pack([c.nodeStatus, c.lastSeenMs, c.segmentIds, c.retiredSeq, flat, ...sessionFields(c)]);
 }
 
 /** A client record; the replies are those of the first format (inline window), else empty. */

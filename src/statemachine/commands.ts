@@ -293,10 +293,10 @@ function validateEvictable(v: unknown): void {
   }
 }
 
-/** Throws MooringError(INVALID_ARGUMENT) unless `v` is a well-formed Command. Never throws anything else. */
 /** The longest OpenSession nonce (a UUID is 36). */
 export const maxSessionNonceBytes = 128;
 
+/** Throws MooringError(INVALID_ARGUMENT) unless `v` is a well-formed Command. Never throws anything else. */
 export function validateCommand(v: unknown): asserts v is Command {
   const c = obj(v, 'command');
   const type = c['type'];
@@ -411,12 +411,12 @@ export function validateCommand(v: unknown): asserts v is Command {
   }
 }
 
-/** True for commands a client sends (they carry clientId/seq); false for leader-proposed ones. */
 /** The leader's check of a client's `epoch` before proposing (apply compares it with the open session). */
 export function validateEpoch(v: unknown): void {
   if (v !== undefined) int(v, 'epoch', 1, Number.MAX_SAFE_INTEGER);
 }
 
+/** True for commands a client sends (they carry clientId/seq); false for leader-proposed ones. */
 export function isClientCommand(c: Command): c is Extract<Command, ClientWrite> {
   return c.type !== 'ExpireClients' && c.type !== 'ReclaimPuts' && c.type !== 'Evict' && c.type !== 'DrainSegments' && c.type !== 'SetStateVersion';
 }

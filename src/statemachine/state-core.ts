@@ -187,7 +187,7 @@ export class StateCore {
     // open session: a retry of an earlier session must not get a reply of the current one.
     if (cmd.epoch !== undefined && this.stateVersion >= sessionEpochStateVersion) {
       const open = this.clients.get(cmd.clientId)?.epoch;
-      if (open === undefined || open !== cmd.epoch) {
+      if (open !== cmd.epoch) {
         return errResult(ErrorCode.SESSION_EXPIRED, `session ${String(cmd.epoch)} of client ${cmd.clientId} is not open (${open === undefined || open === 0 ? 'the client expired or never opened one' : `session ${open} replaced it`}); open a new session`);
       }
     }

@@ -90,7 +90,7 @@ export class FullSim {
       this.leases,
       opts.walSegmentBytes ?? defaultSimWalSegmentBytes,
     ));
-    this.workload = opts.workload === false ? null : new Workload(this.sched, this.rng.fork(), this.hosts, { ...defaultWorkload, ...opts.workload }, this.leases, opts.sessions === true);
+    this.workload = opts.workload === false ? null : new Workload(this.sched, this.rng.fork(), this.hosts, { ...defaultWorkload, ...opts.workload }, this.leases, this.sessions);
   }
 
   get now(): number {

@@ -18,7 +18,7 @@
  */
 import { ErrorCode, MooringError } from '../../errors.js';
 import { admitAndHold } from '../../master/admission.js';
-import { decodeKeys, leaseGrantingHandler, replicaRead } from '../../master/follower-reads.js';
+import { decodeKeys, leaseGrantingHandler, maxFollowerLeaseVoters, replicaRead } from '../../master/follower-reads.js';
 import { FollowerLeaseCover } from '../../master/follower-lease-cover.js';
 import type { LeaderContact } from '../../master/leader-contact.js';
 import { LeaderGate } from '../../master/leader-gate.js';
@@ -241,7 +241,7 @@ export class SimLeaseNode {
     let grantedAt: number | null = null;
     const raft = this.raft;
     // What replicaRead decides below, in the same instant: whether this follower serves the key under a cover.
-    const covered = !raft.isLeader && this.cover.covers(key, this.clock.now(), raft.currentTerm);
+    const covered = !raft.isLeader && raft.members().voters.length <= maxFollowerLeaseVoters && this.cover.covers(key, this.clock.now(), raft.currentTerm);
     const leaseSync = this.ledger.fault === 'no-announce'
       ? { announce: () => Promise.resolve(), recordServed: (k: readonly string[], now: number, term: number) => this.sync.recordServed(k, now, term) }
       : this.sync;

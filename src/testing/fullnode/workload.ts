@@ -89,8 +89,12 @@ export class Workload {
    * its id, so a write refused SESSION_EXPIRED (counted here) means an open session was lost: a violation.
    */
   readonly epochs = new Map<string, number>();
-  sessionsOpened = 0;
   sessionExpired = 0;
+  /** Sessions opened (one per client that wrote, in runs with sessions). */
+  get sessionsOpened(): number {
+    return this.epochs.size;
+  }
+
   /** Follower reads served under a lease cover (no grant asked of the leader: follower-lease-cover.ts). */
   coveredReads = 0;
   /** Removes answered OBJECT_HAS_LEASE. */
@@ -128,7 +132,6 @@ export class Workload {
       if (!r.ok) return undefined;
       const epoch = (r.value as { epoch: number }).epoch;
       this.epochs.set(clientId, epoch);
-      this.sessionsOpened++;
       return epoch;
     }
     return undefined;
