@@ -1,10 +1,12 @@
 /**
  * Transport throughput on loopback: one-way peer frames (TCP and TLS), and client RPC calls (sequential and
  * pipelined). TLS material comes from the `openssl` CLI into a temp dir. Also the frame codec on a 64-key
- * batchGetReplicaList reply, plain against compact (replica-lists-wire.ts), in the same run.
+ * batchGetReplicaList reply, plain against compact (replica-lists-wire.ts), in the same run. And the machine's floor
+ * for a hop between two processes (lib/ping-pong.ts: plain node:net, pinned with taskset to different CPUs, then to
+ * the same CPU): what each message of a Raft round costs here before any Mooring code runs.
  *   npm run bench:transport [-- --json] [-- --seconds N]
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -121,6 +123,45 @@ function replyCodecCase(name: string, compact: boolean): Row {
   return { case: name, opsPerSec: Math.round(1e6 / (enc + dec)), mbPerSec: 0, note: `keys/s encoded+decoded; ${bytes.byteLength} bytes per reply, encode ${enc.toFixed(3)} µs/key, decode ${dec.toFixed(3)} µs/key` };
 }
 
+/** Round trips between two pinned processes (lib/ping-pong.ts); null where taskset or a second CPU is missing. */
+async function pingPongCase(name: string, serverCpu: number, clientCpu: number): Promise<Row | null> {
+  const script = new URL('./lib/ping-pong.js', import.meta.url).pathname;
+  const roundTrips = Math.max(2_000, Math.round(secondsPerCase * 5_000));
+  const warmUp = Math.min(1_000, roundTrips);
+  try {
+    execFileSync('taskset', ['-c', String(Math.max(serverCpu, clientCpu)), 'true'], { stdio: 'ignore' });
+  } catch {
+    return null;
+  }
+  const server = spawn('taskset', ['-c', String(serverCpu), process.execPath, script, 'server'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines: string[] = [];
+  let more: (() => void) | null = null;
+  let partial = '';
+  server.stdout.on('data', (d: Buffer) => {
+    partial += d.toString();
+    const parts = partial.split('\n');
+    partial = parts.pop()!;
+    lines.push(...parts);
+    more?.();
+  });
+  const nextLine = async (): Promise<string> => {
+    while (lines.length === 0) await new Promise<void>((r) => (more = r));
+    return lines.shift()!;
+  };
+  const port = Number(await nextLine());
+  const out = execFileSync('taskset', ['-c', String(clientCpu), process.execPath, script, 'client', String(port), String(roundTrips)], { encoding: 'utf8' });
+  const client = JSON.parse(out) as { rttUs: number; cpuUsPerRoundTrip: number };
+  server.stdin.end();
+  const { cpuUs } = JSON.parse(await nextLine()) as { cpuUs: number };
+  const serverUs = cpuUs / (roundTrips + warmUp);
+  return {
+    case: name,
+    opsPerSec: Math.round(1e6 / client.rttUs),
+    mbPerSec: 0,
+    note: `round trips/s; ${client.rttUs.toFixed(1)} µs per round trip, CPU per round trip: client ${client.cpuUsPerRoundTrip.toFixed(1)} µs, echo ${serverUs.toFixed(1)} µs (CPUs ${clientCpu} and ${serverCpu})`,
+  };
+}
+
 const tls = makeTls();
 const rows: Row[] = [];
 try {
@@ -130,6 +171,11 @@ try {
   rows.push(await rpcCase('RPC echo, 64 in flight', 64));
   rows.push(replyCodecCase('64-key batchGetReplicaList reply, plain', false));
   rows.push(replyCodecCase('64-key batchGetReplicaList reply, compact', true));
+  // The floor under every cross-process hop: two processes on different CPUs, then sharing one.
+  const across = os.cpus().length >= 2 ? await pingPongCase('two processes, ping-pong, different CPUs', 1, 0) : null;
+  const same = await pingPongCase('two processes, ping-pong, same CPU', 0, 0);
+  for (const r of [across, same]) if (r !== null) rows.push(r);
+  if (across === null && same === null) console.error('bench:transport: taskset (util-linux) not found: ping-pong cases skipped');
 } finally {
   tls.cleanup();
 }
