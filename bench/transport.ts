@@ -162,6 +162,14 @@ async function pingPongCase(name: string, serverCpu: number, clientCpu: number):
   };
 }
 
+/** CPU per wakeup of a process that does nothing but wake every 25 ms (lib/ping-pong.ts timer). */
+function timerCase(name: string): Row {
+  const script = new URL('./lib/ping-pong.js', import.meta.url).pathname;
+  const ms = Math.max(2_000, secondsPerCase * 1000);
+  const r = JSON.parse(execFileSync(process.execPath, [script, 'timer', String(ms)], { encoding: 'utf8' })) as { wakeups: number; cpuUsPerWakeup: number };
+  return { case: name, opsPerSec: Math.round((r.wakeups * 1000) / ms), mbPerSec: 0, note: `wakeups/s; ${r.cpuUsPerWakeup.toFixed(1)} µs CPU per wakeup (its timer, nothing else: a Raft tick's floor)` };
+}
+
 const tls = makeTls();
 const rows: Row[] = [];
 try {
@@ -175,6 +183,7 @@ try {
   const across = os.cpus().length >= 2 ? await pingPongCase('two processes, ping-pong, different CPUs', 1, 0) : null;
   const same = await pingPongCase('two processes, ping-pong, same CPU', 0, 0);
   for (const r of [across, same]) if (r !== null) rows.push(r);
+  rows.push(timerCase('idle process woken every 25 ms'));
   if (across === null && same === null) console.error('bench:transport: taskset (util-linux) not found: ping-pong cases skipped');
 } finally {
   tls.cleanup();

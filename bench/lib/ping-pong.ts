@@ -4,8 +4,10 @@
  * processes pinned to different CPUs (as three masters and a client spread over the cores), then to the same CPU.
  * On a VM, waking a process that sleeps on another vCPU costs an inter-processor interrupt and VM exits; this is
  * the price every cross-process hop of a Raft round (client → leader → followers → leader → client) pays here.
+ * And the price of a wakeup alone: an otherwise idle process woken by a timer every 25 ms (a Raft tick's period).
  *   node ping-pong.js server            prints its port, echoes; prints its CPU µs when stdin closes
  *   node ping-pong.js client PORT N     N round trips; prints {rttUs, cpuUsPerRoundTrip}
+ *   node ping-pong.js timer MS          a 25 ms interval for MS ms, nothing else; prints {wakeups, cpuUsPerWakeup}
  */
 import net from 'node:net';
 
@@ -67,6 +69,23 @@ if (mode === 'server') {
   const u = process.cpuUsage(cpu0);
   process.stdout.write(`${JSON.stringify({ rttUs: elapsedUs / n, cpuUsPerRoundTrip: (u.user + u.system) / n })}\n`);
   c.destroy();
+} else if (mode === 'timer') {
+  const ms = Number(portArg);
+  if (!Number.isInteger(ms) || ms <= 0) throw new Error('usage: ping-pong.js timer MS');
+  // Measured after a warm-up second: the process's start-up work (compilation, GC threads) is not a wakeup's.
+  let wakeups = 0;
+  let cpu0: NodeJS.CpuUsage | null = null;
+  const t = setInterval(() => {
+    if (cpu0 !== null) wakeups++;
+  }, 25);
+  setTimeout(() => {
+    cpu0 = process.cpuUsage();
+    setTimeout(() => {
+      clearInterval(t);
+      const u = process.cpuUsage(cpu0!);
+      process.stdout.write(`${JSON.stringify({ wakeups, cpuUsPerWakeup: (u.user + u.system) / Math.max(1, wakeups) })}\n`);
+    }, ms);
+  }, 1_000);
 } else {
-  throw new Error('usage: ping-pong.js server | client PORT N');
+  throw new Error('usage: ping-pong.js server | client PORT N | timer MS');
 }
