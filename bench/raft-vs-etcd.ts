@@ -5,7 +5,9 @@
  * --json prints {"c1": {"mooring": {writesPerSec, p50Ms, p99Ms, ...}, "etcd": {...} | null, "ratio": n | null},
  *                "c256": {...}, "machine": {...}}  (ratio = Mooring writes/s ÷ etcd writes/s).
  * serverCpuUsPerWrite: user+system CPU of the three server processes (from /proc) per acknowledged write — a
- * figure that depends far less than writes/s on what else the shared machine is running.
+ * figure that depends far less than writes/s on what else the shared machine is running. serverWakeupsPerWrite:
+ * how often their threads went to sleep and had to be woken again (voluntary context switches), per write; on this
+ * VM a wakeup costs hundreds of µs of CPU (bench:transport), so it explains much of the CPU per write.
  * Mooring is driven by KvClient (one session per concurrent client, all sharing one connection per node); etcd by
  * the etcd3 gRPC client (one channel to the leader, one put per concurrent client). The load generator shares the
  * 2 cores with the servers in both cases.
@@ -14,7 +16,7 @@ import { KvClient } from '../src/kvstore/client.js';
 import { EtcdCluster, etcdBinary, etcdClient, etcdInstallHint } from './lib/etcd-cluster.js';
 import { KvCluster } from './lib/kv-cluster.js';
 import { closedLoop, type LoadResult } from './lib/load.js';
-import { appendResults, machineInfo, parseArgs, processCpuMs, round, table } from './lib/report.js';
+import { appendResults, machineInfo, parseArgs, processCpuMs, processWakeups, round, table } from './lib/report.js';
 
 const args = parseArgs();
 const seconds = args.num('seconds', 5);
@@ -29,17 +31,19 @@ function log(msg: string): void {
   if (!args.json) process.stderr.write(`${msg}\n`);
 }
 
-/** A load result plus the CPU the 3 server processes used per acknowledged write (µs, all three summed). */
-type Measured = LoadResult & { serverCpuUsPerWrite: number };
+/** A load result plus the CPU (µs) and thread wakeups the 3 server processes used per acknowledged write (summed). */
+type Measured = LoadResult & { serverCpuUsPerWrite: number; serverWakeupsPerWrite: number };
 
 /** Runs `run` and charges the servers' CPU (user + system, from /proc) to its writes, warm-up included. */
 async function measured(pids: (number | undefined)[], run: () => Promise<LoadResult>): Promise<Measured> {
   const cpu0 = pids.map(processCpuMs);
+  const wake0 = pids.map(processWakeups);
   const r = await run();
   const cpu = pids.map(processCpuMs).reduce((a, c, i) => a + c - cpu0[i]!, 0);
+  const wakeups = pids.map(processWakeups).reduce((a, c, i) => a + c - wake0[i]!, 0);
   // Warm-up writes are not in r.ops; scale by the measured share of the run's time.
   const writes = r.ops * ((r.seconds + 1) / r.seconds);
-  return { ...r, serverCpuUsPerWrite: round((cpu * 1000) / Math.max(1, writes), 0) };
+  return { ...r, serverCpuUsPerWrite: round((cpu * 1000) / Math.max(1, writes), 0), serverWakeupsPerWrite: round(wakeups / Math.max(1, writes), 1) };
 }
 
 async function benchMooring(): Promise<Map<number, Measured>> {
@@ -88,7 +92,7 @@ async function main(): Promise<void> {
   if (bin === null && !args.has('--no-etcd')) log(`${etcdInstallHint}; skipping etcd`);
   const mooring = await benchMooring();
   const etcd = bin !== null ? await benchEtcd(bin) : null;
-  const summary = (r: Measured) => ({ writesPerSec: r.opsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, meanMs: r.meanMs, errors: r.errors, serverCpuUsPerWrite: r.serverCpuUsPerWrite });
+  const summary = (r: Measured) => ({ writesPerSec: r.opsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, meanMs: r.meanMs, errors: r.errors, serverCpuUsPerWrite: r.serverCpuUsPerWrite, serverWakeupsPerWrite: r.serverWakeupsPerWrite });
   const result: Record<string, unknown> = { machine };
   const rows: (string | number)[][] = [];
   for (const c of levels) {
@@ -96,10 +100,10 @@ async function main(): Promise<void> {
     const e = etcd?.get(c) ?? null;
     const ratio = e !== null && e.opsPerSec > 0 ? round(m.opsPerSec / e.opsPerSec, 2) : null;
     result[`c${c}`] = { mooring: summary(m), etcd: e !== null ? summary(e) : null, ratio };
-    rows.push([c, 'mooring', m.opsPerSec, m.p50Ms, m.p99Ms, m.errors, m.serverCpuUsPerWrite, ratio ?? '-']);
-    if (e !== null) rows.push([c, 'etcd 3.4', e.opsPerSec, e.p50Ms, e.p99Ms, e.errors, e.serverCpuUsPerWrite, '']);
+    rows.push([c, 'mooring', m.opsPerSec, m.p50Ms, m.p99Ms, m.errors, m.serverCpuUsPerWrite, m.serverWakeupsPerWrite, ratio ?? '-']);
+    if (e !== null) rows.push([c, 'etcd 3.4', e.opsPerSec, e.p50Ms, e.p99Ms, e.errors, e.serverCpuUsPerWrite, e.serverWakeupsPerWrite, '']);
   }
-  const t = table(['clients', 'system', 'writes/s', 'p50 ms', 'p99 ms', 'errors', 'server CPU µs/write (3 nodes)', 'ratio writes/s (Mooring/etcd)'], rows);
+  const t = table(['clients', 'system', 'writes/s', 'p50 ms', 'p99 ms', 'errors', 'server CPU µs/write (3 nodes)', 'server thread wakeups/write (3 nodes)', 'ratio writes/s (Mooring/etcd)'], rows);
   if (args.json) console.log(JSON.stringify(result));
   else console.log(t);
   if (!args.has('--no-append')) {

@@ -2,7 +2,7 @@
  * Shared benchmark helpers: argv flags, percentiles, machine description, a markdown table printer, and appending
  * a dated section to bench/RESULTS.md (append only: other benchmarks' sections are never rewritten).
  */
-import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { repoRoot } from './kv-cluster.js';
@@ -94,6 +94,24 @@ export function processCpuMs(pid: number | undefined): number {
     // Fields after the command name (which may contain spaces): state is field 3, utime 14, stime 15.
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return ((Number(rest[11]) + Number(rest[12])) * 1000) / procClockTicksPerSec;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * Times the threads of a process went to sleep waiting for something (voluntary context switches, summed over its
+ * threads from /proc): each is a later wakeup, the costly part of a message on a VM. NaN where /proc is missing.
+ */
+export function processWakeups(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    let n = 0;
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
+      const m = /voluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8'));
+      if (m !== null) n += Number(m[1]);
+    }
+    return n;
   } catch {
     return NaN;
   }
