@@ -144,8 +144,16 @@ async function pingPongCase(name: string, serverCpu: number, clientCpu: number):
     lines.push(...parts);
     more?.();
   });
+  let exited = false;
+  server.on('exit', () => {
+    exited = true;
+    more?.();
+  });
   const nextLine = async (): Promise<string> => {
-    while (lines.length === 0) await new Promise<void>((r) => (more = r));
+    while (lines.length === 0) {
+      if (exited) throw new Error('bench:transport: the ping-pong echo process exited early');
+      await new Promise<void>((r) => (more = r));
+    }
     return lines.shift()!;
   };
   const port = Number(await nextLine());
