@@ -24,6 +24,7 @@ import type { Writable } from 'node:stream';
 import { streamBackup, type BackupProgress, type BackupResult } from './backup.js';
 import { expandReplicaLists } from './replica-lists-wire.js';
 import { LeaderPool, callWithRetry, defaultRetryPolicy, isRetryable, parseEndpoint, type RetryPolicy } from '../client/leader-client.js';
+import { ReadBalancer } from '../client/read-balancer.js';
 import {
   adminMethods,
   isReadMethod,
@@ -58,9 +59,10 @@ export interface MasterClientOptions {
   retry?: RetryPolicy;
   pingIntervalMs?: number;
   /**
-   * Where linearizable reads (getReplicaList, existKey, ...) go: 'any' (default) sends each to the master this
-   * client has the fewest calls in flight with (every master serves them, see docs/raft.md "Follower reads"),
-   * falling back to the leader path on a retryable failure; 'leader' sends them to the leader only.
+   * Where linearizable reads (getReplicaList, existKey, ...) go: 'any' (default) sends each to the master with the
+   * lowest expected wait as this client sees it, its recent latency × this client's reads in flight there
+   * (src/client/read-balancer.ts; every master serves them, see docs/raft.md "Follower reads"), falling back to the
+   * leader path on a retryable failure; 'leader' sends them to the leader only.
    */
   readFrom?: 'leader' | 'any';
   logger?: LoggerLike;
@@ -81,8 +83,8 @@ export class MasterClient {
   private readonly opts: MasterClientOptions;
   private readonly log: LoggerLike;
   private readonly pool: LeaderPool;
-  private readRotation = 0;
-  private readonly readsInFlight = new Map<string, number>();
+  /** Where readFrom 'any' sends the next read (peak-EWMA latency × reads in flight: read-balancer.ts). */
+  private readonly reads = new ReadBalancer();
   private seq = 0;
   /**
    * This client's session (state version ≥ 3, docs/store.md "Sessions"): its epoch once opened, the nonce that makes
@@ -142,7 +144,7 @@ export class MasterClient {
     if (isReadMethod(method) && method !== 'ping' && wireArgs.stale !== true) {
       if (this.opts.readFrom === 'leader') wireArgs = withFields(wireArgs, { readFrom: 'leader' }); // followers answer NOT_LEADER
       else if (this.pool.endpoints.length > 1) {
-        // Reads any master serves (follower reads): the least busy one first, the leader path when it fails or
+        // Reads any master serves (follower reads): the one with the lowest expected wait first, the leader path when it fails or
         // stays silent past hedgeAfterMs (a paused or catching-up master must not hold a read for a whole attempt).
         return this.readAnyThenLeader(method, wireArgs, retry, attemptTimeoutMs);
       }
@@ -162,7 +164,7 @@ export class MasterClient {
   }
 
   /**
-   * A read at the least busy master; if it fails retryably, or has not answered within hedgeAfterMs, the leader
+   * A read at the master with the lowest expected wait; if it fails retryably, or has not answered within hedgeAfterMs, the leader
    * path runs too and the first answer wins (reads have no effects, so both may run). A definite error from
    * either is the answer.
    */
@@ -415,33 +417,32 @@ export class MasterClient {
   }
 
   /**
-   * One attempt of a read at the least-busy master (fewest calls of this client in flight; ties rotate). A
-   * retryable failure is not final: the caller goes on with the leader path.
+   * One attempt of a read at the master with the lowest expected wait (ReadBalancer: its latency as this client
+   * sees it × this client's reads in flight there). A retryable failure is not final: the caller goes on with the
+   * leader path.
    */
   private async readFromAny(method: string, args: Record<string, unknown>, timeoutMs: number): Promise<{ ok: true; value: unknown } | { ok: false }> {
-    const endpoints = this.pool.endpoints;
     const now = Date.now();
-    let best = '';
-    let bestLoad = Infinity;
-    for (let i = 0; i < endpoints.length; i++) {
-      const e = endpoints[(this.readRotation + i) % endpoints.length]!;
-      // An endpoint that just failed counts as fully busy: chosen only when every one did.
-      const load = (this.readsInFlight.get(e) ?? 0) + (this.pool.skipping(e, now) ? 1_000_000 : 0);
-      if (load < bestLoad) {
-        best = e;
-        bestLoad = load;
-      }
-    }
-    this.readRotation = (this.readRotation + 1) % endpoints.length;
-    this.readsInFlight.set(best, (this.readsInFlight.get(best) ?? 0) + 1);
+    // An endpoint that just failed is chosen only when every one did.
+    const best = this.reads.pick(this.pool.endpoints, performance.now(), (e) => this.pool.skipping(e, now));
+    this.reads.started(best);
+    const startMs = performance.now();
+    let failed = true;
     try {
-      return { ok: true, value: await this.pool.connection(best).call(method, args, { timeoutMs }) };
+      const value = await this.pool.connection(best).call(method, args, { timeoutMs });
+      failed = false;
+      return { ok: true, value };
     } catch (err) {
-      if (err instanceof MooringError && !isRetryable(err.code)) throw err;
+      // A definite error (OBJECT_NOT_FOUND, ...) is an answer, not a failure of the master.
+      if (err instanceof MooringError && !isRetryable(err.code)) {
+        failed = false;
+        throw err;
+      }
       if (err instanceof MooringError && err.code !== ErrorCode.NOT_LEADER) this.pool.noteFailure(best, Date.now(), this.opts.retry?.failedEndpointSkipMs ?? defaultRetryPolicy.failedEndpointSkipMs);
       return { ok: false };
     } finally {
-      this.readsInFlight.set(best, (this.readsInFlight.get(best) ?? 1) - 1);
+      const end = performance.now();
+      this.reads.finished(best, end - startMs, end, failed);
     }
   }
 }
