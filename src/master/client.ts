@@ -144,8 +144,9 @@ export class MasterClient {
     if (isReadMethod(method) && method !== 'ping' && wireArgs.stale !== true) {
       if (this.opts.readFrom === 'leader') wireArgs = withFields(wireArgs, { readFrom: 'leader' }); // followers answer NOT_LEADER
       else if (this.pool.endpoints.length > 1) {
-        // Reads any master serves (follower reads): the one with the lowest expected wait first, the leader path when it fails or
-        // stays silent past hedgeAfterMs (a paused or catching-up master must not hold a read for a whole attempt).
+        // Reads any master serves (follower reads): the one with the lowest expected wait first, the leader path when
+        // it fails or stays silent past hedgeAfterMs (a paused or catching-up master must not hold a read for a whole
+        // attempt).
         return this.readAnyThenLeader(method, wireArgs, retry, attemptTimeoutMs);
       }
     }
@@ -164,9 +165,9 @@ export class MasterClient {
   }
 
   /**
-   * A read at the master with the lowest expected wait; if it fails retryably, or has not answered within hedgeAfterMs, the leader
-   * path runs too and the first answer wins (reads have no effects, so both may run). A definite error from
-   * either is the answer.
+   * A read at the master with the lowest expected wait; if it fails retryably, or has not answered within
+   * hedgeAfterMs, the leader path runs too and the first answer wins (reads have no effects, so both may run). A
+   * definite error from either is the answer.
    */
   private async readAnyThenLeader(method: string, wire: Record<string, unknown>, retry: RetryPolicy, attemptTimeoutMs: number): Promise<unknown> {
     const hedgeAfterMs = retry.hedgeAfterMs ?? defaultRetryPolicy.hedgeAfterMs;
