@@ -14,7 +14,9 @@
  *   skipped for `failedEndpointSkipMs` unless a hint with a newer term names it.
  * - **Backpressure.** A saturated leader refuses a request with BUSY before proposing it (definite) and says when to
  *   come back (`retryAfterMs`); the call waits that long (plus up to half again, so refused callers do not return
- *   together) and retries the same leader, within its deadline. A call whose deadline runs out on BUSY fails BUSY.
+ *   together) and retries the same leader, within its deadline. A call whose deadline runs out on BUSY fails BUSY,
+ *   also when the time left after the pause is shorter than the refused attempt took (one more would only time
+ *   out, an unknown outcome).
  * - **Honest errors.** When a write gives up after an attempt that may have applied (a timeout, a lost connection,
  *   a leader that stepped down with it in flight, an attempt still unanswered), the error is OUTCOME_UNKNOWN with
  *   `definite: false` and the last attempt's error as `cause`; otherwise the last error (`definite: true`).
@@ -247,8 +249,11 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
   let avoid: string | null = null;
   let next: string | null = pool.target(new Set(), start);
 
+  /** When each attempt in flight was sent (how long the last refusal took: the next attempt will take about as long). */
+  const launchedAt = new Map<string, number>();
   const launch = (endpoint: string): void => {
     attempts++;
+    launchedAt.set(endpoint, Date.now());
     const a = spec.avoidLeaderArg === true && avoid !== null && avoid !== endpoint ? withFields(args, { avoidLeader: avoid }) : args;
     const timeoutMs = Math.max(1, Math.min(p.attemptTimeoutMs, deadline - Date.now()));
     const wasConnected = pool.connection(endpoint).connected;
@@ -313,7 +318,12 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
     if (e.code === ErrorCode.BUSY) {
       // The leader is alive and asked us to come back later: no failure to note, no backoff growth.
       const pause = (e.retryAfterMs ?? backoff) * (1 + Math.random() / 2);
-      await sleep(Math.min(pause, Math.max(0, deadline - Date.now())));
+      // Not enough time left after the pause for an attempt as long as this refused one took (with half again to
+      // spare): fail BUSY now. An attempt squeezed into the deadline's last milliseconds would time out and turn a
+      // definite refusal into an unknown outcome.
+      const tookMs = Date.now() - (launchedAt.get(r.endpoint) ?? Date.now());
+      if (deadline - Date.now() < pause + 1.5 * tookMs) break;
+      await sleep(pause);
       if (attempts >= p.maxAttempts) break;
       next = r.endpoint;
       continue;

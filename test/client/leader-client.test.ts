@@ -120,6 +120,18 @@ describe('callWithRetry', () => {
     expect(err).toMatchObject({ code: ErrorCode.BUSY, definite: true, retryAfterMs: 50 });
   });
 
+  it('BUSY with too little time left for another attempt fails BUSY at once, not an unknown outcome', async () => {
+    // Each refusal takes 40 ms to arrive: an attempt started in the deadline's last 40 ms could only time out.
+    const eps = await servers([async () => {
+      await new Promise((r) => setTimeout(r, 40));
+      throw new MooringError(ErrorCode.BUSY, 'saturated', { retryAfterMs: 20 });
+    }]);
+    for (let i = 0; i < 5; i++) {
+      const err = await callWithRetry(pool(eps), 'op', {}, { write: true, retry: { deadlineMs: 250 } }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: ErrorCode.BUSY, definite: true });
+    }
+  });
+
   it('a retryAfterMs from the wire is clamped: a hostile server cannot park a client for long', async () => {
     expect(MooringError.fromWire({ code: 'BUSY', message: 'x', retryAfterMs: 1e12 }).retryAfterMs).toBe(maxRetryAfterMs);
     expect(MooringError.fromWire({ code: 'BUSY', message: 'x', retryAfterMs: -5 }).retryAfterMs).toBe(0);
