@@ -10,6 +10,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { RpcClient, RpcServer } from '../src/transport/rpc.js';
 import { TcpPeerTransport } from '../src/transport/tcp-transport.js';
 import { decodePayload, encodePayload } from '../src/transport/codec.js';
@@ -123,45 +124,30 @@ function replyCodecCase(name: string, compact: boolean): Row {
   return { case: name, opsPerSec: Math.round(1e6 / (enc + dec)), mbPerSec: 0, note: `keys/s encoded+decoded; ${bytes.byteLength} bytes per reply, encode ${enc.toFixed(3)} µs/key, decode ${dec.toFixed(3)} µs/key` };
 }
 
+const pingPongScript = new URL('./lib/ping-pong.js', import.meta.url).pathname;
+
 /** Round trips between two pinned processes (lib/ping-pong.ts); null where taskset or a second CPU is missing. */
 async function pingPongCase(name: string, serverCpu: number, clientCpu: number): Promise<Row | null> {
-  const script = new URL('./lib/ping-pong.js', import.meta.url).pathname;
   const roundTrips = Math.max(2_000, Math.round(secondsPerCase * 5_000));
-  const warmUp = Math.min(1_000, roundTrips);
   try {
     execFileSync('taskset', ['-c', String(Math.max(serverCpu, clientCpu)), 'true'], { stdio: 'ignore' });
   } catch {
     return null;
   }
-  const server = spawn('taskset', ['-c', String(serverCpu), process.execPath, script, 'server'], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const lines: string[] = [];
-  let more: (() => void) | null = null;
-  let partial = '';
-  server.stdout.on('data', (d: Buffer) => {
-    partial += d.toString();
-    const parts = partial.split('\n');
-    partial = parts.pop()!;
-    lines.push(...parts);
-    more?.();
-  });
-  let exited = false;
-  server.on('exit', () => {
-    exited = true;
-    more?.();
-  });
+  const server = spawn('taskset', ['-c', String(serverCpu), process.execPath, pingPongScript, 'server'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: server.stdout })[Symbol.asyncIterator]();
   const nextLine = async (): Promise<string> => {
-    while (lines.length === 0) {
-      if (exited) throw new Error('bench:transport: the ping-pong echo process exited early');
-      await new Promise<void>((r) => (more = r));
-    }
-    return lines.shift()!;
+    const r = await lines.next();
+    if (r.done === true) throw new Error('bench:transport: the ping-pong echo process exited early');
+    return r.value;
   };
   const port = Number(await nextLine());
-  const out = execFileSync('taskset', ['-c', String(clientCpu), process.execPath, script, 'client', String(port), String(roundTrips)], { encoding: 'utf8' });
-  const client = JSON.parse(out) as { rttUs: number; cpuUsPerRoundTrip: number };
+  const out = execFileSync('taskset', ['-c', String(clientCpu), process.execPath, pingPongScript, 'client', String(port), String(roundTrips)], { encoding: 'utf8' });
+  const client = JSON.parse(out) as { rttUs: number; cpuUsPerRoundTrip: number; warmUp: number };
   server.stdin.end();
   const { cpuUs } = JSON.parse(await nextLine()) as { cpuUs: number };
-  const serverUs = cpuUs / (roundTrips + warmUp);
+  // The echo side's CPU covers the client's warm-up round trips too.
+  const serverUs = cpuUs / (roundTrips + client.warmUp);
   return {
     case: name,
     opsPerSec: Math.round(1e6 / client.rttUs),
@@ -172,9 +158,8 @@ async function pingPongCase(name: string, serverCpu: number, clientCpu: number):
 
 /** CPU per wakeup of a process that does nothing but wake every 25 ms (lib/ping-pong.ts timer). */
 function timerCase(name: string): Row {
-  const script = new URL('./lib/ping-pong.js', import.meta.url).pathname;
   const ms = Math.max(2_000, secondsPerCase * 1000);
-  const r = JSON.parse(execFileSync(process.execPath, [script, 'timer', String(ms)], { encoding: 'utf8' })) as { wakeups: number; cpuUsPerWakeup: number };
+  const r = JSON.parse(execFileSync(process.execPath, [pingPongScript, 'timer', String(ms)], { encoding: 'utf8' })) as { wakeups: number; cpuUsPerWakeup: number };
   return { case: name, opsPerSec: Math.round((r.wakeups * 1000) / ms), mbPerSec: 0, note: `wakeups/s; ${r.cpuUsPerWakeup.toFixed(1)} µs CPU per wakeup (its timer, nothing else: a Raft tick's floor)` };
 }
 

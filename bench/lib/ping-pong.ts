@@ -6,7 +6,7 @@
  * the price every cross-process hop of a Raft round (client → leader → followers → leader → client) pays here.
  * And the price of a wakeup alone: an otherwise idle process woken by a timer every 25 ms (a Raft tick's period).
  *   node ping-pong.js server            prints its port, echoes; prints its CPU µs when stdin closes
- *   node ping-pong.js client PORT N     N round trips; prints {rttUs, cpuUsPerRoundTrip}
+ *   node ping-pong.js client PORT N     warm-up, then N round trips; prints {rttUs, cpuUsPerRoundTrip, warmUp}
  *   node ping-pong.js timer MS          a 25 ms interval for MS ms, nothing else; prints {wakeups, cpuUsPerWakeup}
  */
 import net from 'node:net';
@@ -61,13 +61,14 @@ if (mode === 'server') {
       c.on('data', onData);
       c.write(buf);
     });
-  await run(Math.min(1_000, n)); // warm-up
+  const warmUp = Math.min(1_000, n);
+  await run(warmUp);
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await run(n);
   const elapsedUs = (performance.now() - t0) * 1000;
   const u = process.cpuUsage(cpu0);
-  process.stdout.write(`${JSON.stringify({ rttUs: elapsedUs / n, cpuUsPerRoundTrip: (u.user + u.system) / n })}\n`);
+  process.stdout.write(`${JSON.stringify({ rttUs: elapsedUs / n, cpuUsPerRoundTrip: (u.user + u.system) / n, warmUp })}\n`);
   c.destroy();
 } else if (mode === 'timer') {
   const ms = Number(portArg);

@@ -249,7 +249,7 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
   let avoid: string | null = null;
   let next: string | null = pool.target(new Set(), start);
 
-  /** When each attempt in flight was sent (how long the last refusal took: the next attempt will take about as long). */
+  /** When the latest attempt to each endpoint was sent (a refusal took that long: the next attempt will take about as long). */
   const launchedAt = new Map<string, number>();
   const launch = (endpoint: string): void => {
     attempts++;
@@ -321,7 +321,7 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
       // Not enough time left after the pause for an attempt as long as this refused one took (with half again to
       // spare): fail BUSY now. An attempt squeezed into the deadline's last milliseconds would time out and turn a
       // definite refusal into an unknown outcome.
-      const tookMs = Date.now() - (launchedAt.get(r.endpoint) ?? Date.now());
+      const tookMs = Date.now() - launchedAt.get(r.endpoint)!;
       if (deadline - Date.now() < pause + 1.5 * tookMs) break;
       await sleep(pause);
       if (attempts >= p.maxAttempts) break;

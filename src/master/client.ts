@@ -424,10 +424,10 @@ export class MasterClient {
    */
   private async readFromAny(method: string, args: Record<string, unknown>, timeoutMs: number): Promise<{ ok: true; value: unknown } | { ok: false }> {
     const now = Date.now();
-    // An endpoint that just failed is chosen only when every one did.
-    const best = this.reads.pick(this.pool.endpoints, performance.now(), (e) => this.pool.skipping(e, now));
-    this.reads.started(best);
     const startMs = performance.now();
+    // An endpoint that just failed is chosen only when every one did.
+    const best = this.reads.pick(this.pool.endpoints, startMs, (e) => this.pool.skipping(e, now));
+    this.reads.started(best);
     let failed = true;
     try {
       const value = await this.pool.connection(best).call(method, args, { timeoutMs });
