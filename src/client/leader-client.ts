@@ -249,7 +249,7 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
   let avoid: string | null = null;
   let next: string | null = pool.target(new Set(), start);
 
-  /** When the latest attempt to each endpoint was sent (a refusal took that long: the next attempt will take about as long). */
+  /** When the latest attempt to each endpoint was sent (the next attempt will take about as long as a refusal did). */
   const launchedAt = new Map<string, number>();
   const launch = (endpoint: string): void => {
     attempts++;
