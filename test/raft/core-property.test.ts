@@ -2,8 +2,15 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { action, actionAsync, actionWithMembership, actionWithMembershipAsync, run } from './core-faults.js';
+import { regressions } from './core-regressions.js';
 
 describe('randomized fault schedules', () => {
+  for (const r of regressions) {
+    it(`replays a schedule that once failed: ${r.name}`, () => {
+      run(r.actions, r.opts);
+    });
+  }
+
   for (const opts of [
     { preVote: true, checkQuorum: true },
     { preVote: false, checkQuorum: false },

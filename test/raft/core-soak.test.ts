@@ -30,7 +30,7 @@ describe.skipIf(!soak)('raft core soak', () => {
             throw e;
           }
         }),
-        { numRuns: runsPerCase, endOnFailure: true },
+        { numRuns: runsPerCase, endOnFailure: true, interruptAfterTimeLimit: 1_800_000 },
       );
     }, 1_800_000);
   }

@@ -149,6 +149,11 @@ export class RaftCore {
   private transferStartedThisTerm = false;
   /** Index of the latest conf change entry appended by this leader; no new one until it is applied. */
   private pendingConfIndex = 0;
+  /**
+   * Leader: a conf change in its log removes or demotes it. It appends nothing after that entry (the remaining
+   * voters must be able to hold its whole log: see maybeHandOff).
+   */
+  private removingSelf = false;
   private uncommittedSize = 0;
   /** A timeoutNow received in this term while a conf change was unapplied: campaign once it is applied. */
   private pendingTimeoutNowTerm = -1;
@@ -355,10 +360,11 @@ export class RaftCore {
     }
     if (!joint && isLeaveJoint(cc)) throw new MooringError(ErrorCode.INVALID_ARGUMENT, 'not in a joint configuration');
     // Dry run against the current config: refuse now what would be a no-op at apply time.
-    applyChange(this.trk.config, this.trk.progress, cc, this.log.lastIndex(), this.trk.window);
+    const after = applyChange(this.trk.config, this.trk.progress, cc, this.log.lastIndex(), this.trk.window);
     const index = this.log.lastIndex() + 1;
     this.appendEntries([{ term: this.term, index, type: 'confChange', data: encodeConfChange(cc) }]);
     this.pendingConfIndex = index;
+    if (this.excludesSelf(after)) this.removingSelf = true;
     this.bcastAppend();
     return { index, term: this.term };
   }
@@ -716,6 +722,7 @@ export class RaftCore {
       if (id === this.id) pr.match = this.log.stableLastIndex();
     }
     this.pendingConfIndex = 0;
+    this.removingSelf = false;
     this.uncommittedSize = 0;
     this.readOnly = new ReadOnly();
     this.pendingReadIndex = [];
@@ -759,6 +766,7 @@ export class RaftCore {
     }
     // Conservative: any conf change in the log we inherited may still be unapplied.
     this.pendingConfIndex = this.log.lastIndex();
+    this.removingSelf = this.unappliedConfChangesExcludeSelf();
     // The no-op of this term: entries of earlier terms commit with it (Raft §5.4.2).
     const ok = this.appendEntries([{ term: this.term, index: this.log.lastIndex() + 1, type: 'normal', data: EMPTY_BYTES }]);
     assert(ok, 'the empty entry must always be accepted');
@@ -1077,9 +1085,40 @@ export class RaftCore {
     if (this.leadTransferee !== null) {
       throw new MooringError(ErrorCode.LEADERSHIP_TRANSFER_IN_PROGRESS, `transferring leadership to ${this.leadTransferee}`);
     }
-    if (!this.trk.progress.has(this.id)) {
+    // Nothing after our own removal: were we to crash with entries the remaining voters lack, restart removed
+    // (unable to campaign) and refuse their votes for a shorter log, no one could be elected.
+    if (this.removingSelf || this.isLeaving()) {
       throw new MooringError(ErrorCode.PROPOSAL_DROPPED, 'this leader is being removed from the cluster');
     }
+  }
+
+  /** Whether a membership leaves this node out of its voters (removed, or demoted to learner). */
+  private excludesSelf(r: ChangeResult): boolean {
+    const pr = r.progress.get(this.id);
+    return pr === undefined || pr.isLearner;
+  }
+
+  /** New leader: whether the conf changes in its log not applied yet, applied in order, remove or demote it. */
+  private unappliedConfChangesExcludeSelf(): boolean {
+    let r: ChangeResult = { config: this.trk.config, progress: this.trk.progress };
+    let found = false;
+    let lo = Math.max(this.log.applied + 1, this.log.firstIndex());
+    const hi = this.log.lastIndex() + 1;
+    while (lo < hi) {
+      const ents = this.log.slice(lo, hi, 4 * 1024 * 1024);
+      if (ents.length === 0) break;
+      for (const e of ents) {
+        if (e.type !== 'confChange') continue;
+        try {
+          r = applyChange(r.config, r.progress, decodeConfChange(e.data), this.log.lastIndex(), this.trk.window);
+          found = true;
+        } catch {
+          /* undecodable or invalid: a no-op when applied (applyConfChangeEntry) */
+        }
+      }
+      lo = ents[ents.length - 1]!.index + 1;
+    }
+    return found && this.excludesSelf(r);
   }
 
   private throwNotLeader(): never {
@@ -1444,10 +1483,12 @@ export class RaftCore {
     if (!this.trk.progress.has(this.id)) return;
     const index = this.log.lastIndex() + 1;
     const data = encodeConfChange({ changes: [] });
+    const after = applyChange(c, this.trk.progress, { changes: [] }, this.log.lastIndex(), this.trk.window);
     // Bypasses the uncommitted-bytes limit: leaving the joint config must not be starved by client load.
     this.uncommittedSize += data.length;
     this.log.append([{ term: this.term, index, type: 'confChange', data }]);
     this.pendingConfIndex = index;
+    if (this.excludesSelf(after)) this.removingSelf = true;
     this.bcastAppend();
   }
 

@@ -1,0 +1,71 @@
+/**
+ * Fault schedules that once failed (shrunk counterexamples from core-property.test.ts), replayed on every run.
+ * Each names what went wrong and the fix.
+ */
+import type { Action, RunOptions } from './core-faults.js';
+
+export interface Regression {
+  name: string;
+  opts: RunOptions;
+  actions: Action[];
+}
+
+export const regressions: Regression[] = [
+  {
+    // Seed 1561758223 (CI, 2026-12-06): leader a of {a, c} proposed its own removal, then a normal entry; it
+    // committed and applied the removal and crashed before c learned the commit. Restarted removed, a could not
+    // campaign and refused c's votes (its log was longer): no leader ever again. Fix: a leader appends nothing
+    // after a conf change that removes it.
+    name: 'removed leader restarts with an entry the remaining voter lacks',
+    opts: { preVote: true, checkQuorum: true, membership: true },
+    actions: [
+      { k: 'tickAll' },
+      { k: 'tickAll' },
+      { k: 'tickAll' },
+      { k: 'tickAll' },
+      { k: 'tickAll' },
+      { k: 'tickAll' },
+      { k: 'tickAll' },
+      { k: 'deliver', dropPct: 0, keepPct: 0, seed: 0 },
+      { k: 'deliver', dropPct: 0, keepPct: 0, seed: 0 },
+      { k: 'deliver', dropPct: 0, keepPct: 0, seed: 0 },
+      { k: 'deliver', dropPct: 0, keepPct: 0, seed: 0 },
+      { k: 'conf', op: 'removeNode', who: 1, joint: false },
+      { k: 'deliver', dropPct: 0, keepPct: 0, seed: 0 },
+      { k: 'deliver', dropPct: 0, keepPct: 0, seed: 0 },
+      { k: 'deliver', dropPct: 0, keepPct: 0, seed: 0 },
+      { k: 'deliver', dropPct: 0, keepPct: 0, seed: 0 },
+      { k: 'deliver', dropPct: 0, keepPct: 0, seed: 0 },
+      { k: 'deliver', dropPct: 0, keepPct: 0, seed: 0 },
+      { k: 'deliver', dropPct: 0, keepPct: 0, seed: 0 },
+      { k: 'deliver', dropPct: 0, keepPct: 0, seed: 0 },
+      { k: 'conf', op: 'removeNode', who: 0, joint: false },
+      { k: 'deliver', dropPct: 0, keepPct: 0, seed: 0 },
+      { k: 'deliver', dropPct: 0, keepPct: 0, seed: 0 },
+      { k: 'propose', v: 0 },
+      { k: 'deliver', dropPct: 0, keepPct: 2, seed: 1097876823 },
+      { k: 'restart', who: 0 },
+      { k: 'deliver', dropPct: 3, keepPct: 0, seed: 1024811441 },
+      { k: 'deliver', dropPct: 0, keepPct: 0, seed: 0 },
+      { k: 'tickAll' },
+      { k: 'tickAll' },
+      { k: 'propose', v: 0 },
+      { k: 'deliver', dropPct: 0, keepPct: 0, seed: 0 },
+      { k: 'deliver', dropPct: 0, keepPct: 0, seed: 0 },
+      { k: 'tick', who: 0 },
+      { k: 'tickAll' },
+      { k: 'deliver', dropPct: 0, keepPct: 0, seed: 0 },
+      { k: 'deliver', dropPct: 0, keepPct: 0, seed: 0 },
+      { k: 'transfer', to: 0 },
+      { k: 'deliver', dropPct: 0, keepPct: 0, seed: 0 },
+      { k: 'tickAll' },
+      { k: 'deliver', dropPct: 0, keepPct: 0, seed: 0 },
+      { k: 'deliver', dropPct: 0, keepPct: 0, seed: 0 },
+      { k: 'tick', who: 0 },
+      { k: 'tick', who: 0 },
+      { k: 'snap', who: 0 },
+      { k: 'tickAll' },
+      { k: 'deliver', dropPct: 0, keepPct: 0, seed: 0 },
+    ],
+  },
+];
