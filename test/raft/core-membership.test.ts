@@ -229,6 +229,8 @@ describe('membership', () => {
     const rm = net.core('b').proposeConfChange({ changes: [{ type: 'removeNode', node: 'b' }] });
     // Before the removal is even committed: an entry only b holds could outlive b's removal (next test).
     expect(code(() => net.core('b').propose(enc('x')))).toBe(ErrorCode.PROPOSAL_DROPPED);
+    // A refusal before the log: definite (the client may report it as not applied).
+    expect(() => net.core('b').propose(enc('x'))).toThrow(expect.objectContaining({ definite: true }));
     expect(code(() => net.core('b').proposeConfChange({ changes: [{ type: 'addLearner', node: 'd' }] }))).toBe(
       ErrorCode.PROPOSAL_DROPPED,
     );
@@ -246,6 +248,31 @@ describe('membership', () => {
     expect(net.core('c').status().confState.voters).toEqual(['c']);
     net.proposeStr('c', 'after');
     expect(net.appliedStrings('c')).toEqual(['after']);
+  });
+
+  it('a leader leaving a joint config that drops it takes no proposals after the leave entry', () => {
+    const net = new Net(['a', 'b', 'c']);
+    net.campaign('a');
+    net.addNode('d', new MemoryStorage({ voters: ['a', 'b', 'c'] }));
+    const j = net.core('a').proposeConfChange({
+      changes: [
+        { type: 'removeNode', node: 'a' },
+        { type: 'addVoter', node: 'd' },
+      ],
+    });
+    // The joint config commits; nothing after it does.
+    net.filters = [(m) => !(m.to === 'a' && m.type === 'appResp' && (m.index ?? 0) > j.index)];
+    net.stabilize();
+    const st = net.core('a').status();
+    expect(st.role).toBe('leader');
+    expect(st.confState.votersOutgoing).toContain('a'); // still an outgoing voter: it leads the joint config
+    expect(st.lastIndex).toBe(j.index + 1); // the leave entry, appended by auto-leave
+    expect(code(() => net.core('a').propose(enc('x')))).toBe(ErrorCode.PROPOSAL_DROPPED);
+    net.filters = [];
+    net.tickAll(10);
+    const l = net.leaderOf(['b', 'c', 'd']);
+    expect(l).toBeDefined();
+    expect(net.core(l!).status().confState).toMatchObject({ voters: ['b', 'c', 'd'], votersOutgoing: [] });
   });
 
   it('a leader re-elected before applying its own removal takes no proposals either', () => {

@@ -1088,7 +1088,7 @@ export class RaftCore {
     // Nothing after our own removal: were we to crash with entries the remaining voters lack, restart removed
     // (unable to campaign) and refuse their votes for a shorter log, no one could be elected.
     if (this.removingSelf || this.isLeaving()) {
-      throw new MooringError(ErrorCode.PROPOSAL_DROPPED, 'this leader is being removed from the cluster');
+      throw new MooringError(ErrorCode.PROPOSAL_DROPPED, 'this leader is being removed from the cluster', { definite: true });
     }
   }
 
@@ -1130,7 +1130,9 @@ export class RaftCore {
   private appendEntries(ents: Entry[]): boolean {
     const size = entriesSize(ents);
     if (this.uncommittedSize > 0 && size > 0 && this.uncommittedSize + size > this.maxUncommittedBytes) {
-      throw new MooringError(ErrorCode.PROPOSAL_DROPPED, `uncommitted entries exceed ${this.maxUncommittedBytes} bytes`);
+      throw new MooringError(ErrorCode.PROPOSAL_DROPPED, `uncommitted entries exceed ${this.maxUncommittedBytes} bytes`, {
+        definite: true, // refused before it reached the log
+      });
     }
     this.uncommittedSize += size;
     this.log.append(ents);
