@@ -294,7 +294,14 @@ export class LogStore implements DurableLogStorage {
 
   initialState(): { hardState: HardState; confState: ConfState } {
     this.checkUsable();
-    return { hardState: { ...this.hard }, confState: cloneConf(this.conf ?? this.snapMeta.confState) };
+    // The membership of the snapshot point, where a restarted core starts (see Storage.initialState).
+    return { hardState: { ...this.hard }, confState: cloneConf(this.snapMeta.confState) };
+  }
+
+  /** The latest membership the driver recorded (save({confState})), or null: for inspection and conversion. */
+  recordedConfState(): ConfState | null {
+    this.checkUsable();
+    return this.conf === null ? null : cloneConf(this.conf);
   }
 
   entries(lo: number, hi: number, maxBytes: number): Entry[] {

@@ -2,7 +2,13 @@
  * Fault schedules that once failed (shrunk counterexamples from core-property.test.ts), replayed on every run.
  * Each names what went wrong and the fix.
  */
+import { readFileSync } from 'node:fs';
 import type { Action, RunOptions } from './core-faults.js';
+
+/** A long schedule kept as JSON beside this file (as the soak wrote it). */
+function schedule(file: string): Action[] {
+  return JSON.parse(readFileSync(new URL(`./regressions/${file}`, import.meta.url), 'utf8')) as Action[];
+}
 
 export interface Regression {
   name: string;
@@ -67,5 +73,20 @@ export const regressions: Regression[] = [
       { k: 'tickAll' },
       { k: 'deliver', dropPct: 0, keepPct: 0, seed: 0 },
     ],
+  },
+  {
+    // Soak, membership (seed 672360080, 2026-12-06): a node restarted with the latest membership it had applied,
+    // then re-applied the conf changes committed after its snapshot on top of it; a leave-joint replayed onto a
+    // later joint config left the node with a membership no other node had, and no leader was elected again.
+    // Fix: storage reports the snapshot's membership (Storage.initialState), where the restarted core starts.
+    name: 'a restart replays membership changes after the snapshot onto the latest membership (1)',
+    opts: { preVote: true, checkQuorum: true, membership: true },
+    actions: schedule('restart-membership-replay-1.json'),
+  },
+  {
+    // Soak, membership with lease reads (seed -1920253645, 2026-12-06): the same, on the leader of a joint config.
+    name: 'a restart replays membership changes after the snapshot onto the latest membership (2)',
+    opts: { preVote: true, checkQuorum: true, membership: true, readOnlyOption: 'lease' },
+    actions: schedule('restart-membership-replay-2.json'),
   },
 ];

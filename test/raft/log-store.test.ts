@@ -138,13 +138,14 @@ describe('LogStore', () => {
     await r.close();
   });
 
-  it('records a conf state and returns it from initialState after reopen', async () => {
+  it("records a conf state across reopen; initialState reports the snapshot's", async () => {
     const dir = await tempDir();
     const s = await LogStore.open(dir);
     await s.save({ confState: { ...conf, learners: ['d'] } }, { sync: true });
     await s.close();
     const r = await LogStore.open(dir);
-    expect(r.initialState().confState.learners).toEqual(['d']);
+    expect(r.recordedConfState()?.learners).toEqual(['d']);
+    expect(r.initialState().confState).toEqual(r.snapshot().metadata.confState);
     await r.close();
   });
 

@@ -47,7 +47,8 @@ async function expectConverted(w: Wal): Promise<void> {
   expect([w.firstIndex(), w.lastIndex(), w.term(30), w.term(40), w.term(41)]).toEqual([31, 60, 1, 1, 2]);
   expect(plain(w.entries(31, 61, Infinity))).toEqual(plain([...Array.from({ length: 10 }, (_, k) => ent(31 + k, 1)), ...Array.from({ length: 20 }, (_, k) => ent(41 + k, 2))]));
   expect(w.snapshot().metadata).toEqual({ index: 40, term: 1, confState: conf });
-  expect(w.initialState()).toEqual({ hardState: { term: 2, vote: 'b', commit: 55 }, confState: conf2 });
+  expect(w.initialState()).toEqual({ hardState: { term: 2, vote: 'b', commit: 55 }, confState: conf });
+  expect(w.recordedConfState()).toEqual(conf2);
 }
 
 describe('0.1 → WAL upgrade', () => {

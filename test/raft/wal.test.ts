@@ -61,7 +61,9 @@ describe('Wal', () => {
     const r = await openWal(dir);
     expect([r.firstIndex(), r.lastIndex(), r.term(1), r.term(7), r.term(8)]).toEqual([2, 12, 1, 1, 2]);
     expect(all(r)).toEqual(plain([...range(2, 7, 1), ...range(8, 12, 2, 'x')]));
-    expect(r.initialState()).toEqual({ hardState: { term: 1, vote: 'nœud-ä', commit: 4 }, confState: conf2 });
+    // A restart starts from the snapshot's membership (Storage.initialState); the recorded one is kept.
+    expect(r.initialState()).toEqual({ hardState: { term: 1, vote: 'nœud-ä', commit: 4 }, confState: conf });
+    expect(r.recordedConfState()).toEqual(conf2);
     expect(r.snapshot().metadata).toEqual({ index: 1, term: 1, confState: conf });
     expect(r.recovery.cutAt).toBeNull();
     expect(() => r.entries(1, 3, Infinity)).toThrowError(expect.objectContaining({ code: ErrorCode.COMPACTED }));

@@ -28,7 +28,8 @@ export class MemoryStorage implements Storage {
   }
 
   initialState(): { hardState: HardState; confState: ConfState } {
-    return { hardState: { ...this.hardState }, confState: cloneConfState(this.confState) };
+    // The membership of the snapshot point, where a restarted core starts (see Storage.initialState).
+    return { hardState: { ...this.hardState }, confState: cloneConfState(this.snap.metadata.confState) };
   }
 
   setHardState(hs: HardState): void {

@@ -187,6 +187,11 @@ export interface Ready {
  * The caller writes to it while handling Ready; the core only reads. All calls are synchronous.
  */
 export interface Storage {
+  /**
+   * The hard state, and the membership as of the snapshot point: a restarted core starts there (`applied` = the
+   * snapshot index) and the caller re-applies the conf changes committed after it, in order. (The latest membership
+   * instead would have them applied twice: a leave-joint replayed onto a later joint config corrupts it.)
+   */
   initialState(): { hardState: HardState; confState: ConfState };
   /** Entries in [lo, hi), at least one if any exist, stopping once their total data size exceeds maxBytes. */
   entries(lo: number, hi: number, maxBytes: number): Entry[];

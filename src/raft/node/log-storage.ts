@@ -11,7 +11,10 @@ export interface LogSaveBatch {
   hardState?: HardState;
   /** A snapshot installed from the leader: applied first, with `applySnapshot` semantics, in the same batch. */
   snapshotMeta?: SnapshotMetadata;
-  /** The current membership, recorded after the driver applies a conf change (initialState() returns it). */
+  /**
+   * The current membership, recorded after the driver applies a conf change (for inspection: a restart starts
+   * from the snapshot's membership and re-applies the changes after it; see Storage.initialState).
+   */
   confState?: ConfState;
 }
 

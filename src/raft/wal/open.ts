@@ -71,7 +71,8 @@ async function convertLegacyLog(legacyDir: string, walDir: string, opts: OpenRaf
       const first = old.firstIndex();
       const last = old.lastIndex();
       const snap = old.snapshot().metadata;
-      const { hardState, confState } = old.initialState();
+      const { hardState } = old.initialState();
+      const confState = old.recordedConfState() ?? undefined;
       // The compaction point first (it can be below the snapshot index: entries are kept behind a snapshot)...
       if (first > 1) await wal.save({ snapshotMeta: { index: first - 1, term: old.term(first - 1), confState: snap.confState } }, { sync: true });
       // ...then the live entries, then the real snapshot metadata, the recorded membership and the hard state.
@@ -82,7 +83,7 @@ async function convertLegacyLog(legacyDir: string, walDir: string, opts: OpenRaf
         converted += entries.length;
       }
       if (snap.index > first - 1) await wal.compact(first - 1, snap);
-      await wal.save({ hardState, confState }, { sync: true });
+      await wal.save(confState === undefined ? { hardState } : { hardState, confState }, { sync: true });
     } finally {
       await wal.close();
     }

@@ -575,7 +575,14 @@ export class Wal implements DurableLogStorage {
       hardState.recovering = true;
       if (this.recoveringBound !== null) hardState.recoveringBound = { ...this.recoveringBound };
     }
-    return { hardState, confState: cloneConfState(this.s.conf ?? this.s.snapMeta.confState) };
+    // The membership of the snapshot point, where a restarted core starts (see Storage.initialState).
+    return { hardState, confState: cloneConfState(this.s.snapMeta.confState) };
+  }
+
+  /** The latest membership the driver recorded (save({confState})), or null: for inspection and conversion. */
+  recordedConfState(): ConfState | null {
+    this.checkUsable();
+    return this.s.conf === null ? null : cloneConfState(this.s.conf);
   }
 
   entries(lo: number, hi: number, maxBytes: number): Entry[] {
