@@ -89,4 +89,13 @@ export const regressions: Regression[] = [
     opts: { preVote: true, checkQuorum: true, membership: true, readOnlyOption: 'lease' },
     actions: schedule('restart-membership-replay-2.json'),
   },
+  {
+    // Soak, membership without pre-vote and check-quorum (seed 624546404, 2026-12-06): a removed node's elections
+    // raised b's term; b, a learner in the membership it had applied, could not campaign, and ignored the appends
+    // of leader e (an older term) that needed b as a voter: e led on, committing nothing. Fix: a node always answers
+    // a stale leader's append or heartbeat with its term (etcd does only with check-quorum or pre-vote).
+    name: "a stale leader never learns of a newer term from a voter that may not campaign",
+    opts: { preVote: false, checkQuorum: false, membership: true },
+    actions: schedule('stale-leader-never-told.json'),
+  },
 ];

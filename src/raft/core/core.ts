@@ -291,8 +291,11 @@ export class RaftCore {
         this.becomeFollower(m.term, null);
       }
     } else if (m.term < this.term) {
-      if ((this.checkQuorum || this.preVote) && (m.type === 'heartbeat' || m.type === 'app')) {
-        // A stale leader: tell it about our term so it steps down (it may be cut off from everyone else).
+      if (m.type === 'heartbeat' || m.type === 'app') {
+        // A stale leader: tell it about our term so it steps down (it may be cut off from everyone else). etcd
+        // does so only with check-quorum or pre-vote, counting on elections to spread the term otherwise; but a
+        // node that may not campaign (a learner in the membership it applied, one the stale leader still needs
+        // as a voter) would then stay silent, and the stale leader would wait for it forever.
         this.send({ type: 'appResp', to: m.from, from: this.id, term: this.term });
       } else if (m.type === 'preVote') {
         this.send({ type: 'preVoteResp', to: m.from, from: this.id, term: this.term, reject: true });
