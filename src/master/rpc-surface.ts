@@ -285,7 +285,10 @@ export class RpcSurface {
       case 'removeMember': {
         const { id } = parseArgs(method, raw);
         this.d.gate.requireLeader();
-        return raft.removeMember(id);
+        // Asked to remove itself, the leader hands over first (RaftNode.removeMember): name the new leader's address.
+        return raft.removeMember(id).catch((err: unknown) => {
+          throw err instanceof MooringError && err.code === ErrorCode.NOT_LEADER ? this.d.gate.notLeaderError(null, true) : err;
+        });
       }
       case 'snapshot':
         return { index: await raft.snapshotNow() };

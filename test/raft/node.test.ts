@@ -210,6 +210,31 @@ describe('RaftNode (in-process, real LevelDB)', () => {
     await put(leaderOf(rest)!, 'k2', 'v2');
   });
 
+  it('removing the leader moves leadership first, so the survivor of a two-voter cluster keeps a leader', async () => {
+    const net = new MemoryNetwork();
+    const root = tmp();
+    const two = ['a', 'b'];
+    const members = await Promise.all(two.map((id) => startMember(net, root, id, two, two)));
+    await waitUntil(() => leaderOf(members) !== undefined);
+    const old = leaderOf(members)!;
+    const survivor = members.find((m) => m !== old)!;
+    await put(old, 'before', 'removal');
+    // The leader does not remove itself: it hands over and names the node to ask.
+    const err = await old.node.removeMember(old.id).then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(MooringError);
+    expect((err as MooringError).code).toBe(ErrorCode.NOT_LEADER);
+    expect((err as MooringError).leaderHint).toBe(survivor.id);
+    expect(survivor.node.isLeader).toBe(true);
+    const cs = await survivor.node.removeMember(old.id);
+    expect(cs.voters).toEqual([survivor.id]);
+    // The operator stops the removed node at once: the survivor alone still commits.
+    running.splice(running.indexOf(old), 1);
+    await shutdown(old);
+    expect(survivor.node.isLeader).toBe(true);
+    await put(survivor, 'after', 'removal');
+    expect(await survivor.sm.get('after')).toBe('removal');
+  });
+
   it('adds a new member as a learner, promotes it, and removes a dead one', async () => {
     const cluster = await threeNodes();
     const { net, root, members } = cluster;

@@ -209,7 +209,22 @@ export class RaftNode extends EventEmitter {
     return this.membership.change({ changes: [{ type: 'addVoter', node: id }] });
   }
 
-  removeMember(id: NodeId): Promise<ConfState> {
+  /**
+   * Removes a member. Asked of the leader to remove itself, it first hands leadership to the most caught-up voter
+   * and answers NOT_LEADER naming it, so the caller asks the new leader (clients follow the hint). Why: a leader
+   * that commits its own removal steps down at apply, and the survivors learn of that commit only from heartbeats it
+   * no longer sends; in a two-voter cluster the survivor then needs the removed node's vote to elect itself, and an
+   * operator who stops the removed node as soon as the call returns leaves the cluster without a leader for good.
+   */
+  async removeMember(id: NodeId): Promise<ConfState> {
+    const ctx = this.ctx;
+    if (id === ctx.id && ctx.role === 'leader') {
+      const target = this.membership.bestTransferTarget();
+      if (target !== null) {
+        await this.transferLeadership(target, ctx.electionTimeoutMs() * 2);
+        throw new MooringError(ErrorCode.NOT_LEADER, `leadership moved to ${target} so that it removes ${id}; ask ${target}`, { leaderHint: target });
+      }
+    }
     return this.membership.change({ changes: [{ type: 'removeNode', node: id }] });
   }
 
