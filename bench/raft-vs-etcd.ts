@@ -107,7 +107,7 @@ async function main(): Promise<void> {
   if (args.json) console.log(JSON.stringify(result));
   else console.log(t);
   if (!args.has('--no-append')) {
-    const body = `3 nodes each, loopback, fsync on in both; closed loop, ${keyBytes}-byte keys, ${valueBytes}-byte values, ${seconds} s per case after 1 s warm-up; client in the bench process.\n\n${t}`;
+    const body = `3 nodes each, loopback, fsync on in both; closed loop, ${keyBytes}-byte keys, ${valueBytes}-byte values, ${seconds} s per case after 1 s warm-up; client in the bench process.${etcd === null ? ' **No etcd in this run** (not installed or `--no-etcd`): Mooring alone, no same-run comparison.' : ''}\n\n${t}`;
     appendResults('raft-vs-etcd', `npm run bench:raft-vs-etcd -- --seconds ${seconds}`, body, machine);
   }
 }
