@@ -17,7 +17,7 @@
  *   MASTER_NODE_ARGS="--trace-gc" passes node flags to the masters (their output goes to their logs, kept).
  */
 import { mkdtempSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { MasterClient } from '../src/master/client.js';
@@ -101,6 +101,25 @@ function histogramDelta(before: Map<string, number>, after: Map<string, number>)
   if (total <= 0) return { p99Bound: '-', overShare: '-' };
   const bound = les.find((le) => delta(le) >= 0.99 * total) ?? '+Inf';
   return { p99Bound: bound, overShare: `${round((100 * (total - delta('0.25'))) / total, 2)}%` };
+}
+
+/**
+ * Runs a write case and reports the CPU it took: all three masters' per operation, and how busy the machine's cores
+ * were (masters + this client process). Why: a write's CPU cost falls as batches grow, so an open loop at half the
+ * closed loop's rate (smaller batches) can still use most of the machine.
+ */
+async function withCpu(run: () => Promise<LoadResult>): Promise<{ load: LoadResult; note: string }> {
+  const pids = cluster.nodes.map((n) => n.proc?.pid);
+  const t0 = performance.now();
+  const server0 = pids.reduce<number>((a, pid) => a + processCpuMs(pid), 0);
+  const client0 = processCpuMs(process.pid);
+  const load = await run();
+  const serverMs = pids.reduce<number>((a, pid) => a + processCpuMs(pid), 0) - server0;
+  const clientMs = processCpuMs(process.pid) - client0;
+  const wallMs = performance.now() - t0;
+  const ops = Math.max(1, load.opsPerSec * (wallMs / 1000));
+  const busy = (100 * (serverMs + clientMs)) / (wallMs * availableParallelism());
+  return { load, note: `; server CPU ${round((serverMs * 1000) / ops, 0)} µs per put pair (3 masters); cores busy ${round(busy, 0)}% (masters + bench client, ${availableParallelism()} cores)` };
 }
 
 /** Runs a read case and charges each master's CPU (from /proc) to the keys it served. */
@@ -198,8 +217,8 @@ try {
   const say = (t: string): void => { if (!args.json) console.log(t); };
 
   say(`bench:master — 3 master processes, leader ${leader}, ${concurrency} sessions over ${connections} connections, ${seconds} s per case`);
-  const pairs = await closedLoop(concurrency, seconds, tally((w: number, n: number) => putPair(w, n, 'pp')));
-  results.putPairs = { ...pairs, unit: 'put pairs/s', note: `putStart+putEnd, 4 KiB, 1 replica${errNote()}` };
+  const { load: pairs, note: pairsCpu } = await withCpu(() => closedLoop(concurrency, seconds, tally((w: number, n: number) => putPair(w, n, 'pp'))));
+  results.putPairs = { ...pairs, unit: 'put pairs/s', note: `putStart+putEnd, 4 KiB, 1 replica${pairsCpu}${errNote()}` };
   say(`put pairs: ${pairs.opsPerSec}/s p50 ${pairs.p50Ms} ms p99 ${pairs.p99Ms} ms errors ${pairs.errors}`);
 
   const keys = putKeys.slice();
@@ -237,8 +256,8 @@ try {
 
   // Open loop at half the peak: arrivals on a fixed schedule, latency from the scheduled time.
   const rate = Math.max(1, Math.floor(pairs.opsPerSec / 2));
-  const half = await openLoop(rate, seconds, concurrency, tally((w: number, n: number) => putPair(w, n, 'half')));
-  results.putPairsHalfRate = { ...half, unit: 'put pairs/s', note: `open loop at ${rate}/s (50% of peak); latency from scheduled start${errNote()}` };
+  const { load: half, note: halfCpu } = await withCpu(() => openLoop(rate, seconds, concurrency, tally((w: number, n: number) => putPair(w, n, 'half'))));
+  results.putPairsHalfRate = { ...half, unit: 'put pairs/s', note: `open loop at ${rate}/s (50% of peak); latency from scheduled start${halfCpu}${errNote()}` };
   say(`put pairs at ${rate}/s: achieved ${half.opsPerSec}/s p50 ${half.p50Ms} ms p99 ${half.p99Ms} ms errors ${half.errors}`);
 
   // Overload: 8× the sessions in a closed loop, so the leader's queue would hold ~8× the peak's in-flight writes
