@@ -267,6 +267,17 @@ export class RpcSurface {
 
   private async handleAdmin(method: AdminMethod, raw: unknown): Promise<ResultOf<AdminMethod>> {
     this.checkAdmin(parseArgs(method, raw));
+    try {
+      return await this.runAdmin(method, raw);
+    } catch (err) {
+      // RaftNode names the leader by node id (e.g. removeMember of the leader hands over first); clients need its
+      // address and term.
+      if (err instanceof MooringError && err.code === ErrorCode.NOT_LEADER) throw this.d.gate.notLeaderError(null, err.definite);
+      throw err;
+    }
+  }
+
+  private async runAdmin(method: AdminMethod, raw: unknown): Promise<ResultOf<AdminMethod>> {
     const raft = this.d.raft();
     switch (method) {
       case 'members':
@@ -285,10 +296,7 @@ export class RpcSurface {
       case 'removeMember': {
         const { id } = parseArgs(method, raw);
         this.d.gate.requireLeader();
-        // Asked to remove itself, the leader hands over first (RaftNode.removeMember): name the new leader's address.
-        return raft.removeMember(id).catch((err: unknown) => {
-          throw err instanceof MooringError && err.code === ErrorCode.NOT_LEADER ? this.d.gate.notLeaderError(null, true) : err;
-        });
+        return raft.removeMember(id);
       }
       case 'snapshot':
         return { index: await raft.snapshotNow() };

@@ -222,7 +222,7 @@ export class RaftNode extends EventEmitter {
       const target = this.membership.bestTransferTarget();
       if (target !== null) {
         await this.transferLeadership(target, ctx.electionTimeoutMs() * 2);
-        throw new MooringError(ErrorCode.NOT_LEADER, `leadership moved to ${target} so that it removes ${id}; ask ${target}`, { leaderHint: target });
+        throw ctx.notLeader(); // names `target`: transferLeadership resolved once it leads
       }
     }
     return this.membership.change({ changes: [{ type: 'removeNode', node: id }] });
