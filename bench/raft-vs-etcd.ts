@@ -12,6 +12,9 @@
  * the etcd3 gRPC client (one channel to the leader, one put per concurrent client). The load generator shares the
  * 2 cores with the servers in both cases.
  */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { KvClient } from '../src/kvstore/client.js';
 import { EtcdCluster, etcdBinary, etcdClient, etcdInstallHint } from './lib/etcd-cluster.js';
 import { KvCluster } from './lib/kv-cluster.js';
@@ -47,7 +50,10 @@ async function measured(pids: (number | undefined)[], run: () => Promise<LoadRes
 }
 
 async function benchMooring(): Promise<Map<number, Measured>> {
-  const cluster = await KvCluster.create({ logLevel: 'warn', nodeArgs: args.has('--cpu-prof') ? ['--cpu-prof', '--cpu-prof-dir', 'bench-prof'] : [] });
+  // An absolute directory: the nodes run in the cluster's temp dir, which is removed when the bench ends.
+  const profDir = args.has('--cpu-prof') ? mkdtempSync(path.join(tmpdir(), 'mooring-prof-')) : null;
+  const cluster = await KvCluster.create({ logLevel: 'warn', nodeArgs: profDir !== null ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [] });
+  if (profDir !== null) log(`CPU profiles go to ${profDir}`);
   const out = new Map<number, Measured>();
   try {
     await cluster.startAll();
