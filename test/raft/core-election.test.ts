@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Net } from './core-harness.js';
+import { CHECK_QUORUM_ELECTION_TIMEOUTS } from '../../src/raft/core/core.js';
 
 const ids = ['a', 'b', 'c'];
 
@@ -74,20 +75,37 @@ describe('elections', () => {
     expect(net.core('a').status().term).toBeGreaterThan(term);
   });
 
-  it('check-quorum: a leader that loses its quorum steps down within an election timeout', () => {
+  it('check-quorum: a leader that loses its quorum steps down within CHECK_QUORUM_ELECTION_TIMEOUTS election timeouts', () => {
     const net = new Net(ids, { checkQuorum: true, electionTimeoutTicks: 10 });
     const leader = tickUntilLeader(net, ids);
     net.isolate(leader);
     let steppedDownAfter = -1;
-    for (let i = 1; i <= 25; i++) {
+    for (let i = 1; i <= 45; i++) {
       net.tickAll(1, [leader]);
       if (net.core(leader).status().role !== 'leader') {
         steppedDownAfter = i;
         break;
       }
     }
-    expect(steppedDownAfter).toBeGreaterThan(0);
-    expect(steppedDownAfter).toBeLessThanOrEqual(20);
+    // Counted from the followers' last answers (just before the cut): neither a tick early (a starved follower gets
+    // that long to answer) nor later than the tick after.
+    expect(steppedDownAfter).toBeGreaterThanOrEqual(CHECK_QUORUM_ELECTION_TIMEOUTS * 10);
+    expect(steppedDownAfter).toBeLessThanOrEqual(CHECK_QUORUM_ELECTION_TIMEOUTS * 10 + 1);
+  });
+
+  it('check-quorum: a leader whose followers are silent for more than one election timeout, then answer, keeps leading', () => {
+    // Starved followers (CPU, GC): their answers stop for 1.5 election timeouts while their own clocks stand still
+    // (so they do not campaign either). One-timeout check-quorum stepped down here and started an election.
+    const net = new Net(ids, { checkQuorum: true, electionTimeoutTicks: 10 });
+    const leader = tickUntilLeader(net, ids);
+    const term = net.core(leader).status().term;
+    net.isolate(leader);
+    net.tickAll(15, [leader]);
+    expect(net.core(leader).status().role).toBe('leader');
+    net.heal();
+    net.tickAll(30);
+    expect(net.core(leader).status().role).toBe('leader');
+    expect(net.core(leader).status().term).toBe(term);
   });
 
   it('leader stickiness: followers that hear from a leader ignore a vote request', () => {

@@ -77,6 +77,17 @@ export const DEFAULT_MAX_COMMITTED_BYTES_PER_READY = 4 * 1024 * 1024;
 export const DEFAULT_PRE_VOTE = true;
 export const DEFAULT_CHECK_QUORUM = true;
 /**
+ * Check-quorum: a leader steps down once no quorum has answered it for this many election timeouts, counted from each
+ * peer's last answer (not in fixed windows, which let a silence of anywhere between one and two windows count). Two,
+ * not one: under CPU starvation (a leader flooded by clients, a host shared with them) leader and followers stall for
+ * 75-450 ms at times, a starved follower's answer then came too late for a healthy leader, and its step-down started
+ * an election: a 15 s flood of 2,048 sessions on the 2-core bench machine saw 4-9 leader changes before, 0-4 after.
+ * Safety does not rest on this: lease reads end on their own clock (hasLease), and followers elect without the old
+ * leader after their own election timeout. The cost: a leader cut off from its quorum answers its clients NOT_LEADER
+ * after 300 ms (default timers) instead of 150-300 ms.
+ */
+export const CHECK_QUORUM_ELECTION_TIMEOUTS = 2;
+/**
  * 'safe' (ReadIndex) for a bare RaftCore: it does not depend on check-quorum. Nodes always pass the read mode
  * explicitly, from raftDefaults.readMode (src/raft/node/options.ts), through toCoreOptions.
  */
@@ -721,6 +732,7 @@ export class RaftCore {
       pr.pendingSnapshot = 0;
       pr.msgAppFlowPaused = false;
       pr.recentActive = false;
+      pr.lastHeardTick = null;
       pr.inflights.reset();
       if (id === this.id) pr.match = this.log.stableLastIndex();
     }
@@ -848,16 +860,14 @@ export class RaftCore {
   private tickHeartbeat(): void {
     this.heartbeatElapsed++;
     this.electionElapsed++;
+    // A leaving leader keeps leading until it has handed over (it can neither commit alone nor serve reads).
+    if (this.checkQuorum && !this.isLeaving() && !this.quorumHeardRecently()) {
+      this.becomeFollower(this.term, null);
+      return;
+    }
     if (this.electionElapsed >= this.electionTimeout) {
       this.electionElapsed = 0;
-      // A leaving leader keeps leading until it has handed over (it can neither commit alone nor serve reads).
-      if (this.checkQuorum && !this.isLeaving()) {
-        if (!this.trk.quorumActive(this.id)) {
-          this.becomeFollower(this.term, null);
-          return;
-        }
-        for (const [id, pr] of this.trk.progress) if (id !== this.id) pr.recentActive = false;
-      }
+      if (this.checkQuorum) for (const [id, pr] of this.trk.progress) if (id !== this.id) pr.recentActive = false;
       // A transfer that did not finish within an election timeout is abandoned.
       if (this.leadTransferee !== null) this.abortLeaderTransfer();
     }
@@ -865,6 +875,13 @@ export class RaftCore {
       this.heartbeatElapsed = 0;
       this.bcastHeartbeat();
     }
+  }
+
+  /** Check-quorum: a quorum answered within the last CHECK_QUORUM_ELECTION_TIMEOUTS election timeouts. */
+  private quorumHeardRecently(): boolean {
+    // A peer not heard from since this node became leader (or since it was added) is counted from now.
+    for (const pr of this.trk.progress.values()) if (pr.lastHeardTick === null) pr.lastHeardTick = this.tickCount;
+    return this.trk.quorumHeardSince(this.id, this.tickCount - CHECK_QUORUM_ELECTION_TIMEOUTS * this.electionTimeout);
   }
 
   private fastPreVote(): void {
@@ -1244,6 +1261,7 @@ export class RaftCore {
   private handleAppendResponse(m: Message, pr: Progress): void {
     if (this.staleAfterRecovery(m, pr)) return;
     pr.recentActive = true;
+    pr.lastHeardTick = this.tickCount;
     const index = m.index ?? 0;
     if (m.reject === true) {
       // Fast backtracking: skip every entry the follower cannot have (§5.3 optimisation, etcd style).
@@ -1281,6 +1299,7 @@ export class RaftCore {
   private handleHeartbeatResponse(m: Message, pr: Progress): void {
     if (this.staleAfterRecovery(m, pr)) return;
     pr.recentActive = true;
+    pr.lastHeardTick = this.tickCount;
     const sentAt = m.index;
     // Heartbeat answers ease flow control at most once per tick per follower. A peer that comes back reads every
     // heartbeat queued for it while it was down and answers them all at once: a slot (or a probe) per answer sent the

@@ -99,8 +99,13 @@ export class Progress {
   state: ProgressState = 'probe';
   /** In snapshot state: the index of the snapshot being sent. */
   pendingSnapshot = 0;
-  /** Heard from since the last check-quorum round. */
+  /** Heard from within the current election timeout (the leader clears it every election timeout). */
   recentActive = false;
+  /**
+   * Leader: its tick when it last heard from this peer (check-quorum). null: not since this node became leader or the
+   * peer was added; the next check starts counting from then.
+   */
+  lastHeardTick: number | null = null;
   /** In probe state: an append is outstanding; wait for a response or heartbeat before the next one. */
   msgAppFlowPaused = false;
   /** The leader's tick at which a heartbeat answer last eased flow control (at most once per tick: see core). */

@@ -100,12 +100,12 @@ export class ProgressTracker {
     return c === Infinity ? 0 : c;
   }
 
-  /** Whether a quorum was recently active (the caller counts itself as active). */
-  quorumActive(self: NodeId): boolean {
+  /** Whether a quorum of voters (self included) was heard from at or after tick `since` (see Progress.lastHeardTick). */
+  quorumHeardSince(self: NodeId, since: number): boolean {
     const votes = new Map<NodeId, boolean>();
     for (const [id, pr] of this.progress) {
       if (pr.isLearner) continue;
-      votes.set(id, id === self || pr.recentActive);
+      votes.set(id, id === self || (pr.lastHeardTick !== null && pr.lastHeardTick >= since));
     }
     return jointVoteResult(this.config.incoming, this.config.outgoing, votes) === 'won';
   }
