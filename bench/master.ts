@@ -80,6 +80,16 @@ async function busyRefusals(): Promise<number> {
   return each.reduce((a, b) => a + b, 0);
 }
 
+/** Leader changes so far: the most any master saw (mooring_raft_leader_changes_total; each node counts each new leader). */
+async function leaderChanges(): Promise<number> {
+  const each = await Promise.all(cluster.nodes.map(async (n) => {
+    const text = await (await fetch(`http://127.0.0.1:${n.ports.http}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith('mooring_raft_leader_changes_total'));
+    return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+  }));
+  return Math.max(...each);
+}
+
 /** Cumulative bucket counts of mooring_proposal_duration_seconds, summed over the masters (only a leader proposes). */
 async function proposalHistogram(): Promise<Map<string, number>> {
   const out = new Map<string, number>();
@@ -267,12 +277,14 @@ try {
   const overWorkers = concurrency * 8;
   const overSessions: Session[] = Array.from({ length: overWorkers }, (_, w) => ({ id: `bench-over-${w}`, seq: 0, conn: conns[w % connections]! }));
   const busyBefore = await busyRefusals();
+  const changesBefore = await leaderChanges();
   const proposalsBefore = await proposalHistogram();
   const over = await closedLoop(overWorkers, seconds, tally((w: number, n: number) => putPair(w, n, 'over', overSessions)));
   const busy = (await busyRefusals()) - busyBefore;
+  const changes = (await leaderChanges()) - changesBefore;
   const server = histogramDelta(proposalsBefore, await proposalHistogram());
-  results.putPairsOverload = { ...over, unit: 'put pairs/s', note: `closed loop, ${overWorkers} sessions (8×); latency per pair as the client sees it, BUSY waits included; leader refused ${busy} proposals with BUSY (retried by the clients); server time from proposal to applied: p99 ≤ ${server.p99Bound} s, ${server.overShare} of proposals over 0.25 s${errNote()}` };
-  say(`put pairs, ${overWorkers} sessions (overload): ${over.opsPerSec}/s p50 ${over.p50Ms} ms p99 ${over.p99Ms} ms errors ${over.errors}; BUSY refusals ${busy}; server p99 ≤ ${server.p99Bound} s`);
+  results.putPairsOverload = { ...over, unit: 'put pairs/s', note: `closed loop, ${overWorkers} sessions (8×); latency per pair as the client sees it, BUSY waits included; leader refused ${busy} proposals with BUSY (retried by the clients); server time from proposal to applied: p99 ≤ ${server.p99Bound} s, ${server.overShare} of proposals over 0.25 s; leader changes ${changes}${errNote()}` };
+  say(`put pairs, ${overWorkers} sessions (overload): ${over.opsPerSec}/s p50 ${over.p50Ms} ms p99 ${over.p99Ms} ms errors ${over.errors}; BUSY refusals ${busy}; server p99 ≤ ${server.p99Bound} s; leader changes ${changes}`);
   }
 
   await Promise.all([...conns, ...anyConns].map((c) => c.close()));

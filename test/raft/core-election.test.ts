@@ -108,6 +108,27 @@ describe('elections', () => {
     expect(net.core(leader).status().term).toBe(term);
   });
 
+  it('check-quorum on hold (a driver catching up a stall before reading its sockets): judged on release, with the answers read', () => {
+    for (const answered of [true, false]) {
+      const net = new Net(ids, { checkQuorum: true, electionTimeoutTicks: 10 });
+      const leader = tickUntilLeader(net, ids);
+      const others = ids.filter((x) => x !== leader);
+      net.isolate(leader);
+      net.core(leader).holdCheckQuorum();
+      // The stall: time passes well beyond the check-quorum bound while nothing is read.
+      for (let i = 0; i < 2 * CHECK_QUORUM_ELECTION_TIMEOUTS * 10; i++) net.tick([leader]);
+      net.stabilize();
+      expect(net.core(leader).status().role).toBe('leader');
+      if (answered) {
+        net.heal();
+        net.tickAll(1, [leader]); // a heartbeat round: the followers answer (their clocks stood still)
+      }
+      net.core(leader).releaseCheckQuorum();
+      expect({ answered, role: net.core(leader).status().role }).toEqual({ answered, role: answered ? 'leader' : 'follower' });
+      if (answered) for (const f of others) expect(net.core(f).status().leader).toBe(leader);
+    }
+  });
+
   it('leader stickiness: followers that hear from a leader ignore a vote request', () => {
     const net = new Net(ids, { preVote: false, checkQuorum: true });
     const leader = tickUntilLeader(net, ids);

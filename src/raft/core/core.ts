@@ -149,6 +149,8 @@ export class RaftCore {
 
   private electionElapsed = 0;
   private heartbeatElapsed = 0;
+  /** Leader: check-quorum on hold (holdCheckQuorum). */
+  private checkQuorumHeld = false;
   private randomizedElectionTimeout = 0;
   /** Ticks since construction: the leader's clock for leases. */
   private tickCount = 0;
@@ -522,6 +524,23 @@ export class RaftCore {
     return this.role === 'follower' && this.leaderHeardAtTick === this.tickCount;
   }
 
+  /**
+   * Leader: holds check-quorum (no step-down) until releaseCheckQuorum(). A driver catching up the ticks of a stall
+   * holds it until it has read the socket input that waited during the stall: the stall may have ended in the middle
+   * of the event loop's turn, with the followers' answers still unread, and counting the stall against them deposed a
+   * healthy leader (the overload traces: a leader stepped down 50 ms after a follower had heard its heartbeat).
+   * Liveness only: lease reads keep their own clock (hasLease), and time goes on counting while held.
+   */
+  holdCheckQuorum(): void {
+    this.checkQuorumHeld = true;
+  }
+
+  /** Ends holdCheckQuorum() and judges check-quorum at once. */
+  releaseCheckQuorum(): void {
+    this.checkQuorumHeld = false;
+    if (this.role === 'leader') this.stepDownIfQuorumLost();
+  }
+
   reportUnreachable(id: NodeId): void {
     if (this.role !== 'leader') return;
     const pr = this.trk.progress.get(id);
@@ -860,11 +879,7 @@ export class RaftCore {
   private tickHeartbeat(): void {
     this.heartbeatElapsed++;
     this.electionElapsed++;
-    // A leaving leader keeps leading until it has handed over (it can neither commit alone nor serve reads).
-    if (this.checkQuorum && !this.isLeaving() && !this.quorumHeardRecently()) {
-      this.becomeFollower(this.term, null);
-      return;
-    }
+    if (this.stepDownIfQuorumLost()) return;
     if (this.electionElapsed >= this.electionTimeout) {
       this.electionElapsed = 0;
       if (this.checkQuorum) for (const [id, pr] of this.trk.progress) if (id !== this.id) pr.recentActive = false;
@@ -875,6 +890,14 @@ export class RaftCore {
       this.heartbeatElapsed = 0;
       this.bcastHeartbeat();
     }
+  }
+
+  /** Check-quorum; true if this leader stepped down. */
+  private stepDownIfQuorumLost(): boolean {
+    // A leaving leader keeps leading until it has handed over (it can neither commit alone nor serve reads).
+    if (!this.checkQuorum || this.checkQuorumHeld || this.isLeaving() || this.quorumHeardRecently()) return false;
+    this.becomeFollower(this.term, null);
+    return true;
   }
 
   /** Check-quorum: a quorum answered within the last CHECK_QUORUM_ELECTION_TIMEOUTS election timeouts. */

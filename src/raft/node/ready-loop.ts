@@ -32,6 +32,8 @@ export function maxCatchUpTicks(electionTimeoutTicks: number): number {
 
 export class ReadyLoop {
   private ticker: Timer | null = null;
+  /** A release of the core's check-quorum hold is scheduled (holdCheckQuorumForInput). */
+  private checkQuorumHeld = false;
   /** Monotonic time up to which the core has been ticked. */
   private lastTickAtMs: number;
   /** Ticks that came at least half an election timeout late (noteStall), and the longest such delay. */
@@ -137,11 +139,35 @@ export class ReadyLoop {
     // second stalled follower could grant it: spurious elections under load (client-failover traces). Liveness
     // only: a follower serves no lease; a leader still catches up every tick (check-quorum, lease reads).
     if (due > 1 && ctx.core.heardFromLeaderSinceTick) due = 1;
+    // A leader that stalled judges check-quorum only after the socket input that waited meanwhile was read
+    // (RaftCore.holdCheckQuorum). Ticks still count: leases expire on time.
+    if (due > 1 && ctx.role === 'leader') this.holdCheckQuorumForInput();
     try {
       for (let i = 0; i < due; i++) ctx.core.tick();
     } catch (err) {
       ctx.crash(err);
     }
+  }
+
+  /**
+   * Holds check-quorum for two event-loop hops: a setImmediate scheduled now may run before the next poll phase (when
+   * the stall ended in the poll phase); the one it schedules runs after one.
+   */
+  private holdCheckQuorumForInput(): void {
+    const ctx = this.ctx;
+    ctx.core.holdCheckQuorum();
+    if (this.checkQuorumHeld) return;
+    this.checkQuorumHeld = true;
+    ctx.clock.setImmediate(() => ctx.clock.setImmediate(() => {
+      this.checkQuorumHeld = false;
+      if (ctx.stopped) return;
+      try {
+        ctx.core.releaseCheckQuorum();
+      } catch (err) {
+        ctx.crash(err);
+      }
+      this.kick();
+    }));
   }
 
   /**
