@@ -14,6 +14,7 @@
  * session) pipelined over a few connections.
  *   npm run bench:master [-- --json] [--seconds N] [--concurrency N] [--connections N] [--cpu-prof] [--no-record]
  *                        [--reads-only]   (put pairs to fill keys, then only the read cases)
+ *                        [--writes-only]  (only the write cases: put pairs, batch put, half peak, overload)
  *   MASTER_NODE_ARGS="--trace-gc" passes node flags to the masters (their output goes to their logs, kept).
  */
 import { mkdtempSync, readdirSync } from 'node:fs';
@@ -231,12 +232,13 @@ try {
   results.putPairs = { ...pairs, unit: 'put pairs/s', note: `putStart+putEnd, 4 KiB, 1 replica${pairsCpu}${errNote()}` };
   say(`put pairs: ${pairs.opsPerSec}/s p50 ${pairs.p50Ms} ms p99 ${pairs.p99Ms} ms errors ${pairs.errors}`);
 
+  const batchConc = Math.max(8, Math.floor(concurrency / 8));
+  if (!args.has('--writes-only')) {
   const keys = putKeys.slice();
   const gets = await closedLoop(concurrency, seconds, tally((w: number, n: number) => sessions[w]!.conn.call('getReplicaList', { key: keys[(w * 7919 + n) % keys.length] })));
   results.getReplicaList = { ...gets, unit: 'gets/s', note: `one key per RPC${errNote()}` };
   say(`getReplicaList: ${gets.opsPerSec}/s p50 ${gets.p50Ms} ms p99 ${gets.p99Ms} ms errors ${gets.errors}`);
 
-  const batchConc = Math.max(8, Math.floor(concurrency / 8));
   const batchGet = (conn: (w: number) => MasterClient) => tally((w: number, n: number) => {
     const start = ((w * 7919 + n * batchGetKeys) % Math.max(1, keys.length - batchGetKeys));
     // As an embedder reads: MasterClient.batchGetReplicaList (the compact reply, expanded to one result per key).
@@ -253,6 +255,7 @@ try {
   say(`batchGetReplicaList (all masters): ${aget.opsPerSec * batchGetKeys} keys/s p50 ${aget.p50Ms} ms p99 ${aget.p99Ms} ms; ${fromAll.note}`);
   perMasterDetail.leaderOnly = leaderOnly.masters;
   perMasterDetail.allMasters = fromAll.masters;
+  }
 
   if (!args.has('--reads-only')) {
   const bput = await closedLoop(batchConc, seconds, tally(async (w: number, n: number) => {
@@ -300,17 +303,17 @@ try {
   ] as const).filter(([, r]) => r !== undefined);
   const md = table(['case', 'rate', 'unit', 'p50 ms', 'p99 ms', 'errors', 'note'],
     rows.map(([name, r]) => [name, r!.opsPerSec, r!.unit, r!.p50Ms, r!.p99Ms, r!.errors, r!.note]));
-  const shareMd = table(['case', 'master', 'role', 'share of keys read', 'keys read', 'server CPU ms', 'CPU µs per key read', 'above idle, µs per key'],
+  const shareMd = Object.keys(perMasterDetail).length === 0 ? '' : 'Per master (share of the keys read, server CPU of that master\'s process during the case, per key read by it, and above its idle CPU):\n\n' + table(['case', 'master', 'role', 'share of keys read', 'keys read', 'server CPU ms', 'CPU µs per key read', 'above idle, µs per key'],
     Object.entries(perMasterDetail).flatMap(([name, ms]) => ms.map((x) => [name, x.id, x.role, `${round(x.share * 100, 1)}%`, x.keys, round(x.cpuMs, 0), x.cpuUsPerKey, x.marginalUsPerKey])));
-  const bestGets = Math.max(results.getReplicaList!.opsPerSec, results.batchGetReplicaList!.opsPerSec);
-  const all = results.batchGetReplicaListAll!.opsPerSec;
-  const lead = results.batchGetReplicaList!.opsPerSec;
-  const verdict = [
-    `All masters vs leader only (batched get-replica-list, same run): ${all} vs ${lead} keys/s (×${round(all / Math.max(1, lead), 2)}; goal: not lower → ${all >= lead ? 'met' : 'MISSED'}).`,
-  ];
+  const verdict: string[] = [];
+  const all = results.batchGetReplicaListAll?.opsPerSec;
+  const lead = results.batchGetReplicaList?.opsPerSec;
+  if (all !== undefined && lead !== undefined) verdict.push(
+    `All masters vs leader only (batched get-replica-list, same run): ${all} vs ${lead} keys/s (×${round(all / Math.max(1, lead), 2)}; goal: not lower → ${all >= lead ? 'met' : 'MISSED'}).`);
+  const bestGets = lead !== undefined ? Math.max(results.getReplicaList!.opsPerSec, lead) : undefined;
   if (results.putPairsHalfRate !== undefined) verdict.push(
     `Targets: put pairs ≥ ${targets.putPairsPerSec}/s → ${results.putPairs!.opsPerSec} (${results.putPairs!.opsPerSec >= targets.putPairsPerSec ? 'met' : 'MISSED'}); ` +
-    `get-replica-list ≥ ${targets.getsPerSec}/s → ${bestGets} (${bestGets >= targets.getsPerSec ? 'met' : 'MISSED'}, best of single/batched); ` +
+    (bestGets !== undefined ? `get-replica-list ≥ ${targets.getsPerSec}/s → ${bestGets} (${bestGets >= targets.getsPerSec ? 'met' : 'MISSED'}, best of single/batched); ` : '') +
     `p99 < ${targets.p99AtHalfMs} ms at 50% of peak → ${results.putPairsHalfRate!.p99Ms} ms (${results.putPairsHalfRate!.p99Ms < targets.p99AtHalfMs ? 'met' : 'MISSED'}).`);
   if (profDir !== null) {
     // Profiles are written on a normal exit: stop gracefully (SIGTERM), not with destroy()'s SIGKILL.
@@ -320,11 +323,13 @@ try {
   if (args.json) {
     console.log(JSON.stringify({ machine: m, seconds, concurrency, connections, results, perMaster: perMasterDetail, targets }));
   } else {
-    console.log(`\n${md}\n\n${shareMd}\n\n${verdict.join('\n')}`);
+    console.log(`\n${md}\n\n${shareMd}${shareMd === '' ? '' : '\n\n'}${verdict.join('\n')}`);
   }
   if (!args.has('--no-record')) {
-    appendResults('master', `npm run bench:master -- --seconds ${seconds} --concurrency ${concurrency} --connections ${connections}`,
-      `Idle CPU per master (ms/s, no client load): ${(idleCpuMsPerSec ?? []).map((x) => round(x, 1)).join(' / ')}. Three \`mooring master\` processes (LocalCluster, default raft: 25 ms ticks, fsync on) and the clients in one more process, all on the same ${m.cores} cores. ${concurrency} logical sessions over ${connections} connections to the leader (the all-masters case: ${connections} clients with readFrom 'any').\n\n${md}\n\nPer master (share of the keys read, server CPU of that master's process during the case, per key read by it, and above its idle CPU):\n\n${shareMd}\n\n${verdict.join('\n')}\n`, m);
+    const idle = idleCpuMsPerSec as number[] | null; // set inside perMaster(), which TypeScript's narrowing does not see
+    const only = ['--reads-only', '--writes-only'].filter((f) => args.has(f)).map((f) => ` ${f}`).join('');
+    appendResults('master', `npm run bench:master -- --seconds ${seconds} --concurrency ${concurrency} --connections ${connections}${only}`,
+      `${idle === null ? '' : `Idle CPU per master (ms/s, no client load): ${idle.map((x) => round(x, 1)).join(' / ')}. `}Three \`mooring master\` processes (LocalCluster, default raft: 25 ms ticks, fsync on) and the clients in one more process, all on the same ${m.cores} cores. ${concurrency} logical sessions over ${connections} connections to the leader (the all-masters case: ${connections} clients with readFrom 'any').\n\n${md}\n\n${shareMd}${shareMd === '' ? '' : '\n\n'}${verdict.join('\n')}\n`, m);
   }
 } finally {
   await cluster.destroy({ keepDir: extraNodeArgs.length > 0 });
