@@ -327,6 +327,25 @@ describe('regression scenarios (driver bugs found before)', () => {
     }
   });
 
+  it('a leader whose followers both stall for more than an election timeout (CPU starvation) stays leader', async () => {
+    // Starved followers answer nothing for 200 ms (8 ticks, past the 6-tick election timeout) while their own clocks
+    // stand still; then they read the heartbeats that waited and answer. Check-quorum with a one-timeout window deposed
+    // the healthy leader here (the overload traces: 4-9 leader changes in 15 s); it now waits two timeouts.
+    for (const seed of [1, 2, 3, 4, 5, 6]) {
+      const sim = new FullSim(seed, { workload: { clients: 0 } });
+      await sim.start();
+      const leader = (await sim.untilLeader(5_000))!;
+      await sim.run(100 + seed * 11);
+      const followers = sim.ids.filter((id) => id !== leader);
+      const term = sim.host(leader).raft!.status().term;
+      for (const f of followers) sim.pause(f);
+      await sim.run(200);
+      for (const f of followers) sim.resume(f);
+      await sim.run(500);
+      expect({ seed, leader: sim.leader(), term: sim.host(leader).raft!.status().term }).toEqual({ seed, leader, term });
+    }
+  });
+
   it('a leader whose disk is slower than the election timeout keeps sending heartbeats and is not deposed', async () => {
     // Its Ready loop waits on fsyncs of up to 400 ms (maxInflightSaves in flight) while its event loop runs freely:
     // ticks and heartbeats must not wait for the disk (found in the real-process failover soak).
