@@ -119,18 +119,20 @@ function histogramDelta(before: Map<string, number>, after: Map<string, number>)
  * were (masters + this client process). Why: a write's CPU cost falls as batches grow, so an open loop at half the
  * closed loop's rate (smaller batches) can still use most of the machine.
  */
-async function withCpu(run: () => Promise<LoadResult>): Promise<{ load: LoadResult; note: string }> {
+async function withCpu<L extends LoadResult>(run: () => Promise<L>): Promise<{ load: L; note: string }> {
   const pids = cluster.nodes.map((n) => n.proc?.pid);
   const t0 = performance.now();
   const server0 = pids.reduce<number>((a, pid) => a + processCpuMs(pid), 0);
   const client0 = processCpuMs(process.pid);
+  const changes0 = await leaderChanges();
   const load = await run();
+  const changes = (await leaderChanges()) - changes0;
   const serverMs = pids.reduce<number>((a, pid) => a + processCpuMs(pid), 0) - server0;
   const clientMs = processCpuMs(process.pid) - client0;
   const wallMs = performance.now() - t0;
   const ops = Math.max(1, load.opsPerSec * (wallMs / 1000));
   const busy = (100 * (serverMs + clientMs)) / (wallMs * availableParallelism());
-  return { load, note: `; server CPU ${round((serverMs * 1000) / ops, 0)} µs per put pair (3 masters); cores busy ${round(busy, 0)}% (masters + bench client, ${availableParallelism()} cores)` };
+  return { load, note: `; server CPU ${round((serverMs * 1000) / ops, 0)} µs per put pair (3 masters); cores busy ${round(busy, 0)}% (masters + bench client, ${availableParallelism()} cores); leader changes ${changes}` };
 }
 
 /** Runs a read case and charges each master's CPU (from /proc) to the keys it served. */
@@ -270,7 +272,7 @@ try {
   // Open loop at half the peak: arrivals on a fixed schedule, latency from the scheduled time.
   const rate = Math.max(1, Math.floor(pairs.opsPerSec / 2));
   const { load: half, note: halfCpu } = await withCpu(() => openLoop(rate, seconds, concurrency, tally((w: number, n: number) => putPair(w, n, 'half'))));
-  results.putPairsHalfRate = { ...half, unit: 'put pairs/s', note: `open loop at ${rate}/s (50% of peak); latency from scheduled start${halfCpu}${errNote()}` };
+  results.putPairsHalfRate = { ...half, unit: 'put pairs/s', note: `open loop at ${rate}/s (50% of peak); latency from scheduled start${half.dropped > 0 ? `; ${half.dropped} arrivals dropped (all ${concurrency} sessions busy)` : ''}${halfCpu}${errNote()}` };
   say(`put pairs at ${rate}/s: achieved ${half.opsPerSec}/s p50 ${half.p50Ms} ms p99 ${half.p99Ms} ms errors ${half.errors}`);
 
   // Overload: 8× the sessions in a closed loop, so the leader's queue would hold ~8× the peak's in-flight writes
@@ -337,7 +339,8 @@ try {
 }
 
 /** Open loop: starts op number i at t0 + i/rate (any of `maxInFlight` workers free), records latency from that time. */
-async function openLoop(rate: number, secs: number, maxInFlight: number, op: (worker: number, n: number) => Promise<unknown>): Promise<LoadResult> {
+/** `dropped`: arrivals that found every one of the maxInFlight workers busy (counted in `errors` too). */
+async function openLoop(rate: number, secs: number, maxInFlight: number, op: (worker: number, n: number) => Promise<unknown>): Promise<LoadResult & { dropped: number }> {
   const lat: number[] = [];
   let errors = 0;
   const free = Array.from({ length: maxInFlight }, (_, i) => maxInFlight - 1 - i);
@@ -362,7 +365,7 @@ async function openLoop(rate: number, secs: number, maxInFlight: number, op: (wo
   await Promise.all(inflight);
   const elapsed = (performance.now() - t0) / 1000;
   return {
-    ops: lat.length, errors, seconds: secs,
+    ops: lat.length, errors, dropped, seconds: secs,
     opsPerSec: round(lat.length / Math.max(secs, elapsed), 0),
     p50Ms: round(percentile(lat, 50), 3), p99Ms: round(percentile(lat, 99), 3),
     meanMs: round(lat.reduce((a, b) => a + b, 0) / Math.max(1, lat.length), 3),
