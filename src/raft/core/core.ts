@@ -81,7 +81,8 @@ export const DEFAULT_CHECK_QUORUM = true;
  * peer's last answer (not in fixed windows, which let a silence of anywhere between one and two windows count). Two,
  * not one: under CPU starvation (a leader flooded by clients, a host shared with them) leader and followers stall for
  * 75-450 ms at times, a starved follower's answer then came too late for a healthy leader, and its step-down started
- * an election: a 15 s flood of 2,048 sessions on the 2-core bench machine saw 4-9 leader changes before, 0-4 after.
+ * an election: 15 s floods of 2,048 sessions on the 2-core bench machine saw 4-10 leader changes each before, 0 in
+ * most runs after (up to 3: leader stalls longer than the followers' own timeouts; bench/RESULTS.md, fifteenth session).
  * Safety does not rest on this: lease reads end on their own clock (hasLease), and followers elect without the old
  * leader after their own election timeout. The cost: a leader cut off from its quorum answers its clients NOT_LEADER
  * after 300 ms (default timers) instead of 150-300 ms.
