@@ -346,6 +346,24 @@ describe('regression scenarios (driver bugs found before)', () => {
     }
   });
 
+  it('a leader cut off while it stalled still steps down once its check-quorum hold is released', async () => {
+    // Resuming from a stall, it holds check-quorum until it has read its sockets (ready-loop.ts); with nothing to read
+    // (cut off), the release must still judge it: it steps down within the check-quorum bound.
+    for (const seed of [1, 2, 3, 4]) {
+      const sim = new FullSim(seed, { workload: { clients: 0 } });
+      await sim.start();
+      const leader = (await sim.untilLeader(5_000))!;
+      await sim.run(50 + seed * 13);
+      sim.pause(leader);
+      sim.isolate(leader);
+      await sim.run(400);
+      sim.resume(leader);
+      await sim.run(500); // > CHECK_QUORUM_ELECTION_TIMEOUTS election timeouts of 150 ms
+      // Stepped down (then, still cut off, it pre-votes on its own election timeout).
+      expect({ seed, leading: sim.host(leader).raft!.status().role === 'leader' }).toEqual({ seed, leading: false });
+    }
+  });
+
   it('a leader whose disk is slower than the election timeout keeps sending heartbeats and is not deposed', async () => {
     // Its Ready loop waits on fsyncs of up to 400 ms (maxInflightSaves in flight) while its event loop runs freely:
     // ticks and heartbeats must not wait for the disk (found in the real-process failover soak).
