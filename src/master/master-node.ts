@@ -80,6 +80,11 @@ export class MasterNode {
   private readonly pending = new PendingWrites();
   private readonly liveness = new ClientLiveness();
   private timers: NodeJS.Timeout[] = [];
+  /**
+   * The leader's eviction check (every eviction.checkIntervalMs, 10 ms by default): only while this node leads. On
+   * every master it was 100 of an idle master's ~200 event-loop wakeups a second, returning at once on followers.
+   */
+  private evictionTimer: NodeJS.Timeout | null = null;
   private stopping = false;
   private stopped = false;
   private viewVersion = 0;
@@ -233,7 +238,6 @@ export class MasterNode {
       });
     }
     this.timers.push(setInterval(() => void this.duties.housekeeping(), housekeepingIntervalMs));
-    this.timers.push(setInterval(() => void this.duties.evictionCheck(), Math.max(1, cfg.eviction.checkIntervalMs)));
     this.timers.push(setInterval(() => this.duties.repairRound(), repairRoundIntervalMs));
     this.timers.push(setInterval(() => this.refreshGauges(), metricsRefreshIntervalMs));
     this.logger.info({ node: cfg.nodeId, raftPort: this.transport.port, rpcPort: this.rpc.port, httpPort: this.http?.port ?? null }, 'master started');
@@ -299,6 +303,12 @@ export class MasterNode {
 
   private onRoleChange(role: Role): void {
     this.gate.onRoleChange(role);
+    if (role === 'leader' && this.evictionTimer === null && !this.stopped) {
+      this.evictionTimer = setInterval(() => void this.duties.evictionCheck(), Math.max(1, this.config.eviction.checkIntervalMs));
+    } else if (role !== 'leader' && this.evictionTimer !== null) {
+      clearInterval(this.evictionTimer);
+      this.evictionTimer = null;
+    }
     if (role !== 'leader') {
       this.repair.reset();
       this.metrics.setRepair(this.repair.report());
@@ -394,6 +404,8 @@ export class MasterNode {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    if (this.evictionTimer !== null) clearInterval(this.evictionTimer);
+    this.evictionTimer = null;
     this.backup?.close();
     await this.raft?.stop().catch(() => {});
     await this.rpc?.close().catch(() => {});

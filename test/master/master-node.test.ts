@@ -180,6 +180,25 @@ describe('MasterClient session window', () => {
 });
 
 describe('MasterNode admission', () => {
+  it('a leader elected after a failover runs the eviction checks (only a leader keeps their timer)', async () => {
+    const { nodes, endpoints } = await cluster(3, { eviction: { highWatermark: 0.5, target: 0.3 } });
+    await waitFor(() => nodes.some((n) => n.isLeader));
+    const first = nodes.find((n) => n.isLeader)!;
+    await first.stop();
+    const rest = nodes.filter((n) => n !== first);
+    await waitFor(() => rest.some((n) => n.isLeader));
+    const c = client(endpoints);
+    await c.mountSegment(segment('s1', 64 * 1024));
+    const keys = Array.from({ length: 10 }, (_, i) => `e${i}`);
+    for (const k of keys) {
+      await c.putStart(k, 5 * 1024);
+      await c.putEnd(k);
+    }
+    // 50 KiB of 64 KiB is over the high watermark: the new leader's checks evict (10 → 6 objects, below it again).
+    const leader = rest.find((n) => n.isLeader)!;
+    await waitFor(() => keys.filter((k) => leader.masterState.objects.has(k)).length <= 6);
+  });
+
   it('ignores leader-only fields a client sends: a forged evictable list cannot evict a leased object', async () => {
     // No background eviction (the segment is 94% full): only the put below could evict the victim.
     const { nodes, endpoints } = await cluster(1, { eviction: { highWatermark: 0.99, target: 0.9 } });
