@@ -8,7 +8,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { checkLinearizability, type Operation } from '../../src/testing/linearizability.js';
 import { storeModel, type StoreInput, type StoreOutput } from '../../src/testing/jepsen/model.js';
 import { FaultProxy } from '../../src/testing/jepsen/proxy.js';
-import { valueBytes } from '../../src/testing/jepsen/campaign.js';
+import { failureOf, valueBytes } from '../../src/testing/jepsen/campaign.js';
+import { ErrorCode, MooringError } from '../../src/errors.js';
 
 type Op = Operation<StoreInput, StoreOutput>;
 const put = (c: number, v: string, call: number, ret?: number, ok = true): Op => ({ clientId: c, op: 'put', key: 'k', input: { kind: 'put', value: v }, call, ...(ret !== undefined ? { return: ret, output: { ok } } : {}) });
@@ -39,6 +40,14 @@ describe('store model (negative controls)', () => {
     // ...but a lost object does not come back.
     expect(ok([put(1, 'a', 0, 1), lose(2), get(2, null, 3, 4), get(2, 'a', 5, 6)])).toBe(false);
     expect(ok([put(1, 'a', 0, 1), remove(1, 2), get(2, 'a', 3, 4), get(2, null, 5, 6)])).toBe(true);
+  });
+
+  it('counts a failure the client calls indefinite (SESSION_EXPIRED on a retry) as an unknown outcome', () => {
+    expect(failureOf(new MooringError(ErrorCode.SESSION_EXPIRED, 'remove: session expired', { definite: false }))).toEqual({ code: ErrorCode.SESSION_EXPIRED, unknown: true });
+    expect(failureOf(new MooringError(ErrorCode.SESSION_EXPIRED, 'session expired'))).toEqual({ code: ErrorCode.SESSION_EXPIRED, unknown: false });
+    expect(failureOf(new MooringError(ErrorCode.OBJECT_HAS_LEASE, 'leased'))).toEqual({ code: ErrorCode.OBJECT_HAS_LEASE, unknown: false });
+    expect(failureOf(new MooringError(ErrorCode.OUTCOME_UNKNOWN, 'lost'))).toEqual({ code: ErrorCode.OUTCOME_UNKNOWN, unknown: true });
+    expect(failureOf(new MooringError(ErrorCode.INVALID_ARGUMENT, 'seq is behind the reply window'))).toEqual({ code: ErrorCode.TIMEOUT, unknown: true });
   });
 
   it('value bytes identify their value', () => {

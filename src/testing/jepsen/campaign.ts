@@ -56,6 +56,20 @@ const unknownCodes = new Set<string>([
   ErrorCode.OUTCOME_UNKNOWN,
 ]);
 
+/**
+ * The code an operation failed with, and whether its outcome is unknown (it may have taken effect): an unknown code,
+ * or the client's own word (`definite: false`: SESSION_EXPIRED on a retry, src/master/client.ts). Counted as a
+ * definite failure, a remove whose first attempt applied before its session expired made a later read of null look
+ * non-linearizable (seed 594420692, 10 min).
+ */
+export function failureOf(e: unknown): { code: ErrorCode; unknown: boolean } {
+  let code: ErrorCode = e instanceof MooringError ? e.code : ErrorCode.INTERNAL;
+  // A write retried after its seq left the exactly-once reply window is refused, but its first attempt may
+  // have been applied: the outcome is unknown, not a definite failure.
+  if (code === ErrorCode.INVALID_ARGUMENT && e instanceof MooringError && /reply window/.test(e.message)) code = ErrorCode.TIMEOUT;
+  return { code, unknown: unknownCodes.has(code) || (e instanceof MooringError && e.definite === false) };
+}
+
 const valueHeaderBytes = 4;
 /** The tmpfs holding one master's data dir (the full-disk fault fills it). */
 const fullDiskTmpfsBytes = 256 * 1024 * 1024;
@@ -107,12 +121,13 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
   };
   const errors: Record<string, number> = {};
   const countError = (op: string, e: unknown): ErrorCode => {
-    let code: ErrorCode = e instanceof MooringError ? e.code : ErrorCode.INTERNAL;
-    // A write retried after its seq left the exactly-once reply window is refused, but its first attempt may
-    // have been applied: the outcome is unknown, not a definite failure.
-    if (code === ErrorCode.INVALID_ARGUMENT && e instanceof MooringError && /reply window/.test(e.message)) code = ErrorCode.TIMEOUT;
-    errors[`${op}:${code}`] = (errors[`${op}:${code}`] ?? 0) + 1;
-    return code;
+    const f = failureOf(e);
+    // A code that is definite in general but not this time counts apart, and the call sites (which tell unknown
+    // outcomes by their code) get OUTCOME_UNKNOWN for it.
+    const indefinite = f.unknown && !unknownCodes.has(f.code);
+    const k = `${op}:${f.code}${indefinite ? '(indefinite)' : ''}`;
+    errors[k] = (errors[k] ?? 0) + 1;
+    return indefinite ? ErrorCode.OUTCOME_UNKNOWN : f.code;
   };
   const history: Operation<StoreInput, StoreOutput>[] = [];
   const placement = new Map<string, string[]>(); // value → storage clientIds of its replicas
