@@ -33,7 +33,7 @@ export function maxCatchUpTicks(electionTimeoutTicks: number): number {
 export class ReadyLoop {
   private ticker: Timer | null = null;
   /** A release of the core's check-quorum hold is scheduled (holdCheckQuorumForInput). */
-  private checkQuorumHeld = false;
+  private quorumReleaseScheduled = false;
   /** Monotonic time up to which the core has been ticked. */
   private lastTickAtMs: number;
   /** Ticks that came at least half an election timeout late (noteStall), and the longest such delay. */
@@ -156,10 +156,10 @@ export class ReadyLoop {
   private holdCheckQuorumForInput(): void {
     const ctx = this.ctx;
     ctx.core.holdCheckQuorum();
-    if (this.checkQuorumHeld) return;
-    this.checkQuorumHeld = true;
+    if (this.quorumReleaseScheduled) return;
+    this.quorumReleaseScheduled = true;
     ctx.clock.setImmediate(() => ctx.clock.setImmediate(() => {
-      this.checkQuorumHeld = false;
+      this.quorumReleaseScheduled = false;
       if (ctx.stopped) return;
       try {
         ctx.core.releaseCheckQuorum();
