@@ -71,24 +71,23 @@ async function followerLeaseKeys(): Promise<{ asked: number; covered: number }> 
   return { asked: each.reduce((a, x) => a + x.asked, 0), covered: each.reduce((a, x) => a + x.covered, 0) };
 }
 
-/** Proposals and reads the masters refused with BUSY so far (sum of their mooring_raft_busy_refusals_total). */
-async function busyRefusals(): Promise<number> {
-  const each = await Promise.all(cluster.nodes.map(async (n) => {
+/** One unlabelled counter or gauge of every master's /metrics, in cluster.nodes order (0 where absent). */
+async function metricOfEach(name: string): Promise<number[]> {
+  return Promise.all(cluster.nodes.map(async (n) => {
     const text = await (await fetch(`http://127.0.0.1:${n.ports.http}/metrics`)).text();
-    const line = text.split('\n').find((l) => l.startsWith('mooring_raft_busy_refusals_total'));
+    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
     return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
   }));
-  return each.reduce((a, b) => a + b, 0);
+}
+
+/** Proposals and reads the masters refused with BUSY so far (sum of their mooring_raft_busy_refusals_total). */
+async function busyRefusals(): Promise<number> {
+  return (await metricOfEach('mooring_raft_busy_refusals_total')).reduce((a, b) => a + b, 0);
 }
 
 /** Leader changes so far: the most any master saw (mooring_raft_leader_changes_total; each node counts each new leader). */
 async function leaderChanges(): Promise<number> {
-  const each = await Promise.all(cluster.nodes.map(async (n) => {
-    const text = await (await fetch(`http://127.0.0.1:${n.ports.http}/metrics`)).text();
-    const line = text.split('\n').find((l) => l.startsWith('mooring_raft_leader_changes_total'));
-    return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
-  }));
-  return Math.max(...each);
+  return Math.max(...(await metricOfEach('mooring_raft_leader_changes_total')));
 }
 
 /** Cumulative bucket counts of mooring_proposal_duration_seconds, summed over the masters (only a leader proposes). */
@@ -121,15 +120,16 @@ function histogramDelta(before: Map<string, number>, after: Map<string, number>)
  */
 async function withCpu<L extends LoadResult>(run: () => Promise<L>): Promise<{ load: L; note: string }> {
   const pids = cluster.nodes.map((n) => n.proc?.pid);
+  // Read outside the timed window: the scrapes cost the masters and this process CPU of their own.
+  const changes0 = await leaderChanges();
   const t0 = performance.now();
   const server0 = pids.reduce<number>((a, pid) => a + processCpuMs(pid), 0);
   const client0 = processCpuMs(process.pid);
-  const changes0 = await leaderChanges();
   const load = await run();
-  const changes = (await leaderChanges()) - changes0;
   const serverMs = pids.reduce<number>((a, pid) => a + processCpuMs(pid), 0) - server0;
   const clientMs = processCpuMs(process.pid) - client0;
   const wallMs = performance.now() - t0;
+  const changes = (await leaderChanges()) - changes0;
   const ops = Math.max(1, load.opsPerSec * (wallMs / 1000));
   const busy = (100 * (serverMs + clientMs)) / (wallMs * availableParallelism());
   return { load, note: `; server CPU ${round((serverMs * 1000) / ops, 0)} µs per put pair (3 masters); cores busy ${round(busy, 0)}% (masters + bench client, ${availableParallelism()} cores); leader changes ${changes}` };
