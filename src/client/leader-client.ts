@@ -19,7 +19,9 @@
  *   out, an unknown outcome).
  * - **Honest errors.** When a write gives up after an attempt that may have applied (a timeout, a lost connection,
  *   a leader that stepped down with it in flight, an attempt still unanswered), the error is OUTCOME_UNKNOWN with
- *   `definite: false` and the last attempt's error as `cause`; otherwise the last error (`definite: true`).
+ *   `definite: false` and the last attempt's error as `cause`; otherwise the last error (`definite: true`). A
+ *   refusal that leaves the write's seq open (a read lease) waits for the write's other attempts still out, and is
+ *   OUTCOME_UNKNOWN if any of them may still apply.
  *
  * Connections and the leader belief live in a LeaderPool shared by a client and its forks. Reads pick their target
  * in `LeaderPool.target()` (the single place a read-routing choice belongs).
@@ -96,6 +98,14 @@ const retryableCodes = new Set<string>([
   ErrorCode.BUSY,
   ErrorCode.STORAGE_FAILED,
 ]);
+
+/**
+ * Refusals by the leader's soft state before proposing (admission: a read lease). Unlike a state machine's answer,
+ * which the session's reply table seals for the seq, they leave the write's seq open: an attempt of the same write
+ * elsewhere may still be proposed later. Definite for a write only when no other attempt of it can still apply
+ * (a jepsen run saw a remove refused by a stalled leader applied by its hedge, parked at the next leader).
+ */
+const unsealedRefusalCodes = new Set<string>([ErrorCode.OBJECT_HAS_LEASE]);
 
 /** Errors after which another attempt (another master, or later) may succeed. */
 export function isRetryable(code: string): boolean {
@@ -246,6 +256,8 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
   let backoff = p.initialBackoffMs;
   let ambiguous = false;
   let last: MooringError | null = null;
+  /** A write's unsealed refusal (see unsealedRefusalCodes), held while attempts still out may yet apply it. */
+  let refusal: MooringError | null = null;
   let avoid: string | null = null;
   let next: string | null = pool.target(new Set(), start);
 
@@ -266,7 +278,8 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
   while (!pool.closed) {
     const now = Date.now();
     if (now >= deadline) break;
-    if (next !== null && !inflight.has(next) && attempts < p.maxAttempts) launch(next);
+    if (refusal !== null && inflight.size === 0) break;
+    if (next !== null && refusal === null && !inflight.has(next) && attempts < p.maxAttempts) launch(next);
     next = null;
     if (inflight.size === 0) {
       // Nothing useful to wait for: pause, then the next endpoint.
@@ -296,12 +309,24 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
       return r.value as T;
     }
     const e = r.error;
+    if (refusal !== null) {
+      // Settling the attempts still out after a refusal: only their fate matters now, no new attempt is sent.
+      if (!e.definite) ambiguous = true;
+      continue;
+    }
     last = e;
     if (!e.definite) ambiguous = true;
+    if (spec.write && unsealedRefusalCodes.has(e.code) && (ambiguous || inflight.size > 0)) {
+      // The refusal left this write's seq open, and another attempt of it may still be proposed: one parked at a
+      // follower that then becomes leader, or one a stalled leader has not read yet. Wait for those still out (one
+      // may succeed: then the write applied); if the fate of any stays unknown, so does the write's.
+      refusal = e;
+      continue;
+    }
     if (!retryableCodes.has(e.code)) {
-      // A refusal from the state machine or the leader's admission: definite (the server checked the session's
-      // replies first, and an earlier attempt still in flight elsewhere can no longer commit once a newer leader
-      // answered), unless the error itself says otherwise.
+      // An answer of the state machine (sealed in the session's reply table for this seq: any other attempt gets
+      // the same answer) or a refusal any attempt would get (bad arguments): definite, unless the error says
+      // otherwise.
       throw e;
     }
     if (e.code === ErrorCode.NOT_LEADER) {
@@ -334,6 +359,7 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
     next = pool.target(new Set(), Date.now());
   }
   if (pool.closed && last === null) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'client closed');
+  if (refusal !== null && !ambiguous && inflight.size === 0) throw refusal;
   if (spec.write && (ambiguous || inflight.size > 0)) {
     const why = last !== null ? `last: ${last.code}: ${last.message}` : 'no attempt answered';
     throw new MooringError(ErrorCode.OUTCOME_UNKNOWN, `${method} gave up after ${attempts} attempt(s) in ${Date.now() - start} ms and may have applied (${why})`, { definite: false, cause: last ?? undefined });

@@ -89,6 +89,37 @@ describe('callWithRetry', () => {
     await expect(callWithRetry(pool(eps), 'op', {}, { write: true })).rejects.toMatchObject({ code: ErrorCode.OBJECT_HAS_LEASE, definite: true });
   });
 
+  it('a write refused by a read lease while its hedge is still out waits for the hedge: the hedge applied it', async () => {
+    // The jepsen shape: the first master (a stalled leader) answers late with a lease refusal; the hedge, parked at
+    // the next leader, is proposed after that and applies. The write's answer is the hedge's, not the refusal.
+    const sleepMs = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    const eps = await servers([
+      async () => { await sleepMs(150); throw new MooringError(ErrorCode.OBJECT_HAS_LEASE, 'leased'); },
+      async () => { await sleepMs(400); return 'applied'; },
+    ]);
+    const p = pool(eps);
+    await expect(callWithRetry(p, 'op', {}, { write: true, avoidLeaderArg: true, retry: { hedgeAfterMs: 50 } })).resolves.toBe('applied');
+  });
+
+  it('a lease refusal after an attempt whose fate is unknown is OUTCOME_UNKNOWN; after definite refusals of the others it stays definite', async () => {
+    const refused = async (): Promise<unknown> => { throw new MooringError(ErrorCode.OBJECT_HAS_LEASE, 'leased'); };
+    // First attempt silent past its timeout (it may be applied later), then a refusal from the other master.
+    const eps = await servers([never, refused]);
+    const err = await callWithRetry(pool(eps), 'op', {}, { write: true, retry: { attemptTimeoutMs: 100, hedgeAfterMs: 0 } }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: ErrorCode.OUTCOME_UNKNOWN, definite: false });
+    expect((err as MooringError).cause).toMatchObject({ code: ErrorCode.OBJECT_HAS_LEASE });
+    // The hedge answers "not the leader" (definite: never proposed) after the refusal: the refusal stands, and no
+    // further attempt is sent meanwhile.
+    let calls = 0;
+    const eps2 = await servers([
+      async () => { calls++; await new Promise((r) => setTimeout(r, 150)); return refused(); },
+      async () => { calls++; await new Promise((r) => setTimeout(r, 300)); throw new MooringError(ErrorCode.NOT_LEADER, 'no leader'); },
+    ]);
+    const err2 = await callWithRetry(pool(eps2), 'op', {}, { write: true, avoidLeaderArg: true, retry: { hedgeAfterMs: 50 } }).catch((e: unknown) => e);
+    expect(err2).toMatchObject({ code: ErrorCode.OBJECT_HAS_LEASE, definite: true });
+    expect(calls).toBe(2);
+  });
+
   it('keeps retrying until the deadline, not a small attempt count: a leader that appears after 600 ms is found', async () => {
     const startedAt = Date.now();
     const eps = await servers([
