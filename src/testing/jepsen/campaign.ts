@@ -120,8 +120,13 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
     log(`t=${Math.round(t)} ${event}`);
   };
   const errors: Record<string, number> = {};
-  const countError = (op: string, e: unknown): ErrorCode => {
+  /** Each failed operation's error (code, message, and its cause's): report.json lists them with the bad key's ops. */
+  const errorOf = new WeakMap<object, string>();
+  const countError = (rec: Operation<StoreInput, StoreOutput>, e: unknown): ErrorCode => {
+    const op = rec.op;
     const f = failureOf(e);
+    const cause = e instanceof MooringError && e.cause instanceof MooringError ? ` (cause ${e.cause.code}: ${e.cause.message})` : '';
+    errorOf.set(rec, `${f.code}${f.unknown ? ' (indefinite)' : ''}: ${e instanceof Error ? e.message : String(e)}${cause} after ${Math.round(performance.now() - rec.call)} ms`);
     // A code that is definite in general but not this time counts apart, and the call sites (which tell unknown
     // outcomes by their code) get OUTCOME_UNKNOWN for it.
     const indefinite = f.unknown && !unknownCodes.has(f.code);
@@ -238,7 +243,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
               continue;
             }
           } catch (e) {
-            const code = countError('put', e);
+            const code = countError(op, e);
             if (code === ErrorCode.OBJECT_ALREADY_EXISTS) lastSeen.set(key, true);
             if (unknownCodes.has(code)) unknown++;
             else {
@@ -258,7 +263,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
             op.return = now();
             lastSeen.set(key, true);
           } catch (e) {
-            const code = countError('get', e);
+            const code = countError(op, e);
             if (code === ErrorCode.OBJECT_NOT_FOUND || code === ErrorCode.OBJECT_NOT_READY) {
               op.output = { value: null };
               op.return = now();
@@ -274,7 +279,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
             op.return = now();
             lastSeen.set(key, false);
           } catch (e) {
-            const code = countError('remove', e);
+            const code = countError(op, e);
             if (code === ErrorCode.OBJECT_NOT_FOUND) {
               op.output = { ok: false, notFound: true };
               op.return = now();
@@ -517,7 +522,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
         result,
         timeline,
         key: badKey,
-        operations: keyOps,
+        operations: keyOps.map((o) => (errorOf.has(o) ? { ...o, error: errorOf.get(o) } : o)),
         placements: Object.fromEntries(keyOps.filter((o) => o.input.kind === 'put').map((o) => [(o.input as { value: string }).value, placement.get((o.input as { value: string }).value) ?? null])),
         deadStorageClients: [...cluster.deadStorageClients],
       };
