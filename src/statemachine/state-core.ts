@@ -198,7 +198,8 @@ export class StateCore {
       if (prev !== undefined) return prev;
       const c = this.clients.get(cmd.clientId);
       if (c !== undefined && seq <= c.retiredSeq) {
-        return errResult(ErrorCode.INVALID_ARGUMENT, `seq ${seq} is older than the reply window of client ${cmd.clientId}`);
+        // Not applied now, but the write's first attempt may have been (its reply left the window): not definite.
+        return { ok: false, error: new MooringError(ErrorCode.INVALID_ARGUMENT, `seq ${seq} is older than the reply window of client ${cmd.clientId}; an earlier attempt of it may have applied`, { definite: false }).toWire() };
       }
     }
     this.touchClient(cmd.clientId);

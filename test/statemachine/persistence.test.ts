@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { MooringError } from '../../src/errors.js';
 import { MasterState } from '../../src/statemachine/master-state.js';
 import * as L from '../../src/statemachine/limits.js';
 import { Level } from 'level';
@@ -41,7 +42,10 @@ describe('MasterState persistence', () => {
     const d = new Driver();
     d.ok({ type: 'MountSegment', clientId: 'n', segment: seg('s', 1 << 20) });
     for (let s = 1; s <= L.sessionReplyWindow + 1; s++) d.ok({ type: 'PutStart', clientId: 'w', seq: s, key: `k${s}`, size: 10, replicaNum: 1 });
-    expect(d.code({ type: 'PutStart', clientId: 'w', seq: 1, key: 'k1', size: 10, replicaNum: 1 })).toBe('INVALID_ARGUMENT');
+    const late = d.apply({ type: 'PutStart', clientId: 'w', seq: 1, key: 'k1', size: 10, replicaNum: 1 });
+    // Refused, but seq 1's first attempt applied: the client must not take it as a definite failure.
+    expect(late.ok).toBe(false);
+    expect(MooringError.fromWire(late.ok ? undefined : late.error)).toMatchObject({ code: 'INVALID_ARGUMENT', definite: false });
     expect(d.code({ type: 'PutStart', clientId: 'w', seq: 2, key: 'k2', size: 10, replicaNum: 1 })).toBeNull(); // still in the window: first reply
     expect(d.core.objects.size).toBe(L.sessionReplyWindow + 1);
   });
