@@ -206,7 +206,13 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
           }
           return true;
         }
-        if (Date.now() > deadline) return false;
+        if (Date.now() > deadline) {
+          // Which keys held the repair up, and where their replicas are: the timeline says why (a key whose replicas
+          // were all on dead storage cannot be repaired; one with a live replica should have been).
+          const stuck = [...where].filter(([, owners]) => owners.filter((c) => !cluster.deadStorageClients.has(c)).length < 2).slice(0, 8);
+          mark(`nemesis: repair incomplete for ${stuck.map(([k, owners]) => `${k} on [${owners.map((c) => `${c}${cluster.deadStorageClients.has(c) ? ' (dead)' : ''}`).join(', ')}]`).join('; ')}`);
+          return false;
+        }
         await sleep(500);
       }
     };
