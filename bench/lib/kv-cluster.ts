@@ -12,6 +12,7 @@ import { createInterface } from 'node:readline';
 import { KvClient } from '../../src/kvstore/client.js';
 import type { KvServerConfig, KvStatus } from '../../src/kvstore/server.js';
 import { freePorts } from '../../src/testing/ports.js';
+import { snapshotDist } from '../../src/testing/dist-snapshot.js';
 import { repoRoot as checkoutRoot } from '../../src/util/repo-root.js';
 
 export const nodeReadyTimeoutMs = 20_000;
@@ -22,8 +23,8 @@ export function repoRoot(): string {
   return checkoutRoot(import.meta.url);
 }
 
-export function serverMainPath(): string {
-  const p = path.join(repoRoot(), 'dist', 'src', 'kvstore', 'server-main.js');
+export function serverMainPath(distRoot = path.join(repoRoot(), 'dist')): string {
+  const p = path.join(distRoot, 'src', 'kvstore', 'server-main.js');
   if (!existsSync(p)) throw new Error(`${p} is missing: run \`npm run build:ts\` first`);
   return p;
 }
@@ -52,6 +53,11 @@ export interface KvClusterOptions {
   nodeArgs?: string[];
   /** Ids to give the founding members (default n1..nN). */
   ids?: string[];
+  /**
+   * Run the nodes from a private copy of dist/ under the cluster's root (default true): a rebuild of the checkout
+   * while the cluster runs (another bench builds first) cannot break a node it restarts (dist-snapshot.ts).
+   */
+  snapshot?: boolean;
 }
 
 export class KvCluster {
@@ -59,9 +65,15 @@ export class KvCluster {
   readonly root: string;
   readonly clusterId: string;
   private readonly admin: KvClient;
+  /** Where the nodes' code is (a private copy unless `snapshot: false`) and the env they need. */
+  private readonly distRoot: string;
+  private readonly childEnv: Record<string, string>;
 
   private constructor(root: string, private readonly opts: KvClusterOptions, founders: KvNode[]) {
     this.root = root;
+    const snap = opts.snapshot === false ? null : snapshotDist(path.join(root, 'snapshot'));
+    this.distRoot = snap?.distRoot ?? path.join(repoRoot(), 'dist');
+    this.childEnv = snap?.env ?? {};
     this.clusterId = opts.clusterId ?? 'kv-test';
     for (const n of founders) this.nodes.set(n.id, n);
     this.admin = new KvClient({ endpoints: founders.map((n) => `127.0.0.1:${n.config.rpc.port}`), clusterId: this.clusterId, timeoutMs: 2_000, maxAttempts: 1 });
@@ -110,8 +122,9 @@ export class KvCluster {
     const n = this.node(id);
     if (n.proc !== null) throw new Error(`${id} is already running`);
     const logFd = openSync(n.logPath, 'a');
-    const proc = spawn(process.execPath, [...(this.opts.nodeArgs ?? []), serverMainPath(), '--config', n.configPath], {
+    const proc = spawn(process.execPath, [...(this.opts.nodeArgs ?? []), serverMainPath(this.distRoot), '--config', n.configPath], {
       stdio: ['ignore', 'pipe', logFd],
+      env: { ...process.env, ...this.childEnv },
       cwd: this.root,
     });
     closeSync(logFd);

@@ -5,13 +5,14 @@
  * this process goes away (MOORING_EXIT_WITH_PARENT).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { MasterClient } from '../../master/client.js';
 import { FaultProxy, type ProxyMode } from './proxy.js';
 import { freePorts } from '../ports.js';
+import { snapshotDist } from '../dist-snapshot.js';
 import { repoRoot as checkoutRoot } from '../../util/repo-root.js';
 
 /** A child must print its ready line within this long. */
@@ -29,26 +30,7 @@ export function distScript(rel: string, distRoot = path.join(repoRoot(), 'dist')
   return p;
 }
 
-/**
- * A private copy of dist/src and the engine addon under `dir`, so that a rebuild of the shared checkout during a
- * long run (other work on the same tree) cannot change or break the processes this run restarts. Returns the
- * dist root to use and the env the children need.
- */
-export function snapshotDist(dir: string): { distRoot: string; env: Record<string, string> } {
-  const root = repoRoot();
-  const distRoot = path.join(dir, 'dist');
-  cpSync(path.join(root, 'dist', 'src'), path.join(distRoot, 'src'), { recursive: true });
-  writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'mooring-snapshot', type: 'module', private: true }));
-  symlinkSync(path.join(root, 'node_modules'), path.join(dir, 'node_modules'), 'dir');
-  const env: Record<string, string> = {};
-  const addon = path.join(root, 'native', 'build', 'Release', 'mooring_engine.node');
-  if (existsSync(addon)) {
-    copyFileSync(addon, path.join(dir, 'mooring_engine.node'));
-    env.MOORING_ENGINE_ADDON = path.join(dir, 'mooring_engine.node');
-  }
-  return { distRoot, env };
-}
-
+export { snapshotDist };
 export { freePorts };
 
 export type ProcState = 'up' | 'stopped' | 'down';
