@@ -158,6 +158,20 @@ export class MooringError extends Error {
     this.retryAfterMs = options?.retryAfterMs;
   }
 
+  /**
+   * One built without capturing a stack trace: for refusals that only ever travel as a reply (a state machine's
+   * refusal, NOT_LEADER to every parked request after a leader change), where the capture is most of their cost.
+   */
+  static replyOnly(code: ErrorCode, message?: string, options?: MooringErrorOptions): MooringError {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      return new MooringError(code, message, options);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
+  }
+
   toWire(): WireError {
     const wire: WireError = { code: this.code, message: this.message };
     if (this.leaderHint !== undefined) wire.leaderHint = this.leaderHint;

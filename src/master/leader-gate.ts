@@ -130,16 +130,16 @@ export class LeaderGate {
   notLeaderError(avoid: string | null, definite: boolean): MooringError {
     const leader = this.liveLeader(avoid);
     const tail = definite ? '' : '; the write may still apply: retry with the same seq to learn its outcome';
-    if (leader === null) return new MooringError(ErrorCode.NOT_LEADER, `no live leader is known yet; retry shortly${tail}`, { definite });
+    // Built for the reply only (no stack): a leader change answers every parked request with one.
+    if (leader === null) return MooringError.replyOnly(ErrorCode.NOT_LEADER, `no live leader is known yet; retry shortly${tail}`, { definite });
     const raft = this.o.raft();
     const addr = raft.peerAddress(leader);
     const hint = formatLeaderHint(leader, addr?.rpcPort !== undefined ? { host: addr.host, port: addr.rpcPort } : undefined);
     // coreTerm: the role change is announced before RaftNode records the new term.
-    return new MooringError(ErrorCode.NOT_LEADER, `not the leader; the leader is ${hint}${tail}`, { leaderHint: hint, leaderTerm: raft.coreTerm, definite });
+    return MooringError.replyOnly(ErrorCode.NOT_LEADER, `not the leader; the leader is ${hint}${tail}`, { leaderHint: hint, leaderTerm: raft.coreTerm, definite });
   }
 
-  /** The leader this follower may name: known, heard from within an election timeout, and not `avoid`. */
-  /** The leader, if this node heard from it within an election timeout (and it is not `avoid`); else null. */
+  /** The leader this follower may name: known, heard from within an election timeout, and not `avoid`; else null. */
   liveLeader(avoid: string | null): string | null {
     const raft = this.o.raft();
     const leader = raft.leaderId;

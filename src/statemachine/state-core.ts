@@ -91,15 +91,7 @@ export interface PingValue {
  * the apply path where refusals are common, e.g. a put of an existing key replayed on every replica).
  */
 function fail(code: ErrorCode, message?: string): never {
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 0;
-  let e: MooringError;
-  try {
-    e = new MooringError(code, message);
-  } finally {
-    Error.stackTraceLimit = limit;
-  }
-  throw e;
+  throw MooringError.replyOnly(code, message);
 }
 
 function insertSorted(list: string[], id: string): void {

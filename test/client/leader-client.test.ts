@@ -163,6 +163,14 @@ describe('callWithRetry', () => {
     }
   });
 
+  it('a reply-only error carries everything the wire needs but no stack frames (built cheaply for bursts)', () => {
+    const e = MooringError.replyOnly(ErrorCode.NOT_LEADER, 'not the leader', { leaderHint: 'm2@127.0.0.1:1', leaderTerm: 7, definite: false });
+    expect(e.stack!.split('\n').filter((l) => l.trimStart().startsWith('at '))).toEqual([]);
+    expect(new MooringError(ErrorCode.NOT_LEADER).stack!.split('\n').some((l) => l.trimStart().startsWith('at '))).toBe(true);
+    expect(MooringError.fromWire(e.toWire())).toMatchObject({ code: ErrorCode.NOT_LEADER, leaderHint: 'm2@127.0.0.1:1', leaderTerm: 7, definite: false });
+    expect(Error.stackTraceLimit).toBeGreaterThan(0); // restored
+  });
+
   it('a retryAfterMs from the wire is clamped: a hostile server cannot park a client for long', async () => {
     expect(MooringError.fromWire({ code: 'BUSY', message: 'x', retryAfterMs: 1e12 }).retryAfterMs).toBe(maxRetryAfterMs);
     expect(MooringError.fromWire({ code: 'BUSY', message: 'x', retryAfterMs: -5 }).retryAfterMs).toBe(0);
