@@ -72,6 +72,58 @@ export interface LeaderPoolOptions {
   token?: string;
   connectTimeoutMs?: number;
   logger?: LoggerLike;
+  /** The clock, timers, randomness and connections (default: the process's; tests pass virtual ones). */
+  env?: ClientEnv;
+}
+
+/** One connection to one endpoint, as a pool uses it (RpcClient in production). */
+export interface ClientConnection {
+  /** Whether it is connected now (an error before it ever connected is definite: the request never left). */
+  readonly connected: boolean;
+  call<T = unknown>(method: string, args?: unknown, opts?: { timeoutMs?: number }): Promise<T>;
+  close(): Promise<void>;
+}
+
+/**
+ * Everything a pool and its calls take from their surroundings. The process's by default (`systemClientEnv`); the
+ * client property test (test/client/retry-property.test.ts) runs the real retry policy on virtual time and scripted
+ * servers through it.
+ */
+export interface ClientEnv {
+  now(): number;
+  sleep(ms: number): Promise<void>;
+  /** Like Promise.race over `promises` and a timer that yields null after `ms`. */
+  race<T>(promises: ReadonlyArray<Promise<T>> | Promise<T>, ms: number): Promise<T | null>;
+  /** Uniform in [0, 1): the jitter of BUSY pauses. */
+  random(): number;
+  connect(endpoint: string): ClientConnection;
+  /** Releases the timers (the pool is closing). */
+  close(): void;
+}
+
+/** The process's clock and timers (one CoarseTimer for the silence checks) and RpcClient connections. */
+export function systemClientEnv(opts: Omit<LeaderPoolOptions, 'endpoints' | 'env'>): ClientEnv {
+  const timer = new CoarseTimer();
+  return {
+    now: () => Date.now(),
+    sleep,
+    race: (promises, ms) => timer.race(promises, ms),
+    random: () => Math.random(),
+    connect: (endpoint) => {
+      const { host, port } = parseEndpoint(endpoint);
+      return new RpcClient({
+        host,
+        port,
+        clusterId: opts.clusterId,
+        nodeId: opts.nodeId,
+        ...(opts.tls !== undefined ? { tls: opts.tls } : {}),
+        ...(opts.token !== undefined ? { token: opts.token } : {}),
+        connectTimeoutMs: opts.connectTimeoutMs ?? defaultConnectTimeoutMs,
+        logger: opts.logger ?? silentLogger,
+      });
+    },
+    close: () => timer.close(),
+  };
 }
 
 export interface CallSpec {
@@ -115,14 +167,14 @@ export function isRetryable(code: string): boolean {
 /** Connections, the believed leader (with its term) and recently failed endpoints, shared by a client and its forks. */
 export class LeaderPool {
   readonly endpoints: string[];
-  private readonly conns = new Map<string, RpcClient>();
+  private readonly conns = new Map<string, ClientConnection>();
   private readonly skipUntil = new Map<string, number>();
   private leader: string | null = null;
   private leaderTerm = 0;
   private cursor = 0;
   closed = false;
-  /** The silence checks (hedging) of every call through this pool. */
-  readonly timer = new CoarseTimer();
+  /** Clock, timers (the silence checks of every call through this pool), randomness, connections. */
+  readonly env: ClientEnv;
 
   constructor(readonly opts: LeaderPoolOptions) {
     if (!Array.isArray(opts.endpoints) || opts.endpoints.length === 0) {
@@ -130,6 +182,7 @@ export class LeaderPool {
     }
     for (const e of opts.endpoints) parseEndpoint(e);
     this.endpoints = [...new Set(opts.endpoints)];
+    this.env = opts.env ?? systemClientEnv(opts);
   }
 
   /** The endpoint believed to lead (or the one calls start with). */
@@ -214,20 +267,10 @@ export class LeaderPool {
     this.endpoints.push(endpoint);
   }
 
-  connection(endpoint: string): RpcClient {
+  connection(endpoint: string): ClientConnection {
     let c = this.conns.get(endpoint);
     if (c === undefined) {
-      const { host, port } = parseEndpoint(endpoint);
-      c = new RpcClient({
-        host,
-        port,
-        clusterId: this.opts.clusterId,
-        nodeId: this.opts.nodeId,
-        ...(this.opts.tls !== undefined ? { tls: this.opts.tls } : {}),
-        ...(this.opts.token !== undefined ? { token: this.opts.token } : {}),
-        connectTimeoutMs: this.opts.connectTimeoutMs ?? defaultConnectTimeoutMs,
-        logger: this.opts.logger ?? silentLogger,
-      });
+      c = this.env.connect(endpoint);
       this.conns.set(endpoint, c);
     }
     return c;
@@ -235,7 +278,7 @@ export class LeaderPool {
 
   async close(): Promise<void> {
     this.closed = true;
-    this.timer.close();
+    this.env.close();
     await Promise.all([...this.conns.values()].map((c) => c.close()));
     this.conns.clear();
   }
@@ -248,8 +291,9 @@ type Outcome = { endpoint: string; ok: true; value: unknown } | { endpoint: stri
  */
 export async function callWithRetry<T>(pool: LeaderPool, method: string, args: Record<string, unknown>, spec: CallSpec): Promise<T> {
   const p = resolvePolicy(spec.retry);
+  const env = pool.env;
   const hedge = spec.hedge !== false && p.hedgeAfterMs > 0;
-  const start = Date.now();
+  const start = env.now();
   const deadline = start + p.deadlineMs;
   const inflight = new Map<string, Promise<Outcome>>();
   let attempts = 0;
@@ -265,9 +309,9 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
   const launchedAt = new Map<string, number>();
   const launch = (endpoint: string): void => {
     attempts++;
-    launchedAt.set(endpoint, Date.now());
+    launchedAt.set(endpoint, env.now());
     const a = spec.avoidLeaderArg === true && avoid !== null && avoid !== endpoint ? withFields(args, { avoidLeader: avoid }) : args;
-    const timeoutMs = Math.max(1, Math.min(p.attemptTimeoutMs, deadline - Date.now()));
+    const timeoutMs = Math.max(1, Math.min(p.attemptTimeoutMs, deadline - env.now()));
     const wasConnected = pool.connection(endpoint).connected;
     inflight.set(endpoint, pool.connection(endpoint).call(method, a, { timeoutMs }).then(
       (value): Outcome => ({ endpoint, ok: true, value }),
@@ -276,26 +320,26 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
   };
 
   while (!pool.closed) {
-    const now = Date.now();
+    const now = env.now();
     if (now >= deadline) break;
     if (refusal !== null && inflight.size === 0) break;
     if (next !== null && refusal === null && !inflight.has(next) && attempts < p.maxAttempts) launch(next);
     next = null;
     if (inflight.size === 0) {
       // Nothing useful to wait for: pause, then the next endpoint.
-      await sleep(Math.min(backoff, deadline - now));
+      await env.sleep(Math.min(backoff, deadline - now));
       backoff = Math.min(backoff * 2, p.maxBackoffMs);
       if (attempts >= p.maxAttempts) break;
-      next = pool.target(new Set(), Date.now());
+      next = pool.target(new Set(), env.now());
       continue;
     }
     const waitMs = Math.max(1, Math.min(hedge ? p.hedgeAfterMs : Number.POSITIVE_INFINITY, deadline - now));
-    const r = await pool.timer.race(inflight.size === 1 ? inflight.values().next().value! : [...inflight.values()], waitMs);
+    const r = await env.race(inflight.size === 1 ? inflight.values().next().value! : [...inflight.values()], waitMs);
     if (r === null) {
       // Silent: hedge to another endpoint (each at most once in flight), telling it which one was silent.
       if (hedge && attempts < p.maxAttempts) {
         const busy = new Set(inflight.keys());
-        const other = pool.target(busy, Date.now());
+        const other = pool.target(busy, env.now());
         if (other !== null && !busy.has(other)) {
           avoid = [...inflight.keys()][0] ?? null;
           next = other;
@@ -310,8 +354,10 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
     }
     const e = r.error;
     if (refusal !== null) {
-      // Settling the attempts still out after a refusal: only their fate matters now, no new attempt is sent.
+      // Settling the attempts still out after a refusal: only their fate matters now, no new attempt is sent. A
+      // state machine's answer to one of them is the write's answer (sealed for its seq).
       if (!e.definite) ambiguous = true;
+      if (!retryableCodes.has(e.code) && !unsealedRefusalCodes.has(e.code)) throw e;
       continue;
     }
     last = e;
@@ -330,39 +376,39 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
       throw e;
     }
     if (e.code === ErrorCode.NOT_LEADER) {
-      const hinted = pool.noteHint(e.leaderHint, e.leaderTerm, r.endpoint, Date.now());
+      const hinted = pool.noteHint(e.leaderHint, e.leaderTerm, r.endpoint, env.now());
       if (hinted !== null && !inflight.has(hinted)) {
         next = hinted; // a hint is progress: go at once
         continue;
       }
     } else if (e.code === ErrorCode.UNAVAILABLE || e.code === ErrorCode.TIMEOUT || e.code === ErrorCode.SHUTTING_DOWN) {
-      pool.noteFailure(r.endpoint, Date.now(), p.failedEndpointSkipMs);
+      pool.noteFailure(r.endpoint, env.now(), p.failedEndpointSkipMs);
       avoid = r.endpoint;
     }
     if (inflight.size > 0) continue; // another attempt may still answer
     if (e.code === ErrorCode.BUSY) {
       // The leader is alive and asked us to come back later: no failure to note, no backoff growth.
-      const pause = (e.retryAfterMs ?? backoff) * (1 + Math.random() / 2);
+      const pause = (e.retryAfterMs ?? backoff) * (1 + env.random() / 2);
       // Not enough time left after the pause for an attempt as long as this refused one took (with half again to
       // spare): fail BUSY now. An attempt squeezed into the deadline's last milliseconds would time out and turn a
       // definite refusal into an unknown outcome.
-      const tookMs = Date.now() - launchedAt.get(r.endpoint)!;
-      if (deadline - Date.now() < pause + 1.5 * tookMs) break;
-      await sleep(pause);
+      const tookMs = env.now() - launchedAt.get(r.endpoint)!;
+      if (deadline - env.now() < pause + 1.5 * tookMs) break;
+      await env.sleep(pause);
       if (attempts >= p.maxAttempts) break;
       next = r.endpoint;
       continue;
     }
-    await sleep(Math.min(backoff, Math.max(0, deadline - Date.now())));
+    await env.sleep(Math.min(backoff, Math.max(0, deadline - env.now())));
     backoff = Math.min(backoff * 2, p.maxBackoffMs);
     if (attempts >= p.maxAttempts) break;
-    next = pool.target(new Set(), Date.now());
+    next = pool.target(new Set(), env.now());
   }
   if (pool.closed && last === null) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'client closed');
   if (refusal !== null && !ambiguous && inflight.size === 0) throw refusal;
   if (spec.write && (ambiguous || inflight.size > 0)) {
     const why = last !== null ? `last: ${last.code}: ${last.message}` : 'no attempt answered';
-    throw new MooringError(ErrorCode.OUTCOME_UNKNOWN, `${method} gave up after ${attempts} attempt(s) in ${Date.now() - start} ms and may have applied (${why})`, { definite: false, cause: last ?? undefined });
+    throw new MooringError(ErrorCode.OUTCOME_UNKNOWN, `${method} gave up after ${attempts} attempt(s) in ${env.now() - start} ms and may have applied (${why})`, { definite: false, cause: last ?? undefined });
   }
   if (last === null) throw new MooringError(ErrorCode.UNAVAILABLE, `${method}: no master answered within ${p.deadlineMs} ms`);
   throw last;

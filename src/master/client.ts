@@ -172,7 +172,7 @@ export class MasterClient {
   private async readAnyThenLeader(method: string, wire: Record<string, unknown>, retry: RetryPolicy, attemptTimeoutMs: number): Promise<unknown> {
     const hedgeAfterMs = retry.hedgeAfterMs ?? defaultRetryPolicy.hedgeAfterMs;
     const first = this.readFromAny(method, wire, attemptTimeoutMs);
-    const early = await this.pool.timer.race(first, Math.max(1, hedgeAfterMs));
+    const early = await this.pool.env.race(first, Math.max(1, hedgeAfterMs));
     if (early !== null) {
       if (early.ok) return early.value;
       return this.leaderPath(method, wire, retry);
