@@ -19,6 +19,8 @@ import { randInt } from './rand.js';
 import type { SimScheduler } from './scheduler.js';
 import type { SimMasterHost } from './sim-master.js';
 import type { LeaseLedger } from './sim-leases.js';
+import { LeaderPool, callWithRetry, isRetryable } from '../../client/leader-client.js';
+import { simClientEnv, simEndpoint } from './sim-client.js';
 
 export type ObjectOp = 'putStart' | 'putEnd' | 'remove' | 'get';
 export type ObjectState = 'absent' | 'pending' | 'complete';
@@ -61,6 +63,12 @@ export interface WorkloadOptions {
   attemptTimeoutMs: number;
   /** Attempts per operation before its outcome is recorded as unknown. */
   maxAttempts: number;
+  /**
+   * Removes go through production's client (callWithRetry: hedges, hints, parking; sim-client.ts) instead of this
+   * workload's own retry loop. Lease runs only. Off by default: the seed-pinned regression tests were found with
+   * the workload's own loop and its timings.
+   */
+  removesThroughClient?: boolean;
 }
 
 export const defaultWorkload: WorkloadOptions = { clients: 3, keys: 4, thinkMs: 40, attemptTimeoutMs: 2_000, maxAttempts: 6 };
@@ -97,11 +105,15 @@ export class Workload {
 
   /** Follower reads served under a lease cover (no grant asked of the leader: follower-lease-cover.ts). */
   coveredReads = 0;
+  /** Removes that went through production's client (removesThroughClient). */
+  clientRemoves = 0;
   /** Removes answered OBJECT_HAS_LEASE. */
   refusedByLease = 0;
   /** The last answer a client got (for explaining a failed probe). */
   lastResult: Result | null = null;
   private running = 0;
+  /** Each client's LeaderPool for the removes that go through production's client (lease runs). */
+  private readonly pools = new Map<string, LeaderPool>();
 
   constructor(
     private readonly sched: SimScheduler,
@@ -170,6 +182,7 @@ export class Workload {
     const rec: Operation<ObjectOp, ObjectOutput> = { clientId, op, key, input: op, call: this.sched.now };
     this.history.push(rec);
     const epoch = op === 'get' ? undefined : await this.session(clientId);
+    if (op === 'remove' && this.ledger !== null && this.opts.removesThroughClient === true) return this.removeThroughClient(rec, clientId, seq, key, epoch);
     for (let attempt = 0; attempt < this.opts.maxAttempts; attempt++) {
       // Reads go to any live node (follower reads; with leases every other attempt to the believed leader: a
       // follower of more than three voters sends leased reads there), writes to the believed leader.
@@ -199,6 +212,48 @@ export class Workload {
     }
     if (op !== 'get') this.unknown++;
     return undefined;
+  }
+
+  /**
+   * A remove through production's client (callWithRetry over this client's LeaderPool, sim-client.ts): hedges,
+   * NOT_LEADER hints, parking at followers, and its rules for which errors are definite. What it answers is what an
+   * application would be told: success, a definite refusal (a lease: no effect), a definite answer of the state
+   * machine, or an unknown outcome.
+   */
+  private async removeThroughClient(rec: Operation<ObjectOp, ObjectOutput>, clientId: string, seq: number, key: string, epoch?: number): Promise<boolean | undefined> {
+    let pool = this.pools.get(clientId);
+    if (pool === undefined) {
+      pool = new LeaderPool({ endpoints: this.hosts.map((h) => simEndpoint(h.id)), clusterId: 'sim', nodeId: clientId, env: simClientEnv(this.sched, this.rng.fork(), this.hosts) });
+      this.pools.set(clientId, pool);
+    }
+    this.clientRemoves++;
+    const args = { type: 'Remove', clientId, seq, key, ...(epoch !== undefined ? { epoch } : {}) };
+    const retry = { deadlineMs: this.opts.attemptTimeoutMs * this.opts.maxAttempts, attemptTimeoutMs: this.opts.attemptTimeoutMs };
+    try {
+      await callWithRetry(pool, 'remove', args, { write: true, avoidLeaderArg: true, retry });
+      rec.output = { ok: true };
+    } catch (err) {
+      const e = err instanceof MooringError ? err : new MooringError(ErrorCode.INTERNAL, String(err));
+      if (!e.definite) {
+        this.unknown++;
+        return undefined;
+      }
+      const refused = e.code === ErrorCode.OBJECT_HAS_LEASE;
+      if (refused) this.refusedByLease++;
+      const expired = e.code === ErrorCode.SESSION_EXPIRED;
+      if (expired) this.sessionExpired++;
+      // A definite error that is not the state machine's answer (no master reachable, NOT_LEADER to the end, BUSY):
+      // nothing applied; the history records it as a refusal like a lease's.
+      const stateAnswer = !refused && !expired && !isRetryable(e.code);
+      this.lastResult = { ok: false, error: e.toWire() };
+      rec.output = stateAnswer ? { ok: false } : { ok: false, refused: true };
+      rec.return = this.sched.now;
+      if (stateAnswer) this.acked.push({ clientId, seq });
+      return false;
+    }
+    rec.return = this.sched.now;
+    this.acked.push({ clientId, seq });
+    return true;
   }
 
   /**
