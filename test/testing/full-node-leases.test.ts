@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { FullSim } from '../../src/testing/fullnode/full-sim.js';
 import { fullScheduleForSeed, runFullNodeSchedule } from '../../src/testing/fullnode/full-schedule.js';
+import { coverMarginMs } from '../../src/master/follower-lease-cover.js';
 
 /** A 3-voter cluster without random clients, leases of `ttlMs`, and one complete object 'x'. */
 async function clusterWithObject(seed: number, ttlMs: number): Promise<FullSim> {
@@ -97,6 +98,35 @@ describe('read leases in the full-node simulator', () => {
       if (fault !== null) expect(reached).toBeGreaterThanOrEqual(3);
     }, 60_000);
   }
+
+  it('a follower read that waited long for the leader\'s answer is recorded until that answer + TTL (seed 1700 with production\'s client)', async () => {
+    const ttl = 1_000;
+    const sim = await clusterWithObject(5, ttl);
+    const old = sim.leader()!;
+    const f = sim.ids.find((id) => id !== old)!;
+    const began = sim.now;
+    const reading = sim.host(f).lease!.read('x'); // begins now on f (its ReadIndex round leaves with the next turn)
+    sim.pause(f); // ...which the pause holds: the leader grants a second later
+    await sim.run(1_000);
+    const resumed = sim.now;
+    sim.resume(f);
+    const read = await sim.settle(reading);
+    expect(read.result.ok).toBe(true);
+    expect(read.covered).toBe(false);
+    sim.crash(old); // f and the third member elect; the collection meets f's record of the lease
+    const leader = await sim.untilLeader(5_000);
+    expect(leader).not.toBeNull();
+    // Past what f recorded before the fix (the read's start + TTL + coverMs), inside the lease counted from the
+    // leader's answer (no earlier than the resume).
+    const oldRecordEnd = began + ttl + coverMarginMs(ttl) / 2;
+    if (sim.now < oldRecordEnd + 20) await sim.run(oldRecordEnd + 20 - sim.now);
+    expect(sim.now).toBeLessThan(resumed + ttl / 1.1);
+    const answer = await sim.settle(sim.host(leader!).lease!.remove({ type: 'Remove', clientId: 'script', seq: 102, key: 'x' })).then(
+      (r) => (r.ok ? 'removed' : r.error.code),
+      (e: { code?: string }) => e.code ?? String(e),
+    );
+    expect(answer).toBe('OBJECT_HAS_LEASE');
+  });
 
   it('a member restarted since it acknowledged a lease does not vouch for it: the new leader keeps the blanket', async () => {
     const sim = await clusterWithObject(3, 3_000);
