@@ -29,8 +29,8 @@ export interface CheckReport {
   leasedReads: number;
   removesRefusedByLease: number;
   removesApplied: number;
-  /** Removes sent through production's client (clientRemoves runs). */
-  clientRemoves: number;
+  /** Writes sent through production's client (clientWrites runs). */
+  clientWrites: number;
 }
 
 /** Waits (virtual time) until every running replica has applied what the leader committed. */
@@ -107,6 +107,6 @@ export function checkRun(sim: FullSim): CheckReport {
     leasedReads: sim.leases?.reads.length ?? 0,
     removesRefusedByLease: sim.workload?.refusedByLease ?? 0,
     removesApplied: sim.leases?.removesApplied ?? 0,
-    clientRemoves: sim.workload?.clientRemoves ?? 0,
+    clientWrites: sim.workload?.clientWrites ?? 0,
   };
 }

@@ -153,8 +153,8 @@ export interface FullRunOptions {
   backupMode?: BackupMode;
   /** A control fault that breaks the read-lease design (sim-leases.ts): the lease check must fail. */
   leaseFault?: LeaseFault;
-  /** Removes go through production's client (Workload removesThroughClient, sim-client.ts). */
-  clientRemoves?: boolean;
+  /** Writes go through production's client (Workload writesThroughClient, sim-client.ts). */
+  clientWrites?: boolean;
 }
 
 export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, opts: FullRunOptions = {}): Promise<FullRunResult> {
@@ -165,7 +165,7 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
     leases: { ...(schedule.leaseTtlMs !== undefined ? { ttlMs: schedule.leaseTtlMs } : {}), fault: opts.leaseFault ?? null },
     ...(schedule.walSegmentBytes !== undefined ? { walSegmentBytes: schedule.walSegmentBytes } : {}),
     ...(schedule.sessions === true ? { sessions: true } : {}),
-    ...(opts.clientRemoves === true ? { workload: { removesThroughClient: true } } : {}),
+    ...(opts.clientWrites === true ? { workload: { writesThroughClient: true } } : {}),
   });
   await sim.start();
   await sim.startWorkload();

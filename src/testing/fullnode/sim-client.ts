@@ -1,16 +1,18 @@
 /**
  * The production client's retry policy in the full-node simulator: a ClientEnv (src/client/leader-client.ts) on the
  * scheduler's virtual time whose connections reach the simulated masters, so a LeaderPool and callWithRetry — the
- * code MasterClient and StoreClient use — drive the workload's removes (workload.ts). Each request runs on its
+ * code MasterClient and StoreClient use — drive the workload's writes (workload.ts). Each request runs on its
  * master's own clock (held while that master is paused, dropped if it crashes: the client times out) and goes
- * through the RPC surface's steps for a remove: the leader gate (a follower that knows no live leader parks the
- * request, as production does, until one is elected or it leads itself), then the lease admission (sim-leases.ts).
+ * through the RPC surface's steps for a write: the leader gate (a follower that knows no live leader parks the
+ * request, as production does, until one is elected or it leads itself), then duplicate reply, admission and the
+ * proposal (SimLeaseNode.write, sim-leases.ts).
  * Client ↔ master links take `clientLinkMs` each way and are otherwise reliable; faults reach the client through the
  * masters (crashes, pauses, partitions among them).
  */
 import { ErrorCode, MooringError } from '../../errors.js';
 import type { ClientConnection, ClientEnv } from '../../client/leader-client.js';
-import type { Command, Result } from '../../statemachine/commands.js';
+import type { Result } from '../../statemachine/commands.js';
+import type { ClientCommand } from '../../master/rpc-methods.js';
 import type { SeededRng } from '../../util/rng.js';
 import type { SimScheduler } from './scheduler.js';
 import type { SimMasterHost } from './sim-master.js';
@@ -23,14 +25,17 @@ export function simEndpoint(id: string): string {
   return `${id}:1`;
 }
 
-/** A remove as the RPC surface serves it on `host`: gate (park or NOT_LEADER), then admission and the proposal. */
-async function serveRemove(host: SimMasterHost, args: Record<string, unknown>): Promise<Result> {
+/** The write methods the simulated masters serve; the arguments are the command itself (with clientId and seq). */
+const simWriteMethods = new Set(['remove', 'putStart', 'putEnd', 'batchPutStart', 'batchPutEnd']);
+
+/** A write as the RPC surface serves it on `host`: gate (park or NOT_LEADER), then admission and the proposal. */
+async function serveWrite(host: SimMasterHost, args: Record<string, unknown>): Promise<Result> {
   const lease = host.lease;
   if (lease === null) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'master is starting');
   const avoid = typeof args.avoidLeader === 'string' ? args.avoidLeader : null;
   await lease.gate.leaderOrPark(avoid);
   const { avoidLeader: _a, ...command } = args;
-  return lease.remove(command as unknown as Extract<Command, { type: 'Remove' }> & { seq: number });
+  return lease.write(command as unknown as ClientCommand & { seq: number });
 }
 
 export function simClientEnv(sched: SimScheduler, rng: SeededRng, hosts: readonly SimMasterHost[]): ClientEnv {
@@ -61,17 +66,19 @@ export function simClientEnv(sched: SimScheduler, rng: SeededRng, hosts: readonl
             return;
           }
           connected = true;
-          if (method !== 'remove') {
-            finish(() => reject(new MooringError(ErrorCode.INVALID_ARGUMENT, `the simulated master serves remove only, not ${method}`)));
+          if (!simWriteMethods.has(method)) {
+            finish(() => reject(new MooringError(ErrorCode.INVALID_ARGUMENT, `the simulated master does not serve ${method}`)));
             return;
           }
+          // As on the wire: each attempt carries its own copy (admission adds leader-only fields to the command).
+          const request = structuredClone(args) as Record<string, unknown>;
           // Delivered on the master's clock: held while it is paused, never run if it crashes first.
           sched.after(clientLinkMs, () => host.clock.schedule(0, () => {
             if (!host.up) return;
             // The answer leaves only from the incarnation that took the request, and not while it is paused.
             let outcome: () => void = () => {};
             const send = host.clock.guard(() => finish(outcome));
-            serveRemove(host, args as Record<string, unknown>).then(
+            serveWrite(host, request).then(
               (r) => { outcome = () => (r.ok ? resolve(r.value as T) : reject(MooringError.fromWire(r.error))); send(); },
               (e: unknown) => { outcome = () => reject(e instanceof MooringError ? e : new MooringError(ErrorCode.INTERNAL, String(e))); send(); },
             );

@@ -17,7 +17,8 @@
  * written at admission), for the check in `LeaseLedger.check`. Nothing here reads a real clock or draws randomness.
  */
 import { ErrorCode, MooringError } from '../../errors.js';
-import { admitAndHold } from '../../master/admission.js';
+import { admitAndHold, refusableByLease } from '../../master/admission.js';
+import type { ClientCommand } from '../../master/rpc-methods.js';
 import { decodeKeys, leaseGrantingHandler, maxFollowerLeaseVoters, replicaRead } from '../../master/follower-reads.js';
 import { FollowerLeaseCover } from '../../master/follower-lease-cover.js';
 import type { LeaderContact } from '../../master/leader-contact.js';
@@ -255,13 +256,22 @@ export class SimLeaseNode {
   }
 
   /** Remove as the RPC surface admits it (rpc-surface.ts handleWrite); throws to be retried, or OBJECT_HAS_LEASE. */
-  async remove(command: Extract<Command, { type: 'Remove' }> & { seq: number }): Promise<Result> {
+  remove(command: Extract<Command, { type: 'Remove' }> & { seq: number }): Promise<Result> {
+    return this.write(command);
+  }
+
+  /**
+   * A client write as the RPC surface handles it (rpc-surface.ts handleWrite): the duplicate reply, the wait for the
+   * lease collection (writes a lease can refuse), admission and its hold, the applied reply after a read barrier when
+   * admission refuses, the proposal. Throws NOT_LEADER (retry elsewhere) or the admission's refusal.
+   */
+  async write(command: ClientCommand & { seq: number }): Promise<Result> {
     const raft = this.raft;
     if (!raft.isLeader) throw new MooringError(ErrorCode.NOT_LEADER, 'not the leader');
     const session = `${command.clientId}#${command.seq}`;
     const dup = this.duplicateReply(command, session);
     if (dup !== undefined) return this.gate.whileLeading(dup);
-    if (this.sync.learning && this.ledger.fault !== 'no-collection') await this.gate.whileLeading(this.sync.learned(leaseWaitMs(this.electionTimeoutMs)));
+    if (this.sync.learning && refusableByLease(command) && this.ledger.fault !== 'no-collection') await this.gate.whileLeading(this.sync.learned(leaseWaitMs(this.electionTimeoutMs)));
     if (!raft.isLeader) throw new MooringError(ErrorCode.NOT_LEADER, 'stopped leading');
     let hold: Hold;
     try {

@@ -25,8 +25,9 @@ import { simClientEnv, simEndpoint } from './sim-client.js';
 export type ObjectOp = 'putStart' | 'putEnd' | 'remove' | 'get';
 export type ObjectState = 'absent' | 'pending' | 'complete';
 /**
- * Output: whether the master answered ok (replica lists and error codes are not modelled); `refused`: a Remove
- * refused by a read lease (OBJECT_HAS_LEASE, a definite refusal: it had no effect).
+ * Output: whether the master answered ok (replica lists and error codes are not modelled); `refused`: refused
+ * before it was proposed — a Remove by a read lease (OBJECT_HAS_LEASE), or, through production's client, any write
+ * no leader took (a definite NOT_LEADER, BUSY, ...): it had no effect.
  */
 export type ObjectOutput = { ok: boolean; refused?: boolean };
 
@@ -47,7 +48,7 @@ export const objectModel: Model<ObjectState, ObjectOp, ObjectOutput> = {
       case 'get': ok = s === 'complete'; break;
     }
     if (out === undefined) return [true, next]; // unknown outcome: it took effect
-    if (out.refused === true) return [op === 'remove' && !out.ok, s];
+    if (out.refused === true) return [!out.ok, s];
     return [out.ok === ok, next];
   },
   hash: (s) => s,
@@ -64,11 +65,11 @@ export interface WorkloadOptions {
   /** Attempts per operation before its outcome is recorded as unknown. */
   maxAttempts: number;
   /**
-   * Removes go through production's client (callWithRetry: hedges, hints, parking; sim-client.ts) instead of this
-   * workload's own retry loop. Lease runs only. Off by default: the seed-pinned regression tests were found with
-   * the workload's own loop and its timings.
+   * Writes (PutStart, PutEnd, Remove and the batch forms) go through production's client (callWithRetry: hedges,
+   * hints, parking; sim-client.ts) instead of this workload's own retry loop. Lease runs only. Off by default: the
+   * seed-pinned regression tests were found with the workload's own loop and its timings.
    */
-  removesThroughClient?: boolean;
+  writesThroughClient?: boolean;
 }
 
 export const defaultWorkload: WorkloadOptions = { clients: 3, keys: 4, thinkMs: 40, attemptTimeoutMs: 2_000, maxAttempts: 6 };
@@ -105,14 +106,14 @@ export class Workload {
 
   /** Follower reads served under a lease cover (no grant asked of the leader: follower-lease-cover.ts). */
   coveredReads = 0;
-  /** Removes that went through production's client (removesThroughClient). */
-  clientRemoves = 0;
+  /** Writes that went through production's client (writesThroughClient). */
+  clientWrites = 0;
   /** Removes answered OBJECT_HAS_LEASE. */
   refusedByLease = 0;
   /** The last answer a client got (for explaining a failed probe). */
   lastResult: Result | null = null;
   private running = 0;
-  /** Each client's LeaderPool for the removes that go through production's client (lease runs). */
+  /** Each client's LeaderPool for the writes that go through production's client (lease runs). */
   private readonly pools = new Map<string, LeaderPool>();
 
   constructor(
@@ -182,7 +183,17 @@ export class Workload {
     const rec: Operation<ObjectOp, ObjectOutput> = { clientId, op, key, input: op, call: this.sched.now };
     this.history.push(rec);
     const epoch = op === 'get' ? undefined : await this.session(clientId);
-    if (op === 'remove' && this.ledger !== null && this.opts.removesThroughClient === true) return this.removeThroughClient(rec, clientId, seq, key, epoch);
+    if (op !== 'get' && this.ledger !== null && this.opts.writesThroughClient === true) {
+      const r = await this.throughClient(clientId, op, { ...command(clientId, seq, op, key), ...(epoch !== undefined ? { epoch } : {}) });
+      if (r.kind === 'unknown') {
+        this.unknown++;
+        return undefined;
+      }
+      rec.output = r.kind === 'ok' ? { ok: true } : r.kind === 'answer' ? { ok: false } : { ok: false, refused: true };
+      rec.return = this.sched.now;
+      if (r.kind !== 'refused') this.acked.push({ clientId, seq });
+      return r.kind === 'ok';
+    }
     for (let attempt = 0; attempt < this.opts.maxAttempts; attempt++) {
       // Reads go to any live node (follower reads; with leases every other attempt to the believed leader: a
       // follower of more than three voters sends leased reads there), writes to the believed leader.
@@ -215,45 +226,31 @@ export class Workload {
   }
 
   /**
-   * A remove through production's client (callWithRetry over this client's LeaderPool, sim-client.ts): hedges,
-   * NOT_LEADER hints, parking at followers, and its rules for which errors are definite. What it answers is what an
-   * application would be told: success, a definite refusal (a lease: no effect), a definite answer of the state
-   * machine, or an unknown outcome.
+   * A write through production's client (callWithRetry over this client's LeaderPool, sim-client.ts): hedges,
+   * NOT_LEADER hints, parking at followers, and its rules for which errors are definite. Its answer is what an
+   * application would be told: success (`ok`), a state machine's answer sealed for the seq (`answer`), a refusal
+   * before proposing — a lease, no leader reached — (`refused`: no effect), or an unknown outcome.
    */
-  private async removeThroughClient(rec: Operation<ObjectOp, ObjectOutput>, clientId: string, seq: number, key: string, epoch?: number): Promise<boolean | undefined> {
+  private async throughClient(clientId: string, method: string, cmd: Command): Promise<{ kind: 'ok'; value: unknown } | { kind: 'answer' | 'refused'; error: MooringError } | { kind: 'unknown' }> {
     let pool = this.pools.get(clientId);
     if (pool === undefined) {
       pool = new LeaderPool({ endpoints: this.hosts.map((h) => simEndpoint(h.id)), clusterId: 'sim', nodeId: clientId, env: simClientEnv(this.sched, this.rng.fork(), this.hosts) });
       this.pools.set(clientId, pool);
     }
-    this.clientRemoves++;
-    const args = { type: 'Remove', clientId, seq, key, ...(epoch !== undefined ? { epoch } : {}) };
+    this.clientWrites++;
     const retry = { deadlineMs: this.opts.attemptTimeoutMs * this.opts.maxAttempts, attemptTimeoutMs: this.opts.attemptTimeoutMs };
     try {
-      await callWithRetry(pool, 'remove', args, { write: true, avoidLeaderArg: true, retry });
-      rec.output = { ok: true };
+      return { kind: 'ok', value: await callWithRetry(pool, method, cmd as unknown as Record<string, unknown>, { write: true, avoidLeaderArg: true, retry }) };
     } catch (err) {
       const e = err instanceof MooringError ? err : new MooringError(ErrorCode.INTERNAL, String(err));
-      if (!e.definite) {
-        this.unknown++;
-        return undefined;
-      }
-      const refused = e.code === ErrorCode.OBJECT_HAS_LEASE;
-      if (refused) this.refusedByLease++;
-      const expired = e.code === ErrorCode.SESSION_EXPIRED;
-      if (expired) this.sessionExpired++;
-      // A definite error that is not the state machine's answer (no master reachable, NOT_LEADER to the end, BUSY):
-      // nothing applied; the history records it as a refusal like a lease's.
-      const stateAnswer = !refused && !expired && !isRetryable(e.code);
+      if (!e.definite) return { kind: 'unknown' };
       this.lastResult = { ok: false, error: e.toWire() };
-      rec.output = stateAnswer ? { ok: false } : { ok: false, refused: true };
-      rec.return = this.sched.now;
-      if (stateAnswer) this.acked.push({ clientId, seq });
-      return false;
+      if (e.code === ErrorCode.OBJECT_HAS_LEASE) this.refusedByLease++;
+      // Never in a run (nothing expires a client): counted as a violation, recorded as no effect.
+      if (e.code === ErrorCode.SESSION_EXPIRED) this.sessionExpired++;
+      const refused = e.code === ErrorCode.OBJECT_HAS_LEASE || e.code === ErrorCode.SESSION_EXPIRED || isRetryable(e.code);
+      return { kind: refused ? 'refused' : 'answer', error: e };
     }
-    rec.return = this.sched.now;
-    this.acked.push({ clientId, seq });
-    return true;
   }
 
   /**
@@ -268,6 +265,20 @@ export class Workload {
     const cmd: Command = op === 'putStart'
       ? { type: 'BatchPutStart', clientId, seq, ...ep, items: keys.map((key) => ({ key, size: 1024, replicaNum: 1 })) }
       : { type: 'BatchPutEnd', clientId, seq, ...ep, keys };
+    if (this.ledger !== null && this.opts.writesThroughClient === true) {
+      const r = await this.throughClient(clientId, op === 'putStart' ? 'batchPutStart' : 'batchPutEnd', cmd);
+      if (r.kind === 'unknown') {
+        this.unknown++;
+        return;
+      }
+      const items = r.kind === 'ok' && Array.isArray(r.value) ? (r.value as Result[]) : null;
+      recs.forEach((rec, i) => {
+        rec.output = r.kind === 'refused' ? { ok: false, refused: true } : { ok: items?.[i]?.ok === true };
+        rec.return = this.sched.now;
+      });
+      if (r.kind !== 'refused') this.acked.push({ clientId, seq });
+      return;
+    }
     for (let attempt = 0; attempt < this.opts.maxAttempts; attempt++) {
       const host = this.pickHost(attempt);
       const r = host === null ? 'retry' : await this.attemptCommand(host, cmd);
