@@ -132,6 +132,9 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
     const indefinite = f.unknown && !unknownCodes.has(f.code);
     const k = `${op}:${f.code}${indefinite ? '(indefinite)' : ''}`;
     errors[k] = (errors[k] ?? 0) + 1;
+    // A busy client's session should never expire: when one does, the timeline says when (the masters' logs name the
+    // client they expired), so the run can be lined up with the logs.
+    if (f.code === ErrorCode.SESSION_EXPIRED) mark(`client ${String(rec.clientId)}: ${op} of ${rec.key} refused SESSION_EXPIRED (${e instanceof Error ? e.message : String(e)})`);
     return indefinite ? ErrorCode.OUTCOME_UNKNOWN : f.code;
   };
   const history: Operation<StoreInput, StoreOutput>[] = [];
