@@ -18,6 +18,7 @@ import { describe, expect, it } from 'vitest';
 import { ErrorCode, MooringError } from '../../src/errors.js';
 import { LeaderPool, callWithRetry, type ClientConnection, type ClientEnv, type RetryPolicy } from '../../src/client/leader-client.js';
 import { SimScheduler } from '../../src/testing/fullnode/scheduler.js';
+import { virtualClientEnv } from '../../src/testing/fullnode/sim-client.js';
 import { SeededRng } from '../../src/util/rng.js';
 
 const endpoints = ['e0:1', 'e1:1', 'e2:1'];
@@ -118,37 +119,24 @@ class ScriptedMasters {
 
 /** The pool's surroundings on the scheduler's virtual time, with the scripted masters behind every connection. */
 function simEnv(sched: SimScheduler, rng: SeededRng, masters: ScriptedMasters): ClientEnv {
-  return {
-    now: () => sched.now,
-    sleep: (ms) => new Promise((resolve) => sched.after(ms, resolve)),
-    race: <T>(promises: ReadonlyArray<Promise<T>> | Promise<T>, ms: number) => new Promise<T | null>((resolve, reject) => {
-      let done = false;
-      sched.after(ms, () => { if (!done) { done = true; resolve(null); } });
-      for (const p of promises instanceof Promise ? [promises] : promises) {
-        p.then((v) => { if (!done) { done = true; resolve(v); } }, (e: unknown) => { if (!done) { done = true; reject(e); } });
-      }
-    }),
-    random: () => rng.nextFloat(),
-    connect: (endpoint): ClientConnection => {
-      let connected = false;
-      return {
-        get connected() { return connected; },
-        call: <T>(_method: string, _args?: unknown, opts: { timeoutMs?: number } = {}) => new Promise<T>((resolve, reject) => {
-          let done = false;
-          sched.after(opts.timeoutMs ?? 1_000, () => { if (!done) { done = true; reject(new MooringError(ErrorCode.TIMEOUT, `request to ${endpoint} timed out`)); } });
-          masters.serve(endpoint).then(
-            (v) => { connected = true; if (!done) { done = true; resolve(v as T); } },
-            (e: unknown) => {
-              if (!(e instanceof MooringError && /^cannot connect/.test(e.message))) connected = true;
-              if (!done) { done = true; reject(e); }
-            },
-          );
-        }),
-        close: async () => {},
-      };
-    },
-    close: () => {},
-  };
+  return virtualClientEnv(sched, rng, (endpoint): ClientConnection => {
+    let connected = false;
+    return {
+      get connected() { return connected; },
+      call: <T>(_method: string, _args?: unknown, opts: { timeoutMs?: number } = {}) => new Promise<T>((resolve, reject) => {
+        let done = false;
+        sched.after(opts.timeoutMs ?? 1_000, () => { if (!done) { done = true; reject(new MooringError(ErrorCode.TIMEOUT, `request to ${endpoint} timed out`)); } });
+        masters.serve(endpoint).then(
+          (v) => { connected = true; if (!done) { done = true; resolve(v as T); } },
+          (e: unknown) => {
+            if (!(e instanceof MooringError && /^cannot connect/.test(e.message))) connected = true;
+            if (!done) { done = true; reject(e); }
+          },
+        );
+      }),
+      close: async () => {},
+    };
+  });
 }
 
 /** Sealed answers of the state machine: definite, and the write applied with them. */

@@ -38,8 +38,11 @@ async function serveWrite(host: SimMasterHost, args: Record<string, unknown>): P
   return lease.write(command as unknown as ClientCommand & { seq: number });
 }
 
-export function simClientEnv(sched: SimScheduler, rng: SeededRng, hosts: readonly SimMasterHost[]): ClientEnv {
-  const byEndpoint = new Map(hosts.map((h) => [simEndpoint(h.id), h]));
+/**
+ * A client's clock, timers and randomness on the scheduler's virtual time (seeded), with connections from `connect`:
+ * the simulated masters here, scripted ones in test/client/retry-property.test.ts.
+ */
+export function virtualClientEnv(sched: SimScheduler, rng: SeededRng, connect: (endpoint: string) => ClientConnection): ClientEnv {
   return {
     now: () => sched.now,
     sleep: (ms) => new Promise((resolve) => sched.after(ms, resolve)),
@@ -51,42 +54,47 @@ export function simClientEnv(sched: SimScheduler, rng: SeededRng, hosts: readonl
       }
     }),
     random: () => rng.nextFloat(),
-    connect: (endpoint): ClientConnection => {
-      const host = byEndpoint.get(endpoint);
-      let connected = false;
-      return {
-        get connected() { return connected; },
-        call: <T>(method: string, args?: unknown, opts: { timeoutMs?: number } = {}) => new Promise<T>((resolve, reject) => {
-          let done = false;
-          const finish = (fn: () => void): void => sched.after(clientLinkMs, () => { if (!done) { done = true; fn(); } });
-          sched.after(opts.timeoutMs ?? 1_000, () => { if (!done) { done = true; reject(new MooringError(ErrorCode.TIMEOUT, `request to ${endpoint} timed out`)); } });
-          if (host === undefined || !host.up) {
-            // Nothing listens: refused before the request left.
-            finish(() => reject(new MooringError(ErrorCode.UNAVAILABLE, `cannot connect to ${endpoint}`)));
-            return;
-          }
-          connected = true;
-          if (!simWriteMethods.has(method)) {
-            finish(() => reject(new MooringError(ErrorCode.INVALID_ARGUMENT, `the simulated master does not serve ${method}`)));
-            return;
-          }
-          // As on the wire: each attempt carries its own copy (admission adds leader-only fields to the command).
-          const request = structuredClone(args) as Record<string, unknown>;
-          // Delivered on the master's clock: held while it is paused, never run if it crashes first.
-          sched.after(clientLinkMs, () => host.clock.schedule(0, () => {
-            if (!host.up) return;
-            // The answer leaves only from the incarnation that took the request, and not while it is paused.
-            let outcome: () => void = () => {};
-            const send = host.clock.guard(() => finish(outcome));
-            serveWrite(host, request).then(
-              (r) => { outcome = () => (r.ok ? resolve(r.value as T) : reject(MooringError.fromWire(r.error))); send(); },
-              (e: unknown) => { outcome = () => reject(e instanceof MooringError ? e : new MooringError(ErrorCode.INTERNAL, String(e))); send(); },
-            );
-          }));
-        }),
-        close: async () => {},
-      };
-    },
+    connect,
     close: () => {},
   };
+}
+
+export function simClientEnv(sched: SimScheduler, rng: SeededRng, hosts: readonly SimMasterHost[]): ClientEnv {
+  const byEndpoint = new Map(hosts.map((h) => [simEndpoint(h.id), h]));
+  return virtualClientEnv(sched, rng, (endpoint): ClientConnection => {
+    const host = byEndpoint.get(endpoint);
+    let connected = false;
+    return {
+      get connected() { return connected; },
+      call: <T>(method: string, args?: unknown, opts: { timeoutMs?: number } = {}) => new Promise<T>((resolve, reject) => {
+        let done = false;
+        const finish = (fn: () => void): void => sched.after(clientLinkMs, () => { if (!done) { done = true; fn(); } });
+        sched.after(opts.timeoutMs ?? 1_000, () => { if (!done) { done = true; reject(new MooringError(ErrorCode.TIMEOUT, `request to ${endpoint} timed out`)); } });
+        if (host === undefined || !host.up) {
+          // Nothing listens: refused before the request left.
+          finish(() => reject(new MooringError(ErrorCode.UNAVAILABLE, `cannot connect to ${endpoint}`)));
+          return;
+        }
+        connected = true;
+        if (!simWriteMethods.has(method)) {
+          finish(() => reject(new MooringError(ErrorCode.INVALID_ARGUMENT, `the simulated master does not serve ${method}`)));
+          return;
+        }
+        // As on the wire: each attempt carries its own copy (admission adds leader-only fields to the command).
+        const request = structuredClone(args) as Record<string, unknown>;
+        // Delivered on the master's clock: held while it is paused, never run if it crashes first.
+        sched.after(clientLinkMs, () => host.clock.schedule(0, () => {
+          if (!host.up) return;
+          // The answer leaves only from the incarnation that took the request, and not while it is paused.
+          let outcome: () => void = () => {};
+          const send = host.clock.guard(() => finish(outcome));
+          serveWrite(host, request).then(
+            (r) => { outcome = () => (r.ok ? resolve(r.value as T) : reject(MooringError.fromWire(r.error))); send(); },
+            (e: unknown) => { outcome = () => reject(e instanceof MooringError ? e : new MooringError(ErrorCode.INTERNAL, String(e))); send(); },
+          );
+        }));
+      }),
+      close: async () => {},
+    };
+  });
 }
