@@ -337,7 +337,7 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
     const r = await env.race(inflight.size === 1 ? inflight.values().next().value! : [...inflight.values()], waitMs);
     if (r === null) {
       // Silent: hedge to another endpoint (each at most once in flight), telling it which one was silent.
-      if (hedge && attempts < p.maxAttempts) {
+      if (hedge && refusal === null && attempts < p.maxAttempts) {
         const busy = new Set(inflight.keys());
         const other = pool.target(busy, env.now());
         if (other !== null && !busy.has(other)) {

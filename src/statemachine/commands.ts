@@ -9,7 +9,7 @@
  * pure functions (planClientExpiry, planReclaim, planEviction, planDrain) and re-checked at apply time.
  */
 import { ErrorCode, MooringError } from '../errors.js';
-import type { WireError } from '../errors.js';
+import type { MooringErrorOptions, WireError } from '../errors.js';
 import * as L from './limits.js';
 
 export type Protocol = 'shm' | 'tcp' | 'rdma';
@@ -190,8 +190,9 @@ export function okResult<T>(value: T): Result<T> {
   return { ok: true, value };
 }
 
-export function errResult(code: ErrorCode, message?: string): Result<never> {
-  return { ok: false, error: new MooringError(code, message).toWire() };
+/** A refusal as a result: it only travels as a reply, so it is built without a stack (MooringError.replyOnly). */
+export function errResult(code: ErrorCode, message?: string, options?: MooringErrorOptions): Result<never> {
+  return { ok: false, error: MooringError.replyOnly(code, message, options).toWire() };
 }
 
 // ---------------------------------------------------------------- validation

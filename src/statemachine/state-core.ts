@@ -191,7 +191,7 @@ export class StateCore {
       const c = this.clients.get(cmd.clientId);
       if (c !== undefined && seq <= c.retiredSeq) {
         // Not applied now, but the write's first attempt may have been (its reply left the window): not definite.
-        return { ok: false, error: new MooringError(ErrorCode.INVALID_ARGUMENT, `seq ${seq} is older than the reply window of client ${cmd.clientId}; an earlier attempt of it may have applied`, { definite: false }).toWire() };
+        return errResult(ErrorCode.INVALID_ARGUMENT, `seq ${seq} is older than the reply window of client ${cmd.clientId}; an earlier attempt of it may have applied`, { definite: false });
       }
     }
     this.touchClient(cmd.clientId);

@@ -167,6 +167,8 @@ async function runFullNode(args: Args): Promise<void> {
   /** Seeds where an injected corruption of the last batch was cut as a torn tail (the torn-vs-corrupt ambiguity). */
   const recoveredSeeds: number[] = [];
   const failing: number[] = [];
+  /** The command that replays `seed` with this run's options. */
+  const replay = (seed: number): string => `replay: npm run sim -- --full-node --seed ${seed}${args.clientWrites ? ' --client-writes' : ''}${args.leaseFault !== null ? ` --lease-fault ${args.leaseFault}` : ''}`;
   for (const seed of seeds) {
     const schedule = fullScheduleForSeed(seed);
     let r: FullRunResult;
@@ -175,7 +177,7 @@ async function runFullNode(args: Args): Promise<void> {
     } catch (e) {
       totals.violations++;
       failing.push(seed);
-      process.stderr.write(`seed ${seed} threw: ${(e as Error).stack}\nschedule: ${JSON.stringify(schedule)}\nreplay: npm run sim -- --full-node --seed ${seed}${args.clientWrites ? ' --client-writes' : ''}${args.leaseFault !== null ? ` --lease-fault ${args.leaseFault}` : ''}\n\n`);
+      process.stderr.write(`seed ${seed} threw: ${(e as Error).stack}\nschedule: ${JSON.stringify(schedule)}\n${replay(seed)}\n\n`);
       continue;
     }
     if (r.violations.length > 0) totals.violations++;
@@ -196,7 +198,7 @@ async function runFullNode(args: Args): Promise<void> {
     seen.maxRecoveryMs = Math.max(seen.maxRecoveryMs, r.recoveryMs);
     if (r.violations.length > 0 || !r.linearizable || r.lostAcked > 0 || !r.livenessOk) {
       failing.push(seed);
-      process.stderr.write(`${describeFullFailure(seed, schedule, r)}\nreplay: npm run sim -- --full-node --seed ${seed}${args.clientWrites ? ' --client-writes' : ''}${args.leaseFault !== null ? ` --lease-fault ${args.leaseFault}` : ''}\n\n`);
+      process.stderr.write(`${describeFullFailure(seed, schedule, r)}\n${replay(seed)}\n\n`);
     } else if (args.verbose) {
       process.stderr.write(`seed ${seed} ok trace ${r.traceHash} ops ${r.operations} events ${r.events} recovery ${r.recoveryMs} ms\n`);
     }

@@ -58,9 +58,9 @@ const unknownCodes = new Set<string>([
 
 /**
  * The code an operation failed with, and whether its outcome is unknown (it may have taken effect): an unknown code,
- * or the client's own word (`definite: false`: SESSION_EXPIRED on a retry, src/master/client.ts). Counted as a
- * definite failure, a remove whose first attempt applied before its session expired made a later read of null look
- * non-linearizable (seed 594420692, 10 min).
+ * or the client's own word (`definite: false`: SESSION_EXPIRED on a retry, src/master/client.ts; a lease refusal with
+ * an attempt of unknown fate, src/client/leader-client.ts). A definite failure that had applied makes a later read
+ * look non-linearizable.
  */
 export function failureOf(e: unknown): { code: ErrorCode; unknown: boolean } {
   let code: ErrorCode = e instanceof MooringError ? e.code : ErrorCode.INTERNAL;
