@@ -85,6 +85,10 @@ export class MasterStateMachine implements RaftStateMachine {
     return { index: this.appliedIndex(), chunks: this.state.createSnapshot() };
   }
 
+  onFailure(listener: (err: unknown) => void): void {
+    this.state.onFailure(listener);
+  }
+
   async restore(index: number, chunks: AsyncIterable<Uint8Array>): Promise<void> {
     await this.state.installSnapshot(chunks);
     assert(this.appliedIndex() === index, `restored snapshot is at ${this.appliedIndex()}, expected ${index}`);

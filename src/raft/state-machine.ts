@@ -37,4 +37,10 @@ export interface RaftStateMachine {
    * exactly as snapshot() produced them: same boundaries, same order.
    */
   restore(index: number, chunks: AsyncIterable<Uint8Array>): Promise<void>;
+  /**
+   * Optional, for a state machine that persists behind its applies: calls `listener` (once) when that persistence
+   * fails. The node crash-stops at once instead of at its next apply, which on an idle cluster could be much later
+   * (a leader with a broken store kept serving reads and leases for ~20 s in one jepsen run).
+   */
+  onFailure?(listener: (err: unknown) => void): void;
 }

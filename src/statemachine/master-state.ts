@@ -70,6 +70,7 @@ export class MasterState implements StateView {
    */
   private openWrite: OpenWrite | null = null;
   private broken: unknown = null;
+  private readonly failureListeners: Array<(err: unknown) => void> = [];
   private closed = false;
 
   private constructor(
@@ -173,11 +174,30 @@ export class MasterState implements StateView {
     const p = this.chain.then(fn);
     this.chain = p.then(
       () => undefined,
-      (e: unknown) => {
-        this.broken ??= e;
-      },
+      (e: unknown) => this.markBroken(e),
     );
     return p;
+  }
+
+  /**
+   * Calls `listener` once when a store write (or any queued store work) fails: the state is then unusable until it is
+   * reopened from disk. A write behind an apply that already resolved (`waitForWrite: false`) fails with no caller to
+   * tell, so the driver listens here to stop the node at once (RaftStateMachine.onFailure).
+   */
+  onFailure(listener: (err: unknown) => void): void {
+    if (this.broken !== null) {
+      const e = this.broken;
+      queueMicrotask(() => listener(e));
+      return;
+    }
+    this.failureListeners.push(listener);
+  }
+
+  private markBroken(e: unknown): void {
+    if (this.broken !== null) return;
+    this.broken = e;
+    const listeners = this.failureListeners.splice(0);
+    for (const l of listeners) l(e);
   }
 
   /**
@@ -198,7 +218,7 @@ export class MasterState implements StateView {
       results = entries.map((e) => this.core.apply(e));
     } catch (e) {
       // Only a bug gets here (bad commands become error results): memory may now be ahead of the store.
-      this.broken = e;
+      this.markBroken(e);
       throw e;
     }
     const written = this.queueChanges();
@@ -351,7 +371,7 @@ export class MasterState implements StateView {
       } catch (e) {
         if (e instanceof MooringError && e.code === ErrorCode.INVALID_ARGUMENT) {
           // The store now holds a partial restore (marked as such): keep the old state in memory unusable.
-          this.broken = e;
+          this.markBroken(e);
         }
         throw e;
       }

@@ -51,6 +51,29 @@ async function withHeldWrite(dir: string, segBytes: number, seen: (dirtyObjects:
 }
 
 describe('MasterState writes behind the apply', () => {
+  it('reports a failed write behind an apply to its failure listeners, once, with no later call needed', async () => {
+    const t = await tempDir();
+    try {
+      const a = await MasterState.open(t.dir);
+      const seen: unknown[] = [];
+      a.onFailure((e) => seen.push(e));
+      await a.applyBatch([{ index: 1, timeMs: 1, command: { type: 'MountSegment', clientId: 'n', segment: seg('s', 1 << 24) } }]);
+      expect(seen).toEqual([]);
+      await storeOf(a).db.close(); // LevelDB refuses the next write
+      await a.applyBatch(puts(2, 3, 'x'), { waitForWrite: false });
+      await a.applyBatch(puts(5, 3, 'x'), { waitForWrite: false }).catch(() => undefined);
+      await a.flush().catch(() => undefined);
+      expect(seen).toHaveLength(1);
+      expect(seen[0]).toMatchObject({ code: 'STORAGE_FAILED', message: 'state store write failed' });
+      // A listener that comes after the failure still hears of it.
+      const late = await new Promise<unknown>((resolve) => a.onFailure(resolve));
+      expect(late).toBe(seen[0]);
+      await a.close().catch(() => undefined);
+    } finally {
+      await t.cleanup();
+    }
+  });
+
   it('a snapshot taken while applies run ahead of the writes is exactly the state at its index', async () => {
     const t = await tempDir();
     const t2 = await tempDir();

@@ -115,6 +115,11 @@ export class RaftNode extends EventEmitter {
       loop: this.loop, proposals: this.proposals, reads: this.reads, applier: this.applier,
       membership: this.membership, peers: this.peers, sender: this.sender, receiver: this.receiver,
     };
+    // A state machine that persists behind its applies reports a failed write here: stop now, not at the next apply.
+    fx.stateMachine.onFailure?.((err) => {
+      if (ctx.stopped) return; // a write failing during a graceful stop: the state is reopened from disk anyway
+      this.crash(new MooringError(ErrorCode.STORAGE_FAILED, `the state machine's storage failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
+    });
   }
 
   /**
