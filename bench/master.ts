@@ -24,7 +24,7 @@ import { performance } from 'node:perf_hooks';
 import { MasterClient } from '../src/master/client.js';
 import { LocalCluster } from '../src/cli/local-cluster.js';
 import { closedLoop, type LoadResult } from './lib/load.js';
-import { appendResults, machineInfo, parseArgs, percentile, processCpuMs, round, sleep, table } from './lib/report.js';
+import { appendResults, machineInfo, parseArgs, percentile, processCpuMs, processCpuSplitMs, processWakeups, round, sleep, table } from './lib/report.js';
 
 const args = parseArgs();
 const seconds = args.num('seconds', 5);
@@ -48,7 +48,7 @@ const cluster = await LocalCluster.create({
 
 interface Session { id: string; seq: number; conn: MasterClient }
 
-interface MasterShare { id: string; role: string; keys: number; share: number; cpuMs: number; cpuUsPerKey: number; marginalUsPerKey: number }
+interface MasterShare { id: string; role: string; keys: number; share: number; cpuMs: number; sysShare: number; wakeupsPerBatch: number; cpuUsPerKey: number; marginalUsPerKey: number }
 /** Each master's CPU ms per second with no client load (heartbeats, timers), measured once before the read cases. */
 let idleCpuMsPerSec: number[] | null = null;
 const perMasterDetail: Record<string, MasterShare[]> = {};
@@ -147,10 +147,14 @@ async function perMaster(run: () => Promise<LoadResult>): Promise<{ load: LoadRe
   const t0 = performance.now();
   const reads0 = await Promise.all(nodes.map((n) => batchReadsServed(n.ports.http)));
   const covers0 = await followerLeaseKeys();
-  const cpu0 = nodes.map((n) => processCpuMs(n.proc?.pid));
+  const split0 = nodes.map((n) => processCpuSplitMs(n.proc?.pid));
+  const wake0 = nodes.map((n) => processWakeups(n.proc?.pid));
   const client0 = processCpuMs(process.pid);
   const load = await run();
-  const cpu1 = nodes.map((n) => processCpuMs(n.proc?.pid));
+  const split1 = nodes.map((n) => processCpuSplitMs(n.proc?.pid));
+  const wake1 = nodes.map((n) => processWakeups(n.proc?.pid));
+  const cpu0 = split0.map((c) => c.userMs + c.sysMs);
+  const cpu1 = split1.map((c) => c.userMs + c.sysMs);
   const clientCpuMs = processCpuMs(process.pid) - client0;
   const secs = (performance.now() - t0) / 1000;
   const reads1 = await Promise.all(nodes.map((n) => batchReadsServed(n.ports.http)));
@@ -163,7 +167,10 @@ async function perMaster(run: () => Promise<LoadResult>): Promise<{ load: LoadRe
     const marginalMs = Math.max(0, cpuMs - idleCpuMsPerSec![i]! * secs);
     const role = (id: string | null): string => (n.id === id ? 'leader' : 'follower');
     // A leader change during the case (spurious elections on a loaded machine) shows as "leader→follower".
-    return { id: n.id, role: leaderBefore === leaderNow ? role(leaderNow) : `${role(leaderBefore)}→${role(leaderNow)}`, keys: served[i]!, share: served[i]! / total, cpuMs, cpuUsPerKey: served[i]! > 0 ? round((cpuMs * 1000) / served[i]!, 2) : NaN, marginalUsPerKey: served[i]! > 0 ? round((marginalMs * 1000) / served[i]!, 2) : NaN };
+    const sysShare = cpuMs > 0 ? (split1[i]!.sysMs - split0[i]!.sysMs) / cpuMs : NaN;
+    // Wakeups per batch served: how often the process slept and was woken for its share (the costly part of a message).
+    const wakeupsPerBatch = served[i]! > 0 ? round(((wake1[i]! - wake0[i]!) * batchGetKeys) / served[i]!, 2) : NaN;
+    return { id: n.id, role: leaderBefore === leaderNow ? role(leaderNow) : `${role(leaderBefore)}→${role(leaderNow)}`, keys: served[i]!, share: served[i]! / total, cpuMs, sysShare, wakeupsPerBatch, cpuUsPerKey: served[i]! > 0 ? round((cpuMs * 1000) / served[i]!, 2) : NaN, marginalUsPerKey: served[i]! > 0 ? round((marginalMs * 1000) / served[i]!, 2) : NaN };
   });
   // The clients share the machine's cores with the masters: their CPU says whether they, not the masters, set the pace.
   const clientUsPerKey = round((clientCpuMs * 1000) / total, 2);
@@ -171,7 +178,7 @@ async function perMaster(run: () => Promise<LoadResult>): Promise<{ load: LoadRe
   const asked = covers1.asked - covers0.asked;
   const covered = covers1.covered - covers0.covered;
   const coverNote = asked + covered > 0 ? `; followers' keys under a lease cover ${round((100 * covered) / (asked + covered), 0)}%` : '';
-  const note = `${masters.map((x) => `${x.id} (${x.role}) ${round(x.share * 100, 0)}% at ${Number.isFinite(x.cpuUsPerKey) ? x.cpuUsPerKey : '-'} µs CPU/key`).join(', ')}; bench clients ${round(clientCpuMs / secs / 10, 0)}% of a core, ${clientUsPerKey} µs CPU/key${coverNote}`;
+  const note = `${masters.map((x) => `${x.id} (${x.role}) ${round(x.share * 100, 0)}% at ${Number.isFinite(x.cpuUsPerKey) ? x.cpuUsPerKey : '-'} µs CPU/key (kernel ${Number.isFinite(x.sysShare) ? round(x.sysShare * 100, 0) : '-'}%, ${Number.isFinite(x.wakeupsPerBatch) ? x.wakeupsPerBatch : '-'} wakeups/batch)`).join(', ')}; bench clients ${round(clientCpuMs / secs / 10, 0)}% of a core, ${clientUsPerKey} µs CPU/key${coverNote}`;
   return { load, masters, note };
 }
 

@@ -88,14 +88,20 @@ export const procClockTicksPerSec = 100;
 
 /** CPU time (user + system, ms) a process has used so far, from /proc (Linux); NaN when unreadable. */
 export function processCpuMs(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
+  const s = processCpuSplitMs(pid);
+  return s.userMs + s.sysMs;
+}
+
+/** A process's CPU ms so far, user and kernel apart (a message's cost on loopback is mostly kernel). NaN where /proc is missing. */
+export function processCpuSplitMs(pid: number | undefined): { userMs: number; sysMs: number } {
+  if (pid === undefined) return { userMs: NaN, sysMs: NaN };
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command name (which may contain spaces): state is field 3, utime 14, stime 15.
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(rest[11]) + Number(rest[12])) * 1000) / procClockTicksPerSec;
+    return { userMs: (Number(rest[11]) * 1000) / procClockTicksPerSec, sysMs: (Number(rest[12]) * 1000) / procClockTicksPerSec };
   } catch {
-    return NaN;
+    return { userMs: NaN, sysMs: NaN };
   }
 }
 
