@@ -23,6 +23,10 @@ export class FramedSocket {
   private outgoing: Uint8Array[] = [];
   private outgoingBytes = 0;
   private flushScheduled = false;
+  /** Frames sent in the current event-loop turn (since the last flush). */
+  private turnFrames = 0;
+  /** The last turn sent more than one frame: this connection is busy, so its first frame waits for the flush too. */
+  private deferFirst = false;
   /** When set, reading stops while the socket pushes back on our writes (a client that does not read its replies). */
   pauseReadsOnBackpressure = false;
 
@@ -90,13 +94,18 @@ export class FramedSocket {
    */
   send(bytes: Uint8Array): void {
     if (this.closed) return;
+    this.turnFrames++;
     if (!this.flushScheduled) {
-      // First frame of this turn goes out at once (no added latency for a lone call); the rest of the turn's
-      // frames wait for the flush and share one write.
       this.flushScheduled = true;
       setImmediate(() => this.flush());
-      this.writeOut(bytes);
-      return;
+      if (!this.deferFirst) {
+        // An idle connection's first frame of a turn goes out at once (no added latency for a lone call); the rest
+        // of the turn's frames wait for the flush and share one write. On a busy connection (the last turn had
+        // more than one) the first waits too: one write per turn instead of two (socket writes were ~20% of a
+        // loaded master's CPU).
+        this.writeOut(bytes);
+        return;
+      }
     }
     this.outgoing.push(bytes);
     this.outgoingBytes += bytes.byteLength;
@@ -104,6 +113,8 @@ export class FramedSocket {
 
   private flush(): void {
     this.flushScheduled = false;
+    this.deferFirst = this.turnFrames > 1;
+    this.turnFrames = 0;
     if (this.closed || this.outgoing.length === 0) return;
     const chunk = this.outgoing.length === 1 ? this.outgoing[0]! : Buffer.concat(this.outgoing, this.outgoingBytes);
     this.outgoing = [];
@@ -121,6 +132,10 @@ export class FramedSocket {
   /** Sends a last frame (best effort), then ends the connection. */
   endWith(bytes: Uint8Array | null, reason: Error | null): void {
     if (this.closed) return;
+    // Frames this turn queued for its flush go first (the flush does nothing once the socket is closed).
+    if (this.outgoing.length > 0 && !this.socket.destroyed) this.socket.write(Buffer.concat(this.outgoing, this.outgoingBytes));
+    this.outgoing = [];
+    this.outgoingBytes = 0;
     if (bytes !== null && !this.socket.destroyed) this.socket.end(bytes);
     else this.socket.end();
     // A peer that never reads must not hold the socket open.
