@@ -116,6 +116,11 @@ export interface WireError {
   definite?: boolean;
   /** For BUSY: how long the sender expects its queue to take to drain, in milliseconds. */
   retryAfterMs?: number;
+  /**
+   * A refusal the state machine recorded as the write's answer for its session seq (SealRefusal): no attempt of the
+   * write can apply after it, so it is definite even while other attempts are out.
+   */
+  sealed?: boolean;
 }
 
 export interface MooringErrorOptions {
@@ -125,6 +130,8 @@ export interface MooringErrorOptions {
   definite?: boolean;
   /** For BUSY: when to come back, in milliseconds. */
   retryAfterMs?: number;
+  /** Recorded by the state machine as the write's answer for its seq (WireError.sealed). */
+  sealed?: boolean;
   cause?: unknown;
 }
 
@@ -147,6 +154,8 @@ export class MooringError extends Error {
   readonly definite: boolean;
   /** For BUSY: how long the refusing node expects its queue to take to drain, in milliseconds. */
   readonly retryAfterMs: number | undefined;
+  /** A refusal sealed for the write's session seq (WireError.sealed): no attempt of the write applies after it. */
+  readonly sealed: boolean;
 
   constructor(code: ErrorCode, message?: string, options?: MooringErrorOptions) {
     super(message ?? humanMessages[code], options?.cause !== undefined ? { cause: options.cause } : undefined);
@@ -156,6 +165,7 @@ export class MooringError extends Error {
     this.leaderTerm = options?.leaderTerm;
     this.definite = options?.definite ?? !ambiguousCodes.has(code);
     this.retryAfterMs = options?.retryAfterMs;
+    this.sealed = options?.sealed === true;
   }
 
   /**
@@ -178,6 +188,7 @@ export class MooringError extends Error {
     if (this.leaderTerm !== undefined) wire.leaderTerm = this.leaderTerm;
     if (this.definite === ambiguousCodes.has(this.code)) wire.definite = this.definite;
     if (this.retryAfterMs !== undefined) wire.retryAfterMs = this.retryAfterMs;
+    if (this.sealed) wire.sealed = true;
     return wire;
   }
 
@@ -192,6 +203,7 @@ export class MooringError extends Error {
     if (typeof w.leaderHint === 'string') opts.leaderHint = w.leaderHint;
     if (typeof w.leaderTerm === 'number' && Number.isSafeInteger(w.leaderTerm) && w.leaderTerm >= 0) opts.leaderTerm = w.leaderTerm;
     if (typeof w.definite === 'boolean') opts.definite = w.definite;
+    if (w.sealed === true) opts.sealed = true;
     // A hostile or buggy peer must not park a client for long: clamp to [0, maxRetryAfterMs].
     if (typeof w.retryAfterMs === 'number' && Number.isFinite(w.retryAfterMs)) opts.retryAfterMs = Math.min(Math.max(0, Math.round(w.retryAfterMs)), maxRetryAfterMs);
     return new MooringError(code, message, opts);

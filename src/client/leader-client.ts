@@ -302,6 +302,13 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
   let last: MooringError | null = null;
   /** A write's unsealed refusal (see unsealedRefusalCodes), held while attempts still out may yet apply it. */
   let refusal: MooringError | null = null;
+  /**
+   * A write asks for its lease refusal to be sealed (`sealRefusal`: the leader records it as the seq's answer, so no
+   * attempt can apply after it) once an attempt's fate is unknown or a refusal came with attempts still out.
+   */
+  let sealWanted = false;
+  /** Endpoints whose attempt now out asked for a sealed refusal. */
+  const sealAskedAt = new Set<string>();
   let avoid: string | null = null;
   let next: string | null = pool.target(new Set(), start);
 
@@ -310,7 +317,11 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
   const launch = (endpoint: string): void => {
     attempts++;
     launchedAt.set(endpoint, env.now());
-    const a = spec.avoidLeaderArg === true && avoid !== null && avoid !== endpoint ? withFields(args, { avoidLeader: avoid }) : args;
+    let a = spec.avoidLeaderArg === true && avoid !== null && avoid !== endpoint ? withFields(args, { avoidLeader: avoid }) : args;
+    const seal = spec.write && (ambiguous || sealWanted);
+    if (seal) a = withFields(a, { sealRefusal: true });
+    if (seal) sealAskedAt.add(endpoint);
+    else sealAskedAt.delete(endpoint);
     const timeoutMs = Math.max(1, Math.min(p.attemptTimeoutMs, deadline - env.now()));
     const wasConnected = pool.connection(endpoint).connected;
     inflight.set(endpoint, pool.connection(endpoint).call(method, a, { timeoutMs }).then(
@@ -353,6 +364,9 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
       return r.value as T;
     }
     const e = r.error;
+    const askedSeal = sealAskedAt.delete(r.endpoint);
+    // A refusal the state machine recorded for this seq: no attempt of the write applies after it.
+    if (e.sealed) throw e;
     if (refusal !== null) {
       // Settling the attempts still out after a refusal: only their fate matters now, no new attempt is sent. A
       // state machine's answer to one of them is the write's answer (sealed for its seq).
@@ -364,8 +378,15 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
     if (!e.definite) ambiguous = true;
     if (spec.write && unsealedRefusalCodes.has(e.code) && (ambiguous || inflight.size > 0)) {
       // The refusal left this write's seq open, and another attempt of it may still be proposed: one parked at a
-      // follower that then becomes leader, or one a stalled leader has not read yet. Wait for those still out (one
-      // may succeed: then the write applied); if the fate of any stays unknown, so does the write's.
+      // follower that then becomes leader, or one a stalled leader has not read yet. First ask the refusing leader to
+      // seal it (once: a master that cannot, an older one, refuses unsealed again).
+      if (!askedSeal && !sealWanted && !pool.closed && env.now() < deadline) {
+        sealWanted = true;
+        launch(r.endpoint);
+        continue;
+      }
+      // Otherwise wait for the attempts still out (one may succeed: then the write applied); if the fate of any stays
+      // unknown, so does the write's.
       refusal = e;
       continue;
     }

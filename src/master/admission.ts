@@ -7,7 +7,8 @@ import { ErrorCode, MooringError } from '../errors.js';
 import type { LeaseTable } from '../statemachine/leases.js';
 import type { MasterState } from '../statemachine/master-state.js';
 import { planEvictionForPut } from '../statemachine/eviction.js';
-import type { BatchPutStart, EvictItem, PutStart, UpsertStart } from '../statemachine/commands.js';
+import { maxSealedMessageBytes, sealableRefusalCodes, type BatchPutStart, type Command, type EvictItem, type PutStart, type SealableRefusalCode, type SealRefusal, type UpsertStart } from '../statemachine/commands.js';
+import { sealedRefusalStateVersion } from '../statemachine/state-version.js';
 import type { ClientCommand } from './rpc-methods.js';
 import { coverOf, type Hold, type PendingWrites } from './pending-writes.js';
 
@@ -82,4 +83,28 @@ export function evictableFor(command: PutStart | UpsertStart | BatchPutStart, st
     replicas = Math.max(replicas, it.replicaNum);
   }
   return planEvictionForPut(state, leases, now, Math.ceil(total / replicas), replicas);
+}
+
+/**
+ * The SealRefusal recording `err`, admission's refusal of `command`, as the answer for the write's seq (the write
+ * then cannot apply later: docs/client.md), or null: the client did not ask (`sealRefusal`), the write has no session
+ * seq, the refusal is not a sealable one, or the cluster's state version is below 4.
+ */
+export function sealFor(command: Command, err: unknown, asked: boolean, stateVersion: number): SealRefusal | null {
+  if (!asked || stateVersion < sealedRefusalStateVersion) return null;
+  if (!(err instanceof MooringError) || !(sealableRefusalCodes as readonly string[]).includes(err.code)) return null;
+  const c = command as { clientId?: unknown; seq?: unknown; epoch?: unknown };
+  if (typeof c.clientId !== 'string' || typeof c.seq !== 'number') return null;
+  return {
+    type: 'SealRefusal', clientId: c.clientId, seq: c.seq, ...(typeof c.epoch === 'number' ? { epoch: c.epoch } : {}),
+    code: err.code as SealableRefusalCode, message: truncateUtf8(err.message, maxSealedMessageBytes),
+  };
+}
+
+/** `s` cut to at most `maxBytes` of UTF-8, on a character boundary. */
+function truncateUtf8(s: string, maxBytes: number): string {
+  if (Buffer.byteLength(s) <= maxBytes) return s;
+  let out = s.slice(0, maxBytes);
+  while (Buffer.byteLength(out) > maxBytes) out = out.slice(0, -1);
+  return out;
 }

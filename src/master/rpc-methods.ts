@@ -166,7 +166,8 @@ export type ArgsOf<M extends MasterMethod> = MasterRpc[M]['args'];
 export type ResultOf<M extends MasterMethod> = MasterRpc[M]['result'];
 /** What travels: the arguments, plus the session on writes and the admin token on admin methods. */
 /** `readFrom: 'leader'`: a follower answers NOT_LEADER instead of serving the read itself (MasterClient readFrom). */
-export type WireArgsOf<M extends MasterMethod> = ArgsOf<M> & Partial<Session> & { adminToken?: string; avoidLeader?: string; readFrom?: 'leader' };
+/** `sealRefusal` (writes): a lease refusal is to be recorded as the write's answer for its seq (SealRefusal). */
+export type WireArgsOf<M extends MasterMethod> = ArgsOf<M> & Partial<Session> & { adminToken?: string; avoidLeader?: string; readFrom?: 'leader'; sealRefusal?: boolean };
 
 export interface NewMember {
   id: string;
@@ -179,7 +180,7 @@ export interface NewMember {
 export const maxBatchKeysPerRead = 4_096;
 
 /** Fields only the leader sets (eviction candidates, lease skips) and transport hints: never part of a command. */
-const notCommandFields = new Set(['adminToken', 'evictable', 'skipKeys', 'avoidLeader', 'type']);
+const notCommandFields = new Set(['adminToken', 'evictable', 'skipKeys', 'avoidLeader', 'sealRefusal', 'type']);
 
 /**
  * The command a write request builds, validated by the state machine's own rules (INVALID_ARGUMENT before anything

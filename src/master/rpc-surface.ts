@@ -13,7 +13,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { ErrorCode, MooringError } from '../errors.js';
 import type { RaftNode } from '../raft/node/index.js';
 import type { RpcContext, RpcServer } from '../transport/rpc.js';
-import type { Command, Result } from '../statemachine/commands.js';
+import type { Command, Result, SealRefusal } from '../statemachine/commands.js';
 import type { ClientLiveness } from '../statemachine/clients.js';
 import type { LeaseTable } from '../statemachine/leases.js';
 import type { MasterState } from '../statemachine/master-state.js';
@@ -26,7 +26,7 @@ import { compactReplicaLists } from './replica-lists-wire.js';
 import { leaseWaitMs, type LeaseSync } from './lease-sync.js';
 import type { LeaderGate } from './leader-gate.js';
 import type { Demotions } from './demotions.js';
-import { admitAndHold, refusableByLease } from './admission.js';
+import { admitAndHold, refusableByLease, sealFor } from './admission.js';
 import { holdUntilSettled, type Hold, type PendingWrites } from './pending-writes.js';
 import { systemClock } from '../raft/effects/system-clock.js';
 import { encodeMasterCommand } from './state-adapter.js';
@@ -147,7 +147,7 @@ export class RpcSurface {
     const raft = this.d.raft();
     const state = this.d.state();
     const leaseSync = this.d.leaseSync();
-    const edge = typeof raw === 'object' && raw !== null ? (raw as { adminToken?: unknown; avoidLeader?: unknown }) : {};
+    const edge = typeof raw === 'object' && raw !== null ? (raw as { adminToken?: unknown; avoidLeader?: unknown; sealRefusal?: unknown }) : {};
     if (adminWriteMethods.includes(method)) this.checkAdmin(edge);
     // Validated by the state machine's rules; fields only the leader may set (eviction candidates, lease skips)
     // never come from a client.
@@ -180,8 +180,12 @@ export class RpcSurface {
       const prev = await this.appliedReply(command);
       if (prev !== undefined) return unwrap(prev);
       const again = session === null ? undefined : this.duplicateReply(command, session);
-      if (again === undefined) throw err;
-      return unwrap(await gate.whileLeading(again));
+      if (again !== undefined) return unwrap(await gate.whileLeading(again));
+      // The client asked for a sealed answer (an earlier attempt of this write has an unknown fate): record the
+      // refusal as this seq's answer, so no attempt of the write applies after it (SealRefusal).
+      const seal = session === null ? null : sealFor(command, err, edge.sealRefusal === true, state.stateVersion);
+      if (seal !== null) return unwrap(await this.proposeSeal(seal, session!));
+      throw err;
     }
     let proposal: Promise<Result>;
     let started: bigint;
@@ -202,6 +206,18 @@ export class RpcSurface {
     const result = await gate.whileLeading(proposal);
     this.d.metrics.observeProposal(Number(process.hrtime.bigint() - started) / 1e9);
     return unwrap(result);
+  }
+
+  /**
+   * Proposes SealRefusal for a write refused by a lease: its answer is the refusal, sealed for the seq, or the reply
+   * of an attempt of the write that applied first. A retry of the same seq meanwhile joins it (`proposing`).
+   */
+  private async proposeSeal(seal: SealRefusal, session: string): Promise<Result> {
+    const proposal = this.d.raft().propose(encodeMasterCommand(seal, Date.now())) as Promise<Result>;
+    this.proposing.set(session, proposal);
+    const forget = (): void => { if (this.proposing.get(session) === proposal) this.proposing.delete(session); };
+    proposal.then(forget, forget);
+    return this.d.gate.whileLeading(proposal);
   }
 
   /** The reply of an earlier attempt of this write: applied (from the session table) or still in flight here. */

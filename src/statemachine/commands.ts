@@ -140,9 +140,22 @@ export type SetStateVersion = { type: 'SetStateVersion'; version: number };
  * version ≥ 3.
  */
 export type OpenSession = ClientWrite & { type: 'OpenSession'; nonce: string };
+/**
+ * Leader-proposed for a client's write that its lease refused (admission, OBJECT_HAS_LEASE) when the client asked
+ * for it (`sealRefusal`: an earlier attempt of the write has an unknown fate). Applied under the write's own
+ * clientId and seq, it records the refusal as that seq's answer, so no attempt of the write can apply after it; if
+ * one applied first, its reply is the answer instead (the reply window). State version ≥ 4.
+ */
+export type SealRefusal = ClientWrite & { type: 'SealRefusal'; seq: number; code: SealableRefusalCode; message: string };
+/** Refusals that can be sealed: the leader's admission ones, which otherwise leave the write's seq open. */
+export const sealableRefusalCodes = ['OBJECT_HAS_LEASE'] as const;
+export type SealableRefusalCode = (typeof sealableRefusalCodes)[number];
+/** Longest refusal message a SealRefusal carries. */
+export const maxSealedMessageBytes = 1024;
 
 export type Command =
   | OpenSession
+  | SealRefusal
   | MountSegment
   | ReMountSegment
   | UnmountSegment
@@ -406,6 +419,12 @@ export function validateCommand(v: unknown): asserts v is Command {
     case 'OpenSession':
       validateClientWrite(c);
       str(c['nonce'], 'nonce', maxSessionNonceBytes);
+      return;
+    case 'SealRefusal':
+      validateClientWrite(c);
+      int(c['seq'], 'seq', 1, Number.MAX_SAFE_INTEGER);
+      oneOf(c['code'], 'code', sealableRefusalCodes);
+      str(c['message'], 'message', maxSealedMessageBytes, true);
       return;
     default:
       bad(`unknown command type ${typeof type === 'string' ? type.slice(0, 64) : typeof type}`);

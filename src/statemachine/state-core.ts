@@ -28,7 +28,7 @@ import type { ObjectRecord, Replica } from './objects.js';
 import { describeReplica, isComplete, isPinned, isSettled, liveReplicas, readableReplicas } from './objects.js';
 import { placeReplicas } from './placement.js';
 import { SegmentIndex } from './segment-index.js';
-import { boundedDrainStateVersion, sessionEpochStateVersion, supportedStateVersion } from './state-version.js';
+import { boundedDrainStateVersion, sealedRefusalStateVersion, sessionEpochStateVersion, supportedStateVersion } from './state-version.js';
 import type { Segment, SegmentInfo } from './segments.js';
 import { isMemoryTier, overlaps, sameSpec, segmentFromSpec, segmentInfo } from './segments.js';
 
@@ -173,6 +173,8 @@ export class StateCore {
       throw e;
     }
     if (!isClientCommand(cmd)) return this.guard(() => this.run(cmd));
+    // Before version 4 a replica does not know SealRefusal (it refuses it unrecorded): so does this one.
+    if (cmd.type === 'SealRefusal' && this.stateVersion < sealedRefusalStateVersion) return errResult(ErrorCode.INVALID_ARGUMENT, `SealRefusal needs state version ${sealedRefusalStateVersion} (the cluster is at ${this.stateVersion})`);
     if (cmd.type === 'OpenSession') return this.guard(() => this.openSession(cmd.clientId, cmd.nonce));
     // A session's writes only while it is open (state version 3): not after its client expired, not once a newer
     // session (another process with this client id) opened. Checked before the reply window, which belongs to the
@@ -263,6 +265,9 @@ export class StateCore {
         return this.drainSegments(cmd.segmentIds, cmd.skipKeys, cmd.keys);
       case 'SetStateVersion':
         return this.setStateVersion(cmd.version);
+      case 'SealRefusal':
+        // Recorded below as this seq's answer (applyCommand's reply window): no attempt of the write applies after it.
+        throw MooringError.replyOnly(cmd.code as ErrorCode, cmd.message, { sealed: true });
     }
   }
 

@@ -108,16 +108,28 @@ describe('callWithRetry', () => {
     const err = await callWithRetry(pool(eps), 'op', {}, { write: true, retry: { attemptTimeoutMs: 100, hedgeAfterMs: 0 } }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: ErrorCode.OUTCOME_UNKNOWN, definite: false });
     expect((err as MooringError).cause).toMatchObject({ code: ErrorCode.OBJECT_HAS_LEASE });
-    // The hedge answers "not the leader" (definite: never proposed) after the refusal: the refusal stands, and no
-    // further attempt is sent meanwhile.
-    let calls = 0;
+    // The hedge answers "not the leader" (definite: never proposed) after the refusal: the refusal stands. Meanwhile
+    // one more attempt goes out: the refusing master is asked to seal the refusal (an older one, as here, ignores it).
+    const sealAsked: boolean[] = [];
     const eps2 = await servers([
-      async () => { calls++; await new Promise((r) => setTimeout(r, 150)); return refused(); },
-      async () => { calls++; await new Promise((r) => setTimeout(r, 300)); throw new MooringError(ErrorCode.NOT_LEADER, 'no leader'); },
+      async (a) => { sealAsked.push(a.sealRefusal === true); await new Promise((r) => setTimeout(r, 150)); return refused(); },
+      async (a) => { sealAsked.push(a.sealRefusal === true); await new Promise((r) => setTimeout(r, 300)); throw new MooringError(ErrorCode.NOT_LEADER, 'no leader'); },
     ]);
     const err2 = await callWithRetry(pool(eps2), 'op', {}, { write: true, avoidLeaderArg: true, retry: { hedgeAfterMs: 50 } }).catch((e: unknown) => e);
-    expect(err2).toMatchObject({ code: ErrorCode.OBJECT_HAS_LEASE, definite: true });
-    expect(calls).toBe(2);
+    expect(err2).toMatchObject({ code: ErrorCode.OBJECT_HAS_LEASE, definite: true, sealed: false });
+    expect(sealAsked).toEqual([false, false, true]);
+  });
+
+  it('a lease refusal after an attempt of unknown fate is sealed when the master can: definite, no waiting', async () => {
+    const asked: boolean[] = [];
+    // The first master stays silent (its attempt's fate unknown); the second seals the refusal when asked.
+    const eps = await servers([never, async (a) => {
+      asked.push(a.sealRefusal === true);
+      throw new MooringError(ErrorCode.OBJECT_HAS_LEASE, 'leased', a.sealRefusal === true ? { sealed: true } : {});
+    }]);
+    const err = await callWithRetry(pool(eps), 'op', {}, { write: true, retry: { attemptTimeoutMs: 100, hedgeAfterMs: 0 } }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: ErrorCode.OBJECT_HAS_LEASE, definite: true, sealed: true });
+    expect(asked).toEqual([true]); // asked at once: the silent attempt's fate was already unknown
   });
 
   it('keeps retrying until the deadline, not a small attempt count: a leader that appears after 600 ms is found', async () => {

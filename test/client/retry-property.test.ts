@@ -8,6 +8,8 @@
  *
  * - success → the write applied (before the answer);
  * - a state machine answer (sealed for the write's seq) → the write applied with that answer;
+ * - a sealed lease refusal (SealRefusal: masters of state version 4 record it for the seq when an attempt asks with
+ *   `sealRefusal`) → the seq was closed with that refusal: the write never applied, not even later;
  * - any other definite error → the write never applied, not even later (an attempt still parked somewhere);
  * - OUTCOME_UNKNOWN / `definite: false` → anything.
  *
@@ -27,7 +29,8 @@ const runForMs = 60_000;
 /** Seeds per run (MOORING_RETRY_SEEDS for a longer soak; 3,000 take about a second). */
 const seeds = Number(process.env.MOORING_RETRY_SEEDS ?? 3_000);
 
-type Applied = { at: number; sealed: 'ok' | 'notFound' };
+/** What closed the write's seq: applied ('ok'), a state machine refusal, or a sealed lease refusal (never applied). */
+type Applied = { at: number; sealed: 'ok' | 'notFound' | 'leaseRefused' };
 
 /** One scripted cluster: the write's ground truth and how each arriving attempt is answered. */
 class ScriptedMasters {
@@ -35,7 +38,12 @@ class ScriptedMasters {
   attempts = 0;
   readonly trace: string[] = [];
 
-  constructor(private readonly sched: SimScheduler, private readonly rng: SeededRng) {}
+  /** Whether these masters seal lease refusals when asked (state version 4), or ignore the request (older ones). */
+  readonly canSeal: boolean;
+
+  constructor(private readonly sched: SimScheduler, private readonly rng: SeededRng) {
+    this.canSeal = rng.nextInt(3) !== 0;
+  }
 
   /** Applies the write now unless it already did (exactly once: later attempts get its first answer). */
   private apply(sealed: Applied['sealed']): void {
@@ -44,6 +52,7 @@ class ScriptedMasters {
 
   private answer(): unknown {
     if (this.applied!.sealed === 'notFound') throw new MooringError(ErrorCode.OBJECT_NOT_FOUND, 'no such object');
+    if (this.applied!.sealed === 'leaseRefused') throw new MooringError(ErrorCode.OBJECT_HAS_LEASE, 'leased', { sealed: true });
     return 'applied';
   }
 
@@ -60,15 +69,22 @@ class ScriptedMasters {
   }
 
   /** One attempt arriving at `endpoint`; resolves or rejects as that master would (never, for a lost answer). */
-  async serve(endpoint: string): Promise<unknown> {
+  async serve(endpoint: string, args: { sealRefusal?: boolean }): Promise<unknown> {
     this.attempts++;
     const r = this.rng;
     const kind = r.nextInt(11);
-    this.trace.push(`t=${this.sched.now} ${endpoint} kind ${kind}`);
+    this.trace.push(`t=${this.sched.now} ${endpoint} kind ${kind}${args.sealRefusal === true ? ' seal' : ''}`);
     switch (kind) {
       case 0: { // a read lease refuses it (unless it already applied: the server finds the first answer)
         await this.after(r.nextInt(300));
         if (this.applied !== null) return this.answer();
+        if (args.sealRefusal === true && this.canSeal) {
+          // SealRefusal proposed and applied: the seq is closed with the refusal; its answer may still be lost.
+          await this.after(r.nextInt(100));
+          this.apply('leaseRefused');
+          if (r.nextInt(5) === 0) return this.never();
+          return this.answer();
+        }
         throw new MooringError(ErrorCode.OBJECT_HAS_LEASE, 'leased');
       }
       case 1: // not the leader, at once or a little later: never proposed here
@@ -123,10 +139,10 @@ function simEnv(sched: SimScheduler, rng: SeededRng, masters: ScriptedMasters): 
     let connected = false;
     return {
       get connected() { return connected; },
-      call: <T>(_method: string, _args?: unknown, opts: { timeoutMs?: number } = {}) => new Promise<T>((resolve, reject) => {
+      call: <T>(_method: string, args?: unknown, opts: { timeoutMs?: number } = {}) => new Promise<T>((resolve, reject) => {
         let done = false;
         sched.after(opts.timeoutMs ?? 1_000, () => { if (!done) { done = true; reject(new MooringError(ErrorCode.TIMEOUT, `request to ${endpoint} timed out`)); } });
-        masters.serve(endpoint).then(
+        masters.serve(endpoint, (args ?? {}) as { sealRefusal?: boolean }).then(
           (v) => { connected = true; if (!done) { done = true; resolve(v as T); } },
           (e: unknown) => {
             if (!(e instanceof MooringError && /^cannot connect/.test(e.message))) connected = true;
@@ -141,6 +157,9 @@ function simEnv(sched: SimScheduler, rng: SeededRng, masters: ScriptedMasters): 
 
 /** Sealed answers of the state machine: definite, and the write applied with them. */
 const sealedCodes = new Set<string>([ErrorCode.OBJECT_NOT_FOUND]);
+
+/** How many calls ended in a sealed refusal, and in OUTCOME_UNKNOWN after a lease refusal (coverage). */
+const tally = { sealed: 0, unknownAfterRefusal: 0 };
 
 async function runSeed(seed: number): Promise<string | null> {
   const sched = new SimScheduler();
@@ -162,9 +181,12 @@ async function runSeed(seed: number): Promise<string | null> {
   if (o.ok) return truth !== null && truth.sealed === 'ok' && truth.at <= o.at ? null : `success, but the write did not apply first: ${where}`;
   const e = o.err;
   if (!(e instanceof MooringError)) return `not a MooringError: ${String(e)}: ${where}`;
+  if (e.sealed) tally.sealed++;
+  if (e.code === ErrorCode.OUTCOME_UNKNOWN && (e.cause as MooringError | undefined)?.code === ErrorCode.OBJECT_HAS_LEASE) tally.unknownAfterRefusal++;
   if (!e.definite) return null;
   if (sealedCodes.has(e.code)) return truth?.sealed === 'notFound' ? null : `definite ${e.code} without that sealed answer: ${where}`;
-  return truth === null ? null : `definite ${e.code}: ${e.message}, but the write applied at ${truth.at} ms (answer at ${o.at} ms): ${where}`;
+  if (e.sealed) return truth?.sealed === 'leaseRefused' && truth.at <= o.at ? null : `a sealed ${e.code} the masters did not record: ${where}`;
+  return truth === null || truth.sealed === 'leaseRefused' ? null : `definite ${e.code}: ${e.message}, but the write applied at ${truth.at} ms (answer at ${o.at} ms): ${where}`;
 }
 
 describe('callWithRetry under scripted masters (virtual time)', () => {
@@ -178,5 +200,11 @@ describe('callWithRetry under scripted masters (virtual time)', () => {
     }
     if (failures.length > 0) console.log(`failing seeds (replay: MOORING_RETRY_SEED=<seed>):\n${failures.slice(0, 5).join('\n')}`);
     expect(failures.map((f) => f.slice(0, f.indexOf(' ('))), failures[0]).toEqual([]);
+    // The seal path ran: calls ended in sealed refusals (masters that seal), and lease refusals still left some
+    // unknown (masters that cannot, or a seal whose answer was lost).
+    if (only === undefined && seeds >= 1_000) {
+      expect(tally.sealed).toBeGreaterThan(0);
+      expect(tally.unknownAfterRefusal).toBeGreaterThan(0);
+    }
   }, 300_000);
 });

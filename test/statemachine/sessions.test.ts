@@ -107,3 +107,53 @@ describe('client sessions', () => {
     }
   });
 });
+
+describe('sealed lease refusals (SealRefusal, state version 4)', () => {
+  const seal = (seq: number, epoch: number) => ({ type: 'SealRefusal' as const, clientId: 'c', seq, epoch, code: 'OBJECT_HAS_LEASE' as const, message: 'k is under a read lease' });
+
+  function withObject(): { d: Driver; epoch: number } {
+    const d = withSegment();
+    d.ok({ type: 'SetStateVersion', version: 4 });
+    const epoch = d.ok({ type: 'OpenSession', clientId: 'c', nonce: 'n' }).epoch as number;
+    d.ok({ type: 'PutStart', clientId: 'c', seq: 1, epoch, key: 'k', size: 64, replicaNum: 1 });
+    d.ok({ type: 'PutEnd', clientId: 'c', seq: 2, epoch, key: 'k' });
+    return { d, epoch };
+  }
+
+  it('a seal closes the seq with the refusal: an attempt of the write applied after it changes nothing and gets the refusal', () => {
+    const { d, epoch } = withObject();
+    const r = d.apply(seal(3, epoch));
+    expect(r).toMatchObject({ ok: false, error: { code: 'OBJECT_HAS_LEASE', sealed: true } });
+    // The remove's parked attempt, proposed later under the same seq: the sealed answer, the object stays.
+    expect(d.apply({ type: 'Remove', clientId: 'c', seq: 3, epoch, key: 'k' })).toEqual(r);
+    expect(d.core.objects.has('k')).toBe(true);
+  });
+
+  it('an attempt applied before the seal keeps its answer: the seal gets that reply and changes nothing', () => {
+    const { d, epoch } = withObject();
+    expect(d.apply({ type: 'Remove', clientId: 'c', seq: 3, epoch, key: 'k' })).toEqual({ ok: true, value: null });
+    expect(d.core.objects.has('k')).toBe(false);
+    expect(d.apply(seal(3, epoch))).toEqual({ ok: true, value: null });
+  });
+
+  it('is refused unrecorded below version 4 (as a replica that does not know it), and for a closed session', () => {
+    const d = withSegment();
+    d.ok({ type: 'SetStateVersion', version: 3 });
+    const epoch = d.ok({ type: 'OpenSession', clientId: 'c', nonce: 'n' }).epoch as number;
+    expect(d.code(seal(1, epoch))).toBe('INVALID_ARGUMENT');
+    // Not recorded: the seq is still open.
+    d.ok({ type: 'PutStart', clientId: 'c', seq: 1, epoch, key: 'k', size: 64, replicaNum: 1 });
+    expect(d.core.objects.has('k')).toBe(true);
+    d.ok({ type: 'SetStateVersion', version: 4 });
+    expect(d.code(seal(2, epoch + 1_000))).toBe('SESSION_EXPIRED');
+  });
+
+  it('validates its fields: a seq, a sealable code, a bounded message', () => {
+    const { d, epoch } = withObject();
+    expect(d.code({ ...seal(3, epoch), seq: undefined } as never)).toBe('INVALID_ARGUMENT');
+    expect(d.code({ ...seal(3, epoch), code: 'OBJECT_NOT_FOUND' } as never)).toBe('INVALID_ARGUMENT');
+    expect(d.code({ ...seal(3, epoch), message: 'x'.repeat(2_000) })).toBe('INVALID_ARGUMENT');
+    // None of them closed seq 3.
+    expect(d.apply({ type: 'Remove', clientId: 'c', seq: 3, epoch, key: 'k' })).toEqual({ ok: true, value: null });
+  });
+});

@@ -28,6 +28,8 @@ export interface CheckReport {
   /** Gets that returned ok with a lease; removes refused by a lease (OBJECT_HAS_LEASE); removes applied that deleted. */
   leasedReads: number;
   removesRefusedByLease: number;
+  /** Client writes whose lease refusal the leader sealed for their seq (SealRefusal, `--client-writes`). */
+  sealedRefusals: number;
   removesApplied: number;
   /** Writes sent through production's client (clientWrites runs). */
   clientWrites: number;
@@ -106,6 +108,7 @@ export function checkRun(sim: FullSim): CheckReport {
     leaseViolations: leaseViolations.length,
     leasedReads: sim.leases?.reads.length ?? 0,
     removesRefusedByLease: sim.workload?.refusedByLease ?? 0,
+    sealedRefusals: sim.workload?.sealedRefusals ?? 0,
     removesApplied: sim.leases?.removesApplied ?? 0,
     clientWrites: sim.workload?.clientWrites ?? 0,
   };

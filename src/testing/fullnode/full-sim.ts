@@ -4,6 +4,7 @@
  * messages by type, disk faults, a fault hook into a node's apply); `runFullNodeSchedule` drives it with a
  * seeded random schedule and checks the outcome (see checks.ts).
  */
+import { supportedStateVersion } from '../../statemachine/state-version.js';
 import type { NodeId } from '../../raft/core/types.js';
 import { raftDefaults, type RaftTunables } from '../../raft/node/options.js';
 import { SeededRng } from '../../util/rng.js';
@@ -113,9 +114,9 @@ export class FullSim {
     await this.untilLeader(10_000);
     const leader = this.leader();
     if (leader !== null) await this.settle(this.host(leader).propose(mountCommand(), simEpochMs + this.now)).catch(() => undefined);
-    // Sessions need state version 3: raised as the leader's housekeeping would (best effort, like the mount; a client
-    // whose OpenSession is then refused writes without an epoch).
-    if (leader !== null && this.sessions) await this.settle(this.host(leader).propose({ type: 'SetStateVersion', version: 3 }, simEpochMs + this.now)).catch(() => undefined);
+    // Sessions need state version 3 (sealed lease refusals 4): raised to the newest as the leader's housekeeping would
+    // (best effort, like the mount; a client whose OpenSession is then refused writes without an epoch).
+    if (leader !== null && this.sessions) await this.settle(this.host(leader).propose({ type: 'SetStateVersion', version: supportedStateVersion }, simEpochMs + this.now)).catch(() => undefined);
     this.workload.start();
   }
 

@@ -34,8 +34,8 @@ async function serveWrite(host: SimMasterHost, args: Record<string, unknown>): P
   if (lease === null) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'master is starting');
   const avoid = typeof args.avoidLeader === 'string' ? args.avoidLeader : null;
   await lease.gate.leaderOrPark(avoid);
-  const { avoidLeader: _a, ...command } = args;
-  return lease.write(command as unknown as ClientCommand & { seq: number });
+  const { avoidLeader: _a, sealRefusal, ...command } = args;
+  return lease.write(command as unknown as ClientCommand & { seq: number }, sealRefusal === true);
 }
 
 /**

@@ -17,7 +17,7 @@
  * written at admission), for the check in `LeaseLedger.check`. Nothing here reads a real clock or draws randomness.
  */
 import { ErrorCode, MooringError } from '../../errors.js';
-import { admitAndHold, refusableByLease } from '../../master/admission.js';
+import { admitAndHold, refusableByLease, sealFor } from '../../master/admission.js';
 import type { ClientCommand } from '../../master/rpc-methods.js';
 import { decodeKeys, leaseGrantingHandler, maxFollowerLeaseVoters, replicaRead } from '../../master/follower-reads.js';
 import { FollowerLeaseCover } from '../../master/follower-lease-cover.js';
@@ -265,7 +265,7 @@ export class SimLeaseNode {
    * lease collection (writes a lease can refuse), admission and its hold, the applied reply after a read barrier when
    * admission refuses, the proposal. Throws NOT_LEADER (retry elsewhere) or the admission's refusal.
    */
-  async write(command: ClientCommand & { seq: number }): Promise<Result> {
+  async write(command: ClientCommand & { seq: number }, sealRefusal = false): Promise<Result> {
     const raft = this.raft;
     if (!raft.isLeader) throw new MooringError(ErrorCode.NOT_LEADER, 'not the leader');
     const session = `${command.clientId}#${command.seq}`;
@@ -281,12 +281,21 @@ export class SimLeaseNode {
       // Production's appliedReply: the first attempt may have committed under an earlier leader.
       await raft.read();
       const again = this.duplicateReply(command, session);
-      if (again === undefined) throw err;
-      return this.gate.whileLeading(again);
+      if (again !== undefined) return this.gate.whileLeading(again);
+      // Asked to seal the refusal (SealRefusal, state version 4): proposed, and its answer is the write's.
+      const seal = sealFor(command, err, sealRefusal, this.state.stateVersion);
+      if (seal === null) throw err;
+      return this.propose(seal, session);
     }
+    return this.propose(command, session, hold);
+  }
+
+  /** Proposes a session write (or its seal); a retry of the same seq meanwhile joins it. */
+  private propose(command: Command, session: string, hold?: Hold): Promise<Result> {
+    const raft = this.raft;
     // The entry's time stamp is the admission's virtual time (the ledger reads it back when the entry applies).
     const proposal = raft.propose(encodeMasterCommand(command, this.epochMs + this.ledger.now)) as Promise<Result>;
-    holdUntilSettled(hold, proposal, raft);
+    if (hold !== undefined) holdUntilSettled(hold, proposal, raft);
     this.proposing.set(session, proposal);
     const forget = (): void => { if (this.proposing.get(session) === proposal) this.proposing.delete(session); };
     proposal.then(forget, forget);

@@ -110,6 +110,8 @@ export class Workload {
   clientWrites = 0;
   /** Removes answered OBJECT_HAS_LEASE. */
   refusedByLease = 0;
+  /** Writes through the client whose lease refusal the leader sealed for their seq (SealRefusal). */
+  sealedRefusals = 0;
   /** The last answer a client got (for explaining a failed probe). */
   lastResult: Result | null = null;
   private running = 0;
@@ -191,7 +193,9 @@ export class Workload {
       }
       rec.output = r.kind === 'ok' ? { ok: true } : r.kind === 'answer' ? { ok: false } : { ok: false, refused: true };
       rec.return = this.sched.now;
-      if (r.kind !== 'refused') this.acked.push({ clientId, seq });
+      // A sealed refusal (SealRefusal) is in the exactly-once tables like an answer: checked to be there.
+      if (r.kind !== 'refused' || r.error.sealed) this.acked.push({ clientId, seq });
+      if (r.kind === 'refused' && r.error.sealed) this.sealedRefusals++;
       return r.kind === 'ok';
     }
     for (let attempt = 0; attempt < this.opts.maxAttempts; attempt++) {
