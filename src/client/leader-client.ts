@@ -20,8 +20,10 @@
  * - **Honest errors.** When a write gives up after an attempt that may have applied (a timeout, a lost connection,
  *   a leader that stepped down with it in flight, an attempt still unanswered), the error is OUTCOME_UNKNOWN with
  *   `definite: false` and the last attempt's error as `cause`; otherwise the last error (`definite: true`). A
- *   refusal that leaves the write's seq open (a read lease) waits for the write's other attempts still out, and is
- *   OUTCOME_UNKNOWN if any of them may still apply.
+ *   refusal that leaves the write's seq open (a read lease) is first sent back to the refusing leader to be sealed
+ *   (`sealRefusal`: recorded as the seq's answer, so definite; every attempt after one of unknown fate asks for it);
+ *   a refusal that could not be sealed waits for the write's other attempts still out, and is OUTCOME_UNKNOWN if
+ *   any of them may still apply.
  *
  * Connections and the leader belief live in a LeaderPool shared by a client and its forks. Reads pick their target
  * in `LeaderPool.target()` (the single place a read-routing choice belongs).
