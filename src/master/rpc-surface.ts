@@ -184,7 +184,7 @@ export class RpcSurface {
       // The client asked for a sealed answer (an earlier attempt of this write has an unknown fate): record the
       // refusal as this seq's answer, so no attempt of the write applies after it (SealRefusal).
       const seal = session === null ? null : sealFor(command, err, edge.sealRefusal === true, state.stateVersion);
-      if (seal !== null) return unwrap(await this.proposeSeal(seal, session!));
+      if (seal !== null && session !== null) return unwrap(await this.proposeSeal(seal, session));
       throw err;
     }
     let proposal: Promise<Result>;
