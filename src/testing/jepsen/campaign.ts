@@ -130,7 +130,9 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
     // A code that is definite in general but not this time counts apart, and the call sites (which tell unknown
     // outcomes by their code) get OUTCOME_UNKNOWN for it.
     const indefinite = f.unknown && !unknownCodes.has(f.code);
-    const k = `${op}:${f.code}${indefinite ? '(indefinite)' : ''}`;
+    // Sealed refusals (SealRefusal: the leader recorded the refusal for the write's seq) count apart too.
+    const sealed = e instanceof MooringError && e.sealed;
+    const k = `${op}:${f.code}${indefinite ? '(indefinite)' : ''}${sealed ? '(sealed)' : ''}`;
     errors[k] = (errors[k] ?? 0) + 1;
     // A busy client's session should never expire: when one does, the timeline says when (the masters' logs name the
     // client they expired), so the run can be lined up with the logs.
