@@ -10,7 +10,7 @@
  * to the history. Everything else must survive. One fault kills a storage node and waits until the repairs gave
  * every key 2 live replicas again; from then on the campaign tracks the repaired placement.
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ErrorCode, MooringError } from '../../errors.js';
@@ -19,6 +19,10 @@ import { SeededRng } from '../../util/rng.js';
 import { checkLinearizability, type Operation } from '../linearizability.js';
 import { ProcessCluster, sleep } from './harness.js';
 import { storeModel, type StoreInput, type StoreOutput } from './model.js';
+
+/** Clients whose expiry is traced in the masters' logs at the end of a run, and the lines printed per master. */
+const maxExpiredClientsTraced = 8;
+const maxExpiryLogLines = 20;
 
 export interface CampaignOptions {
   durationMs: number;
@@ -120,6 +124,8 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
     log(`t=${Math.round(t)} ${event}`);
   };
   const errors: Record<string, number> = {};
+  /** Master-side ids of clients whose session expired: their lines in the masters' logs are printed at the end. */
+  const expiredClients = new Set<string>();
   /** Each failed operation's error (code, message, and its cause's): report.json lists them with the bad key's ops. */
   const errorOf = new WeakMap<object, string>();
   const countError = (rec: Operation<StoreInput, StoreOutput>, e: unknown): ErrorCode => {
@@ -136,7 +142,11 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
     errors[k] = (errors[k] ?? 0) + 1;
     // A busy client's session should never expire: when one does, the timeline says when (the masters' logs name the
     // client they expired), so the run can be lined up with the logs.
-    if (f.code === ErrorCode.SESSION_EXPIRED) mark(`client ${String(rec.clientId)}: ${op} of ${rec.key} refused SESSION_EXPIRED (${e instanceof Error ? e.message : String(e)})`);
+    if (f.code === ErrorCode.SESSION_EXPIRED) {
+      mark(`client ${String(rec.clientId)}: ${op} of ${rec.key} refused SESSION_EXPIRED (${e instanceof Error ? e.message : String(e)})`);
+      const id = /of client (\S+) is not open/.exec(e instanceof Error ? e.message : '')?.[1];
+      if (id !== undefined && expiredClients.size < maxExpiredClientsTraced) expiredClients.add(id);
+    }
     return indefinite ? ErrorCode.OUTCOME_UNKNOWN : f.code;
   };
   const history: Operation<StoreInput, StoreOutput>[] = [];
@@ -507,6 +517,16 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
     }
 
     const check = checkLinearizability(history, storeModel);
+    // Who expired a busy client's session, and what the masters logged about it (the masters' logs are removed with
+    // a passing run): its lines and each master's leader changes and pause notes, the last few per master.
+    if (expiredClients.size > 0) {
+      for (const m of cluster.masters) {
+        const file = path.join(cluster.root, `${m.id}.log`);
+        if (!existsSync(file)) continue;
+        const lines = readFileSync(file, 'utf8').split('\n').filter((l) => [...expiredClients].some((c) => l.includes(c)) || /leader changed|resumed after a pause|expiring silent clients/.test(l));
+        for (const l of lines.slice(-maxExpiryLogLines)) log(`${m.id} log: ${l.slice(0, 400)}`);
+      }
+    }
     const result: CampaignResult = {
       seed,
       durationS: Math.round((Date.now() - started) / 1000),
