@@ -13,7 +13,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { ErrorCode, MooringError } from '../errors.js';
 import type { RaftNode } from '../raft/node/index.js';
 import type { RpcContext, RpcServer } from '../transport/rpc.js';
-import type { Command, Result, SealRefusal } from '../statemachine/commands.js';
+import type { Command, Result } from '../statemachine/commands.js';
 import type { ClientLiveness } from '../statemachine/clients.js';
 import type { LeaseTable } from '../statemachine/leases.js';
 import type { MasterState } from '../statemachine/master-state.js';
@@ -184,8 +184,10 @@ export class RpcSurface {
       // The client asked for a sealed answer (an earlier attempt of this write has an unknown fate): record the
       // refusal as this seq's answer, so no attempt of the write applies after it (SealRefusal).
       const seal = session === null ? null : sealFor(command, err, edge.sealRefusal === true, state.stateVersion);
-      if (seal !== null && session !== null) return unwrap(await this.proposeSeal(seal, session));
-      throw err;
+      if (seal === null || session === null) throw err;
+      const sealing = raft.propose(encodeMasterCommand(seal, Date.now())) as Promise<Result>;
+      this.joinable(session, sealing);
+      return unwrap(await gate.whileLeading(sealing));
     }
     let proposal: Promise<Result>;
     let started: bigint;
@@ -198,26 +200,17 @@ export class RpcSurface {
       throw err;
     }
     holdUntilSettled(hold, proposal, raft);
-    if (session !== null) {
-      this.proposing.set(session, proposal);
-      const forget = (): void => { if (this.proposing.get(session) === proposal) this.proposing.delete(session); };
-      proposal.then(forget, forget);
-    }
+    if (session !== null) this.joinable(session, proposal);
     const result = await gate.whileLeading(proposal);
     this.d.metrics.observeProposal(Number(process.hrtime.bigint() - started) / 1e9);
     return unwrap(result);
   }
 
-  /**
-   * Proposes SealRefusal for a write refused by a lease: its answer is the refusal, sealed for the seq, or the reply
-   * of an attempt of the write that applied first. A retry of the same seq meanwhile joins it (`proposing`).
-   */
-  private async proposeSeal(seal: SealRefusal, session: string): Promise<Result> {
-    const proposal = this.d.raft().propose(encodeMasterCommand(seal, Date.now())) as Promise<Result>;
+  /** A retry of the same seq joins `proposal` (the write, or its SealRefusal) until it settles. */
+  private joinable(session: string, proposal: Promise<Result>): void {
     this.proposing.set(session, proposal);
     const forget = (): void => { if (this.proposing.get(session) === proposal) this.proposing.delete(session); };
     proposal.then(forget, forget);
-    return this.d.gate.whileLeading(proposal);
   }
 
   /** The reply of an earlier attempt of this write: applied (from the session table) or still in flight here. */
