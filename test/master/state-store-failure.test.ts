@@ -5,40 +5,24 @@
  * came (~20 s in one jepsen run). One real master in-process, real LevelDB in a temp dir, real sockets: the store's
  * database is closed under it, the real way a LevelDB write is refused.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/master/config.js';
-import { MasterNode } from '../../src/master/master-node.js';
+import { describe, expect, it } from 'vitest';
 import { MasterClient } from '../../src/master/client.js';
-import { silentLogger } from '../../src/master/logger.js';
 import type { StateStore } from '../../src/statemachine/store.js';
 import { supportedStateVersion } from '../../src/statemachine/state-version.js';
-import { freePorts } from '../helpers/ports.js';
+import { cleanupAfterEach, startMasters, waitFor } from '../helpers/in-process-masters.js';
 
-const cleanup: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const f of cleanup.splice(0).reverse()) await f();
-});
+const cleanup = cleanupAfterEach();
 
 describe('state store failure', () => {
   it('a failed write behind an apply stops the node at once, with no later apply needed', async () => {
-    const root = mkdtempSync(path.join(tmpdir(), 'mooring-sm-fail-'));
-    cleanup.push(() => rmSync(root, { recursive: true, force: true }));
-    const [raftPort, rpcPort, httpPort] = await freePorts(3);
-    const peer = { id: 'm1', host: '127.0.0.1', raftPort: raftPort!, rpcPort: rpcPort!, httpPort: httpPort! };
-    const config = parseConfig({ nodeId: 'm1', dataDir: path.join(root, 'm1'), listen: { host: '127.0.0.1', raftPort, rpcPort, httpPort }, peers: [peer], raft: { tickMs: 10 } });
-    const node = await MasterNode.start(config, { logger: silentLogger() });
-    cleanup.push(() => node.stop().catch(() => undefined));
-    const c = new MasterClient({ endpoints: [`127.0.0.1:${rpcPort}`], retry: { maxAttempts: 1 } });
+    const node = (await startMasters(cleanup, { prefix: 'mooring-sm-fail-', count: 1, config: { raft: { tickMs: 10 } } }))[0]!;
+    const c = new MasterClient({ endpoints: [`127.0.0.1:${node.ports.rpc}`], retry: { maxAttempts: 1 } });
     cleanup.push(() => c.close());
     await c.mountSegment({ id: 's', name: 's', base: 0, size: 2 ** 30, protocol: 'tcp', endpoint: '127.0.0.1:1' });
     await c.putStart('before', 100);
     // The leader's own first housekeeping write (it raises a new cluster's state version): after it the node is idle,
     // so no later apply can be what stops it.
-    const deadline = Date.now() + 10_000;
-    while (node.masterState.stateVersion < supportedStateVersion && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await waitFor(() => node.masterState.stateVersion >= supportedStateVersion, 10_000, 20);
     expect(node.masterState.stateVersion).toBe(supportedStateVersion);
     await node.masterState.flush();
 
