@@ -33,38 +33,32 @@ export const maxFrameNestingDepth = 64;
 const invalid = Symbol('invalid');
 
 function normalize(v: unknown, depth: number): unknown {
-  switch (typeof v) {
-    case 'string':
-    case 'number':
-    case 'boolean':
-    case 'bigint':
-    case 'undefined':
-      return v;
-    case 'object': {
-      if (v === null) return v;
-      if (v instanceof Uint8Array) return Buffer.isBuffer(v) ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : v;
-      if (depth >= maxFrameNestingDepth) return invalid;
-      if (Array.isArray(v)) {
-        for (let i = 0; i < v.length; i++) {
-          const x = normalize(v[i], depth + 1);
-          if (x === invalid) return invalid;
-          if (x !== v[i]) v[i] = x;
-        }
-        return v;
-      }
-      const proto = Object.getPrototypeOf(v);
-      if (proto !== Object.prototype && proto !== null) return invalid;
-      const o = v as Record<string, unknown>;
-      for (const k in o) {
-        const x = normalize(o[k], depth + 1);
-        if (x === invalid) return invalid;
-        if (x !== o[k]) o[k] = x;
-      }
-      return v;
+  if (typeof v !== 'object') return typeof v === 'function' || typeof v === 'symbol' ? invalid : v;
+  if (v === null) return v;
+  if (v instanceof Uint8Array) return Buffer.isBuffer(v) ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : v;
+  if (depth >= maxFrameNestingDepth) return invalid;
+  // Numbers and strings (most of a frame: a compact reply is rows of numbers) are checked inline, not by a call.
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const e: unknown = v[i];
+      if (typeof e === 'number' || typeof e === 'string') continue;
+      const x = normalize(e, depth + 1);
+      if (x === invalid) return invalid;
+      if (x !== e) v[i] = x;
     }
-    default:
-      return invalid;
+    return v;
   }
+  const proto = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype && proto !== null) return invalid;
+  const o = v as Record<string, unknown>;
+  for (const k in o) {
+    const e = o[k];
+    if (typeof e === 'number' || typeof e === 'string') continue;
+    const x = normalize(e, depth + 1);
+    if (x === invalid) return invalid;
+    if (x !== e) o[k] = x;
+  }
+  return v;
 }
 
 export function decodePayload(payload: Uint8Array): unknown {

@@ -84,6 +84,22 @@ describe('frame codec', () => {
     expect(() => empty.push(header(0))).toThrowError(expect.objectContaining({ code: ErrorCode.MALFORMED_FRAME }));
   });
 
+  it('refuses an extension value nested among numbers and strings (the inline fast path skips only those)', () => {
+    const date = [0xd6, 0xff, 0, 0, 0, 1];
+    const bodies = [
+      Buffer.from([0x93, 0x01, 0xa1, 0x78, ...date]), // [1, 'x', Date]
+      Buffer.from([0x82, 0xa1, 0x61, 0x01, 0xa1, 0x62, 0x92, 0x02, ...date]), // {a: 1, b: [2, Date]}
+    ];
+    for (const body of bodies) {
+      expect(() => new FrameDecoder().push(Buffer.concat([header(body.byteLength), body]))).toThrowError(expect.objectContaining({ code: ErrorCode.MALFORMED_FRAME }));
+    }
+    // The same shapes without the extension decode to exactly what was sent, Uint8Array views included.
+    const ok = { a: 1, b: [2, 'x', new Uint8Array([7, 8])], c: { d: [3.5, null, true] } };
+    const [got] = new FrameDecoder().push(encodeFrame(ok)) as [typeof ok];
+    expect(got).toEqual(ok);
+    expect(Buffer.isBuffer(got.b[2])).toBe(false);
+  });
+
   it('property: random bytes never throw anything but FRAME_TOO_LARGE / MALFORMED_FRAME', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
