@@ -228,7 +228,13 @@ export class LeaderPool {
       return null;
     }
     const endpoint = hintEndpoint(hint);
-    if (endpoint === null || endpoint === from) return null;
+    if (endpoint === null || endpoint === from) {
+      // A leader named without an address (its RPC port is not known to the member that answered): at least the
+      // member that answered does not lead. Believing it still would send every retry back to it until the call's
+      // deadline (the full-node simulator with client expiry: a ping stuck 2.6 s on a follower, its client expired).
+      if (from === this.leader) this.leader = null;
+      return null;
+    }
     if (!this.endpoints.includes(endpoint) && this.endpoints.length >= maxKnownEndpoints) return null;
     if (term !== undefined) {
       if (term < this.leaderTerm) return null;

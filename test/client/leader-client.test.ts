@@ -52,6 +52,18 @@ describe('LeaderPool leader belief', () => {
     expect(p.noteHint('m2@127.0.0.1:1002', 6, '127.0.0.1:1003', 10)).toBe('127.0.0.1:1002'); // newer term wins
     expect(p.noteHint('m3@127.0.0.1:1003', undefined, '127.0.0.1:1001', 10)).toBeNull(); // termless never overrides
   });
+
+  it('a NOT_LEADER from the believed leader naming a leader without an address ends the belief: the next attempt goes elsewhere', () => {
+    const p = pool(['127.0.0.1:1001', '127.0.0.1:1002', '127.0.0.1:1003']);
+    expect(p.noteHint('m1@127.0.0.1:1001', 5, '127.0.0.1:1002', 0)).toBe('127.0.0.1:1001');
+    expect(p.noteHint('m2', 6, '127.0.0.1:1001', 0)).toBeNull(); // "the leader is m2", no address
+    // No belief: retries go round the endpoints instead of back to the one that said it does not lead.
+    expect(new Set([p.target(new Set(), 0), p.target(new Set(), 0), p.target(new Set(), 0)]).size).toBe(3);
+    // From a member we do not believe leads, such a hint changes nothing.
+    expect(p.noteHint('m1@127.0.0.1:1001', 7, '127.0.0.1:1002', 0)).toBe('127.0.0.1:1001');
+    expect(p.noteHint('m2', 7, '127.0.0.1:1003', 0)).toBeNull();
+    expect(p.leaderEndpoint).toBe('127.0.0.1:1001');
+  });
 });
 
 describe('callWithRetry', () => {
