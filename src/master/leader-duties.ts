@@ -5,8 +5,7 @@
  */
 import type { RaftNode } from '../raft/node/index.js';
 import type { Command, Result } from '../statemachine/commands.js';
-import type { ClientLiveness } from '../statemachine/clients.js';
-import { planClientExpiry } from '../statemachine/clients.js';
+import type { ClientExpiry } from './client-expiry.js';
 import { planEviction } from '../statemachine/eviction.js';
 import type { LeaseTable } from '../statemachine/leases.js';
 import type { MasterState } from '../statemachine/master-state.js';
@@ -21,15 +20,13 @@ import type { MasterMetrics } from './metrics.js';
 import type { RepairScheduler } from './repair.js';
 import { encodeMasterCommand } from './state-adapter.js';
 
-export const housekeepingIntervalMs = 1_000;
+export { housekeepingIntervalMs, pauseGapFactor } from './client-expiry.js';
 /**
  * Expired leases forgotten per event-loop turn (each of the lease table and LeaseSync's knowledge): a second of
  * expiries on a busy leader is 100k+ entries, ~24 ms at once; in slices of this many (~1–2 ms) the writes and reads
  * waiting behind it go on between slices.
  */
 export const maxLeasePrunesPerTurn = 4_096;
-/** A housekeeping tick later than this many intervals means the process was paused (see housekeeping()). */
-export const pauseGapFactor = 2.5;
 /**
  * Bounded DrainSegments (state version 2) one housekeeping round proposes at most, one after the other: up to
  * 64 × maxDrainObjectsPerCommand (262,144) objects dropped per second, in commands of ~10 ms of apply each.
@@ -41,7 +38,8 @@ export interface LeaderDutiesDeps {
   leases: LeaseTable;
   /** Keys of leader-proposed writes that free replicas (DrainSegments), held until they settle. */
   pending: PendingWrites;
-  liveness: ClientLiveness;
+  /** Client TTL expiry (client-expiry.ts): its clock is the one entries are stamped with. */
+  expiry: ClientExpiry;
   demotions: Demotions;
   repair: RepairScheduler;
   metrics: MasterMetrics;
@@ -57,7 +55,6 @@ export interface LeaderDutiesDeps {
 
 export class LeaderDuties {
   private housekeepingBusy = false;
-  private lastHousekeepingTickMs = Date.now();
   private evictionBusy = false;
   private pruning = false;
 
@@ -102,27 +99,18 @@ export class LeaderDuties {
   }
 
   async housekeeping(): Promise<void> {
-    // A leader that was paused (SIGSTOP, a long GC, a VM freeze) heard no pings while it was not running: that
-    // silence is its own, not its clients'. Like a new leader, it gives every client a fresh TTL.
-    const tickAt = Date.now();
-    const gap = tickAt - this.lastHousekeepingTickMs;
-    this.lastHousekeepingTickMs = tickAt;
-    if (this.d.raft().isLeader && gap > Math.min(housekeepingIntervalMs * pauseGapFactor, housekeepingIntervalMs + this.d.config.clientTtlMs / 2)) {
-      this.d.liveness.resetForNewLeader(tickAt);
-      this.d.logger.info({ gapMs: gap }, 'resumed after a pause: every client gets a fresh TTL');
-      return;
-    }
+    // A leader that was paused heard no pings while it was not running: every client gets a fresh TTL (client-expiry.ts).
+    if (this.d.expiry.resumedFromPause(this.d.raft().isLeader)) return;
     this.pruneLeases();
     if (!this.d.raft().isLeader || this.housekeepingBusy || this.d.stopping()) return;
     this.housekeepingBusy = true;
     try {
       const now = Date.now();
-      this.d.liveness.retainRegistered(this.d.state().clients);
-      const expire = planClientExpiry(this.d.state(), this.d.liveness, now, this.d.config.clientTtlMs);
+      const expire = this.d.expiry.plan(this.d.state());
       if (expire !== null) {
         this.d.logger.info({ clients: expire.clientIds }, 'expiring silent clients');
         await this.proposeInternal(expire);
-        for (const id of expire.clientIds) this.d.liveness.forget(id);
+        this.d.expiry.expired(expire.clientIds);
       }
       const reclaim = planReclaim(this.d.state(), now, this.d.config.putStartReclaimMs);
       if (reclaim !== null) await this.proposeInternal(reclaim);

@@ -22,7 +22,7 @@ import { boundedWarnings, type RejectPort } from '../transport/reject-log.js';
 import { RpcServer } from '../transport/rpc.js';
 import { MasterState } from '../statemachine/master-state.js';
 import { LeaseTable } from '../statemachine/leases.js';
-import { ClientLiveness } from '../statemachine/clients.js';
+import { ClientExpiry, housekeepingIntervalMs } from './client-expiry.js';
 import { peerAuthProblem, toRaftTunables, type MasterConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMasterMetrics, type MasterMetrics } from './metrics.js';
@@ -37,7 +37,7 @@ import { LeaseFile, leaseFileName } from './lease-file.js';
 import { NodeLeaseFileIo } from './lease-file-io.js';
 import { LeaderGate } from './leader-gate.js';
 import { Demotions } from './demotions.js';
-import { LeaderDuties, housekeepingIntervalMs } from './leader-duties.js';
+import { LeaderDuties } from './leader-duties.js';
 import { MasterStateMachine } from './state-adapter.js';
 import { leaseGrantingHandler } from './follower-reads.js';
 import { FollowerLeaseCover } from './follower-lease-cover.js';
@@ -48,7 +48,7 @@ import { supportedStateVersion } from '../statemachine/state-version.js';
 export { maxBatchKeysPerRead } from './rpc-methods.js';
 
 /** How often the leader looks for expired clients and abandoned PutStarts. */
-export { housekeepingIntervalMs, pauseGapFactor } from './leader-duties.js';
+export { housekeepingIntervalMs, pauseGapFactor } from './client-expiry.js';
 /** How often gauges (capacity, keys, raft indexes) are refreshed for /metrics. */
 export const metricsRefreshIntervalMs = 1_000;
 /** A graceful stop waits at most this long for in-flight RPCs after handing leadership away. */
@@ -78,7 +78,8 @@ export class MasterNode {
   private readonly followerCover: FollowerLeaseCover;
   /** Admitted writes a lease would have refused, until they settle (pending-writes.ts). */
   private readonly pending = new PendingWrites();
-  private readonly liveness = new ClientLiveness();
+  /** Client TTL expiry on the wall clock the leader stamps its entries with (client-expiry.ts). */
+  private readonly expiry: ClientExpiry;
   private timers: NodeJS.Timeout[] = [];
   /**
    * The leader's eviction check (every eviction.checkIntervalMs, 10 ms by default): only while this node leads. On
@@ -106,9 +107,10 @@ export class MasterNode {
     this.leases = new LeaseTable(config.leaseTtlMs);
     this.followerCover = new FollowerLeaseCover(config.leaseTtlMs);
     this.repair = new RepairScheduler({ ...config.repair, ...opts.repair });
+    this.expiry = new ClientExpiry({ clientTtlMs: config.clientTtlMs, now: () => Date.now(), logger: this.logger });
     this.demotions = new Demotions({ state: () => this.state, leases: () => this.leases, isLeader: () => this.raft.isLeader });
     this.duties = new LeaderDuties({
-      config, leases: this.leases, pending: this.pending, liveness: this.liveness, demotions: this.demotions, repair: this.repair,
+      config, leases: this.leases, pending: this.pending, expiry: this.expiry, demotions: this.demotions, repair: this.repair,
       metrics: this.metrics, logger: this.logger,
       raft: () => this.raft, state: () => this.state, leaseSync: () => this.leaseSync, stopping: () => this.stopping,
       peerStateVersion: (peer) => this.transport?.peerStateVersion(peer),
@@ -121,7 +123,7 @@ export class MasterNode {
       stopping: () => this.stopping,
     });
     this.surface = new RpcSurface({
-      config, metrics: this.metrics, logger: this.logger, leases: this.leases, pending: this.pending, liveness: this.liveness, gate: this.gate,
+      config, metrics: this.metrics, logger: this.logger, leases: this.leases, pending: this.pending, expiry: this.expiry, gate: this.gate,
       followerCover: this.followerCover,
       demotions: this.demotions, repair: this.repair, electionTimeoutMs: this.electionTimeoutMs(),
       raft: () => this.raft, state: () => this.state, leaseSync: () => this.leaseSync, backup: () => this.backup!,
@@ -263,7 +265,7 @@ export class MasterNode {
 
   /** Clients whose last ping this leader keeps (at most the registered clients). */
   get clientLivenessEntries(): number {
-    return this.liveness.size;
+    return this.expiry.liveness.size;
   }
 
   /** The replicated state (read-only use: queries, tests, tools). */
@@ -320,7 +322,7 @@ export class MasterNode {
       // A new leader knows no pings: every client counts as alive for one TTL. It treats every object as leased
       // until a majority told it the leases they know (LeaseSync), which keeps the old leader's read leases.
       this.leaseSync.roleChanged(role, now);
-      this.liveness.resetForNewLeader(now);
+      this.expiry.becameLeader();
       this.logger.info({ term: this.raft.status().term }, 'became leader'); // the core's term: the node's lags until persisted
     }
   }

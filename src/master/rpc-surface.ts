@@ -14,7 +14,7 @@ import { ErrorCode, MooringError } from '../errors.js';
 import type { RaftNode } from '../raft/node/index.js';
 import type { RpcContext, RpcServer } from '../transport/rpc.js';
 import type { Command, Result } from '../statemachine/commands.js';
-import type { ClientLiveness } from '../statemachine/clients.js';
+import type { ClientExpiry } from './client-expiry.js';
 import type { LeaseTable } from '../statemachine/leases.js';
 import type { MasterState } from '../statemachine/master-state.js';
 import type { MasterConfig } from './config.js';
@@ -57,7 +57,8 @@ export interface RpcSurfaceDeps {
   pending: PendingWrites;
   /** This master's follower lease covers (follower-lease-cover.ts). */
   followerCover: FollowerLeaseCover;
-  liveness: ClientLiveness;
+  /** Pings refresh a client here (client-expiry.ts). */
+  expiry: ClientExpiry;
   gate: LeaderGate;
   demotions: Demotions;
   repair: RepairScheduler;
@@ -236,10 +237,8 @@ export class RpcSurface {
     if (method === 'ping') {
       const { clientId, avoidLeader } = parseArgs('ping', raw);
       await gate.leaderOrPark(avoidLeader ?? null);
-      const reply = state.ping(clientId);
-      // Only a registered client's ping counts (an unknown id gets NEED_REMOUNT and registers by writing): ids
-      // made up by a stranger must not grow the liveness table.
-      if (reply.status === 'OK') this.d.liveness.touch(clientId, Date.now());
+      // Only a registered client's ping counts (an unknown id gets NEED_REMOUNT and registers by writing).
+      const reply = this.d.expiry.answerPing(state, clientId);
       // ---- BEGIN tiering (store): the ping reply carries this client's tier tasks ----
       const tierTasks = [...this.d.demotions.tasksFor(clientId, Date.now()), ...this.d.repair.tasksFor(clientId, Date.now())];
       if (tierTasks.length > 0) return { status: reply.status, viewVersion: this.d.viewVersion(), tierTasks };

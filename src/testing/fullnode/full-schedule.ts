@@ -60,6 +60,9 @@ export interface FullRunResult extends CheckReport {
   coveredReads: number;
   /** Client sessions opened (schedules with sessions). */
   sessionsOpened: number;
+  /** Client expiry runs: clients the masters expired, and pings answered OK. */
+  clientsExpired: number;
+  pingsOk: number;
   /** Online backups taken during the fault phase (each restored and checked at the end). */
   backups: number;
   events: number;
@@ -155,6 +158,11 @@ export interface FullRunOptions {
   leaseFault?: LeaseFault;
   /** Writes go through production's client (Workload writesThroughClient, sim-client.ts). */
   clientWrites?: boolean;
+  /**
+   * The masters expire silent clients and every client pings (sim-liveness.ts), with a TTL of 2, 3 or 4 s
+   * (drawn from the seed's own stream); the check: no pinging client is expired.
+   */
+  clientExpiry?: boolean;
 }
 
 export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, opts: FullRunOptions = {}): Promise<FullRunResult> {
@@ -166,6 +174,7 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
     ...(schedule.walSegmentBytes !== undefined ? { walSegmentBytes: schedule.walSegmentBytes } : {}),
     ...(schedule.sessions === true ? { sessions: true } : {}),
     ...(opts.clientWrites === true ? { workload: { writesThroughClient: true } } : {}),
+    ...(opts.clientExpiry === true ? { clientExpiry: { ttlMs: [2_000, 3_000, 4_000][randInt(new SeededRng(seed ^ 0x771e), 3)]! } } : {}),
   });
   await sim.start();
   await sim.startWorkload();
@@ -237,6 +246,7 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
   const expired = sim.workload?.sessionExpired ?? 0;
   if (expired > 0) report.violations.push(`sessions: ${expired} write(s) of an open session refused SESSION_EXPIRED`);
   if (!quiet) report.violations.push('replicas did not converge (quiesce) after the faults healed');
+  if (sim.liveness !== null) report.violations.push(...sim.liveness.check());
   const history = sim.workload?.history ?? [];
   const trace = createHash('sha256').update(JSON.stringify(history)).update(`${sim.sched.events}:${sim.now}`);
   for (const h of sim.hosts) trace.update(h.state?.stateHash() ?? '-');
@@ -251,6 +261,8 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
     followerReads: sim.workload?.followerReads ?? 0,
     coveredReads: sim.workload?.coveredReads ?? 0,
     sessionsOpened: sim.workload?.sessionsOpened ?? 0,
+    clientsExpired: sim.liveness?.expired ?? 0,
+    pingsOk: sim.workload?.pingsOk ?? 0,
     backups: backups?.taken.length ?? 0,
     events: sim.sched.events,
     virtualMs: Math.round(sim.now),

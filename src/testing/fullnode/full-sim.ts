@@ -14,6 +14,7 @@ import { NodeClock, SimScheduler } from './scheduler.js';
 import { noDiskFaults, SimFsDisk, type DiskFaults } from './sim-fs.js';
 import { SimMasterHost, type ApplyFault } from './sim-master.js';
 import { LeaseLedger, simMaxClockRate, type LeaseFault } from './sim-leases.js';
+import { defaultSimClientExpiry, LivenessLedger, type SimClientExpiryOptions } from './sim-liveness.js';
 import { defaultWireOptions, SimWire, type Interceptor, type WireOptions } from './sim-net.js';
 import { defaultWorkload, mountCommand, simEpochMs, Workload, type WorkloadOptions } from './workload.js';
 
@@ -37,6 +38,11 @@ export interface FullSimOptions {
   sessions?: boolean;
   /** The masters' read leases (sim-leases.ts); false: none (gets and removes go straight to RaftNode). */
   leases?: Partial<SimLeaseOptions> | false;
+  /**
+   * Client expiry (sim-liveness.ts): the masters expire silent clients and every client pings. Needs leases (the
+   * leader gate). Off by default: the seed-pinned regression tests were found without the pings' traffic.
+   */
+  clientExpiry?: Partial<SimClientExpiryOptions> | false;
 }
 
 export interface SimLeaseOptions {
@@ -62,6 +68,8 @@ export class FullSim {
   readonly tunables: RaftTunables;
   /** Read leases given to clients and removes applied (null: the masters run without leases). */
   readonly leases: LeaseLedger | null;
+  /** Pings answered and clients expired (null: no client expiry in this run). */
+  readonly liveness: LivenessLedger | null;
   /** Election safety: the leader each node reported per term. */
   readonly violations: string[] = [];
   private readonly leaders = new Map<number, NodeId>();
@@ -79,6 +87,8 @@ export class FullSim {
     const lo = opts.leases === false ? null : { ...defaultSimLeases, ...opts.leases };
     this.leases = lo === null ? null : new LeaseLedger(this.sched, lo.ttlMs, simMaxClockRate);
     if (this.leases !== null) this.leases.fault = lo!.fault;
+    const eo = opts.clientExpiry === undefined || opts.clientExpiry === false || this.leases === null ? null : { ...defaultSimClientExpiry, ...opts.clientExpiry };
+    this.liveness = eo === null ? null : new LivenessLedger(this.sched, eo);
     this.hosts = this.ids.map((id, i) => new SimMasterHost(
       id,
       new NodeClock(this.sched, 1000 * (i + 1)),
@@ -90,8 +100,9 @@ export class FullSim {
       (h) => this.onFatal(h),
       this.leases,
       opts.walSegmentBytes ?? defaultSimWalSegmentBytes,
+      this.liveness,
     ));
-    this.workload = opts.workload === false ? null : new Workload(this.sched, this.rng.fork(), this.hosts, { ...defaultWorkload, ...opts.workload }, this.leases, this.sessions);
+    this.workload = opts.workload === false ? null : new Workload(this.sched, this.rng.fork(), this.hosts, { ...defaultWorkload, ...opts.workload }, this.leases, this.sessions, this.liveness);
   }
 
   get now(): number {
@@ -114,6 +125,8 @@ export class FullSim {
     await this.untilLeader(10_000);
     const leader = this.leader();
     if (leader !== null) await this.settle(this.host(leader).propose(mountCommand(), simEpochMs + this.now)).catch(() => undefined);
+    // The storage node that mounted the segment pings from now on, as a StoreClient does (client expiry runs).
+    this.workload.pingAs((mountCommand() as { clientId: string }).clientId);
     // Sessions need state version 3 (sealed lease refusals 4): raised to the newest as the leader's housekeeping would
     // (best effort, like the mount; a client whose OpenSession is then refused writes without an epoch).
     if (leader !== null && this.sessions) await this.settle(this.host(leader).propose({ type: 'SetStateVersion', version: supportedStateVersion }, simEpochMs + this.now)).catch(() => undefined);

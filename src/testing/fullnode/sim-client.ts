@@ -11,7 +11,7 @@
  */
 import { ErrorCode, MooringError } from '../../errors.js';
 import type { ClientConnection, ClientEnv } from '../../client/leader-client.js';
-import type { Result } from '../../statemachine/commands.js';
+import { okResult, type Result } from '../../statemachine/commands.js';
 import type { ClientCommand } from '../../master/rpc-methods.js';
 import type { SeededRng } from '../../util/rng.js';
 import type { SimScheduler } from './scheduler.js';
@@ -27,6 +27,16 @@ export function simEndpoint(id: string): string {
 
 /** The write methods the simulated masters serve; the arguments are the command itself (with clientId and seq). */
 const simWriteMethods = new Set(['remove', 'putStart', 'putEnd', 'batchPutStart', 'batchPutEnd']);
+
+/** A ping as the RPC surface serves it on `host`: the leader gate, then the leader's answer (client-expiry.ts). */
+async function servePing(host: SimMasterHost, args: Record<string, unknown>): Promise<Result> {
+  const lease = host.lease;
+  const expiry = host.expiry;
+  if (lease === null || expiry === null || host.state === null) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'master is starting');
+  await lease.gate.leaderOrPark(typeof args.avoidLeader === 'string' ? args.avoidLeader : null);
+  if (host.expiry !== expiry || host.state === null) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'master restarted');
+  return okResult({ ...expiry.ping(String(args.clientId)), viewVersion: 0 });
+}
 
 /** A write as the RPC surface serves it on `host`: gate (park or NOT_LEADER), then admission and the proposal. */
 async function serveWrite(host: SimMasterHost, args: Record<string, unknown>): Promise<Result> {
@@ -76,7 +86,7 @@ export function simClientEnv(sched: SimScheduler, rng: SeededRng, hosts: readonl
           return;
         }
         connected = true;
-        if (!simWriteMethods.has(method)) {
+        if (!simWriteMethods.has(method) && method !== 'ping') {
           finish(() => reject(new MooringError(ErrorCode.INVALID_ARGUMENT, `the simulated master does not serve ${method}`)));
           return;
         }
@@ -88,7 +98,7 @@ export function simClientEnv(sched: SimScheduler, rng: SeededRng, hosts: readonl
           // The answer leaves only from the incarnation that took the request, and not while it is paused.
           let outcome: () => void = () => {};
           const send = host.clock.guard(() => finish(outcome));
-          serveWrite(host, request).then(
+          (method === 'ping' ? servePing(host, request) : serveWrite(host, request)).then(
             (r) => { outcome = () => (r.ok ? resolve(r.value as T) : reject(MooringError.fromWire(r.error))); send(); },
             (e: unknown) => { outcome = () => reject(e instanceof MooringError ? e : new MooringError(ErrorCode.INTERNAL, String(e))); send(); },
           );

@@ -31,6 +31,7 @@ import { MemoryPeerBookStore, MemorySnapshotStore } from './sim-stores.js';
 import type { NodeClock } from './scheduler.js';
 import { SimLeaseNode, type LeaseLedger } from './sim-leases.js';
 import { SimLeaseFileIo } from './sim-lease-file.js';
+import { SimExpiryNode, type LivenessLedger } from './sim-liveness.js';
 import { LeaseFile, leaseFileName } from '../../master/lease-file.js';
 import { announceAheadMs } from '../../master/lease-sync.js';
 import { simEpochMs } from './workload.js';
@@ -54,6 +55,8 @@ export class SimMasterHost {
   state: MasterState | null = null;
   /** The running incarnation's read-lease machinery (null without a ledger, or while down). */
   lease: SimLeaseNode | null = null;
+  /** The running incarnation's client expiry (null without a liveness ledger, or while down). */
+  expiry: SimExpiryNode | null = null;
   /** Why the node stopped for good (a corrupted log it refuses to serve). */
   failure: Error | null = null;
   crashes = 0;
@@ -78,6 +81,7 @@ export class SimMasterHost {
     private readonly onFatal: (host: SimMasterHost) => void,
     private readonly ledger: LeaseLedger | null,
     private readonly walSegmentBytes: number,
+    private readonly liveness: LivenessLedger | null = null,
   ) {}
 
   /** The open log of the running incarnation (for the log-matching check). */
@@ -174,6 +178,7 @@ export class SimMasterHost {
       const ttl = this.ledger.ttlMs;
       const store = LeaseFile.open(new SimLeaseFileIo(this.disk, fs, this.clock), leaseFile, { longestLeaseMs: ttl + announceAheadMs(ttl), logger: silentLogger });
       this.lease = new SimLeaseNode(this.id, this.clock, raft, state, contact, (to, frame) => transport.send(to, frame), this.ledger, t.electionTimeoutTicks * t.tickMs, simEpochMs, fresh, store);
+      if (this.liveness !== null) this.expiry = new SimExpiryNode(this.clock, raft, state, this.liveness, simEpochMs);
     }
     this.status = 'up';
   }
@@ -207,7 +212,10 @@ export class SimMasterHost {
       clock: this.clock,
       snapshotStore: new MemorySnapshotStore(),
       peerBookStore: this.peerBook,
-      peers: [],
+      // With client expiry, the peer book carries each master's client address (as production's does), so NOT_LEADER
+      // hints name an endpoint the client can reach (sim-client.ts: `n2` at `n2:1`). Not otherwise: the seed-pinned
+      // runs were found with hints that named no address.
+      peers: this.liveness !== null ? (this.bootstrapVoters ?? []).map((id) => ({ id, host: id, port: 1, rpcPort: 1 })) : [],
       ...(this.bootstrapVoters !== undefined ? { bootstrapVoters: this.bootstrapVoters } : {}),
       seed: this.seed + this.crashes * 7919,
       logger: silentLogger,
@@ -228,6 +236,7 @@ export class SimMasterHost {
     this.raft = null;
     this.state = null;
     this.lease = null;
+    this.expiry = null;
     this.storage = null;
     this.transport = null;
     this.status = 'down';
@@ -248,6 +257,7 @@ export class SimMasterHost {
         const applied = host.applyFault ? host.applyFault(host.id, commands) : commands;
         return inner.apply(applied, noopThrough).then((results) => {
           host.ledger?.noteApplied(applied, results, simEpochMs);
+          host.liveness?.noteApplied(applied, results, simEpochMs);
           return results.length === commands.length ? results : commands.map((_, i) => results[i]);
         });
       },

@@ -19,6 +19,8 @@ import { randInt } from './rand.js';
 import type { SimScheduler } from './scheduler.js';
 import type { SimMasterHost } from './sim-master.js';
 import type { LeaseLedger } from './sim-leases.js';
+import type { LivenessLedger } from './sim-liveness.js';
+import type { PingValue } from '../../statemachine/state-core.js';
 import { LeaderPool, callWithRetry, isRetryable } from '../../client/leader-client.js';
 import { simClientEnv, simEndpoint } from './sim-client.js';
 
@@ -125,7 +127,46 @@ export class Workload {
     readonly opts: WorkloadOptions,
     private readonly ledger: LeaseLedger | null = null,
     private readonly sessions = false,
+    private readonly liveness: LivenessLedger | null = null,
   ) {}
+
+  /** Client ids that ping (client expiry runs, sim-liveness.ts). */
+  private readonly pinging = new Set<string>();
+  /** Pings answered OK, and pings that failed (the client's call gave up). */
+  pingsOk = 0;
+  pingsFailed = 0;
+
+  /**
+   * From now on `clientId` pings every pingMs as StoreClient does (skipping a tick while its last ping is out),
+   * through production's client; OK answers go to the liveness ledger. Nothing without client expiry; idempotent.
+   */
+  pingAs(clientId: string): void {
+    const lv = this.liveness;
+    if (lv === null || this.pinging.has(clientId)) return;
+    this.pinging.add(clientId);
+    lv.pinging.add(clientId);
+    let busy = false;
+    const tick = (): void => {
+      this.sched.after(lv.o.pingMs, tick);
+      if (busy) return;
+      busy = true;
+      // MasterClient.ping's leader path (MasterClient.leaderPath): hedged, hinted, parked; production's retry policy.
+      callWithRetry<PingValue>(this.pool(clientId), 'ping', { clientId }, { write: false, hedge: true, avoidLeaderArg: true, leaderOnly: true })
+        .then((r) => { if (r.status === 'OK') { this.pingsOk++; lv.notePing(clientId); } }, () => { this.pingsFailed++; })
+        .finally(() => { busy = false; });
+    };
+    this.sched.after(lv.o.pingMs, tick);
+  }
+
+  /** The client's LeaderPool (production's client state: leader belief, skipped endpoints), one per client id. */
+  private pool(clientId: string): LeaderPool {
+    let pool = this.pools.get(clientId);
+    if (pool === undefined) {
+      pool = new LeaderPool({ endpoints: this.hosts.map((h) => simEndpoint(h.id)), clusterId: 'sim', nodeId: clientId, env: simClientEnv(this.sched, this.rng.fork(), this.hosts) });
+      this.pools.set(clientId, pool);
+    }
+    return pool;
+  }
 
   /** The client's session epoch, opening it first (sessions only; undefined: writes without an epoch). */
   private async session(clientId: string): Promise<number | undefined> {
@@ -159,6 +200,7 @@ export class Workload {
   start(): void {
     for (let c = 0; c < this.opts.clients; c++) {
       const clientId = `client-${c}`;
+      this.pingAs(clientId);
       let seq = 0;
       const loop = (): void => {
         if (this.stopped) return;
@@ -184,6 +226,7 @@ export class Workload {
   async run(clientId: string, seq: number, op: ObjectOp, key: string): Promise<boolean | undefined> {
     const rec: Operation<ObjectOp, ObjectOutput> = { clientId, op, key, input: op, call: this.sched.now };
     this.history.push(rec);
+    if (op !== 'get') this.pingAs(clientId); // a client that writes is registered: it keeps itself alive
     const epoch = op === 'get' ? undefined : await this.session(clientId);
     if (op !== 'get' && this.ledger !== null && this.opts.writesThroughClient === true) {
       const r = await this.throughClient(clientId, op, { ...command(clientId, seq, op, key), ...(epoch !== undefined ? { epoch } : {}) });
@@ -236,11 +279,7 @@ export class Workload {
    * before proposing — a lease, no leader reached — (`refused`: no effect), or an unknown outcome.
    */
   private async throughClient(clientId: string, method: string, cmd: Command): Promise<{ kind: 'ok'; value: unknown } | { kind: 'answer' | 'refused'; error: MooringError } | { kind: 'unknown' }> {
-    let pool = this.pools.get(clientId);
-    if (pool === undefined) {
-      pool = new LeaderPool({ endpoints: this.hosts.map((h) => simEndpoint(h.id)), clusterId: 'sim', nodeId: clientId, env: simClientEnv(this.sched, this.rng.fork(), this.hosts) });
-      this.pools.set(clientId, pool);
-    }
+    const pool = this.pool(clientId);
     this.clientWrites++;
     const retry = { deadlineMs: this.opts.attemptTimeoutMs * this.opts.maxAttempts, attemptTimeoutMs: this.opts.attemptTimeoutMs };
     try {
