@@ -5,7 +5,7 @@
  *   + a client RPC server (msgpackr frames over TCP/TLS, its own port) serving the RPC surface (rpc-surface.ts)
  *   + an HTTP ops server (/health, /ready, /metrics, /status)
  *   + leader policy: parking and hints (leader-gate.ts), admission, demotions, lease sync, and the leader duties
- *     (leader-duties.ts: client TTL expiry, reclaim of abandoned PutStarts, eviction, repair).
+ *     (leader-duties.ts: client TTL expiry (client-expiry.ts), reclaim of abandoned PutStarts, eviction, repair).
  *
  * This file is the composition: it opens and wires those parts, follows role changes, reports status and
  * readiness, and stops (gracefully or after a fatal error).
