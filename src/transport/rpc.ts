@@ -221,6 +221,8 @@ interface PendingCall {
   resolve: (v: unknown) => void;
   reject: (e: MooringError) => void;
   timer: NodeJS.Timeout;
+  /** The request was handed to the connection: from then on a missing reply leaves its outcome unknown. */
+  sent: boolean;
 }
 
 export class RpcClient {
@@ -261,9 +263,16 @@ export class RpcClient {
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
-        if (this.pending.delete(id)) reject(new MooringError(ErrorCode.TIMEOUT, `${method} got no reply within ${timeoutMs} ms; its outcome is unknown`));
+        const p = this.pending.get(id);
+        if (p === undefined) return;
+        this.pending.delete(id);
+        // Still connecting: the request never left, so nothing can have applied it (a definite failure, which a
+        // write's caller may report as such instead of OUTCOME_UNKNOWN).
+        if (!p.sent) reject(new MooringError(ErrorCode.UNAVAILABLE, `connect to ${this.opts.host}:${this.opts.port} did not complete within ${timeoutMs} ms; ${method} was not sent`, { definite: true }));
+        else reject(new MooringError(ErrorCode.TIMEOUT, `${method} got no reply within ${timeoutMs} ms; its outcome is unknown`));
       }, timeoutMs);
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
+      const pending: PendingCall = { resolve: resolve as (v: unknown) => void, reject, timer, sent: false };
+      this.pending.set(id, pending);
       this.ensureConnected().then(
         (conn) => {
           if (!this.pending.has(id)) return;
@@ -274,6 +283,7 @@ export class RpcClient {
             this.settle(id, undefined, err instanceof MooringError ? err : new MooringError(ErrorCode.INVALID_ARGUMENT, 'arguments do not encode'));
             return;
           }
+          pending.sent = true;
           conn.send(bytes);
         },
         (err: MooringError) => this.settle(id, undefined, err),

@@ -116,6 +116,28 @@ describe('RPC', () => {
     }
   });
 
+  it('a call whose timeout ends before the connection is ready fails definite (never sent), not as an unknown outcome', async () => {
+    // A listener that accepts and never answers the hello: the dial hangs past the call's timeout.
+    const socks: net.Socket[] = [];
+    const raw = net.createServer((sock) => { socks.push(sock); });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    cleanups.push(() => {
+      for (const sk of socks) sk.destroy();
+      return new Promise<void>((r) => raw.close(() => r()));
+    });
+    const port = (raw.address() as net.AddressInfo).port;
+    const c = new RpcClient({ host: '127.0.0.1', port, clusterId: cluster, connectTimeoutMs: 10_000 });
+    cleanups.push(() => c.close());
+    const err = await c.call('add', { a: 1, b: 1 }, { timeoutMs: 150 }).catch((e: MooringError) => e);
+    expect(err).toMatchObject({ code: ErrorCode.UNAVAILABLE, definite: true });
+    expect((err as MooringError).message).toMatch(/was not sent/);
+    // Once sent, a missing reply is an unknown outcome.
+    const s = await server();
+    s.handle('silent', () => new Promise(() => {}));
+    const sent = await client(s).call('silent', {}, { timeoutMs: 150 }).catch((e: MooringError) => e);
+    expect(sent).toMatchObject({ code: ErrorCode.TIMEOUT, definite: false });
+  });
+
   it('bounds in-flight requests per connection with QUEUE_FULL replies', async () => {
     const s = await server({ maxInflightRequestsPerConnection: 4 });
     const releases: Array<() => void> = [];
