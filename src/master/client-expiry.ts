@@ -6,7 +6,9 @@
  * - A new leader knows no pings: every client counts as seen at its election (`becameLeader`).
  * - A housekeeping tick much later than the last one means this process was paused (SIGSTOP, a long GC, a VM
  *   freeze) or its clock jumped forward: the silence is its own, not its clients', so every client gets a fresh TTL
- *   and nothing is expired in that tick (`resumedFromPause`).
+ *   and nothing is expired in that tick (`resumedFromPause`). A shorter delay (a tick more than half an interval
+ *   late) is credited to every client instead: the tick that runs at resume comes before the pings that waited in
+ *   the sockets meanwhile, and with a short TTL (3 s, 1 s pings) a 2.49 s pause would otherwise expire a live client.
  * - Otherwise the leader proposes ExpireClients for clients silent, in pings and in writes, for `clientTtlMs`
  *   (`plan`); apply re-checks the writes' time stamps, so a client that wrote meanwhile is not expired.
  * MasterNode (through LeaderDuties and the RPC surface) and the simulator's masters (sim-liveness.ts) both run this.
@@ -77,6 +79,8 @@ export class ClientExpiry {
     const at = this.o.now();
     const gap = at - this.lastTickMs;
     this.lastTickMs = at;
+    // Late by more than half an interval: this process did not run for that long (timer jitter stays below it).
+    if (gap > this.tickIntervalMs * 1.5) this.liveness.credit(gap - this.tickIntervalMs);
     if (!isLeader || gap <= Math.min(this.tickIntervalMs * pauseGapFactor, this.tickIntervalMs + this.o.clientTtlMs / 2)) return false;
     this.liveness.resetForNewLeader(at);
     this.o.logger.info({ gapMs: gap }, 'resumed after a pause: every client gets a fresh TTL');

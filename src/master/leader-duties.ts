@@ -20,7 +20,6 @@ import type { MasterMetrics } from './metrics.js';
 import type { RepairScheduler } from './repair.js';
 import { encodeMasterCommand } from './state-adapter.js';
 
-export { housekeepingIntervalMs, pauseGapFactor } from './client-expiry.js';
 /**
  * Expired leases forgotten per event-loop turn (each of the lease table and LeaseSync's knowledge): a second of
  * expiries on a busy leader is 100k+ entries, ~24 ms at once; in slices of this many (~1–2 ms) the writes and reads

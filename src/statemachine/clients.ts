@@ -58,6 +58,16 @@ export class ClientLiveness {
     return this.freshUntilMs;
   }
 
+  /**
+   * The leader did not run for `ms` (a late housekeeping tick): that time is not its clients' silence, so every
+   * ping it knows of, and the fresh start of a new leader, count as `ms` later.
+   */
+  credit(ms: number): void {
+    if (!(ms > 0)) return;
+    for (const [id, at] of this.lastPing) this.lastPing.set(id, at + ms);
+    if (this.freshUntilMs > 0) this.freshUntilMs += ms;
+  }
+
   forget(clientId: string): void {
     this.lastPing.delete(clientId);
   }

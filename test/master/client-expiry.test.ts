@@ -51,6 +51,30 @@ describe('ClientExpiry', () => {
     expect(s.e.resumedFromPause(false)).toBe(false);
   });
 
+  it('a pause too short to count as one is still not its clients\' silence (a 3 s TTL, pings every second)', () => {
+    // Ticks every second; the client's pings land just after the ticks. The leader stops right after the tick at
+    // 2 s, for 2.49 s (under the 2.5-interval pause threshold): the tick due at 3 s runs at resume, before the ping
+    // held in its socket is read. Counted as the client's silence that is 3.49 s, past its TTL.
+    const clock = { t: 0 };
+    const clients = new Map<string, ClientRecord>([['c1', { clientId: 'c1', nodeStatus: 'OK' as ClientRecord['nodeStatus'], lastSeenMs: 0, segmentIds: [], retiredSeq: 0 }]]);
+    const state = { clients, ping: (id: string) => ({ status: clients.has(id) ? 'OK' as const : 'NEED_REMOUNT' as const, viewVersion: 0 }) };
+    const e = new ClientExpiry({ clientTtlMs: 3_000, now: () => clock.t, logger: silentLogger });
+    e.becameLeader();
+    const tick = (at: number): string[] => {
+      clock.t = at;
+      if (e.resumedFromPause(true)) return [];
+      return e.plan(state)?.clientIds ?? [];
+    };
+    const ping = (at: number): void => { clock.t = at; e.answerPing(state, 'c1'); };
+    expect(tick(1_000)).toEqual([]);
+    ping(1_000.5);
+    expect(tick(2_000)).toEqual([]);
+    // paused from 2,000.5 to 4,490: the ping sent at 2,000.5 waits in the socket
+    expect(tick(4_490)).toEqual([]);
+    ping(4_490.5);
+    expect(tick(5_490)).toEqual([]);
+  });
+
   it("only a registered client's ping is kept: ids a stranger makes up do not grow the table", () => {
     const s = setup();
     s.e.becameLeader();
