@@ -230,7 +230,8 @@ const SCHEMA: Record<string, SchemaNode> = {
     },
   },
   leaseTtlMs: int(1, MAX_MS),
-  clientTtlMs: int(1, MAX_MS),
+  // At least one housekeeping interval (client-expiry.ts): a shorter TTL would expire clients between two checks.
+  clientTtlMs: int(1_000, MAX_MS),
   putStartReclaimMs: int(0, MAX_MS),
   eviction: {
     t: 'obj',

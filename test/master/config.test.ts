@@ -165,6 +165,7 @@ describe('parseConfig: every check names its field', () => {
     ['proposalTimeoutMs zero', { nodeId: 'a', raft: { proposalTimeoutMs: 0 } }, 'raft.proposalTimeoutMs'],
     ['leaseTtlMs string', { nodeId: 'a', leaseTtlMs: '10s' }, 'leaseTtlMs', 'got "10s"'],
     ['clientTtlMs zero', { nodeId: 'a', clientTtlMs: 0 }, 'clientTtlMs'],
+    ['clientTtlMs below one housekeeping interval', { nodeId: 'a', clientTtlMs: 999 }, 'clientTtlMs'],
     ['putStartReclaimMs negative', { nodeId: 'a', putStartReclaimMs: -5 }, 'putStartReclaimMs'],
     ['highWatermark > 1', { nodeId: 'a', eviction: { highWatermark: 1.5 } }, 'eviction.highWatermark', '(0, 1]'],
     ['highWatermark 0', { nodeId: 'a', eviction: { highWatermark: 0 } }, 'eviction.highWatermark'],
