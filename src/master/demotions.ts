@@ -7,6 +7,7 @@
  */
 import type { BatchPutStart, Command, Evict, EvictItem, PutStart, UpsertStart } from '../statemachine/commands.js';
 import type { LeaseTable } from '../statemachine/leases.js';
+import { leaseClock } from '../raft/effects/system-clock.js';
 import type { MasterState } from '../statemachine/master-state.js';
 import type { ObjectRecord } from '../statemachine/objects.js';
 import type { StateView } from '../statemachine/state-view.js';
@@ -105,7 +106,7 @@ export class Demotions {
     for (;;) {
       await new Promise((r) => setTimeout(r, putDemotionPollMs));
       const now = Date.now();
-      const evictable = evictableFor(put, this.d.state(), this.d.leases(), now);
+      const evictable = evictableFor(put, this.d.state(), this.d.leases(), leaseClock.now());
       const waited = now - start;
       if (evictable.length === 0 || waited >= demotionTimeoutMs || (waited >= putDemotionWaitMs && !copying()) || !this.d.isLeader()) {
         if (evictable.length > 0) put.evictable = evictable;

@@ -19,6 +19,7 @@ import type { Logger } from './logger.js';
 import type { MasterMetrics } from './metrics.js';
 import type { RepairScheduler } from './repair.js';
 import { encodeMasterCommand } from './state-adapter.js';
+import { leaseClock } from '../raft/effects/system-clock.js';
 
 /**
  * Expired leases forgotten per event-loop turn (each of the lease table and LeaseSync's knowledge): a second of
@@ -119,7 +120,7 @@ export class LeaderDuties {
         await this.proposeInternal(version);
       }
       for (let n = 0; n < maxDrainCommandsPerRound && this.d.raft().isLeader && !this.d.stopping(); n++) {
-        const drain = planDrain(this.d.state(), this.d.leases, Date.now(), this.d.repair.awaitingRepair());
+        const drain = planDrain(this.d.state(), this.d.leases, leaseClock.now(), this.d.repair.awaitingRepair());
         // Not before the repair scheduler has looked at every object with these segments DRAINING (see coversDrain).
         if (drain === null || !this.d.repair.coversDrain(drain.segmentIds)) break;
         await this.proposeHeld(drain, this.d.pending.hold({ kind: 'keys', keys: drainedKeys(this.d.state(), drain) }));
@@ -144,7 +145,7 @@ export class LeaderDuties {
     const slice = (): void => {
       let more = false;
       try {
-        const now = Date.now();
+        const now = leaseClock.now();
         more = this.d.leaseSync().prune(now, maxLeasePrunesPerTurn);
         if (this.d.raft().isLeader && this.d.leases.prune(now, maxLeasePrunesPerTurn) >= maxLeasePrunesPerTurn) more = true;
       } catch (err) {
@@ -160,7 +161,9 @@ export class LeaderDuties {
     if (!this.d.raft().isLeader || this.evictionBusy || this.d.stopping()) return;
     this.evictionBusy = true;
     try {
-      const evict = planEviction(this.d.state(), this.d.leases, Date.now(), {
+      // The lease clock: leases are what this plan must respect (soft pins and ages, stamped on the wall clock, differ
+      // from it only by the steps the wall clock took since this process started).
+      const evict = planEviction(this.d.state(), this.d.leases, leaseClock.now(), {
         highWatermarkRatio: this.d.config.eviction.highWatermark,
         targetRatio: this.d.config.eviction.target,
       });

@@ -37,9 +37,9 @@
  * majority round trip and a frame to each member per read). After a failover a key not read for a TTL is thus
  * removable within maxAnnounceAheadMs.
  *
- * Clocks: wall-clock milliseconds of each process, exchanged only as durations. Time comes only from the caller's
- * `nowMs` and the injected `clock` (its now() in the same time base as the lease table: production passes
- * `wallClock`, src/raft/effects/system-clock.ts; the full-node simulator a node's virtual NodeClock), so the
+ * Clocks: each process's lease clock (epoch milliseconds that never step), exchanged only as durations. Time comes
+ * only from the caller's `nowMs` and the injected `clock` (its now() in the same time base as the lease table:
+ * production passes `leaseClock`, src/raft/effects/system-clock.ts; the full-node simulator a node's virtual NodeClock), so the
  * simulator runs this code on its own clock and replays it bit for bit.
  */
 import { ErrorCode, MooringError } from '../errors.js';

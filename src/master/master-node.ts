@@ -16,7 +16,7 @@ import type { DurableLogStorage } from '../raft/log-store.js';
 import { openRaftLog } from '../raft/wal/open.js';
 import { RaftNode } from '../raft/node/index.js';
 import type { Role } from '../raft/core/types.js';
-import { wallClock } from '../raft/effects/system-clock.js';
+import { leaseClock } from '../raft/effects/system-clock.js';
 import { TcpPeerTransport } from '../transport/tcp-transport.js';
 import { boundedWarnings, type RejectPort } from '../transport/reject-log.js';
 import { RpcServer } from '../transport/rpc.js';
@@ -182,16 +182,16 @@ export class MasterNode {
         longestLeaseMs: cfg.leaseTtlMs + announceAheadMs(cfg.leaseTtlMs),
         logger: this.logger,
       }),
-      clock: wallClock,
+      clock: leaseClock,
       logger: this.logger,
     });
-    this.contact.intercept((from, frame) => this.leaseSync.onFrame(from, frame, Date.now()));
+    this.contact.intercept((from, frame) => this.leaseSync.onFrame(from, frame, leaseClock.now()));
     this.raft.on('roleChange', (role: Role) => this.onRoleChange(role));
     this.contact.onHeard((from) => {
       if (this.gate.hasParked && from === this.raft.leaderId) this.gate.wake();
     });
     // Follower reads: the leader grants (and records) the leases a follower's read asks for (follower-reads.ts).
-    this.raft.setForwardedReadHandler(leaseGrantingHandler(this.leases, this.pending, (keys, now) => this.leaseSync.recordGranted(keys, now), () => Date.now()));
+    this.raft.setForwardedReadHandler(leaseGrantingHandler(this.leases, this.pending, (keys, now) => this.leaseSync.recordGranted(keys, now), () => leaseClock.now()));
     this.raft.on('leaderChange', (leader: string | null, term: number) => {
       this.viewVersion++;
       this.gate.wake();
@@ -314,14 +314,13 @@ export class MasterNode {
     if (role !== 'leader') {
       this.repair.reset();
       this.metrics.setRepair(this.repair.report());
-      this.leaseSync.roleChanged(role, Date.now());
+      this.leaseSync.roleChanged(role, leaseClock.now());
       this.surface.steppedDown();
     }
     if (role === 'leader') {
-      const now = Date.now();
       // A new leader knows no pings: every client counts as alive for one TTL. It treats every object as leased
       // until a majority told it the leases they know (LeaseSync), which keeps the old leader's read leases.
-      this.leaseSync.roleChanged(role, now);
+      this.leaseSync.roleChanged(role, leaseClock.now());
       this.expiry.becameLeader();
       this.logger.info({ term: this.raft.status().term }, 'became leader'); // the core's term: the node's lags until persisted
     }

@@ -28,7 +28,7 @@ import type { LeaderGate } from './leader-gate.js';
 import type { Demotions } from './demotions.js';
 import { admitAndHold, refusableByLease, sealFor } from './admission.js';
 import { holdUntilSettled, type Hold, type PendingWrites } from './pending-writes.js';
-import { systemClock } from '../raft/effects/system-clock.js';
+import { leaseClock, systemClock } from '../raft/effects/system-clock.js';
 import { encodeMasterCommand } from './state-adapter.js';
 import { linearizableRead, replicaRead } from './follower-reads.js';
 import { sessionEpochStateVersion } from '../statemachine/state-version.js';
@@ -169,11 +169,12 @@ export class RpcSurface {
     // A new leader first learns the read leases of the previous one (one round trip): admission then refuses only
     // what is really leased, instead of everything under the blanket.
     if (leaseSync.learning && refusableByLease(command)) await gate.whileLeading(leaseSync.learned(leaseWaitMs(this.d.electionTimeoutMs)));
+    // Leases on the lease clock (never steps); the entry's time stamp on the wall clock, like every entry's.
     const now = Date.now();
     let hold: Hold;
     try {
       // From admission until it settles, no read may lease what this write covers: a read of it waits for it.
-      hold = admitAndHold(command, state, leases, this.d.pending, now);
+      hold = admitAndHold(command, state, leases, this.d.pending, leaseClock.now());
     } catch (err) {
       // The first attempt may have been committed under a previous leader but not yet applied here: after a read
       // barrier (which commits every entry of earlier terms) it would be in the table. A remove retried after a
@@ -255,7 +256,7 @@ export class RpcSurface {
       const leaseKeys = method === 'getReplicaList' ? [(args as { key: string }).key] : (args as { keys: string[] }).keys;
       const rs = await replicaRead({
         raft, state, leases: this.d.leases, pending: this.d.pending, leaseSync: this.d.leaseSync(), whileLeading: (p) => gate.whileLeading(p),
-        now: () => Date.now(), clock: systemClock, leaseTtlMs: config.leaseTtlMs, cover: this.d.followerCover,
+        now: () => leaseClock.now(), clock: systemClock, leaseTtlMs: config.leaseTtlMs, cover: this.d.followerCover,
       }, leaseKeys, stale);
       if (method === 'getReplicaList') return unwrap(rs[0]!);
       return (args as { compact?: boolean }).compact === true ? compactReplicaLists(rs) : rs;

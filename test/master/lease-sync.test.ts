@@ -7,14 +7,14 @@ import { describe, expect, it } from 'vitest';
 import { LeaseTable } from '../../src/statemachine/leases.js';
 import { LeaseSync, maxAnnounceAheadMs, type LeaseClock } from '../../src/master/lease-sync.js';
 import { silentLogger } from '../../src/transport/logger.js';
-import { wallClock } from '../../src/raft/effects/system-clock.js';
+import { leaseClock } from '../../src/raft/effects/system-clock.js';
 
 const ttl = 10_000;
 const ids = ['a', 'b', 'c'];
 
 interface Members { sync: Map<string, LeaseSync>; leases: Map<string, LeaseTable>; term: Map<string, number>; down: Set<string>; sent: unknown[]; restart(id: string): void }
 
-function members(clock: LeaseClock = wallClock): Members {
+function members(clock: LeaseClock = leaseClock): Members {
   const sent: unknown[] = [];
   const sync = new Map<string, LeaseSync>();
   const leases = new Map<string, LeaseTable>();
@@ -195,7 +195,7 @@ describe('LeaseSync', () => {
   it('announces no more than members keep: a lease adopted from the collection does not stretch an announcement members cut short (simulator seed 77511)', async () => {
     // Time under the test's control: now() is `t`; timers are real (the 300 ms ack timeout is never reached).
     let t = 1_000_000;
-    const m = members({ now: () => t, setTimeout: wallClock.setTimeout, setImmediate: wallClock.setImmediate });
+    const m = members({ now: () => t, setTimeout: leaseClock.setTimeout, setImmediate: leaseClock.setImmediate });
     const a = m.sync.get('a')!;
     const table = m.leases.get('a')!;
     a.roleChanged('leader', t);

@@ -13,7 +13,10 @@ export const systemClock: Clock = {
 };
 
 /**
- * The production clock with the wall clock's now() (Date.now): for read leases, whose table counts in wall-clock
- * milliseconds (every LeaseTable caller passes Date.now(); only durations travel between processes).
+ * The production clock for read leases: epoch milliseconds that never step — the wall clock when the process started
+ * plus the monotonic time since (performance.timeOrigin + performance.now()). Every LeaseTable caller passes its
+ * now(); only durations travel between processes. Date.now() steps with NTP or a resumed VM: a forward step of Δ on
+ * the leader ended every read lease Δ early, so a remove or an eviction could be admitted while a reader still counted
+ * on its lease (test/master/lease-clock-step.test.ts).
  */
-export const wallClock: Clock = { ...systemClock, now: () => Date.now() };
+export const leaseClock: Clock = { ...systemClock, now: () => performance.timeOrigin + performance.now() };
