@@ -371,7 +371,7 @@ export class StoreClient {
   /** The object's bytes; OBJECT_NOT_FOUND when there is no such (complete) object. */
   async get(key: string): Promise<Buffer> {
     this.checkOpen();
-    const started = Date.now();
+    const started = performance.now(); // the read lease counts from the request, on a clock that never steps
     const { replicas, leaseTtlMs } = await this.master.getReplicaList(key);
     const out = await this.readAny(key, replicas, started, leaseTtlMs);
     this.stats.gets++;
@@ -447,7 +447,7 @@ export class StoreClient {
 
   async batchGet(keys: string[]): Promise<BatchItemResult<Buffer>[]> {
     this.checkOpen();
-    const started = Date.now();
+    const started = performance.now(); // the read lease counts from the request, on a clock that never steps
     const lists = (await this.master.batchGetReplicaList(keys)) as Array<{ ok: boolean; value?: { replicas: ReplicaDescriptor[]; leaseTtlMs: number }; error?: unknown }>;
     return Promise.all(keys.map(async (key, i) => {
       const r = lists[i];
@@ -566,7 +566,8 @@ export class StoreClient {
         try {
           const payload = await this.readReplica(key, r, slot);
           // Bytes read after the lease ran out may belong to a newer version at the same place.
-          if (Date.now() - started > leaseTtlMs * leaseSafetyRatio) {
+          // Monotonic: a wall clock stepped back meanwhile must not make a read that outlived its lease look in time.
+          if (performance.now() - started > leaseTtlMs * leaseSafetyRatio) {
             throw new MooringError(ErrorCode.LEASE_EXPIRED, `the read of ${key} outlived its read lease; retry`);
           }
           const out = Buffer.from(payload); // copy out of the slot before it is reused
