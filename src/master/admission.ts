@@ -103,8 +103,7 @@ export function sealFor(command: Command, err: unknown, asked: boolean, stateVer
 
 /** `s` cut to at most `maxBytes` of UTF-8, on a character boundary. */
 function truncateUtf8(s: string, maxBytes: number): string {
-  if (Buffer.byteLength(s) <= maxBytes) return s;
-  let out = s.slice(0, maxBytes);
-  while (Buffer.byteLength(out) > maxBytes) out = out.slice(0, -1);
-  return out;
+  // encodeInto writes whole characters only; `read` is how much of `s` fit.
+  const { read } = new TextEncoder().encodeInto(s, new Uint8Array(maxBytes));
+  return read === s.length ? s : s.slice(0, read);
 }

@@ -36,6 +36,7 @@ export interface ClientExpiryOptions {
 
 export class ClientExpiry {
   readonly liveness: ClientLiveness;
+  private readonly tickIntervalMs: number;
   private lastTickMs: number;
 
   constructor(private readonly o: ClientExpiryOptions) {
@@ -43,12 +44,6 @@ export class ClientExpiry {
     this.liveness = o.liveness ?? new ClientLiveness();
     this.lastTickMs = o.now();
     this.tickIntervalMs = o.tickIntervalMs ?? housekeepingIntervalMs;
-  }
-
-  private readonly tickIntervalMs: number;
-
-  now(): number {
-    return this.o.now();
   }
 
   /** A registered client's ping reached this leader (an unknown id is not kept: strangers must not grow the table). */

@@ -6,8 +6,12 @@
  * fate (test/client/retry-property.test.ts).
  */
 import { describe, expect, it } from 'vitest';
+import { ErrorCode, MooringError } from '../../src/errors.js';
+import { sealFor } from '../../src/master/admission.js';
 import { MasterClient } from '../../src/master/client.js';
+import { maxSealedMessageBytes } from '../../src/statemachine/commands.js';
 import { sealedRefusalStateVersion } from '../../src/statemachine/state-version.js';
+import { validateCommand } from '../../src/statemachine/commands.js';
 import { cleanupAfterEach, startMasters, waitFor } from '../helpers/in-process-masters.js';
 
 const cleanup = cleanupAfterEach();
@@ -41,5 +45,20 @@ describe('sealed lease refusals', () => {
     // Every master applied the seal alike: the same reply for the seq in each state.
     await waitFor(() => nodes.every((m) => m.masterState.sessionReply('writer', 1) !== undefined), 5_000, 20);
     for (const m of nodes) expect(m.masterState.sessionReply('writer', 1)).toMatchObject({ ok: false, error: { code: 'OBJECT_HAS_LEASE', sealed: true } });
+  });
+
+  it('a seal carries at most maxSealedMessageBytes of the refusal, cut on a character boundary', () => {
+    const remove = { type: 'Remove' as const, key: 'k', clientId: 'w', seq: 3 };
+    for (const ch of ['a', 'é', '€', '😀']) {
+      const message = ch.repeat(2 * maxSealedMessageBytes);
+      const seal = sealFor(remove, new MooringError(ErrorCode.OBJECT_HAS_LEASE, message), true, sealedRefusalStateVersion)!;
+      expect(Buffer.byteLength(seal.message)).toBeLessThanOrEqual(maxSealedMessageBytes);
+      expect(Buffer.byteLength(seal.message)).toBeGreaterThan(maxSealedMessageBytes - 4);
+      expect(message.startsWith(seal.message)).toBe(true);
+      expect(/[\uD800-\uDBFF]$/.test(seal.message)).toBe(false); // no half of a surrogate pair
+      expect(() => validateCommand(seal)).not.toThrow();
+    }
+    const short = sealFor(remove, new MooringError(ErrorCode.OBJECT_HAS_LEASE, 'leased'), true, sealedRefusalStateVersion)!;
+    expect(short.message).toBe('leased');
   });
 });

@@ -19,4 +19,5 @@ export const systemClock: Clock = {
  * the leader ended every read lease Δ early, so a remove or an eviction could be admitted while a reader still counted
  * on its lease (test/master/lease-clock-step.test.ts).
  */
-export const leaseClock: Clock = { ...systemClock, now: () => performance.timeOrigin + performance.now() };
+const timeOrigin = performance.timeOrigin; // a getter: read once, it never changes
+export const leaseClock: Clock = { ...systemClock, now: () => timeOrigin + performance.now() };

@@ -32,10 +32,11 @@ const simWriteMethods = new Set(['remove', 'putStart', 'putEnd', 'batchPutStart'
 async function servePing(host: SimMasterHost, args: Record<string, unknown>): Promise<Result> {
   const lease = host.lease;
   const expiry = host.expiry;
-  if (lease === null || expiry === null || host.state === null) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'master is starting');
+  if (lease === null || expiry === null) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'master is starting');
   await lease.gate.leaderOrPark(typeof args.avoidLeader === 'string' ? args.avoidLeader : null);
-  if (host.expiry !== expiry || host.state === null) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'master restarted');
-  return okResult({ ...expiry.ping(String(args.clientId)), viewVersion: 0 });
+  // A crash while parked ends this incarnation (its expiry with it): no answer from a dead process.
+  if (host.expiry !== expiry) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'master restarted');
+  return okResult(expiry.ping(String(args.clientId)));
 }
 
 /** A write as the RPC surface serves it on `host`: gate (park or NOT_LEADER), then admission and the proposal. */

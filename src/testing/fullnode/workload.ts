@@ -130,11 +130,8 @@ export class Workload {
     private readonly liveness: LivenessLedger | null = null,
   ) {}
 
-  /** Client ids that ping (client expiry runs, sim-liveness.ts). */
-  private readonly pinging = new Set<string>();
-  /** Pings answered OK, and pings that failed (the client's call gave up). */
+  /** Pings answered OK (client expiry runs, sim-liveness.ts). */
   pingsOk = 0;
-  pingsFailed = 0;
 
   /**
    * From now on `clientId` pings every pingMs as StoreClient does (skipping a tick while its last ping is out),
@@ -142,8 +139,7 @@ export class Workload {
    */
   pingAs(clientId: string): void {
     const lv = this.liveness;
-    if (lv === null || this.pinging.has(clientId)) return;
-    this.pinging.add(clientId);
+    if (lv === null || lv.pinging.has(clientId)) return;
     lv.pinging.add(clientId);
     let busy = false;
     const tick = (): void => {
@@ -152,7 +148,7 @@ export class Workload {
       busy = true;
       // MasterClient.ping's leader path (MasterClient.leaderPath): hedged, hinted, parked; production's retry policy.
       callWithRetry<PingValue>(this.pool(clientId), 'ping', { clientId }, { write: false, hedge: true, avoidLeaderArg: true, leaderOnly: true })
-        .then((r) => { if (r.status === 'OK') { this.pingsOk++; lv.notePing(clientId); } }, () => { this.pingsFailed++; })
+        .then((r) => { if (r.status === 'OK') { this.pingsOk++; lv.notePing(clientId); } }, () => {})
         .finally(() => { busy = false; });
     };
     this.sched.after(lv.o.pingMs, tick);
