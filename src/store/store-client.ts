@@ -373,9 +373,26 @@ export class StoreClient {
     this.checkOpen();
     const started = performance.now(); // the read lease counts from the request, on a clock that never steps
     const { replicas, leaseTtlMs } = await this.master.getReplicaList(key);
-    const out = await this.readAny(key, replicas, started, leaseTtlMs);
+    const out = await this.readOrAskAgain(key, replicas, started, leaseTtlMs);
     this.stats.gets++;
     return out;
+  }
+
+  /**
+   * readAny, but when the replica list named only segments unmounted since (SEGMENT_NOT_FOUND: a storage node that
+   * left or restarted between the master's answer and this client's segment lookup), asks the master once more: the
+   * read then takes effect later, after the unmount, and answers what the object is now (gone: OBJECT_NOT_FOUND;
+   * written again: its new bytes) instead of an error naming a segment the caller never chose.
+   */
+  private async readOrAskAgain(key: string, replicas: ReplicaDescriptor[], started: number, leaseTtlMs: number): Promise<Buffer> {
+    try {
+      return await this.readAny(key, replicas, started, leaseTtlMs);
+    } catch (e) {
+      if (!(e instanceof MooringError) || e.code !== ErrorCode.SEGMENT_NOT_FOUND) throw e;
+      const again = performance.now();
+      const fresh = await this.master.getReplicaList(key);
+      return this.readAny(key, fresh.replicas, again, fresh.leaseTtlMs);
+    }
   }
 
   /** Like get, but null when the object does not exist. */
@@ -453,7 +470,7 @@ export class StoreClient {
       const r = lists[i];
       if (r?.ok !== true || r.value === undefined) return { key, ok: false, error: MooringError.fromWire(r?.error) };
       try {
-        const value = await this.readAny(key, r.value.replicas, started, r.value.leaseTtlMs);
+        const value = await this.readOrAskAgain(key, r.value.replicas, started, r.value.leaseTtlMs);
         this.stats.gets++;
         return { key, ok: true, value };
       } catch (e) {

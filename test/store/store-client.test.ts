@@ -151,6 +151,36 @@ describe('StoreClient', () => {
     for (let i = 0; i < 10; i++) expect((await reader.get(both[i]!)).equals(pattern(1000 + i, 3000))).toBe(true);
   });
 
+  it('a get whose replica list names a segment unmounted since asks the master again: OBJECT_NOT_FOUND, not SEGMENT_NOT_FOUND', async () => {
+    const leaving = await storageNode('z5');
+    const segs = (await reader.master.listSegments()) as Array<{ id: string; clientId: string }>;
+    const seg = segs.find((s) => s.clientId === leaving.clientId)!.id;
+    await putPreferred('leaving-1', pattern(7, 2000), [seg]);
+    await putPreferred('leaving-2', pattern(8, 2000), [seg]);
+    const staleList = await reader.master.getReplicaList('leaving-2');
+    // A fresh client (no segment table yet) whose master answers the replica list and, before the client resolves
+    // the segment, the storage node unmounts it: the race jepsen hit with storage nodes restarting.
+    const late = await StoreClient.create({ masters: masters.endpoints, stagingSlotBytes: 1 << 20, stagingSlots: 4 });
+    clients.push(late);
+    const real = late.master.getReplicaList.bind(late.master);
+    let asked = 0;
+    late.master.getReplicaList = async (key, opts) => {
+      const first = asked++ === 0;
+      const r = await real(key, opts);
+      if (first) await leaving.master.unmountSegment(seg);
+      return r;
+    };
+    await expect(late.get('leaving-1')).rejects.toMatchObject({ code: ErrorCode.OBJECT_NOT_FOUND });
+    expect(asked).toBe(2); // the stale list, then the one after the unmount
+    // batchGet: a key whose list named the unmounted segment is asked for once more too.
+    const late2 = await StoreClient.create({ masters: masters.endpoints, stagingSlotBytes: 1 << 20, stagingSlots: 4 });
+    clients.push(late2);
+    late2.master.batchGetReplicaList = async () => [{ ok: true, value: staleList }];
+    const [r] = await late2.batchGet(['leaving-2']);
+    expect(r!.ok).toBe(false);
+    expect(r!.error!.code).toBe(ErrorCode.OBJECT_NOT_FOUND);
+  });
+
   async function putPreferred(key: string, bytes: Buffer, preferred: string[]): Promise<void> {
     // StoreClient.put has no preferredSegments option; this drives the same steps through its internals.
     const c = reader as unknown as { master: StoreClient['master'] };
