@@ -13,7 +13,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { ErrorCode, MooringError } from '../errors.js';
 import type { RaftNode } from '../raft/node/index.js';
 import type { RpcContext, RpcServer } from '../transport/rpc.js';
-import type { Command, Result } from '../statemachine/commands.js';
+import type { Result } from '../statemachine/commands.js';
 import type { ClientExpiry } from './client-expiry.js';
 import type { LeaseTable } from '../statemachine/leases.js';
 import type { MasterState } from '../statemachine/master-state.js';
@@ -23,13 +23,12 @@ import type { MasterMetrics } from './metrics.js';
 import type { BackupService } from './backup.js';
 import type { RepairScheduler } from './repair.js';
 import { compactReplicaLists } from './replica-lists-wire.js';
-import { leaseWaitMs, type LeaseSync } from './lease-sync.js';
+import { WriteService } from './write-service.js';
+import type { LeaseSync } from './lease-sync.js';
 import type { LeaderGate } from './leader-gate.js';
 import type { Demotions } from './demotions.js';
-import { admitAndHold, refusableByLease, sealFor } from './admission.js';
-import { holdUntilSettled, type Hold, type PendingWrites } from './pending-writes.js';
+import type { PendingWrites } from './pending-writes.js';
 import { leaseClock, systemClock } from '../raft/effects/system-clock.js';
-import { encodeMasterCommand } from './state-adapter.js';
 import { linearizableRead, replicaRead } from './follower-reads.js';
 import { sessionEpochStateVersion } from '../statemachine/state-version.js';
 import type { FollowerLeaseCover } from './follower-lease-cover.js';
@@ -76,10 +75,23 @@ export interface RpcSurfaceDeps {
 
 export class RpcSurface {
   private inFlightRpcs = 0;
-  /** Session writes proposed by this leader and not yet settled, by `clientId#seq`: a retry joins its first attempt. */
-  private readonly proposing = new Map<string, Promise<Result>>();
+  /** The leader's steps for a client write (write-service.ts; the full-node simulator runs the same). */
+  private readonly writes: WriteService;
 
-  constructor(private readonly d: RpcSurfaceDeps) {}
+  constructor(private readonly d: RpcSurfaceDeps) {
+    this.writes = new WriteService({
+      raft: d.raft, state: d.state, leaseSync: d.leaseSync, leases: d.leases, pending: d.pending, gate: d.gate,
+      electionTimeoutMs: d.electionTimeoutMs,
+      // Leases on the lease clock (never steps); entry time stamps on the wall clock, like every entry's.
+      leaseNow: () => leaseClock.now(),
+      stampNow: () => Date.now(),
+      beforePropose: (command) => d.demotions.beforePut(command),
+      proposed: (proposal) => {
+        const started = process.hrtime.bigint();
+        proposal.then(() => d.metrics.observeProposal(Number(process.hrtime.bigint() - started) / 1e9), () => {});
+      },
+    });
+  }
 
   /** Requests being served now (a graceful stop drains them). */
   get inFlight(): number {
@@ -88,8 +100,7 @@ export class RpcSurface {
 
   /** Proposals of an earlier leadership are not joined by retries: their outcome is no longer ours to report. */
   steppedDown(): void {
-    this.proposing.clear();
-    this.d.pending.clear();
+    this.writes.steppedDown();
   }
 
   register(rpc: RpcServer): void {
@@ -144,91 +155,18 @@ export class RpcSurface {
   }
 
   private async handleWrite(method: WriteMethod, raw: unknown): Promise<unknown> {
-    const { gate, leases } = this.d;
-    const raft = this.d.raft();
-    const state = this.d.state();
-    const leaseSync = this.d.leaseSync();
     const edge = typeof raw === 'object' && raw !== null ? (raw as { adminToken?: unknown; avoidLeader?: unknown; sealRefusal?: unknown }) : {};
     if (adminWriteMethods.includes(method)) this.checkAdmin(edge);
     // Validated by the state machine's rules; fields only the leader may set (eviction candidates, lease skips)
     // never come from a client.
     const command = commandFor(method, raw);
-    await gate.leaderOrPark(typeof edge.avoidLeader === 'string' ? edge.avoidLeader : null);
+    await this.d.gate.leaderOrPark(typeof edge.avoidLeader === 'string' ? edge.avoidLeader : null);
     // Sessions once every master has them (the state version): until then a client writes without an epoch.
+    const state = this.d.state();
     if (command.type === 'OpenSession' && state.stateVersion < sessionEpochStateVersion) {
       throw new MooringError(ErrorCode.INVALID_ARGUMENT, `sessions need state version ${sessionEpochStateVersion} (the cluster is at ${state.stateVersion}; it is raised once every master runs a Mooring that supports it)`);
     }
-    // The duplicate-reply table comes before any admission check: a retry (same clientId, seq) must get the first
-    // attempt's reply, never a refusal of its own. Otherwise a remove retried while its first attempt is still
-    // uncommitted here could be answered OBJECT_HAS_LEASE (a lease granted in between) and then apply anyway.
-    const session = sessionKey(command);
-    if (session !== null) {
-      const dup = this.duplicateReply(command, session);
-      if (dup !== undefined) return unwrap(await gate.whileLeading(dup));
-    }
-    // A new leader first learns the read leases of the previous one (one round trip): admission then refuses only
-    // what is really leased, instead of everything under the blanket.
-    if (leaseSync.learning && refusableByLease(command)) await gate.whileLeading(leaseSync.learned(leaseWaitMs(this.d.electionTimeoutMs)));
-    // Leases on the lease clock (never steps); the entry's time stamp on the wall clock, like every entry's.
-    const now = Date.now();
-    let hold: Hold;
-    try {
-      // From admission until it settles, no read may lease what this write covers: a read of it waits for it.
-      hold = admitAndHold(command, state, leases, this.d.pending, leaseClock.now());
-    } catch (err) {
-      // The first attempt may have been committed under a previous leader but not yet applied here: after a read
-      // barrier (which commits every entry of earlier terms) it would be in the table. A remove retried after a
-      // failover was otherwise refused by the new leader's lease although it had happened.
-      const prev = await this.appliedReply(command);
-      if (prev !== undefined) return unwrap(prev);
-      const again = session === null ? undefined : this.duplicateReply(command, session);
-      if (again !== undefined) return unwrap(await gate.whileLeading(again));
-      // The client asked for a sealed answer (an earlier attempt of this write has an unknown fate): record the
-      // refusal as this seq's answer, so no attempt of the write applies after it (SealRefusal).
-      const seal = session === null ? null : sealFor(command, err, edge.sealRefusal === true, state.stateVersion);
-      if (seal === null || session === null) throw err;
-      const sealing = raft.propose(encodeMasterCommand(seal, Date.now())) as Promise<Result>;
-      this.joinable(session, sealing);
-      return unwrap(await gate.whileLeading(sealing));
-    }
-    let proposal: Promise<Result>;
-    let started: bigint;
-    try {
-      await this.d.demotions.beforePut(command);
-      started = process.hrtime.bigint();
-      proposal = raft.propose(encodeMasterCommand(command, now)) as Promise<Result>;
-    } catch (err) {
-      hold.release();
-      throw err;
-    }
-    holdUntilSettled(hold, proposal, raft);
-    if (session !== null) this.joinable(session, proposal);
-    const result = await gate.whileLeading(proposal);
-    this.d.metrics.observeProposal(Number(process.hrtime.bigint() - started) / 1e9);
-    return unwrap(result);
-  }
-
-  /** A retry of the same seq joins `proposal` (the write, or its SealRefusal) until it settles. */
-  private joinable(session: string, proposal: Promise<Result>): void {
-    this.proposing.set(session, proposal);
-    const forget = (): void => { if (this.proposing.get(session) === proposal) this.proposing.delete(session); };
-    proposal.then(forget, forget);
-  }
-
-  /** The reply of an earlier attempt of this write: applied (from the session table) or still in flight here. */
-  private duplicateReply(command: Command, session: string): Promise<Result> | undefined {
-    const c = command as { clientId: string; seq: number; epoch?: number };
-    const applied = this.d.state().sessionReply(c.clientId, c.seq, c.epoch);
-    if (applied !== undefined) return Promise.resolve(applied);
-    return this.proposing.get(session);
-  }
-
-  /** The stored exactly-once reply for this write, after a read barrier so every committed entry is applied. */
-  private async appliedReply(command: Command): Promise<Result | undefined> {
-    const c = command as { clientId?: unknown; seq?: unknown; epoch?: unknown };
-    if (typeof c.clientId !== 'string' || typeof c.seq !== 'number') return undefined;
-    await this.d.raft().read();
-    return this.d.state().sessionReply(c.clientId, c.seq, c.epoch);
+    return unwrap(await this.writes.write(command, edge.sealRefusal === true));
   }
 
   private async handleRead(method: ReadMethod, raw: unknown): Promise<ResultOf<ReadMethod>> {
@@ -311,11 +249,6 @@ export class RpcSurface {
         return { index: await raft.snapshotNow() };
     }
   }
-}
-
-function sessionKey(command: Command): string | null {
-  const c = command as { clientId?: unknown; seq?: unknown; epoch?: unknown };
-  return typeof c.clientId === 'string' && typeof c.seq === 'number' ? `${c.clientId}#${typeof c.epoch === 'number' ? c.epoch : 0}#${c.seq}` : null;
 }
 
 function unwrap<T>(result: Result<T>): T {

@@ -7,25 +7,25 @@
  * - role changes through `LeaseSync.roleChanged` (the same call MasterNode makes), so a new leader keeps the
  *   blanket until a majority told it the leases they know;
  * - follower reads: the leader grants and records in `leaseGrantingHandler`, the follower `recordServed`s;
- * - getReplicaList through `replicaRead` (follower-reads.ts, the RPC surface's own code), and Remove through the RPC
- *   surface's steps: duplicate reply, wait for the lease collection, `admitAndHold` (OBJECT_HAS_LEASE: a definite
- *   refusal; else the key is held in PendingWrites until the remove settles, so reads of it wait), the applied reply
- *   after a read barrier, then the proposal (`holdUntilSettled`).
+ * - getReplicaList through `replicaRead` (follower-reads.ts), and every client write (Remove, the workload's puts)
+ *   through `WriteService` (write-service.ts): both the RPC surface's own code. A write: duplicate reply, wait for the
+ *   lease collection, `admitAndHold` (OBJECT_HAS_LEASE: a definite refusal; else the key is held in PendingWrites
+ *   until the remove settles, so reads of it wait), the applied reply after a read barrier, then the proposal.
  *
  * The LeaseLedger records, in virtual time, every lease a client was given (the leader's grant; for a follower read
  * the leader's forwarded grant) and the admission time of every Remove that applied (the entry's own time stamp,
  * written at admission), for the check in `LeaseLedger.check`. Nothing here reads a real clock or draws randomness.
  */
 import { ErrorCode, MooringError } from '../../errors.js';
-import { admitAndHold, refusableByLease, sealFor } from '../../master/admission.js';
 import type { ClientCommand } from '../../master/rpc-methods.js';
 import { decodeKeys, leaseGrantingHandler, maxFollowerLeaseVoters, replicaRead } from '../../master/follower-reads.js';
 import { FollowerLeaseCover } from '../../master/follower-lease-cover.js';
 import type { LeaderContact } from '../../master/leader-contact.js';
 import { LeaderGate } from '../../master/leader-gate.js';
 import { LeaseSync, leaseWaitMs, raftLeaseView } from '../../master/lease-sync.js';
-import { holdUntilSettled, PendingWrites, type Hold } from '../../master/pending-writes.js';
-import { decodeMasterCommand, encodeMasterCommand } from '../../master/state-adapter.js';
+import { PendingWrites } from '../../master/pending-writes.js';
+import { WriteService } from '../../master/write-service.js';
+import { decodeMasterCommand } from '../../master/state-adapter.js';
 import type { NodeId, Role } from '../../raft/core/types.js';
 import type { ForwardedReadHandler, RaftNode } from '../../raft/node/index.js';
 import type { AppliedCommand } from '../../raft/state-machine.js';
@@ -176,18 +176,19 @@ export class SimLeaseNode {
   readonly pending = new PendingWrites();
   /** This incarnation's follower lease covers (a crash loses them, as it loses a process's). */
   private readonly cover: FollowerLeaseCover;
-  private readonly proposing = new Map<string, Promise<Result>>();
+  /** Production's write steps (write-service.ts) on this node's clocks. */
+  private readonly writes: WriteService;
 
   constructor(
-    private readonly id: NodeId,
+    id: NodeId,
     private readonly clock: NodeClock,
     private readonly raft: RaftNode,
     private readonly state: MasterState,
     contact: LeaderContact,
     send: (to: NodeId, frame: unknown) => boolean,
     private readonly ledger: LeaseLedger,
-    private readonly electionTimeoutMs: number,
-    private readonly epochMs: number,
+    electionTimeoutMs: number,
+    epochMs: number,
     fresh: boolean,
     store?: LeaseFile,
   ) {
@@ -198,6 +199,16 @@ export class SimLeaseNode {
       ackTimeoutMs: () => leaseWaitMs(electionTimeoutMs), clock, logger: silentLogger,
     });
     this.gate = new LeaderGate({ self: id, raft: () => raft, contact, electionTimeoutMs, clock, stopping: () => false });
+    const sync = this.sync;
+    this.writes = new WriteService({
+      raft: () => raft, state: () => state, leases: this.leases, gate: this.gate, electionTimeoutMs,
+      // The controls: a new leader that skips the collection never waits for it; 'no-hold' holds in a table nobody reads.
+      leaseSync: () => (ledger.fault === 'no-collection' ? { learning: false, learned: () => Promise.resolve() } : sync),
+      pending: ledger.fault === 'no-hold' ? new PendingWrites() : this.pending,
+      leaseNow: () => clock.now(),
+      // The entry's time stamp is the admission's virtual time (the ledger reads it back when the entry applies).
+      stampNow: () => epochMs + ledger.now,
+    });
     contact.intercept((from, frame) => {
       // The control: a new leader that skips the collection ignores the answers.
       if (ledger.fault === 'no-collection' && (frame as { k?: unknown } | null)?.k === 'lr') return true;
@@ -223,8 +234,8 @@ export class SimLeaseNode {
   private roleChanged(role: Role): void {
     this.gate.onRoleChange(role);
     if (role !== 'leader') {
-      this.proposing.clear();
-      this.pending.clear(); // as RpcSurface.steppedDown
+      this.writes.steppedDown(); // as RpcSurface.steppedDown
+      this.pending.clear();
     }
     this.sync.roleChanged(role, this.clock.now());
     if (role === 'leader' && this.ledger.fault === 'no-collection') {
@@ -261,50 +272,13 @@ export class SimLeaseNode {
   }
 
   /**
-   * A client write as the RPC surface handles it (rpc-surface.ts handleWrite): the duplicate reply, the wait for the
-   * lease collection (writes a lease can refuse), admission and its hold, the applied reply after a read barrier when
-   * admission refuses, the proposal. Throws NOT_LEADER (retry elsewhere) or the admission's refusal.
+   * A client write as the RPC surface serves it once the leader gate let it in: production's WriteService
+   * (write-service.ts: duplicate reply, the wait for the lease collection, admission and its hold, the applied reply
+   * after a read barrier when admission refuses, the proposal). Throws NOT_LEADER (retry elsewhere) or the
+   * admission's refusal.
    */
-  async write(command: ClientCommand & { seq: number }, sealRefusal = false): Promise<Result> {
-    const raft = this.raft;
-    if (!raft.isLeader) throw new MooringError(ErrorCode.NOT_LEADER, 'not the leader');
-    const session = `${command.clientId}#${command.seq}`;
-    const dup = this.duplicateReply(command, session);
-    if (dup !== undefined) return this.gate.whileLeading(dup);
-    if (this.sync.learning && refusableByLease(command) && this.ledger.fault !== 'no-collection') await this.gate.whileLeading(this.sync.learned(leaseWaitMs(this.electionTimeoutMs)));
-    if (!raft.isLeader) throw new MooringError(ErrorCode.NOT_LEADER, 'stopped leading');
-    let hold: Hold;
-    try {
-      // The control holds in a table nobody reads.
-      hold = admitAndHold(command, this.state, this.leases, this.ledger.fault === 'no-hold' ? new PendingWrites() : this.pending, this.clock.now());
-    } catch (err) {
-      // Production's appliedReply: the first attempt may have committed under an earlier leader.
-      await raft.read();
-      const again = this.duplicateReply(command, session);
-      if (again !== undefined) return this.gate.whileLeading(again);
-      // Asked to seal the refusal (SealRefusal, state version 4): proposed, and its answer is the write's.
-      const seal = sealFor(command, err, sealRefusal, this.state.stateVersion);
-      if (seal === null) throw err;
-      return this.propose(seal, session);
-    }
-    return this.propose(command, session, hold);
-  }
-
-  /** Proposes a session write (or its seal); a retry of the same seq meanwhile joins it. */
-  private propose(command: Command, session: string, hold?: Hold): Promise<Result> {
-    const raft = this.raft;
-    // The entry's time stamp is the admission's virtual time (the ledger reads it back when the entry applies).
-    const proposal = raft.propose(encodeMasterCommand(command, this.epochMs + this.ledger.now)) as Promise<Result>;
-    if (hold !== undefined) holdUntilSettled(hold, proposal, raft);
-    this.proposing.set(session, proposal);
-    const forget = (): void => { if (this.proposing.get(session) === proposal) this.proposing.delete(session); };
-    proposal.then(forget, forget);
-    return this.gate.whileLeading(proposal);
-  }
-
-  private duplicateReply(command: { clientId: string; seq: number }, session: string): Promise<Result> | undefined {
-    const applied = this.state.sessionReply(command.clientId, command.seq, (command as { epoch?: number }).epoch);
-    if (applied !== undefined) return Promise.resolve(applied);
-    return this.proposing.get(session);
+  write(command: ClientCommand & { seq: number }, sealRefusal = false): Promise<Result> {
+    if (!this.raft.isLeader) return Promise.reject(new MooringError(ErrorCode.NOT_LEADER, 'not the leader'));
+    return this.writes.write(command, sealRefusal);
   }
 }
