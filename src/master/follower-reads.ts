@@ -35,6 +35,7 @@ import type { LeaseSync } from './lease-sync.js';
 import type { PendingWrites } from './pending-writes.js';
 import { coverMarginMs, type FollowerLeaseCover } from './follower-lease-cover.js';
 import { formatLeaderHint } from './rpc-methods.js';
+import { CompactReplicaListsBuilder, setRowLeaseTtl, type CompactReplicaLists } from './replica-lists-wire.js';
 
 const packr = new Packr({ useRecords: false });
 /** Largest lease-key payload one follower read sends the leader; a larger read is sent to the leader instead. */
@@ -146,7 +147,43 @@ export interface ReplicaReadDeps {
  * `stale`: no read barrier, answered from this node's state (the leader still grants and announces). The RPC surface
  * and the full-node simulator both read through this.
  */
-export async function replicaRead(d: ReplicaReadDeps, keys: readonly string[], stale = false): Promise<Result<GetReplicaListValue>[]> {
+export function replicaRead(d: ReplicaReadDeps, keys: readonly string[], stale = false): Promise<Result<GetReplicaListValue>[]> {
+  return readReplicaLists(d, keys, stale, plainForm);
+}
+
+/** replicaRead answering in the compact form (replica-lists-wire.ts), its rows built straight from the state. */
+export async function replicaReadCompact(d: ReplicaReadDeps, keys: readonly string[], stale = false): Promise<CompactReplicaLists> {
+  const b = new CompactReplicaListsBuilder();
+  return b.done(await readReplicaLists(d, keys, stale, compactForm(b)));
+}
+
+/** How a replica read answers each key: a Result, or a compact row. */
+interface ReadForm<R> {
+  lists(state: MasterState, keys: readonly string[], nowMs: number, leases: LeaseTable | undefined): R[];
+  ok(r: R): boolean;
+  /** A follower's answer of `r` (its own, fresh): the cluster's lease TTL, or "being evicted" for a refused key. */
+  asFollower(r: R, key: string, refused: ReadonlySet<string>, leaseTtlMs: number): R;
+}
+
+const plainForm: ReadForm<Result<GetReplicaListValue>> = {
+  lists: (state, keys, nowMs, leases) => state.batchGetReplicaList(keys, nowMs, leases),
+  ok: (r) => r.ok,
+  asFollower: followerReplicaResult,
+};
+
+function compactForm(b: CompactReplicaListsBuilder): ReadForm<number[] | Result<never>> {
+  return {
+    lists: (state, keys, nowMs, leases) => state.batchReplicaListsInto<number[] | Result<never>>(keys, nowMs, leases, b),
+    ok: (r) => Array.isArray(r),
+    asFollower: (r, key, refused, leaseTtlMs) => {
+      if (refused.size > 0 && refused.has(key)) return beingEvicted(key);
+      if (Array.isArray(r)) setRowLeaseTtl(r, leaseTtlMs);
+      return r;
+    },
+  };
+}
+
+async function readReplicaLists<R>(d: ReplicaReadDeps, keys: readonly string[], stale: boolean, form: ReadForm<R>): Promise<R[]> {
   // The term the read is confirmed in: the leases it gets were recorded by that term's leader (recordServed).
   const readTerm = d.raft.currentTerm;
   // A follower asks the leader to lease only the keys no recent grant covers (follower-lease-cover.ts); the round
@@ -181,12 +218,12 @@ export async function replicaRead(d: ReplicaReadDeps, keys: readonly string[], s
   const now = d.now();
   // Leases are granted only by the leader (stale reads on followers grant none).
   const leases = d.raft.isLeader ? d.leases : undefined;
-  const rs = d.state.batchGetReplicaList(keys, now, leases);
-  const granted = keys.filter((_, i) => rs[i]!.ok);
+  const rs = form.lists(d.state, keys, now, leases);
+  const granted = keys.filter((_, i) => form.ok(rs[i]!));
   if (leases !== undefined && granted.length > 0) await d.whileLeading(d.leaseSync.announce(granted, now));
   if (leases !== undefined || stale) return rs;
-  // Every result is fresh (batchGetReplicaList builds each one): completed in place, not copied per key.
-  for (let i = 0; i < rs.length; i++) rs[i] = followerReplicaResult(rs[i]!, keys[i]!, refused, d.leaseTtlMs);
+  // Every result is fresh (built for this read): completed in place, not copied per key.
+  for (let i = 0; i < rs.length; i++) rs[i] = form.asFollower(rs[i]!, keys[i]!, refused, d.leaseTtlMs);
   return rs;
 }
 
@@ -222,9 +259,13 @@ async function askAgain(d: ReplicaReadDeps, refused: ReadonlySet<string>): Promi
  * follower's allocations per read).
  */
 export function followerReplicaResult<T extends { leaseTtlMs: number }>(r: Result<T>, key: string, refused: ReadonlySet<string>, leaseTtlMs: number): Result<T> {
-  if (refused.size > 0 && refused.has(key)) return errResult(ErrorCode.OBJECT_NOT_FOUND, `object ${key} is being evicted`);
+  if (refused.size > 0 && refused.has(key)) return beingEvicted(key);
   if (r.ok) r.value.leaseTtlMs = leaseTtlMs;
   return r;
+}
+
+function beingEvicted(key: string): Result<never> {
+  return errResult(ErrorCode.OBJECT_NOT_FOUND, `object ${key} is being evicted`);
 }
 
 function notLeaderFor(raft: RaftNode, why: string): MooringError {

@@ -16,7 +16,9 @@
  */
 import { ErrorCode, MooringError } from '../errors.js';
 import type { Protocol, ReplicaDescriptor, Result, Tier } from '../statemachine/commands.js';
-import type { GetReplicaListValue, ObjectStatus } from '../statemachine/state-core.js';
+import type { Replica } from '../statemachine/objects.js';
+import type { Segment } from '../statemachine/segments.js';
+import type { GetReplicaListValue, ObjectStatus, ReplicaListSink } from '../statemachine/state-core.js';
 
 export const replicaListsWireVersion = 1;
 
@@ -39,11 +41,7 @@ export interface CompactReplicaLists {
 
 /** The compact form of `rs` (master side). */
 export function compactReplicaLists(rs: ReadonlyArray<Result<GetReplicaListValue>>): CompactReplicaLists {
-  const places: Place[] = [];
-  // By segment id first (no string built per replica); a replica of that id with another tier, endpoint or protocol
-  // (a demoted replica keeps its segment id; a segment remounted elsewhere) gets a place of its own.
-  const bySegment = new Map<string, number>();
-  const byAll = new Map<string, number>();
+  const b = new CompactReplicaListsBuilder();
   const rows: Array<number[] | Result<never>> = new Array(rs.length);
   for (let i = 0; i < rs.length; i++) {
     const r = rs[i]!;
@@ -53,23 +51,62 @@ export function compactReplicaLists(rs: ReadonlyArray<Result<GetReplicaListValue
     }
     const v = r.value;
     const row: number[] = [v.size, statusCode.get(v.status)!, v.leaseTtlMs];
-    for (const rep of v.replicas) {
-      let p = bySegment.get(rep.segmentId);
-      if (p === undefined || !samePlace(places[p]!, rep)) {
-        const key = `${rep.segmentId}\u0000${rep.endpoint}\u0000${rep.protocol}\u0000${rep.tier}`;
-        p = byAll.get(key);
-        if (p === undefined) {
-          p = places.length;
-          byAll.set(key, p);
-          if (!bySegment.has(rep.segmentId)) bySegment.set(rep.segmentId, p);
-          places.push([rep.segmentId, rep.endpoint, rep.protocol, rep.tier]);
-        }
-      }
-      row.push(p, rep.offset, rep.length, rep.address);
-    }
+    for (const rep of v.replicas) row.push(b.place(rep.segmentId, rep.endpoint, rep.protocol, rep.tier), rep.offset, rep.length, rep.address);
     rows[i] = row;
   }
-  return { v: replicaListsWireVersion, places, rows };
+  return { v: replicaListsWireVersion, places: b.places, rows };
+}
+
+/**
+ * Builds compact rows straight from the state's replica records (StateCore.replicaListInto), with no descriptor or
+ * result objects in between: per key one array of numbers. `done(rows)` makes the reply.
+ */
+export class CompactReplicaListsBuilder implements ReplicaListSink<number[] | Result<never>> {
+  readonly places: Place[] = [];
+  // By segment id first (no string built per replica); a replica of that id with another tier, endpoint or protocol
+  // (a demoted replica keeps its segment id; a segment remounted elsewhere) gets a place of its own.
+  private readonly bySegment = new Map<string, number>();
+  private readonly byAll = new Map<string, number>();
+
+  ok(size: number, status: ObjectStatus, leaseTtlMs: number, replicas: readonly Replica[], segments: ReadonlyMap<string, Segment>): number[] {
+    const row: number[] = [size, statusCode.get(status)!, leaseTtlMs];
+    for (const r of replicas) {
+      const seg = segments.get(r.segmentId)!;
+      row.push(this.place(r.segmentId, seg.rec.endpoint, seg.rec.protocol, r.tier), r.offset, r.length, seg.rec.base + r.offset);
+    }
+    return row;
+  }
+
+  fail(result: Result<never>): Result<never> {
+    return result;
+  }
+
+  /** The number of the place (segment id, endpoint, protocol, tier) in this reply, added if new. */
+  place(segmentId: string, endpoint: string, protocol: Protocol, tier: Tier): number {
+    let p = this.bySegment.get(segmentId);
+    if (p !== undefined) {
+      const q = this.places[p]!;
+      if (q[1] === endpoint && q[2] === protocol && q[3] === tier) return p;
+    }
+    const key = `${segmentId}\u0000${endpoint}\u0000${protocol}\u0000${tier}`;
+    p = this.byAll.get(key);
+    if (p === undefined) {
+      p = this.places.length;
+      this.byAll.set(key, p);
+      if (!this.bySegment.has(segmentId)) this.bySegment.set(segmentId, p);
+      this.places.push([segmentId, endpoint, protocol, tier]);
+    }
+    return p;
+  }
+
+  done(rows: Array<number[] | Result<never>>): CompactReplicaLists {
+    return { v: replicaListsWireVersion, places: this.places, rows };
+  }
+}
+
+/** The lease TTL a compact row announces (a follower answers with the cluster's: follower-reads.ts). */
+export function setRowLeaseTtl(row: number[], leaseTtlMs: number): void {
+  row[2] = leaseTtlMs;
 }
 
 /**
@@ -110,10 +147,6 @@ export function expandReplicaLists(wire: unknown, keyCount: number): Array<Resul
     out[i] = { ok: true, value: { replicas, leaseTtlMs: row[2]!, size: row[0]!, status } };
   }
   return out;
-}
-
-function samePlace(p: Place, r: ReplicaDescriptor): boolean {
-  return p[1] === r.endpoint && p[2] === r.protocol && p[3] === r.tier;
 }
 
 function checkPlace(p: unknown, i: number): Place {

@@ -22,14 +22,13 @@ import type { Logger } from './logger.js';
 import type { MasterMetrics } from './metrics.js';
 import type { BackupService } from './backup.js';
 import type { RepairScheduler } from './repair.js';
-import { compactReplicaLists } from './replica-lists-wire.js';
 import { WriteService } from './write-service.js';
 import type { LeaseSync } from './lease-sync.js';
 import type { LeaderGate } from './leader-gate.js';
 import type { Demotions } from './demotions.js';
 import type { PendingWrites } from './pending-writes.js';
 import { leaseClock, systemClock } from '../raft/effects/system-clock.js';
-import { linearizableRead, replicaRead } from './follower-reads.js';
+import { linearizableRead, replicaRead, replicaReadCompact } from './follower-reads.js';
 import { sessionEpochStateVersion } from '../statemachine/state-version.js';
 import type { FollowerLeaseCover } from './follower-lease-cover.js';
 import {
@@ -192,12 +191,14 @@ export class RpcSurface {
     if (method === 'getReplicaList' || method === 'batchGetReplicaList') {
       // Every master serves linearizable reads (follower-reads.ts); a follower's leases are granted by the leader.
       const leaseKeys = method === 'getReplicaList' ? [(args as { key: string }).key] : (args as { keys: string[] }).keys;
-      const rs = await replicaRead({
-        raft, state, leases: this.d.leases, pending: this.d.pending, leaseSync: this.d.leaseSync(), whileLeading: (p) => gate.whileLeading(p),
+      const deps = {
+        raft, state, leases: this.d.leases, pending: this.d.pending, leaseSync: this.d.leaseSync(), whileLeading: <T>(p: Promise<T>) => gate.whileLeading(p),
         now: () => leaseClock.now(), clock: systemClock, leaseTtlMs: config.leaseTtlMs, cover: this.d.followerCover,
-      }, leaseKeys, stale);
-      if (method === 'getReplicaList') return unwrap(rs[0]!);
-      return (args as { compact?: boolean }).compact === true ? compactReplicaLists(rs) : rs;
+      };
+      // The compact reply is built straight from the state (no descriptor objects per key).
+      if (method === 'batchGetReplicaList' && (args as { compact?: boolean }).compact === true) return replicaReadCompact(deps, leaseKeys, stale);
+      const rs = await replicaRead(deps, leaseKeys, stale);
+      return method === 'getReplicaList' ? unwrap(rs[0]!) : rs;
     }
     if (!stale) await gate.whileLeading(linearizableRead(raft, null));
     switch (method) {

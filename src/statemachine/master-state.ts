@@ -39,7 +39,7 @@ import { computeStateHash } from './hash.js';
 import type { LeaseTable } from './leases.js';
 import { decodeSnapshot, encodeSnapshot } from './snapshot.js';
 import { StateCore } from './state-core.js';
-import type { ApplyEntry, GetReplicaListValue, PingValue, StateOptions, StateStats } from './state-core.js';
+import type { ApplyEntry, GetReplicaListValue, PingValue, ReplicaListSink, StateOptions, StateStats } from './state-core.js';
 import type { SegmentInfo } from './segments.js';
 import type { StateView } from './state-view.js';
 import { StateStore, type StoreBatch } from './store.js';
@@ -297,6 +297,11 @@ export class MasterState implements StateView {
 
   batchGetReplicaList(keys: readonly string[], nowMs: number, leases?: LeaseTable): Result<GetReplicaListValue>[] {
     return keys.map((k) => this.core.getReplicaList(k, nowMs, leases));
+  }
+
+  /** getReplicaList of each key into `sink` (no descriptor objects: StateCore.replicaListInto). */
+  batchReplicaListsInto<T>(keys: readonly string[], nowMs: number, leases: LeaseTable | undefined, sink: ReplicaListSink<T>): T[] {
+    return keys.map((k) => this.core.replicaListInto(k, nowMs, leases, sink));
   }
 
   existKey(key: string): boolean {

@@ -81,6 +81,15 @@ export interface GetReplicaListValue {
   size: number;
   status: ObjectStatus;
 }
+/**
+ * Where StateCore.replicaListInto hands a replica list: `ok` with the object's size, status, lease TTL and its
+ * replicas (each on `segments.get(r.segmentId)`, always present: a replica's segment is never dropped before it),
+ * or `fail` with the error result. Both are called synchronously, once.
+ */
+export interface ReplicaListSink<T> {
+  ok(size: number, status: ObjectStatus, leaseTtlMs: number, replicas: readonly Replica[], segments: ReadonlyMap<string, Segment>): T;
+  fail(result: Result<never>): T;
+}
 export interface PingValue {
   status: 'OK' | 'NEED_REMOUNT';
   viewVersion: number;
@@ -864,17 +873,31 @@ export class StateCore {
    * is then neither removed nor evicted for leases.leaseTtlMs.
    */
   getReplicaList(key: string, nowMs: number, leases?: LeaseTable): Result<GetReplicaListValue> {
+    return this.replicaListInto(key, nowMs, leases, this.describing);
+  }
+
+  /**
+   * getReplicaList handing the object's replicas to `sink` instead of building descriptor objects: the compact reply
+   * (src/master/replica-lists-wire.ts) writes them straight into its rows (a batch read's descriptors and results
+   * were most of what it allocated per key).
+   */
+  replicaListInto<T>(key: string, nowMs: number, leases: LeaseTable | undefined, sink: ReplicaListSink<T>): T {
     const o = this.objects.get(key);
-    if (o === undefined) return errResult(ErrorCode.OBJECT_NOT_FOUND, `no object ${key}`);
-    if (!isComplete(o)) return errResult(ErrorCode.OBJECT_NOT_READY, `object ${key} has no complete replica yet`);
+    if (o === undefined) return sink.fail(errResult(ErrorCode.OBJECT_NOT_FOUND, `no object ${key}`));
+    if (!isComplete(o)) return sink.fail(errResult(ErrorCode.OBJECT_NOT_READY, `object ${key} has no complete replica yet`));
     let leaseTtlMs = L.defaultLeaseTtlMs;
     if (leases !== undefined) {
-      if (leases.grant(key, nowMs) === 0) return errResult(ErrorCode.OBJECT_NOT_FOUND, `object ${key} is being evicted`);
+      if (leases.grant(key, nowMs) === 0) return sink.fail(errResult(ErrorCode.OBJECT_NOT_FOUND, `object ${key} is being evicted`));
       leaseTtlMs = leases.leaseTtlMs;
     }
     const status: ObjectStatus = o.pending !== null ? 'UPSERTING' : o.offload !== null ? 'OFFLOADING' : 'COMPLETE';
-    return okResult({ replicas: this.describe(o.replicas), leaseTtlMs, size: o.size, status });
+    return sink.ok(o.size, status, leaseTtlMs, o.replicas, this.segments);
   }
+
+  private readonly describing: ReplicaListSink<Result<GetReplicaListValue>> = {
+    ok: (size, status, leaseTtlMs, replicas, segments) => okResult({ replicas: replicas.map((r) => describeReplica(r, segments.get(r.segmentId)!)), leaseTtlMs, size, status }),
+    fail: (r) => r,
+  };
 
   /** True if the key has a complete version. */
   existKey(key: string): boolean {
