@@ -220,7 +220,8 @@ async function readReplicaLists<R>(d: ReplicaReadDeps, keys: readonly string[], 
   const leases = d.raft.isLeader ? d.leases : undefined;
   const rs = form.lists(d.state, keys, now, leases);
   const granted = keys.filter((_, i) => form.ok(rs[i]!));
-  if (leases !== undefined && granted.length > 0) await d.whileLeading(d.leaseSync.announce(granted, now));
+  // Every key in `granted` was just granted at `now` (the announcement need not read the table again).
+  if (leases !== undefined && granted.length > 0) await d.whileLeading(d.leaseSync.announce(granted, now, true));
   if (leases !== undefined || stale) return rs;
   // Every result is fresh (built for this read): completed in place, not copied per key.
   for (let i = 0; i < rs.length; i++) rs[i] = form.asFollower(rs[i]!, keys[i]!, refused, d.leaseTtlMs);

@@ -129,6 +129,12 @@ interface Waiter {
   timer: Timer;
 }
 
+/** What a leader announced of a key: until when, in which frame (0: in the batch not yet sent). */
+interface Announced {
+  until: number;
+  seq: number;
+}
+
 export class LeaseSync {
   /** What this member was told by leaders (and, on a leader, what it learned when elected). */
   readonly known: LeaseTable;
@@ -136,16 +142,17 @@ export class LeaseSync {
   // leader side
   private leaderTerm = 0;
   private seq = 0;
-  private batch: Array<[string, number]> = [];
+  /** Keys to announce in the next frame: key, expiry, and its record in `announced` (its seq is set when sent). */
+  private batch: Array<[string, number, Announced]> = [];
   private flushScheduled = false;
   /** Per member: the seqs (frames) of this term it acknowledged, above `ackFloor`. */
   private readonly acked = new Map<string, Set<number>>();
   /** Acknowledgements of seqs at or below this are forgotten (bounded memory): such frames count as unacknowledged. */
   private ackFloor = 0;
   /** Per key: the expiry announced and the seq of its frame (0: in the batch not yet sent). */
-  private readonly announced = new Map<string, { until: number; seq: number }>();
+  private readonly announced = new Map<string, Announced>();
   /** Where prune() stopped walking `announced` (null: start over). */
-  private announcedCursor: Iterator<[string, { until: number; seq: number }]> | null = null;
+  private announcedCursor: Iterator<[string, Announced]> | null = null;
   /** Waiters for the batch not yet sent: they get its last seq when it goes. */
   private unsent: Waiter[] = [];
   private waiters: Waiter[] = [];
@@ -273,15 +280,18 @@ export class LeaseSync {
 
   /**
    * Leader: resolves once the current leases of `keys` are known to a majority of voters. Keys whose lease was
-   * already announced up to its current expiry cost nothing.
+   * already announced up to its current expiry cost nothing. `justGranted`: the caller granted every key at `nowMs`
+   * (LeaseTable.grant: the table holds at least one TTL from now, and that is what the reader was promised), so the
+   * table is not read again per key.
    */
-  announce(keys: Iterable<string>, nowMs: number): Promise<void> {
+  announce(keys: Iterable<string>, nowMs: number, justGranted = false): Promise<void> {
     if (this.leaderTerm === 0) return Promise.reject(new MooringError(ErrorCode.NOT_LEADER, 'not the leader'));
     const need = new Set<number>();
+    let lastNeed = 0;
     let inBatch = false;
     const ttl = this.o.leases.leaseTtlMs;
     for (const k of keys) {
-      const until = this.o.leases.expiry(k);
+      const until = justGranted ? nowMs + ttl : this.o.leases.expiry(k);
       if (until <= nowMs) continue;
       // What the reader was promised: a grant ends at most one TTL from now. The table may hold more (a lease adopted
       // from a member's answer to this leader's collection); that is known to the majority that acknowledged it, and
@@ -292,12 +302,18 @@ export class LeaseSync {
       // majority (not any later one: a member that acknowledged a later frame may have lost this one).
       if (a !== undefined && a.until >= promised && (a.seq === 0 || a.seq > this.ackFloor)) {
         if (a.seq === 0) inBatch = true;
-        else need.add(a.seq);
+        else if (a.seq !== lastNeed) need.add((lastNeed = a.seq)); // a read's keys mostly share a frame
         continue;
       }
       const ahead = until + announceAheadMs(ttl);
-      this.announced.set(k, { until: ahead, seq: 0 });
-      this.batch.push([k, ahead]);
+      // The record is reused (no allocation per announcement of a hot key); its frame's seq is set when it is sent.
+      let rec = a;
+      if (rec === undefined) this.announced.set(k, (rec = { until: ahead, seq: 0 }));
+      else {
+        rec.until = ahead;
+        rec.seq = 0;
+      }
+      this.batch.push([k, ahead, rec]);
       inBatch = true;
     }
     if (inBatch) {
@@ -464,7 +480,8 @@ export class LeaseSync {
     // had cut short (simulator seed 77511: an adopted expiry plus the margin came to 1.8 TTL, members kept 1.5, and a
     // read granted later was answered while no member knew its lease).
     const longest = this.o.leases.leaseTtlMs + announceAheadMs(this.o.leases.leaseTtlMs);
-    const entries = this.batch.splice(0).map(([k, until]) => [k, Math.min(until, now + longest)] as [string, number]);
+    const batch = this.batch.splice(0);
+    const entries = batch.map(([k, until]) => [k, Math.min(until, now + longest)] as [string, number]);
     // The leader counts itself in every majority: its grants are recorded like a member's acknowledgement.
     if (!this.persist(now, entries)) {
       for (const [k] of entries) if (this.announced.get(k)?.seq === 0) this.announced.delete(k);
@@ -478,11 +495,12 @@ export class LeaseSync {
     for (let i = 0; i < entries.length; i += maxLeaseKeysPerFrame) {
       const seq = ++this.seq;
       const chunk = entries.slice(i, i + maxLeaseKeysPerFrame);
-      for (const [k, until] of chunk) {
-        const a = this.announced.get(k);
-        if (a !== undefined && a.seq === 0) {
+      for (let j = 0; j < chunk.length; j++) {
+        // A record announced again before this flush is in the batch twice: the later entry (same or longer) wins.
+        const a = batch[i + j]![2];
+        if (a.seq === 0 || a.seq === seq) {
           a.seq = seq;
-          a.until = until;
+          a.until = chunk[j]![1];
         }
       }
       const keys = chunk.map(([k, until]) => [k, until - now]);
