@@ -674,7 +674,16 @@ export class StoreClient {
       return;
     }
     if (res.address.kind !== 'disk') throw new MooringError(ErrorCode.INTERNAL, 'not a disk segment');
-    const data = await this.tierClient(res.address.tierEndpoint).call<Uint8Array>('diskRead', { diskId: res.address.diskId, token: res.address.token, offset, length });
+    const endpoint = res.address.tierEndpoint;
+    const data = await this.tierClient(endpoint).call<Uint8Array>('diskRead', { diskId: res.address.diskId, token: res.address.token, offset, length }).catch((e: unknown) => {
+      // The process at that endpoint does not hold this disk segment: its owner restarted (the masters list the
+      // segment until the old client expires). The replica is out of reach, as a dead owner's memory replica is; the
+      // segment itself still exists, so not SEGMENT_NOT_FOUND (which a get answers by asking the masters again).
+      if (e instanceof MooringError && e.code === ErrorCode.SEGMENT_NOT_FOUND) {
+        throw new MooringError(ErrorCode.TRANSFER_FAILED, `the tier server at ${endpoint} no longer holds disk segment ${res.spec.id} (its owner restarted?)`);
+      }
+      throw e;
+    });
     if (!(data instanceof Uint8Array) || data.length !== length) throw new MooringError(ErrorCode.TRANSFER_FAILED, 'tier server returned a short read');
     slot.view(length).set(data);
   }

@@ -115,6 +115,16 @@ describe('tiering', () => {
       await rpc.call('diskWrite', { ...ok, offset: 4096, data: Buffer.from('hello tier') });
       const back = await rpc.call<Uint8Array>('diskRead', { ...ok, offset: 4096, length: 10 });
       expect(Buffer.from(back).toString()).toBe('hello tier');
+      // A reader holding a predecessor's descriptor of that endpoint (the owner restarted; the masters still list the
+      // old segment until its client expires): the refusal reaches the get as TRANSFER_FAILED, a replica out of
+      // reach, not SEGMENT_NOT_FOUND (which makes a get ask the masters again, for nothing here).
+      const reader = await StoreClient.create({ masters: masters.endpoints, stagingSlotBytes: 64 << 10 });
+      clients.push(reader);
+      const internals = reader as unknown as { staging: { with<T>(fn: (slot: unknown) => Promise<T>): Promise<T> }; readDisk(res: unknown, offset: number, slot: unknown, length: number): Promise<void> };
+      const stale = { spec: { id: 'old-disk', clientId: 'old', zone: '', tier: 'DISK', endpoint: addr.tierEndpoint }, address: { ...addr, token: '0000000000000000' }, free: 0 };
+      await expect(internals.staging.with((slot) => internals.readDisk(stale, 4096, slot, 10))).rejects.toMatchObject({ code: ErrorCode.TRANSFER_FAILED, message: expect.stringMatching(/no longer holds disk segment old-disk/) });
+      const fresh = { ...stale, address: addr };
+      await internals.staging.with((slot) => internals.readDisk(fresh, 4096, slot, 10)); // the same call with the live descriptor reads
     } finally {
       await rpc.close();
       await owner.close({ unmount: true }); // leaves the next test alone in the cluster
