@@ -553,7 +553,7 @@ export class StoreClient {
       await this.engine.transferOrThrow(
         [{ op: 'read', local: { segment: this.staging.segment, offset: slot.offset }, remote: { segment: res.address.descriptor, offset: r.offset }, length: r.length }],
         { timeoutMs: this.transferTimeoutMs },
-      );
+      ).catch((e: unknown) => { throw outOfReach(e, `the engine at ${res.spec.endpoint} no longer holds segment ${r.segmentId} (its owner restarted?)`); });
     } else {
       await this.readDisk(res, r.offset, slot, r.length);
     }
@@ -675,15 +675,8 @@ export class StoreClient {
     }
     if (res.address.kind !== 'disk') throw new MooringError(ErrorCode.INTERNAL, 'not a disk segment');
     const endpoint = res.address.tierEndpoint;
-    const data = await this.tierClient(endpoint).call<Uint8Array>('diskRead', { diskId: res.address.diskId, token: res.address.token, offset, length }).catch((e: unknown) => {
-      // The process at that endpoint does not hold this disk segment: its owner restarted (the masters list the
-      // segment until the old client expires). The replica is out of reach, as a dead owner's memory replica is; the
-      // segment itself still exists, so not SEGMENT_NOT_FOUND (which a get answers by asking the masters again).
-      if (e instanceof MooringError && e.code === ErrorCode.SEGMENT_NOT_FOUND) {
-        throw new MooringError(ErrorCode.TRANSFER_FAILED, `the tier server at ${endpoint} no longer holds disk segment ${res.spec.id} (its owner restarted?)`);
-      }
-      throw e;
-    });
+    const data = await this.tierClient(endpoint).call<Uint8Array>('diskRead', { diskId: res.address.diskId, token: res.address.token, offset, length })
+      .catch((e: unknown) => { throw outOfReach(e, `the tier server at ${endpoint} no longer holds disk segment ${res.spec.id} (its owner restarted?)`); });
     if (!(data instanceof Uint8Array) || data.length !== length) throw new MooringError(ErrorCode.TRANSFER_FAILED, 'tier server returned a short read');
     slot.view(length).set(data);
   }
@@ -878,6 +871,15 @@ export class StoreClient {
     await this.tierServer?.close();
     if (this.ownsEngine) await this.engine.close();
   }
+}
+
+/**
+ * A replica's owner answered that it does not hold the segment: it restarted (the masters list the old segment until
+ * the old client expires). The replica is out of reach, as a dead owner's is: TRANSFER_FAILED. The segment itself
+ * still exists, so not SEGMENT_NOT_FOUND, which a get answers by asking the masters again (readOrAskAgain).
+ */
+function outOfReach(e: unknown, message: string): unknown {
+  return e instanceof MooringError && e.code === ErrorCode.SEGMENT_NOT_FOUND ? new MooringError(ErrorCode.TRANSFER_FAILED, message) : e;
 }
 
 function invalid(message: string): MooringError {

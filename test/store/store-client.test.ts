@@ -181,6 +181,27 @@ describe('StoreClient', () => {
     expect(r!.error!.code).toBe(ErrorCode.OBJECT_NOT_FOUND);
   });
 
+  it('a replica whose owner no longer holds its segment (restarted; still listed until it expires) fails TRANSFER_FAILED', async () => {
+    // What a reader meets while a restarted storage node's old segment is still listed: the engine at that endpoint
+    // answers the old descriptor "no such segment". Built here from a closed segment of a live engine.
+    const gone = rogue.createSegment({ size: 4096 });
+    const descriptor = gone.descriptor();
+    gone.close();
+    const fresh = await StoreClient.create({ masters: masters.endpoints, stagingSlotBytes: 1 << 20, stagingSlots: 4 });
+    clients.push(fresh);
+    const internals = fresh as unknown as {
+      segments: Map<string, unknown>;
+      staging: { with<T>(fn: (slot: unknown) => Promise<T>): Promise<T> };
+      readReplica(key: string, r: unknown, slot: unknown): Promise<Buffer>;
+    };
+    internals.segments.set('restarted-seg', { spec: { id: 'restarted-seg', clientId: 'old', zone: '', tier: 'DRAM', endpoint: descriptor.endpoint }, address: { kind: 'memory', descriptor }, free: 0 });
+    const replica = { segmentId: 'restarted-seg', offset: 0, length: 100, address: 0, endpoint: descriptor.endpoint, protocol: 'tcp', tier: 'DRAM' };
+    await expect(internals.staging.with((slot) => internals.readReplica('k', replica, slot))).rejects.toMatchObject({
+      code: ErrorCode.TRANSFER_FAILED,
+      message: expect.stringMatching(/no longer holds segment restarted-seg/),
+    });
+  });
+
   async function putPreferred(key: string, bytes: Buffer, preferred: string[]): Promise<void> {
     // StoreClient.put has no preferredSegments option; this drives the same steps through its internals.
     const c = reader as unknown as { master: StoreClient['master'] };
