@@ -18,6 +18,7 @@ async function clusterWithObject(seed: number, ttlMs: number): Promise<FullSim> 
 describe('read leases in the full-node simulator', () => {
   it('the lease check is exercised: leased reads, removes refused by a lease and removes applied, no violation', async () => {
     let covered = 0;
+    let compact = 0;
     for (const seed of [1, 2, 3, 6]) {
       const r = await runFullNodeSchedule(seed, fullScheduleForSeed(seed));
       expect({ seed, violations: r.violations, linearizable: r.linearizable }).toEqual({ seed, violations: [], linearizable: true });
@@ -25,9 +26,12 @@ describe('read leases in the full-node simulator', () => {
       expect(r.removesRefusedByLease).toBeGreaterThan(0);
       expect(r.removesApplied).toBeGreaterThan(0);
       covered += r.coveredReads;
+      compact += r.compactReads;
     }
     // Follower reads served under a lease cover (no grant asked of the leader) are among them.
     expect(covered).toBeGreaterThan(0);
+    // Reads answered in the compact form (production's batch path) are checked too.
+    expect(compact).toBeGreaterThan(0);
   }, 60_000);
 
   // Controls: with the design broken, removes of objects still leased apply, and the check sees it within a few

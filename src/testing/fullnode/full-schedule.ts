@@ -58,6 +58,8 @@ export interface FullRunResult extends CheckReport {
   /** Gets served by a follower (ReadIndex from the leader, then the follower's state). */
   followerReads: number;
   coveredReads: number;
+  /** Leased gets answered ok in the compact form. */
+  compactReads: number;
   /** Client sessions opened (schedules with sessions). */
   sessionsOpened: number;
   /** Client expiry runs: clients the masters expired, and pings answered OK. */
@@ -260,6 +262,7 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
     unknownOutcomes: sim.workload?.unknown ?? 0,
     followerReads: sim.workload?.followerReads ?? 0,
     coveredReads: sim.workload?.coveredReads ?? 0,
+    compactReads: sim.workload?.compactReads ?? 0,
     sessionsOpened: sim.workload?.sessionsOpened ?? 0,
     clientsExpired: sim.liveness?.expired ?? 0,
     pingsOk: sim.workload?.pingsOk ?? 0,

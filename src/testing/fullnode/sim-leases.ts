@@ -7,7 +7,8 @@
  * - role changes through `LeaseSync.roleChanged` (the same call MasterNode makes), so a new leader keeps the
  *   blanket until a majority told it the leases they know;
  * - follower reads: the leader grants and records in `leaseGrantingHandler`, the follower `recordServed`s;
- * - getReplicaList through `replicaRead` (follower-reads.ts), and every client write (Remove, the workload's puts)
+ * - getReplicaList through `replicaRead` (follower-reads.ts; every other read of a node in the compact form that
+ *   MasterClient.batchGetReplicaList asks for, `replicaReadCompact`, expanded as the client expands it), and every client write (Remove, the workload's puts)
  *   through `WriteService` (write-service.ts): both the RPC surface's own code. A write: duplicate reply, wait for the
  *   lease collection, `admitAndHold` (OBJECT_HAS_LEASE: a definite refusal; else the key is held in PendingWrites
  *   until the remove settles, so reads of it wait), the applied reply after a read barrier, then the proposal.
@@ -18,7 +19,8 @@
  */
 import { ErrorCode, MooringError } from '../../errors.js';
 import type { ClientCommand } from '../../master/rpc-methods.js';
-import { decodeKeys, leaseGrantingHandler, maxFollowerLeaseVoters, replicaRead } from '../../master/follower-reads.js';
+import { decodeKeys, leaseGrantingHandler, maxFollowerLeaseVoters, replicaRead, replicaReadCompact, type ReplicaReadDeps } from '../../master/follower-reads.js';
+import { expandReplicaLists } from '../../master/replica-lists-wire.js';
 import { FollowerLeaseCover } from '../../master/follower-lease-cover.js';
 import type { LeaderContact } from '../../master/leader-contact.js';
 import { LeaderGate } from '../../master/leader-gate.js';
@@ -178,6 +180,8 @@ export class SimLeaseNode {
   private readonly cover: FollowerLeaseCover;
   /** Production's write steps (write-service.ts) on this node's clocks. */
   private readonly writes: WriteService;
+  /** Reads served so far: odd ones answer in the compact form (no randomness drawn: seeds replay as before). */
+  private reads = 0;
 
   constructor(
     id: NodeId,
@@ -245,10 +249,10 @@ export class SimLeaseNode {
   }
 
   /**
-   * getReplicaList as the RPC surface serves it. Returns the virtual time of the leader's grant when this node granted
+   * getReplicaList as the RPC surface serves it (in either form: `compact`). Returns the virtual time of the leader's grant when this node granted
    * it (null for a follower read: the leader's forwarded grant, LeaseLedger.noteRead finds it) and when the read began.
    */
-  async read(key: string): Promise<{ result: Result; grantedAt: number | null; since: number; covered: boolean }> {
+  async read(key: string): Promise<{ result: Result; grantedAt: number | null; since: number; covered: boolean; compact: boolean }> {
     const since = this.ledger.now;
     let grantedAt: number | null = null;
     const raft = this.raft;
@@ -257,13 +261,17 @@ export class SimLeaseNode {
     const leaseSync = this.ledger.fault === 'no-announce'
       ? { announce: () => Promise.resolve(), recordServed: (k: readonly string[], now: number, term: number) => this.sync.recordServed(k, now, term) }
       : this.sync;
-    const [result] = await replicaRead({
+    const deps: ReplicaReadDeps = {
       raft, state: this.state, leases: this.leases, pending: this.pending, leaseSync, whileLeading: (p) => this.gate.whileLeading(p),
       // The grant's time is replicaRead's last now() on the leader.
       now: () => { grantedAt = raft.isLeader ? this.ledger.now : null; return this.clock.now(); },
       clock: this.clock, leaseTtlMs: this.ledger.ttlMs, cover: this.cover,
-    }, [key]);
-    return { result: result!, grantedAt, since, covered };
+    };
+    // Both forms production serves: the plain results (getReplicaList) and the compact rows built straight from the
+    // replica records (batchGetReplicaList from MasterClient), read back as the client reads them.
+    const compact = (this.reads++ & 1) === 1;
+    const [result] = compact ? expandReplicaLists(await replicaReadCompact(deps, [key]), 1) : await replicaRead(deps, [key]);
+    return { result: result!, grantedAt, since, covered, compact };
   }
 
   /** Remove as the RPC surface admits it (rpc-surface.ts handleWrite); throws to be retried, or OBJECT_HAS_LEASE. */

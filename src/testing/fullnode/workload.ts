@@ -108,6 +108,8 @@ export class Workload {
 
   /** Follower reads served under a lease cover (no grant asked of the leader: follower-lease-cover.ts). */
   coveredReads = 0;
+  /** Leased gets answered ok in the compact form (replicaReadCompact, as MasterClient.batchGetReplicaList reads). */
+  compactReads = 0;
   /** Writes that went through production's client (writesThroughClient). */
   clientWrites = 0;
   /** Removes answered OBJECT_HAS_LEASE. */
@@ -349,10 +351,11 @@ export class Workload {
         const leased = host.lease;
         if (leased !== null && this.ledger !== null && op === 'get') {
           const ledger = this.ledger;
-          const { result, grantedAt, since, covered } = await leased.read(key);
+          const { result, grantedAt, since, covered, compact } = await leased.read(key);
           if (host.lease !== leased) return 'retry';
           if (grantedAt === null) this.followerReads++;
           if (covered && result.ok) this.coveredReads++;
+          if (compact && result.ok) this.compactReads++;
           if (result.ok) lease.note = () => ledger.noteRead(key, host.id, grantedAt, since, covered);
           return result;
         }
