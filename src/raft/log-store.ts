@@ -36,7 +36,7 @@ import { Level } from 'level';
 import { ErrorCode, MooringError, assert } from '../errors.js';
 import { levelOpenFailure } from '../util/level-open.js';
 import { silentLogger, type LoggerLike } from '../transport/logger.js';
-import type { ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata, Storage } from './core/types.js';
+import type { ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata } from './core/types.js';
 import { cloneConfState as cloneConf } from './core/util.js';
 import { windowEntries, windowTerm } from './log-window.js';
 import type { LogSaveBatch, LogSaveOptions, LogStorage } from './node/log-storage.js';

@@ -142,7 +142,6 @@ export class RaftCore {
   private vote: NodeId | null = null;
   private lead: NodeId | null = null;
   private role: Role = 'follower';
-  private isLearner = false;
 
   readonly log: RaftLog;
   private trk: ProgressTracker;
@@ -1478,8 +1477,6 @@ export class RaftCore {
     this.trk.config = r.config;
     this.trk.progress = r.progress;
     const cs = this.trk.confState();
-    const pr = this.trk.progress.get(this.id);
-    this.isLearner = pr !== undefined && pr.isLearner;
     if (this.isLeaving()) {
       // We were removed (or demoted): keep replicating (so the remaining voters learn the commit index and
       // catch up) and hand over as soon as one of them holds our whole log (maybeHandOff).

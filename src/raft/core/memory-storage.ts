@@ -11,13 +11,10 @@ export class MemoryStorage implements Storage {
   private hardState: HardState = { term: 0, vote: null, commit: 0 };
   private snap: Snapshot;
   private ents: Entry[];
-  /** Latest membership the caller told us about (initialState reports it on restart). */
-  private confState: ConfState;
 
   /** `initial` bootstraps a new cluster: the membership every node starts with (at index 0). */
   constructor(initial?: Partial<ConfState>) {
     const cs = { ...emptyConfState(), ...(initial ?? {}) };
-    this.confState = cloneConfState(cs);
     this.snap = { metadata: { index: 0, term: 0, confState: cloneConfState(cs) }, data: EMPTY_BYTES };
     this.ents = [{ term: 0, index: 0, type: 'normal', data: EMPTY_BYTES }];
   }
@@ -40,10 +37,12 @@ export class MemoryStorage implements Storage {
     return { ...this.hardState };
   }
 
-  /** Records the membership after the caller applied a conf change (reported by initialState on restart). */
-  setConfState(cs: ConfState): void {
-    this.confState = cloneConfState(cs);
-  }
+  /**
+   * The caller applied a conf change. Nothing to keep: a restarted core starts from the snapshot's membership and
+   * replays the conf entries after it (initialState), as etcd-raft's MemoryStorage does; kept for the harnesses'
+   * storage interface.
+   */
+  setConfState(_cs: ConfState): void {}
 
   private offset(): number {
     return this.ents[0]!.index;
@@ -82,7 +81,6 @@ export class MemoryStorage implements Storage {
       throw new MooringError(ErrorCode.COMPACTED, `snapshot ${snap.metadata.index} is not newer than ${this.snap.metadata.index}`);
     }
     this.snap = snap;
-    this.confState = cloneConfState(snap.metadata.confState);
     this.ents = [{ term: snap.metadata.term, index: snap.metadata.index, type: 'normal', data: EMPTY_BYTES }];
   }
 

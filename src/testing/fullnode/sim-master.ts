@@ -22,7 +22,6 @@ import type { Command, Result } from '../../statemachine/commands.js';
 import { MasterState } from '../../statemachine/master-state.js';
 import { StateStore } from '../../statemachine/store.js';
 import { silentLogger } from '../../transport/logger.js';
-import type { SeededRng } from '../../util/rng.js';
 import { Wal } from '../../raft/wal/wal.js';
 import type { SimFsDisk } from './sim-fs.js';
 import type { SimTransport, SimWire } from './sim-net.js';
