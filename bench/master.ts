@@ -118,7 +118,7 @@ function histogramDelta(before: Map<string, number>, after: Map<string, number>)
  * were (masters + this client process). Why: a write's CPU cost falls as batches grow, so an open loop at half the
  * closed loop's rate (smaller batches) can still use most of the machine.
  */
-async function withCpu<L extends LoadResult>(run: () => Promise<L>): Promise<{ load: L; note: string }> {
+async function withCpu<L extends LoadResult>(run: () => Promise<L>, unit = 'put pair'): Promise<{ load: L; note: string }> {
   const pids = cluster.nodes.map((n) => n.proc?.pid);
   // Read outside the timed window: the scrapes cost the masters and this process CPU of their own.
   const changes0 = await leaderChanges();
@@ -132,7 +132,7 @@ async function withCpu<L extends LoadResult>(run: () => Promise<L>): Promise<{ l
   const changes = (await leaderChanges()) - changes0;
   const ops = Math.max(1, load.opsPerSec * (wallMs / 1000));
   const busy = (100 * (serverMs + clientMs)) / (wallMs * availableParallelism());
-  return { load, note: `; server CPU ${round((serverMs * 1000) / ops, 0)} µs per put pair (3 masters); cores busy ${round(busy, 0)}% (masters + bench client, ${availableParallelism()} cores); leader changes ${changes}` };
+  return { load, note: `; server CPU ${round((serverMs * 1000) / ops, 0)} µs per ${unit} (3 masters), bench client ${round((clientMs * 1000) / ops, 0)} µs; cores busy ${round(busy, 0)}% (masters + bench client, ${availableParallelism()} cores); leader changes ${changes}` };
 }
 
 /** Runs a read case and charges each master's CPU (from /proc) to the keys it served. */
@@ -244,8 +244,8 @@ try {
   const batchConc = Math.max(8, Math.floor(concurrency / 8));
   if (!args.has('--writes-only')) {
   const keys = putKeys.slice();
-  const gets = await closedLoop(concurrency, seconds, tally((w: number, n: number) => sessions[w]!.conn.call('getReplicaList', { key: keys[(w * 7919 + n) % keys.length] })));
-  results.getReplicaList = { ...gets, unit: 'gets/s', note: `one key per RPC${errNote()}` };
+  const { load: gets, note: getsCpu } = await withCpu(() => closedLoop(concurrency, seconds, tally((w: number, n: number) => sessions[w]!.conn.call('getReplicaList', { key: keys[(w * 7919 + n) % keys.length] }))), 'get');
+  results.getReplicaList = { ...gets, unit: 'gets/s', note: `one key per RPC${getsCpu}${errNote()}` };
   say(`getReplicaList: ${gets.opsPerSec}/s p50 ${gets.p50Ms} ms p99 ${gets.p99Ms} ms errors ${gets.errors}`);
 
   const batchGet = (conn: (w: number) => MasterClient) => tally((w: number, n: number) => {

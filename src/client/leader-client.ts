@@ -297,6 +297,9 @@ type Outcome = { endpoint: string; ok: true; value: unknown } | { endpoint: stri
 /**
  * One call with leader discovery, hedging and retries until the deadline. See the file comment for the policy.
  */
+/** No endpoint busy (pool.target's argument when nothing is in flight). */
+const noEndpoints: ReadonlySet<string> = new Set();
+
 export async function callWithRetry<T>(pool: LeaderPool, method: string, args: Record<string, unknown>, spec: CallSpec): Promise<T> {
   const p = resolvePolicy(spec.retry);
   const env = pool.env;
@@ -318,7 +321,7 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
   /** Endpoints whose attempt now out asked for a sealed refusal. */
   const sealAskedAt = new Set<string>();
   let avoid: string | null = null;
-  let next: string | null = pool.target(new Set(), start);
+  let next: string | null = pool.target(noEndpoints, start);
 
   /** When the latest attempt to each endpoint was sent (the next attempt will take about as long as a refusal did). */
   const launchedAt = new Map<string, number>();
@@ -349,7 +352,7 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
       await env.sleep(Math.min(backoff, deadline - now));
       backoff = Math.min(backoff * 2, p.maxBackoffMs);
       if (attempts >= p.maxAttempts) break;
-      next = pool.target(new Set(), env.now());
+      next = pool.target(noEndpoints, env.now());
       continue;
     }
     const waitMs = Math.max(1, Math.min(hedge ? p.hedgeAfterMs : Number.POSITIVE_INFINITY, deadline - now));
@@ -431,7 +434,7 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
     await env.sleep(Math.min(backoff, Math.max(0, deadline - env.now())));
     backoff = Math.min(backoff * 2, p.maxBackoffMs);
     if (attempts >= p.maxAttempts) break;
-    next = pool.target(new Set(), env.now());
+    next = pool.target(noEndpoints, env.now());
   }
   if (pool.closed && last === null) throw new MooringError(ErrorCode.SHUTTING_DOWN, 'client closed');
   if (refusal !== null && !ambiguous && inflight.size === 0) throw refusal;
@@ -464,6 +467,9 @@ function hintEndpoint(hint: string): string | null {
 /** The defaults with the given fields over them (undefined fields keep the default). */
 export function resolvePolicy(r: RetryPolicy | undefined): Required<RetryPolicy> {
   if (r === undefined) return defaultRetryPolicy;
+  // Already whole (MasterClient resolves its policy once): used as is, never changed here.
+  if (r.deadlineMs !== undefined && r.attemptTimeoutMs !== undefined && r.hedgeAfterMs !== undefined && r.failedEndpointSkipMs !== undefined &&
+    r.initialBackoffMs !== undefined && r.maxBackoffMs !== undefined && r.maxAttempts !== undefined) return r as Required<RetryPolicy>;
   return {
     deadlineMs: r.deadlineMs ?? defaultRetryPolicy.deadlineMs,
     attemptTimeoutMs: r.attemptTimeoutMs ?? defaultRetryPolicy.attemptTimeoutMs,

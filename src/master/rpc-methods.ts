@@ -70,8 +70,15 @@ export function isWriteMethod(m: string): m is WriteMethod {
   return Object.prototype.hasOwnProperty.call(writeMethods, m);
 }
 
+const readMethodSet: ReadonlySet<string> = new Set(readMethods);
+const adminMethodSet: ReadonlySet<string> = new Set(adminMethods);
+
 export function isReadMethod(m: string): m is ReadMethod {
-  return (readMethods as readonly string[]).includes(m);
+  return readMethodSet.has(m);
+}
+
+export function isAdminMethod(m: string): m is AdminMethod {
+  return adminMethodSet.has(m);
 }
 
 /** The leader hint on NOT_LEADER replies: `nodeId@host:rpcPort` when the address is known, else `nodeId`. */
