@@ -51,10 +51,10 @@ const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
 /** a leads and grants a lease on 'k' while c is down: a and b acknowledged it. */
 async function leaseKnownToAB(m: ReturnType<typeof members>): Promise<LeaseSync> {
   const a = m.sync.get('a')!;
-  a.roleChanged('leader', Date.now());
+  a.roleChanged('leader', leaseClock.now());
   await tick();
   m.down.add('c');
-  const now = Date.now();
+  const now = leaseClock.now();
   m.leases.get('a')!.grant('k', now);
   await a.announce(['k'], now); // a + b
   return a;
@@ -64,7 +64,7 @@ describe('LeaseSync', () => {
   it('an acknowledgement covers its own frame only: a member that lost an earlier frame does not count for it (simulator seed 70094)', async () => {
     const m = members();
     const a = m.sync.get('a')!;
-    a.roleChanged('leader', Date.now());
+    a.roleChanged('leader', leaseClock.now());
     await tick();
     m.down.add('c'); // a majority is a + b
     // b loses the first frame (a dropped connection), then gets the second one and acknowledges it.
@@ -78,7 +78,7 @@ describe('LeaseSync', () => {
       }
       return onFrame(from, frame, now);
     };
-    const now = Date.now();
+    const now = leaseClock.now();
     m.leases.get('a')!.grant('first', now);
     let firstDone: string | null = null;
     const first = a.announce(['first'], now).then(() => { firstDone = 'ok'; }, (e: { code?: string }) => { firstDone = e.code ?? 'error'; });
@@ -88,7 +88,7 @@ describe('LeaseSync', () => {
     // Cumulative acks would count b's ack of the later frame for the first one: the first read would be answered
     // while only a knows its lease.
     expect(firstDone).toBeNull();
-    expect(b.known.isLeased('first', Date.now())).toBe(false);
+    expect(b.known.isLeased('first', leaseClock.now())).toBe(false);
     await first;
     expect(firstDone).toBe('TIMEOUT'); // no majority ever knew it: the read fails and is retried
   });
@@ -96,25 +96,25 @@ describe('LeaseSync', () => {
 
   it('answers a lease once a majority knows it, and a new leader learns it from the other majority', async () => {
     const m = members();
-    m.leases.get('a')!.resetForNewLeader(Date.now());
-    m.sync.get('a')!.becameLeader(Date.now());
+    m.leases.get('a')!.resetForNewLeader(leaseClock.now());
+    m.sync.get('a')!.becameLeader(leaseClock.now());
     await tick();
     expect(m.sync.get('a')!.learning).toBe(false);
     m.down.add('c'); // only b can acknowledge
-    const now = Date.now();
+    const now = leaseClock.now();
     m.leases.get('a')!.grant('k', now);
     await m.sync.get('a')!.announce(['k'], now); // resolves: a + b are a majority
     m.down.delete('c');
     m.down.add('a'); // the leader dies; c is elected with b's vote
     m.term.set('c', 2);
     m.term.set('b', 2);
-    m.leases.get('c')!.resetForNewLeader(Date.now());
-    m.sync.get('c')!.becameLeader(Date.now());
-    expect(m.leases.get('c')!.isLeased('other', Date.now())).toBe(true); // blanket while learning
+    m.leases.get('c')!.resetForNewLeader(leaseClock.now());
+    m.sync.get('c')!.becameLeader(leaseClock.now());
+    expect(m.leases.get('c')!.isLeased('other', leaseClock.now())).toBe(true); // blanket while learning
     await tick();
     expect(m.sync.get('c')!.learning).toBe(false);
-    expect(m.leases.get('c')!.isLeased('k', Date.now())).toBe(true); // learned from b
-    expect(m.leases.get('c')!.isLeased('other', Date.now())).toBe(false); // no blanket any more
+    expect(m.leases.get('c')!.isLeased('k', leaseClock.now())).toBe(true); // learned from b
+    expect(m.leases.get('c')!.isLeased('other', leaseClock.now())).toBe(false); // no blanket any more
   });
 
   it('a leader elected again still knows the leases it granted before (it counts itself in the majority that answers)', async () => {
@@ -122,16 +122,16 @@ describe('LeaseSync', () => {
     // next term with c, which never heard of the lease. a and c are a majority, so a must know its own grant.
     const m = members();
     const a = await leaseKnownToAB(m);
-    a.roleChanged('follower', Date.now());
+    a.roleChanged('follower', leaseClock.now());
     m.down.delete('c');
     m.down.add('b');
     m.term.set('a', 2);
     m.term.set('c', 2);
-    a.roleChanged('leader', Date.now());
+    a.roleChanged('leader', leaseClock.now());
     await tick();
     expect(a.learning).toBe(false); // a and c answered
-    expect(m.leases.get('a')!.isLeased('k', Date.now())).toBe(true);
-    expect(m.leases.get('a')!.isLeased('other', Date.now())).toBe(false);
+    expect(m.leases.get('a')!.isLeased('k', leaseClock.now())).toBe(true);
+    expect(m.leases.get('a')!.isLeased('other', leaseClock.now())).toBe(false);
   });
 
   it('a restarted member does not vouch for the leases it may have forgotten: the new leader keeps the blanket', async () => {
@@ -143,24 +143,24 @@ describe('LeaseSync', () => {
     m.term.set('b', 2);
     m.term.set('c', 2);
     const c = m.sync.get('c')!;
-    c.roleChanged('leader', Date.now());
+    c.roleChanged('leader', leaseClock.now());
     await tick();
     expect(c.learning).toBe(true); // b answered, but cannot vouch
-    expect(m.leases.get('c')!.isLeased('k', Date.now())).toBe(true); // the blanket
-    expect(m.leases.get('c')!.isLeased('other', Date.now())).toBe(true);
+    expect(m.leases.get('c')!.isLeased('k', leaseClock.now())).toBe(true); // the blanket
+    expect(m.leases.get('c')!.isLeased('other', leaseClock.now())).toBe(true);
   });
 
   it('gives a deposed leader no majority: its announcement fails instead of promising a lease', async () => {
     const m = members();
-    m.leases.get('a')!.resetForNewLeader(Date.now());
-    m.sync.get('a')!.becameLeader(Date.now());
+    m.leases.get('a')!.resetForNewLeader(leaseClock.now());
+    m.sync.get('a')!.becameLeader(leaseClock.now());
     await tick();
     // c leads term 2 and has asked b for its leases; a still believes it leads term 1.
     m.term.set('c', 2);
-    m.leases.get('c')!.resetForNewLeader(Date.now());
-    m.sync.get('c')!.becameLeader(Date.now());
+    m.leases.get('c')!.resetForNewLeader(leaseClock.now());
+    m.sync.get('c')!.becameLeader(leaseClock.now());
     await tick();
-    const now = Date.now();
+    const now = leaseClock.now();
     m.leases.get('a')!.grant('k', now);
     await expect(m.sync.get('a')!.announce(['k'], now)).rejects.toMatchObject({ code: 'TIMEOUT' });
   });
@@ -173,7 +173,9 @@ describe('LeaseSync', () => {
     a.becameLeader(0);
     await tick();
     const announcements = (): number => m.sent.filter((f) => (f as { k: string }).k === 'ls').length;
-    const t0 = Date.now() - ahead - 1; // the reads below happen between t0 and now
+    // The members run on leaseClock (timeOrigin + performance.now(): fractional ms, not leaseClock.now()'s wall clock, which
+    // may sit a fraction of a millisecond behind it), so the bounds below read that same clock.
+    const t0 = leaseClock.now() - ahead - 1; // the reads below happen between t0 and now
     m.leases.get('a')!.grant('hot', t0);
     await a.announce(['hot'], t0);
     expect(announcements()).toBe(2); // one frame to each of b and c
@@ -186,10 +188,10 @@ describe('LeaseSync', () => {
     await a.announce(['hot'], t0 + ahead + 1);
     expect(announcements()).toBe(4);
     // b protects the key at least until the last read's lease ends, at most the margin longer (plus transit).
-    const known = new Map(m.sync.get('b')!.known.live(Date.now()));
+    const known = new Map(m.sync.get('b')!.known.live(leaseClock.now()));
     const until = known.get('hot')!;
     expect(until).toBeGreaterThanOrEqual(t0 + ahead + 1 + ttl);
-    expect(until).toBeLessThanOrEqual(Date.now() + ttl + ahead);
+    expect(until).toBeLessThanOrEqual(leaseClock.now() + ttl + ahead);
   });
 
   it('announces no more than members keep: a lease adopted from the collection does not stretch an announcement members cut short (simulator seed 77511)', async () => {
@@ -223,7 +225,7 @@ describe('LeaseSync', () => {
     m.leases.get('a')!.resetForNewLeader(0);
     a.becameLeader(0);
     await tick();
-    const t0 = Date.now();
+    const t0 = leaseClock.now();
     const keys = Array.from({ length: 10 }, (_, i) => `k${i}`);
     for (const k of keys) m.leases.get('a')!.grant(k, t0);
     await a.announce(keys, t0);
@@ -252,7 +254,7 @@ describe('LeaseSync', () => {
   it('caps what a peer claims at a TTL and the margin from now', () => {
     const m = members();
     const b = m.sync.get('b')!;
-    const now = Date.now();
+    const now = leaseClock.now();
     b.onFrame('a', { k: 'ls', t: 1, seq: 1, keys: [['k', 1e12]] }, now);
     expect(new Map(b.known.live(now)).get('k')).toBe(now + ttl + maxAnnounceAheadMs);
   });
@@ -262,14 +264,14 @@ describe('LeaseSync', () => {
     m.down.add('b');
     m.down.add('c'); // nobody answers: the new leader stays in its blanket
     const a = m.sync.get('a')!;
-    a.roleChanged('leader', Date.now());
+    a.roleChanged('leader', leaseClock.now());
     expect(a.learning).toBe(true);
-    const t0 = Date.now();
+    const t0 = leaseClock.now();
     await a.learned(100);
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(90);
-    const t1 = Date.now();
+    expect(leaseClock.now() - t0).toBeGreaterThanOrEqual(90);
+    const t1 = leaseClock.now();
     await a.learned(100); // the window is over: no second wait
-    expect(Date.now() - t1).toBeLessThan(50);
+    expect(leaseClock.now() - t1).toBeLessThan(50);
     expect(a.learning).toBe(true);
   });
 });
