@@ -25,6 +25,8 @@ interface Args {
   leaseFault: LeaseFault | null;
   /** --client-writes: writes go through production's client (full-node only). */
   clientWrites: boolean;
+  /** --batch-reads: every compact leased read asks for two keys (full-node only). */
+  batchReads: boolean;
   /** --client-expiry: the masters expire silent clients, every client pings (full-node only). */
   clientExpiry: boolean;
 }
@@ -34,6 +36,7 @@ function usage(msg: string): never {
        [--full-node: real RaftNodes + the master state machine on a simulated clock, network and disk]
        [--lease-fault no-collection|no-announce|no-hold: full-node control runs that break the read-lease design]
        [--client-writes: full-node writes go through production's client (hedges, hints, parking)]
+       [--batch-reads: full-node compact leased reads ask for two keys in one read (batchGetReplicaList's path)]
        [--client-expiry: full-node masters expire silent clients; every client pings through production's client]
        [--no-remove-leader: skip removals of the current leader]
        [--read-modes readIndex,lease,localUnsafe] [--faults partition,cut,rates,crash,pause,skew,heal,transfer,membership]\n`);
@@ -41,7 +44,7 @@ function usage(msg: string): never {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { readModes: null, faults: null, seeds: 100, seed: null, start: 1, json: false, verbose: false, removeLeader: true, fullNode: false, leaseFault: null, clientWrites: false, clientExpiry: false };
+  const a: Args = { readModes: null, faults: null, seeds: 100, seed: null, start: 1, json: false, verbose: false, removeLeader: true, fullNode: false, leaseFault: null, clientWrites: false, batchReads: false, clientExpiry: false };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
     const num = (): number => {
@@ -57,6 +60,7 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--no-remove-leader') a.removeLeader = false;
     else if (k === '--full-node') a.fullNode = true;
     else if (k === '--client-writes') a.clientWrites = true;
+    else if (k === '--batch-reads') a.batchReads = true;
     else if (k === '--client-expiry') a.clientExpiry = true;
     else if (k === '--lease-fault') {
       const f = argv[++i];
@@ -167,17 +171,17 @@ async function runFullNode(args: Args): Promise<void> {
   const seeds = args.seed !== null ? [args.seed] : Array.from({ length: args.seeds }, (_, i) => args.start + i);
   const t0 = process.hrtime.bigint();
   const totals = { schedules: seeds.length, violations: 0, nonLinearizable: 0, lostAcked: 0, livenessFailures: 0, inconclusive: 0 };
-  const seen = { operations: 0, unknownOutcomes: 0, followerReads: 0, coveredReads: 0, compactReads: 0, sessionsOpened: 0, leaseViolations: 0, leasedReads: 0, removesRefusedByLease: 0, sealedRefusals: 0, removesApplied: 0, clientWrites: 0, clientsExpired: 0, pingsOk: 0, backups: 0, events: 0, crashes: 0, fatalStops: 0, lostUnsyncedWrites: 0, lostDirOps: 0, tornWrites: 0, shortWrites: 0, failedFsyncs: 0, corruptionsInjected: 0, corruptionsCaught: 0, corruptionsCutAsTorn: 0, corruptionsRecovered: 0, overlappedWrites: 0, maxRecoveryMs: 0 };
+  const seen = { operations: 0, unknownOutcomes: 0, followerReads: 0, coveredReads: 0, compactReads: 0, batchReads: 0, sessionsOpened: 0, leaseViolations: 0, leasedReads: 0, removesRefusedByLease: 0, sealedRefusals: 0, removesApplied: 0, clientWrites: 0, clientsExpired: 0, pingsOk: 0, backups: 0, events: 0, crashes: 0, fatalStops: 0, lostUnsyncedWrites: 0, lostDirOps: 0, tornWrites: 0, shortWrites: 0, failedFsyncs: 0, corruptionsInjected: 0, corruptionsCaught: 0, corruptionsCutAsTorn: 0, corruptionsRecovered: 0, overlappedWrites: 0, maxRecoveryMs: 0 };
   /** Seeds where an injected corruption of the last batch was cut as a torn tail (the torn-vs-corrupt ambiguity). */
   const recoveredSeeds: number[] = [];
   const failing: number[] = [];
   /** The command that replays `seed` with this run's options. */
-  const replay = (seed: number): string => `replay: npm run sim -- --full-node --seed ${seed}${args.clientWrites ? ' --client-writes' : ''}${args.clientExpiry ? ' --client-expiry' : ''}${args.leaseFault !== null ? ` --lease-fault ${args.leaseFault}` : ''}`;
+  const replay = (seed: number): string => `replay: npm run sim -- --full-node --seed ${seed}${args.clientWrites ? ' --client-writes' : ''}${args.batchReads ? ' --batch-reads' : ''}${args.clientExpiry ? ' --client-expiry' : ''}${args.leaseFault !== null ? ` --lease-fault ${args.leaseFault}` : ''}`;
   for (const seed of seeds) {
     const schedule = fullScheduleForSeed(seed);
     let r: FullRunResult;
     try {
-      r = await runFullNodeSchedule(seed, schedule, { ...(args.leaseFault !== null ? { leaseFault: args.leaseFault } : {}), ...(args.clientWrites ? { clientWrites: true } : {}), ...(args.clientExpiry ? { clientExpiry: true } : {}) });
+      r = await runFullNodeSchedule(seed, schedule, { ...(args.leaseFault !== null ? { leaseFault: args.leaseFault } : {}), ...(args.clientWrites ? { clientWrites: true } : {}), ...(args.batchReads ? { batchReads: true } : {}), ...(args.clientExpiry ? { clientExpiry: true } : {}) });
     } catch (e) {
       totals.violations++;
       failing.push(seed);
@@ -194,6 +198,7 @@ async function runFullNode(args: Args): Promise<void> {
     seen.followerReads += r.followerReads;
     seen.coveredReads += r.coveredReads;
     seen.compactReads += r.compactReads;
+    seen.batchReads += r.batchReads;
     seen.sessionsOpened += r.sessionsOpened;
     for (const k of ['leaseViolations', 'leasedReads', 'removesRefusedByLease', 'sealedRefusals', 'removesApplied', 'clientWrites', 'clientsExpired', 'pingsOk'] as const) seen[k] += r[k];
     seen.backups += r.backups;

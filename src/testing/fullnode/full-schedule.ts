@@ -58,8 +58,9 @@ export interface FullRunResult extends CheckReport {
   /** Gets served by a follower (ReadIndex from the leader, then the follower's state). */
   followerReads: number;
   coveredReads: number;
-  /** Leased gets answered ok in the compact form. */
+  /** Leased gets answered ok in the compact form, and leased gets of two keys in one read. */
   compactReads: number;
+  batchReads: number;
   /** Client sessions opened (schedules with sessions). */
   sessionsOpened: number;
   /** Client expiry runs: clients the masters expired, and pings answered OK. */
@@ -160,6 +161,8 @@ export interface FullRunOptions {
   leaseFault?: LeaseFault;
   /** Writes go through production's client (Workload writesThroughClient, sim-client.ts). */
   clientWrites?: boolean;
+  /** Compact leased reads ask for two keys (Workload batchReads). */
+  batchReads?: boolean;
   /**
    * The masters expire silent clients and every client pings (sim-liveness.ts), with a TTL of 2, 3 or 4 s
    * (drawn from the seed's own stream); the check: no pinging client is expired.
@@ -175,7 +178,9 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
     leases: { ...(schedule.leaseTtlMs !== undefined ? { ttlMs: schedule.leaseTtlMs } : {}), fault: opts.leaseFault ?? null },
     ...(schedule.walSegmentBytes !== undefined ? { walSegmentBytes: schedule.walSegmentBytes } : {}),
     ...(schedule.sessions === true ? { sessions: true } : {}),
-    ...(opts.clientWrites === true ? { workload: { writesThroughClient: true } } : {}),
+    ...(opts.clientWrites === true || opts.batchReads === true
+      ? { workload: { ...(opts.clientWrites === true ? { writesThroughClient: true } : {}), ...(opts.batchReads === true ? { batchReads: true } : {}) } }
+      : {}),
     ...(opts.clientExpiry === true ? { clientExpiry: { ttlMs: [2_000, 3_000, 4_000][randInt(new SeededRng(seed ^ 0x771e), 3)]! } } : {}),
   });
   await sim.start();
@@ -263,6 +268,7 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
     followerReads: sim.workload?.followerReads ?? 0,
     coveredReads: sim.workload?.coveredReads ?? 0,
     compactReads: sim.workload?.compactReads ?? 0,
+    batchReads: sim.workload?.batchReads ?? 0,
     sessionsOpened: sim.workload?.sessionsOpened ?? 0,
     clientsExpired: sim.liveness?.expired ?? 0,
     pingsOk: sim.workload?.pingsOk ?? 0,

@@ -249,15 +249,21 @@ export class SimLeaseNode {
   }
 
   /**
-   * getReplicaList as the RPC surface serves it (in either form: `compact`). Returns the virtual time of the leader's grant when this node granted
+   * getReplicaList as the RPC surface serves it, in either form (`compact`; a compact read also asks for `extra`, as
+   * a batch of two keys: production's batchGetReplicaList path). Per key read: its result and whether this follower
+   * served it under a cover (`result` and `covered`: the first key's). Returns the virtual time of the leader's grant when this node granted
    * it (null for a follower read: the leader's forwarded grant, LeaseLedger.noteRead finds it) and when the read began.
    */
-  async read(key: string): Promise<{ result: Result; grantedAt: number | null; since: number; covered: boolean; compact: boolean }> {
+  async read(key: string, extra?: string): Promise<{ result: Result; covered: boolean; keys: string[]; results: Result[]; coveredKeys: boolean[]; grantedAt: number | null; since: number; compact: boolean }> {
     const since = this.ledger.now;
     let grantedAt: number | null = null;
     const raft = this.raft;
-    // What replicaRead decides below, in the same instant: whether this follower serves the key under a cover.
-    const covered = !raft.isLeader && raft.members().voters.length <= maxFollowerLeaseVoters && this.cover.covers(key, this.clock.now(), raft.currentTerm);
+    // Both forms production serves: the plain results (getReplicaList) and the compact rows built straight from the
+    // replica records (batchGetReplicaList from MasterClient), read back as the client reads them.
+    const compact = (this.reads++ & 1) === 1;
+    const keys = compact && extra !== undefined && extra !== key ? [key, extra] : [key];
+    // What replicaRead decides below, in the same instant: whether this follower serves each key under a cover.
+    const coveredKeys = keys.map((k) => !raft.isLeader && raft.members().voters.length <= maxFollowerLeaseVoters && this.cover.covers(k, this.clock.now(), raft.currentTerm));
     const leaseSync = this.ledger.fault === 'no-announce'
       ? { announce: () => Promise.resolve(), recordServed: (k: readonly string[], now: number, term: number) => this.sync.recordServed(k, now, term) }
       : this.sync;
@@ -267,11 +273,8 @@ export class SimLeaseNode {
       now: () => { grantedAt = raft.isLeader ? this.ledger.now : null; return this.clock.now(); },
       clock: this.clock, leaseTtlMs: this.ledger.ttlMs, cover: this.cover,
     };
-    // Both forms production serves: the plain results (getReplicaList) and the compact rows built straight from the
-    // replica records (batchGetReplicaList from MasterClient), read back as the client reads them.
-    const compact = (this.reads++ & 1) === 1;
-    const [result] = compact ? expandReplicaLists(await replicaReadCompact(deps, [key]), 1) : await replicaRead(deps, [key]);
-    return { result: result!, grantedAt, since, covered, compact };
+    const results = compact ? expandReplicaLists(await replicaReadCompact(deps, keys), keys.length) : await replicaRead(deps, keys);
+    return { result: results[0]!, covered: coveredKeys[0]!, keys, results, coveredKeys, grantedAt, since, compact };
   }
 
   /** Remove as the RPC surface admits it (rpc-surface.ts handleWrite); throws to be retried, or OBJECT_HAS_LEASE. */
