@@ -294,12 +294,12 @@ export class LeaderPool {
 
 type Outcome = { endpoint: string; ok: true; value: unknown } | { endpoint: string; ok: false; error: MooringError };
 
-/**
- * One call with leader discovery, hedging and retries until the deadline. See the file comment for the policy.
- */
 /** No endpoint busy (pool.target's argument when nothing is in flight). */
 const noEndpoints: ReadonlySet<string> = new Set();
 
+/**
+ * One call with leader discovery, hedging and retries until the deadline. See the file comment for the policy.
+ */
 export async function callWithRetry<T>(pool: LeaderPool, method: string, args: Record<string, unknown>, spec: CallSpec): Promise<T> {
   const p = resolvePolicy(spec.retry);
   const env = pool.env;
@@ -464,20 +464,23 @@ function hintEndpoint(hint: string): string | null {
   return at < 0 ? null : hint.slice(at + 1);
 }
 
-/** The defaults with the given fields over them (undefined fields keep the default). */
-export function resolvePolicy(r: RetryPolicy | undefined): Required<RetryPolicy> {
-  if (r === undefined) return defaultRetryPolicy;
+/**
+ * Each field from `r`, else from `under`, else the default (a field left undefined, even explicitly, falls through).
+ */
+export function resolvePolicy(r: RetryPolicy | undefined, under?: RetryPolicy): Required<RetryPolicy> {
+  if (r === undefined && under === undefined) return defaultRetryPolicy;
   // Already whole (MasterClient resolves its policy once): used as is, never changed here.
-  if (r.deadlineMs !== undefined && r.attemptTimeoutMs !== undefined && r.hedgeAfterMs !== undefined && r.failedEndpointSkipMs !== undefined &&
+  if (r !== undefined && r.deadlineMs !== undefined && r.attemptTimeoutMs !== undefined && r.hedgeAfterMs !== undefined && r.failedEndpointSkipMs !== undefined &&
     r.initialBackoffMs !== undefined && r.maxBackoffMs !== undefined && r.maxAttempts !== undefined) return r as Required<RetryPolicy>;
+  const d = defaultRetryPolicy;
   return {
-    deadlineMs: r.deadlineMs ?? defaultRetryPolicy.deadlineMs,
-    attemptTimeoutMs: r.attemptTimeoutMs ?? defaultRetryPolicy.attemptTimeoutMs,
-    hedgeAfterMs: r.hedgeAfterMs ?? defaultRetryPolicy.hedgeAfterMs,
-    failedEndpointSkipMs: r.failedEndpointSkipMs ?? defaultRetryPolicy.failedEndpointSkipMs,
-    initialBackoffMs: r.initialBackoffMs ?? defaultRetryPolicy.initialBackoffMs,
-    maxBackoffMs: r.maxBackoffMs ?? defaultRetryPolicy.maxBackoffMs,
-    maxAttempts: r.maxAttempts ?? defaultRetryPolicy.maxAttempts,
+    deadlineMs: r?.deadlineMs ?? under?.deadlineMs ?? d.deadlineMs,
+    attemptTimeoutMs: r?.attemptTimeoutMs ?? under?.attemptTimeoutMs ?? d.attemptTimeoutMs,
+    hedgeAfterMs: r?.hedgeAfterMs ?? under?.hedgeAfterMs ?? d.hedgeAfterMs,
+    failedEndpointSkipMs: r?.failedEndpointSkipMs ?? under?.failedEndpointSkipMs ?? d.failedEndpointSkipMs,
+    initialBackoffMs: r?.initialBackoffMs ?? under?.initialBackoffMs ?? d.initialBackoffMs,
+    maxBackoffMs: r?.maxBackoffMs ?? under?.maxBackoffMs ?? d.maxBackoffMs,
+    maxAttempts: r?.maxAttempts ?? under?.maxAttempts ?? d.maxAttempts,
   };
 }
 

@@ -23,7 +23,7 @@ import { sessionReplyWindow } from '../statemachine/limits.js';
 import type { Writable } from 'node:stream';
 import { streamBackup, type BackupProgress, type BackupResult } from './backup.js';
 import { expandReplicaLists } from './replica-lists-wire.js';
-import { LeaderPool, callWithRetry, defaultRetryPolicy, isRetryable, parseEndpoint, type RetryPolicy } from '../client/leader-client.js';
+import { LeaderPool, callWithRetry, defaultRetryPolicy, isRetryable, parseEndpoint, resolvePolicy, type RetryPolicy } from '../client/leader-client.js';
 import { ReadBalancer } from '../client/read-balancer.js';
 import {
   isAdminMethod,
@@ -456,17 +456,7 @@ export class MasterClient {
  * `timeoutMs`, else the client's `requestTimeoutMs`, else the policy's; the deadline is at least one attempt.
  */
 export function callPolicy(client: Pick<MasterClientOptions, 'retry' | 'requestTimeoutMs'>, call: CallOptions): Required<RetryPolicy> {
-  const c = call.retry;
-  const o = client.retry;
-  const d = defaultRetryPolicy;
-  const attemptTimeoutMs = call.timeoutMs ?? client.requestTimeoutMs ?? c?.attemptTimeoutMs ?? o?.attemptTimeoutMs ?? d.attemptTimeoutMs;
-  return {
-    deadlineMs: Math.max(c?.deadlineMs ?? o?.deadlineMs ?? d.deadlineMs, attemptTimeoutMs),
-    attemptTimeoutMs,
-    hedgeAfterMs: c?.hedgeAfterMs ?? o?.hedgeAfterMs ?? d.hedgeAfterMs,
-    failedEndpointSkipMs: c?.failedEndpointSkipMs ?? o?.failedEndpointSkipMs ?? d.failedEndpointSkipMs,
-    initialBackoffMs: c?.initialBackoffMs ?? o?.initialBackoffMs ?? d.initialBackoffMs,
-    maxBackoffMs: c?.maxBackoffMs ?? o?.maxBackoffMs ?? d.maxBackoffMs,
-    maxAttempts: c?.maxAttempts ?? o?.maxAttempts ?? d.maxAttempts,
-  };
+  const base = resolvePolicy(call.retry, client.retry);
+  const attemptTimeoutMs = call.timeoutMs ?? client.requestTimeoutMs ?? base.attemptTimeoutMs;
+  return { ...base, attemptTimeoutMs, deadlineMs: Math.max(base.deadlineMs, attemptTimeoutMs) };
 }

@@ -173,7 +173,7 @@ describe('LeaseSync', () => {
     a.becameLeader(0);
     await tick();
     const announcements = (): number => m.sent.filter((f) => (f as { k: string }).k === 'ls').length;
-    // The members run on leaseClock (timeOrigin + performance.now(): fractional ms, not leaseClock.now()'s wall clock, which
+    // The members run on leaseClock (timeOrigin + performance.now(): fractional ms, not Date.now()'s wall clock, which
     // may sit a fraction of a millisecond behind it), so the bounds below read that same clock.
     const t0 = leaseClock.now() - ahead - 1; // the reads below happen between t0 and now
     m.leases.get('a')!.grant('hot', t0);

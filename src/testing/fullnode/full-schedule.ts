@@ -178,9 +178,7 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
     leases: { ...(schedule.leaseTtlMs !== undefined ? { ttlMs: schedule.leaseTtlMs } : {}), fault: opts.leaseFault ?? null },
     ...(schedule.walSegmentBytes !== undefined ? { walSegmentBytes: schedule.walSegmentBytes } : {}),
     ...(schedule.sessions === true ? { sessions: true } : {}),
-    ...(opts.clientWrites === true || opts.batchReads === true
-      ? { workload: { ...(opts.clientWrites === true ? { writesThroughClient: true } : {}), ...(opts.batchReads === true ? { batchReads: true } : {}) } }
-      : {}),
+    workload: { ...(opts.clientWrites === true ? { writesThroughClient: true } : {}), ...(opts.batchReads === true ? { batchReads: true } : {}) },
     ...(opts.clientExpiry === true ? { clientExpiry: { ttlMs: [2_000, 3_000, 4_000][randInt(new SeededRng(seed ^ 0x771e), 3)]! } } : {}),
   });
   await sim.start();

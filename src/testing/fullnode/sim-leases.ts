@@ -8,8 +8,8 @@
  *   blanket until a majority told it the leases they know;
  * - follower reads: the leader grants and records in `leaseGrantingHandler`, the follower `recordServed`s;
  * - getReplicaList through `replicaRead` (follower-reads.ts; every other read of a node in the compact form that
- *   MasterClient.batchGetReplicaList asks for, `replicaReadCompact`, expanded as the client expands it), and every client write (Remove, the workload's puts)
- *   through `WriteService` (write-service.ts): both the RPC surface's own code. A write: duplicate reply, wait for the
+ *   MasterClient.batchGetReplicaList asks for, `replicaReadCompact`, expanded as the client expands it), and every
+ *   client write (Remove, the workload's puts) through `WriteService` (write-service.ts): both the RPC surface's own code. A write: duplicate reply, wait for the
  *   lease collection, `admitAndHold` (OBJECT_HAS_LEASE: a definite refusal; else the key is held in PendingWrites
  *   until the remove settles, so reads of it wait), the applied reply after a read barrier, then the proposal.
  *
@@ -251,8 +251,9 @@ export class SimLeaseNode {
   /**
    * getReplicaList as the RPC surface serves it, in either form (`compact`; a compact read also asks for `extra`, as
    * a batch of two keys: production's batchGetReplicaList path). Per key read: its result and whether this follower
-   * served it under a cover (`result` and `covered`: the first key's). Returns the virtual time of the leader's grant when this node granted
-   * it (null for a follower read: the leader's forwarded grant, LeaseLedger.noteRead finds it) and when the read began.
+   * served it under a cover (`result` and `covered`: the first key's). Returns the virtual time of the leader's grant
+   * when this node granted it (null for a follower read: the leader's forwarded grant, LeaseLedger.noteRead finds it)
+   * and when the read began.
    */
   async read(key: string, extra?: string): Promise<{ result: Result; covered: boolean; keys: string[]; results: Result[]; coveredKeys: boolean[]; grantedAt: number | null; since: number; compact: boolean }> {
     const since = this.ledger.now;
