@@ -416,6 +416,16 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
     } else if (e.code === ErrorCode.UNAVAILABLE || e.code === ErrorCode.TIMEOUT || e.code === ErrorCode.SHUTTING_DOWN) {
       pool.noteFailure(r.endpoint, env.now(), p.failedEndpointSkipMs);
       avoid = r.endpoint;
+      if (inflight.size > 0) continue; // another attempt may still answer
+      // The failure was that endpoint's (a dead leader's connection resets at once): try one not failed recently now,
+      // carrying avoidLeader, instead of after a backoff (10 ms, a third of a leader SIGKILL's failover). A follower
+      // that knows no other live leader parks it until one is elected. Each endpoint fails at most once per
+      // failedEndpointSkipMs, so a cluster that is all down costs one attempt per endpoint, then the backoff below.
+      const fresh = pool.target(noEndpoints, env.now());
+      if (fresh !== null && !pool.skipping(fresh, env.now()) && attempts < p.maxAttempts) {
+        next = fresh;
+        continue;
+      }
     }
     if (inflight.size > 0) continue; // another attempt may still answer
     if (e.code === ErrorCode.BUSY) {

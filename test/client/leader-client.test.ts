@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode, MooringError, maxRetryAfterMs } from '../../src/errors.js';
-import { LeaderPool, callWithRetry } from '../../src/client/leader-client.js';
+import { LeaderPool, callWithRetry, systemClientEnv, type ClientEnv } from '../../src/client/leader-client.js';
 import { RpcServer } from '../../src/transport/rpc.js';
 import { freePorts } from '../helpers/ports.js';
 
@@ -91,6 +91,58 @@ describe('callWithRetry', () => {
     const err = await callWithRetry(pool(eps), 'op', {}, { write: true, retry: { deadlineMs: 300, hedgeAfterMs: 0 } }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(MooringError);
     expect(err).toMatchObject({ code: ErrorCode.OUTCOME_UNKNOWN, definite: false });
+  });
+
+  /** The process's env, recording every backoff sleep and every attempt sent. */
+  function recordingEnv(): { env: ClientEnv; sleeps: number[]; attempts: string[] } {
+    const base = systemClientEnv({ clusterId: 'mooring', nodeId: 'test-client' });
+    const sleeps: number[] = [];
+    const attempts: string[] = [];
+    const env: ClientEnv = {
+      now: () => base.now(),
+      sleep: (ms) => { sleeps.push(ms); return base.sleep(ms); },
+      race: (ps, ms) => base.race(ps, ms),
+      random: () => base.random(),
+      connect: (endpoint) => {
+        const c = base.connect(endpoint);
+        return { get connected() { return c.connected; }, call: (m, a, o) => { attempts.push(endpoint); return c.call(m, a, o); }, close: () => c.close() };
+      },
+      close: () => base.close(),
+    };
+    return { env, sleeps, attempts };
+  }
+
+  it('after the connection to the leader is lost, the next attempt goes to another master at once (no backoff), naming the lost one', async () => {
+    // A leader that dies with the request in flight: its server closes, destroying the connection (what a SIGKILL's
+    // kernel does). A backoff here cost a leader SIGKILL's failover a third of its time (bench:failover).
+    const seen: Array<Record<string, unknown>> = [];
+    const [port] = await freePorts(1);
+    const dying = new RpcServer({ clusterId: 'mooring', nodeId: 'dying', listen: { host: '127.0.0.1', port: port! } });
+    dying.handle('op', async () => { void dying.close(); return never(); });
+    await dying.start();
+    cleanup.push(() => dying.close());
+    const eps = [`127.0.0.1:${port}`, ...(await servers([async (a) => { seen.push(a); return 'from-b'; }]))];
+    const { env, sleeps, attempts } = recordingEnv();
+    const p = new LeaderPool({ endpoints: eps, clusterId: 'mooring', nodeId: 'test-client', env });
+    cleanup.push(() => p.close());
+    const r = await callWithRetry(p, 'op', { x: 1 }, { write: true, avoidLeaderArg: true, retry: { initialBackoffMs: 5_000, deadlineMs: 4_000, hedgeAfterMs: 0 } });
+    expect(r).toBe('from-b');
+    expect(attempts).toEqual([eps[0], eps[1]]);
+    expect(seen[0]).toMatchObject({ x: 1, avoidLeader: eps[0] });
+    expect(sleeps).toEqual([]);
+  });
+
+  it('when every master refuses, each gets one attempt per round and the rounds back off (no busy loop)', async () => {
+    const ports = await freePorts(3);
+    const eps = ports.map((x) => `127.0.0.1:${x}`);
+    const { env, sleeps, attempts } = recordingEnv();
+    const p = new LeaderPool({ endpoints: eps, clusterId: 'mooring', nodeId: 'test-client', env });
+    cleanup.push(() => p.close());
+    const err = await callWithRetry(p, 'op', {}, { write: true, retry: { deadlineMs: 400, initialBackoffMs: 40, failedEndpointSkipMs: 10_000 } }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: ErrorCode.UNAVAILABLE, definite: true });
+    expect(new Set(attempts.slice(0, 3)).size).toBe(3); // the first round tries each master once, without pausing
+    expect(sleeps.length).toBeGreaterThanOrEqual(2); // then it pauses between rounds: 40, 80, 160 ms...
+    expect(attempts.length).toBeLessThanOrEqual(3 + sleeps.length);
   });
 
   it('reports a definite error when no attempt can have applied (connections refused, refusals)', async () => {
