@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { KvStateMachine, encodeKvCommand, maxKvWritesBehind, type KvCommand } from '../../src/kvstore/kv-state-machine.js';
+import { KvStateMachine, encodeKvCommand, kvWriteIntervalMs, maxKvWritesBehind, type KvCommand } from '../../src/kvstore/kv-state-machine.js';
 
 const keyCount = async (sm: KvStateMachine): Promise<number> => (await sm.summary()).keys;
 import type { AppliedCommand } from '../../src/raft/state-machine.js';
@@ -162,6 +162,41 @@ describe('KvStateMachine (data in LevelDB only)', () => {
     await expect(sm.flush()).rejects.toThrow(/EIO: injected/);
   });
 
+  it(`the applies of kvWriteIntervalMs (${kvWriteIntervalMs} ms) share one LevelDB write; flush and close write it at once`, async () => {
+    const { sm, dir } = await fresh();
+    const db = (sm as unknown as { db: { batch(): unknown } }).db;
+    const realBatch = db.batch.bind(db);
+    let writes = 0;
+    db.batch = () => {
+      const b = realBatch() as { write(): Promise<void> };
+      const write = b.write.bind(b);
+      b.write = () => { writes++; return write(); };
+      return b;
+    };
+    for (let i = 0; i < 5; i++) {
+      const e = entries({ op: 'put', key: `j${i}`, value: `w${i}` });
+      expect(await sm.apply(e, e[0]!.index)).toEqual([{ ok: true }]);
+    }
+    expect(writes).toBe(0); // nothing written yet: the interval has not run out
+    expect(await sm.get('j3')).toBe('w3'); // readable from memory meanwhile
+    await new Promise((r) => setTimeout(r, kvWriteIntervalMs + 30));
+    expect(writes).toBe(1); // one write for the five applies
+    const e = entries({ op: 'put', key: 'late', value: 'z' });
+    await sm.apply(e, e[0]!.index);
+    await sm.flush(); // does not wait for the interval: the open batch is written first, then the synced index
+    expect(writes).toBe(2);
+    const applied = sm.appliedIndex();
+    const e2 = entries({ op: 'put', key: 'last', value: 'q' });
+    await sm.apply(e2, e2[0]!.index);
+    await sm.close(); // writes the open batch before closing
+    expect(writes).toBe(3);
+    const again = await KvStateMachine.open(dir);
+    expect(again.appliedIndex()).toBeGreaterThan(applied);
+    expect(await again.get('last')).toBe('q');
+    expect(await again.get('j0')).toBe('w0');
+    await again.close();
+  });
+
   it(`writes behind at most maxKvWritesBehind (${maxKvWritesBehind}) batches: the next apply waits for the oldest to land`, async () => {
     const { sm } = await fresh();
     // LevelDB writes held until the test lets them go (the real batch is written then).
@@ -183,6 +218,7 @@ describe('KvStateMachine (data in LevelDB only)', () => {
       for (let i = 0; i < maxKvWritesBehind; i++) {
         const e = entries({ op: 'put', key: `k${i}`, value: `v${i}` });
         expect(await sm.apply(e, e[0]!.index)).toEqual([{ ok: true }]); // answered with its write still held
+        await new Promise((r) => setTimeout(r, kvWriteIntervalMs + 15)); // its batch's write starts (and is held)
       }
       const extra = entries({ op: 'put', key: 'over', value: 'x' });
       let answered = false;
