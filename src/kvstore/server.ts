@@ -32,6 +32,8 @@ import { KvStateMachine, encodeKvCommand, maxKvKeyBytes, type KvResult } from '.
 export const maxClientIdChars = 256;
 /** A request that finds no usable leader waits at most this many (maximum) election timeouts for one. */
 export const leaderWaitElectionTimeouts = 2;
+/** Requests waiting for a leader at once; beyond it a request fails NOT_LEADER at once (the client backs off). */
+export const maxLeaderWaiters = 4_096;
 
 export interface KvPeerConfig {
   id: string;
@@ -100,6 +102,8 @@ export class KvServer {
   private lastLeader: string | null = null;
   private lastLeaderTerm = -1;
   private leaderChanges = 0;
+  /** Requests waiting for a usable leader: one leaderChange listener wakes them all (not one listener each). */
+  private readonly leaderWaiters = new Set<() => void>();
 
   private constructor(
     readonly config: KvServerConfig,
@@ -150,7 +154,10 @@ export class KvServer {
     const rpc = new RpcServer({ clusterId: config.clusterId, nodeId: config.id, listen: config.rpc, logger });
     const server = new KvServer(config, node, sm, logStore, transport, rpc, logger);
     server.registerMethods();
-    node.on('leaderChange', (leader: string | null, term: number) => server.countLeaderChange(leader, term));
+    node.on('leaderChange', (leader: string | null, term: number) => {
+      server.countLeaderChange(leader, term);
+      for (const w of [...server.leaderWaiters]) w();
+    });
     await rpc.start();
     return server;
   }
@@ -255,17 +262,18 @@ export class KvServer {
   private waitForLeader(avoid: string | null): Promise<boolean> {
     const cfg = this.config;
     const waitMs = leaderWaitElectionTimeouts * (cfg.electionTimeoutTicks ?? raftDefaults.electionTimeoutTicks) * (cfg.tickMs ?? raftDefaults.tickMs);
+    if (this.leaderWaiters.size >= maxLeaderWaiters) return Promise.resolve(false);
     return new Promise((resolve) => {
       const done = (ok: boolean): void => {
         clearTimeout(timer);
-        this.node.off('leaderChange', onChange);
+        this.leaderWaiters.delete(onChange);
         resolve(ok);
       };
       const onChange = (): void => {
         if (this.usableLeader(avoid)) done(true);
       };
       const timer = setTimeout(() => done(false), waitMs);
-      this.node.on('leaderChange', onChange);
+      this.leaderWaiters.add(onChange);
     });
   }
 
