@@ -5,7 +5,8 @@
  * peer arrive on the connection that peer dialed. Per peer, a bounded queue holds encoded frames while the
  * connection is down or the socket is pushing back; when it is full, send() returns false and drops the frame
  * (Raft tolerates loss), so memory stays bounded however slow or dead a peer is. Frames queued in the same tick are
- * coalesced into one socket write.
+ * coalesced into one socket write. Links are kept warm: dialed at start and redialed (with backoff) when lost, idle
+ * or not, so an election never waits for a connect and a handshake.
  *
  * Inbound, only known peers are accepted: the handshake must name an id given to setPeer() (the members and
  * learners of the current configuration, and a node being added: RaftNode calls setPeer before proposing it),
@@ -405,7 +406,7 @@ export class TcpPeerTransport implements PeerTransport {
     clearTimeout(link.timer);
     link.timer = null;
     link.backoffMs = this.opts.reconnectInitialMs;
-    if (link.queue.length > 0) void this.connect(link);
+    void this.connect(link);
   }
 
   private scheduleReconnect(link: PeerLink): void {
@@ -415,8 +416,10 @@ export class TcpPeerTransport implements PeerTransport {
     link.backoffMs = Math.min(this.opts.reconnectMaxMs, link.backoffMs * 2);
     link.timer = setTimeout(() => {
       link.timer = null;
-      // Idle links reconnect lazily, on the next send().
-      if (link.queue.length > 0) void this.connect(link);
+      // Idle links reconnect too (they were lazy, on the next send()): two followers send each other nothing until
+      // their leader dies, and then the pre-vote and vote waited for a connect and a handshake (a TLS one with
+      // certificates) on the failover's critical path (bench:failover traces: one dial per election).
+      void this.connect(link);
     }, delay);
     link.timer.unref();
   }

@@ -113,6 +113,24 @@ describe('TcpPeerTransport', () => {
     expect(a.t.stats().b!.connects).toBeGreaterThanOrEqual(2);
   });
 
+  it('keeps an idle link warm: after its peer restarts it is connected again before anything is sent to it', async () => {
+    // Two followers send each other nothing until their leader dies; their election must not wait for a dial.
+    const a = await node('a', { reconnectInitialMs: 10, reconnectMaxMs: 50 });
+    const b1 = await node('b');
+    a.t.setPeer(b1.addr);
+    await expectServes(a, b1, 'before');
+    const port = b1.t.port;
+    await b1.t.close();
+    open.splice(open.indexOf(b1.t), 1);
+    await waitFor(() => !a.t.stats().b!.connected, 'a notices b is gone');
+    // b comes back knowing nobody (it dials nothing): only a's own redial can connect the link.
+    const b2 = await node('b', {}, port);
+    await waitFor(() => a.t.stats().b!.connected, 'a redialed b with nothing to send', 3_000);
+    expect(a.t.stats().b!.connects).toBe(2);
+    expect(b2.inbox.frames).toEqual([]);
+    await expectServes(a, b2, 'after');
+  });
+
   it('a peer that dials us is up again: our link to it stops waiting out its reconnect backoff', async () => {
     // a's backoff for b has grown long while b was down (a restarted member would hear nothing from a for that long).
     const port = await freePort();
