@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { ApplyEntry } from '../../src/statemachine/state-core.js';
-import { MasterState } from '../../src/statemachine/master-state.js';
+import { MasterState, stateWriteIntervalMs } from '../../src/statemachine/master-state.js';
 import type { StateStore, StoreBatch } from '../../src/statemachine/store.js';
 import { collect, replay, seg, tempDir } from './helpers.js';
 
@@ -192,6 +192,41 @@ describe('MasterState writes behind the apply', () => {
     }
   });
 
+  it(`applies nobody waits for share one write per stateWriteIntervalMs (${stateWriteIntervalMs} ms); a waited apply, flush and close write at once`, async () => {
+    const t = await tempDir();
+    try {
+      const a = await MasterState.open(t.dir);
+      const store = storeOf(a);
+      const realWrite = store.write.bind(store);
+      let writes = 0;
+      store.write = async (b: StoreBatch, sync: boolean) => { writes++; return realWrite(b, sync); };
+      await a.applyBatch([{ index: 1, timeMs: 1, command: { type: 'MountSegment', clientId: 'n', segment: seg('s', 1 << 24) } }]);
+      expect(writes).toBe(1); // waited for: written at once
+      let index = 1;
+      for (let b = 0; b < 5; b++) {
+        await a.applyBatch(puts(index + 1, 3, 'c'), { waitForWrite: false });
+        index += 3;
+      }
+      await new Promise((r) => setImmediate(r));
+      expect(writes).toBe(1); // the five applies wait for the interval, together
+      await new Promise((r) => setTimeout(r, stateWriteIntervalMs + 20));
+      expect(writes).toBe(2); // one write for all five
+      await a.applyBatch(puts(index + 1, 2, 'd'), { waitForWrite: false });
+      index += 2;
+      await a.flush(); // does not wait out the interval: the open write, then the synced one
+      expect(writes).toBe(4);
+      await a.applyBatch(puts(index + 1, 2, 'e'), { waitForWrite: false });
+      index += 2;
+      await a.close(); // writes the open write first
+      expect(writes).toBe(5);
+      const b = await MasterState.open(t.dir);
+      expect(b.appliedIndex).toBe(index);
+      await b.close();
+    } finally {
+      await t.cleanup();
+    }
+  });
+
   it('after a failed write the store holds exactly the state of the last written index (the log replays the rest)', async () => {
     const t = await tempDir();
     const ref = await tempDir();
@@ -218,7 +253,7 @@ describe('MasterState writes behind the apply', () => {
         await a.applyBatch(es, { waitForWrite: false }).catch(() => undefined);
         await r.applyBatch(es);
         hashAt.set(index, r.stateHash());
-        await new Promise((res) => setImmediate(res)); // let the write behind run
+        await new Promise((res) => setTimeout(res, stateWriteIntervalMs + 10)); // let the write behind run
       }
       await expect(a.applyBatch(puts(index + 1, 1, 'y'))).rejects.toMatchObject({ code: 'STORAGE_FAILED' });
       await a.close().catch(() => undefined);
