@@ -5,8 +5,8 @@
  * the next Ready. While a save is being synced the loop keeps stepping messages, batching proposals into the next
  * Ready and sending the leader's appends; the saves themselves stay strictly ordered (the log storage serializes
  * them). When a save resolves, in Ready order: `core.onPersisted()` (entries become stable; the leader counts its
- * own log towards commitment only now, a candidate its own vote), then that Ready's `persistedMessages` (append and
- * vote responses: promises about what is on disk) go out — never before, and never for a save that failed.
+ * own log towards commitment only now), then that Ready's `persistedMessages` (append/vote responses, vote
+ * requests: promises about what is on disk) go out — never before, and never for a save that failed (crash-stop).
  * At most `maxInflightSaves` (a Raft tunable, default 2: src/raft/node/options.ts) saves are in flight: two keep
  * the disk busy (one syncing, the next queued with everything that arrived meanwhile), more would only split the same
  * entries into more, smaller fsyncs. Past that the loop waits for the oldest before taking a Ready
