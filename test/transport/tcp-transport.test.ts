@@ -47,6 +47,20 @@ async function expectServes(a: { t: TcpPeerTransport }, b: { t: TcpPeerTransport
   await waitFor(() => b.inbox.frames.some((f) => (f.frame as { tag?: string }).tag === tag), `frame ${tag}`);
 }
 
+/** `a` (fast reconnects) has served b1; b1 goes away and `a` notices. Returns b1's port, for b to come back on. */
+async function peerGoesAway(): Promise<{ a: Awaited<ReturnType<typeof node>>; port: number }> {
+  const a = await node('a', { reconnectInitialMs: 10, reconnectMaxMs: 50 });
+  const b1 = await node('b');
+  a.t.setPeer(b1.addr);
+  await expectServes(a, b1, 'before');
+  const port = b1.t.port;
+  await b1.t.close();
+  open.splice(open.indexOf(b1.t), 1);
+  // (Frames written before `a` notices the close are lost with the socket; Raft re-sends. Wait for the notice.)
+  await waitFor(() => !a.t.stats().b!.connected, 'a notices b is gone');
+  return { a, port };
+}
+
 describe('TcpPeerTransport', () => {
   it('learns the state version each peer announces in its handshake; an older peer (none announced) counts as 1', async () => {
     const a = await node('a', { stateVersion: 2 });
@@ -96,15 +110,7 @@ describe('TcpPeerTransport', () => {
   });
 
   it('reconnects after a peer restarts on the same port', async () => {
-    const a = await node('a', { reconnectInitialMs: 10, reconnectMaxMs: 50 });
-    const b1 = await node('b');
-    a.t.setPeer(b1.addr);
-    await expectServes(a, b1, 'before');
-    const port = b1.t.port;
-    await b1.t.close();
-    open.splice(open.indexOf(b1.t), 1);
-    // (Frames written before `a` notices the close are lost with the socket; Raft re-sends. Wait for the notice.)
-    await waitFor(() => !a.t.stats().b!.connected, 'a notices b is gone');
+    const { a, port } = await peerGoesAway();
     // Sent while b is down: queued (within bounds) and delivered once b is back.
     expect(a.t.send('b', { tag: 'while-down' })).toBe(true);
     const b2 = await node('b', {}, port);
@@ -115,14 +121,7 @@ describe('TcpPeerTransport', () => {
 
   it('keeps an idle link warm: after its peer restarts it is connected again before anything is sent to it', async () => {
     // Two followers send each other nothing until their leader dies; their election must not wait for a dial.
-    const a = await node('a', { reconnectInitialMs: 10, reconnectMaxMs: 50 });
-    const b1 = await node('b');
-    a.t.setPeer(b1.addr);
-    await expectServes(a, b1, 'before');
-    const port = b1.t.port;
-    await b1.t.close();
-    open.splice(open.indexOf(b1.t), 1);
-    await waitFor(() => !a.t.stats().b!.connected, 'a notices b is gone');
+    const { a, port } = await peerGoesAway();
     // b comes back knowing nobody (it dials nothing): only a's own redial can connect the link.
     const b2 = await node('b', {}, port);
     await waitFor(() => a.t.stats().b!.connected, 'a redialed b with nothing to send', 3_000);
