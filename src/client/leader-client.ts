@@ -407,27 +407,30 @@ export async function callWithRetry<T>(pool: LeaderPool, method: string, args: R
       // otherwise.
       throw e;
     }
+    const endpointFailed = e.code === ErrorCode.UNAVAILABLE || e.code === ErrorCode.TIMEOUT || e.code === ErrorCode.SHUTTING_DOWN;
     if (e.code === ErrorCode.NOT_LEADER) {
       const hinted = pool.noteHint(e.leaderHint, e.leaderTerm, r.endpoint, env.now());
       if (hinted !== null && !inflight.has(hinted)) {
         next = hinted; // a hint is progress: go at once
         continue;
       }
-    } else if (e.code === ErrorCode.UNAVAILABLE || e.code === ErrorCode.TIMEOUT || e.code === ErrorCode.SHUTTING_DOWN) {
+    } else if (endpointFailed) {
       pool.noteFailure(r.endpoint, env.now(), p.failedEndpointSkipMs);
       avoid = r.endpoint;
-      if (inflight.size > 0) continue; // another attempt may still answer
+    }
+    if (inflight.size > 0) continue; // another attempt may still answer
+    if (endpointFailed) {
       // The failure was that endpoint's (a dead leader's connection resets at once): try one not failed recently now,
       // carrying avoidLeader, instead of after a backoff (10 ms, a third of a leader SIGKILL's failover). A follower
       // that knows no other live leader parks it until one is elected. Each endpoint fails at most once per
       // failedEndpointSkipMs, so a cluster that is all down costs one attempt per endpoint, then the backoff below.
-      const fresh = pool.target(noEndpoints, env.now());
-      if (fresh !== null && !pool.skipping(fresh, env.now()) && attempts < p.maxAttempts) {
+      const t = env.now();
+      const fresh = pool.target(noEndpoints, t);
+      if (fresh !== null && !pool.skipping(fresh, t) && attempts < p.maxAttempts) {
         next = fresh;
         continue;
       }
     }
-    if (inflight.size > 0) continue; // another attempt may still answer
     if (e.code === ErrorCode.BUSY) {
       // The leader is alive and asked us to come back later: no failure to note, no backoff growth.
       const pause = (e.retryAfterMs ?? backoff) * (1 + env.random() / 2);

@@ -16,9 +16,8 @@
  * for the previous value (`prev: true`, etcd's prevKv; then one getMany for those keys). The batch is written behind
  * the replies, in apply order (one write at a time: two LevelDB writes in flight may land in either order), joined
  * by the applies that come before it starts; until it has landed its values sit in `unwritten`, which every read
- * (get, a later apply's prev) consults first. So readers
- * see exactly the applied state, and a restart replays the Raft log from the last applied index that reached
- * LevelDB. At most `maxKvWritesBehind` batches wait; beyond that an apply waits for the oldest. Anything that must
+ * (get, a later apply's prev) consults first. So readers see exactly the applied state, and a restart replays the
+ * Raft log from the last applied index that reached LevelDB. At most `maxKvWritesBehind` batches wait; beyond that an apply waits for the oldest. Anything that must
  * see LevelDB at exactly `applied` (snapshot, state hash, flush) is queued in the same write order, so it runs after
  * every earlier batch landed and before any later one starts. A failed write poisons the state machine: the next
  * apply throws it (the node crash-stops and replays on restart).
@@ -39,7 +38,7 @@ export const maxKvWritesBehind = 4;
 /**
  * The applies of this many ms share one LevelDB write, started this long after the first of them (etcd's backend
  * commits its batch every 100 ms the same way). Per Raft round that saves a LevelDB write, its thread-pool hop and its
- * completion on every node: at one client, 22 → 18 thread wakeups and −25% server CPU per write
+ * completion on every node: at one client, 22 → 18 thread wakeups and −10 to −25% server CPU per write
  * (bench/RESULTS.md). Nothing waits on it: replies come from memory, and a crash replays the Raft log from the
  * applied index that reached LevelDB.
  */
