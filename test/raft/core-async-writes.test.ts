@@ -21,6 +21,17 @@ function persist(storage: MemoryStorage, rd: Ready): void {
   if (rd.hardState !== undefined) storage.setHardState(rd.hardState);
 }
 
+/** A single voter's election: its own vote counts once its term and vote are durable. */
+function electAlone(core: RaftCore, storage: MemoryStorage): void {
+  core.campaign();
+  expect(core.status().role).toBe('candidate');
+  const rd = core.ready();
+  expect(rd.hardState?.vote).toBe(core.status().id);
+  persist(storage, rd);
+  core.advance(rd);
+  expect(core.status().role).toBe('leader');
+}
+
 function app(from: string, to: string, term: number, index: number, logTerm: number, entries: Entry[], commit: number): Message {
   return { type: 'app', from, to, term, index, logTerm, entries, commit };
 }
@@ -68,7 +79,7 @@ describe('RaftCore with asynchronous storage writes', () => {
   it('the next ready() does not repeat entries whose write is still in progress', () => {
     const storage = MemoryStorage.withVoters(['a']);
     const core = new RaftCore({ id: 'a', storage, rng: new SeededRng(1) });
-    core.campaign();
+    electAlone(core, storage);
     const rd1 = core.ready();
     expect(rd1.entries.map((e) => e.index)).toEqual([1]); // the no-op
     core.onApplied(rd1); // handed to storage, not durable yet
@@ -88,8 +99,7 @@ describe('RaftCore with asynchronous storage writes', () => {
   it('a single-node leader commits only after onPersisted, not on onApplied', () => {
     const storage = MemoryStorage.withVoters(['a']);
     const core = new RaftCore({ id: 'a', storage, rng: new SeededRng(1) });
-    core.campaign();
-    expect(core.status().role).toBe('leader');
+    electAlone(core, storage);
     const rd = core.ready();
     expect(rd.entries.length).toBe(1);
     core.onApplied(rd);
@@ -100,6 +110,36 @@ describe('RaftCore with asynchronous storage writes', () => {
     expect(core.status().commit).toBe(1);
     const next = core.ready();
     expect(next.committedEntries.map((e) => e.index)).toEqual([1]);
+  });
+
+  it('vote requests leave before the candidate\'s term and vote are durable; its own vote counts only after', () => {
+    const storage = MemoryStorage.withVoters(['a', 'b', 'c']);
+    const core = new RaftCore({ id: 'a', storage, rng: new SeededRng(1), preVote: false });
+    core.campaign();
+    const rd = core.ready();
+    expect(rd.hardState).toMatchObject({ term: 1, vote: 'a' });
+    expect(rd.messages.filter((m) => m.type === 'vote').map((m) => m.to).sort()).toEqual(['b', 'c']); // sent at once
+    expect(rd.persistedMessages.filter((m) => m.type === 'vote')).toEqual([]);
+    core.onApplied(rd); // the vote is being written
+    core.step({ type: 'voteResp', from: 'b', to: 'a', term: 1 });
+    expect(core.status().role).toBe('candidate'); // b's vote alone is no majority: ours is not durable yet
+    persist(storage, rd);
+    core.onPersisted(rd);
+    expect(core.status().role).toBe('leader');
+    expect(core.ready().entries.map((e) => e.index)).toEqual([1]); // the leader's no-op
+  });
+
+  it('a candidate that moved to a later term before its vote was durable does not count the old vote', () => {
+    const storage = MemoryStorage.withVoters(['a', 'b', 'c']);
+    const core = new RaftCore({ id: 'a', storage, rng: new SeededRng(1), preVote: false });
+    core.campaign();
+    const rd = core.ready();
+    core.onApplied(rd);
+    core.step({ type: 'voteResp', from: 'b', to: 'a', term: 1 });
+    core.step({ type: 'app', from: 'c', to: 'a', term: 2, index: 0, logTerm: 0, entries: [], commit: 0 }); // c leads term 2
+    persist(storage, rd);
+    core.onPersisted(rd);
+    expect(core.status()).toMatchObject({ role: 'follower', term: 2, leader: 'c' });
   });
 
   it('a leader does not count its own unsynced log in the commit quorum', () => {

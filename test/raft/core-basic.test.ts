@@ -25,8 +25,14 @@ describe('RaftCore basics', () => {
     const storage = MemoryStorage.withVoters(['a']);
     const core = new RaftCore({ id: 'a', storage, rng: new SeededRng(1) });
     core.campaign();
-    expect(core.status().role).toBe('leader');
+    // Its own vote counts once its term and vote are durable: then it leads.
+    expect(core.status().role).toBe('candidate');
     let rd = core.ready();
+    expect(rd.hardState?.vote).toBe('a');
+    if (rd.hardState) storage.setHardState(rd.hardState);
+    core.advance(rd);
+    expect(core.status().role).toBe('leader');
+    rd = core.ready();
     expect(rd.entries.length).toBe(1); // the no-op
     expect(rd.committedEntries.length).toBe(0); // own ack not yet counted
     expect(core.status().commit).toBe(0);

@@ -3,8 +3,10 @@
  * Ready contract. No clock, no randomness except config.rng, no promises, no I/O.
  *
  * Design choices worth knowing:
- * - Messages that acknowledge persisted state (appResp, voteResp, preVoteResp) and vote requests (which carry a
- *   term and self-vote that must be durable first) go to `persistedMessages`; everything else to `messages`.
+ * - Messages that acknowledge persisted state (appResp, voteResp) go to `persistedMessages`; everything else to
+ *   `messages`. A vote request leaves at once, before the candidate's own term and vote are durable (etcd-raft does
+ *   the same): the candidate counts its own vote only once they are (onPersisted), so a candidate that crashes before
+ *   then never won with a vote it may give again after the restart. That takes one fsync off an election.
  * - The leader counts its own log as persisted only once the caller reports it durable (onPersisted, or advance()
  *   which includes it): a single-node cluster commits only then. Writes may be pipelined (etcd's
  *   AsyncStorageWrites): a Ready's entries are "in progress" once taken, the next ready() does not repeat them, and
@@ -104,7 +106,7 @@ type CampaignType = 'preElection' | 'election' | 'transfer';
 
 // preVoteResp is not among them: a pre-vote answer promises nothing durable (it changes no term or vote), so it may
 // go out at once (takeUrgentMessages), like the pre-vote request itself.
-const PERSISTED_TYPES: ReadonlySet<MessageType> = new Set<MessageType>(['appResp', 'voteResp', 'vote']);
+const PERSISTED_TYPES: ReadonlySet<MessageType> = new Set<MessageType>(['appResp', 'voteResp']);
 /** Messages that depend on nothing being written: a driver may send them before the current Ready's saves finish. */
 const URGENT_TYPES: ReadonlySet<MessageType> = new Set<MessageType>(['preVote', 'preVoteResp', 'heartbeat', 'heartbeatResp']);
 
@@ -177,6 +179,8 @@ export class RaftCore {
   /** Fast failover: the tick at which this follower pre-votes, having lost its leader's connection. */
   private fastCampaignAtTick: number | null = null;
   private fastPreVoteCount = 0;
+  /** Candidate: the term whose own vote is counted once a Ready holding it is durable (onPersisted). */
+  private selfVoteTerm: number | null = null;
   /** The latest pre-vote ignored because we were in a leader's lease (fast failover may still grant it). */
   private ignoredPreVote: { m: Message; atTick: number } | null = null;
   /** Follower: the tick at which it last heard from its leader (append, heartbeat, snapshot). */
@@ -628,6 +632,17 @@ export class RaftCore {
       const last = rd.entries[rd.entries.length - 1]!;
       this.log.stableTo(last.index, last.term);
     }
+    if (this.selfVoteTerm !== null && this.role === 'candidate' && rd.hardState !== undefined && rd.hardState.term === this.selfVoteTerm && rd.hardState.vote === this.id) {
+      // Our term and vote for ourselves are durable: now our vote counts (it may decide the election).
+      this.selfVoteTerm = null;
+      const res = this.poll(this.id, 'voteResp', true);
+      if (res === 'won') {
+        this.becomeLeader();
+        this.bcastAppend();
+      } else if (res === 'lost') {
+        this.becomeFollower(this.term, null);
+      }
+    }
     if (this.role === 'leader') {
       // The leader's own ack: only what the caller has persisted counts towards commitment.
       const self = this.trk.progress.get(this.id);
@@ -740,6 +755,7 @@ export class RaftCore {
     this.heartbeatElapsed = 0;
     this.fastCampaignAtTick = null;
     this.ignoredPreVote = null;
+    this.selfVoteTerm = null;
     this.resetRandomizedElectionTimeout();
     this.abortLeaderTransfer();
     this.trk.resetVotes();
@@ -957,12 +973,12 @@ export class RaftCore {
       this.becomeCandidate();
       voteMsg = 'vote';
       term = this.term;
+      // Our own vote counts once it is durable (onPersisted); the requests go out now.
+      this.selfVoteTerm = term;
     }
-    const result = this.poll(this.id, voteRespType(voteMsg), true);
-    if (result === 'won') {
+    if (t === 'preElection' && this.poll(this.id, 'preVoteResp', true) === 'won') {
       // Single voter: no one to ask.
-      if (t === 'preElection') this.campaignWith('election');
-      else this.becomeLeader();
+      this.campaignWith('election');
       return;
     }
     const lastIndex = this.log.lastIndex();
