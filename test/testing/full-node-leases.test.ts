@@ -19,7 +19,8 @@ describe('read leases in the full-node simulator', () => {
   it('the lease check is exercised: leased reads, removes refused by a lease and removes applied, no violation', async () => {
     let covered = 0;
     let compact = 0;
-    for (const seed of [1, 2, 3, 6]) {
+    // (7 replaced 6 once vote requests left before the candidate's vote was durable: 6 then applied no remove.)
+    for (const seed of [1, 2, 3, 7]) {
       const r = await runFullNodeSchedule(seed, fullScheduleForSeed(seed));
       expect({ seed, violations: r.violations, linearizable: r.linearizable }).toEqual({ seed, violations: [], linearizable: true });
       expect(r.leasedReads).toBeGreaterThan(0);
@@ -75,9 +76,10 @@ describe('read leases in the full-node simulator', () => {
   // (45 of seeds 300-1799 on 2026-12-03; 43 on 2026-12-05, after the leader stopped announcing follower reads' leases;
   // 42 of seeds 1-1500 after the WAL's LOG_END records moved the timings; 39 after follower lease covers, 422 no
   // longer among them; 43 once half the schedules open client sessions, 523 no longer among them; 41 once check-quorum
-  // waited two election timeouts, 574 no longer among them).
+  // waited two election timeouts, 574 no longer among them; 47 once vote requests left before the candidate's vote
+  // was durable, 368, 569 and 640 no longer among them).
   it('control: a leader that does not hold the key of an admitted remove leases reads of it before the remove applies, and the lease check sees it', async () => {
-    for (const seed of [368, 569, 606, 640]) {
+    for (const seed of [42, 70, 73, 606]) {
       const r = await runFullNodeSchedule(seed, fullScheduleForSeed(seed), { leaseFault: 'no-hold' });
       expect({ seed, caught: r.leaseViolations > 0 }).toEqual({ seed, caught: true });
     }
