@@ -55,7 +55,7 @@ export class MasterStateMachine implements RaftStateMachine {
       const c = commands[i]!;
       const lastOfEntry = i === commands.length - 1 || commands[i + 1]!.index !== c.index;
       const slot = lastOfEntry ? indexSlotsPerEntry - 1 : (c.position ?? 0);
-      assert(slot < indexSlotsPerEntry, `command position ${slot} exceeds the index slots of an entry`);
+      assert(slot < indexSlotsPerEntry, () => `command position ${slot} exceeds the index slots of an entry`);
       const stateIndex = c.index * indexSlotsPerEntry + slot;
       const decoded = decodeMasterCommand(c.data);
       if (decoded === null) {
@@ -91,7 +91,7 @@ export class MasterStateMachine implements RaftStateMachine {
 
   async restore(index: number, chunks: AsyncIterable<Uint8Array>): Promise<void> {
     await this.state.installSnapshot(chunks);
-    assert(this.appliedIndex() === index, `restored snapshot is at ${this.appliedIndex()}, expected ${index}`);
+    assert(this.appliedIndex() === index, () => `restored snapshot is at ${this.appliedIndex()}, expected ${index}`);
   }
 }
 

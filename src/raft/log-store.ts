@@ -456,14 +456,14 @@ export class LogStore implements DurableLogStorage {
 
   private planEntries(next: PlanState, entries: Entry[], ops: BatchOp[]): void {
     for (let k = 1; k < entries.length; k++) {
-      assert(entries[k]!.index === entries[k - 1]!.index + 1, `save: entries not contiguous at ${entries[k]!.index}`);
+      assert(entries[k]!.index === entries[k - 1]!.index + 1, () => `save: entries not contiguous at ${entries[k]!.index}`);
     }
     // Entries at or below the compaction point are committed and already folded into the snapshot.
     const fresh = entries.filter((e) => e.index > next.compactIndex);
     if (fresh.length === 0) return;
     const first = fresh[0]!.index;
     const last = next.compactIndex + next.log.length;
-    assert(first <= last + 1, `save: entry ${first} would leave a gap after last index ${last}`);
+    assert(first <= last + 1, () => `save: entry ${first} would leave a gap after last index ${last}`);
     const newLast = fresh[fresh.length - 1]!.index;
     // Truncation on conflict: existing entries from `first` on are replaced; those beyond the new tail deleted.
     for (let i = newLast + 1; i <= last; i++) ops.push({ type: 'del', key: entryKey(i) });

@@ -18,7 +18,7 @@ function lastIndexOf(w: LogWindow): number {
 /** Entries [lo, hi), at most maxBytes of data but always at least one (a single oversized entry still moves). */
 export function windowEntries(w: LogWindow, lo: number, hi: number, maxBytes: number): Entry[] {
   if (lo <= w.compactIndex) throw new MooringError(ErrorCode.COMPACTED, `entries from ${lo} were compacted (first index ${w.compactIndex + 1})`);
-  assert(hi <= lastIndexOf(w) + 1, `entries(${lo}, ${hi}) beyond last index ${lastIndexOf(w)}`);
+  assert(hi <= lastIndexOf(w) + 1, () => `entries(${lo}, ${hi}) beyond last index ${lastIndexOf(w)}`);
   const out: Entry[] = [];
   let size = 0;
   for (let i = lo; i < hi; i++) {

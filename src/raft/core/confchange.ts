@@ -56,7 +56,7 @@ export class Changer {
     for (const id of r.config.learnersNext) {
       r.config.learners.add(id);
       const pr = r.progress.get(id);
-      assert(pr !== undefined, `learnerNext ${id} without progress`);
+      assert(pr !== undefined, () => `learnerNext ${id} without progress`);
       pr.isLearner = true;
     }
     r.config.learnersNext = new Set();
@@ -151,15 +151,15 @@ export class Changer {
 function checkAndReturn(r: ChangeResult): ChangeResult {
   const c = r.config;
   for (const set of [c.incoming, c.outgoing, c.learners, c.learnersNext]) {
-    for (const id of set) assert(r.progress.has(id), `no progress for ${id}`);
+    for (const id of set) assert(r.progress.has(id), () => `no progress for ${id}`);
   }
   for (const id of c.learnersNext) {
-    assert(c.outgoing.has(id), `${id} is in learnersNext but not an outgoing voter`);
-    assert(!r.progress.get(id)!.isLearner, `${id} is in learnersNext but already a learner`);
+    assert(c.outgoing.has(id), () => `${id} is in learnersNext but not an outgoing voter`);
+    assert(!r.progress.get(id)!.isLearner, () => `${id} is in learnersNext but already a learner`);
   }
   for (const id of c.learners) {
-    assert(!c.outgoing.has(id) && !c.incoming.has(id), `${id} is both learner and voter`);
-    assert(r.progress.get(id)!.isLearner, `${id} is a learner without the learner flag`);
+    assert(!c.outgoing.has(id) && !c.incoming.has(id), () => `${id} is both learner and voter`);
+    assert(r.progress.get(id)!.isLearner, () => `${id} is a learner without the learner flag`);
   }
   if (!isJoint(c)) {
     assert(c.learnersNext.size === 0, 'learnersNext outside a joint config');

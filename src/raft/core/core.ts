@@ -255,7 +255,7 @@ export class RaftCore {
     this.recoveryId = this.recovering ? 1 + this.rng.nextInt(0x7fff_ffff) : 0;
     const bound = hardState.recoveringBound;
     if (this.recovering && bound !== undefined) {
-      assert(Number.isSafeInteger(bound.index) && bound.index >= 0 && Number.isSafeInteger(bound.term) && bound.term >= 0, `recovering bound ${JSON.stringify(bound)} is not a log position`);
+      assert(Number.isSafeInteger(bound.index) && bound.index >= 0 && Number.isSafeInteger(bound.term) && bound.term >= 0, () => `recovering bound ${JSON.stringify(bound)} is not a log position`);
       this.recoveringBound = { index: bound.index, term: bound.term };
     }
     const applied = config.applied ?? 0;
@@ -744,7 +744,7 @@ export class RaftCore {
   }
 
   private reset(term: number): void {
-    assert(term >= this.term, `term must not decrease (${this.term} -> ${term})`);
+    assert(term >= this.term, () => `term must not decrease (${this.term} -> ${term})`);
     if (this.term !== term) {
       this.term = term;
       this.vote = null;
@@ -1563,11 +1563,11 @@ export class RaftCore {
 
   private checkInvariants(): void {
     const last = this.log.lastIndex();
-    assert(this.log.committed <= last, `commit ${this.log.committed} > lastIndex ${last}`);
-    assert(this.log.applied <= this.log.applying && this.log.applying <= this.log.committed, `applied ${this.log.applied} ≤ applying ${this.log.applying} ≤ commit ${this.log.committed} violated`);
+    assert(this.log.committed <= last, () => `commit ${this.log.committed} > lastIndex ${last}`);
+    assert(this.log.applied <= this.log.applying && this.log.applying <= this.log.committed, () => `applied ${this.log.applied} ≤ applying ${this.log.applying} ≤ commit ${this.log.committed} violated`);
     assert(this.role !== 'leader' || this.lead === this.id, 'a leader leads itself');
     assert(this.role !== 'candidate' || this.vote === this.id, 'a candidate votes for itself');
-    assert(this.term >= this.prevHard.term, `term went back from ${this.prevHard.term} to ${this.term}`);
+    assert(this.term >= this.prevHard.term, () => `term went back from ${this.prevHard.term} to ${this.term}`);
   }
 }
 

@@ -62,7 +62,7 @@ export class RaftLog {
     const t = this.termOrUndefined(i);
     if (t === undefined) {
       if (i < this.firstIndex() - 1) throw new MooringError(ErrorCode.COMPACTED, `index ${i} is compacted`);
-      assert(false, `term(${i}) beyond last index ${this.lastIndex()}`);
+      assert(false, () => `term(${i}) beyond last index ${this.lastIndex()}`);
     }
     return t;
   }
@@ -90,7 +90,7 @@ export class RaftLog {
     const lastnewi = index + ents.length;
     const ci = this.findConflict(ents);
     if (ci !== 0) {
-      assert(ci > this.committed, `entry ${ci} conflicts with committed entry (committed ${this.committed})`);
+      assert(ci > this.committed, () => `entry ${ci} conflicts with committed entry (committed ${this.committed})`);
       this.append(ents.slice(ci - (index + 1)));
     }
     this.commitTo(Math.min(committed, lastnewi));
@@ -100,7 +100,7 @@ export class RaftLog {
   append(ents: Entry[]): number {
     if (ents.length === 0) return this.lastIndex();
     const after = ents[0]!.index - 1;
-    assert(after >= this.committed, `append after ${after} would overwrite committed ${this.committed}`);
+    assert(after >= this.committed, () => `append after ${after} would overwrite committed ${this.committed}`);
     this.unstable.truncateAndAppend(ents);
     return this.lastIndex();
   }
@@ -166,7 +166,7 @@ export class RaftLog {
     const fi = this.firstIndex();
     if (lo < fi) throw new MooringError(ErrorCode.COMPACTED, `index ${lo} is compacted (first ${fi})`);
     const last = this.lastIndex();
-    assert(hi <= last + 1, `slice [${lo},${hi}) beyond last ${last}`);
+    assert(hi <= last + 1, () => `slice [${lo},${hi}) beyond last ${last}`);
     let ents: Entry[] = [];
     const uoff = this.unstable.offset;
     if (lo < uoff) {
@@ -200,7 +200,7 @@ export class RaftLog {
 
   commitTo(tocommit: number): void {
     if (tocommit > this.committed) {
-      assert(tocommit <= this.lastIndex(), `commit ${tocommit} beyond last index ${this.lastIndex()}`);
+      assert(tocommit <= this.lastIndex(), () => `commit ${tocommit} beyond last index ${this.lastIndex()}`);
       this.committed = tocommit;
     }
   }
@@ -215,13 +215,13 @@ export class RaftLog {
   }
 
   acceptApplying(i: number): void {
-    assert(i <= this.committed, `applying ${i} beyond committed ${this.committed}`);
+    assert(i <= this.committed, () => `applying ${i} beyond committed ${this.committed}`);
     if (i > this.applying) this.applying = i;
   }
 
   appliedTo(i: number): void {
     if (i === 0) return;
-    assert(i <= this.committed && i >= this.applied, `applied ${i} out of [${this.applied}, ${this.committed}]`);
+    assert(i <= this.committed && i >= this.applied, () => `applied ${i} out of [${this.applied}, ${this.committed}]`);
     this.applied = i;
     if (this.applying < i) this.applying = i;
   }

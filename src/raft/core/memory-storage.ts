@@ -51,7 +51,7 @@ export class MemoryStorage implements Storage {
   entries(lo: number, hi: number, maxBytes: number): Entry[] {
     const off = this.offset();
     if (lo <= off) throw new MooringError(ErrorCode.COMPACTED, `entries from ${lo}: compacted up to ${off}`);
-    assert(hi <= this.lastIndex() + 1, `entries hi ${hi} beyond last ${this.lastIndex()}`);
+    assert(hi <= this.lastIndex() + 1, () => `entries hi ${hi} beyond last ${this.lastIndex()}`);
     if (this.ents.length === 1) return [];
     return limitSize(this.ents.slice(lo - off, hi - off), maxBytes);
   }
@@ -89,7 +89,7 @@ export class MemoryStorage implements Storage {
     if (index <= this.snap.metadata.index) {
       throw new MooringError(ErrorCode.COMPACTED, `snapshot at ${index} is not newer than ${this.snap.metadata.index}`);
     }
-    assert(index <= this.lastIndex(), `snapshot ${index} beyond last ${this.lastIndex()}`);
+    assert(index <= this.lastIndex(), () => `snapshot ${index} beyond last ${this.lastIndex()}`);
     const off = this.offset();
     this.snap = { metadata: { index, term: this.ents[index - off]!.term, confState: cloneConfState(confState) }, data };
     return this.snap;
@@ -99,7 +99,7 @@ export class MemoryStorage implements Storage {
   compact(compactIndex: number): void {
     const off = this.offset();
     if (compactIndex <= off) throw new MooringError(ErrorCode.COMPACTED, `compact ${compactIndex}: already compacted to ${off}`);
-    assert(compactIndex <= this.lastIndex(), `compact ${compactIndex} beyond last ${this.lastIndex()}`);
+    assert(compactIndex <= this.lastIndex(), () => `compact ${compactIndex} beyond last ${this.lastIndex()}`);
     const i = compactIndex - off;
     const dummy: Entry = { term: this.ents[i]!.term, index: compactIndex, type: 'normal', data: EMPTY_BYTES };
     this.ents = [dummy, ...this.ents.slice(i + 1)];
@@ -114,7 +114,7 @@ export class MemoryStorage implements Storage {
     let ents = entries;
     if (first > ents[0]!.index) ents = ents.slice(first - ents[0]!.index);
     const off = ents[0]!.index - this.offset();
-    assert(off <= this.ents.length, `missing log entry: last ${this.lastIndex()}, append at ${ents[0]!.index}`);
+    assert(off <= this.ents.length, () => `missing log entry: last ${this.lastIndex()}, append at ${ents[0]!.index}`);
     if (off < this.ents.length) this.ents.length = off;
     for (const e of ents) this.ents.push(e);
   }

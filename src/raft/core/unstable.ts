@@ -113,7 +113,7 @@ export class Unstable {
   }
 
   slice(lo: number, hi: number): Entry[] {
-    assert(lo <= hi && lo >= this.offset && hi <= this.offset + this.entries.length, `unstable slice [${lo},${hi}) out of [${this.offset},${this.offset + this.entries.length}]`);
+    assert(lo <= hi && lo >= this.offset && hi <= this.offset + this.entries.length, () => `unstable slice [${lo},${hi}) out of [${this.offset},${this.offset + this.entries.length}]`);
     return this.entries.slice(lo - this.offset, hi - this.offset);
   }
 }

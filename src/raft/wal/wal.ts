@@ -652,12 +652,12 @@ export class Wal implements DurableLogStorage {
       }
       const entries = batch.entries ?? [];
       for (let k = 1; k < entries.length; k++) {
-        assert(entries[k]!.index === entries[k - 1]!.index + 1, `save: entries not contiguous at ${entries[k]!.index}`);
+        assert(entries[k]!.index === entries[k - 1]!.index + 1, () => `save: entries not contiguous at ${entries[k]!.index}`);
       }
       // Entries at or below the compaction point are committed and already folded into the snapshot.
       const fresh = entries.filter((e) => e.index > compactIndex);
       if (fresh.length > 0) {
-        assert(fresh[0]!.index <= last + 1, `save: entry ${fresh[0]!.index} would leave a gap after last index ${last}`);
+        assert(fresh[0]!.index <= last + 1, () => `save: entry ${fresh[0]!.index} would leave a gap after last index ${last}`);
         for (const e of fresh) ops.push({ kind: 'entry', entry: { index: e.index, term: e.term, type: e.type, data: e.data } });
       }
       const meta: WalOp[] = [];
@@ -779,12 +779,12 @@ export class Wal implements DurableLogStorage {
     const mark: WalOp = { kind: 'logEnd', end: logEndAfter(stateLogEnd(this.s), this.s.compactIndex, ops) };
     ops = [mark, ...ops, mark];
     if (!cur.trailer) bytes -= batchTrailerBytes; // a format-1 segment opened from an older version
-    assert(bytes < 0x1_0000_0000, `a WAL batch of ${bytes} bytes is too large`);
+    assert(bytes < 0x1_0000_0000, () => `a WAL batch of ${bytes} bytes is too large`);
     const buf = Buffer.allocUnsafe(bytes);
     let off = putBegin(buf, 0, { seq: this.nextBatchSeq, bytes, records: ops.length }, cur.salt);
     for (const op of ops) off = putOp(buf, off, op, cur.salt);
     if (cur.trailer) off += batchTrailer.copy(buf, off);
-    assert(off === bytes, `WAL batch encoded to ${off} bytes, sized ${bytes}`);
+    assert(off === bytes, () => `WAL batch encoded to ${off} bytes, sized ${bytes}`);
     try {
       await this.io.write(cur.fh, buf, cur.offset);
       if (this.syncMode === 'fdatasync') await this.io.datasync(cur.fh);
