@@ -222,8 +222,7 @@ export class OffsetAllocator {
     let prevOff = -1;
     for (let i = 0; i < count; i++) {
       const offsetBytes = offsetsBytes[i]!;
-      // `if (!x) assert(false, ...)`: the message is only built on failure, not once per extent.
-      if (offsetBytes % alignmentBytes !== 0) assert(false, () => `extent offset ${offsetBytes} is not aligned`);
+      assert(offsetBytes % alignmentBytes === 0, () => `extent offset ${offsetBytes} is not aligned`);
       const off = offsetBytes / alignmentBytes;
       const b = a.newBlock(off, a.unitsFor(lengthsBytes[i]!));
       a.bFree[b] = 0;
@@ -260,8 +259,8 @@ export class OffsetAllocator {
       const b = order === null ? i : order[i]!;
       const off = a.bOff[b]!;
       const size = a.bSize[b]!;
-      if (!(off >= cursor)) assert(false, () => `extent at ${off * alignmentBytes} overlaps the previous one`);
-      if (!(off + size <= units)) assert(false, () => `extent at ${off * alignmentBytes} goes beyond capacity`);
+      assert(off >= cursor, () => `extent at ${off * alignmentBytes} overlaps the previous one`);
+      assert(off + size <= units, () => `extent at ${off * alignmentBytes} goes beyond capacity`);
       if (off > cursor) {
         const gap = a.newBlock(cursor, off - cursor);
         link(gap);

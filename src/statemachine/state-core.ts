@@ -574,7 +574,6 @@ export class StateCore {
       this.onSegment.released(o, r.segmentId);
       const seg = this.segments.get(r.segmentId);
       // A replica on a segment that is gone was dropped with it; otherwise its extent must be allocated.
-      // (`if (!x) assert(false, ...)`: the message is only built on failure, not on every call of a hot path.)
       if (seg !== undefined && !seg.alloc.free(r.offset)) assert(false, () => `replica extent ${r.segmentId}@${r.offset} was not allocated`);
     }
   }
