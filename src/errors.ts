@@ -212,8 +212,10 @@ export class MooringError extends Error {
 
 /**
  * Invariant check (TigerBeetle style): a failed assertion is a bug in Mooring, never bad input. A message built from
- * values is passed as a function (`() => \`…${x}\``): hot paths assert on every step, and a template literal was
- * formatted every time (numbers to strings, concatenations) although it is read only when the check fails.
+ * values is passed as a function (``() => `…${x}` ``): hot paths assert on every step, and a template literal was
+ * formatted every time (numbers to strings, concatenations) although it is read only when the check fails. Inside a
+ * loop, where the function would capture a per-iteration variable (a heap context per iteration), guard instead:
+ * ``if (!ok) assert(false, `…${x}`)``.
  */
 export function assert(condition: unknown, message: string | (() => string)): asserts condition {
   if (!condition) throw new Error(`assertion failed: ${typeof message === 'function' ? message() : message}`);

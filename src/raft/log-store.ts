@@ -456,7 +456,7 @@ export class LogStore implements DurableLogStorage {
 
   private planEntries(next: PlanState, entries: Entry[], ops: BatchOp[]): void {
     for (let k = 1; k < entries.length; k++) {
-      assert(entries[k]!.index === entries[k - 1]!.index + 1, () => `save: entries not contiguous at ${entries[k]!.index}`);
+      if (entries[k]!.index !== entries[k - 1]!.index + 1) assert(false, `save: entries not contiguous at ${entries[k]!.index}`);
     }
     // Entries at or below the compaction point are committed and already folded into the snapshot.
     const fresh = entries.filter((e) => e.index > next.compactIndex);

@@ -222,7 +222,8 @@ export class OffsetAllocator {
     let prevOff = -1;
     for (let i = 0; i < count; i++) {
       const offsetBytes = offsetsBytes[i]!;
-      assert(offsetBytes % alignmentBytes === 0, () => `extent offset ${offsetBytes} is not aligned`);
+      // `if (!x) assert(false, ...)`: the message is only built on failure, not once per extent.
+      if (offsetBytes % alignmentBytes !== 0) assert(false, `extent offset ${offsetBytes} is not aligned`);
       const off = offsetBytes / alignmentBytes;
       const b = a.newBlock(off, a.unitsFor(lengthsBytes[i]!));
       a.bFree[b] = 0;
@@ -231,7 +232,7 @@ export class OffsetAllocator {
       if (off < prevOff) sorted = false;
       prevOff = off;
     }
-    if (a.allocated.size !== count) assert(false, () => `${count - a.allocated.size} extents share an offset with another one`);
+    if (a.allocated.size !== count) assert(false, `${count - a.allocated.size} extents share an offset with another one`);
     let order: Int32Array | null = null;
     if (!sorted) {
       // Block ids by offset: (offset, id) packed into one float when that is exact, else a comparator sort.
@@ -259,8 +260,8 @@ export class OffsetAllocator {
       const b = order === null ? i : order[i]!;
       const off = a.bOff[b]!;
       const size = a.bSize[b]!;
-      assert(off >= cursor, () => `extent at ${off * alignmentBytes} overlaps the previous one`);
-      assert(off + size <= units, () => `extent at ${off * alignmentBytes} goes beyond capacity`);
+      if (!(off >= cursor)) assert(false, `extent at ${off * alignmentBytes} overlaps the previous one`);
+      if (!(off + size <= units)) assert(false, `extent at ${off * alignmentBytes} goes beyond capacity`);
       if (off > cursor) {
         const gap = a.newBlock(cursor, off - cursor);
         link(gap);

@@ -158,7 +158,7 @@ export class StateCore {
 
   /** Apply one committed entry. Never throws for bad commands (they become error results). */
   apply(entry: ApplyEntry): Result {
-    if (!(entry.index > this.appliedIndex)) assert(false, () => `entry ${entry.index} is not after applied index ${this.appliedIndex}`);
+    if (!(entry.index > this.appliedIndex)) assert(false, `entry ${entry.index} is not after applied index ${this.appliedIndex}`);
     this.index = entry.index;
     this.now = entry.timeMs;
     this.rngCache = null;
@@ -170,7 +170,7 @@ export class StateCore {
 
   /** Advance the applied index for an entry that carries no command (no-op, membership change). */
   applyNoop(index: number): void {
-    if (!(index > this.appliedIndex)) assert(false, () => `entry ${index} is not after applied index ${this.appliedIndex}`);
+    if (!(index > this.appliedIndex)) assert(false, `entry ${index} is not after applied index ${this.appliedIndex}`);
     this.appliedIndex = index;
   }
 
@@ -338,7 +338,7 @@ export class StateCore {
     this.dirtyClients.add(clientId);
     if (m.size < L.sessionReplyWindow) {
       const slot = slots.indexOf(-1);
-      if (slot < 0) assert(false, () => `client ${clientId} has ${m.size} replies but no free reply slot`);
+      if (slot < 0) assert(false, `client ${clientId} has ${m.size} replies but no free reply slot`);
       m.set(seq, result);
       slots[slot] = seq;
       this.markReplySlot(clientId, slot);
@@ -351,7 +351,7 @@ export class StateCore {
       m.delete(min);
       m.set(seq, result);
       const slot = slots.indexOf(min);
-      if (slot < 0) assert(false, () => `reply ${clientId}/${min} has no slot`);
+      if (slot < 0) assert(false, `reply ${clientId}/${min} has no slot`);
       slots[slot] = seq;
       this.markReplySlot(clientId, slot);
     }
@@ -574,7 +574,8 @@ export class StateCore {
       this.onSegment.released(o, r.segmentId);
       const seg = this.segments.get(r.segmentId);
       // A replica on a segment that is gone was dropped with it; otherwise its extent must be allocated.
-      if (seg !== undefined && !seg.alloc.free(r.offset)) assert(false, () => `replica extent ${r.segmentId}@${r.offset} was not allocated`);
+      // (`if (!x) assert(false, ...)`: the message is only built on failure, not on every call of a hot path.)
+      if (seg !== undefined && !seg.alloc.free(r.offset)) assert(false, `replica extent ${r.segmentId}@${r.offset} was not allocated`);
     }
   }
 

@@ -62,7 +62,7 @@ export class RaftLog {
     const t = this.termOrUndefined(i);
     if (t === undefined) {
       if (i < this.firstIndex() - 1) throw new MooringError(ErrorCode.COMPACTED, `index ${i} is compacted`);
-      assert(false, () => `term(${i}) beyond last index ${this.lastIndex()}`);
+      assert(false, `term(${i}) beyond last index ${this.lastIndex()}`);
     }
     return t;
   }

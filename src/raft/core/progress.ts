@@ -183,7 +183,7 @@ export class Progress {
     } else if (this.state === 'probe') {
       this.msgAppFlowPaused = true;
     } else {
-      assert(false, () => `sending append in unhandled state ${this.state}`);
+      assert(false, `sending append in unhandled state ${this.state}`);
     }
   }
 

@@ -652,7 +652,7 @@ export class Wal implements DurableLogStorage {
       }
       const entries = batch.entries ?? [];
       for (let k = 1; k < entries.length; k++) {
-        assert(entries[k]!.index === entries[k - 1]!.index + 1, () => `save: entries not contiguous at ${entries[k]!.index}`);
+        if (entries[k]!.index !== entries[k - 1]!.index + 1) assert(false, `save: entries not contiguous at ${entries[k]!.index}`);
       }
       // Entries at or below the compaction point are committed and already folded into the snapshot.
       const fresh = entries.filter((e) => e.index > compactIndex);
