@@ -34,7 +34,10 @@ export interface LeaderGateOptions {
 }
 
 export class LeaderGate {
-  private readonly parked = new Set<() => void>();
+  /** Parked requests: each one's wake-up, and the endpoint it avoids (null: none). */
+  private readonly parked = new Map<() => void, string | null>();
+  /** How many parked requests avoid each endpoint (wakeOnFrameFrom skips a frame that can release none of them). */
+  private readonly parkedAvoiding = new Map<string, number>();
   /**
    * While this node leads: the whileLeading calls still waiting, each told when leadership is lost. A call leaves
    * the set when its promise settles, so the set holds only what is in flight. (Not `Promise.race([p, lost])` on
@@ -60,7 +63,19 @@ export class LeaderGate {
   /** Something that may make a leader known happened (a leader change, a frame from the leader). */
   wake(): void {
     if (this.parked.size === 0) return;
-    for (const w of [...this.parked]) w();
+    for (const w of [...this.parked.keys()]) w();
+  }
+
+  /**
+   * A frame from `leader` (the current leader) arrived: it may make that leader live again for parked requests,
+   * except for those that avoid its endpoint, which only a leader change (wake) or their timer releases. A follower
+   * holding requests hedged away from a live leader re-checked each of them on every frame from it before.
+   */
+  wakeOnFrameFrom(leader: string): void {
+    if (this.parked.size === 0) return;
+    const avoided = this.endpointOf(leader);
+    if (avoided !== null && (this.parkedAvoiding.get(avoided) ?? 0) === this.parked.size) return;
+    for (const [w, avoid] of [...this.parked]) if (avoid === null || avoid !== avoided) w();
   }
 
   get hasParked(): boolean {
@@ -84,11 +99,12 @@ export class LeaderGate {
       const wake = (): void => {
         if (!raft.isLeader && this.liveLeader(avoid) === null && !this.o.stopping()) return;
         timer.cancel();
-        this.parked.delete(wake);
+        this.unpark(wake, avoid);
         resolve();
       };
-      const timer = (this.o.clock ?? systemClock).setTimeout(() => { this.parked.delete(wake); resolve(); }, parkElectionTimeouts * this.o.electionTimeoutMs);
-      this.parked.add(wake);
+      const timer = (this.o.clock ?? systemClock).setTimeout(() => { this.unpark(wake, avoid); resolve(); }, parkElectionTimeouts * this.o.electionTimeoutMs);
+      this.parked.set(wake, avoid);
+      if (avoid !== null) this.parkedAvoiding.set(avoid, (this.parkedAvoiding.get(avoid) ?? 0) + 1);
     });
     this.requireNotStopping();
     if (!raft.isLeader) throw this.notLeaderError(avoid, true);
@@ -145,11 +161,21 @@ export class LeaderGate {
     const leader = raft.leaderId;
     if (leader === null || leader === this.o.self) return null;
     if (!this.o.contact.heardWithin(leader, this.o.electionTimeoutMs)) return null;
-    if (avoid !== null) {
-      const addr = raft.peerAddress(leader);
-      if (addr?.rpcPort !== undefined && `${addr.host}:${addr.rpcPort}` === avoid) return null;
-    }
+    if (avoid !== null && this.endpointOf(leader) === avoid) return null;
     return leader;
+  }
+
+  /** A member's client endpoint as clients name it in `avoidLeader` (`host:rpcPort`), or null if unknown. */
+  private endpointOf(id: string): string | null {
+    const addr = this.o.raft().peerAddress(id);
+    return addr?.rpcPort !== undefined ? `${addr.host}:${addr.rpcPort}` : null;
+  }
+
+  private unpark(wake: () => void, avoid: string | null): void {
+    if (!this.parked.delete(wake) || avoid === null) return;
+    const n = (this.parkedAvoiding.get(avoid) ?? 1) - 1;
+    if (n <= 0) this.parkedAvoiding.delete(avoid);
+    else this.parkedAvoiding.set(avoid, n);
   }
 
   private requireNotStopping(): void {

@@ -188,7 +188,7 @@ export class MasterNode {
     this.contact.intercept((from, frame) => this.leaseSync.onFrame(from, frame, leaseClock.now()));
     this.raft.on('roleChange', (role: Role) => this.onRoleChange(role));
     this.contact.onHeard((from) => {
-      if (this.gate.hasParked && from === this.raft.leaderId) this.gate.wake();
+      if (this.gate.hasParked && from === this.raft.leaderId) this.gate.wakeOnFrameFrom(from);
     });
     // Follower reads: the leader grants (and records) the leases a follower's read asks for (follower-reads.ts).
     this.raft.setForwardedReadHandler(leaseGrantingHandler(this.leases, this.pending, (keys, now) => this.leaseSync.recordGranted(keys, now), () => leaseClock.now()));
@@ -389,6 +389,8 @@ export class MasterNode {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    // Requests parked for a leader are answered SHUTTING_DOWN now (their client retries elsewhere), not at their timer.
+    this.gate.wake();
     this.logger.info({}, 'stopping: transferring leadership and draining requests');
     try {
       await this.raft.stop({ transfer: true }).catch(() => {});

@@ -71,3 +71,48 @@ describe('LeaderGate.whileLeading', () => {
     await expect(gate.whileLeading(Promise.reject(new MooringError(ErrorCode.TIMEOUT, 't')))).rejects.toMatchObject({ code: ErrorCode.TIMEOUT });
   });
 });
+
+describe('LeaderGate parking on a follower', () => {
+  it('a frame from the leader re-checks only the parked requests it can release, not those hedged away from it', async () => {
+    let heard = false;
+    let lookups = 0;
+    const raft = {
+      isLeader: false,
+      leaderId: 'm2',
+      coreTerm: 4,
+      peerAddress: (id: string) => {
+        lookups++;
+        return id === 'm2' ? { host: '127.0.0.1', rpcPort: 9002 } : undefined;
+      },
+    } as unknown as RaftNode;
+    const contact = { heardWithin: () => heard } as unknown as LeaderContact;
+    const gate = new LeaderGate({ self: 'm1', raft: () => raft, contact, electionTimeoutMs: 200, stopping: () => false });
+    // Waits only for the leader to be heard again: released by its next frame.
+    const plain = gate.leaderOrPark(null);
+    // Hedged away from the leader's endpoint: parked whether or not the leader is heard.
+    const hedged = Array.from({ length: 50 }, () => gate.leaderOrPark('127.0.0.1:9002'));
+    let hedgedSettled = 0;
+    for (const p of hedged) p.catch(() => {}).finally(() => hedgedSettled++);
+    heard = true;
+    gate.wakeOnFrameFrom('m2');
+    await expect(plain).rejects.toMatchObject({ code: ErrorCode.NOT_LEADER, leaderHint: 'm2@127.0.0.1:9002' });
+    expect(gate.hasParked).toBe(true);
+    lookups = 0;
+    for (let i = 0; i < 100; i++) gate.wakeOnFrameFrom('m2');
+    // The leader's endpoint once per frame; none of the 50 parked requests re-checked (each check looks it up).
+    expect(lookups).toBe(100);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(hedgedSettled).toBe(0);
+    // A leader change wakes everyone: still no live leader but m2, which they avoid, so they stay parked...
+    gate.wake();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(hedgedSettled).toBe(0);
+    // ...until another member leads.
+    (raft as unknown as { leaderId: string }).leaderId = 'm3';
+    (raft as unknown as { peerAddress: (id: string) => unknown }).peerAddress = (id: string) => ({ host: '127.0.0.1', rpcPort: id === 'm2' ? 9002 : 9003 });
+    gate.wake();
+    const outcomes = await Promise.allSettled(hedged);
+    expect(outcomes.every((o) => o.status === 'rejected' && (o.reason as MooringError).leaderHint === 'm3@127.0.0.1:9003')).toBe(true);
+    expect(gate.hasParked).toBe(false);
+  });
+});
