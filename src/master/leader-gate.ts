@@ -36,8 +36,6 @@ export interface LeaderGateOptions {
 export class LeaderGate {
   /** Parked requests: each one's wake-up, and the endpoint it avoids (null: none). */
   private readonly parked = new Map<() => void, string | null>();
-  /** How many parked requests avoid each endpoint (wakeOnFrameFrom skips a frame that can release none of them). */
-  private readonly parkedAvoiding = new Map<string, number>();
   /**
    * While this node leads: the whileLeading calls still waiting, each told when leadership is lost. A call leaves
    * the set when its promise settles, so the set holds only what is in flight. (Not `Promise.race([p, lost])` on
@@ -74,8 +72,8 @@ export class LeaderGate {
   wakeOnFrameFrom(leader: string): void {
     if (this.parked.size === 0) return;
     const avoided = this.endpointOf(leader);
-    if (avoided !== null && (this.parkedAvoiding.get(avoided) ?? 0) === this.parked.size) return;
-    for (const [w, avoid] of [...this.parked]) if (avoid === null || avoid !== avoided) w();
+    // A wake-up that releases its request deletes it from the map: a Map iterator goes on past deleted entries.
+    for (const [w, avoid] of this.parked) if (avoided === null || avoid !== avoided) w();
   }
 
   get hasParked(): boolean {
@@ -99,12 +97,11 @@ export class LeaderGate {
       const wake = (): void => {
         if (!raft.isLeader && this.liveLeader(avoid) === null && !this.o.stopping()) return;
         timer.cancel();
-        this.unpark(wake, avoid);
+        this.parked.delete(wake);
         resolve();
       };
-      const timer = (this.o.clock ?? systemClock).setTimeout(() => { this.unpark(wake, avoid); resolve(); }, parkElectionTimeouts * this.o.electionTimeoutMs);
+      const timer = (this.o.clock ?? systemClock).setTimeout(() => { this.parked.delete(wake); resolve(); }, parkElectionTimeouts * this.o.electionTimeoutMs);
       this.parked.set(wake, avoid);
-      if (avoid !== null) this.parkedAvoiding.set(avoid, (this.parkedAvoiding.get(avoid) ?? 0) + 1);
     });
     this.requireNotStopping();
     if (!raft.isLeader) throw this.notLeaderError(avoid, true);
@@ -169,13 +166,6 @@ export class LeaderGate {
   private endpointOf(id: string): string | null {
     const addr = this.o.raft().peerAddress(id);
     return addr?.rpcPort !== undefined ? `${addr.host}:${addr.rpcPort}` : null;
-  }
-
-  private unpark(wake: () => void, avoid: string | null): void {
-    if (!this.parked.delete(wake) || avoid === null) return;
-    const n = (this.parkedAvoiding.get(avoid) ?? 1) - 1;
-    if (n <= 0) this.parkedAvoiding.delete(avoid);
-    else this.parkedAvoiding.set(avoid, n);
   }
 
   private requireNotStopping(): void {
