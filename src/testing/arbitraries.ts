@@ -73,7 +73,7 @@ export function scheduleArb(options: ScheduleArbOptions = {}): Arbitrary<Schedul
     })
     .chain(({ voters, spares, faultTicks, readMode, compactAfterEntries, slowPersistProbability }) => {
       let kinds = options.faults ?? allFaultKinds;
-      if (readMode === 'lease' && !options.skewWithLease) kinds = kinds.filter((k) => k !== 'skew');
+      if ((readMode === 'lease' || readMode === 'followerLease') && !options.skewWithLease) kinds = kinds.filter((k) => k !== 'skew');
       return fc
         .array(faultEventArb(faultTicks, voters + spares, kinds), { maxLength: options.maxEvents ?? 16, size: 'max' })
         .map(

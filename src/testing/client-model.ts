@@ -13,7 +13,7 @@ import type { Rng } from '../util/rng.js';
 import type { KvCommand, KvReply } from './kv-machine.js';
 import type { KvInput, KvOutput, Operation } from './linearizability.js';
 
-export type ReadMode = 'readIndex' | 'lease' | 'localUnsafe';
+export type ReadMode = 'readIndex' | 'lease' | 'followerLease' | 'localUnsafe';
 
 export interface ClientOptions {
   clients?: number;
@@ -154,8 +154,10 @@ export class ClientPool {
     op.attempts++;
     op.deadline = now + this.opTimeoutTicks;
     op.retryAt = -1;
-    // The broken client of the negative control reads wherever it likes (any replica's local state).
-    const to = op.input.kind === 'get' && this.readMode === 'localUnsafe' ? this.nodes[this.rng.nextInt(this.nodes.length)]! : this.nodes[op.target]!;
+    // The broken client of the negative control reads wherever it likes (any replica's local state); so does the
+    // follower-lease client (any replica, served under its lease or through a ReadIndex round).
+    const anyNode = op.input.kind === 'get' && (this.readMode === 'localUnsafe' || this.readMode === 'followerLease');
+    const to = anyNode ? this.nodes[this.rng.nextInt(this.nodes.length)]! : this.nodes[op.target]!;
     const i = op.input;
     let req: ClientRequest;
     if (i.kind === 'get') req = { client: c.id, seq: op.seq, kind: 'read', key: op.key, unsafe: this.readMode === 'localUnsafe' };

@@ -15,6 +15,8 @@ export interface SimCore {
   proposeConfChange(cc: ConfChange): void;
   applyConfChange(cc: ConfChange): ConfState;
   readIndex(ctx: Uint8Array): void;
+  /** Follower read leases (RaftCore.followerLeaseRead): the index to wait for, or null without a lease. */
+  followerLeaseRead?(): number | null;
   transferLeadership(to: NodeId): void;
   /** The driver's report on a snapshot it streamed to `id` (delivered, or lost). */
   reportSnapshot(id: NodeId, ok: boolean): void;

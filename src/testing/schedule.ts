@@ -84,7 +84,7 @@ export function runSchedule(seed: number, schedule: Schedule, options: RunOption
     spares: schedule.spares,
     clients: { ...options.clients, readMode },
   };
-  if (readMode === 'lease' && !options.sim?.readOnlyOption) simOpts.readOnlyOption = 'lease';
+  if ((readMode === 'lease' || readMode === 'followerLease') && !options.sim?.readOnlyOption) simOpts.readOnlyOption = 'lease';
   const sim = new Simulator(seed, simOpts);
   const ids = sim.ids;
   const pick = (i: number): string => ids[((i % ids.length) + ids.length) % ids.length]!;

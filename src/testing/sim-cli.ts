@@ -25,6 +25,8 @@ interface Args {
   leaseFault: LeaseFault | null;
   /** --client-writes: writes go through production's client (full-node only). */
   clientWrites: boolean;
+  /** --follower-lease-ticks N: raft.followerLeaseTicks (full-node runs). */
+  followerLeaseTicks: number | null;
   /** --batch-reads: every compact leased read asks for two keys (full-node only). */
   batchReads: boolean;
   /** --client-expiry: the masters expire silent clients, every client pings (full-node only). */
@@ -44,7 +46,7 @@ function usage(msg: string): never {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { readModes: null, faults: null, seeds: 100, seed: null, start: 1, json: false, verbose: false, removeLeader: true, fullNode: false, leaseFault: null, clientWrites: false, batchReads: false, clientExpiry: false };
+  const a: Args = { readModes: null, faults: null, seeds: 100, seed: null, start: 1, json: false, verbose: false, removeLeader: true, fullNode: false, leaseFault: null, clientWrites: false, batchReads: false, clientExpiry: false, followerLeaseTicks: null };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
     const num = (): number => {
@@ -60,6 +62,7 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--no-remove-leader') a.removeLeader = false;
     else if (k === '--full-node') a.fullNode = true;
     else if (k === '--client-writes') a.clientWrites = true;
+    else if (k === '--follower-lease-ticks') a.followerLeaseTicks = Number(argv[++i]);
     else if (k === '--batch-reads') a.batchReads = true;
     else if (k === '--client-expiry') a.clientExpiry = true;
     else if (k === '--lease-fault') {
@@ -109,6 +112,8 @@ function main(): void {
   let inconclusive = 0;
   let operations = 0;
   let ticks = 0;
+  let readsServed = 0;
+  let followerLeaseReads = 0;
   let maxRecoveryTicks = 0;
   const failing: number[] = [];
   for (const seed of seeds) {
@@ -125,6 +130,8 @@ function main(): void {
     }
     operations += r.stats.operations;
     ticks += r.stats.ticks;
+    readsServed += r.stats.readsServed;
+    followerLeaseReads += r.stats.followerLeaseReads;
     maxRecoveryTicks = Math.max(maxRecoveryTicks, r.recoveryTicks);
     if (r.inconclusiveKeys.length > 0) inconclusive++;
     const bad = r.violations.length > 0 || !r.linearizable || !r.livenessOk;
@@ -145,6 +152,8 @@ function main(): void {
     nonLinearizable,
     livenessFailures,
     inconclusive,
+    readsServed,
+    followerLeaseReads,
     seconds: Math.round(seconds * 10) / 10,
   };
   if (args.json) process.stdout.write(JSON.stringify(summary) + '\n');
@@ -157,6 +166,8 @@ function main(): void {
       ['inconclusive checks', inconclusive],
       ['client operations', operations],
       ['simulated ticks', ticks],
+      ['reads served', readsServed],
+      ['  under follower lease', followerLeaseReads],
       ['max recovery ticks', maxRecoveryTicks],
       ['seconds', summary.seconds],
     ];
@@ -171,17 +182,17 @@ async function runFullNode(args: Args): Promise<void> {
   const seeds = args.seed !== null ? [args.seed] : Array.from({ length: args.seeds }, (_, i) => args.start + i);
   const t0 = process.hrtime.bigint();
   const totals = { schedules: seeds.length, violations: 0, nonLinearizable: 0, lostAcked: 0, livenessFailures: 0, inconclusive: 0 };
-  const seen = { operations: 0, unknownOutcomes: 0, followerReads: 0, coveredReads: 0, compactReads: 0, batchReads: 0, sessionsOpened: 0, leaseViolations: 0, leasedReads: 0, removesRefusedByLease: 0, sealedRefusals: 0, removesApplied: 0, clientWrites: 0, clientsExpired: 0, pingsOk: 0, backups: 0, events: 0, crashes: 0, fatalStops: 0, lostUnsyncedWrites: 0, lostDirOps: 0, tornWrites: 0, shortWrites: 0, failedFsyncs: 0, corruptionsInjected: 0, corruptionsCaught: 0, corruptionsCutAsTorn: 0, corruptionsRecovered: 0, overlappedWrites: 0, maxRecoveryMs: 0 };
+  const seen = { operations: 0, unknownOutcomes: 0, followerReads: 0, coveredReads: 0, followerLeaseReads: 0, compactReads: 0, batchReads: 0, sessionsOpened: 0, leaseViolations: 0, leasedReads: 0, removesRefusedByLease: 0, sealedRefusals: 0, removesApplied: 0, clientWrites: 0, clientsExpired: 0, pingsOk: 0, backups: 0, events: 0, crashes: 0, fatalStops: 0, lostUnsyncedWrites: 0, lostDirOps: 0, tornWrites: 0, shortWrites: 0, failedFsyncs: 0, corruptionsInjected: 0, corruptionsCaught: 0, corruptionsCutAsTorn: 0, corruptionsRecovered: 0, overlappedWrites: 0, maxRecoveryMs: 0 };
   /** Seeds where an injected corruption of the last batch was cut as a torn tail (the torn-vs-corrupt ambiguity). */
   const recoveredSeeds: number[] = [];
   const failing: number[] = [];
   /** The command that replays `seed` with this run's options. */
-  const replay = (seed: number): string => `replay: npm run sim -- --full-node --seed ${seed}${args.clientWrites ? ' --client-writes' : ''}${args.batchReads ? ' --batch-reads' : ''}${args.clientExpiry ? ' --client-expiry' : ''}${args.leaseFault !== null ? ` --lease-fault ${args.leaseFault}` : ''}`;
+  const replay = (seed: number): string => `replay: npm run sim -- --full-node --seed ${seed}${args.clientWrites ? ' --client-writes' : ''}${args.batchReads ? ' --batch-reads' : ''}${args.clientExpiry ? ' --client-expiry' : ''}${args.followerLeaseTicks !== null ? ` --follower-lease-ticks ${args.followerLeaseTicks}` : ''}${args.leaseFault !== null ? ` --lease-fault ${args.leaseFault}` : ''}`;
   for (const seed of seeds) {
     const schedule = fullScheduleForSeed(seed);
     let r: FullRunResult;
     try {
-      r = await runFullNodeSchedule(seed, schedule, { ...(args.leaseFault !== null ? { leaseFault: args.leaseFault } : {}), ...(args.clientWrites ? { clientWrites: true } : {}), ...(args.batchReads ? { batchReads: true } : {}), ...(args.clientExpiry ? { clientExpiry: true } : {}) });
+      r = await runFullNodeSchedule(seed, schedule, { ...(args.leaseFault !== null ? { leaseFault: args.leaseFault } : {}), ...(args.clientWrites ? { clientWrites: true } : {}), ...(args.batchReads ? { batchReads: true } : {}), ...(args.clientExpiry ? { clientExpiry: true } : {}), ...(args.followerLeaseTicks !== null ? { followerLeaseTicks: args.followerLeaseTicks } : {}) });
     } catch (e) {
       totals.violations++;
       failing.push(seed);
@@ -197,6 +208,7 @@ async function runFullNode(args: Args): Promise<void> {
     seen.unknownOutcomes += r.unknownOutcomes;
     seen.followerReads += r.followerReads;
     seen.coveredReads += r.coveredReads;
+    seen.followerLeaseReads += r.followerLeaseReads;
     seen.compactReads += r.compactReads;
     seen.batchReads += r.batchReads;
     seen.sessionsOpened += r.sessionsOpened;

@@ -34,6 +34,11 @@ import { TraceHasher } from './trace-hash.js';
  * millisecond delays.
  */
 export const coreSimElectionTimeoutTicks = 20;
+/**
+ * The follower read lease of the 'followerLease' read mode: well under the election timeout (it must stay below it
+ * by the margin), several heartbeats long, as production's 3 of 6 ticks.
+ */
+export const simFollowerLeaseTicks = 8;
 
 export interface SimulatorOptions {
   /** Initial voters n1..nN. Default 3. */
@@ -46,6 +51,8 @@ export interface SimulatorOptions {
   preVote?: boolean;
   checkQuorum?: boolean;
   readOnlyOption?: 'safe' | 'lease';
+  /** RaftConfig.followerLeaseTicks: followers serve reads under a lease when they hold one. Default 0 (off). */
+  followerLeaseTicks?: number;
   network?: NetworkOptions;
   /** Simulated clients; false for none. */
   clients?: ClientOptions | false;
@@ -106,6 +113,8 @@ export interface SimStats {
   maxTerm: number;
   /** Reads confirmed (read state issued) by a node that led while a newer term already had a leader. */
   staleLeaderReads: number;
+  /** Reads a follower served under its read lease (no ReadIndex round). */
+  followerLeaseReads: number;
   readsServed: number;
 }
 
@@ -192,7 +201,7 @@ export class Simulator {
   readonly stats: SimStats = {
     ticks: 0, messagesDelivered: 0, messagesDropped: 0, messagesCut: 0, messagesDuplicated: 0, messagesReordered: 0,
     readiesHandled: 0, readiesLostInCrash: 0, readiesOverlapped: 0, unsyncedCommitsLost: 0, entriesApplied: 0, snapshotsInstalled: 0, compactions: 0, crashes: 0,
-    restarts: 0, pauses: 0, leaderChanges: 0, maxTerm: 0, staleLeaderReads: 0, readsServed: 0,
+    restarts: 0, pauses: 0, leaderChanges: 0, maxTerm: 0, staleLeaderReads: 0, followerLeaseReads: 0, readsServed: 0,
   };
   now = 0;
   private eventSeq = 0;
@@ -217,7 +226,8 @@ export class Simulator {
       heartbeatIntervalTicks: options.heartbeatIntervalTicks ?? raftDefaults.heartbeatIntervalTicks,
       preVote: options.preVote ?? raftDefaults.preVote,
       checkQuorum: options.checkQuorum ?? raftDefaults.checkQuorum,
-      readOnlyOption: options.readOnlyOption ?? (options.clients && options.clients.readMode === 'lease' ? 'lease' : 'safe'),
+      readOnlyOption: options.readOnlyOption ?? (options.clients && (options.clients.readMode === 'lease' || options.clients.readMode === 'followerLease') ? 'lease' : 'safe'),
+      followerLeaseTicks: options.followerLeaseTicks ?? (options.clients && options.clients.readMode === 'followerLease' ? simFollowerLeaseTicks : 0),
       maxPersistDelayTicks: options.maxPersistDelayTicks ?? 2,
       maxInflightSaves: options.maxInflightSaves ?? raftDefaults.maxInflightSaves,
       slowPersistProbability: options.slowPersistProbability ?? 0.3,
@@ -270,6 +280,7 @@ export class Simulator {
       preVote: this.opts.preVote,
       checkQuorum: this.opts.checkQuorum,
       readOnlyOption: this.opts.readOnlyOption,
+      ...(this.opts.followerLeaseTicks > 0 ? { followerLeaseTicks: this.opts.followerLeaseTicks } : {}),
       applied: snap.index,
       maxEntriesPerAppend: 64,
     });
@@ -518,6 +529,14 @@ export class Simulator {
       }
       const id = `r${this.nextReadId++}`;
       try {
+        // A follower holding a read lease answers from its own state once it has applied the index the lease names.
+        const leaseIndex = this.opts.followerLeaseTicks > 0 && n.role === 'follower' ? (core.followerLeaseRead?.() ?? null) : null;
+        if (leaseIndex !== null) {
+          this.stats.followerLeaseReads++;
+          n.waitingReads.push({ client: req.client, seq: req.seq, key: req.key, index: leaseIndex });
+          this.serveReads(n);
+          return;
+        }
         core.readIndex(new TextEncoder().encode(id));
         n.pendingReads.set(id, { client: req.client, seq: req.seq, key: req.key, index: -1 });
       } catch (e) {

@@ -42,6 +42,7 @@ import {
   restoreConfState,
   type ChangeResult,
 } from './confchange.js';
+import { FOLLOWER_LEASE_MARGIN_TICKS, FollowerLeaseGrants, FollowerLeaseHolder } from './follower-lease.js';
 import { RaftLog } from './log.js';
 import type { Progress } from './progress.js';
 import { decodeRoundId, encodeRoundId, ReadOnly, type ReadRequest } from './read-only.js';
@@ -139,6 +140,10 @@ export class RaftCore {
   private readonly maxEntriesPerAppend: number;
   private readonly maxBytesPerAppend: number;
   private readonly maxUncommittedBytes: number;
+  /** Follower read leases (follower-lease.ts): the lease a follower counts, in its ticks; 0 = off. */
+  private readonly followerLeaseTicks: number;
+  private readonly flHolder: FollowerLeaseHolder;
+  private readonly flGrants: FollowerLeaseGrants;
 
   private term = 0;
   private vote: NodeId | null = null;
@@ -219,6 +224,19 @@ export class RaftCore {
       throw new MooringError(ErrorCode.INVALID_CONFIG, "readOnlyOption 'lease' needs electionTimeoutTicks >= 3");
     }
     this.startupLease = this.readOnlyOption === 'lease';
+    const flt = config.followerLeaseTicks ?? 0;
+    if (!Number.isSafeInteger(flt) || flt < 0) throw new MooringError(ErrorCode.INVALID_CONFIG, 'followerLeaseTicks must be a non-negative integer');
+    if (flt > 0) {
+      if (this.readOnlyOption !== 'lease') throw new MooringError(ErrorCode.INVALID_CONFIG, "followerLeaseTicks needs readOnlyOption 'lease'");
+      if (flt + FOLLOWER_LEASE_MARGIN_TICKS >= this.electionTimeout) {
+        throw new MooringError(ErrorCode.INVALID_CONFIG, `followerLeaseTicks (${flt}) + ${FOLLOWER_LEASE_MARGIN_TICKS} must be below electionTimeoutTicks (${this.electionTimeout})`);
+      }
+      if (this.heartbeatTimeout >= flt) {
+        throw new MooringError(ErrorCode.INVALID_CONFIG, `heartbeatIntervalTicks (${this.heartbeatTimeout}) must be below followerLeaseTicks (${flt}): the lease would lapse between heartbeats`);
+      }
+    }
+    this.followerLeaseTicks = flt;
+    this.flGrants = new FollowerLeaseGrants(flt);
     if (config.fastFailover === true && !(this.preVote && this.checkQuorum)) {
       throw new MooringError(ErrorCode.INVALID_CONFIG, 'fastFailover needs preVote and checkQuorum (they keep a flapping connection from disrupting a healthy leader)');
     }
@@ -253,6 +271,8 @@ export class RaftCore {
     this.recovering = hardState.recovering === true && !(this.trk.isSingleton() && this.trk.voterIds().includes(this.id));
     // Drawn only when needed: the random stream of every other start stays as it was (replayable seeds).
     this.recoveryId = this.recovering ? 1 + this.rng.nextInt(0x7fff_ffff) : 0;
+    // Drawn only with follower leases on, for the same reason.
+    this.flHolder = new FollowerLeaseHolder(flt, flt > 0 ? 1 + this.rng.nextInt(0x7fff_ffff) : 0);
     const bound = hardState.recoveringBound;
     if (this.recovering && bound !== undefined) {
       assert(Number.isSafeInteger(bound.index) && bound.index >= 0 && Number.isSafeInteger(bound.term) && bound.term >= 0, () => `recovering bound ${JSON.stringify(bound)} is not a log position`);
@@ -291,7 +311,7 @@ export class RaftCore {
     if (m.term > this.term) {
       if (m.type === 'vote' || m.type === 'preVote') {
         const force = bytesEqual(m.context, TRANSFER_CONTEXT);
-        if (!force && this.inLease()) {
+        if (this.followerLeaseBlocksVotes() || (!force && this.inLease())) {
           // Leader stickiness: ignore, and do not adopt the term. Fast failover answers it if the leader's
           // connection turns out to be lost (a peer may see the reset a moment before we do).
           if (m.type === 'preVote') this.ignoredPreVote = { m, atTick: this.tickCount };
@@ -446,8 +466,19 @@ export class RaftCore {
     this.electionElapsed = 0; // the transfer must finish within one election timeout
     this.leadTransferee = to;
     this.transferStartedThisTerm = true;
-    if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(to);
+    if (pr.match === this.log.lastIndex()) this.maybeSendTimeoutNow();
     else this.sendAppend(to);
+  }
+
+  /**
+   * Moves the clock `n` ticks with no timer effects (no election, no heartbeat). For a driver that counts a stall as
+   * one tick for the election timer (its leader's messages waited in its sockets) while time-bound state — a follower
+   * read lease — must still see all the time that passed.
+   */
+  skipTicks(n: number): void {
+    assert(Number.isSafeInteger(n) && n >= 0, () => `skipTicks(${n})`);
+    this.tickCount += n;
+    if (this.role === 'follower' && this.leaderHeardAtTick === this.tickCount - n) this.leaderHeardAtTick = this.tickCount;
   }
 
   /** Starts an election now (pre-vote first when enabled). */
@@ -474,6 +505,7 @@ export class RaftCore {
     }
     if (!this.fastFailover || this.role !== 'follower' || peer !== this.lead || !this.promotable()) return false;
     this.lead = null;
+    this.flHolder.drop(); // its lease came from that leader: whoever wins next must not find it still running
     // A peer saw the reset first and already asked: grant its pre-vote now and stand back (it is ahead of us). If
     // its log is behind ours it cannot win, and it will not ask again before its election timeout: go now, whatever
     // our place in line (waiting it out cost 2 ticks, 50 ms, in the failover bench).
@@ -715,6 +747,35 @@ export class RaftCore {
     return this.tickCount < quorumSent + this.electionTimeout - 1;
   }
 
+  /**
+   * Follower read lease (followerLeaseTicks > 0): the index a linearizable read starting now must wait to have
+   * applied before it reads this node's state, or null when this node holds no lease (use readIndex). Either way the
+   * node keeps asking its leader for a lease for the next election timeout. A driver must have caught up its ticks
+   * with the time that passed (a paused process) before it asks: the lease is counted in ticks.
+   */
+  followerLeaseRead(): number | null {
+    if (this.followerLeaseTicks === 0) return null;
+    this.flHolder.want(this.tickCount, this.electionTimeout);
+    if (!this.mayHoldFollowerLease()) return null;
+    return this.flHolder.readIndex(this.tickCount, this.log.lastIndex());
+  }
+
+  /** Ticks the follower read lease still holds (0: none), and the gates this node has running. */
+  followerLeaseStatus(): { heldTicks: number; gates: number } {
+    return { heldTicks: this.mayHoldFollowerLease() ? this.flHolder.remaining(this.tickCount) : 0, gates: this.flGrants.active(this.tickCount) ? this.flGrants.gated : 0 };
+  }
+
+  private mayHoldFollowerLease(): boolean {
+    if (this.followerLeaseTicks === 0 || this.role !== 'follower' || this.recovering || this.lead === null) return false;
+    const pr = this.trk.progress.get(this.id);
+    return pr !== undefined && !pr.isLearner;
+  }
+
+  /** A lease this node holds, or one it granted, may still run: it must help no one else become leader. */
+  private followerLeaseBlocksVotes(): boolean {
+    return this.followerLeaseTicks > 0 && (this.flHolder.held(this.tickCount) || this.flGrants.active(this.tickCount));
+  }
+
   // ------------------------------------------------------------------ roles
 
   private softState(): SoftState {
@@ -777,6 +838,8 @@ export class RaftCore {
     this.readOnly = new ReadOnly();
     this.pendingReadIndex = [];
     this.leaseAcks = new Map();
+    this.flHolder.drop();
+    this.flGrants.clearAsks();
   }
 
   private resetRandomizedElectionTimeout(): void {
@@ -801,6 +864,7 @@ export class RaftCore {
     // Neither term nor vote change: a pre-election disturbs nobody.
     this.trk.resetVotes();
     this.lead = null;
+    this.flHolder.drop();
     this.role = 'preCandidate';
   }
 
@@ -869,6 +933,7 @@ export class RaftCore {
     const asked = this.takeRecentIgnoredPreVote();
     if (asked === null || asked.term <= this.term || asked.from === this.lead) return false;
     this.lead = null; // our lease on the silent leader is over: the grant below must not be refused as "in lease"
+    this.flHolder.drop();
     if (!this.log.isUpToDate(asked.index ?? 0, asked.logTerm ?? 0)) {
       // It cannot win (its log is behind ours): campaign now instead of waiting for our place in the order.
       this.hup('election');
@@ -896,6 +961,13 @@ export class RaftCore {
     this.heartbeatElapsed++;
     this.electionElapsed++;
     if (this.stepDownIfQuorumLost()) return;
+    if (this.flGrants.gated > 0 && this.flGrants.prune(this.tickCount)) {
+      // A gate ran out: commits held for that follower may go, and a transfer or hand-off held for it too.
+      if (this.maybeCommit()) this.afterCommitAdvanced();
+      if (this.role === 'leader') this.maybeSendTimeoutNow();
+      if (this.role === 'leader') this.maybeHandOff();
+      if (this.role !== 'leader') return;
+    }
     if (this.electionElapsed >= this.electionTimeout) {
       this.electionElapsed = 0;
       if (this.checkQuorum) for (const [id, pr] of this.trk.progress) if (id !== this.id) pr.recentActive = false;
@@ -944,6 +1016,8 @@ export class RaftCore {
   private hup(t: CampaignType): void {
     if (this.role === 'leader') return;
     if (!this.promotable()) return;
+    // A follower lease we granted may still be running: no leader may commit without its holder until it ends.
+    if (this.flGrants.active(this.tickCount)) return;
     if (this.hasUnappliedConfChanges()) return; // its outcome could change who may vote
     if (t === 'election' && this.preVote) this.campaignWith('preElection');
     else this.campaignWith(t);
@@ -1000,9 +1074,10 @@ export class RaftCore {
     const index = m.index ?? 0;
     const logTerm = m.logTerm ?? 0;
     const canVote =
-      this.vote === m.from ||
+      !this.followerLeaseBlocksVotes() &&
+      (this.vote === m.from ||
       (this.vote === null && this.lead === null) ||
-      (m.type === 'preVote' && m.term > this.term);
+      (m.type === 'preVote' && m.term > this.term));
     // A recovering node may lack entries it acknowledged: it votes only for a candidate at least as up to date as the
     // log it had before the cut (its bound), which holds all it acknowledged; with no bound it does not vote.
     if (canVote && this.log.isUpToDate(index, logTerm) && (!this.recovering || this.coversLostTail(index, logTerm))) {
@@ -1254,12 +1329,44 @@ export class RaftCore {
     const m: Message = { type: 'heartbeat', to, from: this.id, term: this.term, commit, index: this.tickCount };
     if (round !== undefined) m.context = encodeRoundId(round);
     if (pr.recoverTo !== null && pr.match >= pr.recoverTo) m.recovered = pr.recoveryId;
+    const grant = this.followerLeaseGrantFor(to, pr);
+    if (grant !== undefined) {
+      m.leaseAsk = grant.ask;
+      m.leaseEpoch = grant.epoch;
+      m.leaseCommit = this.log.committed;
+      this.flGrants.gate(to, this.tickCount, FOLLOWER_LEASE_MARGIN_TICKS); // before it can arrive
+    }
     this.send(m);
+  }
+
+  /** The ask this heartbeat may grant a follower read lease for, if any (follower-lease.ts says why each rule). */
+  private followerLeaseGrantFor(to: NodeId, pr: Progress): { ask: number; epoch: number } | undefined {
+    if (this.followerLeaseTicks === 0 || pr.isLearner || pr.recoverTo !== null) return undefined;
+    if (this.leadTransferee !== null || this.transferStartedThisTerm || this.isLeaving() || this.removingSelf) return undefined;
+    // A new leader learns the commit index only once an entry of its term commits: leaseCommit must be it.
+    if (!this.committedEntryInCurrentTerm()) return undefined;
+    const c = this.trk.config;
+    if (isJoint(c) || c.incoming.size > 3) return undefined;
+    // Only to a follower that answered within a heartbeat interval: one that went quiet would hold commits up.
+    return this.flGrants.freshAsk(to, this.tickCount - this.heartbeatTimeout);
   }
 
   private bcastHeartbeat(round?: number): void {
     const r = round ?? this.readOnly.lastPendingRound();
     for (const id of this.trk.ids()) if (id !== this.id) this.sendHeartbeat(id, r);
+  }
+
+  /**
+   * Transfer: timeoutNow once the transferee holds our whole log and no follower lease we granted may still run (the
+   * forced vote it starts ignores leases).
+   */
+  private maybeSendTimeoutNow(): boolean {
+    const to = this.leadTransferee;
+    if (to === null) return false;
+    const pr = this.trk.progress.get(to);
+    if (pr === undefined || pr.match !== this.log.lastIndex() || this.flGrants.active(this.tickCount)) return false;
+    this.sendTimeoutNow(to);
+    return true;
   }
 
   private sendTimeoutNow(to: NodeId): void {
@@ -1271,7 +1378,10 @@ export class RaftCore {
   }
 
   private maybeCommit(): boolean {
-    return this.log.maybeCommit(this.trk.committed(), this.term);
+    let index = this.trk.committed();
+    // Follower read leases: nothing commits before every lease holder has it (it would be visible elsewhere first).
+    if (this.flGrants.gated > 0) index = Math.min(index, this.flGrants.commitBound(this.tickCount, (id) => this.trk.progress.get(id)?.match ?? 0));
+    return this.log.maybeCommit(index, this.term);
   }
 
   private afterCommitAdvanced(): void {
@@ -1330,13 +1440,14 @@ export class RaftCore {
       while (this.maybeSendAppend(m.from, false)) {
         /* keep filling the window */
       }
-      if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
+      if (m.from === this.leadTransferee) this.maybeSendTimeoutNow();
       this.maybeHandOff();
     }
   }
 
   private handleHeartbeatResponse(m: Message, pr: Progress): void {
     if (this.staleAfterRecovery(m, pr)) return;
+    if (m.leaseAsk !== undefined && m.leaseEpoch !== undefined) this.flGrants.noteAsk(m.from, m.leaseAsk, m.leaseEpoch, this.tickCount);
     pr.recentActive = true;
     pr.lastHeardTick = this.tickCount;
     const sentAt = m.index;
@@ -1428,6 +1539,7 @@ export class RaftCore {
       if (e.index !== index + 1 + i || e.term > m.term || e.term < (i === 0 ? logTerm : ents[i - 1]!.term)) return;
     }
     if (index < this.log.committed) {
+      this.flHolder.matched(this.log.committed);
       this.send({ type: 'appResp', to: m.from, from: this.id, term: this.term, index: this.log.committed });
       return;
     }
@@ -1437,6 +1549,7 @@ export class RaftCore {
     }
     const last = this.log.maybeAppend(index, logTerm, m.commit ?? 0, ents);
     if (last !== undefined) {
+      this.flHolder.matched(last);
       this.send({ type: 'appResp', to: m.from, from: this.id, term: this.term, index: last });
       return;
     }
@@ -1448,7 +1561,15 @@ export class RaftCore {
   private handleHeartbeat(m: Message): void {
     const commit = m.commit ?? 0;
     if (commit <= this.log.lastIndex()) this.log.commitTo(commit);
+    const mayHold = this.mayHoldFollowerLease();
+    if (mayHold && m.leaseAsk !== undefined && m.leaseEpoch !== undefined && m.leaseCommit !== undefined) {
+      this.flHolder.granted(m.leaseAsk, m.leaseEpoch, m.leaseCommit, this.tickCount);
+    }
     const resp: Message = { type: 'heartbeatResp', to: m.from, from: this.id, term: this.term };
+    if (mayHold && this.flHolder.asking(this.tickCount)) {
+      resp.leaseAsk = this.tickCount;
+      resp.leaseEpoch = this.flHolder.epoch;
+    }
     if (m.context !== undefined) resp.context = m.context;
     if (m.index !== undefined) resp.index = m.index; // echo the leader's send tick (leases)
     this.send(resp);
@@ -1458,8 +1579,10 @@ export class RaftCore {
     const s = m.snapshot;
     if (s === undefined) return;
     if (this.restore(s)) {
+      this.flHolder.matched(this.log.lastIndex());
       this.send({ type: 'appResp', to: m.from, from: this.id, term: this.term, index: this.log.lastIndex() });
     } else {
+      this.flHolder.matched(this.log.committed);
       this.send({ type: 'appResp', to: m.from, from: this.id, term: this.term, index: this.log.committed });
     }
   }
@@ -1525,7 +1648,7 @@ export class RaftCore {
    * holding the longest log (us) would refuse their votes while no longer being allowed to campaign itself.
    */
   private maybeHandOff(): void {
-    if (!this.isLeaving()) return;
+    if (!this.isLeaving() || this.flGrants.active(this.tickCount)) return; // timeoutNow forces a vote: leases first
     const last = this.log.lastIndex();
     for (const id of this.trk.voterIds()) {
       const pr = this.trk.progress.get(id);

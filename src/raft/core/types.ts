@@ -136,6 +136,13 @@ export interface Message {
   recovering?: number;
   /** app / heartbeat to a recovering follower: recovery `recovering` is over (it holds all it may have acknowledged). */
   recovered?: number;
+  /**
+   * Follower read leases (follower-lease.ts). heartbeatResp: the follower's tick when it asked, and its incarnation's
+   * epoch. heartbeat: the grant, echoing both, with the leader's commit index in leaseCommit.
+   */
+  leaseAsk?: number;
+  leaseEpoch?: number;
+  leaseCommit?: number;
 }
 
 export interface SoftState {
@@ -225,6 +232,14 @@ export interface RaftConfig {
   fastFailover?: boolean;
   /** 'safe' = ReadIndex confirmed by a heartbeat round; 'lease' = needs checkQuorum. Default 'safe'. */
   readOnlyOption?: 'safe' | 'lease';
+  /**
+   * Follower read leases (follower-lease.ts): a follower that serves reads asks its leader for a lease of this many of
+   * its own ticks, and under it answers followerLeaseRead() with no message per read; the leader then commits an entry
+   * only once every lease holder has it. 0 = off (default). Needs readOnlyOption 'lease', a heartbeat interval below
+   * it, and followerLeaseTicks + FOLLOWER_LEASE_MARGIN_TICKS < electionTimeoutTicks. Granted only while the
+   * configuration has at most three voters and is not joint.
+   */
+  followerLeaseTicks?: number;
   /** Per AppendEntries message. Defaults 512 entries, 1 MiB. */
   maxEntriesPerAppend?: number;
   maxBytesPerAppend?: number;

@@ -113,7 +113,7 @@ export function validateMessage(x: unknown): Message {
     if (typeof reject !== 'boolean') throw new Bad('reject must be a boolean');
     m.reject = reject;
   }
-  for (const flag of ['recovering', 'recovered'] as const) {
+  for (const flag of ['recovering', 'recovered', 'leaseAsk', 'leaseEpoch', 'leaseCommit'] as const) {
     const v = x[flag];
     if (v === undefined || v === null) continue;
     m[flag] = idx(v, flag);
