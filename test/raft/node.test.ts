@@ -260,6 +260,41 @@ describe('RaftNode (in-process, real LevelDB)', () => {
     expect(running.every((m) => !m.removedPeers.includes(m.id) && !m.removedPeers.includes('d'))).toBe(true);
   });
 
+  it('follower read leases: a follower serves reads with no round to the leader and sees every acknowledged write', async () => {
+    const { members, leader, net } = await threeNodes({ readMode: 'lease', followerLeaseTicks: 5 });
+    const followers = members.filter((m) => m !== leader);
+    for (let i = 0; i < 20; i++) {
+      await put(leader, 'k', `v${i}`);
+      // Acknowledged on the leader: a follower's read that starts now must see it, lease or round.
+      for (const f of followers) {
+        await f.node.read({ allowFollower: true });
+        expect(await f.sm.get('k')).toBe(`v${i}`);
+      }
+      await new Promise((r) => setTimeout(r, 10)); // a tick: the followers ask, the leader grants
+    }
+    for (const f of followers) {
+      const st = f.node.status().followerLease;
+      expect(st.readsServed, `${f.id} served reads under its lease`).toBeGreaterThan(0);
+      expect(st.heldTicks).toBeGreaterThan(0);
+    }
+    expect(leader.node.status().followerLease.gates).toBeGreaterThan(0);
+    // Cut off from its leader, a follower stops serving under its lease within the lease (its own clock).
+    const f = followers[0]!;
+    net.isolate(f.id);
+    await waitUntil(() => f.node.status().followerLease.heldTicks === 0, 2_000);
+  });
+
+  it('follower read leases off (the default): every follower read takes a round', async () => {
+    const { members, leader } = await threeNodes({ readMode: 'lease' });
+    await put(leader, 'k', 'v');
+    const f = members.find((m) => m !== leader)!;
+    for (let i = 0; i < 10; i++) {
+      await f.node.read({ allowFollower: true });
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(f.node.status().followerLease).toEqual({ heldTicks: 0, gates: 0, readsServed: 0 });
+  });
+
   it('rejects proposals once stopped, with a clear code', async () => {
     const net = new MemoryNetwork();
     const root = tmp();

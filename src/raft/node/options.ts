@@ -35,6 +35,14 @@ export interface RaftTunables {
   fastFailover: boolean;
   /** 'lease' needs checkQuorum; 'readIndex' confirms every read round with a heartbeat round. */
   readMode: ReadMode;
+  /**
+   * Follower read leases (src/raft/core/follower-lease.ts): a follower serving reads holds a lease of this many ticks
+   * from its leader and answers reads that carry no payload from its own state, with no message per read; the leader
+   * then commits an entry only once every lease holder has it (a write waits for the slowest of them, and for up to
+   * followerLeaseTicks + 2 ticks when one stops answering). 0 = off. Needs readMode 'lease' and at most
+   * electionTimeoutTicks - 3; granted only while the cluster has at most three voters.
+   */
+  followerLeaseTicks: number;
   maxEntriesPerAppend: number;
   maxBytesPerAppend: number;
   maxInflightAppends: number;
@@ -74,6 +82,7 @@ export const raftDefaults: Readonly<RaftTunables> = Object.freeze({
   checkQuorum: DEFAULT_CHECK_QUORUM,
   fastFailover: true,
   readMode: 'lease',
+  followerLeaseTicks: 0,
   maxEntriesPerAppend: DEFAULT_MAX_ENTRIES_PER_APPEND,
   maxBytesPerAppend: DEFAULT_MAX_BYTES_PER_APPEND,
   maxInflightAppends: DEFAULT_MAX_INFLIGHT_APPENDS,
@@ -98,7 +107,7 @@ export function resolveRaftTunables(given: Partial<RaftTunables>): RaftTunables 
   return out;
 }
 
-export type CoreOptions = Required<Pick<RaftConfig, 'electionTimeoutTicks' | 'heartbeatIntervalTicks' | 'preVote' | 'checkQuorum' | 'fastFailover' | 'readOnlyOption' | 'maxEntriesPerAppend' | 'maxBytesPerAppend' | 'maxInflightAppends' | 'maxInflightBytes'>>;
+export type CoreOptions = Required<Pick<RaftConfig, 'electionTimeoutTicks' | 'heartbeatIntervalTicks' | 'preVote' | 'checkQuorum' | 'fastFailover' | 'readOnlyOption' | 'followerLeaseTicks' | 'maxEntriesPerAppend' | 'maxBytesPerAppend' | 'maxInflightAppends' | 'maxInflightBytes'>>;
 
 /** The core configuration the tunables imply (everything but id, storage, rng, applied). */
 export function toCoreOptions(t: RaftTunables): CoreOptions {
@@ -110,6 +119,7 @@ export function toCoreOptions(t: RaftTunables): CoreOptions {
     // Off, not an error, when pre-vote or check-quorum is off: the core refuses it only when asked for explicitly.
     fastFailover: t.fastFailover && t.preVote && t.checkQuorum,
     readOnlyOption: t.readMode === 'lease' ? 'lease' : 'safe',
+    followerLeaseTicks: t.followerLeaseTicks,
     maxEntriesPerAppend: t.maxEntriesPerAppend,
     maxBytesPerAppend: t.maxBytesPerAppend,
     maxInflightAppends: t.maxInflightAppends,

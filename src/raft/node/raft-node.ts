@@ -245,9 +245,14 @@ export class RaftNode extends EventEmitter {
     this.loop.kick();
   }
 
-  status(): Status & { appliedToStateMachine: number; peers: PeerAddress[]; tickMs: number; fastPreVotes: number; clockStalls: number; longestClockStallMs: number; busyRefusals: number } {
+  status(): Status & { appliedToStateMachine: number; peers: PeerAddress[]; tickMs: number; fastPreVotes: number; clockStalls: number; longestClockStallMs: number; busyRefusals: number; followerLease: { heldTicks: number; gates: number; readsServed: number } } {
     const st = this.ctx.core.status();
-    return { ...st, appliedToStateMachine: this.applier.smApplied, peers: this.peers.all(), tickMs: this.ctx.settings.tickMs, fastPreVotes: this.ctx.core.fastPreVotes, clockStalls: this.loop.clockStalls, longestClockStallMs: this.loop.longestClockStallMs, busyRefusals: this.proposals.refusedBusy + this.reads.refusedBusy };
+    return { ...st, appliedToStateMachine: this.applier.smApplied, peers: this.peers.all(), tickMs: this.ctx.settings.tickMs, fastPreVotes: this.ctx.core.fastPreVotes, clockStalls: this.loop.clockStalls, longestClockStallMs: this.loop.longestClockStallMs, busyRefusals: this.proposals.refusedBusy + this.reads.refusedBusy, followerLease: { ...this.ctx.core.followerLeaseStatus(), readsServed: this.reads.followerLeaseReads } };
+  }
+
+  /** Follower reads served under this node's follower read lease since start (no round to the leader). */
+  get followerLeaseReads(): number {
+    return this.reads.followerLeaseReads;
   }
 
   get isLeader(): boolean {

@@ -47,6 +47,8 @@ export class ReadQueue {
   private roundSeq = 0;
   /** Reads refused with BUSY since start. */
   refusedBusy = 0;
+  /** Follower reads served under this node's follower read lease (no round to the leader) since start. */
+  followerLeaseReads = 0;
   private forwardedReadHandler: ForwardedReadHandler | null = null;
 
   constructor(private readonly ctx: NodeContext) {}
@@ -96,6 +98,8 @@ export class ReadQueue {
       for (const w of waiters) if (!ok.includes(w)) w.reject(ctx.notLeader());
       waiters = ok;
       if (waiters.length === 0) return;
+      waiters = this.serveUnderFollowerLease(waiters);
+      if (waiters.length === 0) return;
     }
     const rctx = encodeReadContext(++this.roundSeq, waiters.map((w) => w.payload));
     try {
@@ -107,6 +111,23 @@ export class ReadQueue {
       return;
     }
     this.batches.set(readRoundKey(rctx), { waiters, index: null });
+  }
+
+  /**
+   * Follower read lease (followerLeaseTicks): the reads with no payload for the leader need no round; they are served
+   * once this node has applied the index the lease names. Returns the reads that still need a round.
+   */
+  private serveUnderFollowerLease(waiters: ReadWaiter[]): ReadWaiter[] {
+    let free = 0;
+    for (const w of waiters) if (w.payload === null) free++;
+    if (free === 0) return waiters;
+    const index = this.ctx.core.followerLeaseRead(); // ticks were caught up by startRound
+    if (index === null) return waiters;
+    const served = free === waiters.length ? waiters : waiters.filter((w) => w.payload === null);
+    this.followerLeaseReads += served.length;
+    this.awaitingApply.push({ waiters: served, index });
+    this.serve(this.ctx.parts.applier.smApplied);
+    return free === waiters.length ? [] : waiters.filter((w) => w.payload !== null);
   }
 
   /** The next round's reads: all waiting, up to maxReadPayloadBytesPerRound of payloads (the rest wait). */

@@ -137,8 +137,12 @@ export class ReadyLoop {
     // phase steps them before this round) counts the stall as one tick. Counting it all after them made a follower
     // resumed from a stall of an election timeout pre-vote against the healthy leader it had just heard, and a
     // second stalled follower could grant it: spurious elections under load (client-failover traces). Liveness
-    // only: a follower serves no lease; a leader still catches up every tick (check-quorum, lease reads).
-    if (due > 1 && ctx.core.heardFromLeaderSinceTick) due = 1;
+    // only for the election timer: the core's clock still moves by the whole stall (skipTicks), so a follower read
+    // lease counted in ticks ends on time; a leader catches up every tick (check-quorum, lease reads).
+    if (due > 1 && ctx.core.heardFromLeaderSinceTick) {
+      ctx.core.skipTicks(due - 1);
+      due = 1;
+    }
     // A leader that stalled judges check-quorum only after the socket input that waited meanwhile was read
     // (RaftCore.holdCheckQuorum). Ticks still count: leases expire on time.
     if (due > 1 && ctx.role === 'leader') this.holdCheckQuorumForInput();
