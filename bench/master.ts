@@ -40,9 +40,12 @@ const targets = { putPairsPerSec: 20_000, getsPerSec: 100_000, p99AtHalfMs: 10 }
 const extraNodeArgs = (process.env.MASTER_NODE_ARGS ?? '').split(/\s+/).filter((a) => a.length > 0);
 const profDir = args.has('--cpu-prof') ? mkdtempSync(path.join(tmpdir(), 'mooring-prof-')) : null;
 const m = machineInfo();
+/** raft.followerLeaseTicks for the masters (--follower-lease-ticks N; absent: the config default). */
+const followerLeaseTicks = args.has('--follower-lease-ticks') ? args.num('follower-lease-ticks', 0) : null;
 const cluster = await LocalCluster.create({
   clusterId: 'bench-master',
   logLevel: 'warn',
+  ...(followerLeaseTicks !== null ? { extraConfig: { raft: { followerLeaseTicks } } } : {}),
   nodeArgs: [...(profDir !== null ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []), ...extraNodeArgs],
 });
 
@@ -63,12 +66,12 @@ async function batchReadsServed(httpPort: number): Promise<number> {
 }
 
 /** Keys the masters served as followers so far: asked the leader to lease, or under a lease cover (/status). */
-async function followerLeaseKeys(): Promise<{ asked: number; covered: number }> {
+async function followerLeaseKeys(): Promise<{ asked: number; covered: number; leaseReads: number }> {
   const each = await Promise.all(cluster.nodes.map(async (n) => {
-    const st = (await (await fetch(`http://127.0.0.1:${n.ports.http}/status`)).json()) as { followerReadLeases?: { asked: number; covered: number } };
-    return st.followerReadLeases ?? { asked: 0, covered: 0 };
+    const st = (await (await fetch(`http://127.0.0.1:${n.ports.http}/status`)).json()) as { followerReadLeases?: { asked: number; covered: number }; followerLease?: { readsServed: number } };
+    return { ...(st.followerReadLeases ?? { asked: 0, covered: 0 }), leaseReads: st.followerLease?.readsServed ?? 0 };
   }));
-  return { asked: each.reduce((a, x) => a + x.asked, 0), covered: each.reduce((a, x) => a + x.covered, 0) };
+  return { asked: each.reduce((a, x) => a + x.asked, 0), covered: each.reduce((a, x) => a + x.covered, 0), leaseReads: each.reduce((a, x) => a + x.leaseReads, 0) };
 }
 
 /** One unlabelled counter or gauge of every master's /metrics, in cluster.nodes order (0 where absent). */
@@ -178,7 +181,11 @@ async function perMaster(run: () => Promise<LoadResult>): Promise<{ load: LoadRe
   const asked = covers1.asked - covers0.asked;
   const covered = covers1.covered - covers0.covered;
   const coverNote = asked + covered > 0 ? `; followers' keys under a lease cover ${round((100 * covered) / (asked + covered), 0)}%` : '';
-  const note = `${masters.map((x) => `${x.id} (${x.role}) ${round(x.share * 100, 0)}% at ${Number.isFinite(x.cpuUsPerKey) ? x.cpuUsPerKey : '-'} µs CPU/key (kernel ${Number.isFinite(x.sysShare) ? round(x.sysShare * 100, 0) : '-'}%, ${Number.isFinite(x.wakeupsPerBatch) ? x.wakeupsPerBatch : '-'} wakeups/batch)`).join(', ')}; bench clients ${round(clientCpuMs / secs / 10, 0)}% of a core, ${clientUsPerKey} µs CPU/key${coverNote}`;
+  // Of the reads followers served: how many needed no round to the leader (follower read lease, raft.followerLeaseTicks).
+  const followerBatches = (asked + covered) / batchGetKeys;
+  const leaseReads = covers1.leaseReads - covers0.leaseReads;
+  const leaseNote = followerBatches > 0 && followerLeaseTicks !== null && followerLeaseTicks > 0 ? `; follower reads with no round (follower read lease) ${round((100 * leaseReads) / followerBatches, 0)}%` : '';
+  const note = `${masters.map((x) => `${x.id} (${x.role}) ${round(x.share * 100, 0)}% at ${Number.isFinite(x.cpuUsPerKey) ? x.cpuUsPerKey : '-'} µs CPU/key (kernel ${Number.isFinite(x.sysShare) ? round(x.sysShare * 100, 0) : '-'}%, ${Number.isFinite(x.wakeupsPerBatch) ? x.wakeupsPerBatch : '-'} wakeups/batch)`).join(', ')}; bench clients ${round(clientCpuMs / secs / 10, 0)}% of a core, ${clientUsPerKey} µs CPU/key${coverNote}${leaseNote}`;
   return { load, masters, note };
 }
 

@@ -13,6 +13,7 @@ import nodePath from 'node:path';
 import { parseDocument } from 'yaml';
 import { ErrorCode, MooringError } from '../errors.js';
 import { raftDefaults, toCoreOptions, type CoreOptions, type RaftTunables } from '../raft/node/options.js';
+import { FOLLOWER_LEASE_MARGIN_TICKS } from '../raft/core/follower-lease.js';
 import { defaultIdleTimeoutMs, defaultMaxConnectionsPerAddress, defaultMaxInboundConnections } from '../transport/conn-budget.js';
 import { handshakeTimeoutMs } from '../transport/handshake.js';
 import { defaultRepairLimits, type RepairLimits } from './repair.js';
@@ -66,6 +67,8 @@ export interface MasterConfig {
     /** Pre-vote at once when the leader's connection resets (needs preVote and checkQuorum; off without them). */
     fastFailover: boolean;
     readMode: ReadMode;
+    /** Follower read leases in ticks (0 = off; see src/raft/node/options.ts and docs/raft.md). */
+    followerLeaseTicks: number;
     maxEntriesPerAppend: number;
     maxBytesPerAppend: number;
     maxInflightAppends: number;
@@ -128,6 +131,7 @@ export const defaultConfig: DefaultConfig = deepFreeze({
     checkQuorum: raftDefaults.checkQuorum,
     fastFailover: raftDefaults.fastFailover,
     readMode: raftDefaults.readMode,
+    followerLeaseTicks: raftDefaults.followerLeaseTicks,
     maxEntriesPerAppend: raftDefaults.maxEntriesPerAppend,
     maxBytesPerAppend: raftDefaults.maxBytesPerAppend,
     maxInflightAppends: raftDefaults.maxInflightAppends,
@@ -218,6 +222,7 @@ const SCHEMA: Record<string, SchemaNode> = {
       checkQuorum: bool,
       fastFailover: bool,
       readMode: { t: 'enum', values: READ_MODES },
+      followerLeaseTicks: int(0, MAX_TICKS),
       maxEntriesPerAppend: int(1, 1_000_000),
       maxBytesPerAppend: int(1, MAX_FRAME_BYTES),
       maxInflightAppends: int(1, 1_000_000),
@@ -692,6 +697,13 @@ function resolve(merged: Raw, problems: Problems): MasterConfig | undefined {
   // A lease read is only safe when a leader that lost its quorum steps down in time.
   if (raft.readMode === 'lease' && raft.checkQuorum === false)
     problems.add('raft.readMode', `'lease' requires raft.checkQuorum: true (use 'readIndex' without check-quorum)`);
+  if (ok(raft.followerLeaseTicks, raft.electionTimeoutTicks) && raft.followerLeaseTicks > 0) {
+    if (raft.readMode !== 'lease') problems.add('raft.followerLeaseTicks', `needs raft.readMode 'lease', got '${String(raft.readMode)}'`);
+    if (raft.followerLeaseTicks + FOLLOWER_LEASE_MARGIN_TICKS >= raft.electionTimeoutTicks)
+      problems.add('raft.followerLeaseTicks', `must be at most raft.electionTimeoutTicks - ${FOLLOWER_LEASE_MARGIN_TICKS + 1} (${raft.electionTimeoutTicks - FOLLOWER_LEASE_MARGIN_TICKS - 1}), got ${raft.followerLeaseTicks}`);
+    else if (ok(raft.heartbeatIntervalTicks) && raft.heartbeatIntervalTicks >= raft.followerLeaseTicks)
+      problems.add('raft.followerLeaseTicks', `must be more than raft.heartbeatIntervalTicks (${raft.heartbeatIntervalTicks}): the lease would lapse between heartbeats, got ${raft.followerLeaseTicks}`);
+  }
   if (ok(raft.maxBytesPerAppend, raft.maxFrameBytes) && raft.maxBytesPerAppend >= raft.maxFrameBytes)
     problems.add('raft.maxBytesPerAppend', `must be less than raft.maxFrameBytes (${raft.maxFrameBytes}) so an append fits in one frame, got ${raft.maxBytesPerAppend}`);
   if (ok(eviction.target, eviction.highWatermark) && eviction.target >= eviction.highWatermark)
@@ -893,6 +905,7 @@ export function toRaftTunables(cfg: MasterConfig): Partial<RaftTunables> {
     checkQuorum: r.checkQuorum,
     fastFailover: r.fastFailover,
     readMode: r.readMode,
+    followerLeaseTicks: r.followerLeaseTicks,
     maxEntriesPerAppend: r.maxEntriesPerAppend,
     maxBytesPerAppend: r.maxBytesPerAppend,
     maxInflightAppends: r.maxInflightAppends,

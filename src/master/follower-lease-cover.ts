@@ -22,6 +22,13 @@ import { announceAheadMs } from './lease-sync.js';
 export const maxFollowerCoverKeys = 1_000_000;
 /** Expired covers dropped per call at most (bounded work per read). */
 const maxPrunesPerCall = 4_096;
+/**
+ * Keys one cover refresh asks the leader to lease again at most (~80 KiB of keys, well inside
+ * maxFollowerReadLeaseBytes); keys beyond it wait for the next refresh or are asked for by their reads.
+ */
+export const maxCoverRefreshKeys = 4_096;
+/** Key bytes one refresh sends at most: half of maxFollowerReadLeaseBytes (follower-reads.ts), whatever the key sizes. */
+export const maxCoverRefreshBytes = 128 * 1024;
 
 /** How much longer than its TTL the leader leases a key a follower read asked for (the announce-ahead margin). */
 export function coverMarginMs(leaseTtlMs: number): number {
@@ -37,6 +44,16 @@ export class FollowerLeaseCover {
   /** Keys served from a cover since start, and keys asked for (metrics, tests). */
   coveredKeys = 0;
   askedKeys = 0;
+  /**
+   * Refresh ahead: covered keys read in the second half of their cover, to be leased again in the background (one
+   * refresh in flight at a time) so a key read often stays covered and its reads need nothing from the leader.
+   */
+  private readonly refreshWanted = new Set<string>();
+  /** Queue keys for refreshes at all: only with a follower read lease (raft.followerLeaseTicks), where they pay off. */
+  refreshAhead = false;
+  private refreshing = false;
+  /** Keys sent in refreshes since start (metrics, tests). */
+  refreshedKeys = 0;
 
   /** `coverMs`: tests only (the simulator's control that must break the design: covers that never end). */
   constructor(readonly leaseTtlMs: number, private readonly maxKeys = maxFollowerCoverKeys, coverMs?: number) {
@@ -67,7 +84,11 @@ export class FollowerLeaseCover {
     }
     const out: string[] = [];
     // A clock that went backwards (never, for a monotonic one) counts as uncovered too.
-    for (const k of keys) if (!this.covers(k, nowMs, term)) out.push(k);
+    for (const k of keys) {
+      const s = this.since.get(k);
+      if (s === undefined || nowMs < s || nowMs - s > this.coverMs) out.push(k);
+      else if (this.refreshAhead && nowMs - s > this.coverMs / 2 && this.refreshWanted.size < maxCoverRefreshKeys) this.refreshWanted.add(k);
+    }
     this.coveredKeys += keys.length - out.length;
     this.askedKeys += out.length;
     return out;
@@ -87,6 +108,30 @@ export class FollowerLeaseCover {
 
   get size(): number {
     return this.since.size;
+  }
+
+  /** Whether a refresh should start now: keys wait for one and none is in flight. */
+  get wantsRefresh(): boolean {
+    return !this.refreshing && this.refreshWanted.size > 0;
+  }
+
+  /** Takes the keys to refresh (up to maxCoverRefreshBytes of them; the rest wait) and marks a refresh in flight. */
+  takeRefresh(): string[] {
+    const keys: string[] = [];
+    let bytes = 0;
+    for (const k of this.refreshWanted) {
+      bytes += k.length * 3; // UTF-16 units: at most 3 UTF-8 bytes each
+      if (keys.length > 0 && bytes > maxCoverRefreshBytes) break;
+      keys.push(k);
+    }
+    for (const k of keys) this.refreshWanted.delete(k);
+    this.refreshing = true;
+    this.refreshedKeys += keys.length;
+    return keys;
+  }
+
+  refreshDone(): void {
+    this.refreshing = false;
   }
 
   /** Drops covers that ended (oldest first; at most maxPrunesPerCall). */

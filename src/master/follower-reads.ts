@@ -195,6 +195,7 @@ async function readReplicaLists<R>(d: ReplicaReadDeps, keys: readonly string[], 
   // Covers stand for a majority of three like the grants they come from (linearizableRead): not in larger clusters.
   const cover = follower && d.raft.members().voters.length <= maxFollowerLeaseVoters ? d.cover : undefined;
   const ask = cover !== undefined ? cover.uncovered(keys, startMono, readTerm) : keys;
+  if (cover !== undefined && cover.wantsRefresh) void refreshCovers(d, cover);
   let refused = stale ? none : await d.whileLeading(linearizableRead(d.raft, ask));
   if (refused.size > 0 && !d.raft.isLeader) refused = await askAgain(d, refused);
   // The leader grants below: first every admitted write covering these keys must settle (see the file comment).
@@ -226,6 +227,32 @@ async function readReplicaLists<R>(d: ReplicaReadDeps, keys: readonly string[], 
   // Every result is fresh (built for this read): completed in place, not copied per key.
   for (let i = 0; i < rs.length; i++) rs[i] = form.asFollower(rs[i]!, keys[i]!, refused, d.leaseTtlMs);
   return rs;
+}
+
+/**
+ * Follower: leases again, in the background, the covered keys its reads found in the second half of their cover: a
+ * read of them with no client waiting, recorded as a read's (recordServed) and covering the reads that begin up to
+ * coverMs after it began. So a key read often stays covered, and with a follower read lease (raft.followerLeaseTicks)
+ * a read of only covered keys costs the leader nothing at all. Best effort: a key it fails to renew is asked for by
+ * the next read that needs it.
+ */
+async function refreshCovers(d: ReplicaReadDeps, cover: FollowerLeaseCover): Promise<void> {
+  const keys = cover.takeRefresh();
+  try {
+    const term = d.raft.currentTerm;
+    const startMono = d.clock.now();
+    const startMs = d.now();
+    const refused = await d.whileLeading(linearizableRead(d.raft, keys));
+    if (d.raft.isLeader) return;
+    const fresh = refused.size > 0 ? keys.filter((k) => !refused.has(k)) : keys;
+    const now = d.now();
+    d.leaseSync.recordServed(fresh, now, term, Math.max(startMs + d.leaseTtlMs + cover.coverMs, now + d.leaseTtlMs));
+    cover.granted(fresh, startMono, term);
+  } catch {
+    // NOT_LEADER, a timeout, an unwritable lease file: nothing was promised to anyone; the reads ask for themselves.
+  } finally {
+    cover.refreshDone();
+  }
 }
 
 /** Leader: waits until no admitted write covers `keys`; NOT_LEADER if this node stops leading meanwhile. */

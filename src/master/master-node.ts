@@ -106,6 +106,8 @@ export class MasterNode {
     this.metrics = createMasterMetrics();
     this.leases = new LeaseTable(config.leaseTtlMs);
     this.followerCover = new FollowerLeaseCover(config.leaseTtlMs);
+    // Refreshing covers ahead pays off only when a fully covered read needs no round (a follower read lease).
+    this.followerCover.refreshAhead = config.raft.followerLeaseTicks > 0;
     this.repair = new RepairScheduler({ ...config.repair, ...opts.repair });
     this.expiry = new ClientExpiry({ clientTtlMs: config.clientTtlMs, now: () => Date.now(), logger: this.logger });
     this.demotions = new Demotions({ state: () => this.state, leases: () => this.leases, isLeader: () => this.raft.isLeader });
@@ -331,8 +333,8 @@ export class MasterNode {
   private refreshGauges(): void {
     if (this.stopped) return;
     const st = this.raft.status();
-    this.metrics.setRaft({ term: st.term, role: st.role, commitIndex: st.commit, appliedIndex: this.raft.appliedIndex, leaderId: st.leader, fastPreVotes: st.fastPreVotes, clockStalls: st.clockStalls, busyRefusals: st.busyRefusals, recovering: st.recovering === true });
-    this.metrics.setFollowerReadLeases(this.followerCover.coveredKeys, this.followerCover.askedKeys);
+    this.metrics.setRaft({ term: st.term, role: st.role, commitIndex: st.commit, appliedIndex: this.raft.appliedIndex, leaderId: st.leader, fastPreVotes: st.fastPreVotes, clockStalls: st.clockStalls, busyRefusals: st.busyRefusals, followerLeaseReads: st.followerLease.readsServed, recovering: st.recovering === true });
+    this.metrics.setFollowerReadLeases(this.followerCover.coveredKeys, this.followerCover.askedKeys, this.followerCover.refreshedKeys);
     const s = this.state.stats();
     this.metrics.setCapacity({
       allocatedBytes: s.memoryAllocatedBytes + s.diskAllocatedBytes,
@@ -375,7 +377,9 @@ export class MasterNode {
       // The cluster's (replicated) and what this Mooring supports (src/statemachine/state-version.ts).
       stateVersion: { cluster: this.state.stateVersion, supported: supportedStateVersion },
       // Keys this master served as a follower: asked the leader to lease them, or served under a cover.
-      followerReadLeases: { asked: this.followerCover.askedKeys, covered: this.followerCover.coveredKeys },
+      followerReadLeases: { asked: this.followerCover.askedKeys, covered: this.followerCover.coveredKeys, refreshed: this.followerCover.refreshedKeys },
+      // Follower read lease (raft.followerLeaseTicks): ticks still held, gates this node runs, reads served under it.
+      followerLease: st.followerLease,
       stats,
       ...(opts.stateHash ? { stateHash: this.state.stateHash() } : {}),
       ready: this.readiness(),

@@ -38,6 +38,8 @@ export interface RaftMetricsUpdate {
   clockStalls?: number;
   /** Total requests this node refused with BUSY (backpressure) so far (the counter advances by the difference). */
   busyRefusals?: number;
+  /** Reads this node served as a follower under its follower read lease (RaftNode status followerLease.readsServed). */
+  followerLeaseReads?: number;
   /** This node cut a damaged end of its log and waits for a leader to bring it up to date (docs/raft.md). */
   recovering?: boolean;
 }
@@ -67,6 +69,7 @@ export class MasterMetrics {
   readonly fastPreVotes: Counter;
   readonly clockStalls: Counter;
   readonly busyRefusals: Counter;
+  readonly followerLeaseReads: Counter;
   readonly followerReadLeaseKeys: Counter<'kind'>;
   /** What each running total from the node's status had reached at the last setRaft (counters advance by the difference). */
   private readonly totalsSeen = new Map<Counter<string>, Map<string, number>>();
@@ -112,7 +115,8 @@ export class MasterMetrics {
     this.leaderChanges = new Counter({ name: 'mooring_raft_leader_changes_total', help: 'Times this node saw a new leader', registers });
     this.fastPreVotes = new Counter({ name: 'mooring_raft_fast_prevotes_total', help: 'Pre-votes started because the leader\'s connection reset (fast failover), not by an election timeout', registers });
     this.clockStalls = new Counter({ name: 'mooring_raft_clock_stalls_total', help: 'Raft ticks that ran at least half an election timeout late: the process was stalled (GC, CPU starvation, a pause) and its peers may have elected a new leader', registers });
-    this.followerReadLeaseKeys = new Counter({ name: 'mooring_follower_read_lease_keys_total', help: 'Keys this master served as a follower: kind=asked needed the leader to lease them in the read\'s ReadIndex round, kind=covered were served under a recent grant of the same key (follower-lease-cover)', labelNames: ['kind'], registers });
+    this.followerReadLeaseKeys = new Counter({ name: 'mooring_follower_read_lease_keys_total', help: 'Keys this master served as a follower: kind=asked needed the leader to lease them in the read\'s ReadIndex round, kind=covered were served under a recent grant of the same key (follower-lease-cover), kind=refreshed were leased again ahead of their next reads (cover refresh)', labelNames: ['kind'], registers });
+    this.followerLeaseReads = new Counter({ name: 'mooring_raft_follower_lease_reads_total', help: 'Reads this master served as a follower under its follower read lease (raft.followerLeaseTicks), with no round to the leader', registers });
     this.busyRefusals = new Counter({ name: 'mooring_raft_busy_refusals_total', help: 'Proposals and reads refused with BUSY (backpressure: the leader\'s queue had waited longer than maxProposalWaitMs, or a pending limit was reached); clients retried them after retryAfterMs', registers });
     this.proposalDuration = new Histogram({
       name: 'mooring_proposal_duration_seconds',
@@ -183,6 +187,7 @@ export class MasterMetrics {
     this.advance(this.fastPreVotes, u.fastPreVotes);
     this.advance(this.clockStalls, u.clockStalls);
     this.advance(this.busyRefusals, u.busyRefusals);
+    this.advance(this.followerLeaseReads, u.followerLeaseReads);
     if (u.leaderId !== undefined) {
       const leader = u.leaderId === '' ? null : u.leaderId;
       this.raftHasLeader.set(leader === null ? 0 : 1);
@@ -192,9 +197,10 @@ export class MasterMetrics {
   }
 
   /** Running totals of the follower lease cover (FollowerLeaseCover.coveredKeys / askedKeys). */
-  setFollowerReadLeases(covered: number, asked: number): void {
+  setFollowerReadLeases(covered: number, asked: number, refreshed: number): void {
     this.advance(this.followerReadLeaseKeys, covered, 'covered');
     this.advance(this.followerReadLeaseKeys, asked, 'asked');
+    this.advance(this.followerReadLeaseKeys, refreshed, 'refreshed');
   }
 
   setCapacity(u: CapacityMetricsUpdate): void {

@@ -396,14 +396,26 @@ describe('toRaftCoreOptions', () => {
       checkQuorum: true,
       fastFailover: true,
       readOnlyOption: 'lease',
+      followerLeaseTicks: 0,
       maxEntriesPerAppend: 512,
       maxBytesPerAppend: 1024 * 1024,
       maxInflightAppends: 7,
       maxInflightBytes: 4 * 1024 * 1024,
     });
+    expect(toRaftCoreOptions(parseConfig({ nodeId: 'a', raft: { followerLeaseTicks: 3 } })).followerLeaseTicks).toBe(3);
     const safe = toRaftCoreOptions(parseConfig({ nodeId: 'a', raft: { readMode: 'readIndex', checkQuorum: false } }));
     expect(safe.readOnlyOption).toBe('safe');
     expect(safe.checkQuorum).toBe(false);
+  });
+});
+
+describe('raft.followerLeaseTicks', () => {
+  it('needs lease reads, room under the election timeout, and heartbeats inside the lease; each with a clear line', () => {
+    expectProblem({ nodeId: 'a', raft: { followerLeaseTicks: 3, readMode: 'readIndex' } }, 'raft.followerLeaseTicks', "needs raft.readMode 'lease'");
+    expectProblem({ nodeId: 'a', raft: { followerLeaseTicks: 4 } }, 'raft.followerLeaseTicks', 'must be at most raft.electionTimeoutTicks - 3 (3)');
+    expectProblem({ nodeId: 'a', raft: { followerLeaseTicks: 3, heartbeatIntervalTicks: 3, electionTimeoutTicks: 10 } }, 'raft.followerLeaseTicks', 'lapse between heartbeats');
+    expectProblem({ nodeId: 'a', raft: { followerLeaseTicks: -1 } }, 'raft.followerLeaseTicks');
+    expect(parseConfig({ nodeId: 'a' }).raft.followerLeaseTicks).toBe(0);
   });
 });
 

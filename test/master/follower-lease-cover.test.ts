@@ -1,7 +1,7 @@
 // FollowerLeaseCover (src/master/follower-lease-cover.ts): which keys a follower may serve without asking the leader
 // to lease them again. Pure bookkeeping on the caller's clock: every edge of the window is checked here.
 import { describe, expect, it } from 'vitest';
-import { coverMarginMs, FollowerLeaseCover } from '../../src/master/follower-lease-cover.js';
+import { coverMarginMs, FollowerLeaseCover, maxCoverRefreshBytes } from '../../src/master/follower-lease-cover.js';
 import { announceAheadMs } from '../../src/master/lease-sync.js';
 
 describe('FollowerLeaseCover', () => {
@@ -16,6 +16,49 @@ describe('FollowerLeaseCover', () => {
     expect(c.uncovered(['a'], 1_000 + c.coverMs + 1, 3)).toEqual(['a']);
     expect(c.coveredKeys).toBe(2);
     expect(c.askedKeys).toBe(2 + 1 + 1 + 1);
+  });
+
+  it('refresh ahead: a covered key read in the second half of its cover is queued for one background refresh', () => {
+    const off = new FollowerLeaseCover(10_000);
+    off.uncovered([], 0, 1);
+    off.granted(['a'], 0, 1);
+    off.uncovered(['a'], off.coverMs * 0.75, 1);
+    expect(off.wantsRefresh).toBe(false); // refreshAhead is off by default (no follower read lease)
+    const c = new FollowerLeaseCover(10_000);
+    c.refreshAhead = true;
+    c.uncovered([], 0, 1);
+    c.granted(['a', 'b'], 1_000, 1);
+    expect(c.uncovered(['a', 'b'], 1_000 + c.coverMs / 2, 1)).toEqual([]); // first half: nothing to refresh
+    expect(c.wantsRefresh).toBe(false);
+    expect(c.uncovered(['a'], 1_001 + c.coverMs / 2, 1)).toEqual([]); // second half: still covered, and queued
+    expect(c.wantsRefresh).toBe(true);
+    expect(c.takeRefresh()).toEqual(['a']);
+    expect(c.wantsRefresh).toBe(false); // one in flight at a time
+    c.uncovered(['b'], 1_002 + c.coverMs / 2, 1);
+    expect(c.wantsRefresh).toBe(false);
+    c.refreshDone();
+    expect(c.wantsRefresh).toBe(true);
+    expect(c.takeRefresh()).toEqual(['b']);
+    c.refreshDone();
+    // The refresh's grant, as a read's: it covers reads that begin up to coverMs after the refresh began.
+    c.granted(['a'], 1_001 + c.coverMs / 2, 1);
+    expect(c.covers('a', 1_001 + c.coverMs / 2 + c.coverMs, 1)).toBe(true);
+    expect(c.refreshedKeys).toBe(2);
+  });
+
+  it('a refresh sends at most maxCoverRefreshBytes of keys; the rest wait for the next', () => {
+    const c = new FollowerLeaseCover(10_000);
+    c.refreshAhead = true;
+    c.uncovered([], 0, 1);
+    const long = Array.from({ length: 100 }, (_, i) => `${i}:${'x'.repeat(2_000)}`);
+    c.granted(long, 0, 1);
+    c.uncovered(long, c.coverMs * 0.75, 1);
+    const first = c.takeRefresh();
+    expect(first.length).toBeGreaterThan(0);
+    expect(first.length).toBeLessThan(long.length);
+    expect(first.reduce((a, k) => a + 3 * k.length, 0)).toBeLessThanOrEqual(maxCoverRefreshBytes);
+    c.refreshDone();
+    expect(c.takeRefresh()).toEqual(long.slice(first.length, 2 * first.length));
   });
 
   it('a newer grant extends the cover; an older one does not shorten it', () => {

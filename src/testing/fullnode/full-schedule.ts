@@ -58,6 +58,8 @@ export interface FullRunResult extends CheckReport {
   /** Gets served by a follower (ReadIndex from the leader, then the follower's state). */
   followerReads: number;
   coveredReads: number;
+  /** Reads a follower served under its follower read lease, with no round to the leader. */
+  followerLeaseReads: number;
   /** Leased gets answered ok in the compact form, and leased gets of two keys in one read. */
   compactReads: number;
   batchReads: number;
@@ -168,12 +170,14 @@ export interface FullRunOptions {
    * (drawn from the seed's own stream); the check: no pinging client is expired.
    */
   clientExpiry?: boolean;
+  /** raft.followerLeaseTicks for every master (follower read leases; 0 or absent: off). */
+  followerLeaseTicks?: number;
 }
 
 export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, opts: FullRunOptions = {}): Promise<FullRunResult> {
   const sim = new FullSim(seed, {
     voters: schedule.voters,
-    ...(schedule.raft !== undefined ? { raft: schedule.raft } : {}),
+    ...(schedule.raft !== undefined || opts.followerLeaseTicks !== undefined ? { raft: { ...schedule.raft, ...(opts.followerLeaseTicks !== undefined ? { followerLeaseTicks: opts.followerLeaseTicks } : {}) } } : {}),
     ...(schedule.disk !== undefined ? { disk: schedule.disk } : {}),
     leases: { ...(schedule.leaseTtlMs !== undefined ? { ttlMs: schedule.leaseTtlMs } : {}), fault: opts.leaseFault ?? null },
     ...(schedule.walSegmentBytes !== undefined ? { walSegmentBytes: schedule.walSegmentBytes } : {}),
@@ -265,6 +269,7 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
     unknownOutcomes: sim.workload?.unknown ?? 0,
     followerReads: sim.workload?.followerReads ?? 0,
     coveredReads: sim.workload?.coveredReads ?? 0,
+    followerLeaseReads: sim.hosts.reduce((a, h) => a + h.followerLeaseReads, 0),
     compactReads: sim.workload?.compactReads ?? 0,
     batchReads: sim.workload?.batchReads ?? 0,
     sessionsOpened: sim.workload?.sessionsOpened ?? 0,

@@ -177,7 +177,7 @@ export class SimLeaseNode {
   readonly gate: LeaderGate;
   readonly pending = new PendingWrites();
   /** This incarnation's follower lease covers (a crash loses them, as it loses a process's). */
-  private readonly cover: FollowerLeaseCover;
+  readonly cover: FollowerLeaseCover;
   /** Production's write steps (write-service.ts) on this node's clocks. */
   private readonly writes: WriteService;
   /** Reads served so far: odd ones answer in the compact form (no randomness drawn: seeds replay as before). */

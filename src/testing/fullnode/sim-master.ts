@@ -59,6 +59,8 @@ export class SimMasterHost {
   /** Why the node stopped for good (a corrupted log it refuses to serve). */
   failure: Error | null = null;
   crashes = 0;
+  /** Reads served under a follower read lease by this host's earlier incarnations (see followerLeaseReads). */
+  private leaseReadsBefore = 0;
   fatalStops = 0;
   private storage: Wal | null = null;
   private transport: SimTransport | null = null;
@@ -177,6 +179,7 @@ export class SimMasterHost {
       const ttl = this.ledger.ttlMs;
       const store = LeaseFile.open(new SimLeaseFileIo(this.disk, fs, this.clock), leaseFile, { longestLeaseMs: ttl + announceAheadMs(ttl), logger: silentLogger });
       this.lease = new SimLeaseNode(this.id, this.clock, raft, state, contact, (to, frame) => transport.send(to, frame), this.ledger, t.electionTimeoutTicks * t.tickMs, simEpochMs, fresh, store);
+      this.lease.cover.refreshAhead = t.followerLeaseTicks > 0; // as MasterNode does
       if (this.liveness !== null) this.expiry = new SimExpiryNode(this.clock, raft, state, this.liveness, simEpochMs);
     }
     this.status = 'up';
@@ -222,6 +225,11 @@ export class SimMasterHost {
     });
   }
 
+  /** Reads this host served under its follower read lease (raft.followerLeaseTicks), over all its incarnations. */
+  get followerLeaseReads(): number {
+    return this.leaseReadsBefore + (this.raft?.followerLeaseReads ?? 0);
+  }
+
   /**
    * The process dies: memory and timers are lost; the disk and flushed state survive. 'power' (a power loss, the
    * default): unsynced writes may be lost too and the boot id changes; 'process' (SIGKILL): the page cache stays.
@@ -229,6 +237,7 @@ export class SimMasterHost {
   crash(kind: 'power' | 'process' = 'power'): void {
     if (this.status === 'down' || this.status === 'failed') return;
     this.crashes++;
+    this.leaseReadsBefore = this.followerLeaseReads;
     this.clock.kill();
     this.disk.crash(kind);
     void this.transport?.close();
