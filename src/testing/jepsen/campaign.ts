@@ -30,6 +30,8 @@ export interface CampaignOptions {
   keys?: number;
   workers?: number;
   maxObjectBytes?: number;
+  /** raft.followerLeaseTicks for the masters (follower read leases; absent: the config default, off). */
+  followerLeaseTicks?: number;
   /** Progress lines (stderr in the CLI). */
   log?: (line: string) => void;
 }
@@ -163,7 +165,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
     storageNodes: 3,
     storage: { memoryBytes: 32 << 20, pingMs: 300 },
     // Short leases so removals are not mostly refused with OBJECT_HAS_LEASE right after a read.
-    masterConfig: { clientTtlMs: 4_000, leaseTtlMs: 500 },
+    masterConfig: { clientTtlMs: 4_000, leaseTtlMs: 500, ...(opts.followerLeaseTicks !== undefined ? { raft: { followerLeaseTicks: opts.followerLeaseTicks } } : {}) },
     fullDisk: { node: 2, bytes: fullDiskTmpfsBytes },
     masterLogs: true,
   });

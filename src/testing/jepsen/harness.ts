@@ -245,10 +245,11 @@ export class ProcessCluster {
         dataDir,
         listen: { host: '127.0.0.1', raftPort: raftPorts[i]!, rpcPort: rpcPorts[i]!, httpPort: 0 },
         peers,
-        raft: { tickMs: 20, electionTimeoutTicks: 10 },
         clientTtlMs: 4_000,
         leaseTtlMs: 2_000,
         ...this.opts.masterConfig,
+        // Merged, not replaced: a masterConfig.raft adds to these timers.
+        raft: { tickMs: 20, electionTimeoutTicks: 10, ...(this.opts.masterConfig?.raft as Record<string, unknown> | undefined) },
       };
       this.masters.push({ id: ids[i]!, proc: new ManagedProcess(ids[i]!), config, rpcPort: rpcPorts[i]! });
       this.endpoints.push(`127.0.0.1:${rpcPorts[i]}`);

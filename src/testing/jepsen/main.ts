@@ -1,5 +1,5 @@
 /**
- * `npm run jepsen -- --minutes M [--seed S] [--json]`: runs the fault campaign (campaign.ts) and prints a table,
+ * `npm run jepsen -- --minutes M [--seed S] [--follower-lease-ticks N] [--json]`: runs the fault campaign (campaign.ts) and prints a table,
  * or one JSON object with --json. Exit code 0 only when the history is linearizable, nothing acknowledged was
  * lost and no read returned wrong bytes; 1 on a violation; 2 when the campaign itself could not run.
  */
@@ -15,9 +15,11 @@ async function main(): Promise<void> {
   if (!(minutes > 0)) throw new Error('--minutes must be a positive number');
   const seedArg = flag('--seed');
   const json = argv.includes('--json');
+  const leaseArg = flag('--follower-lease-ticks');
   const result = await runCampaign({
     durationMs: minutes * 60_000,
     ...(seedArg !== undefined ? { seed: Number(seedArg) } : {}),
+    ...(leaseArg !== undefined ? { followerLeaseTicks: Number(leaseArg) } : {}),
     log: (l) => process.stderr.write(`[jepsen ${new Date().toISOString().slice(11, 19)}] ${l}\n`),
   });
   if (json) {
