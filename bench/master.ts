@@ -343,7 +343,7 @@ try {
   }
   if (!args.has('--no-record')) {
     const idle = idleCpuMsPerSec as number[] | null; // set inside perMaster(), which TypeScript's narrowing does not see
-    const only = ['--reads-only', '--writes-only'].filter((f) => args.has(f)).map((f) => ` ${f}`).join('');
+    const only = ['--reads-only', '--writes-only'].filter((f) => args.has(f)).map((f) => ` ${f}`).join('') + (followerLeaseTicks !== null ? ` --follower-lease-ticks ${followerLeaseTicks}` : '');
     appendResults('master', `npm run bench:master -- --seconds ${seconds} --concurrency ${concurrency} --connections ${connections}${only}`,
       `${idle === null ? '' : `Idle CPU per master (ms/s, no client load): ${idle.map((x) => round(x, 1)).join(' / ')}. `}Three \`mooring master\` processes (LocalCluster, default raft: 25 ms ticks, fsync on) and the clients in one more process, all on the same ${m.cores} cores. ${concurrency} logical sessions over ${connections} connections to the leader (the all-masters case: ${connections} clients with readFrom 'any').\n\n${md}\n\n${shareMd}${shareMd === '' ? '' : '\n\n'}${verdict.join('\n')}\n`, m);
   }

@@ -110,6 +110,19 @@ describe('follower read leases: the commit gate', () => {
     expect(net.appliedStrings(other)).toContain('gated');
   });
 
+  it('no grant to a follower being probed: it would gate every commit behind its catch-up', () => {
+    const { net, leader, followers } = leasedCluster();
+    const [probed, other] = followers as [string, string];
+    net.core(leader).reportUnreachable(probed);
+    const start = net.log.length;
+    net.tick([leader]); // a heartbeat to each follower
+    net.processReady(leader);
+    const sent = net.log.slice(start).filter((m) => m.type === 'heartbeat');
+    expect(sent.some((m) => m.to === probed)).toBe(true);
+    expect(sent.filter((m) => m.to === probed && m.leaseCommit !== undefined)).toEqual([]);
+    expect(sent.some((m) => m.to === other && m.leaseCommit !== undefined)).toBe(true);
+  });
+
   it('without lease holders a quorum commits as usual', () => {
     const net = new Net(ids, opts);
     const leader = tickUntilLeader(net, ids);

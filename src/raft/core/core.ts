@@ -1342,6 +1342,9 @@ export class RaftCore {
   /** The ask this heartbeat may grant a follower read lease for, if any (follower-lease.ts says why each rule). */
   private followerLeaseGrantFor(to: NodeId, pr: Progress): { ask: number; epoch: number } | undefined {
     if (this.followerLeaseTicks === 0 || pr.isLearner || pr.recoverTo !== null) return undefined;
+    // Not to a follower still being probed or sent a snapshot: its lease would gate every commit behind its catch-up,
+    // and its reads would wait for the catch-up anyway.
+    if (pr.state !== 'replicate') return undefined;
     if (this.leadTransferee !== null || this.transferStartedThisTerm || this.isLeaving() || this.removingSelf) return undefined;
     // A new leader learns the commit index only once an entry of its term commits: leaseCommit must be it.
     if (!this.committedEntryInCurrentTerm()) return undefined;
