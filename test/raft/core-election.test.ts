@@ -1,17 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { Net } from './core-harness.js';
+import { Net, tickUntilLeader } from './core-harness.js';
 import { CHECK_QUORUM_ELECTION_TIMEOUTS } from '../../src/raft/core/core.js';
 
 const ids = ['a', 'b', 'c'];
-
-function tickUntilLeader(net: Net, among: string[], max = 200): string {
-  for (let i = 0; i < max; i++) {
-    const l = net.leaderOf(among);
-    if (l !== undefined) return l;
-    net.tickAll(1, among);
-  }
-  throw new Error(`no leader among ${among.join(',')} (seed ${net.seed})`);
-}
 
 describe('elections', () => {
   it('elects one leader per term across many seeds (election safety)', () => {

@@ -6,20 +6,11 @@ import { describe, expect, it } from 'vitest';
 import { MooringError } from '../../src/errors.js';
 import { FOLLOWER_LEASE_MARGIN_TICKS } from '../../src/raft/core/follower-lease.js';
 import type { RaftConfig } from '../../src/raft/core/types.js';
-import { enc, Net } from './core-harness.js';
+import { enc, Net, tickUntilLeader } from './core-harness.js';
 
 const ids = ['a', 'b', 'c'];
 const D = 3;
 const opts: Partial<RaftConfig> = { readOnlyOption: 'lease', electionTimeoutTicks: 10, followerLeaseTicks: D };
-
-function tickUntilLeader(net: Net, among: string[], max = 300): string {
-  for (let i = 0; i < max; i++) {
-    const l = net.leaderOf(among);
-    if (l !== undefined) return l;
-    net.tickAll(1, among);
-  }
-  throw new Error('no leader');
-}
 
 /** A cluster whose followers hold read leases (they asked, and the leader granted). */
 function leasedCluster(seed = 1): { net: Net; leader: string; followers: string[] } {

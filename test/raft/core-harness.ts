@@ -263,3 +263,13 @@ export function logTerms(n: SimNode): number[] {
   for (let i = n.storage.firstIndex(); i <= n.storage.lastIndex(); i++) out.push(n.storage.term(i));
   return out;
 }
+
+/** Ticks the nodes `among` (stabilizing after each tick) until one of them leads; throws after `max` ticks. */
+export function tickUntilLeader(net: Net, among: string[], max = 300): string {
+  for (let i = 0; i < max; i++) {
+    const l = net.leaderOf(among);
+    if (l !== undefined) return l;
+    net.tickAll(1, among);
+  }
+  throw new Error(`no leader among ${among.join(',')} (seed ${net.seed})`);
+}

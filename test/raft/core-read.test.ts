@@ -1,18 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, MooringError } from '../../src/errors.js';
 import { MAX_PENDING_READS } from '../../src/raft/core/core.js';
-import { dec, enc, Net } from './core-harness.js';
+import { dec, enc, Net, tickUntilLeader } from './core-harness.js';
 
 const ids = ['a', 'b', 'c'];
-
-function tickUntilLeader(net: Net, among: string[], max = 300): string {
-  for (let i = 0; i < max; i++) {
-    const l = net.leaderOf(among);
-    if (l !== undefined) return l;
-    net.tickAll(1, among);
-  }
-  throw new Error('no leader');
-}
 
 describe('ReadIndex (safe)', () => {
   it('serves a read at the commit index after a heartbeat round confirms leadership', () => {
