@@ -227,7 +227,7 @@ export class Simulator {
       preVote: options.preVote ?? raftDefaults.preVote,
       checkQuorum: options.checkQuorum ?? raftDefaults.checkQuorum,
       readOnlyOption: options.readOnlyOption ?? (options.clients && (options.clients.readMode === 'lease' || options.clients.readMode === 'followerLease') ? 'lease' : 'safe'),
-      followerLeaseTicks: options.followerLeaseTicks ?? (options.clients && options.clients.readMode === 'followerLease' ? simFollowerLeaseTicks : 0),
+      followerLeaseTicks: options.followerLeaseTicks ?? (options.clients && options.clients.readMode === 'followerLease' ? simFollowerLeaseTicks : raftDefaults.followerLeaseTicks),
       maxPersistDelayTicks: options.maxPersistDelayTicks ?? 2,
       maxInflightSaves: options.maxInflightSaves ?? raftDefaults.maxInflightSaves,
       slowPersistProbability: options.slowPersistProbability ?? 0.3,

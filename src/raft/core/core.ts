@@ -79,6 +79,8 @@ export const DEFAULT_MAX_UNCOMMITTED_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_MAX_COMMITTED_BYTES_PER_READY = 4 * 1024 * 1024;
 export const DEFAULT_PRE_VOTE = true;
 export const DEFAULT_CHECK_QUORUM = true;
+/** Follower read leases off: they move cost onto the write path (follower-lease.ts, docs/raft.md). */
+export const DEFAULT_FOLLOWER_LEASE_TICKS = 0;
 /**
  * Check-quorum: a leader steps down once no quorum has answered it for this many election timeouts, counted from each
  * peer's last answer (not in fixed windows, which let a silence of anywhere between one and two windows count). Two,
@@ -224,7 +226,7 @@ export class RaftCore {
       throw new MooringError(ErrorCode.INVALID_CONFIG, "readOnlyOption 'lease' needs electionTimeoutTicks >= 3");
     }
     this.startupLease = this.readOnlyOption === 'lease';
-    const flt = config.followerLeaseTicks ?? 0;
+    const flt = config.followerLeaseTicks ?? DEFAULT_FOLLOWER_LEASE_TICKS;
     if (!Number.isSafeInteger(flt) || flt < 0) throw new MooringError(ErrorCode.INVALID_CONFIG, 'followerLeaseTicks must be a non-negative integer');
     if (flt > 0) {
       if (this.readOnlyOption !== 'lease') throw new MooringError(ErrorCode.INVALID_CONFIG, "followerLeaseTicks needs readOnlyOption 'lease'");

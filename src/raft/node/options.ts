@@ -13,6 +13,7 @@ import {
   DEFAULT_MAX_INFLIGHT_APPENDS,
   DEFAULT_MAX_INFLIGHT_BYTES,
   DEFAULT_CHECK_QUORUM,
+  DEFAULT_FOLLOWER_LEASE_TICKS,
   DEFAULT_PRE_VOTE,
 } from '../core/core.js';
 import type { RaftConfig } from '../core/types.js';
@@ -82,7 +83,7 @@ export const raftDefaults: Readonly<RaftTunables> = Object.freeze({
   checkQuorum: DEFAULT_CHECK_QUORUM,
   fastFailover: true,
   readMode: 'lease',
-  followerLeaseTicks: 0,
+  followerLeaseTicks: DEFAULT_FOLLOWER_LEASE_TICKS,
   maxEntriesPerAppend: DEFAULT_MAX_ENTRIES_PER_APPEND,
   maxBytesPerAppend: DEFAULT_MAX_BYTES_PER_APPEND,
   maxInflightAppends: DEFAULT_MAX_INFLIGHT_APPENDS,
