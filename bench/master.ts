@@ -15,6 +15,8 @@
  *   npm run bench:master [-- --json] [--seconds N] [--concurrency N] [--connections N] [--cpu-prof] [--no-record]
  *                        [--reads-only]   (put pairs to fill keys, then only the read cases)
  *                        [--writes-only]  (only the write cases: put pairs, batch put, half peak, overload)
+ *                        [--mixed]        (with the read cases: put pairs at 500/s while every master serves reads)
+ *                        [--follower-lease-ticks N]  (raft.followerLeaseTicks for the masters)
  *   MASTER_NODE_ARGS="--trace-gc" passes node flags to the masters (their output goes to their logs, kept).
  */
 import { mkdtempSync, readdirSync } from 'node:fs';
@@ -271,6 +273,18 @@ try {
   say(`batchGetReplicaList (all masters): ${aget.opsPerSec * batchGetKeys} keys/s p50 ${aget.p50Ms} ms p99 ${aget.p99Ms} ms; ${fromAll.note}`);
   perMasterDetail.leaderOnly = leaderOnly.masters;
   perMasterDetail.allMasters = fromAll.masters;
+
+  if (args.has('--mixed')) {
+    // Writes while every master serves batched reads: what the write path pays for follower read leases (with
+    // --follower-lease-ticks, a write commits only once every follower serving reads holds it). A fixed write rate
+    // (open loop, latency from the scheduled start), so both builds are asked the same.
+    const mixedRate = 500;
+    const readers = closedLoop(batchConc, seconds, batchGet((w) => anyConns[w % connections]!));
+    const { load: mixed, note: mixedCpu } = await withCpu(() => openLoop(mixedRate, seconds, concurrency, tally((w: number, n: number) => putPair(w, n, 'mix'))));
+    const rd = await readers;
+    results.mixedWrites = { ...mixed, unit: 'put pairs/s', note: `open loop at ${mixedRate}/s while ${batchConc} batched readers read from all masters (${rd.opsPerSec * batchGetKeys} keys/s)${mixed.dropped > 0 ? `; ${mixed.dropped} arrivals dropped` : ''}${mixedCpu}${errNote()}` };
+    say(`put pairs at ${mixedRate}/s with all-masters reads: p50 ${mixed.p50Ms} ms p99 ${mixed.p99Ms} ms; reads ${rd.opsPerSec * batchGetKeys} keys/s`);
+  }
   }
 
   if (!args.has('--reads-only')) {
@@ -313,6 +327,7 @@ try {
     ['get-replica-list', results.getReplicaList],
     ['get-replica-list, batched (leader only)', results.batchGetReplicaList],
     ['batched get-replica-list from all masters', results.batchGetReplicaListAll],
+    ['put pairs at 500/s while all masters read (--mixed)', results.mixedWrites],
     ['batch put (32)', results.batchPut],
     ['put pairs at 50% of peak', results.putPairsHalfRate],
     ['put pairs, 8× sessions (overload)', results.putPairsOverload],
@@ -343,7 +358,7 @@ try {
   }
   if (!args.has('--no-record')) {
     const idle = idleCpuMsPerSec as number[] | null; // set inside perMaster(), which TypeScript's narrowing does not see
-    const only = ['--reads-only', '--writes-only'].filter((f) => args.has(f)).map((f) => ` ${f}`).join('') + (followerLeaseTicks !== null ? ` --follower-lease-ticks ${followerLeaseTicks}` : '');
+    const only = ['--reads-only', '--writes-only', '--mixed'].filter((f) => args.has(f)).map((f) => ` ${f}`).join('') + (followerLeaseTicks !== null ? ` --follower-lease-ticks ${followerLeaseTicks}` : '');
     appendResults('master', `npm run bench:master -- --seconds ${seconds} --concurrency ${concurrency} --connections ${connections}${only}`,
       `${idle === null ? '' : `Idle CPU per master (ms/s, no client load): ${idle.map((x) => round(x, 1)).join(' / ')}. `}Three \`mooring master\` processes (LocalCluster, default raft: 25 ms ticks, fsync on) and the clients in one more process, all on the same ${m.cores} cores. ${concurrency} logical sessions over ${connections} connections to the leader (the all-masters case: ${connections} clients with readFrom 'any').\n\n${md}\n\n${shareMd}${shareMd === '' ? '' : '\n\n'}${verdict.join('\n')}\n`, m);
   }
