@@ -17,10 +17,10 @@
  * the replies, in apply order (one write at a time: two LevelDB writes in flight may land in either order), joined
  * by the applies that come before it starts; until it has landed its values sit in `unwritten`, which every read
  * (get, a later apply's prev) consults first. So readers see exactly the applied state, and a restart replays the
- * Raft log from the last applied index that reached LevelDB. At most `maxKvWritesBehind` batches wait; beyond that an apply waits for the oldest. Anything that must
- * see LevelDB at exactly `applied` (snapshot, state hash, flush) is queued in the same write order, so it runs after
- * every earlier batch landed and before any later one starts. A failed write poisons the state machine: the next
- * apply throws it (the node crash-stops and replays on restart).
+ * Raft log from the last applied index that reached LevelDB. At most `maxKvWritesBehind` batches wait; beyond that an
+ * apply waits for the oldest. Anything that must see LevelDB at exactly `applied` (snapshot, state hash, flush) is
+ * queued in the same write order, so it runs after every earlier batch landed and before any later one starts. A
+ * failed write poisons the state machine: the next apply throws it (the node crash-stops and replays on restart).
  *
  * No running key count (it needed every key's previous existence, a LevelDB read per write on the reply path): the
  * count comes with the state hash (`summary()`), one scan.

@@ -42,7 +42,7 @@ import {
   restoreConfState,
   type ChangeResult,
 } from './confchange.js';
-import { FOLLOWER_LEASE_MARGIN_TICKS, FollowerLeaseGrants, FollowerLeaseHolder } from './follower-lease.js';
+import { FOLLOWER_LEASE_MARGIN_TICKS, FollowerLeaseGrants, FollowerLeaseHolder, MAX_FOLLOWER_LEASE_VOTERS } from './follower-lease.js';
 import { RaftLog } from './log.js';
 import type { Progress } from './progress.js';
 import { decodeRoundId, encodeRoundId, ReadOnly, type ReadRequest } from './read-only.js';
@@ -966,9 +966,9 @@ export class RaftCore {
     if (this.flGrants.gated > 0 && this.flGrants.prune(this.tickCount)) {
       // A gate ran out: commits held for that follower may go, and a transfer or hand-off held for it too.
       if (this.maybeCommit()) this.afterCommitAdvanced();
-      if (this.role === 'leader') this.maybeSendTimeoutNow();
-      if (this.role === 'leader') this.maybeHandOff();
-      if (this.role !== 'leader') return;
+      this.maybeSendTimeoutNow();
+      this.maybeHandOff();
+      if (this.role !== 'leader') return; // handed off
     }
     if (this.electionElapsed >= this.electionTimeout) {
       this.electionElapsed = 0;
@@ -1351,7 +1351,7 @@ export class RaftCore {
     // A new leader learns the commit index only once an entry of its term commits: leaseCommit must be it.
     if (!this.committedEntryInCurrentTerm()) return undefined;
     const c = this.trk.config;
-    if (isJoint(c) || c.incoming.size > 3) return undefined;
+    if (isJoint(c) || c.incoming.size > MAX_FOLLOWER_LEASE_VOTERS) return undefined;
     // Only to a follower that answered within a heartbeat interval: one that went quiet would hold commits up.
     return this.flGrants.freshAsk(to, this.tickCount - this.heartbeatTimeout);
   }

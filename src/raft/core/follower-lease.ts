@@ -28,6 +28,8 @@
 
 /** Ticks the leader's gate outlasts the lease a follower counts: covers tick granularity on both sides and clock rates. */
 export const FOLLOWER_LEASE_MARGIN_TICKS = 2;
+/** Voters up to which every quorum holds a lease's granter or its holder (see "Leader changes" above). */
+export const MAX_FOLLOWER_LEASE_VOTERS = 3;
 
 interface HeldLease {
   /** The follower's tick when it asked; the lease holds while tickCount < ask + leaseTicks. */

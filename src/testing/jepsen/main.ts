@@ -1,6 +1,6 @@
 /**
- * `npm run jepsen -- --minutes M [--seed S] [--follower-lease-ticks N] [--json]`: runs the fault campaign (campaign.ts) and prints a table,
- * or one JSON object with --json. Exit code 0 only when the history is linearizable, nothing acknowledged was
+ * `npm run jepsen -- --minutes M [--seed S] [--follower-lease-ticks N] [--json]`: runs the fault campaign
+ * (campaign.ts) and prints a table, or one JSON object with --json. Exit code 0 only when the history is linearizable, nothing acknowledged was
  * lost and no read returned wrong bytes; 1 on a violation; 2 when the campaign itself could not run.
  */
 import { runCampaign } from './campaign.js';
