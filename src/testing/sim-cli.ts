@@ -31,6 +31,8 @@ interface Args {
   batchReads: boolean;
   /** --client-expiry: the masters expire silent clients, every client pings (full-node only). */
   clientExpiry: boolean;
+  /** --hot-reads: one more client per node reading the hot keys from it (full-node only). */
+  hotReads: boolean;
 }
 
 function usage(msg: string): never {
@@ -40,13 +42,15 @@ function usage(msg: string): never {
        [--client-writes: full-node writes go through production's client (hedges, hints, parking)]
        [--batch-reads: full-node compact leased reads ask for two keys in one read (batchGetReplicaList's path)]
        [--client-expiry: full-node masters expire silent clients; every client pings through production's client]
+       [--hot-reads: full-node, one more client per node reading the two hot keys from it (covers, follower leases)]
+       [--follower-lease-ticks N: full-node masters run with raft.followerLeaseTicks N]
        [--no-remove-leader: skip removals of the current leader]
        [--read-modes readIndex,lease,localUnsafe] [--faults partition,cut,rates,crash,pause,skew,heal,transfer,membership]\n`);
   process.exit(2);
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { readModes: null, faults: null, seeds: 100, seed: null, start: 1, json: false, verbose: false, removeLeader: true, fullNode: false, leaseFault: null, clientWrites: false, batchReads: false, clientExpiry: false, followerLeaseTicks: null };
+  const a: Args = { readModes: null, faults: null, seeds: 100, seed: null, start: 1, json: false, verbose: false, removeLeader: true, fullNode: false, leaseFault: null, clientWrites: false, batchReads: false, clientExpiry: false, hotReads: false, followerLeaseTicks: null };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
     const num = (): number => {
@@ -62,7 +66,8 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--no-remove-leader') a.removeLeader = false;
     else if (k === '--full-node') a.fullNode = true;
     else if (k === '--client-writes') a.clientWrites = true;
-    else if (k === '--follower-lease-ticks') a.followerLeaseTicks = Number(argv[++i]);
+    else if (k === '--follower-lease-ticks') a.followerLeaseTicks = num();
+    else if (k === '--hot-reads') a.hotReads = true;
     else if (k === '--batch-reads') a.batchReads = true;
     else if (k === '--client-expiry') a.clientExpiry = true;
     else if (k === '--lease-fault') {
@@ -187,12 +192,12 @@ async function runFullNode(args: Args): Promise<void> {
   const recoveredSeeds: number[] = [];
   const failing: number[] = [];
   /** The command that replays `seed` with this run's options. */
-  const replay = (seed: number): string => `replay: npm run sim -- --full-node --seed ${seed}${args.clientWrites ? ' --client-writes' : ''}${args.batchReads ? ' --batch-reads' : ''}${args.clientExpiry ? ' --client-expiry' : ''}${args.followerLeaseTicks !== null ? ` --follower-lease-ticks ${args.followerLeaseTicks}` : ''}${args.leaseFault !== null ? ` --lease-fault ${args.leaseFault}` : ''}`;
+  const replay = (seed: number): string => `replay: npm run sim -- --full-node --seed ${seed}${args.clientWrites ? ' --client-writes' : ''}${args.batchReads ? ' --batch-reads' : ''}${args.clientExpiry ? ' --client-expiry' : ''}${args.hotReads ? ' --hot-reads' : ''}${args.followerLeaseTicks !== null ? ` --follower-lease-ticks ${args.followerLeaseTicks}` : ''}${args.leaseFault !== null ? ` --lease-fault ${args.leaseFault}` : ''}`;
   for (const seed of seeds) {
     const schedule = fullScheduleForSeed(seed);
     let r: FullRunResult;
     try {
-      r = await runFullNodeSchedule(seed, schedule, { ...(args.leaseFault !== null ? { leaseFault: args.leaseFault } : {}), ...(args.clientWrites ? { clientWrites: true } : {}), ...(args.batchReads ? { batchReads: true } : {}), ...(args.clientExpiry ? { clientExpiry: true } : {}), ...(args.followerLeaseTicks !== null ? { followerLeaseTicks: args.followerLeaseTicks } : {}) });
+      r = await runFullNodeSchedule(seed, schedule, { ...(args.leaseFault !== null ? { leaseFault: args.leaseFault } : {}), ...(args.clientWrites ? { clientWrites: true } : {}), ...(args.batchReads ? { batchReads: true } : {}), ...(args.clientExpiry ? { clientExpiry: true } : {}), ...(args.hotReads ? { hotReads: true } : {}), ...(args.followerLeaseTicks !== null ? { followerLeaseTicks: args.followerLeaseTicks } : {}) });
     } catch (e) {
       totals.violations++;
       failing.push(seed);

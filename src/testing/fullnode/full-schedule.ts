@@ -172,6 +172,8 @@ export interface FullRunOptions {
   clientExpiry?: boolean;
   /** raft.followerLeaseTicks for every master (follower read leases; 0 or absent: off). */
   followerLeaseTicks?: number;
+  /** One reader per node reading the hot keys from it (Workload hotReaders). */
+  hotReads?: boolean;
 }
 
 export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, opts: FullRunOptions = {}): Promise<FullRunResult> {
@@ -182,7 +184,7 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
     leases: { ...(schedule.leaseTtlMs !== undefined ? { ttlMs: schedule.leaseTtlMs } : {}), fault: opts.leaseFault ?? null },
     ...(schedule.walSegmentBytes !== undefined ? { walSegmentBytes: schedule.walSegmentBytes } : {}),
     ...(schedule.sessions === true ? { sessions: true } : {}),
-    workload: { ...(opts.clientWrites === true ? { writesThroughClient: true } : {}), ...(opts.batchReads === true ? { batchReads: true } : {}) },
+    workload: { ...(opts.clientWrites === true ? { writesThroughClient: true } : {}), ...(opts.batchReads === true ? { batchReads: true } : {}), ...(opts.hotReads === true ? { hotReaders: schedule.voters } : {}) },
     ...(opts.clientExpiry === true ? { clientExpiry: { ttlMs: [2_000, 3_000, 4_000][randInt(new SeededRng(seed ^ 0x771e), 3)]! } } : {}),
   });
   await sim.start();

@@ -1,0 +1,21 @@
+// Follower read leases (raft.followerLeaseTicks) in the full-node simulator: real RaftNodes and master code serve
+// hot reads on followers under the lease, through crashes, partitions and disk faults, and stay linearizable.
+import { describe, expect, it } from 'vitest';
+import { fullScheduleForSeed, runFullNodeSchedule } from '../../src/testing/fullnode/full-schedule.js';
+
+describe('follower read leases in the full-node simulator', () => {
+  // Without the leader's commit gate (a write commits before every lease holder has it) these seeds return a stale
+  // read with hot readers (seeds 64 and 100 of 1..300, by hand; without hot readers none of 1..300 did): pinned here
+  // so the gate keeps being exercised where it matters.
+  for (const seed of [64, 100]) {
+    it(`hot readers on every node (seed ${seed}): reads served under the follower lease, every check holds`, async () => {
+      const r = await runFullNodeSchedule(seed, fullScheduleForSeed(seed), { followerLeaseTicks: 3, hotReads: true });
+      expect({ seed, violations: r.violations, linearizable: r.linearizable, lostAcked: r.lostAcked }).toEqual({ seed, violations: [], linearizable: true, lostAcked: 0 });
+      expect(r.followerLeaseReads).toBeGreaterThan(20);
+      // The hot readers are what puts reads under the lease: the plain workload of the same schedule has few.
+      const plain = await runFullNodeSchedule(seed, fullScheduleForSeed(seed), { followerLeaseTicks: 3 });
+      expect(plain.violations).toEqual([]);
+      expect(r.followerLeaseReads).toBeGreaterThan(5 * plain.followerLeaseReads);
+    }, 60_000);
+  }
+});
