@@ -30,6 +30,18 @@ export const maxCoverRefreshKeys = 4_096;
 /** Key bytes one refresh sends at most: half of maxFollowerReadLeaseBytes (follower-reads.ts), whatever the key sizes. */
 export const maxCoverRefreshBytes = 128 * 1024;
 
+/** At most one log line per this many ms (the cover's clock) for refreshes that failed unexpectedly (bugs). */
+export const unexpectedRefreshLogIntervalMs = 60_000;
+
+/**
+ * Whether a follower refreshes its covers ahead (FollowerLeaseCover.refreshAhead): only with a follower read lease
+ * (raft.followerLeaseTicks > 0), where a fully covered read needs no round; without one every read takes its round
+ * anyway. MasterNode and the simulator's master host both decide it here.
+ */
+export function refreshCoversAhead(followerLeaseTicks: number): boolean {
+  return followerLeaseTicks > 0;
+}
+
 /** How much longer than its TTL the leader leases a key a follower read asked for (the announce-ahead margin). */
 export function coverMarginMs(leaseTtlMs: number): number {
   return announceAheadMs(leaseTtlMs);
@@ -54,6 +66,9 @@ export class FollowerLeaseCover {
   private refreshing = false;
   /** Keys sent in refreshes since start (metrics, tests). */
   refreshedKeys = 0;
+  /** Refreshes that failed with something other than a MooringError (a bug), and when the last was logged. */
+  unexpectedRefreshFailures = 0;
+  private lastUnexpectedLogAt = Number.NEGATIVE_INFINITY;
 
   /** `coverMs`: tests only (the simulator's control that must break the design: covers that never end). */
   constructor(readonly leaseTtlMs: number, private readonly maxKeys = maxFollowerCoverKeys, coverMs?: number) {
@@ -132,6 +147,14 @@ export class FollowerLeaseCover {
 
   refreshDone(): void {
     this.refreshing = false;
+  }
+
+  /** Counts a refresh that failed unexpectedly at `nowMs`; true when it should be logged (rate-limited). */
+  unexpectedRefreshFailure(nowMs: number): boolean {
+    this.unexpectedRefreshFailures++;
+    if (nowMs - this.lastUnexpectedLogAt < unexpectedRefreshLogIntervalMs) return false;
+    this.lastUnexpectedLogAt = nowMs;
+    return true;
   }
 
   /** Drops covers that ended (oldest first; at most maxPrunesPerCall). */

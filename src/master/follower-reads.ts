@@ -31,6 +31,7 @@ import type { LeaseTable } from '../statemachine/leases.js';
 import type { GetReplicaListValue } from '../statemachine/state-core.js';
 import type { MasterState } from '../statemachine/master-state.js';
 import type { Clock } from '../raft/node/clock.js';
+import type { LoggerLike } from '../transport/logger.js';
 import type { LeaseSync } from './lease-sync.js';
 import type { PendingWrites } from './pending-writes.js';
 import { coverMarginMs, type FollowerLeaseCover } from './follower-lease-cover.js';
@@ -138,6 +139,8 @@ export interface ReplicaReadDeps {
    * again. Absent: every follower read asks for every key.
    */
   cover?: FollowerLeaseCover;
+  /** Where an unexpected failure of a background cover refresh is reported (a bug: see refreshCovers). */
+  logger?: LoggerLike;
 }
 
 /**
@@ -248,8 +251,13 @@ async function refreshCovers(d: ReplicaReadDeps, cover: FollowerLeaseCover): Pro
     const now = d.now();
     d.leaseSync.recordServed(fresh, now, term, Math.max(startMs + d.leaseTtlMs + cover.coverMs, now + d.leaseTtlMs));
     cover.granted(fresh, startMono, term);
-  } catch {
+  } catch (err) {
     // NOT_LEADER, a timeout, an unwritable lease file: nothing was promised to anyone; the reads ask for themselves.
+    // Anything else is a bug: reported (at most one line per unexpectedRefreshLogIntervalMs), not rethrown from a
+    // promise nobody awaits.
+    if (!(err instanceof MooringError) && cover.unexpectedRefreshFailure(d.clock.now())) {
+      d.logger?.error({ err: err instanceof Error ? err.stack : String(err), failures: cover.unexpectedRefreshFailures }, 'a background lease-cover refresh failed unexpectedly; follower reads ask for their own leases meanwhile');
+    }
   } finally {
     cover.refreshDone();
   }

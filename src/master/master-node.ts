@@ -40,7 +40,7 @@ import { Demotions } from './demotions.js';
 import { LeaderDuties } from './leader-duties.js';
 import { MasterStateMachine } from './state-adapter.js';
 import { leaseGrantingHandler } from './follower-reads.js';
-import { FollowerLeaseCover } from './follower-lease-cover.js';
+import { FollowerLeaseCover, refreshCoversAhead } from './follower-lease-cover.js';
 import { PendingWrites } from './pending-writes.js';
 import { RpcSurface } from './rpc-surface.js';
 import type { MemberInfo } from './rpc-methods.js';
@@ -106,8 +106,7 @@ export class MasterNode {
     this.metrics = createMasterMetrics();
     this.leases = new LeaseTable(config.leaseTtlMs);
     this.followerCover = new FollowerLeaseCover(config.leaseTtlMs);
-    // Refreshing covers ahead pays off only when a fully covered read needs no round (a follower read lease).
-    this.followerCover.refreshAhead = config.raft.followerLeaseTicks > 0;
+    this.followerCover.refreshAhead = refreshCoversAhead(config.raft.followerLeaseTicks);
     this.repair = new RepairScheduler({ ...config.repair, ...opts.repair });
     this.expiry = new ClientExpiry({ clientTtlMs: config.clientTtlMs, now: () => Date.now(), logger: this.logger });
     this.demotions = new Demotions({ state: () => this.state, leases: () => this.leases, isLeader: () => this.raft.isLeader });

@@ -194,6 +194,7 @@ export class RpcSurface {
       const deps = {
         raft, state, leases: this.d.leases, pending: this.d.pending, leaseSync: this.d.leaseSync(), whileLeading: <T>(p: Promise<T>) => gate.whileLeading(p),
         now: () => leaseClock.now(), clock: systemClock, leaseTtlMs: config.leaseTtlMs, cover: this.d.followerCover,
+        logger: this.d.logger,
       };
       // The compact reply is built straight from the state (no descriptor objects per key).
       if (method === 'batchGetReplicaList' && (args as { compact?: boolean }).compact === true) return replicaReadCompact(deps, leaseKeys, stale);

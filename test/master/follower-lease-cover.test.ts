@@ -1,8 +1,11 @@
 // FollowerLeaseCover (src/master/follower-lease-cover.ts): which keys a follower may serve without asking the leader
 // to lease them again. Pure bookkeeping on the caller's clock: every edge of the window is checked here.
 import { describe, expect, it } from 'vitest';
-import { coverMarginMs, FollowerLeaseCover, maxCoverRefreshBytes } from '../../src/master/follower-lease-cover.js';
+import { coverMarginMs, FollowerLeaseCover, maxCoverRefreshBytes, unexpectedRefreshLogIntervalMs } from '../../src/master/follower-lease-cover.js';
+import { decodeKeys, encodeKeys, replicaRead, type ReplicaReadDeps } from '../../src/master/follower-reads.js';
 import { announceAheadMs } from '../../src/master/lease-sync.js';
+import { ErrorCode } from '../../src/errors.js';
+import { errResult } from '../../src/statemachine/commands.js';
 
 describe('FollowerLeaseCover', () => {
   it('covers a granted key for half the margin after the granting read began, then asks again', () => {
@@ -102,5 +105,60 @@ describe('FollowerLeaseCover', () => {
     expect(c.size).toBe(1);
     expect(c.covers('a', c.coverMs + 1, 1)).toBe(true);
     expect(() => new FollowerLeaseCover(0)).toThrow(RangeError);
+  });
+
+  it('a background refresh that fails unexpectedly (a bug) is counted and logged, at most one line per interval; the read itself is answered', async () => {
+    const cover = new FollowerLeaseCover(10_000);
+    cover.refreshAhead = true;
+    let now = 1_000;
+    const errors: unknown[] = [];
+    const warns: unknown[] = [];
+    // A follower of three voters whose ReadIndex round answers, except for the refresh of 'hot', which throws what
+    // no read path throws (a TypeError).
+    const raft = {
+      isLeader: false,
+      currentTerm: 1,
+      leaderId: 'm1',
+      members: () => ({ voters: ['m1', 'm2', 'm3'] }),
+      peerAddress: () => undefined,
+      read: async (o?: { payload?: Uint8Array }) => {
+        if (o?.payload !== undefined && decodeKeys(o.payload).includes('hot') && decodeKeys(o.payload).length === 1 && refreshing) throw new TypeError('boom');
+        return encodeKeys([]);
+      },
+    };
+    let refreshing = false;
+    const d = {
+      raft,
+      state: { batchGetReplicaList: (keys: readonly string[]) => keys.map(() => errResult(ErrorCode.OBJECT_NOT_FOUND, 'none')) },
+      leases: undefined,
+      pending: undefined,
+      leaseSync: { announce: async () => {}, recordServed: () => {} },
+      whileLeading: <T>(p: Promise<T>) => p,
+      now: () => now,
+      clock: { now: () => now, setTimeout: () => ({ cancel() {} }) },
+      leaseTtlMs: 10_000,
+      cover,
+      logger: { debug() {}, info() {}, warn: (...a: unknown[]) => warns.push(a), error: (...a: unknown[]) => errors.push(a) },
+    } as unknown as ReplicaReadDeps;
+    cover.uncovered(['hot'], now, 1); // a first read in term 1 asks for 'hot'
+    const readInSecondHalf = async (): Promise<void> => {
+      cover.granted(['hot'], now, 1); // its grant (or the last refresh's) covers it
+      now += cover.coverMs * 0.75; // covered, in the second half: queued for a refresh, which starts with this read
+      refreshing = true;
+      const rs = await replicaRead(d, ['hot']);
+      expect(rs[0]!.ok).toBe(false); // answered from the state, whatever the refresh did
+      await new Promise((r) => setImmediate(r));
+      refreshing = false;
+    };
+    await readInSecondHalf();
+    expect(cover.unexpectedRefreshFailures).toBe(1);
+    expect(errors).toHaveLength(1);
+    await readInSecondHalf();
+    expect(cover.unexpectedRefreshFailures).toBe(2);
+    expect(errors).toHaveLength(1); // within the interval: counted, not logged
+    now += unexpectedRefreshLogIntervalMs;
+    await readInSecondHalf();
+    expect(errors).toHaveLength(2);
+    expect(warns).toHaveLength(0);
   });
 });

@@ -33,6 +33,7 @@ import { SimLeaseFileIo } from './sim-lease-file.js';
 import { SimExpiryNode, type LivenessLedger } from './sim-liveness.js';
 import { LeaseFile, leaseFileName } from '../../master/lease-file.js';
 import { announceAheadMs } from '../../master/lease-sync.js';
+import { refreshCoversAhead } from '../../master/follower-lease-cover.js';
 import { simEpochMs } from './workload.js';
 
 /**
@@ -179,7 +180,7 @@ export class SimMasterHost {
       const ttl = this.ledger.ttlMs;
       const store = LeaseFile.open(new SimLeaseFileIo(this.disk, fs, this.clock), leaseFile, { longestLeaseMs: ttl + announceAheadMs(ttl), logger: silentLogger });
       this.lease = new SimLeaseNode(this.id, this.clock, raft, state, contact, (to, frame) => transport.send(to, frame), this.ledger, t.electionTimeoutTicks * t.tickMs, simEpochMs, fresh, store);
-      this.lease.cover.refreshAhead = t.followerLeaseTicks > 0; // as MasterNode does
+      this.lease.cover.refreshAhead = refreshCoversAhead(t.followerLeaseTicks);
       if (this.liveness !== null) this.expiry = new SimExpiryNode(this.clock, raft, state, this.liveness, simEpochMs);
     }
     this.status = 'up';
