@@ -20,6 +20,8 @@ export async function closedLoop(
   seconds: number,
   op: (worker: number, n: number) => Promise<unknown>,
   warmupSeconds = 1,
+  /** Receives every measured latency (ms), e.g. to pool several runs' percentiles. */
+  sink?: number[],
 ): Promise<LoadResult> {
   const latencies: number[] = [];
   let errors = 0;
@@ -41,6 +43,7 @@ export async function closedLoop(
     }
   }));
   const mean = latencies.reduce((a, b) => a + b, 0) / Math.max(1, latencies.length);
+  if (sink !== undefined) for (const l of latencies) sink.push(l);
   return {
     ops: latencies.length,
     errors,
