@@ -8,7 +8,7 @@
  *     queueing is not hidden);
  *   - put pairs from 8× the sessions (overload: the leader's BUSY refusals, its queueing, and what clients see);
  *   - batched get-replica-list from all masters (MasterClient readFrom 'any': followers serve linearizable reads by
- *     ReadIndex), right after the same case on the leader only: each master's share of the reads and its server CPU
+ *     ReadIndex), alternating with the same case on the leader only: each master's share of the reads and its server CPU
  *     (user+system from /proc) per key read.
  * Many logical sessions (clientId + seq, one request in flight each: the masters' reply window is 16 seqs per
  * session) pipelined over a few connections.
@@ -17,6 +17,8 @@
  *                        [--writes-only]  (only the write cases: put pairs, batch put, half peak, overload)
  *                        [--mixed]        (with the read cases: put pairs at 500/s while every master serves reads)
  *                        [--follower-lease-ticks N]  (raft.followerLeaseTicks for the masters)
+ *                        [--read-rounds R]  (default 3: the two batched read cases alternate R times; totals and
+ *                                            pooled latencies decide, each round's ratio is listed)
  *   MASTER_NODE_ARGS="--trace-gc" passes node flags to the masters (their output goes to their logs, kept).
  */
 import { mkdtempSync, readdirSync } from 'node:fs';
@@ -35,6 +37,10 @@ const connections = args.num('connections', 4);
 const objectBytes = 4096;
 const batchPutItems = 32;
 const batchGetKeys = 64;
+/** Rounds of the two batched read cases, alternating (--read-rounds R). */
+const readRounds = Math.max(1, args.num('read-rounds', 3));
+/** All masters ÷ leader only, keys/s, per round (filled by the read cases). */
+let readRoundRatios: number[] = [];
 const segmentBytes = 2 ** 40; // metadata only: no memory behind it; large enough that eviction never starts
 const targets = { putPairsPerSec: 20_000, getsPerSec: 100_000, p99AtHalfMs: 10 };
 
@@ -140,8 +146,28 @@ async function withCpu<L extends LoadResult>(run: () => Promise<L>, unit = 'put 
   return { load, note: `; server CPU ${round((serverMs * 1000) / ops, 0)} µs per ${unit} (3 masters), bench client ${round((clientMs * 1000) / ops, 0)} µs; cores busy ${round(busy, 0)}% (masters + bench client, ${availableParallelism()} cores); leader changes ${changes}` };
 }
 
+/** What one read case measured, as sums (so that rounds of a case add up). */
+interface ReadRaw {
+  latencies: number[];
+  ops: number;
+  errors: number;
+  seconds: number;
+  /** Per master (cluster.nodes order): keys served, CPU ms, CPU ms above idle, system CPU ms, wakeups. */
+  keys: number[];
+  cpuMs: number[];
+  marginalMs: number[];
+  sysMs: number[];
+  wakeups: number[];
+  roles: string[];
+  clientCpuMs: number;
+  wallSecs: number;
+  asked: number;
+  covered: number;
+  leaseReads: number;
+}
+
 /** Runs a read case and charges each master's CPU (from /proc) to the keys it served. */
-async function perMaster(run: () => Promise<LoadResult>): Promise<{ load: LoadResult; masters: MasterShare[]; note: string }> {
+async function perMaster(run: (sink: number[]) => Promise<LoadResult>): Promise<ReadRaw> {
   const nodes = cluster.nodes;
   if (idleCpuMsPerSec === null) {
     const c0 = nodes.map((n) => processCpuMs(n.proc?.pid));
@@ -155,39 +181,89 @@ async function perMaster(run: () => Promise<LoadResult>): Promise<{ load: LoadRe
   const split0 = nodes.map((n) => processCpuSplitMs(n.proc?.pid));
   const wake0 = nodes.map((n) => processWakeups(n.proc?.pid));
   const client0 = processCpuMs(process.pid);
-  const load = await run();
+  const latencies: number[] = [];
+  const load = await run(latencies);
   const split1 = nodes.map((n) => processCpuSplitMs(n.proc?.pid));
   const wake1 = nodes.map((n) => processWakeups(n.proc?.pid));
-  const cpu0 = split0.map((c) => c.userMs + c.sysMs);
-  const cpu1 = split1.map((c) => c.userMs + c.sysMs);
   const clientCpuMs = processCpuMs(process.pid) - client0;
   const secs = (performance.now() - t0) / 1000;
   const reads1 = await Promise.all(nodes.map((n) => batchReadsServed(n.ports.http)));
   const covers1 = await followerLeaseKeys();
   const leaderNow = await cluster.waitLeader();
-  const served = nodes.map((_, i) => reads1[i]! - reads0[i]!);
-  const total = Math.max(1, served.reduce((a, b) => a + b, 0));
+  const cpuMs = nodes.map((_, i) => split1[i]!.userMs + split1[i]!.sysMs - split0[i]!.userMs - split0[i]!.sysMs);
+  // A leader change during the case (spurious elections on a loaded machine) shows as "leader→follower".
+  const role = (id: string, leaderId: string | null): string => (id === leaderId ? 'leader' : 'follower');
+  return {
+    latencies,
+    ops: load.ops,
+    errors: load.errors,
+    seconds: load.seconds,
+    keys: nodes.map((_, i) => reads1[i]! - reads0[i]!),
+    cpuMs,
+    marginalMs: cpuMs.map((c, i) => Math.max(0, c - idleCpuMsPerSec![i]! * secs)),
+    sysMs: nodes.map((_, i) => split1[i]!.sysMs - split0[i]!.sysMs),
+    wakeups: nodes.map((_, i) => wake1[i]! - wake0[i]!),
+    roles: nodes.map((n) => (leaderBefore === leaderNow ? role(n.id, leaderNow) : `${role(n.id, leaderBefore)}→${role(n.id, leaderNow)}`)),
+    clientCpuMs,
+    wallSecs: secs,
+    asked: covers1.asked - covers0.asked,
+    covered: covers1.covered - covers0.covered,
+    leaseReads: covers1.leaseReads - covers0.leaseReads,
+  };
+}
+
+/** Rounds of one read case as one: sums added, latencies pooled (a role that differs between rounds is listed as such). */
+function addRounds(rs: ReadRaw[]): ReadRaw {
+  const sum = (f: (r: ReadRaw) => number): number => rs.reduce((a, r) => a + f(r), 0);
+  const each = (f: (r: ReadRaw) => number[]): number[] => rs[0]!.keys.map((_, i) => rs.reduce((a, r) => a + f(r)[i]!, 0));
+  return {
+    latencies: rs.flatMap((r) => r.latencies),
+    ops: sum((r) => r.ops),
+    errors: sum((r) => r.errors),
+    seconds: sum((r) => r.seconds),
+    keys: each((r) => r.keys),
+    cpuMs: each((r) => r.cpuMs),
+    marginalMs: each((r) => r.marginalMs),
+    sysMs: each((r) => r.sysMs),
+    wakeups: each((r) => r.wakeups),
+    roles: rs[0]!.roles.map((_, i) => [...new Set(rs.map((r) => r.roles[i]!))].join('/')),
+    clientCpuMs: sum((r) => r.clientCpuMs),
+    wallSecs: sum((r) => r.wallSecs),
+    asked: sum((r) => r.asked),
+    covered: sum((r) => r.covered),
+    leaseReads: sum((r) => r.leaseReads),
+  };
+}
+
+/** A read case's load result (batches; p50/p99 of the pooled latencies), each master's share and CPU, and a note. */
+function describeReads(raw: ReadRaw): { load: LoadResult; masters: MasterShare[]; note: string } {
+  const nodes = cluster.nodes;
+  const load: LoadResult = {
+    ops: raw.ops,
+    errors: raw.errors,
+    seconds: raw.seconds,
+    opsPerSec: round(raw.ops / raw.seconds, 0),
+    p50Ms: round(percentile(raw.latencies, 50), 3),
+    p99Ms: round(percentile(raw.latencies, 99), 3),
+    meanMs: round(raw.latencies.reduce((a, b) => a + b, 0) / Math.max(1, raw.latencies.length), 3),
+  };
+  const total = Math.max(1, raw.keys.reduce((a, b) => a + b, 0));
   const masters = nodes.map((n, i) => {
-    const cpuMs = cpu1[i]! - cpu0[i]!;
-    const marginalMs = Math.max(0, cpuMs - idleCpuMsPerSec![i]! * secs);
-    const role = (id: string | null): string => (n.id === id ? 'leader' : 'follower');
-    // A leader change during the case (spurious elections on a loaded machine) shows as "leader→follower".
-    const sysShare = cpuMs > 0 ? (split1[i]!.sysMs - split0[i]!.sysMs) / cpuMs : NaN;
+    const served = raw.keys[i]!;
+    const cpuMs = raw.cpuMs[i]!;
+    const sysShare = cpuMs > 0 ? raw.sysMs[i]! / cpuMs : NaN;
     // Wakeups per batch served: how often the process slept and was woken for its share (the costly part of a message).
-    const wakeupsPerBatch = served[i]! > 0 ? round(((wake1[i]! - wake0[i]!) * batchGetKeys) / served[i]!, 2) : NaN;
-    return { id: n.id, role: leaderBefore === leaderNow ? role(leaderNow) : `${role(leaderBefore)}→${role(leaderNow)}`, keys: served[i]!, share: served[i]! / total, cpuMs, sysShare, wakeupsPerBatch, cpuUsPerKey: served[i]! > 0 ? round((cpuMs * 1000) / served[i]!, 2) : NaN, marginalUsPerKey: served[i]! > 0 ? round((marginalMs * 1000) / served[i]!, 2) : NaN };
+    const wakeupsPerBatch = served > 0 ? round((raw.wakeups[i]! * batchGetKeys) / served, 2) : NaN;
+    return { id: n.id, role: raw.roles[i]!, keys: served, share: served / total, cpuMs, sysShare, wakeupsPerBatch, cpuUsPerKey: served > 0 ? round((cpuMs * 1000) / served, 2) : NaN, marginalUsPerKey: served > 0 ? round((raw.marginalMs[i]! * 1000) / served, 2) : NaN };
   });
   // The clients share the machine's cores with the masters: their CPU says whether they, not the masters, set the pace.
-  const clientUsPerKey = round((clientCpuMs * 1000) / total, 2);
+  const clientUsPerKey = round((raw.clientCpuMs * 1000) / total, 2);
   // Of the keys followers served: how many a recent grant covered (no lease asked of the leader: follower-lease-cover.ts).
-  const asked = covers1.asked - covers0.asked;
-  const covered = covers1.covered - covers0.covered;
-  const coverNote = asked + covered > 0 ? `; followers' keys under a lease cover ${round((100 * covered) / (asked + covered), 0)}%` : '';
+  const coverNote = raw.asked + raw.covered > 0 ? `; followers' keys under a lease cover ${round((100 * raw.covered) / (raw.asked + raw.covered), 0)}%` : '';
   // Of the reads followers served: how many needed no round to the leader (follower read lease, raft.followerLeaseTicks).
-  const followerBatches = (asked + covered) / batchGetKeys;
-  const leaseReads = covers1.leaseReads - covers0.leaseReads;
-  const leaseNote = followerBatches > 0 && followerLeaseTicks !== null && followerLeaseTicks > 0 ? `; follower reads with no round (follower read lease) ${round((100 * leaseReads) / followerBatches, 0)}%` : '';
-  const note = `${masters.map((x) => `${x.id} (${x.role}) ${round(x.share * 100, 0)}% at ${Number.isFinite(x.cpuUsPerKey) ? x.cpuUsPerKey : '-'} µs CPU/key (kernel ${Number.isFinite(x.sysShare) ? round(x.sysShare * 100, 0) : '-'}%, ${Number.isFinite(x.wakeupsPerBatch) ? x.wakeupsPerBatch : '-'} wakeups/batch)`).join(', ')}; bench clients ${round(clientCpuMs / secs / 10, 0)}% of a core, ${clientUsPerKey} µs CPU/key${coverNote}${leaseNote}`;
+  const followerBatches = (raw.asked + raw.covered) / batchGetKeys;
+  const leaseNote = followerBatches > 0 && followerLeaseTicks !== null && followerLeaseTicks > 0 ? `; follower reads with no round (follower read lease) ${round((100 * raw.leaseReads) / followerBatches, 0)}%` : '';
+  const note = `${masters.map((x) => `${x.id} (${x.role}) ${round(x.share * 100, 0)}% at ${Number.isFinite(x.cpuUsPerKey) ? x.cpuUsPerKey : '-'} µs CPU/key (kernel ${Number.isFinite(x.sysShare) ? round(x.sysShare * 100, 0) : '-'}%, ${Number.isFinite(x.wakeupsPerBatch) ? x.wakeupsPerBatch : '-'} wakeups/batch)`).join(', ')}; bench clients ${round(raw.clientCpuMs / raw.wallSecs / 10, 0)}% of a core, ${clientUsPerKey} µs CPU/key${coverNote}${leaseNote}`;
   return { load, masters, note };
 }
 
@@ -262,14 +338,35 @@ try {
     // As an embedder reads: MasterClient.batchGetReplicaList (the compact reply, expanded to one result per key).
     return conn(w).batchGetReplicaList(keys.slice(start, start + batchGetKeys));
   });
-  const leaderOnly = await perMaster(() => closedLoop(batchConc, seconds, batchGet((w) => sessions[w]!.conn)));
+  // Leader only and all masters, in alternating rounds (leader only first in odd rounds), so load that drifts on a
+  // shared machine falls on both cases alike; the verdict compares their totals (and each round is listed).
+  const leaderRaws: ReadRaw[] = [];
+  const allRaws: ReadRaw[] = [];
+  const runLeaderOnly = async (): Promise<void> => {
+    leaderRaws.push(await perMaster((sink) => closedLoop(batchConc, seconds, batchGet((w) => sessions[w]!.conn), 1, sink)));
+  };
+  const runAll = async (): Promise<void> => {
+    allRaws.push(await perMaster((sink) => closedLoop(batchConc, seconds, batchGet((w) => anyConns[w % connections]!), 1, sink)));
+  };
+  for (let r = 0; r < readRounds; r++) {
+    if (r % 2 === 0) {
+      await runLeaderOnly();
+      await runAll();
+    } else {
+      await runAll();
+      await runLeaderOnly();
+    }
+  }
+  readRoundRatios = leaderRaws.map((l, i) => round((allRaws[i]!.ops / allRaws[i]!.seconds) / Math.max(1e-9, l.ops / l.seconds), 2));
+  const leaderOnly = describeReads(addRounds(leaderRaws));
+  const fromAll = describeReads(addRounds(allRaws));
   const bget = leaderOnly.load;
-  results.batchGetReplicaList = { ...bget, opsPerSec: bget.opsPerSec * batchGetKeys, unit: 'keys/s', note: `batched: ${batchGetKeys} keys per RPC, ${batchConc} in flight, leader only; latency per batch; ${leaderOnly.note}${errNote()}` };
+  const rounds = readRounds > 1 ? `; ${readRounds} rounds alternating with the all-masters case, p50/p99 pooled` : '';
+  results.batchGetReplicaList = { ...bget, opsPerSec: bget.opsPerSec * batchGetKeys, unit: 'keys/s', note: `batched: ${batchGetKeys} keys per RPC, ${batchConc} in flight, leader only; latency per batch${rounds}; ${leaderOnly.note}${errNote()}` };
   say(`batchGetReplicaList (leader): ${bget.opsPerSec * batchGetKeys} keys/s (${bget.opsPerSec} batches/s) p50 ${bget.p50Ms} ms p99 ${bget.p99Ms} ms; ${leaderOnly.note}`);
 
-  const fromAll = await perMaster(() => closedLoop(batchConc, seconds, batchGet((w) => anyConns[w % connections]!)));
   const aget = fromAll.load;
-  results.batchGetReplicaListAll = { ...aget, opsPerSec: aget.opsPerSec * batchGetKeys, unit: 'keys/s', note: `batched from all masters (readFrom 'any'), ${batchConc} in flight; ${fromAll.note}${errNote()}` };
+  results.batchGetReplicaListAll = { ...aget, opsPerSec: aget.opsPerSec * batchGetKeys, unit: 'keys/s', note: `batched from all masters (readFrom 'any'), ${batchConc} in flight${readRounds > 1 ? `; ${readRounds} rounds alternating with the leader-only case` : ''}; ${fromAll.note}${errNote()}` };
   say(`batchGetReplicaList (all masters): ${aget.opsPerSec * batchGetKeys} keys/s p50 ${aget.p50Ms} ms p99 ${aget.p99Ms} ms; ${fromAll.note}`);
   perMasterDetail.leaderOnly = leaderOnly.masters;
   perMasterDetail.allMasters = fromAll.masters;
@@ -340,7 +437,7 @@ try {
   const all = results.batchGetReplicaListAll?.opsPerSec;
   const lead = results.batchGetReplicaList?.opsPerSec;
   if (all !== undefined && lead !== undefined) verdict.push(
-    `All masters vs leader only (batched get-replica-list, same run): ${all} vs ${lead} keys/s (×${round(all / Math.max(1, lead), 2)}; goal: not lower → ${all >= lead ? 'met' : 'MISSED'}).`);
+    `All masters vs leader only (batched get-replica-list, same run${readRounds > 1 ? `, ${readRounds} alternating rounds each` : ''}): ${all} vs ${lead} keys/s (×${round(all / Math.max(1, lead), 2)}; goal: not lower → ${all >= lead ? 'met' : 'MISSED'})${readRoundRatios.length > 1 ? `; each round: ${readRoundRatios.map((x) => `×${x}`).join(', ')}` : ''}.`);
   const bestGets = lead !== undefined ? Math.max(results.getReplicaList!.opsPerSec, lead) : undefined;
   if (results.putPairsHalfRate !== undefined) verdict.push(
     `Targets: put pairs ≥ ${targets.putPairsPerSec}/s → ${results.putPairs!.opsPerSec} (${results.putPairs!.opsPerSec >= targets.putPairsPerSec ? 'met' : 'MISSED'}); ` +
@@ -358,7 +455,7 @@ try {
   }
   if (!args.has('--no-record')) {
     const idle = idleCpuMsPerSec as number[] | null; // set inside perMaster(), which TypeScript's narrowing does not see
-    const only = ['--reads-only', '--writes-only', '--mixed'].filter((f) => args.has(f)).map((f) => ` ${f}`).join('') + (followerLeaseTicks !== null ? ` --follower-lease-ticks ${followerLeaseTicks}` : '');
+    const only = ['--reads-only', '--writes-only', '--mixed'].filter((f) => args.has(f)).map((f) => ` ${f}`).join('') + (followerLeaseTicks !== null ? ` --follower-lease-ticks ${followerLeaseTicks}` : '') + (args.has('--writes-only') ? '' : ` --read-rounds ${readRounds}`);
     appendResults('master', `npm run bench:master -- --seconds ${seconds} --concurrency ${concurrency} --connections ${connections}${only}`,
       `${idle === null ? '' : `Idle CPU per master (ms/s, no client load): ${idle.map((x) => round(x, 1)).join(' / ')}. `}Three \`mooring master\` processes (LocalCluster, default raft: 25 ms ticks, fsync on) and the clients in one more process, all on the same ${m.cores} cores. ${concurrency} logical sessions over ${connections} connections to the leader (the all-masters case: ${connections} clients with readFrom 'any').\n\n${md}\n\n${shareMd}${shareMd === '' ? '' : '\n\n'}${verdict.join('\n')}\n`, m);
   }
