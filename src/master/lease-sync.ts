@@ -46,7 +46,7 @@ import { ErrorCode, MooringError } from '../errors.js';
 import type { Role } from '../raft/core/types.js';
 import type { Clock, Timer } from '../raft/node/clock.js';
 import type { RaftNode } from '../raft/node/raft-node.js';
-import { LeaseTable } from '../statemachine/leases.js';
+import { LeaseTable, type LeaseEntry } from '../statemachine/leases.js';
 import type { LeaseFile } from './lease-file.js';
 import type { LoggerLike } from '../transport/logger.js';
 
@@ -129,11 +129,6 @@ interface Waiter {
   timer: Timer;
 }
 
-/** What a leader announced of a key: until when, in which frame (0: in the batch not yet sent). */
-interface Announced {
-  until: number;
-  seq: number;
-}
 
 export class LeaseSync {
   /** What this member was told by leaders (and, on a leader, what it learned when elected). */
@@ -142,17 +137,16 @@ export class LeaseSync {
   // leader side
   private leaderTerm = 0;
   private seq = 0;
-  /** Keys to announce in the next frame: key, expiry, and its record in `announced` (its seq is set when sent). */
-  private batch: Array<[string, number, Announced]> = [];
+  /**
+   * Keys to announce in the next frame: key, expiry, and its lease entry, whose note (LeaseEntry.noteUntil/noteSeq:
+   * what this leader announced of the key, and in which frame; seq 0: in this batch, not yet sent) is set when sent.
+   */
+  private batch: Array<[string, number, LeaseEntry]> = [];
   private flushScheduled = false;
   /** Per member: the seqs (frames) of this term it acknowledged, above `ackFloor`. */
   private readonly acked = new Map<string, Set<number>>();
   /** Acknowledgements of seqs at or below this are forgotten (bounded memory): such frames count as unacknowledged. */
   private ackFloor = 0;
-  /** Per key: the expiry announced and the seq of its frame (0: in the batch not yet sent). */
-  private readonly announced = new Map<string, Announced>();
-  /** Where prune() stopped walking `announced` (null: start over). */
-  private announcedCursor: Iterator<[string, Announced]> | null = null;
   /** Waiters for the batch not yet sent: they get its last seq when it goes. */
   private unsent: Waiter[] = [];
   private waiters: Waiter[] = [];
@@ -228,7 +222,7 @@ export class LeaseSync {
     this.seq = 0;
     this.acked.clear();
     this.ackFloor = 0;
-    this.announced.clear();
+    this.o.leases.clearNotes();
     for (const [k, until] of this.known.live(nowMs)) this.o.leases.adopt(k, until);
     const at = this.o.clock.now();
     this.collecting = { term, answered: new Set(this.amnesic(at) ? [] : [this.o.self]), sinceMs: at };
@@ -241,7 +235,8 @@ export class LeaseSync {
     this.collecting = null;
     for (const w of this.learnWaiters.splice(0)) w();
     this.batch = [];
-    this.announced.clear();
+    // Notes of this leadership's frames mean nothing in the next (its seqs start again; its batch is dropped).
+    this.o.leases.clearNotes();
     for (const w of [...this.waiters.splice(0), ...this.unsent.splice(0)]) {
       w.timer.cancel();
       w.reject(new MooringError(ErrorCode.NOT_LEADER, 'stopped leading before the read lease was known to a majority'));
@@ -297,22 +292,21 @@ export class LeaseSync {
       // from a member's answer to this leader's collection); that is known to the majority that acknowledged it, and
       // members cap what they are told at one announced-ahead TTL from arrival anyway (see flush).
       const promised = Math.min(until, nowMs + ttl);
-      const a = this.announced.get(k);
+      // The note is kept on the key's lease entry: the grant just found it, so this lookup is warm.
+      const a = this.o.leases.entry(k);
       // Announced long enough already, in a frame whose acknowledgements are still tracked: that frame must reach a
       // majority (not any later one: a member that acknowledged a later frame may have lost this one).
-      if (a !== undefined && a.until >= promised && (a.seq === 0 || a.seq > this.ackFloor)) {
-        if (a.seq === 0) inBatch = true;
-        else if (a.seq !== lastNeed) need.add((lastNeed = a.seq)); // a read's keys mostly share a frame
+      if (a !== undefined && a.noteUntil > 0 && a.noteUntil >= promised && (a.noteSeq === 0 || a.noteSeq > this.ackFloor)) {
+        if (a.noteSeq === 0) inBatch = true;
+        else if (a.noteSeq !== lastNeed) need.add((lastNeed = a.noteSeq)); // a read's keys mostly share a frame
         continue;
       }
       const ahead = until + announceAheadMs(ttl);
-      // The record is reused (no allocation per announcement of a hot key); its frame's seq is set when it is sent.
-      let rec = a;
-      if (rec === undefined) this.announced.set(k, (rec = { until: ahead, seq: 0 }));
-      else {
-        rec.until = ahead;
-        rec.seq = 0;
-      }
+      // Noted on the lease entry (no allocation per announcement of a hot key); its frame's seq is set when it is
+      // sent. A key with no entry (none granted: not a read's path) is announced without a note.
+      const rec = a ?? { until, noteUntil: 0, noteSeq: 0 };
+      rec.noteUntil = ahead;
+      rec.noteSeq = 0;
       this.batch.push([k, ahead, rec]);
       inBatch = true;
     }
@@ -431,24 +425,11 @@ export class LeaseSync {
   }
 
   /**
-   * Forget expired knowledge (call now and then): up to `budget` expired leases, and `budget` more announced keys
-   * looked at (from where the last call stopped). True when work is left: call again on a later turn.
+   * Forget expired knowledge (call now and then): up to `budget` expired leases. True when work is left: call again on
+   * a later turn. (What a leader announced goes with its lease entries, pruned with the lease table.)
    */
   prune(nowMs: number, budget = Infinity): boolean {
-    const more = this.known.prune(nowMs, budget) >= budget;
-    // `announced` is not in expiry order: walked in slices by a cursor that survives between calls (a Map iterator
-    // stays valid while the map changes).
-    const cursor = (this.announcedCursor ??= this.announced.entries());
-    for (let n = 0; n < budget; n++) {
-      const next = cursor.next();
-      if (next.done === true) {
-        this.announcedCursor = null;
-        return more;
-      }
-      const [k, a] = next.value;
-      if (a.until <= nowMs && a.seq !== 0) this.announced.delete(k);
-    }
-    return true;
+    return this.known.prune(nowMs, budget) >= budget;
   }
 
   // ------------------------------------------------------------------ internals
@@ -484,7 +465,7 @@ export class LeaseSync {
     const entries = batch.map(([k, until]) => [k, Math.min(until, now + longest)] as [string, number]);
     // The leader counts itself in every majority: its grants are recorded like a member's acknowledgement.
     if (!this.persist(now, entries)) {
-      for (const [k] of entries) if (this.announced.get(k)?.seq === 0) this.announced.delete(k);
+      for (const [, , rec] of batch) if (rec.noteSeq === 0) rec.noteUntil = 0;
       for (const w of this.unsent.splice(0)) {
         w.timer.cancel();
         w.reject(new MooringError(ErrorCode.STORAGE_FAILED, 'could not record the read lease; retry'));
@@ -498,9 +479,9 @@ export class LeaseSync {
       for (let j = 0; j < chunk.length; j++) {
         // A record announced again before this flush is in the batch twice: the later entry (same or longer) wins.
         const a = batch[i + j]![2];
-        if (a.seq === 0 || a.seq === seq) {
-          a.seq = seq;
-          a.until = chunk[j]![1];
+        if (a.noteSeq === 0 || a.noteSeq === seq) {
+          a.noteSeq = seq;
+          a.noteUntil = chunk[j]![1];
         }
       }
       const keys = chunk.map(([k, until]) => [k, until - now]);

@@ -222,20 +222,23 @@ describe('LeaseSync', () => {
   it('prunes expired knowledge in slices of its budget, saying when work is left, and keeps what is still live', async () => {
     const m = members();
     const a = m.sync.get('a')!;
-    m.leases.get('a')!.resetForNewLeader(0);
+    const table = m.leases.get('a')!;
+    table.resetForNewLeader(0);
     a.becameLeader(0);
     await tick();
     const t0 = leaseClock.now();
     const keys = Array.from({ length: 10 }, (_, i) => `k${i}`);
-    for (const k of keys) m.leases.get('a')!.grant(k, t0);
+    for (const k of keys) table.grant(k, t0);
     await a.announce(keys, t0);
     const b = m.sync.get('b')!;
-    const announced = (x: LeaseSync): number => (x as unknown as { announced: Map<string, unknown> }).announced.size;
     expect(b.known.size).toBe(10);
-    expect(announced(a)).toBe(10);
-    // Nothing expired yet: one walk over a's announcements, nothing goes.
+    // The leader notes what it announced on the lease entries themselves (one lookup per key read serves both).
+    const noted = (): number => keys.filter((k) => (table.entry(k)?.noteUntil ?? 0) > 0).length;
+    expect(noted()).toBe(10);
+    expect(keys.every((k) => (table.entry(k)?.noteSeq ?? 0) > 0)).toBe(true);
+    // Nothing expired yet: nothing goes.
     expect(a.prune(t0, 100)).toBe(false);
-    expect(announced(a)).toBe(10);
+    expect(noted()).toBe(10);
     const later = t0 + ttl + maxAnnounceAheadMs + 1;
     // b forgets 4, 4, then the last 2 (and says when it is done).
     expect(b.prune(later, 4)).toBe(true);
@@ -243,12 +246,26 @@ describe('LeaseSync', () => {
     expect(b.prune(later, 4)).toBe(true);
     expect(b.prune(later, 4)).toBe(false);
     expect(b.known.size).toBe(0);
-    // a's announcements are walked from where the last slice stopped.
-    expect(a.prune(later, 4)).toBe(true);
-    expect(announced(a)).toBe(6);
-    expect(a.prune(later, 4)).toBe(true);
-    expect(a.prune(later, 4)).toBe(false);
-    expect(announced(a)).toBe(0);
+    // The leader's notes go with its expired leases.
+    expect(table.prune(later)).toBe(10);
+    expect(noted()).toBe(0);
+  });
+
+  it('a leader that steps down forgets what it announced: elected again, it announces again', async () => {
+    const m = members();
+    const a = m.sync.get('a')!;
+    const table = m.leases.get('a')!;
+    table.resetForNewLeader(0);
+    a.becameLeader(0);
+    await tick();
+    const t0 = leaseClock.now();
+    table.grant('k', t0);
+    await a.announce(['k'], t0, true);
+    expect(table.entry('k')!.noteSeq).toBeGreaterThan(0);
+    a.steppedDown();
+    // Its frames' seqs start again in the next leadership: a note kept across would name the wrong frame.
+    expect(table.entry('k')!.noteUntil).toBe(0);
+    expect(table.entry('k')!.noteSeq).toBe(0);
   });
 
   it('caps what a peer claims at a TTL and the margin from now', () => {
