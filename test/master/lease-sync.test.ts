@@ -219,14 +219,19 @@ describe('LeaseSync', () => {
     expect(m.sync.get('b')!.known.expiry('k')).toBeGreaterThanOrEqual(t + ttl);
   });
 
-  it('prunes expired knowledge in slices of its budget, saying when work is left, and keeps what is still live', async () => {
-    const m = members();
+  /** 'a' elected in a fresh cluster of members(): its LeaseSync, its lease table and the time after the election. */
+  async function electA(m: ReturnType<typeof members>): Promise<{ a: LeaseSync; table: LeaseTable; t0: number }> {
     const a = m.sync.get('a')!;
     const table = m.leases.get('a')!;
     table.resetForNewLeader(0);
     a.becameLeader(0);
     await tick();
-    const t0 = leaseClock.now();
+    return { a, table, t0: leaseClock.now() };
+  }
+
+  it('prunes expired knowledge in slices of its budget, saying when work is left, and keeps what is still live', async () => {
+    const m = members();
+    const { a, table, t0 } = await electA(m);
     const keys = Array.from({ length: 10 }, (_, i) => `k${i}`);
     for (const k of keys) table.grant(k, t0);
     await a.announce(keys, t0);
@@ -251,14 +256,8 @@ describe('LeaseSync', () => {
     expect(noted()).toBe(0);
   });
 
-  it('a leader that steps down forgets what it announced: elected again, it announces again', async () => {
-    const m = members();
-    const a = m.sync.get('a')!;
-    const table = m.leases.get('a')!;
-    table.resetForNewLeader(0);
-    a.becameLeader(0);
-    await tick();
-    const t0 = leaseClock.now();
+  it('a leader that steps down forgets what it announced (its notes name frames of that leadership only)', async () => {
+    const { a, table, t0 } = await electA(members());
     table.grant('k', t0);
     await a.announce(['k'], t0, true);
     expect(table.entry('k')!.noteSeq).toBeGreaterThan(0);
