@@ -129,7 +129,6 @@ interface Waiter {
   timer: Timer;
 }
 
-
 export class LeaseSync {
   /** What this member was told by leaders (and, on a leader, what it learned when elected). */
   readonly known: LeaseTable;
