@@ -449,7 +449,7 @@ try {
     verdict.push(`CPU profiles: ${readdirSync(profDir).map((f) => path.join(profDir, f)).join(', ')}`);
   }
   if (args.json) {
-    console.log(JSON.stringify({ machine: m, seconds, concurrency, connections, results, perMaster: perMasterDetail, targets }));
+    console.log(JSON.stringify({ machine: m, seconds, concurrency, connections, results, perMaster: perMasterDetail, readRounds, readRoundRatios, targets }));
   } else {
     console.log(`\n${md}\n\n${shareMd}${shareMd === '' ? '' : '\n\n'}${verdict.join('\n')}`);
   }
