@@ -59,6 +59,27 @@ describe('LeaseTable', () => {
     expect(l.leasedKeys(3700)).toEqual(['a']);
   });
 
+  it("an announcer's note stays with the key's entry through extensions and moves, and goes with the lease", () => {
+    const l = new LeaseTable(1600); // slack 100 ms
+    l.grant('k', 0);
+    const e = l.entry('k')!;
+    e.noteUntil = 2400;
+    e.noteSeq = 7;
+    l.grant('k', 50); // within the slack: kept in place
+    l.grant('x', 60);
+    l.grant('k', 500); // beyond it: moved behind 'x', the same entry
+    expect(l.entry('k')).toBe(e);
+    expect({ until: e.until, noteUntil: e.noteUntil, noteSeq: e.noteSeq }).toEqual({ until: 2100, noteUntil: 2400, noteSeq: 7 });
+    expect(l.leasedKeys(0)).toEqual(['x', 'k']);
+    l.clearNotes();
+    expect({ noteUntil: e.noteUntil, noteSeq: e.noteSeq }).toEqual({ noteUntil: 0, noteSeq: 0 });
+    e.noteUntil = 2400;
+    expect(l.prune(2100)).toBe(2);
+    expect(l.entry('k')).toBeUndefined();
+    l.grant('k', 3000); // a new lease starts with no note
+    expect(l.entry('k')!.noteUntil).toBe(0);
+  });
+
   it('prune forgets at most maxDeletes expired leases per call, oldest first, and never a live one', () => {
     const l = new LeaseTable(1000);
     for (let i = 0; i < 10; i++) l.grant(`k${i}`, i); // until 1000 + i
