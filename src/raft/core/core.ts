@@ -1544,8 +1544,7 @@ export class RaftCore {
       if (e.index !== index + 1 + i || e.term > m.term || e.term < (i === 0 ? logTerm : ents[i - 1]!.term)) return;
     }
     if (index < this.log.committed) {
-      this.flHolder.matched(this.log.committed);
-      this.send({ type: 'appResp', to: m.from, from: this.id, term: this.term, index: this.log.committed });
+      this.ackAppend(m.from, this.log.committed);
       return;
     }
     if (this.log.matchTerm(index, logTerm)) {
@@ -1554,13 +1553,21 @@ export class RaftCore {
     }
     const last = this.log.maybeAppend(index, logTerm, m.commit ?? 0, ents);
     if (last !== undefined) {
-      this.flHolder.matched(last);
-      this.send({ type: 'appResp', to: m.from, from: this.id, term: this.term, index: last });
+      this.ackAppend(m.from, last);
       return;
     }
     // Reject with a hint: the largest index ≤ min(index, our last) whose term ≤ logTerm.
     const hint = this.log.findConflictByTerm(Math.min(index, this.log.lastIndex()), logTerm);
     this.send({ type: 'appResp', to: m.from, from: this.id, term: this.term, index, reject: true, rejectHint: hint.index, logTerm: hint.term });
+  }
+
+  /**
+   * Tells the leader this node holds its log up to `index` (an accepting appResp). The follower read lease counts on
+   * what its leader was told it holds (FollowerLeaseHolder.matched).
+   */
+  private ackAppend(to: NodeId, index: number): void {
+    this.flHolder.matched(index);
+    this.send({ type: 'appResp', to, from: this.id, term: this.term, index });
   }
 
   private handleHeartbeat(m: Message): void {
@@ -1584,11 +1591,9 @@ export class RaftCore {
     const s = m.snapshot;
     if (s === undefined) return;
     if (this.restore(s)) {
-      this.flHolder.matched(this.log.lastIndex());
-      this.send({ type: 'appResp', to: m.from, from: this.id, term: this.term, index: this.log.lastIndex() });
+      this.ackAppend(m.from, this.log.lastIndex());
     } else {
-      this.flHolder.matched(this.log.committed);
-      this.send({ type: 'appResp', to: m.from, from: this.id, term: this.term, index: this.log.committed });
+      this.ackAppend(m.from, this.log.committed);
     }
   }
 

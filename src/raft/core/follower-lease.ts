@@ -67,7 +67,6 @@ export class FollowerLeaseHolder {
   /** A grant from the current leader in the current term. Only a newer ask moves the lease. */
   granted(ask: number, epoch: number, commit: number, now: number): void {
     if (epoch !== this.epoch || ask > now) return; // not an ask of this incarnation
-
     if (this.lease !== null && ask <= this.lease.ask) {
       if (ask === this.lease.ask && commit > this.lease.commit) this.lease.commit = commit;
       return;

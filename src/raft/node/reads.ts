@@ -123,11 +123,13 @@ export class ReadQueue {
     if (free === 0) return waiters;
     const index = this.ctx.core.followerLeaseRead(); // ticks were caught up by startRound
     if (index === null) return waiters;
-    const served = free === waiters.length ? waiters : waiters.filter((w) => w.payload === null);
+    const served: ReadWaiter[] = [];
+    const rest: ReadWaiter[] = [];
+    for (const w of waiters) (w.payload === null ? served : rest).push(w);
     this.followerLeaseReads += served.length;
     this.awaitingApply.push({ waiters: served, index });
     this.serve(this.ctx.parts.applier.smApplied);
-    return free === waiters.length ? [] : waiters.filter((w) => w.payload !== null);
+    return rest;
   }
 
   /** The next round's reads: all waiting, up to maxReadPayloadBytesPerRound of payloads (the rest wait). */

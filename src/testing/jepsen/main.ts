@@ -1,7 +1,8 @@
 /**
  * `npm run jepsen -- --minutes M [--seed S] [--follower-lease-ticks N] [--json]`: runs the fault campaign
- * (campaign.ts) and prints a table, or one JSON object with --json. Exit code 0 only when the history is linearizable, nothing acknowledged was
- * lost and no read returned wrong bytes; 1 on a violation; 2 when the campaign itself could not run.
+ * (campaign.ts) and prints a table, or one JSON object with --json. Exit code 0 only when the history is
+ * linearizable, nothing acknowledged was lost and no read returned wrong bytes; 1 on a violation; 2 when the campaign
+ * itself could not run.
  */
 import { runCampaign } from './campaign.js';
 
@@ -16,6 +17,7 @@ async function main(): Promise<void> {
   const seedArg = flag('--seed');
   const json = argv.includes('--json');
   const leaseArg = flag('--follower-lease-ticks');
+  if (leaseArg !== undefined && !(Number.isSafeInteger(Number(leaseArg)) && Number(leaseArg) >= 0)) throw new Error('--follower-lease-ticks must be a non-negative integer');
   const result = await runCampaign({
     durationMs: minutes * 60_000,
     ...(seedArg !== undefined ? { seed: Number(seedArg) } : {}),
