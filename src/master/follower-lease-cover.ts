@@ -47,9 +47,20 @@ export function coverMarginMs(leaseTtlMs: number): number {
   return announceAheadMs(leaseTtlMs);
 }
 
+/** When in its cover a key read since its grant is leased again in the background: at 3/4 (see takeRefresh). */
+export const coverRefreshShare = 0.75;
+/** Refresh sweeps per cover at most (one every coverMs / this, unless the last one left keys waiting). */
+const coverSweepsPerCover = 16;
+
+/** One key's cover: when its granting read began, and whether a read was served under it since. Mutated in place. */
+interface CoverEntry {
+  start: number;
+  read: boolean;
+}
+
 export class FollowerLeaseCover {
-  /** Key → start (this clock) of the read whose grant covers it; Map order is start order (entries re-inserted). */
-  private readonly since = new Map<string, number>();
+  /** Key → its cover; Map order is start order (entries re-inserted on every grant). */
+  private readonly since = new Map<string, CoverEntry>();
   private term = 0;
   /** How long after a granting read's start the key counts as covered: half the margin. */
   readonly coverMs: number;
@@ -57,13 +68,17 @@ export class FollowerLeaseCover {
   coveredKeys = 0;
   askedKeys = 0;
   /**
-   * Refresh ahead: covered keys read in the second half of their cover, to be leased again in the background (one
-   * refresh in flight at a time) so a key read often stays covered and its reads need nothing from the leader.
+   * Refresh ahead: lease again, in the background (one refresh in flight at a time), the keys read under their cover
+   * once that cover is 3/4 through, so a key read often stays covered and its reads need nothing from the leader. Only
+   * with a follower read lease (raft.followerLeaseTicks), where it pays off.
    */
-  private readonly refreshWanted = new Set<string>();
-  /** Queue keys for refreshes at all: only with a follower read lease (raft.followerLeaseTicks), where they pay off. */
   refreshAhead = false;
   private refreshing = false;
+  /** When (this clock) the last refresh sweep ran, and whether it left keys waiting (then the next runs at once). */
+  private lastSweepAt = Number.NEGATIVE_INFINITY;
+  private sweepLeft = false;
+  private readonly refreshAfterMs: number;
+  private readonly sweepEveryMs: number;
   /** Keys sent in refreshes since start (metrics, tests). */
   refreshedKeys = 0;
   /** Refreshes that failed with something other than a MooringError (a bug), and when the last was logged. */
@@ -74,13 +89,15 @@ export class FollowerLeaseCover {
   constructor(readonly leaseTtlMs: number, private readonly maxKeys = maxFollowerCoverKeys, coverMs?: number) {
     if (!(leaseTtlMs > 0)) throw new RangeError(`leaseTtlMs must be > 0, got ${leaseTtlMs}`);
     this.coverMs = coverMs ?? coverMarginMs(leaseTtlMs) / 2;
+    this.refreshAfterMs = this.coverMs * coverRefreshShare;
+    this.sweepEveryMs = this.coverMs / coverSweepsPerCover;
   }
 
   /** Whether a read of `key` starting at `nowMs` in `term` is covered (what `uncovered` would decide; no side effects). */
   covers(key: string, nowMs: number, term: number): boolean {
     if (term !== this.term) return false;
-    const s = this.since.get(key);
-    return s !== undefined && nowMs >= s && nowMs - s <= this.coverMs;
+    const e = this.since.get(key);
+    return e !== undefined && nowMs >= e.start && nowMs - e.start <= this.coverMs;
   }
 
   /**
@@ -98,11 +115,12 @@ export class FollowerLeaseCover {
       return keys.slice();
     }
     const out: string[] = [];
-    // A clock that went backwards (never, for a monotonic one) counts as uncovered too.
+    // A clock that went backwards (never, for a monotonic one) counts as uncovered too. (covers() inlined: the same
+    // lookup also notes the read for the refresh.)
     for (const k of keys) {
-      const s = this.since.get(k);
-      if (s === undefined || nowMs < s || nowMs - s > this.coverMs) out.push(k);
-      else if (this.refreshAhead && nowMs - s > this.coverMs / 2 && this.refreshWanted.size < maxCoverRefreshKeys) this.refreshWanted.add(k);
+      const e = this.since.get(k);
+      if (e === undefined || nowMs < e.start || nowMs - e.start > this.coverMs) out.push(k);
+      else e.read = true;
     }
     this.coveredKeys += keys.length - out.length;
     this.askedKeys += out.length;
@@ -114,10 +132,16 @@ export class FollowerLeaseCover {
     if (term !== this.term) return; // a leader change since: the next read clears the cover anyway
     for (const k of keys) {
       const cur = this.since.get(k);
-      if (cur !== undefined && cur >= startMs) continue;
+      if (cur !== undefined && cur.start >= startMs) continue;
       if (cur === undefined && this.since.size >= this.maxKeys) continue;
-      this.since.delete(k); // re-inserted at the end: Map order stays start order for prune()
-      this.since.set(k, startMs);
+      // Re-inserted at the end: Map order stays start order for prune() and takeRefresh().
+      this.since.delete(k);
+      if (cur === undefined) this.since.set(k, { start: startMs, read: false });
+      else {
+        cur.start = startMs;
+        cur.read = false;
+        this.since.set(k, cur);
+      }
     }
   }
 
@@ -125,21 +149,45 @@ export class FollowerLeaseCover {
     return this.since.size;
   }
 
-  /** Whether a refresh should start now: keys wait for one and none is in flight. */
-  get wantsRefresh(): boolean {
-    return !this.refreshing && this.refreshWanted.size > 0;
-  }
-
-  /** Takes the keys to refresh (up to maxCoverRefreshBytes of them; the rest wait) and marks a refresh in flight. */
-  takeRefresh(): string[] {
+  /**
+   * A refresh sweep, when one is due at `nowMs` (refreshAhead on, none in flight, at most one per coverMs / 16 unless
+   * the last left keys waiting): the keys whose cover is 3/4 through and that were read under it, up to
+   * maxCoverRefreshKeys and maxCoverRefreshBytes; a refresh is then in flight until refreshDone(). Empty: nothing to do.
+   *
+   * Keys found 3/4 through and not read since their grant lose their cover here (a cover allows a read, it obliges
+   * nothing: a later read of the key asks for it), so every cover is looked at once by the sweeps, which walk from
+   * the oldest. Deciding on the sweep rather than on a read that happens to fall in a window keeps a key read once
+   * per cover covered, and leases it again once per 3/4 cover (a read in the second half queued it before: refreshed
+   * every ~half cover, and a key whose reads missed the window lost its cover).
+   */
+  takeRefresh(nowMs: number): string[] {
+    if (!this.refreshAhead || this.refreshing) return [];
+    if (!this.sweepLeft && nowMs - this.lastSweepAt < this.sweepEveryMs) return [];
+    this.lastSweepAt = nowMs;
+    this.sweepLeft = false;
     const keys: string[] = [];
     let bytes = 0;
-    for (const k of this.refreshWanted) {
+    let looked = 0;
+    for (const [k, e] of this.since) {
+      if (nowMs - e.start <= this.refreshAfterMs) break; // start order: the rest are younger
+      if (++looked > maxPrunesPerCall || keys.length >= maxCoverRefreshKeys) {
+        this.sweepLeft = true;
+        break;
+      }
+      if (!e.read || nowMs < e.start || nowMs - e.start > this.coverMs) {
+        this.since.delete(k); // deleting the entry just visited is safe for a Map iterator
+        continue;
+      }
       bytes += k.length * 3; // UTF-16 units: at most 3 UTF-8 bytes each
-      if (keys.length > 0 && bytes > maxCoverRefreshBytes) break;
+      if (keys.length > 0 && bytes > maxCoverRefreshBytes) {
+        this.sweepLeft = true;
+        break;
+      }
+      // Not read since this refresh: if it fails, the next sweep drops the cover (a read then asks for itself).
+      e.read = false;
       keys.push(k);
     }
-    for (const k of keys) this.refreshWanted.delete(k);
+    if (keys.length === 0) return keys;
     this.refreshing = true;
     this.refreshedKeys += keys.length;
     return keys;
@@ -160,8 +208,8 @@ export class FollowerLeaseCover {
   /** Drops covers that ended (oldest first; at most maxPrunesPerCall). */
   private prune(nowMs: number): void {
     let n = 0;
-    for (const [k, s] of this.since) {
-      if (nowMs - s <= this.coverMs || n >= maxPrunesPerCall) break;
+    for (const [k, e] of this.since) {
+      if (nowMs - e.start <= this.coverMs || n >= maxPrunesPerCall) break;
       this.since.delete(k);
       n++;
     }

@@ -198,7 +198,10 @@ async function readReplicaLists<R>(d: ReplicaReadDeps, keys: readonly string[], 
   // Covers stand for a majority of three like the grants they come from (linearizableRead): not in larger clusters.
   const cover = follower && d.raft.members().voters.length <= maxFollowerLeaseVoters ? d.cover : undefined;
   const ask = cover !== undefined ? cover.uncovered(keys, startMono, readTerm) : keys;
-  if (cover !== undefined && cover.wantsRefresh) void refreshCovers(d, cover);
+  if (cover !== undefined) {
+    const again = cover.takeRefresh(startMono);
+    if (again.length > 0) void refreshCovers(d, cover, again);
+  }
   let refused = stale ? none : await d.whileLeading(linearizableRead(d.raft, ask));
   if (refused.size > 0 && !d.raft.isLeader) refused = await askAgain(d, refused);
   // The leader grants below: first every admitted write covering these keys must settle (see the file comment).
@@ -233,14 +236,13 @@ async function readReplicaLists<R>(d: ReplicaReadDeps, keys: readonly string[], 
 }
 
 /**
- * Follower: leases again, in the background, the covered keys its reads found in the second half of their cover: a
- * read of them with no client waiting, recorded as a read's (recordServed) and covering the reads that begin up to
+ * Follower: leases again, in the background, `keys` (FollowerLeaseCover.takeRefresh: read under a cover now 3/4
+ * through): a read of them with no client waiting, recorded as a read's (recordServed) and covering the reads that begin up to
  * coverMs after it began. So a key read often stays covered, and with a follower read lease (raft.followerLeaseTicks)
  * a read of only covered keys costs the leader nothing at all. Best effort: a key it fails to renew is asked for by
  * the next read that needs it.
  */
-async function refreshCovers(d: ReplicaReadDeps, cover: FollowerLeaseCover): Promise<void> {
-  const keys = cover.takeRefresh();
+async function refreshCovers(d: ReplicaReadDeps, cover: FollowerLeaseCover, keys: string[]): Promise<void> {
   try {
     const term = d.raft.currentTerm;
     const startMono = d.clock.now();

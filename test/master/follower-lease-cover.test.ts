@@ -21,47 +21,71 @@ describe('FollowerLeaseCover', () => {
     expect(c.askedKeys).toBe(2 + 1 + 1 + 1);
   });
 
-  it('refresh ahead: a covered key read in the second half of its cover is queued for one background refresh', () => {
+  it('refresh ahead: a sweep at 3/4 of a cover takes the keys read under it, drops the unread ones, one refresh at a time', () => {
     const off = new FollowerLeaseCover(10_000);
     off.uncovered([], 0, 1);
     off.granted(['a'], 0, 1);
-    off.uncovered(['a'], off.coverMs * 0.75, 1);
-    expect(off.wantsRefresh).toBe(false); // refreshAhead is off by default (no follower read lease)
+    off.uncovered(['a'], 1, 1);
+    expect(off.takeRefresh(off.coverMs * 0.9)).toEqual([]); // refreshAhead is off by default (no follower read lease)
+    expect(off.covers('a', off.coverMs * 0.9, 1)).toBe(true);
+    const c = new FollowerLeaseCover(10_000);
+    c.refreshAhead = true;
+    const t0 = 1_000;
+    const at = (share: number): number => t0 + c.coverMs * share;
+    c.uncovered([], t0, 1);
+    c.granted(['a', 'b', 'cold'], t0, 1);
+    // Read early in the cover: that is enough to be leased again, but not before 3/4 of it.
+    expect(c.uncovered(['a', 'b'], at(0.1), 1)).toEqual([]);
+    expect(c.takeRefresh(at(0.7))).toEqual([]);
+    expect(c.takeRefresh(at(0.8))).toEqual(['a', 'b']);
+    expect(c.covers('cold', at(0.8), 1)).toBe(false); // never read under its cover: dropped, a read asks for it
+    expect(c.covers('a', at(0.8), 1)).toBe(true); // still covered while its refresh is in flight
+    c.granted(['c'], at(0.05), 1);
+    c.uncovered(['c'], at(0.1), 1);
+    expect(c.takeRefresh(at(0.9))).toEqual([]); // one in flight at a time
+    // The refresh of a and b ends: a granted again (covering reads that begin up to coverMs after the refresh
+    // began), b's grant failed. The next sweep takes c and drops b (not granted again, not read since).
+    c.granted(['a'], at(0.8), 1);
+    c.refreshDone();
+    expect(c.takeRefresh(at(0.9))).toEqual(['c']);
+    expect(c.covers('b', at(0.9), 1)).toBe(false);
+    expect(c.covers('a', at(1.8), 1)).toBe(true);
+    c.refreshDone();
+    expect(c.takeRefresh(at(1.8))).toEqual([]); // a: not read since its new grant
+    expect(c.refreshedKeys).toBe(3);
+  });
+
+  it('sweeps at most once per coverMs / 16 unless the last one left keys waiting', () => {
     const c = new FollowerLeaseCover(10_000);
     c.refreshAhead = true;
     c.uncovered([], 0, 1);
-    c.granted(['a', 'b'], 1_000, 1);
-    expect(c.uncovered(['a', 'b'], 1_000 + c.coverMs / 2, 1)).toEqual([]); // first half: nothing to refresh
-    expect(c.wantsRefresh).toBe(false);
-    expect(c.uncovered(['a'], 1_001 + c.coverMs / 2, 1)).toEqual([]); // second half: still covered, and queued
-    expect(c.wantsRefresh).toBe(true);
-    expect(c.takeRefresh()).toEqual(['a']);
-    expect(c.wantsRefresh).toBe(false); // one in flight at a time
-    c.uncovered(['b'], 1_002 + c.coverMs / 2, 1);
-    expect(c.wantsRefresh).toBe(false);
+    c.granted(['a'], 0, 1);
+    expect(c.takeRefresh(c.coverMs * 0.5)).toEqual([]); // a sweep: nothing 3/4 through yet
+    c.granted(['b'], 1, 1);
+    c.uncovered(['a', 'b'], c.coverMs * 0.5, 1);
+    expect(c.takeRefresh(c.coverMs * 0.76)).toEqual(['a', 'b']);
     c.refreshDone();
-    expect(c.wantsRefresh).toBe(true);
-    expect(c.takeRefresh()).toEqual(['b']);
-    c.refreshDone();
-    // The refresh's grant, as a read's: it covers reads that begin up to coverMs after the refresh began.
-    c.granted(['a'], 1_001 + c.coverMs / 2, 1);
-    expect(c.covers('a', 1_001 + c.coverMs / 2 + c.coverMs, 1)).toBe(true);
-    expect(c.refreshedKeys).toBe(2);
+    c.granted(['x'], 2, 1);
+    c.uncovered(['x'], 3, 1);
+    expect(c.takeRefresh(c.coverMs * 0.76 + c.coverMs / 16 - 1)).toEqual([]); // too soon after the last sweep
+    expect(c.takeRefresh(c.coverMs * 0.76 + c.coverMs / 16)).toEqual(['x']);
   });
 
-  it('a refresh sends at most maxCoverRefreshBytes of keys; the rest wait for the next', () => {
+  it('a refresh sends at most maxCoverRefreshBytes of keys; the rest are taken by the next sweep at once', () => {
     const c = new FollowerLeaseCover(10_000);
     c.refreshAhead = true;
     c.uncovered([], 0, 1);
     const long = Array.from({ length: 100 }, (_, i) => `${i}:${'x'.repeat(2_000)}`);
     c.granted(long, 0, 1);
-    c.uncovered(long, c.coverMs * 0.75, 1);
-    const first = c.takeRefresh();
+    c.uncovered(long, 1, 1);
+    const now = c.coverMs * 0.8;
+    const first = c.takeRefresh(now);
     expect(first.length).toBeGreaterThan(0);
     expect(first.length).toBeLessThan(long.length);
     expect(first.reduce((a, k) => a + 3 * k.length, 0)).toBeLessThanOrEqual(maxCoverRefreshBytes);
     c.refreshDone();
-    expect(c.takeRefresh()).toEqual(long.slice(first.length, 2 * first.length));
+    // The first batch, not granted again (its refresh failed) and not read since: dropped; the next batch follows.
+    expect(c.takeRefresh(now)).toEqual(long.slice(first.length, 2 * first.length));
   });
 
   it('a newer grant extends the cover; an older one does not shorten it', () => {
@@ -141,23 +165,23 @@ describe('FollowerLeaseCover', () => {
       logger: { debug() {}, info() {}, warn: (...a: unknown[]) => warns.push(a), error: (...a: unknown[]) => errors.push(a) },
     } as unknown as ReplicaReadDeps;
     cover.uncovered(['hot'], now, 1); // a first read in term 1 asks for 'hot'
-    const readInSecondHalf = async (): Promise<void> => {
+    const readThreeQuartersIn = async (): Promise<void> => {
       cover.granted(['hot'], now, 1); // its grant (or the last refresh's) covers it
-      now += cover.coverMs * 0.75; // covered, in the second half: queued for a refresh, which starts with this read
+      now += cover.coverMs * 0.8; // covered, 3/4 through, read under it: this read starts its refresh
       refreshing = true;
       const rs = await replicaRead(d, ['hot']);
       expect(rs[0]!.ok).toBe(false); // answered from the state, whatever the refresh did
       await new Promise((r) => setImmediate(r));
       refreshing = false;
     };
-    await readInSecondHalf();
+    await readThreeQuartersIn();
     expect(cover.unexpectedRefreshFailures).toBe(1);
     expect(errors).toHaveLength(1);
-    await readInSecondHalf();
+    await readThreeQuartersIn();
     expect(cover.unexpectedRefreshFailures).toBe(2);
     expect(errors).toHaveLength(1); // within the interval: counted, not logged
     now += unexpectedRefreshLogIntervalMs;
-    await readInSecondHalf();
+    await readThreeQuartersIn();
     expect(errors).toHaveLength(2);
     expect(warns).toHaveLength(0);
   });
