@@ -40,27 +40,27 @@ describe('LeaseTable', () => {
     expect(l.leasedKeys(8000)).toEqual(['y']);
   });
 
-  it('a hot key re-read within 1/16 TTL keeps its place (no re-insert per read) yet its exact expiry; prune drops it at most that late', () => {
-    const l = new LeaseTable(1600); // slack 100 ms
-    l.grant('hot', 0); // until 1600
-    l.grant('cold', 10); // until 1610
-    l.grant('hot', 50); // until 1650: stays ahead of 'cold' in the map
-    expect(l.expiry('hot')).toBe(1650);
-    expect(l.isLeased('hot', 1640)).toBe(true);
-    // At 1620 'cold' is expired but waits behind the live 'hot' (within the slack); isLeased is exact.
-    expect(l.isLeased('cold', 1620)).toBe(false);
-    expect(l.prune(1620)).toBe(0);
-    expect(l.prune(1650)).toBe(2);
+  it('a hot key re-read within 1/4 TTL keeps its place (no re-insert per read) yet its exact expiry; prune drops it at most that late', () => {
+    const l = new LeaseTable(400); // slack 100 ms
+    l.grant('hot', 0); // until 400
+    l.grant('cold', 10); // until 410
+    l.grant('hot', 50); // until 450: stays ahead of 'cold' in the map
+    expect(l.expiry('hot')).toBe(450);
+    expect(l.isLeased('hot', 440)).toBe(true);
+    // At 420 'cold' is expired but waits behind the live 'hot' (within the slack); isLeased is exact.
+    expect(l.isLeased('cold', 420)).toBe(false);
+    expect(l.prune(420)).toBe(0);
+    expect(l.prune(450)).toBe(2);
     // A grant further out than the slack moves the key to the end: the expired one behind it goes at once.
-    l.grant('a', 2000); // until 3600
-    l.grant('b', 2010); // until 3610
-    l.grant('a', 2200); // until 3800: moved behind 'b'
-    expect(l.prune(3700)).toBe(1);
-    expect(l.leasedKeys(3700)).toEqual(['a']);
+    l.grant('a', 2000); // until 2400
+    l.grant('b', 2010); // until 2410
+    l.grant('a', 2200); // until 2600: moved behind 'b'
+    expect(l.prune(2500)).toBe(1);
+    expect(l.leasedKeys(2500)).toEqual(['a']);
   });
 
   it("an announcer's note stays with the key's entry through extensions and moves, and goes with the lease", () => {
-    const l = new LeaseTable(1600); // slack 100 ms
+    const l = new LeaseTable(400); // slack 100 ms
     l.grant('k', 0);
     const e = l.entry('k')!;
     e.noteUntil = 2400;
@@ -69,12 +69,12 @@ describe('LeaseTable', () => {
     l.grant('x', 60);
     l.grant('k', 500); // beyond it: moved behind 'x', the same entry
     expect(l.entry('k')).toBe(e);
-    expect({ until: e.until, noteUntil: e.noteUntil, noteSeq: e.noteSeq }).toEqual({ until: 2100, noteUntil: 2400, noteSeq: 7 });
+    expect({ until: e.until, noteUntil: e.noteUntil, noteSeq: e.noteSeq }).toEqual({ until: 900, noteUntil: 2400, noteSeq: 7 });
     expect(l.leasedKeys(0)).toEqual(['x', 'k']);
     l.clearNotes();
     expect({ noteUntil: e.noteUntil, noteSeq: e.noteSeq }).toEqual({ noteUntil: 0, noteSeq: 0 });
     e.noteUntil = 2400;
-    expect(l.prune(2100)).toBe(2);
+    expect(l.prune(900)).toBe(2);
     expect(l.entry('k')).toBeUndefined();
     l.grant('k', 3000); // a new lease starts with no note
     expect(l.entry('k')!.noteUntil).toBe(0);
