@@ -73,13 +73,18 @@ async function batchReadsServed(httpPort: number): Promise<number> {
   return (calls - failed) * batchGetKeys;
 }
 
-/** Keys the masters served as followers so far: asked the leader to lease, or under a lease cover (/status). */
-async function followerLeaseKeys(): Promise<{ asked: number; covered: number; leaseReads: number }> {
+/**
+ * Keys the masters served as followers so far: asked the leader to lease, or under a lease cover; and keys their
+ * cover refreshes asked the leader to lease again in the background (/status).
+ */
+async function followerLeaseKeys(): Promise<{ asked: number; covered: number; refreshed: number; leaseReads: number }> {
   const each = await Promise.all(cluster.nodes.map(async (n) => {
-    const st = (await (await fetch(`http://127.0.0.1:${n.ports.http}/status`)).json()) as { followerReadLeases?: { asked: number; covered: number }; followerLease?: { readsServed: number } };
-    return { ...(st.followerReadLeases ?? { asked: 0, covered: 0 }), leaseReads: st.followerLease?.readsServed ?? 0 };
+    const st = (await (await fetch(`http://127.0.0.1:${n.ports.http}/status`)).json()) as { followerReadLeases?: { asked: number; covered: number; refreshed?: number }; followerLease?: { readsServed: number } };
+    const f = st.followerReadLeases ?? { asked: 0, covered: 0 };
+    return { asked: f.asked, covered: f.covered, refreshed: f.refreshed ?? 0, leaseReads: st.followerLease?.readsServed ?? 0 };
   }));
-  return { asked: each.reduce((a, x) => a + x.asked, 0), covered: each.reduce((a, x) => a + x.covered, 0), leaseReads: each.reduce((a, x) => a + x.leaseReads, 0) };
+  const sum = (k: 'asked' | 'covered' | 'refreshed' | 'leaseReads'): number => each.reduce((a, x) => a + x[k], 0);
+  return { asked: sum('asked'), covered: sum('covered'), refreshed: sum('refreshed'), leaseReads: sum('leaseReads') };
 }
 
 /** One unlabelled counter or gauge of every master's /metrics, in cluster.nodes order (0 where absent). */
@@ -163,6 +168,7 @@ interface ReadRaw {
   wallSecs: number;
   asked: number;
   covered: number;
+  refreshed: number;
   leaseReads: number;
 }
 
@@ -208,6 +214,7 @@ async function perMaster(run: (sink: number[]) => Promise<LoadResult>): Promise<
     wallSecs: secs,
     asked: covers1.asked - covers0.asked,
     covered: covers1.covered - covers0.covered,
+    refreshed: covers1.refreshed - covers0.refreshed,
     leaseReads: covers1.leaseReads - covers0.leaseReads,
   };
 }
@@ -231,6 +238,7 @@ function addRounds(rs: ReadRaw[]): ReadRaw {
     wallSecs: sum((r) => r.wallSecs),
     asked: sum((r) => r.asked),
     covered: sum((r) => r.covered),
+    refreshed: sum((r) => r.refreshed),
     leaseReads: sum((r) => r.leaseReads),
   };
 }
@@ -259,7 +267,9 @@ function describeReads(raw: ReadRaw): { load: LoadResult; masters: MasterShare[]
   // The clients share the machine's cores with the masters: their CPU says whether they, not the masters, set the pace.
   const clientUsPerKey = round((raw.clientCpuMs * 1000) / total, 2);
   // Of the keys followers served: how many a recent grant covered (no lease asked of the leader: follower-lease-cover.ts).
-  const coverNote = raw.asked + raw.covered > 0 ? `; followers' keys under a lease cover ${round((100 * raw.covered) / (raw.asked + raw.covered), 0)}%` : '';
+  // And how many keys cover refreshes leased again meanwhile, per 100 keys followers served (each one a grant and
+  // two records, as an asked key costs).
+  const coverNote = raw.asked + raw.covered > 0 ? `; followers' keys under a lease cover ${round((100 * raw.covered) / (raw.asked + raw.covered), 0)}%, refreshed ${round((100 * raw.refreshed) / (raw.asked + raw.covered), 1)} per 100` : '';
   // Of the reads followers served: how many needed no round to the leader (follower read lease, raft.followerLeaseTicks).
   const followerBatches = (raw.asked + raw.covered) / batchGetKeys;
   const leaseNote = followerBatches > 0 && followerLeaseTicks !== null && followerLeaseTicks > 0 ? `; follower reads with no round (follower read lease) ${round((100 * raw.leaseReads) / followerBatches, 0)}%` : '';
