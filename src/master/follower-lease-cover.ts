@@ -3,16 +3,17 @@
  *
  * A follower read of getReplicaList sends the keys it will lease with its ReadIndex request (follower-reads.ts). The
  * leader grants such a key for `leaseTtlMs + coverMarginMs` (one margin longer than a reader is promised) and records
- * it; the follower records the key as served until the start of that read plus `leaseTtlMs + coverMarginMs / 2`
- * (LeaseSync.recordServed) and notes here when that read started. For the next `coverMarginMs / 2` after that start a
+ * it; the follower records the key as served until the start of that read plus `leaseTtlMs + coverMs`
+ * (LeaseSync.recordServed) and notes here when that read started. For the next `coverMs` after that start a
  * read of the key on this follower still needs its ReadIndex round (the data must be linearizable) but not the
  * key's grant: a reader's lease starts before its read reaches this follower and ends at most `leaseTtlMs` later,
  * within the leader's grant and within what this follower recorded, so a new leader's lease collection still meets
  * one of the two. Hot keys read through a follower thus cost the leader nothing per read.
  *
- * Why half the margin: the read's start is measured on this follower's clock and the grant on the leader's; with
- * clock rates within a factor of 2 of each other half a margin on this clock stays within the whole margin on the
- * leader's. The cover is this follower's soft state for one term: a leader change clears it (a new leader knows the
+ * `coverMs` is the margin / maxClockRateRatio: the read's start is measured on this follower's clock and the grant on
+ * the leader's; with clock rates within that factor of each other, coverMs on this clock stays within the whole
+ * margin on the leader's. (Half the margin, a factor of 2, until the twenty-fourth session: every key read through a
+ * follower was leased again 60% more often for a bound no working clock comes near.) The cover is this follower's soft state for one term: a leader change clears it (a new leader knows the
  * old grants only through its lease collection, which the follower's own record serves). Time is the caller's
  * monotonic clock (production: performance.now; the simulator: the node's virtual clock); nothing here reads one.
  */
@@ -42,6 +43,13 @@ export function refreshCoversAhead(followerLeaseTicks: number): boolean {
   return followerLeaseTicks > 0;
 }
 
+/**
+ * The most two masters' clock rates may differ by, as a factor, for a cover to stay inside the leader's grant (see
+ * the file comment). The simulator's drift faults run clocks at 0.9–1.1 × real time (a factor of 1.22 at worst);
+ * real clocks differ by parts per million.
+ */
+export const maxClockRateRatio = 1.25;
+
 /** How much longer than its TTL the leader leases a key a follower read asked for (the announce-ahead margin). */
 export function coverMarginMs(leaseTtlMs: number): number {
   return announceAheadMs(leaseTtlMs);
@@ -62,7 +70,7 @@ export class FollowerLeaseCover {
   /** Key → its cover; Map order is start order (entries re-inserted on every grant). */
   private readonly since = new Map<string, CoverEntry>();
   private term = 0;
-  /** How long after a granting read's start the key counts as covered: half the margin. */
+  /** How long after a granting read's start the key counts as covered: the margin / maxClockRateRatio. */
   readonly coverMs: number;
   /** Keys served from a cover since start, and keys asked for (metrics, tests). */
   coveredKeys = 0;
@@ -88,7 +96,7 @@ export class FollowerLeaseCover {
   /** `coverMs`: tests only (the simulator's control that must break the design: covers that never end). */
   constructor(readonly leaseTtlMs: number, private readonly maxKeys = maxFollowerCoverKeys, coverMs?: number) {
     if (!(leaseTtlMs > 0)) throw new RangeError(`leaseTtlMs must be > 0, got ${leaseTtlMs}`);
-    this.coverMs = coverMs ?? coverMarginMs(leaseTtlMs) / 2;
+    this.coverMs = coverMs ?? coverMarginMs(leaseTtlMs) / maxClockRateRatio;
     this.refreshAfterMs = this.coverMs * coverRefreshShare;
     this.sweepEveryMs = this.coverMs / coverSweepsPerCover;
   }

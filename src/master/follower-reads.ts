@@ -20,7 +20,7 @@
  * linearizable: the remove may still fail (a lost leadership, a dropped proposal). An older follower answers refused
  * keys as "being evicted": no lease, no replicas, still safe.
  *
- * A key the leader granted to this follower a moment ago (half a margin: follower-lease-cover.ts) is not asked for
+ * A key the leader granted to this follower a moment ago (coverMs: follower-lease-cover.ts) is not asked for
  * again: the leader granted it one margin longer than a reader is promised, so it covers the follower's next reads.
  */
 import { Packr } from 'msgpackr';
@@ -191,7 +191,7 @@ async function readReplicaLists<R>(d: ReplicaReadDeps, keys: readonly string[], 
   const readTerm = d.raft.currentTerm;
   // A follower asks the leader to lease only the keys no recent grant covers (follower-lease-cover.ts); the round
   // itself is needed anyway (the data must be linearizable). When the read began, on the cover's clock and the
-  // lease table's: a grant asked for now covers reads that begin up to half a margin later.
+  // lease table's: a grant asked for now covers reads that begin up to coverMs later.
   const startMono = d.clock.now();
   const startMs = d.now();
   const follower = !stale && !d.raft.isLeader;

@@ -120,7 +120,7 @@ describe('follower reads', () => {
     await f.call('batchGetReplicaList', { keys: ['hot'] });
     const first = leases();
     expect(first.asked - before.asked).toBe(1);
-    // Read again at once (well inside the cover, half a margin): served under the first grant.
+    // Read again at once (well inside the cover, coverMs): served under the first grant.
     await f.call('getReplicaList', { key: 'hot' });
     await f.call('batchGetReplicaList', { keys: ['hot', 'cold'] });
     const after = leases();
