@@ -1,7 +1,7 @@
 // FollowerLeaseCover (src/master/follower-lease-cover.ts): which keys a follower may serve without asking the leader
 // to lease them again. Pure bookkeeping on the caller's clock: every edge of the window is checked here.
 import { describe, expect, it } from 'vitest';
-import { coverMarginMs, FollowerLeaseCover, maxClockRateRatio, maxCoverRefreshBytes, unexpectedRefreshLogIntervalMs } from '../../src/master/follower-lease-cover.js';
+import { coverMarginMs, coverRefreshShare, FollowerLeaseCover, maxClockRateRatio, maxCoverRefreshBytes, unexpectedRefreshLogIntervalMs } from '../../src/master/follower-lease-cover.js';
 import { decodeKeys, encodeKeys, replicaRead, type ReplicaReadDeps } from '../../src/master/follower-reads.js';
 import { announceAheadMs } from '../../src/master/lease-sync.js';
 import { ErrorCode } from '../../src/errors.js';
@@ -22,7 +22,7 @@ describe('FollowerLeaseCover', () => {
     expect(c.askedKeys).toBe(2 + 1 + 1 + 1);
   });
 
-  it('refresh ahead: a sweep at 3/4 of a cover takes the keys read under it, drops the unread ones, one refresh at a time', () => {
+  it('refresh ahead: a sweep at coverRefreshShare (7/8) of a cover takes the keys read under it, drops the unread ones, one refresh at a time', () => {
     const off = new FollowerLeaseCover(10_000);
     off.uncovered([], 0, 1);
     off.granted(['a'], 0, 1);
@@ -35,41 +35,44 @@ describe('FollowerLeaseCover', () => {
     const at = (share: number): number => t0 + c.coverMs * share;
     c.uncovered([], t0, 1);
     c.granted(['a', 'b', 'cold'], t0, 1);
-    // Read early in the cover: that is enough to be leased again, but not before 3/4 of it.
+    const S = coverRefreshShare;
+    expect(S).toBe(7 / 8);
+    // Read early in the cover: that is enough to be leased again, but not before 7/8 of it.
     expect(c.uncovered(['a', 'b'], at(0.1), 1)).toEqual([]);
-    expect(c.takeRefresh(at(0.7))).toEqual([]);
-    expect(c.takeRefresh(at(0.8))).toEqual(['a', 'b']);
-    expect(c.covers('cold', at(0.8), 1)).toBe(false); // never read under its cover: dropped, a read asks for it
-    expect(c.covers('a', at(0.8), 1)).toBe(true); // still covered while its refresh is in flight
+    expect(c.takeRefresh(at(S - 0.1))).toEqual([]);
+    expect(c.takeRefresh(at(S + 0.02))).toEqual(['a', 'b']);
+    expect(c.covers('cold', at(S + 0.02), 1)).toBe(false); // never read under its cover: dropped, a read asks for it
+    expect(c.covers('a', at(S + 0.02), 1)).toBe(true); // still covered while its refresh is in flight
     c.granted(['c'], at(0.05), 1);
     c.uncovered(['c'], at(0.1), 1);
-    expect(c.takeRefresh(at(0.9))).toEqual([]); // one in flight at a time
+    expect(c.takeRefresh(at(S + 0.06))).toEqual([]); // one in flight at a time
     // The refresh of a and b ends: a granted again (covering reads that begin up to coverMs after the refresh
     // began), b's grant failed. The next sweep takes c and drops b (not granted again, not read since).
-    c.granted(['a'], at(0.8), 1);
+    c.granted(['a'], at(S + 0.02), 1);
     c.refreshDone();
-    expect(c.takeRefresh(at(0.9))).toEqual(['c']);
-    expect(c.covers('b', at(0.9), 1)).toBe(false);
+    expect(c.takeRefresh(at(S + 0.06))).toEqual(['c']);
+    expect(c.covers('b', at(S + 0.06), 1)).toBe(false);
     expect(c.covers('a', at(1.8), 1)).toBe(true);
     c.refreshDone();
     expect(c.takeRefresh(at(1.8))).toEqual([]); // a: not read since its new grant
     expect(c.refreshedKeys).toBe(3);
   });
 
-  it('sweeps at most once per coverMs / 16 unless the last one left keys waiting', () => {
+  it('sweeps at most once per coverMs / 32 unless the last one left keys waiting', () => {
     const c = new FollowerLeaseCover(10_000);
     c.refreshAhead = true;
     c.uncovered([], 0, 1);
     c.granted(['a'], 0, 1);
-    expect(c.takeRefresh(c.coverMs * 0.5)).toEqual([]); // a sweep: nothing 3/4 through yet
+    expect(c.takeRefresh(c.coverMs * 0.5)).toEqual([]); // a sweep: nothing 7/8 through yet
     c.granted(['b'], 1, 1);
     c.uncovered(['a', 'b'], c.coverMs * 0.5, 1);
-    expect(c.takeRefresh(c.coverMs * 0.76)).toEqual(['a', 'b']);
+    const t = c.coverMs * (coverRefreshShare + 0.01);
+    expect(c.takeRefresh(t)).toEqual(['a', 'b']);
     c.refreshDone();
     c.granted(['x'], 2, 1);
     c.uncovered(['x'], 3, 1);
-    expect(c.takeRefresh(c.coverMs * 0.76 + c.coverMs / 16 - 1)).toEqual([]); // too soon after the last sweep
-    expect(c.takeRefresh(c.coverMs * 0.76 + c.coverMs / 16)).toEqual(['x']);
+    expect(c.takeRefresh(t + c.coverMs / 32 - 1)).toEqual([]); // too soon after the last sweep
+    expect(c.takeRefresh(t + c.coverMs / 32)).toEqual(['x']);
   });
 
   it('a refresh sends at most maxCoverRefreshBytes of keys; the rest are taken by the next sweep at once', () => {
@@ -79,7 +82,7 @@ describe('FollowerLeaseCover', () => {
     const long = Array.from({ length: 100 }, (_, i) => `${i}:${'x'.repeat(2_000)}`);
     c.granted(long, 0, 1);
     c.uncovered(long, 1, 1);
-    const now = c.coverMs * 0.8;
+    const now = c.coverMs * (coverRefreshShare + 0.02);
     const first = c.takeRefresh(now);
     expect(first.length).toBeGreaterThan(0);
     expect(first.length).toBeLessThan(long.length);
@@ -168,7 +171,7 @@ describe('FollowerLeaseCover', () => {
     cover.uncovered(['hot'], now, 1); // a first read in term 1 asks for 'hot'
     const readThreeQuartersIn = async (): Promise<void> => {
       cover.granted(['hot'], now, 1); // its grant (or the last refresh's) covers it
-      now += cover.coverMs * 0.8; // covered, 3/4 through, read under it: this read starts its refresh
+      now += cover.coverMs * 0.9; // covered, 7/8 through, read under it: this read starts its refresh
       refreshing = true;
       const rs = await replicaRead(d, ['hot']);
       expect(rs[0]!.ok).toBe(false); // answered from the state, whatever the refresh did

@@ -9,7 +9,7 @@ import { ErrorCode } from '../../src/errors.js';
 import { MasterNode } from '../../src/master/master-node.js';
 import { MasterClient } from '../../src/master/client.js';
 import { expandReplicaLists } from '../../src/master/replica-lists-wire.js';
-import { coverMarginMs } from '../../src/master/follower-lease-cover.js';
+import { coverMarginMs, maxClockRateRatio } from '../../src/master/follower-lease-cover.js';
 import { RpcClient } from '../../src/transport/rpc.js';
 import { cleanupAfterEach, startMasters, waitFor } from '../helpers/in-process-masters.js';
 
@@ -131,7 +131,7 @@ describe('follower reads', () => {
     await expect(c.remove('hot')).rejects.toMatchObject({ code: ErrorCode.OBJECT_HAS_LEASE });
     await expect(c.remove('cold')).rejects.toMatchObject({ code: ErrorCode.OBJECT_HAS_LEASE });
     // A read after the cover ended asks again.
-    await new Promise((r) => setTimeout(r, coverMarginMs(leaseTtlMs) / 2 + 50));
+    await new Promise((r) => setTimeout(r, coverMarginMs(leaseTtlMs) / maxClockRateRatio + 50));
     await f.call('getReplicaList', { key: 'hot' });
     expect(leases().asked - after.asked).toBe(1);
   }, 30_000);

@@ -5,9 +5,9 @@ import { fullScheduleForSeed, runFullNodeSchedule } from '../../src/testing/full
 
 describe('follower read leases in the full-node simulator', () => {
   // Without the leader's commit gate (a write commits before every lease holder has it) these seeds return a stale
-  // read with hot readers (seeds 198, 365, 520 and 592 of 1..1000, by hand, with the twenty-fourth session's covers; the
+  // read with hot readers (seeds 198, 520, 578 and 592 of 1..1000, by hand, with the twenty-fourth session's covers; the
   // plain workload of these seeds does not): pinned here so the gate keeps being exercised where it matters.
-  for (const seed of [198, 365]) {
+  for (const seed of [198, 592]) {
     it(`hot readers on every node (seed ${seed}): reads served under the follower lease, every check holds`, async () => {
       const r = await runFullNodeSchedule(seed, fullScheduleForSeed(seed), { followerLeaseTicks: 3, hotReads: true });
       expect({ seed, violations: r.violations, linearizable: r.linearizable, lostAcked: r.lostAcked }).toEqual({ seed, violations: [], linearizable: true, lostAcked: 0 });

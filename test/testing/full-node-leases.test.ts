@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { FullSim } from '../../src/testing/fullnode/full-sim.js';
 import { fullScheduleForSeed, runFullNodeSchedule } from '../../src/testing/fullnode/full-schedule.js';
-import { coverMarginMs } from '../../src/master/follower-lease-cover.js';
+import { coverMarginMs, maxClockRateRatio } from '../../src/master/follower-lease-cover.js';
 
 /** A 3-voter cluster without random clients, leases of `ttlMs`, and one complete object 'x'. */
 async function clusterWithObject(seed: number, ttlMs: number): Promise<FullSim> {
@@ -137,7 +137,7 @@ describe('read leases in the full-node simulator', () => {
     expect(leader).not.toBeNull();
     // Past what f recorded before the fix (the read's start + TTL + coverMs), inside the lease counted from the
     // leader's answer (no earlier than the resume).
-    const oldRecordEnd = began + ttl + coverMarginMs(ttl) / 2;
+    const oldRecordEnd = began + ttl + coverMarginMs(ttl) / maxClockRateRatio;
     if (sim.now < oldRecordEnd + 20) await sim.run(oldRecordEnd + 20 - sim.now);
     expect(sim.now).toBeLessThan(resumed + ttl / 1.1);
     const answer = await sim.settle(sim.host(leader!).lease!.remove({ type: 'Remove', clientId: 'script', seq: 102, key: 'x' })).then(
