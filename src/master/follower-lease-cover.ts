@@ -11,11 +11,12 @@
  * one of the two. Hot keys read through a follower thus cost the leader nothing per read.
  *
  * `coverMs` is the margin / maxClockRateRatio: the read's start is measured on this follower's clock and the grant on
- * the leader's; with clock rates within that factor of each other, coverMs on this clock stays within the whole
- * margin on the leader's. (Half the margin, a factor of 2, until the twenty-fourth session: every key read through a
- * follower was leased again 60% more often for a bound no working clock comes near.) The cover is this follower's soft state for one term: a leader change clears it (a new leader knows the
- * old grants only through its lease collection, which the follower's own record serves). Time is the caller's
- * monotonic clock (production: performance.now; the simulator: the node's virtual clock); nothing here reads one.
+ * the leader's; with clock rates within that factor of each other, coverMs on this clock stays within the whole margin
+ * on the leader's. (Half the margin, a factor of 2, until the twenty-fourth session: every key read through a follower
+ * was leased again 60% more often for a bound no working clock comes near.) The cover is this follower's soft state for
+ * one term: a leader change clears it (a new leader knows the old grants only through its lease collection, which the
+ * follower's own record serves). Time is the caller's monotonic clock (production: performance.now; the simulator: the
+ * node's virtual clock); nothing here reads one.
  */
 import { announceAheadMs } from './lease-sync.js';
 
@@ -163,14 +164,15 @@ export class FollowerLeaseCover {
 
   /**
    * A refresh sweep, when one is due at `nowMs` (refreshAhead on, none in flight, at most one per coverMs / 32 unless
-   * the last left keys waiting): the keys whose cover is coverRefreshShare (7/8) through and that were read under it, up to
-   * maxCoverRefreshKeys and maxCoverRefreshBytes; a refresh is then in flight until refreshDone(). Empty: nothing to do.
+   * the last left keys waiting): the keys whose cover is coverRefreshShare (7/8) through and that were read under it,
+   * up to maxCoverRefreshKeys and maxCoverRefreshBytes; a refresh is then in flight until refreshDone(). Empty: nothing
+   * to do.
    *
    * Keys found that far through and not read since their grant lose their cover here (a cover allows a read, it obliges
-   * nothing: a later read of the key asks for it), so every cover is looked at once by the sweeps, which walk from
-   * the oldest. Deciding on the sweep rather than on a read that happens to fall in a window keeps a key read once
-   * per cover covered, and leases it again once per 7/8 cover (a read in the second half queued it before: refreshed
-   * every ~half cover, and a key whose reads missed the window lost its cover).
+   * nothing: a later read of the key asks for it), so every cover is looked at once by the sweeps, which walk from the
+   * oldest. Deciding on the sweep rather than on a read that happens to fall in a window keeps a key read once per
+   * cover covered, and leases it again once per 7/8 cover (a read in the second half queued it before: refreshed every
+   * ~half cover, and a key whose reads missed the window lost its cover).
    */
   takeRefresh(nowMs: number): string[] {
     if (!this.refreshAhead || this.refreshing) return [];

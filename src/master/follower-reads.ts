@@ -237,10 +237,10 @@ async function readReplicaLists<R>(d: ReplicaReadDeps, keys: readonly string[], 
 
 /**
  * Follower: leases again, in the background, `keys` (FollowerLeaseCover.takeRefresh: read under a cover now 7/8
- * through): a read of them with no client waiting, recorded as a read's (recordServed) and covering the reads that begin up to
- * coverMs after it began. So a key read often stays covered, and with a follower read lease (raft.followerLeaseTicks)
- * a read of only covered keys costs the leader nothing at all. Best effort: a key it fails to renew is asked for by
- * the next read that needs it.
+ * through): a read of them with no client waiting, recorded as a read's (recordServed) and covering the reads that
+ * begin up to coverMs after it began. So a key read often stays covered, and with a follower read lease
+ * (raft.followerLeaseTicks) a read of only covered keys costs the leader nothing at all. Best effort: a key it fails to
+ * renew is asked for by the next read that needs it.
  */
 async function refreshCovers(d: ReplicaReadDeps, cover: FollowerLeaseCover, keys: string[]): Promise<void> {
   try {

@@ -39,8 +39,8 @@ export class LeaseTable {
 
   /**
    * How far out of expiry order an entry may stand (see extend): 1/4 of the TTL. Followers' cover refreshes extend a
-   * key by ~a second at a time; at 1/16 most of those grants moved it, now about one in five does. The cost is memory
-   * only: an expired lease is pruned at most this much later.
+   * key by ~a second at a time; at 1/16 most of those grants moved it, now a few in a row stay in place. The cost is
+   * memory only: an expired lease is pruned at most this much later.
    */
   private readonly reorderSlackMs: number;
 

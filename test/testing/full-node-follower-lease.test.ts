@@ -4,8 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { fullScheduleForSeed, runFullNodeSchedule } from '../../src/testing/fullnode/full-schedule.js';
 
 describe('follower read leases in the full-node simulator', () => {
-  // Without the leader's commit gate (a write commits before every lease holder has it) these seeds return a stale
-  // read with hot readers (seeds 198, 520, 578 and 592 of 1..1000, by hand, with the twenty-fourth session's covers; the
+  // Without the leader's commit gate (a write commits before every lease holder has it) these seeds return a stale read
+  // with hot readers (seeds 198, 520, 578 and 592 of 1..1000, by hand, with the twenty-fourth session's covers; the
   // plain workload of these seeds does not): pinned here so the gate keeps being exercised where it matters.
   for (const seed of [198, 592]) {
     it(`hot readers on every node (seed ${seed}): reads served under the follower lease, every check holds`, async () => {
