@@ -56,30 +56,35 @@ async function measured(pids: (number | undefined)[], run: (sink: number[]) => P
   const wakeups = pids.map(processWakeups).reduce((a, c, i) => a + c - wake0[i]!, 0);
   // Warm-up writes are not in r.ops; scale by the measured share of the run's time.
   const writes = r.ops * ((r.seconds + 1) / r.seconds);
-  return { ...r, serverCpuUsPerWrite: round((cpu * 1000) / Math.max(1, writes), 0), serverWakeupsPerWrite: round(wakeups / Math.max(1, writes), 1), serverCpuMs: cpu, serverWakeups: wakeups, writesCharged: writes, latencies };
+  return { ...r, ...perWrite(cpu, wakeups, writes), latencies };
+}
+
+/** The servers' CPU and wakeups per acknowledged write, with the totals behind them (to add rounds up). */
+function perWrite(serverCpuMs: number, serverWakeups: number, writesCharged: number): Pick<Measured, 'serverCpuUsPerWrite' | 'serverWakeupsPerWrite' | 'serverCpuMs' | 'serverWakeups' | 'writesCharged'> {
+  return {
+    serverCpuUsPerWrite: round((serverCpuMs * 1000) / Math.max(1, writesCharged), 0),
+    serverWakeupsPerWrite: round(serverWakeups / Math.max(1, writesCharged), 1),
+    serverCpuMs,
+    serverWakeups,
+    writesCharged,
+  };
 }
 
 /** The rounds of one system at one level as one result: totals added, latencies pooled. */
 function pooled(rs: Measured[]): Measured {
   const latencies = rs.flatMap((r) => r.latencies);
-  const ops = rs.reduce((a, r) => a + r.ops, 0);
-  const secs = rs.reduce((a, r) => a + r.seconds, 0);
-  const cpu = rs.reduce((a, r) => a + r.serverCpuMs, 0);
-  const wakeups = rs.reduce((a, r) => a + r.serverWakeups, 0);
-  const writes = rs.reduce((a, r) => a + r.writesCharged, 0);
+  const sum = (f: (r: Measured) => number): number => rs.reduce((a, r) => a + f(r), 0);
+  const ops = sum((r) => r.ops);
+  const secs = sum((r) => r.seconds);
   return {
     ops,
-    errors: rs.reduce((a, r) => a + r.errors, 0),
+    errors: sum((r) => r.errors),
     seconds: secs,
     opsPerSec: round(ops / secs, 0),
     p50Ms: round(percentile(latencies, 50), 3),
     p99Ms: round(percentile(latencies, 99), 3),
     meanMs: round(latencies.reduce((a, b) => a + b, 0) / Math.max(1, latencies.length), 3),
-    serverCpuUsPerWrite: round((cpu * 1000) / Math.max(1, writes), 0),
-    serverWakeupsPerWrite: round(wakeups / Math.max(1, writes), 1),
-    serverCpuMs: cpu,
-    serverWakeups: wakeups,
-    writesCharged: writes,
+    ...perWrite(sum((r) => r.serverCpuMs), sum((r) => r.serverWakeups), sum((r) => r.writesCharged)),
     latencies,
   };
 }

@@ -22,8 +22,10 @@ import { announceAheadMs } from './lease-sync.js';
 
 /** Keys a follower keeps covers for at most; past it, further keys are simply asked for on every read. */
 export const maxFollowerCoverKeys = 1_000_000;
-/** Expired covers dropped per call at most (bounded work per read). */
-const maxPrunesPerCall = 4_096;
+/** Covers a prune or a refresh sweep looks at per call at most (bounded work per read). */
+const maxCoverVisitsPerCall = 4_096;
+/** takeRefresh's answer when there is nothing to refresh: shared, so a follower read allocates nothing for it. */
+const noKeys: readonly string[] = Object.freeze([]);
 /**
  * Keys one cover refresh asks the leader to lease again at most (~80 KiB of keys, well inside
  * maxFollowerReadLeaseBytes); keys beyond it wait for the next refresh or are asked for by their reads.
@@ -174,9 +176,9 @@ export class FollowerLeaseCover {
    * cover covered, and leases it again once per 7/8 cover (a read in the second half queued it before: refreshed every
    * ~half cover, and a key whose reads missed the window lost its cover).
    */
-  takeRefresh(nowMs: number): string[] {
-    if (!this.refreshAhead || this.refreshing) return [];
-    if (!this.sweepLeft && nowMs - this.lastSweepAt < this.sweepEveryMs) return [];
+  takeRefresh(nowMs: number): readonly string[] {
+    if (!this.refreshAhead || this.refreshing) return noKeys;
+    if (!this.sweepLeft && nowMs - this.lastSweepAt < this.sweepEveryMs) return noKeys;
     this.lastSweepAt = nowMs;
     this.sweepLeft = false;
     const keys: string[] = [];
@@ -184,7 +186,7 @@ export class FollowerLeaseCover {
     let looked = 0;
     for (const [k, e] of this.since) {
       if (nowMs - e.start <= this.refreshAfterMs) break; // start order: the rest are younger
-      if (++looked > maxPrunesPerCall || keys.length >= maxCoverRefreshKeys) {
+      if (++looked > maxCoverVisitsPerCall || keys.length >= maxCoverRefreshKeys) {
         this.sweepLeft = true;
         break;
       }
@@ -201,7 +203,7 @@ export class FollowerLeaseCover {
       e.read = false;
       keys.push(k);
     }
-    if (keys.length === 0) return keys;
+    if (keys.length === 0) return noKeys;
     this.refreshing = true;
     this.refreshedKeys += keys.length;
     return keys;
@@ -219,11 +221,11 @@ export class FollowerLeaseCover {
     return true;
   }
 
-  /** Drops covers that ended (oldest first; at most maxPrunesPerCall). */
+  /** Drops covers that ended (oldest first; at most maxCoverVisitsPerCall). */
   private prune(nowMs: number): void {
     let n = 0;
     for (const [k, e] of this.since) {
-      if (nowMs - e.start <= this.coverMs || n >= maxPrunesPerCall) break;
+      if (nowMs - e.start <= this.coverMs || n >= maxCoverVisitsPerCall) break;
       this.since.delete(k);
       n++;
     }

@@ -242,7 +242,7 @@ async function readReplicaLists<R>(d: ReplicaReadDeps, keys: readonly string[], 
  * (raft.followerLeaseTicks) a read of only covered keys costs the leader nothing at all. Best effort: a key it fails to
  * renew is asked for by the next read that needs it.
  */
-async function refreshCovers(d: ReplicaReadDeps, cover: FollowerLeaseCover, keys: string[]): Promise<void> {
+async function refreshCovers(d: ReplicaReadDeps, cover: FollowerLeaseCover, keys: readonly string[]): Promise<void> {
   try {
     const term = d.raft.currentTerm;
     const startMono = d.clock.now();

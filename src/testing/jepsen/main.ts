@@ -6,6 +6,12 @@
  */
 import { runCampaign } from './campaign.js';
 
+/** A bad flag: one line naming it, exit 2 (no stack trace). */
+function usage(msg: string): never {
+  process.stderr.write(`jepsen: ${msg}\nusage: npm run jepsen -- --minutes M [--seed S] [--follower-lease-ticks N] [--json]\n`);
+  process.exit(2);
+}
+
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const flag = (name: string): string | undefined => {
@@ -13,11 +19,12 @@ async function main(): Promise<void> {
     return i >= 0 ? argv[i + 1] : undefined;
   };
   const minutes = Number(flag('--minutes') ?? '1');
-  if (!(minutes > 0)) throw new Error('--minutes must be a positive number');
+  if (!(minutes > 0)) usage('--minutes must be a positive number');
   const seedArg = flag('--seed');
+  if (seedArg !== undefined && !Number.isSafeInteger(Number(seedArg))) usage('--seed must be an integer');
   const json = argv.includes('--json');
   const leaseArg = flag('--follower-lease-ticks');
-  if (leaseArg !== undefined && !(Number.isSafeInteger(Number(leaseArg)) && Number(leaseArg) >= 0)) throw new Error('--follower-lease-ticks must be a non-negative integer');
+  if (leaseArg !== undefined && !(Number.isSafeInteger(Number(leaseArg)) && Number(leaseArg) >= 0)) usage('--follower-lease-ticks must be a non-negative integer');
   const result = await runCampaign({
     durationMs: minutes * 60_000,
     ...(seedArg !== undefined ? { seed: Number(seedArg) } : {}),
