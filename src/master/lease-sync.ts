@@ -47,7 +47,7 @@ import type { Role } from '../raft/core/types.js';
 import type { Clock, Timer } from '../raft/node/clock.js';
 import type { RaftNode } from '../raft/node/raft-node.js';
 import { LeaseTable, type LeaseEntry } from '../statemachine/leases.js';
-import type { LeaseFile } from './lease-file.js';
+import type { LeaseFile, RecordedSlot } from './lease-file.js';
 import type { LoggerLike } from '../transport/logger.js';
 
 /** Keys per lease frame (a frame stays far below maxFrameBytes: keys are ≤ a few hundred bytes). */
@@ -182,7 +182,7 @@ export class LeaseSync {
   /**
    * Records acknowledged leases and the term seen before an acknowledgement goes out; false: it must not go out.
    */
-  private persist(nowMs: number, leases: Iterable<readonly [string, number, number?]>): boolean {
+  private persist(nowMs: number, leases: Iterable<readonly [string, number, number?, RecordedSlot?]>): boolean {
     const s = this.o.store;
     if (s === undefined) return true;
     const ok = s.record(nowMs, leases, this.termSeen);
@@ -303,7 +303,7 @@ export class LeaseSync {
       const ahead = until + announceAheadMs(ttl);
       // Noted on the lease entry (no allocation per announcement of a hot key); its frame's seq is set when it is
       // sent. A key with no entry (none granted: not a read's path) is announced without a note.
-      const rec = a ?? { until, noteUntil: 0, noteSeq: 0 };
+      const rec = a ?? { until, noteUntil: 0, noteSeq: 0, recordedUntil: 0 };
       rec.noteUntil = ahead;
       rec.noteSeq = 0;
       this.batch.push([k, ahead, rec]);
@@ -334,12 +334,11 @@ export class LeaseSync {
   recordServed(keys: readonly string[], nowMs: number, readTerm: number, until = nowMs + this.o.leases.leaseTtlMs): void {
     if (Math.max(this.termSeen, this.o.term()) > readTerm) throw new MooringError(ErrorCode.NOT_LEADER, 'a newer leader was seen while the read was confirmed; retry');
     if (keys.length === 0) return;
-    for (const k of keys) this.known.adopt(k, until);
     // Counted by a new leader's collection like an acknowledgement: recorded before the read is answered, ahead by
     // the announce margin (as a leader announces), so a key read again and again costs a write once per margin (and
     // none when the leader's announcement of it, which usually arrives first, was recorded long enough).
     const ahead = until + announceAheadMs(this.o.leases.leaseTtlMs);
-    if (!this.persist(nowMs, keys.map((k) => [k, until, ahead] as const))) throw new MooringError(ErrorCode.STORAGE_FAILED, 'could not record the read lease; retry');
+    if (!this.persist(nowMs, keys.map((k) => [k, until, ahead, this.known.adopt(k, until)] as const))) throw new MooringError(ErrorCode.STORAGE_FAILED, 'could not record the read lease; retry');
   }
 
   /**
@@ -357,8 +356,9 @@ export class LeaseSync {
     const ahead = announceAheadMs(ttl);
     // As recordServed: ahead by the announce margin, so a key read again and again costs a write once per margin.
     return this.persist(nowMs, keys.map((k) => {
-      const until = this.o.leases.expiry(k);
-      return [k, until, until + ahead] as const;
+      const e = this.o.leases.entry(k);
+      const until = e?.until ?? 0;
+      return [k, until, until + ahead, e] as const;
     }));
   }
 
@@ -433,10 +433,9 @@ export class LeaseSync {
 
   // ------------------------------------------------------------------ internals
 
-  private learn(keys: unknown, nowMs: number): Array<[string, number]> {
-    const parsed = this.parseKeys(keys, nowMs);
-    for (const [k, until] of parsed) this.known.adopt(k, until);
-    return parsed;
+  /** Adopts a leader's announced leases; returns them with their entries (for the lease file's slot). */
+  private learn(keys: unknown, nowMs: number): Array<readonly [string, number, undefined, LeaseEntry]> {
+    return this.parseKeys(keys, nowMs).map(([k, until]) => [k, until, undefined, this.known.adopt(k, until)] as const);
   }
 
   private parseKeys(keys: unknown, nowMs: number): Array<[string, number]> {
@@ -461,7 +460,7 @@ export class LeaseSync {
     // read granted later was answered while no member knew its lease).
     const longest = this.o.leases.leaseTtlMs + announceAheadMs(this.o.leases.leaseTtlMs);
     const batch = this.batch.splice(0);
-    const entries = batch.map(([k, until]) => [k, Math.min(until, now + longest)] as [string, number]);
+    const entries = batch.map(([k, until, rec]) => [k, Math.min(until, now + longest), undefined, rec] as const);
     // The leader counts itself in every majority: its grants are recorded like a member's acknowledgement.
     if (!this.persist(now, entries)) {
       for (const [, , rec] of batch) if (rec.noteSeq === 0) rec.noteUntil = 0;

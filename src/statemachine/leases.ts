@@ -20,12 +20,15 @@ import { defaultLeaseTtlMs } from './limits.js';
  * One key's lease. `noteUntil` / `noteSeq` are its announcer's slot (LeaseSync on the leader: until when the lease was
  * announced, in which frame; noteUntil 0: not announced): kept with the lease so that a read's grant and its
  * announcement find the key with one map lookup (two maps of every leased key, each looked up per key read, were a
- * fifth of a leader's CPU per read), and dropped with it. Mutated in place: no allocation per grant.
+ * fifth of a leader's CPU per read), and dropped with it. `recordedUntil` is its recorder's slot (the member's lease
+ * file, src/master/lease-file.ts: at least until when, on the file's clock, the file holds the key; 0: not known
+ * here), for the same reason. Mutated in place: no allocation per grant.
  */
 export interface LeaseEntry {
   until: number;
   noteUntil: number;
   noteSeq: number;
+  recordedUntil: number;
 }
 
 export class LeaseTable {
@@ -66,18 +69,20 @@ export class LeaseTable {
    * key, a delete and an insert in a Map of every leased key, was most of the leader's cost per read). So an expired
    * lease may wait behind a live one for at most that long before prune() drops it; isLeased reads the exact expiry.
    */
-  private extend(key: string, until: number): void {
+  private extend(key: string, until: number): LeaseEntry {
     const cur = this.expires.get(key);
     if (cur === undefined) {
-      this.expires.set(key, { until, noteUntil: 0, noteSeq: 0 });
-      return;
+      const e = { until, noteUntil: 0, noteSeq: 0, recordedUntil: 0 };
+      this.expires.set(key, e);
+      return e;
     }
-    if (cur.until >= until) return;
+    if (cur.until >= until) return cur;
     const moved = until - cur.until > this.reorderSlackMs;
     cur.until = until;
-    if (!moved) return;
+    if (!moved) return cur;
     this.expires.delete(key);
     this.expires.set(key, cur);
+    return cur;
   }
 
   /** The key's lease expiry (0 if none is known). */
@@ -98,9 +103,12 @@ export class LeaseTable {
     }
   }
 
-  /** A lease learned from another member (after a leader change): kept until `untilMs` unless already longer. */
-  adopt(key: string, untilMs: number): void {
-    this.extend(key, untilMs);
+  /**
+   * A lease learned from another member (after a leader change), or one a follower serves: kept until `untilMs` unless
+   * already longer. Returns its entry (for its recorder's slot).
+   */
+  adopt(key: string, untilMs: number): LeaseEntry {
+    return this.extend(key, untilMs);
   }
 
   /** Live leases as [key, expiry] (for a new leader that asks what this member knows). */
