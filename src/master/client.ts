@@ -291,9 +291,12 @@ export class MasterClient {
     return this.call('getReplicaList', { key, ...opts });
   }
 
-  /** Asks for the compact reply (replica-lists-wire.ts; an older master answers in full) and returns one result per key. */
+  /**
+   * Asks for the compact reply with binary rows (replica-lists-wire.ts version 2; an older master answers with version
+   * 1 or in full) and returns one result per key.
+   */
   async batchGetReplicaList(keys: string[], opts: { stale?: boolean } = {}): Promise<Array<Result<GetReplicaListValue>>> {
-    return expandReplicaLists(await this.call('batchGetReplicaList', { keys, compact: true, ...opts }), keys.length);
+    return expandReplicaLists(await this.call('batchGetReplicaList', { keys, compact: true, rows: 'binary', ...opts }), keys.length);
   }
 
   existKey(key: string, opts: { stale?: boolean } = {}): Promise<boolean> {

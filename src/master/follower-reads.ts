@@ -36,7 +36,7 @@ import type { LeaseSync } from './lease-sync.js';
 import type { PendingWrites } from './pending-writes.js';
 import { coverMarginMs, type FollowerLeaseCover } from './follower-lease-cover.js';
 import { formatLeaderHint } from './rpc-methods.js';
-import { CompactReplicaListsBuilder, setRowLeaseTtl, type CompactReplicaLists } from './replica-lists-wire.js';
+import { CompactReplicaListsBuilder, setRowLeaseTtl, type BinaryReplicaLists, type CompactReplicaLists, type CompactRows } from './replica-lists-wire.js';
 
 const packr = new Packr({ useRecords: false });
 /** Largest lease-key payload one follower read sends the leader; a larger read is sent to the leader instead. */
@@ -154,10 +154,15 @@ export function replicaRead(d: ReplicaReadDeps, keys: readonly string[], stale =
   return readReplicaLists(d, keys, stale, plainForm);
 }
 
-/** replicaRead answering in the compact form (replica-lists-wire.ts), its rows built straight from the state. */
-export async function replicaReadCompact(d: ReplicaReadDeps, keys: readonly string[], stale = false): Promise<CompactReplicaLists> {
+/**
+ * replicaRead answering in a compact form (replica-lists-wire.ts), its rows built straight from the state: `rows`
+ * chooses version 1 (arrays of numbers) or 2 (binary). The rows are numbers until the end either way: a follower
+ * rewrites their lease TTL (compactForm).
+ */
+export async function replicaReadCompact(d: ReplicaReadDeps, keys: readonly string[], stale = false, rows: CompactRows = 'arrays'): Promise<CompactReplicaLists | BinaryReplicaLists> {
   const b = new CompactReplicaListsBuilder();
-  return b.done(await readReplicaLists(d, keys, stale, compactForm(b)));
+  const built = await readReplicaLists(d, keys, stale, compactForm(b));
+  return rows === 'binary' ? b.doneBinary(built) : b.done(built);
 }
 
 /** How a replica read answers each key: a Result, or a compact row. */

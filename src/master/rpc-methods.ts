@@ -11,7 +11,7 @@ import { validateCommand, validateEpoch, type Command, type CommandType, type No
 import type { GetReplicaListValue, PutStartValue, StateStats } from '../statemachine/state-core.js';
 import type { SegmentInfo, SegmentStatus } from '../statemachine/segments.js';
 import type { ConfState } from '../raft/core/types.js';
-import type { CompactReplicaLists } from './replica-lists-wire.js';
+import type { BinaryReplicaLists, CompactReplicaLists } from './replica-lists-wire.js';
 
 /** Write RPC → state-machine command type. Args are the command's fields minus `type`. */
 export const writeMethods = {
@@ -149,8 +149,11 @@ export interface MasterRpc {
   repairEnd: { args: { key: string; repairId: number }; result: null };
   repairRevoke: { args: { key: string; repairId: number }; result: null };
   getReplicaList: { args: { key: string; stale?: boolean }; result: GetReplicaListValue };
-  /** `compact: true`: the reply comes in the compact form (replica-lists-wire.ts); MasterClient expands it. */
-  batchGetReplicaList: { args: { keys: string[]; stale?: boolean; compact?: boolean }; result: Array<Result<GetReplicaListValue>> | CompactReplicaLists };
+  /**
+   * `compact: true`: the reply comes in a compact form (replica-lists-wire.ts), version 2 (binary rows) with `rows:
+   * 'binary'` too; MasterClient asks for both and expands the reply.
+   */
+  batchGetReplicaList: { args: { keys: string[]; stale?: boolean; compact?: boolean; rows?: 'binary' }; result: Array<Result<GetReplicaListValue>> | CompactReplicaLists | BinaryReplicaLists };
   existKey: { args: { key: string; stale?: boolean }; result: boolean };
   batchExistKey: { args: { keys: string[]; stale?: boolean }; result: boolean[] };
   listSegments: { args: { stale?: boolean }; result: SegmentInfo[] };
@@ -234,7 +237,17 @@ export function parseArgs<M extends ReadOrAdmin>(method: M, raw: unknown): WireA
       if (a.readFrom === 'leader') out.readFrom = 'leader';
       if (m === 'getReplicaList' || m === 'existKey') out.key = requireString(a.key, 'key');
       else if (m === 'batchGetReplicaList' || m === 'batchExistKey') out.keys = requireKeys(a.keys);
-      if (m === 'batchGetReplicaList' && optionalBool(a.compact, 'compact') === true) out.compact = true;
+      if (m === 'batchGetReplicaList') {
+        const compact = optionalBool(a.compact, 'compact') === true;
+        if (compact) out.compact = true;
+        // Fields this version does not know are dropped (`out` is built field by field), so a master older than
+        // `rows` answers version 1 to a client that asks for binary rows, and that client takes it.
+        if (a.rows !== undefined) {
+          if (a.rows !== 'binary') throw new MooringError(ErrorCode.INVALID_ARGUMENT, "rows must be 'binary'");
+          if (!compact) throw new MooringError(ErrorCode.INVALID_ARGUMENT, "rows: 'binary' needs compact: true");
+          out.rows = 'binary';
+        }
+      }
       break;
     case 'ping':
       out.clientId = requireString(a.clientId, 'clientId');

@@ -197,7 +197,9 @@ export class RpcSurface {
         logger: this.d.logger,
       };
       // The compact reply is built straight from the state (no descriptor objects per key).
-      if (method === 'batchGetReplicaList' && (args as { compact?: boolean }).compact === true) return replicaReadCompact(deps, leaseKeys, stale);
+      if (method === 'batchGetReplicaList' && (args as { compact?: boolean }).compact === true) {
+        return replicaReadCompact(deps, leaseKeys, stale, (args as { rows?: 'binary' }).rows === 'binary' ? 'binary' : 'arrays');
+      }
       const rs = await replicaRead(deps, leaseKeys, stale);
       return method === 'getReplicaList' ? unwrap(rs[0]!) : rs;
     }

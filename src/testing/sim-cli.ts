@@ -187,7 +187,7 @@ async function runFullNode(args: Args): Promise<void> {
   const seeds = args.seed !== null ? [args.seed] : Array.from({ length: args.seeds }, (_, i) => args.start + i);
   const t0 = process.hrtime.bigint();
   const totals = { schedules: seeds.length, violations: 0, nonLinearizable: 0, lostAcked: 0, livenessFailures: 0, inconclusive: 0 };
-  const seen = { operations: 0, unknownOutcomes: 0, followerReads: 0, coveredReads: 0, followerLeaseReads: 0, compactReads: 0, batchReads: 0, sessionsOpened: 0, leaseViolations: 0, leasedReads: 0, removesRefusedByLease: 0, sealedRefusals: 0, removesApplied: 0, clientWrites: 0, clientsExpired: 0, pingsOk: 0, backups: 0, events: 0, crashes: 0, fatalStops: 0, lostUnsyncedWrites: 0, lostDirOps: 0, tornWrites: 0, shortWrites: 0, failedFsyncs: 0, corruptionsInjected: 0, corruptionsCaught: 0, corruptionsCutAsTorn: 0, corruptionsRecovered: 0, overlappedWrites: 0, maxRecoveryMs: 0 };
+  const seen = { operations: 0, unknownOutcomes: 0, followerReads: 0, coveredReads: 0, followerLeaseReads: 0, compactReads: 0, binaryRowReads: 0, batchReads: 0, sessionsOpened: 0, leaseViolations: 0, leasedReads: 0, removesRefusedByLease: 0, sealedRefusals: 0, removesApplied: 0, clientWrites: 0, clientsExpired: 0, pingsOk: 0, backups: 0, events: 0, crashes: 0, fatalStops: 0, lostUnsyncedWrites: 0, lostDirOps: 0, tornWrites: 0, shortWrites: 0, failedFsyncs: 0, corruptionsInjected: 0, corruptionsCaught: 0, corruptionsCutAsTorn: 0, corruptionsRecovered: 0, overlappedWrites: 0, maxRecoveryMs: 0 };
   /** Seeds where an injected corruption of the last batch was cut as a torn tail (the torn-vs-corrupt ambiguity). */
   const recoveredSeeds: number[] = [];
   const failing: number[] = [];
@@ -215,6 +215,7 @@ async function runFullNode(args: Args): Promise<void> {
     seen.coveredReads += r.coveredReads;
     seen.followerLeaseReads += r.followerLeaseReads;
     seen.compactReads += r.compactReads;
+    seen.binaryRowReads += r.binaryRowReads;
     seen.batchReads += r.batchReads;
     seen.sessionsOpened += r.sessionsOpened;
     for (const k of ['leaseViolations', 'leasedReads', 'removesRefusedByLease', 'sealedRefusals', 'removesApplied', 'clientWrites', 'clientsExpired', 'pingsOk'] as const) seen[k] += r[k];

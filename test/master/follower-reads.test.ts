@@ -174,7 +174,7 @@ describe('follower reads', () => {
     await expect(c.remove('hot')).rejects.toMatchObject({ code: ErrorCode.OBJECT_HAS_LEASE });
   }, 60_000);
 
-  it('batch reads come back compact from leader and follower alike, and expand to exactly the plain answer', async () => {
+  it('batch reads come back compact (both versions) from leader and follower alike, and expand to exactly the plain answer', async () => {
     const { leader, follower, c } = await setup();
     const keys: string[] = [];
     for (let i = 0; i < 12; i++) {
@@ -193,10 +193,18 @@ describe('follower reads', () => {
       const plain = await raw.call('batchGetReplicaList', { keys: asked });
       expect(Array.isArray(plain)).toBe(true);
       expect(expandReplicaLists(compact, asked.length)).toEqual(plain);
+      // Binary rows (version 2, what MasterClient asks for): one byte string, the missing key among the errors.
+      const binary = (await raw.call('batchGetReplicaList', { keys: asked, compact: true, rows: 'binary' })) as { v: number; places: unknown[]; rows: unknown; errors?: Array<[number, unknown]> };
+      expect(binary.v).toBe(2);
+      expect(binary.places).toHaveLength(1);
+      expect(binary.rows).toBeInstanceOf(Uint8Array);
+      expect(binary.errors?.map(([i]) => i)).toEqual([asked.length - 1]);
+      expect(expandReplicaLists(binary, asked.length)).toEqual(plain);
     }
     const viaClient = await client([`127.0.0.1:${follower.ports.rpc}`]).batchGetReplicaList(asked);
     expect(viaClient.map((r) => (r.ok ? r.value.size : r.error.code))).toEqual([...keys.map((_, i) => 4096 + i), ErrorCode.OBJECT_NOT_FOUND]);
     await expect(direct(leader).call('batchGetReplicaList', { keys: asked, compact: 'yes' })).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT });
+    await expect(direct(leader).call('batchGetReplicaList', { keys: asked, compact: true, rows: 'text' })).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT });
   });
 
   it("MasterClient readFrom 'any' spreads reads over every master; 'leader' keeps them on the leader", async () => {

@@ -19,6 +19,7 @@ describe('read leases in the full-node simulator', () => {
   it('the lease check is exercised: leased reads, removes refused by a lease and removes applied, no violation', async () => {
     let covered = 0;
     let compact = 0;
+    let binary = 0;
     // (7 replaced 6 once vote requests left before the candidate's vote was durable: 6 then applied no remove.)
     for (const seed of [1, 2, 3, 7]) {
       const r = await runFullNodeSchedule(seed, fullScheduleForSeed(seed));
@@ -28,11 +29,15 @@ describe('read leases in the full-node simulator', () => {
       expect(r.removesApplied).toBeGreaterThan(0);
       covered += r.coveredReads;
       compact += r.compactReads;
+      binary += r.binaryRowReads;
     }
     // Follower reads served under a lease cover (no grant asked of the leader) are among them.
     expect(covered).toBeGreaterThan(0);
     // Reads answered in the compact form (production's batch path) are checked too.
     expect(compact).toBeGreaterThan(0);
+    // Both compact versions: binary rows (MasterClient's) and arrays (what an older master answers).
+    expect(binary).toBeGreaterThan(0);
+    expect(binary).toBeLessThan(compact);
   }, 60_000);
 
   it('batch reads (opt-in): compact reads of two keys at once hold their leases too, and the check is exercised', async () => {

@@ -60,8 +60,9 @@ export interface FullRunResult extends CheckReport {
   coveredReads: number;
   /** Reads a follower served under its follower read lease, with no round to the leader. */
   followerLeaseReads: number;
-  /** Leased gets answered ok in the compact form, and leased gets of two keys in one read. */
+  /** Leased gets answered ok in a compact form (those in version 2: binaryRowReads), and leased gets of two keys in one read. */
   compactReads: number;
+  binaryRowReads: number;
   batchReads: number;
   /** Client sessions opened (schedules with sessions). */
   sessionsOpened: number;
@@ -273,6 +274,7 @@ export async function runFullNodeSchedule(seed: number, schedule: FullSchedule, 
     coveredReads: sim.workload?.coveredReads ?? 0,
     followerLeaseReads: sim.hosts.reduce((a, h) => a + h.followerLeaseReads, 0),
     compactReads: sim.workload?.compactReads ?? 0,
+    binaryRowReads: sim.workload?.binaryRowReads ?? 0,
     batchReads: sim.workload?.batchReads ?? 0,
     sessionsOpened: sim.workload?.sessionsOpened ?? 0,
     clientsExpired: sim.liveness?.expired ?? 0,

@@ -7,8 +7,9 @@
  * - role changes through `LeaseSync.roleChanged` (the same call MasterNode makes), so a new leader keeps the
  *   blanket until a majority told it the leases they know;
  * - follower reads: the leader grants and records in `leaseGrantingHandler`, the follower `recordServed`s;
- * - getReplicaList through `replicaRead` (follower-reads.ts; every other read of a node in the compact form that
- *   MasterClient.batchGetReplicaList asks for, `replicaReadCompact`, expanded as the client expands it), and every
+ * - getReplicaList through `replicaRead` (follower-reads.ts; every other read of a node in a compact form,
+ *   `replicaReadCompact`, expanded as the client expands it: versions 1 and 2 by turns, 2 being what
+ *   MasterClient.batchGetReplicaList asks for), and every
  *   client write (Remove, the workload's puts) through `WriteService` (write-service.ts): both the RPC surface's own code. A write: duplicate reply, wait for the
  *   lease collection, `admitAndHold` (OBJECT_HAS_LEASE: a definite refusal; else the key is held in PendingWrites
  *   until the remove settles, so reads of it wait), the applied reply after a read barrier, then the proposal.
@@ -180,7 +181,10 @@ export class SimLeaseNode {
   readonly cover: FollowerLeaseCover;
   /** Production's write steps (write-service.ts) on this node's clocks. */
   private readonly writes: WriteService;
-  /** Reads served so far: odd ones answer in the compact form (no randomness drawn: seeds replay as before). */
+  /**
+   * Reads served so far: odd ones answer in a compact form, version 1 and 2 by turns (no randomness drawn, and the
+   * form of the rows changes nothing the schedule sees: seeds replay as before).
+   */
   private reads = 0;
 
   constructor(
@@ -249,19 +253,22 @@ export class SimLeaseNode {
   }
 
   /**
-   * getReplicaList as the RPC surface serves it, in either form (`compact`; a compact read also asks for `extra`, as
-   * a batch of two keys: production's batchGetReplicaList path). Per key read: its result and whether this follower
-   * served it under a cover (`result` and `covered`: the first key's). Returns the virtual time of the leader's grant
-   * when this node granted it (null for a follower read: the leader's forwarded grant, LeaseLedger.noteRead finds it)
-   * and when the read began.
+   * getReplicaList as the RPC surface serves it, in any form (`compact`; `binaryRows`: compact version 2; a compact
+   * read also asks for `extra`, as a batch of two keys: production's batchGetReplicaList path). Per key read: its
+   * result and whether this follower served it under a cover (`result` and `covered`: the first key's). Returns the
+   * virtual time of the leader's grant when this node granted it (null for a follower read: the leader's forwarded
+   * grant, LeaseLedger.noteRead finds it) and when the read began.
    */
-  async read(key: string, extra?: string): Promise<{ result: Result; covered: boolean; keys: string[]; results: Result[]; coveredKeys: boolean[]; grantedAt: number | null; since: number; compact: boolean }> {
+  async read(key: string, extra?: string): Promise<{ result: Result; covered: boolean; keys: string[]; results: Result[]; coveredKeys: boolean[]; grantedAt: number | null; since: number; compact: boolean; binaryRows: boolean }> {
     const since = this.ledger.now;
     let grantedAt: number | null = null;
     const raft = this.raft;
-    // Both forms production serves: the plain results (getReplicaList) and the compact rows built straight from the
-    // replica records (batchGetReplicaList from MasterClient), read back as the client reads them.
-    const compact = (this.reads++ & 1) === 1;
+    // The forms production serves: the plain results (getReplicaList) and the compact rows built straight from the
+    // replica records (batchGetReplicaList: version 2 from MasterClient, version 1 from an older one), read back as the
+    // client reads them.
+    const n = this.reads++;
+    const compact = (n & 1) === 1;
+    const binaryRows = (n & 3) === 3;
     const keys = compact && extra !== undefined && extra !== key ? [key, extra] : [key];
     // What replicaRead decides below, in the same instant: whether this follower serves each key under a cover.
     const coveredKeys = keys.map((k) => !raft.isLeader && raft.members().voters.length <= maxFollowerLeaseVoters && this.cover.covers(k, this.clock.now(), raft.currentTerm));
@@ -274,8 +281,8 @@ export class SimLeaseNode {
       now: () => { grantedAt = raft.isLeader ? this.ledger.now : null; return this.clock.now(); },
       clock: this.clock, leaseTtlMs: this.ledger.ttlMs, cover: this.cover,
     };
-    const results = compact ? expandReplicaLists(await replicaReadCompact(deps, keys), keys.length) : await replicaRead(deps, keys);
-    return { result: results[0]!, covered: coveredKeys[0]!, keys, results, coveredKeys, grantedAt, since, compact };
+    const results = compact ? expandReplicaLists(await replicaReadCompact(deps, keys, false, binaryRows ? 'binary' : 'arrays'), keys.length) : await replicaRead(deps, keys);
+    return { result: results[0]!, covered: coveredKeys[0]!, keys, results, coveredKeys, grantedAt, since, compact, binaryRows };
   }
 
   /** Remove as the RPC surface admits it (rpc-surface.ts handleWrite); throws to be retried, or OBJECT_HAS_LEASE. */

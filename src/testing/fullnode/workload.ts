@@ -126,6 +126,8 @@ export class Workload {
   coveredReads = 0;
   /** Leased gets answered ok in the compact form (replicaReadCompact, as MasterClient.batchGetReplicaList reads). */
   compactReads = 0;
+  /** Those of them answered with binary rows (compact version 2, what MasterClient.batchGetReplicaList asks for). */
+  binaryRowReads = 0;
   /** Leased gets that read two keys in one call (the compact ones, with the next key). */
   batchReads = 0;
   /** Writes that went through production's client (writesThroughClient). */
@@ -391,12 +393,13 @@ export class Workload {
           // With batchReads a compact read also asks for the next key (production's batch path: two keys in one read);
           // only `key`'s answer goes into the history, but every lease the client was given counts for the lease check.
           const extra = this.opts.batchReads === true ? `k${(Number(key.slice(1)) + 1) % this.opts.keys}` : undefined;
-          const { keys, results, grantedAt, since, coveredKeys: covered, compact } = await leased.read(key, extra);
+          const { keys, results, grantedAt, since, coveredKeys: covered, compact, binaryRows } = await leased.read(key, extra);
           if (host.lease !== leased) return 'retry';
           const result = results[0]!;
           if (grantedAt === null) this.followerReads++;
           if (covered[0] === true && result.ok) this.coveredReads++;
           if (compact && result.ok) this.compactReads++;
+          if (binaryRows && result.ok) this.binaryRowReads++;
           if (keys.length > 1) this.batchReads++;
           const ok = keys.map((_, i) => i).filter((i) => results[i]!.ok);
           if (ok.length > 0) lease.note = () => { for (const i of ok) ledger.noteRead(keys[i]!, host.id, grantedAt, since, covered[i]); };
