@@ -24,6 +24,7 @@
  * Effects are injected (clock, log storage, snapshot staging, address-book store, transport); the files of this
  * folder never touch timers, clocks or the file system directly (test/raft/driver-effects.test.ts checks it).
  */
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { ErrorCode, MooringError } from '../../errors.js';
@@ -72,6 +73,12 @@ export interface RaftNodeOptions extends Partial<RaftTunables> {
   peers: PeerAddress[];
   /** Initial voters for a brand-new cluster (ignored once the log has any state). Omit to join an existing one. */
   bootstrapVoters?: NodeId[];
+  /**
+   * Seeds this process's randomness: election timeouts, the follower read lease's epoch, the read rounds'
+   * incarnation (read-context.ts). Default: drawn at random at start, so that each incarnation of a node differs (a
+   * default derived from the node id made a restarted node reuse its previous process's epoch and round ids). The
+   * full-node simulator passes one per incarnation.
+   */
   seed?: number;
   logger?: LoggerLike;
 }
@@ -87,6 +94,8 @@ export interface RaftNodeEvents {
 
 export class RaftNode extends EventEmitter {
   readonly id: NodeId;
+  /** This process's nonce in its read rounds' ids (read-context.ts): differs at each start unless `seed` is given. */
+  readonly incarnation: number;
   private readonly ctx: NodeContext;
   private readonly loop: ReadyLoop;
   private readonly proposals: Proposals;
@@ -97,7 +106,7 @@ export class RaftNode extends EventEmitter {
   private readonly sender: SnapshotSender;
   private readonly receiver: SnapshotReceiver;
 
-  private constructor(core: RaftCore, fx: NodeEffects, settings: NodeSettings, opts: RaftNodeOptions) {
+  private constructor(core: RaftCore, fx: NodeEffects, settings: NodeSettings, opts: RaftNodeOptions, incarnation: number) {
     super();
     this.id = opts.id;
     if (!(settings.tickMs > 0)) throw new MooringError(ErrorCode.INVALID_ARGUMENT, 'tickMs must be positive');
@@ -105,7 +114,8 @@ export class RaftNode extends EventEmitter {
     this.ctx = ctx;
     this.loop = new ReadyLoop(ctx);
     this.proposals = new Proposals(ctx);
-    this.reads = new ReadQueue(ctx);
+    this.incarnation = incarnation;
+    this.reads = new ReadQueue(ctx, incarnation);
     this.applier = new Applier(ctx);
     this.membership = new Membership(ctx, fx.storage.initialState().confState, this.applier.lastSnapshotIndex);
     this.peers = new PeerBook(ctx);
@@ -153,15 +163,18 @@ export class RaftNode extends EventEmitter {
     }
     const snapMeta = storage.snapshot().metadata;
     const t = resolveRaftTunables(opts);
+    const seed = opts.seed ?? randomBytes(4).readUInt32BE(0);
     const core = new RaftCore({
       id: opts.id,
       storage,
-      rng: new SeededRng(opts.seed ?? hashSeed(opts.id)),
+      rng: new SeededRng(seed),
       ...toCoreOptions(t),
       applied: snapMeta.index,
     });
     const settings: NodeSettings = t;
-    const node = new RaftNode(core, fx, settings, opts);
+    // Its own stream (not the core's: drawing from that would move every election timeout the simulator replays).
+    const incarnation = new SeededRng(seed ^ incarnationSalt).nextUint32();
+    const node = new RaftNode(core, fx, settings, opts, incarnation);
     node.peers.load(opts.peers);
     fx.snapshotStore.clear();
     fx.transport.onFrame((from, frame) => node.loop.onFrame(from, frame));
@@ -347,8 +360,5 @@ function requireDataDir(opts: RaftNodeOptions): string {
   return opts.dataDir;
 }
 
-function hashSeed(id: string): number {
-  let h = 2166136261;
-  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 16777619) >>> 0;
-  return h;
-}
+/** Mixed into the seed for the read rounds' incarnation (any constant: it only separates that stream from the core's). */
+const incarnationSalt = 0x5bd1e995;

@@ -1,13 +1,19 @@
 /**
  * The context of a ReadIndex round as RaftNode builds it, and how a leader answers a follower's round.
  *
- *   [8 bytes: round id (float64)] [1 byte: kind] [msgpack list]
+ *   [8 bytes: round id: u32 incarnation, u32 round number, big-endian] [1 byte: kind] [msgpack list]
  *
  * kind 0x01: the readers' payloads (one entry per read in the round, null when a read has none), sent by the
  * reader; the core echoes the context unchanged, so a leader's own round comes back with it.
  * kind 0x02: the leader's replies to those payloads, same order: the leader's driver rewrites the context of the
  * readIndexResp it sends a follower (the round id stays, so the follower still matches its round).
  * A round without payloads is the 8-byte id alone (what the core sees for plain reads).
+ * The incarnation (a number drawn when the node starts) keeps round ids apart across restarts: round numbers start
+ * again at 1 with each process, and an answer to the previous process's round (delayed in the network, or queued at
+ * the leader) matched the new process's round of the same number, which was then served at that round's read index
+ * and with its leader's replies: a stale read, and a follower read with no lease of its keys (full-node simulator
+ * seed 990668). Ids were a float64 of the round number before; the leader echoes the 8 bytes unread, so versions
+ * mix.
  * Used by follower reads: the payload carries the keys a read will lease, and the leader records the leases before
  * its answer leaves (docs/raft.md, follower reads).
  */
@@ -21,9 +27,11 @@ const kindReplies = 0x02;
 /** Payload bytes one round carries at most; more reads wait for the next round. */
 export const maxReadPayloadBytesPerRound = 512 * 1024;
 
-export function encodeReadContext(round: number, payloads: Array<Uint8Array | null>): Uint8Array {
+export function encodeReadContext(incarnation: number, round: number, payloads: Array<Uint8Array | null>): Uint8Array {
   const id = new Uint8Array(roundIdBytes);
-  new DataView(id.buffer).setFloat64(0, round);
+  const v = new DataView(id.buffer);
+  v.setUint32(0, incarnation >>> 0);
+  v.setUint32(4, round >>> 0); // wraps after 2^32 rounds of one process: only an answer that old could collide
   if (payloads.every((p) => p === null)) return id;
   return withBody(id, kindPayloads, payloads);
 }

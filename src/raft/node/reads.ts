@@ -51,7 +51,8 @@ export class ReadQueue {
   followerLeaseReads = 0;
   private forwardedReadHandler: ForwardedReadHandler | null = null;
 
-  constructor(private readonly ctx: NodeContext) {}
+  /** `incarnation`: this process's nonce in every round id (read-context.ts). */
+  constructor(private readonly ctx: NodeContext, private readonly incarnation: number) {}
 
   get hasNext(): boolean {
     return this.next.length > 0;
@@ -101,7 +102,7 @@ export class ReadQueue {
       waiters = this.serveUnderFollowerLease(waiters);
       if (waiters.length === 0) return;
     }
-    const rctx = encodeReadContext(++this.roundSeq, waiters.map((w) => w.payload));
+    const rctx = encodeReadContext(this.incarnation, ++this.roundSeq, waiters.map((w) => w.payload));
     try {
       ctx.core.readIndex(rctx);
     } catch (err) {
