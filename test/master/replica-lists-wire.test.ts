@@ -14,6 +14,7 @@ import { Driver, seg } from '../statemachine/helpers.js';
 import type { Result } from '../../src/statemachine/commands.js';
 import type { GetReplicaListValue } from '../../src/statemachine/state-core.js';
 import { decodePayload, encodePayload } from '../../src/transport/codec.js';
+import { refusal } from '../helpers/refusal.js';
 
 // fast-check prints the seed and counterexample on failure; replay with fc.assert(..., { seed, path }).
 
@@ -77,16 +78,6 @@ const binaryOf = (rs: ReadonlyArray<Result<GetReplicaListValue>>): BinaryReplica
   return binaryRows(c.places, c.rows);
 };
 
-/** The MooringError `f` throws. */
-function refusal(f: () => unknown): MooringError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(MooringError);
-    return e as MooringError;
-  }
-  throw new Error('not refused');
-}
 
 describe('compact batchGetReplicaList replies', () => {
   it('carry exactly the plain results (property, through the frame codec)', () => {

@@ -4,23 +4,15 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ErrorCode, MooringError } from '../../src/errors.js';
+import { ErrorCode } from '../../src/errors.js';
 import { varintMaxBytes, VarintReader, writeVarint } from '../../src/transport/varint.js';
+import { refusal } from '../helpers/refusal.js';
 
 // fast-check prints the seed and counterexample on failure; replay with fc.assert(..., { seed, path }).
 
 const edges = [0, 1, 127, 128, 16_383, 16_384, 2 ** 21 - 1, 2 ** 21, 2 ** 28 - 1, 2 ** 28, 2 ** 35 - 1, 2 ** 35, 2 ** 49, 2 ** 52, Number.MAX_SAFE_INTEGER];
 const value = fc.oneof(fc.constantFrom(...edges), fc.nat(), fc.maxSafeNat(), fc.integer({ min: 0, max: 2 ** 28 + 1000 }));
 
-function refusal(f: () => unknown): MooringError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(MooringError);
-    return e as MooringError;
-  }
-  throw new Error('not refused');
-}
 
 describe('varints', () => {
   it('read back as written, each in ceil(bits / 7) bytes (property)', () => {
