@@ -119,7 +119,7 @@ export class RaftNode extends EventEmitter {
     this.applier = new Applier(ctx);
     this.membership = new Membership(ctx, fx.storage.initialState().confState, this.applier.lastSnapshotIndex);
     this.peers = new PeerBook(ctx);
-    this.sender = new SnapshotSender(ctx);
+    this.sender = new SnapshotSender(ctx, incarnation);
     this.receiver = new SnapshotReceiver(ctx);
     ctx.parts = {
       loop: this.loop, proposals: this.proposals, reads: this.reads, applier: this.applier,

@@ -16,18 +16,36 @@ interface OutboundSnapshot {
   aborted: boolean;
 }
 
+/** Stream ids per incarnation (2^21: incarnation × this + number stays a safe integer for any 32-bit incarnation). */
+export const streamsPerIncarnation = 2 ** 21;
+
+/**
+ * The id of stream `n` (below streamsPerIncarnation) of a process: no other process of the node uses it (its
+ * incarnation differs). Ids were the number and the clock's low digits before: the monotonic clock starts again near 0
+ * with each process, so a restarted sender could reuse an id, and a late chunk of its previous stream would be taken
+ * into the new one.
+ */
+export function snapshotStreamId(incarnation: number, n: number): number {
+  return (incarnation >>> 0) * streamsPerIncarnation + n;
+}
+
 export class SnapshotSender {
   private readonly streams = new Map<NodeId, OutboundSnapshot>();
   private seq = 0;
 
-  constructor(private readonly ctx: NodeContext) {}
+  /** `incarnation`: this process's nonce (RaftNode.incarnation), a 32-bit number. */
+  constructor(private readonly ctx: NodeContext, private readonly incarnation: number) {}
+
+  private streamId(): number {
+    this.seq = (this.seq + 1) % streamsPerIncarnation;
+    return snapshotStreamId(this.incarnation, this.seq);
+  }
 
   start(m: Message): void {
     const ctx = this.ctx;
     const to = m.to;
     if (this.streams.has(to)) return; // one stream per follower at a time
-    // The clock's low digits tell this run's stream ids from a previous run's.
-    const session: OutboundSnapshot = { sid: ++this.seq * 1000 + (Math.floor(ctx.clock.now()) % 1000), acked: -1, ackWaiters: new Map(), aborted: false };
+    const session: OutboundSnapshot = { sid: this.streamId(), acked: -1, ackWaiters: new Map(), aborted: false };
     this.streams.set(to, session);
     // Take the image on the apply pipeline, between applies, so it is exactly the state at its index.
     void ctx.parts.applier.onChain(() => {
