@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { addonPath, loadAddon } from '../../src/engine/native.js';
 import { ErrorCode, MooringError } from '../../src/errors.js';
+import { refusal } from '../helpers/refusal.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const saved = process.env.MOORING_ENGINE_ADDON;
@@ -16,15 +17,7 @@ afterEach(() => {
   else process.env.MOORING_ENGINE_ADDON = saved;
 });
 
-function loadError(): MooringError {
-  try {
-    loadAddon();
-  } catch (e) {
-    expect(e).toBeInstanceOf(MooringError);
-    return e as MooringError;
-  }
-  throw new Error('loadAddon() did not throw');
-}
+const loadError = (): MooringError => refusal(() => loadAddon());
 
 describe('engine unavailable', () => {
   it('finds the built addon by default', () => {

@@ -11,58 +11,38 @@ import { binaryRows, CompactReplicaListsBuilder, compactReplicaLists, expandRepl
 import { parseArgs } from '../../src/master/rpc-methods.js';
 import { LeaseTable } from '../../src/statemachine/leases.js';
 import { Driver, seg } from '../statemachine/helpers.js';
-import type { Result } from '../../src/statemachine/commands.js';
+import type { ReplicaDescriptor, Result } from '../../src/statemachine/commands.js';
 import type { GetReplicaListValue } from '../../src/statemachine/state-core.js';
 import { decodePayload, encodePayload } from '../../src/transport/codec.js';
 import { refusal } from '../helpers/refusal.js';
 
 // fast-check prints the seed and counterexample on failure; replay with fc.assert(..., { seed, path }).
 
-const replica = fc.record({
-  segmentId: fc.constantFrom('s1', 's2', 'seg-3', ''),
-  offset: fc.nat(),
-  length: fc.nat(),
-  address: fc.maxSafeNat(),
-  endpoint: fc.constantFrom('127.0.0.1:9000', '[::1]:9001', 'h:1'),
-  protocol: fc.constantFrom('shm' as const, 'tcp' as const, 'rdma' as const),
-  tier: fc.constantFrom('DRAM' as const, 'VRAM' as const, 'DISK' as const),
-});
-const result: fc.Arbitrary<Result<GetReplicaListValue>> = fc.oneof(
-  fc.record({
-    ok: fc.constant(true as const),
-    value: fc.record({
-      replicas: fc.array(replica, { maxLength: 4 }),
-      leaseTtlMs: fc.nat(),
-      size: fc.nat(),
-      status: fc.constantFrom('COMPLETE' as const, 'UPSERTING' as const, 'OFFLOADING' as const),
-    }),
-  }),
-  fc.constantFrom<Result<GetReplicaListValue>>(
-    { ok: false, error: { code: ErrorCode.OBJECT_NOT_FOUND, message: 'no object k' } },
-    { ok: false, error: { code: ErrorCode.OBJECT_NOT_READY, message: 'not yet' } },
-  ),
+const replica = fc.record({ ...replicaFields(), offset: fc.nat(), length: fc.nat(), address: fc.maxSafeNat() });
+const status = fc.constantFrom('COMPLETE' as const, 'UPSERTING' as const, 'OFFLOADING' as const);
+const failure = fc.constantFrom<Result<GetReplicaListValue>>(
+  { ok: false, error: { code: ErrorCode.OBJECT_NOT_FOUND, message: 'no object k' } },
+  { ok: false, error: { code: ErrorCode.OBJECT_NOT_READY, message: 'not yet' } },
 );
+/** A key's result: its replicas from `rep` (up to `maxReplicas`), its numbers from `num`; or a failure. */
+function resultOf(rep: fc.Arbitrary<ReplicaDescriptor>, num: fc.Arbitrary<number>, maxReplicas: number): fc.Arbitrary<Result<GetReplicaListValue>> {
+  return fc.oneof(
+    fc.record({
+      ok: fc.constant(true as const),
+      value: fc.record({ replicas: fc.array(rep, { maxLength: maxReplicas }), leaseTtlMs: num, size: num, status }),
+    }),
+    failure,
+  );
+}
+const result = resultOf(replica, fc.nat(), 4);
 
 /** Through the real codec, as a reply travels. */
 const wire = (v: unknown): unknown => decodePayload(encodePayload(v));
 
 /** Large numbers everywhere, more replicas: what binary rows must carry as exactly as arrays of numbers do. */
-const largeResult: fc.Arbitrary<Result<GetReplicaListValue>> = fc.oneof(
-  fc.record({
-    ok: fc.constant(true as const),
-    value: fc.record({
-      replicas: fc.array(fc.record({ ...replicaFields(), offset: fc.maxSafeNat(), length: fc.maxSafeNat(), address: fc.maxSafeNat() }), { maxLength: 6 }),
-      leaseTtlMs: fc.maxSafeNat(),
-      size: fc.maxSafeNat(),
-      status: fc.constantFrom('COMPLETE' as const, 'UPSERTING' as const, 'OFFLOADING' as const),
-    }),
-  }),
-  fc.constantFrom<Result<GetReplicaListValue>>(
-    { ok: false, error: { code: ErrorCode.OBJECT_NOT_FOUND, message: 'no object k' } },
-    { ok: false, error: { code: ErrorCode.OBJECT_NOT_READY, message: 'not yet' } },
-  ),
-);
+const largeResult = resultOf(fc.record({ ...replicaFields(), offset: fc.maxSafeNat(), length: fc.maxSafeNat(), address: fc.maxSafeNat() }), fc.maxSafeNat(), 6);
 
+/** A replica's place fields (its numbers are up to each arbitrary). */
 function replicaFields() {
   return {
     segmentId: fc.constantFrom('s1', 's2', 'seg-3', ''),
