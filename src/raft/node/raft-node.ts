@@ -74,10 +74,10 @@ export interface RaftNodeOptions extends Partial<RaftTunables> {
   /** Initial voters for a brand-new cluster (ignored once the log has any state). Omit to join an existing one. */
   bootstrapVoters?: NodeId[];
   /**
-   * Seeds this process's randomness: election timeouts, the follower read lease's epoch, the read rounds'
-   * incarnation (read-context.ts). Default: drawn at random at start, so that each incarnation of a node differs (a
-   * default derived from the node id made a restarted node reuse its previous process's epoch and round ids). The
-   * full-node simulator passes one per incarnation.
+   * Seeds this process's randomness: election timeouts, the follower read lease's epoch, the incarnation in read
+   * round and snapshot stream ids (read-context.ts, snapshot-send.ts). Default: drawn at random at start, so that each
+   * incarnation of a node differs (a default derived from the node id made a restarted node reuse its previous
+   * process's epoch and round ids). The full-node simulator passes one per incarnation.
    */
   seed?: number;
   logger?: LoggerLike;
@@ -94,7 +94,7 @@ export interface RaftNodeEvents {
 
 export class RaftNode extends EventEmitter {
   readonly id: NodeId;
-  /** This process's nonce in its read rounds' ids (read-context.ts): differs at each start unless `seed` is given. */
+  /** This process's nonce in its read rounds' and snapshot streams' ids: differs at each start unless `seed` is given. */
   readonly incarnation: number;
   private readonly ctx: NodeContext;
   private readonly loop: ReadyLoop;
