@@ -149,14 +149,12 @@ export class FollowerLeaseCover {
       const cur = this.since.get(k);
       if (cur !== undefined && cur.start >= startMs) continue;
       if (cur === undefined && this.since.size >= this.maxKeys) continue;
+      const e = cur ?? { start: startMs, read: false };
+      e.start = startMs;
+      e.read = false;
       // Re-inserted at the end: Map order stays start order for prune() and takeRefresh().
       this.since.delete(k);
-      if (cur === undefined) this.since.set(k, { start: startMs, read: false });
-      else {
-        cur.start = startMs;
-        cur.read = false;
-        this.since.set(k, cur);
-      }
+      this.since.set(k, e);
     }
   }
 
