@@ -17,7 +17,15 @@
  * one term: a leader change clears it (a new leader knows the old grants only through its lease collection, which the
  * follower's own record serves). Time is the caller's monotonic clock (production: performance.now; the simulator: the
  * node's virtual clock); nothing here reads one.
+ *
+ * Where a cover is kept: on the key's object record (its soft-state slot, ObjectRecord.cover), found through the
+ * `slots` lookup — the record a read looks up anyway to answer, so checking a read's covers costs no second large map
+ * and the answer's own lookup right after finds the record in cache. A key with no object is covered by key in the
+ * cover's own map (a read of a missing key is still answered, and leased, through the leader). The map also keeps
+ * every cover in start order for the sweeps. A new record of a key starts without a cover (its reads ask again):
+ * less coverage, never more.
  */
+import type { CoverSlot } from '../statemachine/objects.js';
 import { announceAheadMs } from './lease-sync.js';
 
 /** Keys a follower keeps covers for at most; past it, further keys are simply asked for on every read. */
@@ -67,14 +75,27 @@ export const coverRefreshShare = 0.875;
 /** Refresh sweeps per cover at most (one every coverMs / this, unless the last one left keys waiting). */
 const coverSweepsPerCover = 32;
 
-/** One key's cover: when its granting read began, and whether a read was served under it since. Mutated in place. */
-interface CoverEntry {
-  start: number;
-  read: boolean;
+/** The slot of a key's object record, or undefined when the key has no object (MasterState.coverSlot). */
+export type CoverSlots = (key: string) => CoverSlot | undefined;
+const noSlots: CoverSlots = () => undefined;
+
+/**
+ * One key's cover: when its granting read began, and whether a read was served under it since. Mutated in place. A
+ * class so a slot's content is checked for what it is (`instanceof`): the slot's type is the state machine's `object`.
+ */
+class CoverEntry {
+  constructor(
+    public start: number,
+    public read: boolean,
+    /** The object record whose slot holds this entry; null for a key with no object (kept by key only). */
+    readonly slot: CoverSlot | null,
+    /** The term it was granted in; -1 once dropped from the cover (then no longer valid in its slot). */
+    public term: number,
+  ) {}
 }
 
 export class FollowerLeaseCover {
-  /** Key → its cover; Map order is start order (entries re-inserted on every grant). */
+  /** Key → its cover; Map order is start order (entries re-inserted on every grant). Reads look covers up in `slots`. */
   private readonly since = new Map<string, CoverEntry>();
   private term = 0;
   /** How long after a granting read's start the key counts as covered: the margin / maxClockRateRatio. */
@@ -100,8 +121,11 @@ export class FollowerLeaseCover {
   unexpectedRefreshFailures = 0;
   private lastUnexpectedLogAt = Number.NEGATIVE_INFINITY;
 
-  /** `coverMs`: tests only (the simulator's control that must break the design: covers that never end). */
-  constructor(readonly leaseTtlMs: number, private readonly maxKeys = maxFollowerCoverKeys, coverMs?: number) {
+  /**
+   * `slots`: where covers are kept (MasterState.coverSlot; none: every key by key, as for keys with no object).
+   * `coverMs`: tests only (the simulator's control that must break the design: covers that never end).
+   */
+  constructor(readonly leaseTtlMs: number, private readonly slots: CoverSlots = noSlots, private readonly maxKeys = maxFollowerCoverKeys, coverMs?: number) {
     if (!(leaseTtlMs > 0)) throw new RangeError(`leaseTtlMs must be > 0, got ${leaseTtlMs}`);
     this.coverMs = coverMs ?? coverMarginMs(leaseTtlMs) / maxClockRateRatio;
     this.refreshAfterMs = this.coverMs * coverRefreshShare;
@@ -111,8 +135,24 @@ export class FollowerLeaseCover {
   /** Whether a read of `key` starting at `nowMs` in `term` is covered (what `uncovered` would decide; no side effects). */
   covers(key: string, nowMs: number, term: number): boolean {
     if (term !== this.term) return false;
-    const e = this.since.get(key);
+    const e = this.find(key);
     return e !== undefined && nowMs >= e.start && nowMs - e.start <= this.coverMs;
+  }
+
+  /**
+   * `key`'s cover of the current term: in its object's slot, or by key when it has no object. (An entry in a slot is
+   * the one the map holds for the key: granted sets both, drop clears the slot, a term change ends every entry.)
+   */
+  private find(key: string): CoverEntry | undefined {
+    const slot = this.slots(key);
+    const e = slot === undefined ? this.since.get(key) : slot.cover;
+    return e instanceof CoverEntry && e.term === this.term ? e : undefined;
+  }
+
+  /** `e` leaves the cover: its slot no longer holds it, and it is no longer valid wherever it is still referenced. */
+  private drop(e: CoverEntry): void {
+    e.term = -1;
+    if (e.slot !== null && e.slot.cover === e) e.slot.cover = null;
   }
 
   /**
@@ -122,6 +162,7 @@ export class FollowerLeaseCover {
   uncovered(keys: readonly string[], nowMs: number, term: number): string[] {
     this.prune(nowMs);
     if (term !== this.term) {
+      // Entries left in slots are of the old term: find() no longer takes them.
       this.since.clear();
       this.term = term;
     }
@@ -133,7 +174,7 @@ export class FollowerLeaseCover {
     // A clock that went backwards (never, for a monotonic one) counts as uncovered too. (covers() inlined: the same
     // lookup also notes the read for the refresh.)
     for (const k of keys) {
-      const e = this.since.get(k);
+      const e = this.find(k);
       if (e === undefined || nowMs < e.start || nowMs - e.start > this.coverMs) out.push(k);
       else e.read = true;
     }
@@ -146,15 +187,21 @@ export class FollowerLeaseCover {
   granted(keys: readonly string[], startMs: number, term: number): void {
     if (term !== this.term) return; // a leader change since: the next read clears the cover anyway
     for (const k of keys) {
-      const cur = this.since.get(k);
+      const slot = this.slots(k) ?? null;
+      const found = slot === null ? this.since.get(k) : slot.cover;
+      const cur = found instanceof CoverEntry && found.term === term ? found : undefined;
       if (cur !== undefined && cur.start >= startMs) continue;
       if (cur === undefined && this.since.size >= this.maxKeys) continue;
-      const e = cur ?? { start: startMs, read: false };
+      const e = cur ?? new CoverEntry(startMs, false, slot, term);
       e.start = startMs;
       e.read = false;
+      // The key's previous entry (of an object since removed, or kept by key before the object was created) ends.
+      const prev = this.since.get(k);
+      if (prev !== undefined && prev !== e) this.drop(prev);
       // Re-inserted at the end: Map order stays start order for prune() and takeRefresh().
       this.since.delete(k);
       this.since.set(k, e);
+      if (slot !== null) slot.cover = e;
     }
   }
 
@@ -190,6 +237,7 @@ export class FollowerLeaseCover {
       }
       if (!e.read || nowMs < e.start || nowMs - e.start > this.coverMs) {
         this.since.delete(k); // deleting the entry just visited is safe for a Map iterator
+        this.drop(e);
         continue;
       }
       bytes += k.length * 3; // UTF-16 units: at most 3 UTF-8 bytes each
@@ -225,6 +273,7 @@ export class FollowerLeaseCover {
     for (const [k, e] of this.since) {
       if (nowMs - e.start <= this.coverMs || n >= maxCoverVisitsPerCall) break;
       this.since.delete(k);
+      this.drop(e);
       n++;
     }
   }

@@ -105,7 +105,8 @@ export class MasterNode {
     this.logger = opts.logger ?? createLogger({ level: config.log.level, name: 'mooring-master', nodeId: config.nodeId, pretty: config.log.pretty });
     this.metrics = createMasterMetrics();
     this.leases = new LeaseTable(config.leaseTtlMs);
-    this.followerCover = new FollowerLeaseCover(config.leaseTtlMs);
+    // Covers are kept on the object records (their slot): a follower's read finds them with its own lookup.
+    this.followerCover = new FollowerLeaseCover(config.leaseTtlMs, (key) => this.state.coverSlot(key));
     this.followerCover.refreshAhead = refreshCoversAhead(config.raft.followerLeaseTicks);
     this.repair = new RepairScheduler({ ...config.repair, ...opts.repair });
     this.expiry = new ClientExpiry({ clientTtlMs: config.clientTtlMs, now: () => Date.now(), logger: this.logger });

@@ -105,6 +105,7 @@ export function decodeObject(key: string, buf: Uint8Array, intern?: (s: string) 
     offload: off === null ? null : { replica: unflatReplicas(off[0] as unknown[])[0]!, startedAtMs: off[1] as number },
     replicaNum: a.length >= 12 ? (a[10] as number) : replicas.length,
     repair: rep === null ? null : { replica: unflatReplicas(rep[0] as unknown[])[0]!, startedAtMs: rep[1] as number, startedIndex: rep[2] as number },
+    cover: null,
   };
 }
 
@@ -247,7 +248,7 @@ function decodeObjectFast(key: string, buf: Uint8Array, intern: ((s: string) => 
     } else if (rn !== -1) return null;
   }
   if (!m.ok || m.pos !== m.b.length) return null;
-  return { key, size, clientId, createdIndex, createdAtMs, completedAtMs, replicas, softPinUntilMs, hardPin, pending, offload, replicaNum, repair };
+  return { key, size, clientId, createdIndex, createdAtMs, completedAtMs, replicas, softPinUntilMs, hardPin, pending, offload, replicaNum, repair, cover: null };
 }
 
 export function encodeSegment(s: SegmentRecord): Buffer {

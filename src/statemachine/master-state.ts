@@ -38,6 +38,7 @@ import type { Result, ReplicaDescriptor } from './commands.js';
 import { StateLoader } from './codec.js';
 import { computeStateHash } from './hash.js';
 import type { LeaseTable } from './leases.js';
+import type { CoverSlot } from './objects.js';
 import { decodeSnapshot, encodeSnapshot } from './snapshot.js';
 import { StateCore } from './state-core.js';
 import type { ApplyEntry, GetReplicaListValue, PingValue, ReplicaListSink, StateOptions, StateStats } from './state-core.js';
@@ -322,6 +323,11 @@ export class MasterState implements StateView {
     this.sealOpenWrite();
     const batch = this.store.addChanges(this.core, this.store.newBatch());
     return this.enqueue(() => this.store.write(batch, true));
+  }
+
+  /** The soft-state slot of `key`'s object record (objects.ts: CoverSlot); undefined when there is no object. */
+  coverSlot(key: string): CoverSlot | undefined {
+    return this.core.objects.get(key);
   }
 
   getReplicaList(key: string, nowMs: number, leases?: LeaseTable): Result<GetReplicaListValue> {

@@ -56,6 +56,20 @@ export interface ObjectRecord {
   replicaNum: number;
   /** A replica being added by RepairStart (re-replication); it joins `replicas` at RepairEnd. */
   repair: PendingRepair | null;
+  /**
+   * Not state: a slot the master keeps soft state of the object's key in (CoverSlot), null on every new record. Never
+   * encoded, hashed or read here.
+   */
+  cover: object | null;
+}
+
+/**
+ * The one field of an object record the master writes: its soft-state slot. A follower keeps its read-lease cover of
+ * the key there (src/master/follower-lease-cover.ts), so a read finds the cover with the lookup of the object it makes
+ * anyway instead of a second map's (the same key looked up in two large maps was two sets of cache misses per key).
+ */
+export interface CoverSlot {
+  cover: object | null;
 }
 
 export function isComplete(o: ObjectRecord): boolean {

@@ -663,6 +663,7 @@ export class StateCore {
         offload: null,
         replicaNum: replicas.length,
         repair: null,
+        cover: null,
       };
       this.objects.set(p.key, o);
       this.touchPlaced(o);

@@ -6,6 +6,7 @@ import { decodeKeys, encodeKeys, replicaRead, type ReplicaReadDeps } from '../..
 import { announceAheadMs } from '../../src/master/lease-sync.js';
 import { ErrorCode } from '../../src/errors.js';
 import { errResult } from '../../src/statemachine/commands.js';
+import type { CoverSlot } from '../../src/statemachine/objects.js';
 
 describe('FollowerLeaseCover', () => {
   it('covers a granted key for the margin / maxClockRateRatio after the granting read began, then asks again', () => {
@@ -123,7 +124,7 @@ describe('FollowerLeaseCover', () => {
   });
 
   it('drops ended covers as reads go by, and keeps at most maxKeys', () => {
-    const c = new FollowerLeaseCover(1_000, 3);
+    const c = new FollowerLeaseCover(1_000, undefined, 3);
     c.uncovered([], 0, 1);
     c.granted(['a', 'b', 'c', 'd'], 0, 1); // d: over the limit, not kept
     expect(c.size).toBe(3);
@@ -133,6 +134,90 @@ describe('FollowerLeaseCover', () => {
     expect(c.size).toBe(1);
     expect(c.covers('a', c.coverMs + 1, 1)).toBe(true);
     expect(() => new FollowerLeaseCover(0)).toThrow(RangeError);
+  });
+
+  describe('covers kept on object records (their slot)', () => {
+    /** A key's object record as the state holds it: only its slot matters here. */
+    const records = (): { slots: Map<string, CoverSlot>; put(k: string): CoverSlot } => {
+      const slots = new Map<string, CoverSlot>();
+      return { slots, put: (k) => { const r: CoverSlot = { cover: null }; slots.set(k, r); return r; } };
+    };
+
+    it('a grant of a key with an object fills its slot; reads of it are covered through the slot', () => {
+      const st = records();
+      const rec = st.put('a');
+      const c = new FollowerLeaseCover(10_000, (k) => st.slots.get(k));
+      expect(c.uncovered(['a'], 0, 1)).toEqual(['a']);
+      c.granted(['a'], 0, 1);
+      expect(rec.cover).not.toBeNull();
+      expect(c.uncovered(['a'], 10, 1)).toEqual([]);
+      expect(c.covers('a', c.coverMs, 1)).toBe(true);
+      expect(c.covers('a', c.coverMs + 1, 1)).toBe(false);
+      // A slot holding anything but this cover's entry covers nothing.
+      rec.cover = { start: 0, read: false, term: 1 };
+      expect(c.uncovered(['a'], 10, 1)).toEqual(['a']);
+    });
+
+    it('a key whose object was removed and created again is asked for again, and its old record lets go of the cover', () => {
+      const st = records();
+      const old = st.put('a');
+      const c = new FollowerLeaseCover(10_000, (k) => st.slots.get(k));
+      c.uncovered([], 0, 1);
+      c.granted(['a'], 0, 1);
+      const fresh = st.put('a'); // the object was removed and put again: a new record
+      expect(c.uncovered(['a'], 10, 1)).toEqual(['a']);
+      c.granted(['a'], 10, 1);
+      expect(fresh.cover).not.toBeNull();
+      expect(old.cover).toBeNull();
+      expect(c.size).toBe(1);
+      expect(c.uncovered(['a'], 20, 1)).toEqual([]);
+    });
+
+    it('a key with no object is covered by key; once its object exists, its reads ask again', () => {
+      const st = records();
+      const c = new FollowerLeaseCover(10_000, (k) => st.slots.get(k));
+      c.uncovered([], 0, 1);
+      c.granted(['missing'], 0, 1);
+      expect(c.uncovered(['missing'], 10, 1)).toEqual([]);
+      const rec = st.put('missing');
+      expect(c.uncovered(['missing'], 20, 1)).toEqual(['missing']);
+      c.granted(['missing'], 20, 1);
+      expect(rec.cover).not.toBeNull();
+      expect(c.size).toBe(1); // the by-key entry was replaced
+      expect(c.uncovered(['missing'], 30, 1)).toEqual([]);
+    });
+
+    it('a leader change ends the covers still held in slots', () => {
+      const st = records();
+      const rec = st.put('a');
+      const c = new FollowerLeaseCover(10_000, (k) => st.slots.get(k));
+      c.uncovered([], 0, 4);
+      c.granted(['a'], 0, 4);
+      expect(c.uncovered(['a'], 10, 5)).toEqual(['a']);
+      expect(rec.cover).not.toBeNull(); // still referenced, no longer valid
+      expect(c.covers('a', 10, 5)).toBe(false);
+      c.granted(['a'], 10, 5);
+      expect(c.covers('a', 11, 5)).toBe(true);
+    });
+
+    it('covers dropped by a sweep or by their end leave their slots', () => {
+      const st = records();
+      const cold = st.put('cold');
+      const ended = st.put('ended');
+      const c = new FollowerLeaseCover(10_000, (k) => st.slots.get(k));
+      c.refreshAhead = true;
+      c.uncovered([], 0, 1);
+      c.granted(['ended'], 0, 1);
+      c.granted(['cold'], c.coverMs * 0.2, 1);
+      // 'ended' has ended and 'cold' is 7/8 through its cover, never read under it: the read prunes the first, the
+      // sweep drops the second.
+      const now = c.coverMs * (0.2 + coverRefreshShare + 0.01);
+      c.uncovered([], now, 1);
+      expect(ended.cover).toBeNull();
+      expect(c.takeRefresh(now)).toEqual([]);
+      expect(cold.cover).toBeNull();
+      expect(c.size).toBe(0);
+    });
   });
 
   it('a background refresh that fails unexpectedly (a bug) is counted and logged, at most one line per interval; the read itself is answered', async () => {

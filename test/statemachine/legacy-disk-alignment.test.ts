@@ -33,7 +33,7 @@ async function write01Store(dir: string): Promise<Array<{ key: string; offset: n
     const o: ObjectRecord = {
       key, size, clientId: 'c', createdIndex: index, createdAtMs: 1_000, completedAtMs: 1_000, softPinUntilMs: 0, hardPin: false,
       replicas: [{ segmentId: 'disk', offset, length: size, status: 'COMPLETE', tier: 'DISK' }],
-      pending: null, offload: null, replicaNum: 1, repair: null,
+      pending: null, offload: null, replicaNum: 1, repair: null, cover: null,
     };
     batch.put(objectKey(key), encodeObject(o));
     placed.push({ key, offset, size });

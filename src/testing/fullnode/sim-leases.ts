@@ -201,7 +201,7 @@ export class SimLeaseNode {
     store?: LeaseFile,
   ) {
     this.leases = new LeaseTable(ledger.ttlMs);
-    this.cover = new FollowerLeaseCover(ledger.ttlMs, undefined, ledger.fault === 'stale-cover' ? Number.POSITIVE_INFINITY : undefined);
+    this.cover = new FollowerLeaseCover(ledger.ttlMs, (key) => state.coverSlot(key), undefined, ledger.fault === 'stale-cover' ? Number.POSITIVE_INFINITY : undefined);
     this.sync = new LeaseSync({
       self: id, leases: this.leases, send, ...raftLeaseView(() => raft), fresh, ...(store !== undefined ? { store } : {}),
       ackTimeoutMs: () => leaseWaitMs(electionTimeoutMs), clock, logger: silentLogger,
