@@ -138,15 +138,28 @@ describe('FollowerLeaseCover', () => {
 
   describe('covers kept on object records (their slot)', () => {
     /** A key's object record as the state holds it: only its slot matters here. */
-    const records = (): { slots: Map<string, CoverSlot>; put(k: string): CoverSlot } => {
+    /** Object records as the state holds them (only their slot matters here), and a cover over them. */
+    const records = (): { put(k: string): CoverSlot; cover(term?: number): FollowerLeaseCover } => {
       const slots = new Map<string, CoverSlot>();
-      return { slots, put: (k) => { const r: CoverSlot = { cover: null }; slots.set(k, r); return r; } };
+      return {
+        put: (k) => {
+          const r: CoverSlot = { cover: null };
+          slots.set(k, r);
+          return r;
+        },
+        // Its term begun at time 0.
+        cover: (term = 1) => {
+          const c = new FollowerLeaseCover(10_000, (k) => slots.get(k));
+          c.uncovered([], 0, term);
+          return c;
+        },
+      };
     };
 
     it('a grant of a key with an object fills its slot; reads of it are covered through the slot', () => {
       const st = records();
       const rec = st.put('a');
-      const c = new FollowerLeaseCover(10_000, (k) => st.slots.get(k));
+      const c = st.cover();
       expect(c.uncovered(['a'], 0, 1)).toEqual(['a']);
       c.granted(['a'], 0, 1);
       expect(rec.cover).not.toBeNull();
@@ -161,8 +174,7 @@ describe('FollowerLeaseCover', () => {
     it('a key whose object was removed and created again is asked for again, and its old record lets go of the cover', () => {
       const st = records();
       const old = st.put('a');
-      const c = new FollowerLeaseCover(10_000, (k) => st.slots.get(k));
-      c.uncovered([], 0, 1);
+      const c = st.cover();
       c.granted(['a'], 0, 1);
       const fresh = st.put('a'); // the object was removed and put again: a new record
       expect(c.uncovered(['a'], 10, 1)).toEqual(['a']);
@@ -175,8 +187,7 @@ describe('FollowerLeaseCover', () => {
 
     it('a key with no object is covered by key; once its object exists, its reads ask again', () => {
       const st = records();
-      const c = new FollowerLeaseCover(10_000, (k) => st.slots.get(k));
-      c.uncovered([], 0, 1);
+      const c = st.cover();
       c.granted(['missing'], 0, 1);
       expect(c.uncovered(['missing'], 10, 1)).toEqual([]);
       const rec = st.put('missing');
@@ -190,8 +201,7 @@ describe('FollowerLeaseCover', () => {
     it('a leader change ends the covers still held in slots', () => {
       const st = records();
       const rec = st.put('a');
-      const c = new FollowerLeaseCover(10_000, (k) => st.slots.get(k));
-      c.uncovered([], 0, 4);
+      const c = st.cover(4);
       c.granted(['a'], 0, 4);
       expect(c.uncovered(['a'], 10, 5)).toEqual(['a']);
       expect(rec.cover).not.toBeNull(); // still referenced, no longer valid
@@ -204,9 +214,8 @@ describe('FollowerLeaseCover', () => {
       const st = records();
       const cold = st.put('cold');
       const ended = st.put('ended');
-      const c = new FollowerLeaseCover(10_000, (k) => st.slots.get(k));
+      const c = st.cover();
       c.refreshAhead = true;
-      c.uncovered([], 0, 1);
       c.granted(['ended'], 0, 1);
       c.granted(['cold'], c.coverMs * 0.2, 1);
       // 'ended' has ended and 'cold' is 7/8 through its cover, never read under it: the read prunes the first, the
