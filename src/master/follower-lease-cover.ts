@@ -135,16 +135,16 @@ export class FollowerLeaseCover {
   /** Whether a read of `key` starting at `nowMs` in `term` is covered (what `uncovered` would decide; no side effects). */
   covers(key: string, nowMs: number, term: number): boolean {
     if (term !== this.term) return false;
-    const e = this.find(key);
+    const e = this.find(key, this.slots(key));
     return e !== undefined && nowMs >= e.start && nowMs - e.start <= this.coverMs;
   }
 
   /**
-   * `key`'s cover of the current term: in its object's slot, or by key when it has no object. (An entry in a slot is
-   * the one the map holds for the key: granted sets both, drop clears the slot, a term change ends every entry.)
+   * `key`'s cover of the current term: in `slot`, its object's (`slots(key)`), or by key when it has no object. (An
+   * entry in a slot is the one the map holds for the key: granted sets both, drop clears the slot, a term change ends
+   * every entry.)
    */
-  private find(key: string): CoverEntry | undefined {
-    const slot = this.slots(key);
+  private find(key: string, slot: CoverSlot | undefined): CoverEntry | undefined {
     const e = slot === undefined ? this.since.get(key) : slot.cover;
     return e instanceof CoverEntry && e.term === this.term ? e : undefined;
   }
@@ -174,7 +174,7 @@ export class FollowerLeaseCover {
     // A clock that went backwards (never, for a monotonic one) counts as uncovered too. (covers() inlined: the same
     // lookup also notes the read for the refresh.)
     for (const k of keys) {
-      const e = this.find(k);
+      const e = this.find(k, this.slots(k));
       if (e === undefined || nowMs < e.start || nowMs - e.start > this.coverMs) out.push(k);
       else e.read = true;
     }
@@ -187,12 +187,11 @@ export class FollowerLeaseCover {
   granted(keys: readonly string[], startMs: number, term: number): void {
     if (term !== this.term) return; // a leader change since: the next read clears the cover anyway
     for (const k of keys) {
-      const slot = this.slots(k) ?? null;
-      const found = slot === null ? this.since.get(k) : slot.cover;
-      const cur = found instanceof CoverEntry && found.term === term ? found : undefined;
+      const slot = this.slots(k);
+      const cur = this.find(k, slot);
       if (cur !== undefined && cur.start >= startMs) continue;
       if (cur === undefined && this.since.size >= this.maxKeys) continue;
-      const e = cur ?? new CoverEntry(startMs, false, slot, term);
+      const e = cur ?? new CoverEntry(startMs, false, slot ?? null, term);
       e.start = startMs;
       e.read = false;
       // The key's previous entry (of an object since removed, or kept by key before the object was created) ends.
@@ -201,7 +200,7 @@ export class FollowerLeaseCover {
       // Re-inserted at the end: Map order stays start order for prune() and takeRefresh().
       this.since.delete(k);
       this.since.set(k, e);
-      if (slot !== null) slot.cover = e;
+      if (slot !== undefined) slot.cover = e;
     }
   }
 
