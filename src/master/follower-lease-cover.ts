@@ -20,8 +20,8 @@
  *
  * Where a cover is kept: on the key's object record (its soft-state slot, ObjectRecord.cover), found through the
  * `slots` lookup — the record a read looks up anyway to answer, so checking a read's covers costs no second large map
- * and the answer's own lookup right after finds the record in cache. A key with no object is covered by key in the
- * cover's own map (a read of a missing key is still answered, and leased, through the leader). The map also keeps
+ * and the answer's own lookup right after finds the record in cache. A key with no object (its reads are leased too:
+ * the leader grants keys, not objects) is covered by key in the cover's own map. The map also keeps
  * every cover in start order for the sweeps. A new record of a key starts without a cover (its reads ask again):
  * less coverage, never more.
  */
