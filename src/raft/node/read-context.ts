@@ -12,8 +12,8 @@
  * again at 1 with each process, and an answer to the previous process's round (delayed in the network, or queued at
  * the leader) matched the new process's round of the same number, which was then served at that round's read index
  * (a stale read when the answer was made before the new read began) and with its leader's replies (a follower read
- * with no lease of its keys: full-node simulator seed 990668). Ids were a float64 of the round number before; the leader echoes the 8 bytes unread, so versions
- * mix.
+ * with no lease of its keys: full-node simulator seed 990668). Ids were a float64 of the round number before; the
+ * leader echoes the 8 bytes unread, so versions mix.
  * Used by follower reads: the payload carries the keys a read will lease, and the leader records the leases before
  * its answer leaves (docs/raft.md, follower reads).
  */
